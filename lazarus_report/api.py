@@ -1,0 +1,334 @@
+"""The Python API: ``ModelAnalyzer``, ``AnalysisConfig``, ``LayerStrategy``.
+
+::
+
+    async with ModelAnalyzer.from_pretrained("smollm2-135m-instruct") as analyzer:
+        result = await analyzer.analyze("The capital of France is", AnalysisConfig(track_tokens=[" Paris"]))
+    for layer in result.layer_predictions:
+        print(layer.layer_idx, repr(layer.top_token), layer.top_prob)
+
+Synchronous use: ``analyzer = ModelAnalyzer.load(model_id)`` then ``analyzer.run(prompt, config)``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import platform
+import time
+from dataclasses import dataclass, field
+from enum import Enum
+from importlib import metadata
+from typing import Any, Sequence
+
+from .errors import LazarusError
+from .result import (
+    AnalysisConfigRecord,
+    AnalysisResult,
+    LayerPrediction,
+    PositionGrid,
+    TokenEvolution,
+    TokenProb,
+    TrackedAtLayer,
+    TrackedToken,
+)
+
+
+class LayerStrategy(str, Enum):
+    """Which layers the lens reads. The last layer (the model's own prediction) is always read."""
+
+    ALL = "all"
+    EVENLY_SPACED = "evenly_spaced"
+    FIRST_LAST = "first_last"
+    CUSTOM = "custom"
+
+
+@dataclass
+class AnalysisConfig:
+    layer_strategy: LayerStrategy = LayerStrategy.EVENLY_SPACED
+    layer_step: int = 4
+    custom_layers: list[int] | None = None
+    top_k: int = 5
+    track_tokens: list[str] = field(default_factory=list)
+    use_chat_template: bool = True  # applied when the tokenizer has one; False = raw prompt
+    embedding_scale: float | None = None  # None: the family's own (Gemma: sqrt(hidden_size))
+    compute_grid: bool = True  # the layers x positions grid (HTML heatmap, JSON)
+
+    def record(self) -> AnalysisConfigRecord:
+        return AnalysisConfigRecord(
+            layer_strategy=LayerStrategy(self.layer_strategy).value,
+            layer_step=self.layer_step,
+            custom_layers=list(self.custom_layers) if self.custom_layers is not None else None,
+            top_k=self.top_k,
+            track_tokens=list(self.track_tokens),
+            use_chat_template=self.use_chat_template,
+            embedding_scale=self.embedding_scale,
+            compute_grid=self.compute_grid,
+        )
+
+
+def select_layers(
+    strategy: LayerStrategy | str,
+    num_layers: int,
+    step: int = 4,
+    custom: Sequence[int] | None = None,
+) -> list[int]:
+    """Captured layer indices (sorted, unique, always ending with the last layer)."""
+    last = num_layers - 1
+    strategy = LayerStrategy(strategy)
+    if strategy is LayerStrategy.ALL:
+        layers = list(range(num_layers))
+    elif strategy is LayerStrategy.FIRST_LAST:
+        layers = [0, last]
+    elif strategy is LayerStrategy.EVENLY_SPACED:
+        if step < 1:
+            raise LazarusError(f"layer step must be at least 1 (got {step})")
+        layers = list(range(0, num_layers, step))
+    else:
+        if not custom:
+            raise LazarusError(f"custom layer strategy needs --layers, e.g. --layers 0,4,8 (valid: 0..{last})")
+        bad = [i for i in custom if not 0 <= i <= last]
+        if bad:
+            raise LazarusError(
+                f"layer {bad[0]} is out of range: this model has {num_layers} layers, valid indices are 0..{last}"
+            )
+        layers = list(custom)
+    return sorted(set(layers) | {last})
+
+
+def _versions() -> dict[str, str]:
+    out = {"python": platform.python_version(), "platform": f"{platform.system()} {platform.machine()}"}
+    for dist in ("lazarus-report", "mlx", "mlx-lm", "tokenizers"):
+        try:
+            out[dist] = metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            pass
+    return out
+
+
+def _evolution(tracked: TrackedToken, layers: list[int], probs: list[float], ranks: list[int]) -> TokenEvolution:
+    emergence = next((layer for layer, r in zip(layers, ranks) if r == 1), None)
+    stable = None
+    for layer, r in reversed(list(zip(layers, ranks))):
+        if r != 1:
+            break
+        stable = layer
+    return TokenEvolution(
+        token=tracked.token,
+        token_id=tracked.token_id,
+        text=tracked.text,
+        layers=list(layers),
+        probs=list(probs),
+        ranks=list(ranks),
+        emergence_layer=emergence,
+        stable_from_layer=stable,
+    )
+
+
+class ModelAnalyzer:
+    """A loaded model and the logit lens over it."""
+
+    def __init__(self, loaded: Any = None, *, model_id: str | None = None, adapter: str | None = None, precision: str = "auto"):
+        self._loaded = loaded
+        self._model_id = model_id
+        self._adapter = adapter
+        self._precision = precision
+
+    # --- loading ---------------------------------------------------------------------------
+
+    @classmethod
+    def from_pretrained(cls, model_id: str, *, adapter: str | None = None, precision: str = "auto") -> "ModelAnalyzer":
+        """An analyzer that loads ``model_id`` when entered (``async with`` or ``with``)."""
+        return cls(model_id=model_id, adapter=adapter, precision=precision)
+
+    @classmethod
+    def load(cls, model_id: str, *, adapter: str | None = None, precision: str = "auto") -> "ModelAnalyzer":
+        """Load now (synchronous API)."""
+        return cls.from_pretrained(model_id, adapter=adapter, precision=precision)._ensure_loaded()
+
+    def _ensure_loaded(self) -> "ModelAnalyzer":
+        if self._loaded is None:
+            if self._model_id is None:
+                raise LazarusError("ModelAnalyzer has no model")
+            from .models.loader import load_model
+
+            self._loaded = load_model(self._model_id, adapter=self._adapter, precision=self._precision)
+        return self
+
+    def close(self) -> None:
+        """Release the model's memory (so a second model can load in its place)."""
+        self._loaded = None
+        import gc
+
+        gc.collect()
+        import mlx.core as mx
+
+        mx.clear_cache()
+
+    def __enter__(self) -> "ModelAnalyzer":
+        return self._ensure_loaded()
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    async def __aenter__(self) -> "ModelAnalyzer":
+        return self._ensure_loaded()
+
+    async def __aexit__(self, *exc: Any) -> None:
+        self.close()
+
+    @property
+    def loaded(self) -> Any:
+        return self._ensure_loaded()._loaded
+
+    @property
+    def info(self):
+        return self.loaded.info
+
+    @property
+    def tokenizer(self):
+        return self.loaded.tokenizer
+
+    # --- analysis --------------------------------------------------------------------------
+
+    async def analyze(self, prompt: str, config: AnalysisConfig | None = None) -> AnalysisResult:
+        return self.run(prompt, config)
+
+    def format_prompt(self, prompt: str, use_chat_template: bool = True) -> tuple[str, bool, list[int]]:
+        """(text that is tokenized, whether the chat template was applied, token ids)."""
+        if not prompt or not prompt.strip():
+            raise LazarusError("the prompt is empty")
+        tok = self.loaded.tokenizer
+        if use_chat_template and tok.chat_template:
+            try:
+                formatted = tok.apply_chat_template(prompt)
+            except LazarusError:
+                raise
+            except Exception as exc:
+                raise LazarusError(f"the model's chat template failed: {exc}; use --raw to analyze the prompt as is") from None
+            # The template writes BOS itself where the model wants one.
+            return formatted, True, tok.encode_plain(formatted)
+        return prompt, False, tok.encode(prompt)
+
+    def track(self, texts: Sequence[str]) -> list[TrackedToken]:
+        out = []
+        for text in texts:
+            if text == "":
+                raise LazarusError("cannot track an empty string")
+            ids = self.loaded.tokenizer.encode_plain(text)
+            if not ids:
+                raise LazarusError(f"tracked token {text!r} encodes to no tokens for this model")
+            out.append(
+                TrackedToken(
+                    text=text,
+                    token_id=ids[0],
+                    token=self.loaded.tokenizer.token_to_str(ids[0]),
+                    num_tokens=len(ids),
+                )
+            )
+        return out
+
+    def run(self, prompt: str, config: AnalysisConfig | None = None) -> AnalysisResult:
+        """Run the logit lens on ``prompt`` and return the structured result."""
+        from . import lens
+
+        config = config or AnalysisConfig()
+        if config.top_k < 1:
+            raise LazarusError(f"--top-k must be at least 1 (got {config.top_k})")
+        t0 = time.perf_counter()
+        loaded = self.loaded
+        tok = loaded.tokenizer
+        formatted, templated, ids = self.format_prompt(prompt, config.use_chat_template)
+        if not ids:
+            raise LazarusError("the prompt encodes to no tokens")
+        if loaded.context_length and len(ids) > loaded.context_length:
+            raise LazarusError(
+                f"the prompt is {len(ids)} tokens, longer than the model's context of {loaded.context_length}"
+            )
+        tracked = self.track(config.track_tokens)
+        n_layers = loaded.info.num_layers
+        layers = select_layers(config.layer_strategy, n_layers, config.layer_step, config.custom_layers)
+        factor = None
+        info = loaded.info
+        if config.embedding_scale is not None:
+            builtin = loaded.parts.builtin_embedding_scale or 1.0
+            factor = config.embedding_scale / builtin
+            info = dataclasses.replace(info, embedding_scale=config.embedding_scale)
+        t1 = time.perf_counter()
+
+        sink = lens.capture_hidden(loaded.parts, ids, layers, factor)
+        hidden_last = lens.mx.stack([sink[i][0, -1] for i in layers])
+        final_last = sink[n_layers - 1][0, -1:]
+        stats = lens.last_position_stats(loaded.parts, hidden_last, final_last, config.top_k, [t.token_id for t in tracked])
+        t2 = time.perf_counter()
+
+        decode = _Decoder(tok)
+        predictions = []
+        for j, layer in enumerate(layers):
+            predictions.append(
+                LayerPrediction(
+                    layer_idx=layer,
+                    top_tokens=[TokenProb(i, decode(i), p) for i, p in zip(stats.top_ids[j], stats.top_probs[j])],
+                    entropy=stats.entropy[j],
+                    kl_to_final=stats.kl_to_final[j],
+                    final_token_rank=stats.final_token_rank[j],
+                    tracked=[TrackedAtLayer(p, r) for p, r in zip(stats.tracked_probs[j], stats.tracked_ranks[j])],
+                )
+            )
+        evolutions = [
+            _evolution(
+                t,
+                layers,
+                [stats.tracked_probs[j][k] for j in range(len(layers))],
+                [stats.tracked_ranks[j][k] for j in range(len(layers))],
+            )
+            for k, t in enumerate(tracked)
+        ]
+        grid = None
+        if config.compute_grid:
+            g = lens.position_grid(loaded.parts, [sink[i][0] for i in layers], sink[n_layers - 1][0])
+            grid = PositionGrid(
+                layers=list(layers),
+                positions=list(range(len(ids))),
+                top_token_ids=g.top_ids,
+                top_tokens=[[decode(i) for i in row] for row in g.top_ids],
+                top_probs=g.top_probs,
+                entropy=g.entropy,
+                kl_to_final=g.kl_to_final,
+            )
+        t3 = time.perf_counter()
+        del sink
+        return AnalysisResult(
+            model=info,
+            prompt=prompt,
+            formatted_prompt=formatted,
+            chat_template_applied=templated,
+            token_ids=list(ids),
+            tokens=[decode(i) for i in ids],
+            config=config.record(),
+            captured_layers=list(layers),
+            layer_predictions=predictions,
+            tracked_tokens=tracked,
+            token_evolutions=evolutions,
+            grid=grid,
+            versions=_versions(),
+            timings={
+                "load": round(loaded.load_seconds, 4),
+                "tokenize": round(t1 - t0, 4),
+                "lens": round(t2 - t1, 4),
+                "grid": round(t3 - t2, 4),
+            },
+        )
+
+
+class _Decoder:
+    """token id -> text, memoised (grids repeat the same ids many times)."""
+
+    def __init__(self, tokenizer: Any):
+        self._tok = tokenizer
+        self._cache: dict[int, str] = {}
+
+    def __call__(self, token_id: int) -> str:
+        s = self._cache.get(token_id)
+        if s is None:
+            s = self._cache[token_id] = self._tok.token_to_str(token_id)
+        return s

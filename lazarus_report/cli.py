@@ -1,0 +1,188 @@
+"""The ``lazarus`` command: a thin layer over the Python API.
+
+Parse options, call the API, pick renderers, map errors to one line and an exit code.
+Heavy modules (mlx, mlx-lm, transformers, altair) are imported inside the commands, so
+``lazarus --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Any, Callable
+
+import click
+
+from .errors import LazarusError
+
+CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
+
+
+def _fail(message: str, code: int = 2) -> None:
+    click.echo(f"Error: {message}", err=True)
+    sys.exit(code)
+
+
+def run_guarded(fn: Callable[[], Any]) -> Any:
+    """Run a command body: user errors become one line on stderr and a non-zero exit."""
+    from .result import ResultFormatError
+
+    try:
+        return fn()
+    except (LazarusError, ResultFormatError) as exc:
+        _fail(str(exc))
+    except KeyboardInterrupt:
+        _fail("interrupted", 130)
+    except MemoryError:
+        _fail("out of memory (try a shorter prompt or fewer layers)", 1)
+    except Exception as exc:  # noqa: BLE001 - the last line of defence against tracebacks
+        if os.environ.get("LAZARUS_DEBUG"):
+            raise
+        first = (str(exc).strip().splitlines() or [""])[0]
+        _fail(f"internal error: {type(exc).__name__}: {first} (set LAZARUS_DEBUG=1 for the traceback)", 1)
+
+
+def check_output_path(path: str | None, option: str) -> None:
+    """Fail before any model work when an output file could not be written."""
+    if path is None:
+        return
+    target = Path(path)
+    if target.is_dir():
+        raise LazarusError(f"{option} {path}: is a directory")
+    parent = target.parent if str(target.parent) else Path(".")
+    if not parent.is_dir():
+        raise LazarusError(f"{option} {path}: directory {parent} does not exist")
+    if not os.access(parent, os.W_OK) or (target.exists() and not os.access(target, os.W_OK)):
+        raise LazarusError(f"{option} {path}: not writable")
+
+
+def parse_layers(text: str | None) -> list[int] | None:
+    if text is None:
+        return None
+    try:
+        return [int(x) for x in text.replace(" ", "").split(",") if x != ""]
+    except ValueError:
+        raise LazarusError(f"--layers {text!r}: expected comma-separated layer indices, e.g. 0,4,8") from None
+
+
+@click.group(context_settings=CONTEXT)
+@click.version_option(package_name="lazarus-report", prog_name="lazarus")
+def main() -> None:
+    """Logit-lens analysis of language models: terminal, JSON, Markdown and HTML reports."""
+
+
+@main.group()
+def introspect() -> None:
+    """Look inside a model: analyze one, compare two."""
+
+
+def output_options(fn: Callable[..., Any]) -> Callable[..., Any]:
+    for decorator in reversed(
+        [
+            click.option("-o", "--output", "output", metavar="FILE", help="Save the result as JSON."),
+            click.option("--html", "html", metavar="FILE", help="Write a self-contained HTML report."),
+            click.option("--markdown", "markdown", metavar="FILE", help="Write a Markdown summary."),
+            click.option("--static", is_flag=True, help="HTML without scripts (static SVG charts only)."),
+            click.option("-q", "--quiet", is_flag=True, help="Do not print the text report."),
+        ]
+    ):
+        fn = decorator(fn)
+    return fn
+
+
+@introspect.command(context_settings=CONTEXT)
+@click.option("-m", "--model", "model", required=True, metavar="MODEL",
+              help="Alias (smollm2-135m-instruct), .gguf file, model directory or Hugging Face ID.")
+@click.option("-p", "--prompt", required=True, help="Prompt to analyze.")
+@click.option("--all-layers", is_flag=True, help="Capture all layers (overrides --layer-strategy).")
+@click.option("-s", "--layer-step", type=int, default=4, show_default=True, help="Capture every Nth layer.")
+@click.option("--layer-strategy", type=click.Choice(["all", "evenly_spaced", "first_last", "custom"]),
+              default=None, help="Layer selection strategy [default: evenly_spaced].")
+@click.option("--layers", "--custom-layers", "layers", metavar="LIST", help="Custom layers, e.g. 0,4,8.")
+@click.option("-t", "--track", multiple=True, metavar="TOKEN", help="Track a token across layers (repeatable).")
+@click.option("--top-k", type=int, default=5, show_default=True, help="Top predictions to show.")
+@click.option("--embedding-scale", type=float, default=None, help="Embedding scale (auto-detected for Gemma).")
+@click.option("--raw", is_flag=True, help="Analyze the exact prompt, without the chat template.")
+@click.option("--adapter", metavar="DIR", help="Apply an mlx-lm LoRA adapter directory.")
+@click.option("--precision", type=click.Choice(["auto", "float32", "native"]), default="auto", show_default=True,
+              help="auto: float32 on CPU (dequantized), as stored on GPU.")
+@output_options
+def analyze(**opts: Any) -> None:
+    """Logit lens: what the model would predict after each layer."""
+    run_guarded(lambda: _analyze(**opts))
+
+
+def _analyze(
+    model: str, prompt: str, all_layers: bool, layer_step: int, layer_strategy: str | None, layers: str | None,
+    track: tuple[str, ...], top_k: int, embedding_scale: float | None, raw: bool, adapter: str | None,
+    precision: str, output: str | None, html: str | None, markdown: str | None, static: bool, quiet: bool,
+) -> None:
+    for path, option in ((output, "-o"), (html, "--html"), (markdown, "--markdown")):
+        check_output_path(path, option)
+    custom = parse_layers(layers)
+    strategy = "all" if all_layers else (layer_strategy or ("custom" if custom else "evenly_spaced"))
+    if not prompt.strip():
+        raise LazarusError("the prompt is empty")
+
+    from .api import AnalysisConfig, LayerStrategy, ModelAnalyzer
+
+    config = AnalysisConfig(
+        layer_strategy=LayerStrategy(strategy),
+        layer_step=layer_step,
+        custom_layers=custom,
+        top_k=top_k,
+        track_tokens=list(track),
+        use_chat_template=not raw,
+        embedding_scale=embedding_scale,
+        # The grid feeds the HTML heatmap and the JSON; the terminal view does not show it.
+        compute_grid=bool(output or html),
+    )
+    with ModelAnalyzer.load(model, adapter=adapter, precision=precision) as analyzer:
+        result = analyzer.run(prompt, config)
+    emit(result, output=output, html=html, markdown=markdown, static=static, quiet=quiet)
+
+
+def emit(result: Any, *, output: str | None, html: str | None, markdown: str | None, static: bool, quiet: bool) -> None:
+    """Write the requested files (each atomically) and print the text view."""
+    if output:
+        result.save(output)
+    if html or markdown:
+        from .render import write_report_files
+
+        write_report_files(result, html_path=html, markdown_path=markdown, static=static)
+    if not quiet:
+        from .render.text import render_text
+
+        click.echo(render_text(result), nl=False)
+
+
+@main.group()
+def report() -> None:
+    """Work with saved results."""
+
+
+@report.command(context_settings=CONTEXT)
+@click.argument("source", metavar="RESULT")
+@click.option("--html", "html", metavar="FILE", help="Write a self-contained HTML report.")
+@click.option("--markdown", "markdown", metavar="FILE", help="Write a Markdown summary.")
+@click.option("--static", is_flag=True, help="HTML without scripts (static SVG charts only).")
+@click.option("-q", "--quiet", is_flag=True, help="Do not print the text report.")
+def render(source: str, html: str | None, markdown: str | None, static: bool, quiet: bool) -> None:
+    """Render a saved result (an -o JSON, or a report HTML) as HTML, Markdown and text."""
+
+    def body() -> None:
+        for path, option in ((html, "--html"), (markdown, "--markdown")):
+            check_output_path(path, option)
+        if not Path(source).is_file():
+            raise LazarusError(f"no such file: {source}")
+        from .render import load_result_file
+
+        result = load_result_file(source)
+        emit(result, output=None, html=html, markdown=markdown, static=static, quiet=quiet)
+
+    run_guarded(body)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

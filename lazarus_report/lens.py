@@ -1,0 +1,320 @@
+"""The logit lens: capture the residual stream after each block, apply the model's own head.
+
+Shapes (B = 1 batch, T prompt tokens, H hidden size, V vocabulary, L captured layers):
+
+* ``capture_hidden`` runs one forward pass and returns the outputs of the requested blocks,
+  each ``[1, T, H]``.
+* ``last_position_stats`` takes ``[L, H]`` (the last position of each captured layer) and
+  computes top-k, entropy, KL(final || layer) and exact ranks, all from float32 log-softmax.
+* ``position_grid`` covers every (layer, position) in chunks so that no ``[L, T, V]`` array is
+  ever built: at most about ``GRID_BUDGET_BYTES`` of float32 logits are live at once.
+
+The head's matmul runs in MLX (BLAS); the per-row statistics over the vocabulary run in numpy on
+cache-sized blocks: MLX's CPU ``exp`` is scalar (~85 M values/s here) while numpy's is vectorised
+(~1.2 G values/s), and the softmax statistics are dominated by that one ``exp`` pass.
+Every statistic comes from one float32 pass per row:
+``lse = m + log(sum exp(z - m))``, ``entropy = lse - sum(p * z)``,
+``KL(final || layer) = (p_final . z_final - p_final . z) + (lse - lse_final)`` (exactly 0 when the
+layer is the final one), ``top-1 prob = 1 / sum exp(z - m)``.
+
+MLX lives here and in ``models/``; nothing here formats text.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from dataclasses import dataclass
+from typing import Any, Iterator, Sequence
+
+import numpy as np
+
+from .blas import import_mlx
+from .models.families import LensParts
+
+mx = import_mlx()
+
+# Bytes of [rows, V] float32 logits produced by one head matmul in the grid (bounded memory).
+GRID_BUDGET_BYTES = 48 * 2**20
+# Rows per numpy statistics block: small enough to stay in the CPU cache.
+STATS_BLOCK_ROWS = 32
+
+
+def _capturing_class(cls: type, sink: dict[int, Any], index: int) -> type:
+    """A subclass of a block's own class that records the block's output.
+
+    Swapping the instance's class (instead of wrapping the module) keeps every attribute the
+    family's forward pass reads (``use_sliding``, ``is_sliding``...) and mlx-lm's own masks.
+    """
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        out = cls.__call__(self, *args, **kwargs)
+        sink[index] = out[0] if isinstance(out, tuple) else out
+        return out
+
+    return type(f"Capturing{cls.__name__}", (cls,), {"__call__": __call__})
+
+
+@contextlib.contextmanager
+def capturing(parts: LensParts, layer_indices: Sequence[int]) -> Iterator[dict[int, Any]]:
+    sink: dict[int, Any] = {}
+    originals = []
+    try:
+        for i in layer_indices:
+            block = parts.layers[i]
+            originals.append((block, type(block)))
+            block.__class__ = _capturing_class(type(block), sink, i)
+        yield sink
+    finally:
+        for block, cls in originals:
+            block.__class__ = cls
+
+
+@contextlib.contextmanager
+def embedding_scaled(parts: LensParts, factor: float | None) -> Iterator[None]:
+    """Multiply token embeddings by ``factor`` on the way in (not in the tied head)."""
+    if factor is None or factor == 1.0:
+        yield
+        return
+    emb = parts.backbone.embed_tokens
+    cls = type(emb)
+
+    def __call__(self: Any, x: Any) -> Any:
+        out = cls.__call__(self, x)
+        return out * mx.array(factor, dtype=out.dtype)
+
+    emb.__class__ = type(f"Scaled{cls.__name__}", (cls,), {"__call__": __call__})
+    try:
+        yield
+    finally:
+        emb.__class__ = cls
+
+
+def capture_hidden(
+    parts: LensParts, token_ids: Sequence[int], layer_indices: Sequence[int], embedding_factor: float | None = None
+) -> dict[int, Any]:
+    """One forward pass through the backbone (no full-vocabulary head); block outputs by index."""
+    inputs = mx.array([list(token_ids)], dtype=mx.int32)
+    with capturing(parts, layer_indices) as sink, embedding_scaled(parts, embedding_factor):
+        parts.backbone(inputs)
+    missing = [i for i in layer_indices if i not in sink]
+    if missing:  # a family whose forward skips blocks would silently break the lens
+        raise RuntimeError(f"blocks {missing} were not called during the forward pass")
+    return dict(sink)
+
+
+def head_logits(parts: LensParts, hidden: Any) -> Any:
+    """float32 logits of the model's own head applied to ``hidden`` ``[N, H]`` -> ``[N, V]``."""
+    return parts.logits(hidden).astype(mx.float32)
+
+
+def log_softmax(logits: Any) -> Any:
+    return logits - mx.logsumexp(logits, axis=-1, keepdims=True)
+
+
+def log_probs(parts: LensParts, hidden: Any) -> Any:
+    """float32 log-softmax of the model's head applied to ``hidden`` ``[N, H]`` -> ``[N, V]``."""
+    return log_softmax(head_logits(parts, hidden))
+
+
+def head_logits_np(parts: LensParts, hidden: Any) -> np.ndarray:
+    """float32 logits ``[N, V]`` of the model's head over ``hidden`` ``[N, H]``, as numpy."""
+    z = head_logits(parts, hidden)
+    mx.eval(z)
+    return np.asarray(z)
+
+
+@dataclass
+class RowStats:
+    """Statistics of ``softmax(z)`` for each row of a logits block ``z`` ``[N, V]``."""
+
+    lse: np.ndarray  # [N] log-sum-exp
+    entropy: np.ndarray  # [N] nats
+    top_ids: np.ndarray  # [N, k] most probable first
+    top_probs: np.ndarray  # [N, k]
+    kl_to_final: np.ndarray | None  # [N] KL(final || row) when a final distribution was given
+
+
+@dataclass
+class FinalReference:
+    """What KL(final || row) needs of the final distribution, per row (or broadcastable)."""
+
+    probs: np.ndarray  # [N, V] float32 p_final
+    self_dot: np.ndarray  # [N] p_final . z_final
+    lse: np.ndarray  # [N] log-sum-exp of z_final
+
+    @classmethod
+    def of(cls, z_final: np.ndarray) -> "FinalReference":
+        lse = row_stats(z_final, 1).lse
+        probs = np.exp(z_final - lse[:, None].astype(np.float32))
+        return cls(probs, _row_dots(probs, z_final), lse)
+
+    def rows(self, n: int) -> "FinalReference":
+        """The same single final distribution for ``n`` rows (last-position use)."""
+        return FinalReference(
+            np.broadcast_to(self.probs, (n, self.probs.shape[1])),
+            np.repeat(self.self_dot, n),
+            np.repeat(self.lse, n),
+        )
+
+
+def _row_dots(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """``[N]`` row-wise dot products in float64, as a batched matmul (one pass, vectorised)."""
+    return np.matmul(a[:, None, :], b[:, :, None])[:, 0, 0].astype(np.float64)
+
+
+def _top_k_rows(z: np.ndarray, k: int) -> np.ndarray:
+    if k == 1:
+        return np.argmax(z, axis=1)[:, None]
+    if k <= 8:  # k argmax passes beat a partition over the vocabulary for small k
+        work = z.copy()
+        rows = np.arange(z.shape[0])
+        out = np.empty((z.shape[0], k), dtype=np.int64)
+        for j in range(k):
+            out[:, j] = np.argmax(work, axis=1)
+            work[rows, out[:, j]] = -np.inf
+        return out
+    idx = np.argpartition(z, -k, axis=1)[:, -k:]
+    order = np.argsort(-np.take_along_axis(z, idx, axis=1), axis=1, kind="stable")
+    return np.take_along_axis(idx, order, axis=1)
+
+
+def row_stats(z: np.ndarray, top_k: int, final: FinalReference | None = None) -> RowStats:
+    """One exp pass per row of ``z`` ``[N, V]`` (float32 logits) gives every statistic.
+
+    ``final``: the final distribution each row is compared with (KL(final || row)).
+    """
+    n, v = z.shape
+    k = min(top_k, v)
+    lse = np.empty(n, dtype=np.float64)
+    entropy = np.empty(n, dtype=np.float64)
+    kl = np.empty(n, dtype=np.float64) if final is not None else None
+    top_ids = np.empty((n, k), dtype=np.int64)
+    top_probs = np.empty((n, k), dtype=np.float64)
+    scratch = np.empty((min(n, STATS_BLOCK_ROWS), v), dtype=np.float32)
+    for a in range(0, n, STATS_BLOCK_ROWS):
+        b = min(n, a + STATS_BLOCK_ROWS)
+        zb = z[a:b]
+        e = scratch[: b - a]
+        m = zb.max(axis=1)
+        np.subtract(zb, m[:, None], out=e)
+        np.exp(e, out=e)
+        total = e.sum(axis=1, dtype=np.float64)
+        block_lse = m + np.log(total)
+        lse[a:b] = block_lse
+        # sum p*z = sum(e*z)/total; the row dot products run as a batched matmul.
+        ez = _row_dots(e, zb)
+        entropy[a:b] = block_lse - ez / total
+        ids = _top_k_rows(zb, k)
+        top_ids[a:b] = ids
+        top_probs[a:b] = np.exp(np.take_along_axis(zb, ids, axis=1).astype(np.float64) - block_lse[:, None])
+        if kl is not None and final is not None:
+            cross = _row_dots(final.probs[a:b], zb)
+            kl[a:b] = np.maximum(0.0, (final.self_dot[a:b] - cross) + (block_lse - final.lse[a:b]))
+    return RowStats(lse=lse, entropy=np.maximum(entropy, 0.0), top_ids=top_ids, top_probs=top_probs, kl_to_final=kl)
+
+
+def exact_ranks(z: np.ndarray, ids: Sequence[int]) -> np.ndarray:
+    """``[N, m]``: 1 + the number of logits strictly larger than the token's (no cut-off)."""
+    out = np.empty((z.shape[0], len(ids)), dtype=np.int64)
+    for j, i in enumerate(ids):
+        out[:, j] = 1 + (z > z[:, i : i + 1]).sum(axis=1)
+    return out
+
+
+@dataclass
+class LastPositionStats:
+    """Per captured layer at the last position; lists indexed like the layer list."""
+
+    top_ids: list[list[int]]  # [L][k]
+    top_probs: list[list[float]]  # [L][k]
+    entropy: list[float]
+    kl_to_final: list[float]
+    final_token_rank: list[int]
+    tracked_probs: list[list[float]]  # [L][n_tracked]
+    tracked_ranks: list[list[int]]  # [L][n_tracked]
+
+
+def last_position_stats(
+    parts: LensParts, hidden_last: Any, final_hidden_last: Any, top_k: int, tracked_ids: Sequence[int]
+) -> LastPositionStats:
+    """Statistics of the lens at the last position.
+
+    ``hidden_last`` is ``[L, H]``: the last position of each captured layer.
+    ``final_hidden_last`` is ``[1, H]``: the last block's output there (the model's own prediction).
+    """
+    z_all = head_logits_np(parts, mx.concatenate([hidden_last, final_hidden_last], axis=0))
+    z, zf = z_all[:-1], z_all[-1:]
+    final = FinalReference.of(zf)
+    n = z.shape[0]
+    stats = row_stats(z, top_k, final.rows(n))
+    final_rank = exact_ranks(z, [int(np.argmax(zf[0]))])[:, 0]
+    tracked = list(tracked_ids)
+    ranks = exact_ranks(z, tracked)
+    tracked_probs = np.exp(z[:, tracked].astype(np.float64) - stats.lse[:, None]) if tracked else np.zeros((n, 0))
+    return LastPositionStats(
+        top_ids=stats.top_ids.tolist(),
+        top_probs=stats.top_probs.tolist(),
+        entropy=stats.entropy.tolist(),
+        kl_to_final=stats.kl_to_final.tolist(),
+        final_token_rank=final_rank.tolist(),
+        tracked_probs=tracked_probs.tolist(),
+        tracked_ranks=ranks.tolist(),
+    )
+
+
+@dataclass
+class GridStats:
+    """``[L][T]`` nested lists over captured layers x positions."""
+
+    top_ids: list[list[int]]
+    top_probs: list[list[float]]
+    entropy: list[list[float]]
+    kl_to_final: list[list[float]]
+    top_k_ids: list[list[list[int]]] | None = None  # [L][T][k] when top_k > 1
+
+
+def position_grid(
+    parts: LensParts,
+    hidden: Sequence[Any],
+    final_hidden: Any,
+    top_k: int = 1,
+    budget_bytes: int = GRID_BUDGET_BYTES,
+) -> GridStats:
+    """Top-k, entropy and KL(final || layer) at every (captured layer, position).
+
+    ``hidden`` holds one ``[T, H]`` array per captured layer; ``final_hidden`` is the last block's
+    ``[T, H]``. Works in position chunks, several layers per head matmul, so about
+    ``budget_bytes`` of logits (plus the chunk's final distribution) are live at any time.
+    """
+    n_layers = len(hidden)
+    T = final_hidden.shape[0]
+    V = parts.args.vocab_size
+    rows = max(1, budget_bytes // (4 * V))
+    pos_chunk = max(1, min(T, rows))
+    layer_group = max(1, rows // pos_chunk)
+    top_ids = np.empty((n_layers, T, top_k), dtype=np.int64)
+    top_probs = np.empty((n_layers, T), dtype=np.float64)
+    entropy = np.empty((n_layers, T), dtype=np.float64)
+    kl = np.empty((n_layers, T), dtype=np.float64)
+    for start in range(0, T, pos_chunk):
+        stop = min(T, start + pos_chunk)
+        final = FinalReference.of(head_logits_np(parts, final_hidden[start:stop]))
+        for g0 in range(0, n_layers, layer_group):
+            g1 = min(n_layers, g0 + layer_group)
+            z = head_logits_np(parts, mx.concatenate([hidden[i][start:stop] for i in range(g0, g1)], axis=0))
+            c = stop - start
+            for j in range(g1 - g0):
+                st = row_stats(z[j * c : (j + 1) * c], top_k, final)
+                top_ids[g0 + j, start:stop] = st.top_ids
+                top_probs[g0 + j, start:stop] = st.top_probs[:, 0]
+                entropy[g0 + j, start:stop] = st.entropy
+                kl[g0 + j, start:stop] = st.kl_to_final
+            del z
+    return GridStats(
+        top_ids=top_ids[:, :, 0].tolist(),
+        top_probs=top_probs.tolist(),
+        entropy=entropy.tolist(),
+        kl_to_final=kl.tolist(),
+        top_k_ids=top_ids.tolist() if top_k > 1 else None,
+    )

@@ -1,0 +1,279 @@
+"""Build mlx-lm models from GGUF files.
+
+* Tensor types MLX reads natively (F32, F16, Q4_0, Q4_1, Q8_0) load with ``mx.load``; quantized ones
+  arrive as MLX quantized triples (``weight``/``scales``/``biases``, group size 32).
+* Other types (k-quants such as Q4_K, Q6_K) are dequantized to float32 with the ``gguf`` package
+  once; the converted weights are cached under the user cache directory, keyed by the file's path,
+  size and modification time, and written atomically (a failed conversion never leaves a cache entry).
+* llama.cpp stores llama-family Q/K rows permuted for its rotary layout; loading them unchanged
+  with ``rope_traditional=True`` reproduces the reference exactly.
+* llama.cpp stores Gemma RMSNorm weights with the ``+1`` folded in; mlx-lm's Gemma norms add 1
+  themselves, so 1 is subtracted on load.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+from ..blas import import_mlx
+from ..errors import LazarusError
+from .gguf_metadata import GGUFError, check_gguf_header, plain, read_gguf_metadata
+
+mx = import_mlx()
+
+CONVERSION_VERSION = 1
+
+# GGML type ids -> names (for describing what ran).
+GGML_FILE_TYPES = {
+    0: "F32", 1: "F16", 2: "Q4_0", 3: "Q4_1", 7: "Q8_0", 8: "Q5_0", 9: "Q5_1", 10: "Q2_K",
+    11: "Q3_K_S", 12: "Q3_K_M", 13: "Q3_K_L", 14: "Q4_K_S", 15: "Q4_K_M", 16: "Q5_K_S",
+    17: "Q5_K_M", 18: "Q6_K", 24: "BF16", 30: "BF16",
+}
+
+_BLOCK_NAMES = {
+    "attn_norm": "input_layernorm",
+    "attn_q": "self_attn.q_proj",
+    "attn_k": "self_attn.k_proj",
+    "attn_v": "self_attn.v_proj",
+    "attn_output": "self_attn.o_proj",
+    "attn_q_norm": "self_attn.q_norm",
+    "attn_k_norm": "self_attn.k_norm",
+    "ffn_gate": "mlp.gate_proj",
+    "ffn_up": "mlp.up_proj",
+    "ffn_down": "mlp.down_proj",
+    "ffn_norm": "post_attention_layernorm",
+    "post_attention_norm": "post_attention_layernorm",
+    "post_ffw_norm": "post_feedforward_layernorm",
+}
+_GEMMA_BLOCK_NAMES = {**_BLOCK_NAMES, "ffn_norm": "pre_feedforward_layernorm"}
+_TOP_NAMES = {"token_embd": "model.embed_tokens", "output_norm": "model.norm", "output": "lm_head"}
+
+
+@dataclass
+class ArchSpec:
+    """How one GGUF ``general.architecture`` maps onto an mlx-lm model."""
+
+    model_type: str
+    block_names: dict[str, str]
+    extra_config: Callable[[dict[str, Any], str], dict[str, Any]]
+    norm_plus_one: bool = False  # llama.cpp folded Gemma's (1 + w) into the stored weight
+
+
+def _no_extra(meta: dict[str, Any], arch: str) -> dict[str, Any]:
+    return {}
+
+
+def _llama_extra(meta: dict[str, Any], arch: str) -> dict[str, Any]:
+    extra: dict[str, Any] = {"rope_traditional": True}
+    kind = meta.get(f"{arch}.rope.scaling.type")
+    factor = meta.get(f"{arch}.rope.scaling.factor")
+    if kind == "linear" and factor:
+        extra["rope_scaling"] = {"type": "linear", "factor": float(factor)}
+    elif kind not in (None, "none"):
+        raise LazarusError(f"GGUF rope scaling {kind!r} is not supported yet")
+    return extra
+
+
+def _gemma3_extra(meta: dict[str, Any], arch: str) -> dict[str, Any]:
+    head_dim = meta.get(f"{arch}.attention.key_length", 256)
+    return {
+        "head_dim": head_dim,
+        "query_pre_attn_scalar": head_dim,
+        "sliding_window": meta.get(f"{arch}.attention.sliding_window", 512),
+        "sliding_window_pattern": 6,  # fixed for Gemma 3 (llama.cpp hardcodes it too)
+        "rope_local_base_freq": 10000.0,
+    }
+
+
+def _gemma2_extra(meta: dict[str, Any], arch: str) -> dict[str, Any]:
+    return {
+        "head_dim": meta.get(f"{arch}.attention.key_length", 256),
+        "query_pre_attn_scalar": meta.get(f"{arch}.attention.key_length", 256),
+        "attn_logit_softcapping": meta.get(f"{arch}.attn_logit_softcapping", 50.0),
+        "final_logit_softcapping": meta.get(f"{arch}.final_logit_softcapping", 30.0),
+    }
+
+
+ARCHES: dict[str, ArchSpec] = {
+    "llama": ArchSpec("llama", _BLOCK_NAMES, _llama_extra),
+    "qwen2": ArchSpec("qwen2", _BLOCK_NAMES, _no_extra),
+    "qwen3": ArchSpec("qwen3", _BLOCK_NAMES, _no_extra),
+    "gemma3": ArchSpec("gemma3_text", _GEMMA_BLOCK_NAMES, _gemma3_extra, norm_plus_one=True),
+    "gemma2": ArchSpec("gemma2", _GEMMA_BLOCK_NAMES, _gemma2_extra, norm_plus_one=True),
+}
+
+
+@dataclass
+class GGUFModel:
+    """A GGUF file read into mlx-lm's naming, before a model is built from it."""
+
+    path: Path
+    config: dict[str, Any]  # mlx-lm config (model_type + ModelArgs fields)
+    weights: dict[str, Any]  # HF/mlx-lm names; quantized linears as weight/scales/biases triples
+    file_type: str  # e.g. "Q4_1"
+    dequantized_with_gguf: bool  # k-quants were dequantized to float32 by the gguf package
+    metadata: dict[str, Any] | None  # full metadata when it was read (None when loaded from cache)
+
+
+def file_key(path: Path) -> str:
+    st = path.stat()
+    raw = f"{path.resolve()}|{st.st_size}|{st.st_mtime_ns}|v{CONVERSION_VERSION}"
+    return hashlib.sha256(raw.encode()).hexdigest()[:24]
+
+
+def default_cache_dir() -> Path:
+    env = os.environ.get("LAZARUS_CACHE_DIR")
+    if env:
+        return Path(env)
+    try:
+        from platformdirs import user_cache_dir
+
+        return Path(user_cache_dir("lazarus-report"))
+    except ImportError:  # pragma: no cover - platformdirs is a dependency
+        return Path.home() / ".cache" / "lazarus-report"
+
+
+def _rename(name: str, names: dict[str, str]) -> str:
+    """llama.cpp tensor name (``blk.3.attn_q.weight``) -> mlx-lm name."""
+    m = re.fullmatch(r"blk\.(\d+)\.(\w+)\.(weight|bias|scales|biases)", name)
+    if m:
+        layer, base, suffix = m.groups()
+        if base not in names:
+            raise LazarusError(f"GGUF tensor {name!r} is not supported for this architecture")
+        return f"model.layers.{layer}.{names[base]}.{suffix}"
+    m = re.fullmatch(r"(\w+)\.(weight|bias|scales|biases)", name)
+    if m and m.group(1) in _TOP_NAMES:
+        return f"{_TOP_NAMES[m.group(1)]}.{m.group(2)}"
+    raise LazarusError(f"GGUF tensor {name!r} is not supported")
+
+
+def _config_from_metadata(meta: dict[str, Any], n_vocab: int, tied: bool) -> tuple[dict[str, Any], ArchSpec]:
+    arch = meta.get("general.architecture")
+    spec = ARCHES.get(arch)
+    if spec is None:
+        supported = ", ".join(sorted(ARCHES))
+        raise LazarusError(f"unsupported GGUF architecture {arch!r} (supported: {supported})")
+
+    def get(key: str, default: Any = None) -> Any:
+        value = meta.get(f"{arch}.{key}", default)
+        if value is None:
+            raise LazarusError(f"GGUF metadata lacks {arch}.{key}")
+        return value
+
+    hidden = int(get("embedding_length"))
+    heads = int(get("attention.head_count"))
+    config: dict[str, Any] = {
+        "model_type": spec.model_type,
+        "hidden_size": hidden,
+        "num_hidden_layers": int(get("block_count")),
+        "intermediate_size": int(get("feed_forward_length")),
+        "num_attention_heads": heads,
+        "num_key_value_heads": int(get("attention.head_count_kv", heads)),
+        "rms_norm_eps": float(get("attention.layer_norm_rms_epsilon", 1e-6)),
+        "vocab_size": n_vocab,
+        "rope_theta": float(get("rope.freq_base", 10000.0)),
+        "max_position_embeddings": int(get("context_length", 2048)),
+        "tie_word_embeddings": tied,
+    }
+    key_length = meta.get(f"{arch}.attention.key_length")
+    if key_length and int(key_length) != hidden // heads:
+        config["head_dim"] = int(key_length)
+    config.update(spec.extra_config(meta, arch))
+    return config, spec
+
+
+def _fix_weights(weights: dict[str, Any], spec: ArchSpec) -> dict[str, Any]:
+    out = {}
+    for name, w in weights.items():
+        if spec.norm_plus_one and name.endswith("norm.weight"):
+            w = w - 1.0
+        out[name] = w
+    return out
+
+
+def load_gguf(path: str | Path, cache_dir: Path | None = None) -> GGUFModel:
+    """Read a GGUF file into mlx-lm naming (native types with MLX, k-quants through the cache)."""
+    path = Path(path)
+    if not path.is_file():
+        raise LazarusError(f"no such GGUF file: {path}")
+    try:
+        check_gguf_header(path)
+    except GGUFError as exc:
+        raise LazarusError(str(exc)) from None
+    try:
+        raw, meta = mx.load(str(path), return_metadata=True)
+    except (RuntimeError, ValueError) as exc:
+        message = str(exc)
+        if "gguf_tensor_to_f16" in message or "not supported" in message.lower():
+            return _load_converted(path, cache_dir or default_cache_dir())
+        raise LazarusError(f"cannot read GGUF file {path}: {message.strip()}") from None
+    meta = {k: plain(v) for k, v in meta.items()}
+    return _assemble(path, raw, meta, dequantized=False)
+
+
+def _assemble(path: Path, raw: dict[str, Any], meta: dict[str, Any], dequantized: bool) -> GGUFModel:
+    arch = meta.get("general.architecture")
+    spec = ARCHES.get(arch) if isinstance(arch, str) else None
+    names = spec.block_names if spec else _BLOCK_NAMES
+    weights = {_rename(k, names): v for k, v in raw.items()}
+    n_vocab = len(meta.get("tokenizer.ggml.tokens") or []) or weights["model.embed_tokens.weight"].shape[0]
+    tied = "lm_head.weight" not in weights
+    config, spec = _config_from_metadata(meta, n_vocab, tied)
+    weights = _fix_weights(weights, spec)
+    file_type = GGML_FILE_TYPES.get(int(meta.get("general.file_type", -1)), "unknown")
+    return GGUFModel(path, config, weights, file_type, dequantized, meta)
+
+
+def _load_converted(path: Path, cache_dir: Path) -> GGUFModel:
+    entry = cache_dir / "gguf" / file_key(path)
+    weights_file, meta_file = entry / "weights.safetensors", entry / "metadata.json"
+    if weights_file.is_file() and meta_file.is_file():
+        try:
+            meta = json.loads(meta_file.read_text(encoding="utf-8"))
+            raw = mx.load(str(weights_file))
+            return _assemble(path, raw, meta, dequantized=True)
+        except Exception:  # a damaged cache entry is rebuilt, never trusted
+            shutil.rmtree(entry, ignore_errors=True)
+    raw_np, meta = _dequantize_with_gguf(path)
+    raw = {k: mx.array(v) for k, v in raw_np.items()}
+    model = _assemble(path, raw, meta, dequantized=True)  # validate before caching
+    entry.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{entry.name}.", dir=entry.parent))
+    try:
+        mx.save_safetensors(str(tmp / "weights.safetensors"), raw)
+        (tmp / "metadata.json").write_text(json.dumps(meta), encoding="utf-8")
+        if entry.exists():
+            shutil.rmtree(entry, ignore_errors=True)
+        os.replace(tmp, entry)
+    except OSError:
+        shutil.rmtree(tmp, ignore_errors=True)  # caching is an optimisation; carry on without it
+    return model
+
+
+def _dequantize_with_gguf(path: Path) -> tuple[dict[str, Any], dict[str, Any]]:
+    import numpy as np
+    from gguf import GGUFReader
+    from gguf.quants import dequantize
+
+    meta = read_gguf_metadata(path)
+    try:
+        reader = GGUFReader(str(path), "r")
+        out = {}
+        for t in reader.tensors:
+            arr = dequantize(t.data, t.tensor_type)
+            # GGUF lists dims fastest-first; numpy wants them slowest-first.
+            shape = tuple(int(d) for d in reversed(t.shape.tolist()))
+            out[t.name] = np.ascontiguousarray(arr.reshape(shape), dtype=np.float32)
+    except LazarusError:
+        raise
+    except Exception as exc:
+        raise LazarusError(f"cannot read GGUF file {path}: {exc}") from None
+    return out, meta

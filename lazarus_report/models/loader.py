@@ -1,0 +1,241 @@
+"""Load a model for the lens from whatever ``-m`` names, and describe what was loaded.
+
+Precision: on the CPU, quantized weights are dequantized to float32 and every parameter runs in
+float32 through BLAS (MLX's quantized CPU kernels are ~25x slower than an optimized sgemm).
+On Metal/CUDA the weights stay as stored.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ..blas import blas_status, import_mlx
+from ..errors import LazarusError
+from ..result import ModelInfo
+from . import mlx_lm_light
+from .families import LensParts, get_family
+from .resolve import ResolvedModel, resolve_model
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .tokenizer import Tokenizer
+
+mx = import_mlx()
+import mlx.nn as nn  # noqa: E402
+from mlx.utils import tree_flatten, tree_unflatten  # noqa: E402
+
+PRECISIONS = ("auto", "float32", "native")
+
+
+@dataclass
+class LoadedModel:
+    """A model ready for the lens: mlx-lm module, its lens parts, tokenizer and description."""
+
+    model: Any
+    parts: LensParts
+    tokenizer: "Tokenizer"
+    info: ModelInfo
+    config: dict[str, Any]
+    context_length: int | None
+    load_seconds: float
+
+
+def device_kind() -> str:
+    return "gpu" if mx.default_device().type == mx.DeviceType.gpu else "cpu"
+
+
+def _want_float32(precision: str) -> bool:
+    if precision not in PRECISIONS:
+        raise LazarusError(f"unknown precision {precision!r} (choose from {', '.join(PRECISIONS)})")
+    if precision == "auto":
+        return device_kind() == "cpu"
+    return precision == "float32"
+
+
+def load_model(
+    model_id: str,
+    *,
+    adapter: str | None = None,
+    precision: str = "auto",
+) -> LoadedModel:
+    """Resolve ``model_id`` (alias, GGUF path, model directory or hub ID) and load it."""
+    start = time.perf_counter()
+    to_float32 = _want_float32(precision)
+    resolved = resolve_model(model_id)
+    if resolved.kind == "gguf":
+        model, config, tokenizer, stored = _load_gguf(resolved, to_float32)
+    else:
+        model, config, tokenizer, stored = _load_directory(resolved, to_float32)
+    if adapter is not None:
+        _apply_adapter(model, config, adapter)
+    model.eval()
+    mx.eval(model.parameters())
+    parts = LensParts.of(model, config["model_type"])
+    precision_text = _describe_precision(model, stored, to_float32)
+    info = ModelInfo(
+        model_id=model_id,
+        source=resolved.source,
+        path=str(resolved.path) if resolved.path else None,
+        family=config["model_type"],
+        num_layers=len(parts.layers),
+        hidden_size=int(parts.args.hidden_size),
+        vocab_size=int(parts.args.vocab_size),
+        tied_embeddings=parts.tied,
+        embedding_scale=parts.builtin_embedding_scale,
+        precision=precision_text,
+        device=device_kind(),
+        blas=blas_status() if device_kind() == "cpu" else "n/a (GPU)",
+        chat_template=tokenizer.chat_template is not None,
+        adapter=str(adapter) if adapter else None,
+        final_logit_softcap=parts.softcap,
+    )
+    context = config.get("max_position_embeddings")
+    return LoadedModel(
+        model=model,
+        parts=parts,
+        tokenizer=tokenizer,
+        info=info,
+        config=config,
+        context_length=int(context) if context else None,
+        load_seconds=time.perf_counter() - start,
+    )
+
+
+def _describe_precision(model: Any, stored: str, to_float32: bool) -> str:
+    dtypes = sorted({str(v.dtype).replace("mlx.core.", "") for _, v in tree_flatten(model.parameters())})
+    quantized = any(isinstance(m, (nn.QuantizedLinear, nn.QuantizedEmbedding)) for _, m in model.named_modules())
+    running = "quantized " + "/".join(dtypes) if quantized else "/".join(d for d in dtypes if "int" not in d)
+    if to_float32 and stored not in ("F32", "float32"):
+        return f"{running} (dequantized from {stored})" if stored else running
+    return f"{running} (as stored: {stored})" if stored else running
+
+
+# --- GGUF -----------------------------------------------------------------------------------
+
+
+def _load_gguf(resolved: ResolvedModel, to_float32: bool) -> tuple[Any, dict[str, Any], "Tokenizer", str]:
+    from .gguf import load_gguf
+    from .tokenizer import tokenizer_from_gguf
+
+    g = load_gguf(resolved.path)
+    get_family(g.config["model_type"])  # unsupported families fail before building anything
+    model = mlx_lm_light.build_model(g.config)
+    weights = g.weights
+    if to_float32:
+        weights = _dequantize_weights(weights)
+    else:
+        _quantize_like(model, weights)
+    weights = model.sanitize(weights) if hasattr(model, "sanitize") else weights
+    try:
+        model.load_weights(list(weights.items()), strict=True)
+    except ValueError as exc:
+        raise LazarusError(f"GGUF file {resolved.path} does not match its declared architecture: {exc}") from None
+    if to_float32:
+        model.set_dtype(mx.float32)
+    tokenizer = tokenizer_from_gguf(resolved.path, metadata=g.metadata)
+    stored = g.file_type + (" via gguf dequantization" if g.dequantized_with_gguf else "")
+    return model, g.config, tokenizer, stored
+
+
+def _group_bits(weight: Any, scales: Any) -> tuple[int, int]:
+    group_size = 32  # every MLX-native GGUF quantization uses blocks of 32
+    in_features = scales.shape[-1] * group_size
+    bits = weight.shape[-1] * 32 // in_features
+    return group_size, bits
+
+
+def _dequantize_weights(weights: dict[str, Any]) -> dict[str, Any]:
+    out = {}
+    for name, w in weights.items():
+        if name.endswith((".scales", ".biases")):
+            continue
+        prefix = name[: -len(".weight")] if name.endswith(".weight") else None
+        if prefix and f"{prefix}.scales" in weights:
+            scales, biases = weights[f"{prefix}.scales"], weights[f"{prefix}.biases"]
+            group_size, bits = _group_bits(w, scales)
+            # float32 scales: dequantizing in float16 would round every weight once more.
+            w = mx.dequantize(w, scales.astype(mx.float32), biases.astype(mx.float32), group_size=group_size, bits=bits)
+        out[name] = w.astype(mx.float32)
+    return out
+
+
+def _quantize_like(model: Any, weights: dict[str, Any]) -> None:
+    """Turn the modules whose GGUF weights are quantized into MLX quantized modules."""
+
+    def predicate(path: str, module: Any) -> Any:
+        scales = weights.get(f"{path}.scales")
+        if scales is None or not hasattr(module, "to_quantized"):
+            return False
+        group_size, bits = _group_bits(weights[f"{path}.weight"], scales)
+        return {"group_size": group_size, "bits": bits}
+
+    nn.quantize(model, class_predicate=predicate)
+
+
+# --- model directories and hub IDs -------------------------------------------------------------
+
+
+def _directory_config_fixes(path: Path) -> dict[str, Any]:
+    """Work around config keys mlx-lm reads differently from transformers 5."""
+    config = json.loads((path / "config.json").read_text(encoding="utf-8"))
+    fixes: dict[str, Any] = {}
+    rope = config.get("rope_parameters")
+    # transformers 5 writes rope theta under rope_parameters; mlx-lm's ModelArgs would silently
+    # fall back to 10000 and every prediction would shift.
+    if isinstance(rope, dict) and "rope_theta" not in config and "rope_theta" in rope:
+        fixes["rope_theta"] = rope["rope_theta"]
+    return fixes
+
+
+def _load_directory(resolved: ResolvedModel, to_float32: bool) -> tuple[Any, dict[str, Any], "Tokenizer", str]:
+    from .tokenizer import tokenizer_from_hf
+
+    path = Path(resolved.path)
+    if not (path / "config.json").is_file():
+        raise LazarusError(f"{path} is not a model directory (no config.json)")
+    try:
+        config = json.loads((path / "config.json").read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise LazarusError(f"{path / 'config.json'} is not valid JSON: {exc}") from None
+    model_type = config.get("model_type")
+    if not model_type:
+        raise LazarusError(f"{path / 'config.json'} has no model_type")
+    get_family(model_type)
+    mlx_lm_light.full_mlx_lm()
+    from mlx_lm.utils import dequantize_model, load_model as mlx_load_model, load_tokenizer
+
+    try:
+        model, config = mlx_load_model(path, model_config=_directory_config_fixes(path))
+    except FileNotFoundError as exc:
+        raise LazarusError(f"cannot load {path}: {exc}") from None
+    except ValueError as exc:
+        raise LazarusError(f"cannot load {path}: {str(exc).splitlines()[0]}") from None
+    quant = config.get("quantization")
+    stored = f"{quant.get('bits')}-bit quantized" if isinstance(quant, dict) else str(config.get("torch_dtype") or config.get("dtype") or "")
+    if to_float32:
+        if quant:
+            model = dequantize_model(model)
+        model.set_dtype(mx.float32)
+    try:
+        hf_tok = load_tokenizer(path)
+    except Exception as exc:  # transformers raises many types for broken tokenizer files
+        raise LazarusError(f"cannot load the tokenizer of {path}: {str(exc).splitlines()[0]}") from None
+    return model, config, tokenizer_from_hf(hf_tok), stored
+
+
+def _apply_adapter(model: Any, config: dict[str, Any], adapter: str) -> None:
+    path = Path(adapter)
+    cfg_file = path / "adapter_config.json"
+    if not path.is_dir() or not cfg_file.is_file():
+        raise LazarusError(f"no LoRA adapter at {adapter} (expected a directory with adapter_config.json)")
+    mlx_lm_light.full_mlx_lm()
+    from mlx_lm.tuner.utils import load_adapters
+
+    try:
+        load_adapters(model, str(path))
+    except ValueError as exc:
+        raise LazarusError(f"adapter {adapter} does not fit this model: {str(exc).splitlines()[0]}") from None

@@ -1,0 +1,312 @@
+"""The analysis result: plain data with a versioned JSON form.
+
+Conventions, stated once for every renderer:
+
+* Layer ``i`` is the residual stream *after* transformer block ``i`` (0-based).
+  The last layer's lens distribution is the model's own next-token distribution.
+* Probabilities are in [0, 1]; entropy and KL divergence are in nats.
+* ``kl_to_final`` is KL(final || layer) = sum_v p_final(v) * (log p_final(v) - log p_layer(v)).
+* Ranks are exact: 1 + the number of vocabulary entries with a strictly larger logit.
+* Token strings are the model's own pieces decoded to text (leading spaces and newlines kept);
+  they are data from the model and must be escaped by every renderer.
+
+This module imports nothing heavy (no MLX, no numpy): renderers build on it alone.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+SCHEMA_VERSION = 1
+RESULT_KIND = "lazarus-report/analysis"
+
+
+class ResultFormatError(ValueError):
+    """A file that is not an analysis result of the supported schema version."""
+
+
+@dataclass(frozen=True)
+class TokenProb:
+    """One vocabulary entry and its probability under one lens distribution."""
+
+    token_id: int
+    token: str
+    prob: float
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """What was loaded and how it ran."""
+
+    model_id: str  # what the user passed to -m (alias, path or hub ID)
+    source: str  # "alias" | "gguf" | "directory" | "hub"
+    path: str | None  # resolved local path (GGUF file or model directory)
+    family: str  # model_type, e.g. "llama", "gemma3_text"
+    num_layers: int
+    hidden_size: int
+    vocab_size: int
+    tied_embeddings: bool
+    embedding_scale: float | None  # multiplier applied to token embeddings (Gemma: sqrt(hidden))
+    precision: str  # e.g. "float32 (dequantized from Q4_1)"
+    device: str  # "cpu" | "gpu"
+    blas: str  # which BLAS MLX used on CPU, e.g. "OpenBLAS (/usr/lib/...)" or "bundled reference BLAS"
+    chat_template: bool  # whether the tokenizer has a chat template
+    adapter: str | None = None  # LoRA adapter directory, when one was applied
+    final_logit_softcap: float | None = None
+
+
+@dataclass(frozen=True)
+class TrackedToken:
+    """A token the user asked to follow, as the model's tokenizer sees it."""
+
+    text: str  # exactly what the user passed
+    token_id: int  # the tracked id: the first token of ``text``
+    token: str  # that token decoded
+    num_tokens: int  # how many tokens ``text`` encodes to (> 1: only the first is tracked)
+
+    @property
+    def multi_token(self) -> bool:
+        return self.num_tokens > 1
+
+    @property
+    def warning(self) -> str | None:
+        if not self.multi_token:
+            return None
+        return (
+            f"{self.text!r} is {self.num_tokens} tokens for this model; "
+            f"tracking its first token {self.token!r} (id {self.token_id})"
+        )
+
+
+@dataclass(frozen=True)
+class TrackedAtLayer:
+    """A tracked token's probability and exact rank under one layer's lens."""
+
+    prob: float
+    rank: int
+
+
+@dataclass(frozen=True)
+class LayerPrediction:
+    """The lens at the last prompt position for one captured layer."""
+
+    layer_idx: int
+    top_tokens: list[TokenProb]  # top-k, most probable first
+    entropy: float  # nats
+    kl_to_final: float  # KL(final || this layer), nats; 0 at the last layer
+    final_token_rank: int  # exact rank of the final layer's top-1 token under this layer
+    tracked: list[TrackedAtLayer]  # aligned with AnalysisResult.tracked_tokens
+
+    @property
+    def top_token(self) -> str:
+        return self.top_tokens[0].token
+
+    @property
+    def top_prob(self) -> float:
+        return self.top_tokens[0].prob
+
+
+@dataclass(frozen=True)
+class TokenEvolution:
+    """A tracked token across the captured layers (last prompt position)."""
+
+    token: str  # decoded tracked token
+    token_id: int
+    text: str  # what the user asked to track
+    layers: list[int]
+    probs: list[float]
+    ranks: list[int]
+    emergence_layer: int | None  # first captured layer where the token is top-1
+    stable_from_layer: int | None  # captured layer from which it stays top-1 through the last
+
+    @property
+    def layer_probabilities(self) -> dict[int, float]:
+        return dict(zip(self.layers, self.probs))
+
+    @property
+    def final_prob(self) -> float:
+        return self.probs[-1]
+
+
+@dataclass(frozen=True)
+class PositionGrid:
+    """Top-1 prediction at every (captured layer, prompt position).
+
+    Arrays are nested lists indexed ``[layer_index_in_layers][position_index_in_positions]``.
+    """
+
+    layers: list[int]
+    positions: list[int]  # prompt positions (0-based); all of them
+    top_token_ids: list[list[int]]
+    top_tokens: list[list[str]]
+    top_probs: list[list[float]]
+    entropy: list[list[float]]
+    kl_to_final: list[list[float]]  # KL(final layer at that position || this layer)
+
+
+@dataclass(frozen=True)
+class AnalysisConfigRecord:
+    """The settings a result was produced with (the JSON form of ``AnalysisConfig``)."""
+
+    layer_strategy: str
+    layer_step: int
+    custom_layers: list[int] | None
+    top_k: int
+    track_tokens: list[str]
+    use_chat_template: bool
+    embedding_scale: float | None  # user override, None = auto
+    compute_grid: bool
+
+
+@dataclass(frozen=True)
+class AnalysisResult:
+    """Everything one logit-lens run produced. Renderers take this and nothing else."""
+
+    model: ModelInfo
+    prompt: str  # what the user typed
+    formatted_prompt: str  # what was tokenized (chat template applied or not)
+    chat_template_applied: bool
+    token_ids: list[int]
+    tokens: list[str]  # decoded pieces, one per token id
+    config: AnalysisConfigRecord
+    captured_layers: list[int]
+    layer_predictions: list[LayerPrediction]
+    tracked_tokens: list[TrackedToken]
+    token_evolutions: list[TokenEvolution]
+    grid: PositionGrid | None
+    versions: dict[str, str]
+    timings: dict[str, float]  # seconds: load, tokenize, forward, lens, grid, total
+    schema_version: int = SCHEMA_VERSION
+
+    @property
+    def final_prediction(self) -> list[TokenProb]:
+        """The model's own next-token top-k (the last layer's lens)."""
+        return self.layer_predictions[-1].top_tokens
+
+    @property
+    def final_top_token(self) -> str:
+        return self.final_prediction[0].token
+
+    @property
+    def warnings(self) -> list[str]:
+        return [t.warning for t in self.tracked_tokens if t.warning]
+
+    # --- JSON ---------------------------------------------------------------
+
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        return {"kind": RESULT_KIND, "schema_version": d.pop("schema_version"), **d}
+
+    def to_json(self, indent: int | None = 1) -> str:
+        # allow_nan=False: a NaN would make the file unreadable for strict JSON parsers.
+        return json.dumps(self.to_dict(), indent=indent, ensure_ascii=False, allow_nan=False)
+
+    @classmethod
+    def from_dict(cls, data: Any) -> "AnalysisResult":
+        if not isinstance(data, dict) or data.get("kind") != RESULT_KIND:
+            raise ResultFormatError("not a lazarus-report analysis result")
+        version = data.get("schema_version")
+        if version != SCHEMA_VERSION:
+            raise ResultFormatError(
+                f"result schema version {version!r} is not supported (this lazarus reads version {SCHEMA_VERSION})"
+            )
+        try:
+            return _build(cls, data)
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ResultFormatError(f"malformed analysis result: {exc}") from None
+
+    @classmethod
+    def from_json(cls, text: str) -> "AnalysisResult":
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise ResultFormatError(f"not JSON: {exc}") from None
+        return cls.from_dict(data)
+
+    def save(self, path: str | os.PathLike[str]) -> None:
+        write_text_atomic(path, self.to_json() + "\n")
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str]) -> "AnalysisResult":
+        return cls.from_json(Path(path).read_text(encoding="utf-8"))
+
+
+def _build(tp: Any, data: Any) -> Any:
+    """Rebuild a dataclass tree from ``dataclasses.asdict`` output, checking field names."""
+    import typing
+
+    if dataclasses.is_dataclass(tp):
+        if not isinstance(data, dict):
+            raise TypeError(f"{tp.__name__} must be an object")
+        hints = typing.get_type_hints(tp)
+        kwargs = {}
+        for f in dataclasses.fields(tp):
+            if f.name in data:
+                kwargs[f.name] = _build(hints[f.name], data[f.name])
+            elif f.default is dataclasses.MISSING:
+                raise KeyError(f"{tp.__name__}.{f.name}")
+        return tp(**kwargs)
+    origin = typing.get_origin(tp)
+    args = typing.get_args(tp)
+    if origin is list:
+        if not isinstance(data, list):
+            raise TypeError(f"expected a list, got {type(data).__name__}")
+        return [_build(args[0], x) for x in data]
+    if origin is dict:
+        if not isinstance(data, dict):
+            raise TypeError(f"expected an object, got {type(data).__name__}")
+        return {str(k): _build(args[1], v) for k, v in data.items()}
+    if origin is not None and type(None) in args:  # Optional[X]
+        if data is None:
+            return None
+        inner = [a for a in args if a is not type(None)]
+        return _build(inner[0], data)
+    if tp is float:
+        if isinstance(data, bool) or not isinstance(data, (int, float)):
+            raise TypeError(f"expected a number, got {data!r}")
+        return float(data)
+    if tp is int:
+        if isinstance(data, bool) or not isinstance(data, int):
+            raise TypeError(f"expected an integer, got {data!r}")
+        return data
+    if tp is str:
+        if not isinstance(data, str):
+            raise TypeError(f"expected a string, got {data!r}")
+        return data
+    if tp is bool:
+        if not isinstance(data, bool):
+            raise TypeError(f"expected true/false, got {data!r}")
+        return data
+    return data
+
+
+def write_text_atomic(path: str | os.PathLike[str], text: str) -> None:
+    """Write ``text`` to ``path`` so that a failure never leaves a partial file behind."""
+    write_bytes_atomic(path, text.encode("utf-8"))
+
+
+def write_bytes_atomic(path: str | os.PathLike[str], data: bytes) -> None:
+    target = Path(path)
+    directory = target.parent if str(target.parent) else Path(".")
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=directory)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+        os.replace(tmp, target)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+
+
+def is_finite(x: float) -> bool:
+    return not (math.isnan(x) or math.isinf(x))
