@@ -35,7 +35,7 @@ demo: install
 test: install-test
 	$(TEST_VENV)/bin/python -m pytest -q
 
-bench: install
+bench: install install-test
 	$(VENV)/bin/python benchmarks/run.py
 
 samples: install

@@ -1,0 +1,23 @@
+"""lazarus-report: logit-lens analysis of language models with MLX, and reports to share it.
+
+The public API (``ModelAnalyzer``, ``AnalysisConfig``, ``LayerStrategy``) is imported lazily so that
+``import lazarus_report`` (and ``lazarus --help``) stays fast.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = ["ModelAnalyzer", "AnalysisConfig", "LayerStrategy", "AnalysisResult"]
+
+
+def __getattr__(name: str) -> Any:
+    if name in ("ModelAnalyzer", "AnalysisConfig", "LayerStrategy"):
+        from . import api
+
+        return getattr(api, name)
+    if name == "AnalysisResult":
+        from .result import AnalysisResult
+
+        return AnalysisResult
+    raise AttributeError(name)

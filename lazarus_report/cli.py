@@ -138,8 +138,8 @@ def _analyze(
         # The grid feeds the HTML heatmap and the JSON; the terminal view does not show it.
         compute_grid=bool(output or html),
     )
-    with ModelAnalyzer.load(model, adapter=adapter, precision=precision) as analyzer:
-        result = analyzer.run(prompt, config)
+    # No `with`: the process ends right after, and releasing the model first would only cost time.
+    result = ModelAnalyzer.load(model, adapter=adapter, precision=precision).run(prompt, config)
     emit(result, output=output, html=html, markdown=markdown, static=static, quiet=quiet)
 
 

@@ -158,3 +158,15 @@ def test_llama_has_no_builtin_embedding_scale():
 def test_unknown_family_is_a_clear_error():
     with pytest.raises(LazarusError, match="unsupported architecture 'mamba'.*supported: .*llama"):
         get_family("mamba")
+
+
+@pytest.mark.parametrize("bits", [2, 4, 8])
+def test_fast_dequantization_matches_mlx(bits):
+    from lazarus_report.models.loader import dequantize_affine
+
+    mx.random.seed(bits)
+    w = mx.random.normal((48, 128))
+    q, scales, biases = mx.quantize(w, group_size=32, bits=bits)
+    ours = dequantize_affine(q, scales, biases, 32, bits)
+    theirs = mx.dequantize(q, scales.astype(mx.float32), biases.astype(mx.float32), group_size=32, bits=bits)
+    np.testing.assert_array_equal(np.array(ours), np.array(theirs))

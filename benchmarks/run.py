@@ -1,0 +1,313 @@
+"""`make bench`: measure lazarus-report side by side with its baselines and write RESULTS.md.
+
+The machines are noisy, so every target is a ratio of two things measured in the same run,
+interleaved (A B A B ...), and the medians are compared. Run in the `make demo` environment
+(no torch: torch slows `import transformers`); the transformers/PyTorch reference runs in the
+test environment as a separate worker process.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "benchmarks" / "RESULTS.md"
+ALIAS = "smollm2-135m-instruct"
+PROMPT = "The capital of France is"
+BASE_IDS = [504, 3575, 282, 4649, 314]
+
+
+def ids_of(n: int) -> list[int]:
+    return (BASE_IDS * (n // len(BASE_IDS) + 1))[:n]
+
+
+def median(xs: list[float]) -> float:
+    return statistics.median(xs)
+
+
+def fmt(s: float) -> str:
+    return f"{s * 1000:.1f} ms" if s < 1 else f"{s:.2f} s"
+
+
+# --- environment ---------------------------------------------------------------------------------
+
+
+def environment() -> list[str]:
+    from lazarus_report.blas import preload_blas
+
+    blas = preload_blas()
+    from importlib import metadata
+
+    versions = {d: metadata.version(d) for d in ("mlx", "mlx-lm", "numpy", "transformers") if _has(d)}
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
+    cpu = "unknown"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return [
+        f"- machine: {platform.system()} {platform.machine()}, {os.cpu_count()} cores ({cpu})",
+        f"- python {platform.python_version()}; " + ", ".join(f"{k} {v}" for k, v in versions.items()),
+        f"- BLAS: {blas}",
+        f"- commit: {commit or 'n/a'}",
+    ]
+
+
+def _has(dist: str) -> bool:
+    from importlib import metadata
+
+    try:
+        metadata.version(dist)
+        return True
+    except metadata.PackageNotFoundError:
+        return False
+
+
+# --- A: last-position lens vs the bare forward pass ---------------------------------------------
+
+
+def bench_last_position(analyzer, reps: int) -> tuple[list[str], dict]:
+    from lazarus_report import lens
+
+    mx = lens.mx
+    parts = analyzer.loaded.parts
+    model = analyzer.loaded.model
+    n_layers = len(parts.layers)
+    layers = list(range(n_layers))
+    rows = ["| tokens | bare forward `model(x)` | backbone + last-position head | lens, all 30 layers, last position | lens / bare forward | lens / backbone+head |", "|---|---|---|---|---|---|"]
+    data = {}
+    for n in (8, 64, 256):
+        x = mx.array([ids_of(n)])
+
+        def forward():
+            mx.eval(model(x)[:, -1])
+
+        def backbone_head():
+            h = parts.backbone(x)
+            mx.eval(parts.head(h[:, -1]))
+
+        def lens_all():
+            sink = lens.capture_hidden(parts, ids_of(n), layers)
+            hl = mx.stack([sink[i][0, -1] for i in layers])
+            lens.last_position_stats(parts, hl, sink[n_layers - 1][0, -1:], 5, [7042])
+
+        for f in (forward, backbone_head, lens_all):
+            f()  # warm-up
+        t = {"forward": [], "backbone": [], "lens": []}
+        for _ in range(reps):
+            for key, f in (("forward", forward), ("backbone", backbone_head), ("lens", lens_all)):
+                s = time.perf_counter()
+                f()
+                t[key].append(time.perf_counter() - s)
+        m = {k: median(v) for k, v in t.items()}
+        data[n] = m
+        rows.append(
+            f"| {n} | {fmt(m['forward'])} | {fmt(m['backbone'])} | {fmt(m['lens'])} | "
+            f"**{m['lens'] / m['forward']:.2f}x** | {m['lens'] / m['backbone']:.2f}x |"
+        )
+    return rows, data
+
+
+# --- B: full grid vs the transformers/PyTorch reference -------------------------------------------
+
+
+def reference_python() -> str | None:
+    candidate = os.environ.get("LAZARUS_BENCH_REFERENCE_PYTHON") or str(ROOT / ".venv-test" / "bin" / "python")
+    if not Path(candidate).exists():
+        return None
+    ok = subprocess.run([candidate, "-c", "import torch, transformers"], capture_output=True)
+    return candidate if ok.returncode == 0 else None
+
+
+class Reference:
+    def __init__(self, python: str, gguf: str):
+        self.proc = subprocess.Popen(
+            [python, str(ROOT / "benchmarks" / "reference_worker.py"), gguf],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+        )
+        self.info = json.loads(self.proc.stdout.readline())
+
+    def run(self, job: str, n: int) -> float:
+        self.proc.stdin.write(f"{job} {n}\n")
+        self.proc.stdin.flush()
+        return json.loads(self.proc.stdout.readline())["seconds"]
+
+    def close(self) -> None:
+        try:
+            self.proc.stdin.write("quit\n")
+            self.proc.stdin.flush()
+            self.proc.wait(timeout=30)
+        except Exception:
+            self.proc.kill()
+
+
+def bench_grid(analyzer, reps: int) -> tuple[list[str], dict]:
+    from lazarus_report import lens
+
+    mx = lens.mx
+    parts = analyzer.loaded.parts
+    n_layers = len(parts.layers)
+    layers = list(range(n_layers))
+    python = reference_python()
+    if python is None:
+        return ["(skipped: no environment with torch; run `make install-test` first)"], {}
+    ref = Reference(python, analyzer.info.path)
+    rows = ["| tokens | lazarus grid (forward + all layers x positions, top-5, entropy, KL) | transformers/PyTorch reference, same job | lazarus / reference |", "|---|---|---|---|"]
+    data = {}
+    try:
+        for n in (64, 256):
+            def ours():
+                sink = lens.capture_hidden(parts, ids_of(n), layers)
+                lens.position_grid(parts, [sink[i][0] for i in layers], sink[n_layers - 1][0], top_k=5)
+
+            ours()
+            ref.run("grid", n)
+            a, b = [], []
+            for _ in range(reps):
+                s = time.perf_counter()
+                ours()
+                a.append(time.perf_counter() - s)
+                b.append(ref.run("grid", n))
+            data[n] = (median(a), median(b))
+            rows.append(f"| {n} | {fmt(median(a))} | {fmt(median(b))} | **{median(a) / median(b):.2f}x** |")
+    finally:
+        ref.close()
+    return rows, data
+
+
+# --- C: peak memory of the grid at 1024 tokens (fresh process) ------------------------------------
+
+
+def memory_probe(n: int) -> dict:
+    """Runs in a fresh process: RSS growth from before loading to the end of the grid."""
+    from lazarus_report.api import ModelAnalyzer
+    from lazarus_report import lens
+
+    mx = lens.mx
+    before = _rss_now()
+    analyzer = ModelAnalyzer.load(ALIAS)
+    parts = analyzer.loaded.parts
+    from mlx.utils import tree_flatten
+
+    model_bytes = sum(v.nbytes for _, v in tree_flatten(analyzer.loaded.model.parameters()))
+    loaded = _rss_now()
+    mx.reset_peak_memory()
+    layers = list(range(len(parts.layers)))
+    sink = lens.capture_hidden(parts, ids_of(n), layers)
+    lens.position_grid(parts, [sink[i][0] for i in layers], sink[layers[-1]][0], top_k=5)
+    peak_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    return {
+        "model_bytes": model_bytes,
+        "rss_before_load": before,
+        "rss_after_load": loaded,
+        "peak_rss": peak_rss,
+        "mlx_peak": mx.get_peak_memory(),
+    }
+
+
+def _rss_now() -> int:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+def bench_memory() -> tuple[list[str], dict]:
+    out = subprocess.run([sys.executable, __file__, "--memory-probe", "1024"], capture_output=True, text=True, check=True)
+    m = json.loads(out.stdout.strip().splitlines()[-1])
+    mb = 2**20
+    growth = m["peak_rss"] - m["rss_before_load"]
+    limit = m["model_bytes"] + 256 * mb
+    rows = [
+        "| measure | value |", "|---|---|",
+        f"| model parameters (float32, as run) | {m['model_bytes'] / mb:.0f} MB |",
+        f"| process RSS growth, start of load -> end of grid (peak) | {growth / mb:.0f} MB |",
+        f"| MLX peak allocation during forward + grid | {m['mlx_peak'] / mb:.0f} MB |",
+        f"| target: model size + 256 MB | {limit / mb:.0f} MB -> **{'met' if growth <= limit else 'MISSED'}** |",
+    ]
+    return rows, m
+
+
+# --- D: end to end ---------------------------------------------------------------------------------
+
+
+def bench_cli(reps: int) -> tuple[list[str], dict]:
+    exe = str(Path(sys.executable).parent / "lazarus")
+    analyze = [exe, "introspect", "analyze", "-m", ALIAS, "-p", PROMPT, "--all-layers"]
+    helpcmd = [exe, "--help"]
+    subprocess.run(analyze, capture_output=True, check=True)  # warm the page cache and tokenizer cache
+    t_an, t_help = [], []
+    for _ in range(reps):
+        for cmd, bucket in ((analyze, t_an), (helpcmd, t_help)):
+            s = time.perf_counter()
+            subprocess.run(cmd, capture_output=True, check=True)
+            bucket.append(time.perf_counter() - s)
+    a, h = median(t_an), median(t_help)
+    rows = [
+        "| command | median wall | target |", "|---|---|---|",
+        f"| `lazarus introspect analyze -m {ALIAS} -p \"{PROMPT}\" --all-layers` | {fmt(a)} | <= 1.0 s (published lazarus: 3.7 s) -> **{'met' if a <= 1.0 else 'MISSED'}** |",
+        f"| `lazarus --help` | {fmt(h)} | <= 0.25 s -> **{'met' if h <= 0.25 else 'MISSED'}** |",
+    ]
+    return rows, {"analyze": a, "help": h}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--memory-probe", type=int)
+    parser.add_argument("--reps", type=int, default=5)
+    args = parser.parse_args()
+    if args.memory_probe:
+        print(json.dumps(memory_probe(args.memory_probe)))
+        return
+
+    from lazarus_report.api import ModelAnalyzer
+
+    sections = ["# Benchmarks", "", "Written by `make bench` (benchmarks/run.py). Every ratio compares two things measured "
+                "in the same run, interleaved; medians of the repetitions.", "", "## Environment", *environment(), ""]
+    print("\n".join(sections), flush=True)
+    analyzer = ModelAnalyzer.load(ALIAS)
+
+    def section(title: str, note: str, fn) -> None:
+        print(f"## {title} ...", flush=True)
+        rows, _ = fn()
+        block = [f"## {title}", "", note, "", *rows, ""]
+        print("\n".join(block), flush=True)
+        sections.extend(block)
+
+    section(
+        "Last-position lens vs the bare forward pass",
+        "Target: the lens over all 30 layers at the last position <= 1.25x the bare forward pass of the same loaded "
+        "model on the same tokens (mlx-lm's `model(x)`, which also computes the head at every position). "
+        "The lens runs the backbone once and the head only on the captured last positions.",
+        lambda: bench_last_position(analyzer, args.reps),
+    )
+    section(
+        "Full grid vs the transformers/PyTorch reference",
+        "Target: no slower than the reference (transformers on PyTorch, same GGUF weights dequantized to float32, "
+        "all threads) doing the same job: forward pass, then for every layer the full [T, V] log-softmax, top-5, "
+        "entropy and KL to the final layer.",
+        lambda: bench_grid(analyzer, max(3, args.reps // 2)),
+    )
+    analyzer.close()
+    section(
+        "Peak memory of the grid at 1024 tokens",
+        "Fresh process; all 30 layers x 1024 positions, top-5, entropy, KL.",
+        bench_memory,
+    )
+    section("End to end", "Fresh processes, median of the repetitions.", lambda: bench_cli(args.reps))
+    RESULTS.write_text("\n".join(sections).rstrip() + "\n", encoding="utf-8")
+    print(f"wrote {RESULTS.relative_to(ROOT)}")
+
+
+if __name__ == "__main__":
+    main()
