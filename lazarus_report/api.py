@@ -229,6 +229,11 @@ class ModelAnalyzer:
 
     def run(self, prompt: str, config: AnalysisConfig | None = None) -> AnalysisResult:
         """Run the logit lens on ``prompt`` and return the structured result."""
+        return self.run_with_distributions(prompt, config)[0]
+
+    def run_with_distributions(self, prompt: str, config: AnalysisConfig | None = None) -> tuple[AnalysisResult, Any]:
+        """``run``, plus the lens log-probabilities at the last position: numpy ``[L, V]`` float32,
+        one row per captured layer (what ``compare`` needs to measure divergence between models)."""
         from . import lens
 
         config = config or AnalysisConfig()
@@ -297,7 +302,7 @@ class ModelAnalyzer:
             )
         t3 = time.perf_counter()
         del sink
-        return AnalysisResult(
+        result = AnalysisResult(
             model=info,
             prompt=prompt,
             formatted_prompt=formatted,
@@ -318,6 +323,7 @@ class ModelAnalyzer:
                 "grid": round(t3 - t2, 4),
             },
         )
+        return result, stats.log_probs
 
 
 class _Decoder:
@@ -332,3 +338,52 @@ class _Decoder:
         if s is None:
             s = self._cache[token_id] = self._tok.token_to_str(token_id)
         return s
+
+
+def compare_models(
+    model1: str,
+    model2: str,
+    prompt: str,
+    config: AnalysisConfig | None = None,
+    *,
+    adapter1: str | None = None,
+    adapter2: str | None = None,
+    embedding_scales: tuple[float | None, float | None] = (None, None),
+    precision: str = "auto",
+):
+    """Analyze ``prompt`` with two models and compare them (``ComparisonResult``).
+
+    The models load one after the other and the first is released before the second loads, so the
+    peak memory is that of the larger model, not the sum.
+    """
+    from .compare import compare_models_from_runs
+
+    config = config or AnalysisConfig(layer_strategy=LayerStrategy.ALL)
+    if not prompt or not prompt.strip():
+        raise LazarusError("the prompt is empty")
+    if any(t == "" for t in config.track_tokens):
+        raise LazarusError("cannot track an empty string")
+    runs = []
+    sides = ((model1, adapter1, embedding_scales[0]), (model2, adapter2, embedding_scales[1]))
+    for n, (model_id, adapter, scale) in enumerate(sides, start=1):
+        analyzer = ModelAnalyzer.from_pretrained(model_id, adapter=adapter, precision=precision)
+        try:
+            analyzer._ensure_loaded()
+            cfg = dataclasses.replace(config, embedding_scale=scale)
+            try:
+                result, log_probs = analyzer.run_with_distributions(prompt, cfg)
+            except LazarusError as exc:
+                raise LazarusError(f"model {n} ({model_id}): {exc}") from None
+            tok = analyzer.tokenizer
+            runs.append(
+                {
+                    "result": result,
+                    "log_probs": log_probs,
+                    "fingerprint": tok.fingerprint(),
+                    "single_token": [len(tok.encode_plain(t)) == 1 for t in config.track_tokens],
+                    "load_seconds": analyzer.loaded.load_seconds,
+                }
+            )
+        finally:
+            analyzer.close()  # release before the next model loads
+    return compare_models_from_runs(runs)

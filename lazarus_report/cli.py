@@ -145,6 +145,8 @@ def _analyze(
 
 def emit(result: Any, *, output: str | None, html: str | None, markdown: str | None, static: bool, quiet: bool) -> None:
     """Write the requested files (each atomically) and print the text view."""
+    from .result import ComparisonResult
+
     if output:
         result.save(output)
     if html or markdown:
@@ -152,9 +154,67 @@ def emit(result: Any, *, output: str | None, html: str | None, markdown: str | N
 
         write_report_files(result, html_path=html, markdown_path=markdown, static=static)
     if not quiet:
-        from .render.text import render_text
+        from .render.text import render_comparison_text, render_text
 
-        click.echo(render_text(result), nl=False)
+        text = render_comparison_text(result) if isinstance(result, ComparisonResult) else render_text(result)
+        click.echo(text, nl=False)
+
+
+def parse_track_list(values: tuple[str, ...]) -> list[str]:
+    """`--track a,b --track c` -> ["a", "b", "c"]; a bare comma-free value is kept whole."""
+    out: list[str] = []
+    for v in values:
+        out.extend(v.split(",") if "," in v else [v])
+    return out
+
+
+@introspect.command(context_settings=CONTEXT)
+@click.option("-m1", "--model1", "model1", required=True, metavar="MODEL", help="First model (e.g. the base).")
+@click.option("-m2", "--model2", "model2", required=True, metavar="MODEL", help="Second model (e.g. the fine-tune).")
+@click.option("-p", "--prompt", required=True, help="Prompt to analyze with both models.")
+@click.option("--track", "track", multiple=True, metavar="TOKENS", help="Comma-separated tokens to track (repeatable).")
+@click.option("--top-k", type=int, default=5, show_default=True, help="Top predictions per layer.")
+@click.option("--layer-strategy", type=click.Choice(["all", "evenly_spaced", "first_last", "custom"]),
+              default="all", show_default=True, help="Layer selection strategy.")
+@click.option("-s", "--layer-step", type=int, default=4, show_default=True, help="Step for evenly_spaced.")
+@click.option("--layers", "--custom-layers", "layers", metavar="LIST", help="Custom layers, e.g. 0,4,8.")
+@click.option("--raw", is_flag=True, help="Analyze the exact prompt, without chat templates.")
+@click.option("--adapter1", metavar="DIR", help="mlx-lm LoRA adapter for model 1.")
+@click.option("--adapter2", metavar="DIR", help="mlx-lm LoRA adapter for model 2.")
+@click.option("--embedding-scale1", type=float, default=None, help="Embedding scale override for model 1.")
+@click.option("--embedding-scale2", type=float, default=None, help="Embedding scale override for model 2.")
+@click.option("--precision", type=click.Choice(["auto", "float32", "native"]), default="auto", show_default=True)
+@output_options
+def compare(**opts: Any) -> None:
+    """Compare two models on one prompt: base vs fine-tuned, or model vs model."""
+    run_guarded(lambda: _compare(**opts))
+
+
+def _compare(
+    model1: str, model2: str, prompt: str, track: tuple[str, ...], top_k: int, layer_strategy: str, layer_step: int,
+    layers: str | None, raw: bool, adapter1: str | None, adapter2: str | None, embedding_scale1: float | None,
+    embedding_scale2: float | None, precision: str, output: str | None, html: str | None, markdown: str | None,
+    static: bool, quiet: bool,
+) -> None:
+    for path, option in ((output, "-o"), (html, "--html"), (markdown, "--markdown")):
+        check_output_path(path, option)
+    custom = parse_layers(layers)
+    from .api import AnalysisConfig, LayerStrategy, compare_models
+
+    config = AnalysisConfig(
+        layer_strategy=LayerStrategy("custom" if custom else layer_strategy),
+        layer_step=layer_step,
+        custom_layers=custom,
+        top_k=top_k,
+        track_tokens=parse_track_list(track),
+        use_chat_template=not raw,
+        compute_grid=bool(output or html),
+    )
+    comparison = compare_models(
+        model1, model2, prompt, config, adapter1=adapter1, adapter2=adapter2,
+        embedding_scales=(embedding_scale1, embedding_scale2), precision=precision,
+    )
+    emit(comparison, output=output, html=html, markdown=markdown, static=static, quiet=quiet)
 
 
 @main.group()

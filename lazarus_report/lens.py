@@ -233,6 +233,7 @@ class LastPositionStats:
     final_token_rank: list[int]
     tracked_probs: list[list[float]]  # [L][n_tracked]
     tracked_ranks: list[list[int]]  # [L][n_tracked]
+    log_probs: np.ndarray  # [L, V] float32 lens log-probabilities (for comparing two models)
 
 
 def last_position_stats(
@@ -260,6 +261,7 @@ def last_position_stats(
         final_token_rank=final_rank.tolist(),
         tracked_probs=tracked_probs.tolist(),
         tracked_ranks=ranks.tolist(),
+        log_probs=z - stats.lse[:, None].astype(np.float32),
     )
 
 

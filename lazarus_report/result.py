@@ -238,6 +238,130 @@ class AnalysisResult:
         return cls.from_json(Path(path).read_text(encoding="utf-8"))
 
 
+COMPARISON_KIND = "lazarus-report/comparison"
+
+
+@dataclass(frozen=True)
+class LayerDivergence:
+    """Two models' lens distributions at the last position, at one matched pair of layers.
+
+    With different depths, layers are matched by relative depth ``(layer + 1) / num_layers``.
+    Divergences need one shared vocabulary; with different tokenizers they are None and top-1
+    agreement is decided on the decoded token strings.
+    """
+
+    layer1: int
+    layer2: int
+    relative_depth: float  # of layer2: (layer2 + 1) / num_layers2
+    top1_token1: str
+    top1_token2: str
+    top1_prob1: float
+    top1_prob2: float
+    top1_agree: bool
+    kl_12: float | None  # KL(model1 || model2), nats
+    kl_21: float | None  # KL(model2 || model1), nats
+    js: float | None  # Jensen-Shannon divergence (0.5 KL(P||M) + 0.5 KL(Q||M), M = (P+Q)/2), nats, <= ln 2
+
+
+@dataclass(frozen=True)
+class TrackedComparison:
+    """One tracked string in both models."""
+
+    text: str
+    tokens: list[str]  # the tracked (first) token in each model
+    single_token: list[bool]  # whether the string is one token in each model's vocabulary
+    emergence_layers: list[int | None]
+    stable_from_layers: list[int | None]
+    final_probs: list[float]
+    final_ranks: list[int]
+
+
+@dataclass(frozen=True)
+class ComparisonResult:
+    """Two analyses of the same prompt and what differs between them."""
+
+    results: list[AnalysisResult]  # [model1, model2]
+    labels: list[str]  # how outputs name each side
+    same_model: bool  # the same weights and adapter on both sides
+    same_tokenizer: bool  # identical vocabulary and merges (fingerprints)
+    same_tokens: bool  # the prompt tokenized to the same ids on both sides
+    alignment: str  # "layer" (same depth) | "relative_depth"
+    divergences: list[LayerDivergence]
+    first_disagreement_layer: int | None  # model-2 layer of the first pair whose top-1 differ
+    agreement_from_layer: int | None  # model-2 layer from which top-1 agree through the last pair
+    largest_change_layer: int | None  # model-2 layer of the pair with the largest JS divergence
+    tracked: list[TrackedComparison]
+    notes: list[str]  # comparisons that were not possible, and why; other caveats
+    load_seconds: list[float]
+    schema_version: int = SCHEMA_VERSION
+
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d["results"] = [r.to_dict() for r in self.results]
+        return {"kind": COMPARISON_KIND, "schema_version": d.pop("schema_version"), **d}
+
+    def to_json(self, indent: int | None = 1) -> str:
+        return json.dumps(self.to_dict(), indent=indent, ensure_ascii=False, allow_nan=False)
+
+    @classmethod
+    def from_dict(cls, data: Any) -> "ComparisonResult":
+        if not isinstance(data, dict) or data.get("kind") != COMPARISON_KIND:
+            raise ResultFormatError("not a lazarus-report comparison result")
+        version = data.get("schema_version")
+        if version != SCHEMA_VERSION:
+            raise ResultFormatError(
+                f"result schema version {version!r} is not supported (this lazarus reads version {SCHEMA_VERSION})"
+            )
+        try:
+            results = [AnalysisResult.from_dict(r) for r in data["results"]]
+            rest = {k: v for k, v in data.items() if k not in ("kind", "results")}
+            built = _build(_ComparisonFields, rest)
+            return cls(results=results, **{f.name: getattr(built, f.name) for f in dataclasses.fields(built)})
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ResultFormatError(f"malformed comparison result: {exc}") from None
+
+    @classmethod
+    def from_json(cls, text: str) -> "ComparisonResult":
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise ResultFormatError(f"not JSON: {exc}") from None
+        return cls.from_dict(data)
+
+    def save(self, path: str | os.PathLike[str]) -> None:
+        write_text_atomic(path, self.to_json() + "\n")
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str]) -> "ComparisonResult":
+        return cls.from_json(Path(path).read_text(encoding="utf-8"))
+
+
+@dataclass(frozen=True)
+class _ComparisonFields:
+    """ComparisonResult without ``results`` (rebuilt separately), for JSON loading."""
+
+    labels: list[str]
+    same_model: bool
+    same_tokenizer: bool
+    same_tokens: bool
+    alignment: str
+    divergences: list[LayerDivergence]
+    first_disagreement_layer: int | None
+    agreement_from_layer: int | None
+    largest_change_layer: int | None
+    tracked: list[TrackedComparison]
+    notes: list[str]
+    load_seconds: list[float]
+    schema_version: int = SCHEMA_VERSION
+
+
+def load_any_result(data: Any) -> "AnalysisResult | ComparisonResult":
+    """An analysis or a comparison, from parsed JSON."""
+    if isinstance(data, dict) and data.get("kind") == COMPARISON_KIND:
+        return ComparisonResult.from_dict(data)
+    return AnalysisResult.from_dict(data)
+
+
 def _build(tp: Any, data: Any) -> Any:
     """Rebuild a dataclass tree from ``dataclasses.asdict`` output, checking field names."""
     import typing

@@ -6,7 +6,7 @@ bidirectional marks and lone surrogates are visible and cannot move the cursor o
 
 from __future__ import annotations
 
-from ..result import AnalysisResult
+from ..result import AnalysisResult, ComparisonResult
 
 BAR_WIDTH = 50
 
@@ -81,4 +81,68 @@ def render_text(result: AnalysisResult) -> str:
                     lines.append(f"  --> Stays top-1 from layer {evo.stable_from_layer}")
                 elif evo.stable_from_layer is None:
                     lines.append(f"  --> Not top-1 at the last layer (final rank {evo.ranks[-1]})")
+    return "\n".join(lines) + "\n"
+
+
+def render_comparison_text(comparison: ComparisonResult) -> str:
+    """The compare view in the spec's shape, plus where the models disagree."""
+    c = comparison
+    r1, r2 = c.results
+    w = max(36, *(len(label) for label in c.labels))
+    lines = [f"Loading: {label} ({seconds:.2f} s)" for label, seconds in zip(c.labels, c.load_seconds)]
+    for label, r in zip(c.labels, c.results):
+        m = r.model
+        lines.append(f"  {label}: {m.family}, {m.num_layers} layers, {m.precision}")
+    lines += ["", "=" * 70, f"Prompt: {quote(r1.prompt)}", "=" * 70]
+    if r1.chat_template_applied or r2.chat_template_applied:
+        applied = [label for label, r in zip(c.labels, c.results) if r.chat_template_applied]
+        lines.append(f"Chat template applied for: {', '.join(applied)} (--raw analyzes the exact prompt)")
+    for warning in dict.fromkeys(r1.warnings + r2.warnings):
+        lines.append(f"Warning: {warning}")
+
+    lines += ["", "=== Final Predictions ===", f"{'Model':<{w}}  {'Top Token':<16} {'Prob':>6}", "-" * (w + 25)]
+    for label, r in zip(c.labels, c.results):
+        top = r.final_prediction[0]
+        lines.append(f"{label:<{w}}  {quote(top.token):<16} {top.prob:.4f}")
+
+    if c.tracked:
+        lines += ["", "=== Token Evolution Comparison ==="]
+        for t in c.tracked:
+            lines += ["", f"Token {quote(t.text)}:"]
+            for m, label in enumerate(c.labels):
+                emerges = (
+                    f"emerges at layer {t.emergence_layers[m]}" if t.emergence_layers[m] is not None else "never top-1"
+                )
+                split = "" if t.single_token[m] else f" (not one token: tracking {quote(t.tokens[m])})"
+                lines.append(
+                    f"  {label:<{w}}: {emerges}, final prob {t.final_probs[m]:.4f} (rank {t.final_ranks[m]}){split}"
+                )
+
+    lines += ["", "=== Where the models disagree ==="]
+    if c.first_disagreement_layer is None:
+        lines.append("  Top-1 predictions agree at every compared layer.")
+    else:
+        lines.append(f"  First top-1 disagreement: layer {c.first_disagreement_layer}")
+        if c.agreement_from_layer is None:
+            lines.append("  The final top-1 predictions differ.")
+        else:
+            lines.append(f"  Top-1 agree from layer {c.agreement_from_layer} through the last layer")
+    if c.largest_change_layer is not None:
+        d = next(d for d in c.divergences if d.layer2 == c.largest_change_layer)
+        lines.append(f"  Largest difference (Jensen-Shannon): layer {d.layer2} (JS {d.js:.4f} nats)")
+
+    lines += ["", "=== Layer by layer (last position) ==="]
+    has_div = any(d.js is not None for d in c.divergences)
+    head = f"  {'layer':>9}  {'top-1 (1)':<14} {'top-1 (2)':<14} agree"
+    if has_div:
+        head += f" {'KL(1||2)':>9} {'KL(2||1)':>9} {'JS':>7}"
+    lines.append(head)
+    for d in c.divergences:
+        pair = f"{d.layer1}" if d.layer1 == d.layer2 and c.alignment == "layer" else f"{d.layer1}/{d.layer2}"
+        row = f"  {pair:>9}  {quote(d.top1_token1)[:14]:<14} {quote(d.top1_token2)[:14]:<14} {'yes' if d.top1_agree else 'NO ':<5}"
+        if d.js is not None:
+            row += f" {d.kl_12:9.4f} {d.kl_21:9.4f} {d.js:7.4f}"
+        lines.append(row)
+    if c.notes:
+        lines += ["", "Notes:"] + [f"  - {n}" for n in c.notes]
     return "\n".join(lines) + "\n"

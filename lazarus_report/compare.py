@@ -1,0 +1,185 @@
+"""Two analyses of one prompt -> what differs between the models (pure numpy and Python).
+
+Honest by construction:
+
+* Divergences (KL both ways, Jensen-Shannon) are computed only when both models share a tokenizer
+  (same vocabulary and merges), over their full last-position lens distributions.
+* Different depths: layers are matched by relative depth ``(layer + 1) / num_layers``.
+* Different tokenizers: top-1 agreement compares decoded token strings; divergences are reported as
+  not possible, and every output says so.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import numpy as np
+
+from .result import AnalysisResult, ComparisonResult, LayerDivergence, TrackedComparison
+
+LN2 = float(np.log(2.0))
+
+
+def kl_divergence(logp: np.ndarray, logq: np.ndarray) -> np.ndarray:
+    """KL(P || Q) per row, nats, from log-probabilities ``[N, V]``."""
+    p = np.exp(logp.astype(np.float64))
+    return np.maximum(0.0, (p * (logp.astype(np.float64) - logq.astype(np.float64))).sum(axis=-1))
+
+
+def js_divergence(logp: np.ndarray, logq: np.ndarray) -> np.ndarray:
+    """Jensen-Shannon divergence per row: 0.5 KL(P||M) + 0.5 KL(Q||M), M = (P + Q) / 2; nats, in [0, ln 2]."""
+    lp, lq = logp.astype(np.float64), logq.astype(np.float64)
+    logm = np.logaddexp(lp, lq) - LN2
+    p, q = np.exp(lp), np.exp(lq)
+    js = 0.5 * (p * (lp - logm)).sum(axis=-1) + 0.5 * (q * (lq - logm)).sum(axis=-1)
+    return np.clip(js, 0.0, LN2)
+
+
+def match_layers(layers1: Sequence[int], n1: int, layers2: Sequence[int], n2: int) -> list[tuple[int, int]]:
+    """Pairs (index into layers1, index into layers2): same layer when depths match, else by relative depth."""
+    if n1 == n2 and list(layers1) == list(layers2):
+        return [(i, i) for i in range(len(layers1))]
+    rel1 = np.array([(l + 1) / n1 for l in layers1])
+    pairs = []
+    for j, l2 in enumerate(layers2):
+        i = int(np.argmin(np.abs(rel1 - (l2 + 1) / n2)))
+        pairs.append((i, j))
+    return pairs
+
+
+def compare_results(
+    r1: AnalysisResult,
+    r2: AnalysisResult,
+    logp1: np.ndarray | None,
+    logp2: np.ndarray | None,
+    *,
+    fingerprints: Sequence[str],
+    single_token: Sequence[Sequence[bool]],
+    labels: Sequence[str],
+    same_model: bool,
+    load_seconds: Sequence[float] = (0.0, 0.0),
+) -> ComparisonResult:
+    """Build the comparison. ``logp*``: ``[L, V]`` lens log-probs at the last position, one row per
+    captured layer; ``single_token[m][k]``: whether tracked string k is one token for model m."""
+    same_tokenizer = fingerprints[0] == fingerprints[1]
+    same_tokens = r1.token_ids == r2.token_ids
+    n1, n2 = r1.model.num_layers, r2.model.num_layers
+    pairs = match_layers(r1.captured_layers, n1, r2.captured_layers, n2)
+    alignment = "layer" if all(i == j for i, j in pairs) and n1 == n2 else "relative_depth"
+    notes: list[str] = []
+    if same_model:
+        notes.append("Both sides are the same model: every difference is zero by construction.")
+    if not same_tokenizer:
+        notes.append(
+            "The models use different tokenizers, so their distributions are over different vocabularies: "
+            "KL and Jensen-Shannon divergences are not possible; top-1 agreement compares decoded token strings."
+        )
+    elif not same_tokens:
+        notes.append(
+            "The prompt became different token sequences (chat templates differ), so the models did not see the "
+            "same input; divergences compare their next-token predictions after their own sequences."
+        )
+    if n1 != n2:
+        notes.append(
+            f"The models have different depths ({n1} and {n2} layers): layers are matched by relative depth "
+            "(layer + 1) / layers."
+        )
+    divergences_possible = same_tokenizer and logp1 is not None and logp2 is not None
+    if divergences_possible:
+        idx1 = [i for i, _ in pairs]
+        idx2 = [j for _, j in pairs]
+        a, b = logp1[idx1], logp2[idx2]
+        kl12, kl21, js = kl_divergence(a, b), kl_divergence(b, a), js_divergence(a, b)
+    divergences = []
+    for k, (i, j) in enumerate(pairs):
+        lp1, lp2 = r1.layer_predictions[i], r2.layer_predictions[j]
+        t1, t2 = lp1.top_tokens[0], lp2.top_tokens[0]
+        agree = t1.token_id == t2.token_id if same_tokenizer else t1.token == t2.token
+        divergences.append(
+            LayerDivergence(
+                layer1=lp1.layer_idx,
+                layer2=lp2.layer_idx,
+                relative_depth=(lp2.layer_idx + 1) / n2,
+                top1_token1=t1.token,
+                top1_token2=t2.token,
+                top1_prob1=t1.prob,
+                top1_prob2=t2.prob,
+                top1_agree=agree,
+                kl_12=float(kl12[k]) if divergences_possible else None,
+                kl_21=float(kl21[k]) if divergences_possible else None,
+                js=float(js[k]) if divergences_possible else None,
+            )
+        )
+    first_disagreement = next((d.layer2 for d in divergences if not d.top1_agree), None)
+    agreement_from = None
+    for d in reversed(divergences):
+        if not d.top1_agree:
+            break
+        agreement_from = d.layer2
+    largest = None
+    if divergences_possible and divergences and not same_model:
+        largest = max(divergences, key=lambda d: d.js or 0.0).layer2
+    tracked = []
+    for k, text in enumerate(r1.config.track_tokens):
+        e1, e2 = r1.token_evolutions[k], r2.token_evolutions[k]
+        tracked.append(
+            TrackedComparison(
+                text=text,
+                tokens=[e1.token, e2.token],
+                single_token=[bool(single_token[0][k]), bool(single_token[1][k])],
+                emergence_layers=[e1.emergence_layer, e2.emergence_layer],
+                stable_from_layers=[e1.stable_from_layer, e2.stable_from_layer],
+                final_probs=[e1.probs[-1], e2.probs[-1]],
+                final_ranks=[e1.ranks[-1], e2.ranks[-1]],
+            )
+        )
+        only = [labels[m] for m in (0, 1) if tracked[-1].single_token[m]]
+        if len(only) == 1:
+            other = labels[1] if only[0] == labels[0] else labels[0]
+            notes.append(
+                f"{text!r} is a single token only for {only[0]}; for {other} it is split and its first token is tracked."
+            )
+    return ComparisonResult(
+        results=[r1, r2],
+        labels=list(labels),
+        same_model=same_model,
+        same_tokenizer=same_tokenizer,
+        same_tokens=same_tokens,
+        alignment=alignment,
+        divergences=divergences,
+        first_disagreement_layer=first_disagreement,
+        agreement_from_layer=agreement_from,
+        largest_change_layer=largest,
+        tracked=tracked,
+        notes=notes,
+        load_seconds=[float(x) for x in load_seconds],
+    )
+
+
+def side_label(result: AnalysisResult) -> str:
+    m = result.model
+    return f"{m.model_id} + {m.adapter}" if m.adapter else m.model_id
+
+
+def compare_models_from_runs(runs: Sequence[dict[str, Any]]) -> ComparisonResult:
+    """Glue between the API's two runs and ``compare_results``."""
+    r1, r2 = runs[0]["result"], runs[1]["result"]
+    labels = [side_label(r1), side_label(r2)]
+    same_model = (
+        r1.model.path == r2.model.path
+        and r1.model.adapter == r2.model.adapter
+        and r1.model.embedding_scale == r2.model.embedding_scale
+    )
+    if labels[0] == labels[1]:
+        labels = [f"{labels[0]} (1)", f"{labels[1]} (2)"]
+    return compare_results(
+        r1,
+        r2,
+        runs[0]["log_probs"],
+        runs[1]["log_probs"],
+        fingerprints=[runs[0]["fingerprint"], runs[1]["fingerprint"]],
+        single_token=[runs[0]["single_token"], runs[1]["single_token"]],
+        labels=labels,
+        same_model=same_model,
+        load_seconds=[runs[0]["load_seconds"], runs[1]["load_seconds"]],
+    )
