@@ -249,15 +249,23 @@ class ModelAnalyzer:
             raise LazarusError(
                 f"the prompt is {len(ids)} tokens, longer than the model's context of {loaded.context_length}"
             )
+        if loaded.unsupported_window and len(ids) > loaded.unsupported_window:
+            raise LazarusError(
+                f"the prompt is {len(ids)} tokens, longer than this model's sliding attention window of "
+                f"{loaded.unsupported_window}, which mlx-lm does not implement for {loaded.info.family}: "
+                "the lens would be wrong; use a shorter prompt"
+            )
         tracked = self.track(config.track_tokens)
         n_layers = loaded.info.num_layers
         layers = select_layers(config.layer_strategy, n_layers, config.layer_step, config.custom_layers)
         factor = None
         info = loaded.info
-        if config.embedding_scale is not None:
+        # Default: the reference implementation's scale where mlx-lm's differs (Gemma 3 in float32).
+        scale = config.embedding_scale if config.embedding_scale is not None else loaded.parts.reference_embedding_scale
+        if scale is not None:
             builtin = loaded.parts.builtin_embedding_scale or 1.0
-            factor = config.embedding_scale / builtin
-            info = dataclasses.replace(info, embedding_scale=config.embedding_scale)
+            factor = scale / builtin
+            info = dataclasses.replace(info, embedding_scale=scale)
         t1 = time.perf_counter()
 
         sink = lens.capture_hidden(loaded.parts, ids, layers, factor)

@@ -82,7 +82,8 @@ def output_options(fn: Callable[..., Any]) -> Callable[..., Any]:
         [
             click.option("-o", "--output", "output", metavar="FILE", help="Save the result as JSON."),
             click.option("--html", "html", metavar="FILE", help="Write a self-contained HTML report."),
-            click.option("--markdown", "markdown", metavar="FILE", help="Write a Markdown summary."),
+            click.option("--markdown", "markdown", metavar="FILE",
+                         help="Write a Markdown report (also appended to $GITHUB_STEP_SUMMARY when set)."),
             click.option("--static", is_flag=True, help="HTML without scripts (static SVG charts only)."),
             click.option("-q", "--quiet", is_flag=True, help="Do not print the text report."),
         ]
@@ -225,7 +226,8 @@ def report() -> None:
 @report.command(context_settings=CONTEXT)
 @click.argument("source", metavar="RESULT")
 @click.option("--html", "html", metavar="FILE", help="Write a self-contained HTML report.")
-@click.option("--markdown", "markdown", metavar="FILE", help="Write a Markdown summary.")
+@click.option("--markdown", "markdown", metavar="FILE",
+              help="Write a Markdown report (also appended to $GITHUB_STEP_SUMMARY when set).")
 @click.option("--static", is_flag=True, help="HTML without scripts (static SVG charts only).")
 @click.option("-q", "--quiet", is_flag=True, help="Do not print the text report.")
 def render(source: str, html: str | None, markdown: str | None, static: bool, quiet: bool) -> None:

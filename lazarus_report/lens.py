@@ -30,6 +30,7 @@ from typing import Any, Iterator, Sequence
 import numpy as np
 
 from .blas import import_mlx
+from .errors import LazarusError
 from .models.families import LensParts
 
 mx = import_mlx()
@@ -38,6 +39,10 @@ mx = import_mlx()
 GRID_BUDGET_BYTES = 48 * 2**20
 # Rows per numpy statistics block: small enough to stay in the CPU cache.
 STATS_BLOCK_ROWS = 32
+
+
+class NonFiniteError(LazarusError):
+    """The lens met NaN or infinite values (damaged weights, or overflow in low precision)."""
 
 
 def _capturing_class(cls: type, sink: dict[int, Any], index: int) -> type:
@@ -245,6 +250,8 @@ def last_position_stats(
     ``final_hidden_last`` is ``[1, H]``: the last block's output there (the model's own prediction).
     """
     z_all = head_logits_np(parts, mx.concatenate([hidden_last, final_hidden_last], axis=0))
+    if not np.isfinite(z_all).all():
+        raise NonFiniteError("the model produced NaN or infinite logits: its weights are damaged or overflow")
     z, zf = z_all[:-1], z_all[-1:]
     final = FinalReference.of(zf)
     n = z.shape[0]

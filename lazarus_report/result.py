@@ -19,6 +19,7 @@ import dataclasses
 import json
 import math
 import os
+import re
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -205,8 +206,7 @@ class AnalysisResult:
         return {"kind": RESULT_KIND, "schema_version": d.pop("schema_version"), **d}
 
     def to_json(self, indent: int | None = 1) -> str:
-        # allow_nan=False: a NaN would make the file unreadable for strict JSON parsers.
-        return json.dumps(self.to_dict(), indent=indent, ensure_ascii=False, allow_nan=False)
+        return dumps_json(self.to_dict(), indent)
 
     @classmethod
     def from_dict(cls, data: Any) -> "AnalysisResult":
@@ -301,7 +301,7 @@ class ComparisonResult:
         return {"kind": COMPARISON_KIND, "schema_version": d.pop("schema_version"), **d}
 
     def to_json(self, indent: int | None = 1) -> str:
-        return json.dumps(self.to_dict(), indent=indent, ensure_ascii=False, allow_nan=False)
+        return dumps_json(self.to_dict(), indent)
 
     @classmethod
     def from_dict(cls, data: Any) -> "ComparisonResult":
@@ -409,6 +409,16 @@ def _build(tp: Any, data: Any) -> Any:
             raise TypeError(f"expected true/false, got {data!r}")
         return data
     return data
+
+
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def dumps_json(data: Any, indent: int | None = 1) -> str:
+    """JSON that is always valid UTF-8: readable non-ASCII text, lone surrogates (possible in user
+    prompts from undecodable argv bytes) escaped as ``\\udXXX``; never NaN (strict parsers reject it)."""
+    text = json.dumps(data, indent=indent, ensure_ascii=False, allow_nan=False)
+    return _LONE_SURROGATE.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
 
 
 def write_text_atomic(path: str | os.PathLike[str], text: str) -> None:

@@ -175,3 +175,13 @@ def test_embedding_scale_override_is_recorded(analyzer):
     r = analyzer.run(PROMPT, AnalysisConfig(embedding_scale=1.0, use_chat_template=False, compute_grid=False))
     assert r.model.embedding_scale == 1.0 and r.config.embedding_scale == 1.0
     assert r.final_top_token == " Paris"  # scale 1.0 == llama's own (none)
+
+
+def test_lone_surrogates_in_a_prompt_survive_the_json(raw_result, tmp_path):
+    import dataclasses
+
+    odd = dataclasses.replace(raw_result, prompt="bad \udcff byte from argv")
+    path = tmp_path / "odd.json"
+    odd.save(path)
+    path.read_bytes().decode("utf-8")  # valid UTF-8 on disk
+    assert AnalysisResult.load(path).prompt == odd.prompt

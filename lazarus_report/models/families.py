@@ -12,8 +12,10 @@ model's own logits):
 * gemma: tied head; embeddings scaled by sqrt(hidden_size) inside the backbone; RMSNorm is
   ``1 + weight`` (we call the module, never reimplement it).
 * gemma2: as gemma, plus final logit softcapping ``tanh(x / c) * c``.
-* gemma3_text / gemma3: embedding scale sqrt(hidden_size) rounded to bfloat16 by mlx-lm;
-  gemma3 (multimodal checkpoint) keeps the text model under ``language_model``.
+* gemma3_text / gemma3: embedding scale sqrt(hidden_size) rounded to bfloat16 by mlx-lm whatever
+  the dtype, while the reference (transformers) rounds it to the weights' dtype (float32: 25.298 for
+  hidden 640, not 25.25); ``reference_embedding_scale`` gives the reference's, which the analysis
+  uses by default. gemma3 (multimodal checkpoint) keeps the text model under ``language_model``.
 * cohere: logits multiplied by ``logit_scale``; granite: logits divided by ``logits_scaling``.
 """
 
@@ -37,6 +39,9 @@ class Family:
     post_head: Callable[[Any, Any], Any] | None = None
     # The embedding multiplier the family's backbone applies itself, given the model args.
     builtin_embedding_scale: Callable[[Any], float] | None = None
+    # The reference implementation's multiplier (given the args and the embeddings' dtype), only
+    # where mlx-lm's builtin differs from it (gemma3: bfloat16-rounded even in float32).
+    reference_embedding_scale: Callable[[Any, Any], float] | None = None
     # Whether GGUF files of this family store Q/K rows permuted for llama.cpp's rotary layout.
     gguf_rope_traditional: bool = False
     describe_softcap: Callable[[Any], float | None] | None = None
@@ -83,6 +88,13 @@ def _sqrt_hidden_bf16(args: Any) -> float:
     return _bf16(math.sqrt(args.hidden_size))
 
 
+def _sqrt_hidden_in(args: Any, dtype: Any) -> float:
+    """transformers' Gemma 3 ``embed_scale``: sqrt(hidden_size) as float32, cast to the weights' dtype."""
+    import mlx.core as mx
+
+    return float(mx.array(math.sqrt(args.hidden_size), dtype=mx.float32).astype(dtype).item())
+
+
 FAMILIES: dict[str, Family] = {
     f.name: f
     for f in [
@@ -103,6 +115,7 @@ FAMILIES: dict[str, Family] = {
         Family(
             "gemma3_text",
             builtin_embedding_scale=_sqrt_hidden_bf16,
+            reference_embedding_scale=_sqrt_hidden_in,
             post_head=_softcap,
             describe_softcap=_softcap_value,
         ),
@@ -111,6 +124,7 @@ FAMILIES: dict[str, Family] = {
             backbone_path=("language_model", "model"),
             head_owner_path=("language_model",),
             builtin_embedding_scale=_sqrt_hidden_bf16,
+            reference_embedding_scale=_sqrt_hidden_in,
             post_head=lambda m, x: _softcap(m.language_model, x),
             describe_softcap=lambda m: _softcap_value(m.language_model),
         ),
@@ -180,6 +194,17 @@ class LensParts:
     def builtin_embedding_scale(self) -> float | None:
         f = self.family.builtin_embedding_scale
         return f(self.args) if f else None
+
+    @property
+    def reference_embedding_scale(self) -> float | None:
+        """The reference implementation's embedding multiplier at this model's dtype, where it
+        differs from mlx-lm's builtin one (None otherwise)."""
+        f = self.family.reference_embedding_scale
+        if f is None:
+            return None
+        emb = self.backbone.embed_tokens
+        dtype = getattr(emb, "scales", emb.weight).dtype  # a QuantizedEmbedding returns its scales' dtype
+        return f(self.args, dtype)
 
     @property
     def softcap(self) -> float | None:

@@ -25,7 +25,14 @@ from typing import Any, Callable
 
 from ..blas import import_mlx
 from ..errors import LazarusError
-from .gguf_metadata import GGUFError, check_gguf_header, plain, read_gguf_metadata
+from .gguf_metadata import (
+    MLX_NATIVE_TENSOR_TYPES,
+    GGUFError,
+    check_gguf_header,
+    plain,
+    read_gguf_metadata,
+    read_tensor_types,
+)
 
 mx = import_mlx()
 
@@ -83,20 +90,42 @@ def _llama_extra(meta: dict[str, Any], arch: str) -> dict[str, Any]:
 
 
 def _gemma3_extra(meta: dict[str, Any], arch: str) -> dict[str, Any]:
-    head_dim = meta.get(f"{arch}.attention.key_length", 256)
-    return {
+    """Gemma 3 settings GGUF does not store, as llama.cpp and transformers fill them in.
+
+    Checked on Gemma 3 270M against the config transformers builds from the same GGUF: head_dim
+    256, query_pre_attn_scalar 256, sliding window 512 with every 6th layer global (layers 5, 11,
+    17), rope theta 1e6 (global, ``rope.freq_base``) and 10000 (local), no softcapping (Gemma 3 has
+    neither attention nor final-logit softcapping; mlx-lm's gemma3_text applies none).
+    """
+    head_dim = int(meta.get(f"{arch}.attention.key_length", 256))
+    blocks = int(meta.get(f"{arch}.block_count", 0))
+    # llama.cpp: attention scale 1/sqrt(hidden / heads) for the 27B (62 layers), 1/sqrt(head_dim) otherwise.
+    scalar = head_dim
+    if blocks == 62:
+        scalar = int(meta[f"{arch}.embedding_length"]) // int(meta[f"{arch}.attention.head_count"])
+    extra: dict[str, Any] = {
         "head_dim": head_dim,
-        "query_pre_attn_scalar": head_dim,
-        "sliding_window": meta.get(f"{arch}.attention.sliding_window", 512),
+        "query_pre_attn_scalar": scalar,
+        "sliding_window": int(meta.get(f"{arch}.attention.sliding_window", 512)),
         "sliding_window_pattern": 6,  # fixed for Gemma 3 (llama.cpp hardcodes it too)
         "rope_local_base_freq": 10000.0,
     }
+    # Gemma 3 4B+ scale the global layers' rope linearly (factor 8); mlx-lm, like transformers,
+    # applies rope_scaling to the global layers only.
+    kind = meta.get(f"{arch}.rope.scaling.type")
+    factor = meta.get(f"{arch}.rope.scaling.factor")
+    if kind == "linear" and factor:
+        extra["rope_scaling"] = {"type": "linear", "factor": float(factor)}
+    elif kind not in (None, "none"):
+        raise LazarusError(f"GGUF rope scaling {kind!r} is not supported for gemma3")
+    return extra
 
 
 def _gemma2_extra(meta: dict[str, Any], arch: str) -> dict[str, Any]:
     return {
         "head_dim": meta.get(f"{arch}.attention.key_length", 256),
         "query_pre_attn_scalar": meta.get(f"{arch}.attention.key_length", 256),
+        "sliding_window": meta.get(f"{arch}.attention.sliding_window", 4096),
         "attn_logit_softcapping": meta.get(f"{arch}.attn_logit_softcapping", 50.0),
         "final_logit_softcapping": meta.get(f"{arch}.final_logit_softcapping", 30.0),
     }
@@ -208,15 +237,27 @@ def load_gguf(path: str | Path, cache_dir: Path | None = None) -> GGUFModel:
         check_gguf_header(path)
     except GGUFError as exc:
         raise LazarusError(str(exc)) from None
+    if not _mlx_reads_correctly(path):
+        return _load_converted(path, cache_dir or default_cache_dir())
     try:
         raw, meta = mx.load(str(path), return_metadata=True)
     except (RuntimeError, ValueError) as exc:
-        message = str(exc)
-        if "gguf_tensor_to_f16" in message or "not supported" in message.lower():
-            return _load_converted(path, cache_dir or default_cache_dir())
-        raise LazarusError(f"cannot read GGUF file {path}: {message.strip()}") from None
+        raise LazarusError(f"cannot read GGUF file {path}: {str(exc).strip()}") from None
     meta = {k: plain(v) for k, v in meta.items()}
     return _assemble(path, raw, meta, dequantized=False)
+
+
+def _mlx_reads_correctly(path: Path) -> bool:
+    """Whether every tensor has a type MLX's GGUF reader decodes correctly.
+
+    ``mx.load`` accepts some k-quants but decodes them wrongly (Q4_K weights off by ~38%), so the
+    tensor types are read from the header first (~20 ms for SmolLM2's 49k-token vocabulary).
+    """
+    try:
+        types = read_tensor_types(path)
+    except GGUFError as exc:
+        raise LazarusError(str(exc)) from None
+    return all(t in MLX_NATIVE_TENSOR_TYPES for t in types.values())
 
 
 def _assemble(path: Path, raw: dict[str, Any], meta: dict[str, Any], dequantized: bool) -> GGUFModel:
@@ -263,8 +304,8 @@ def _dequantize_with_gguf(path: Path) -> tuple[dict[str, Any], dict[str, Any]]:
     from gguf import GGUFReader
     from gguf.quants import dequantize
 
-    meta = read_gguf_metadata(path)
     try:
+        meta = read_gguf_metadata(path)
         reader = GGUFReader(str(path), "r")
         out = {}
         for t in reader.tensors:
@@ -272,8 +313,10 @@ def _dequantize_with_gguf(path: Path) -> tuple[dict[str, Any], dict[str, Any]]:
             # GGUF lists dims fastest-first; numpy wants them slowest-first.
             shape = tuple(int(d) for d in reversed(t.shape.tolist()))
             out[t.name] = np.ascontiguousarray(arr.reshape(shape), dtype=np.float32)
+            if not np.isfinite(out[t.name]).all():
+                raise LazarusError(f"GGUF file {path} is damaged: tensor {t.name} holds NaN or infinite values")
     except LazarusError:
         raise
     except Exception as exc:
-        raise LazarusError(f"cannot read GGUF file {path}: {exc}") from None
+        raise LazarusError(f"cannot read GGUF file {path}: {str(exc).strip() or type(exc).__name__}") from None
     return out, meta

@@ -42,6 +42,21 @@ class LoadedModel:
     config: dict[str, Any]
     context_length: int | None
     load_seconds: float
+    # A sliding attention window the model was trained with but mlx-lm's implementation of the
+    # family does not apply: prompts longer than this would silently give wrong numbers.
+    unsupported_window: int | None = None
+
+
+def _unsupported_sliding_window(config: dict[str, Any]) -> int | None:
+    window = config.get("sliding_window")
+    if not window:
+        return None
+    model_type = config.get("model_type")
+    if model_type == "gemma2":  # mlx-lm's gemma2 applies no sliding mask at all
+        return int(window)
+    if model_type in ("llama", "mistral") and not config.get("layer_types"):
+        return int(window)  # mlx-lm's llama slides only layers that layer_types marks as sliding
+    return None
 
 
 def device_kind() -> str:
@@ -95,6 +110,7 @@ def load_model(
     )
     context = config.get("max_position_embeddings")
     return LoadedModel(
+        unsupported_window=_unsupported_sliding_window(config),
         model=model,
         parts=parts,
         tokenizer=tokenizer,
@@ -195,14 +211,30 @@ def _quantize_like(model: Any, weights: dict[str, Any]) -> None:
 
 
 def _directory_config_fixes(path: Path) -> dict[str, Any]:
-    """Work around config keys mlx-lm reads differently from transformers 5."""
+    """Config keys mlx-lm reads differently from what transformers 5 writes.
+
+    transformers 5 moves rope settings under ``rope_parameters`` (per attention type for Gemma 3);
+    mlx-lm's ``ModelArgs`` read top-level ``rope_theta`` / ``rope_scaling`` /
+    ``partial_rotary_factor`` / ``rope_local_base_freq`` and would silently fall back to their
+    defaults (every prediction shifts). Returns only the keys to add.
+    """
     config = json.loads((path / "config.json").read_text(encoding="utf-8"))
-    fixes: dict[str, Any] = {}
     rope = config.get("rope_parameters")
-    # transformers 5 writes rope theta under rope_parameters; mlx-lm's ModelArgs would silently
-    # fall back to 10000 and every prediction would shift.
-    if isinstance(rope, dict) and "rope_theta" not in config and "rope_theta" in rope:
-        fixes["rope_theta"] = rope["rope_theta"]
+    if not isinstance(rope, dict):
+        return {}
+    fixes: dict[str, Any] = {}
+    per_type = isinstance(rope.get("full_attention"), dict) or isinstance(rope.get("sliding_attention"), dict)
+    main = rope.get("full_attention", {}) if per_type else rope
+    if "rope_theta" in main and "rope_theta" not in config:
+        fixes["rope_theta"] = main["rope_theta"]
+    if per_type and "rope_theta" in rope.get("sliding_attention", {}) and "rope_local_base_freq" not in config:
+        fixes["rope_local_base_freq"] = rope["sliding_attention"]["rope_theta"]
+    if "partial_rotary_factor" in main and "partial_rotary_factor" not in config:
+        fixes["partial_rotary_factor"] = main["partial_rotary_factor"]
+    kind = main.get("rope_type", main.get("type", "default"))
+    if kind != "default" and not config.get("rope_scaling"):
+        scaling = {k: v for k, v in main.items() if k not in ("rope_theta", "partial_rotary_factor")}
+        fixes["rope_scaling"] = {**scaling, "type": kind, "rope_type": kind}
     return fixes
 
 

