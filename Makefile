@@ -31,7 +31,9 @@ install: $(VENV)/.installed
 install-test: $(TEST_VENV)/.installed
 
 demo: install
-	$(VENV)/bin/lazarus introspect analyze -m smollm2-135m-instruct -p "$(DEMO_PROMPT)" --all-layers -t " Paris" -o build/demo.json
+	mkdir -p build
+	$(VENV)/bin/lazarus introspect analyze -m smollm2-135m-instruct -p "$(DEMO_PROMPT)" --raw --all-layers -t " Paris" -o build/demo.json --html build/demo.html --markdown build/demo.md
+	@echo "wrote build/demo.json, build/demo.html (open it in a browser), build/demo.md"
 
 test: install-test
 	$(TEST_VENV)/bin/python -m pytest -q
