@@ -113,15 +113,6 @@ def head_logits(parts: LensParts, hidden: Any) -> Any:
     return parts.logits(hidden).astype(mx.float32)
 
 
-def log_softmax(logits: Any) -> Any:
-    return logits - mx.logsumexp(logits, axis=-1, keepdims=True)
-
-
-def log_probs(parts: LensParts, hidden: Any) -> Any:
-    """float32 log-softmax of the model's head applied to ``hidden`` ``[N, H]`` -> ``[N, V]``."""
-    return log_softmax(head_logits(parts, hidden))
-
-
 def head_logits_np(parts: LensParts, hidden: Any) -> np.ndarray:
     """float32 logits ``[N, V]`` of the model's head over ``hidden`` ``[N, H]``, as numpy."""
     z = head_logits(parts, hidden)

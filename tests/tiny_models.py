@@ -1,6 +1,7 @@
 """Tiny, seed-fixed random Hugging Face models (and a tiny tokenizer) for reference tests.
 
-``build_tiny_model(family, directory)`` makes a 3-layer model of one family with transformers on
+``build_tiny_model(family, directory)`` makes a tiny model (hidden 48-64, 3 layers; 6 for Gemma 3)
+of one family (llama, mistral, qwen2, qwen3, phi3, gemma2, gemma3_text) with transformers on
 PyTorch (float32), re-initialises every parameter with a fixed seed at a scale that gives peaked,
 position-dependent predictions (transformers' own init, std 0.02, makes every lens distribution
 nearly uniform and a comparison of them nearly vacuous), and saves it with ``save_pretrained``
@@ -24,10 +25,6 @@ MERGE_WORDS = [
     " print", " hello", " world", " and", " in", " to", " a", "ing", "ion", " 12", " x",
 ]  # fmt: skip
 TINY_VOCAB_SIZE = 352  # the models' vocabulary (the tokenizer's is smaller: the rest are padded rows)
-SIMPLE_CHAT_TEMPLATE = (
-    "{% for m in messages %}<s>{{ m['role'] }}: {{ m['content'] }}</s>{% endfor %}"
-    "{% if add_generation_prompt %}<s>assistant:{% endif %}"
-)
 
 
 # --------------------------------------------------------------------------------------------
@@ -122,9 +119,9 @@ FAMILY_CONFIGS: dict[str, dict[str, Any]] = {
     "qwen2": dict(_COMMON, tie_word_embeddings=True, rope_parameters={"rope_type": "default", "rope_theta": 300.0}),
     "qwen3": dict(_COMMON, head_dim=16, rope_parameters={"rope_type": "default", "rope_theta": 400.0}),
     "phi3": dict(_COMMON, rope_parameters={"rope_type": "default", "rope_theta": 600.0}),
-    # Gemma 2: every layer type in play (sliding/full), attention and final logit softcapping, with
-    # caps small enough that they change the numbers. The window is wider than the test prompts
-    # (mlx-lm's gemma2 has no sliding-window mask, see test_reference_transformers).
+    # Gemma 2: both layer types (sliding/full), attention and final logit softcapping, with caps
+    # small enough that they change the numbers. The window is wider than the test prompts: mlx-lm's
+    # gemma2 has no sliding-window mask (the analysis refuses longer prompts, see the tests).
     "gemma2": dict(
         _COMMON,
         head_dim=16,

@@ -207,6 +207,11 @@ class LensParts:
         return f(self.args, dtype)
 
     @property
+    def default_embedding_scale(self) -> float | None:
+        """The scale an analysis uses unless the user overrides it."""
+        return self.reference_embedding_scale or self.builtin_embedding_scale
+
+    @property
     def softcap(self) -> float | None:
         f = self.family.describe_softcap
         return f(self.model) if f else None

@@ -25,12 +25,13 @@ from typing import Any, Callable
 
 from ..blas import import_mlx
 from ..errors import LazarusError
+from .cache import cache_root
 from .gguf_metadata import (
     MLX_NATIVE_TENSOR_TYPES,
     GGUFError,
     check_gguf_header,
     plain,
-    read_gguf_metadata,
+    metadata_of,
     read_tensor_types,
 )
 
@@ -149,25 +150,13 @@ class GGUFModel:
     weights: dict[str, Any]  # HF/mlx-lm names; quantized linears as weight/scales/biases triples
     file_type: str  # e.g. "Q4_1"
     dequantized_with_gguf: bool  # k-quants were dequantized to float32 by the gguf package
-    metadata: dict[str, Any] | None  # full metadata when it was read (None when loaded from cache)
+    metadata: dict[str, Any]  # all key/value metadata (the tokenizer is built from it)
 
 
 def file_key(path: Path) -> str:
     st = path.stat()
     raw = f"{path.resolve()}|{st.st_size}|{st.st_mtime_ns}|v{CONVERSION_VERSION}"
     return hashlib.sha256(raw.encode()).hexdigest()[:24]
-
-
-def default_cache_dir() -> Path:
-    env = os.environ.get("LAZARUS_CACHE_DIR")
-    if env:
-        return Path(env)
-    try:
-        from platformdirs import user_cache_dir
-
-        return Path(user_cache_dir("lazarus-report"))
-    except ImportError:  # pragma: no cover - platformdirs is a dependency
-        return Path.home() / ".cache" / "lazarus-report"
 
 
 def _rename(name: str, names: dict[str, str]) -> str:
@@ -238,7 +227,7 @@ def load_gguf(path: str | Path, cache_dir: Path | None = None) -> GGUFModel:
     except GGUFError as exc:
         raise LazarusError(str(exc)) from None
     if not _mlx_reads_correctly(path):
-        return _load_converted(path, cache_dir or default_cache_dir())
+        return _load_converted(path, cache_dir or cache_root())
     try:
         raw, meta = mx.load(str(path), return_metadata=True)
     except (RuntimeError, ValueError) as exc:
@@ -305,8 +294,8 @@ def _dequantize_with_gguf(path: Path) -> tuple[dict[str, Any], dict[str, Any]]:
     from gguf.quants import dequantize
 
     try:
-        meta = read_gguf_metadata(path)
-        reader = GGUFReader(str(path), "r")
+        reader = GGUFReader(str(path), "r")  # parsed once: Gemma's 262k-token header takes seconds
+        meta = metadata_of(reader)
         out = {}
         for t in reader.tensors:
             arr = dequantize(t.data, t.tensor_type)

@@ -41,6 +41,11 @@ def read_gguf_metadata(path: str | Path) -> dict[str, Any]:
         reader = GGUFReader(str(path), "r")
     except Exception as exc:  # the gguf package raises ValueError/IndexError/struct.error on damage
         raise GGUFError(f"cannot read GGUF file {path}: {exc}") from None
+    return metadata_of(reader)
+
+
+def metadata_of(reader: Any) -> dict[str, Any]:
+    """The key/value metadata of an open ``gguf.GGUFReader``."""
     out: dict[str, Any] = {}
     for name, field in reader.fields.items():
         if name.startswith("GGUF."):

@@ -56,6 +56,8 @@ def _unsupported_sliding_window(config: dict[str, Any]) -> int | None:
         return int(window)
     if model_type in ("llama", "mistral") and not config.get("layer_types"):
         return int(window)  # mlx-lm's llama slides only layers that layer_types marks as sliding
+    if model_type == "qwen2" and config.get("use_sliding_window"):
+        return int(window)  # transformers slides layers >= max_window_layers; mlx-lm's qwen2 never does
     return None
 
 
@@ -80,6 +82,8 @@ def load_model(
     """Resolve ``model_id`` (alias, GGUF path, model directory or hub ID) and load it."""
     start = time.perf_counter()
     to_float32 = _want_float32(precision)
+    if adapter is not None:
+        check_adapter_dir(adapter)  # fail before spending time on the model
     resolved = resolve_model(model_id)
     if resolved.kind == "gguf":
         model, config, tokenizer, stored = _load_gguf(resolved, to_float32)
@@ -89,6 +93,7 @@ def load_model(
         _apply_adapter(model, config, adapter)
     model.eval()
     mx.eval(model.parameters())
+    mx.clear_cache()  # hand the quantized originals and conversion temporaries back to the OS
     parts = LensParts.of(model, config["model_type"])
     precision_text = _describe_precision(model, stored, to_float32)
     info = ModelInfo(
@@ -100,7 +105,7 @@ def load_model(
         hidden_size=int(parts.args.hidden_size),
         vocab_size=int(parts.args.vocab_size),
         tied_embeddings=parts.tied,
-        embedding_scale=parts.builtin_embedding_scale,
+        embedding_scale=parts.default_embedding_scale,
         precision=precision_text,
         device=device_kind(),
         blas=blas_status() if device_kind() == "cpu" else "n/a (GPU)",
@@ -175,6 +180,7 @@ def _dequantize_weights(weights: dict[str, Any]) -> dict[str, Any]:
             group_size, bits = _group_bits(w, scales)
             w = dequantize_affine(w, scales, biases, group_size, bits)
         out[name] = w.astype(mx.float32)
+        mx.eval(out[name])  # one tensor's temporaries at a time, not the whole model's
     return out
 
 
@@ -274,15 +280,42 @@ def _load_directory(resolved: ResolvedModel, to_float32: bool) -> tuple[Any, dic
     return model, config, tokenizer_from_hf(hf_tok), stored
 
 
-def _apply_adapter(model: Any, config: dict[str, Any], adapter: str) -> None:
+def check_adapter_dir(adapter: str) -> Path:
+    """Fail before the model loads: the directory and both files exist, the config parses."""
     path = Path(adapter)
-    cfg_file = path / "adapter_config.json"
-    if not path.is_dir() or not cfg_file.is_file():
+    if not path.is_dir() or not (path / "adapter_config.json").is_file():
         raise LazarusError(f"no LoRA adapter at {adapter} (expected a directory with adapter_config.json)")
+    if not (path / "adapters.safetensors").is_file():
+        raise LazarusError(f"no LoRA adapter at {adapter}: adapter_config.json but no adapters.safetensors")
+    return path
+
+
+def _apply_adapter(model: Any, config: dict[str, Any], adapter: str) -> None:
+    path = check_adapter_dir(adapter)
+    cfg_file = path / "adapter_config.json"
+    try:
+        cfg = json.loads(cfg_file.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise LazarusError(f"{cfg_file} is not valid JSON: {exc}") from None
+    n_model = len(model.layers)
+    n_adapter = cfg.get("num_layers") if isinstance(cfg, dict) else None
+    if isinstance(n_adapter, int) and n_adapter > n_model:
+        raise LazarusError(
+            f"adapter {adapter} does not fit this model: it adapts {n_adapter} layers, this model has {n_model}"
+        )
     mlx_lm_light.full_mlx_lm()
     from mlx_lm.tuner.utils import load_adapters
 
     try:
         load_adapters(model, str(path))
     except ValueError as exc:
-        raise LazarusError(f"adapter {adapter} does not fit this model: {str(exc).splitlines()[0]}") from None
+        # mlx-lm: "Adapter at X contains incompatible tensors:" then one line per tensor.
+        lines = [line.strip() for line in str(exc).splitlines()]
+        details = [line for line in lines[1:] if line]
+        detail = details[0] if details else lines[0]
+        more = f" (and {len(details) - 1} more tensors)" if len(details) > 1 else ""
+        raise LazarusError(f"adapter {adapter} does not fit this model: {detail}{more}") from None
+    except (KeyError, AttributeError, TypeError) as exc:  # config without num_layers / lora_parameters / scale
+        raise LazarusError(f"{cfg_file} is not an mlx-lm adapter config: {exc}") from None
+    except RuntimeError as exc:  # mx.load on an unreadable safetensors file
+        raise LazarusError(f"cannot read {path / 'adapters.safetensors'}: {exc}") from None

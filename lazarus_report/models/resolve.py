@@ -84,12 +84,9 @@ def alias_path(alias: Alias) -> Path:
 
 
 def _stamp_dir() -> Path:
-    env = os.environ.get("LAZARUS_CACHE_DIR")
-    if env:
-        return Path(env) / "aliases"
-    from platformdirs import user_cache_dir
+    from .cache import cache_root
 
-    return Path(user_cache_dir("lazarus-report")) / "aliases"
+    return cache_root() / "aliases"
 
 
 def _file_id(path: Path) -> dict[str, object]:
@@ -154,7 +151,8 @@ def _assembled_gguf(alias: Alias) -> Path:
     return target
 
 
-def resolve_model(model_id: str) -> ResolvedModel:
+def resolve_model(model_id: str | os.PathLike[str]) -> ResolvedModel:
+    model_id = os.fspath(model_id)
     if not model_id or not model_id.strip():
         raise LazarusError("no model given (-m): pass an alias, a .gguf file, a model directory or a hub ID")
     if model_id in ALIASES:

@@ -664,12 +664,9 @@ def _build_from_metadata(metadata: Mapping[str, Any]) -> tuple[tokenizers.Tokeni
 
 
 def default_cache_dir() -> Path:
-    try:
-        from platformdirs import user_cache_dir
+    from .cache import cache_root
 
-        return Path(user_cache_dir("lazarus-report")) / "tokenizers"
-    except ImportError:  # pragma: no cover
-        return Path.home() / ".cache" / "lazarus-report" / "tokenizers"
+    return cache_root() / "tokenizers"
 
 
 def _cache_key(path: Path) -> tuple[str, dict[str, Any]]:
