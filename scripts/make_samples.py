@@ -8,10 +8,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from lazarus_report.api import AnalysisConfig, LayerStrategy, ModelAnalyzer
+from lazarus_report.api import AnalysisConfig, LayerStrategy, ModelAnalyzer, compare_models
 from lazarus_report.render import write_report_files
 
-OUT = Path(__file__).resolve().parents[1] / "sample_reports"
+ROOT = Path(__file__).resolve().parents[1]
+OUT = ROOT / "sample_reports"
+ADAPTER = "examples/weather-adapter/adapter"  # relative: the reports show it as typed
 
 ANALYZE_SAMPLES = [
     # (name, prompt, config)
@@ -28,15 +30,44 @@ ANALYZE_SAMPLES = [
 ]
 
 
+COMPARE_SAMPLES = [
+    # (name, model1, model2, adapter2, prompt, config)
+    (
+        "compare-base-vs-weather-adapter",
+        "smollm2-135m-instruct",
+        "smollm2-135m-instruct",
+        ADAPTER,
+        "What's the weather in Paris?",
+        AnalysisConfig(layer_strategy=LayerStrategy.ALL, track_tokens=["get_weather", "I"]),
+    ),
+    (
+        "compare-smollm2-vs-gemma3",
+        "smollm2-135m-instruct",
+        "gemma3-270m",
+        None,
+        "The capital of France is",
+        AnalysisConfig(layer_strategy=LayerStrategy.ALL, use_chat_template=False, track_tokens=[" Paris"]),
+    ),
+]
+
+
+def write(name: str, obj) -> None:
+    obj.save(OUT / f"{name}.json")
+    write_report_files(obj, html_path=OUT / f"{name}.html", markdown_path=OUT / f"{name}.md")
+    write_report_files(obj, html_path=OUT / f"{name}.static.html", static=True)
+    print(f"wrote sample_reports/{name}.{{json,html,static.html,md}}")
+
+
 def main() -> None:
+    import os
+
+    os.chdir(ROOT)
     OUT.mkdir(exist_ok=True)
     with ModelAnalyzer.load("smollm2-135m-instruct") as analyzer:
         for name, prompt, config in ANALYZE_SAMPLES:
-            result = analyzer.run(prompt, config)
-            result.save(OUT / f"{name}.json")
-            write_report_files(result, html_path=OUT / f"{name}.html", markdown_path=OUT / f"{name}.md")
-            write_report_files(result, html_path=OUT / f"{name}.static.html", static=True)
-            print(f"wrote sample_reports/{name}.{{json,html,static.html,md}}")
+            write(name, analyzer.run(prompt, config))
+    for name, m1, m2, adapter2, prompt, config in COMPARE_SAMPLES:
+        write(name, compare_models(m1, m2, prompt, config, adapter2=adapter2))
 
 
 if __name__ == "__main__":
