@@ -297,3 +297,100 @@ def _hostile_metadata(result: AnalysisResult) -> AnalysisResult:
         versions={**result.versions, "<script>k</script>": "</script>v", "evil|key": "`v`\ud800"},
         timings={**result.timings, "<b>t</b>": 0.5},
     )
+
+
+# --- comparisons ----------------------------------------------------------------------------
+
+GEMMA_TOKENS = [
+    "<bos>", "<start_of_turn>", "user", "\n", "The", " capital", " of", " France", " is", "<end_of_turn>", "\n",
+    "<start_of_turn>", "model", "\n",
+]  # fmt: skip
+
+
+def _synthetic_log_probs(result: AnalysisResult, *, seed: int, shift: float, vocab: int = 64):
+    """``[layers, vocab]`` lens log-probs with the shape of real ones: noisy and model-specific early,
+    converging on a shared answer late; ``shift`` moves this model's late layers away from the other's."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    shared = np.random.default_rng(1234).normal(size=vocab) * 3.0
+    tilt = np.zeros(vocab)
+    tilt[: 4] = [2.5, -1.5, 1.0, 2.0]
+    n = result.model.num_layers
+    rows = []
+    for layer in result.captured_layers:
+        depth = (layer + 1) / n
+        z = shared * depth * 1.5 + rng.normal(size=vocab) * (1 - depth) * 3.0 + shift * tilt * depth
+        rows.append(z - (np.log(np.exp(z - z.max()).sum()) + z.max()))
+    return np.array(rows)
+
+
+def make_comparison(kind: str = "same_tokenizer"):
+    """A ``ComparisonResult`` built by the real engine (``compare_results``) from synthetic runs.
+
+    ``kind``:
+      * ``"same_tokenizer"``: base vs fine-tuned (LoRA adapter), same tokenizer and depth (30 layers);
+      * ``"depths"``: 30 vs 18 layers, same tokenizer: layers matched by relative depth;
+      * ``"tokenizers"``: different tokenizers and depths (a Gemma-like 18-layer model): no divergences,
+        different prompt tokens, a tracked string split in one model only;
+      * ``"same_model"``: the same model twice: every difference is zero;
+      * ``"hostile"``: hostile strings in every model/user string slot of both runs.
+    """
+    import dataclasses
+
+    from lazarus_report.compare import compare_results
+
+    if kind == "hostile":
+        r1 = make_hostile_result()
+        r2 = dataclasses.replace(make_hostile_result(), model=dataclasses.replace(r1.model, adapter="<img src=x onerror=alert(3)>"))
+        r2 = dataclasses.replace(r2, layer_predictions=list(reversed(r2.layer_predictions)))
+        r2 = dataclasses.replace(r2, layer_predictions=[
+            dataclasses.replace(p, layer_idx=r1.layer_predictions[i].layer_idx) for i, p in enumerate(r2.layer_predictions)
+        ])
+        labels = [r1.model.model_id, "</script><b>two</b>|`x`\u202e"]
+        return compare_results(
+            r1, r2, _synthetic_log_probs(r1, seed=1, shift=0.0), _synthetic_log_probs(r2, seed=2, shift=1.0),
+            fingerprints=["a", "a"], single_token=[[True, False, True], [True, True, False]],
+            labels=labels, same_model=False, load_seconds=[0.5, 0.6],
+        )
+    base = make_result(model_id="smollm2-135m-instruct")
+    if kind == "same_model":
+        return compare_results(
+            base, base, _synthetic_log_probs(base, seed=1, shift=0.0), _synthetic_log_probs(base, seed=1, shift=0.0),
+            fingerprints=["f", "f"], single_token=[[True, False], [True, False]],
+            labels=["smollm2-135m-instruct (1)", "smollm2-135m-instruct (2)"], same_model=True, load_seconds=[1.2, 0.4],
+        )
+    if kind == "same_tokenizer":
+        tuned = make_result(model_id="smollm2-135m-instruct", seed=1, final_prob=0.52, emergence_at=0.8,
+                            final_token=" Paris")
+        tuned = dataclasses.replace(tuned, model=dataclasses.replace(tuned.model, adapter="adapters/weather"))
+        return compare_results(
+            base, tuned, _synthetic_log_probs(base, seed=1, shift=0.0), _synthetic_log_probs(tuned, seed=2, shift=1.0),
+            fingerprints=["f", "f"], single_token=[[True, False], [True, False]],
+            labels=["smollm2-135m-instruct", "smollm2-135m-instruct + adapters/weather"], same_model=False,
+            load_seconds=[1.2, 1.9],
+        )
+    if kind == "depths":
+        small = make_result(model_id="smollm2-deep-18", num_layers=18, seed=2, final_prob=0.61, emergence_at=0.5)
+        return compare_results(
+            base, small, _synthetic_log_probs(base, seed=1, shift=0.0), _synthetic_log_probs(small, seed=3, shift=1.5),
+            fingerprints=["f", "f"], single_token=[[True, False], [True, False]],
+            labels=["smollm2-135m-instruct", "smollm2-deep-18"], same_model=False, load_seconds=[1.2, 0.8],
+        )
+    if kind == "tokenizers":
+        gemma = make_result(
+            model_id="gemma3-270m", num_layers=18, seed=3, tokens=GEMMA_TOKENS, final_prob=0.41, emergence_at=0.7,
+            tracked=((" Paris", " Paris", 1), (" Lyonnais", " Lyonnais", 1)),
+        )
+        gemma = dataclasses.replace(gemma, model=dataclasses.replace(
+            gemma.model, family="gemma3_text", vocab_size=262144, hidden_size=640, embedding_scale=25.3,
+            precision="float32 (dequantized from Q4_K, Q5_0, Q6_K, Q8_0)", path="/opt/models/gemma-3-270m.gguf",
+        ))
+        return compare_results(
+            base, gemma, None, None, fingerprints=["smollm", "gemma"], single_token=[[True, False], [True, True]],
+            labels=["smollm2-135m-instruct", "gemma3-270m"], same_model=False, load_seconds=[1.2, 3.4],
+        )
+    raise ValueError(f"unknown comparison kind {kind!r}")
+
+
+COMPARISON_KINDS = ["same_tokenizer", "depths", "tokenizers", "same_model", "hostile"]

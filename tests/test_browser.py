@@ -1,9 +1,10 @@
-"""The HTML report in a real browser: headless Debian Chromium driven by Playwright.
+"""The HTML reports (one analysis, and a comparison) in a real browser: headless Debian Chromium
+driven by Playwright.
 
 Uses the system Chromium (/usr/bin/chromium) and never downloads a browser. Checks that every chart
 upgrades to an interactive vegaEmbed chart with no console errors and no network requests, that
 with JavaScript off every chart still shows as SVG, and that the page fits a phone-width screen.
-Screenshots go to build/ for a human to look at.
+Screenshots go to build/ (report-*.png, compare-*.png) for a human to look at.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from factories import make_hostile_result, make_result
+from factories import make_comparison, make_hostile_result, make_result
 from lazarus_report.render.html import render_html
 
 CHROMIUM = "/usr/bin/chromium"
@@ -76,7 +77,14 @@ def browser_context(playwright, tmp_path):
 def report_files(tmp_path_factory) -> dict[str, Path]:
     out = tmp_path_factory.mktemp("reports")
     files = {}
-    for name, result in (("demo", make_result()), ("hostile", make_hostile_result())):
+    reports = (
+        ("demo", make_result()),
+        ("hostile", make_hostile_result()),
+        ("compare", make_comparison("same_tokenizer")),
+        ("compare-tokenizers", make_comparison("tokenizers")),
+        ("compare-hostile", make_comparison("hostile")),
+    )
+    for name, result in reports:
         for static in (False, True):
             path = out / f"{name}{'-static' if static else ''}.html"
             path.write_text(render_html(result, static=static), encoding="utf-8")
@@ -109,12 +117,15 @@ def _open(ctx, path: Path, *, wait_live: bool):
     return page, watch
 
 
-@pytest.mark.parametrize("name", ["demo", "hostile"])
+CHARTS = {"demo": 3, "hostile": 3, "compare": 4, "compare-tokenizers": 3, "compare-hostile": 4}
+
+
+@pytest.mark.parametrize("name", ["demo", "hostile", "compare", "compare-tokenizers", "compare-hostile"])
 def test_every_chart_renders_interactively_offline(browser_context, report_files, name):
     path = report_files[name]
     page, watch = _open(browser_context(), path, wait_live=True)
     charts = page.locator("figure.chart").count()
-    assert charts == (3 if name == "demo" else 3)
+    assert charts == CHARTS[name]
     rendered = page.evaluate(
         "document.querySelectorAll('.chart-live.vega-embed > svg, .chart-live.vega-embed > canvas').length"
     )
@@ -125,6 +136,8 @@ def test_every_chart_renders_interactively_offline(browser_context, report_files
     assert watch.foreign_requests(path.as_uri()) == []
     if name == "demo":
         page.screenshot(path=str(BUILD / "report-desktop.png"), full_page=True)
+    if name.startswith("compare"):
+        page.screenshot(path=str(BUILD / f"{name}-desktop.png"), full_page=True)
 
 
 def test_tooltips_work_on_the_live_chart(browser_context, report_files):
@@ -139,17 +152,47 @@ def test_tooltips_work_on_the_live_chart(browser_context, report_files):
     assert watch.errors == []
 
 
-@pytest.mark.parametrize("name", ["demo", "hostile", "demo-static"])
+@pytest.mark.parametrize("name", ["demo", "hostile", "demo-static", "compare", "compare-tokenizers-static", "compare-hostile"])
 def test_charts_show_as_svg_without_javascript(browser_context, report_files, name):
     page, watch = _open(browser_context(javascript=False), report_files[name], wait_live=False)
     figures = page.locator("figure.chart")
-    assert figures.count() == 3
+    assert figures.count() == CHARTS[name.removesuffix("-static")]
     for i in range(figures.count()):
         svg = figures.nth(i).locator(".chart-static svg")
         assert svg.count() == 1
         box = svg.bounding_box()
         assert box is not None and box["width"] > 300 and box["height"] > 150
     assert watch.foreign_requests(report_files[name].as_uri()) == []
+    if name.startswith("compare"):
+        page.screenshot(path=str(BUILD / f"{name.removesuffix('-static')}-nojs.png"), full_page=True)
+
+
+def test_compare_tooltips_and_notes(browser_context, report_files):
+    page, watch = _open(browser_context(), report_files["compare-tokenizers"], wait_live=True)
+    notes = page.locator("#models .notes")
+    assert notes.is_visible() and "not possible" in notes.inner_text()
+    chart = page.locator("#comparison-heatmap .chart-live svg")
+    chart.scroll_into_view_if_needed()
+    box = chart.bounding_box()
+    assert box is not None
+    page.mouse.move(box["x"] + box["width"] * 0.25, box["y"] + box["height"] * 0.3)
+    page.wait_for_selector("#vg-tooltip-element.visible", timeout=5_000)
+    assert "Top-1" in page.locator("#vg-tooltip-element").inner_text()
+    assert watch.errors == []
+
+
+def test_compare_phone_width_layout(browser_context, report_files):
+    page, watch = _open(browser_context(width=390, height=844), report_files["compare"], wait_live=True)
+    assert page.evaluate("document.documentElement.scrollWidth") <= 390
+    # The two models stack; wide tables and the heatmaps scroll inside their boxes.
+    cards = page.locator("#models .model-card")
+    first, second = cards.nth(0).bounding_box(), cards.nth(1).bounding_box()
+    assert first is not None and second is not None and second["y"] > first["y"] + first["height"] - 1
+    for selector in ("#comparison .table-scroll >> nth=1", "#comparison-heatmap .chart-body"):
+        box = page.locator(selector).bounding_box()
+        assert box is not None and box["x"] >= 0 and box["x"] + box["width"] <= 390
+    page.screenshot(path=str(BUILD / "compare-phone.png"), full_page=True)
+    assert watch.errors == []
 
 
 def test_static_report_runs_no_script(browser_context, report_files):

@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import json
+import re
 from xml.etree import ElementTree
 
 import pytest
 import vl_convert as vlc
 
-from factories import make_result, make_untracked_result
+from altair.utils.schemapi import validate_jsonschema
+from altair.vegalite.v6.schema import load_schema
+
+from factories import make_comparison, make_result, make_untracked_result
 from lazarus_report.render import charts
-from lazarus_report.render.report_model import build_report
+from lazarus_report.render.report_model import build_comparison_report, build_report
 
 
 @pytest.fixture(scope="module")
@@ -69,18 +73,79 @@ def test_renumbering_is_exact_and_order_independent():
     assert charts._renumber_ids(shifted, "run0-x") == out.replace("clip3 url(#clip30)", "clip9 url(#clip90)")
 
 
-def test_compacting_keeps_the_picture():
+def test_compacting_moves_shared_attributes_and_drops_defaults():
     svg = (
-        '<svg xmlns="http://www.w3.org/2000/svg" width="10" height="10">'
+        '<svg xmlns="http://www.w3.org/2000/svg" width="10" height="10" class="marks" version="1.1">'
+        '<g class="mark-text" role="graphics-object" aria-roledescription="text mark">'
         '<text transform="translate(38.62068965517241,16)" font-family="sans-serif" font-size="9px" opacity="1">a</text>'
-        '<text transform="translate(1,2)" font-family="sans-serif" font-size="11px">b</text>'
-        '<text transform="translate(1,2)" font-family="sans-serif" font-size="9px">c</text></svg>'
+        '<text transform="translate(0,0)" font-family="sans-serif" font-size="11px">b class="x" d="1.23456"</text></g>'
+        '<g><path class="background" d="M0,0h0v0h0Z" pointer-events="none"/>'
+        '<path class="foreground" aria-hidden="true" d="" display="none"/>'
+        '<line x1="0" y1="0" x2="560" y2="0" stroke="#888" stroke-width="1"/>'
+        '<path d="M0.5,12.345678L19.3103448,7.25"/></g></svg>'
     )
     out = charts._compact_svg(svg)
-    assert out.startswith('<svg font-size="9px" font-family="sans-serif" ')
-    assert '<text transform="translate(38.62,16)">a</text>' in out
-    assert '<text transform="translate(1,2)" font-size="11px">b</text>' in out
+    assert out == (
+        '<svg xmlns="http://www.w3.org/2000/svg" width="10" height="10">'
+        '<g font-family="sans-serif">'
+        '<text transform="translate(38.62,16)" font-size="9px">a</text>'
+        '<text font-size="11px">b class="x" d="1.23456"</text></g>'  # text content is never touched
+        '<line x2="560" stroke="#888" stroke-width="1"/><path d="M0.5,12.3L19.3,7.2"/></svg>'
+    )
     ElementTree.fromstring(out)
+
+
+@pytest.fixture(scope="module")
+def comparison_specs():
+    report = build_comparison_report(make_comparison("same_tokenizer"))
+    return [c.spec for c in charts.start_comparison_charts(report)["comparison"]]
+
+
+def test_compacting_does_not_change_the_picture(comparison_specs, demo_charts, monkeypatch):
+    # Coordinate rounding aside (sub-pixel by construction), the compact SVG rasterizes to the same pixels.
+    monkeypatch.setattr(charts, "_PATH_DECIMAL", re.compile(r"(?!)"))
+    monkeypatch.setattr(charts, "_LONG_DECIMAL", re.compile(r"(?!)"))
+    for spec in comparison_specs + [c.spec for c in demo_charts[:2]]:
+        raw = charts._renumber_ids(vlc.vegalite_to_svg(spec, vl_version=charts.VL_VERSION), "x")
+        small = charts._compact_svg(raw)
+        assert len(small) < 0.6 * len(raw)
+        assert vlc.svg_to_png(small) == vlc.svg_to_png(raw)
+
+
+def test_every_spec_is_valid_vega_lite(comparison_specs, demo_charts):
+    # The charts are built with Altair's validation off (speed); check them here instead.
+    schema = load_schema()
+    report = build_comparison_report(make_comparison("depths"))
+    heatmap = charts.start_comparison_charts(report)["heatmaps"][0].spec
+    for spec in comparison_specs + [heatmap] + [c.spec for c in demo_charts]:
+        validate_jsonschema(spec, schema)
+
+
+def test_static_heatmap_matches_the_live_colour_bins():
+    # The drawn heatmap and the Vega-Lite quantize scale put a probability in the same bin.
+    assert len(charts.HEATMAP_COLORS) == charts.HEATMAP_BINS == 10
+    assert charts.HEATMAP_COLORS[0] == "#cfe1f2" and charts.HEATMAP_COLORS[-1] == "#0a4a90"
+    run = build_report([make_result()]).runs[0]
+    chart = charts.start_run_charts(run)[2].result()
+    scale = chart.spec["layer"][0]["encoding"]["color"]["scale"]
+    assert scale == {"type": "quantize", "domain": [0, 1], "range": charts.HEATMAP_COLORS}
+    grid = run.grid
+    cell = next(c for c in grid.cells if c.prob is not None and 0.3 < c.prob < 0.4)
+    x = charts.CELL_WIDTH * grid.positions.index(cell.position)
+    y = charts.CELL_HEIGHT * (len(grid.layers) - 1 - grid.layers.index(cell.layer))  # last layer on top
+    fill = re.search(rf'<path fill="([^"]+)" d="[^"]*M{x},{y}h', chart.svg)
+    assert fill is not None and fill.group(1) == charts.HEATMAP_COLORS[3]  # the 30-40% bin
+
+
+def test_comparison_heatmap_is_one_figure_with_a_panel_per_model():
+    report = build_comparison_report(make_comparison("depths"))
+    (heatmap,) = charts.comparison_charts(report)["heatmaps"]
+    assert heatmap.chart_id == "comparison-heatmap" and not heatmap.fit
+    assert [len(p["layer"]) for p in heatmap.spec["hconcat"]] == [2, 2]
+    assert heatmap.spec["resolve"] == {"scale": {"color": "shared"}}
+    root = ElementTree.fromstring(heatmap.svg)
+    titles = [t.text for t in root.iter("{http://www.w3.org/2000/svg}text") if (t.text or "").startswith("M")]
+    assert titles == ["M1 · smollm2-135m-instruct", "M2 · smollm2-deep-18"]
 
 
 @pytest.mark.parametrize(

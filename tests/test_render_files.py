@@ -37,6 +37,14 @@ def test_loads_the_result_embedded_in_a_report(tmp_path, small, small_html):
     assert load_result_file(static) == small
 
 
+def test_reports_with_a_plain_embedded_result_still_load(tmp_path, small):
+    # Reports written before the embedded result was packed held the result JSON itself.
+    page = f'<!doctype html><html><script type="application/json" id="lazarus-result">{small.to_json(None)}</script></html>'
+    path = tmp_path / "old.html"
+    path.write_text(page, encoding="utf-8")
+    assert load_result_file(path) == small
+
+
 def test_hostile_result_survives_html_round_trip(tmp_path):
     hostile = make_hostile_result()
     path = tmp_path / "h.html"
@@ -58,7 +66,7 @@ def test_other_schema_version_is_refused(tmp_path, small):
     [
         ('{"kind": "something-else"}', "not a lazarus-report analysis result"),
         ("[1, 2, 3]", "not a lazarus-report analysis result"),
-        ("<!doctype html><html><body><p>hello</p></body></html>", "without an embedded analysis result"),
+        ("<!doctype html><html><body><p>hello</p></body></html>", "without an embedded result"),
         (
             '<html><script type="application/json" id="lazarus-result">{not json</script></html>',
             "not valid JSON",

@@ -17,8 +17,9 @@ import pytest
 from factories import HOSTILE_STRINGS, make_hostile_result, make_result, make_untracked_result
 from lazarus_report.render.environment import html_environment
 from lazarus_report.render.formatting import clean_text, visible_token
-from lazarus_report.render.html import render_html, render_runs_html
-from lazarus_report.result import AnalysisResult
+from lazarus_report.render.files import unpack_result
+from lazarus_report.render.html import render_html
+from lazarus_report.result import AnalysisResult, ComparisonResult, load_any_result
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -105,10 +106,10 @@ def parse(html_text: str) -> Node:
     return builder.root
 
 
-def embedded_result(doc: Node) -> AnalysisResult:
+def embedded_result(doc: Node) -> AnalysisResult | ComparisonResult:
     script = doc.find("script", id="lazarus-result")
     assert script.attrs.get("type") == "application/json"
-    return AnalysisResult.from_dict(json.loads(script.text()))
+    return load_any_result(unpack_result(json.loads(script.text())))
 
 
 # --- fixtures ----------------------------------------------------------------------------------
@@ -369,37 +370,6 @@ def test_every_template_is_autoescaped():
     assert (importlib.resources.files("lazarus_report.templates") / "html" / "page.html.j2").is_file()
 
 
-# --- multi-run extension point -----------------------------------------------------------------
-
-
-def test_two_runs_render_side_by_side_with_unique_ids():
-    a = make_result(num_layers=12, model_id="model-a", grid=False)
-    b = make_result(num_layers=12, model_id="model-b", grid=False, seed=1)
-    doc = parse(render_runs_html([a, b]))
-    ids = [n.attrs["id"] for n in doc.iter() if "id" in n.attrs]
-    assert len(ids) == len(set(ids))
-    assert doc.find("title").text() == "Logit lens: model-a vs model-b"
-    assert {"run0-layers", "run1-layers", "lazarus-result", "lazarus-result-2"} <= set(ids)
-    assert embedded_result(doc) == a
-
-
-def test_comparison_section_slot_takes_its_own_charts():
-    import dataclasses
-
-    from lazarus_report.render import charts
-    from lazarus_report.render.report_model import build_report
-
-    a = make_result(num_layers=6, model_id="model-a", grid=False)
-    b = make_result(num_layers=6, model_id="model-b", grid=False, seed=1)
-    kl_chart = charts.run_charts(build_report([a]).runs[0])[1]
-    divergence = dataclasses.replace(kl_chart, chart_id="comparison-divergence")
-    doc = parse(render_runs_html([a, b], comparison=object(), comparison_charts=[divergence]))
-    section = doc.find("section", id="comparison")
-    assert [f.attrs["id"] for f in section.find_all("figure", cls="chart")] == ["comparison-divergence"]
-    assert doc.find_all("script", id="spec-comparison-divergence")
-    assert not parse(render_runs_html([a, b])).find_all("section", id="comparison")
-
-
 # --- determinism and size ----------------------------------------------------------------------
 
 _RENDER_SCRIPT = """
@@ -431,5 +401,5 @@ def test_sizes_stay_within_budget(demo_html, demo_static):
     interactive = len(demo_html.encode("utf-8"))
     static = len(demo_static.encode("utf-8"))
     print(f"30-layer report: interactive {interactive:,} bytes, static {static:,} bytes")
-    assert interactive <= INTERACTIVE_BUDGET
+    assert interactive <= INTERACTIVE_BUDGET - 100_000  # keep a margin: prompts and top-k vary
     assert static <= STATIC_BUDGET

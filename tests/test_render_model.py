@@ -47,6 +47,7 @@ def _strings(obj):
         ("\ud800", "⟨U+D800⟩"),
         ("a\u00a0b", "a⟨U+00A0⟩b"),
         ("\u200b", "⟨U+200B⟩"),
+        ("a\uffffb", "a⟨U+FFFF⟩b"),  # noncharacters are not allowed in XML (the inline SVG)
         ("日本", "日本"),
     ],
 )

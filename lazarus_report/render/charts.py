@@ -1,8 +1,22 @@
-"""Charts for one run of the report model: Altair specs plus their static SVG.
+"""Charts of the report model: Vega-Lite specs (Altair) plus a static SVG of each.
 
-Plots only; every number comes from ``report_model`` (nothing is computed here). Each chart is
-returned as a ``ChartView`` holding the Vega-Lite spec (for the interactive vegaEmbed chart) and
-an SVG rendered offline by vl-convert (shown when scripts are off, fail, or are stripped).
+Plots only; every number comes from ``report_model`` (nothing is computed here). Each chart is a
+``ChartView`` holding the Vega-Lite spec (for the interactive vegaEmbed chart) and an SVG (shown
+when scripts are off, fail, or are stripped).
+
+Speed (a 30-layer compare report renders in about 0.4 s warm; see docs/reports.md):
+
+* Specs are built with their data as named datasets (``alt.NamedData``) attached after ``to_dict``,
+  and without Altair's JSON-schema validation (the tests validate every spec): Altair otherwise
+  deep-copies every data row several times and validates every object it creates, 0.1-0.2 s per chart.
+  Each sub-chart gets its own ``NamedData`` object: when sub-charts share one, Altair hoists it and
+  names each view by hashing its repr (~20 ms per view).
+* The line charts' SVG comes from vl-convert, on one background thread: ``start_*`` queues the
+  conversions and returns ``PendingChart``s at once, so the page's other work (report JSON, summary,
+  the heatmaps) overlaps with them (vl-convert releases the GIL; it runs one conversion at a time).
+* The heatmap's SVG is drawn here, not by vl-convert: vl-convert measures text glyph by glyph, and a
+  heatmap's few hundred token labels took it 1–2 s. The drawing follows the Vega-Lite spec's
+  layout and colour scale (the same ten colour bins), so the static and live charts match.
 
 vl-convert numbers SVG clip/gradient ids from a process-global counter, so the ids depend on how
 many charts the process rendered before. ``_renumber_ids`` rewrites them per chart
@@ -11,16 +25,20 @@ many charts the process rendered before. ``_renumber_ids`` rewrites them per cha
 
 from __future__ import annotations
 
+import bisect
 import functools
+import html
 import re
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 from xml.etree import ElementTree
 
 import altair as alt
 import vl_convert as vlc
+from altair.utils.schemapi import debug_mode
 
-from lazarus_report.render.report_model import RunReport
+from lazarus_report.render.report_model import ComparisonView, GridView, ReportModel, RunReport
 
 LINE_WIDTH = 560
 LINE_HEIGHT = 190
@@ -28,6 +46,49 @@ CELL_WIDTH = 46
 CELL_HEIGHT = 16
 MAX_LAYERS_WITH_POINTS = 16
 PALETTE = ["#1f6fb4", "#d6562b", "#2a9d55", "#8e5bb5", "#b8860b", "#c2185b", "#00838f", "#5d6d7e"]
+# Line styles for the tracked tokens of a comparison (colour is the model there).
+DASHES = [[1, 0], [6, 3], [2, 2], [8, 3, 2, 3], [12, 4], [1, 3]]
+# Two models drawn over each other stay visible: model 1 wide and pale, model 2 narrow on top.
+MODEL_STROKES = [4.0, 1.6]
+MODEL_OPACITY = [0.55, 1.0]
+
+# The heatmap colours: ten bins of 10% each (a quantize scale) along Vega's "blues" scheme. Bins
+# keep the drawn SVG small (one path per colour) and match the live chart exactly.
+_BLUES = [
+    "#cfe1f2", "#bed8ec", "#a8cee5", "#8fc1de", "#74b2d7", "#5ba3cf",
+    "#4592c6", "#3181bd", "#206fb2", "#125ca4", "#0a4a90",
+]  # fmt: skip
+HEATMAP_BINS = 10
+HEATMAP_DARK_TEXT_ABOVE = 0.55  # white text on cells darker than this probability
+
+
+def _blues(t: float) -> str:
+    """Vega's blues scheme at ``t`` in [0, 1] (piecewise-linear RGB between its stops)."""
+    n = len(_BLUES) - 1
+    i = min(n - 1, int(t * n))
+    f = t * n - i
+    a, b = _BLUES[i], _BLUES[i + 1]
+    channels = [round(int(a[k : k + 2], 16) * (1 - f) + int(b[k : k + 2], 16) * f) for k in (1, 3, 5)]
+    return "#" + "".join(f"{c:02x}" for c in channels)
+
+
+HEATMAP_COLORS = [_blues(i / (HEATMAP_BINS - 1)) for i in range(HEATMAP_BINS)]
+# d3's quantize scale over [0, 1]: value x takes colour bisect_right(thresholds, x).
+_HEATMAP_THRESHOLDS = [(i + 1) / HEATMAP_BINS for i in range(HEATMAP_BINS - 1)]
+
+
+# Chart styling; set on the spec directly (Altair's .configure() deep-copies the chart each call).
+# aria=False: no per-mark ARIA labels (they tripled the SVG size); the page gives every chart a
+# caption and an aria-label, and the tables hold the same numbers as text.
+CONFIG: dict[str, Any] = {
+    "background": "white",
+    "font": "sans-serif",
+    "aria": False,
+    "axis": {"labelFontSize": 11, "titleFontSize": 12, "gridColor": "#e6e6e6"},
+    "axisX": {"grid": False},
+    "legend": {"labelFontSize": 11, "titleFontSize": 12, "labelLimit": 220},
+    "view": {"stroke": "#cccccc"},
+}
 
 
 def _vl_version() -> str:
@@ -42,14 +103,30 @@ VL_VERSION = _vl_version()
 
 @dataclass(frozen=True)
 class ChartView:
-    """One chart of one run, ready for the page."""
+    """One chart, ready for the page."""
 
     chart_id: str  # unique in the page, e.g. "run0-trajectory"
     title: str
     description: str  # what the chart shows, for captions and screen readers
     spec: dict[str, Any]  # Vega-Lite spec for vegaEmbed
-    svg: str  # static rendering of the same spec
+    svg: str  # static rendering of the same chart
     fit: bool = True  # may shrink to the page width (the heatmap scrolls instead: its text must stay legible)
+
+
+@dataclass(frozen=True)
+class PendingChart:
+    """A chart whose static SVG may still be drawing (see ``result``)."""
+
+    chart_id: str
+    title: str
+    description: str
+    spec: dict[str, Any]
+    svg: "Future[str] | str"
+    fit: bool = True
+
+    def result(self) -> ChartView:
+        svg = self.svg if isinstance(self.svg, str) else self.svg.result()
+        return ChartView(self.chart_id, self.title, self.description, self.spec, svg, self.fit)
 
 
 @functools.lru_cache(maxsize=1)
@@ -58,23 +135,71 @@ def vega_bundle() -> str:
     return vlc.javascript_bundle(vl_version=VL_VERSION)
 
 
+@functools.lru_cache(maxsize=1)
+def _svg_thread() -> ThreadPoolExecutor:
+    # One worker: vl-convert converts one chart at a time anyway; the thread lets Python work overlap.
+    return ThreadPoolExecutor(max_workers=1, thread_name_prefix="lazarus-vl-convert")
+
+
 def run_charts(run: RunReport) -> list[ChartView]:
     """The charts shown for one run, in page order."""
+    return [c.result() for c in start_run_charts(run)]
+
+
+def _unvalidated(fn: Any) -> Any:
+    """Build specs without Altair's JSON-schema validation (its "debug mode" validates every object
+    as it is created: most of the time a chart took). The tests validate every spec instead.
+    The switch is process-wide while ``fn`` runs (Altair has no other)."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        with debug_mode(False):
+            return fn(*args, **kwargs)
+
+    return wrapper
+
+
+@_unvalidated
+def start_run_charts(run: RunReport) -> list[PendingChart]:
     charts = [_trajectory(run), _entropy_kl(run)]
     if run.grid is not None:
-        charts.append(_heatmap(run))
+        charts.append(_heatmap([("", run)], chart_id=f"{run.key}-heatmap"))
     return charts
 
 
-# --- the charts -------------------------------------------------------------------
+def comparison_charts(report: ReportModel) -> dict[str, list[ChartView]]:
+    """The charts of a comparison report: ``{"comparison": [...], "heatmaps": [...]}``."""
+    return finish(start_comparison_charts(report))
 
 
-def _config(chart: alt.TopLevelMixin) -> alt.TopLevelMixin:
-    # aria=False: no per-mark ARIA labels (they tripled the SVG size); the page gives every chart
-    # a caption and an aria-label, and the tables hold the same numbers as text.
-    return chart.configure(background="white", font="sans-serif", aria=False).configure_axis(
-        labelFontSize=11, titleFontSize=12, gridColor="#e6e6e6"
-    ).configure_axisX(grid=False).configure_legend(labelFontSize=11, titleFontSize=12, labelLimit=220).configure_view(stroke="#cccccc")
+@_unvalidated
+def start_comparison_charts(report: ReportModel) -> dict[str, list[PendingChart]]:
+    comparison = report.comparison
+    assert comparison is not None
+    lines = [_compare_trajectory(report.runs, comparison), _compare_entropy_kl(report.runs, comparison)]
+    if comparison.has_divergences:
+        lines.append(_divergence(comparison))
+    panels = [(f"{tag} · {label}", run) for tag, label, run in zip(comparison.tags, comparison.labels, report.runs)]
+    with_grid = [(title, run) for title, run in panels if run.grid is not None]
+    heatmaps = []
+    if with_grid:
+        title = "Top-1 prediction by layer and position, both models"
+        heatmaps.append(_heatmap(with_grid, chart_id="comparison-heatmap", title=title))
+    return {"comparison": lines, "heatmaps": heatmaps}
+
+
+def start_report_charts(report: ReportModel) -> dict[str, list[PendingChart]]:
+    """Every chart of a report, keyed by page section; SVG conversions run in the background."""
+    if report.comparison is not None:
+        return start_comparison_charts(report)
+    return {run.key: start_run_charts(run) for run in report.runs}
+
+
+def finish(pending: dict[str, list[PendingChart]]) -> dict[str, list[ChartView]]:
+    return {key: [c.result() for c in charts] for key, charts in pending.items()}
+
+
+# --- one run --------------------------------------------------------------------------
 
 
 def _layer_x(run: RunReport, *, labelled: bool = True) -> alt.X:
@@ -82,6 +207,17 @@ def _layer_x(run: RunReport, *, labelled: bool = True) -> alt.X:
     if labelled:
         return alt.X("layer:Q", title="Layer", scale=scale, axis=alt.Axis(tickMinStep=1, format="d"))
     return alt.X("layer:Q", title=None, scale=scale, axis=alt.Axis(tickMinStep=1, labels=False))
+
+
+def _rank_y(field: str, ranks: list[int]) -> alt.Y:
+    """Rank on a reversed log axis (1 at the top) from 1 to the next power of ten, ticks at powers of ten."""
+    top = 1
+    while top < max([1, *ranks]):
+        top *= 10
+    ticks = [10**k for k in range(len(str(top)))]
+    scale = alt.Scale(type="log", reverse=True, domain=[1, max(top, 10)])
+    axis = alt.Axis(values=ticks if top > 1 else [1, 10], format=",")
+    return alt.Y(field, title="Rank (log, 1 = top)", scale=scale, axis=axis)
 
 
 def _unique_labels(labels: list[str]) -> list[str]:
@@ -93,7 +229,11 @@ def _unique_labels(labels: list[str]) -> list[str]:
     return out
 
 
-def _trajectory(run: RunReport) -> ChartView:
+def _palette(n: int) -> list[str] | None:
+    return PALETTE[:n] if 0 < n <= len(PALETTE) else None
+
+
+def _trajectory(run: RunReport) -> PendingChart:
     labels = _unique_labels([s.label for s in run.series])
     rows, marks = [], []
     for label, s in zip(labels, run.series):
@@ -104,7 +244,7 @@ def _trajectory(run: RunReport) -> ChartView:
     color = alt.Color(
         "token:N",
         title="Token",
-        scale=alt.Scale(domain=labels, range=PALETTE[: len(labels)] if 0 < len(labels) <= len(PALETTE) else None),
+        scale=alt.Scale(domain=labels, range=_palette(len(labels))),
         legend=alt.Legend(orient="top", direction="horizontal"),
     )
     tooltip = [alt.Tooltip("token:N", title="Token"), alt.Tooltip("layer:Q", title="Layer"),
@@ -112,24 +252,31 @@ def _trajectory(run: RunReport) -> ChartView:
     # Point markers show which layers were captured; with many layers the line says it and the
     # markers would double the static SVG.
     points = len(run.captured_layers) <= MAX_LAYERS_WITH_POINTS
-    data = alt.Data(values=rows)
+    middle = (run.captured_layers[0] + run.captured_layers[-1]) / 2
+    datasets: dict[str, Any] = {"d": rows, "marks": marks}
+    # Labels right of the line in the left half, left of it in the right half: they stay inside.
+    sides = []
+    for side, align, dx in (("left", "left", 4), ("right", "right", -4)):
+        chosen = [m for m in marks if (m["layer"] <= middle) == (side == "left")]
+        if chosen:
+            datasets[side] = chosen
+            sides.append((side, align, dx))
 
     def panel(y: alt.Y, x: alt.X, *, notes: bool) -> alt.LayerChart:
-        layers: list[Any] = [alt.Chart(data).mark_line(point=points).encode(x=x, y=y, color=color, tooltip=tooltip)]
+        layers: list[Any] = [
+            alt.Chart(alt.NamedData("d")).mark_line(point=points).encode(x=x, y=y, color=color, tooltip=tooltip)
+        ]
         if marks:
-            rule_data = alt.Data(values=marks)
-            layers.append(alt.Chart(rule_data).mark_rule(strokeDash=[4, 3], strokeWidth=1.5).encode(x=x, color=color))
-        if marks and notes:
-            # Labels right of the line in the left half, left of it in the right half: they stay inside.
-            middle = (run.captured_layers[0] + run.captured_layers[-1]) / 2
-            for side, align, dx in (("left", "left", 4), ("right", "right", -4)):
-                chosen = [m for m in marks if (m["layer"] <= middle) == (side == "left")]
-                if chosen:
-                    layers.append(
-                        alt.Chart(alt.Data(values=chosen))
-                        .mark_text(align=align, dx=dx, dy=-4, baseline="bottom", fontSize=10)
-                        .encode(x=x, y=alt.value(0), text="note:N", color=color)
-                    )
+            layers.append(
+                alt.Chart(alt.NamedData("marks")).mark_rule(strokeDash=[4, 3], strokeWidth=1.5).encode(x=x, color=color)
+            )
+        if notes:
+            for side, align, dx in sides:
+                layers.append(
+                    alt.Chart(alt.NamedData(side))
+                    .mark_text(align=align, dx=dx, dy=-4, baseline="bottom", fontSize=10)
+                    .encode(x=x, y=alt.YValue(0), text=alt.Text("note:N"), color=color)
+                )
         return alt.layer(*layers).properties(width=LINE_WIDTH, height=LINE_HEIGHT)
 
     # Both panels share the layer axis; it is labelled once, under the rank panel.
@@ -140,7 +287,7 @@ def _trajectory(run: RunReport) -> ChartView:
         notes=True,
     )
     rank = panel(
-        alt.Y("rank:Q", title="Rank (log, 1 = top)", scale=alt.Scale(type="log", reverse=True, domainMin=1)),
+        _rank_y("rank:Q", [r for series in run.series for r in series.ranks]),
         _layer_x(run),
         notes=False,
     )
@@ -152,23 +299,24 @@ def _trajectory(run: RunReport) -> ChartView:
     )
     if not run.series_are_tracked:
         description += " Its probability is shown where it is in a layer's top-k."
-    return _view(run, "trajectory", "Token probability and rank across layers", description, chart)
+    return _line_view(f"{run.key}-trajectory", "Token probability and rank across layers", description, chart, datasets)
 
 
-def _entropy_kl(run: RunReport) -> ChartView:
+def _entropy_kl(run: RunReport) -> PendingChart:
     rows = []
     for layer, h, kl in zip(run.captured_layers, run.entropy, run.kl_to_final):
         rows.append({"layer": layer, "metric": "Entropy", "nats": _round(h)})
         rows.append({"layer": layer, "metric": "KL to final", "nats": _round(kl)})
+    metrics = ["Entropy", "KL to final"]
     chart = (
-        alt.Chart(alt.Data(values=rows))
+        alt.Chart(alt.NamedData("d"))
         .mark_line(point=len(run.captured_layers) <= MAX_LAYERS_WITH_POINTS)
         .encode(
             x=_layer_x(run),
             y=alt.Y("nats:Q", title="nats"),
-            color=alt.Color("metric:N", title=None, scale=alt.Scale(domain=["Entropy", "KL to final"], range=PALETTE[:2]),
+            color=alt.Color("metric:N", title=None, scale=alt.Scale(domain=metrics, range=PALETTE[:2]),
                             legend=alt.Legend(orient="top", direction="horizontal")),
-            strokeDash=alt.StrokeDash("metric:N", title=None, scale=alt.Scale(domain=["Entropy", "KL to final"], range=[[1, 0], [5, 3]]),
+            strokeDash=alt.StrokeDash("metric:N", title=None, scale=alt.Scale(domain=metrics, range=[[1, 0], [5, 3]]),
                                       legend=alt.Legend(orient="top", direction="horizontal")),
             tooltip=[alt.Tooltip("metric:N", title="Measure"), alt.Tooltip("layer:Q", title="Layer"),
                      alt.Tooltip("nats:Q", title="nats", format=".3f")],
@@ -179,44 +327,353 @@ def _entropy_kl(run: RunReport) -> ChartView:
         "Entropy of each layer's lens distribution and its KL divergence from the final distribution "
         "(KL(final || layer)), in nats, at the last prompt position."
     )
-    return _view(run, "entropy-kl", "Entropy and KL to final across layers", description, chart)
+    return _line_view(f"{run.key}-entropy-kl", "Entropy and KL to final across layers", description, chart, {"d": rows})
 
 
-def _heatmap(run: RunReport) -> ChartView:
-    grid = run.grid
-    assert grid is not None
-    label_of = dict(zip(grid.positions, grid.position_labels))
-    rows = [
-        {"layer": c.layer, "pos": label_of[c.position], "token": c.token, "p": _round(c.prob)}
-        for c in grid.cells
-    ]
-    x = alt.X("pos:O", title="Prompt position (predicting the next token)", sort=grid.position_labels,
-              axis=alt.Axis(labelAngle=-45, labelLimit=90, labelFontSize=10))
-    y = alt.Y("layer:O", title="Layer", sort="descending")
-    base = alt.Chart(alt.Data(values=rows)).encode(x=x, y=y)
-    rect = base.mark_rect(aria=False).encode(
-        color=alt.Color("p:Q", title="Top-1 probability", scale=alt.Scale(scheme="blues", domain=[0, 1]),
-                        legend=alt.Legend(format="%", orient="right", gradientLength=160)),
-        tooltip=[alt.Tooltip("layer:O", title="Layer"), alt.Tooltip("pos:O", title="Position"),
-                 alt.Tooltip("token:N", title="Top-1"), alt.Tooltip("p:Q", title="Probability", format=".3~p")],
-    )
-    text = base.mark_text(aria=False, fontSize=9, limit=CELL_WIDTH - 4).encode(
-        text="token:N",
-        color=alt.condition("datum.p > 0.55", alt.value("white"), alt.value("#1a1a1a")),
-    )
-    chart = alt.layer(rect, text).properties(
-        width=CELL_WIDTH * len(grid.positions), height=CELL_HEIGHT * len(grid.layers)
-    )
-    shown = (
-        f"the last {len(grid.positions)} of {grid.total_positions} prompt positions"
-        if grid.truncated
-        else f"all {grid.total_positions} prompt positions"
-    )
+# --- heatmap (one run; a comparison shows one per model) ---------------------------------------
+
+
+def _heatmap(
+    panels: list[tuple[str, RunReport]], *, chart_id: str, title: str = "Top-1 prediction by layer and position"
+) -> PendingChart:
+    """Layers x positions heatmap: one panel per run (a comparison shows both models side by side,
+    sharing one colour legend); ``panels`` pairs a panel title ("" for none) with its run."""
+    charts, datasets, shown = [], {}, []
+    for k, (panel_title, run) in enumerate(panels):
+        grid = run.grid
+        assert grid is not None
+        index = {pos: j for j, pos in enumerate(grid.positions)}
+        # The biggest dataset of a page, so stored compactly: one row per layer holding arrays
+        # (flattened in the browser), the position labels once (joined by lookup).
+        by_layer: dict[int, dict[str, Any]] = {}
+        for c in grid.cells:
+            row = by_layer.setdefault(c.layer, {"l": c.layer, "i": [], "t": [], "p": []})
+            row["i"].append(index[c.position])
+            row["t"].append(c.token)
+            row["p"].append(_round(c.prob))
+        datasets[f"d{k}"] = list(by_layer.values())
+        datasets[f"pos{k}"] = [{"i": j, "pos": label} for j, label in enumerate(grid.position_labels)]
+        x = alt.X("pos:O", title="Prompt position (predicting the next token)", sort=grid.position_labels,
+                  axis=alt.Axis(labelAngle=-45, labelLimit=90, labelFontSize=10))
+        y = alt.Y("l:O", title="Layer", sort="descending")
+
+        tooltip = [alt.Tooltip("l:O", title="Layer"), alt.Tooltip("pos:O", title="Position"),
+                   alt.Tooltip("t:N", title="Top-1"), alt.Tooltip("p:Q", title="Probability", format=".3~p")]
+        rect = _heatmap_base(k, x, y).mark_rect().encode(
+            color=alt.Color("p:Q", title="Top-1 probability",
+                            scale=alt.Scale(type="quantize", domain=[0, 1], range=HEATMAP_COLORS),
+                            legend=alt.Legend(format="%", orient="right")),
+            tooltip=tooltip,
+        )
+        text = _heatmap_base(k, x, y).mark_text(fontSize=9, limit=CELL_WIDTH - 4).encode(
+            text=alt.Text("t:N"),
+            tooltip=tooltip,  # the label covers most of its cell
+            # Channel objects, not alt.value()/alt.condition() dicts: Altair matches a dict against
+            # every channel schema (~50 ms each).
+            color=alt.ColorValue("#1a1a1a", condition={"test": f"datum.p > {HEATMAP_DARK_TEXT_ABOVE}",
+                                                       "value": "white"}),
+        )
+        panel = alt.layer(rect, text).properties(
+            width=CELL_WIDTH * len(grid.positions), height=CELL_HEIGHT * len(grid.layers)
+        )
+        if panel_title:
+            panel = panel.properties(title=alt.TitleParams(panel_title, anchor="start", fontSize=12, limit=panel.width))
+        charts.append(panel)
+        shown.append(
+            f"the last {len(grid.positions)} of {grid.total_positions} prompt positions"
+            if grid.truncated
+            else f"all {grid.total_positions} prompt positions"
+        )
+    chart = charts[0] if len(charts) == 1 else alt.hconcat(*charts, spacing=24).resolve_scale(color="shared")
+    where = shown[0] if len(set(shown)) == 1 else " and ".join(shown)
     description = (
-        f"Top-1 lens prediction at every captured layer (rows, last layer on top) for {shown} (columns); "
+        f"Top-1 lens prediction at every captured layer (rows, last layer on top) for {where} (columns); "
         "colour is the top-1 probability, the text is the predicted token."
     )
-    return _view(run, "heatmap", "Top-1 prediction by layer and position", description, chart, fit=False)
+    if len(panels) > 1:
+        description = "Each model's " + description[0].lower() + description[1:]
+    spec = _spec(chart, description, datasets)
+    svg = _checked(heatmap_svg([(panel_title, run.grid) for panel_title, run in panels]))  # type: ignore[misc]
+    return PendingChart(chart_id, title, description, spec, svg, fit=False)
+
+
+def _heatmap_base(k: int, x: alt.X, y: alt.Y) -> alt.Chart:
+    """Panel ``k``'s cells: its per-layer rows flattened, joined with the position labels."""
+    positions = alt.LookupData(data=alt.NamedData(f"pos{k}"), key="i", fields=["pos"])
+    return (
+        alt.Chart(alt.NamedData(f"d{k}"))
+        .transform_flatten(["i", "t", "p"])
+        .transform_lookup(lookup="i", from_=positions)
+        .encode(x=x, y=y)
+    )
+
+
+HEATMAP_CELL_CHARS = 8  # token characters that fit a cell at 9 px (longer ones end in "…")
+HEATMAP_LABEL_CHARS = 14
+_HEATMAP_LEFT = 52  # room for the layer labels and the axis title
+_HEATMAP_GAP = 24
+
+
+def heatmap_svg(panels: list[tuple[str, GridView]]) -> str:
+    """The heatmap as SVG, laid out like the Vega-Lite spec: per panel, rows are layers (last on top),
+    columns positions, colour the top-1 probability (same bins), text the top-1 token (shortened to
+    fit a cell); one colour legend on the right."""
+    titled = any(title for title, _ in panels)
+    top = 26 if titled else 6
+    height = max(CELL_HEIGHT * len(grid.layers) for _, grid in panels)
+    parts, x0 = [], 0
+    for title, grid in panels:
+        parts.append(f'<g transform="translate({x0 + _HEATMAP_LEFT},{top})">{_heatmap_panel(title, grid, height)}</g>')
+        x0 += _HEATMAP_LEFT + CELL_WIDTH * len(grid.positions) + _HEATMAP_GAP
+    legend_x = x0 - _HEATMAP_GAP + 18
+    total_w, total_h = legend_x + 104, top + height + 92
+    swatch = 14
+    swatches = "".join(
+        f'<rect y="{18 + swatch * (HEATMAP_BINS - 1 - k)}" width="14" height="{swatch}" fill="{color}"/>'
+        for k, color in enumerate(HEATMAP_COLORS)
+    )
+    labels = "".join(
+        f'<text x="19" y="{18 + swatch * (HEATMAP_BINS - 1 - k) + 4}">{100 * (k + 1) // HEATMAP_BINS}%</text>'
+        for k in range(HEATMAP_BINS - 1)
+    )
+    return (
+        f'<svg xmlns="{_SVG_NS}" width="{total_w}" height="{total_h}" viewBox="0 0 {total_w} {total_h}" '
+        'font-family="sans-serif" font-size="10px">'
+        f'<rect width="{total_w}" height="{total_h}" fill="white"/>{"".join(parts)}'
+        f'<g transform="translate({legend_x},{top})">'
+        f'<text y="10" font-size="12px" font-weight="bold">Top-1 probability</text>{swatches}{labels}</g></svg>'
+    )
+
+
+def _heatmap_panel(title: str, grid: GridView, height: int) -> str:
+    n_rows = len(grid.layers)
+    width = CELL_WIDTH * len(grid.positions)
+    row_of = {layer: n_rows - 1 - i for i, layer in enumerate(grid.layers)}  # last layer on top
+    col_of = {pos: j for j, pos in enumerate(grid.positions)}
+    cells: list[list[str]] = [[] for _ in HEATMAP_COLORS]
+    dark, light = [], []
+    for c in grid.cells:
+        x, y = CELL_WIDTH * col_of[c.position], CELL_HEIGHT * row_of[c.layer]
+        p = _round(c.prob)
+        p = 0.0 if p is None else p
+        cells[bisect.bisect_right(_HEATMAP_THRESHOLDS, p)].append(f"M{x},{y}h{CELL_WIDTH}v{CELL_HEIGHT}h-{CELL_WIDTH}z")
+        text = f'<text x="{x + CELL_WIDTH // 2}" y="{y + 11}">{_esc(_shorten(c.token, HEATMAP_CELL_CHARS))}</text>'
+        (dark if p > HEATMAP_DARK_TEXT_ABOVE else light).append(text)
+    rows_h = CELL_HEIGHT * n_rows
+    rects = "".join(f'<path fill="{color}" d="{"".join(d)}"/>' for color, d in zip(HEATMAP_COLORS, cells) if d)
+    y_labels = "".join(f'<text x="-5" y="{CELL_HEIGHT * row_of[layer] + 12}">{layer}</text>' for layer in grid.layers)
+    x_labels = "".join(
+        f'<text transform="translate({CELL_WIDTH * j + CELL_WIDTH // 2 + 3},{rows_h + 7}) rotate(-45)">'
+        f"{_esc(_shorten(label, HEATMAP_LABEL_CHARS))}</text>"
+        for j, label in enumerate(grid.position_labels)
+    )
+    heading = ""
+    if title:
+        heading = f'<text y="-8" font-size="12px" font-weight="bold">{_esc(_shorten(title, width // 7))}</text>'
+    return (
+        f"{heading}<g>{rects}</g>"
+        f'<g font-size="9px" text-anchor="middle" fill="#1a1a1a">{"".join(light)}</g>'
+        f'<g font-size="9px" text-anchor="middle" fill="white">{"".join(dark)}</g>'
+        f'<rect width="{width}" height="{rows_h}" fill="none" stroke="#cccccc"/>'
+        f'<g text-anchor="end">{y_labels}{x_labels}</g>'
+        '<g font-size="12px" font-weight="bold" text-anchor="middle">'
+        f'<text transform="translate(-38,{rows_h // 2}) rotate(-90)">Layer</text>'
+        f'<text x="{width // 2}" y="{height + 86}">Prompt position (predicting the next token)</text></g>'
+    )
+
+
+def _shorten(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "\u2026"
+
+
+def _esc(text: str) -> str:
+    return html.escape(text, quote=True)
+
+
+# --- comparison ---------------------------------------------------------------------------
+
+
+def _compare_x(comparison: ComparisonView, *, labelled: bool = True) -> alt.X:
+    """The shared x axis of the comparison charts: the layer, or relative depth (0 to 1) for different depths."""
+    title = comparison.x_title if labelled else None
+    if comparison.alignment == "layer":
+        xs = [x for values in comparison.x_values for x in values]
+        return alt.X("l:Q", title=title, scale=alt.Scale(domain=[min(xs), max(xs)], nice=False),
+                     axis=alt.Axis(tickMinStep=1, format="d", labels=labelled))
+    return alt.X("x:Q", title=title, scale=alt.Scale(domain=[0, 1], nice=False),
+                 axis=alt.Axis(values=[k / 10 for k in range(11)], format=".1f", labels=labelled))
+
+
+def _compare_row(comparison: ComparisonView, layer: int, x: float, **values: Any) -> dict[str, Any]:
+    row: dict[str, Any] = {"l": layer}
+    if comparison.alignment != "layer":
+        row["x"] = _round(x)
+    row.update(values)
+    return row
+
+
+def _model_encodings(comparison: ComparisonView) -> dict[str, Any]:
+    """Colour = model; model 1 drawn wide and pale under model 2, so identical lines both show."""
+    labels = comparison.labels
+    return {
+        "color": alt.Color("m:N", title="Model", scale=alt.Scale(domain=labels, range=PALETTE[:2]),
+                           legend=alt.Legend(orient="top", direction="horizontal")),
+        "strokeWidth": alt.StrokeWidth("m:N", scale=alt.Scale(domain=labels, range=MODEL_STROKES), legend=None),
+        "opacity": alt.Opacity("m:N", scale=alt.Scale(domain=labels, range=MODEL_OPACITY), legend=None),
+    }
+
+
+def _lookup(chart: alt.Chart, dataset: str, fields: list[str]) -> alt.Chart:
+    # Rows carry a small key ("k"); the long strings (model labels, tokens) sit once in ``dataset``.
+    return chart.transform_lookup(lookup="k", from_=alt.LookupData(data=alt.NamedData(dataset), key="k", fields=fields))
+
+
+def _compare_trajectory(runs: list[RunReport], comparison: ComparisonView) -> PendingChart:
+    tracked = bool(comparison.tracked) and all(run.series_are_tracked for run in runs)
+    rows: list[dict[str, Any]] = []
+    keys: list[dict[str, Any]] = []
+    series_names: list[str] = []
+    for run, label, xs in zip(runs, comparison.labels, comparison.x_values):
+        x_of = dict(zip(run.captured_layers, xs))
+        names = [t.text.visible for t in comparison.tracked] if tracked else [s.label for s in run.series]
+        for name, s in zip(_unique_labels(names), run.series):
+            if name not in series_names:
+                series_names.append(name)
+            k = len(keys)
+            keys.append({"k": k, "m": label, "s": name, "tok": s.label})
+            for layer, p, r in zip(s.layers, s.probs, s.ranks):
+                row = _compare_row(comparison, layer, x_of[layer], k=k, p=_round(p), r=r)
+                if layer == s.emergence_layer:
+                    row["e"] = 1
+                rows.append(row)
+    enc = _model_encodings(comparison)
+    dash_range = DASHES[: len(series_names)] if len(series_names) <= len(DASHES) else None
+    dash = alt.StrokeDash("s:N", title="Tracked" if tracked else "Final top-1",
+                          scale=alt.Scale(domain=series_names, range=dash_range),
+                          legend=alt.Legend(orient="top", direction="horizontal", symbolStrokeWidth=2))
+    tooltip = [alt.Tooltip("m:N", title="Model"), alt.Tooltip("tok:N", title="Token"),
+               alt.Tooltip("l:Q", title="Layer"), alt.Tooltip("p:Q", title="Probability", format=".3~p"),
+               alt.Tooltip("r:Q", title="Rank", format=",")]
+    shape = alt.Shape("m:N", legend=None, scale=alt.Scale(domain=comparison.labels, range=["circle", "diamond"]))
+
+    def panel(y: alt.Y, x: alt.X) -> alt.LayerChart:
+        line = _lookup(alt.Chart(alt.NamedData("d")), "keys", ["m", "s", "tok"]).mark_line().encode(
+            x=x, y=y, strokeDash=dash, tooltip=tooltip, **enc
+        )
+        emergence = (
+            _lookup(alt.Chart(alt.NamedData("d")), "keys", ["m", "s", "tok"])
+            .transform_filter("datum.e === 1")
+            .mark_point(filled=True, size=70, opacity=1)
+            .encode(x=x, y=y, color=enc["color"], shape=shape, tooltip=tooltip)
+        )
+        return alt.layer(line, emergence).properties(width=LINE_WIDTH, height=LINE_HEIGHT)
+
+    prob = panel(alt.Y("p:Q", title="Probability", scale=alt.Scale(zero=True, nice=True), axis=alt.Axis(format=".2~p")),
+                 _compare_x(comparison, labelled=False))
+    rank = panel(_rank_y("r:Q", [row["r"] for row in rows]),
+                 _compare_x(comparison))
+    chart = alt.vconcat(prob, rank, spacing=14).resolve_scale(color="shared", strokeDash="shared")
+    who = "Each tracked token" if tracked else "Each model's final top-1 token"
+    description = (
+        f"{who} in both models (colour: model; line style: token) at the last prompt position: probability "
+        "(top) and rank on a log axis (bottom); a filled marker is where the token first becomes top-1."
+    )
+    if not tracked:
+        description += " Its probability is shown where it is in a layer's top-k."
+    if comparison.alignment != "layer":
+        description += " The models have different depths: the x axis is relative depth."
+    return _line_view("comparison-trajectory", "Token probability and rank, both models", description, chart,
+                      {"d": rows, "keys": keys})
+
+
+def _compare_entropy_kl(runs: list[RunReport], comparison: ComparisonView) -> PendingChart:
+    rows = []
+    for k, (run, xs) in enumerate(zip(runs, comparison.x_values)):
+        for layer, x, h, kl in zip(run.captured_layers, xs, run.entropy, run.kl_to_final):
+            rows.append(_compare_row(comparison, layer, x, k=k, h=_round(h), kl=_round(kl)))
+    keys = [{"k": k, "m": label} for k, label in enumerate(comparison.labels)]
+    enc = _model_encodings(comparison)
+    tooltip = [alt.Tooltip("m:N", title="Model"), alt.Tooltip("l:Q", title="Layer"),
+               alt.Tooltip("h:Q", title="Entropy (nats)", format=".3f"),
+               alt.Tooltip("kl:Q", title="KL to final (nats)", format=".3f")]
+    def base() -> alt.Chart:
+        return _lookup(alt.Chart(alt.NamedData("d")), "keys", ["m"]).mark_line()
+
+    entropy = base().encode(x=_compare_x(comparison, labelled=False), y=alt.Y("h:Q", title="Entropy (nats)"),
+                          tooltip=tooltip, **enc).properties(width=LINE_WIDTH, height=150)
+    kl = base().encode(x=_compare_x(comparison), y=alt.Y("kl:Q", title="KL to final (nats)"),
+                     tooltip=tooltip, **enc).properties(width=LINE_WIDTH, height=150)
+    chart = alt.vconcat(entropy, kl, spacing=14).resolve_scale(color="shared")
+    description = (
+        "Entropy of each layer's lens distribution (top) and its KL divergence from the same model's final "
+        "distribution, KL(final || layer) (bottom), in nats, at the last prompt position; colour is the model."
+    )
+    return _line_view("comparison-entropy-kl", "Entropy and KL to final, both models", description, chart,
+                      {"d": rows, "keys": keys})
+
+
+def _divergence(comparison: ComparisonView) -> PendingChart:
+    m1, m2 = comparison.tags
+    kls = [f"KL({m1} || {m2})", f"KL({m2} || {m1})"]
+    rows = [
+        _compare_row(comparison, r.layer2, r.x, pair=r.label, js=_round(r.js),
+                     **{kls[0]: _round(r.kl_12), kls[1]: _round(r.kl_21)})
+        for r in comparison.rows
+    ]
+    x_unlabelled, x = _compare_x(comparison, labelled=False), _compare_x(comparison)
+    points = len(comparison.rows) <= MAX_LAYERS_WITH_POINTS
+    pair = alt.Tooltip("pair:N", title="Layer")
+    datasets: dict[str, Any] = {"d": rows}
+    # JS (bounded by ln 2) on its own panel: on the KL scale it would be a flat line near zero.
+    js: list[Any] = [
+        alt.Chart(alt.NamedData("d")).mark_line(point=points, color="#1a1a1a", strokeWidth=2).encode(
+            x=x_unlabelled, y=alt.Y("js:Q", title="JS (nats)", scale=alt.Scale(domain=[0, 0.7], nice=False)),
+            tooltip=[pair, alt.Tooltip("js:Q", title="Jensen-Shannon (nats)", format=".4f")],
+        )
+    ]
+    kl: list[Any] = [
+        alt.Chart(alt.NamedData("d"))
+        .transform_fold(kls, as_=["measure", "v"])
+        .mark_line(point=points)
+        .encode(
+            x=x,
+            y=alt.Y("v:Q", title="KL (nats)"),
+            color=alt.Color("measure:N", title=None, legend=alt.Legend(orient="top", direction="horizontal"),
+                            scale=alt.Scale(domain=kls, range=PALETTE[:2])),
+            strokeDash=alt.StrokeDash("measure:N", title=None, legend=alt.Legend(orient="top", direction="horizontal"),
+                                      scale=alt.Scale(domain=kls, range=[[1, 0], [6, 3]])),
+            tooltip=[pair, alt.Tooltip("measure:N", title="Measure"), alt.Tooltip("v:Q", title="nats", format=".4f")],
+        )
+    ]
+    largest = comparison.largest_change
+    if largest is not None:
+        note = f"largest JS: layer {largest.label}"
+        datasets["marks"] = [_compare_row(comparison, largest.layer2, largest.x, note=note)]
+        first, last = comparison.rows[0].x, comparison.rows[-1].x
+        align, dx = ("left", 4) if largest.x <= (first + last) / 2 else ("right", -4)
+        for layers, axis in ((js, x_unlabelled), (kl, x)):
+            rule = alt.Chart(alt.NamedData("marks")).mark_rule(strokeDash=[4, 3], color="#888888")
+            layers.append(rule.encode(x=axis))
+        js.append(
+            alt.Chart(alt.NamedData("marks"))
+            # At the bottom of the panel: the line peaks at the top here, by definition.
+            .mark_text(align=align, dx=dx, dy=-4, baseline="bottom", fontSize=10, color="#333333")
+            .encode(x=x_unlabelled, y=alt.YValue(110), text=alt.Text("note:N"))
+        )
+    chart = alt.vconcat(
+        alt.layer(*js).properties(width=LINE_WIDTH, height=110),  # 110: see the label's y above
+        alt.layer(*kl).properties(width=LINE_WIDTH, height=LINE_HEIGHT - 30),
+        spacing=14,
+    )
+    description = (
+        f"How far apart the two models' next-token distributions are at each matched layer (last prompt "
+        f"position), in nats: Jensen-Shannon divergence (top; symmetric, at most ln 2 = 0.69) and KL both ways "
+        f"(bottom; KL({m1} || {m2}) weighs by what {m1} believes)."
+    )
+    if largest is not None:
+        description += f" The dashed line marks the largest JS divergence (layer {largest.label})."
+    return _line_view("comparison-divergence", "Divergence between the models across layers", description, chart,
+                      datasets)
 
 
 # --- helpers ------------------------------------------------------------------------
@@ -227,20 +684,37 @@ def _round(x: float | None) -> float | None:
     return None if x is None else round(x, 4)
 
 
-def _view(run: RunReport, name: str, title: str, description: str, chart: Any, *, fit: bool = True) -> ChartView:
-    chart_id = f"{run.key}-{name}"
-    spec = _config(chart.properties(description=description)).to_dict()
-    svg = _checked(_compact_svg(_renumber_ids(vlc.vegalite_to_svg(spec, vl_version=VL_VERSION), chart_id)))
-    return ChartView(chart_id=chart_id, title=title, description=description, spec=spec, svg=svg, fit=fit)
+def _spec(chart: Any, description: str, datasets: dict[str, Any]) -> dict[str, Any]:
+    spec = chart.to_dict(validate=False)
+    spec["description"] = description
+    spec["config"] = CONFIG
+    spec["datasets"] = datasets
+    return spec
 
 
-# What vl-convert's SVG may contain. The SVG goes into the page as markup, so check it rather than
+def _line_view(chart_id: str, title: str, description: str, chart: Any, datasets: dict[str, Any]) -> PendingChart:
+    spec = _spec(chart, description, datasets)
+    svg = _svg_thread().submit(_vl_svg, spec, chart_id)
+    return PendingChart(chart_id, title, description, spec, svg)
+
+
+def _vl_svg(spec: dict[str, Any], chart_id: str) -> str:
+    return _compact_svg(_renumber_ids(vlc.vegalite_to_svg(spec, vl_version=VL_VERSION), chart_id))
+
+
+# What a chart SVG may contain. The SVG goes into the page as markup, so check it rather than
 # trust it: every model string inside must have arrived as escaped text.
 _SVG_ELEMENTS = {"svg", "g", "path", "rect", "line", "text", "defs", "linearGradient", "stop", "clipPath", "title"}
+_SVG_NS = "http://www.w3.org/2000/svg"
+_XLINK_NS = "http://www.w3.org/1999/xlink"
 
 
 def _checked(svg: str) -> str:
-    root = ElementTree.fromstring(svg)
+    _check_tree(ElementTree.fromstring(svg))
+    return svg
+
+
+def _check_tree(root: ElementTree.Element) -> None:
     for el in root.iter():
         tag = el.tag.rpartition("}")[2]
         if tag not in _SVG_ELEMENTS:
@@ -249,7 +723,6 @@ def _checked(svg: str) -> str:
             local = name.rpartition("}")[2].lower()
             if local.startswith("on") or (local == "href" and not value.startswith("#")):
                 raise ValueError(f"unexpected attribute {name}={value!r} in chart SVG")
-    return svg
 
 
 _ID = re.compile(r'\bid="([^"]+)"')
@@ -267,38 +740,126 @@ def _renumber_ids(svg: str, chart_id: str) -> str:
     return pattern.sub(lambda m: m.group(1) + mapping[m.group(2)], svg)
 
 
-_TRANSFORM = re.compile(r'transform="([^"]*)"')
+# Attributes for scripts and assistive technology on the live chart; the static picture has no use
+# for them (the figure carries role="img" and a text alternative).
+_INERT = {"class", "role", "pointer-events", "version"}
+# Presentation attributes that children inherit: a value every child of a group repeats can sit on
+# the group once instead.
+_INHERITED = (
+    "fill", "fill-opacity", "stroke", "stroke-width", "stroke-opacity", "stroke-dasharray", "stroke-linecap",
+    "stroke-linejoin", "stroke-miterlimit", "font-family", "font-size", "font-weight", "font-style", "text-anchor",
+)  # fmt: skip
+_EMPTY_PATH_DATA = {"", "M0,0h0v0h0Z"}
 _LONG_DECIMAL = re.compile(r"-?\d+\.\d{3,}")
-_TEXT_TAG = re.compile(r"<text\b[^>]*>")
+_PATH_DECIMAL = re.compile(r"-?\d+\.\d{2,}")
 
 
 def _compact_svg(svg: str) -> str:
-    """Size cuts for vl-convert's SVG that do not change the picture (the heatmap has hundreds of texts).
+    """vl-convert's SVG, checked (see ``_check_tree``) and made smaller without changing the picture.
 
-    * a font-family / font-size that (nearly) every <text> repeats moves to the root <svg>: vega
-      writes both on every text element, so the ones that keep theirs are unaffected and the rest
-      inherit the same value;
-    * ``opacity="1"`` (the default, and not inherited) is dropped;
-    * coordinates inside ``transform`` are rounded to 1/100 px.
+    * ``class``, ``role``, ``aria-*``, ``pointer-events`` and ``version`` attributes go, and with them
+      the empty background/foreground paths vega adds to every group (``display="none"`` or no area);
+    * default values go: ``opacity="1"`` (not inherited), zero line coordinates, ``translate(0,0)``;
+    * groups without attributes are unwrapped;
+    * an inherited presentation attribute that every child of a group repeats (the stroke of 30 tick
+      lines, the font of the axis labels) moves to the group;
+    * coordinates inside ``transform`` are rounded to 1/100 px, inside path data to 1/10 px.
+
+    The tests rasterize the SVG before and after and compare the pixels.
     """
-    for attr in ("font-family", "font-size"):
-        pattern = re.compile(rf' {attr}="([^"]*)"')
-        texts = _TEXT_TAG.findall(svg)
-        values = [pattern.search(t) for t in texts]
-        if not texts or any(v is None for v in values):
+    root = ElementTree.fromstring(svg)
+    _check_tree(root)
+    _strip(root)
+    _hoist(root)  # before unwrapping: vega's groups hold one kind of mark each (ticks, labels ...)
+    _unwrap_groups(root)
+    return _serialize(root)
+
+
+def _strip(el: ElementTree.Element) -> None:
+    for child in list(el):
+        local = child.tag.rpartition("}")[2]
+        d = child.get("d")
+        if child.get("display") == "none" or (local == "path" and d in _EMPTY_PATH_DATA and len(child) == 0):
+            _remove(el, child)
             continue
-        counts: dict[str, int] = {}
-        for v in values:
-            counts[v.group(1)] = counts.get(v.group(1), 0) + 1  # type: ignore[union-attr]
-        common = max(sorted(counts), key=lambda k: counts[k])
-        svg = _TEXT_TAG.sub(lambda m: m.group(0).replace(f' {attr}="{common}"', "", 1), svg)
-        svg = svg.replace("<svg ", f'<svg {attr}="{common}" ', 1)
-    svg = svg.replace(' opacity="1"', "")
-    return _TRANSFORM.sub(
-        lambda m: 'transform="' + _LONG_DECIMAL.sub(lambda d: _short(float(d.group())), m.group(1)) + '"', svg
-    )
+        _strip(child)
+    for name in list(el.attrib):
+        value = el.attrib[name]
+        if name in _INERT or name.startswith("aria-") or (name == "opacity" and value == "1"):
+            del el.attrib[name]
+        elif el.tag.endswith("}line") and name in ("x1", "y1", "x2", "y2") and value == "0":
+            del el.attrib[name]
+        elif name == "d":
+            el.attrib[name] = _PATH_DECIMAL.sub(lambda x: _short(float(x.group()), 1), value)
+        elif name == "transform":
+            if value == "translate(0,0)":
+                del el.attrib[name]
+            else:
+                el.attrib[name] = _LONG_DECIMAL.sub(lambda x: _short(float(x.group())), value)
 
 
-def _short(x: float) -> str:
-    text = f"{x:.2f}".rstrip("0").rstrip(".")
+def _remove(parent: ElementTree.Element, child: ElementTree.Element) -> None:
+    if child.tail and child.tail.strip():
+        raise ValueError("unexpected text in chart SVG")
+    parent.remove(child)
+
+
+def _unwrap_groups(el: ElementTree.Element) -> None:
+    children: list[ElementTree.Element] = []
+    for child in el:
+        _unwrap_groups(child)
+        bare = child.tag.endswith("}g") and not child.attrib and not (child.text or "").strip()
+        if bare and not (child.tail or "").strip():
+            children.extend(child)
+        else:
+            children.append(child)
+    el[:] = children
+
+
+def _hoist(el: ElementTree.Element) -> None:
+    for child in el:
+        _hoist(child)
+    kids = list(el)
+    if not el.tag.endswith(("}g", "}svg")) or len(kids) < 2 or any(len(k) for k in kids):
+        return
+    for name in _INHERITED:
+        values = {k.get(name) for k in kids}
+        if len(values) == 1 and None not in values:
+            el.set(name, values.pop())  # type: ignore[arg-type]
+            for k in kids:
+                del k.attrib[name]
+
+
+def _serialize(root: ElementTree.Element) -> str:
+    out: list[str] = []
+    uses_xlink = any(n.startswith("{" + _XLINK_NS) for el in root.iter() for n in el.attrib)
+
+    def attr_name(name: str) -> str:
+        if name.startswith("{" + _XLINK_NS + "}"):
+            return "xlink:" + name.rpartition("}")[2]
+        return name
+
+    def write(el: ElementTree.Element, top: bool) -> None:
+        tag = el.tag.rpartition("}")[2]
+        attrs = "".join(f' {attr_name(k)}="{html.escape(v, quote=True)}"' for k, v in el.attrib.items())
+        if top:
+            attrs = f' xmlns="{_SVG_NS}"' + (f' xmlns:xlink="{_XLINK_NS}"' if uses_xlink else "") + attrs
+        if len(el) == 0 and not el.text:
+            out.append(f"<{tag}{attrs}/>")
+        else:
+            out.append(f"<{tag}{attrs}>")
+            if el.text:
+                out.append(html.escape(el.text, quote=False))
+            for child in el:
+                write(child, False)
+            out.append(f"</{tag}>")
+        if el.tail and not top:
+            out.append(html.escape(el.tail, quote=False))
+
+    write(root, True)
+    return "".join(out)
+
+
+def _short(x: float, digits: int = 2) -> str:
+    text = f"{x:.{digits}f}".rstrip("0").rstrip(".")
     return "0" if text == "-0" else text

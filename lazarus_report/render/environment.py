@@ -23,6 +23,7 @@ import functools
 from typing import Any, Callable
 
 import jinja2
+from markupsafe import Markup
 
 from lazarus_report.render import formatting as f
 
@@ -42,6 +43,7 @@ def _md_safe(fn: Callable[..., str]) -> Callable[..., f.MarkdownSafe]:
 FILTERS: dict[str, Callable[..., Any]] = {
     "prob": _md_safe(f.fmt_prob),
     "nats": _md_safe(f.fmt_nats),
+    "nats4": _md_safe(lambda x: f.fmt_nats(x, 4)),
     "rank": _md_safe(f.fmt_rank),
     "seconds": _md_safe(f.fmt_seconds),
     "bar_width": f.bar_width,
@@ -94,4 +96,12 @@ def markdown_environment() -> jinja2.Environment:
             lstrip_blocks=True,
             keep_trailing_newline=True,
         )
+    )
+
+
+def html_json(value: Any) -> Markup:
+    """JSON as ``|tojson`` writes it (safe inside ``<script>``), for data serialized before the page renders."""
+    env = html_environment()
+    return jinja2.utils.htmlsafe_json_dumps(
+        value, dumps=env.policies["json.dumps_function"], **env.policies["json.dumps_kwargs"]
     )

@@ -5,18 +5,64 @@ Imports stay light (no Jinja, Altair or MLX until a report is actually rendered)
 
 from __future__ import annotations
 
+import base64
+import binascii
 import json
 import os
+import zlib
 from html.parser import HTMLParser
 from pathlib import Path
 
-from lazarus_report.result import AnalysisResult, ResultFormatError, write_text_atomic
+from lazarus_report.result import (
+    AnalysisResult,
+    ComparisonResult,
+    ResultFormatError,
+    dumps_json,
+    load_any_result,
+    write_text_atomic,
+)
 
 RESULT_SCRIPT_ID = "lazarus-result"
 
+# A report embeds its result compressed: the result JSON (a comparison holds two analyses, each
+# with a layers x positions grid of full-precision floats) is 100-220 kB, and deflate + base64
+# halves it, which keeps a compare report within its size budget. Still JSON, and says what it holds.
+PACKED_KIND = "lazarus-report/packed"
+PACKED_ENCODING = "zlib+base64"
+MAX_UNPACKED_BYTES = 256 * 1024 * 1024  # refuse decompression bombs
 
-def load_result_file(path: str | os.PathLike[str]) -> AnalysisResult:
-    """Load an ``AnalysisResult`` from a result JSON file or from an HTML report written by lazarus.
+
+def pack_result(data: dict) -> dict:
+    """The result dict as embedded in a report: ``{"kind": PACKED_KIND, "contents": <its kind>,
+    "encoding": "zlib+base64", "data": <base64 of the zlib-compressed compact result JSON>}``."""
+    raw = dumps_json(data, indent=None).encode("utf-8")
+    return {
+        "kind": PACKED_KIND,
+        "contents": data.get("kind"),
+        "encoding": PACKED_ENCODING,
+        "data": base64.b64encode(zlib.compress(raw, 9)).decode("ascii"),
+    }
+
+
+def unpack_result(data: object) -> object:
+    """The result dict back from ``pack_result`` (anything else is returned as it is)."""
+    if not (isinstance(data, dict) and data.get("kind") == PACKED_KIND):
+        return data
+    if data.get("encoding") != PACKED_ENCODING or not isinstance(data.get("data"), str):
+        raise ResultFormatError(f"the embedded result has an unknown encoding {data.get('encoding')!r}")
+    try:
+        inflater = zlib.decompressobj()
+        raw = inflater.decompress(base64.b64decode(data["data"], validate=True), MAX_UNPACKED_BYTES)
+        if inflater.unconsumed_tail:
+            raise ResultFormatError("the embedded result is too large")
+        return json.loads(raw.decode("utf-8"))
+    except (binascii.Error, zlib.error, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ResultFormatError(f"the embedded result is damaged: {exc}") from None
+
+
+def load_result_file(path: str | os.PathLike[str]) -> AnalysisResult | ComparisonResult:
+    """Load a result from a result JSON file (``-o``) or from an HTML report written by lazarus:
+    an ``AnalysisResult`` or a ``ComparisonResult``, whichever the file holds.
 
     Raises ``ResultFormatError`` for anything else: other schema versions, JSON that is not a
     result, HTML without an embedded result, text that is neither JSON nor HTML, bytes that are not
@@ -29,26 +75,30 @@ def load_result_file(path: str | os.PathLike[str]) -> AnalysisResult:
         raise ResultFormatError(f"{path}: {exc}") from None
 
 
-def _parse(raw: bytes) -> AnalysisResult:
+def _parse(raw: bytes) -> AnalysisResult | ComparisonResult:
     try:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError:
         raise ResultFormatError("not a UTF-8 text file (expected a result JSON or an HTML report)") from None
     head = text.lstrip()[:1]
     if head in ("{", "["):
-        return AnalysisResult.from_json(text)
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise ResultFormatError(f"not JSON: {exc}") from None
+        return load_any_result(unpack_result(data))
     if head == "<":
         embedded = _embedded_result(text)
         if embedded is None:
             raise ResultFormatError(
-                "HTML file without an embedded analysis result "
+                "HTML file without an embedded result "
                 f'(no <script type="application/json" id="{RESULT_SCRIPT_ID}">)'
             )
         try:
             data = json.loads(embedded)
         except json.JSONDecodeError as exc:
-            raise ResultFormatError(f"the embedded analysis result is not valid JSON: {exc}") from None
-        return AnalysisResult.from_dict(data)
+            raise ResultFormatError(f"the embedded result is not valid JSON: {exc}") from None
+        return load_any_result(unpack_result(data))
     raise ResultFormatError("neither a result JSON nor an HTML report")
 
 
@@ -85,13 +135,14 @@ def _embedded_result(html_text: str) -> str | None:
 
 
 def write_report_files(
-    result: AnalysisResult,
+    result: AnalysisResult | ComparisonResult,
     *,
     html_path: str | os.PathLike[str] | None = None,
     markdown_path: str | os.PathLike[str] | None = None,
     static: bool = False,
 ) -> None:
-    """Write the HTML and/or Markdown report atomically (missing parent directories are created).
+    """Write the HTML and/or Markdown report of an analysis or a comparison atomically (missing
+    parent directories are created).
 
     When the Markdown report is written and ``GITHUB_STEP_SUMMARY`` names a file (GitHub Actions),
     the Markdown is appended there as well.

@@ -26,10 +26,16 @@ class Segment(NamedTuple):
     marker: bool
 
 
+def _is_noncharacter(ch: str) -> bool:
+    # U+FDD0..U+FDEF and U+xFFFE/U+xFFFF: not allowed in XML (the inline SVG) and never text.
+    cp = ord(ch)
+    return 0xFDD0 <= cp <= 0xFDEF or (cp & 0xFFFE) == 0xFFFE
+
+
 def _char_marker(ch: str) -> str | None:
     if ch in WHITESPACE_MARKERS:
         return WHITESPACE_MARKERS[ch]
-    if unicodedata.category(ch) in _INVISIBLE_CATEGORIES:
+    if unicodedata.category(ch) in _INVISIBLE_CATEGORIES or _is_noncharacter(ch):
         return f"\u27e8U+{ord(ch):04X}\u27e9"  # ⟨U+202E⟩
     return None
 
@@ -71,7 +77,7 @@ def clean_text(text: str) -> str:
             out.append(ch)
             continue
         cat = unicodedata.category(ch)
-        if cat in {"Cc", "Cf", "Cs", "Co", "Zl", "Zp"}:
+        if cat in {"Cc", "Cf", "Cs", "Co", "Zl", "Zp"} or _is_noncharacter(ch):
             out.append(f"\u27e8U+{ord(ch):04X}\u27e9")
         else:
             out.append(ch)
@@ -100,9 +106,9 @@ def fmt_prob(p: float | None) -> str:
     return f"{100 * p:.3g}%"
 
 
-def fmt_nats(x: float | None) -> str:
+def fmt_nats(x: float | None, digits: int = 2) -> str:
     x = finite(x)
-    return "n/a" if x is None else f"{x:.2f}"
+    return "n/a" if x is None else f"{x:.{digits}f}"
 
 
 def fmt_rank(rank: int | None) -> str:

@@ -1,14 +1,16 @@
-"""Self-contained HTML report: ``AnalysisResult`` -> report model -> Jinja templates + Altair charts.
+"""Self-contained HTML report: result -> report model -> Jinja templates + Altair charts.
 
+``render_html`` takes an ``AnalysisResult`` (one model) or a ``ComparisonResult`` (two models).
 One file, no network at view time:
 
 * the Vega/Vega-Lite/vega-embed bundle (from vl-convert) is inlined once, and each chart's spec sits
   in its own ``<script type="application/json">``; a small page script calls ``vegaEmbed`` per chart;
-* every chart is also inlined as a static SVG (rendered offline by vl-convert), shown until the
-  interactive chart replaces it, so the page reads fine with JavaScript off or blocked;
+* every chart is also inlined as a static SVG, shown until the interactive chart replaces it, so the
+  page reads fine with JavaScript off or blocked;
 * ``static=True`` leaves out every script except the embedded result JSON (SVG charts only);
-* the analysis result itself is embedded as ``<script type="application/json" id="lazarus-result">``
-  so ``load_result_file`` can re-render a report from the HTML alone.
+* the result itself (the analysis, or the whole comparison with both analyses) is embedded once as
+  ``<script type="application/json" id="lazarus-result">`` so ``load_result_file`` can re-render a
+  report from the HTML alone.
 
 Output is deterministic: the same result gives the same bytes in any process.
 """
@@ -17,59 +19,50 @@ from __future__ import annotations
 
 import functools
 import re
-from typing import Any, Sequence
+from typing import Any
 
 from markupsafe import Markup
 
-from lazarus_report.render.environment import html_environment
-from lazarus_report.render.files import RESULT_SCRIPT_ID
+from lazarus_report.render.environment import html_environment, html_json
+from lazarus_report.render.files import RESULT_SCRIPT_ID, pack_result
 from lazarus_report.render.markdown import render_summary_markdown
-from lazarus_report.render.report_model import ReportModel, build_report
-from lazarus_report.result import AnalysisResult
+from lazarus_report.render.report_model import ReportModel, build_comparison_report, build_report
+from lazarus_report.result import AnalysisResult, ComparisonResult
 
 
-def render_html(result: AnalysisResult, *, static: bool = False) -> str:
-    """The HTML report for one run (``static=True``: no scripts, SVG charts only)."""
-    return render_runs_html([result], static=static)
-
-
-def render_runs_html(
-    results: Sequence[AnalysisResult],
-    *,
-    static: bool = False,
-    comparison: Any | None = None,
-    comparison_charts: Sequence[Any] = (),
-) -> str:
-    """The HTML report for one or more runs.
-
-    ``compare`` passes two results, its comparison (rendered by
-    ``templates/html/sections/comparison.html.j2``) and that section's charts (``ChartView``s,
-    available to the template as ``charts["comparison"]`` and upgraded like every other chart).
-    """
-    report = build_report(results, comparison=comparison)
-    return render_report_html(report, results, static=static, comparison_charts=comparison_charts)
+def render_html(result: AnalysisResult | ComparisonResult, *, static: bool = False) -> str:
+    """The HTML report for one analysis or one comparison (``static=True``: no scripts, SVG charts only)."""
+    if isinstance(result, ComparisonResult):
+        report = build_comparison_report(result)
+    elif isinstance(result, AnalysisResult):
+        report = build_report([result])
+    else:
+        raise TypeError(f"expected an AnalysisResult or a ComparisonResult, got {type(result).__name__}")
+    return render_report_html(report, result, static=static)
 
 
 def render_report_html(
-    report: ReportModel,
-    results: Sequence[AnalysisResult],
-    *,
-    static: bool = False,
-    comparison_charts: Sequence[Any] = (),
+    report: ReportModel, result: AnalysisResult | ComparisonResult, *, static: bool = False
 ) -> str:
+    """Render a prepared report of ``result`` (which the page embeds, packed: see ``files.pack_result``)."""
     from lazarus_report.render import charts as chart_module  # Altair/vl-convert load only when needed
 
-    charts = {run.key: chart_module.run_charts(run) for run in report.runs}
-    if comparison_charts:
-        charts["comparison"] = list(comparison_charts)
+    # The line charts' SVGs draw on a background thread meanwhile (see charts).
+    pending = chart_module.start_report_charts(report)
+    summary_html = _summary_html(report)
+    result_json = html_json(pack_result(result.to_dict()))
+    bundle = None if static else _vega_bundle_markup()
+    specs = {} if static else {c.chart_id: html_json(c.spec) for group in pending.values() for c in group}
+    charts = chart_module.finish(pending)
     return html_environment().get_template("html/page.html.j2").render(
         report=report,
         charts=charts,
-        summary_html=_summary_html(report),
-        results=[r.to_dict() for r in results],
+        specs=specs,
+        summary_html=summary_html,
+        result_json=result_json,
         result_script_id=RESULT_SCRIPT_ID,
         static=static,
-        vega_bundle=None if static else _vega_bundle_markup(),
+        vega_bundle=bundle,
     )
 
 
@@ -83,7 +76,7 @@ def _markdown_it() -> Any:
 
 
 def _summary_html(report: ReportModel) -> Markup:
-    return Markup(_markdown_it().render(render_summary_markdown(report)))
+    return Markup(_markdown_it().render(render_summary_markdown(report, with_notes=False)))
 
 
 _SCRIPT_BREAKERS = re.compile(r"</script|<!--|<script", re.IGNORECASE)

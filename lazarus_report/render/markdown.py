@@ -1,4 +1,8 @@
-"""Markdown report: ``AnalysisResult`` -> report model -> ``templates/markdown/*.md.j2``.
+"""Markdown report: result -> report model -> ``templates/markdown/*.md.j2``.
+
+``render_markdown`` takes an ``AnalysisResult`` or a ``ComparisonResult``. A comparison's report is
+kept short enough for a pull-request comment: both models' final top-1, emergence layers, where
+the models differ, the notes, then compact tables.
 
 Every model or user string is escaped by the Markdown environment (see ``environment``): tokens are
 code spans with visible whitespace (``|`` escaped inside tables), other text has its Markdown
@@ -8,30 +12,31 @@ extra table cell.
 
 from __future__ import annotations
 
-from typing import Any, Sequence
-
 from lazarus_report.render.environment import markdown_environment
-from lazarus_report.render.report_model import ReportModel, build_report
-from lazarus_report.result import AnalysisResult
+from lazarus_report.render.report_model import ReportModel, build_comparison_report, build_report
+from lazarus_report.result import AnalysisResult, ComparisonResult
 
 
-def render_markdown(result: AnalysisResult) -> str:
-    """The Markdown report for one run: summary, final top-k, layer table, run details."""
-    return render_runs_markdown([result])
-
-
-def render_runs_markdown(results: Sequence[AnalysisResult], *, comparison: Any | None = None) -> str:
-    """The Markdown report for one or more runs (``compare`` passes two)."""
-    return render_report_markdown(build_report(results, comparison=comparison))
+def render_markdown(result: AnalysisResult | ComparisonResult) -> str:
+    """The Markdown report: for one analysis, summary, final top-k, layer table and run details;
+    for a comparison, the summary of what differs and compact comparison tables."""
+    if isinstance(result, ComparisonResult):
+        return render_report_markdown(build_comparison_report(result))
+    if isinstance(result, AnalysisResult):
+        return render_report_markdown(build_report([result]))
+    raise TypeError(f"expected an AnalysisResult or a ComparisonResult, got {type(result).__name__}")
 
 
 def render_report_markdown(report: ReportModel) -> str:
-    return _tidy(markdown_environment().get_template("markdown/report.md.j2").render(report=report))
+    name = "markdown/compare.md.j2" if report.comparison is not None else "markdown/report.md.j2"
+    return _tidy(markdown_environment().get_template(name).render(report=report))
 
 
-def render_summary_markdown(report: ReportModel) -> str:
-    """Only the short summary (the HTML report renders this at its top)."""
-    return _tidy(markdown_environment().get_template("markdown/summary.md.j2").render(report=report))
+def render_summary_markdown(report: ReportModel, *, with_notes: bool = True) -> str:
+    """Only the short summary (the HTML report renders this at its top). ``with_notes=False`` leaves a
+    comparison's notes out (the HTML page shows them in their own box)."""
+    name = "markdown/compare_summary.md.j2" if report.comparison is not None else "markdown/summary.md.j2"
+    return _tidy(markdown_environment().get_template(name).render(report=report, with_notes=with_notes))
 
 
 def _tidy(text: str) -> str:

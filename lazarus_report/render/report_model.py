@@ -1,12 +1,12 @@
-"""The report model: an ``AnalysisResult`` prepared for display, as plain data.
+"""The report model: an ``AnalysisResult`` or ``ComparisonResult`` prepared for display, as plain data.
 
 This is the only place that decides *what* a report says (which rows, which facts, which layer is
 highlighted). Templates decide how it looks, ``charts`` how it is plotted; neither computes anything.
 No MLX, no numpy.
 
 A report holds a list of runs: one for ``analyze``, two for ``compare``. Everything shown per model
-lives in ``RunReport``; the comparison between runs plugs into ``ReportModel.comparison`` and gets its
-own section slot in the page (``templates/html/sections/comparison.html.j2``).
+lives in ``RunReport``; what differs between the two models of a comparison lives in
+``ComparisonView`` (``ReportModel.comparison``), built by ``build_comparison_report``.
 
 Every string in the model has been through ``clean_text`` or ``token_view``: it encodes as UTF-8 and
 cannot reorder the text around it. Escaping for HTML or Markdown happens at output time.
@@ -15,7 +15,7 @@ cannot reorder the text around it. Escaping for HTML or Markdown happens at outp
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Sequence
 
 from lazarus_report.render.formatting import (
     Segment,
@@ -26,18 +26,20 @@ from lazarus_report.render.formatting import (
     token_segments,
     visible_token,
 )
-from lazarus_report.result import AnalysisResult, TokenEvolution, TrackedToken
+from lazarus_report.result import AnalysisResult, ComparisonResult, LayerDivergence, TokenEvolution, TrackedToken
 
 # The heatmap shows the last prompt positions (where the prediction is), as many as fit a budget of
 # cells so the page size does not grow with the prompt: 12 positions for 30 layers, 20 for 16 or fewer.
+# A comparison shows two heatmaps and gets a smaller budget per model (8 positions for 30 layers).
 HEATMAP_MAX_CELLS = 384
+COMPARE_HEATMAP_MAX_CELLS = 240
 HEATMAP_MIN_POSITIONS = 8
 HEATMAP_MAX_POSITIONS = 20
 
 
-def heatmap_positions(num_layers: int) -> int:
+def heatmap_positions(num_layers: int, max_cells: int = HEATMAP_MAX_CELLS) -> int:
     """How many (last) prompt positions the heatmap shows for ``num_layers`` captured layers."""
-    return max(HEATMAP_MIN_POSITIONS, min(HEATMAP_MAX_POSITIONS, HEATMAP_MAX_CELLS // max(1, num_layers)))
+    return max(HEATMAP_MIN_POSITIONS, min(HEATMAP_MAX_POSITIONS, max_cells // max(1, num_layers)))
 
 
 @dataclass(frozen=True)
@@ -194,6 +196,7 @@ class RunReport:
     precision: str
     device: str
     blas: str
+    adapter: str | None
     prompt: str
     formatted_prompt: str
     chat_template_applied: bool
@@ -222,14 +225,19 @@ class ReportModel:
     title: str
     runs: list[RunReport]
     generator: str
-    comparison: Any | None = None  # filled by the compare command's report model (section slot)
+    comparison: "ComparisonView | None" = None  # set for a comparison of two runs
 
 
-def build_report(results: Sequence[AnalysisResult], *, comparison: Any | None = None) -> ReportModel:
-    """Prepare one or more results for display."""
+def build_report(
+    results: Sequence[AnalysisResult],
+    *,
+    comparison: "ComparisonView | None" = None,
+    heatmap_cells: int = HEATMAP_MAX_CELLS,
+) -> ReportModel:
+    """Prepare one or more results for display (``build_comparison_report`` for a comparison)."""
     if not results:
         raise ValueError("a report needs at least one result")
-    runs = [build_run(result, key=f"run{i}") for i, result in enumerate(results)]
+    runs = [build_run(result, key=f"run{i}", heatmap_cells=heatmap_cells) for i, result in enumerate(results)]
     if len(runs) == 1:
         title = f"Logit lens: {runs[0].title}"
     else:
@@ -239,7 +247,7 @@ def build_report(results: Sequence[AnalysisResult], *, comparison: Any | None = 
     return ReportModel(title=title, runs=runs, generator=generator, comparison=comparison)
 
 
-def build_run(result: AnalysisResult, *, key: str = "run0") -> RunReport:
+def build_run(result: AnalysisResult, *, key: str = "run0", heatmap_cells: int = HEATMAP_MAX_CELLS) -> RunReport:
     model = result.model
     layers = [p.layer_idx for p in result.layer_predictions]
     final_top_token = result.final_prediction[0]
@@ -276,6 +284,7 @@ def build_run(result: AnalysisResult, *, key: str = "run0") -> RunReport:
         precision=clean_text(model.precision),
         device=clean_text(model.device),
         blas=clean_text(model.blas),
+        adapter=clean_text(model.adapter) if model.adapter else None,
         prompt=clean_text(result.prompt),
         formatted_prompt=clean_text(result.formatted_prompt),
         chat_template_applied=result.chat_template_applied,
@@ -297,7 +306,7 @@ def build_run(result: AnalysisResult, *, key: str = "run0") -> RunReport:
         kl_to_final=[finite(p.kl_to_final) for p in result.layer_predictions],
         series=series,
         series_are_tracked=series_are_tracked,
-        grid=_grid_view(result),
+        grid=_grid_view(result, heatmap_cells),
         summary=_summary(result, final_top_token.token),
         settings=_settings(result),
         versions=[InfoRow(clean_text(k), clean_text(v)) for k, v in result.versions.items()],
@@ -373,11 +382,11 @@ def _layers_note(layers: list[int], num_layers: int) -> str:
     return f"{len(layers)} of {num_layers} layers: {shown}"
 
 
-def _grid_view(result: AnalysisResult) -> GridView | None:
+def _grid_view(result: AnalysisResult, max_cells: int) -> GridView | None:
     grid = result.grid
     if grid is None or not grid.layers or not grid.positions:
         return None
-    keep = list(range(len(grid.positions)))[-heatmap_positions(len(grid.layers)):]
+    keep = list(range(len(grid.positions)))[-heatmap_positions(len(grid.layers), max_cells):]
     positions = [grid.positions[j] for j in keep]
     labels = []
     for pos in positions:
@@ -473,3 +482,183 @@ def _settings(result: AnalysisResult) -> list[InfoRow]:
     ]
     return [InfoRow(label, clean_text(value)) for label, value in rows]
 
+
+
+# --- comparison -----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PairRow:
+    """One matched pair of layers in the per-layer comparison table (last prompt position)."""
+
+    layer1: int
+    layer2: int
+    label: str  # "12" (same layer in both) or "6 / 12" (model 1 layer / model 2 layer)
+    place: str  # for sentences: "layer 12" or "M1 layer 6 / M2 layer 12"
+    x: float  # where the pair sits on the charts' x axis (layer, or relative depth)
+    relative_depth: float
+    tops: list[TokenView]  # top-1 of each model
+    top_probs: list[float | None]
+    agree: bool
+    kl_12: float | None
+    kl_21: float | None
+    js: float | None
+    marks: list[str]  # "first disagreement", "agree from here", "largest JS"
+
+
+@dataclass(frozen=True)
+class TrackedPair:
+    """A tracked string in both models."""
+
+    text: TokenView  # what the user passed
+    tokens: list[TokenView]  # the tracked (first) token in each model
+    single_token: list[bool]
+    emergence_layers: list[int | None]
+    stable_from_layers: list[int | None]
+    final_probs: list[float | None]
+    final_ranks: list[int]
+
+
+@dataclass(frozen=True)
+class ComparisonView:
+    """What differs between the two runs of a comparison (``ReportModel.runs`` holds the runs)."""
+
+    labels: list[str]  # how the report names each model
+    tags: list[str]  # short names for table headers: ["M1", "M2"]
+    same_model: bool
+    same_tokenizer: bool
+    same_tokens: bool
+    same_formatted_prompt: bool
+    alignment: str  # "layer" | "relative_depth"
+    x_title: str  # the charts' x axis: "Layer" or "Relative depth ..."
+    x_values: list[list[float]]  # per run, aligned with run.captured_layers
+    notes: list[str]
+    rows: list[PairRow]
+    has_divergences: bool
+    divergence_note: str | None  # why KL/JS are missing, when they are
+    first_disagreement: PairRow | None
+    agreement_from: PairRow | None
+    largest_change: PairRow | None
+    disagreeing_pairs: int
+    final_agree: bool
+    tracked: list[TrackedPair]
+    load_seconds: list[str]
+    heatmap_cuts: list[str]  # runs whose heatmap shows only the last positions: "M1: 8 of 35 positions"
+
+
+COMPARE_TAGS = ["M1", "M2"]
+
+
+def build_comparison_report(comparison: ComparisonResult) -> ReportModel:
+    """Prepare a comparison for display: both runs, and what differs between them."""
+    results = comparison.results
+    if len(results) != 2:
+        raise ValueError("a comparison holds exactly two results")
+    runs = [build_run(r, key=f"run{i}", heatmap_cells=COMPARE_HEATMAP_MAX_CELLS) for i, r in enumerate(results)]
+    labels = [clean_text(label) for label in comparison.labels]
+    title = "Logit lens: " + " vs ".join(labels)
+    version = results[0].versions.get("lazarus-report", "")
+    generator = clean_text(f"lazarus-report {version}".strip())
+    view = _comparison_view(comparison, labels, runs)
+    return ReportModel(title=title, runs=runs, generator=generator, comparison=view)
+
+
+def _comparison_view(c: ComparisonResult, labels: list[str], runs: list[RunReport]) -> ComparisonView:
+    r1, r2 = c.results
+    n1, n2 = r1.model.num_layers, r2.model.num_layers
+    by_depth = c.alignment != "layer"
+    if by_depth:
+        x_title = f"Relative depth, (layer + 1) / layers ({n1} and {n2} layers)"
+        x_values = [[_depth(layer, r.model.num_layers) for layer in r.captured_layers] for r in (r1, r2)]
+    else:
+        x_title = "Layer"
+        x_values = [[float(layer) for layer in r.captured_layers] for r in (r1, r2)]
+    divs = c.divergences
+    has_divergences = bool(divs) and all(finite(d.js) is not None for d in divs)
+    largest = c.largest_change_layer if has_divergences else None
+    rows = []
+    for d in divs:
+        marks = []
+        if c.first_disagreement_layer is not None and d.layer2 == c.first_disagreement_layer and not d.top1_agree:
+            marks.append("first disagreement")
+        # "Agree from here" only after a disagreement (otherwise it is the first layer, and says nothing).
+        if c.first_disagreement_layer is not None and d.layer2 == c.agreement_from_layer:
+            marks.append("agree from here")
+        if largest is not None and d.layer2 == largest:
+            marks.append("largest JS")
+        rows.append(_pair_row(d, by_depth, marks, COMPARE_TAGS))
+    first = next((r for r in rows if "first disagreement" in r.marks), None)
+    agree_from = next((r for r in rows if "agree from here" in r.marks), None)
+    largest_row = next((r for r in rows if "largest JS" in r.marks), None)
+    divergence_note = None
+    if not has_divergences:
+        divergence_note = (
+            "KL and Jensen-Shannon divergences are left out: "
+            + (
+                "the models use different tokenizers, so their distributions are over different vocabularies."
+                if not c.same_tokenizer
+                else "this comparison holds none."
+            )
+        )
+    final_agree = divs[-1].top1_agree if divs else r1.final_top_token == r2.final_top_token
+    return ComparisonView(
+        labels=labels,
+        tags=list(COMPARE_TAGS),
+        same_model=c.same_model,
+        same_tokenizer=c.same_tokenizer,
+        same_tokens=c.same_tokens,
+        same_formatted_prompt=r1.formatted_prompt == r2.formatted_prompt,
+        alignment=c.alignment,
+        x_title=x_title,
+        x_values=x_values,
+        notes=[clean_text(n) for n in c.notes],
+        rows=rows,
+        has_divergences=has_divergences,
+        divergence_note=divergence_note,
+        first_disagreement=first,
+        agreement_from=agree_from,
+        largest_change=largest_row,
+        disagreeing_pairs=sum(1 for d in divs if not d.top1_agree),
+        final_agree=final_agree,
+        tracked=[
+            TrackedPair(
+                text=token_view(t.text),
+                tokens=[token_view(tok) for tok in t.tokens],
+                single_token=list(t.single_token),
+                emergence_layers=list(t.emergence_layers),
+                stable_from_layers=list(t.stable_from_layers),
+                final_probs=[finite(p) for p in t.final_probs],
+                final_ranks=list(t.final_ranks),
+            )
+            for t in c.tracked
+        ],
+        load_seconds=[fmt_seconds(s) for s in c.load_seconds],
+        heatmap_cuts=[
+            f"{tag}: {len(run.grid.positions)} of {run.grid.total_positions} positions"
+            for tag, run in zip(COMPARE_TAGS, runs)
+            if run.grid is not None and run.grid.truncated
+        ],
+    )
+
+
+def _depth(layer: int, num_layers: int) -> float:
+    return (layer + 1) / max(1, num_layers)
+
+
+def _pair_row(d: LayerDivergence, by_depth: bool, marks: list[str], tags: list[str]) -> PairRow:
+    paired = by_depth or d.layer1 != d.layer2
+    return PairRow(
+        layer1=d.layer1,
+        layer2=d.layer2,
+        label=f"{d.layer1} / {d.layer2}" if paired else str(d.layer2),
+        place=f"{tags[0]} layer {d.layer1} / {tags[1]} layer {d.layer2}" if paired else f"layer {d.layer2}",
+        x=d.relative_depth if by_depth else float(d.layer2),
+        relative_depth=d.relative_depth,
+        tops=[token_view(d.top1_token1), token_view(d.top1_token2)],
+        top_probs=[finite(d.top1_prob1), finite(d.top1_prob2)],
+        agree=d.top1_agree,
+        kl_12=finite(d.kl_12),
+        kl_21=finite(d.kl_21),
+        js=finite(d.js),
+        marks=marks,
+    )
