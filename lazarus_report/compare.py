@@ -15,7 +15,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from .result import AnalysisResult, ComparisonResult, LayerDivergence, TrackedComparison
+from .result import AnalysisResult, ComparisonResult, LayerDivergence, TrackedComparison, rounded
 
 LN2 = float(np.log(2.0))
 
@@ -99,15 +99,15 @@ def compare_results(
             LayerDivergence(
                 layer1=lp1.layer_idx,
                 layer2=lp2.layer_idx,
-                relative_depth=(lp2.layer_idx + 1) / n2,
+                relative_depth=rounded((lp2.layer_idx + 1) / n2),
                 top1_token1=t1.token,
                 top1_token2=t2.token,
                 top1_prob1=t1.prob,
                 top1_prob2=t2.prob,
                 top1_agree=agree,
-                kl_12=float(kl12[k]) if divergences_possible else None,
-                kl_21=float(kl21[k]) if divergences_possible else None,
-                js=float(js[k]) if divergences_possible else None,
+                kl_12=rounded(float(kl12[k])) if divergences_possible else None,
+                kl_21=rounded(float(kl21[k])) if divergences_possible else None,
+                js=rounded(float(js[k])) if divergences_possible else None,
             )
         )
     first_disagreement = next((d.layer2 for d in divergences if not d.top1_agree), None)

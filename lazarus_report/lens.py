@@ -31,6 +31,7 @@ import numpy as np
 
 from .blas import import_mlx
 from .errors import LazarusError
+from .result import rounded
 from .models.families import LensParts
 
 mx = import_mlx()
@@ -253,11 +254,11 @@ def last_position_stats(
     tracked_probs = np.exp(z[:, tracked].astype(np.float64) - stats.lse[:, None]) if tracked else np.zeros((n, 0))
     return LastPositionStats(
         top_ids=stats.top_ids.tolist(),
-        top_probs=stats.top_probs.tolist(),
-        entropy=stats.entropy.tolist(),
-        kl_to_final=stats.kl_to_final.tolist(),
+        top_probs=rounded(stats.top_probs.tolist()),
+        entropy=rounded(stats.entropy.tolist()),
+        kl_to_final=rounded(stats.kl_to_final.tolist()),
         final_token_rank=final_rank.tolist(),
-        tracked_probs=tracked_probs.tolist(),
+        tracked_probs=rounded(tracked_probs.tolist()),
         tracked_ranks=ranks.tolist(),
         log_probs=z - stats.lse[:, None].astype(np.float32),
     )
@@ -313,8 +314,8 @@ def position_grid(
             del z
     return GridStats(
         top_ids=top_ids[:, :, 0].tolist(),
-        top_probs=top_probs.tolist(),
-        entropy=entropy.tolist(),
-        kl_to_final=kl.tolist(),
+        top_probs=rounded(top_probs.tolist()),
+        entropy=rounded(entropy.tolist()),
+        kl_to_final=rounded(kl.tolist()),
         top_k_ids=top_ids.tolist() if top_k > 1 else None,
     )

@@ -356,9 +356,12 @@ class _ComparisonFields:
 
 def load_any_result(data: Any) -> "AnalysisResult | ComparisonResult":
     """An analysis or a comparison, from parsed JSON."""
-    if isinstance(data, dict) and data.get("kind") == COMPARISON_KIND:
+    kind = data.get("kind") if isinstance(data, dict) else None
+    if kind == COMPARISON_KIND:
         return ComparisonResult.from_dict(data)
-    return AnalysisResult.from_dict(data)
+    if kind == RESULT_KIND:
+        return AnalysisResult.from_dict(data)
+    raise ResultFormatError("not a lazarus-report analysis or comparison result")
 
 
 def _build(tp: Any, data: Any) -> Any:
@@ -408,6 +411,21 @@ def _build(tp: Any, data: Any) -> Any:
             raise TypeError(f"expected true/false, got {data!r}")
         return data
     return data
+
+
+SIGNIFICANT_DIGITS = 8
+
+
+def rounded(values: Any) -> Any:
+    """Floats (or nested lists of them) to 8 significant digits.
+
+    The lens computes from float32 logits (about 7 significant digits); more digits in a result
+    would be noise, and they cost report size. Applied where results are made, so a result and its
+    JSON are equal.
+    """
+    if isinstance(values, list):
+        return [rounded(v) for v in values]
+    return float(f"{values:.{SIGNIFICANT_DIGITS}g}")
 
 
 _LONE_SURROGATE = re.compile("[\ud800-\udfff]")
