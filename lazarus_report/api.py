@@ -373,8 +373,27 @@ def compare_models(
         raise LazarusError("cannot track an empty string")
     runs = []
     sides = ((model1, adapter1, embedding_scales[0]), (model2, adapter2, embedding_scales[1]))
+    # The same model on both sides (base vs fine-tuned, or the same model twice): the second side
+    # reuses the loaded weights (plus its adapter, applied in place) instead of loading them again.
+    reuse = model1 == model2 and adapter1 is None and embedding_scales[0] == embedding_scales[1]
+    for adapter in (adapter1, adapter2):
+        if adapter is not None:
+            from .models import mlx_lm_light
+            from .models.loader import check_adapter_dir
+
+            check_adapter_dir(adapter)  # fail before any model work
+            mlx_lm_light.prefetch_adapter_support()
+    analyzer = None
     for n, (model_id, adapter, scale) in enumerate(sides, start=1):
-        analyzer = ModelAnalyzer.from_pretrained(model_id, adapter=adapter, precision=precision)
+        if n == 2 and reuse and analyzer is not None:
+            from .models.loader import with_adapter
+
+            if adapter2 is not None:
+                analyzer = ModelAnalyzer(with_adapter(analyzer.loaded, adapter2))
+            else:
+                analyzer = ModelAnalyzer(dataclasses.replace(analyzer.loaded, load_seconds=0.0))
+        else:
+            analyzer = ModelAnalyzer.from_pretrained(model_id, adapter=adapter, precision=precision)
         try:
             analyzer._ensure_loaded()
             cfg = dataclasses.replace(config, embedding_scale=scale)
@@ -393,5 +412,6 @@ def compare_models(
                 }
             )
         finally:
-            analyzer.close()  # release before the next model loads
+            if not (n == 1 and reuse):
+                analyzer.close()  # release before the next model loads
     return compare_models_from_runs(runs)

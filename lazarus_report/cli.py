@@ -246,5 +246,28 @@ def render(source: str, html: str | None, markdown: str | None, static: bool, qu
     run_guarded(body)
 
 
+def entry() -> None:
+    """Console-script entry point: run the command, then leave without tearing the interpreter down.
+
+    Freeing a loaded model object by object at exit costs ~0.1 s of the 1 s a whole analysis takes;
+    the operating system reclaims the memory at once. Output is flushed first; files were already
+    written atomically. (Tests that call ``main`` in-process are unaffected.)
+    """
+    code = 0
+    try:
+        main(standalone_mode=False)
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+    except click.exceptions.Abort:
+        click.echo("Aborted!", err=True)
+        code = 1
+    except click.ClickException as exc:
+        exc.show()
+        code = exc.exit_code
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
 if __name__ == "__main__":  # pragma: no cover
-    main()
+    entry()

@@ -24,6 +24,8 @@ def plain(value: Any) -> Any:
     if hasattr(value, "tolist"):
         return value.tolist()
     if isinstance(value, list):
+        if value and isinstance(value[0], (str, int, float)):
+            return value  # already plain (the vocabulary lists: 100k+ entries)
         return [plain(v) for v in value]
     return value
 

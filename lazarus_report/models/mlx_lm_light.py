@@ -13,6 +13,7 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import sys
+import threading
 import types
 from typing import Any
 
@@ -36,15 +37,48 @@ def _ensure_package() -> None:
     sys.modules["mlx_lm"] = pkg
 
 
+_full_lock = threading.RLock()
+_prefetch: threading.Thread | None = None
+
+
 def full_mlx_lm() -> Any:
     """The real ``mlx_lm`` package, running its ``__init__`` if only the light stub is loaded."""
-    pkg = sys.modules.get("mlx_lm")
-    if pkg is not None and getattr(pkg, _LIGHT_MARK, False):
-        spec = pkg.__spec__
-        delattr(pkg, _LIGHT_MARK)
-        spec.loader.exec_module(pkg)  # type: ignore[union-attr]
-        return pkg
-    return importlib.import_module("mlx_lm")
+    with _full_lock:
+        pkg = sys.modules.get("mlx_lm")
+        if pkg is not None and getattr(pkg, _LIGHT_MARK, False):
+            spec = pkg.__spec__
+            delattr(pkg, _LIGHT_MARK)
+            spec.loader.exec_module(pkg)  # type: ignore[union-attr]
+            return pkg
+        return importlib.import_module("mlx_lm")
+
+
+def _import_adapter_support() -> None:
+    full_mlx_lm()
+    importlib.import_module("mlx_lm.tuner.utils")
+
+
+def prefetch_adapter_support() -> None:
+    """Start importing mlx-lm's LoRA code in the background.
+
+    It imports transformers (~0.9 s); started before a model loads, the import runs on the second
+    core while the first dequantizes weights.
+    """
+    global _prefetch
+    with _full_lock:
+        if _prefetch is None and "mlx_lm.tuner.utils" not in sys.modules:
+            _prefetch = threading.Thread(target=_import_adapter_support, name="lazarus-prefetch", daemon=True)
+            _prefetch.start()
+
+
+def adapter_loader() -> Any:
+    """mlx-lm's ``load_adapters`` (waiting for the background import when one was started)."""
+    if _prefetch is not None:
+        _prefetch.join()
+    _import_adapter_support()
+    from mlx_lm.tuner.utils import load_adapters
+
+    return load_adapters
 
 
 def model_module(model_type: str) -> Any:
