@@ -165,8 +165,31 @@ class AnalysisConfigRecord:
     compute_grid: bool
 
 
+class _JsonFile:
+    """JSON text and files for a result class with ``to_dict`` / ``from_dict``."""
+
+    def to_json(self, indent: int | None = 1) -> str:
+        return dumps_json(self.to_dict(), indent)  # type: ignore[attr-defined]
+
+    @classmethod
+    def from_json(cls, text: str) -> Any:
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise ResultFormatError(f"not JSON: {exc}") from None
+        return cls.from_dict(data)  # type: ignore[attr-defined]
+
+    def save(self, path: str | os.PathLike[str]) -> None:
+        """Write the JSON atomically: a failure never leaves a partial file."""
+        write_text_atomic(path, self.to_json() + "\n")
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str]) -> Any:
+        return cls.from_json(Path(path).read_text(encoding="utf-8"))
+
+
 @dataclass(frozen=True)
-class AnalysisResult:
+class AnalysisResult(_JsonFile):
     """Everything one logit-lens run produced. Renderers take this and nothing else."""
 
     model: ModelInfo
@@ -204,9 +227,6 @@ class AnalysisResult:
         d = dataclasses.asdict(self)
         return {"kind": RESULT_KIND, "schema_version": d.pop("schema_version"), **d}
 
-    def to_json(self, indent: int | None = 1) -> str:
-        return dumps_json(self.to_dict(), indent)
-
     @classmethod
     def from_dict(cls, data: Any) -> "AnalysisResult":
         if not isinstance(data, dict) or data.get("kind") != RESULT_KIND:
@@ -221,20 +241,6 @@ class AnalysisResult:
         except (KeyError, TypeError, ValueError) as exc:
             raise ResultFormatError(f"malformed analysis result: {exc}") from None
 
-    @classmethod
-    def from_json(cls, text: str) -> "AnalysisResult":
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise ResultFormatError(f"not JSON: {exc}") from None
-        return cls.from_dict(data)
-
-    def save(self, path: str | os.PathLike[str]) -> None:
-        write_text_atomic(path, self.to_json() + "\n")
-
-    @classmethod
-    def load(cls, path: str | os.PathLike[str]) -> "AnalysisResult":
-        return cls.from_json(Path(path).read_text(encoding="utf-8"))
 
 
 COMPARISON_KIND = "lazarus-report/comparison"
@@ -276,7 +282,7 @@ class TrackedComparison:
 
 
 @dataclass(frozen=True)
-class ComparisonResult:
+class ComparisonResult(_JsonFile):
     """Two analyses of the same prompt and what differs between them."""
 
     results: list[AnalysisResult]  # [model1, model2]
@@ -299,9 +305,6 @@ class ComparisonResult:
         d["results"] = [r.to_dict() for r in self.results]
         return {"kind": COMPARISON_KIND, "schema_version": d.pop("schema_version"), **d}
 
-    def to_json(self, indent: int | None = 1) -> str:
-        return dumps_json(self.to_dict(), indent)
-
     @classmethod
     def from_dict(cls, data: Any) -> "ComparisonResult":
         if not isinstance(data, dict) or data.get("kind") != COMPARISON_KIND:
@@ -319,20 +322,6 @@ class ComparisonResult:
         except (KeyError, TypeError, ValueError) as exc:
             raise ResultFormatError(f"malformed comparison result: {exc}") from None
 
-    @classmethod
-    def from_json(cls, text: str) -> "ComparisonResult":
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise ResultFormatError(f"not JSON: {exc}") from None
-        return cls.from_dict(data)
-
-    def save(self, path: str | os.PathLike[str]) -> None:
-        write_text_atomic(path, self.to_json() + "\n")
-
-    @classmethod
-    def load(cls, path: str | os.PathLike[str]) -> "ComparisonResult":
-        return cls.from_json(Path(path).read_text(encoding="utf-8"))
 
 
 @dataclass(frozen=True)

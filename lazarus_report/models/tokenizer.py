@@ -15,9 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import re
-import tempfile
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -688,18 +686,10 @@ def _cache_key(path: Path) -> tuple[str, dict[str, Any]]:
 
 
 def _atomic_write(target: Path, data: bytes) -> None:
+    from ..result import write_bytes_atomic
+
     target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=target.name + ".", suffix=".tmp", dir=target.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-        os.replace(tmp, target)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+    write_bytes_atomic(target, data)
 
 
 def _cache_paths(cache_dir: Path, key: str) -> tuple[Path, Path]:
