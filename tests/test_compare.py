@@ -6,6 +6,7 @@ import json
 import math
 import os
 import subprocess
+from pathlib import Path
 import sys
 
 import numpy as np
@@ -145,3 +146,23 @@ def test_compare_bad_inputs(tmp_path):
         compare_models("smollm2-135m-instruct", "smollm2-135m-instruct", "word " * 9000, RAW_ALL)
     with pytest.raises(LazarusError, match="cannot track an empty string"):
         compare_models("smollm2-135m-instruct", "smollm2-135m-instruct", PROMPT, AnalysisConfig(track_tokens=[""]))
+
+
+def test_real_base_vs_fine_tuned_pair():
+    """The embedded SmolLM2 against its committed LoRA fine-tune (examples/weather-adapter)."""
+    adapter = str(Path(__file__).resolve().parents[1] / "examples" / "weather-adapter" / "adapter")
+    c = compare_models(
+        "smollm2-135m-instruct", "smollm2-135m-instruct", "What's the weather in Paris?",
+        AnalysisConfig(layer_strategy=LayerStrategy.ALL, track_tokens=["get_weather"]), adapter2=adapter,
+    )
+    base, tuned = c.results
+    assert not c.same_model and c.same_tokenizer and c.same_tokens and c.alignment == "layer"
+    assert tuned.model.adapter == adapter and base.model.adapter is None
+    assert tuned.final_top_token == "get" and base.final_top_token != "get"
+    t = c.tracked[0]
+    assert t.emergence_layers[0] is None and t.emergence_layers[1] is not None
+    assert t.final_probs[1] > 0.9 > 0.01 > t.final_probs[0]
+    # LoRA on the last 8 of 30 layers: the first 22 layers are untouched, so their lens is identical.
+    assert all(d.js == 0.0 for d in c.divergences[:22])
+    assert c.first_disagreement_layer is not None and c.first_disagreement_layer >= 22
+    assert c.largest_change_layer >= 22 and c.agreement_from_layer is None
