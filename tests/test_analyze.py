@@ -185,3 +185,12 @@ def test_lone_surrogates_in_a_prompt_survive_the_json(raw_result, tmp_path):
     odd.save(path)
     path.read_bytes().decode("utf-8")  # valid UTF-8 on disk
     assert AnalysisResult.load(path).prompt == odd.prompt
+
+
+def test_native_precision_keeps_the_quantized_weights():
+    """What Metal/CUDA run by default (`--precision native`), exercised here on the CPU."""
+    with ModelAnalyzer.load("smollm2-135m-instruct", precision="native") as a:
+        assert a.info.precision == "quantized as stored (Q4_1), float16/float32 elsewhere"
+        r = a.run(PROMPT, AnalysisConfig(layer_strategy=LayerStrategy.FIRST_LAST, use_chat_template=False, compute_grid=False))
+    assert r.final_top_token == " Paris"
+    assert r.final_prediction[0].prob == pytest.approx(0.7725, abs=3e-3)

@@ -131,10 +131,12 @@ def load_model(
 def _describe_precision(model: Any, stored: str, to_float32: bool) -> str:
     dtypes = sorted({str(v.dtype).replace("mlx.core.", "") for _, v in tree_flatten(model.parameters())})
     quantized = any(isinstance(m, (nn.QuantizedLinear, nn.QuantizedEmbedding)) for _, m in model.named_modules())
-    running = "quantized " + "/".join(dtypes) if quantized else "/".join(d for d in dtypes if "int" not in d)
+    floats = "/".join(d for d in dtypes if "int" not in d)
+    if quantized:
+        return f"quantized as stored ({stored or 'MLX affine'}), {floats} elsewhere"
     if to_float32 and stored not in ("F32", "float32"):
-        return f"{running} (dequantized from {stored})" if stored else running
-    return f"{running} (as stored: {stored})" if stored else running
+        return f"{floats} (dequantized from {stored})" if stored else floats
+    return f"{floats} (as stored: {stored})" if stored else floats
 
 
 # --- GGUF -----------------------------------------------------------------------------------
