@@ -37,10 +37,6 @@ def preload_blas() -> str:
     return _status
 
 
-def blas_status() -> str:
-    return preload_blas()
-
-
 def _preload() -> str:
     if sys.platform == "darwin":
         return "Accelerate (macOS)"
@@ -61,10 +57,6 @@ def _preload() -> str:
             continue
         return f"OpenBLAS ({path})" if "openblas" in path.lower() else f"{os.path.basename(path)} ({path})"
     return f"bundled reference BLAS (slow; for 30-100x faster CPU runs: {FIX_COMMAND})"
-
-
-def is_optimized(status: str) -> bool:
-    return not status.startswith("bundled reference BLAS")
 
 
 def import_mlx():

@@ -2,6 +2,4 @@
 
 
 class LazarusError(Exception):
-    """A problem with the user's input or environment, described in one line."""
-
-    exit_code = 2
+    """A problem with the user's input or environment, described in one line (exit status 2)."""

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..blas import blas_status, import_mlx
+from ..blas import import_mlx, preload_blas
 from ..errors import LazarusError
 from ..result import ModelInfo
 from . import mlx_lm_light
@@ -110,7 +110,7 @@ def load_model(
         embedding_scale=parts.default_embedding_scale,
         precision=precision_text,
         device=device_kind(),
-        blas=blas_status() if device_kind() == "cpu" else "n/a (GPU)",
+        blas=preload_blas() if device_kind() == "cpu" else "n/a (GPU)",
         chat_template=tokenizer.chat_template is not None,
         adapter=str(adapter) if adapter else None,
         final_logit_softcap=parts.softcap,
