@@ -32,7 +32,6 @@ import dataclasses
 import importlib
 import importlib.util
 import math
-import time
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -97,15 +96,8 @@ def gemma_env(gemma_cache: Path) -> Iterator[Path]:
 
 
 @pytest.fixture(scope="module")
-def first_load(gemma_env: Path) -> tuple[ModelAnalyzer, float]:
-    start = time.perf_counter()
-    analyzer = ModelAnalyzer.load("gemma3-270m")
-    return analyzer, time.perf_counter() - start
-
-
-@pytest.fixture(scope="module")
-def analyzer(first_load: tuple[ModelAnalyzer, float]) -> ModelAnalyzer:
-    return first_load[0]
+def analyzer(gemma_env: Path) -> ModelAnalyzer:
+    return ModelAnalyzer.load("gemma3-270m")
 
 
 @pytest.fixture(scope="module")
@@ -229,9 +221,7 @@ def test_alias_resolves_offline_and_second_call_is_cheap(gemma_env: Path, monkey
         raise AssertionError("assemble() (a sha256 over 253 MB) ran again")
 
     monkeypatch.setattr(pkg, "assemble", no_assembly)
-    start = time.perf_counter()
     second = resolve_model("gemma3-270m")
-    assert time.perf_counter() - start < 0.2  # a stat and a small JSON read (~1 ms; the sha256 is ~0.4 s)
     assert second == first
 
 
@@ -371,9 +361,8 @@ def test_default_embedding_scale_is_transformers(analyzer: ModelAnalyzer, compar
 
 
 def test_conversion_cache_is_reused(
-    first_load: tuple[ModelAnalyzer, float], gemma_env: Path, monkeypatch: pytest.MonkeyPatch
+    analyzer: ModelAnalyzer, gemma_env: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    analyzer, first_seconds = first_load
     entries = list((gemma_env / "gguf").iterdir())
     assert len(entries) == 1
     weights = entries[0] / "weights.safetensors"
@@ -383,10 +372,7 @@ def test_conversion_cache_is_reused(
         raise AssertionError("the k-quants were dequantized again")
 
     monkeypatch.setattr(gguf_module, "_dequantize_with_gguf", no_conversion)
-    start = time.perf_counter()
     second = ModelAnalyzer.load("gemma3-270m")
-    seconds = time.perf_counter() - start
-    print(f"\nfirst load {first_seconds:.1f} s, cached load {seconds:.1f} s, cache {weights.stat().st_size / 1e9:.2f} GB")
     try:
         ids = analyzer.tokenizer.encode(PROMPTS[0])
         a = lens.head_logits_np(analyzer.loaded.parts, lens.capture_hidden(analyzer.loaded.parts, ids, [17])[17][0])
@@ -394,5 +380,3 @@ def test_conversion_cache_is_reused(
         np.testing.assert_array_equal(a, b)
     finally:
         second.close()
-    # Measured here (load average ~6 on 2 cores): first load (conversion) 46-79 s, cached 3.9-6.4 s.
-    assert seconds < first_seconds / 3, (seconds, first_seconds)

@@ -16,7 +16,6 @@ import random
 import re
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -106,9 +105,7 @@ class Case:
         self.path = path
         self.cache_dir = cache_dir
         self.meta = read_gguf_metadata(path)
-        start = time.perf_counter()
         self.tok = tokenizer_from_gguf(path, self.meta, cache_dir=cache_dir)
-        self.build_seconds = time.perf_counter() - start
         self._ref = None
 
     @property
@@ -400,18 +397,14 @@ def _same(a, b) -> None:
         assert a.encode(text) == b.encode(text)
 
 
-def test_cached_load_is_fast_and_identical(case, monkeypatch):
+def test_cached_load_skips_metadata_and_is_identical(case, monkeypatch):
+    # Speed is measured in `make bench`; here the proof is that the GGUF metadata is never read.
     import lazarus_report.models.gguf_metadata as gm
 
     monkeypatch.setattr(gm, "read_gguf_metadata", lambda *a, **k: _boom())
-    start = time.perf_counter()
     again = tokenizer_from_gguf(case.path, _boom, cache_dir=case.cache_dir)
-    cached_seconds = time.perf_counter() - start
     _same(again, case.tok)
     assert tokenizer_from_gguf(case.path, None, cache_dir=case.cache_dir).fingerprint() == case.tok.fingerprint()
-    limit = 0.5 if case.tok.vocab_size < 100_000 else 3.0  # Gemma: 262k tokens, 515k merges
-    assert cached_seconds < limit, (case.name, case.build_seconds, cached_seconds)
-    assert cached_seconds < case.build_seconds
     assert not [p for p in case.cache_dir.iterdir() if p.name.endswith(".tmp")]
 
 
