@@ -343,14 +343,175 @@ class _ComparisonFields:
     schema_version: int = SCHEMA_VERSION
 
 
-def load_any_result(data: Any) -> "AnalysisResult | ComparisonResult":
-    """An analysis or a comparison, from parsed JSON."""
+SUITE_KIND = "lazarus-report/suite"
+
+# Status of one check, and of a case (the worst of its checks, or "error" when it could not run).
+PASSED, FAILED, SKIPPED, ERROR = "passed", "failed", "skipped", "error"
+
+
+@dataclass(frozen=True)
+class CheckOutcome:
+    """One expectation of one suite case, evaluated against the run.
+
+    ``side`` says what it was checked on: ``"base"`` (model 1), ``"tuned"`` (model 2), ``"model"`` (the
+    one model of a one-model run) or ``"comparison"`` (base vs tuned, e.g. ``no_regression_of``).
+    ``expected`` / ``actual`` are short human-readable phrases; ``message`` is the one line a CI log or
+    a JUnit failure shows. ``line`` is where the expectation is written in the suite file.
+    """
+
+    name: str  # unique within its case and stable across runs, e.g. "tuned final_top1"
+    check: str  # final_top1 | not_top1 | final_prob_at_least | final_prob_at_most | emerges_by_layer | no_regression
+    side: str
+    expected: str
+    actual: str
+    status: str  # passed | failed | skipped | error
+    message: str
+    line: int
+
+
+@dataclass(frozen=True)
+class SuiteCase:
+    """One prompt of a suite: its run (an analysis, or a comparison of two models) and its checks."""
+
+    id: str
+    prompt: str
+    line: int  # where the case starts in the suite file
+    analysis: AnalysisResult | None  # one-model run
+    comparison: ComparisonResult | None  # two-model run
+    checks: list[CheckOutcome]
+    error: str | None = None  # why the case could not run (then analysis and comparison are None)
+
+    @property
+    def status(self) -> str:
+        if self.error is not None or any(c.status == ERROR for c in self.checks):
+            return ERROR
+        if any(c.status == FAILED for c in self.checks):
+            return FAILED
+        if self.checks and all(c.status == SKIPPED for c in self.checks):
+            return SKIPPED
+        return PASSED
+
+    @property
+    def results(self) -> list[AnalysisResult]:
+        """The case's analyses: [model] or [base, tuned] (empty when the case errored)."""
+        if self.comparison is not None:
+            return list(self.comparison.results)
+        return [self.analysis] if self.analysis is not None else []
+
+
+@dataclass(frozen=True)
+class SuiteResult(_JsonFile):
+    """A suite run: every case with its checks, for one model or two (base vs tuned)."""
+
+    name: str
+    source: str  # the suite file as given on the command line
+    source_sha256: str
+    roles: list[str]  # ["base", "tuned"], or for one model ["model"]
+    labels: list[str]  # how outputs name each model, same order as roles
+    role_checked: str | None  # one-model runs: "base" / "tuned" when that side's expectations were checked
+    cases: list[SuiteCase]
+    load_seconds: list[float]  # one load per model
+    timings: dict[str, float]  # seconds: "engine" (sum of per-case lens work), "compare", "total"
+    versions: dict[str, str]
+    schema_version: int = SCHEMA_VERSION
+
+    @property
+    def two_models(self) -> bool:
+        return len(self.roles) == 2
+
+    def counts(self) -> dict[str, int]:
+        """Checks by status (passed, failed, skipped, error) plus case errors."""
+        out = {PASSED: 0, FAILED: 0, SKIPPED: 0, ERROR: 0}
+        for case in self.cases:
+            for c in case.checks:
+                out[c.status] += 1
+            if case.error is not None and not case.checks:
+                out[ERROR] += 1
+        return out
+
+    @property
+    def status(self) -> str:
+        statuses = {case.status for case in self.cases}
+        for s in (ERROR, FAILED, PASSED):
+            if s in statuses:
+                return s
+        return SKIPPED if statuses else PASSED
+
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d["cases"] = [
+            {
+                **{f.name: d_case[f.name] for f in dataclasses.fields(SuiteCase)},
+                "analysis": case.analysis.to_dict() if case.analysis is not None else None,
+                "comparison": case.comparison.to_dict() if case.comparison is not None else None,
+            }
+            for case, d_case in zip(self.cases, d["cases"])
+        ]
+        return {"kind": SUITE_KIND, "schema_version": d.pop("schema_version"), **d}
+
+    @classmethod
+    def from_dict(cls, data: Any) -> "SuiteResult":
+        if not isinstance(data, dict) or data.get("kind") != SUITE_KIND:
+            raise ResultFormatError("not a lazarus-report suite result")
+        version = data.get("schema_version")
+        if version != SCHEMA_VERSION:
+            raise ResultFormatError(
+                f"result schema version {version!r} is not supported (this lazarus reads version {SCHEMA_VERSION})"
+            )
+        try:
+            cases = []
+            for c in data["cases"]:
+                plain = {k: v for k, v in c.items() if k not in ("analysis", "comparison")}
+                built = _build(_SuiteCaseFields, plain)
+                cases.append(
+                    SuiteCase(
+                        analysis=AnalysisResult.from_dict(c["analysis"]) if c.get("analysis") is not None else None,
+                        comparison=(
+                            ComparisonResult.from_dict(c["comparison"]) if c.get("comparison") is not None else None
+                        ),
+                        **{f.name: getattr(built, f.name) for f in dataclasses.fields(built)},
+                    )
+                )
+            rest = {k: v for k, v in data.items() if k not in ("kind", "cases")}
+            built = _build(_SuiteFields, rest)
+            return cls(cases=cases, **{f.name: getattr(built, f.name) for f in dataclasses.fields(built)})
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ResultFormatError(f"malformed suite result: {exc}") from None
+
+
+@dataclass(frozen=True)
+class _SuiteCaseFields:
+    id: str
+    prompt: str
+    line: int
+    checks: list[CheckOutcome]
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class _SuiteFields:
+    name: str
+    source: str
+    source_sha256: str
+    roles: list[str]
+    labels: list[str]
+    role_checked: str | None
+    load_seconds: list[float]
+    timings: dict[str, float]
+    versions: dict[str, str]
+    schema_version: int = SCHEMA_VERSION
+
+
+def load_any_result(data: Any) -> "AnalysisResult | ComparisonResult | SuiteResult":
+    """An analysis, a comparison or a suite run, from parsed JSON."""
     kind = data.get("kind") if isinstance(data, dict) else None
+    if kind == SUITE_KIND:
+        return SuiteResult.from_dict(data)
     if kind == COMPARISON_KIND:
         return ComparisonResult.from_dict(data)
     if kind == RESULT_KIND:
         return AnalysisResult.from_dict(data)
-    raise ResultFormatError("not a lazarus-report analysis or comparison result")
+    raise ResultFormatError("not a lazarus-report analysis, comparison or suite result")
 
 
 def _build(tp: Any, data: Any) -> Any:
