@@ -372,11 +372,50 @@ def compare_models(
     if any(t == "" for t in config.track_tokens):
         raise LazarusError("cannot track an empty string")
     runs = []
-    sides = ((model1, adapter1, embedding_scales[0]), (model2, adapter2, embedding_scales[1]))
-    # The same model on both sides (base vs fine-tuned, or the same model twice): the second side
-    # reuses the loaded weights (plus its adapter, applied in place) instead of loading them again.
-    reuse = model1 == model2 and adapter1 is None and embedding_scales[0] == embedding_scales[1]
-    for adapter in (adapter1, adapter2):
+    for side in each_model((model1, model2), (adapter1, adapter2), embedding_scales, precision):
+        try:
+            runs.append(side.run(prompt, config))
+        except LazarusError as exc:
+            raise LazarusError(f"model {side.number} ({side.model_id}): {exc}") from None
+    return compare_models_from_runs(runs)
+
+
+@dataclass
+class Side:
+    """One loaded model of a multi-model job (see ``each_model``)."""
+
+    number: int  # 1-based
+    model_id: str
+    analyzer: ModelAnalyzer
+    embedding_scale: float | None
+
+    def run(self, prompt: str, config: AnalysisConfig) -> dict[str, Any]:
+        """Analyze ``prompt``; returns what ``compare.compare_models_from_runs`` takes for this side."""
+        cfg = dataclasses.replace(config, embedding_scale=self.embedding_scale)
+        result, log_probs = self.analyzer.run_with_distributions(prompt, cfg)
+        tok = self.analyzer.tokenizer
+        return {
+            "result": result,
+            "log_probs": log_probs,
+            "fingerprint": tok.fingerprint(),
+            "single_token": [len(tok.encode_plain(t)) == 1 for t in cfg.track_tokens],
+            "load_seconds": self.analyzer.loaded.load_seconds,
+        }
+
+
+def each_model(
+    models: Sequence[str],
+    adapters: Sequence[str | None],
+    embedding_scales: Sequence[float | None],
+    precision: str = "auto",
+):
+    """Yield a loaded ``Side`` per model, one at a time, each released before the next loads.
+
+    Adapter directories are checked before any model loads. The same model on both sides (base vs
+    fine-tuned, or the same model twice) loads once: the second side reuses the weights, with its
+    adapter applied in place, and reports a load time of 0.
+    """
+    for adapter in adapters:
         if adapter is not None:
             from .models import mlx_lm_light
             from .models.loader import check_adapter_dir
@@ -384,34 +423,25 @@ def compare_models(
             check_adapter_dir(adapter)  # fail before any model work
             mlx_lm_light.prefetch_adapter_support()
     analyzer = None
-    for n, (model_id, adapter, scale) in enumerate(sides, start=1):
-        if n == 2 and reuse and analyzer is not None:
-            from .models.loader import with_adapter
+    previous: tuple[str, str | None, float | None] | None = None
+    try:
+        for n, (model_id, adapter, scale) in enumerate(zip(models, adapters, embedding_scales), start=1):
+            if analyzer is not None and previous == (model_id, None, scale):
+                from .models.loader import with_adapter
 
-            if adapter2 is not None:
-                analyzer = ModelAnalyzer(with_adapter(analyzer.loaded, adapter2))
+                loaded = analyzer.loaded
+                analyzer = ModelAnalyzer(
+                    with_adapter(loaded, adapter) if adapter is not None
+                    else dataclasses.replace(loaded, load_seconds=0.0)
+                )
             else:
-                analyzer = ModelAnalyzer(dataclasses.replace(analyzer.loaded, load_seconds=0.0))
-        else:
-            analyzer = ModelAnalyzer.from_pretrained(model_id, adapter=adapter, precision=precision)
-        try:
-            analyzer._ensure_loaded()
-            cfg = dataclasses.replace(config, embedding_scale=scale)
-            try:
-                result, log_probs = analyzer.run_with_distributions(prompt, cfg)
-            except LazarusError as exc:
-                raise LazarusError(f"model {n} ({model_id}): {exc}") from None
-            tok = analyzer.tokenizer
-            runs.append(
-                {
-                    "result": result,
-                    "log_probs": log_probs,
-                    "fingerprint": tok.fingerprint(),
-                    "single_token": [len(tok.encode_plain(t)) == 1 for t in config.track_tokens],
-                    "load_seconds": analyzer.loaded.load_seconds,
-                }
-            )
-        finally:
-            if not (n == 1 and reuse):
-                analyzer.close()  # release before the next model loads
-    return compare_models_from_runs(runs)
+                if analyzer is not None:
+                    analyzer.close()  # release before the next model loads
+                    analyzer = None
+                analyzer = ModelAnalyzer.from_pretrained(model_id, adapter=adapter, precision=precision)
+                analyzer._ensure_loaded()
+            yield Side(n, model_id, analyzer, scale)
+            previous = (model_id, adapter, scale)
+    finally:
+        if analyzer is not None:
+            analyzer.close()

@@ -74,7 +74,7 @@ def main() -> None:
 
 @main.group()
 def introspect() -> None:
-    """Look inside a model: analyze one, compare two."""
+    """Look inside a model: analyze one, compare two, run a suite of prompts."""
 
 
 def output_options(fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -146,7 +146,7 @@ def _analyze(
 
 def emit(result: Any, *, output: str | None, html: str | None, markdown: str | None, static: bool, quiet: bool) -> None:
     """Write the requested files (each atomically) and print the text view."""
-    from .result import ComparisonResult
+    from .result import ComparisonResult, SuiteResult
 
     if output:
         result.save(output)
@@ -155,9 +155,14 @@ def emit(result: Any, *, output: str | None, html: str | None, markdown: str | N
 
         write_report_files(result, html_path=html, markdown_path=markdown, static=static)
     if not quiet:
-        from .render.text import render_comparison_text, render_text
+        from .render.text import render_comparison_text, render_suite_text, render_text
 
-        text = render_comparison_text(result) if isinstance(result, ComparisonResult) else render_text(result)
+        if isinstance(result, SuiteResult):
+            text = render_suite_text(result)
+        elif isinstance(result, ComparisonResult):
+            text = render_comparison_text(result)
+        else:
+            text = render_text(result)
         click.echo(text, nl=False)
 
 
@@ -216,6 +221,80 @@ def _compare(
         embedding_scales=(embedding_scale1, embedding_scale2), precision=precision,
     )
     emit(comparison, output=output, html=html, markdown=markdown, static=static, quiet=quiet)
+
+
+@introspect.command(context_settings=CONTEXT)
+@click.argument("suite_file", metavar="SUITE_FILE")
+@click.option("-m", "--model", "model", metavar="MODEL", help="Run the suite on one model.")
+@click.option("--adapter", metavar="DIR", help="mlx-lm LoRA adapter for the one model.")
+@click.option("--role", type=click.Choice(["base", "tuned"]), default=None,
+              help="One model: also check the suite's expect_base or expect_tuned on it.")
+@click.option("-m1", "--model1", "model1", metavar="MODEL", help="Base model (two-model run).")
+@click.option("-m2", "--model2", "model2", metavar="MODEL", help="Tuned model (two-model run).")
+@click.option("--adapter1", metavar="DIR", help="mlx-lm LoRA adapter for model 1.")
+@click.option("--adapter2", metavar="DIR", help="mlx-lm LoRA adapter for model 2 (base vs fine-tuned).")
+@click.option("--embedding-scale", "embedding_scale", type=float, default=None, help="Embedding scale (one model).")
+@click.option("--embedding-scale1", type=float, default=None, help="Embedding scale override for model 1.")
+@click.option("--embedding-scale2", type=float, default=None, help="Embedding scale override for model 2.")
+@click.option("--precision", type=click.Choice(["auto", "float32", "native"]), default="auto", show_default=True)
+@click.option("--junit", "junit", metavar="FILE", help="Write JUnit XML (one test case per expectation).")
+@click.option("--validate", "validate_only", is_flag=True, help="Only check the suite file, load no model.")
+@output_options
+def suite(**opts: Any) -> None:
+    """Run a suite of prompts with expectations: exit 0 if all hold, 1 if some fail, 2 on bad input.
+
+    One model (-m MODEL [--adapter DIR]) or two (-m1 BASE -m2 TUNED [--adapter2 DIR]).
+    The suite file (YAML or JSONL) is described in docs/suites.md.
+    """
+    code = run_guarded(lambda: _suite(**opts))
+    sys.exit(code)
+
+
+def _suite(
+    suite_file: str, model: str | None, adapter: str | None, role: str | None, model1: str | None,
+    model2: str | None, adapter1: str | None, adapter2: str | None, embedding_scale: float | None,
+    embedding_scale1: float | None, embedding_scale2: float | None, precision: str, junit: str | None,
+    validate_only: bool, output: str | None, html: str | None, markdown: str | None, static: bool, quiet: bool,
+) -> int:
+    from .suites.spec import load_suite
+
+    for path, option in ((output, "-o"), (html, "--html"), (markdown, "--markdown"), (junit, "--junit")):
+        check_output_path(path, option)
+    one = (model, adapter, role, embedding_scale)
+    two = (model1, model2, adapter1, adapter2, embedding_scale1, embedding_scale2)
+    if any(v is not None for v in one) and any(v is not None for v in two):
+        raise LazarusError("use -m MODEL for one model, or -m1 BASE -m2 TUNED for two, not both")
+    spec = load_suite(suite_file)  # every suite-file error comes before any model loads
+    if validate_only:
+        n = len(spec.cases)
+        if not quiet:
+            click.echo(f"{suite_file}: {n} case{'s' if n != 1 else ''}, "
+                       f"{sum(len(c.expectations) for c in spec.cases)} expectations, valid")
+        return 0
+    if model is not None:
+        models, adapters, scales = [model], [adapter], [embedding_scale]
+    elif model1 is not None and model2 is not None:
+        models, adapters, scales = [model1, model2], [adapter1, adapter2], [embedding_scale1, embedding_scale2]
+    else:
+        raise LazarusError("give a model: -m MODEL, or -m1 BASE -m2 TUNED")
+
+    from .suites.runner import run_suite
+
+    total = len(spec.cases) * len(models)
+    if quiet or not sys.stderr.isatty():
+        result = run_suite(spec, models, adapters=adapters, embedding_scales=scales, precision=precision, role=role)
+    else:
+        with click.progressbar(length=total, label="cases", file=sys.stderr, show_pos=True) as bar:
+            result = run_suite(spec, models, adapters=adapters, embedding_scales=scales, precision=precision,
+                               role=role, progress=bar.update)
+    if junit:
+        from .result import write_text_atomic
+        from .suites.junit import render_junit
+
+        write_text_atomic(junit, render_junit(result))
+    emit(result, output=output, html=html, markdown=markdown, static=static, quiet=quiet)
+    status = result.status
+    return 2 if status == "error" else 1 if status == "failed" else 0
 
 
 @main.group()

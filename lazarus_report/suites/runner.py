@@ -1,0 +1,138 @@
+"""Run a suite: every case on one model, or on two (base = model 1, tuned = model 2).
+
+Each model loads once and runs every case before the next model loads (the first is released
+first, so peak memory is the larger model's, not the sum). With the same model on both sides
+(``-m1 X -m2 X --adapter2 DIR``) the weights load once and the adapter is applied in place.
+
+A two-model comparison needs both models' lens distributions at the last position
+(``[layers, vocab]`` float32 per case: 5.9 MB for SmolLM2, 19 MB for Gemma 3 270M). Model 1's are
+spilled to a temporary directory and memory-mapped back when model 2 has run the same case, so a
+suite of hundreds of cases does not hold hundreds of distributions in memory.
+"""
+
+from __future__ import annotations
+
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+from ..errors import LazarusError
+from ..result import SuiteCase, SuiteResult
+from .checks import evaluate_case
+from .spec import CaseSpec, SuiteSpec
+
+ROLES_TWO = ["base", "tuned"]
+ROLES_ONE = ["model"]
+
+
+def case_config(case: CaseSpec) -> Any:
+    """The analysis settings of one case: all layers (emergence needs every layer), no grid."""
+    from ..api import AnalysisConfig, LayerStrategy
+
+    return AnalysisConfig(
+        layer_strategy=LayerStrategy.ALL,
+        top_k=case.top_k,
+        track_tokens=list(case.track),
+        use_chat_template=not case.raw,
+        compute_grid=False,
+    )
+
+
+def run_suite(
+    spec: SuiteSpec,
+    models: Sequence[str],
+    *,
+    adapters: Sequence[str | None] | None = None,
+    embedding_scales: Sequence[float | None] | None = None,
+    precision: str = "auto",
+    role: str | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> SuiteResult:
+    """Run every case of ``spec`` on one model (``models=[m]``) or two (``[base, tuned]``).
+
+    ``role`` (one model only): ``"base"`` or ``"tuned"`` to also check that side's expectations on
+    the one model. ``progress(n)`` is called after each case on each model (``len(cases) *
+    len(models)`` calls in all). A case that cannot run (say, a prompt longer than one model's
+    context) is recorded with its error; the other cases still run.
+    """
+    from ..api import _versions, each_model
+    from ..compare import compare_models_from_runs
+
+    if len(models) not in (1, 2):
+        raise LazarusError("a suite runs on one model or two")
+    if role is not None and (len(models) != 1 or role not in ROLES_TWO):
+        raise LazarusError("--role base|tuned applies to one-model runs only")
+    n_models = len(models)
+    adapters = list(adapters) if adapters is not None else [None] * n_models
+    scales = list(embedding_scales) if embedding_scales is not None else [None] * n_models
+    start = time.perf_counter()
+    configs = [case_config(case) for case in spec.cases]
+    runs: list[list[dict[str, Any] | None]] = [[None] * n_models for _ in spec.cases]
+    errors: list[str | None] = [None] * len(spec.cases)
+    labels: list[str] = []
+    load_seconds: list[float] = []
+    engine = 0.0
+    with tempfile.TemporaryDirectory(prefix="lazarus-suite-") as spill:
+        for side in each_model(models, adapters, scales, precision):
+            info = side.analyzer.info
+            labels.append(f"{info.model_id} + {info.adapter}" if info.adapter else info.model_id)
+            load_seconds.append(float(side.analyzer.loaded.load_seconds))
+            for i, (case, config) in enumerate(zip(spec.cases, configs)):
+                if errors[i] is None:
+                    try:
+                        run = side.run(case.prompt, config)
+                    except LazarusError as exc:
+                        errors[i] = f"model {side.number} ({side.model_id}): {exc}" if n_models == 2 else str(exc)
+                    else:
+                        engine += _engine_seconds(run["result"].timings)
+                        if n_models == 2 and side.number == 1:
+                            run["log_probs"] = _spill(run["log_probs"], Path(spill) / f"{i}.npy")
+                        runs[i][side.number - 1] = run
+                if progress is not None:
+                    progress(1)
+        if n_models == 2 and labels[0] == labels[1]:
+            labels = [f"{labels[0]} (1)", f"{labels[1]} (2)"]
+        compare_start = time.perf_counter()
+        cases = []
+        for i, case in enumerate(spec.cases):
+            if errors[i] is not None:
+                cases.append(SuiteCase(case.id, case.prompt, case.line, None, None, [], errors[i]))
+                continue
+            if n_models == 2:
+                comparison = compare_models_from_runs(runs[i])
+                analysis = None
+            else:
+                comparison = None
+                analysis = runs[i][0]["result"]
+            runs[i] = [None] * n_models  # drop the memory maps before the directory goes
+            checks = evaluate_case(case, analysis=analysis, comparison=comparison, role_checked=role)
+            cases.append(SuiteCase(case.id, case.prompt, case.line, analysis, comparison, checks))
+        compare_seconds = time.perf_counter() - compare_start
+    return SuiteResult(
+        name=spec.name,
+        source=spec.path,
+        source_sha256=spec.sha256,
+        roles=list(ROLES_TWO if n_models == 2 else ROLES_ONE),
+        labels=labels,
+        role_checked=role,
+        cases=cases,
+        load_seconds=[round(x, 4) for x in load_seconds],
+        timings={
+            "engine": round(engine, 4),
+            "compare": round(compare_seconds, 4),
+            "total": round(time.perf_counter() - start, 4),
+        },
+        versions=_versions(),
+    )
+
+
+def _engine_seconds(timings: dict[str, float]) -> float:
+    return sum(timings.get(k, 0.0) for k in ("tokenize", "lens", "grid"))
+
+
+def _spill(array: Any, path: Path) -> Any:
+    import numpy as np
+
+    np.save(path, array, allow_pickle=False)
+    return np.load(path, mmap_mode="r", allow_pickle=False)
