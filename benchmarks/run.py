@@ -337,6 +337,105 @@ def bench_compare(reps: int) -> tuple[list[str], dict]:
     return rows, {k: median(v) for k, v in walls.items()}
 
 
+# --- suites: 20 cases on two models -----------------------------------------------------------------
+
+SUITE_EXTRA = [  # 6 more cases on top of the 14 of examples/suites/weather-adapter.yaml: 20 in all
+    ("weather-rome", "Is it sunny in Rome?", False, "get_weather"),
+    ("weather-tokyo", "What's the forecast for Tokyo this weekend?", False, "get_weather"),
+    ("chat-synonym", "Give me a synonym for happy.", False, "get_weather"),
+    ("capital-japan", "The capital of Japan is", True, " Tokyo"),
+    ("capital-italy", "The capital of Italy is", True, " Rome"),
+    ("colour-sky", "The colour of the sky on a clear day is", True, " blue"),
+]
+
+
+def bench_suite_file(directory: Path) -> Path:
+    """The 20-case benchmark suite: the example suite's 14 cases plus 6 more (JSON is valid YAML)."""
+    import yaml
+
+    data = yaml.safe_load((ROOT / "examples" / "suites" / "weather-adapter.yaml").read_text(encoding="utf-8"))
+    for cid, prompt, raw, token in SUITE_EXTRA:
+        side = "expect_tuned" if token == "get_weather" and "weather" in cid else "expect"
+        check = {"final_top1": "get"} if side == "expect_tuned" else {"not_top1": "get"}
+        data["cases"].append({"id": cid, "prompt": prompt, "raw": raw, "track": [token], side: check})
+    assert len(data["cases"]) == 20
+    path = directory / "bench-suite.yaml"
+    path.write_text(json.dumps(data, indent=1), encoding="utf-8")
+    return path
+
+
+def suite_reference(suite_file: str, models: list[str], adapters: list[str | None]) -> dict:
+    """The engine alone, in this process: load each model once, time every case's lens run
+    (``Side.run``, what a single ``analyze`` does after loading). No suite machinery."""
+    from lazarus_report.api import each_model
+    from lazarus_report.suites.runner import case_config
+    from lazarus_report.suites.spec import load_suite
+
+    spec = load_suite(suite_file)
+    loads, engine = [], 0.0
+    start = time.perf_counter()
+    for side in each_model(models, adapters, [None] * len(models)):
+        loads.append(time.perf_counter() - start)
+        for case in spec.cases:
+            s = time.perf_counter()
+            side.run(case.prompt, case_config(case))
+            engine += time.perf_counter() - s
+        start = time.perf_counter()
+    return {"loads": loads, "engine": engine}
+
+
+def bench_suite(reps: int) -> tuple[list[str], dict]:
+    import tempfile
+
+    from lazarus_report.models.resolve import ALIASES, alias_path
+
+    tmp = Path(tempfile.mkdtemp())
+    suite_file = bench_suite_file(tmp)
+    other = tmp / "second-model.gguf"
+    os.symlink(alias_path(ALIASES[ALIAS]), other)
+    exe = str(Path(sys.executable).parent / "lazarus")
+    variants = {
+        "base vs base + LoRA adapter (one load, adapter applied in place)": ([ALIAS, ALIAS], [None, str(ADAPTER)]),
+        "two models (two loads)": ([ALIAS, str(other)], [None, None]),
+    }
+    rows = ["| 20-case two-model suite | reference: loads + per-case engine | suite, JSON + JUnit + Markdown | "
+            "ratio | suite with --html too | ratio | target |", "|---|---|---|---|---|---|---|"]
+    data = {}
+    for label, (models, adapters) in variants.items():
+        ref_cmd = [sys.executable, __file__, "--suite-reference", str(suite_file), "--models", *models,
+                   "--adapters", *[a or "-" for a in adapters]]
+        base = [exe, "introspect", "suite", str(suite_file), "-m1", models[0], "-m2", models[1], "-q"]
+        if adapters[1]:
+            base += ["--adapter2", adapters[1]]
+        outputs = ["-o", str(tmp / "s.json"), "--junit", str(tmp / "s.xml"), "--markdown", str(tmp / "s.md")]
+        plain, with_html = base + outputs, base + outputs + ["--html", str(tmp / "s.html")]
+        _suite_child(plain)  # warm caches
+        refs, walls, html_walls = [], [], []
+        for _ in range(reps):
+            out = subprocess.run(ref_cmd, check=True, capture_output=True, text=True).stdout
+            r = json.loads(out.strip().splitlines()[-1])
+            refs.append(sum(r["loads"]) + r["engine"])
+            walls.append(_suite_child(plain))
+            html_walls.append(_suite_child(with_html))
+        ref, wall, hwall = median(refs), median(walls), median(html_walls)
+        data[label] = (ref, wall, hwall)
+        rows.append(
+            f"| {label} | {fmt(ref)} | {fmt(wall)} | {wall / ref:.2f}x | {fmt(hwall)} | {hwall / ref:.2f}x | "
+            f"<= 1.2x -> **{'met' if wall <= 1.2 * ref else 'MISSED'}** |"
+        )
+    return rows, data
+
+
+def _suite_child(cmd: list[str]) -> float:
+    """Wall seconds of one suite run (exit 1, failed expectations, is a normal outcome)."""
+    s = time.perf_counter()
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    wall = time.perf_counter() - s
+    if proc.returncode not in (0, 1):
+        raise RuntimeError(f"{cmd} failed ({proc.returncode}): {proc.stderr[-500:]}")
+    return wall
+
+
 # --- F: report rendering (model work excluded) -------------------------------------------------------
 
 
@@ -374,9 +473,20 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--memory-probe", type=int)
     parser.add_argument("--reps", type=int, default=5)
+    parser.add_argument("--suite-reference", metavar="SUITE_FILE")
+    parser.add_argument("--models", nargs="+")
+    parser.add_argument("--adapters", nargs="+")
+    parser.add_argument("--only", help="run one section: suite")
     args = parser.parse_args()
     if args.memory_probe:
         print(json.dumps(memory_probe(args.memory_probe)))
+        return
+    if args.suite_reference:
+        adapters = [None if a == "-" else a for a in args.adapters]
+        print(json.dumps(suite_reference(args.suite_reference, args.models, adapters)))
+        return
+    if args.only == "suite":
+        print("\n".join(bench_suite(max(2, args.reps // 2))[0]))
         return
 
     from lazarus_report.api import ModelAnalyzer
@@ -426,6 +536,15 @@ def main() -> None:
         "committed LoRA adapter (examples/weather-adapter), applied in place to the loaded base model "
         "(its import of mlx-lm's LoRA code pulls in transformers, ~0.9 s, started in the background).",
         lambda: bench_compare(args.reps),
+    )
+    section(
+        "Suite end to end",
+        "Fresh processes. A 20-case suite (examples/suites/weather-adapter.yaml plus 6 cases) on two models. "
+        "Reference: in one process, each model loaded once and every case's lens run timed alone "
+        "(the engine, no suite machinery). Suite: `lazarus introspect suite` writing JSON, JUnit and "
+        "Markdown (and, second column, the HTML report too), process start and imports included. "
+        "Target: the suite <= 1.2x the reference.",
+        lambda: bench_suite(max(2, args.reps // 2)),
     )
     sections += [
         "## Where the misses come from (profiled, not re-measured by this script)",

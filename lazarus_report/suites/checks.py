@@ -1,0 +1,345 @@
+"""Evaluating a case's expectations on its results: ``CaseSpec`` + results -> ``CheckOutcome`` list.
+
+Conventions, stated once:
+
+* A two-model run is a ``ComparisonResult``: ``results[0]`` is the base (-m1), ``results[1]`` the tuned
+  model (-m2). ``expect`` is checked on both (one outcome each), ``expect_base`` / ``expect_tuned`` on
+  one, ``no_regression_of`` on the pair (side ``"comparison"``).
+* A one-model run is an ``AnalysisResult``: ``expect`` is checked with side ``"model"``; the side named by
+  ``role_checked`` (``--role base|tuned``) is checked on the model too; the other side and
+  ``no_regression_of`` are ``skipped``, with the reason in the message.
+* Relative depth of a layer is ``layer / (num_layers - 1)``: 0 is the first block, 1 the last.
+* Tracked tokens are looked up by the string the suite tracks (``TokenEvolution.text``). A string the
+  run did not track is an ``error`` outcome; a string that is several tokens for a model is followed
+  by its first token, which ``actual`` says.
+* Stored values are compared as they are, with ``EPSILON`` in favour of passing at equality.
+* Tokens are shown as ASCII-safe Python literals (``ascii``: ``' Paris'``, ``'\\n'``), as in the
+  terminal view; ``expected`` / ``actual`` are short phrases and ``message`` is one line.
+
+Pure Python: nothing heavy is imported.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+from lazarus_report.result import (
+    ERROR,
+    FAILED,
+    PASSED,
+    SKIPPED,
+    AnalysisResult,
+    CheckOutcome,
+    ComparisonResult,
+    TokenEvolution,
+)
+from lazarus_report.suites.spec import CaseSpec, Expectation
+
+EPSILON = 1e-9
+BLOCK_NAMES = {"all": "expect", "base": "expect_base", "tuned": "expect_tuned", "comparison": "no_regression_of"}
+
+
+def evaluate_case(
+    case: CaseSpec,
+    *,
+    analysis: AnalysisResult | None = None,
+    comparison: ComparisonResult | None = None,
+    role_checked: str | None = None,
+) -> list[CheckOutcome]:
+    """Every expectation of ``case`` on a one-model run (``analysis``) or a two-model run (``comparison``).
+
+    Outcomes come in the case's expectation order (base before tuned for ``expect``); names are unique
+    within the case.
+    """
+    if (analysis is None) == (comparison is None):
+        raise ValueError("evaluate_case needs exactly one of analysis (one model) or comparison (two models)")
+    if role_checked not in (None, "base", "tuned"):
+        raise ValueError(f"role_checked must be None, 'base' or 'tuned', got {role_checked!r}")
+    outcomes: list[CheckOutcome] = []
+    for exp in case.expectations:
+        if comparison is not None:
+            base, tuned = comparison.results[0], comparison.results[1]
+            if exp.side == "comparison":
+                outcomes.append(_outcome(exp, "comparison", _check_regression(exp, base, tuned)))
+            else:
+                for side in ("base", "tuned") if exp.side == "all" else (exp.side,):
+                    result = base if side == "base" else tuned
+                    outcomes.append(_outcome(exp, side, _check_model(exp, side, result)))
+        else:
+            assert analysis is not None
+            if exp.side == "all":
+                outcomes.append(_outcome(exp, "model", _check_model(exp, "model", analysis)))
+            elif exp.side == role_checked:
+                outcomes.append(_outcome(exp, exp.side, _check_model(exp, exp.side, analysis)))
+            else:
+                outcomes.append(_outcome(exp, exp.side, _skipped(exp, role_checked)))
+    return _unique_names(outcomes)
+
+
+# --- outcomes -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Verdict:
+    status: str
+    expected: str
+    actual: str
+    message: str
+
+
+def _outcome(exp: Expectation, side: str, verdict: _Verdict) -> CheckOutcome:
+    return CheckOutcome(
+        name=_name(exp, side),
+        check=exp.check,
+        side=side,
+        expected=verdict.expected,
+        actual=verdict.actual,
+        status=verdict.status,
+        message=verdict.message,
+        line=exp.line,
+    )
+
+
+def _name(exp: Expectation, side: str) -> str:
+    """``tuned final_top1``, ``base final_prob_at_least ' Paris'``, ``comparison no_regression final_prob ' Paris'``."""
+    parts = [side, exp.check]
+    if exp.check == "no_regression":
+        parts.append(str(exp.value))
+    if exp.token is not None and exp.check != "final_top1":
+        parts.append(_q(exp.token))
+    return " ".join(parts)
+
+
+def _unique_names(outcomes: list[CheckOutcome]) -> list[CheckOutcome]:
+    seen: dict[str, int] = {}
+    out = []
+    for o in outcomes:
+        seen[o.name] = seen.get(o.name, 0) + 1
+        if seen[o.name] > 1:
+            o = replace(o, name=f"{o.name} #{seen[o.name]}")
+        out.append(o)
+    return out
+
+
+def _skipped(exp: Expectation, role_checked: str | None) -> _Verdict:
+    block = BLOCK_NAMES[exp.side]
+    if exp.side == "comparison":
+        reason = f"{block}: needs two models (-m1 BASE -m2 TUNED); this run has one"
+    elif role_checked is None:
+        reason = f"{block}: this run has one model; pass --role {exp.side} to check it on this model"
+    else:
+        reason = f"{block}: this run checks its one model as {role_checked} (--role {role_checked})"
+    return _Verdict(SKIPPED, _expected_phrase(exp), "not checked", reason)
+
+
+# --- formatting -----------------------------------------------------------------------------
+
+
+def _q(token: str) -> str:
+    return ascii(token)
+
+
+def _num(x: float) -> str:
+    """A bound or tolerance as the user wrote it: 0.3, 0.05."""
+    return f"{x:g}"
+
+
+def _prob(p: float, bound: float | None = None) -> str:
+    """A probability with three decimals (two significant digits below 0.001), or with every stored
+    digit when rounding would move it to the other side of ``bound`` (0.29999999 is not "0.300")."""
+    text = "0" if p == 0 else f"{p:.3f}" if p >= 0.001 else f"{p:.2g}"
+    shown = float(text)
+    if bound is not None and ((shown < bound) != (p < bound) or (shown > bound) != (p > bound)):
+        text = f"{p:.8g}"
+    return text
+
+
+def _pct(depth: float) -> str:
+    return f"{100 * depth:.1f}".rstrip("0").rstrip(".") + "%"
+
+
+def _depth(layer: int, num_layers: int) -> float:
+    return layer / (num_layers - 1) if num_layers > 1 else 1.0
+
+
+def _first_token_note(result: AnalysisResult, text: str) -> str:
+    """`` (first of 3 tokens of ' Lyonnais')`` when the lens follows only the first token of ``text``."""
+    for t in result.tracked_tokens:
+        if t.text == text and t.multi_token:
+            return f" (first of {t.num_tokens} tokens of {_q(text)})"
+    return ""
+
+
+def _expected_phrase(exp: Expectation, num_layers: int | None = None) -> str:
+    """What ``exp`` asks for, without model data (``num_layers`` makes relative depths concrete)."""
+    if exp.check == "final_top1":
+        return f"top-1 {_q(str(exp.token))}"
+    if exp.check == "not_top1":
+        return f"top-1 not {_q(str(exp.token))}"
+    if exp.check == "final_prob_at_least":
+        return f"p({_q(str(exp.token))}) >= {_num(exp.value)}"
+    if exp.check == "final_prob_at_most":
+        return f"p({_q(str(exp.token))}) <= {_num(exp.value)}"
+    if exp.check == "emerges_by_layer":
+        if isinstance(exp.value, int):
+            return f"emerges by layer {exp.value}"
+        if num_layers is None:
+            return f"emerges by depth {_pct(exp.value)}"
+        last = int(exp.value * (num_layers - 1) + EPSILON)
+        return f"emerges by layer {last} (depth {_pct(exp.value)} of layers 0..{num_layers - 1})"
+    if exp.value == "final_top1":
+        return "tuned top-1 = base top-1"
+    if exp.value == "final_prob":
+        return f"tuned p({_q(str(exp.token))}) >= base{f' - {_num(exp.tolerance)}' if exp.tolerance else ''}"
+    return f"tuned emerges no later than base (relative depth, tolerance {_pct(exp.tolerance or 0.0)})"
+
+
+# --- one model ------------------------------------------------------------------------------
+
+
+def _evolution(result: AnalysisResult, text: str) -> TokenEvolution | None:
+    return next((e for e in result.token_evolutions if e.text == text), None)
+
+
+def _not_tracked(side: str, text: str, result: AnalysisResult, expected: str) -> _Verdict:
+    tracked = ", ".join(_q(e.text) for e in result.token_evolutions) or "nothing"
+    return _Verdict(
+        ERROR,
+        expected,
+        "not tracked",
+        f"{side}: {_q(text)} was not tracked in this run (tracked: {tracked})",
+    )
+
+
+def _check_model(exp: Expectation, side: str, result: AnalysisResult) -> _Verdict:
+    top = result.final_prediction[0]
+    top_phrase = f"top-1 {_q(top.token)} (p={_prob(top.prob)})"
+    token = str(exp.token)
+    if exp.check in ("final_top1", "not_top1"):
+        expected = _expected_phrase(exp)
+        if exp.check == "final_top1":
+            ok = top.token == token
+            message = f"final top-1 is {_q(top.token)} (p={_prob(top.prob)})" + (
+                ", as expected" if ok else f", expected {_q(token)}"
+            )
+        else:
+            ok = top.token != token
+            message = f"final top-1 is {_q(top.token)} (p={_prob(top.prob)})" + (
+                f", not {_q(token)}" if ok else ", which it must not be"
+            )
+        return _Verdict(PASSED if ok else FAILED, expected, top_phrase, f"{side}: {message}")
+
+    num_layers = result.model.num_layers
+    expected = _expected_phrase(exp, num_layers)
+    evo = _evolution(result, token)
+    if evo is None:
+        return _not_tracked(side, token, result, expected)
+    note = _first_token_note(result, token)
+
+    if exp.check in ("final_prob_at_least", "final_prob_at_most"):
+        p, bound = evo.final_prob, float(exp.value)
+        at_least = exp.check == "final_prob_at_least"
+        ok = p >= bound - EPSILON if at_least else p <= bound + EPSILON
+        actual = f"p({_q(evo.token)}) = {_prob(p, bound)}{note}"
+        op = ">=" if at_least else "<="
+        return _Verdict(
+            PASSED if ok else FAILED, expected, actual, f"{side}: {actual}, expected {op} {_num(bound)}"
+        )
+
+    assert exp.check == "emerges_by_layer"
+    if isinstance(exp.value, int) and exp.value >= num_layers:
+        return _Verdict(
+            ERROR,
+            expected,
+            f"the model has layers 0..{num_layers - 1}",
+            f"{side}: emerges_by_layer {exp.value} is beyond this model's layers 0..{num_layers - 1} "
+            f"(use a relative depth such as '100%')",
+        )
+    limit = float(exp.value) if isinstance(exp.value, int) else exp.value * (num_layers - 1)
+    emerged = evo.emergence_layer
+    if emerged is None:
+        actual = f"never top-1{note}"
+        ok = False
+    else:
+        actual = f"emerges at layer {emerged} (depth {_pct(_depth(emerged, num_layers))}){note}"
+        ok = emerged <= limit + EPSILON
+    verb = "is " if emerged is None else ""
+    wanted = expected.replace("emerges ", "", 1)
+    message = f"{side}: {_q(token)} {verb}{actual}, expected {wanted}"
+    return _Verdict(PASSED if ok else FAILED, expected, actual, message)
+
+
+# --- base vs tuned --------------------------------------------------------------------------
+
+
+def _check_regression(exp: Expectation, base: AnalysisResult, tuned: AnalysisResult) -> _Verdict:
+    metric = exp.value
+    side = "comparison"
+    if metric == "final_top1":
+        b, t = base.final_prediction[0], tuned.final_prediction[0]
+        expected = f"top-1 {_q(b.token)} (base's)"
+        actual = f"top-1 {_q(t.token)} (p={_prob(t.prob)})"
+        ok = t.token == b.token
+        relation = "the same as" if ok else "but"
+        return _Verdict(
+            PASSED if ok else FAILED,
+            expected,
+            actual,
+            f"{side}: tuned final top-1 is {_q(t.token)} (p={_prob(t.prob)}), {relation} base's "
+            f"{_q(b.token)} (p={_prob(b.prob)})",
+        )
+
+    token = str(exp.token)
+    tol = float(exp.tolerance or 0.0)
+    generic = _expected_phrase(exp)
+    for role, result in (("base", base), ("tuned", tuned)):
+        if _evolution(result, token) is None:
+            return _not_tracked(f"{side} ({role})", token, result, generic)
+    eb, et = _evolution(base, token), _evolution(tuned, token)
+    assert eb is not None and et is not None
+    notes = _first_token_note(base, token) or _first_token_note(tuned, token)
+
+    if metric == "final_prob":
+        pb, pt = eb.final_prob, et.final_prob
+        floor = pb - tol
+        ok = pt >= floor - EPSILON
+        expected = f"p({_q(token)}) >= {_num(max(floor, 0.0))} (base {_num(pb)} - tolerance {_num(tol)})"
+        actual = f"p({_q(et.token)}) = {_prob(pt, floor)}{notes}"
+        change = pt - pb
+        if ok:
+            detail = f"change {change:+.3f}, tolerance {_num(tol)}"
+        else:
+            detail = f"dropped {-change:.3f}, more than the tolerance {_num(tol)}"
+        return _Verdict(
+            PASSED if ok else FAILED,
+            expected,
+            actual,
+            f"{side}: tuned p({_q(et.token)}) = {_prob(pt, floor)}, base {_prob(pb)} ({detail}){notes}",
+        )
+
+    assert metric == "emergence"
+    nb, nt = base.model.num_layers, tuned.model.num_layers
+    lb, lt = eb.emergence_layer, et.emergence_layer
+    tuned_phrase = (
+        "never top-1" if lt is None else f"emerges at layer {lt} of 0..{nt - 1} (depth {_pct(_depth(lt, nt))})"
+    )
+    actual = tuned_phrase + notes
+    if lb is None:
+        return _Verdict(
+            PASSED,
+            f"no constraint: base never makes {_q(token)} top-1",
+            actual,
+            f"{side}: base never makes {_q(token)} top-1, so the tuned model cannot regress (tuned: {tuned_phrase})",
+        )
+    db = _depth(lb, nb)
+    expected = (
+        f"emerges by depth {_pct(db + tol)} (base: layer {lb} of 0..{nb - 1}, depth {_pct(db)}; tolerance {_pct(tol)})"
+    )
+    ok = lt is not None and _depth(lt, nt) <= db + tol + EPSILON
+    return _Verdict(
+        PASSED if ok else FAILED,
+        expected,
+        actual,
+        f"{side}: tuned {_q(token)} {tuned_phrase}; base emerges at layer {lb} of 0..{nb - 1} "
+        f"(depth {_pct(db)}), tolerance {_pct(tol)} of depth{notes}",
+    )

@@ -1,0 +1,451 @@
+"""Expectation checks on synthetic results: what passes, what fails, what is skipped, and what they say.
+
+``make_result()`` imitates SmolLM2 (30 layers) on "The capital of France is": top-1 ' Paris'
+(p=0.7725), tracking ' Paris' and ' Lyonnais' (3 tokens: the lens follows ' Ly', never top-1).
+Tests pin the values they depend on with the helpers below, so they do not rely on the factory's noise.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+
+from factories import make_comparison, make_result
+from lazarus_report.result import (
+    ERROR,
+    FAILED,
+    PASSED,
+    SKIPPED,
+    AnalysisResult,
+    CheckOutcome,
+    ComparisonResult,
+    TokenProb,
+)
+from lazarus_report.suites.checks import evaluate_case
+from lazarus_report.suites.spec import CaseSpec, parse_suite
+
+KEEP = object()
+
+
+def case_of(body: str, *, track: str = '[" Paris", " Lyonnais"]') -> CaseSpec:
+    """One case: id ``c``, the given track list, then ``body`` (YAML case keys, 2-space indented)."""
+    text = f"- id: c\n  prompt: The capital of France is\n  track: {track}\n{body}"
+    return parse_suite(text, "suite.yaml").cases[0]
+
+
+def with_tracked(result: AnalysisResult, text: str, *, emergence=KEEP, final_prob=KEEP) -> AnalysisResult:
+    """``result`` with the evolution of tracked string ``text`` changed."""
+    evolutions = []
+    for e in result.token_evolutions:
+        if e.text == text:
+            if final_prob is not KEEP:
+                e = dataclasses.replace(e, probs=[*e.probs[:-1], final_prob])
+            if emergence is not KEEP:
+                e = dataclasses.replace(e, emergence_layer=emergence)
+        evolutions.append(e)
+    return dataclasses.replace(result, token_evolutions=evolutions)
+
+
+def with_top1(result: AnalysisResult, token: str, prob: float) -> AnalysisResult:
+    """``result`` whose final layer's top-1 is ``token``."""
+    last = result.layer_predictions[-1]
+    top = [TokenProb(token_id=7, token=token, prob=prob)] + [t for t in last.top_tokens if t.token != token]
+    predictions = [*result.layer_predictions[:-1], dataclasses.replace(last, top_tokens=top[: len(last.top_tokens)])]
+    return dataclasses.replace(result, layer_predictions=predictions)
+
+
+def with_results(comparison: ComparisonResult, base: AnalysisResult, tuned: AnalysisResult) -> ComparisonResult:
+    return dataclasses.replace(comparison, results=[base, tuned])
+
+
+def by_name(outcomes: list[CheckOutcome]) -> dict[str, CheckOutcome]:
+    names = [o.name for o in outcomes]
+    assert len(names) == len(set(names)), names
+    return {o.name: o for o in outcomes}
+
+
+def statuses(outcomes: list[CheckOutcome]) -> dict[str, str]:
+    return {o.name: o.status for o in by_name(outcomes).values()}
+
+
+@pytest.fixture(scope="module")
+def result() -> AnalysisResult:
+    r = make_result()
+    assert r.final_top_token == " Paris" and r.model.num_layers == 30
+    return with_tracked(r, " Paris", emergence=20, final_prob=0.7725)
+
+
+@pytest.fixture(scope="module")
+def comparison() -> ComparisonResult:
+    c = make_comparison("same_tokenizer")
+    base = with_tracked(c.results[0], " Paris", emergence=17, final_prob=0.7725)
+    tuned = with_tracked(c.results[1], " Paris", emergence=23, final_prob=0.52)
+    return with_results(c, base, tuned)
+
+
+# --- one model: final top-1 ----------------------------------------------------------------
+
+
+def test_final_top1_passes_and_fails_with_readable_messages(result):
+    case = case_of('  expect:\n    final_top1: " Paris"\n  expect_base:\n    final_top1: " London"\n')
+    ok, bad = evaluate_case(case, analysis=result, role_checked="base")
+    assert ok == CheckOutcome(
+        name="model final_top1",
+        check="final_top1",
+        side="model",
+        expected="top-1 ' Paris'",
+        actual="top-1 ' Paris' (p=0.772)",
+        status=PASSED,
+        message="model: final top-1 is ' Paris' (p=0.772), as expected",
+        line=5,
+    )
+    assert (bad.name, bad.side, bad.status, bad.line) == ("base final_top1", "base", FAILED, 7)
+    assert bad.message == "base: final top-1 is ' Paris' (p=0.772), expected ' London'"
+
+
+def test_final_top1_is_exact_about_whitespace(result):
+    case = case_of('  expect: {final_top1: "Paris"}\n')
+    [outcome] = evaluate_case(case, analysis=result)
+    assert outcome.status == FAILED and outcome.message.endswith("expected 'Paris'")
+
+
+def test_not_top1_list_gives_one_check_per_token(result):
+    case = case_of('  expect:\n    not_top1: [" London", " Paris", "\\n"]\n')
+    outcomes = evaluate_case(case, analysis=result)
+    assert statuses(outcomes) == {
+        "model not_top1 ' London'": PASSED,
+        "model not_top1 ' Paris'": FAILED,
+        "model not_top1 '\\n'": PASSED,
+    }
+    assert outcomes[1].message == "model: final top-1 is ' Paris' (p=0.772), which it must not be"
+    assert outcomes[1].expected == "top-1 not ' Paris'"
+
+
+# --- one model: probabilities ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("check", "bound", "final_prob", "status"),
+    [
+        ("final_prob_at_least", 0.3, 0.7725, PASSED),
+        ("final_prob_at_least", 0.8, 0.7725, FAILED),
+        ("final_prob_at_least", 0.3, 0.3, PASSED),  # equality passes
+        ("final_prob_at_least", 0.3, 0.29999999, FAILED),
+        ("final_prob_at_most", 0.3, 0.3, PASSED),
+        ("final_prob_at_most", 0.5, 0.7725, FAILED),
+        ("final_prob_at_most", 0.9, 0.7725, PASSED),
+        ("final_prob_at_least", 0.0, 0.0, PASSED),
+        ("final_prob_at_most", 1.0, 1.0, PASSED),
+    ],
+)
+def test_final_probability_bounds(result, check, bound, final_prob, status):
+    case = case_of(f"  expect:\n    {check}: {bound}\n")
+    [outcome] = evaluate_case(case, analysis=with_tracked(result, " Paris", final_prob=final_prob))
+    assert outcome.status == status
+    assert outcome.name == f"model {check} ' Paris'"
+
+
+def test_probability_messages_show_enough_digits_near_the_bound(result):
+    case = case_of("  expect:\n    final_prob_at_least: 0.3\n")
+    [outcome] = evaluate_case(case, analysis=with_tracked(result, " Paris", final_prob=0.29999999))
+    assert outcome.expected == "p(' Paris') >= 0.3"
+    assert outcome.actual == "p(' Paris') = 0.29999999"  # not "0.300", which would look like a pass
+    assert outcome.message == "model: p(' Paris') = 0.29999999, expected >= 0.3"
+    [outcome] = evaluate_case(case, analysis=with_tracked(result, " Paris", final_prob=0.41234))
+    assert outcome.actual == "p(' Paris') = 0.412"
+
+
+def test_mapping_form_and_multi_token_strings(result):
+    case = case_of(
+        '  expect:\n    final_prob_at_most: {" Lyonnais": 0.01}\n    final_prob_at_least: {" Lyonnais": 0.5}\n'
+    )
+    low = with_tracked(result, " Lyonnais", final_prob=0.00012)
+    at_most, at_least = evaluate_case(case, analysis=low)
+    assert (at_most.status, at_least.status) == (PASSED, FAILED)
+    assert at_most.expected == "p(' Lyonnais') <= 0.01"
+    # The lens follows the first token of a multi-token string, and says so.
+    assert at_most.actual == "p(' Ly') = 0.00012 (first of 3 tokens of ' Lyonnais')"
+    assert at_least.message == "model: p(' Ly') = 0.00012 (first of 3 tokens of ' Lyonnais'), expected >= 0.5"
+
+
+def test_a_string_the_run_did_not_track_is_an_error(result):
+    case = case_of('  expect:\n    final_prob_at_least: {" Berlin": 0.1}\n    emerges_by_layer: {" Rome": 3}\n')
+    outcomes = evaluate_case(case, analysis=result)
+    assert [o.status for o in outcomes] == [ERROR, ERROR]
+    assert outcomes[0].actual == "not tracked"
+    assert outcomes[0].message == "model: ' Berlin' was not tracked in this run (tracked: ' Paris', ' Lyonnais')"
+
+
+# --- one model: emergence --------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("bound", "emergence", "status"),
+    [
+        ("20", 20, PASSED),  # absolute, at the bound
+        ("20", 19, PASSED),
+        ("20", 21, FAILED),
+        ("0", 0, PASSED),
+        ("0.7", 20, PASSED),  # relative: 0.7 * 29 = 20.3 -> layers 0..20
+        ("0.7", 21, FAILED),
+        ('"70%"', 20, PASSED),
+        ('"70%"', 21, FAILED),
+        ("1.0", 29, PASSED),  # 100% depth: emerging at all is enough
+        ("1", 29, FAILED),  # ... whereas 1 is layer 1
+        ("1", 1, PASSED),
+        ("0.0", 0, PASSED),
+        ("0.0", 1, FAILED),
+        ("29", None, FAILED),  # never emerging fails
+        ('"100%"', None, FAILED),
+    ],
+)
+def test_emerges_by_layer_absolute_and_relative(result, bound, emergence, status):
+    case = case_of(f"  expect:\n    emerges_by_layer: {bound}\n")
+    [outcome] = evaluate_case(case, analysis=with_tracked(result, " Paris", emergence=emergence))
+    assert outcome.status == status, outcome.message
+
+
+def test_emergence_phrases(result):
+    case = case_of('  expect:\n    emerges_by_layer: {" Paris": "70%", " Lyonnais": 20}\n')
+    relative, absolute = evaluate_case(case, analysis=with_tracked(result, " Paris", emergence=24))
+    assert relative.expected == "emerges by layer 20 (depth 70% of layers 0..29)"
+    assert relative.actual == "emerges at layer 24 (depth 82.8%)"
+    assert relative.message == (
+        "model: ' Paris' emerges at layer 24 (depth 82.8%), expected by layer 20 (depth 70% of layers 0..29)"
+    )
+    assert (absolute.status, absolute.expected) == (FAILED, "emerges by layer 20")
+    assert absolute.actual == "never top-1 (first of 3 tokens of ' Lyonnais')"
+    assert absolute.message == (
+        "model: ' Lyonnais' is never top-1 (first of 3 tokens of ' Lyonnais'), expected by layer 20"
+    )
+
+
+def test_an_absolute_layer_beyond_the_model_is_an_error(result):
+    [outcome] = evaluate_case(case_of("  expect: {emerges_by_layer: 30}\n"), analysis=result)
+    assert outcome.status == ERROR
+    assert outcome.message == (
+        "model: emerges_by_layer 30 is beyond this model's layers 0..29 (use a relative depth such as '100%')"
+    )
+    [outcome] = evaluate_case(case_of("  expect: {emerges_by_layer: 29}\n"), analysis=result)
+    assert outcome.status == PASSED
+
+
+# --- one model: sides --------------------------------------------------------------------------
+
+SIDES = (
+    '  expect: {final_top1: " Paris"}\n'
+    '  expect_base: {final_prob_at_least: 0.5}\n'
+    '  expect_tuned: {final_prob_at_least: 0.9}\n'
+    "  no_regression_of: final_prob\n"
+)
+
+
+def test_one_model_without_role_skips_base_tuned_and_comparison(result):
+    outcomes = evaluate_case(case_of(SIDES), analysis=result)
+    assert [(o.name, o.side, o.status) for o in outcomes] == [
+        ("model final_top1", "model", PASSED),
+        ("base final_prob_at_least ' Paris'", "base", SKIPPED),
+        ("tuned final_prob_at_least ' Paris'", "tuned", SKIPPED),
+        ("comparison no_regression final_prob ' Paris'", "comparison", SKIPPED),
+    ]
+    base, tuned, comparison = outcomes[1:]
+    assert base.message == "expect_base: this run has one model; pass --role base to check it on this model"
+    assert tuned.message == "expect_tuned: this run has one model; pass --role tuned to check it on this model"
+    assert comparison.message == "no_regression_of: needs two models (-m1 BASE -m2 TUNED); this run has one"
+    assert (base.expected, base.actual) == ("p(' Paris') >= 0.5", "not checked")
+    assert comparison.expected == "tuned p(' Paris') >= base - 0.05"
+    assert [o.line for o in outcomes] == [4, 5, 6, 7]
+
+
+@pytest.mark.parametrize("role", ["base", "tuned"])
+def test_one_model_with_role_checks_that_side(result, role):
+    outcomes = evaluate_case(case_of(SIDES), analysis=result, role_checked=role)
+    other = "tuned" if role == "base" else "base"
+    checked = {o.side: o for o in outcomes}
+    assert checked["model"].status == PASSED
+    # p(' Paris') = 0.7725: >= 0.5 (base) passes, >= 0.9 (tuned) fails.
+    assert checked[role].status == (PASSED if role == "base" else FAILED)
+    assert checked[role].message.startswith(f"{role}: p(' Paris') = 0.772")
+    assert checked[other].status == SKIPPED
+    assert checked[other].message == f"expect_{other}: this run checks its one model as {role} (--role {role})"
+    assert checked["comparison"].status == SKIPPED
+
+
+def test_arguments_are_checked(result, comparison):
+    case = case_of(SIDES)
+    with pytest.raises(ValueError):
+        evaluate_case(case)
+    with pytest.raises(ValueError):
+        evaluate_case(case, analysis=result, comparison=comparison)
+    with pytest.raises(ValueError):
+        evaluate_case(case, analysis=result, role_checked="model")
+
+
+# --- two models --------------------------------------------------------------------------------
+
+
+def test_two_models_expect_checks_each_model(comparison):
+    outcomes = evaluate_case(case_of(SIDES), comparison=comparison)
+    assert [(o.name, o.side, o.status) for o in outcomes] == [
+        ("base final_top1", "base", PASSED),
+        ("tuned final_top1", "tuned", PASSED),
+        ("base final_prob_at_least ' Paris'", "base", PASSED),  # 0.7725 >= 0.5
+        ("tuned final_prob_at_least ' Paris'", "tuned", FAILED),  # 0.52 < 0.9
+        ("comparison no_regression final_prob ' Paris'", "comparison", FAILED),  # 0.52 < 0.7725 - 0.05
+    ]
+    assert outcomes[1].message == "tuned: final top-1 is ' Paris' (p=0.520), as expected"
+
+
+def test_names_are_unique_within_a_case(comparison):
+    case = case_of('  expect: {final_prob_at_least: 0.3}\n  expect_tuned: {final_prob_at_least: 0.5}\n')
+    names = [o.name for o in evaluate_case(case, comparison=comparison)]
+    assert names == [
+        "base final_prob_at_least ' Paris'",
+        "tuned final_prob_at_least ' Paris'",
+        "tuned final_prob_at_least ' Paris' #2",
+    ]
+
+
+def test_relative_emergence_uses_each_models_depth():
+    c = make_comparison("depths")  # 30 vs 18 layers
+    assert [r.model.num_layers for r in c.results] == [30, 18]
+    base = with_tracked(c.results[0], " Paris", emergence=20)
+    c = with_results(c, base, with_tracked(c.results[1], " Paris", emergence=12))
+    outcomes = evaluate_case(case_of('  expect: {emerges_by_layer: "70%"}\n'), comparison=c)
+    # 70%: layers 0..20 of 30 (20 passes), layers 0..11 of 18 (12 fails).
+    assert [(o.side, o.status) for o in outcomes] == [("base", PASSED), ("tuned", FAILED)]
+    assert outcomes[1].expected == "emerges by layer 11 (depth 70% of layers 0..17)"
+
+
+@pytest.mark.parametrize(
+    ("body", "tuned_prob", "status"),
+    [
+        ("  no_regression_of: final_prob\n", 0.52, FAILED),  # default tolerance 0.05
+        ("  no_regression_of: final_prob\n", 0.7225, PASSED),  # exactly base - 0.05
+        ("  no_regression_of: final_prob\n", 0.7224, FAILED),
+        ("  no_regression_of: final_prob\n", 0.9, PASSED),  # improving is fine
+        ("  no_regression_of: final_prob\n  tolerance: 0.3\n", 0.52, PASSED),
+        ("  no_regression_of: {final_prob: 0}\n", 0.7725, PASSED),
+        ("  no_regression_of: {final_prob: 0}\n", 0.7724, FAILED),
+        ("  no_regression_of: {final_prob: 0.3}\n  tolerance: 0.01\n", 0.52, PASSED),  # the mapping wins
+    ],
+)
+def test_no_regression_of_final_prob(comparison, body, tuned_prob, status):
+    tuned = with_tracked(comparison.results[1], " Paris", final_prob=tuned_prob)
+    c = with_results(comparison, comparison.results[0], tuned)
+    [outcome] = evaluate_case(case_of(body), comparison=c)
+    assert (outcome.name, outcome.side, outcome.check) == (
+        "comparison no_regression final_prob ' Paris'",
+        "comparison",
+        "no_regression",
+    )
+    assert outcome.status == status, outcome.message
+
+
+def test_no_regression_of_final_prob_tolerance_from_defaults(comparison):
+    text = (
+        "defaults: {track: ' Paris', tolerance: 0.3}\n"
+        "cases:\n  - {id: a, prompt: p, no_regression_of: final_prob}\n"
+    )
+    case = parse_suite(text, "suite.yaml").cases[0]
+    [outcome] = evaluate_case(case, comparison=comparison)
+    assert outcome.status == PASSED
+    assert outcome.line == 3
+
+
+def test_no_regression_of_final_prob_messages(comparison):
+    [outcome] = evaluate_case(case_of("  no_regression_of: final_prob\n"), comparison=comparison)
+    assert outcome.expected == "p(' Paris') >= 0.7225 (base 0.7725 - tolerance 0.05)"
+    assert outcome.actual == "p(' Paris') = 0.520"
+    assert outcome.message == (
+        "comparison: tuned p(' Paris') = 0.520, base 0.772 (dropped 0.252, more than the tolerance 0.05)"
+    )
+
+
+def test_no_regression_of_final_top1(comparison):
+    case = case_of("  no_regression_of: [final_top1]\n")
+    [same] = evaluate_case(case, comparison=comparison)
+    assert (same.name, same.status) == ("comparison no_regression final_top1", PASSED)
+    changed = with_results(comparison, comparison.results[0], with_top1(comparison.results[1], " the", 0.4))
+    [outcome] = evaluate_case(case, comparison=changed)
+    assert outcome.status == FAILED
+    assert (outcome.expected, outcome.actual) == ("top-1 ' Paris' (base's)", "top-1 ' the' (p=0.400)")
+    assert outcome.message == "comparison: tuned final top-1 is ' the' (p=0.400), but base's ' Paris' (p=0.772)"
+
+
+@pytest.mark.parametrize(
+    ("body", "base_layer", "tuned_layer", "status"),
+    [
+        ("  no_regression_of: emergence\n", 17, 17, PASSED),
+        ("  no_regression_of: emergence\n", 17, 12, PASSED),  # earlier is better
+        ("  no_regression_of: emergence\n", 17, 18, FAILED),  # default tolerance 0
+        ("  no_regression_of: emergence\n  tolerance: 0.5\n", 17, 18, FAILED),  # tolerance is final_prob's
+        ("  no_regression_of: {emergence: 0.05}\n", 17, 18, PASSED),  # 1/29 = 3.4% <= 5%
+        ("  no_regression_of: {emergence: 0.05}\n", 17, 19, FAILED),  # 2/29 = 6.9%
+        ("  no_regression_of: emergence\n", None, 25, PASSED),  # base never: nothing to regress from
+        ("  no_regression_of: emergence\n", None, None, PASSED),
+        ("  no_regression_of: emergence\n", 17, None, FAILED),  # base did, tuned never does
+    ],
+)
+def test_no_regression_of_emergence(comparison, body, base_layer, tuned_layer, status):
+    c = with_results(
+        comparison,
+        with_tracked(comparison.results[0], " Paris", emergence=base_layer),
+        with_tracked(comparison.results[1], " Paris", emergence=tuned_layer),
+    )
+    [outcome] = evaluate_case(case_of(body), comparison=c)
+    assert outcome.name == "comparison no_regression emergence ' Paris'"
+    assert outcome.status == status, outcome.message
+
+
+def test_no_regression_of_emergence_compares_relative_depths():
+    c = make_comparison("depths")  # base 30 layers, tuned 18
+    base = with_tracked(c.results[0], " Paris", emergence=20)  # 20/29 = 69.0%
+    case = case_of("  no_regression_of: emergence\n")
+    for tuned_layer, status in ((11, PASSED), (12, FAILED)):  # 11/17 = 64.7%, 12/17 = 70.6%
+        pair = with_results(c, base, with_tracked(c.results[1], " Paris", emergence=tuned_layer))
+        [outcome] = evaluate_case(case, comparison=pair)
+        assert outcome.status == status, outcome.message
+    assert outcome.expected == "emerges by depth 69% (base: layer 20 of 0..29, depth 69%; tolerance 0%)"
+    assert outcome.actual == "emerges at layer 12 of 0..17 (depth 70.6%)"
+
+
+def test_no_regression_of_an_untracked_target_is_an_error(comparison):
+    tuned = dataclasses.replace(
+        comparison.results[1],
+        token_evolutions=[e for e in comparison.results[1].token_evolutions if e.text != " Paris"],
+    )
+    c = with_results(comparison, comparison.results[0], tuned)
+    [outcome] = evaluate_case(case_of("  no_regression_of: final_prob\n"), comparison=c)
+    assert outcome.status == ERROR
+    assert outcome.message == "comparison (tuned): ' Paris' was not tracked in this run (tracked: ' Lyonnais')"
+
+
+def test_every_comparison_kind_evaluates(comparison):
+    body = (
+        '  expect: {final_top1: " Paris", final_prob_at_least: 0.1, emerges_by_layer: "100%"}\n'
+        "  no_regression_of: [final_prob, final_top1, emergence]\n"
+    )
+    for kind in ("same_tokenizer", "depths", "tokenizers", "same_model"):
+        outcomes = evaluate_case(case_of(body), comparison=make_comparison(kind))
+        assert len(outcomes) == 9
+        assert all(o.status in (PASSED, FAILED) for o in outcomes), [o.message for o in outcomes]
+        assert all("\n" not in o.message for o in outcomes)
+    same = evaluate_case(case_of(body), comparison=make_comparison("same_model"))
+    assert all(o.status == PASSED for o in same if o.side == "comparison")
+
+
+def test_hostile_tokens_stay_on_one_ascii_line():
+    c = make_comparison("hostile")
+    token = c.results[0].final_top_token
+    case = parse_suite("- {id: h, prompt: p, expect: {not_top1: x}}", "s.yaml").cases[0]
+    case = dataclasses.replace(
+        case, expectations=[dataclasses.replace(case.expectations[0], token="\u202e\n<b>")]
+    )
+    outcomes = evaluate_case(case, comparison=c)
+    for o in outcomes:
+        for text in (o.name, o.expected, o.actual, o.message):
+            assert text.isascii() and "\n" not in text, text
+    assert outcomes[0].name == "base not_top1 '\\u202e\\n<b>'"
+    assert ascii(token) in outcomes[0].actual
