@@ -16,6 +16,10 @@ import click
 
 from .errors import LazarusError
 
+# Exit codes: 0 success, 1 suite expectations failed, 2 usage or input error, 3 internal error
+# (kept apart from 1 so a CI gate never mistakes a crash for a verdict), 130 interrupted.
+INTERNAL_ERROR = 3
+
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
 
@@ -35,12 +39,12 @@ def run_guarded(fn: Callable[[], Any]) -> Any:
     except KeyboardInterrupt:
         _fail("interrupted", 130)
     except MemoryError:
-        _fail("out of memory (try a shorter prompt or fewer layers)", 1)
+        _fail("out of memory (try a shorter prompt or fewer layers)", INTERNAL_ERROR)
     except Exception as exc:  # noqa: BLE001 - the last line of defence against tracebacks
         if os.environ.get("LAZARUS_DEBUG"):
             raise
         first = (str(exc).strip().splitlines() or [""])[0]
-        _fail(f"internal error: {type(exc).__name__}: {first} (set LAZARUS_DEBUG=1 for the traceback)", 1)
+        _fail(f"internal error: {type(exc).__name__}: {first} (set LAZARUS_DEBUG=1 for the traceback)", INTERNAL_ERROR)
 
 
 def check_output_path(path: str | None, option: str) -> None:
