@@ -365,22 +365,29 @@ def bench_suite_file(directory: Path) -> Path:
 
 
 def suite_reference(suite_file: str, models: list[str], adapters: list[str | None]) -> dict:
-    """The engine alone, in this process: load each model once, time every case's lens run
-    (``Side.run``, what a single ``analyze`` does after loading). No suite machinery."""
+    """The engine alone, in this process: each model loaded once, then what a standalone ``compare``
+    does per prompt after loading (each side's lens run, then the comparison), timed case by case.
+    No suite machinery: no spilling, checks, reports or files."""
     from lazarus_report.api import each_model
+    from lazarus_report.compare import compare_models_from_runs
     from lazarus_report.suites.runner import case_config
     from lazarus_report.suites.spec import load_suite
 
     spec = load_suite(suite_file)
+    runs: list[list] = [[] for _ in spec.cases]
     loads, engine = [], 0.0
     start = time.perf_counter()
     for side in each_model(models, adapters, [None] * len(models)):
         loads.append(time.perf_counter() - start)
-        for case in spec.cases:
+        for i, case in enumerate(spec.cases):
             s = time.perf_counter()
-            side.run(case.prompt, case_config(case))
+            runs[i].append(side.run(case.prompt, case_config(case)))
             engine += time.perf_counter() - s
         start = time.perf_counter()
+    for pair in runs:
+        s = time.perf_counter()
+        compare_models_from_runs(pair)
+        engine += time.perf_counter() - s
     return {"loads": loads, "engine": engine}
 
 
@@ -540,8 +547,8 @@ def main() -> None:
     section(
         "Suite end to end",
         "Fresh processes. A 20-case suite (examples/suites/weather-adapter.yaml plus 6 cases) on two models. "
-        "Reference: in one process, each model loaded once and every case's lens run timed alone "
-        "(the engine, no suite machinery). Suite: `lazarus introspect suite` writing JSON, JUnit and "
+        "Reference: in one process, each model loaded once, then per case what a standalone `compare` does "
+        "after loading (both lens runs and the comparison), timed case by case (no suite machinery). Suite: `lazarus introspect suite` writing JSON, JUnit and "
         "Markdown (and, second column, the HTML report too), process start and imports included. "
         "Target: the suite <= 1.2x the reference.",
         lambda: bench_suite(max(2, args.reps // 2)),

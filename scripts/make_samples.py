@@ -10,6 +10,10 @@ from pathlib import Path
 
 from lazarus_report.api import AnalysisConfig, LayerStrategy, ModelAnalyzer, compare_models
 from lazarus_report.render import write_report_files
+from lazarus_report.result import write_text_atomic
+from lazarus_report.suites.junit import render_junit
+from lazarus_report.suites.runner import run_suite
+from lazarus_report.suites.spec import load_suite
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "sample_reports"
@@ -51,6 +55,17 @@ COMPARE_SAMPLES = [
 ]
 
 
+SUITE_SAMPLES = [
+    # (name, suite file, models, adapters)
+    (
+        "suite-weather-adapter",
+        "examples/suites/weather-adapter.yaml",
+        ["smollm2-135m-instruct", "smollm2-135m-instruct"],
+        [None, ADAPTER],
+    ),
+]
+
+
 def write(name: str, obj) -> None:
     obj.save(OUT / f"{name}.json")
     write_report_files(obj, html_path=OUT / f"{name}.html", markdown_path=OUT / f"{name}.md")
@@ -68,6 +83,11 @@ def main() -> None:
             write(name, analyzer.run(prompt, config))
     for name, m1, m2, adapter2, prompt, config in COMPARE_SAMPLES:
         write(name, compare_models(m1, m2, prompt, config, adapter2=adapter2))
+    for name, suite_file, models, adapters in SUITE_SAMPLES:
+        suite = run_suite(load_suite(suite_file), models, adapters=adapters)
+        write(name, suite)
+        write_text_atomic(OUT / f"{name}.junit.xml", render_junit(suite))
+        print(f"wrote sample_reports/{name}.junit.xml ({suite.status})")
 
 
 if __name__ == "__main__":
