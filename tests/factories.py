@@ -394,3 +394,165 @@ def make_comparison(kind: str = "same_tokenizer"):
 
 
 COMPARISON_KINDS = ["same_tokenizer", "depths", "tokenizers", "same_model", "hostile"]
+
+
+# --- suites -----------------------------------------------------------------------------------
+
+# (prompt, target token, the runner-up the tuned model sometimes prefers)
+SUITE_PROMPTS = [
+    ("The capital of France is", " Paris", " Lyon"),
+    ("The capital of Germany is", " Berlin", " Munich"),
+    ("The capital of Italy is", " Rome", " Milan"),
+    ("The largest city in the UK is", " London", " Manchester"),
+    ("Marseille is a port city in", " France", " Europe"),
+    ("The Eiffel Tower is located in", " Paris", " France"),
+    ("What's the weather in Paris?", " I", " The"),
+]
+
+
+def make_suite(
+    n_cases: int = 6,
+    *,
+    two_models: bool = True,
+    hostile: bool = False,
+    num_layers: int = 30,
+    tuned_layers: int | None = None,
+    top_k: int = 5,
+    role_checked: str | None = None,
+):
+    """A deterministic synthetic ``SuiteResult`` (no grid in any case result, as suite runs compute none).
+
+    Every case comes from ``make_result`` (and, for two models, the same engine as ``make_comparison``),
+    varied by the case index: where the target (the first tracked token) emerges, the final
+    probabilities; some cases fail (the tuned model prefers another token, so the target never
+    becomes top-1 there), some have skipped checks, some track nothing (no target), and one case
+    (index 3, or the last of a shorter suite) could not run. ``hostile=True`` puts ``HOSTILE_STRINGS``
+    into case ids, prompts, tokens, check texts, labels and the suite name; ``tuned_layers`` gives the
+    tuned model another depth (layers are then matched by relative depth). One model: the tuned runs.
+    """
+    from lazarus_report.result import SuiteCase, SuiteResult
+
+    labels = ["smollm2-135m-instruct", "smollm2-135m-instruct + adapters/weather"][: 2 if two_models else 1]
+    if hostile:
+        labels = ["<b>base</b>|`m`\u202e", "</script><b>tuned</b>{{ 7*7 }}"][: 2 if two_models else 1]
+    cases = []
+    for i in range(n_cases):
+        prompt, target, other = SUITE_PROMPTS[i % len(SUITE_PROMPTS)]
+        case_id = f"{prompt.split()[-2].lower().strip('?')}-{i:02d}"
+        if hostile:
+            target, other = HOSTILE_STRINGS[i % len(HOSTILE_STRINGS)], HOSTILE_STRINGS[(i + 5) % len(HOSTILE_STRINGS)]
+            case_id = target + (f"#{i}" if i >= len(HOSTILE_STRINGS) else "")
+            prompt = "Say " + target + HOSTILE_STRINGS[(i + 1) % len(HOSTILE_STRINGS)]
+        line = 4 + 6 * i
+        if i == min(3, n_cases - 1):
+            error = f"model 2 ({labels[-1]}): the prompt is longer than the model's context (8192 tokens)"
+            cases.append(SuiteCase(case_id, prompt, line, None, None, [], error))
+            continue
+        case = _SuiteCaseSpec(i, case_id, prompt, target, other, line, two_models, hostile)
+        base, tuned = case.results(num_layers, tuned_layers or num_layers, top_k)
+        comparison = case.comparison(base, tuned, labels) if two_models else None
+        checks = case.checks(base, tuned)
+        cases.append(SuiteCase(case_id, prompt, line, None if two_models else tuned, comparison, checks))
+    return SuiteResult(
+        name="<script>alert('suite')</script> `capitals` | {{ 7*7 }}" if hostile else "capitals",
+        source="suites/</script>.yaml" if hostile else "suites/capitals.yaml",
+        source_sha256="5e" * 32,
+        roles=["base", "tuned"] if two_models else ["model"],
+        labels=labels,
+        role_checked=role_checked,
+        cases=cases,
+        load_seconds=[1.2, 1.9] if two_models else [1.2],
+        timings={"engine": 0.41 * n_cases, "compare": 0.02 * n_cases, "total": 0.5 * n_cases + 3.1},
+        versions={"lazarus-report": "0.1.0", "mlx": "0.32.4", "mlx-lm": "0.32.2", "python": "3.11.7"},
+    )
+
+
+class _SuiteCaseSpec:
+    """One synthetic suite case: its runs and its checks, varied by the case index ``i``."""
+
+    def __init__(self, i, case_id, prompt, target, other, line, two_models, hostile):
+        self.i, self.case_id, self.prompt, self.target, self.other = i, case_id, prompt, target, other
+        self.line, self.two_models, self.hostile = line, two_models, hostile
+        self.failing = i % 5 == 2  # the tuned (or only) model prefers ``other``: the target never emerges
+        self.untracked = i % 7 == 5  # the case tracks nothing: no target
+        self.skipped = i % 4 == 1  # one expectation is not checked
+        self.side = "tuned" if two_models else "model"
+
+    def results(self, base_layers, tuned_layers, top_k):
+        import dataclasses
+
+        i = self.i
+        tokens = CHATML_TOKENS[:24] + _raw_tokens(self.prompt) + CHATML_TOKENS[-5:]
+        tracked = () if self.untracked else ((self.target, self.target, 1), (self.other, self.other, 1))
+        common: dict = dict(prompt=self.prompt, tokens=tokens, tracked=tracked, top_k=top_k, grid=False)
+        if self.hostile:
+            common["filler"] = [h for h in HOSTILE_STRINGS if h not in (self.target, self.other)] + [" a", " b"]
+        base = make_result(num_layers=base_layers, seed=10 + i, final_token=self.target,
+                           final_prob=0.55 + 0.04 * (i % 6), emergence_at=0.55 + 0.03 * (i % 5), **common)
+        tuned_token = self.other if self.failing else self.target
+        tuned = make_result(num_layers=tuned_layers, seed=100 + i, final_token=tuned_token,
+                            final_prob=0.35 + 0.05 * (i % 7), emergence_at=0.62 + 0.04 * (i % 6), **common)
+        if self.hostile:
+            base, tuned = _hostile_metadata(base), _hostile_metadata(tuned)
+        if self.two_models:
+            tuned = dataclasses.replace(tuned, model=dataclasses.replace(tuned.model, adapter="adapters/weather"))
+        return _engine_rounded(base), _engine_rounded(tuned)
+
+    def comparison(self, base, tuned, labels):
+        from lazarus_report.compare import compare_results
+
+        log_probs = [_synthetic_log_probs(base, seed=self.i, shift=0.0),
+                     _synthetic_log_probs(tuned, seed=self.i + 50, shift=1.0)]
+        single = [[True] * len(base.tracked_tokens)] * 2
+        return compare_results(base, tuned, *log_probs, fingerprints=["f", "f"], single_token=single, labels=labels,
+                               same_model=False, load_seconds=[0.0, 0.0])
+
+    def checks(self, base, tuned):
+        from lazarus_report.result import CheckOutcome
+
+        case_id, side, target, line = self.case_id, self.side, self.target, self.line
+        top = tuned.final_top_token
+        checks = [CheckOutcome(
+            f"{side} final_top1", "final_top1", side, repr(target), repr(top), "failed" if self.failing else "passed",
+            f"{case_id}: {side} final top-1 is {top!r}, expected {target!r}", line + 2,
+        )]
+        if not self.untracked:
+            emerged = tuned.token_evolutions[0].emergence_layer
+            where = "never becomes top-1" if emerged is None else f"becomes top-1 at layer {emerged}"
+            checks.append(CheckOutcome(
+                f"{side} emerges_by_layer", "emerges_by_layer", side, "top-1 by layer 24",
+                "never top-1" if emerged is None else f"top-1 from layer {emerged}",
+                "passed" if emerged is not None and emerged <= 24 else "failed",
+                f"{case_id}: {target!r} {where} in the {side} model, expected by layer 24", line + 3,
+            ))
+            if self.two_models:
+                drop = base.token_evolutions[0].final_prob - tuned.token_evolutions[0].final_prob
+                checks.append(CheckOutcome(
+                    "comparison no_regression", "no_regression", "comparison", "final probability drops by at most 0.3",
+                    f"drops by {drop:.3f}", "passed" if drop <= 0.3 else "failed",
+                    f"{case_id}: the probability of {target!r} drops by {drop:.3f} (tolerance 0.3)", line + 4,
+                ))
+        if self.skipped:
+            reason = "base expectations are not checked on one model without --role base" if not self.two_models else (
+                f"no base probability expected for {self.other!r}")
+            checks.append(CheckOutcome(
+                "base final_prob_at_least", "final_prob_at_least", "base", f"P({target!r}) >= 0.5", "not checked",
+                "skipped", f"{case_id}: skipped: {reason}", line + 5,
+            ))
+        return checks
+
+
+def _engine_rounded(result):
+    """``result`` with its floats at the 8 significant digits the engine keeps (``result.rounded``)."""
+    from lazarus_report.result import AnalysisResult, rounded
+
+    def walk(x):
+        if isinstance(x, float):
+            return rounded(x)
+        if isinstance(x, list):
+            return [walk(v) for v in x]
+        if isinstance(x, dict):
+            return {k: walk(v) for k, v in x.items()}
+        return x
+
+    return AnalysisResult.from_dict(walk(result.to_dict()))

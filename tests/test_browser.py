@@ -1,10 +1,11 @@
-"""The HTML reports (one analysis, and a comparison) in a real browser: headless Debian Chromium
-driven by Playwright.
+"""The HTML reports (one analysis, a comparison, a suite run) in a real browser: headless Debian
+Chromium driven by Playwright.
 
 Uses the system Chromium (/usr/bin/chromium) and never downloads a browser. Checks that every chart
 upgrades to an interactive vegaEmbed chart with no console errors and no network requests, that
-with JavaScript off every chart still shows as SVG, and that the page fits a phone-width screen.
-Screenshots go to build/ (report-*.png, compare-*.png) for a human to look at.
+with JavaScript off every chart still shows as SVG, and that the page fits a phone-width screen; for
+a suite, that the case table sorts and filters, and that a closed case draws its chart when opened.
+Screenshots go to build/ (report-*.png, compare-*.png, suite-*.png) for a human to look at.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from factories import make_comparison, make_hostile_result, make_result
+from factories import HOSTILE_STRINGS, make_comparison, make_hostile_result, make_result, make_suite
 from lazarus_report.render.html import render_html
 
 CHROMIUM = "/usr/bin/chromium"
@@ -83,6 +84,8 @@ def report_files(tmp_path_factory) -> dict[str, Path]:
         ("compare", make_comparison("same_tokenizer")),
         ("compare-tokenizers", make_comparison("tokenizers")),
         ("compare-hostile", make_comparison("hostile")),
+        ("suite", make_suite(12)),
+        ("suite-hostile", make_suite(len(HOSTILE_STRINGS) + 2, hostile=True)),
     )
     for name, result in reports:
         for static in (False, True):
@@ -155,16 +158,21 @@ def test_tooltips_work_on_the_live_chart(browser_context, report_files):
 @pytest.mark.parametrize("name", ["demo", "hostile", "demo-static", "compare", "compare-tokenizers-static", "compare-hostile"])
 def test_charts_show_as_svg_without_javascript(browser_context, report_files, name):
     page, watch = _open(browser_context(javascript=False), report_files[name], wait_live=False)
+    assert _static_charts_shown(page) == CHARTS[name.removesuffix("-static")]
+    assert watch.foreign_requests(report_files[name].as_uri()) == []
+    if name.startswith("compare"):
+        page.screenshot(path=str(BUILD / f"{name.removesuffix('-static')}-nojs.png"), full_page=True)
+
+
+def _static_charts_shown(page) -> int:
+    """Every chart figure shows its static SVG at a readable size; returns how many there are."""
     figures = page.locator("figure.chart")
-    assert figures.count() == CHARTS[name.removesuffix("-static")]
     for i in range(figures.count()):
         svg = figures.nth(i).locator(".chart-static svg")
         assert svg.count() == 1
         box = svg.bounding_box()
         assert box is not None and box["width"] > 300 and box["height"] > 150
-    assert watch.foreign_requests(report_files[name].as_uri()) == []
-    if name.startswith("compare"):
-        page.screenshot(path=str(BUILD / f"{name.removesuffix('-static')}-nojs.png"), full_page=True)
+    return figures.count()
 
 
 def test_compare_tooltips_and_notes(browser_context, report_files):
@@ -235,3 +243,116 @@ def test_print_media_expands_scroll_boxes(browser_context, report_files):
 @pytest.fixture(scope="module", autouse=True)
 def _build_dir():
     BUILD.mkdir(exist_ok=True)
+
+
+# --- suites ------------------------------------------------------------------------------------------
+
+OPEN_ALL_CASES = "document.querySelectorAll('details.case').forEach(function (d) { d.open = true; })"
+
+
+def _case_rows(page) -> list[str]:
+    """The visible rows of the case table, as their case ids, in page order."""
+    return page.evaluate(
+        "Array.from(document.querySelectorAll('#cases-table tbody tr')).filter(r => !r.hidden)"
+        ".map(r => r.querySelector('th').textContent)"
+    )
+
+
+@pytest.mark.parametrize("name", ["suite", "suite-hostile"])
+def test_suite_charts_render_interactively_when_their_case_opens(browser_context, report_files, name):
+    path = report_files[name]
+    page, watch = _open(browser_context(), path, wait_live=False)
+    # The overview chart and the open (failing) cases' charts draw at once; closed cases wait.
+    opened = page.locator("details.case[open] figure.chart").count()
+    page.wait_for_function(
+        f"document.querySelectorAll('figure.chart.is-live').length === {opened + 1}", timeout=30_000
+    )
+    closed = page.locator("details.case:not([open]) figure.chart")
+    assert closed.count() > 0 and page.locator("details.case:not([open]) figure.chart.is-live").count() == 0
+    page.locator("details.case:not([open]) > summary").first.click()
+    page.wait_for_function(f"document.querySelectorAll('figure.chart.is-live').length === {opened + 2}")
+    page.evaluate(OPEN_ALL_CASES)
+    page.wait_for_function(ALL_LIVE, timeout=60_000)
+    figures = page.locator("figure.chart").count()
+    rendered = page.evaluate("document.querySelectorAll('.chart-live.vega-embed > svg').length")
+    assert rendered == figures == 1 + page.locator("details.case figure.chart").count()
+    assert watch.errors == []
+    assert watch.dialogs == []  # no injected alert() ran
+    assert watch.foreign_requests(path.as_uri()) == []
+    if name == "suite":
+        page.locator("details.case").nth(0).scroll_into_view_if_needed()
+        page.screenshot(path=str(BUILD / "suite-desktop.png"), full_page=True)
+
+
+def test_suite_table_sorts_and_filters(browser_context, report_files):
+    page, watch = _open(browser_context(), report_files["suite"], wait_live=False)
+    assert page.locator("#cases-controls").is_visible()
+    in_file_order = _case_rows(page)
+    assert len(in_file_order) == 12
+    failing = page.locator("#cases-table thead th", has_text="Failing")
+    failing.locator("button").click()
+    assert failing.get_attribute("aria-sort") == "ascending"
+    counts = page.evaluate(
+        "Array.from(document.querySelectorAll('#cases-table tbody tr')).map(r => +r.lastElementChild.textContent)"
+    )
+    assert counts == sorted(counts) and counts[-1] > 0
+    failing.locator("button").click()
+    assert failing.get_attribute("aria-sort") == "descending"
+    assert _case_rows(page)[0] != in_file_order[0]
+    # Emergence: numbers ascending, "never" after every layer, no target last either way.
+    layer = page.locator("#cases-table thead th", has_text="Layer tuned")
+    layer.locator("button").click()
+    cells = page.evaluate(
+        "Array.from(document.querySelectorAll('#cases-table tbody tr')).map(r => r.cells[6] && r.cells[6].textContent)"
+    )
+    numbers = [int(c) for c in cells if c.isdigit()]
+    never = cells.count("never")
+    assert numbers == sorted(numbers) and never > 0
+    assert cells[len(numbers) : len(numbers) + never] == ["never"] * never
+    assert set(cells[len(numbers) + never :]) <= {"—", ""}  # no target, could not run: last
+    # Filter by text, then by status.
+    page.fill("#cases-filter", "ITALY")
+    assert sorted(_case_rows(page)) == ["italy-02", "italy-09"]
+    assert page.locator("#cases-shown").inner_text() == "2 of 12 cases shown"
+    page.fill("#cases-filter", "")
+    page.select_option("#cases-status", "failed")
+    failed = _case_rows(page)
+    assert 0 < len(failed) == page.locator("#cases-table tbody tr[data-status='failed']").count() < 12
+    page.select_option("#cases-status", "")
+    assert len(_case_rows(page)) == 12
+    # A case link jumps to its section and opens it.
+    assert page.locator("#case-france-00").get_attribute("open") is None
+    page.locator("#cases-table a", has_text="france-00").click()
+    assert page.evaluate("location.hash") == "#case-france-00"
+    page.wait_for_function("document.getElementById('case-france-00').open")
+    page.wait_for_selector("#c0-trajectory.is-live", timeout=30_000)  # its chart draws once open
+    page.screenshot(path=str(BUILD / "suite-table.png"))
+    assert watch.errors == []
+
+
+@pytest.mark.parametrize("name", ["suite", "suite-static", "suite-hostile"])
+def test_suite_without_javascript_shows_the_svg_charts_and_the_full_table(browser_context, report_files, name):
+    page, watch = _open(browser_context(javascript=False), report_files[name], wait_live=False)
+    rows = page.locator("#cases-table tbody tr")
+    assert rows.count() == page.locator("details.case").count() and rows.count() >= 12
+    for i in range(rows.count()):
+        assert rows.nth(i).is_visible()
+    assert not page.locator("#cases-controls").is_visible()  # hidden (interactive) or absent (static)
+    summaries = page.locator("details.case:not([open]) > summary")
+    for i in range(summaries.count()):
+        summaries.nth(0).click()  # opening needs no script; the list shrinks as cases open
+    assert _static_charts_shown(page) == 1 + page.locator("details.case figure.chart").count()
+    assert watch.foreign_requests(report_files[name].as_uri()) == []
+    if name == "suite":
+        page.screenshot(path=str(BUILD / "suite-nojs.png"), full_page=True)
+
+
+def test_suite_phone_width_layout(browser_context, report_files):
+    page, watch = _open(browser_context(width=390, height=844), report_files["suite"], wait_live=False)
+    page.evaluate(OPEN_ALL_CASES)
+    page.wait_for_function(ALL_LIVE, timeout=60_000)
+    assert page.evaluate("document.documentElement.scrollWidth") <= 390
+    box = page.locator("#overview .table-scroll").bounding_box()
+    assert box is not None and box["x"] >= 0 and box["x"] + box["width"] <= 390
+    page.screenshot(path=str(BUILD / "suite-phone.png"), full_page=False)
+    assert watch.errors == []

@@ -26,8 +26,11 @@ many charts the process rendered before. ``_renumber_ids`` rewrites them per cha
 from __future__ import annotations
 
 import bisect
+import dataclasses
 import functools
 import html
+import json
+import math
 import re
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -39,6 +42,7 @@ import vl_convert as vlc
 from altair.utils.schemapi import debug_mode
 
 from lazarus_report.render.report_model import ComparisonView, GridView, ReportModel, RunReport
+from lazarus_report.render.suite_model import SuiteReport
 
 LINE_WIDTH = 560
 LINE_HEIGHT = 190
@@ -199,6 +203,131 @@ def finish(pending: dict[str, list[PendingChart]]) -> dict[str, list[ChartView]]
     return {key: [c.result() for c in charts] for key, charts in pending.items()}
 
 
+# --- suites -------------------------------------------------------------------------------------
+
+SUITE_CHART_ID = "suite-emergence"
+CASE_LABEL_CHARS = 28
+
+
+@_unvalidated
+def start_suite_charts(suite: SuiteReport) -> dict[str, list[PendingChart]]:
+    """A suite report's charts: ``{"suite": [emergence across cases], <case key>: [trajectory], ...}``.
+
+    Each case's trajectory is the single-prompt chart (``_compare_trajectory`` or ``_trajectory``) with
+    a compact static SVG (``_plot_svg``); the page stores the cases' specs as patches of one shared
+    spec (``shared_specs``)."""
+    out: dict[str, list[PendingChart]] = {}
+    if suite.with_target:
+        out["suite"] = [_emergence(suite)]
+    for case in suite.cases:
+        report = case.report
+        if report is None:
+            continue
+        chart_id = f"{case.key}-trajectory"
+        if report.comparison is not None:
+            out[case.key] = [_compare_trajectory(report.runs, report.comparison, chart_id=chart_id, compact=True)]
+        else:
+            out[case.key] = [_trajectory(report.runs[0], chart_id=chart_id, compact=True)]
+    return out
+
+
+def _emergence(suite: SuiteReport) -> PendingChart:
+    """Where each case's target first becomes top-1, per model, across the cases (in suite order).
+    A target that never becomes top-1 sits in a "never" band above the last layer; with models of
+    different depths the y axis is relative depth."""
+    cases = suite.with_target
+    if suite.by_depth:
+        top, never, ticks = 1.0, 1.15, [0, 0.2, 0.4, 0.6, 0.8, 1.0]
+        y_title, label = "Target top-1 from (relative depth)", "format(datum.value, '.1f')"
+    else:
+        top = max(side.num_layers for case in cases for side in case.sides) - 1
+        step = max(1, round(_tick_step(0, top, 6)))
+        never, ticks = top + 2.5, list(range(0, top + 1, step))
+        y_title, label = "Target top-1 from layer", "datum.value"
+    band = [{"y": top + (never - top) * 0.3, "y2": never + (never - top) * 0.6}]
+    rows, pairs = [], []
+    for case in cases:
+        x = f"{case.index + 1}. {_shorten(case.id, CASE_LABEL_CHARS)}"
+        ys = []
+        for tag, side in zip(suite.tags, case.sides):
+            value = side.target_depth if suite.by_depth else side.target_emergence
+            y = never if value is None else _round(value)
+            ys.append(y)
+            rows.append({"x": x, "m": tag, "y": y, "e": side.emergence_text, "id": case.id, "s": case.status})
+        if len(ys) == 2:
+            pairs.append({"x": x, "y": ys[0], "y2": ys[1]})
+    order = [f"{case.index + 1}. {_shorten(case.id, CASE_LABEL_CHARS)}" for case in cases]
+    x = alt.X("x:N", title="Case (suite order)", sort=order, axis=alt.Axis(labelAngle=-50, labelLimit=140))
+    y = alt.Y("y:Q", title=y_title, scale=alt.Scale(domain=[0, never + (never - top) * 0.6], nice=False),
+              axis=alt.Axis(values=[*ticks, never], labelExpr=f"datum.value > {top} ? 'never' : {label}"))
+    tooltip = [alt.Tooltip("id:N", title="Case"), alt.Tooltip("m:N", title="Model"),
+               alt.Tooltip("e:N", title="Target top-1 from"), alt.Tooltip("s:N", title="Status")]
+    layers: list[Any] = [
+        alt.Chart(alt.NamedData("band")).mark_rect(color="#eeeeee").encode(y=y, y2="y2:Q"),
+    ]
+    if pairs:
+        layers.append(alt.Chart(alt.NamedData("pairs")).mark_rule(color="#aaaaaa").encode(x=x, y=y, y2="y2:Q"))
+    tags = list(suite.tags)
+    layers.append(
+        alt.Chart(alt.NamedData("d")).mark_point(filled=True, size=60, opacity=0.9).encode(
+            x=x, y=y, tooltip=tooltip,
+            color=alt.Color("m:N", title="Model", scale=alt.Scale(domain=tags, range=PALETTE[: len(tags)]),
+                            legend=alt.Legend(orient="top", direction="horizontal")),
+            shape=alt.Shape("m:N", title="Model",
+                            scale=alt.Scale(domain=tags, range=["circle", "diamond"][: len(tags)])),
+        )
+    )
+    chart = alt.layer(*layers).properties(width=max(360, 18 * len(cases)), height=220)
+    who = "each model" if len(tags) == 2 else "the model"
+    description = (
+        f"For each case with a target (its first tracked token), the {'relative depth' if suite.by_depth else 'layer'} "
+        f"where the target first becomes the top-1 prediction in {who}; the band at the top holds the cases where it "
+        "never does."
+    )
+    if len(tags) == 2:
+        description += " A grey line joins a case's base and tuned points."
+    return _line_view(SUITE_CHART_ID, "Where the target emerges, across cases", description, chart,
+                      {"band": band, "pairs": pairs, "d": rows})
+
+
+def shared_specs(charts: list[PendingChart], base_id: str) -> dict[str, Any]:
+    """Specs for the page, stored compactly: ``{base_id: the first chart's spec, chart id: patch}``, where a
+    patch is ``{"lazarus-patch": {"base": "spec-<base_id>", "ops": [...]}}`` (see ``spec_patch``). The
+    page script rebuilds each spec from the base before drawing it. Charts of one kind share most of
+    their spec; only their data and a few scale domains differ."""
+    if not charts:
+        return {}
+    base = charts[0].spec
+    out: dict[str, Any] = {base_id: base}
+    for chart in charts:
+        out[chart.chart_id] = {"lazarus-patch": {"base": f"spec-{base_id}", "ops": spec_patch(base, chart.spec)}}
+    return out
+
+
+def spec_patch(base: Any, spec: Any, path: tuple[Any, ...] = ()) -> list[list[Any]]:
+    """Operations that turn ``base`` into ``spec``: ``[path, value]`` sets the value at ``path`` (a list
+    of object keys and array indices; ``[]`` is the whole spec), ``[path]`` deletes an object key.
+    Objects are patched key by key; an array of the same length element by element when that is
+    shorter than replacing it whole."""
+    if base == spec:
+        return []
+    whole: list[list[Any]] = [[list(path), spec]]
+    if isinstance(base, dict) and isinstance(spec, dict):
+        ops: list[list[Any]] = []
+        for key, value in spec.items():
+            ops += spec_patch(base[key], value, (*path, key)) if key in base else [[[*path, key], value]]
+        ops += [[[*path, key]] for key in base if key not in spec]
+    elif isinstance(base, list) and isinstance(spec, list) and len(base) == len(spec):
+        ops = [op for i, (b, s) in enumerate(zip(base, spec)) for op in spec_patch(b, s, (*path, i))]
+    else:
+        return whole
+    return ops if _json_size(ops) < _json_size(whole) else whole
+
+
+def _json_size(value: Any) -> int:
+    return len(json.dumps(value, separators=(",", ":"), ensure_ascii=False))
+
+
 # --- one run --------------------------------------------------------------------------
 
 
@@ -209,11 +338,17 @@ def _layer_x(run: RunReport, *, labelled: bool = True) -> alt.X:
     return alt.X("layer:Q", title=None, scale=scale, axis=alt.Axis(tickMinStep=1, labels=False))
 
 
-def _rank_y(field: str, ranks: list[int]) -> alt.Y:
-    """Rank on a reversed log axis (1 at the top) from 1 to the next power of ten, ticks at powers of ten."""
+def _rank_top(ranks: list[int]) -> int:
+    """The rank axis goes from 1 to the next power of ten (at least 10)."""
     top = 1
     while top < max([1, *ranks]):
         top *= 10
+    return top
+
+
+def _rank_y(field: str, ranks: list[int]) -> alt.Y:
+    """Rank on a reversed log axis (1 at the top) from 1 to the next power of ten, ticks at powers of ten."""
+    top = _rank_top(ranks)
     ticks = [10**k for k in range(len(str(top)))]
     scale = alt.Scale(type="log", reverse=True, domain=[1, max(top, 10)])
     axis = alt.Axis(values=ticks if top > 1 else [1, 10], format=",")
@@ -233,14 +368,18 @@ def _palette(n: int) -> list[str] | None:
     return PALETTE[:n] if 0 < n <= len(PALETTE) else None
 
 
-def _trajectory(run: RunReport) -> PendingChart:
+def _trajectory(run: RunReport, *, chart_id: str | None = None, compact: bool = False) -> PendingChart:
+    """The tracked tokens' probability and rank across layers. ``compact``: the static SVG is drawn
+    here (``_plot_svg``, a few kB) instead of by vl-convert (for pages with a chart per suite case)."""
     labels = _unique_labels([s.label for s in run.series])
-    rows, marks = [], []
-    for label, s in zip(labels, run.series):
+    rows, marks, lines = [], [], []
+    for i, (label, s) in enumerate(zip(labels, run.series)):
         for layer, p, r in zip(s.layers, s.probs, s.ranks):
             rows.append({"layer": layer, "token": label, "p": _round(p), "rank": r})
         if s.emergence_layer is not None:
             marks.append({"layer": s.emergence_layer, "token": label, "note": f"{label} top-1 at L{s.emergence_layer}"})
+        lines.append(_PlotLine(list(zip(s.layers, s.probs, s.ranks)), PALETTE[i % len(PALETTE)],
+                               emergence=s.emergence_layer, note=f"{label} top-1 at L{s.emergence_layer}"))
     color = alt.Color(
         "token:N",
         title="Token",
@@ -253,7 +392,7 @@ def _trajectory(run: RunReport) -> PendingChart:
     # markers would double the static SVG.
     points = len(run.captured_layers) <= MAX_LAYERS_WITH_POINTS
     middle = (run.captured_layers[0] + run.captured_layers[-1]) / 2
-    datasets: dict[str, Any] = {"d": rows, "marks": marks}
+    datasets: dict[str, Any] = {"d": _stored(rows, compact), "marks": marks}
     # Labels right of the line in the left half, left of it in the right half: they stay inside.
     sides = []
     for side, align, dx in (("left", "left", 4), ("right", "right", -4)):
@@ -264,7 +403,7 @@ def _trajectory(run: RunReport) -> PendingChart:
 
     def panel(y: alt.Y, x: alt.X, *, notes: bool) -> alt.LayerChart:
         layers: list[Any] = [
-            alt.Chart(alt.NamedData("d")).mark_line(point=points).encode(x=x, y=y, color=color, tooltip=tooltip)
+            _rows("d", rows, compact).mark_line(point=points).encode(x=x, y=y, color=color, tooltip=tooltip)
         ]
         if marks:
             layers.append(
@@ -299,7 +438,13 @@ def _trajectory(run: RunReport) -> PendingChart:
     )
     if not run.series_are_tracked:
         description += " Its probability is shown where it is in a layer's top-k."
-    return _line_view(f"{run.key}-trajectory", "Token probability and rank across layers", description, chart, datasets)
+    svg = None
+    if compact:
+        legend = [("Token", [(label, line) for label, line in zip(labels, lines)])]
+        ranks = [r for series in run.series for r in series.ranks]
+        svg = _plot_svg(_Plot(lines, _layer_axis(run.captured_layers), "Layer", max([1, *ranks]), legend))
+    return _line_view(chart_id or f"{run.key}-trajectory", "Token probability and rank across layers", description,
+                      chart, datasets, svg=svg)
 
 
 def _entropy_kl(run: RunReport) -> PendingChart:
@@ -328,6 +473,225 @@ def _entropy_kl(run: RunReport) -> PendingChart:
         "(KL(final || layer)), in nats, at the last prompt position."
     )
     return _line_view(f"{run.key}-entropy-kl", "Entropy and KL to final across layers", description, chart, {"d": rows})
+
+
+# --- compact static line plots (a chart per suite case) ----------------------------------------
+
+
+@dataclass(frozen=True)
+class _PlotLine:
+    """One token's line in both panels of a trajectory plot, styled as in the live chart."""
+
+    points: list[tuple[float, float | None, int]]  # (x, probability or None where unknown, rank)
+    color: str
+    dash: list[float] = dataclasses.field(default_factory=lambda: [1, 0])
+    width: float = 2.0
+    opacity: float = 1.0
+    emergence: float | None = None  # x where the token first becomes top-1
+    marker: str = "rule"  # at the emergence: "rule" (dashed line, with ``note``), "circle" or "diamond"
+    note: str = ""
+
+
+@dataclass(frozen=True)
+class _Axis:
+    domain: tuple[float, float]
+    ticks: list[float]
+    labels: list[str]
+
+
+@dataclass(frozen=True)
+class _Plot:
+    lines: list[_PlotLine]
+    x: _Axis
+    x_title: str
+    max_rank: int
+    legends: list[tuple[str, list[tuple[str, _PlotLine]]]]  # (title, [(label, line style)])
+
+
+def _tick_step(lo: float, hi: float, count: int) -> float:
+    """d3's tick increment: a 1, 2 or 5 times a power of ten, about ``count`` ticks over [lo, hi]."""
+    step = (hi - lo) / max(1, count)
+    if step <= 0:
+        return 1.0
+    power = math.floor(math.log10(step))
+    error = step / 10**power
+    factor = 10 if error >= math.sqrt(50) else 5 if error >= math.sqrt(10) else 2 if error >= math.sqrt(2) else 1
+    return factor * 10.0**power
+
+
+def _layer_axis(layers: list[int]) -> _Axis:
+    """Whole layers, a tick about every 80 px (half as many as the live chart)."""
+    lo, hi = min(layers), max(layers)
+    step = max(1, round(_tick_step(lo, hi, math.ceil(LINE_WIDTH / 80))))
+    ticks = list(range(math.ceil(lo / step) * step, hi + 1, step))
+    return _Axis((lo, max(hi, lo + 1)), [float(t) for t in ticks], [str(t) for t in ticks])
+
+
+def _relative_axis() -> _Axis:
+    ticks = [k / 10 for k in range(11)]
+    return _Axis((0.0, 1.0), ticks, [f"{t:.1f}" for t in ticks])
+
+
+_PLOT_LEFT = 70
+_PLOT_GAP = 14
+_LEGEND_ROW = 18
+_CHAR_PX = 6.2  # average width of an 11 px sans-serif character, for laying out legend entries
+
+
+@dataclass(frozen=True)
+class _PlotScale:
+    """Data to pixels inside one panel (LINE_WIDTH x LINE_HEIGHT), as the live chart's scales do."""
+
+    x0: float
+    x1: float
+    p_max: float  # the probability axis: 0 to a "nice" maximum
+    rank_top: int  # the rank axis: 1 (top) to a power of ten (bottom), logarithmic
+
+    @classmethod
+    def of(cls, plot: _Plot) -> "_PlotScale":
+        known = [p for line in plot.lines for _, p, _ in line.points if p is not None]
+        p_max = max([0.0, *known]) or 1.0
+        step = _tick_step(0, p_max, 10)
+        return cls(*plot.x.domain, math.ceil(p_max / step - 1e-9) * step, max(10, _rank_top([plot.max_rank])))
+
+    def x(self, x: float) -> float:
+        return (x - self.x0) / (self.x1 - self.x0) * LINE_WIDTH
+
+    def y(self, kind: str, p: float | None, rank: int) -> float | None:
+        if kind == "rank":
+            return math.log10(max(1, rank)) / math.log10(self.rank_top) * LINE_HEIGHT
+        return None if p is None else LINE_HEIGHT - p / self.p_max * LINE_HEIGHT
+
+    def y_ticks(self, kind: str) -> list[tuple[float, str]]:
+        if kind == "rank":
+            return [(self.y("rank", None, 10**k) or 0.0, f"{10**k:,}") for k in range(len(str(self.rank_top)))]
+        step = _tick_step(0, self.p_max, math.ceil(LINE_HEIGHT / 40))
+        values = [k * step for k in range(int(self.p_max / step + 1e-9) + 1)]
+        return [(self.y("prob", v, 1) or 0.0, f"{round(100 * v, 6):g}%") for v in values]
+
+
+def _plot_svg(plot: _Plot) -> str:
+    """A trajectory chart as compact SVG (about 4 kB): the live chart's layout (legend on top; the
+    probability panel over the rank panel on a reversed log axis, 1 at the top; the shared x axis under
+    the rank panel) with fewer bytes: one path per line and per grid, whole-pixel line points."""
+    scale = _PlotScale.of(plot)
+    w, h = LINE_WIDTH, LINE_HEIGHT
+    top = 8 + _LEGEND_ROW * len(plot.legends) + 12
+    rank_y0 = top + h + _PLOT_GAP
+    x_labels = "".join(
+        f'<text x="{_short(scale.x(t), 1)}" y="{h + 16}">{_esc(label)}</text>'
+        for t, label in zip(plot.x.ticks, plot.x.labels)
+    )
+    total_w, total_h = _PLOT_LEFT + w + 20, rank_y0 + h + 40
+    return (
+        f'<svg xmlns="{_SVG_NS}" width="{total_w}" height="{total_h}" viewBox="0 0 {total_w} {total_h}" '
+        'font-family="sans-serif" font-size="11px">'
+        f'<rect width="{total_w}" height="{total_h}" fill="white"/>'
+        f'<g transform="translate({_PLOT_LEFT},0)">{_plot_legends(plot.legends)}</g>'
+        f"{_plot_panel(plot, scale, 'prob', top)}{_plot_panel(plot, scale, 'rank', rank_y0)}"
+        f'<g transform="translate({_PLOT_LEFT},{rank_y0})" text-anchor="middle">{x_labels}'
+        f'<text x="{w // 2}" y="{h + 32}" font-size="12px" font-weight="bold">{_esc(plot.x_title)}</text></g></svg>'
+    )
+
+
+def _plot_panel(plot: _Plot, scale: _PlotScale, kind: str, y0: float) -> str:
+    """One panel ("prob" or "rank"): grid, frame, axes and every line with its emergence mark."""
+    w, h = LINE_WIDTH, LINE_HEIGHT
+    y_ticks = scale.y_ticks(kind)
+    ticks = "".join(f"M{round(scale.x(t))},{h}v5" for t in plot.x.ticks) + "".join(
+        f"M0,{_short(y, 1)}h-5" for y, _ in y_ticks
+    )
+    title = "Probability" if kind == "prob" else "Rank (log, 1 = top)"
+    out = [
+        f'<g transform="translate({_PLOT_LEFT},{_short(y0, 1)})">',
+        f'<path stroke="#e6e6e6" d="{"".join(f"M0,{_short(y, 1)}h{w}" for y, _ in y_ticks)}"/>',
+        f'<rect width="{w}" height="{h}" fill="none" stroke="#cccccc"/>',
+        '<g font-size="11px" text-anchor="end">'
+        + "".join(f'<text x="-7" y="{_short(y + 3, 1)}">{_esc(label)}</text>' for y, label in y_ticks)
+        + "</g>",
+        f'<path stroke="#888888" d="{ticks}"/>',
+        f'<text transform="translate(-52,{h // 2}) rotate(-90)" text-anchor="middle" font-size="12px" '
+        f'font-weight="bold">{title}</text>',
+    ]
+    for line in plot.lines:
+        points = [(scale.x(x), scale.y(kind, p, r)) for x, p, r in line.points]
+        style = f'stroke="{line.color}" stroke-width="{_short(line.width, 1)}"' + _dashes(line.dash)
+        if line.opacity != 1:
+            style += f' stroke-opacity="{_short(line.opacity, 2)}"'
+        d = _polyline([None if y is None else (x, y) for x, y in points])
+        if d:
+            out.append(f'<path fill="none" {style} d="{d}"/>')
+        if line.emergence is None:
+            continue
+        ex = _short(scale.x(line.emergence), 1)
+        if line.marker == "rule":
+            out.append(f'<line x1="{ex}" x2="{ex}" y2="{h}" stroke="{line.color}" stroke-width="1.5" '
+                       'stroke-dasharray="4,3"/>')
+            if kind == "prob" and line.note:
+                left = scale.x(line.emergence) <= w / 2  # the note stays inside the panel
+                out.append(f'<text x="{_short(scale.x(line.emergence) + (4 if left else -4), 1)}" y="-4" '
+                           f'font-size="10px" text-anchor="{"start" if left else "end"}" fill="{line.color}">'
+                           f"{_esc(line.note)}</text>")
+        else:
+            at = [pt for (x, _, _), pt in zip(line.points, points) if x == line.emergence and pt[1] is not None]
+            if at:
+                out.append(_marker_path(line.marker, at[0][0], at[0][1], 4.2, line.color))  # type: ignore[arg-type]
+    out.append("</g>")
+    return "".join(out)
+
+
+def _plot_legends(legends: list[tuple[str, list[tuple[str, _PlotLine]]]]) -> str:
+    """One row per legend: its title, then each entry's symbol (marker or line style) and label."""
+    parts = []
+    for row, (title, entries) in enumerate(legends):
+        y = 17 + _LEGEND_ROW * row
+        parts.append(f'<text y="{y + 1}" font-size="12px" font-weight="bold">{_esc(title)}</text>')
+        x = len(title) * 7.5 + 10
+        for label, style in entries:
+            label = _shorten(label, 40)
+            if style.marker in ("circle", "diamond"):
+                parts.append(_marker_path(style.marker, x + 5, y - 3, 5, style.color, style.opacity))
+            else:
+                parts.append(f'<path d="M{_short(x, 1)},{y - 3}h14" stroke="{style.color}" stroke-width="2"'
+                             f"{_dashes(style.dash)}/>")
+            parts.append(f'<text x="{_short(x + 18, 1)}" y="{y + 1}">{_esc(label)}</text>')
+            x += 18 + len(label) * _CHAR_PX + 12
+    return "".join(parts)
+
+
+def _dashes(dash: list[float]) -> str:
+    return "" if dash == [1, 0] else f' stroke-dasharray="{",".join(_short(v, 1) for v in dash)}"'
+
+
+def _polyline(points: list[tuple[float, float] | None]) -> str:
+    """Path data through ``points`` (None breaks the line), in whole pixels (a fallback picture) and
+    relative steps, a horizontal run as one ``h``: about half the bytes of absolute coordinates."""
+    out: list[str] = []
+    last: tuple[int, int] | None = None
+    for point in points:
+        if point is None:
+            last = None
+            continue
+        x, y = round(point[0]), round(point[1])
+        if last is None:
+            out.append(f"M{x},{y}")
+        elif y == last[1] and out[-1].startswith("h"):
+            out[-1] = f"h{int(out[-1][1:]) + x - last[0]}"
+        elif y == last[1]:
+            out.append(f"h{x - last[0]}")
+        else:
+            out.append(f"l{x - last[0]},{y - last[1]}")
+        last = (x, y)
+    return "".join(out)
+
+
+def _marker_path(shape: str, x: float, y: float, r: float, color: str, opacity: float = 1.0) -> str:
+    if shape == "circle":
+        d = f"M{_short(x + r, 1)},{_short(y, 1)}a{r},{r} 0 1 1 {-2 * r},0a{r},{r} 0 1 1 {2 * r},0"
+    else:
+        d = f"M{_short(x - r, 1)},{_short(y, 1)}l{r},{-r}l{r},{r}l{-r},{r}z"
+    fill_opacity = "" if opacity == 1 else f' fill-opacity="{_short(opacity, 2)}"'
+    return f'<path fill="{color}"{fill_opacity} d="{d}"/>'
 
 
 # --- heatmap (one run; a comparison shows one per model) ---------------------------------------
@@ -523,29 +887,48 @@ def _model_encodings(comparison: ComparisonView) -> dict[str, Any]:
     }
 
 
+def _stored(rows: list[dict[str, Any]], columns: bool) -> list[dict[str, Any]]:
+    """A dataset as stored in the spec: its rows, or (``columns``, for pages with many charts) one row
+    of columns, which ``_rows`` flattens back in the browser (about half the bytes)."""
+    if not columns or not rows:
+        return rows
+    return [{key: [row.get(key) for row in rows] for key in rows[0]}]
+
+
+def _rows(name: str, rows: list[dict[str, Any]], columns: bool) -> alt.Chart:
+    """A chart over the named dataset stored by ``_stored(rows, columns)``."""
+    chart = alt.Chart(alt.NamedData(name))
+    return chart.transform_flatten(list(rows[0])) if columns and rows else chart
+
+
 def _lookup(chart: alt.Chart, dataset: str, fields: list[str]) -> alt.Chart:
     # Rows carry a small key ("k"); the long strings (model labels, tokens) sit once in ``dataset``.
     return chart.transform_lookup(lookup="k", from_=alt.LookupData(data=alt.NamedData(dataset), key="k", fields=fields))
 
 
-def _compare_trajectory(runs: list[RunReport], comparison: ComparisonView) -> PendingChart:
+def _compare_trajectory(
+    runs: list[RunReport], comparison: ComparisonView, *, chart_id: str = "comparison-trajectory", compact: bool = False
+) -> PendingChart:
+    """Both models' tracked tokens across layers (``compact`` as for ``_trajectory``)."""
     tracked = bool(comparison.tracked) and all(run.series_are_tracked for run in runs)
     rows: list[dict[str, Any]] = []
     keys: list[dict[str, Any]] = []
     series_names: list[str] = []
-    for run, label, xs in zip(runs, comparison.labels, comparison.x_values):
+    lines: list[_PlotLine] = []  # for the compact SVG
+    for m, (run, label, xs) in enumerate(zip(runs, comparison.labels, comparison.x_values)):
         x_of = dict(zip(run.captured_layers, xs))
         names = [t.text.visible for t in comparison.tracked] if tracked else [s.label for s in run.series]
         for name, s in zip(_unique_labels(names), run.series):
             if name not in series_names:
                 series_names.append(name)
             k = len(keys)
-            keys.append({"k": k, "m": label, "s": name, "tok": s.label})
-            for layer, p, r in zip(s.layers, s.probs, s.ranks):
-                row = _compare_row(comparison, layer, x_of[layer], k=k, p=_round(p), r=r)
-                if layer == s.emergence_layer:
-                    row["e"] = 1
-                rows.append(row)
+            keys.append({"k": k, "m": label, "s": name, "tok": s.label, "e": s.emergence_layer})
+            rows += [_compare_row(comparison, layer, x_of[layer], k=k, p=_round(p), r=r)
+                     for layer, p, r in zip(s.layers, s.probs, s.ranks)]
+            emergence = x_of.get(s.emergence_layer) if s.emergence_layer is not None else None
+            points = [(x_of[layer], p, r) for layer, p, r in zip(s.layers, s.probs, s.ranks)]
+            lines.append(_PlotLine(points, PALETTE[m], DASHES[series_names.index(name) % len(DASHES)],
+                                   MODEL_STROKES[m], MODEL_OPACITY[m], emergence, marker=("circle", "diamond")[m]))
     enc = _model_encodings(comparison)
     dash_range = DASHES[: len(series_names)] if len(series_names) <= len(DASHES) else None
     dash = alt.StrokeDash("s:N", title="Tracked" if tracked else "Final top-1",
@@ -557,12 +940,12 @@ def _compare_trajectory(runs: list[RunReport], comparison: ComparisonView) -> Pe
     shape = alt.Shape("m:N", legend=None, scale=alt.Scale(domain=comparison.labels, range=["circle", "diamond"]))
 
     def panel(y: alt.Y, x: alt.X) -> alt.LayerChart:
-        line = _lookup(alt.Chart(alt.NamedData("d")), "keys", ["m", "s", "tok"]).mark_line().encode(
+        line = _lookup(_rows("d", rows, compact), "keys", ["m", "s", "tok"]).mark_line().encode(
             x=x, y=y, strokeDash=dash, tooltip=tooltip, **enc
         )
         emergence = (
-            _lookup(alt.Chart(alt.NamedData("d")), "keys", ["m", "s", "tok"])
-            .transform_filter("datum.e === 1")
+            _lookup(_rows("d", rows, compact), "keys", ["m", "s", "tok", "e"])
+            .transform_filter("datum.l === datum.e")  # the layer where the token first becomes top-1
             .mark_point(filled=True, size=70, opacity=1)
             .encode(x=x, y=y, color=enc["color"], shape=shape, tooltip=tooltip)
         )
@@ -582,8 +965,18 @@ def _compare_trajectory(runs: list[RunReport], comparison: ComparisonView) -> Pe
         description += " Its probability is shown where it is in a layer's top-k."
     if comparison.alignment != "layer":
         description += " The models have different depths: the x axis is relative depth."
-    return _line_view("comparison-trajectory", "Token probability and rank, both models", description, chart,
-                      {"d": rows, "keys": keys})
+    svg = None
+    if compact:
+        axis = _relative_axis() if comparison.alignment != "layer" else _layer_axis(
+            [round(x) for values in comparison.x_values for x in values])
+        models = [(label, _PlotLine([], PALETTE[m], opacity=MODEL_OPACITY[m], marker=("circle", "diamond")[m]))
+                  for m, label in enumerate(comparison.labels)]
+        dashes = [(name, _PlotLine([], "#888888", DASHES[i % len(DASHES)])) for i, name in enumerate(series_names)]
+        legend = [("Model", models), ("Tracked" if tracked else "Final top-1", dashes)]
+        svg = _plot_svg(_Plot(lines, axis, comparison.x_title,
+                              max([1, *(row["r"] for row in rows)]), legend))
+    return _line_view(chart_id, "Token probability and rank, both models", description, chart,
+                      {"d": _stored(rows, compact), "keys": keys}, svg=svg)
 
 
 def _compare_entropy_kl(runs: list[RunReport], comparison: ComparisonView) -> PendingChart:
@@ -692,10 +1085,14 @@ def _spec(chart: Any, description: str, datasets: dict[str, Any]) -> dict[str, A
     return spec
 
 
-def _line_view(chart_id: str, title: str, description: str, chart: Any, datasets: dict[str, Any]) -> PendingChart:
+def _line_view(
+    chart_id: str, title: str, description: str, chart: Any, datasets: dict[str, Any], *, svg: str | None = None
+) -> PendingChart:
+    """A chart whose static SVG vl-convert draws in the background (or ``svg``, already drawn)."""
     spec = _spec(chart, description, datasets)
-    svg = _svg_thread().submit(_vl_svg, spec, chart_id)
-    return PendingChart(chart_id, title, description, spec, svg)
+    if svg is not None:
+        return PendingChart(chart_id, title, description, spec, _renumber_ids(_checked(svg), chart_id))
+    return PendingChart(chart_id, title, description, spec, _svg_thread().submit(_vl_svg, spec, chart_id))
 
 
 def _vl_svg(spec: dict[str, Any], chart_id: str) -> str:

@@ -46,6 +46,7 @@ FILTERS: dict[str, Callable[..., Any]] = {
     "nats4": _md_safe(lambda x: f.fmt_nats(x, 4)),
     "rank": _md_safe(f.fmt_rank),
     "seconds": _md_safe(f.fmt_seconds),
+    "delta": _md_safe(f.fmt_delta),
     "bar_width": f.bar_width,
     "visible": f.visible_token,
     "md": f.md_escape,

@@ -122,6 +122,15 @@ def fmt_seconds(s: float | None) -> str:
     return f"{s * 1000:.0f} ms" if s < 1 else f"{s:.2f} s"
 
 
+def fmt_delta(d: float | None) -> str:
+    """A difference of two probabilities in percentage points, signed: ``+4.1 pp``, ``−30.2 pp``."""
+    d = finite(d)
+    if d is None:
+        return "n/a"
+    points = round(100 * d, 1)
+    return "±0 pp" if points == 0 else f"{'+' if points > 0 else '−'}{abs(points):.1f} pp"
+
+
 def bar_width(p: float | None) -> str:
     """CSS width for an inline probability bar (always a plain number: safe in a style attribute)."""
     p = finite(p)

@@ -1,16 +1,19 @@
 """Self-contained HTML report: result -> report model -> Jinja templates + Altair charts.
 
-``render_html`` takes an ``AnalysisResult`` (one model) or a ``ComparisonResult`` (two models).
-One file, no network at view time:
+``render_html`` takes an ``AnalysisResult`` (one model), a ``ComparisonResult`` (two models) or a
+``SuiteResult`` (a prompt suite: an overview of every case, then one collapsible section per case
+built from the single-prompt report parts). One file, no network at view time:
 
 * the Vega/Vega-Lite/vega-embed bundle (from vl-convert) is inlined once, and each chart's spec sits
   in its own ``<script type="application/json">``; a small page script calls ``vegaEmbed`` per chart;
 * every chart is also inlined as a static SVG, shown until the interactive chart replaces it, so the
   page reads fine with JavaScript off or blocked;
 * ``static=True`` leaves out every script except the embedded result JSON (SVG charts only);
-* the result itself (the analysis, or the whole comparison with both analyses) is embedded once as
-  ``<script type="application/json" id="lazarus-result">`` so ``load_result_file`` can re-render a
-  report from the HTML alone.
+* the result itself (the analysis, or the whole comparison with both analyses, or the whole suite) is
+  embedded once as ``<script type="application/json" id="lazarus-result">`` so ``load_result_file``
+  can re-render a report from the HTML alone;
+* a suite has a chart per case: their specs are stored as patches of one shared spec, each drawn when
+  its case is opened, and their static SVGs are drawn compactly (see ``charts``).
 
 Output is deterministic: the same result gives the same bytes in any process.
 """
@@ -25,19 +28,27 @@ from markupsafe import Markup
 
 from lazarus_report.render.environment import html_environment, html_json
 from lazarus_report.render.files import RESULT_SCRIPT_ID, pack_result
-from lazarus_report.render.markdown import render_summary_markdown
+from lazarus_report.render.markdown import render_suite_summary_markdown, render_summary_markdown
 from lazarus_report.render.report_model import ReportModel, build_comparison_report, build_report
-from lazarus_report.result import AnalysisResult, ComparisonResult
+from lazarus_report.render.suite_model import SuiteReport, build_suite_report
+from lazarus_report.result import AnalysisResult, ComparisonResult, SuiteResult
+
+SHARED_CASE_SPEC = "case-trajectory"  # the spec the suite cases' trajectory specs patch
 
 
-def render_html(result: AnalysisResult | ComparisonResult, *, static: bool = False) -> str:
-    """The HTML report for one analysis or one comparison (``static=True``: no scripts, SVG charts only)."""
+def render_html(result: AnalysisResult | ComparisonResult | SuiteResult, *, static: bool = False) -> str:
+    """The HTML report for one analysis, one comparison or a suite run (``static=True``: no scripts,
+    SVG charts only)."""
+    if isinstance(result, SuiteResult):
+        return render_suite_html(build_suite_report(result), result, static=static)
     if isinstance(result, ComparisonResult):
         report = build_comparison_report(result)
     elif isinstance(result, AnalysisResult):
         report = build_report([result])
     else:
-        raise TypeError(f"expected an AnalysisResult or a ComparisonResult, got {type(result).__name__}")
+        raise TypeError(
+            f"expected an AnalysisResult, a ComparisonResult or a SuiteResult, got {type(result).__name__}"
+        )
     return render_report_html(report, result, static=static)
 
 
@@ -49,15 +60,44 @@ def render_report_html(
 
     # The line charts' SVGs draw on a background thread meanwhile (see charts).
     pending = chart_module.start_report_charts(report)
-    summary_html = _summary_html(report)
+    specs = {c.chart_id: c.spec for group in pending.values() for c in group}
+    summary = render_summary_markdown(report, with_notes=False)
+    return _render_page("html/page.html.j2", report, result, pending, specs, summary, static)
+
+
+def render_suite_html(report: SuiteReport, suite: SuiteResult, *, static: bool = False) -> str:
+    """Render a prepared suite report of ``suite`` (which the page embeds, packed)."""
+    from lazarus_report.render import charts as chart_module
+
+    pending = chart_module.start_suite_charts(report)
+    specs = {c.chart_id: c.spec for c in pending.get("suite", [])}
+    if not static:
+        case_charts = [c for key, group in pending.items() if key != "suite" for c in group]
+        specs.update(chart_module.shared_specs(case_charts, SHARED_CASE_SPEC))
+    summary = render_suite_summary_markdown(report)
+    return _render_page("html/suite.html.j2", report, suite, pending, specs, summary, static)
+
+
+def _render_page(
+    template: str,
+    report: ReportModel | SuiteReport,
+    result: AnalysisResult | ComparisonResult | SuiteResult,
+    pending: dict[str, Any],
+    specs: dict[str, Any],
+    summary_markdown: str,
+    static: bool,
+) -> str:
+    from lazarus_report.render import charts as chart_module
+
+    summary_html = Markup(_markdown_it().render(summary_markdown))
     result_json = html_json(pack_result(result.to_dict()))
     bundle = None if static else _vega_bundle_markup()
-    specs = {} if static else {c.chart_id: html_json(c.spec) for group in pending.values() for c in group}
+    spec_json = {} if static else {chart_id: html_json(spec) for chart_id, spec in specs.items()}
     charts = chart_module.finish(pending)
-    return html_environment().get_template("html/page.html.j2").render(
+    return html_environment().get_template(template).render(
         report=report,
         charts=charts,
-        specs=specs,
+        specs=spec_json,
         summary_html=summary_html,
         result_json=result_json,
         result_script_id=RESULT_SCRIPT_ID,
@@ -73,10 +113,6 @@ def _markdown_it() -> Any:
     # js-default: raw HTML off. Links, images and autolinks off too: the summary never needs them,
     # and a report must not point anywhere.
     return MarkdownIt("js-default").disable(["link", "image", "autolink"])
-
-
-def _summary_html(report: ReportModel) -> Markup:
-    return Markup(_markdown_it().render(render_summary_markdown(report, with_notes=False)))
 
 
 _SCRIPT_BREAKERS = re.compile(r"</script|<!--|<script", re.IGNORECASE)

@@ -1,8 +1,10 @@
 """Markdown report: result -> report model -> ``templates/markdown/*.md.j2``.
 
-``render_markdown`` takes an ``AnalysisResult`` or a ``ComparisonResult``. A comparison's report is
-kept short enough for a pull-request comment: both models' final top-1, emergence layers, where
-the models differ, the notes, then compact tables.
+``render_markdown`` takes an ``AnalysisResult``, a ``ComparisonResult`` or a ``SuiteResult``. A
+comparison's report is kept short enough for a pull-request comment: both models' final top-1,
+emergence layers, where the models differ, the notes, then compact tables. So is a suite's: the
+verdict, the failures first (each failing check's one-line message under its case), then a table of
+at most ``MAX_CASES`` cases (failures first; a count of the others), the models and the suite file.
 
 Every model or user string is escaped by the Markdown environment (see ``environment``): tokens are
 code spans with visible whitespace (``|`` escaped inside tables), other text has its Markdown
@@ -12,31 +14,54 @@ extra table cell.
 
 from __future__ import annotations
 
+from typing import Any
+
 from lazarus_report.render.environment import markdown_environment
 from lazarus_report.render.report_model import ReportModel, build_comparison_report, build_report
-from lazarus_report.result import AnalysisResult, ComparisonResult
+from lazarus_report.render.suite_model import SuiteReport, build_suite_report
+from lazarus_report.result import AnalysisResult, ComparisonResult, SuiteResult
+
+MAX_CASES = 20  # a suite's Markdown lists at most this many cases (and this many failing cases)
 
 
-def render_markdown(result: AnalysisResult | ComparisonResult) -> str:
+def render_markdown(result: AnalysisResult | ComparisonResult | SuiteResult) -> str:
     """The Markdown report: for one analysis, summary, final top-k, layer table and run details;
-    for a comparison, the summary of what differs and compact comparison tables."""
+    for a comparison, the summary of what differs and compact comparison tables; for a suite, the
+    verdict, the failures and a compact table of cases."""
+    if isinstance(result, SuiteResult):
+        return render_suite_markdown(build_suite_report(result))
     if isinstance(result, ComparisonResult):
         return render_report_markdown(build_comparison_report(result))
     if isinstance(result, AnalysisResult):
         return render_report_markdown(build_report([result]))
-    raise TypeError(f"expected an AnalysisResult or a ComparisonResult, got {type(result).__name__}")
+    raise TypeError(
+        f"expected an AnalysisResult, a ComparisonResult or a SuiteResult, got {type(result).__name__}"
+    )
 
 
 def render_report_markdown(report: ReportModel) -> str:
     name = "markdown/compare.md.j2" if report.comparison is not None else "markdown/report.md.j2"
-    return _tidy(markdown_environment().get_template(name).render(report=report))
+    return _render(name, report=report)
 
 
 def render_summary_markdown(report: ReportModel, *, with_notes: bool = True) -> str:
     """Only the short summary (the HTML report renders this at its top). ``with_notes=False`` leaves a
     comparison's notes out (the HTML page shows them in their own box)."""
     name = "markdown/compare_summary.md.j2" if report.comparison is not None else "markdown/summary.md.j2"
-    return _tidy(markdown_environment().get_template(name).render(report=report, with_notes=with_notes))
+    return _render(name, report=report, with_notes=with_notes)
+
+
+def render_suite_markdown(report: SuiteReport, *, max_cases: int = MAX_CASES) -> str:
+    return _render("markdown/suite.md.j2", report=report, max_cases=max_cases)
+
+
+def render_suite_summary_markdown(report: SuiteReport, *, max_cases: int = MAX_CASES) -> str:
+    """The verdict and the failures (the top of the suite's HTML report)."""
+    return _render("markdown/suite_summary.md.j2", report=report, max_cases=max_cases)
+
+
+def _render(name: str, **context: Any) -> str:
+    return _tidy(markdown_environment().get_template(name).render(**context))
 
 
 def _tidy(text: str) -> str:

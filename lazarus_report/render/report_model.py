@@ -233,11 +233,15 @@ def build_report(
     *,
     comparison: "ComparisonView | None" = None,
     heatmap_cells: int = HEATMAP_MAX_CELLS,
+    key_prefix: str = "",
 ) -> ReportModel:
-    """Prepare one or more results for display (``build_comparison_report`` for a comparison)."""
+    """Prepare one or more results for display (``build_comparison_report`` for a comparison).
+    ``key_prefix`` goes before every run key (``"c3-"``: ``c3-run0``), for pages that show several reports."""
     if not results:
         raise ValueError("a report needs at least one result")
-    runs = [build_run(result, key=f"run{i}", heatmap_cells=heatmap_cells) for i, result in enumerate(results)]
+    runs = [
+        build_run(result, key=f"{key_prefix}run{i}", heatmap_cells=heatmap_cells) for i, result in enumerate(results)
+    ]
     if len(runs) == 1:
         title = f"Logit lens: {runs[0].title}"
     else:
@@ -549,21 +553,26 @@ class ComparisonView:
 COMPARE_TAGS = ["M1", "M2"]
 
 
-def build_comparison_report(comparison: ComparisonResult) -> ReportModel:
-    """Prepare a comparison for display: both runs, and what differs between them."""
+def build_comparison_report(
+    comparison: ComparisonResult, *, key_prefix: str = "", tags: Sequence[str] = COMPARE_TAGS
+) -> ReportModel:
+    """Prepare a comparison for display: both runs, and what differs between them. ``key_prefix`` as
+    for ``build_report``; ``tags`` are the short names of the two sides (a suite says "base", "tuned")."""
     results = comparison.results
     if len(results) != 2:
         raise ValueError("a comparison holds exactly two results")
-    runs = [build_run(r, key=f"run{i}", heatmap_cells=COMPARE_HEATMAP_MAX_CELLS) for i, r in enumerate(results)]
+    runs = [
+        build_run(r, key=f"{key_prefix}run{i}", heatmap_cells=COMPARE_HEATMAP_MAX_CELLS) for i, r in enumerate(results)
+    ]
     labels = [clean_text(label) for label in comparison.labels]
     title = "Logit lens: " + " vs ".join(labels)
     version = results[0].versions.get("lazarus-report", "")
     generator = clean_text(f"lazarus-report {version}".strip())
-    view = _comparison_view(comparison, labels, runs)
+    view = _comparison_view(comparison, labels, runs, [clean_text(t) for t in tags])
     return ReportModel(title=title, runs=runs, generator=generator, comparison=view)
 
 
-def _comparison_view(c: ComparisonResult, labels: list[str], runs: list[RunReport]) -> ComparisonView:
+def _comparison_view(c: ComparisonResult, labels: list[str], runs: list[RunReport], tags: list[str]) -> ComparisonView:
     r1, r2 = c.results
     n1, n2 = r1.model.num_layers, r2.model.num_layers
     by_depth = c.alignment != "layer"
@@ -586,7 +595,7 @@ def _comparison_view(c: ComparisonResult, labels: list[str], runs: list[RunRepor
             marks.append("agree from here")
         if largest is not None and d.layer2 == largest:
             marks.append("largest JS")
-        rows.append(_pair_row(d, by_depth, marks, COMPARE_TAGS))
+        rows.append(_pair_row(d, by_depth, marks, tags))
     first = next((r for r in rows if "first disagreement" in r.marks), None)
     agree_from = next((r for r in rows if "agree from here" in r.marks), None)
     largest_row = next((r for r in rows if "largest JS" in r.marks), None)
@@ -603,7 +612,7 @@ def _comparison_view(c: ComparisonResult, labels: list[str], runs: list[RunRepor
     final_agree = divs[-1].top1_agree if divs else r1.final_top_token == r2.final_top_token
     return ComparisonView(
         labels=labels,
-        tags=list(COMPARE_TAGS),
+        tags=tags,
         same_model=c.same_model,
         same_tokenizer=c.same_tokenizer,
         same_tokens=c.same_tokens,
@@ -635,7 +644,7 @@ def _comparison_view(c: ComparisonResult, labels: list[str], runs: list[RunRepor
         load_seconds=[fmt_seconds(s) for s in c.load_seconds],
         heatmap_cuts=[
             f"{tag}: {len(run.grid.positions)} of {run.grid.total_positions} positions"
-            for tag, run in zip(COMPARE_TAGS, runs)
+            for tag, run in zip(tags, runs)
             if run.grid is not None and run.grid.truncated
         ],
     )

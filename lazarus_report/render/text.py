@@ -6,7 +6,8 @@ bidirectional marks and lone surrogates are visible and cannot move the cursor o
 
 from __future__ import annotations
 
-from ..result import AnalysisResult, ComparisonResult
+from ..result import AnalysisResult, ComparisonResult, SuiteResult
+from .suite_model import build_suite_report, one_line, target_text
 
 BAR_WIDTH = 50
 
@@ -145,4 +146,45 @@ def render_comparison_text(comparison: ComparisonResult) -> str:
         lines.append(row)
     if c.notes:
         lines += ["", "Notes:"] + [f"  - {n}" for n in c.notes]
+    return "\n".join(lines) + "\n"
+
+
+SUITE_STATUS_WORDS = {"passed": "PASS", "failed": "FAIL", "skipped": "SKIP", "error": "ERROR"}
+SUITE_ID_WIDTH = 28
+
+
+def render_suite_text(suite: SuiteResult) -> str:
+    """A suite run for the terminal: a header, one line per case (status, id, each model's final top-1,
+    where the target becomes top-1 in each model), the failing checks' messages, then the counts."""
+    report = build_suite_report(suite)
+    models = " · ".join(f"{tag} = {one_line(label)}" for tag, label in zip(report.tags, report.labels))
+    lines = [
+        f"Suite: {one_line(report.name)} ({one_line(report.source)}, sha256 {one_line(report.source_sha256[:12])})",
+        f"Models: {models}" + (f" (also checked as {report.role_checked})" if report.role_checked else ""),
+        "",
+        f"Cases (each model's final top-1; the layer from which the target is top-1): {' / '.join(report.tags)}",
+    ]
+    rows = []
+    for view, case in zip(report.cases, suite.cases):
+        head = f"{SUITE_STATUS_WORDS[view.status]:<5}  {one_line(view.id, SUITE_ID_WIDTH)}"
+        if not case.results:
+            rows.append((head, "could not run", ""))
+            continue
+        target = target_text(case)
+        where = "no target" if target is None else (
+            f"target {quote(target)}: " + " / ".join(side.emergence_text for side in view.sides)
+        )
+        rows.append((head, " / ".join(quote(r.final_top_token) for r in case.results), where))
+    widths = [max([0, *(len(row[k]) for row in rows)]) for k in (0, 1)]
+    lines += [f"  {head:<{widths[0]}}  {finals:<{widths[1]}}  {where}".rstrip() for head, finals, where in rows]
+    failures = report.failures
+    if failures:
+        lines += ["", "Failures:"]
+        for view in failures:
+            where = f"  {one_line(view.id, SUITE_ID_WIDTH)} (line {view.line})"
+            if view.error is not None:
+                lines.append(f"{where} ERROR could not run: {view.error}")
+            for check in view.failing_checks:
+                lines.append(f"{where} {SUITE_STATUS_WORDS[check.status]} {check.name}: {check.message}")
+    lines += ["", f"{report.verdict}: {report.counts_line}"]
     return "\n".join(lines) + "\n"

@@ -1,0 +1,341 @@
+"""The report model of a suite run: a ``SuiteResult`` prepared for display, as plain data.
+
+Like ``report_model`` for one prompt, this decides *what* a suite report says (the verdict, which
+cases come first, each case's target, final top-1 and emergence per model, the anchors); the HTML,
+Markdown and terminal renderers only lay it out. Each case that ran carries the single-prompt
+report model of its run (``CaseView.report``), so the HTML page reuses the single-report parts.
+
+A case's *target* is its first tracked token (``analysis.token_evolutions[0]``, or
+``comparison.tracked[0]``); a case that tracks nothing has none.
+
+Every string here has been through ``clean_text`` or ``token_view`` (see ``report_model``).
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from dataclasses import dataclass
+
+from lazarus_report.render.formatting import clean_text, finite, fmt_seconds, visible_token
+from lazarus_report.render.report_model import (
+    InfoRow,
+    ReportModel,
+    TokenView,
+    build_comparison_report,
+    build_report,
+    token_view,
+)
+from lazarus_report.result import ERROR, FAILED, PASSED, SKIPPED, SuiteCase, SuiteResult
+
+# Failures first: the order of the Markdown table and of "failures first" lists.
+STATUS_ORDER = {ERROR: 0, FAILED: 1, SKIPPED: 2, PASSED: 3}
+STATUS_SYMBOLS = {PASSED: "✓", FAILED: "✗", SKIPPED: "–", ERROR: "!"}
+MESSAGE_MAX_CHARS = 300  # a check message or case error, as one line of a PR comment
+ANCHOR_MAX_CHARS = 48
+
+
+@dataclass(frozen=True)
+class CheckView:
+    """One check of a case, as shown."""
+
+    name: str
+    check: str
+    side: str
+    expected: str
+    actual: str
+    status: str
+    message: str  # one line, clipped to MESSAGE_MAX_CHARS
+    line: int
+
+    @property
+    def failing(self) -> bool:
+        return self.status in (FAILED, ERROR)
+
+
+@dataclass(frozen=True)
+class SideView:
+    """One model's outcome for one case (a cell group of the overview table, a point of the chart)."""
+
+    final: TokenView  # the model's final top-1
+    final_prob: float | None
+    num_layers: int
+    has_target: bool
+    target_emergence: int | None  # first layer where the target is top-1 (None: never, or no target)
+    target_depth: float | None  # the same as relative depth, (layer + 1) / layers
+    target_prob: float | None  # the target's final probability
+    target_rank: int | None
+
+    @property
+    def emergence_text(self) -> str:
+        """The layer from which the target is top-1: ``17``, ``never``, or ``—`` without a target."""
+        if not self.has_target:
+            return "—"
+        return "never" if self.target_emergence is None else str(self.target_emergence)
+
+
+@dataclass(frozen=True)
+class CaseView:
+    """One case of the suite."""
+
+    index: int  # position in the suite file
+    key: str  # prefix of every id inside the case's section: "c3"
+    anchor: str  # the section's id, "case-<slug>": unique, ASCII, stable for the same ids
+    id: str  # on one line (↵ for a newline); ∅ for an empty id
+    status: str  # passed | failed | skipped | error
+    prompt: str
+    line: int
+    error: str | None  # why the case could not run (one line)
+    checks: list[CheckView]
+    failing: int  # failed and errored checks (1 for a case that could not run)
+    target: TokenView | None  # the first tracked token, as the user wrote it
+    sides: list[SideView]  # one per model; empty when the case could not run
+    delta: float | None  # tuned − base final probability of the target (two models)
+    report: ReportModel | None  # the single-prompt report of the case's run
+
+    @property
+    def open(self) -> bool:
+        """Shown expanded: the cases someone has to look at."""
+        return self.status in (FAILED, ERROR)
+
+    @property
+    def failing_checks(self) -> list[CheckView]:
+        return [c for c in self.checks if c.failing]
+
+
+@dataclass(frozen=True)
+class ModelView:
+    """One model of the suite run (read from the first case that ran)."""
+
+    tag: str  # role: base, tuned, model
+    label: str
+    family: str | None
+    num_layers: int | None
+    precision: str | None
+
+
+@dataclass(frozen=True)
+class SuiteReport:
+    """A whole suite report."""
+
+    title: str
+    generator: str
+    name: str
+    source: str
+    source_sha256: str
+    tags: list[str]  # the roles: ["base", "tuned"] or ["model"]
+    labels: list[str]
+    models: list[ModelView]
+    role_checked: str | None
+    two_models: bool
+    status: str  # the suite's: error > failed > passed > skipped
+    verdict: str  # "PASSED", "FAILED", "ERROR" (a case could not run or a check errored), "SKIPPED"
+    counts_line: str  # "18 of 20 cases passed · 2 failed · 41 checks: 38 passed, 2 failed, 1 skipped"
+    case_counts: dict[str, int]
+    check_counts: dict[str, int]
+    cases: list[CaseView]
+    by_depth: bool  # the models differ in depth: emergence is compared as relative depth
+    facts: list[InfoRow]  # the suite file and the models
+    versions: list[InfoRow]
+    timings: list[InfoRow]
+
+    @property
+    def failures(self) -> list[CaseView]:
+        return [c for c in self.cases if c.status in (FAILED, ERROR)]
+
+    @property
+    def failures_first(self) -> list[CaseView]:
+        return sorted(self.cases, key=lambda c: (STATUS_ORDER[c.status], c.index))
+
+    @property
+    def with_target(self) -> list[CaseView]:
+        return [c for c in self.cases if c.target is not None and c.sides]
+
+
+def build_suite_report(suite: SuiteResult) -> SuiteReport:
+    """Prepare a suite run for display."""
+    tags = [clean_text(r) for r in suite.roles]
+    labels = [clean_text(label) for label in suite.labels]
+    anchors = case_anchors([c.id for c in suite.cases])
+    cases = [_case_view(i, case, anchors[i], tags) for i, case in enumerate(suite.cases)]
+    first_run = next((c.results for c in suite.cases if c.results), [])
+    models = [
+        ModelView(
+            tag=tag,
+            label=label,
+            family=clean_text(first_run[m].model.family) if m < len(first_run) else None,
+            num_layers=first_run[m].model.num_layers if m < len(first_run) else None,
+            precision=clean_text(first_run[m].model.precision) if m < len(first_run) else None,
+        )
+        for m, (tag, label) in enumerate(zip(tags, labels))
+    ]
+    depths = {side.num_layers for c in cases for side in c.sides}
+    case_counts = {s: sum(1 for c in cases if c.status == s) for s in (PASSED, FAILED, SKIPPED, ERROR)}
+    check_counts = suite.counts()
+    version = suite.versions.get("lazarus-report", "")
+    name = clean_text(suite.name)
+    return SuiteReport(
+        title=f"Suite: {name}",
+        generator=clean_text(f"lazarus-report {version}".strip()),
+        name=name,
+        source=clean_text(suite.source),
+        source_sha256=clean_text(suite.source_sha256),
+        tags=tags,
+        labels=labels,
+        models=models,
+        role_checked=clean_text(suite.role_checked) if suite.role_checked else None,
+        two_models=suite.two_models,
+        status=suite.status,
+        verdict=suite.status.upper(),
+        counts_line=counts_line(case_counts, check_counts),
+        case_counts=case_counts,
+        check_counts=check_counts,
+        cases=cases,
+        by_depth=len(depths) > 1,
+        facts=[
+            InfoRow("Suite file", clean_text(suite.source)),
+            InfoRow("SHA-256", clean_text(suite.source_sha256)),
+            *(InfoRow(tag, label) for tag, label in zip(tags, labels)),
+            *([] if suite.two_models else [InfoRow("Also checked as", clean_text(suite.role_checked or "none"))]),
+            InfoRow("Schema version", str(suite.schema_version)),
+        ],
+        versions=[InfoRow(clean_text(k), clean_text(v)) for k, v in suite.versions.items()],
+        timings=[InfoRow(clean_text(k), fmt_seconds(v)) for k, v in suite.timings.items()]
+        + [InfoRow(f"load {tag}", fmt_seconds(s)) for tag, s in zip(tags, suite.load_seconds)],
+    )
+
+
+def counts_line(cases: dict[str, int], checks: dict[str, int]) -> str:
+    """``18 of 20 cases passed · 2 failed · 41 checks: 38 passed, 2 failed, 1 skipped``."""
+    total = sum(cases.values())
+    parts = [f"{cases[PASSED]} of {total} case{'s' if total != 1 else ''} passed"]
+    for status, words in ((FAILED, "failed"), (ERROR, "errored"), (SKIPPED, "skipped")):
+        if cases[status]:
+            parts.append(f"{cases[status]} {words}")
+    n_checks = sum(checks.values())
+    errors = "error" if checks[ERROR] == 1 else "errors"
+    words = ((PASSED, "passed"), (FAILED, "failed"), (SKIPPED, "skipped"), (ERROR, errors))
+    by_status = [f"{checks[s]} {word}" for s, word in words if checks[s] or s == PASSED]
+    parts.append(f"{n_checks} check{'s' if n_checks != 1 else ''}: " + ", ".join(by_status))
+    return " · ".join(parts)
+
+
+def case_anchors(ids: list[str]) -> list[str]:
+    """One HTML id per case: ``case-`` + an ASCII slug of the case id (lowercase letters, digits and
+    ``-``; accents folded, anything else a dash), made unique with ``-2``, ``-3`` ...; ``case-<n>``
+    for an id with no letters or digits."""
+    out: list[str] = []
+    taken: set[str] = set()
+    for i, case_id in enumerate(ids):
+        folded = unicodedata.normalize("NFKD", case_id).encode("ascii", "ignore").decode("ascii").lower()
+        slug = re.sub(r"[^a-z0-9]+", "-", folded).strip("-")[:ANCHOR_MAX_CHARS].strip("-") or str(i + 1)
+        anchor, n = f"case-{slug}", 2
+        while anchor in taken:
+            anchor, n = f"case-{slug}-{n}", n + 1
+        taken.add(anchor)
+        out.append(anchor)
+    return out
+
+
+def target_text(case: SuiteCase) -> str | None:
+    """The case's target as the user wrote it: its first tracked string (None when it tracks nothing)."""
+    if case.comparison is not None:
+        return case.comparison.tracked[0].text if case.comparison.tracked else None
+    if case.analysis is not None and case.analysis.token_evolutions:
+        return case.analysis.token_evolutions[0].text
+    return None
+
+
+def one_line(text: str, limit: int = MESSAGE_MAX_CHARS) -> str:
+    """User text as one visible line (newlines and tabs as markers), clipped to ``limit`` characters."""
+    line = clean_text(text).replace("\n", "↵").replace("\t", "⇥")
+    return line if len(line) <= limit else line[: limit - 1] + "…"
+
+
+# --- pieces -------------------------------------------------------------------------------------
+
+
+def _case_view(index: int, case: SuiteCase, anchor: str, tags: list[str]) -> CaseView:
+    key = f"c{index}"
+    checks = [
+        CheckView(
+            name=clean_text(c.name),
+            check=clean_text(c.check),
+            side=clean_text(c.side),
+            expected=clean_text(c.expected),
+            actual=clean_text(c.actual),
+            status=c.status,
+            message=one_line(c.message),
+            line=c.line,
+        )
+        for c in case.checks
+    ]
+    report: ReportModel | None = None
+    sides: list[SideView] = []
+    text = target_text(case)
+    target = token_view(text) if text is not None else None
+    if case.comparison is not None:
+        report = build_comparison_report(case.comparison, key_prefix=f"{key}-", tags=tags)
+        tracked = case.comparison.tracked[0] if case.comparison.tracked else None
+        for m, result in enumerate(case.comparison.results):
+            sides.append(
+                _side(
+                    result,
+                    tracked is not None,
+                    tracked.emergence_layers[m] if tracked else None,
+                    tracked.final_probs[m] if tracked else None,
+                    tracked.final_ranks[m] if tracked else None,
+                )
+            )
+    elif case.analysis is not None:
+        report = build_report([case.analysis], key_prefix=f"{key}-")
+        evolution = case.analysis.token_evolutions[0] if case.analysis.token_evolutions else None
+        sides.append(
+            _side(
+                case.analysis,
+                evolution is not None,
+                evolution.emergence_layer if evolution else None,
+                evolution.final_prob if evolution else None,
+                evolution.ranks[-1] if evolution and evolution.ranks else None,
+            )
+        )
+    probs = [s.target_prob for s in sides]
+    delta = probs[1] - probs[0] if len(probs) == 2 and None not in probs else None  # type: ignore[operator]
+    failing = sum(1 for c in checks if c.failing) + (1 if case.error is not None and not checks else 0)
+    return CaseView(
+        index=index,
+        key=key,
+        anchor=anchor,
+        id=_case_id(case.id),
+        status=case.status,
+        prompt=clean_text(case.prompt),
+        line=case.line,
+        error=one_line(case.error) if case.error is not None else None,
+        checks=checks,
+        failing=failing,
+        target=target,
+        sides=sides,
+        delta=finite(delta),
+        report=report,
+    )
+
+
+def _case_id(case_id: str) -> str:
+    """A case id on one visible line; one of only whitespace (or empty) with whitespace markers."""
+    line = one_line(case_id, ANCHOR_MAX_CHARS * 4)
+    return line if line.strip() else visible_token(case_id)
+
+
+def _side(result, has_target: bool, emergence: int | None, prob: float | None, rank: int | None) -> SideView:
+    top = result.final_prediction[0]
+    n = result.model.num_layers
+    return SideView(
+        final=token_view(top.token, top.token_id),
+        final_prob=finite(top.prob),
+        num_layers=n,
+        has_target=has_target,
+        target_emergence=emergence,
+        target_depth=None if emergence is None else (emergence + 1) / max(1, n),
+        target_prob=finite(prob),
+        target_rank=rank,
+    )
