@@ -448,7 +448,7 @@ def test_markdown_lists_failures_first(suite):
     verdict = "**ERROR** · 4 of 6 cases passed · 1 failed · 1 errored · 16 checks\\: 10 passed"
     assert md.startswith(f"# Suite: capitals\n\n{verdict}")
     failures = md.split("**Failures**:\n")[1].split("\n## ")[0]
-    failed = "- **italy-02** (failed, line 16)\n  - tuned final\\_top1: italy-02\\: tuned final top-1 is ' Milan'"
+    failed = "- **italy-02** (failed, line 16)\n  - italy-02\\: tuned final top-1 is ' Milan'"
     assert failed in failures
     assert "- **uk-03** (error, line 22): could not run: model 2" in failures
     rendered = github_like().render(md)
@@ -476,7 +476,7 @@ def test_markdown_truncates_beyond_20_cases_and_fits_a_pr_comment(big):
 def test_summary_at_the_top_of_the_page_is_the_markdown_summary(pages, suite):
     items = [li.text() for li in parse(pages["interactive"]).find("section", id="summary").find_all("li")]
     assert items[0].startswith("italy-02 (failed, line 16)")
-    assert "tuned final_top1: italy-02: tuned final top-1 is ' Milan', expected ' Rome'" in items
+    assert "italy-02: tuned final top-1 is ' Milan', expected ' Rome'" in items
 
 
 # --- terminal text ----------------------------------------------------------------------------------
@@ -492,7 +492,7 @@ def test_suite_text(suite):
     assert re.match(r"  FAIL   italy-02 +' Rome' / ' Milan' +target ' Rome': 16 / never$", case_lines[2])
     assert re.match(r"  ERROR  uk-03 +could not run$", case_lines[3])
     assert case_lines[5].endswith("no target")
-    assert "  italy-02 (line 16) FAIL tuned final_top1: italy-02: tuned final top-1 is ' Milan', expected ' Rome'" in lines
+    assert "  italy-02 (line 16) FAIL italy-02: tuned final top-1 is ' Milan', expected ' Rome'" in lines
     error = next(line for line in lines if line.startswith("  uk-03 (line 22) ERROR could not run: model 2 ("))
     assert error.endswith("the prompt is longer than the model's context (8192 tokens)")
     counts = "4 of 6 cases passed · 1 failed · 1 errored · 16 checks: 10 passed, 3 failed, 2 skipped, 1 error"

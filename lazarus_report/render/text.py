@@ -185,6 +185,6 @@ def render_suite_text(suite: SuiteResult) -> str:
             if view.error is not None:
                 lines.append(f"{where} ERROR could not run: {view.error}")
             for check in view.failing_checks:
-                lines.append(f"{where} {SUITE_STATUS_WORDS[check.status]} {check.name}: {check.message}")
+                lines.append(f"{where} {SUITE_STATUS_WORDS[check.status]} {check.message}")
     lines += ["", f"{report.verdict}: {report.counts_line}"]
     return "\n".join(lines) + "\n"
