@@ -554,15 +554,15 @@ def main() -> None:
         lambda: bench_suite(max(2, args.reps // 2)),
     )
     sections += [
-        "## Where the misses come from (profiled, not re-measured by this script)",
+        "## Where the time goes near the limits (profiled, not re-measured by this script)",
         "",
-        "- `analyze` end to end (~1.1 s here against 1.0 s): dequantizing Q4_1 to float32 is 0.3-0.4 s, mostly "
+        "- `analyze` end to end (0.99-1.16 s across runs on this 2-core VM against 1.0 s: met or missed with the machine's load): dequantizing Q4_1 to float32 is 0.3-0.4 s, mostly "
         "first-touch page faults of the 513 MB float32 copy (the CPU path runs float32 through BLAS because MLX's "
         "quantized CPU kernels are ~25x slower); parsing the cached tokenizer.json 0.1-0.13 s; forward + lens "
         "0.2-0.25 s; imports ~0.15 s. The published lazarus takes 3.7 s for the same command.",
-        "- `compare` (~2.2 s against 2.0 s): two full loads (each as above); base vs fine-tuned skips the second "
+        "- `compare` (1.6-2.4 s across runs against 2.0 s): two full loads (each as above); base vs fine-tuned skips the second "
         "load but imports mlx-lm's LoRA code, which imports transformers (~0.9 s, started in the background).",
-        "- Grid memory at 1024 tokens: MLX's own peak is the model + 187 MB (attention scores and the captured "
+        "- Grid memory at 1024 tokens (missed in every run): MLX's own peak is the model + 187 MB (attention scores and the captured "
         "hidden states of the forward pass; the grid itself is chunked to 48 MB of logits). Process RSS adds "
         "~90 MB of libraries and tokenizer loaded with the model and OpenBLAS's per-thread buffers. Chunked "
         "prefill (the forward pass in 256-token pieces through the KV cache) would cut the attention part.",
