@@ -7,6 +7,7 @@ Heavy modules (mlx, mlx-lm, transformers, altair) are imported inside the comman
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 from pathlib import Path
@@ -284,13 +285,11 @@ def _suite(
 
     from .suites.runner import run_suite
 
-    total = len(spec.cases) * len(models)
-    if quiet or not sys.stderr.isatty():
-        result = run_suite(spec, models, adapters=adapters, embedding_scales=scales, precision=precision, role=role)
-    else:
-        with click.progressbar(length=total, label="cases", file=sys.stderr, show_pos=True) as bar:
-            result = run_suite(spec, models, adapters=adapters, embedding_scales=scales, precision=precision,
-                               role=role, progress=bar.update)
+    show_bar = not quiet and sys.stderr.isatty()
+    bar = click.progressbar(length=len(spec.cases) * len(models), label="cases", file=sys.stderr, show_pos=True)
+    with bar if show_bar else contextlib.nullcontext():
+        result = run_suite(spec, models, adapters=adapters, embedding_scales=scales, precision=precision,
+                           role=role, progress=bar.update if show_bar else None)
     if junit:
         from .result import write_text_atomic
         from .suites.junit import render_junit
