@@ -48,7 +48,9 @@ def environment() -> list[str]:
     from importlib import metadata
 
     versions = {d: metadata.version(d) for d in ("mlx", "mlx-lm", "numpy", "transformers") if _has(d)}
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
+    commit = subprocess.run(
+        ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True
+    ).stdout.strip()
     cpu = "unknown"
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -86,7 +88,10 @@ def bench_last_position(analyzer, reps: int) -> tuple[list[str], dict]:
     model = analyzer.loaded.model
     n_layers = len(parts.layers)
     layers = list(range(n_layers))
-    rows = ["| tokens | bare forward `model(x)` | backbone + last-position head | lens, all 30 layers, last position | lens / bare forward | lens / backbone+head |", "|---|---|---|---|---|---|"]
+    rows = [
+        "| tokens | bare forward `model(x)` | backbone + last-position head | lens, all 30 layers, last position | lens / bare forward | lens / backbone+head |",
+        "|---|---|---|---|---|---|",
+    ]
     data = {}
     for n in (8, 64, 256):
         x = mx.array([ids_of(n)])
@@ -135,7 +140,10 @@ class Reference:
     def __init__(self, python: str, gguf: str):
         self.proc = subprocess.Popen(
             [python, str(ROOT / "benchmarks" / "reference_worker.py"), gguf],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
         )
         self.info = json.loads(self.proc.stdout.readline())
 
@@ -156,7 +164,6 @@ class Reference:
 def bench_grid(analyzer, reps: int) -> tuple[list[str], dict]:
     from lazarus_report import lens
 
-    mx = lens.mx
     parts = analyzer.loaded.parts
     n_layers = len(parts.layers)
     layers = list(range(n_layers))
@@ -164,10 +171,14 @@ def bench_grid(analyzer, reps: int) -> tuple[list[str], dict]:
     if python is None:
         return ["(skipped: no environment with torch; run `make install-test` first)"], {}
     ref = Reference(python, analyzer.info.path)
-    rows = ["| tokens | lazarus grid (forward + all layers x positions, top-5, entropy, KL) | transformers/PyTorch reference, same job | lazarus / reference |", "|---|---|---|---|"]
+    rows = [
+        "| tokens | lazarus grid (forward + all layers x positions, top-5, entropy, KL) | transformers/PyTorch reference, same job | lazarus / reference |",
+        "|---|---|---|---|",
+    ]
     data = {}
     try:
         for n in (64, 256):
+
             def ours():
                 sink = lens.capture_hidden(parts, ids_of(n), layers)
                 lens.position_grid(parts, [sink[i][0] for i in layers], sink[n_layers - 1][0], top_k=5)
@@ -193,8 +204,8 @@ def bench_grid(analyzer, reps: int) -> tuple[list[str], dict]:
 def memory_probe(n: int) -> dict:
     """Runs in a fresh process. Peak RSS of the load phase and, separately, of the lens phase
     (the kernel's peak-RSS mark is reset between them through /proc/self/clear_refs)."""
-    from lazarus_report.api import ModelAnalyzer
     from lazarus_report import lens
+    from lazarus_report.api import ModelAnalyzer
 
     mx = lens.mx
     before = _rss_now()
@@ -239,14 +250,17 @@ def _reset_peak_rss() -> None:
 
 
 def bench_memory() -> tuple[list[str], dict]:
-    out = subprocess.run([sys.executable, __file__, "--memory-probe", "1024"], capture_output=True, text=True, check=True)
+    out = subprocess.run(
+        [sys.executable, __file__, "--memory-probe", "1024"], capture_output=True, text=True, check=True
+    )
     m = json.loads(out.stdout.strip().splitlines()[-1])
     mb = 2**20
     lens_growth = m["lens_peak_rss"] - m["rss_before_load"]
     load_growth = m["load_peak_rss"] - m["rss_before_load"]
     limit = m["model_bytes"] + 256 * mb
     rows = [
-        "| measure | value |", "|---|---|",
+        "| measure | value |",
+        "|---|---|",
         f"| model parameters (float32, as run) | {m['model_bytes'] / mb:.0f} MB |",
         f"| RSS after loading, above the process before loading | {(m['rss_after_load'] - m['rss_before_load']) / mb:.0f} MB |",
         f"| peak RSS while running the lens (forward + grid), above the process before loading | {lens_growth / mb:.0f} MB |",
@@ -273,8 +287,9 @@ def bench_cli(reps: int) -> tuple[list[str], dict]:
             bucket.append(time.perf_counter() - s)
     a, h = median(t_an), median(t_help)
     rows = [
-        "| command | median wall | target |", "|---|---|---|",
-        f"| `lazarus introspect analyze -m {ALIAS} -p \"{PROMPT}\" --all-layers` | {fmt(a)} | <= 1.0 s (published lazarus: 3.7 s) -> **{'met' if a <= 1.0 else 'MISSED'}** |",
+        "| command | median wall | target |",
+        "|---|---|---|",
+        f'| `lazarus introspect analyze -m {ALIAS} -p "{PROMPT}" --all-layers` | {fmt(a)} | <= 1.0 s (published lazarus: 3.7 s) -> **{"met" if a <= 1.0 else "MISSED"}** |',
         f"| `lazarus --help` | {fmt(h)} | <= 0.25 s -> **{'met' if h <= 0.25 else 'MISSED'}** |",
     ]
     return rows, {"analyze": a, "help": h}
@@ -309,10 +324,34 @@ def bench_compare(reps: int) -> tuple[list[str], dict]:
     os.symlink(alias_path(ALIASES[ALIAS]), other)
     analyze = [exe, "introspect", "analyze", "-m", ALIAS, "-p", WEATHER, "--all-layers", "-t", "get_weather"]
     commands = {
-        "two models (two loads)": [exe, "introspect", "compare", "-m1", ALIAS, "-m2", str(other),
-                                   "-p", WEATHER, "--track", "get_weather"],
-        "base vs base + LoRA adapter": [exe, "introspect", "compare", "-m1", ALIAS, "-m2", ALIAS,
-                                        "--adapter2", str(ADAPTER), "-p", WEATHER, "--track", "get_weather"],
+        "two models (two loads)": [
+            exe,
+            "introspect",
+            "compare",
+            "-m1",
+            ALIAS,
+            "-m2",
+            str(other),
+            "-p",
+            WEATHER,
+            "--track",
+            "get_weather",
+        ],
+        "base vs base + LoRA adapter": [
+            exe,
+            "introspect",
+            "compare",
+            "-m1",
+            ALIAS,
+            "-m2",
+            ALIAS,
+            "--adapter2",
+            str(ADAPTER),
+            "-p",
+            WEATHER,
+            "--track",
+            "get_weather",
+        ],
     }
     for cmd in commands.values():
         _timed_child(cmd)  # warm caches
@@ -325,9 +364,11 @@ def bench_compare(reps: int) -> tuple[list[str], dict]:
             rss[key].append(r)
     mb = 2**20
     ap = max(rss["analyze"])
-    rows = ["| command (all 30 layers, chat template, tracked get_weather) | median wall | peak RSS | targets |",
-            "|---|---|---|---|",
-            f"| `analyze`, one model (reference) | {fmt(median(walls['analyze']))} | {ap / mb:.0f} MB | |"]
+    rows = [
+        "| command (all 30 layers, chat template, tracked get_weather) | median wall | peak RSS | targets |",
+        "|---|---|---|---|",
+        f"| `analyze`, one model (reference) | {fmt(median(walls['analyze']))} | {ap / mb:.0f} MB | |",
+    ]
     for key in commands:
         w, p = median(walls[key]), max(rss[key])
         rows.append(
@@ -405,12 +446,23 @@ def bench_suite(reps: int) -> tuple[list[str], dict]:
         "base vs base + LoRA adapter (one load, adapter applied in place)": ([ALIAS, ALIAS], [None, str(ADAPTER)]),
         "two models (two loads)": ([ALIAS, str(other)], [None, None]),
     }
-    rows = ["| 20-case two-model suite | reference: loads + per-case engine | suite, JSON + JUnit + Markdown | "
-            "ratio | suite with --html too | ratio | target |", "|---|---|---|---|---|---|---|"]
+    rows = [
+        "| 20-case two-model suite | reference: loads + per-case engine | suite, JSON + JUnit + Markdown | "
+        "ratio | suite with --html too | ratio | target |",
+        "|---|---|---|---|---|---|---|",
+    ]
     data = {}
     for label, (models, adapters) in variants.items():
-        ref_cmd = [sys.executable, __file__, "--suite-reference", str(suite_file), "--models", *models,
-                   "--adapters", *[a or "-" for a in adapters]]
+        ref_cmd = [
+            sys.executable,
+            __file__,
+            "--suite-reference",
+            str(suite_file),
+            "--models",
+            *models,
+            "--adapters",
+            *[a or "-" for a in adapters],
+        ]
         base = [exe, "introspect", "suite", str(suite_file), "-m1", models[0], "-m2", models[1], "-q"]
         if adapters[1]:
             base += ["--adapter2", adapters[1]]
@@ -498,8 +550,16 @@ def main() -> None:
 
     from lazarus_report.api import ModelAnalyzer
 
-    sections = ["# Benchmarks", "", "Written by `make bench` (benchmarks/run.py). Every ratio compares two things measured "
-                "in the same run, interleaved; medians of the repetitions.", "", "## Environment", *environment(), ""]
+    sections = [
+        "# Benchmarks",
+        "",
+        "Written by `make bench` (benchmarks/run.py). Every ratio compares two things measured "
+        "in the same run, interleaved; medians of the repetitions.",
+        "",
+        "## Environment",
+        *environment(),
+        "",
+    ]
     print("\n".join(sections), flush=True)
     analyzer = ModelAnalyzer.load(ALIAS)
 

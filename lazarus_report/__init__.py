@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["ModelAnalyzer", "AnalysisConfig", "LayerStrategy", "AnalysisResult"]
+__all__ = ["AnalysisConfig", "AnalysisResult", "LayerStrategy", "ModelAnalyzer"]
 
 
 def __getattr__(name: str) -> Any:

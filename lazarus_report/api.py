@@ -15,10 +15,11 @@ from __future__ import annotations
 import dataclasses
 import platform
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from enum import Enum
 from importlib import metadata
-from typing import Any, Sequence
+from typing import Any
 
 from .errors import LazarusError
 from .result import (
@@ -127,7 +128,9 @@ def _evolution(tracked: TrackedToken, layers: list[int], probs: list[float], ran
 class ModelAnalyzer:
     """A loaded model and the logit lens over it."""
 
-    def __init__(self, loaded: Any = None, *, model_id: str | None = None, adapter: str | None = None, precision: str = "auto"):
+    def __init__(
+        self, loaded: Any = None, *, model_id: str | None = None, adapter: str | None = None, precision: str = "auto"
+    ):
         self._loaded = loaded
         self._model_id = model_id
         self._adapter = adapter
@@ -136,16 +139,16 @@ class ModelAnalyzer:
     # --- loading ---------------------------------------------------------------------------
 
     @classmethod
-    def from_pretrained(cls, model_id: str, *, adapter: str | None = None, precision: str = "auto") -> "ModelAnalyzer":
+    def from_pretrained(cls, model_id: str, *, adapter: str | None = None, precision: str = "auto") -> ModelAnalyzer:
         """An analyzer that loads ``model_id`` when entered (``async with`` or ``with``)."""
         return cls(model_id=model_id, adapter=adapter, precision=precision)
 
     @classmethod
-    def load(cls, model_id: str, *, adapter: str | None = None, precision: str = "auto") -> "ModelAnalyzer":
+    def load(cls, model_id: str, *, adapter: str | None = None, precision: str = "auto") -> ModelAnalyzer:
         """Load now (synchronous API)."""
         return cls.from_pretrained(model_id, adapter=adapter, precision=precision)._ensure_loaded()
 
-    def _ensure_loaded(self) -> "ModelAnalyzer":
+    def _ensure_loaded(self) -> ModelAnalyzer:
         if self._loaded is None:
             if self._model_id is None:
                 raise LazarusError("ModelAnalyzer has no model")
@@ -164,13 +167,13 @@ class ModelAnalyzer:
 
         mx.clear_cache()
 
-    def __enter__(self) -> "ModelAnalyzer":
+    def __enter__(self) -> ModelAnalyzer:
         return self._ensure_loaded()
 
     def __exit__(self, *exc: Any) -> None:
         self.close()
 
-    async def __aenter__(self) -> "ModelAnalyzer":
+    async def __aenter__(self) -> ModelAnalyzer:
         return self._ensure_loaded()
 
     async def __aexit__(self, *exc: Any) -> None:
@@ -204,7 +207,9 @@ class ModelAnalyzer:
             except LazarusError:
                 raise
             except Exception as exc:
-                raise LazarusError(f"the model's chat template failed: {exc}; use --raw to analyze the prompt as is") from None
+                raise LazarusError(
+                    f"the model's chat template failed: {exc}; use --raw to analyze the prompt as is"
+                ) from None
             # The template writes BOS itself where the model wants one.
             return formatted, True, tok.encode_plain(formatted)
         return prompt, False, tok.encode(prompt)
@@ -271,7 +276,9 @@ class ModelAnalyzer:
         sink = lens.capture_hidden(loaded.parts, ids, layers, factor)
         hidden_last = lens.mx.stack([sink[i][0, -1] for i in layers])
         final_last = sink[n_layers - 1][0, -1:]
-        stats = lens.last_position_stats(loaded.parts, hidden_last, final_last, config.top_k, [t.token_id for t in tracked])
+        stats = lens.last_position_stats(
+            loaded.parts, hidden_last, final_last, config.top_k, [t.token_id for t in tracked]
+        )
         t2 = time.perf_counter()
 
         decode = _Decoder(tok)
@@ -431,7 +438,8 @@ def each_model(
 
                 loaded = analyzer.loaded
                 analyzer = ModelAnalyzer(
-                    with_adapter(loaded, adapter) if adapter is not None
+                    with_adapter(loaded, adapter)
+                    if adapter is not None
                     else dataclasses.replace(loaded, load_seconds=0.0)
                 )
             else:

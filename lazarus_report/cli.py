@@ -10,8 +10,9 @@ from __future__ import annotations
 import contextlib
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import click
 
@@ -41,7 +42,7 @@ def run_guarded(fn: Callable[[], Any]) -> Any:
         _fail("interrupted", 130)
     except MemoryError:
         _fail("out of memory (try a shorter prompt or fewer layers)", INTERNAL_ERROR)
-    except Exception as exc:  # noqa: BLE001 - the last line of defence against tracebacks
+    except Exception as exc:
         if os.environ.get("LAZARUS_DEBUG"):
             raise
         first = (str(exc).strip().splitlines() or [""])[0]
@@ -87,8 +88,12 @@ def output_options(fn: Callable[..., Any]) -> Callable[..., Any]:
         [
             click.option("-o", "--output", "output", metavar="FILE", help="Save the result as JSON."),
             click.option("--html", "html", metavar="FILE", help="Write a self-contained HTML report."),
-            click.option("--markdown", "markdown", metavar="FILE",
-                         help="Write a Markdown report (also appended to $GITHUB_STEP_SUMMARY when set)."),
+            click.option(
+                "--markdown",
+                "markdown",
+                metavar="FILE",
+                help="Write a Markdown report (also appended to $GITHUB_STEP_SUMMARY when set).",
+            ),
             click.option("--static", is_flag=True, help="HTML without scripts (static SVG charts only)."),
             click.option("-q", "--quiet", is_flag=True, help="Do not print the text report."),
         ]
@@ -98,21 +103,36 @@ def output_options(fn: Callable[..., Any]) -> Callable[..., Any]:
 
 
 @introspect.command(context_settings=CONTEXT)
-@click.option("-m", "--model", "model", required=True, metavar="MODEL",
-              help="Alias (smollm2-135m-instruct), .gguf file, model directory or Hugging Face ID.")
+@click.option(
+    "-m",
+    "--model",
+    "model",
+    required=True,
+    metavar="MODEL",
+    help="Alias (smollm2-135m-instruct), .gguf file, model directory or Hugging Face ID.",
+)
 @click.option("-p", "--prompt", required=True, help="Prompt to analyze.")
 @click.option("--all-layers", is_flag=True, help="Capture all layers (overrides --layer-strategy).")
 @click.option("-s", "--layer-step", type=int, default=4, show_default=True, help="Capture every Nth layer.")
-@click.option("--layer-strategy", type=click.Choice(["all", "evenly_spaced", "first_last", "custom"]),
-              default=None, help="Layer selection strategy [default: evenly_spaced].")
+@click.option(
+    "--layer-strategy",
+    type=click.Choice(["all", "evenly_spaced", "first_last", "custom"]),
+    default=None,
+    help="Layer selection strategy [default: evenly_spaced].",
+)
 @click.option("--layers", "--custom-layers", "layers", metavar="LIST", help="Custom layers, e.g. 0,4,8.")
 @click.option("-t", "--track", multiple=True, metavar="TOKEN", help="Track a token across layers (repeatable).")
 @click.option("--top-k", type=int, default=5, show_default=True, help="Top predictions to show.")
 @click.option("--embedding-scale", type=float, default=None, help="Embedding scale (auto-detected for Gemma).")
 @click.option("--raw", is_flag=True, help="Analyze the exact prompt, without the chat template.")
 @click.option("--adapter", metavar="DIR", help="Apply an mlx-lm LoRA adapter directory.")
-@click.option("--precision", type=click.Choice(["auto", "float32", "native"]), default="auto", show_default=True,
-              help="auto: float32 on CPU (dequantized), as stored on GPU.")
+@click.option(
+    "--precision",
+    type=click.Choice(["auto", "float32", "native"]),
+    default="auto",
+    show_default=True,
+    help="auto: float32 on CPU (dequantized), as stored on GPU.",
+)
 @output_options
 def analyze(**opts: Any) -> None:
     """Logit lens: what the model would predict after each layer."""
@@ -120,9 +140,23 @@ def analyze(**opts: Any) -> None:
 
 
 def _analyze(
-    model: str, prompt: str, all_layers: bool, layer_step: int, layer_strategy: str | None, layers: str | None,
-    track: tuple[str, ...], top_k: int, embedding_scale: float | None, raw: bool, adapter: str | None,
-    precision: str, output: str | None, html: str | None, markdown: str | None, static: bool, quiet: bool,
+    model: str,
+    prompt: str,
+    all_layers: bool,
+    layer_step: int,
+    layer_strategy: str | None,
+    layers: str | None,
+    track: tuple[str, ...],
+    top_k: int,
+    embedding_scale: float | None,
+    raw: bool,
+    adapter: str | None,
+    precision: str,
+    output: str | None,
+    html: str | None,
+    markdown: str | None,
+    static: bool,
+    quiet: bool,
 ) -> None:
     for path, option in ((output, "-o"), (html, "--html"), (markdown, "--markdown")):
         check_output_path(path, option)
@@ -185,8 +219,13 @@ def parse_track_list(values: tuple[str, ...]) -> list[str]:
 @click.option("-p", "--prompt", required=True, help="Prompt to analyze with both models.")
 @click.option("--track", "track", multiple=True, metavar="TOKENS", help="Comma-separated tokens to track (repeatable).")
 @click.option("--top-k", type=int, default=5, show_default=True, help="Top predictions per layer.")
-@click.option("--layer-strategy", type=click.Choice(["all", "evenly_spaced", "first_last", "custom"]),
-              default="all", show_default=True, help="Layer selection strategy.")
+@click.option(
+    "--layer-strategy",
+    type=click.Choice(["all", "evenly_spaced", "first_last", "custom"]),
+    default="all",
+    show_default=True,
+    help="Layer selection strategy.",
+)
 @click.option("-s", "--layer-step", type=int, default=4, show_default=True, help="Step for evenly_spaced.")
 @click.option("--layers", "--custom-layers", "layers", metavar="LIST", help="Custom layers, e.g. 0,4,8.")
 @click.option("--raw", is_flag=True, help="Analyze the exact prompt, without chat templates.")
@@ -202,10 +241,25 @@ def compare(**opts: Any) -> None:
 
 
 def _compare(
-    model1: str, model2: str, prompt: str, track: tuple[str, ...], top_k: int, layer_strategy: str, layer_step: int,
-    layers: str | None, raw: bool, adapter1: str | None, adapter2: str | None, embedding_scale1: float | None,
-    embedding_scale2: float | None, precision: str, output: str | None, html: str | None, markdown: str | None,
-    static: bool, quiet: bool,
+    model1: str,
+    model2: str,
+    prompt: str,
+    track: tuple[str, ...],
+    top_k: int,
+    layer_strategy: str,
+    layer_step: int,
+    layers: str | None,
+    raw: bool,
+    adapter1: str | None,
+    adapter2: str | None,
+    embedding_scale1: float | None,
+    embedding_scale2: float | None,
+    precision: str,
+    output: str | None,
+    html: str | None,
+    markdown: str | None,
+    static: bool,
+    quiet: bool,
 ) -> None:
     for path, option in ((output, "-o"), (html, "--html"), (markdown, "--markdown")):
         check_output_path(path, option)
@@ -222,8 +276,14 @@ def _compare(
         compute_grid=bool(output or html),
     )
     comparison = compare_models(
-        model1, model2, prompt, config, adapter1=adapter1, adapter2=adapter2,
-        embedding_scales=(embedding_scale1, embedding_scale2), precision=precision,
+        model1,
+        model2,
+        prompt,
+        config,
+        adapter1=adapter1,
+        adapter2=adapter2,
+        embedding_scales=(embedding_scale1, embedding_scale2),
+        precision=precision,
     )
     emit(comparison, output=output, html=html, markdown=markdown, static=static, quiet=quiet)
 
@@ -232,8 +292,12 @@ def _compare(
 @click.argument("suite_file", metavar="SUITE_FILE")
 @click.option("-m", "--model", "model", metavar="MODEL", help="Run the suite on one model.")
 @click.option("--adapter", metavar="DIR", help="mlx-lm LoRA adapter for the one model.")
-@click.option("--role", type=click.Choice(["base", "tuned"]), default=None,
-              help="One model: also check the suite's expect_base or expect_tuned on it.")
+@click.option(
+    "--role",
+    type=click.Choice(["base", "tuned"]),
+    default=None,
+    help="One model: also check the suite's expect_base or expect_tuned on it.",
+)
 @click.option("-m1", "--model1", "model1", metavar="MODEL", help="Base model (two-model run).")
 @click.option("-m2", "--model2", "model2", metavar="MODEL", help="Tuned model (two-model run).")
 @click.option("--adapter1", metavar="DIR", help="mlx-lm LoRA adapter for model 1.")
@@ -256,10 +320,25 @@ def suite(**opts: Any) -> None:
 
 
 def _suite(
-    suite_file: str, model: str | None, adapter: str | None, role: str | None, model1: str | None,
-    model2: str | None, adapter1: str | None, adapter2: str | None, embedding_scale: float | None,
-    embedding_scale1: float | None, embedding_scale2: float | None, precision: str, junit: str | None,
-    validate_only: bool, output: str | None, html: str | None, markdown: str | None, static: bool, quiet: bool,
+    suite_file: str,
+    model: str | None,
+    adapter: str | None,
+    role: str | None,
+    model1: str | None,
+    model2: str | None,
+    adapter1: str | None,
+    adapter2: str | None,
+    embedding_scale: float | None,
+    embedding_scale1: float | None,
+    embedding_scale2: float | None,
+    precision: str,
+    junit: str | None,
+    validate_only: bool,
+    output: str | None,
+    html: str | None,
+    markdown: str | None,
+    static: bool,
+    quiet: bool,
 ) -> int:
     from .suites.spec import load_suite
 
@@ -273,8 +352,10 @@ def _suite(
     if validate_only:
         n = len(spec.cases)
         if not quiet:
-            click.echo(f"{suite_file}: {n} case{'s' if n != 1 else ''}, "
-                       f"{sum(len(c.expectations) for c in spec.cases)} expectations, valid")
+            click.echo(
+                f"{suite_file}: {n} case{'s' if n != 1 else ''}, "
+                f"{sum(len(c.expectations) for c in spec.cases)} expectations, valid"
+            )
         return 0
     if model is not None:
         models, adapters, scales = [model], [adapter], [embedding_scale]
@@ -288,8 +369,15 @@ def _suite(
     show_bar = not quiet and sys.stderr.isatty()
     bar = click.progressbar(length=len(spec.cases) * len(models), label="cases", file=sys.stderr, show_pos=True)
     with bar if show_bar else contextlib.nullcontext():
-        result = run_suite(spec, models, adapters=adapters, embedding_scales=scales, precision=precision,
-                           role=role, progress=bar.update if show_bar else None)
+        result = run_suite(
+            spec,
+            models,
+            adapters=adapters,
+            embedding_scales=scales,
+            precision=precision,
+            role=role,
+            progress=bar.update if show_bar else None,
+        )
     if junit:
         from .result import write_text_atomic
         from .suites.junit import render_junit
@@ -308,8 +396,12 @@ def report() -> None:
 @report.command(context_settings=CONTEXT)
 @click.argument("source", metavar="RESULT")
 @click.option("--html", "html", metavar="FILE", help="Write a self-contained HTML report.")
-@click.option("--markdown", "markdown", metavar="FILE",
-              help="Write a Markdown report (also appended to $GITHUB_STEP_SUMMARY when set).")
+@click.option(
+    "--markdown",
+    "markdown",
+    metavar="FILE",
+    help="Write a Markdown report (also appended to $GITHUB_STEP_SUMMARY when set).",
+)
 @click.option("--static", is_flag=True, help="HTML without scripts (static SVG charts only).")
 @click.option("-q", "--quiet", is_flag=True, help="Do not print the text report.")
 def render(source: str, html: str | None, markdown: str | None, static: bool, quiet: bool) -> None:

@@ -11,7 +11,8 @@ Honest by construction:
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
@@ -39,7 +40,7 @@ def match_layers(layers1: Sequence[int], n1: int, layers2: Sequence[int], n2: in
     """Pairs (index into layers1, index into layers2): same layer when depths match, else by relative depth."""
     if n1 == n2 and list(layers1) == list(layers2):
         return [(i, i) for i in range(len(layers1))]
-    rel1 = np.array([(l + 1) / n1 for l in layers1])
+    rel1 = np.array([(layer + 1) / n1 for layer in layers1])
     pairs = []
     for j, l2 in enumerate(layers2):
         i = int(np.argmin(np.abs(rel1 - (l2 + 1) / n2)))

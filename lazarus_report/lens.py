@@ -23,16 +23,16 @@ MLX lives here and in ``models/``; nothing here formats text.
 from __future__ import annotations
 
 import contextlib
-import math
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any, Iterator, Sequence
+from typing import Any
 
 import numpy as np
 
 from .blas import import_mlx
 from .errors import LazarusError
-from .result import rounded
 from .models.families import LensParts
+from .result import rounded
 
 mx = import_mlx()
 
@@ -141,12 +141,12 @@ class FinalReference:
     lse: np.ndarray  # [N] log-sum-exp of z_final
 
     @classmethod
-    def of(cls, z_final: np.ndarray) -> "FinalReference":
+    def of(cls, z_final: np.ndarray) -> FinalReference:
         lse = row_stats(z_final, 1).lse
         probs = np.exp(z_final - lse[:, None].astype(np.float32))
         return cls(probs, _row_dots(probs, z_final), lse)
 
-    def rows(self, n: int) -> "FinalReference":
+    def rows(self, n: int) -> FinalReference:
         """The same single final distribution for ``n`` rows (last-position use)."""
         return FinalReference(
             np.broadcast_to(self.probs, (n, self.probs.shape[1])),

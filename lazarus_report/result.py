@@ -20,7 +20,7 @@ import json
 import os
 import re
 import tempfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -228,7 +228,7 @@ class AnalysisResult(_JsonFile):
         return {"kind": RESULT_KIND, "schema_version": d.pop("schema_version"), **d}
 
     @classmethod
-    def from_dict(cls, data: Any) -> "AnalysisResult":
+    def from_dict(cls, data: Any) -> AnalysisResult:
         if not isinstance(data, dict) or data.get("kind") != RESULT_KIND:
             raise ResultFormatError("not a lazarus-report analysis result")
         version = data.get("schema_version")
@@ -240,7 +240,6 @@ class AnalysisResult(_JsonFile):
             return _build(cls, data)
         except (KeyError, TypeError, ValueError) as exc:
             raise ResultFormatError(f"malformed analysis result: {exc}") from None
-
 
 
 COMPARISON_KIND = "lazarus-report/comparison"
@@ -306,7 +305,7 @@ class ComparisonResult(_JsonFile):
         return {"kind": COMPARISON_KIND, "schema_version": d.pop("schema_version"), **d}
 
     @classmethod
-    def from_dict(cls, data: Any) -> "ComparisonResult":
+    def from_dict(cls, data: Any) -> ComparisonResult:
         if not isinstance(data, dict) or data.get("kind") != COMPARISON_KIND:
             raise ResultFormatError("not a lazarus-report comparison result")
         version = data.get("schema_version")
@@ -321,7 +320,6 @@ class ComparisonResult(_JsonFile):
             return cls(results=results, **{f.name: getattr(built, f.name) for f in dataclasses.fields(built)})
         except (KeyError, TypeError, ValueError) as exc:
             raise ResultFormatError(f"malformed comparison result: {exc}") from None
-
 
 
 @dataclass(frozen=True)
@@ -450,7 +448,7 @@ class SuiteResult(_JsonFile):
         return {"kind": SUITE_KIND, "schema_version": d.pop("schema_version"), **d}
 
     @classmethod
-    def from_dict(cls, data: Any) -> "SuiteResult":
+    def from_dict(cls, data: Any) -> SuiteResult:
         if not isinstance(data, dict) or data.get("kind") != SUITE_KIND:
             raise ResultFormatError("not a lazarus-report suite result")
         version = data.get("schema_version")
@@ -502,7 +500,7 @@ class _SuiteFields:
     schema_version: int = SCHEMA_VERSION
 
 
-def load_any_result(data: Any) -> "AnalysisResult | ComparisonResult | SuiteResult":
+def load_any_result(data: Any) -> AnalysisResult | ComparisonResult | SuiteResult:
     """An analysis, a comparison or a suite run, from parsed JSON."""
     kind = data.get("kind") if isinstance(data, dict) else None
     if kind == SUITE_KIND:

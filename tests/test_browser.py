@@ -14,8 +14,8 @@ import os
 from pathlib import Path
 
 import pytest
-
 from factories import HOSTILE_STRINGS, make_comparison, make_hostile_result, make_result, make_suite
+
 from lazarus_report.render.html import render_html
 
 CHROMIUM = "/usr/bin/chromium"
@@ -155,7 +155,9 @@ def test_tooltips_work_on_the_live_chart(browser_context, report_files):
     assert watch.errors == []
 
 
-@pytest.mark.parametrize("name", ["demo", "hostile", "demo-static", "compare", "compare-tokenizers-static", "compare-hostile"])
+@pytest.mark.parametrize(
+    "name", ["demo", "hostile", "demo-static", "compare", "compare-tokenizers-static", "compare-hostile"]
+)
 def test_charts_show_as_svg_without_javascript(browser_context, report_files, name):
     page, watch = _open(browser_context(javascript=False), report_files[name], wait_live=False)
     assert _static_charts_shown(page) == CHARTS[name.removesuffix("-static")]
@@ -264,9 +266,7 @@ def test_suite_charts_render_interactively_when_their_case_opens(browser_context
     page, watch = _open(browser_context(), path, wait_live=False)
     # The overview chart and the open (failing) cases' charts draw at once; closed cases wait.
     opened = page.locator("details.case[open] figure.chart").count()
-    page.wait_for_function(
-        f"document.querySelectorAll('figure.chart.is-live').length === {opened + 1}", timeout=30_000
-    )
+    page.wait_for_function(f"document.querySelectorAll('figure.chart.is-live').length === {opened + 1}", timeout=30_000)
     closed = page.locator("details.case:not([open]) figure.chart")
     assert closed.count() > 0 and page.locator("details.case:not([open]) figure.chart.is-live").count() == 0
     page.locator("details.case:not([open]) > summary").first.click()
@@ -339,7 +339,7 @@ def test_suite_without_javascript_shows_the_svg_charts_and_the_full_table(browse
         assert rows.nth(i).is_visible()
     assert not page.locator("#cases-controls").is_visible()  # hidden (interactive) or absent (static)
     summaries = page.locator("details.case:not([open]) > summary")
-    for i in range(summaries.count()):
+    for _ in range(summaries.count()):
         summaries.nth(0).click()  # opening needs no script; the list shrinks as cases open
     assert _static_charts_shown(page) == 1 + page.locator("details.case figure.chart").count()
     assert watch.foreign_requests(report_files[name].as_uri()) == []

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -44,15 +43,28 @@ def test_help_does_not_import_heavy_modules():
 
 
 def test_analyze_text_output_has_the_spec_shape(tmp_path):
-    proc = run("introspect", "analyze", "-m", "smollm2-135m-instruct", "-p", PROMPT, "--raw", "-t", " Paris", "--all-layers")
+    proc = run(
+        "introspect", "analyze", "-m", "smollm2-135m-instruct", "-p", PROMPT, "--raw", "-t", " Paris", "--all-layers"
+    )
     assert proc.returncode == 0, proc.stderr
     out = proc.stdout
-    for heading in ("Model: smollm2-135m-instruct", "  Family: llama", "  Layers: 30", "  Hidden size: 576",
-                    "  Vocab size: 49152", "  Tied embeddings: True", "Precision: float32 (dequantized from Q4_1)",
-                    "BLAS: OpenBLAS", "Analyzing: 'The capital of France is'",
-                    "Tokens (5): ['The', ' capital', ' of', ' France', ' is']",
-                    "=== Final Prediction ===", "=== Logit Lens (top prediction at each layer) ===",
-                    "=== Token Evolution ===", "Token ' Paris':", "--> Becomes top-1 at layer"):
+    for heading in (
+        "Model: smollm2-135m-instruct",
+        "  Family: llama",
+        "  Layers: 30",
+        "  Hidden size: 576",
+        "  Vocab size: 49152",
+        "  Tied embeddings: True",
+        "Precision: float32 (dequantized from Q4_1)",
+        "BLAS: OpenBLAS",
+        "Analyzing: 'The capital of France is'",
+        "Tokens (5): ['The', ' capital', ' of', ' France', ' is']",
+        "=== Final Prediction ===",
+        "=== Logit Lens (top prediction at each layer) ===",
+        "=== Token Evolution ===",
+        "Token ' Paris':",
+        "--> Becomes top-1 at layer",
+    ):
         assert heading in out, heading
     final_line = out.split("=== Final Prediction ===\n")[1].splitlines()[0]
     assert final_line.startswith("  0.772") and final_line.endswith("' Paris'")
@@ -61,7 +73,9 @@ def test_analyze_text_output_has_the_spec_shape(tmp_path):
 
 def test_json_output_is_written_and_loads_back(tmp_path):
     out = tmp_path / "analysis.json"
-    proc = run("introspect", "analyze", "-m", "smollm2-135m-instruct", "-p", PROMPT, "-t", "Paris", "-o", str(out), "-q")
+    proc = run(
+        "introspect", "analyze", "-m", "smollm2-135m-instruct", "-p", PROMPT, "-t", "Paris", "-o", str(out), "-q"
+    )
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout == ""
     result = AnalysisResult.load(out)
@@ -150,8 +164,18 @@ def test_a_gguf_path_works_like_the_alias(tmp_path):
     src = alias_path(ALIASES["smollm2-135m-instruct"])
     link = tmp_path / "smol.gguf"
     os.symlink(src, link)
-    proc = run("introspect", "analyze", "-m", str(link), "-p", PROMPT, "--raw", "--layer-strategy", "first_last",
-               env={"LAZARUS_CACHE_DIR": str(tmp_path / "cache")})
+    proc = run(
+        "introspect",
+        "analyze",
+        "-m",
+        str(link),
+        "-p",
+        PROMPT,
+        "--raw",
+        "--layer-strategy",
+        "first_last",
+        env={"LAZARUS_CACHE_DIR": str(tmp_path / "cache")},
+    )
     assert proc.returncode == 0, proc.stderr
     assert "Captured layers: [0, 29]" in proc.stdout and "' Paris'" in proc.stdout
 

@@ -6,19 +6,18 @@ import json
 import math
 import os
 import subprocess
-from pathlib import Path
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
+from tiny_models import build_tiny_model
 
 from lazarus_report import lens
 from lazarus_report.api import AnalysisConfig, LayerStrategy, ModelAnalyzer, compare_models
 from lazarus_report.compare import js_divergence, kl_divergence, match_layers
 from lazarus_report.errors import LazarusError
 from lazarus_report.result import ComparisonResult
-
-from tiny_models import build_tiny_model
 
 PROMPT = "The capital of France is"
 RAW_ALL = AnalysisConfig(layer_strategy=LayerStrategy.ALL, use_chat_template=False, track_tokens=[" Paris"])
@@ -126,23 +125,52 @@ def test_math_helpers():
 def test_compare_cli_text_output():
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
     proc = subprocess.run(
-        [sys.executable, "-m", "lazarus_report.cli", "introspect", "compare", "-m1", "smollm2-135m-instruct",
-         "-m2", "smollm2-135m-instruct", "-p", PROMPT, "--raw", "--track", " Paris,Parisian"],
-        capture_output=True, text=True, env=env, timeout=300,
+        [
+            sys.executable,
+            "-m",
+            "lazarus_report.cli",
+            "introspect",
+            "compare",
+            "-m1",
+            "smollm2-135m-instruct",
+            "-m2",
+            "smollm2-135m-instruct",
+            "-p",
+            PROMPT,
+            "--raw",
+            "--track",
+            " Paris,Parisian",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
     )
     assert proc.returncode == 0, proc.stderr
     out = proc.stdout
-    for fragment in ("Loading: smollm2-135m-instruct (1)", "=== Final Predictions ===", "Top Token",
-                     "=== Token Evolution Comparison ===", "Token ' Paris':", "emerges at layer 29, final prob 0.772",
-                     "(not one token: tracking 'Paris')", "=== Where the models disagree ===",
-                     "Top-1 predictions agree at every compared layer.", "Both sides are the same model"):
+    for fragment in (
+        "Loading: smollm2-135m-instruct (1)",
+        "=== Final Predictions ===",
+        "Top Token",
+        "=== Token Evolution Comparison ===",
+        "Token ' Paris':",
+        "emerges at layer 29, final prob 0.772",
+        "(not one token: tracking 'Paris')",
+        "=== Where the models disagree ===",
+        "Top-1 predictions agree at every compared layer.",
+        "Both sides are the same model",
+    ):
         assert fragment in out, fragment
 
 
 def test_compare_bad_inputs(tmp_path):
     with pytest.raises(LazarusError, match="no LoRA adapter at"):
-        compare_models("smollm2-135m-instruct", "smollm2-135m-instruct", PROMPT, RAW_ALL, adapter2=str(tmp_path / "nope"))
-    with pytest.raises(LazarusError, match=r"model 1 \(smollm2-135m-instruct\): the prompt is .* longer than the model's context"):
+        compare_models(
+            "smollm2-135m-instruct", "smollm2-135m-instruct", PROMPT, RAW_ALL, adapter2=str(tmp_path / "nope")
+        )
+    with pytest.raises(
+        LazarusError, match=r"model 1 \(smollm2-135m-instruct\): the prompt is .* longer than the model's context"
+    ):
         compare_models("smollm2-135m-instruct", "smollm2-135m-instruct", "word " * 9000, RAW_ALL)
     with pytest.raises(LazarusError, match="cannot track an empty string"):
         compare_models("smollm2-135m-instruct", "smollm2-135m-instruct", PROMPT, AnalysisConfig(track_tokens=[""]))
@@ -152,8 +180,11 @@ def test_real_base_vs_fine_tuned_pair():
     """The embedded SmolLM2 against its committed LoRA fine-tune (examples/weather-adapter)."""
     adapter = str(Path(__file__).resolve().parents[1] / "examples" / "weather-adapter" / "adapter")
     c = compare_models(
-        "smollm2-135m-instruct", "smollm2-135m-instruct", "What's the weather in Paris?",
-        AnalysisConfig(layer_strategy=LayerStrategy.ALL, track_tokens=["get_weather"]), adapter2=adapter,
+        "smollm2-135m-instruct",
+        "smollm2-135m-instruct",
+        "What's the weather in Paris?",
+        AnalysisConfig(layer_strategy=LayerStrategy.ALL, track_tokens=["get_weather"]),
+        adapter2=adapter,
     )
     base, tuned = c.results
     assert not c.same_model and c.same_tokenizer and c.same_tokens and c.alignment == "layer"

@@ -11,11 +11,11 @@ import math
 import numpy as np
 import pytest
 
+from lazarus_report import lens
 from lazarus_report.blas import import_mlx
+from lazarus_report.errors import LazarusError
 from lazarus_report.models import mlx_lm_light
 from lazarus_report.models.families import FAMILIES, LensParts, get_family
-from lazarus_report.errors import LazarusError
-from lazarus_report import lens
 
 mx = import_mlx()
 
@@ -42,7 +42,12 @@ CONFIGS: dict[str, dict] = {
     "starcoder2": {"norm_epsilon": 1e-5},
     "gemma": {"head_dim": 16},
     # A small softcap so that leaving it out of the lens would change the logits a lot.
-    "gemma2": {"head_dim": 16, "query_pre_attn_scalar": 16, "final_logit_softcapping": 3.0, "attn_logit_softcapping": 10.0},
+    "gemma2": {
+        "head_dim": 16,
+        "query_pre_attn_scalar": 16,
+        "final_logit_softcapping": 3.0,
+        "attn_logit_softcapping": 10.0,
+    },
     "gemma3_text": {"head_dim": 16, "query_pre_attn_scalar": 16, "sliding_window": 4, "sliding_window_pattern": 2},
     "cohere": {"logit_scale": 0.3, "layer_norm_eps": 1e-5},
     "granite": {
@@ -69,9 +74,7 @@ def tiny_model(family: str, seed: int = 0):
     # Random norm weights too, so that a lens skipping or misapplying the final norm is caught.
     from mlx.utils import tree_flatten, tree_unflatten
 
-    params = [
-        (k, mx.random.normal(v.shape) * 0.5 if "norm" in k else v) for k, v in tree_flatten(model.parameters())
-    ]
+    params = [(k, mx.random.normal(v.shape) * 0.5 if "norm" in k else v) for k, v in tree_flatten(model.parameters())]
     model.update(tree_unflatten(params))
     model.eval()
     mx.eval(model.parameters())
@@ -110,7 +113,7 @@ def test_every_layer_is_captured_and_the_model_is_restored(family):
 
 
 def test_layer_i_is_the_output_of_block_i():
-    model, parts = tiny_model("llama")
+    _model, parts = tiny_model("llama")
     sink = lens.capture_hidden(parts, TOKENS, [0, 1, 2])
     # Run the blocks by hand from the embeddings: block i's output must be what was captured.
     from mlx_lm.models.base import create_attention_mask
@@ -156,7 +159,7 @@ def test_llama_has_no_builtin_embedding_scale():
 
 
 def test_unknown_family_is_a_clear_error():
-    with pytest.raises(LazarusError, match="unsupported architecture 'mamba'.*supported: .*llama"):
+    with pytest.raises(LazarusError, match=r"unsupported architecture 'mamba'.*supported: .*llama"):
         get_family("mamba")
 
 

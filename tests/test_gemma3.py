@@ -32,8 +32,9 @@ import dataclasses
 import importlib
 import importlib.util
 import math
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 import pytest
@@ -277,8 +278,17 @@ def test_config_matches_transformers(analyzer: ModelAnalyzer, hf: Any) -> None:
     cfg = hf.config
     args = analyzer.loaded.parts.args
     assert cfg.final_logit_softcapping is None and cfg.attn_logit_softcapping is None
-    for name in ("hidden_size", "num_hidden_layers", "intermediate_size", "num_attention_heads",
-                 "num_key_value_heads", "head_dim", "query_pre_attn_scalar", "sliding_window", "vocab_size"):
+    for name in (
+        "hidden_size",
+        "num_hidden_layers",
+        "intermediate_size",
+        "num_attention_heads",
+        "num_key_value_heads",
+        "head_dim",
+        "query_pre_attn_scalar",
+        "sliding_window",
+        "vocab_size",
+    ):
         assert getattr(args, name) == getattr(cfg, name), name
     assert args.rms_norm_eps == pytest.approx(cfg.rms_norm_eps, rel=1e-12)
     # Every 6th layer attends globally (5, 11, 17) with rope theta 1e6; the others slide over 512
@@ -314,7 +324,9 @@ def test_every_layer_matches_transformers(comparison: dict[str, Any]) -> None:
     dev: Deviation = comparison["default"]
     print(f"\nper-layer max |dp|: {' '.join(f'{x:.1e}' for x in dev.dprob)}")
     print(f"per-layer max |dlog p| (p > {P_VISIBLE}): {' '.join(f'{x:.1e}' for x in dev.dlogp)}")
-    print(f"bf16 scale, prompt 0: max |dp| {max(comparison['bf16'].dprob):.4f}, max |dlog p| {max(comparison['bf16'].dlogp):.3f}")
+    print(
+        f"bf16 scale, prompt 0: max |dp| {max(comparison['bf16'].dprob):.4f}, max |dlog p| {max(comparison['bf16'].dlogp):.3f}"
+    )
     # Measured: max |dp| per layer 8.8e-7 .. 9.7e-6, max |dlog p| (p > 1e-4) per layer 2.0e-5 .. 6.1e-5.
     assert max(dev.dprob) < 5e-5, dev.dprob
     assert max(dev.dlogp) < 5e-4, dev.dlogp
@@ -340,7 +352,9 @@ def test_default_embedding_scale_is_transformers(analyzer: ModelAnalyzer, compar
         assert result.model.embedding_scale == EXACT_SCALE
         assert result.config.embedding_scale is None  # no override: the default
         ref = comparison["ref_last"][k]
-        print(f"\napi, prompt {k}: last-position max |dp| {np.abs(np.exp(log_probs.astype(np.float64)) - np.exp(ref)).max():.1e}")
+        print(
+            f"\napi, prompt {k}: last-position max |dp| {np.abs(np.exp(log_probs.astype(np.float64)) - np.exp(ref)).max():.1e}"
+        )
         # Measured max |dp| 3.2e-6 .. 5.9e-6 over the three prompts.
         assert np.abs(np.exp(log_probs.astype(np.float64)) - np.exp(ref)).max() < 5e-5
         for layer, pred in zip(result.captured_layers, result.layer_predictions):
@@ -360,9 +374,7 @@ def test_default_embedding_scale_is_transformers(analyzer: ModelAnalyzer, compar
 # --------------------------------------------------------------------------------------------
 
 
-def test_conversion_cache_is_reused(
-    analyzer: ModelAnalyzer, gemma_env: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_conversion_cache_is_reused(analyzer: ModelAnalyzer, gemma_env: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     entries = list((gemma_env / "gguf").iterdir())
     assert len(entries) == 1
     weights = entries[0] / "weights.safetensors"

@@ -28,22 +28,22 @@ keeps it that way, ``test_mlx_load_misdecodes_q4_k`` says whether MLX still need
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import pytest
+import tiny_models as tm
 
 from lazarus_report.blas import import_mlx
 from lazarus_report.errors import LazarusError
 
-import tiny_models as tm
-
 mx = import_mlx()
 
 import gguf  # noqa: E402
-from gguf.quants import GGMLQuantizationType as Q  # noqa: E402
 from gguf.quants import QK_K  # noqa: E402
+from gguf.quants import GGMLQuantizationType as Q  # noqa: E402
 
 ROPE_THETA = 1000.0  # not the default: the file's llama.rope.freq_base must be honoured
 HIDDEN, INTERMEDIATE, LAYERS = 256, 512, 2
@@ -152,7 +152,11 @@ _BLOCK = {
     "mlp.down_proj": "ffn_down",
     "post_attention_layernorm": "ffn_norm",
 }
-_TOP = {"model.embed_tokens.weight": "token_embd.weight", "model.norm.weight": "output_norm.weight", "lm_head.weight": "output.weight"}
+_TOP = {
+    "model.embed_tokens.weight": "token_embd.weight",
+    "model.norm.weight": "output_norm.weight",
+    "lm_head.weight": "output.weight",
+}
 
 
 def gguf_name(hf_name: str) -> str:

@@ -23,11 +23,10 @@ from typing import Any
 
 import numpy as np
 import pytest
-
 import tiny_models as tm
 
-from lazarus_report.api import AnalysisConfig, LayerStrategy, ModelAnalyzer
 from lazarus_report import lens
+from lazarus_report.api import AnalysisConfig, LayerStrategy, ModelAnalyzer
 
 pytestmark = pytest.mark.slow  # every test here runs the reference implementation (torch)
 
@@ -168,7 +167,9 @@ def check_result_against(res: Any, ref: Reference, tracked_ids: list[int], atol:
         clear = ref.margin[layer] > TOP1_MARGIN
         got = np.asarray(res.grid.top_token_ids[j])
         assert (got[clear] == ref.top_id[layer][clear]).all(), layer
-        worst["grid"] = max(worst["grid"], float(np.abs(np.asarray(res.grid.top_probs[j]) - np.exp(ref.top_lp[layer])).max()))
+        worst["grid"] = max(
+            worst["grid"], float(np.abs(np.asarray(res.grid.top_probs[j]) - np.exp(ref.top_lp[layer])).max())
+        )
     return worst
 
 
@@ -205,7 +206,9 @@ def smollm_hf(smollm2_gguf: Path) -> tuple[Any, Any]:
         str(smollm2_gguf.parent), gguf_file=smollm2_gguf.name, dtype=torch.float32, local_files_only=True
     )
     model.config._attn_implementation = "eager"
-    tokenizer = AutoTokenizer.from_pretrained(str(smollm2_gguf.parent), gguf_file=smollm2_gguf.name, local_files_only=True)
+    tokenizer = AutoTokenizer.from_pretrained(
+        str(smollm2_gguf.parent), gguf_file=smollm2_gguf.name, local_files_only=True
+    )
     return model.eval(), tokenizer
 
 
@@ -288,7 +291,9 @@ def test_smollm2_hidden_states_convention(smollm_hf) -> None:
     torch.testing.assert_close(hs[n][0], normed, rtol=0, atol=0)
     assert not torch.allclose(hs[n][0], blocks[-1])
     # And the reference lens at the last block is the model's own output.
-    torch.testing.assert_close(tm.hf_lens_log_probs(model, blocks[-1]), torch.log_softmax(logits, -1), rtol=0, atol=1e-6)
+    torch.testing.assert_close(
+        tm.hf_lens_log_probs(model, blocks[-1]), torch.log_softmax(logits, -1), rtol=0, atol=1e-6
+    )
 
 
 @pytest.mark.parametrize("name", SMOL_CASE_NAMES)
@@ -342,7 +347,9 @@ def load_tiny(family: str, directory: Path, **overrides: Any) -> tuple[Any, Mode
     return model, ModelAnalyzer.load(str(directory))
 
 
-def tiny_compare(model: Any, analyzer: ModelAnalyzer, ids: list[int], factor: float | None = None) -> tuple[Reference, Deviation]:
+def tiny_compare(
+    model: Any, analyzer: ModelAnalyzer, ids: list[int], factor: float | None = None
+) -> tuple[Reference, Deviation]:
     n = analyzer.info.num_layers
     ref, dev = compare_to_reference(model, ids, our_layer_log_probs(analyzer.loaded.parts, ids, list(range(n)), factor))
     assert dev.parity < 1e-5  # the reference lens at the last layer is the model's own head
@@ -486,17 +493,35 @@ def test_rope_theta_from_rope_parameters_is_used(tmp_path: Path, monkeypatch: py
 # Rope settings transformers 5 writes under rope_parameters that mlx-lm reads from top-level keys
 # (without the loader's translation each of these is off by whole nats).
 ROPE_PARAMETER_CASES = {
-    "phi3-partial-rotary": ("phi3", dict(rope_parameters={"rope_type": "default", "rope_theta": 600.0, "partial_rotary_factor": 0.5})),
-    "llama-linear-scaling": ("llama", dict(rope_parameters={"rope_type": "linear", "rope_theta": 500.0, "factor": 4.0})),
+    "phi3-partial-rotary": (
+        "phi3",
+        dict(rope_parameters={"rope_type": "default", "rope_theta": 600.0, "partial_rotary_factor": 0.5}),
+    ),
+    "llama-linear-scaling": (
+        "llama",
+        dict(rope_parameters={"rope_type": "linear", "rope_theta": 500.0, "factor": 4.0}),
+    ),
     "llama3-scaling": (
         "llama",
-        dict(rope_parameters={"rope_type": "llama3", "rope_theta": 500.0, "factor": 8.0, "low_freq_factor": 1.0,
-                              "high_freq_factor": 4.0, "original_max_position_embeddings": 64}),
+        dict(
+            rope_parameters={
+                "rope_type": "llama3",
+                "rope_theta": 500.0,
+                "factor": 8.0,
+                "low_freq_factor": 1.0,
+                "high_freq_factor": 4.0,
+                "original_max_position_embeddings": 64,
+            }
+        ),
     ),
     "gemma3-per-layer-type-thetas": (
         "gemma3_text",
-        dict(rope_parameters={"full_attention": {"rope_type": "default", "rope_theta": 300.0},
-                              "sliding_attention": {"rope_type": "default", "rope_theta": 50.0}}),
+        dict(
+            rope_parameters={
+                "full_attention": {"rope_type": "default", "rope_theta": 300.0},
+                "sliding_attention": {"rope_type": "default", "rope_theta": 50.0},
+            }
+        ),
     ),
 }
 

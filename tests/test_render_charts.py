@@ -8,11 +8,10 @@ from xml.etree import ElementTree
 
 import pytest
 import vl_convert as vlc
-
 from altair.utils.schemapi import validate_jsonschema
 from altair.vegalite.v6.schema import load_schema
-
 from factories import make_comparison, make_result, make_untracked_result
+
 from lazarus_report.render import charts
 from lazarus_report.render.report_model import build_comparison_report, build_report
 

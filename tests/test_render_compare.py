@@ -17,9 +17,10 @@ import sys
 from pathlib import Path
 
 import pytest
-from markdown_it import MarkdownIt
-
 from factories import HOSTILE_STRINGS, make_comparison, make_result
+from markdown_it import MarkdownIt
+from test_render_html import ALLOWED_TAGS, URL_ATTRIBUTES, embedded_result, parse
+
 from lazarus_report.render import ResultFormatError, load_result_file, write_report_files
 from lazarus_report.render.files import PACKED_KIND
 from lazarus_report.render.formatting import visible_token
@@ -27,7 +28,6 @@ from lazarus_report.render.html import render_html
 from lazarus_report.render.markdown import render_markdown
 from lazarus_report.render.report_model import build_comparison_report
 from lazarus_report.result import ComparisonResult
-from test_render_html import ALLOWED_TAGS, URL_ATTRIBUTES, embedded_result, parse
 
 REPO = Path(__file__).resolve().parents[1]
 COMPARE_INTERACTIVE_BUDGET = 1_200_000  # bytes, 30-layer compare report (issue text)
@@ -93,10 +93,15 @@ def test_same_tokens_are_shown_once(pages, comparisons):
 
 def test_different_token_sequences_are_shown_per_model_and_said(pages, comparisons):
     prompt = parse(pages["tokenizers"]).find("section", id="prompt")
-    assert "The models saw different token sequences: M1 34 tokens, M2 14 tokens." in prompt.find("p", cls="warning").text()
+    assert (
+        "The models saw different token sequences: M1 34 tokens, M2 14 tokens."
+        in prompt.find("p", cls="warning").text()
+    )
     lists = prompt.find_all("ol", cls="chips")
     assert [len(ol.find_all("li")) for ol in lists] == [34, 14]
-    assert [p.text() for p in prompt.find_all("pre", cls="prompt")] == [r.formatted_prompt for r in comparisons["tokenizers"].results]
+    assert [p.text() for p in prompt.find_all("pre", cls="prompt")] == [
+        r.formatted_prompt for r in comparisons["tokenizers"].results
+    ]
 
 
 def test_final_predictions_side_by_side_with_bars(pages, comparisons):
@@ -105,7 +110,9 @@ def test_final_predictions_side_by_side_with_bars(pages, comparisons):
     assert len(sides) == 2
     for side, result in zip(sides, comparisons["same_tokenizer"].results):
         rows = side.find("tbody").find_all("tr")
-        assert [r.find("span", cls="tok").text() for r in rows] == [visible_token(t.token) for t in result.final_prediction]
+        assert [r.find("span", cls="tok").text() for r in rows] == [
+            visible_token(t.token) for t in result.final_prediction
+        ]
         assert all(r.find_all("span", cls="bar") for r in rows)
     assert sides[1].find("caption").text().startswith("M2 · smollm2-135m-instruct + adapters/weather: top 10")
 
@@ -113,8 +120,13 @@ def test_final_predictions_side_by_side_with_bars(pages, comparisons):
 def test_summary_says_where_the_models_differ(pages):
     items = [li.text() for li in parse(pages["same_tokenizer"]).find("section", id="summary").find_all("li")]
     assert items[0] == "Final top-1: M1 ␣Paris at 77.2% · M2 ␣Paris at 52% (the same token)."
-    assert items[1] == "Emergence of the final top-1: M1 ␣Paris top-1 from layer 17 of 30; M2 ␣Paris top-1 from layer 23 of 30."
-    assert items[2].startswith("Top-1 across layers: first differ at layer 0; the same again from layer 23 through the last layer")
+    assert (
+        items[1]
+        == "Emergence of the final top-1: M1 ␣Paris top-1 from layer 17 of 30; M2 ␣Paris top-1 from layer 23 of 30."
+    )
+    assert items[2].startswith(
+        "Top-1 across layers: first differ at layer 0; the same again from layer 23 through the last layer"
+    )
     assert items[3].startswith("Largest difference: layer 2, Jensen-Shannon 0.6357 nats (KL(M1 ‖ M2) 5.1952")
     assert items[4] == "Tracked ␣Paris: M1 top-1 from layer 17, final 77.2%; M2 top-1 from layer 23, final 52%."
     assert not any(i.startswith("Note:") for i in items)  # the page shows notes in their own box
@@ -127,7 +139,11 @@ def test_layer_table_marks_first_disagreement_agreement_and_largest_change(pages
     assert header == ["Layer", "M1 top-1", "M2 top-1", "Agree", "KL(M1 ‖ M2)", "KL(M2 ‖ M1)", "JS"]
     rows = table.find("tbody").find_all("tr")
     assert len(rows) == len(c.divergences) == 30
-    marked = {r.find("th").text(): [b.text() for b in r.find_all("span", cls="badge")] for r in rows if r.find_all("span", cls="badge")}
+    marked = {
+        r.find("th").text(): [b.text() for b in r.find_all("span", cls="badge")]
+        for r in rows
+        if r.find_all("span", cls="badge")
+    }
     assert marked == {
         str(c.first_disagreement_layer): ["first disagreement"],
         str(c.largest_change_layer): ["largest JS"],
@@ -202,7 +218,11 @@ def test_different_depths_use_relative_depth_on_the_x_axis(pages):
     doc = parse(pages["depths"])
     for chart_id in ("comparison-trajectory", "comparison-entropy-kl", "comparison-divergence"):
         spec = _spec(doc, chart_id)
-        x = spec["vconcat"][1]["layer"][0]["encoding"]["x"] if "layer" in spec["vconcat"][1] else spec["vconcat"][1]["encoding"]["x"]
+        x = (
+            spec["vconcat"][1]["layer"][0]["encoding"]["x"]
+            if "layer" in spec["vconcat"][1]
+            else spec["vconcat"][1]["encoding"]["x"]
+        )
         assert x["field"] == "x"
         assert x["title"] == "Relative depth, (layer + 1) / layers (30 and 18 layers)"
         assert x["scale"]["domain"] == [0, 1]
@@ -214,7 +234,9 @@ def test_different_depths_use_relative_depth_on_the_x_axis(pages):
 def test_divergence_chart_marks_the_largest_change(pages, comparisons):
     c = comparisons["same_tokenizer"]
     spec = _spec(parse(pages["same_tokenizer"]), "comparison-divergence")
-    assert spec["datasets"]["marks"] == [{"l": c.largest_change_layer, "note": f"largest JS: layer {c.largest_change_layer}"}]
+    assert spec["datasets"]["marks"] == [
+        {"l": c.largest_change_layer, "note": f"largest JS: layer {c.largest_change_layer}"}
+    ]
     js, kl = spec["vconcat"]
     assert js["layer"][0]["encoding"]["y"]["field"] == "js"
     assert kl["layer"][0]["transform"][0]["fold"] == ["KL(M1 || M2)", "KL(M2 || M1)"]
@@ -341,9 +363,7 @@ def test_hostile_comparison_injects_nothing(pages, variant, comparisons):
                 assert (value or "").startswith("#")
     scripts = doc.find_all("script")
     assert len(scripts) == (1 if variant.endswith("static") else 1 + 4 + 2)
-    assert doc.find("h1").text() == (
-        "<b>evil</b>|`model`{{ 7*7 }}⟨U+202E⟩⟨U+D800⟩ vs </script><b>two</b>|`x`⟨U+202E⟩"
-    )
+    assert doc.find("h1").text() == ("<b>evil</b>|`model`{{ 7*7 }}⟨U+202E⟩⟨U+D800⟩ vs </script><b>two</b>|`x`⟨U+202E⟩")
     assert "\u202e" not in "".join(n.text() for n in doc.find_all("section"))
     cards = doc.find("section", id="models").text()
     assert "adapter: <img src=x onerror=alert(3)>" in cards

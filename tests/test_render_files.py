@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 
 import pytest
-
 from factories import make_hostile_result, make_small_result
+
 from lazarus_report.render import ResultFormatError, load_result_file, write_report_files
 from lazarus_report.render.html import render_html
 from lazarus_report.render.markdown import render_markdown

@@ -13,11 +13,11 @@ from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
-
 from factories import HOSTILE_STRINGS, make_hostile_result, make_result, make_untracked_result
+
 from lazarus_report.render.environment import html_environment
-from lazarus_report.render.formatting import clean_text, visible_token
 from lazarus_report.render.files import unpack_result
+from lazarus_report.render.formatting import clean_text, visible_token
 from lazarus_report.render.html import render_html
 from lazarus_report.result import AnalysisResult, ComparisonResult, load_any_result
 
@@ -43,7 +43,7 @@ VOID = {"meta", "br", "img", "input", "link", "hr", "source", "wbr", "area", "ba
 class Node:
     tag: str
     attrs: dict[str, str | None]
-    children: list["Node | str"] = field(default_factory=list)
+    children: list[Node | str] = field(default_factory=list)
 
     def text(self) -> str:
         return "".join(c if isinstance(c, str) else c.text() for c in self.children)
@@ -54,7 +54,7 @@ class Node:
             if isinstance(c, Node):
                 yield from c.iter()
 
-    def find_all(self, tag: str | None = None, cls: str | None = None, **attrs: str) -> list["Node"]:
+    def find_all(self, tag: str | None = None, cls: str | None = None, **attrs: str) -> list[Node]:
         out = []
         for n in self.iter():
             if n is self:
@@ -68,7 +68,7 @@ class Node:
             out.append(n)
         return out
 
-    def find(self, tag: str | None = None, cls: str | None = None, **attrs: str) -> "Node":
+    def find(self, tag: str | None = None, cls: str | None = None, **attrs: str) -> Node:
         found = self.find_all(tag, cls, **attrs)
         assert found, f"no <{tag} class={cls} {attrs}>"
         return found[0]
@@ -339,7 +339,7 @@ def test_hostile_strings_appear_as_text(hostile_html, hostile):
     assert chips == [visible_token(t) for t in hostile.tokens]
     for s in HOSTILE_STRINGS:
         assert visible_token(s) in chips
-    assert "<b>evil</b>|`model`{{ 7*7 }}\u27e8U+202E\u27e9\u27e8U+D800\u27e9" == doc.find("h1").text()
+    assert doc.find("h1").text() == "<b>evil</b>|`model`{{ 7*7 }}\u27e8U+202E\u27e9\u27e8U+D800\u27e9"
     assert "<img src=x onerror=alert(2)>" in doc.find("section", id="run0-overview").text()
     # Bidi overrides never reach the page raw; lone surrogates cannot (they are not UTF-8).
     assert "\u202e" not in "".join(n.text() for n in doc.find_all("section"))

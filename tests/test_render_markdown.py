@@ -6,9 +6,9 @@ import html
 import re
 
 import pytest
+from factories import HOSTILE_STRINGS, make_hostile_result, make_result, make_untracked_result
 from markdown_it import MarkdownIt
 
-from factories import HOSTILE_STRINGS, make_hostile_result, make_result, make_untracked_result
 from lazarus_report.render.formatting import clean_text, md_escape, md_token, visible_token
 from lazarus_report.render.markdown import render_markdown, render_summary_markdown
 from lazarus_report.render.report_model import build_report
@@ -80,7 +80,23 @@ def test_untracked_result(tmp_path):
 def test_hostile_markdown_injects_nothing(hostile_md):
     rendered = github_like().render(hostile_md)
     tags = set(re.findall(r"<([a-zA-Z][a-zA-Z0-9]*)", rendered))
-    assert tags <= {"h1", "h2", "p", "strong", "code", "pre", "ul", "li", "table", "thead", "tbody", "tr", "th", "td", "em"}, tags
+    assert tags <= {
+        "h1",
+        "h2",
+        "p",
+        "strong",
+        "code",
+        "pre",
+        "ul",
+        "li",
+        "table",
+        "thead",
+        "tbody",
+        "tr",
+        "th",
+        "td",
+        "em",
+    }, tags
     assert "<em>" not in rendered  # `_x_` and `*` stayed literal
     assert "href" not in rendered and "src=" not in rendered.replace("src=x", "")
     assert "{{ 7*7 }}" in html.unescape(rendered)
@@ -96,7 +112,9 @@ def test_hostile_tables_keep_their_shape(hostile_md):
     assert html.unescape(top_k[1][1]) == f"<code>{visible_token(result.final_prediction[0].token)}</code> (tracked)"
 
 
-@pytest.mark.parametrize("text", HOSTILE_STRINGS + ["1. x", "- x", "# x", "> x", "+ x", "===", "---", "~~x~~", "$x$", "@user", ":smile:"])
+@pytest.mark.parametrize(
+    "text", HOSTILE_STRINGS + ["1. x", "- x", "# x", "> x", "+ x", "===", "---", "~~x~~", "$x$", "@user", ":smile:"]
+)
 def test_md_escape_renders_as_the_same_text(text):
     md = github_like()
     rendered = md.render("x " + md_escape(text)).strip()

@@ -5,8 +5,8 @@ from __future__ import annotations
 import dataclasses
 
 import pytest
-
 from factories import make_hostile_result, make_result, make_small_result, make_untracked_result
+
 from lazarus_report.render.formatting import (
     Segment,
     clean_text,

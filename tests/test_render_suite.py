@@ -21,11 +21,11 @@ from xml.etree import ElementTree
 import pytest
 from altair.utils.schemapi import validate_jsonschema
 from altair.vegalite.v6.schema import load_schema
-from markdown_it import MarkdownIt
-
 from factories import HOSTILE_STRINGS, make_suite
-from lazarus_report.render import ResultFormatError, load_result_file, write_report_files
-from lazarus_report.render import charts
+from markdown_it import MarkdownIt
+from test_render_html import ALLOWED_TAGS, URL_ATTRIBUTES, embedded_result, parse
+
+from lazarus_report.render import ResultFormatError, charts, load_result_file, write_report_files
 from lazarus_report.render.files import PACKED_ENCODING_XZ, pack_result, unpack_result
 from lazarus_report.render.formatting import visible_token
 from lazarus_report.render.html import render_html
@@ -33,7 +33,6 @@ from lazarus_report.render.markdown import MAX_CASES, render_markdown
 from lazarus_report.render.suite_model import STATUS_ORDER, build_suite_report, case_anchors
 from lazarus_report.render.text import render_suite_text
 from lazarus_report.result import ERROR, FAILED, SuiteResult
-from test_render_html import ALLOWED_TAGS, URL_ATTRIBUTES, embedded_result, parse
 
 REPO = Path(__file__).resolve().parents[1]
 SUITE_INTERACTIVE_BUDGET = 3_000_000  # bytes: a 50-case two-model report (issue text)

@@ -10,8 +10,8 @@ from __future__ import annotations
 import dataclasses
 
 import pytest
-
 from factories import make_comparison, make_result
+
 from lazarus_report.result import (
     ERROR,
     FAILED,
@@ -235,8 +235,8 @@ def test_an_absolute_layer_beyond_the_model_is_an_error(result):
 
 SIDES = (
     '  expect: {final_top1: " Paris"}\n'
-    '  expect_base: {final_prob_at_least: 0.5}\n'
-    '  expect_tuned: {final_prob_at_least: 0.9}\n'
+    "  expect_base: {final_prob_at_least: 0.5}\n"
+    "  expect_tuned: {final_prob_at_least: 0.9}\n"
     "  no_regression_of: final_prob\n"
 )
 
@@ -298,7 +298,7 @@ def test_two_models_expect_checks_each_model(comparison):
 
 
 def test_names_are_unique_within_a_case(comparison):
-    case = case_of('  expect: {final_prob_at_least: 0.3}\n  expect_tuned: {final_prob_at_least: 0.5}\n')
+    case = case_of("  expect: {final_prob_at_least: 0.3}\n  expect_tuned: {final_prob_at_least: 0.5}\n")
     names = [o.name for o in evaluate_case(case, comparison=comparison)]
     assert names == [
         "base final_prob_at_least ' Paris'",
@@ -344,10 +344,7 @@ def test_no_regression_of_final_prob(comparison, body, tuned_prob, status):
 
 
 def test_no_regression_of_final_prob_tolerance_from_defaults(comparison):
-    text = (
-        "defaults: {track: ' Paris', tolerance: 0.3}\n"
-        "cases:\n  - {id: a, prompt: p, no_regression_of: final_prob}\n"
-    )
+    text = "defaults: {track: ' Paris', tolerance: 0.3}\ncases:\n  - {id: a, prompt: p, no_regression_of: final_prob}\n"
     case = parse_suite(text, "suite.yaml").cases[0]
     [outcome] = evaluate_case(case, comparison=comparison)
     assert outcome.status == PASSED
@@ -440,9 +437,7 @@ def test_hostile_tokens_stay_on_one_ascii_line():
     c = make_comparison("hostile")
     token = c.results[0].final_top_token
     case = parse_suite("- {id: h, prompt: p, expect: {not_top1: x}}", "s.yaml").cases[0]
-    case = dataclasses.replace(
-        case, expectations=[dataclasses.replace(case.expectations[0], token="\u202e\n<b>")]
-    )
+    case = dataclasses.replace(case, expectations=[dataclasses.replace(case.expectations[0], token="\u202e\n<b>")])
     outcomes = evaluate_case(case, comparison=c)
     for o in outcomes:
         for text in (o.name, o.expected, o.actual, o.message):

@@ -4,7 +4,6 @@ exit codes (0 all hold, 1 some failed, 2 bad input) with nothing written on bad 
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
@@ -12,15 +11,13 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
+from tiny_models import build_tiny_model
 
-from lazarus_report import api
 from lazarus_report.api import AnalysisConfig, LayerStrategy, ModelAnalyzer, compare_models
 from lazarus_report.result import FAILED, PASSED, SKIPPED, CheckOutcome, SuiteCase, SuiteResult
 from lazarus_report.suites.junit import render_junit
 from lazarus_report.suites.runner import run_suite
 from lazarus_report.suites.spec import parse_suite
-
-from tiny_models import build_tiny_model
 
 ROOT = Path(__file__).resolve().parents[1]
 LAZARUS = [sys.executable, "-m", "lazarus_report.cli"]
@@ -89,9 +86,16 @@ def test_two_models_each_load_once_and_cases_match_standalone_compare(tiny_pair,
     for case_spec, case in zip(spec.cases[:2], suite.cases[:2]):
         assert case.error is None and case.analysis is None
         alone = compare_models(
-            base, other, case_spec.prompt,
-            AnalysisConfig(layer_strategy=LayerStrategy.ALL, use_chat_template=False, track_tokens=case_spec.track,
-                           top_k=case_spec.top_k, compute_grid=False),
+            base,
+            other,
+            case_spec.prompt,
+            AnalysisConfig(
+                layer_strategy=LayerStrategy.ALL,
+                use_chat_template=False,
+                track_tokens=case_spec.track,
+                top_k=case_spec.top_k,
+                compute_grid=False,
+            ),
         )
         got = case.comparison
         assert [d.js for d in got.divergences] == [d.js for d in alone.divergences]
@@ -129,7 +133,9 @@ def test_one_model_run_skips_comparative_checks(tiny_pair, spec):
     assert statuses["no_regression"] == SKIPPED and statuses["not_top1"] == PASSED
     alone = ModelAnalyzer.load(base).run(
         "What's the weather?",
-        AnalysisConfig(layer_strategy=LayerStrategy.ALL, use_chat_template=False, track_tokens=["e"], compute_grid=False),
+        AnalysisConfig(
+            layer_strategy=LayerStrategy.ALL, use_chat_template=False, track_tokens=["e"], compute_grid=False
+        ),
     )
     assert weather.analysis.layer_predictions == alone.layer_predictions
 
@@ -139,17 +145,32 @@ def _check(name: str, status: str, message: str, line: int = 3) -> CheckOutcome:
 
 
 def test_junit_is_valid_xml_with_one_testcase_per_expectation():
-    hostile = "</testcase>\x01\x1b[31m\ud800 & <x> \"q\" \u202e"
+    hostile = '</testcase>\x01\x1b[31m\ud800 & <x> "q" \u202e'
     suite = SuiteResult(
-        name="s", source="suite.yaml", source_sha256="0" * 64, roles=["base", "tuned"], labels=["a", hostile],
+        name="s",
+        source="suite.yaml",
+        source_sha256="0" * 64,
+        roles=["base", "tuned"],
+        labels=["a", hostile],
         role_checked=None,
         cases=[
-            SuiteCase(hostile, hostile, 2, None, None,
-                      [_check("tuned final_top1", FAILED, hostile), _check("base final_top1", PASSED, "ok"),
-                       _check("comparison no_regression", SKIPPED, "needs two models")]),
+            SuiteCase(
+                hostile,
+                hostile,
+                2,
+                None,
+                None,
+                [
+                    _check("tuned final_top1", FAILED, hostile),
+                    _check("base final_top1", PASSED, "ok"),
+                    _check("comparison no_regression", SKIPPED, "needs two models"),
+                ],
+            ),
             SuiteCase("broken", "p", 9, None, None, [], "model 2 (x): the prompt is too long"),
         ],
-        load_seconds=[1.0, 0.0], timings={"engine": 1.5}, versions={},
+        load_seconds=[1.0, 0.0],
+        timings={"engine": 1.5},
+        versions={},
     )
     text = render_junit(suite)
     root = ET.fromstring(text.encode("utf-8"))  # parses: no raw control characters or surrogates
@@ -180,9 +201,23 @@ def test_example_suite_base_vs_fine_tuned(smollm2_gguf, tmp_path):
     out = {k: tmp_path / f"suite.{k}" for k in ("json", "xml", "md", "html")}
     summary = tmp_path / "step-summary.md"
     proc = _lazarus(
-        "introspect", "suite", str(EXAMPLE), "-m1", "smollm2-135m-instruct", "-m2", "smollm2-135m-instruct",
-        "--adapter2", str(ADAPTER), "-o", str(out["json"]), "--junit", str(out["xml"]),
-        "--markdown", str(out["md"]), "--html", str(out["html"]),
+        "introspect",
+        "suite",
+        str(EXAMPLE),
+        "-m1",
+        "smollm2-135m-instruct",
+        "-m2",
+        "smollm2-135m-instruct",
+        "--adapter2",
+        str(ADAPTER),
+        "-o",
+        str(out["json"]),
+        "--junit",
+        str(out["xml"]),
+        "--markdown",
+        str(out["md"]),
+        "--html",
+        str(out["html"]),
         env={"GITHUB_STEP_SUMMARY": str(summary)},
     )
     suite = SuiteResult.load(out["json"])
@@ -217,8 +252,9 @@ def test_bad_suite_file_is_one_line_exit_2_and_writes_nothing(tmp_path):
     bad = tmp_path / "bad.yaml"
     bad.write_text("cases:\n  - id: a\n    prompt: hi\n    expct:\n      final_top1: x\n", encoding="utf-8")
     out = tmp_path / "out.json"
-    proc = _lazarus("introspect", "suite", str(bad), "-m", "no-such-model", "-o", str(out), "--junit",
-                    str(tmp_path / "j.xml"))
+    proc = _lazarus(
+        "introspect", "suite", str(bad), "-m", "no-such-model", "-o", str(out), "--junit", str(tmp_path / "j.xml")
+    )
     assert proc.returncode == 2
     assert proc.stderr.count("\n") == 1 and proc.stderr.startswith("Error: ") and f"{bad}:4:" in proc.stderr
     assert "expct" in proc.stderr and "Traceback" not in proc.stderr
@@ -250,7 +286,9 @@ def test_suite_exit_code_is_0_when_everything_holds(tiny_pair, tmp_path):
     good = tmp_path / "good.jsonl"
     good.write_text(
         '{"id": "a", "prompt": "The capital of France is", "raw": true, "track": [" Paris"],'
-        ' "expect": {"final_prob_at_most": 1.0}}\n', encoding="utf-8")
+        ' "expect": {"final_prob_at_most": 1.0}}\n',
+        encoding="utf-8",
+    )
     proc = _lazarus("introspect", "suite", str(good), "-m", base, "-q", "--junit", str(tmp_path / "j.xml"))
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout == ""

@@ -21,7 +21,6 @@ from lazarus_report.suites.spec import (
     CaseSpec,
     Expectation,
     SuiteFileError,
-    SuiteSpec,
     load_suite,
     parse_suite,
     schema_path,
@@ -591,20 +590,32 @@ JSONL_ERRORS = {
         2,
         "invalid JSON: Expecting property name enclosed in double quotes (column 27)",
     ),
-    "line not an object": ('{"id": "a", "prompt": "p"}\n\n["b", "q"]\n', 3, "each line of a JSONL suite must be one "
-                           "case (a JSON object), got a list"),
-    "NaN": ('{"id": "a", "prompt": "p", "track": "x", "expect": {"final_prob_at_least": NaN}}\n', 1,
-            "invalid JSON: NaN is not a valid JSON number"),
+    "line not an object": (
+        '{"id": "a", "prompt": "p"}\n\n["b", "q"]\n',
+        3,
+        "each line of a JSONL suite must be one case (a JSON object), got a list",
+    ),
+    "NaN": (
+        '{"id": "a", "prompt": "p", "track": "x", "expect": {"final_prob_at_least": NaN}}\n',
+        1,
+        "invalid JSON: NaN is not a valid JSON number",
+    ),
     "duplicate id": (
         '{"id": "x", "prompt": "p"}\n{"id": "paris", "prompt": "p"}\n\n\n{"id": "y", "prompt": "p"}\n'
         '\n{"id": "paris", "prompt": "q"}\n',
         7,
         "duplicate case id 'paris' (first at line 2)",
     ),
-    "duplicate key": ('{"id": "a", "prompt": "p", "raw": true, "raw": false}\n', 1,
-                      "case 'a': duplicate key 'raw' in case (first at line 1)"),
-    "unknown key": ('{"id": "a", "prompt": "p"}\n{"id": "b", "promt": "p"}\n', 2,
-                    "case 'b': unknown key 'promt' in case (did you mean 'prompt'?)"),
+    "duplicate key": (
+        '{"id": "a", "prompt": "p", "raw": true, "raw": false}\n',
+        1,
+        "case 'a': duplicate key 'raw' in case (first at line 1)",
+    ),
+    "unknown key": (
+        '{"id": "a", "prompt": "p"}\n{"id": "b", "promt": "p"}\n',
+        2,
+        "case 'b': unknown key 'promt' in case (did you mean 'prompt'?)",
+    ),
     "wrong type": ('{"id": "a", "prompt": "p", "top_k": 2.5}\n', 1, "case 'a': top_k must be an integer >= 1, got 2.5"),
     "blank lines only": ("\n   \n\n", 1, "the file is empty (a suite needs at least one case)"),
 }
@@ -666,7 +677,7 @@ def test_modules_import_without_heavy_dependencies():
         "heavy = [m for m in ('yaml', 'mlx', 'numpy', 'jsonschema', 'mlx_lm') if m in sys.modules]\n"
         "assert not heavy, heavy\n"
         "from lazarus_report.suites.spec import parse_suite\n"
-        "parse_suite('{\"id\": \"a\", \"prompt\": \"p\"}', 'x.jsonl')\n"
+        'parse_suite(\'{"id": "a", "prompt": "p"}\', \'x.jsonl\')\n'
         "assert 'yaml' not in sys.modules\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True)

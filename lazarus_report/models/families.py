@@ -22,8 +22,9 @@ model's own logits):
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 from ..errors import LazarusError
 
@@ -139,9 +140,7 @@ def get_family(model_type: str) -> Family:
         return FAMILIES[model_type]
     except KeyError:
         supported = ", ".join(sorted(FAMILIES))
-        raise LazarusError(
-            f"unsupported architecture {model_type!r} (supported: {supported})"
-        ) from None
+        raise LazarusError(f"unsupported architecture {model_type!r} (supported: {supported})") from None
 
 
 def _walk(obj: Any, path: tuple[str, ...]) -> Any:
@@ -164,7 +163,7 @@ class LensParts:
     args: Any
 
     @classmethod
-    def of(cls, model: Any, model_type: str) -> "LensParts":
+    def of(cls, model: Any, model_type: str) -> LensParts:
         family = get_family(model_type)
         backbone = _walk(model, family.backbone_path)
         head_owner = _walk(model, family.head_owner_path)

@@ -19,9 +19,10 @@ import os
 import re
 import shutil
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from ..blas import import_mlx
 from ..errors import LazarusError
@@ -30,8 +31,8 @@ from .gguf_metadata import (
     MLX_NATIVE_TENSOR_TYPES,
     GGUFError,
     check_gguf_header,
-    plain,
     metadata_of,
+    plain,
     read_tensor_types,
 )
 
@@ -41,9 +42,24 @@ CONVERSION_VERSION = 1
 
 # GGML type ids -> names (for describing what ran).
 GGML_FILE_TYPES = {
-    0: "F32", 1: "F16", 2: "Q4_0", 3: "Q4_1", 7: "Q8_0", 8: "Q5_0", 9: "Q5_1", 10: "Q2_K",
-    11: "Q3_K_S", 12: "Q3_K_M", 13: "Q3_K_L", 14: "Q4_K_S", 15: "Q4_K_M", 16: "Q5_K_S",
-    17: "Q5_K_M", 18: "Q6_K", 24: "BF16", 30: "BF16",
+    0: "F32",
+    1: "F16",
+    2: "Q4_0",
+    3: "Q4_1",
+    7: "Q8_0",
+    8: "Q5_0",
+    9: "Q5_1",
+    10: "Q2_K",
+    11: "Q3_K_S",
+    12: "Q3_K_M",
+    13: "Q3_K_L",
+    14: "Q4_K_S",
+    15: "Q4_K_M",
+    16: "Q5_K_S",
+    17: "Q5_K_M",
+    18: "Q6_K",
+    24: "BF16",
+    30: "BF16",
 }
 
 _BLOCK_NAMES = {

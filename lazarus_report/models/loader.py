@@ -12,7 +12,7 @@ import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..blas import import_mlx, preload_blas
 from ..errors import LazarusError
@@ -20,14 +20,13 @@ from ..result import ModelInfo
 from . import mlx_lm_light
 from .families import LensParts, get_family
 from .resolve import ResolvedModel, resolve_model
-from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from .tokenizer import Tokenizer
 
 mx = import_mlx()
-import mlx.nn as nn  # noqa: E402
-from mlx.utils import tree_flatten, tree_unflatten  # noqa: E402
+from mlx import nn  # noqa: E402
+from mlx.utils import tree_flatten  # noqa: E402
 
 PRECISIONS = ("auto", "float32", "native")
 
@@ -38,7 +37,7 @@ class LoadedModel:
 
     model: Any
     parts: LensParts
-    tokenizer: "Tokenizer"
+    tokenizer: Tokenizer
     info: ModelInfo
     config: dict[str, Any]
     context_length: int | None
@@ -142,7 +141,7 @@ def _describe_precision(model: Any, stored: str, to_float32: bool) -> str:
 # --- GGUF -----------------------------------------------------------------------------------
 
 
-def _load_gguf(resolved: ResolvedModel, to_float32: bool) -> tuple[Any, dict[str, Any], "Tokenizer", str]:
+def _load_gguf(resolved: ResolvedModel, to_float32: bool) -> tuple[Any, dict[str, Any], Tokenizer, str]:
     from .gguf import load_gguf
     from .tokenizer import tokenizer_from_gguf
 
@@ -272,7 +271,7 @@ def _directory_config_fixes(path: Path) -> dict[str, Any]:
     return fixes
 
 
-def _load_directory(resolved: ResolvedModel, to_float32: bool) -> tuple[Any, dict[str, Any], "Tokenizer", str]:
+def _load_directory(resolved: ResolvedModel, to_float32: bool) -> tuple[Any, dict[str, Any], Tokenizer, str]:
     from .tokenizer import tokenizer_from_hf
 
     path = Path(resolved.path)
@@ -287,7 +286,8 @@ def _load_directory(resolved: ResolvedModel, to_float32: bool) -> tuple[Any, dic
         raise LazarusError(f"{path / 'config.json'} has no model_type")
     get_family(model_type)
     mlx_lm_light.full_mlx_lm()
-    from mlx_lm.utils import dequantize_model, load_model as mlx_load_model, load_tokenizer
+    from mlx_lm.utils import dequantize_model, load_tokenizer
+    from mlx_lm.utils import load_model as mlx_load_model
 
     try:
         model, config = mlx_load_model(path, model_config=_directory_config_fixes(path))
@@ -296,7 +296,11 @@ def _load_directory(resolved: ResolvedModel, to_float32: bool) -> tuple[Any, dic
     except ValueError as exc:
         raise LazarusError(f"cannot load {path}: {str(exc).splitlines()[0]}") from None
     quant = config.get("quantization")
-    stored = f"{quant.get('bits')}-bit quantized" if isinstance(quant, dict) else str(config.get("torch_dtype") or config.get("dtype") or "")
+    stored = (
+        f"{quant.get('bits')}-bit quantized"
+        if isinstance(quant, dict)
+        else str(config.get("torch_dtype") or config.get("dtype") or "")
+    )
     if to_float32:
         if quant:
             model = dequantize_model(model)

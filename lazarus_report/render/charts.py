@@ -125,7 +125,7 @@ class PendingChart:
     title: str
     description: str
     spec: dict[str, Any]
-    svg: "Future[str] | str"
+    svg: Future[str] | str
     fit: bool = True
 
     def result(self) -> ChartView:
@@ -258,10 +258,18 @@ def _emergence(suite: SuiteReport) -> PendingChart:
             pairs.append({"x": x, "y": ys[0], "y2": ys[1]})
     order = [f"{case.index + 1}. {_shorten(case.id, CASE_LABEL_CHARS)}" for case in cases]
     x = alt.X("x:N", title="Case (suite order)", sort=order, axis=alt.Axis(labelAngle=-50, labelLimit=140))
-    y = alt.Y("y:Q", title=y_title, scale=alt.Scale(domain=[0, never + (never - top) * 0.6], nice=False),
-              axis=alt.Axis(values=[*ticks, never], labelExpr=f"datum.value > {top} ? 'never' : {label}"))
-    tooltip = [alt.Tooltip("id:N", title="Case"), alt.Tooltip("m:N", title="Model"),
-               alt.Tooltip("e:N", title="Target top-1 from"), alt.Tooltip("s:N", title="Status")]
+    y = alt.Y(
+        "y:Q",
+        title=y_title,
+        scale=alt.Scale(domain=[0, never + (never - top) * 0.6], nice=False),
+        axis=alt.Axis(values=[*ticks, never], labelExpr=f"datum.value > {top} ? 'never' : {label}"),
+    )
+    tooltip = [
+        alt.Tooltip("id:N", title="Case"),
+        alt.Tooltip("m:N", title="Model"),
+        alt.Tooltip("e:N", title="Target top-1 from"),
+        alt.Tooltip("s:N", title="Status"),
+    ]
     layers: list[Any] = [
         alt.Chart(alt.NamedData("band")).mark_rect(color="#eeeeee").encode(y=y, y2="y2:Q"),
     ]
@@ -269,12 +277,21 @@ def _emergence(suite: SuiteReport) -> PendingChart:
         layers.append(alt.Chart(alt.NamedData("pairs")).mark_rule(color="#aaaaaa").encode(x=x, y=y, y2="y2:Q"))
     tags = list(suite.tags)
     layers.append(
-        alt.Chart(alt.NamedData("d")).mark_point(filled=True, size=60, opacity=0.9).encode(
-            x=x, y=y, tooltip=tooltip,
-            color=alt.Color("m:N", title="Model", scale=alt.Scale(domain=tags, range=PALETTE[: len(tags)]),
-                            legend=alt.Legend(orient="top", direction="horizontal")),
-            shape=alt.Shape("m:N", title="Model",
-                            scale=alt.Scale(domain=tags, range=["circle", "diamond"][: len(tags)])),
+        alt.Chart(alt.NamedData("d"))
+        .mark_point(filled=True, size=60, opacity=0.9)
+        .encode(
+            x=x,
+            y=y,
+            tooltip=tooltip,
+            color=alt.Color(
+                "m:N",
+                title="Model",
+                scale=alt.Scale(domain=tags, range=PALETTE[: len(tags)]),
+                legend=alt.Legend(orient="top", direction="horizontal"),
+            ),
+            shape=alt.Shape(
+                "m:N", title="Model", scale=alt.Scale(domain=tags, range=["circle", "diamond"][: len(tags)])
+            ),
         )
     )
     chart = alt.layer(*layers).properties(width=max(360, 18 * len(cases)), height=220)
@@ -286,8 +303,13 @@ def _emergence(suite: SuiteReport) -> PendingChart:
     )
     if len(tags) == 2:
         description += " A grey line joins a case's base and tuned points."
-    return _line_view(SUITE_CHART_ID, "Where the target emerges, across cases", description, chart,
-                      {"band": band, "pairs": pairs, "d": rows})
+    return _line_view(
+        SUITE_CHART_ID,
+        "Where the target emerges, across cases",
+        description,
+        chart,
+        {"band": band, "pairs": pairs, "d": rows},
+    )
 
 
 def shared_specs(charts: list[PendingChart], base_id: str) -> dict[str, Any]:
@@ -378,16 +400,26 @@ def _trajectory(run: RunReport, *, chart_id: str | None = None, compact: bool = 
             rows.append({"layer": layer, "token": label, "p": _round(p), "rank": r})
         if s.emergence_layer is not None:
             marks.append({"layer": s.emergence_layer, "token": label, "note": f"{label} top-1 at L{s.emergence_layer}"})
-        lines.append(_PlotLine(list(zip(s.layers, s.probs, s.ranks)), PALETTE[i % len(PALETTE)],
-                               emergence=s.emergence_layer, note=f"{label} top-1 at L{s.emergence_layer}"))
+        lines.append(
+            _PlotLine(
+                list(zip(s.layers, s.probs, s.ranks)),
+                PALETTE[i % len(PALETTE)],
+                emergence=s.emergence_layer,
+                note=f"{label} top-1 at L{s.emergence_layer}",
+            )
+        )
     color = alt.Color(
         "token:N",
         title="Token",
         scale=alt.Scale(domain=labels, range=_palette(len(labels))),
         legend=alt.Legend(orient="top", direction="horizontal"),
     )
-    tooltip = [alt.Tooltip("token:N", title="Token"), alt.Tooltip("layer:Q", title="Layer"),
-               alt.Tooltip("p:Q", title="Probability", format=".3~p"), alt.Tooltip("rank:Q", title="Rank", format=",")]
+    tooltip = [
+        alt.Tooltip("token:N", title="Token"),
+        alt.Tooltip("layer:Q", title="Layer"),
+        alt.Tooltip("p:Q", title="Probability", format=".3~p"),
+        alt.Tooltip("rank:Q", title="Rank", format=","),
+    ]
     # Point markers show which layers were captured; with many layers the line says it and the
     # markers would double the static SVG.
     points = len(run.captured_layers) <= MAX_LAYERS_WITH_POINTS
@@ -443,8 +475,14 @@ def _trajectory(run: RunReport, *, chart_id: str | None = None, compact: bool = 
         legend = [("Token", [(label, line) for label, line in zip(labels, lines)])]
         ranks = [r for series in run.series for r in series.ranks]
         svg = _plot_svg(_Plot(lines, _layer_axis(run.captured_layers), "Layer", max([1, *ranks]), legend))
-    return _line_view(chart_id or f"{run.key}-trajectory", "Token probability and rank across layers", description,
-                      chart, datasets, svg=svg)
+    return _line_view(
+        chart_id or f"{run.key}-trajectory",
+        "Token probability and rank across layers",
+        description,
+        chart,
+        datasets,
+        svg=svg,
+    )
 
 
 def _entropy_kl(run: RunReport) -> PendingChart:
@@ -459,12 +497,23 @@ def _entropy_kl(run: RunReport) -> PendingChart:
         .encode(
             x=_layer_x(run),
             y=alt.Y("nats:Q", title="nats"),
-            color=alt.Color("metric:N", title=None, scale=alt.Scale(domain=metrics, range=PALETTE[:2]),
-                            legend=alt.Legend(orient="top", direction="horizontal")),
-            strokeDash=alt.StrokeDash("metric:N", title=None, scale=alt.Scale(domain=metrics, range=[[1, 0], [5, 3]]),
-                                      legend=alt.Legend(orient="top", direction="horizontal")),
-            tooltip=[alt.Tooltip("metric:N", title="Measure"), alt.Tooltip("layer:Q", title="Layer"),
-                     alt.Tooltip("nats:Q", title="nats", format=".3f")],
+            color=alt.Color(
+                "metric:N",
+                title=None,
+                scale=alt.Scale(domain=metrics, range=PALETTE[:2]),
+                legend=alt.Legend(orient="top", direction="horizontal"),
+            ),
+            strokeDash=alt.StrokeDash(
+                "metric:N",
+                title=None,
+                scale=alt.Scale(domain=metrics, range=[[1, 0], [5, 3]]),
+                legend=alt.Legend(orient="top", direction="horizontal"),
+            ),
+            tooltip=[
+                alt.Tooltip("metric:N", title="Measure"),
+                alt.Tooltip("layer:Q", title="Layer"),
+                alt.Tooltip("nats:Q", title="nats", format=".3f"),
+            ],
         )
         .properties(width=LINE_WIDTH, height=LINE_HEIGHT)
     )
@@ -548,7 +597,7 @@ class _PlotScale:
     rank_top: int  # the rank axis: 1 (top) to a power of ten (bottom), logarithmic
 
     @classmethod
-    def of(cls, plot: _Plot) -> "_PlotScale":
+    def of(cls, plot: _Plot) -> _PlotScale:
         known = [p for line in plot.lines for _, p, _ in line.points if p is not None]
         p_max = max([0.0, *known]) or 1.0
         step = _tick_step(0, p_max, 10)
@@ -625,13 +674,16 @@ def _plot_panel(plot: _Plot, scale: _PlotScale, kind: str, y0: float) -> str:
             continue
         ex = _short(scale.x(line.emergence), 1)
         if line.marker == "rule":
-            out.append(f'<line x1="{ex}" x2="{ex}" y2="{h}" stroke="{line.color}" stroke-width="1.5" '
-                       'stroke-dasharray="4,3"/>')
+            out.append(
+                f'<line x1="{ex}" x2="{ex}" y2="{h}" stroke="{line.color}" stroke-width="1.5" stroke-dasharray="4,3"/>'
+            )
             if kind == "prob" and line.note:
                 left = scale.x(line.emergence) <= w / 2  # the note stays inside the panel
-                out.append(f'<text x="{_short(scale.x(line.emergence) + (4 if left else -4), 1)}" y="-4" '
-                           f'font-size="10px" text-anchor="{"start" if left else "end"}" fill="{line.color}">'
-                           f"{_esc(line.note)}</text>")
+                out.append(
+                    f'<text x="{_short(scale.x(line.emergence) + (4 if left else -4), 1)}" y="-4" '
+                    f'font-size="10px" text-anchor="{"start" if left else "end"}" fill="{line.color}">'
+                    f"{_esc(line.note)}</text>"
+                )
         else:
             at = [pt for (x, _, _), pt in zip(line.points, points) if x == line.emergence and pt[1] is not None]
             if at:
@@ -652,8 +704,10 @@ def _plot_legends(legends: list[tuple[str, list[tuple[str, _PlotLine]]]]) -> str
             if style.marker in ("circle", "diamond"):
                 parts.append(_marker_path(style.marker, x + 5, y - 3, 5, style.color, style.opacity))
             else:
-                parts.append(f'<path d="M{_short(x, 1)},{y - 3}h14" stroke="{style.color}" stroke-width="2"'
-                             f"{_dashes(style.dash)}/>")
+                parts.append(
+                    f'<path d="M{_short(x, 1)},{y - 3}h14" stroke="{style.color}" stroke-width="2"'
+                    f"{_dashes(style.dash)}/>"
+                )
             parts.append(f'<text x="{_short(x + 18, 1)}" y="{y + 1}">{_esc(label)}</text>')
             x += 18 + len(label) * _CHAR_PX + 12
     return "".join(parts)
@@ -717,25 +771,45 @@ def _heatmap(
             row["p"].append(_round(c.prob))
         datasets[f"d{k}"] = list(by_layer.values())
         datasets[f"pos{k}"] = [{"i": j, "pos": label} for j, label in enumerate(grid.position_labels)]
-        x = alt.X("pos:O", title="Prompt position (predicting the next token)", sort=grid.position_labels,
-                  axis=alt.Axis(labelAngle=-45, labelLimit=90, labelFontSize=10))
+        x = alt.X(
+            "pos:O",
+            title="Prompt position (predicting the next token)",
+            sort=grid.position_labels,
+            axis=alt.Axis(labelAngle=-45, labelLimit=90, labelFontSize=10),
+        )
         y = alt.Y("l:O", title="Layer", sort="descending")
 
-        tooltip = [alt.Tooltip("l:O", title="Layer"), alt.Tooltip("pos:O", title="Position"),
-                   alt.Tooltip("t:N", title="Top-1"), alt.Tooltip("p:Q", title="Probability", format=".3~p")]
-        rect = _heatmap_base(k, x, y).mark_rect().encode(
-            color=alt.Color("p:Q", title="Top-1 probability",
-                            scale=alt.Scale(type="quantize", domain=[0, 1], range=HEATMAP_COLORS),
-                            legend=alt.Legend(format="%", orient="right")),
-            tooltip=tooltip,
+        tooltip = [
+            alt.Tooltip("l:O", title="Layer"),
+            alt.Tooltip("pos:O", title="Position"),
+            alt.Tooltip("t:N", title="Top-1"),
+            alt.Tooltip("p:Q", title="Probability", format=".3~p"),
+        ]
+        rect = (
+            _heatmap_base(k, x, y)
+            .mark_rect()
+            .encode(
+                color=alt.Color(
+                    "p:Q",
+                    title="Top-1 probability",
+                    scale=alt.Scale(type="quantize", domain=[0, 1], range=HEATMAP_COLORS),
+                    legend=alt.Legend(format="%", orient="right"),
+                ),
+                tooltip=tooltip,
+            )
         )
-        text = _heatmap_base(k, x, y).mark_text(fontSize=9, limit=CELL_WIDTH - 4).encode(
-            text=alt.Text("t:N"),
-            tooltip=tooltip,  # the label covers most of its cell
-            # Channel objects, not alt.value()/alt.condition() dicts: Altair matches a dict against
-            # every channel schema (~50 ms each).
-            color=alt.ColorValue("#1a1a1a", condition={"test": f"datum.p > {HEATMAP_DARK_TEXT_ABOVE}",
-                                                       "value": "white"}),
+        text = (
+            _heatmap_base(k, x, y)
+            .mark_text(fontSize=9, limit=CELL_WIDTH - 4)
+            .encode(
+                text=alt.Text("t:N"),
+                tooltip=tooltip,  # the label covers most of its cell
+                # Channel objects, not alt.value()/alt.condition() dicts: Altair matches a dict against
+                # every channel schema (~50 ms each).
+                color=alt.ColorValue(
+                    "#1a1a1a", condition={"test": f"datum.p > {HEATMAP_DARK_TEXT_ABOVE}", "value": "white"}
+                ),
+            )
         )
         panel = alt.layer(rect, text).properties(
             width=CELL_WIDTH * len(grid.positions), height=CELL_HEIGHT * len(grid.layers)
@@ -862,10 +936,18 @@ def _compare_x(comparison: ComparisonView, *, labelled: bool = True) -> alt.X:
     title = comparison.x_title if labelled else None
     if comparison.alignment == "layer":
         xs = [x for values in comparison.x_values for x in values]
-        return alt.X("l:Q", title=title, scale=alt.Scale(domain=[min(xs), max(xs)], nice=False),
-                     axis=alt.Axis(tickMinStep=1, format="d", labels=labelled))
-    return alt.X("x:Q", title=title, scale=alt.Scale(domain=[0, 1], nice=False),
-                 axis=alt.Axis(values=[k / 10 for k in range(11)], format=".1f", labels=labelled))
+        return alt.X(
+            "l:Q",
+            title=title,
+            scale=alt.Scale(domain=[min(xs), max(xs)], nice=False),
+            axis=alt.Axis(tickMinStep=1, format="d", labels=labelled),
+        )
+    return alt.X(
+        "x:Q",
+        title=title,
+        scale=alt.Scale(domain=[0, 1], nice=False),
+        axis=alt.Axis(values=[k / 10 for k in range(11)], format=".1f", labels=labelled),
+    )
 
 
 def _compare_row(comparison: ComparisonView, layer: int, x: float, **values: Any) -> dict[str, Any]:
@@ -880,8 +962,12 @@ def _model_encodings(comparison: ComparisonView) -> dict[str, Any]:
     """Colour = model; model 1 drawn wide and pale under model 2, so identical lines both show."""
     labels = comparison.labels
     return {
-        "color": alt.Color("m:N", title="Model", scale=alt.Scale(domain=labels, range=PALETTE[:2]),
-                           legend=alt.Legend(orient="top", direction="horizontal")),
+        "color": alt.Color(
+            "m:N",
+            title="Model",
+            scale=alt.Scale(domain=labels, range=PALETTE[:2]),
+            legend=alt.Legend(orient="top", direction="horizontal"),
+        ),
         "strokeWidth": alt.StrokeWidth("m:N", scale=alt.Scale(domain=labels, range=MODEL_STROKES), legend=None),
         "opacity": alt.Opacity("m:N", scale=alt.Scale(domain=labels, range=MODEL_OPACITY), legend=None),
     }
@@ -923,25 +1009,45 @@ def _compare_trajectory(
                 series_names.append(name)
             k = len(keys)
             keys.append({"k": k, "m": label, "s": name, "tok": s.label, "e": s.emergence_layer})
-            rows += [_compare_row(comparison, layer, x_of[layer], k=k, p=_round(p), r=r)
-                     for layer, p, r in zip(s.layers, s.probs, s.ranks)]
+            rows += [
+                _compare_row(comparison, layer, x_of[layer], k=k, p=_round(p), r=r)
+                for layer, p, r in zip(s.layers, s.probs, s.ranks)
+            ]
             emergence = x_of.get(s.emergence_layer) if s.emergence_layer is not None else None
             points = [(x_of[layer], p, r) for layer, p, r in zip(s.layers, s.probs, s.ranks)]
-            lines.append(_PlotLine(points, PALETTE[m], DASHES[series_names.index(name) % len(DASHES)],
-                                   MODEL_STROKES[m], MODEL_OPACITY[m], emergence, marker=("circle", "diamond")[m]))
+            lines.append(
+                _PlotLine(
+                    points,
+                    PALETTE[m],
+                    DASHES[series_names.index(name) % len(DASHES)],
+                    MODEL_STROKES[m],
+                    MODEL_OPACITY[m],
+                    emergence,
+                    marker=("circle", "diamond")[m],
+                )
+            )
     enc = _model_encodings(comparison)
     dash_range = DASHES[: len(series_names)] if len(series_names) <= len(DASHES) else None
-    dash = alt.StrokeDash("s:N", title="Tracked" if tracked else "Final top-1",
-                          scale=alt.Scale(domain=series_names, range=dash_range),
-                          legend=alt.Legend(orient="top", direction="horizontal", symbolStrokeWidth=2))
-    tooltip = [alt.Tooltip("m:N", title="Model"), alt.Tooltip("tok:N", title="Token"),
-               alt.Tooltip("l:Q", title="Layer"), alt.Tooltip("p:Q", title="Probability", format=".3~p"),
-               alt.Tooltip("r:Q", title="Rank", format=",")]
+    dash = alt.StrokeDash(
+        "s:N",
+        title="Tracked" if tracked else "Final top-1",
+        scale=alt.Scale(domain=series_names, range=dash_range),
+        legend=alt.Legend(orient="top", direction="horizontal", symbolStrokeWidth=2),
+    )
+    tooltip = [
+        alt.Tooltip("m:N", title="Model"),
+        alt.Tooltip("tok:N", title="Token"),
+        alt.Tooltip("l:Q", title="Layer"),
+        alt.Tooltip("p:Q", title="Probability", format=".3~p"),
+        alt.Tooltip("r:Q", title="Rank", format=","),
+    ]
     shape = alt.Shape("m:N", legend=None, scale=alt.Scale(domain=comparison.labels, range=["circle", "diamond"]))
 
     def panel(y: alt.Y, x: alt.X) -> alt.LayerChart:
-        line = _lookup(_rows("d", rows, compact), "keys", ["m", "s", "tok"]).mark_line().encode(
-            x=x, y=y, strokeDash=dash, tooltip=tooltip, **enc
+        line = (
+            _lookup(_rows("d", rows, compact), "keys", ["m", "s", "tok"])
+            .mark_line()
+            .encode(x=x, y=y, strokeDash=dash, tooltip=tooltip, **enc)
         )
         emergence = (
             _lookup(_rows("d", rows, compact), "keys", ["m", "s", "tok", "e"])
@@ -951,10 +1057,11 @@ def _compare_trajectory(
         )
         return alt.layer(line, emergence).properties(width=LINE_WIDTH, height=LINE_HEIGHT)
 
-    prob = panel(alt.Y("p:Q", title="Probability", scale=alt.Scale(zero=True, nice=True), axis=alt.Axis(format=".2~p")),
-                 _compare_x(comparison, labelled=False))
-    rank = panel(_rank_y("r:Q", [row["r"] for row in rows]),
-                 _compare_x(comparison))
+    prob = panel(
+        alt.Y("p:Q", title="Probability", scale=alt.Scale(zero=True, nice=True), axis=alt.Axis(format=".2~p")),
+        _compare_x(comparison, labelled=False),
+    )
+    rank = panel(_rank_y("r:Q", [row["r"] for row in rows]), _compare_x(comparison))
     chart = alt.vconcat(prob, rank, spacing=14).resolve_scale(color="shared", strokeDash="shared")
     who = "Each tracked token" if tracked else "Each model's final top-1 token"
     description = (
@@ -967,16 +1074,26 @@ def _compare_trajectory(
         description += " The models have different depths: the x axis is relative depth."
     svg = None
     if compact:
-        axis = _relative_axis() if comparison.alignment != "layer" else _layer_axis(
-            [round(x) for values in comparison.x_values for x in values])
-        models = [(label, _PlotLine([], PALETTE[m], opacity=MODEL_OPACITY[m], marker=("circle", "diamond")[m]))
-                  for m, label in enumerate(comparison.labels)]
+        axis = (
+            _relative_axis()
+            if comparison.alignment != "layer"
+            else _layer_axis([round(x) for values in comparison.x_values for x in values])
+        )
+        models = [
+            (label, _PlotLine([], PALETTE[m], opacity=MODEL_OPACITY[m], marker=("circle", "diamond")[m]))
+            for m, label in enumerate(comparison.labels)
+        ]
         dashes = [(name, _PlotLine([], "#888888", DASHES[i % len(DASHES)])) for i, name in enumerate(series_names)]
         legend = [("Model", models), ("Tracked" if tracked else "Final top-1", dashes)]
-        svg = _plot_svg(_Plot(lines, axis, comparison.x_title,
-                              max([1, *(row["r"] for row in rows)]), legend))
-    return _line_view(chart_id, "Token probability and rank, both models", description, chart,
-                      {"d": _stored(rows, compact), "keys": keys}, svg=svg)
+        svg = _plot_svg(_Plot(lines, axis, comparison.x_title, max([1, *(row["r"] for row in rows)]), legend))
+    return _line_view(
+        chart_id,
+        "Token probability and rank, both models",
+        description,
+        chart,
+        {"d": _stored(rows, compact), "keys": keys},
+        svg=svg,
+    )
 
 
 def _compare_entropy_kl(runs: list[RunReport], comparison: ComparisonView) -> PendingChart:
@@ -986,31 +1103,50 @@ def _compare_entropy_kl(runs: list[RunReport], comparison: ComparisonView) -> Pe
             rows.append(_compare_row(comparison, layer, x, k=k, h=_round(h), kl=_round(kl)))
     keys = [{"k": k, "m": label} for k, label in enumerate(comparison.labels)]
     enc = _model_encodings(comparison)
-    tooltip = [alt.Tooltip("m:N", title="Model"), alt.Tooltip("l:Q", title="Layer"),
-               alt.Tooltip("h:Q", title="Entropy (nats)", format=".3f"),
-               alt.Tooltip("kl:Q", title="KL to final (nats)", format=".3f")]
+    tooltip = [
+        alt.Tooltip("m:N", title="Model"),
+        alt.Tooltip("l:Q", title="Layer"),
+        alt.Tooltip("h:Q", title="Entropy (nats)", format=".3f"),
+        alt.Tooltip("kl:Q", title="KL to final (nats)", format=".3f"),
+    ]
+
     def base() -> alt.Chart:
         return _lookup(alt.Chart(alt.NamedData("d")), "keys", ["m"]).mark_line()
 
-    entropy = base().encode(x=_compare_x(comparison, labelled=False), y=alt.Y("h:Q", title="Entropy (nats)"),
-                          tooltip=tooltip, **enc).properties(width=LINE_WIDTH, height=150)
-    kl = base().encode(x=_compare_x(comparison), y=alt.Y("kl:Q", title="KL to final (nats)"),
-                     tooltip=tooltip, **enc).properties(width=LINE_WIDTH, height=150)
+    entropy = (
+        base()
+        .encode(
+            x=_compare_x(comparison, labelled=False), y=alt.Y("h:Q", title="Entropy (nats)"), tooltip=tooltip, **enc
+        )
+        .properties(width=LINE_WIDTH, height=150)
+    )
+    kl = (
+        base()
+        .encode(x=_compare_x(comparison), y=alt.Y("kl:Q", title="KL to final (nats)"), tooltip=tooltip, **enc)
+        .properties(width=LINE_WIDTH, height=150)
+    )
     chart = alt.vconcat(entropy, kl, spacing=14).resolve_scale(color="shared")
     description = (
         "Entropy of each layer's lens distribution (top) and its KL divergence from the same model's final "
         "distribution, KL(final || layer) (bottom), in nats, at the last prompt position; colour is the model."
     )
-    return _line_view("comparison-entropy-kl", "Entropy and KL to final, both models", description, chart,
-                      {"d": rows, "keys": keys})
+    return _line_view(
+        "comparison-entropy-kl", "Entropy and KL to final, both models", description, chart, {"d": rows, "keys": keys}
+    )
 
 
 def _divergence(comparison: ComparisonView) -> PendingChart:
     m1, m2 = comparison.tags
     kls = [f"KL({m1} || {m2})", f"KL({m2} || {m1})"]
     rows = [
-        _compare_row(comparison, r.layer2, r.x, pair=r.label, js=_round(r.js),
-                     **{kls[0]: _round(r.kl_12), kls[1]: _round(r.kl_21)})
+        _compare_row(
+            comparison,
+            r.layer2,
+            r.x,
+            pair=r.label,
+            js=_round(r.js),
+            **{kls[0]: _round(r.kl_12), kls[1]: _round(r.kl_21)},
+        )
         for r in comparison.rows
     ]
     x_unlabelled, x = _compare_x(comparison, labelled=False), _compare_x(comparison)
@@ -1019,8 +1155,11 @@ def _divergence(comparison: ComparisonView) -> PendingChart:
     datasets: dict[str, Any] = {"d": rows}
     # JS (bounded by ln 2) on its own panel: on the KL scale it would be a flat line near zero.
     js: list[Any] = [
-        alt.Chart(alt.NamedData("d")).mark_line(point=points, color="#1a1a1a", strokeWidth=2).encode(
-            x=x_unlabelled, y=alt.Y("js:Q", title="JS (nats)", scale=alt.Scale(domain=[0, 0.7], nice=False)),
+        alt.Chart(alt.NamedData("d"))
+        .mark_line(point=points, color="#1a1a1a", strokeWidth=2)
+        .encode(
+            x=x_unlabelled,
+            y=alt.Y("js:Q", title="JS (nats)", scale=alt.Scale(domain=[0, 0.7], nice=False)),
             tooltip=[pair, alt.Tooltip("js:Q", title="Jensen-Shannon (nats)", format=".4f")],
         )
     ]
@@ -1031,10 +1170,18 @@ def _divergence(comparison: ComparisonView) -> PendingChart:
         .encode(
             x=x,
             y=alt.Y("v:Q", title="KL (nats)"),
-            color=alt.Color("measure:N", title=None, legend=alt.Legend(orient="top", direction="horizontal"),
-                            scale=alt.Scale(domain=kls, range=PALETTE[:2])),
-            strokeDash=alt.StrokeDash("measure:N", title=None, legend=alt.Legend(orient="top", direction="horizontal"),
-                                      scale=alt.Scale(domain=kls, range=[[1, 0], [6, 3]])),
+            color=alt.Color(
+                "measure:N",
+                title=None,
+                legend=alt.Legend(orient="top", direction="horizontal"),
+                scale=alt.Scale(domain=kls, range=PALETTE[:2]),
+            ),
+            strokeDash=alt.StrokeDash(
+                "measure:N",
+                title=None,
+                legend=alt.Legend(orient="top", direction="horizontal"),
+                scale=alt.Scale(domain=kls, range=[[1, 0], [6, 3]]),
+            ),
             tooltip=[pair, alt.Tooltip("measure:N", title="Measure"), alt.Tooltip("v:Q", title="nats", format=".4f")],
         )
     ]
@@ -1065,8 +1212,9 @@ def _divergence(comparison: ComparisonView) -> PendingChart:
     )
     if largest is not None:
         description += f" The dashed line marks the largest JS divergence (layer {largest.label})."
-    return _line_view("comparison-divergence", "Divergence between the models across layers", description, chart,
-                      datasets)
+    return _line_view(
+        "comparison-divergence", "Divergence between the models across layers", description, chart, datasets
+    )
 
 
 # --- helpers ------------------------------------------------------------------------
@@ -1182,9 +1330,12 @@ def _strip(el: ElementTree.Element) -> None:
         _strip(child)
     for name in list(el.attrib):
         value = el.attrib[name]
-        if name in _INERT or name.startswith("aria-") or (name == "opacity" and value == "1"):
-            del el.attrib[name]
-        elif el.tag.endswith("}line") and name in ("x1", "y1", "x2", "y2") and value == "0":
+        if (
+            name in _INERT
+            or name.startswith("aria-")
+            or (name == "opacity" and value == "1")
+            or (el.tag.endswith("}line") and name in ("x1", "y1", "x2", "y2") and value == "0")
+        ):
             del el.attrib[name]
         elif name == "d":
             el.attrib[name] = _PATH_DECIMAL.sub(lambda x: _short(float(x.group()), 1), value)

@@ -20,7 +20,8 @@ escaped, e.g. by the ``md_token`` filter, or produced by a number formatter).
 from __future__ import annotations
 
 import functools
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import jinja2
 from markupsafe import Markup
@@ -58,7 +59,7 @@ FILTERS: dict[str, Callable[..., Any]] = {
 def _md_finalize(value: Any) -> Any:
     if value is None:
         return ""
-    if isinstance(value, f.MarkdownSafe) or isinstance(value, (int, float)):
+    if isinstance(value, (f.MarkdownSafe, int, float)):
         return value
     return f.md_escape(value)
 
@@ -71,7 +72,7 @@ def _configure(env: jinja2.Environment) -> jinja2.Environment:
     return env
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def html_environment() -> jinja2.Environment:
     return _configure(
         jinja2.Environment(
@@ -85,7 +86,7 @@ def html_environment() -> jinja2.Environment:
     )
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def markdown_environment() -> jinja2.Environment:
     return _configure(
         jinja2.Environment(

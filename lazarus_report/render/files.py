@@ -15,10 +15,10 @@ from html.parser import HTMLParser
 from pathlib import Path
 
 from lazarus_report.result import (
+    SUITE_KIND,
     AnalysisResult,
     ComparisonResult,
     ResultFormatError,
-    SUITE_KIND,
     SuiteResult,
     dumps_json,
     load_any_result,
@@ -112,8 +112,7 @@ def _parse(raw: bytes) -> AnalysisResult | ComparisonResult | SuiteResult:
         embedded = _embedded_result(text)
         if embedded is None:
             raise ResultFormatError(
-                "HTML file without an embedded result "
-                f'(no <script type="application/json" id="{RESULT_SCRIPT_ID}">)'
+                f'HTML file without an embedded result (no <script type="application/json" id="{RESULT_SCRIPT_ID}">)'
             )
         try:
             data = json.loads(embedded)
@@ -133,8 +132,11 @@ class _ResultScriptFinder(HTMLParser):
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
         a = dict(attrs)
-        if tag == "script" and self.found is None and a.get("id") == RESULT_SCRIPT_ID and (
-            (a.get("type") or "").lower() == "application/json"
+        if (
+            tag == "script"
+            and self.found is None
+            and a.get("id") == RESULT_SCRIPT_ID
+            and ((a.get("type") or "").lower() == "application/json")
         ):
             self._inside = True
             self.found = []

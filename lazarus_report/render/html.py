@@ -46,15 +46,11 @@ def render_html(result: AnalysisResult | ComparisonResult | SuiteResult, *, stat
     elif isinstance(result, AnalysisResult):
         report = build_report([result])
     else:
-        raise TypeError(
-            f"expected an AnalysisResult, a ComparisonResult or a SuiteResult, got {type(result).__name__}"
-        )
+        raise TypeError(f"expected an AnalysisResult, a ComparisonResult or a SuiteResult, got {type(result).__name__}")
     return render_report_html(report, result, static=static)
 
 
-def render_report_html(
-    report: ReportModel, result: AnalysisResult | ComparisonResult, *, static: bool = False
-) -> str:
+def render_report_html(report: ReportModel, result: AnalysisResult | ComparisonResult, *, static: bool = False) -> str:
     """Render a prepared report of ``result`` (which the page embeds, packed: see ``files.pack_result``)."""
     from lazarus_report.render import charts as chart_module  # Altair/vl-convert load only when needed
 
@@ -94,15 +90,19 @@ def _render_page(
     bundle = None if static else _vega_bundle_markup()
     spec_json = {} if static else {chart_id: html_json(spec) for chart_id, spec in specs.items()}
     charts = chart_module.finish(pending)
-    return html_environment().get_template(template).render(
-        report=report,
-        charts=charts,
-        specs=spec_json,
-        summary_html=summary_html,
-        result_json=result_json,
-        result_script_id=RESULT_SCRIPT_ID,
-        static=static,
-        vega_bundle=bundle,
+    return (
+        html_environment()
+        .get_template(template)
+        .render(
+            report=report,
+            charts=charts,
+            specs=spec_json,
+            summary_html=summary_html,
+            result_json=result_json,
+            result_script_id=RESULT_SCRIPT_ID,
+            static=static,
+            vega_bundle=bundle,
+        )
     )
 
 

@@ -34,9 +34,7 @@ def render_markdown(result: AnalysisResult | ComparisonResult | SuiteResult) -> 
         return render_report_markdown(build_comparison_report(result))
     if isinstance(result, AnalysisResult):
         return render_report_markdown(build_report([result]))
-    raise TypeError(
-        f"expected an AnalysisResult, a ComparisonResult or a SuiteResult, got {type(result).__name__}"
-    )
+    raise TypeError(f"expected an AnalysisResult, a ComparisonResult or a SuiteResult, got {type(result).__name__}")
 
 
 def render_report_markdown(report: ReportModel) -> str:

@@ -14,8 +14,9 @@ cannot reorder the text around it. Escaping for HTML or Markdown happens at outp
 
 from __future__ import annotations
 
+import itertools
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 from lazarus_report.render.formatting import (
     Segment,
@@ -225,13 +226,13 @@ class ReportModel:
     title: str
     runs: list[RunReport]
     generator: str
-    comparison: "ComparisonView | None" = None  # set for a comparison of two runs
+    comparison: ComparisonView | None = None  # set for a comparison of two runs
 
 
 def build_report(
     results: Sequence[AnalysisResult],
     *,
-    comparison: "ComparisonView | None" = None,
+    comparison: ComparisonView | None = None,
     heatmap_cells: int = HEATMAP_MAX_CELLS,
     key_prefix: str = "",
 ) -> ReportModel:
@@ -299,8 +300,12 @@ def build_run(result: AnalysisResult, *, key: str = "run0", heatmap_cells: int =
         tracked=tracked_views,
         warnings=[clean_text(w) for w in result.warnings],
         final_top=[
-            TopRow(rank=i + 1, token=token_view(tp.token, tp.token_id), prob=finite(tp.prob) or 0.0,
-                   tracked=tp.token_id in tracked_ids)
+            TopRow(
+                rank=i + 1,
+                token=token_view(tp.token, tp.token_id),
+                prob=finite(tp.prob) or 0.0,
+                tracked=tp.token_id in tracked_ids,
+            )
             for i, tp in enumerate(result.final_prediction)
         ],
         layer_rows=rows,
@@ -390,7 +395,7 @@ def _grid_view(result: AnalysisResult, max_cells: int) -> GridView | None:
     grid = result.grid
     if grid is None or not grid.layers or not grid.positions:
         return None
-    keep = list(range(len(grid.positions)))[-heatmap_positions(len(grid.layers), max_cells):]
+    keep = list(range(len(grid.positions)))[-heatmap_positions(len(grid.layers), max_cells) :]
     positions = [grid.positions[j] for j in keep]
     labels = []
     for pos in positions:
@@ -432,7 +437,7 @@ def _summary(result: AnalysisResult, final_token: str) -> Summary:
         if prob is not None
     ]
     gain = None
-    for (l0, p0), (l1, p1) in zip(known, known[1:]):
+    for (l0, p0), (l1, p1) in itertools.pairwise(known):
         if p1 > p0 and (gain is None or p1 - p0 > gain.to_prob - gain.from_prob):
             gain = Jump(l0, l1, p0, p1)
     return Summary(
@@ -485,7 +490,6 @@ def _settings(result: AnalysisResult) -> list[InfoRow]:
         ("Schema version", str(result.schema_version)),
     ]
     return [InfoRow(label, clean_text(value)) for label, value in rows]
-
 
 
 # --- comparison -----------------------------------------------------------------
@@ -601,13 +605,10 @@ def _comparison_view(c: ComparisonResult, labels: list[str], runs: list[RunRepor
     largest_row = next((r for r in rows if "largest JS" in r.marks), None)
     divergence_note = None
     if not has_divergences:
-        divergence_note = (
-            "KL and Jensen-Shannon divergences are left out: "
-            + (
-                "the models use different tokenizers, so their distributions are over different vocabularies."
-                if not c.same_tokenizer
-                else "this comparison holds none."
-            )
+        divergence_note = "KL and Jensen-Shannon divergences are left out: " + (
+            "the models use different tokenizers, so their distributions are over different vocabularies."
+            if not c.same_tokenizer
+            else "this comparison holds none."
         )
     final_agree = divs[-1].top1_agree if divs else r1.final_top_token == r2.final_top_token
     return ComparisonView(

@@ -18,7 +18,7 @@ def quote(token: str) -> str:
 
 
 def bar(prob: float, width: int = BAR_WIDTH) -> str:
-    return "#" * int(round(max(0.0, min(1.0, prob)) * width))
+    return "#" * round(max(0.0, min(1.0, prob)) * width)
 
 
 def model_block(result: AnalysisResult) -> list[str]:
@@ -171,8 +171,10 @@ def render_suite_text(suite: SuiteResult) -> str:
             rows.append((head, "could not run", ""))
             continue
         target = target_text(case)
-        where = "no target" if target is None else (
-            f"target {quote(target)}: " + " / ".join(side.emergence_text for side in view.sides)
+        where = (
+            "no target"
+            if target is None
+            else (f"target {quote(target)}: " + " / ".join(side.emergence_text for side in view.sides))
         )
         rows.append((head, " / ".join(quote(r.final_top_token) for r in case.results), where))
     widths = [max([0, *(len(row[k]) for row in rows)]) for k in (0, 1)]

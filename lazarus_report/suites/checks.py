@@ -242,9 +242,7 @@ def _check_model(exp: Expectation, side: str, result: AnalysisResult) -> _Verdic
         ok = p >= bound - EPSILON if at_least else p <= bound + EPSILON
         actual = f"p({_q(evo.token)}) = {_prob(p, bound)}{note}"
         op = ">=" if at_least else "<="
-        return _Verdict(
-            PASSED if ok else FAILED, expected, actual, f"{side}: {actual}, expected {op} {_num(bound)}"
-        )
+        return _Verdict(PASSED if ok else FAILED, expected, actual, f"{side}: {actual}, expected {op} {_num(bound)}")
 
     assert exp.check == "emerges_by_layer"
     if isinstance(exp.value, int) and exp.value >= num_layers:

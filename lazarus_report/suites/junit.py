@@ -26,8 +26,9 @@ _NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
 
 
 def _text(value: object) -> str:
-    return _NOT_XML.sub(lambda m: f"\\x{ord(m.group()):02x}" if ord(m.group()) < 0x100 else f"\\u{ord(m.group()):04x}",
-                        str(value))
+    return _NOT_XML.sub(
+        lambda m: f"\\x{ord(m.group()):02x}" if ord(m.group()) < 0x100 else f"\\u{ord(m.group()):04x}", str(value)
+    )
 
 
 def render_junit(suite: SuiteResult) -> str:
@@ -69,6 +70,8 @@ def render_junit(suite: SuiteResult) -> str:
         el = ET.SubElement(tc, tag, message=_text(check.message))
         if tag != "skipped":
             el.set("type", _text(check.check))
-            el.text = _text(f"expected: {check.expected}\nactual: {check.actual}\ncase: {case.id}\nprompt: {case.prompt}")
+            el.text = _text(
+                f"expected: {check.expected}\nactual: {check.actual}\ncase: {case.id}\nprompt: {case.prompt}"
+            )
     ET.indent(root, space="  ")
     return '<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(root, encoding="unicode") + "\n"

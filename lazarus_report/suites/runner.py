@@ -14,8 +14,9 @@ from __future__ import annotations
 
 import tempfile
 import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 from ..errors import LazarusError
 from ..result import SuiteCase, SuiteResult

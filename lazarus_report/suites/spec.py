@@ -154,7 +154,7 @@ def parse_suite(text: str, path: str, fmt: str | None = None) -> SuiteSpec:
 class _Entry:
     key: Any  # normally a str; anything else is reported when the mapping is validated
     key_line: int
-    value: "_Node"
+    value: _Node
 
 
 @dataclass
