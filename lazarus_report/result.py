@@ -25,11 +25,52 @@ from pathlib import Path
 from typing import Any
 
 SCHEMA_VERSION = 1
+READABLE_SCHEMA_VERSIONS = (1,)
 RESULT_KIND = "lazarus-report/analysis"
 
 
 class ResultFormatError(ValueError):
     """A file that is not an analysis result of the supported schema version."""
+
+
+def with_header(kind: str, fields: dict[str, Any]) -> dict[str, Any]:
+    """A result's JSON object: ``kind`` and ``schema_version`` first, then its fields."""
+    version = fields.pop("schema_version")
+    return {"kind": kind, "schema_version": version, **fields}
+
+
+def check_header(data: Any, kind: str, what: str) -> None:
+    """Raise ``ResultFormatError`` unless ``data`` is a JSON object of ``kind`` in a readable version."""
+    if not isinstance(data, dict) or data.get("kind") != kind:
+        raise ResultFormatError(f"not a lazarus-report {what} result")
+    version = data.get("schema_version")
+    if version not in READABLE_SCHEMA_VERSIONS:
+        readable = ", ".join(str(v) for v in READABLE_SCHEMA_VERSIONS)
+        raise ResultFormatError(
+            f"result schema version {version!r} is not supported (this lazarus reads versions {readable})"
+        )
+
+
+def first_layer_where(layers: list[int], flags: list[bool]) -> int | None:
+    """The first layer whose flag is true (e.g. where a token first becomes top-1), or None."""
+    return next((layer for layer, flag in zip(layers, flags) if flag), None)
+
+
+def true_from_layer(layers: list[int], flags: list[bool]) -> int | None:
+    """The layer from which the flag stays true through the last layer (e.g. "stays top-1 from"), or None."""
+    start = None
+    for layer, flag in reversed(list(zip(layers, flags))):
+        if not flag:
+            break
+        start = layer
+    return start
+
+
+def distinct_labels(labels: list[str]) -> list[str]:
+    """Two sides' labels, numbered when they would read the same."""
+    if len(labels) == 2 and labels[0] == labels[1]:
+        return [f"{labels[0]} (1)", f"{labels[1]} (2)"]
+    return list(labels)
 
 
 @dataclass(frozen=True)
@@ -60,6 +101,11 @@ class ModelInfo:
     chat_template: bool  # whether the tokenizer has a chat template
     adapter: str | None = None  # LoRA adapter directory, when one was applied
     final_logit_softcap: float | None = None
+
+    @property
+    def label(self) -> str:
+        """How outputs name this model: its ID, and the adapter when one was applied."""
+        return f"{self.model_id} + {self.adapter}" if self.adapter else self.model_id
 
 
 @dataclass(frozen=True)
@@ -225,17 +271,11 @@ class AnalysisResult(_JsonFile):
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
-        return {"kind": RESULT_KIND, "schema_version": d.pop("schema_version"), **d}
+        return with_header(RESULT_KIND, d)
 
     @classmethod
     def from_dict(cls, data: Any) -> AnalysisResult:
-        if not isinstance(data, dict) or data.get("kind") != RESULT_KIND:
-            raise ResultFormatError("not a lazarus-report analysis result")
-        version = data.get("schema_version")
-        if version != SCHEMA_VERSION:
-            raise ResultFormatError(
-                f"result schema version {version!r} is not supported (this lazarus reads version {SCHEMA_VERSION})"
-            )
+        check_header(data, RESULT_KIND, "analysis")
         try:
             return _build(cls, data)
         except (KeyError, TypeError, ValueError) as exc:
@@ -302,17 +342,11 @@ class ComparisonResult(_JsonFile):
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
         d["results"] = [r.to_dict() for r in self.results]
-        return {"kind": COMPARISON_KIND, "schema_version": d.pop("schema_version"), **d}
+        return with_header(COMPARISON_KIND, d)
 
     @classmethod
     def from_dict(cls, data: Any) -> ComparisonResult:
-        if not isinstance(data, dict) or data.get("kind") != COMPARISON_KIND:
-            raise ResultFormatError("not a lazarus-report comparison result")
-        version = data.get("schema_version")
-        if version != SCHEMA_VERSION:
-            raise ResultFormatError(
-                f"result schema version {version!r} is not supported (this lazarus reads version {SCHEMA_VERSION})"
-            )
+        check_header(data, COMPARISON_KIND, "comparison")
         try:
             results = [AnalysisResult.from_dict(r) for r in data["results"]]
             rest = {k: v for k, v in data.items() if k not in ("kind", "results")}
@@ -445,17 +479,11 @@ class SuiteResult(_JsonFile):
             }
             for case, d_case in zip(self.cases, d["cases"])
         ]
-        return {"kind": SUITE_KIND, "schema_version": d.pop("schema_version"), **d}
+        return with_header(SUITE_KIND, d)
 
     @classmethod
     def from_dict(cls, data: Any) -> SuiteResult:
-        if not isinstance(data, dict) or data.get("kind") != SUITE_KIND:
-            raise ResultFormatError("not a lazarus-report suite result")
-        version = data.get("schema_version")
-        if version != SCHEMA_VERSION:
-            raise ResultFormatError(
-                f"result schema version {version!r} is not supported (this lazarus reads version {SCHEMA_VERSION})"
-            )
+        check_header(data, SUITE_KIND, "suite")
         try:
             cases = []
             for c in data["cases"]:

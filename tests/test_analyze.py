@@ -8,7 +8,8 @@ import math
 
 import pytest
 
-from lazarus_report.api import AnalysisConfig, LayerStrategy, ModelAnalyzer, _evolution, select_layers
+from lazarus_report.api import AnalysisConfig, LayerStrategy, ModelAnalyzer, select_layers
+from lazarus_report.engine import _evolution
 from lazarus_report.errors import LazarusError
 from lazarus_report.result import AnalysisResult, ResultFormatError, TrackedToken
 
