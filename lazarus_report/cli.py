@@ -420,6 +420,11 @@ def render(source: str, html: str | None, markdown: str | None, static: bool, qu
     run_guarded(body)
 
 
+from .cli_lens import lens as _lens_group  # noqa: E402
+
+main.add_command(_lens_group)
+
+
 def entry() -> None:
     """Console-script entry point: run the command, then leave without tearing the interpreter down.
 

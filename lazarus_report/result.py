@@ -641,3 +641,88 @@ def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
     return mask
+
+
+# --- learned lenses -------------------------------------------------------------------------
+
+LENS_EVAL_KIND = "lazarus-report/lens-eval"
+
+
+@dataclass(frozen=True)
+class LensFidelity:
+    """How faithful a lens is at one layer, measured on held-out text (means over positions).
+
+    ``kl_to_final``: KL(final || lens) in nats; ``top1_agreement``: fraction of positions where the
+    lens's top-1 token is the model's final top-1; ``cross_entropy``: nats against the true next token.
+    """
+
+    layer: int
+    kl_to_final: float
+    top1_agreement: float
+    cross_entropy: float
+
+
+@dataclass(frozen=True)
+class LensRecord:
+    """Which lens produced a result: kind, artefact, what it was fitted on and how faithful it is.
+
+    ``kind``: "logit" | "linear" | "tuned". ``source``: the artefact's path, "cache" (the user
+    cache) or None (the logit lens has no artefact). ``digest``: sha256 of the artefact's weights
+    file. ``fidelity``: per layer on held-out text (empty when unknown, e.g. a logit lens with no
+    lens evaluation). Layers whose ``kl_to_final`` exceeds ``unreliable_threshold_nats`` are
+    unreliable: renderers mark them. ``note``: e.g. that a base-model lens runs on base + adapter.
+    """
+
+    kind: str
+    source: str | None
+    digest: str | None
+    fitted_for: dict[str, Any] | None
+    corpus: str | None
+    tokens: int | None
+    fidelity: list[LensFidelity]
+    unreliable_threshold_nats: float
+    note: str | None = None
+
+    def unreliable_layers(self) -> list[int]:
+        return [f.layer for f in self.fidelity if f.kl_to_final > self.unreliable_threshold_nats]
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Any) -> LensRecord:
+        try:
+            return _build(cls, data)
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ResultFormatError(f"malformed lens record: {exc}") from None
+
+
+@dataclass(frozen=True)
+class LensEvalResult(_JsonFile):
+    """``lazarus lens eval``: the logit lens and one lens side by side on held-out text."""
+
+    model: ModelInfo
+    lens: LensRecord  # the lens evaluated (its ``fidelity`` is the one measured here)
+    logit: list[LensFidelity]  # the logit lens on the same positions
+    corpus: str  # description of the evaluation text
+    corpus_sha256: str
+    tokens: int  # positions evaluated per layer
+    final_cross_entropy: float  # the model's own next-token cross-entropy on those positions
+    versions: dict[str, str]
+    timings: dict[str, float]
+    schema_version: int = SCHEMA_VERSION
+
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        return {"kind": LENS_EVAL_KIND, "schema_version": d.pop("schema_version"), **d}
+
+    @classmethod
+    def from_dict(cls, data: Any) -> LensEvalResult:
+        if not isinstance(data, dict) or data.get("kind") != LENS_EVAL_KIND:
+            raise ResultFormatError("not a lazarus-report lens evaluation")
+        if data.get("schema_version") != SCHEMA_VERSION:
+            raise ResultFormatError(f"lens evaluation schema version {data.get('schema_version')!r} is not supported")
+        try:
+            return _build(cls, data)
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ResultFormatError(f"malformed lens evaluation: {exc}") from None
