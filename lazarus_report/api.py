@@ -49,6 +49,7 @@ class AnalysisConfig:
     use_chat_template: bool = True  # applied when the tokenizer has one; False = raw prompt
     embedding_scale: float | None = None  # None: the family's own (Gemma: sqrt(hidden_size))
     compute_grid: bool = True  # the layers x positions grid (HTML heatmap, JSON)
+    lens: str = "logit"  # "logit", "linear" / "tuned" (fitted with `lazarus lens fit`) or a lens directory
 
     def record(self) -> AnalysisConfigRecord:
         return AnalysisConfigRecord(
@@ -60,6 +61,7 @@ class AnalysisConfig:
             use_chat_template=self.use_chat_template,
             embedding_scale=self.embedding_scale,
             compute_grid=self.compute_grid,
+            lens=self.lens,
         )
 
 
@@ -112,6 +114,7 @@ class ModelAnalyzer:
         self, loaded: Any = None, *, model_id: str | None = None, adapter: str | None = None, precision: str = "auto"
     ):
         self._loaded = loaded
+        self._lenses: dict[str, Any] = {}  # --lens value -> the Lens resolved for this model
         self._model_id = model_id
         self._adapter = adapter
         self._precision = precision
@@ -140,6 +143,7 @@ class ModelAnalyzer:
     def close(self) -> None:
         """Release the model's memory (so a second model can load in its place)."""
         self._loaded = None
+        self._lenses.clear()
         import gc
 
         gc.collect()
@@ -200,7 +204,17 @@ class ModelAnalyzer:
         log-probabilities ``[L, V]``, the tokenizer fingerprint, single-token flags)."""
         from .engine import analyze
 
-        return analyze(self.loaded, prompt, config or AnalysisConfig())
+        config = config or AnalysisConfig()
+        return analyze(self.loaded, prompt, config, lens=self.lens(config.lens))
+
+    def lens(self, spec: str = "logit") -> Any:
+        """The ``Lens`` that ``spec`` names ("logit", "linear", "tuned" or a lens directory), checked
+        against this model and kept for the next runs."""
+        if spec not in self._lenses:
+            from .lenses import resolve_lens
+
+            self._lenses[spec] = resolve_lens(spec, self.loaded)
+        return self._lenses[spec]
 
 
 def compare_models(

@@ -41,6 +41,7 @@ if TYPE_CHECKING:
     import numpy as np
 
     from .api import AnalysisConfig
+    from .lenses import Lens
     from .models.loader import LoadedModel
 
 
@@ -148,14 +149,19 @@ def analyze(
     config: AnalysisConfig,
     *,
     prepared: PreparedPrompt | None = None,
+    lens: Lens | None = None,
 ) -> LensRun:
     """Run the lens of ``config`` over ``prompt`` with ``loaded`` and return the ``LensRun``.
 
     ``prepared``: an already formatted and tokenized prompt (benchmarks feed token ids directly);
-    by default ``prompt`` is formatted with ``format_prompt``.
+    by default ``prompt`` is formatted with ``format_prompt``. ``lens``: the lens ``config.lens``
+    names, already resolved for ``loaded`` (callers that run many prompts resolve it once); by
+    default it is resolved here. A learned lens maps each captured layer's residual stream
+    (``Lens.translate``) before the model's own final norm and head; the last layer is never mapped.
     """
-    from . import lens
     from .api import select_layers
+    from .lens import capture_hidden, last_position_stats, mx, position_grid
+    from .lenses import resolve_lens
 
     if config.top_k < 1:
         raise LazarusError(f"--top-k must be at least 1 (got {config.top_k})")
@@ -166,6 +172,8 @@ def analyze(
     ids = prepared.token_ids
     _check_length(loaded, len(ids))
     tracked = track_tokens(loaded, config.track_tokens)
+    if lens is None:
+        lens = resolve_lens(config.lens, loaded)
     n_layers = loaded.info.num_layers
     layers = select_layers(config.layer_strategy, n_layers, config.layer_step, config.custom_layers)
     factor = None
@@ -178,10 +186,10 @@ def analyze(
         info = dataclasses.replace(info, embedding_scale=scale)
     t1 = time.perf_counter()
 
-    sink = lens.capture_hidden(loaded.parts, ids, layers, factor)
-    hidden_last = lens.mx.stack([sink[i][0, -1] for i in layers])
+    sink = capture_hidden(loaded.parts, ids, layers, factor)
+    hidden_last = mx.stack([lens.translate(i, sink[i][0, -1]) for i in layers])
     final_last = sink[n_layers - 1][0, -1:]
-    stats = lens.last_position_stats(loaded.parts, hidden_last, final_last, config.top_k, [t.token_id for t in tracked])
+    stats = last_position_stats(loaded.parts, hidden_last, final_last, config.top_k, [t.token_id for t in tracked])
     t2 = time.perf_counter()
 
     decode = _Decoder(tok)
@@ -207,7 +215,7 @@ def analyze(
     ]
     grid = None
     if config.compute_grid:
-        g = lens.position_grid(loaded.parts, [sink[i][0] for i in layers], sink[n_layers - 1][0])
+        g = position_grid(loaded.parts, [lens.translate(i, sink[i][0]) for i in layers], sink[n_layers - 1][0])
         grid = PositionGrid(
             layers=list(layers),
             positions=list(range(len(ids))),
@@ -239,6 +247,7 @@ def analyze(
             "lens": round(t2 - t1, 4),
             "grid": round(t3 - t2, 4),
         },
+        lens=lens.record(),
     )
     return LensRun(
         result=result,

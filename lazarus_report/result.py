@@ -24,8 +24,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-SCHEMA_VERSION = 1
-READABLE_SCHEMA_VERSIONS = (1,)
+SCHEMA_VERSION = 2
+# Version 2 added which lens produced a result (``AnalysisResult.lens``, ``AnalysisConfigRecord.lens``);
+# a version-1 file reads as the logit lens.
+READABLE_SCHEMA_VERSIONS = (1, 2)
 RESULT_KIND = "lazarus-report/analysis"
 
 
@@ -209,6 +211,7 @@ class AnalysisConfigRecord:
     use_chat_template: bool
     embedding_scale: float | None  # user override, None = auto
     compute_grid: bool
+    lens: str = "logit"  # what was asked for: "logit", "linear", "tuned" or a lens directory
 
 
 class _JsonFile:
@@ -252,7 +255,21 @@ class AnalysisResult(_JsonFile):
     grid: PositionGrid | None
     versions: dict[str, str]
     timings: dict[str, float]  # seconds: load, tokenize, forward, lens, grid, total
+    lens: LensRecord | None = None  # which lens read the layers (None in version-1 files: the logit lens)
     schema_version: int = SCHEMA_VERSION
+
+    @property
+    def lens_kind(self) -> str:
+        return self.lens.kind if self.lens is not None else "logit"
+
+    @property
+    def unreliable_layers(self) -> list[int]:
+        """Captured layers where the lens is known to be far from the model's final distribution
+        (held-out KL above the lens record's threshold); empty when its fidelity is unknown."""
+        if self.lens is None:
+            return []
+        bad = set(self.lens.unreliable_layers())
+        return [layer for layer in self.captured_layers if layer in bad]
 
     @property
     def final_prediction(self) -> list[TokenProb]:
