@@ -51,6 +51,8 @@ def _heatmap(
             axis=alt.Axis(labelAngle=-45, labelLimit=90, labelFontSize=10),
         )
         y = alt.Y("l:O", title="Layer", sort="descending")
+        if grid.unreliable_layers:  # (axis=None would hide the axis)
+            y = alt.Y("l:O", title="Layer", sort="descending", axis=_unreliable_layer_axis(grid))
 
         tooltip = [
             alt.Tooltip("l:O", title="Layer"),
@@ -106,6 +108,15 @@ def _heatmap(
     spec = _spec(chart, description, datasets)
     svg = _checked(heatmap_svg([(panel_title, run.grid) for panel_title, run in panels]))  # type: ignore[misc]
     return PendingChart(chart_id, title, description, spec, svg, fit=False)
+
+
+UNRELIABLE_MARK = "\u2248"  # ≈ after a layer label: the lens is unreliable at that layer
+
+
+def _unreliable_layer_axis(grid: GridView) -> alt.Axis:
+    """The layer axis with unreliable layers' labels marked ``≈``."""
+    bad = ",".join(str(layer) for layer in grid.unreliable_layers)
+    return alt.Axis(labelExpr=f"indexof([{bad}], datum.value) >= 0 ? datum.value + ' {UNRELIABLE_MARK}' : datum.value")
 
 
 def _heatmap_base(k: int, x: alt.X, y: alt.Y) -> alt.Chart:
@@ -178,7 +189,11 @@ def _heatmap_panel(title: str, grid: GridView, height: int) -> str:
         (dark if p > HEATMAP_DARK_TEXT_ABOVE else light).append(text)
     rows_h = CELL_HEIGHT * n_rows
     rects = "".join(f'<path fill="{color}" d="{"".join(d)}"/>' for color, d in zip(HEATMAP_COLORS, cells) if d)
-    y_labels = "".join(f'<text x="-5" y="{CELL_HEIGHT * row_of[layer] + 12}">{layer}</text>' for layer in grid.layers)
+    bad = set(grid.unreliable_layers)
+    y_labels = "".join(
+        f'<text x="-5" y="{CELL_HEIGHT * row_of[layer] + 12}">{layer}{" " + UNRELIABLE_MARK if layer in bad else ""}</text>'
+        for layer in grid.layers
+    )
     x_labels = "".join(
         f'<text transform="translate({CELL_WIDTH * j + CELL_WIDTH // 2 + 3},{rows_h + 7}) rotate(-45)">'
         f"{_esc(_shorten(label, HEATMAP_LABEL_CHARS))}</text>"

@@ -35,6 +35,30 @@ def _layer_x(run: RunReport, *, labelled: bool = True) -> alt.X:
     return alt.X("layer:Q", title=None, scale=scale, axis=alt.Axis(tickMinStep=1, labels=False))
 
 
+UNRELIABLE_FILL = "#9aa4b1"
+
+
+def _unreliable_bands(run: RunReport, x: alt.X) -> list[Any]:
+    """Grey bands over the layers where the lens is unreliable (none when all are fine or unknown)."""
+    if not run.unreliable_layers:
+        return []
+    band = (
+        alt.Chart(alt.NamedData("unreliable"))
+        .mark_rect(color=UNRELIABLE_FILL, opacity=0.18, clip=True)
+        .encode(
+            x=x,
+            x2=alt.X2("to:Q"),
+            tooltip=[alt.Tooltip("note:N", title="Lens")],
+        )
+    )
+    return [band]
+
+
+def _unreliable_data(run: RunReport) -> list[dict[str, Any]]:
+    note = f"{run.lens_name} unreliable here (held-out KL to final above its threshold)"
+    return [{"layer": a - 0.5, "to": b + 0.5, "note": note} for a, b in run.unreliable_bands]
+
+
 def _rank_y(field: str, ranks: list[int]) -> alt.Y:
     """Rank on a reversed log axis (1 at the top) from 1 to the next power of ten, ticks at powers of ten."""
     top = _rank_top(ranks)
@@ -92,6 +116,8 @@ def _trajectory(run: RunReport, *, chart_id: str | None = None, compact: bool = 
     points = len(run.captured_layers) <= MAX_LAYERS_WITH_POINTS
     middle = (run.captured_layers[0] + run.captured_layers[-1]) / 2
     datasets: dict[str, Any] = {"d": _stored(rows, compact), "marks": marks}
+    if run.unreliable_layers:
+        datasets["unreliable"] = _unreliable_data(run)
     # Labels right of the line in the left half, left of it in the right half: they stay inside.
     sides = []
     for side, align, dx in (("left", "left", 4), ("right", "right", -4)):
@@ -102,7 +128,8 @@ def _trajectory(run: RunReport, *, chart_id: str | None = None, compact: bool = 
 
     def panel(y: alt.Y, x: alt.X, *, notes: bool) -> alt.LayerChart:
         layers: list[Any] = [
-            _rows("d", rows, compact).mark_line(point=points).encode(x=x, y=y, color=color, tooltip=tooltip)
+            *_unreliable_bands(run, x),
+            _rows("d", rows, compact).mark_line(point=points).encode(x=x, y=y, color=color, tooltip=tooltip),
         ]
         if marks:
             layers.append(
@@ -158,7 +185,7 @@ def _entropy_kl(run: RunReport) -> PendingChart:
         rows.append({"layer": layer, "metric": "Entropy", "nats": _round(h)})
         rows.append({"layer": layer, "metric": "KL to final", "nats": _round(kl)})
     metrics = ["Entropy", "KL to final"]
-    chart = (
+    lines = (
         alt.Chart(alt.NamedData("d"))
         .mark_line(point=len(run.captured_layers) <= MAX_LAYERS_WITH_POINTS)
         .encode(
@@ -182,10 +209,15 @@ def _entropy_kl(run: RunReport) -> PendingChart:
                 alt.Tooltip("nats:Q", title="nats", format=".3f"),
             ],
         )
-        .properties(width=LINE_WIDTH, height=LINE_HEIGHT)
     )
+    bands = _unreliable_bands(run, _layer_x(run))
+    chart = (alt.layer(*bands, lines) if bands else lines).properties(width=LINE_WIDTH, height=LINE_HEIGHT)
     description = (
         "Entropy of each layer's lens distribution and its KL divergence from the final distribution "
         "(KL(final || layer)), in nats, at the last prompt position."
     )
-    return _line_view(f"{run.key}-entropy-kl", "Entropy and KL to final across layers", description, chart, {"d": rows})
+    datasets: dict[str, Any] = {"d": rows}
+    if run.unreliable_layers:
+        datasets["unreliable"] = _unreliable_data(run)
+        description += " Grey bands: layers where the lens is unreliable."
+    return _line_view(f"{run.key}-entropy-kl", "Entropy and KL to final across layers", description, chart, datasets)
