@@ -241,9 +241,19 @@ class AnalysisResult(_JsonFile):
                 f"result schema version {version!r} is not supported (this lazarus reads version {SCHEMA_VERSION})"
             )
         try:
-            return _build(cls, data)
+            result = _build(cls, data)
         except (KeyError, TypeError, ValueError) as exc:
             raise ResultFormatError(f"malformed analysis result: {exc}") from None
+        # Every view starts from the last layer's top prediction: say so instead of an IndexError.
+        for name in ("captured_layers", "layer_predictions", "tokens"):
+            if not getattr(result, name):
+                raise ResultFormatError(f"malformed analysis result: field {name!r} is empty")
+        for i, layer in enumerate(result.layer_predictions):
+            if not layer.top_tokens:
+                raise ResultFormatError(
+                    f"malformed analysis result: field 'layer_predictions[{i}].top_tokens' is empty"
+                )
+        return result
 
 
 COMPARISON_KIND = "lazarus-report/comparison"
@@ -318,7 +328,10 @@ class ComparisonResult(_JsonFile):
                 f"result schema version {version!r} is not supported (this lazarus reads version {SCHEMA_VERSION})"
             )
         try:
-            results = [AnalysisResult.from_dict(r) for r in data["results"]]
+            results = data.get("results")
+            if not isinstance(results, list) or len(results) != 2:
+                raise _Malformed("field 'results' must hold the two models' analyses")
+            results = [_nested(AnalysisResult, r, f"results[{i}]") for i, r in enumerate(results)]
             rest = {k: v for k, v in data.items() if k not in ("kind", "results")}
             built = _build(_ComparisonFields, rest)
             return cls(results=results, **{f.name: getattr(built, f.name) for f in dataclasses.fields(built)})
@@ -462,14 +475,19 @@ class SuiteResult(_JsonFile):
             )
         try:
             cases = []
-            for c in data["cases"]:
+            if not isinstance(data.get("cases"), list):
+                raise _Malformed("field 'cases' is missing or not a list")
+            for i, c in enumerate(data["cases"]):
+                if not isinstance(c, dict):
+                    raise _Malformed(f"cases[{i}]: expected an object")
                 plain = {k: v for k, v in c.items() if k not in ("analysis", "comparison")}
-                built = _build(_SuiteCaseFields, plain)
+                built = _build(_SuiteCaseFields, plain, f"cases[{i}]")
+                analysis, comparison = c.get("analysis"), c.get("comparison")
                 cases.append(
                     SuiteCase(
-                        analysis=AnalysisResult.from_dict(c["analysis"]) if c.get("analysis") is not None else None,
+                        analysis=_nested(AnalysisResult, analysis, f"cases[{i}].analysis") if analysis else None,
                         comparison=(
-                            ComparisonResult.from_dict(c["comparison"]) if c.get("comparison") is not None else None
+                            _nested(ComparisonResult, comparison, f"cases[{i}].comparison") if comparison else None
                         ),
                         **{f.name: getattr(built, f.name) for f in dataclasses.fields(built)},
                     )
@@ -504,6 +522,15 @@ class _SuiteFields:
     schema_version: int = SCHEMA_VERSION
 
 
+def _nested(cls: Any, data: Any, where: str) -> Any:
+    """``cls.from_dict(data)`` for a result inside another, its errors prefixed with where it sits."""
+    try:
+        return cls.from_dict(data)
+    except ResultFormatError as exc:
+        detail = str(exc).split(": ", 1)[-1]
+        raise _Malformed(f"{where}: {detail}") from None
+
+
 def load_any_result(data: Any) -> AnalysisResult | ComparisonResult | SuiteResult:
     """An analysis, a comparison or a suite run, from parsed JSON."""
     kind = data.get("kind") if isinstance(data, dict) else None
@@ -516,36 +543,54 @@ def load_any_result(data: Any) -> AnalysisResult | ComparisonResult | SuiteResul
     raise ResultFormatError("not a lazarus-report analysis, comparison or suite result")
 
 
-def _build(tp: Any, data: Any) -> Any:
-    """Rebuild a dataclass tree from ``dataclasses.asdict`` output, checking field names."""
+def _build(tp: Any, data: Any, where: str = "") -> Any:
+    """Rebuild a dataclass tree from ``dataclasses.asdict`` output, checking field names and types.
+
+    Errors say where: ``field 'model' is missing``, ``layer_predictions[2].entropy: expected a number``.
+    """
+
+    try:
+        return _build_value(tp, data, where)
+    except _Malformed:
+        raise
+    except (TypeError, ValueError) as exc:
+        raise _Malformed(f"{where}: {exc}" if where else str(exc)) from None
+
+
+class _Malformed(ValueError):
+    """A result field that is missing or of the wrong type; the message names the field's path."""
+
+
+def _build_value(tp: Any, data: Any, where: str) -> Any:
     import typing
 
     if dataclasses.is_dataclass(tp):
         if not isinstance(data, dict):
-            raise TypeError(f"{tp.__name__} must be an object")
+            raise TypeError(f"expected an object ({tp.__name__}), got {type(data).__name__}")
         hints = typing.get_type_hints(tp)
         kwargs = {}
         for f in dataclasses.fields(tp):
+            path = f"{where}.{f.name}" if where else f.name
             if f.name in data:
-                kwargs[f.name] = _build(hints[f.name], data[f.name])
+                kwargs[f.name] = _build(hints[f.name], data[f.name], path)
             elif f.default is dataclasses.MISSING:
-                raise KeyError(f"{tp.__name__}.{f.name}")
+                raise _Malformed(f"field {path!r} is missing")
         return tp(**kwargs)
     origin = typing.get_origin(tp)
     args = typing.get_args(tp)
     if origin is list:
         if not isinstance(data, list):
             raise TypeError(f"expected a list, got {type(data).__name__}")
-        return [_build(args[0], x) for x in data]
+        return [_build(args[0], x, f"{where}[{i}]") for i, x in enumerate(data)]
     if origin is dict:
         if not isinstance(data, dict):
             raise TypeError(f"expected an object, got {type(data).__name__}")
-        return {str(k): _build(args[1], v) for k, v in data.items()}
+        return {str(k): _build(args[1], v, f"{where}.{k}") for k, v in data.items()}
     if origin is not None and type(None) in args:  # Optional[X]
         if data is None:
             return None
         inner = [a for a in args if a is not type(None)]
-        return _build(inner[0], data)
+        return _build(inner[0], data, where)
     if tp is float:
         if isinstance(data, bool) or not isinstance(data, (int, float)):
             raise TypeError(f"expected a number, got {data!r}")
