@@ -72,7 +72,7 @@ def check_output_path(path: str | None, option: str) -> None:
     except OutputPathError as exc:
         raise LazarusError(f"{option} {path}: {exc}" if path else f"{option}: the file name is empty") from None
     except OSError as exc:
-        raise LazarusError(f"{option} {path}: cannot write there ({exc.strerror or exc})") from None
+        raise LazarusError(f"{option} {path}: {exc.strerror or exc}") from None
 
 
 def check_output_paths(*pairs: tuple[str | None, str]) -> None:

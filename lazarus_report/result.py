@@ -681,7 +681,10 @@ def probe_writable(path: str | os.PathLike[str]) -> None:
         raise PermissionError(errno.EACCES, "not writable")
     if not target.parent.is_dir():
         raise FileNotFoundError(errno.ENOENT, f"directory {target.parent} does not exist")
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    except OSError as exc:
+        raise OSError(exc.errno, f"cannot create a file in {target.parent} ({exc.strerror})") from None
     try:
         os.close(fd)
     finally:
