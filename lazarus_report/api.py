@@ -51,6 +51,38 @@ class AnalysisConfig:
     compute_grid: bool = True  # the layers x positions grid (HTML heatmap, JSON)
     lens: str = "logit"  # "logit", "linear" / "tuned" (fitted with `lazarus lens fit`) or a lens directory
 
+    def validate(self, num_layers: int | None = None, vocab_size: int | None = None) -> None:
+        """Raise ``LazarusError`` for settings no model can run; needs no weights, so callers check
+        before loading. With a model's ``num_layers`` / ``vocab_size`` (from its config, or loaded),
+        layer indices and ``top_k`` are checked against them as well."""
+        if isinstance(self.top_k, bool) or not isinstance(self.top_k, int) or self.top_k < 1:
+            raise LazarusError(f"--top-k must be at least 1 (got {self.top_k})")
+        if vocab_size is not None and self.top_k > vocab_size:
+            raise LazarusError(f"--top-k {self.top_k} is larger than the model's vocabulary of {vocab_size} tokens")
+        if isinstance(self.layer_step, bool) or not isinstance(self.layer_step, int) or self.layer_step < 1:
+            raise LazarusError(f"--layer-step must be at least 1 (got {self.layer_step})")
+        strategy = LayerStrategy(self.layer_strategy)
+        if strategy is LayerStrategy.CUSTOM and not self.custom_layers:
+            raise LazarusError("the custom layer strategy needs layer indices: --layers 0,4,8")
+        if self.custom_layers is not None and strategy is not LayerStrategy.CUSTOM:
+            raise LazarusError(
+                f"--layers selects custom layers; it cannot be combined with the {strategy.value!r} layer strategy"
+            )
+        for i in self.custom_layers or []:
+            if i < 0 or (num_layers is not None and i >= num_layers):
+                valid = f"0..{num_layers - 1}" if num_layers is not None else "0 or more"
+                has = f"this model has {num_layers} layers, " if num_layers is not None else ""
+                raise LazarusError(f"layer {i} is out of range: {has}valid indices are {valid}")
+        check_embedding_scale(self.embedding_scale)
+        seen: set[str] = set()
+        for text in self.track_tokens:
+            if text == "":
+                raise LazarusError("cannot track an empty string")
+            check_text(text, f"tracked token {text!r}")
+            if text in seen:
+                raise LazarusError(f"tracked token {text!r} is given twice")
+            seen.add(text)
+
     def record(self) -> AnalysisConfigRecord:
         return AnalysisConfigRecord(
             layer_strategy=LayerStrategy(self.layer_strategy).value,
@@ -63,6 +95,27 @@ class AnalysisConfig:
             compute_grid=self.compute_grid,
             lens=self.lens,
         )
+
+
+MAX_EMBEDDING_SCALE = 1e4  # sqrt(hidden_size) of the largest models is ~130; beyond this float32 overflows
+
+
+def check_embedding_scale(scale: float | None, option: str = "--embedding-scale") -> None:
+    """A user's embedding scale: None (the family's own) or a finite number in (0, 10000]."""
+    if scale is None:
+        return
+    if not (isinstance(scale, (int, float)) and 0 < scale <= MAX_EMBEDDING_SCALE):  # also false for NaN
+        raise LazarusError(f"{option} must be a positive number up to {MAX_EMBEDDING_SCALE:g} (got {scale})")
+
+
+def check_text(text: str, what: str) -> None:
+    """User text must be valid Unicode: undecodable argv bytes arrive as lone surrogates."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise LazarusError(
+            f"{what} is not valid UTF-8 text (an undecodable byte or a lone surrogate at character {exc.start})"
+        ) from None
 
 
 def select_layers(

@@ -16,7 +16,7 @@ from typing import Any
 
 import click
 
-from .errors import LazarusError
+from .errors import LazarusError, printable
 
 # Exit codes: 0 success, 1 suite expectations failed, 2 usage or input error, 3 internal error
 # (kept apart from 1 so a CI gate never mistakes a crash for a verdict), 130 interrupted.
@@ -26,14 +26,23 @@ CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
 
 def _fail(message: str, code: int = 2) -> None:
-    click.echo(f"Error: {message}", err=True)
+    click.echo(f"Error: {printable(message)}", err=True)
     sys.exit(code)
+
+
+def _show_warning(message: Warning | str, category: type[Warning], *args: Any, **kwargs: Any) -> None:
+    """Warnings (a damaged cache entry rebuilt ...) as one line on stderr, not Python's two-line form."""
+    click.echo(f"Warning: {printable(str(message))}", err=True)
 
 
 def run_guarded(fn: Callable[[], Any]) -> Any:
     """Run a command body: user errors become one line on stderr and a non-zero exit."""
+    import warnings
+
     from .result import ResultFormatError
 
+    shown = warnings.showwarning
+    warnings.showwarning = _show_warning
     try:
         return fn()
     except (LazarusError, ResultFormatError) as exc:
@@ -47,29 +56,81 @@ def run_guarded(fn: Callable[[], Any]) -> Any:
             raise
         first = (str(exc).strip().splitlines() or [""])[0]
         _fail(f"internal error: {type(exc).__name__}: {first} (set LAZARUS_DEBUG=1 for the traceback)", INTERNAL_ERROR)
+    finally:
+        warnings.showwarning = shown
 
 
 def check_output_path(path: str | None, option: str) -> None:
-    """Fail before any model work when an output file could not be written."""
+    """Fail before any model work when an output file could not be written: a temporary file is
+    really created (and removed) in the target's directory."""
     if path is None:
         return
-    target = Path(path)
-    if target.is_dir():
-        raise LazarusError(f"{option} {path}: is a directory")
-    parent = target.parent if str(target.parent) else Path(".")
-    if not parent.is_dir():
-        raise LazarusError(f"{option} {path}: directory {parent} does not exist")
-    if not os.access(parent, os.W_OK) or (target.exists() and not os.access(target, os.W_OK)):
-        raise LazarusError(f"{option} {path}: not writable")
+    from .result import OutputPathError, probe_writable
+
+    try:
+        probe_writable(path)
+    except OutputPathError as exc:
+        raise LazarusError(f"{option} {path}: {exc}" if path else f"{option}: the file name is empty") from None
+    except OSError as exc:
+        raise LazarusError(f"{option} {path}: {exc.strerror or exc}") from None
+
+
+def check_output_paths(*pairs: tuple[str | None, str]) -> None:
+    """Each output path writable, and no file named by two options (one would overwrite the other)."""
+    seen: dict[str, str] = {}
+    for path, option in pairs:
+        check_output_path(path, option)
+        if path is None:
+            continue
+        real = os.path.realpath(path)
+        if real in seen and not _is_write_through(real):
+            raise LazarusError(f"{seen[real]} and {option} name the same file {path}: give each output its own file")
+        seen[real] = option
+
+
+def _is_write_through(path: str) -> bool:
+    """A FIFO or character device (``/dev/null``): several outputs may share it."""
+    import stat
+
+    try:
+        return not stat.S_ISREG(os.stat(path).st_mode)
+    except OSError:
+        return False
+
+
+def check_text(text: str, what: str) -> None:
+    from .api import check_text as check
+
+    check(text, what)
 
 
 def parse_layers(text: str | None) -> list[int] | None:
     if text is None:
         return None
     try:
-        return [int(x) for x in text.replace(" ", "").split(",") if x != ""]
+        layers = [int(x) for x in text.replace(" ", "").split(",") if x != ""]
     except ValueError:
         raise LazarusError(f"--layers {text!r}: expected comma-separated layer indices, e.g. 0,4,8") from None
+    if not layers:
+        raise LazarusError(f"--layers {text!r}: no layer index given (e.g. --layers 0,4,8)")
+    return layers
+
+
+def preflight(models: list[str], config: Any, scales: list[tuple[float | None, str]] = ()) -> None:
+    """Everything that needs no weights, before any model loads: the settings, each model found,
+    layer indices and ``--top-k`` against each model's header or config."""
+    from .api import check_embedding_scale
+    from .models.resolve import model_dimensions, resolve_model
+
+    config.validate()
+    for scale, option in scales:
+        check_embedding_scale(scale, option)
+    for n, model_id in enumerate(models, start=1):
+        try:
+            num_layers, vocab_size = model_dimensions(resolve_model(model_id))
+            config.validate(num_layers, vocab_size)
+        except LazarusError as exc:
+            raise LazarusError(f"model {n} ({model_id}): {exc}" if len(models) > 1 else str(exc)) from None
 
 
 @click.group(context_settings=CONTEXT)
@@ -158,12 +219,15 @@ def _analyze(
     static: bool,
     quiet: bool,
 ) -> None:
-    for path, option in ((output, "-o"), (html, "--html"), (markdown, "--markdown")):
-        check_output_path(path, option)
-    custom = parse_layers(layers)
-    strategy = "all" if all_layers else (layer_strategy or ("custom" if custom else "evenly_spaced"))
+    check_output_paths((output, "-o"), (html, "--html"), (markdown, "--markdown"))
+    check_text(model, "-m")
+    check_text(prompt, "the prompt (-p)")
     if not prompt.strip():
         raise LazarusError("the prompt is empty")
+    custom = parse_layers(layers)
+    if all_layers and layer_strategy not in (None, "all"):
+        raise LazarusError(f"--all-layers and --layer-strategy {layer_strategy} contradict each other")
+    strategy = "all" if all_layers else (layer_strategy or ("custom" if custom else "evenly_spaced"))
 
     from .api import AnalysisConfig, LayerStrategy, ModelAnalyzer
 
@@ -178,21 +242,42 @@ def _analyze(
         # The grid feeds the HTML heatmap and the JSON; the terminal view does not show it.
         compute_grid=bool(output or html),
     )
+    if adapter is not None:
+        from .models.adapters import check_adapter
+
+        check_adapter(adapter)
+    preflight([model], config)
     # No `with`: the process ends right after, and releasing the model first would only cost time.
     result = ModelAnalyzer.load(model, adapter=adapter, precision=precision).run(prompt, config)
     emit(result, output=output, html=html, markdown=markdown, static=static, quiet=quiet)
 
 
-def emit(result: Any, *, output: str | None, html: str | None, markdown: str | None, static: bool, quiet: bool) -> None:
-    """Write the requested files (each atomically) and print the text view."""
-    from .result import ComparisonResult, SuiteResult
+def emit(
+    result: Any,
+    *,
+    output: str | None,
+    html: str | None,
+    markdown: str | None,
+    static: bool,
+    quiet: bool,
+    junit: str | None = None,
+) -> None:
+    """Render every requested file, write them all or none, append the Markdown to
+    ``$GITHUB_STEP_SUMMARY`` (best effort), then print the text view."""
+    from .render.files import render_report_files
+    from .result import ComparisonResult, SuiteResult, write_files_atomic
 
+    files: dict[Any, bytes] = {}
     if output:
-        result.save(output)
-    if html or markdown:
-        from .render import write_report_files
+        files[output] = (result.to_json() + "\n").encode("utf-8")
+    if junit:
+        from .suites.junit import render_junit
 
-        write_report_files(result, html_path=html, markdown_path=markdown, static=static)
+        files[junit] = render_junit(result).encode("utf-8")
+    files.update(render_report_files(result, html_path=html, markdown_path=markdown, static=static))
+    write_files_atomic(files)
+    if markdown:
+        append_step_summary(files[markdown].decode("utf-8"))
     if not quiet:
         from .render.text import render_comparison_text, render_suite_text, render_text
 
@@ -203,6 +288,22 @@ def emit(result: Any, *, output: str | None, html: str | None, markdown: str | N
         else:
             text = render_text(result)
         click.echo(text, nl=False)
+
+
+def append_step_summary(markdown: str) -> None:
+    """On GitHub Actions (``$GITHUB_STEP_SUMMARY`` names a file) append the Markdown report there.
+    Best effort: a summary that cannot be written is a warning, never a failed run."""
+    summary_file = os.environ.get("GITHUB_STEP_SUMMARY")
+    if not summary_file:
+        return
+    try:
+        with open(summary_file, "a", encoding="utf-8") as fh:
+            fh.write(markdown + "\n")
+    except OSError as exc:
+        click.echo(
+            f"Warning: {printable(f'cannot append to $GITHUB_STEP_SUMMARY ({summary_file}): {exc.strerror or exc}')}",
+            err=True,
+        )
 
 
 def parse_track_list(values: tuple[str, ...]) -> list[str]:
@@ -222,9 +323,8 @@ def parse_track_list(values: tuple[str, ...]) -> list[str]:
 @click.option(
     "--layer-strategy",
     type=click.Choice(["all", "evenly_spaced", "first_last", "custom"]),
-    default="all",
-    show_default=True,
-    help="Layer selection strategy.",
+    default=None,
+    help="Layer selection strategy [default: all; custom with --layers].",
 )
 @click.option("-s", "--layer-step", type=int, default=4, show_default=True, help="Step for evenly_spaced.")
 @click.option("--layers", "--custom-layers", "layers", metavar="LIST", help="Custom layers, e.g. 0,4,8.")
@@ -246,7 +346,7 @@ def _compare(
     prompt: str,
     track: tuple[str, ...],
     top_k: int,
-    layer_strategy: str,
+    layer_strategy: str | None,
     layer_step: int,
     layers: str | None,
     raw: bool,
@@ -261,19 +361,33 @@ def _compare(
     static: bool,
     quiet: bool,
 ) -> None:
-    for path, option in ((output, "-o"), (html, "--html"), (markdown, "--markdown")):
-        check_output_path(path, option)
+    check_output_paths((output, "-o"), (html, "--html"), (markdown, "--markdown"))
+    for value, what in ((model1, "-m1"), (model2, "-m2"), (prompt, "the prompt (-p)")):
+        check_text(value, what)
+    if not prompt.strip():
+        raise LazarusError("the prompt is empty")
     custom = parse_layers(layers)
     from .api import AnalysisConfig, LayerStrategy, compare_models
 
     config = AnalysisConfig(
-        layer_strategy=LayerStrategy("custom" if custom else layer_strategy),
+        # --layers with another --layer-strategy is refused by validate(), as in analyze
+        layer_strategy=LayerStrategy(layer_strategy or ("custom" if custom else "all")),
         layer_step=layer_step,
         custom_layers=custom,
         top_k=top_k,
         track_tokens=parse_track_list(track),
         use_chat_template=not raw,
         compute_grid=bool(output or html),
+    )
+    for adapter in (adapter1, adapter2):
+        if adapter is not None:
+            from .models.adapters import check_adapter
+
+            check_adapter(adapter)
+    preflight(
+        [model1, model2],
+        config,
+        [(embedding_scale1, "--embedding-scale1"), (embedding_scale2, "--embedding-scale2")],
     )
     comparison = compare_models(
         model1,
@@ -342,8 +456,7 @@ def _suite(
 ) -> int:
     from .suites.spec import load_suite
 
-    for path, option in ((output, "-o"), (html, "--html"), (markdown, "--markdown"), (junit, "--junit")):
-        check_output_path(path, option)
+    check_output_paths((output, "-o"), (html, "--html"), (markdown, "--markdown"), (junit, "--junit"))
     one = (model, adapter, role, embedding_scale)
     two = (model1, model2, adapter1, adapter2, embedding_scale1, embedding_scale2)
     if any(v is not None for v in one) and any(v is not None for v in two):
@@ -353,7 +466,7 @@ def _suite(
         n = len(spec.cases)
         if not quiet:
             click.echo(
-                f"{suite_file}: {n} case{'s' if n != 1 else ''}, "
+                f"{printable(suite_file)}: {n} case{'s' if n != 1 else ''}, "
                 f"{sum(len(c.expectations) for c in spec.cases)} expectations, valid"
             )
         return 0
@@ -363,6 +476,17 @@ def _suite(
         models, adapters, scales = [model1, model2], [adapter1, adapter2], [embedding_scale1, embedding_scale2]
     else:
         raise LazarusError("give a model: -m MODEL, or -m1 BASE -m2 TUNED")
+    options = ["--embedding-scale"] if model is not None else ["--embedding-scale1", "--embedding-scale2"]
+    for value in models:
+        check_text(value, "the model")
+    for adapter_dir in adapters:
+        if adapter_dir is not None:
+            from .models.adapters import check_adapter
+
+            check_adapter(adapter_dir)
+    from .api import AnalysisConfig
+
+    preflight(models, AnalysisConfig(top_k=1), list(zip(scales, options)))
 
     from .suites.runner import run_suite
 
@@ -378,12 +502,7 @@ def _suite(
             role=role,
             progress=bar.update if show_bar else None,
         )
-    if junit:
-        from .result import write_text_atomic
-        from .suites.junit import render_junit
-
-        write_text_atomic(junit, render_junit(result))
-    emit(result, output=output, html=html, markdown=markdown, static=static, quiet=quiet)
+    emit(result, output=output, html=html, markdown=markdown, static=static, quiet=quiet, junit=junit)
     status = result.status
     return 2 if status == "error" else 1 if status == "failed" else 0
 
@@ -408,8 +527,9 @@ def render(source: str, html: str | None, markdown: str | None, static: bool, qu
     """Render a saved result (an -o JSON, or a report HTML) as HTML, Markdown and text."""
 
     def body() -> None:
-        for path, option in ((html, "--html"), (markdown, "--markdown")):
-            check_output_path(path, option)
+        check_output_paths((html, "--html"), (markdown, "--markdown"))
+        if Path(source).is_dir():
+            raise LazarusError(f"{source} is a directory, not a result file (an -o JSON or a report HTML)")
         if not Path(source).is_file():
             raise LazarusError(f"no such file: {source}")
         from .render import load_result_file

@@ -159,15 +159,15 @@ def analyze(
     default it is resolved here. A learned lens maps each captured layer's residual stream
     (``Lens.translate``) before the model's own final norm and head; the last layer is never mapped.
     """
-    from .api import select_layers
+    from .api import check_text, select_layers
     from .lens import capture_hidden, last_position_stats, mx, position_grid
     from .lenses import resolve_lens
 
-    if config.top_k < 1:
-        raise LazarusError(f"--top-k must be at least 1 (got {config.top_k})")
+    config.validate(loaded.info.num_layers, loaded.info.vocab_size)
     t0 = time.perf_counter()
     tok = loaded.tokenizer
     if prepared is None:
+        check_text(prompt, "the prompt")
         prepared = format_prompt(loaded, prompt, config.use_chat_template)
     ids = prepared.token_ids
     _check_length(loaded, len(ids))

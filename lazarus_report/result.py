@@ -15,11 +15,15 @@ This module imports nothing heavy (no MLX, no numpy): renderers build on it alon
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import errno
 import json
 import os
 import re
+import stat
 import tempfile
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -294,9 +298,19 @@ class AnalysisResult(_JsonFile):
     def from_dict(cls, data: Any) -> AnalysisResult:
         check_header(data, RESULT_KIND, "analysis")
         try:
-            return _build(cls, data)
+            result = _build(cls, data)
         except (KeyError, TypeError, ValueError) as exc:
             raise ResultFormatError(f"malformed analysis result: {exc}") from None
+        # Every view starts from the last layer's top prediction: say so instead of an IndexError.
+        for name in ("captured_layers", "layer_predictions", "tokens"):
+            if not getattr(result, name):
+                raise ResultFormatError(f"malformed analysis result: field {name!r} is empty")
+        for i, layer in enumerate(result.layer_predictions):
+            if not layer.top_tokens:
+                raise ResultFormatError(
+                    f"malformed analysis result: field 'layer_predictions[{i}].top_tokens' is empty"
+                )
+        return result
 
 
 COMPARISON_KIND = "lazarus-report/comparison"
@@ -365,7 +379,10 @@ class ComparisonResult(_JsonFile):
     def from_dict(cls, data: Any) -> ComparisonResult:
         check_header(data, COMPARISON_KIND, "comparison")
         try:
-            results = [AnalysisResult.from_dict(r) for r in data["results"]]
+            results = data.get("results")
+            if not isinstance(results, list) or len(results) != 2:
+                raise _Malformed("field 'results' must hold the two models' analyses")
+            results = [_nested(AnalysisResult, r, f"results[{i}]") for i, r in enumerate(results)]
             rest = {k: v for k, v in data.items() if k not in ("kind", "results")}
             built = _build(_ComparisonFields, rest)
             return cls(results=results, **{f.name: getattr(built, f.name) for f in dataclasses.fields(built)})
@@ -503,14 +520,19 @@ class SuiteResult(_JsonFile):
         check_header(data, SUITE_KIND, "suite")
         try:
             cases = []
-            for c in data["cases"]:
+            if not isinstance(data.get("cases"), list):
+                raise _Malformed("field 'cases' is missing or not a list")
+            for i, c in enumerate(data["cases"]):
+                if not isinstance(c, dict):
+                    raise _Malformed(f"cases[{i}]: expected an object")
                 plain = {k: v for k, v in c.items() if k not in ("analysis", "comparison")}
-                built = _build(_SuiteCaseFields, plain)
+                built = _build(_SuiteCaseFields, plain, f"cases[{i}]")
+                analysis, comparison = c.get("analysis"), c.get("comparison")
                 cases.append(
                     SuiteCase(
-                        analysis=AnalysisResult.from_dict(c["analysis"]) if c.get("analysis") is not None else None,
+                        analysis=_nested(AnalysisResult, analysis, f"cases[{i}].analysis") if analysis else None,
                         comparison=(
-                            ComparisonResult.from_dict(c["comparison"]) if c.get("comparison") is not None else None
+                            _nested(ComparisonResult, comparison, f"cases[{i}].comparison") if comparison else None
                         ),
                         **{f.name: getattr(built, f.name) for f in dataclasses.fields(built)},
                     )
@@ -545,6 +567,15 @@ class _SuiteFields:
     schema_version: int = SCHEMA_VERSION
 
 
+def _nested(cls: Any, data: Any, where: str) -> Any:
+    """``cls.from_dict(data)`` for a result inside another, its errors prefixed with where it sits."""
+    try:
+        return cls.from_dict(data)
+    except ResultFormatError as exc:
+        detail = str(exc).split(": ", 1)[-1]
+        raise _Malformed(f"{where}: {detail}") from None
+
+
 def load_any_result(data: Any) -> AnalysisResult | ComparisonResult | SuiteResult:
     """An analysis, a comparison or a suite run, from parsed JSON."""
     kind = data.get("kind") if isinstance(data, dict) else None
@@ -557,36 +588,54 @@ def load_any_result(data: Any) -> AnalysisResult | ComparisonResult | SuiteResul
     raise ResultFormatError("not a lazarus-report analysis, comparison or suite result")
 
 
-def _build(tp: Any, data: Any) -> Any:
-    """Rebuild a dataclass tree from ``dataclasses.asdict`` output, checking field names."""
+def _build(tp: Any, data: Any, where: str = "") -> Any:
+    """Rebuild a dataclass tree from ``dataclasses.asdict`` output, checking field names and types.
+
+    Errors say where: ``field 'model' is missing``, ``layer_predictions[2].entropy: expected a number``.
+    """
+
+    try:
+        return _build_value(tp, data, where)
+    except _Malformed:
+        raise
+    except (TypeError, ValueError) as exc:
+        raise _Malformed(f"{where}: {exc}" if where else str(exc)) from None
+
+
+class _Malformed(ValueError):
+    """A result field that is missing or of the wrong type; the message names the field's path."""
+
+
+def _build_value(tp: Any, data: Any, where: str) -> Any:
     import typing
 
     if dataclasses.is_dataclass(tp):
         if not isinstance(data, dict):
-            raise TypeError(f"{tp.__name__} must be an object")
+            raise TypeError(f"expected an object ({tp.__name__}), got {type(data).__name__}")
         hints = typing.get_type_hints(tp)
         kwargs = {}
         for f in dataclasses.fields(tp):
+            path = f"{where}.{f.name}" if where else f.name
             if f.name in data:
-                kwargs[f.name] = _build(hints[f.name], data[f.name])
+                kwargs[f.name] = _build(hints[f.name], data[f.name], path)
             elif f.default is dataclasses.MISSING:
-                raise KeyError(f"{tp.__name__}.{f.name}")
+                raise _Malformed(f"field {path!r} is missing")
         return tp(**kwargs)
     origin = typing.get_origin(tp)
     args = typing.get_args(tp)
     if origin is list:
         if not isinstance(data, list):
             raise TypeError(f"expected a list, got {type(data).__name__}")
-        return [_build(args[0], x) for x in data]
+        return [_build(args[0], x, f"{where}[{i}]") for i, x in enumerate(data)]
     if origin is dict:
         if not isinstance(data, dict):
             raise TypeError(f"expected an object, got {type(data).__name__}")
-        return {str(k): _build(args[1], v) for k, v in data.items()}
+        return {str(k): _build(args[1], v, f"{where}.{k}") for k, v in data.items()}
     if origin is not None and type(None) in args:  # Optional[X]
         if data is None:
             return None
         inner = [a for a in args if a is not type(None)]
-        return _build(inner[0], data)
+        return _build(inner[0], data, where)
     if tp is float:
         if isinstance(data, bool) or not isinstance(data, (int, float)):
             raise TypeError(f"expected a number, got {data!r}")
@@ -637,21 +686,111 @@ def write_text_atomic(path: str | os.PathLike[str], text: str) -> None:
 
 
 def write_bytes_atomic(path: str | os.PathLike[str], data: bytes) -> None:
-    target = Path(path)
-    directory = target.parent if str(target.parent) else Path(".")
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=directory)
+    """Write ``data`` to ``path`` atomically (see :func:`write_files_atomic`)."""
+    write_files_atomic({path: data})
+
+
+class OutputPathError(OSError):
+    """An output path that can never be written (a directory, a socket, an empty name ...)."""
+
+
+def output_target(path: str | os.PathLike[str]) -> tuple[Path, os.stat_result | None]:
+    """The file a write to ``path`` lands in (symlinks resolved) and its status (None: not there yet).
+
+    Raises ``OutputPathError`` for names no output can take: empty, a directory, a socket or a block device.
+    """
+    if os.fspath(path) == "":
+        raise OutputPathError("empty file name")
+    target = Path(os.path.realpath(path))
     try:
-        # mkstemp creates 0600; give the file the permissions a plain open() would have.
-        os.fchmod(fd, 0o666 & ~_umask())
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-        os.replace(tmp, target)
+        st = os.stat(target)
+    except FileNotFoundError:
+        return target, None
+    if stat.S_ISDIR(st.st_mode):
+        raise OutputPathError("is a directory")
+    if stat.S_ISSOCK(st.st_mode) or stat.S_ISBLK(st.st_mode):
+        raise OutputPathError("is a socket or block device, not a file")
+    return target, st
+
+
+def probe_writable(path: str | os.PathLike[str]) -> None:
+    """Raise ``OSError`` unless ``path`` can be written, checked by really creating (and removing) a
+    temporary file next to it: ``os.access`` says yes to ``/proc`` and read-only mounts as root.
+
+    A FIFO or character device (``/dev/stdout``) is written through, not replaced: it is accepted as is.
+    """
+    target, st = output_target(path)
+    if st is not None and not stat.S_ISREG(st.st_mode):
+        return
+    if st is not None and not os.access(target, os.W_OK):
+        raise PermissionError(errno.EACCES, "not writable")
+    if not target.parent.is_dir():
+        raise FileNotFoundError(errno.ENOENT, f"directory {target.parent} does not exist")
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    except OSError as exc:
+        raise OSError(exc.errno, f"cannot create a file in {target.parent} ({exc.strerror})") from None
+    try:
+        os.close(fd)
+    finally:
+        os.unlink(tmp)
+
+
+def write_files_atomic(files: Mapping[str | os.PathLike[str], bytes]) -> None:
+    """Write several files all or nothing.
+
+    Every regular file is first written in full to a temporary file in its target's directory; only
+    when all are written are they renamed into place, one after the other with SIGINT held back, so a
+    failure or Ctrl-C leaves no temporary file and no new output. A symlink is followed: the file it
+    points to is replaced, the link stays; a replaced file keeps its permissions. A FIFO or character
+    device (``/dev/null``, ``/dev/stdout``) is never replaced: it is written through, after the
+    regular files are in place.
+    """
+    pending: list[tuple[str, Path]] = []  # (temporary file, target)
+    direct: list[tuple[Path, bytes]] = []
+    try:
+        for path, data in files.items():
+            target, st = output_target(path)
+            if st is not None and not stat.S_ISREG(st.st_mode):
+                direct.append((target, data))
+                continue
+            fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+            pending.append((tmp, target))
+            # mkstemp creates 0600: keep the replaced file's mode, else what a plain open() would give.
+            os.fchmod(fd, stat.S_IMODE(st.st_mode) if st is not None else 0o666 & ~_umask())
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(data)
+        with _sigint_held():
+            while pending:
+                tmp, target = pending[0]
+                os.replace(tmp, target)
+                pending.pop(0)
     except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
+        for tmp, _ in pending:
+            try:
+                os.unlink(tmp)
+            except FileNotFoundError:
+                pass
         raise
+    for target, data in direct:
+        with open(target, "wb") as fh:
+            fh.write(data)
+
+
+@contextlib.contextmanager
+def _sigint_held() -> Iterator[None]:
+    """Hold SIGINT back (main thread, POSIX) while a few renames complete; delivered afterwards."""
+    import signal
+    import threading
+
+    if not hasattr(signal, "pthread_sigmask") or threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    old = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, old)
 
 
 def _umask() -> int:

@@ -37,7 +37,7 @@ import pytest
 import tiny_models as tm
 
 from lazarus_report.blas import import_mlx
-from lazarus_report.errors import LazarusError
+from lazarus_report.errors import LazarusError, LazarusWarning
 
 mx = import_mlx()
 
@@ -503,7 +503,8 @@ def test_conversion_cache_is_used_the_second_time(
     # A damaged cache entry is rebuilt, not trusted.
     key_dir = isolated_cache / "gguf" / gguf_mod.file_key(path)
     (key_dir / "weights.safetensors").write_bytes(b"not safetensors")
-    again = load(path)
+    with pytest.warns(LazarusWarning, match="discarding the damaged cache entry"):
+        again = load(path)
     assert len(calls) == 3
     assert_weights_are(again, llama, stored, atol=0.0)
 

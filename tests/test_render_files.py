@@ -105,14 +105,13 @@ def test_static_flag_reaches_the_html(tmp_path, small):
     assert "vegaEmbed" not in path.read_text(encoding="utf-8")
 
 
-def test_markdown_is_appended_to_the_github_step_summary(tmp_path, monkeypatch, small):
+def test_write_report_files_has_no_step_summary_side_effect(tmp_path, monkeypatch, small):
     summary = tmp_path / "step_summary.md"
     summary.write_text("earlier step\n", encoding="utf-8")
     monkeypatch.setenv("GITHUB_STEP_SUMMARY", str(summary))
     write_report_files(small, markdown_path=tmp_path / "a.md")
-    write_report_files(small, html_path=tmp_path / "only.html")  # no markdown: nothing appended
-    md = render_markdown(small)
-    assert summary.read_text(encoding="utf-8") == "earlier step\n" + md + "\n"
+    assert (tmp_path / "a.md").read_text(encoding="utf-8") == render_markdown(small)
+    assert summary.read_text(encoding="utf-8") == "earlier step\n"  # the CLI appends, not the library
 
 
 def test_failed_render_leaves_existing_file_untouched(tmp_path, monkeypatch, small):

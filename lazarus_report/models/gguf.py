@@ -26,11 +26,12 @@ from typing import Any
 
 from ..blas import import_mlx
 from ..errors import LazarusError
-from .cache import cache_root
+from .cache import cache_lock, cache_root, try_cache_lock, warn_cache_discarded
 from .gguf_metadata import (
     MLX_NATIVE_TENSOR_TYPES,
     GGUFError,
     check_gguf_header,
+    check_tensor_extents,
     metadata_of,
     plain,
     read_tensor_types,
@@ -38,7 +39,7 @@ from .gguf_metadata import (
 
 mx = import_mlx()
 
-CONVERSION_VERSION = 1
+CONVERSION_VERSION = 2  # 2: metadata.json records the weights' sha256
 
 # GGML type ids -> names (for describing what ran).
 GGML_FILE_TYPES = {
@@ -279,29 +280,101 @@ def _assemble(path: Path, raw: dict[str, Any], meta: dict[str, Any], dequantized
 
 
 def _load_converted(path: Path, cache_dir: Path) -> GGUFModel:
-    entry = cache_dir / "gguf" / file_key(path)
-    weights_file, meta_file = entry / "weights.safetensors", entry / "metadata.json"
-    if weights_file.is_file() and meta_file.is_file():
-        try:
-            meta = json.loads(meta_file.read_text(encoding="utf-8"))
-            raw = mx.load(str(weights_file))
-            return _assemble(path, raw, meta, dequantized=True)
-        except Exception:  # a damaged cache entry is rebuilt, never trusted
-            shutil.rmtree(entry, ignore_errors=True)
-    raw_np, meta = _dequantize_with_gguf(path)
-    raw = {k: mx.array(v) for k, v in raw_np.items()}
-    model = _assemble(path, raw, meta, dequantized=True)  # validate before caching
-    entry.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{entry.name}.", dir=entry.parent))
+    """k-quant weights dequantized with ``gguf``, through the conversion cache.
+
+    An entry (``gguf/<file_key>/``: ``weights.safetensors`` + ``metadata.json``, which records the
+    weights' sha256) is verified on every use; a damaged one is discarded with a warning and rebuilt.
+    A lock per entry makes concurrent first runs convert once: the others wait and reuse the entry.
+    Temporaries of a killed conversion are removed by the next run that converts.
+    """
+    gguf_dir = cache_dir / "gguf"
+    entry = gguf_dir / file_key(path)
+    cached = _read_entry(entry, path)
+    if cached is not None:
+        return cached
     try:
-        mx.save_safetensors(str(tmp / "weights.safetensors"), raw)
-        (tmp / "metadata.json").write_text(json.dumps(meta), encoding="utf-8")
+        check_tensor_extents(path)  # a truncated file fails in milliseconds, not after the conversion
+    except GGUFError as exc:
+        raise LazarusError(str(exc)) from None
+    with cache_lock(cache_dir, f"gguf-{entry.name}"):
+        cached = _read_entry(entry, path)  # converted by another process while this one waited
+        if cached is not None:
+            return cached
+        _remove_stale_temporaries(gguf_dir, cache_dir, own_key=entry.name)
+        raw_np, meta = _dequantize_with_gguf(path)
+        raw = {k: mx.array(v) for k, v in raw_np.items()}
+        model = _assemble(path, raw, meta, dequantized=True)  # validate before caching
+        _store_entry(entry, path, raw, meta)
+    return model
+
+
+def _read_entry(entry: Path, path: Path) -> GGUFModel | None:
+    weights_file, meta_file = entry / "weights.safetensors", entry / "metadata.json"
+    if not (weights_file.is_file() and meta_file.is_file()):
+        return None
+    try:
+        record = json.loads(meta_file.read_text(encoding="utf-8"))
+        if record.get("format") != CONVERSION_VERSION:
+            raise ValueError("an entry of another format")
+        if weights_file.stat().st_size != record["weights_bytes"]:
+            raise ValueError("the weights file has the wrong size")
+        with open(weights_file, "rb") as fh:
+            digest = hashlib.file_digest(fh, "sha256").hexdigest()
+        if digest != record["weights_sha256"]:
+            raise ValueError("the weights do not match their recorded sha256")
+        return _assemble(path, mx.load(str(weights_file)), record["metadata"], dequantized=True)
+    except Exception as exc:  # a damaged cache entry is rebuilt, never trusted
+        reason = exc.args[0] if isinstance(exc, ValueError) and exc.args else type(exc).__name__
+        warn_cache_discarded(entry, str(reason))
+        shutil.rmtree(entry, ignore_errors=True)
+        return None
+
+
+def _store_entry(entry: Path, path: Path, raw: dict[str, Any], meta: dict[str, Any]) -> None:
+    tmp: Path | None = None
+    try:
+        entry.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{entry.name}.", suffix=TEMP_SUFFIX, dir=entry.parent))
+        weights_file = tmp / "weights.safetensors"
+        mx.save_safetensors(str(weights_file), raw)
+        with open(weights_file, "rb") as fh:
+            digest = hashlib.file_digest(fh, "sha256").hexdigest()
+        record = {
+            "format": CONVERSION_VERSION,
+            "source": str(path.resolve()),
+            "weights_bytes": weights_file.stat().st_size,
+            "weights_sha256": digest,
+            "metadata": meta,
+        }
+        (tmp / "metadata.json").write_text(json.dumps(record), encoding="utf-8")
         if entry.exists():
             shutil.rmtree(entry, ignore_errors=True)
         os.replace(tmp, entry)
     except OSError:
-        shutil.rmtree(tmp, ignore_errors=True)  # caching is an optimisation; carry on without it
-    return model
+        pass  # caching is an optimisation; carry on without it
+    finally:
+        if tmp is not None and tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+TEMP_SUFFIX = ".tmp"
+
+
+def _remove_stale_temporaries(gguf_dir: Path, cache_dir: Path, own_key: str) -> None:
+    """Remove the temporary directories of conversions that were killed (``kill -9``, power loss).
+
+    A temporary belongs to the process holding its entry's lock; one whose lock is free is stale.
+    """
+    if not gguf_dir.is_dir():
+        return
+    for tmp in gguf_dir.glob(f".*{TEMP_SUFFIX}"):
+        key = tmp.name[1:].split(".", 1)[0]
+        if key == own_key:  # this process holds the lock: no one else is writing it
+            shutil.rmtree(tmp, ignore_errors=True)
+            continue
+        with try_cache_lock(cache_dir, f"gguf-{key}") as free:
+            if free:
+                shutil.rmtree(tmp, ignore_errors=True)
 
 
 def _dequantize_with_gguf(path: Path) -> tuple[dict[str, Any], dict[str, Any]]:

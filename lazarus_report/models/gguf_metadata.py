@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -64,12 +65,32 @@ _SCALAR_SIZES = {0: 1, 1: 1, 2: 2, 3: 2, 4: 4, 5: 4, 6: 4, 7: 1, 10: 8, 11: 8, 1
 _STRING, _ARRAY = 8, 9
 
 
-def read_tensor_types(path: str | Path) -> dict[str, int]:
-    """GGML type id of every tensor, from the header alone (skips the metadata values quickly)."""
+_SCALAR_FORMATS = {0: "<B", 1: "<b", 2: "<H", 3: "<h", 4: "<I", 5: "<i", 6: "<f", 7: "<?", 10: "<Q", 11: "<q", 12: "<d"}
+
+
+@dataclass
+class GGUFHeader:
+    """What the header of a GGUF file says, read without the ``gguf`` package (fast).
+
+    ``scalars``: every non-array metadata value (strings, numbers); ``array_lengths``: the length of
+    every array value (the vocabulary is not decoded); ``tensors``: name -> (GGML type id, dims
+    fastest-first, offset in the data section); ``data_start``: where the data section begins.
+    """
+
+    scalars: dict[str, Any]
+    array_lengths: dict[str, int]
+    tensors: dict[str, tuple[int, tuple[int, ...], int]]
+    data_start: int
+    file_size: int
+
+
+def read_gguf_header(path: str | Path) -> GGUFHeader:
+    """The header of a GGUF file (see :class:`GGUFHeader`); ``GGUFError`` when it is damaged or cut short."""
     import mmap
     import struct
 
     check_gguf_header(path)
+    size = Path(path).stat().st_size
     try:
         with open(path, "rb") as fh, mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) as buf:
             u32, u64 = struct.Struct("<I"), struct.Struct("<Q")
@@ -79,34 +100,78 @@ def read_tensor_types(path: str | Path) -> dict[str, int]:
             n_tensors, n_kv = u64.unpack_from(buf, 8)[0], u64.unpack_from(buf, 16)[0]
             pos = 24
 
+            def read_string(p: int) -> tuple[str, int]:
+                n = u64.unpack_from(buf, p)[0]
+                if p + 8 + n > size:
+                    raise struct.error("string runs past the end of the file")
+                return bytes(buf[p + 8 : p + 8 + n]).decode("utf-8"), p + 8 + n
+
             def skip_string(p: int) -> int:
                 return p + 8 + u64.unpack_from(buf, p)[0]
 
+            scalars: dict[str, Any] = {}
+            arrays: dict[str, int] = {}
             for _ in range(n_kv):
-                pos = skip_string(pos)
+                key, pos = read_string(pos)
                 vtype = u32.unpack_from(buf, pos)[0]
                 pos += 4
                 if vtype == _STRING:
-                    pos = skip_string(pos)
+                    scalars[key], pos = read_string(pos)
                 elif vtype == _ARRAY:
                     etype, count = u32.unpack_from(buf, pos)[0], u64.unpack_from(buf, pos + 4)[0]
                     pos += 12
+                    arrays[key] = count
                     if etype == _STRING:
                         for _ in range(count):
                             pos = skip_string(pos)
                     else:
                         pos += count * _SCALAR_SIZES[etype]
                 else:
+                    scalars[key] = struct.unpack_from(_SCALAR_FORMATS[vtype], buf, pos)[0]
                     pos += _SCALAR_SIZES[vtype]
-            types: dict[str, int] = {}
+                if pos > size:
+                    raise struct.error("metadata runs past the end of the file")
+            tensors: dict[str, tuple[int, tuple[int, ...], int]] = {}
             for _ in range(n_tensors):
-                n = u64.unpack_from(buf, pos)[0]
-                name = bytes(buf[pos + 8 : pos + 8 + n]).decode("utf-8")
-                pos += 8 + n
+                name, pos = read_string(pos)
                 n_dims = u32.unpack_from(buf, pos)[0]
+                dims = struct.unpack_from(f"<{n_dims}Q", buf, pos + 4)
                 pos += 4 + 8 * n_dims
-                types[name] = u32.unpack_from(buf, pos)[0]
-                pos += 12  # type + offset
-            return types
-    except (struct.error, KeyError, ValueError, UnicodeDecodeError, IndexError) as exc:
-        raise GGUFError(f"cannot read GGUF file {path}: damaged header ({type(exc).__name__})") from None
+                ttype, offset = u32.unpack_from(buf, pos)[0], u64.unpack_from(buf, pos + 4)[0]
+                tensors[name] = (ttype, tuple(int(d) for d in dims), int(offset))
+                pos += 12
+            alignment = int(scalars.get("general.alignment", 32)) or 32
+            data_start = (pos + alignment - 1) // alignment * alignment
+            return GGUFHeader(scalars, arrays, tensors, data_start, size)
+    except GGUFError:
+        raise
+    except (struct.error, KeyError, ValueError, UnicodeDecodeError, IndexError, OverflowError):
+        raise GGUFError(
+            f"cannot read GGUF file {path}: its header is truncated or damaged (the file is {size} bytes)"
+        ) from None
+
+
+def read_tensor_types(path: str | Path) -> dict[str, int]:
+    """GGML type id of every tensor, from the header alone (skips the metadata values quickly)."""
+    return {name: t[0] for name, t in read_gguf_header(path).tensors.items()}
+
+
+def check_tensor_extents(path: str | Path, header: GGUFHeader | None = None) -> None:
+    """``GGUFError`` when a tensor's data would run past the end of the file (a truncated download):
+    found from the header in milliseconds, instead of a reshape error after minutes of conversion."""
+    from gguf.constants import GGML_QUANT_SIZES, GGMLQuantizationType
+
+    header = header or read_gguf_header(path)
+    for name, (ttype, dims, offset) in header.tensors.items():
+        try:
+            block, type_size = GGML_QUANT_SIZES[GGMLQuantizationType(ttype)]
+        except (ValueError, KeyError):
+            raise GGUFError(f"GGUF file {path}: tensor {name!r} has an unknown type {ttype}") from None
+        n = 1
+        for d in dims:
+            n *= d
+        end = header.data_start + offset + n // block * type_size
+        if end > header.file_size:
+            raise GGUFError(
+                f"GGUF file {path} is truncated: tensor {name!r} needs {end} bytes, the file has {header.file_size}"
+            )

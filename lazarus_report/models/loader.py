@@ -313,13 +313,10 @@ def _load_directory(resolved: ResolvedModel, to_float32: bool) -> tuple[Any, dic
 
 
 def check_adapter_dir(adapter: str) -> Path:
-    """Fail before the model loads: the directory and both files exist, the config parses."""
-    path = Path(adapter)
-    if not path.is_dir() or not (path / "adapter_config.json").is_file():
-        raise LazarusError(f"no LoRA adapter at {adapter} (expected a directory with adapter_config.json)")
-    if not (path / "adapters.safetensors").is_file():
-        raise LazarusError(f"no LoRA adapter at {adapter}: adapter_config.json but no adapters.safetensors")
-    return path
+    """Fail before the model loads: files, config values and weight kind (see ``adapters.check_adapter``)."""
+    from .adapters import check_adapter
+
+    return check_adapter(adapter)
 
 
 def _apply_adapter(model: Any, config: dict[str, Any], adapter: str) -> None:

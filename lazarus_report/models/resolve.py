@@ -196,3 +196,28 @@ def _fetch_from_hub(repo_id: str) -> Path:
             else f"the Hub said: {reason[:200]}"
         )
         raise LazarusError(f"cannot load hub model {repo_id!r}: {hint}") from None
+
+
+def model_dimensions(resolved: ResolvedModel) -> tuple[int | None, int | None]:
+    """(number of layers, vocabulary size) from a model's header or config.json, without loading
+    weights (None where the file does not say), so settings can be checked before loading."""
+    if resolved.kind == "gguf":
+        from .gguf_metadata import GGUFError, read_gguf_header
+
+        try:
+            header = read_gguf_header(resolved.path)
+        except GGUFError as exc:
+            raise LazarusError(str(exc)) from None
+        arch = header.scalars.get("general.architecture")
+        layers = header.scalars.get(f"{arch}.block_count")
+        vocab = header.array_lengths.get("tokenizer.ggml.tokens")
+        return (int(layers) if isinstance(layers, int) else None), (int(vocab) if vocab else None)
+    try:
+        config = json.loads((Path(resolved.path) / "config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None, None  # the loader says what is wrong with it
+    if not isinstance(config, dict):
+        return None, None
+    text = config.get("text_config") if isinstance(config.get("text_config"), dict) else config
+    layers, vocab = text.get("num_hidden_layers"), text.get("vocab_size")
+    return (layers if isinstance(layers, int) else None), (vocab if isinstance(vocab, int) else None)

@@ -9,7 +9,7 @@ Public API (each takes an analysis, a comparison or a suite run):
     ``lazarus_report.render.html.render_html(result, *, static=False) -> str``
     ``lazarus_report.render.markdown.render_markdown(result) -> str``
     ``load_result_file(path) -> AnalysisResult | ComparisonResult | SuiteResult`` (result JSON or HTML report)
-    ``write_report_files(result, *, html_path=None, markdown_path=None, static=False)``
+    ``write_report_files(result, *, html_path=None, markdown_path=None, static=False)`` (both or neither)
 Terminal text: ``lazarus_report.render.text``: ``render_text`` (an analysis), ``render_comparison_text``,
 ``render_suite_text``.
 """

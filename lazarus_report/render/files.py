@@ -22,7 +22,7 @@ from lazarus_report.result import (
     SuiteResult,
     dumps_json,
     load_any_result,
-    write_text_atomic,
+    write_files_atomic,
 )
 
 RESULT_SCRIPT_ID = "lazarus-result"
@@ -157,6 +157,27 @@ def _embedded_result(html_text: str) -> str | None:
     return None if finder.found is None else "".join(finder.found)
 
 
+def render_report_files(
+    result: AnalysisResult | ComparisonResult | SuiteResult,
+    *,
+    html_path: str | os.PathLike[str] | None = None,
+    markdown_path: str | os.PathLike[str] | None = None,
+    static: bool = False,
+) -> dict[str | os.PathLike[str], bytes]:
+    """The HTML and/or Markdown report of a result as ``{path: bytes}``, rendered but not written
+    (for :func:`lazarus_report.result.write_files_atomic`, which writes them all or none)."""
+    files: dict[str | os.PathLike[str], bytes] = {}
+    if html_path is not None:
+        from lazarus_report.render.html import render_html
+
+        files[html_path] = render_html(result, static=static).encode("utf-8")
+    if markdown_path is not None:
+        from lazarus_report.render.markdown import render_markdown
+
+        files[markdown_path] = render_markdown(result).encode("utf-8")
+    return files
+
+
 def write_report_files(
     result: AnalysisResult | ComparisonResult | SuiteResult,
     *,
@@ -164,27 +185,12 @@ def write_report_files(
     markdown_path: str | os.PathLike[str] | None = None,
     static: bool = False,
 ) -> None:
-    """Write the HTML and/or Markdown report of an analysis, a comparison or a suite run atomically
-    (missing parent directories are created).
-
-    When the Markdown report is written and ``GITHUB_STEP_SUMMARY`` names a file (GitHub Actions),
-    the Markdown is appended there as well.
+    """Write the HTML and/or Markdown report of an analysis, a comparison or a suite run, both or
+    neither: everything is rendered first, then written atomically (missing parent directories are
+    created). No other side effects (the command line, not this function, appends to
+    ``$GITHUB_STEP_SUMMARY``).
     """
-    if html_path is not None:
-        from lazarus_report.render.html import render_html
-
-        _write(html_path, render_html(result, static=static))
-    if markdown_path is not None:
-        from lazarus_report.render.markdown import render_markdown
-
-        markdown = render_markdown(result)
-        _write(markdown_path, markdown)
-        summary_file = os.environ.get("GITHUB_STEP_SUMMARY")
-        if summary_file:
-            with open(summary_file, "a", encoding="utf-8") as fh:
-                fh.write(markdown + "\n")
-
-
-def _write(path: str | os.PathLike[str], text: str) -> None:
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    write_text_atomic(path, text)
+    files = render_report_files(result, html_path=html_path, markdown_path=markdown_path, static=static)
+    for path in files:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+    write_files_atomic(files)

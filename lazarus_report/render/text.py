@@ -6,6 +6,8 @@ bidirectional marks and lone surrogates are visible and cannot move the cursor o
 
 from __future__ import annotations
 
+import re
+
 from ..result import AnalysisResult, ComparisonResult, SuiteResult
 from .lens_view import lens_name, unreliable_note
 from .suite_model import build_suite_report, one_line, target_text
@@ -13,9 +15,22 @@ from .suite_model import build_suite_report, one_line, target_text
 BAR_WIDTH = 50
 
 
+_ESCAPED_BYTE = re.compile(r"\\\\(x[0-9a-f]{2})")
+
+
 def quote(token: str) -> str:
-    """A token as visible, terminal-safe text: ``' Paris'``, ``'\\n'``, ``'\\u202e'``."""
-    return repr(token)
+    """A token as visible, terminal-safe text: ``' Paris'``, ``'\\n'``, ``'\\u202e'``.
+
+    A byte that is not valid UTF-8 on its own (byte-fallback pieces, half a character) reaches us
+    already spelled ``\\xe2`` by the tokenizer; it is shown as the one escape ``'\\xe2'``, not re-escaped.
+    """
+    return _ESCAPED_BYTE.sub(r"\\\1", repr(token))
+
+
+def name(text: str) -> str:
+    """A user- or model-provided name (model ID, path, label) for the terminal: as it is when every
+    character is printable, else quoted like a token, so it cannot carry terminal escapes."""
+    return text if text.isprintable() else quote(text)
 
 
 def bar(prob: float, width: int = BAR_WIDTH) -> str:
@@ -25,8 +40,8 @@ def bar(prob: float, width: int = BAR_WIDTH) -> str:
 def model_block(result: AnalysisResult) -> list[str]:
     m = result.model
     lines = [
-        f"Model: {m.model_id}",
-        f"  Family: {m.family}",
+        f"Model: {name(m.model_id)}",
+        f"  Family: {name(m.family)}",
         f"  Layers: {m.num_layers}",
         f"  Hidden size: {m.hidden_size}",
         f"  Vocab size: {m.vocab_size}",
@@ -37,9 +52,9 @@ def model_block(result: AnalysisResult) -> list[str]:
     if m.final_logit_softcap:
         lines.append(f"  Final logit softcap: {m.final_logit_softcap:g}")
     if m.adapter:
-        lines.append(f"  Adapter: {m.adapter}")
-    lines.append(f"  Precision: {m.precision}")
-    lines.append(f"  Device: {m.device}" + (f" (BLAS: {m.blas})" if m.device == "cpu" else ""))
+        lines.append(f"  Adapter: {name(m.adapter)}")
+    lines.append(f"  Precision: {name(m.precision)}")
+    lines.append(f"  Device: {m.device}" + (f" (BLAS: {name(m.blas)})" if m.device == "cpu" else ""))
     return lines
 
 
@@ -98,20 +113,21 @@ def render_comparison_text(comparison: ComparisonResult) -> str:
     """The compare view in the spec's shape, plus where the models disagree."""
     c = comparison
     r1, r2 = c.results
-    w = max(36, *(len(label) for label in c.labels))
-    lines = [f"Loading: {label} ({seconds:.2f} s)" for label, seconds in zip(c.labels, c.load_seconds)]
-    for label, r in zip(c.labels, c.results):
+    labels = [name(label) for label in c.labels]
+    w = max(36, *(len(label) for label in labels))
+    lines = [f"Loading: {label} ({seconds:.2f} s)" for label, seconds in zip(labels, c.load_seconds)]
+    for label, r in zip(labels, c.results):
         m = r.model
         lines.append(f"  {label}: {m.family}, {m.num_layers} layers, {m.precision}")
     lines += ["", "=" * 70, f"Prompt: {quote(r1.prompt)}", "=" * 70]
     if r1.chat_template_applied or r2.chat_template_applied:
-        applied = [label for label, r in zip(c.labels, c.results) if r.chat_template_applied]
+        applied = [label for label, r in zip(labels, c.results) if r.chat_template_applied]
         lines.append(f"Chat template applied for: {', '.join(applied)} (--raw analyzes the exact prompt)")
     for warning in dict.fromkeys(r1.warnings + r2.warnings):
         lines.append(f"Warning: {warning}")
 
     lines += ["", "=== Final Predictions ===", f"{'Model':<{w}}  {'Top Token':<16} {'Prob':>6}", "-" * (w + 25)]
-    for label, r in zip(c.labels, c.results):
+    for label, r in zip(labels, c.results):
         top = r.final_prediction[0]
         lines.append(f"{label:<{w}}  {quote(top.token):<16} {top.prob:.4f}")
 
@@ -119,7 +135,7 @@ def render_comparison_text(comparison: ComparisonResult) -> str:
         lines += ["", "=== Token Evolution Comparison ==="]
         for t in c.tracked:
             lines += ["", f"Token {quote(t.text)}:"]
-            for m, label in enumerate(c.labels):
+            for m, label in enumerate(labels):
                 emerges = (
                     f"emerges at layer {t.emergence_layers[m]}" if t.emergence_layers[m] is not None else "never top-1"
                 )
@@ -192,10 +208,10 @@ def render_suite_text(suite: SuiteResult) -> str:
     if failures:
         lines += ["", "Failures:"]
         for view in failures:
-            where = f"  {one_line(view.id, SUITE_ID_WIDTH)} (line {view.line})"
+            case_id = one_line(view.id, SUITE_ID_WIDTH)
             if view.error is not None:
-                lines.append(f"{where} ERROR could not run: {view.error}")
-            for check in view.failing_checks:
-                lines.append(f"{where} {SUITE_STATUS_WORDS[check.status]} {check.message}")
+                lines.append(f"  {case_id} (line {view.line}) ERROR could not run: {view.error}")
+            for check in view.failing_checks:  # the expectation's line, as in the JSON and JUnit
+                lines.append(f"  {case_id} (line {check.line}) {SUITE_STATUS_WORDS[check.status]} {check.message}")
     lines += ["", f"{report.verdict}: {report.counts_line}"]
     return "\n".join(lines) + "\n"

@@ -52,6 +52,8 @@ BLOCK_SIDES = {"expect": "all", "expect_base": "base", "expect_tuned": "tuned"}
 PERCENT_RE = re.compile(r"^(100(\.0+)?|[0-9]{1,2}(\.[0-9]+)?)%$")
 
 YAML_SUFFIXES = (".yaml", ".yml")
+MAX_YAML_VALUES = 100_000  # plus the file's length: more values than that come only from aliases
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
 JSONL_SUFFIXES = (".jsonl", ".ndjson")
 
 
@@ -203,9 +205,20 @@ def _yaml_nodes(text: str, path: str) -> _Node | None:
         return None
     constructor = SafeConstructor()
     active: set[int] = set()
+    # Aliases share nodes, so nine nested anchors of nine aliases each (a few hundred bytes) expand
+    # to 9**9 values: refuse to build more values than any alias-free file of this size could hold.
+    budget = [MAX_YAML_VALUES + len(text)]
 
     def convert(node: Any) -> _Node:
         line = node.start_mark.line + 1
+        budget[0] -= 1
+        if budget[0] < 0:
+            raise SuiteFileError(
+                path,
+                line,
+                f"invalid YAML: aliases expand to more than {MAX_YAML_VALUES + len(text)} values "
+                "(an alias bomb?); write the values out",
+            )
         if isinstance(node, yaml.ScalarNode):
             try:
                 value = constructor.construct_object(node, deep=True)
@@ -432,7 +445,18 @@ class _Validator:
     def string(self, node: _Node, what: str) -> str:
         if node.kind != "scalar" or not isinstance(node.value, str):
             self.fail(node.line, f"{what} must be a string, got {_describe(node)}")
+        self.unicode(node, what)
         return node.value
+
+    def unicode(self, node: _Node, what: str) -> None:
+        """No lone surrogates (``"\\ud800"`` escapes in YAML or JSON): not text, and not encodable."""
+        surrogate = _LONE_SURROGATE.search(node.value)
+        if surrogate is not None:
+            self.fail(
+                node.line,
+                f"{what} is not valid Unicode text: a lone surrogate U+{ord(surrogate.group()):04X} "
+                f"at character {surrogate.start()}",
+            )
 
     def text(self, node: _Node, what: str) -> str:
         """A string with something in it (ids, prompts, names)."""
@@ -450,6 +474,7 @@ class _Validator:
             self.fail(node.line, f"{what} must be a token string, got {_describe(node)}{quote}")
         if node.value == "":
             self.fail(node.line, f"{what} must not be an empty string")
+        self.unicode(node, what)
         return node.value
 
     def probability(self, node: _Node, what: str) -> float:

@@ -65,6 +65,9 @@ def _load_cached(cache_dir: Path, key: str, source: Mapping[str, Any]) -> GGUFTo
             return None
         data = tok_path.read_bytes()
         if hashlib.sha256(data).hexdigest() != info.get("tokenizer_sha256"):
+            from ..cache import warn_cache_discarded
+
+            warn_cache_discarded(tok_path, "tokenizer.json does not match its recorded sha256")
             return None
         return GGUFTokenizer(BackendTokenizer.from_str(data.decode("utf-8")), info)
     except Exception:  # missing, unreadable or corrupt: rebuild

@@ -1,0 +1,100 @@
+"""Checks on an mlx-lm adapter directory that need no model and no MLX: the files exist, the config
+holds values of the right types, and the weights are of the kind the config declares.
+
+mlx-lm would find most of these only while applying the adapter, with multi-line messages (a rank
+of ``"eight"``) or not at all (``fine_tune_type: dora`` over LoRA weights loads and silently runs
+DoRA with untrained magnitudes).
+"""
+
+from __future__ import annotations
+
+import json
+import struct
+from pathlib import Path
+from typing import Any
+
+from ..errors import LazarusError
+
+FINE_TUNE_TYPES = ("lora", "dora", "full")
+# lora_parameters key -> (accepted types, description)
+_LORA_PARAMETERS: dict[str, tuple[tuple[type, ...], str]] = {
+    "rank": ((int,), "a positive integer"),
+    "scale": ((int, float), "a number"),
+    "dropout": ((int, float), "a number between 0 and 1"),
+}
+
+
+def check_adapter(adapter: str) -> Path:
+    """The adapter directory, checked; ``LazarusError`` (one line, naming the key) otherwise."""
+    path = Path(adapter)
+    cfg_file = path / "adapter_config.json"
+    if not path.is_dir() or not cfg_file.is_file():
+        raise LazarusError(f"no LoRA adapter at {adapter} (expected a directory with adapter_config.json)")
+    weights_file = path / "adapters.safetensors"
+    if not weights_file.is_file():
+        raise LazarusError(f"no LoRA adapter at {adapter}: adapter_config.json but no adapters.safetensors")
+    try:
+        cfg = json.loads(cfg_file.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise LazarusError(f"{cfg_file} is not valid JSON: {exc}") from None
+    if not isinstance(cfg, dict):
+        raise LazarusError(f"{cfg_file} is not an mlx-lm adapter config: expected a JSON object")
+    kind = cfg.get("fine_tune_type", "lora")
+    if kind not in FINE_TUNE_TYPES:
+        raise LazarusError(f"{cfg_file}: fine_tune_type {kind!r} is not one of {', '.join(FINE_TUNE_TYPES)}")
+    if kind != "full":
+        _check_lora_config(cfg, cfg_file)
+    _check_weights_match(kind, _tensor_names(weights_file), weights_file)
+    return path
+
+
+def _check_lora_config(cfg: dict[str, Any], cfg_file: Path) -> None:
+    n = cfg.get("num_layers")
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise LazarusError(f"{cfg_file}: num_layers must be a positive integer (got {n!r})")
+    params = cfg.get("lora_parameters")
+    if not isinstance(params, dict):
+        raise LazarusError(f"{cfg_file}: lora_parameters must be an object with rank, scale and dropout")
+    for key, (types, wanted) in _LORA_PARAMETERS.items():
+        if key not in params:
+            hint = " (mlx-lm calls it scale, not alpha)" if key == "scale" and "alpha" in params else ""
+            raise LazarusError(f"{cfg_file}: lora_parameters.{key} is missing{hint}")
+        value = params[key]
+        ok = isinstance(value, types) and not isinstance(value, bool)
+        if ok and key == "rank":
+            ok = value >= 1
+        if ok and key == "dropout":
+            ok = 0 <= value <= 1
+        if not ok:
+            raise LazarusError(f"{cfg_file}: lora_parameters.{key} must be {wanted} (got {value!r})")
+
+
+def _tensor_names(weights_file: Path) -> list[str]:
+    """Tensor names from the safetensors header (8-byte length + JSON), without reading the data."""
+    try:
+        with open(weights_file, "rb") as fh:
+            (n,) = struct.unpack("<Q", fh.read(8))
+            if n > 100_000_000:
+                raise ValueError("header too large")
+            header = json.loads(fh.read(n))
+        return [k for k in header if k != "__metadata__"]
+    except (OSError, ValueError, struct.error, UnicodeDecodeError, AttributeError) as exc:
+        raise LazarusError(f"cannot read {weights_file}: not a safetensors file ({type(exc).__name__})") from None
+
+
+def _check_weights_match(kind: str, names: list[str], weights_file: Path) -> None:
+    leaves = {name.rsplit(".", 1)[-1] for name in names}
+    lora = bool(leaves & {"lora_a", "lora_b"})
+    if kind == "full":
+        if lora:
+            raise LazarusError(f"{weights_file} holds LoRA weights, but adapter_config.json says fine_tune_type full")
+        return
+    if not lora:
+        raise LazarusError(f"{weights_file} holds no LoRA weights (lora_a/lora_b), but fine_tune_type is {kind}")
+    if kind == "dora" and "m" not in leaves:
+        raise LazarusError(
+            f"{weights_file} holds LoRA weights without DoRA magnitudes (.m), but adapter_config.json says "
+            "fine_tune_type dora"
+        )
+    if kind == "lora" and "m" in leaves:
+        raise LazarusError(f"{weights_file} holds DoRA weights (.m), but adapter_config.json says fine_tune_type lora")
