@@ -74,6 +74,7 @@ class AnalysisConfig:
                 has = f"this model has {num_layers} layers, " if num_layers is not None else ""
                 raise LazarusError(f"layer {i} is out of range: {has}valid indices are {valid}")
         check_embedding_scale(self.embedding_scale)
+        check_lens_spec(self.lens)
         seen: set[str] = set()
         for text in self.track_tokens:
             if text == "":
@@ -106,6 +107,22 @@ def check_embedding_scale(scale: float | None, option: str = "--embedding-scale"
         return
     if not (isinstance(scale, (int, float)) and 0 < scale <= MAX_EMBEDDING_SCALE):  # also false for NaN
         raise LazarusError(f"{option} must be a positive number up to {MAX_EMBEDDING_SCALE:g} (got {scale})")
+
+
+LENS_KINDS = ("logit", "linear", "tuned")
+
+
+def check_lens_spec(spec: str, option: str = "--lens") -> None:
+    """A lens kind, or an existing lens directory (its content is verified when it is loaded)."""
+    import os
+
+    if not isinstance(spec, str) or not spec:
+        raise LazarusError(f"{option} must be logit, linear, tuned or a lens directory")
+    if spec in LENS_KINDS:
+        return
+    if not os.path.isdir(spec):
+        what = "is not a directory" if os.path.exists(spec) else "names no lens kind and no such directory"
+        raise LazarusError(f"{option} {spec!r} {what}: choose logit, linear, tuned or a lens directory")
 
 
 def check_text(text: str, what: str) -> None:

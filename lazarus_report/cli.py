@@ -119,12 +119,16 @@ def parse_layers(text: str | None) -> list[int] | None:
 def preflight(models: list[str], config: Any, scales: list[tuple[float | None, str]] = ()) -> None:
     """Everything that needs no weights, before any model loads: the settings, each model found,
     layer indices and ``--top-k`` against each model's header or config."""
-    from .api import check_embedding_scale
+    from .api import LENS_KINDS, check_embedding_scale
     from .models.resolve import model_dimensions, resolve_model
 
     config.validate()
     for scale, option in scales:
         check_embedding_scale(scale, option)
+    if config.lens not in LENS_KINDS:  # a lens directory: verify the artefact before any model loads
+        from .lenses import Lens
+
+        Lens.load(config.lens)
     for n, model_id in enumerate(models, start=1):
         try:
             num_layers, vocab_size = model_dimensions(resolve_model(model_id))
@@ -188,6 +192,13 @@ def output_options(fn: Callable[..., Any]) -> Callable[..., Any]:
 @click.option("--raw", is_flag=True, help="Analyze the exact prompt, without the chat template.")
 @click.option("--adapter", metavar="DIR", help="Apply an mlx-lm LoRA adapter directory.")
 @click.option(
+    "--lens",
+    "lens",
+    default=None,
+    metavar="KIND|DIR",
+    help="logit (default), linear or tuned (fitted with `lazarus lens fit`), or a lens directory.",
+)
+@click.option(
     "--precision",
     type=click.Choice(["auto", "float32", "native"]),
     default="auto",
@@ -212,6 +223,7 @@ def _analyze(
     embedding_scale: float | None,
     raw: bool,
     adapter: str | None,
+    lens: str | None,
     precision: str,
     output: str | None,
     html: str | None,
@@ -241,6 +253,7 @@ def _analyze(
         embedding_scale=embedding_scale,
         # The grid feeds the HTML heatmap and the JSON; the terminal view does not show it.
         compute_grid=bool(output or html),
+        lens=lens or "logit",
     )
     if adapter is not None:
         from .models.adapters import check_adapter
@@ -333,6 +346,13 @@ def parse_track_list(values: tuple[str, ...]) -> list[str]:
 @click.option("--adapter2", metavar="DIR", help="mlx-lm LoRA adapter for model 2.")
 @click.option("--embedding-scale1", type=float, default=None, help="Embedding scale override for model 1.")
 @click.option("--embedding-scale2", type=float, default=None, help="Embedding scale override for model 2.")
+@click.option(
+    "--lens",
+    "lens",
+    default=None,
+    metavar="KIND|DIR",
+    help="logit (default), linear or tuned (fitted with `lazarus lens fit`), or a lens directory.",
+)
 @click.option("--precision", type=click.Choice(["auto", "float32", "native"]), default="auto", show_default=True)
 @output_options
 def compare(**opts: Any) -> None:
@@ -354,6 +374,7 @@ def _compare(
     adapter2: str | None,
     embedding_scale1: float | None,
     embedding_scale2: float | None,
+    lens: str | None,
     precision: str,
     output: str | None,
     html: str | None,
@@ -378,6 +399,7 @@ def _compare(
         track_tokens=parse_track_list(track),
         use_chat_template=not raw,
         compute_grid=bool(output or html),
+        lens=lens or "logit",
     )
     for adapter in (adapter1, adapter2):
         if adapter is not None:
@@ -419,6 +441,13 @@ def _compare(
 @click.option("--embedding-scale", "embedding_scale", type=float, default=None, help="Embedding scale (one model).")
 @click.option("--embedding-scale1", type=float, default=None, help="Embedding scale override for model 1.")
 @click.option("--embedding-scale2", type=float, default=None, help="Embedding scale override for model 2.")
+@click.option(
+    "--lens",
+    "lens",
+    default=None,
+    metavar="KIND|DIR",
+    help="logit (default: the suite file's defaults.lens, else logit), linear or tuned (fitted with `lazarus lens fit`), or a lens directory.",
+)
 @click.option("--precision", type=click.Choice(["auto", "float32", "native"]), default="auto", show_default=True)
 @click.option("--junit", "junit", metavar="FILE", help="Write JUnit XML (one test case per expectation).")
 @click.option("--validate", "validate_only", is_flag=True, help="Only check the suite file, load no model.")
@@ -445,6 +474,7 @@ def _suite(
     embedding_scale: float | None,
     embedding_scale1: float | None,
     embedding_scale2: float | None,
+    lens: str | None,
     precision: str,
     junit: str | None,
     validate_only: bool,
@@ -486,7 +516,8 @@ def _suite(
             check_adapter(adapter_dir)
     from .api import AnalysisConfig
 
-    preflight(models, AnalysisConfig(top_k=1), list(zip(scales, options)))
+    lens = lens or spec.lens or "logit"
+    preflight(models, AnalysisConfig(top_k=1, lens=lens), list(zip(scales, options)))
 
     from .suites.runner import run_suite
 
@@ -501,6 +532,7 @@ def _suite(
             precision=precision,
             role=role,
             progress=bar.update if show_bar else None,
+            lens=lens,
         )
     emit(result, output=output, html=html, markdown=markdown, static=static, quiet=quiet, junit=junit)
     status = result.status

@@ -31,7 +31,7 @@ ROLES_TWO = ["base", "tuned"]
 ROLES_ONE = ["model"]
 
 
-def case_config(case: CaseSpec) -> Any:
+def case_config(case: CaseSpec, lens: str = "logit") -> Any:
     """The analysis settings of one case: all layers (emergence needs every layer), no grid."""
     from ..api import AnalysisConfig, LayerStrategy
 
@@ -41,6 +41,7 @@ def case_config(case: CaseSpec) -> Any:
         track_tokens=list(case.track),
         use_chat_template=not case.raw,
         compute_grid=False,
+        lens=lens,
     )
 
 
@@ -53,13 +54,16 @@ def run_suite(
     precision: str = "auto",
     role: str | None = None,
     progress: Callable[[int], None] | None = None,
+    lens: str | None = None,
 ) -> SuiteResult:
     """Run every case of ``spec`` on one model (``models=[m]``) or two (``[base, tuned]``).
 
     ``role`` (one model only): ``"base"`` or ``"tuned"`` to also check that side's expectations on
     the one model. ``progress(n)`` is called after each case on each model (``len(cases) *
     len(models)`` calls in all). A case that cannot run (say, a prompt longer than one model's
-    context) is recorded with its error; the other cases still run.
+    context) is recorded with its error; the other cases still run. ``lens``: the lens every case is
+    read through (default: the suite file's ``defaults.lens``, else the logit lens); it is resolved
+    once per model, before any case runs, so a missing lens fails the run rather than every case.
     """
     from ..api import each_model
     from ..compare import compare_models_from_runs
@@ -73,7 +77,8 @@ def run_suite(
     adapters = list(adapters) if adapters is not None else [None] * n_models
     scales = list(embedding_scales) if embedding_scales is not None else [None] * n_models
     start = time.perf_counter()
-    configs = [case_config(case) for case in spec.cases]
+    lens = lens or spec.lens or "logit"
+    configs = [case_config(case, lens) for case in spec.cases]
     runs: list[list[LensRun | None]] = [[None] * n_models for _ in spec.cases]
     errors: list[str | None] = [None] * len(spec.cases)
     labels: list[str] = []
@@ -81,6 +86,12 @@ def run_suite(
     engine = 0.0
     with tempfile.TemporaryDirectory(prefix="lazarus-suite-") as spill:
         for side in each_model(models, adapters, scales, precision):
+            try:  # a missing or mismatched lens stops the run here, before any case
+                side.analyzer.lens(lens)
+            except LazarusError as exc:
+                raise LazarusError(
+                    f"model {side.number} ({side.model_id}): {exc}" if n_models == 2 else str(exc)
+                ) from None
             labels.append(side.analyzer.info.label)
             load_seconds.append(float(side.analyzer.loaded.load_seconds))
             for i, (case, config) in enumerate(zip(spec.cases, configs)):

@@ -40,7 +40,7 @@ DEFAULT_TOLERANCE = 0.05  # no_regression_of final_prob
 DEFAULT_EMERGENCE_TOLERANCE = 0.0  # no_regression_of emergence (relative depth)
 
 TOP_LEVEL_KEYS = ("name", "description", "defaults", "cases")
-DEFAULTS_KEYS = ("raw", "top_k", "track", "tolerance")
+DEFAULTS_KEYS = ("raw", "top_k", "track", "tolerance", "lens")
 CASE_KEYS = (
     "id", "prompt", "description", "raw", "top_k", "track",
     "expect", "expect_base", "expect_tuned", "no_regression_of", "tolerance",
@@ -116,6 +116,7 @@ class SuiteSpec:
     sha256: str  # of the file's bytes
     format: str  # "yaml" | "jsonl"
     cases: list[CaseSpec]
+    lens: str | None = None  # defaults.lens: "logit", "linear", "tuned" or a lens directory (relative paths resolved)
 
 
 def schema_path() -> Path:
@@ -351,6 +352,7 @@ def _parse(text: str, path: str, fmt: str | None, sha256: str) -> SuiteSpec:
         sha256=sha256,
         format="yaml",
         cases=v.cases(case_nodes, defaults),
+        lens=defaults.get("lens"),
     )
 
 
@@ -499,6 +501,14 @@ class _Validator:
             return node.value
         if key == "tolerance":
             return self.tolerance(node, what)
+        if key == "lens":
+            value = self.text(node, what)
+            from ..api import LENS_KINDS
+
+            if value in LENS_KINDS:
+                return value
+            # a lens directory, relative to the suite file
+            return os.fspath(Path(os.path.dirname(self.path) or ".") / value)
         assert key == "track"
         if node.kind == "scalar":
             return [self.token(node, what)]
