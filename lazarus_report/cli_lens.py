@@ -14,8 +14,10 @@ from typing import Any
 
 import click
 
-from .cli import CONTEXT, check_output_path, run_guarded
 from .errors import LazarusError
+
+# Same as cli.CONTEXT; not imported from cli, which imports this module (python -m lazarus_report.cli).
+CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
 MODEL_HELP = "Alias (smollm2-135m-instruct), .gguf file, model directory or Hugging Face ID."
 
@@ -87,6 +89,8 @@ def check_lens_out(path: str | None) -> None:
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar, no summary.")
 def fit(**opts: Any) -> None:
     """Fit a linear or tuned lens and save it (the user cache unless --out)."""
+    from .cli import run_guarded
+
     run_guarded(lambda: _fit(**opts))
 
 
@@ -152,6 +156,8 @@ def _fit(
 @click.option("-q", "--quiet", is_flag=True, help="Do not print the text table.")
 def eval_(**opts: Any) -> None:
     """Measure a lens against the logit lens on held-out text: KL to final, top-1 agreement, cross-entropy."""
+    from .cli import run_guarded
+
     run_guarded(lambda: _eval(**opts))
 
 
@@ -175,6 +181,8 @@ def _eval(
     html: str | None,
     quiet: bool,
 ) -> None:
+    from .cli import check_output_path
+
     for path, option in ((output, "-o"), (html, "--html")):
         check_output_path(path, option)
     if tokens is not None and tokens < 1:

@@ -109,12 +109,12 @@ def kl_and_grad(
     z = head.post(u)
     m = z.max(axis=1, keepdims=True)
     e = np.exp(z - m)
-    s = e.sum(axis=1, keepdims=True, dtype=np.float64).astype(np.float32)
+    s = e.sum(axis=1, keepdims=True, dtype=np.float64).astype(z.dtype)
     logq = z - m - np.log(s)
     kl = float(np.einsum("nv,nv->", p_final, logp_final - logq, dtype=np.float64)) / n
     dz = e / s
     dz -= p_final
-    dz *= np.float32(1.0 / n)
+    dz *= z.dtype.type(1.0 / n)
     dx = head.backward(x, r, z, dz)
     return kl, h.T @ dx, dx.sum(axis=0)
 
