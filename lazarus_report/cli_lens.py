@@ -213,3 +213,54 @@ def _eval(
         from .render.lens_text import render_eval_text
 
         click.echo(render_eval_text(result), nl=False)
+
+
+@lens.command(name="export", context_settings=CONTEXT)
+@click.argument("source", metavar="LENS_DIR")
+@click.argument("dest", metavar="OUT_DIR")
+def export_(source: str, dest: str) -> None:
+    """Write a lens as a tuned-lens checkpoint folder (config.json + params.pt; needs PyTorch)."""
+    from .cli import run_guarded
+
+    def body() -> None:
+        from .lenses.artefact import Lens
+        from .lenses.tuned_lens_io import export_tuned_lens
+
+        path = export_tuned_lens(Lens.load(source), dest)
+        click.echo(f"wrote tuned-lens checkpoint {path} (translator 0, the embeddings, is the identity)")
+
+    run_guarded(body)
+
+
+@lens.command(name="import", context_settings=CONTEXT)
+@click.option("-m", "--model", "model", required=True, metavar="MODEL", help=MODEL_HELP)
+@click.argument("source", metavar="TUNED_LENS_DIR")
+@click.option("--out", "out", metavar="DIR", help="Write the lens here (default: the user cache, for --lens tuned).")
+@click.option("-q", "--quiet", is_flag=True, help="No progress bar, no summary.")
+def import_(model: str, source: str, out: str | None, quiet: bool) -> None:
+    """Import a tuned-lens checkpoint folder for MODEL; measures its held-out fidelity (needs PyTorch)."""
+    from .cli import run_guarded
+
+    def body() -> None:
+        check_lens_out(out)
+        if not Path(source).is_dir():
+            raise LazarusError(f"no tuned-lens checkpoint at {source}")
+        from .lenses.fit import heldout_fidelity
+        from .lenses.store import cache_path
+        from .lenses.tuned_lens_io import import_tuned_lens
+        from .models.loader import load_model
+
+        loaded = load_model(model)
+        lens_obj = import_tuned_lens(source, loaded)
+        with progress_bars(not quiet and sys.stderr.isatty()) as progress:
+            heldout_fidelity(loaded, lens_obj, progress=progress)
+        target = Path(out) if out else cache_path(loaded, "tuned", lens_obj.meta["model"])
+        if not out:
+            target.parent.mkdir(parents=True, exist_ok=True)
+        lens_obj.save(target)
+        if not quiet:
+            from .render.lens_text import render_fit_summary
+
+            click.echo(render_fit_summary(lens_obj.record(), lens_obj.meta, str(target), cached=not out), nl=False)
+
+    run_guarded(body)

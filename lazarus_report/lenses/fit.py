@@ -291,6 +291,23 @@ def fit_lens(
     return lens
 
 
+def heldout_fidelity(
+    loaded: Any,
+    lens: Lens,
+    corpus: Corpus | None = None,
+    tokens: int = HELDOUT_EVAL_TOKENS,
+    progress: Progress | None = None,
+) -> None:
+    """Measure ``lens`` on the corpus's held-out split and store the result in its metadata."""
+    corpus = corpus or default_corpus()
+    held = take_tokens(tokenize(corpus, loaded.tokenizer).heldout, tokens)
+    states = collect_states(loaded, held, _stage(progress, "collect", TokenSequences.positions(held)))
+    (fidelity,) = measure_fidelity(loaded, states, lens, progress)
+    lens.meta["fidelity"] = [f.__dict__ for f in fidelity]
+    lens.meta["heldout_tokens"] = states.num_positions
+    lens.meta["heldout_corpus"] = corpus.as_json()
+
+
 def measure_fidelity(loaded: Any, states: States, lens: Lens, progress: Progress | None) -> list[Any]:
     from .eval import measure
 
