@@ -238,8 +238,10 @@ def fit_lens(
         from ..models.loader import load_model
 
         loaded = load_model(model, adapter=adapter)
-    else:
+    elif hasattr(model, "parts"):
         loaded = model
+    else:  # a ModelAnalyzer
+        loaded = model.loaded
     hdim = int(loaded.info.hidden_size)
     seqs = tokenize(corpus, loaded.tokenizer)
     fit_seqs = take_tokens(seqs.fit, tokens)
