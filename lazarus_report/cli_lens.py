@@ -149,7 +149,9 @@ def _fit(
 @click.option(
     "--corpus", multiple=True, metavar="FILE", help="Evaluate on the held-out split of these files (default: built in)."
 )
-@click.option("--tokens", type=int, default=None, metavar="N", help="Evaluate on at most N held-out tokens.")
+@click.option(
+    "--tokens", type=int, default=2048, show_default=True, metavar="N", help="Evaluate on the first N held-out tokens."
+)
 @click.option("--adapter", metavar="DIR", help="Apply an mlx-lm LoRA adapter to the model.")
 @click.option("-o", "--output", "output", metavar="FILE", help="Save the evaluation as JSON.")
 @click.option("--html", "html", metavar="FILE", help="Write an HTML page with the per-layer fidelity charts.")
@@ -199,7 +201,7 @@ def _eval(
     lens_obj = resolve_lens(lens_spec, loaded)
     with progress_bars(not quiet and sys.stderr.isatty()) as progress:
         result = evaluate(loaded, lens_obj, text, tokens=tokens, progress=progress)
-    if not corpus and not tokens:
+    if not corpus:
         with contextlib.suppress(OSError):
             save_logit_fidelity(loaded, result.logit, result.corpus)
     if output:
