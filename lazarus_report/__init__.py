@@ -1,6 +1,6 @@
 """lazarus-report: logit-lens analysis of language models with MLX, and reports to share it.
 
-The public API (``ModelAnalyzer``, ``AnalysisConfig``, ``LayerStrategy``) is imported lazily so that
+The public API (``ModelAnalyzer``, ``AnalysisConfig``, ``LayerStrategy``, ``Lens``) is imported lazily so that
 ``import lazarus_report`` (and ``lazarus --help``) stays fast.
 """
 
@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["AnalysisConfig", "AnalysisResult", "LayerStrategy", "ModelAnalyzer"]
+__all__ = ["AnalysisConfig", "AnalysisResult", "LayerStrategy", "Lens", "ModelAnalyzer"]
 
 
 def __getattr__(name: str) -> Any:
@@ -20,4 +20,8 @@ def __getattr__(name: str) -> Any:
         from .result import AnalysisResult
 
         return AnalysisResult
+    if name == "Lens":
+        from .lenses.artefact import Lens
+
+        return Lens
     raise AttributeError(name)

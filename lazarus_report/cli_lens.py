@@ -14,8 +14,10 @@ from typing import Any
 
 import click
 
-from .cli import CONTEXT, check_output_path, run_guarded
 from .errors import LazarusError
+
+# Same as cli.CONTEXT; not imported from cli, which imports this module (python -m lazarus_report.cli).
+CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
 MODEL_HELP = "Alias (smollm2-135m-instruct), .gguf file, model directory or Hugging Face ID."
 
@@ -87,6 +89,8 @@ def check_lens_out(path: str | None) -> None:
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar, no summary.")
 def fit(**opts: Any) -> None:
     """Fit a linear or tuned lens and save it (the user cache unless --out)."""
+    from .cli import run_guarded
+
     run_guarded(lambda: _fit(**opts))
 
 
@@ -145,13 +149,17 @@ def _fit(
 @click.option(
     "--corpus", multiple=True, metavar="FILE", help="Evaluate on the held-out split of these files (default: built in)."
 )
-@click.option("--tokens", type=int, default=None, metavar="N", help="Evaluate on at most N held-out tokens.")
+@click.option(
+    "--tokens", type=int, default=2048, show_default=True, metavar="N", help="Evaluate on the first N held-out tokens."
+)
 @click.option("--adapter", metavar="DIR", help="Apply an mlx-lm LoRA adapter to the model.")
 @click.option("-o", "--output", "output", metavar="FILE", help="Save the evaluation as JSON.")
 @click.option("--html", "html", metavar="FILE", help="Write an HTML page with the per-layer fidelity charts.")
 @click.option("-q", "--quiet", is_flag=True, help="Do not print the text table.")
 def eval_(**opts: Any) -> None:
     """Measure a lens against the logit lens on held-out text: KL to final, top-1 agreement, cross-entropy."""
+    from .cli import run_guarded
+
     run_guarded(lambda: _eval(**opts))
 
 
@@ -175,6 +183,8 @@ def _eval(
     html: str | None,
     quiet: bool,
 ) -> None:
+    from .cli import check_output_path
+
     for path, option in ((output, "-o"), (html, "--html")):
         check_output_path(path, option)
     if tokens is not None and tokens < 1:
@@ -191,7 +201,7 @@ def _eval(
     lens_obj = resolve_lens(lens_spec, loaded)
     with progress_bars(not quiet and sys.stderr.isatty()) as progress:
         result = evaluate(loaded, lens_obj, text, tokens=tokens, progress=progress)
-    if not corpus and not tokens:
+    if not corpus:
         with contextlib.suppress(OSError):
             save_logit_fidelity(loaded, result.logit, result.corpus)
     if output:
@@ -205,3 +215,54 @@ def _eval(
         from .render.lens_text import render_eval_text
 
         click.echo(render_eval_text(result), nl=False)
+
+
+@lens.command(name="export", context_settings=CONTEXT)
+@click.argument("source", metavar="LENS_DIR")
+@click.argument("dest", metavar="OUT_DIR")
+def export_(source: str, dest: str) -> None:
+    """Write a lens as a tuned-lens checkpoint folder (config.json + params.pt; needs PyTorch)."""
+    from .cli import run_guarded
+
+    def body() -> None:
+        from .lenses.artefact import Lens
+        from .lenses.tuned_lens_io import export_tuned_lens
+
+        path = export_tuned_lens(Lens.load(source), dest)
+        click.echo(f"wrote tuned-lens checkpoint {path} (translator 0, the embeddings, is the identity)")
+
+    run_guarded(body)
+
+
+@lens.command(name="import", context_settings=CONTEXT)
+@click.option("-m", "--model", "model", required=True, metavar="MODEL", help=MODEL_HELP)
+@click.argument("source", metavar="TUNED_LENS_DIR")
+@click.option("--out", "out", metavar="DIR", help="Write the lens here (default: the user cache, for --lens tuned).")
+@click.option("-q", "--quiet", is_flag=True, help="No progress bar, no summary.")
+def import_(model: str, source: str, out: str | None, quiet: bool) -> None:
+    """Import a tuned-lens checkpoint folder for MODEL; measures its held-out fidelity (needs PyTorch)."""
+    from .cli import run_guarded
+
+    def body() -> None:
+        check_lens_out(out)
+        if not Path(source).is_dir():
+            raise LazarusError(f"no tuned-lens checkpoint at {source}")
+        from .lenses.fit import heldout_fidelity
+        from .lenses.store import cache_path
+        from .lenses.tuned_lens_io import import_tuned_lens
+        from .models.loader import load_model
+
+        loaded = load_model(model)
+        lens_obj = import_tuned_lens(source, loaded)
+        with progress_bars(not quiet and sys.stderr.isatty()) as progress:
+            heldout_fidelity(loaded, lens_obj, progress=progress)
+        target = Path(out) if out else cache_path(loaded, "tuned", lens_obj.meta["model"])
+        if not out:
+            target.parent.mkdir(parents=True, exist_ok=True)
+        lens_obj.save(target)
+        if not quiet:
+            from .render.lens_text import render_fit_summary
+
+            click.echo(render_fit_summary(lens_obj.record(), lens_obj.meta, str(target), cached=not out), nl=False)
+
+    run_guarded(body)

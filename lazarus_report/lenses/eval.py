@@ -27,6 +27,7 @@ from ..result import LensEvalResult, LensFidelity, rounded
 from .artefact import Lens
 from .collect import States, collect_states
 from .corpus import Corpus, TokenSequences, take_tokens, tokenize
+from .fit import HELDOUT_EVAL_TOKENS, row_dots
 
 mx = import_mlx()
 
@@ -61,7 +62,7 @@ def measure(
         b = min(n, a + ROWS)
         logp = _log_softmax(head_logits_np(parts, mx.array(states.hidden[-1, a:b])))
         p = np.exp(logp)
-        self_term = np.einsum("nv,nv->n", p, logp, dtype=np.float64)
+        self_term = row_dots(p, logp)
         top = logp.argmax(axis=1)
         nxt = states.next_ids[a:b]
         has_next = nxt >= 0
@@ -71,7 +72,7 @@ def measure(
             for i, lens in enumerate(lenses):
                 x = mx.array(h)
                 logq = _log_softmax(head_logits_np(parts, lens.translate(layer, x)))
-                kl[i, j] += float(np.maximum(self_term - np.einsum("nv,nv->n", p, logq, dtype=np.float64), 0).sum())
+                kl[i, j] += float(np.maximum(self_term - row_dots(p, logq), 0).sum())
                 agree[i, j] += float((logq.argmax(axis=1) == top).sum())
                 ce[i, j] -= float(logq[np.nonzero(has_next)[0], nxt[has_next]].sum(dtype=np.float64))
             if progress is not None:
@@ -111,10 +112,11 @@ def evaluate(
     lens: Lens,
     corpus: Corpus,
     *,
-    tokens: int | None = None,
+    tokens: int | None = HELDOUT_EVAL_TOKENS,
     progress: Callable[[str, int, int], None] | None = None,
 ) -> LensEvalResult:
-    """``lazarus lens eval``: the logit lens and ``lens`` on the corpus's held-out split."""
+    """``lazarus lens eval``: the logit lens and ``lens`` on the corpus's held-out split (its first
+    ``tokens`` positions: by default the same ones the fit measured; None for all of it)."""
     from ..api import _versions
 
     t0 = time.perf_counter()

@@ -29,6 +29,12 @@ from .collect import States, collect_states
 from .corpus import Corpus, TokenSequences, default_corpus, take_tokens, tokenize
 from .head import NumpyHead
 
+
+def row_dots(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """``[n]`` row-wise dot products as one batched matmul (float32 BLAS, 4x faster than einsum in float64)."""
+    return np.matmul(a[:, None, :], b[:, :, None])[:, 0, 0].astype(np.float64)
+
+
 RIDGE = 1e-3
 BLOCK_ROWS = 4096
 MIN_FIT_TOKENS = 1000  # below this a lens over-fits whatever the model
@@ -96,26 +102,42 @@ class TunedSettings:
 
 
 def kl_and_grad(
-    head: NumpyHead, h: np.ndarray, a: np.ndarray, b: np.ndarray, logp_final: np.ndarray, p_final: np.ndarray
+    head: NumpyHead,
+    h: np.ndarray,
+    a: np.ndarray,
+    b: np.ndarray,
+    logp_final: np.ndarray,
+    p_final: np.ndarray,
+    self_term: np.ndarray | None = None,
+    p_scaled: np.ndarray | None = None,
 ) -> tuple[float, np.ndarray, np.ndarray]:
     """Mean KL(final || lens) over the rows of ``h`` and its gradient w.r.t. ``A`` and ``b``.
 
-    ``h`` ``[n, H]`` block outputs; the lens is ``x = h + h @ A + b``; ``p_final`` ``[n, V]``.
+    ``h`` ``[n, H]`` block outputs; the lens is ``x = h + h @ A + b``; ``p_final`` ``[n, V]`` and its
+    log. ``self_term`` (``sum p log p`` per row) and ``p_scaled`` (``p / n``) may be passed in when
+    several layers share one batch. Per row, with ``z`` the lens logits, ``m = max z`` and
+    ``s = sum exp(z - m)``: ``KL = sum p log p - (p . z - m - log s)`` (as ``sum p = 1``), so
+    ``log q`` is never built; the ``[n, V]`` buffer of ``z`` becomes ``exp(z - m)`` and then
+    ``dL/dz = (softmax(z) - p) / n`` in place.
     """
     n = h.shape[0]
+    if self_term is None:
+        self_term = row_dots(p_final, logp_final)
+    if p_scaled is None:
+        p_scaled = p_final * p_final.dtype.type(1.0 / n)
     x = h + h @ a + b
     y, r = head.normed(x)
-    u = y @ head.et
-    z = head.post(u)
-    m = z.max(axis=1, keepdims=True)
-    e = np.exp(z - m)
-    s = e.sum(axis=1, keepdims=True, dtype=np.float64).astype(np.float32)
-    logq = z - m - np.log(s)
-    kl = float(np.einsum("nv,nv->", p_final, logp_final - logq, dtype=np.float64)) / n
-    dz = e / s
-    dz -= p_final
-    dz *= np.float32(1.0 / n)
-    dx = head.backward(x, r, z, dz)
+    z = head.post(y @ head.et)
+    m = z.max(axis=1)
+    cross = row_dots(p_final, z)
+    e = z.copy() if head.softcap else z  # softcapping's derivative needs z itself
+    np.subtract(e, m[:, None].astype(e.dtype), out=e)
+    np.exp(e, out=e)
+    s = e.sum(axis=1).astype(np.float64)
+    kl = float(np.sum(self_term - (cross - m - np.log(s)))) / n
+    e *= (1.0 / (s * n)).astype(e.dtype)[:, None]
+    e -= p_scaled
+    dx = head.backward(x, r, z, e)
     return kl, h.T @ dx, dx.sum(axis=0)
 
 
@@ -175,10 +197,12 @@ def fit_tuned(
         pos += cfg.batch
         batch = states.hidden[:, idx]
         logp, p = _final_dist(head, batch[-1])
+        self_term = row_dots(p, logp)
+        p_scaled = p * np.float32(1.0 / len(idx))
         lr = cfg.lr * 0.5 * (1 + np.cos(np.pi * step / steps))  # cosine decay
         t = step + 1
         for layer in range(k):
-            kl, ga, gb = kl_and_grad(head, batch[layer], a[layer], b[layer], logp, p)
+            kl, ga, gb = kl_and_grad(head, batch[layer], a[layer], b[layer], logp, p, self_term, p_scaled)
             train_kl[layer] = kl
             ma[layer] = b1 * ma[layer] + (1 - b1) * ga
             va[layer] = b2 * va[layer] + (1 - b2) * ga * ga
@@ -238,8 +262,10 @@ def fit_lens(
         from ..models.loader import load_model
 
         loaded = load_model(model, adapter=adapter)
-    else:
+    elif hasattr(model, "parts"):
         loaded = model
+    else:  # a ModelAnalyzer
+        loaded = model.loaded
     hdim = int(loaded.info.hidden_size)
     seqs = tokenize(corpus, loaded.tokenizer)
     fit_seqs = take_tokens(seqs.fit, tokens)
@@ -289,6 +315,23 @@ def fit_lens(
         "created_with": _version(),
     }
     return lens
+
+
+def heldout_fidelity(
+    loaded: Any,
+    lens: Lens,
+    corpus: Corpus | None = None,
+    tokens: int = HELDOUT_EVAL_TOKENS,
+    progress: Progress | None = None,
+) -> None:
+    """Measure ``lens`` on the corpus's held-out split and store the result in its metadata."""
+    corpus = corpus or default_corpus()
+    held = take_tokens(tokenize(corpus, loaded.tokenizer).heldout, tokens)
+    states = collect_states(loaded, held, _stage(progress, "collect", TokenSequences.positions(held)))
+    (fidelity,) = measure_fidelity(loaded, states, lens, progress)
+    lens.meta["fidelity"] = [f.__dict__ for f in fidelity]
+    lens.meta["heldout_tokens"] = states.num_positions
+    lens.meta["heldout_corpus"] = corpus.as_json()
 
 
 def measure_fidelity(loaded: Any, states: States, lens: Lens, progress: Progress | None) -> list[Any]:

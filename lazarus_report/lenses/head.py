@@ -88,7 +88,7 @@ class NumpyHead:
     def normed(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(``y = g * x * r``, ``r``) for ``x`` ``[N, H]`` float32."""
         ms = np.einsum("nh,nh->n", x, x, dtype=np.float64) / x.shape[1]
-        r = (1.0 / np.sqrt(ms + self.eps)).astype(np.float32)
+        r = (1.0 / np.sqrt(ms + self.eps)).astype(x.dtype)
         return x * r[:, None] * self.gain, r
 
     def post(self, u: np.ndarray) -> np.ndarray:
@@ -112,7 +112,7 @@ class NumpyHead:
             du = dz
         dy = du @ self.et.T
         a = dy * self.gain
-        xa = np.einsum("nh,nh->n", x, a, dtype=np.float64).astype(np.float32)
+        xa = np.einsum("nh,nh->n", x, a, dtype=np.float64).astype(x.dtype)
         return r[:, None] * a - ((r**3) / x.shape[1] * xa)[:, None] * x
 
 
