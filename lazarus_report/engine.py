@@ -28,6 +28,7 @@ from .errors import LazarusError
 from .result import (
     AnalysisResult,
     LayerPrediction,
+    LogitView,
     PositionGrid,
     TokenEvolution,
     TokenProb,
@@ -41,6 +42,7 @@ if TYPE_CHECKING:
     import numpy as np
 
     from .api import AnalysisConfig
+    from .lens import LastPositionStats
     from .lenses import Lens
     from .models.loader import LoadedModel
 
@@ -160,7 +162,7 @@ def analyze(
     (``Lens.translate``) before the model's own final norm and head; the last layer is never mapped.
     """
     from .api import check_text, select_layers
-    from .lens import capture_hidden, last_position_stats, mx, position_grid
+    from .lens import capture_hidden, last_position_stats, mx
     from .lenses import resolve_lens
 
     config.validate(loaded.info.num_layers, loaded.info.vocab_size)
@@ -187,44 +189,28 @@ def analyze(
     t1 = time.perf_counter()
 
     sink = capture_hidden(loaded.parts, ids, layers, factor)
-    hidden_last = mx.stack([lens.translate(i, sink[i][0, -1]) for i in layers])
     final_last = sink[n_layers - 1][0, -1:]
-    stats = last_position_stats(loaded.parts, hidden_last, final_last, config.top_k, [t.token_id for t in tracked])
+    tracked_ids = [t.token_id for t in tracked]
+    hidden_last = mx.stack([lens.translate(i, sink[i][0, -1]) for i in layers])
+    stats = last_position_stats(loaded.parts, hidden_last, final_last, config.top_k, tracked_ids)
     t2 = time.perf_counter()
 
     decode = _Decoder(tok)
-    predictions = [
-        LayerPrediction(
-            layer_idx=layer,
-            top_tokens=[TokenProb(i, decode(i), p) for i, p in zip(stats.top_ids[j], stats.top_probs[j])],
-            entropy=stats.entropy[j],
-            kl_to_final=stats.kl_to_final[j],
-            final_token_rank=stats.final_token_rank[j],
-            tracked=[TrackedAtLayer(p, r) for p, r in zip(stats.tracked_probs[j], stats.tracked_ranks[j])],
-        )
-        for j, layer in enumerate(layers)
-    ]
-    evolutions = [
-        _evolution(
-            t,
-            layers,
-            [stats.tracked_probs[j][k] for j in range(len(layers))],
-            [stats.tracked_ranks[j][k] for j in range(len(layers))],
-        )
-        for k, t in enumerate(tracked)
-    ]
+    predictions = _predictions(stats, layers, decode)
+    evolutions = _evolutions(stats, layers, tracked)
     grid = None
+    logit_view = None
     if config.compute_grid:
-        g = position_grid(loaded.parts, [lens.translate(i, sink[i][0]) for i in layers], sink[n_layers - 1][0])
-        grid = PositionGrid(
-            layers=list(layers),
-            positions=list(range(len(ids))),
-            top_token_ids=g.top_ids,
-            top_tokens=[[decode(i) for i in row] for row in g.top_ids],
-            top_probs=g.top_probs,
-            entropy=g.entropy,
-            kl_to_final=g.kl_to_final,
-        )
+        grid = _grid(loaded, [lens.translate(i, sink[i][0]) for i in layers], sink[n_layers - 1][0], layers, decode)
+        if lens.kind != "logit":  # keep the plain logit lens's reading beside the learned one (reports show both)
+            raw = last_position_stats(
+                loaded.parts, mx.stack([sink[i][0, -1] for i in layers]), final_last, config.top_k, tracked_ids
+            )
+            logit_view = LogitView(
+                layer_predictions=_predictions(raw, layers, decode),
+                token_evolutions=_evolutions(raw, layers, tracked),
+                grid=_grid(loaded, [sink[i][0] for i in layers], sink[n_layers - 1][0], layers, decode),
+            )
     t3 = time.perf_counter()
     del sink
     result = AnalysisResult(
@@ -248,6 +234,7 @@ def analyze(
             "grid": round(t3 - t2, 4),
         },
         lens=lens.record(),
+        logit_view=logit_view,
     )
     return LensRun(
         result=result,
@@ -255,6 +242,50 @@ def analyze(
         tokenizer_fingerprint=tok.fingerprint(),
         single_token=[len(tok.encode_plain(t)) == 1 for t in config.track_tokens],
         load_seconds=float(loaded.load_seconds),
+    )
+
+
+def _predictions(stats: LastPositionStats, layers: list[int], decode: _Decoder) -> list[LayerPrediction]:
+    return [
+        LayerPrediction(
+            layer_idx=layer,
+            top_tokens=[TokenProb(i, decode(i), p) for i, p in zip(stats.top_ids[j], stats.top_probs[j])],
+            entropy=stats.entropy[j],
+            kl_to_final=stats.kl_to_final[j],
+            final_token_rank=stats.final_token_rank[j],
+            tracked=[TrackedAtLayer(p, r) for p, r in zip(stats.tracked_probs[j], stats.tracked_ranks[j])],
+        )
+        for j, layer in enumerate(layers)
+    ]
+
+
+def _evolutions(stats: LastPositionStats, layers: list[int], tracked: list[TrackedToken]) -> list[TokenEvolution]:
+    return [
+        _evolution(
+            t,
+            layers,
+            [stats.tracked_probs[j][k] for j in range(len(layers))],
+            [stats.tracked_ranks[j][k] for j in range(len(layers))],
+        )
+        for k, t in enumerate(tracked)
+    ]
+
+
+def _grid(
+    loaded: LoadedModel, hidden: list[Any], final_hidden: Any, layers: list[int], decode: _Decoder
+) -> PositionGrid:
+    """The layers x positions grid of ``hidden`` (one ``[T, H]`` per captured layer, as the lens reads them)."""
+    from .lens import position_grid
+
+    g = position_grid(loaded.parts, hidden, final_hidden)
+    return PositionGrid(
+        layers=list(layers),
+        positions=list(range(final_hidden.shape[0])),
+        top_token_ids=g.top_ids,
+        top_tokens=[[decode(i) for i in row] for row in g.top_ids],
+        top_probs=g.top_probs,
+        entropy=g.entropy,
+        kl_to_final=g.kl_to_final,
     )
 
 

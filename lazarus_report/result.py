@@ -204,6 +204,16 @@ class PositionGrid:
 
 
 @dataclass(frozen=True)
+class LogitView:
+    """The same run read through the plain logit lens, kept beside a learned lens's reading so a
+    report can show both (the capture is shared; only the reading differs)."""
+
+    layer_predictions: list[LayerPrediction]
+    token_evolutions: list[TokenEvolution]
+    grid: PositionGrid | None
+
+
+@dataclass(frozen=True)
 class AnalysisConfigRecord:
     """The settings a result was produced with (the JSON form of ``AnalysisConfig``)."""
 
@@ -260,7 +270,32 @@ class AnalysisResult(_JsonFile):
     versions: dict[str, str]
     timings: dict[str, float]  # seconds: load, tokenize, forward, lens, grid, total
     lens: LensRecord | None = None  # which lens read the layers (None in version-1 files: the logit lens)
+    logit_view: LogitView | None = None  # with a learned lens and a grid: the same run through the logit lens
     schema_version: int = SCHEMA_VERSION
+
+    def through_logit_lens(self) -> AnalysisResult | None:
+        """This run as the logit lens read it (None when no logit view was kept)."""
+        if self.logit_view is None:
+            return None
+        fidelity = self.lens.logit_fidelity if self.lens is not None else []
+        record = LensRecord(
+            kind="logit",
+            source=None,
+            digest=None,
+            fitted_for=None,
+            corpus=self.lens.corpus if self.lens is not None and fidelity else None,
+            tokens=None,
+            fidelity=list(fidelity),
+            unreliable_threshold_nats=self.lens.unreliable_threshold_nats if self.lens is not None else 0.0,
+        )
+        return dataclasses.replace(
+            self,
+            layer_predictions=self.logit_view.layer_predictions,
+            token_evolutions=self.logit_view.token_evolutions,
+            grid=self.logit_view.grid,
+            lens=record,
+            logit_view=None,
+        )
 
     @property
     def lens_kind(self) -> str:
@@ -838,6 +873,8 @@ class LensRecord:
     fidelity: list[LensFidelity]
     unreliable_threshold_nats: float
     note: str | None = None
+    # the logit lens's fidelity on the same held-out text (measured when the lens was fitted)
+    logit_fidelity: list[LensFidelity] = dataclasses.field(default_factory=list)
 
     def unreliable_layers(self) -> list[int]:
         return [f.layer for f in self.fidelity if f.kl_to_final > self.unreliable_threshold_nats]

@@ -169,3 +169,20 @@ def test_suite_defaults_lens(tmp_path, tiny, random_lens):
     )
     assert result.exit_code == 0, result.output
     assert json.loads(out.read_text(encoding="utf-8"))["cases"][0]["analysis"]["lens"]["kind"] == "logit"
+
+
+def test_a_learned_lens_keeps_the_logit_reading_beside_it(tiny, random_lens):
+    path, _, _ = random_lens
+    grid_config = AnalysisConfig(**{**RAW_ALL.__dict__, "compute_grid": True})
+    with ModelAnalyzer.load(tiny) as a:
+        learned = a.run(PROMPT, AnalysisConfig(**{**grid_config.__dict__, "lens": path}))
+        logit = a.run(PROMPT, grid_config)
+        no_grid = a.run(PROMPT, AnalysisConfig(**{**RAW_ALL.__dict__, "lens": path, "compute_grid": False}))
+    assert logit.logit_view is None and no_grid.logit_view is None  # nothing to keep beside
+    view = learned.through_logit_lens()
+    assert view is not None and view.lens_kind == "logit"
+    assert view.layer_predictions == logit.layer_predictions
+    assert view.token_evolutions == logit.token_evolutions
+    assert view.grid == logit.grid
+    assert learned.grid != logit.grid  # the learned lens reads the layers differently
+    assert AnalysisResult.from_json(learned.to_json()) == learned

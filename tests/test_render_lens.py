@@ -111,3 +111,37 @@ def test_markdown_and_text_say_which_lens(tuned):
 def test_lens_record_survives_the_json_round_trip(tuned):
     again = AnalysisResult.from_json(tuned.to_json())
     assert again == tuned and again.unreliable_layers == tuned.unreliable_layers
+
+
+def test_a_learned_lens_report_shows_the_logit_lens_beside_it(tuned):
+    from lazarus_report.result import LogitView
+
+    plain = make_result()
+    logit_fidelity = [
+        LensFidelity(layer, kl_to_final=9.0 if layer < 20 else 1.0, top1_agreement=0.1, cross_entropy=6.0)
+        for layer in range(plain.model.num_layers)
+    ]
+    both = dataclasses.replace(
+        tuned,
+        lens=dataclasses.replace(tuned.lens, logit_fidelity=logit_fidelity),
+        logit_view=LogitView(plain.layer_predictions, plain.token_evolutions, plain.grid),
+    )
+    assert both.through_logit_lens().unreliable_layers == [x for x in both.captured_layers if x < 20]
+    doc = parse(render_html(both))
+    section = doc.find("section", id="run0-logit")
+    assert "through the logit lens" in section.find("summary").text()
+    ids = [f.attrs["id"] for f in section.find_all("figure", cls="chart")]
+    assert ids == ["run0-logit-trajectory", "run0-logit-entropy-kl", "run0-logit-heatmap"]
+    rows = section.find("section", id="run0-logit-layers").find("tbody").find_all("tr")
+    marked = [int(r.find("th").text().split()[0]) for r in rows if "unreliable" in (r.attrs.get("class") or "")]
+    assert marked == [x for x in both.captured_layers if x < 20]
+    # the main reading is still the tuned lens's
+    main_rows = doc.find("section", id="run0-layers").find("tbody").find_all("tr")
+    assert [int(r.find("th").text().split()[0]) for r in main_rows if "unreliable" in (r.attrs.get("class") or "")] == [
+        0,
+        1,
+        2,
+        3,
+        7,
+    ]
+    assert not parse(render_html(tuned)).find_all("section", id="run0-logit")  # no logit view kept: no section

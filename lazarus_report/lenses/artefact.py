@@ -280,6 +280,7 @@ class Lens:
             fidelity=self.fidelity(),
             unreliable_threshold_nats=UNRELIABLE_KL_NATS,
             note=note if note is not None else self.note,
+            logit_fidelity=[LensFidelity(**f) for f in self.meta.get("logit_fidelity") or []],
         )
 
     # --- files --------------------------------------------------------------------------------

@@ -117,7 +117,7 @@ def evaluate(
 ) -> LensEvalResult:
     """``lazarus lens eval``: the logit lens and ``lens`` on the corpus's held-out split (its first
     ``tokens`` positions: by default the same ones the fit measured; None for all of it)."""
-    from ..api import _versions
+    from ..engine import versions
 
     t0 = time.perf_counter()
     note = lens.check_compatible(loaded)
@@ -145,7 +145,7 @@ def evaluate(
         corpus_sha256=corpus.sha256,
         tokens=n,
         final_cross_entropy=final_ce,
-        versions=_versions(),
+        versions=versions(),
         timings={"collect": round(t1 - t0, 3), "measure": round(t2 - t1, 3), "total": round(t2 - t0, 3)},
     )
 

@@ -301,7 +301,7 @@ def fit_lens(
     t_held = time.perf_counter()
     held_states = collect_states(loaded, held)
     n_held = held_states.num_positions
-    (fidelity,) = measure_fidelity(loaded, held_states, lens, progress)
+    logit_fidelity, fidelity = measure_fidelity(loaded, held_states, lens, progress)
     t3 = time.perf_counter()
     fit_info["heldout_seconds"] = round(t3 - t_held, 2)
     lens.meta = {
@@ -312,6 +312,7 @@ def fit_lens(
         "fit_seconds": round(t3 - start, 2),
         "fit": fit_info,
         "fidelity": [f.__dict__ for f in fidelity],
+        "logit_fidelity": [f.__dict__ for f in logit_fidelity],
         "created_with": _version(),
     }
     return lens
@@ -335,10 +336,12 @@ def heldout_fidelity(
 
 
 def measure_fidelity(loaded: Any, states: States, lens: Lens, progress: Progress | None) -> list[Any]:
+    """[the logit lens's fidelity, ``lens``'s fidelity] on ``states`` (the same positions)."""
     from .eval import measure
 
     n_layers = states.hidden.shape[0]
-    return measure(loaded, states, [lens], progress=_stage(progress, "measure", states.num_positions * (n_layers - 1)))
+    total = states.num_positions * (n_layers - 1)
+    return measure(loaded, states, [Lens.logit(), lens], progress=_stage(progress, "measure", total))
 
 
 def _version() -> str:

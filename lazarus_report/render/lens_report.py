@@ -140,23 +140,19 @@ def fidelity_charts(result: LensEvalResult) -> list[Any]:
         f"the dashed line is the unreliable threshold ({threshold:g} nats)."
     )
     agree_desc = "Fraction of held-out positions where the lens's top-1 token is the model's final top-1."
-    out = []
-    for chart_id, title, desc, chart, data in [
-        (
+    from .charts.background import _line_view
+
+    pending = [
+        _line_view(
             "lens-kl",
             "KL to the final distribution",
             kl_desc,
             kl_chart,
             {"fidelity": rows, "threshold": [{"kl": threshold}]},
         ),
-        ("lens-agreement", "Top-1 agreement", agree_desc, agree_chart, {"fidelity": rows}),
-    ]:
-        spec = chart.to_dict(validate=False)
-        spec["description"] = desc
-        spec["config"] = ch.CONFIG
-        spec["datasets"] = data
-        out.append(ch.ChartView(chart_id, title, desc, spec, ch._vl_svg(spec, chart_id)))
-    return out
+        _line_view("lens-agreement", "Top-1 agreement", agree_desc, agree_chart, {"fidelity": rows}),
+    ]
+    return [p.result() for p in pending]
 
 
 def render_lens_eval_html(result: LensEvalResult, *, static: bool = False) -> str:

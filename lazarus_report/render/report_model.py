@@ -223,6 +223,7 @@ class RunReport:
     lens_name: str = "logit lens"  # which lens the run shows: "logit lens", "tuned lens"...
     unreliable_layers: list[int] = field(default_factory=list)  # captured layers where the lens is unreliable
     unreliable_note: str | None = None  # the sentence that says so
+    logit_view: RunReport | None = None  # with a learned lens: the same run through the logit lens
 
     @property
     def unreliable_bands(self) -> list[tuple[int, int]]:
@@ -347,7 +348,13 @@ def build_run(result: AnalysisResult, *, key: str = "run0", heatmap_cells: int =
         lens_name=lens_name(result.lens_kind),
         unreliable_layers=result.unreliable_layers,
         unreliable_note=unreliable_note(result),
+        logit_view=_logit_view(result, key, heatmap_cells),
     )
+
+
+def _logit_view(result: AnalysisResult, key: str, heatmap_cells: int) -> RunReport | None:
+    logit = result.through_logit_lens()
+    return build_run(logit, key=f"{key}-logit", heatmap_cells=heatmap_cells) if logit is not None else None
 
 
 # --- pieces -------------------------------------------------------------------

@@ -87,4 +87,9 @@ def start_report_charts(report: ReportModel) -> dict[str, list[PendingChart]]:
     """Every chart of a report, keyed by page section; SVG conversions run in the background."""
     if report.comparison is not None:
         return start_comparison_charts(report)
-    return {run.key: start_run_charts(run) for run in report.runs}
+    charts = {}
+    for run in report.runs:
+        charts[run.key] = start_run_charts(run)
+        if run.logit_view is not None:
+            charts[run.logit_view.key] = start_run_charts(run.logit_view)
+    return charts
