@@ -20,6 +20,10 @@ from lazarus_report.result import AnalysisResult, ComparisonResult, load_any_res
 
 REPO = Path(__file__).resolve().parents[1]
 
+# What ``preload_blas`` reports on the platforms the suite runs on: Accelerate on macOS; on Linux the
+# OpenBLAS that `make install-test` installs (scripts/install_system_deps.sh).
+EXPECTED_BLAS = "Accelerate" if sys.platform == "darwin" else "OpenBLAS"
+
 # Every element the report may contain (page + inline SVG). Anything else was injected.
 ALLOWED_TAGS = {
     "html", "head", "meta", "title", "style", "body", "header", "main", "footer", "section", "div", "p",
