@@ -20,6 +20,8 @@ import zipfile
 from pathlib import Path
 
 import pytest
+from packaging.requirements import Requirement
+from packaging.specifiers import SpecifierSet
 
 from lazarus_report.render.files import load_result_file
 from lazarus_report.render.markdown import render_markdown
@@ -126,7 +128,9 @@ def test_wheel_holds_every_package_and_its_data(wheel):
     assert f"{dist_info}/licenses/LICENSE" in names
     metadata = zipfile.ZipFile(wheel).read(f"{dist_info}/METADATA").decode()
     assert "License-Expression: Apache-2.0" in metadata
-    assert "Requires-Dist: jinja2<4,>=3.1" in metadata  # ranges; exact pins live in constraints.txt
+    requires = {r.name.lower(): r for r in map(Requirement, re.findall(r"^Requires-Dist: (.*)$", metadata, re.M))}
+    assert requires["jinja2"].specifier == SpecifierSet(">=3.1,<4")  # ranges; exact pins live in constraints.txt
+    assert all(not any(s.operator == "==" for s in r.specifier) for r in requires.values()), requires
 
 
 def test_schema_ships_in_the_wheel(wheel):
