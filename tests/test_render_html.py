@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import html
-import importlib.resources
 import json
 import re
+from pathlib import Path
 
 import jinja2
 import pytest
@@ -28,7 +28,8 @@ from helpers import (
     sha256s,
 )
 
-from lazarus_report.render.environment import html_environment, markdown_environment
+import lazarus_report
+from lazarus_report.render.environment import html_environment, markdown_environment, template_root
 from lazarus_report.render.formatting import clean_text, visible_token
 from lazarus_report.render.html import render_html
 from lazarus_report.render.markdown import render_markdown
@@ -357,8 +358,12 @@ def test_every_markdown_template_escapes_hostile_data(monkeypatch):
         assert "{{ 7*7 }}" in html.unescape(rendered)  # template syntax in the data stays text
 
 
-def test_templates_are_found_as_package_data():
-    assert (importlib.resources.files("lazarus_report.templates") / "html" / "page.html.j2").is_file()
+def test_templates_are_found_next_to_the_package():
+    # Installed: lazarus_report/templates (package data); a checkout (editable or PYTHONPATH=.): ./templates.
+    root = template_root()
+    assert (root / "html" / "page.html.j2").is_file()
+    package = Path(lazarus_report.__file__).resolve().parent
+    assert root in (package / "templates", package.parent / "templates")
 
 
 # --- determinism and size ----------------------------------------------------------------------
