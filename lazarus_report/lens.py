@@ -248,6 +248,7 @@ def last_position_stats(
     final = FinalReference.of(zf)
     n = z.shape[0]
     stats = row_stats(z, top_k, final.rows(n))
+    assert stats.kl_to_final is not None  # a final distribution was given
     final_rank = exact_ranks(z, [int(np.argmax(zf[0]))])[:, 0]
     tracked = list(tracked_ids)
     ranks = exact_ranks(z, tracked)

@@ -250,6 +250,12 @@ class _JsonFile:
     def load(cls, path: str | os.PathLike[str]) -> Any:
         return cls.from_json(Path(path).read_text(encoding="utf-8"))
 
+    def _repr_html_(self) -> str:
+        """Jupyter shows the result as its HTML report, in a sandboxed ``<iframe srcdoc>``."""
+        from lazarus_report.render.html import render_notebook_html
+
+        return render_notebook_html(self)  # type: ignore[arg-type]
+
 
 @dataclass(frozen=True)
 class AnalysisResult(_JsonFile):

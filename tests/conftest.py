@@ -57,8 +57,8 @@ def offline_env(monkeypatch: pytest.MonkeyPatch) -> None:
 
 @pytest.fixture
 def isolated_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """A fresh cache directory for this test: LAZARUS_CACHE_DIR (GGUF conversions) and
-    XDG_CACHE_HOME (platformdirs: the GGUF tokenizer cache), so nothing lands in ~/.cache."""
+    """A fresh cache directory for this test: LAZARUS_CACHE_DIR (GGUF conversions and the GGUF tokenizer
+    cache) and, on Linux, XDG_CACHE_HOME, so nothing lands in the user's cache directory."""
     root = tmp_path / "cache"
     root.mkdir()
     monkeypatch.setenv("LAZARUS_CACHE_DIR", str(root / "lazarus"))

@@ -7,6 +7,7 @@ import json
 import math
 
 import pytest
+from helpers import EXPECTED_BLAS
 
 from lazarus_report.api import AnalysisConfig, LayerStrategy, ModelAnalyzer, select_layers
 from lazarus_report.engine import _evolution
@@ -41,7 +42,7 @@ def test_model_info_describes_the_embedded_model(analyzer):
     assert info.chat_template is True
     assert info.device == "cpu"
     assert info.precision == "float32 (dequantized from Q4_1)"
-    assert info.blas.startswith("OpenBLAS"), info.blas
+    assert info.blas.startswith(EXPECTED_BLAS), info.blas
 
 
 def test_raw_prompt_predicts_paris(raw_result):
@@ -110,7 +111,7 @@ def test_json_round_trip_gives_the_same_result(raw_result, tmp_path):
     data = json.loads(path.read_text(encoding="utf-8"))
     assert data["schema_version"] == 2 and data["kind"] == "lazarus-report/analysis"
     assert data["lens"]["kind"] == "logit" and data["config"]["lens"] == "logit"
-    assert data["model"]["blas"].startswith("OpenBLAS")
+    assert data["model"]["blas"].startswith(EXPECTED_BLAS)
     assert AnalysisResult.load(path) == raw_result
 
 

@@ -44,7 +44,7 @@ ALL_LIVE = (
 
 @pytest.fixture(scope="module")
 def playwright():
-    from playwright.sync_api import sync_playwright
+    sync_playwright = pytest.importorskip("playwright.sync_api").sync_playwright
 
     with sync_playwright() as p:
         yield p

@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from helpers import EXPECTED_BLAS
 
 from lazarus_report.models.resolve import ALIASES, alias_path
 from lazarus_report.result import AnalysisResult
@@ -56,7 +57,7 @@ def test_analyze_text_output_has_the_spec_shape(tmp_path):
         "  Vocab size: 49152",
         "  Tied embeddings: True",
         "Precision: float32 (dequantized from Q4_1)",
-        "BLAS: OpenBLAS",
+        f"BLAS: {EXPECTED_BLAS}",
         "Analyzing: 'The capital of France is'",
         "Tokens (5): ['The', ' capital', ' of', ' France', ' is']",
         "=== Final Prediction ===",
@@ -80,7 +81,7 @@ def test_json_output_is_written_and_loads_back(tmp_path):
     assert proc.stdout == ""
     result = AnalysisResult.load(out)
     assert result.chat_template_applied and result.grid is not None
-    assert result.model.blas.startswith("OpenBLAS")
+    assert result.model.blas.startswith(EXPECTED_BLAS)
     assert set(result.timings) >= {"load", "lens", "grid"}
     assert [p.name for p in tmp_path.iterdir()] == ["analysis.json"]  # no temp files left behind
 

@@ -271,7 +271,7 @@ def effective_model(model: Any, stored: dict[str, tuple[np.ndarray, Q]]) -> Any:
     """The transformers model with exactly the weights the file holds (decoded, un-permuted)."""
     import copy
 
-    import torch
+    torch = pytest.importorskip("torch")
 
     cfg = model.config
     ref = copy.deepcopy(model)

@@ -29,6 +29,7 @@ from lazarus_report import lens
 from lazarus_report.api import AnalysisConfig, LayerStrategy, ModelAnalyzer
 
 pytestmark = pytest.mark.slow  # every test here runs the reference implementation (torch)
+pytest.importorskip("torch", reason="torch (the reference implementation) is in the test extra")
 
 # A (layer, position) whose reference top-1 and top-2 log-probs are closer than this may
 # legitimately swap between two float32 implementations; everywhere else top-1 must agree.

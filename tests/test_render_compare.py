@@ -7,19 +7,21 @@ different tokenizers (no divergences), the same model twice, and hostile strings
 
 from __future__ import annotations
 
-import hashlib
 import html
 import json
-import os
 import re
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 from factories import HOSTILE_STRINGS, make_comparison, make_result
-from markdown_it import MarkdownIt
-from test_render_html import ALLOWED_TAGS, URL_ATTRIBUTES, embedded_result, parse
+from helpers import (
+    ALLOWED_TAGS,
+    URL_ATTRIBUTES,
+    digests_in_a_fresh_process,
+    embedded_result,
+    github_like,
+    parse,
+    sha256s,
+)
 
 from lazarus_report.render import ResultFormatError, load_result_file, write_report_files
 from lazarus_report.render.files import PACKED_KIND
@@ -29,7 +31,6 @@ from lazarus_report.render.markdown import render_markdown
 from lazarus_report.render.report_model import build_comparison_report
 from lazarus_report.result import ComparisonResult
 
-REPO = Path(__file__).resolve().parents[1]
 COMPARE_INTERACTIVE_BUDGET = 1_200_000  # bytes, 30-layer compare report (issue text)
 COMPARE_STATIC_BUDGET = 300_000
 
@@ -46,10 +47,6 @@ def pages(comparisons) -> dict[str, str]:
         out[kind] = render_html(comparisons[kind])
         out[kind + "-static"] = render_html(comparisons[kind], static=True)
     return out
-
-
-def github_like() -> MarkdownIt:
-    return MarkdownIt("commonmark", {"html": True}).enable(["table", "strikethrough"])
 
 
 def _rows(rendered: str) -> list[list[str]]:
@@ -384,28 +381,12 @@ def test_hostile_strings_stay_text_in_the_drawn_heatmap(pages):
 
 # --- determinism, size ----------------------------------------------------------------------------
 
-_RENDER_SCRIPT = """
-import hashlib, sys
-sys.path.insert(0, {tests!r})
-from factories import make_comparison, make_result
-from lazarus_report.render.html import render_html
-if sys.argv[1] == "warm-up-first":
-    render_html(make_result(num_layers=6))  # advances vl-convert's global SVG id counter
-c = make_comparison("depths")
-print(" ".join(hashlib.sha256(render_html(c, static=s).encode()).hexdigest() for s in (False, True)))
-"""
-
 
 def test_compare_output_is_byte_identical_across_processes(comparisons):
-    code = _RENDER_SCRIPT.format(tests=str(REPO / "tests"))
-    digests = []
-    for seed, mode in (("1", "plain"), ("2", "warm-up-first")):
-        env = {**os.environ, "PYTHONHASHSEED": seed}
-        out = subprocess.run([sys.executable, "-c", code, mode], capture_output=True, text=True, env=env, cwd=REPO)
-        assert out.returncode == 0, out.stderr
-        digests.append(out.stdout.split())
-    here = [hashlib.sha256(render_html(comparisons["depths"], static=s).encode()).hexdigest() for s in (False, True)]
-    assert digests[0] == digests[1] == here
+    pages = "[render_html(make_comparison('depths'), static=s) for s in (False, True)]"
+    here = sha256s(render_html(comparisons["depths"], static=s) for s in (False, True))
+    assert digests_in_a_fresh_process(pages, warm_up=False, hash_seed="1") == here
+    assert digests_in_a_fresh_process(pages, warm_up=True, hash_seed="2") == here
 
 
 def test_compare_report_sizes_stay_within_budget(pages):

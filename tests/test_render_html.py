@@ -2,115 +2,41 @@
 
 from __future__ import annotations
 
-import hashlib
-import importlib.resources
+import html
 import json
-import os
-import subprocess
-import sys
-from dataclasses import dataclass, field
-from html.parser import HTMLParser
+import re
 from pathlib import Path
 
+import jinja2
 import pytest
-from factories import HOSTILE_STRINGS, make_hostile_result, make_result, make_untracked_result
+from factories import (
+    HOSTILE_STRINGS,
+    make_comparison,
+    make_hostile_result,
+    make_result,
+    make_suite,
+    make_untracked_result,
+)
+from helpers import (
+    ALLOWED_TAGS,
+    SUITE_TAGS,
+    URL_ATTRIBUTES,
+    digests_in_a_fresh_process,
+    embedded_result,
+    github_like,
+    parse,
+    sha256s,
+)
 
-from lazarus_report.render.environment import html_environment
-from lazarus_report.render.files import unpack_result
+import lazarus_report
+from lazarus_report.render.environment import html_environment, markdown_environment, template_root
 from lazarus_report.render.formatting import clean_text, visible_token
 from lazarus_report.render.html import render_html
-from lazarus_report.result import AnalysisResult, ComparisonResult, load_any_result
-
-REPO = Path(__file__).resolve().parents[1]
+from lazarus_report.render.markdown import render_markdown
+from lazarus_report.result import AnalysisResult, SuiteResult
 
 INTERACTIVE_BUDGET = 1_200_000  # bytes, 30-layer report
 STATIC_BUDGET = 300_000
-
-# Every element the report may contain (page + inline SVG). Anything else was injected.
-ALLOWED_TAGS = {
-    "html", "head", "meta", "title", "style", "body", "header", "main", "footer", "section", "div", "p",
-    "h1", "h2", "h3", "span", "strong", "em", "code", "pre", "ol", "ul", "li", "dl", "dt", "dd", "details",
-    "summary", "table", "caption", "thead", "tbody", "tr", "th", "td", "figure", "figcaption", "script",
-    "svg", "g", "path", "rect", "line", "text", "defs", "lineargradient", "stop", "clippath",
-}  # fmt: skip
-VOID = {"meta", "br", "img", "input", "link", "hr", "source", "wbr", "area", "base", "col", "embed", "param", "track"}
-
-
-# --- a tiny DOM over html.parser ------------------------------------------------------------
-
-
-@dataclass
-class Node:
-    tag: str
-    attrs: dict[str, str | None]
-    children: list[Node | str] = field(default_factory=list)
-
-    def text(self) -> str:
-        return "".join(c if isinstance(c, str) else c.text() for c in self.children)
-
-    def iter(self):
-        yield self
-        for c in self.children:
-            if isinstance(c, Node):
-                yield from c.iter()
-
-    def find_all(self, tag: str | None = None, cls: str | None = None, **attrs: str) -> list[Node]:
-        out = []
-        for n in self.iter():
-            if n is self:
-                continue
-            if tag is not None and n.tag != tag:
-                continue
-            if cls is not None and cls not in (n.attrs.get("class") or "").split():
-                continue
-            if any(n.attrs.get(k.rstrip("_").replace("_", "-")) != v for k, v in attrs.items()):
-                continue
-            out.append(n)
-        return out
-
-    def find(self, tag: str | None = None, cls: str | None = None, **attrs: str) -> Node:
-        found = self.find_all(tag, cls, **attrs)
-        assert found, f"no <{tag} class={cls} {attrs}>"
-        return found[0]
-
-
-class _TreeBuilder(HTMLParser):
-    def __init__(self) -> None:
-        super().__init__(convert_charrefs=True)
-        self.root = Node("#document", {})
-        self.stack = [self.root]
-
-    def handle_starttag(self, tag, attrs):
-        node = Node(tag, dict(attrs))
-        self.stack[-1].children.append(node)
-        if tag not in VOID:
-            self.stack.append(node)
-
-    def handle_startendtag(self, tag, attrs):
-        self.stack[-1].children.append(Node(tag, dict(attrs)))
-
-    def handle_endtag(self, tag):
-        for i in range(len(self.stack) - 1, 0, -1):
-            if self.stack[i].tag == tag:
-                del self.stack[i:]
-                return
-
-    def handle_data(self, data):
-        self.stack[-1].children.append(data)
-
-
-def parse(html_text: str) -> Node:
-    builder = _TreeBuilder()
-    builder.feed(html_text)
-    builder.close()
-    return builder.root
-
-
-def embedded_result(doc: Node) -> AnalysisResult | ComparisonResult:
-    script = doc.find("script", id="lazarus-result")
-    assert script.attrs.get("type") == "application/json"
-    return load_any_result(unpack_result(json.loads(script.text())))
-
 
 # --- fixtures ----------------------------------------------------------------------------------
 
@@ -299,9 +225,6 @@ def test_static_mode_has_no_scripts_but_the_result_json(demo_static, demo):
 # --- self-containment, safety ------------------------------------------------------------------
 
 
-URL_ATTRIBUTES = {"src", "href", "xlink:href", "action", "formaction", "poster", "srcset", "data", "background"}
-
-
 @pytest.mark.parametrize("variant", ["demo_html", "demo_static", "hostile_html", "hostile_static"])
 def test_nothing_is_loaded_from_elsewhere(variant, request):
     doc = parse(request.getfixturevalue(variant))
@@ -360,42 +283,98 @@ def test_embedded_json_round_trips(demo_html, hostile_html, demo, hostile):
     assert embedded_result(parse(hostile_html)) == hostile  # incl. lone surrogates and U+202E
 
 
-def test_every_template_is_autoescaped():
+class _RecordingLoader(jinja2.BaseLoader):
+    """Passes through to ``inner``, noting every template name loaded."""
+
+    def __init__(self, inner: jinja2.BaseLoader) -> None:
+        self.inner = inner
+        self.loaded: set[str] = set()
+
+    def get_source(self, environment, template):
+        self.loaded.add(template)
+        return self.inner.get_source(environment, template)
+
+    def list_templates(self):
+        return self.inner.list_templates()
+
+
+def _templates_used(env: jinja2.Environment, monkeypatch, render) -> tuple[set[str], list[str]]:
+    """Templates ``render()`` loads from ``env`` (its cache emptied first, so each is loaded), and its outputs."""
+    recorder = _RecordingLoader(env.loader)
+    monkeypatch.setattr(env, "loader", recorder)
+    env.cache.clear()
+    outputs = render()
+    env.cache.clear()  # the next test compiles them again through the real loader
+    return recorder.loaded, outputs
+
+
+def _hostile_results():
+    return [make_hostile_result(), make_comparison("hostile"), make_suite(len(HOSTILE_STRINGS) + 2, hostile=True)]
+
+
+def test_every_html_template_escapes_hostile_data(monkeypatch):
     env = html_environment()
     assert env.autoescape is True  # not select_autoescape(): *.html.j2 would slip through
-    names = env.list_templates()
-    assert "html/page.html.j2" in names
-    for name in names:
-        if name.endswith(".j2"):
-            assert env.from_string("{{ x }}").render(x="<i>") == "&lt;i&gt;"
-    assert (importlib.resources.files("lazarus_report.templates") / "html" / "page.html.j2").is_file()
+    results = _hostile_results()
+    used, pages = _templates_used(env, monkeypatch, lambda: [render_html(r, static=s) for r in results for s in (0, 1)])
+    templates = {n for n in env.loader.list_templates() if n.startswith("html/") and n.endswith(".j2")}
+    assert "html/page.html.j2" in templates
+    assert templates <= used, f"not rendered with hostile data: {sorted(templates - used)}"
+    for i, page in enumerate(pages):
+        for s in HOSTILE_STRINGS:
+            if "<" in s:
+                assert s not in page  # markup from the data never reaches the page as markup
+        allowed = SUITE_TAGS if isinstance(results[i // 2], SuiteResult) else ALLOWED_TAGS
+        tags = {n.tag for n in parse(page).iter()} - {"#document"}
+        assert tags <= allowed, tags - allowed
+
+
+def test_every_markdown_template_escapes_hostile_data(monkeypatch):
+    env = markdown_environment()
+    used, docs = _templates_used(env, monkeypatch, lambda: [render_markdown(r) for r in _hostile_results()])
+    templates = {n for n in env.loader.list_templates() if n.startswith("markdown/") and n.endswith(".j2")}
+    assert "markdown/report.md.j2" in templates
+    assert templates <= used, f"not rendered with hostile data: {sorted(templates - used)}"
+    for doc in docs:
+        rendered = github_like().render(doc)
+        tags = set(re.findall(r"<([a-zA-Z][a-zA-Z0-9]*)", rendered))
+        assert tags <= {
+            "h1",
+            "h2",
+            "h3",
+            "p",
+            "strong",
+            "code",
+            "pre",
+            "ul",
+            "li",
+            "table",
+            "thead",
+            "tbody",
+            "tr",
+            "th",
+            "td",
+        }, tags
+        assert "href" not in rendered and "<em>" not in rendered
+        assert "{{ 7*7 }}" in html.unescape(rendered)  # template syntax in the data stays text
+
+
+def test_templates_are_found_next_to_the_package():
+    # Installed: lazarus_report/templates (package data); a checkout (editable or PYTHONPATH=.): ./templates.
+    root = template_root()
+    assert (root / "html" / "page.html.j2").is_file()
+    package = Path(lazarus_report.__file__).resolve().parent
+    assert root in (package / "templates", package.parent / "templates")
 
 
 # --- determinism and size ----------------------------------------------------------------------
 
-_RENDER_SCRIPT = """
-import hashlib, sys
-sys.path.insert(0, {tests!r})
-from factories import make_result, make_hostile_result
-from lazarus_report.render.html import render_html
-if sys.argv[1] == "warm-up-first":
-    render_html(make_hostile_result())  # advances vl-convert's global SVG id counter
-out = [hashlib.sha256(render_html(make_result(), static=s).encode()).hexdigest() for s in (False, True)]
-assert not any(m == "mlx" or m.startswith(("mlx.", "mlx_lm")) for m in sys.modules), "renderers import mlx"
-print(" ".join(out))
-"""
-
 
 def test_output_is_byte_identical_across_processes(demo_html, demo_static):
-    code = _RENDER_SCRIPT.format(tests=str(REPO / "tests"))
-    digests = []
-    for seed, mode in (("1", "plain"), ("2", "warm-up-first")):
-        env = {**os.environ, "PYTHONHASHSEED": seed}
-        out = subprocess.run([sys.executable, "-c", code, mode], capture_output=True, text=True, env=env, cwd=REPO)
-        assert out.returncode == 0, out.stderr
-        digests.append(out.stdout.split())
-    here = [hashlib.sha256(h.encode()).hexdigest() for h in (demo_html, demo_static)]
-    assert digests[0] == digests[1] == here
+    pages = "[render_html(make_result(), static=s) for s in (False, True)]"
+    here = sha256s([demo_html, demo_static])
+    assert digests_in_a_fresh_process(pages, warm_up=False, hash_seed="1") == here
+    assert digests_in_a_fresh_process(pages, warm_up=True, hash_seed="2") == here
 
 
 def test_sizes_stay_within_budget(demo_html, demo_static):

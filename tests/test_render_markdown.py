@@ -7,16 +7,11 @@ import re
 
 import pytest
 from factories import HOSTILE_STRINGS, make_hostile_result, make_result, make_untracked_result
-from markdown_it import MarkdownIt
+from helpers import github_like
 
 from lazarus_report.render.formatting import clean_text, md_escape, md_token, visible_token
 from lazarus_report.render.markdown import render_markdown, render_summary_markdown
 from lazarus_report.render.report_model import build_report
-
-
-def github_like() -> MarkdownIt:
-    """A renderer at least as permissive as GitHub's: raw HTML on, tables and strikethrough on."""
-    return MarkdownIt("commonmark", {"html": True}).enable(["table", "strikethrough"])
 
 
 @pytest.fixture(scope="module")

@@ -8,22 +8,24 @@ one case that could not run; ``hostile=True`` puts ``HOSTILE_STRINGS`` into ever
 from __future__ import annotations
 
 import copy
-import hashlib
 import html
 import json
-import os
 import re
-import subprocess
-import sys
-from pathlib import Path
 from xml.etree import ElementTree
 
 import pytest
 from altair.utils.schemapi import validate_jsonschema
 from altair.vegalite.v6.schema import load_schema
 from factories import HOSTILE_STRINGS, make_suite
-from markdown_it import MarkdownIt
-from test_render_html import ALLOWED_TAGS, URL_ATTRIBUTES, embedded_result, parse
+from helpers import (
+    SUITE_TAGS,
+    URL_ATTRIBUTES,
+    digests_in_a_fresh_process,
+    embedded_result,
+    github_like,
+    parse,
+    sha256s,
+)
 
 from lazarus_report.render import ResultFormatError, charts, load_result_file, write_report_files
 from lazarus_report.render.files import PACKED_ENCODING_XZ, pack_result, unpack_result
@@ -34,10 +36,8 @@ from lazarus_report.render.suite_model import STATUS_ORDER, build_suite_report, 
 from lazarus_report.render.text import render_suite_text
 from lazarus_report.result import ERROR, FAILED, SuiteResult
 
-REPO = Path(__file__).resolve().parents[1]
 SUITE_INTERACTIVE_BUDGET = 3_000_000  # bytes: a 50-case two-model report (issue text)
 # Elements only a suite page has: case links and the table's filter controls.
-SUITE_TAGS = ALLOWED_TAGS | {"a", "label", "input", "select", "option", "h4", "h5"}
 
 
 @pytest.fixture(scope="module")
@@ -63,10 +63,6 @@ def hostile_pages(hostile) -> dict[str, str]:
 @pytest.fixture(scope="module")
 def big() -> SuiteResult:
     return make_suite(50)
-
-
-def github_like() -> MarkdownIt:
-    return MarkdownIt("commonmark", {"html": True}).enable(["table", "strikethrough"])
 
 
 def _rows(rendered: str) -> list[list[str]]:
@@ -412,31 +408,11 @@ def test_write_report_files_writes_both_and_nothing_else(tmp_path, monkeypatch, 
     assert not summary.exists()  # the step summary is the command line's job, not the library's
 
 
-_RENDER_SCRIPT = """
-import hashlib, sys
-sys.path.insert(0, {tests!r})
-from factories import make_suite, make_result
-from lazarus_report.render.html import render_html
-from lazarus_report.render.markdown import render_markdown
-if sys.argv[1] == "warm-up-first":
-    render_html(make_result(num_layers=6))  # advances vl-convert's global SVG id counter
-s = make_suite(6)
-pages = [render_html(s, static=x) for x in (False, True)] + [render_markdown(s)]
-print(" ".join(hashlib.sha256(p.encode()).hexdigest() for p in pages))
-"""
-
-
-def _digests_in_a_fresh_process(mode: str, hash_seed: str) -> list[str]:
-    code = _RENDER_SCRIPT.format(tests=str(REPO / "tests"))
-    env = {**os.environ, "PYTHONHASHSEED": hash_seed}
-    return subprocess.check_output([sys.executable, "-c", code, mode], text=True, env=env, cwd=REPO).split()
-
-
 def test_output_is_byte_identical_across_processes(pages, suite):
-    outputs = (pages["interactive"], pages["static"], render_markdown(suite))
-    here = [hashlib.sha256(p.encode()).hexdigest() for p in outputs]
-    assert _digests_in_a_fresh_process("plain", "1") == here
-    assert _digests_in_a_fresh_process("warm-up-first", "2") == here
+    here = sha256s((pages["interactive"], pages["static"], render_markdown(suite)))
+    rendered = "[render_html(make_suite(6), static=x) for x in (False, True)] + [render_markdown(make_suite(6))]"
+    assert digests_in_a_fresh_process(rendered, warm_up=False, hash_seed="1") == here
+    assert digests_in_a_fresh_process(rendered, warm_up=True, hash_seed="2") == here
 
 
 # --- Markdown -------------------------------------------------------------------------------------

@@ -505,8 +505,14 @@ def test_unwritable_cache_still_builds(smollm, tmp_path):
 
 
 def test_default_cache_dir(monkeypatch, tmp_path):
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
-    assert disk_cache.default_cache_dir() == tmp_path / "lazarus-report" / "tokenizers"
+    monkeypatch.delenv("LAZARUS_CACHE_DIR", raising=False)
+    platformdirs = pytest.importorskip("platformdirs")
+    if sys.platform.startswith("linux"):  # XDG applies on Linux only (macOS: ~/Library/Caches)
+        monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+        assert disk_cache.default_cache_dir() == tmp_path / "lazarus-report" / "tokenizers"
+    assert disk_cache.default_cache_dir() == Path(platformdirs.user_cache_dir("lazarus-report")) / "tokenizers"
+    monkeypatch.setenv("LAZARUS_CACHE_DIR", str(tmp_path / "elsewhere"))
+    assert disk_cache.default_cache_dir() == tmp_path / "elsewhere" / "tokenizers"
 
 
 @needs_smollm

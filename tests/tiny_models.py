@@ -32,6 +32,13 @@ TINY_VOCAB_SIZE = 352  # the models' vocabulary (the tokenizer's is smaller: the
 # --------------------------------------------------------------------------------------------
 
 
+def _torch() -> Any:
+    """torch (the test extra's reference implementation); the calling test skips without it."""
+    import pytest
+
+    return pytest.importorskip("torch", reason="torch is in the test extra")
+
+
 def byte_level_vocab() -> tuple[list[str], list[tuple[str, str]]]:
     """(tokens by id, merges) of a tiny GPT-2 style byte-level BPE.
 
@@ -174,7 +181,7 @@ def randomize_(model: Any, seed: int) -> None:
     ~ N(0, 9/hidden) so the lens logits have a spread of about 3 units: top-1 probabilities from a
     few percent to near one, varying with layer and position. Untied input embeddings ~ N(0, 1).
     """
-    import torch
+    torch = _torch()
 
     gen = torch.Generator().manual_seed(seed)
     gemma_norms = "gemma" in type(model).__name__.lower()
@@ -200,7 +207,7 @@ def build_tiny_model(family: str, directory: str | Path, *, seed: int = 0, save:
 
     Returns the PyTorch model in eval mode (eager attention: the plain reference implementation).
     """
-    import torch
+    torch = _torch()
     import transformers
 
     config = tiny_config(family, **overrides)
@@ -231,7 +238,7 @@ def hf_block_outputs(model: Any, ids: list[int]) -> tuple[list[Any], Any]:
     Captured with forward hooks on the blocks, so no assumption about ``hidden_states`` indexing
     is needed (tests check that separately).
     """
-    import torch
+    torch = _torch()
 
     layers = model.model.layers
     captured: dict[int, Any] = {}
@@ -254,7 +261,7 @@ def hf_block_outputs(model: Any, ids: list[int]) -> tuple[list[Any], Any]:
 
 def hf_lens_log_probs(model: Any, hidden: Any) -> Any:
     """The reference lens: the model's own final norm -> lm_head -> softcap -> float32 log-softmax."""
-    import torch
+    torch = _torch()
 
     with torch.no_grad():
         logits = model.lm_head(model.model.norm(hidden)).float()

@@ -93,7 +93,7 @@ def _sqrt_hidden_in(args: Any, dtype: Any) -> float:
     """transformers' Gemma 3 ``embed_scale``: sqrt(hidden_size) as float32, cast to the weights' dtype."""
     import mlx.core as mx
 
-    return float(mx.array(math.sqrt(args.hidden_size), dtype=mx.float32).astype(dtype).item())
+    return float(mx.array(math.sqrt(args.hidden_size), dtype=mx.float32).astype(dtype).item())  # type: ignore[arg-type]  # a real dtype: a float
 
 
 FAMILIES: dict[str, Family] = {
@@ -169,7 +169,7 @@ class LensParts:
         head_owner = _walk(model, family.head_owner_path)
         lm_head = head_owner.get("lm_head") if hasattr(head_owner, "get") else None
         tied = lm_head is None
-        head = backbone.embed_tokens.as_linear if tied else lm_head
+        head = lm_head if lm_head is not None else backbone.embed_tokens.as_linear
         args = getattr(backbone, "args", None) or getattr(head_owner, "args", None) or model.args
         return cls(
             family=family,

@@ -7,6 +7,7 @@ Nothing here imports MLX; importing this package loads only the standard library
 
 Public API (each takes an analysis, a comparison or a suite run):
     ``lazarus_report.render.html.render_html(result, *, static=False) -> str``
+    ``lazarus_report.render.html.render_notebook_html(result, *, static=False)`` (Jupyter: ``_repr_html_``)
     ``lazarus_report.render.markdown.render_markdown(result) -> str``
     ``load_result_file(path) -> AnalysisResult | ComparisonResult | SuiteResult`` (result JSON or HTML report)
     ``write_report_files(result, *, html_path=None, markdown_path=None, static=False)`` (both or neither)

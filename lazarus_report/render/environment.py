@@ -1,7 +1,8 @@
 """The Jinja environments: set up here once, with every formatter registered once as a filter.
 
 Templates live in the top-level ``templates/`` directory, installed as the package
-``lazarus_report.templates`` (see pyproject ``package-dir``), grouped by role:
+``lazarus_report.templates`` (see pyproject ``package-dir``; ``template_root`` also finds them in a plain
+checkout with nothing installed), grouped by role:
 
     html/page.html.j2         page shell (head, styles, scripts, embedded data)
     html/sections/*.html.j2   one file per report section
@@ -20,7 +21,9 @@ escaped, e.g. by the ``md_token`` filter, or produced by a number formatter).
 from __future__ import annotations
 
 import functools
+import importlib.util
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import jinja2
@@ -29,6 +32,22 @@ from markupsafe import Markup
 from lazarus_report.render import formatting as f
 
 TEMPLATE_PACKAGE = "lazarus_report.templates"
+
+
+@functools.cache
+def template_root() -> Path:
+    """The directory holding ``html/`` and ``markdown/``, looked up next to this very package, so a checkout
+    never picks up another copy's templates: ``lazarus_report/templates`` in an installed wheel, the
+    checkout's top-level ``templates/`` when run from a checkout (editable install or ``PYTHONPATH=.``), else
+    wherever the package ``lazarus_report.templates`` is importable from."""
+    package = Path(__file__).resolve().parents[1]
+    for candidate in (package / "templates", package.parent / "templates"):
+        if (candidate / "html" / "page.html.j2").is_file():
+            return candidate
+    spec = importlib.util.find_spec(TEMPLATE_PACKAGE)
+    if spec is not None and spec.submodule_search_locations:
+        return Path(next(iter(spec.submodule_search_locations)))
+    raise RuntimeError(f"report templates not found: {TEMPLATE_PACKAGE} is not installed")
 
 
 def _md_safe(fn: Callable[..., str]) -> Callable[..., f.MarkdownSafe]:
@@ -76,7 +95,7 @@ def _configure(env: jinja2.Environment) -> jinja2.Environment:
 def html_environment() -> jinja2.Environment:
     return _configure(
         jinja2.Environment(
-            loader=jinja2.PackageLoader(TEMPLATE_PACKAGE, "."),
+            loader=jinja2.FileSystemLoader(template_root()),
             autoescape=True,
             undefined=jinja2.StrictUndefined,
             trim_blocks=True,
@@ -90,7 +109,7 @@ def html_environment() -> jinja2.Environment:
 def markdown_environment() -> jinja2.Environment:
     return _configure(
         jinja2.Environment(
-            loader=jinja2.PackageLoader(TEMPLATE_PACKAGE, "."),
+            loader=jinja2.FileSystemLoader(template_root()),
             autoescape=False,
             finalize=_md_finalize,
             undefined=jinja2.StrictUndefined,

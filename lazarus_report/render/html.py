@@ -21,6 +21,7 @@ Output is deterministic: the same result gives the same bytes in any process.
 from __future__ import annotations
 
 import functools
+import html
 import re
 from typing import Any
 
@@ -48,6 +49,23 @@ def render_html(result: AnalysisResult | ComparisonResult | SuiteResult, *, stat
     else:
         raise TypeError(f"expected an AnalysisResult, a ComparisonResult or a SuiteResult, got {type(result).__name__}")
     return render_report_html(report, result, static=static)
+
+
+def render_notebook_html(
+    result: AnalysisResult | ComparisonResult | SuiteResult, *, static: bool = False, height: int = 720
+) -> str:
+    """The report for a notebook cell (``_repr_html_``): the whole page in an ``<iframe srcdoc>``, so its
+    styles and scripts stay inside it, sandboxed (scripts run, for the charts, but in an opaque origin:
+    no access to the notebook, its cookies or its kernel). ``srcdoc`` holds the page HTML-escaped."""
+    page = render_html(result, static=static)
+    sandbox = "" if static else "allow-scripts"
+    title = {AnalysisResult: "Logit-lens report", ComparisonResult: "Comparison report"}.get(
+        type(result), "Suite report"
+    )
+    return (
+        f'<iframe srcdoc="{html.escape(page, quote=True)}" sandbox="{sandbox}" title="{title}" '
+        f'style="width:100%;height:{int(height)}px;border:1px solid #ddd;resize:vertical"></iframe>'
+    )
 
 
 def render_report_html(report: ReportModel, result: AnalysisResult | ComparisonResult, *, static: bool = False) -> str:

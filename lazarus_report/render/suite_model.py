@@ -214,8 +214,8 @@ def counts_line(cases: dict[str, int], checks: dict[str, int]) -> str:
             parts.append(f"{cases[status]} {words}")
     n_checks = sum(checks.values())
     errors = "error" if checks[ERROR] == 1 else "errors"
-    words = ((PASSED, "passed"), (FAILED, "failed"), (SKIPPED, "skipped"), (ERROR, errors))
-    by_status = [f"{checks[s]} {word}" for s, word in words if checks[s] or s == PASSED]
+    check_words = ((PASSED, "passed"), (FAILED, "failed"), (SKIPPED, "skipped"), (ERROR, errors))
+    by_status = [f"{checks[s]} {word}" for s, word in check_words if checks[s] or s == PASSED]
     parts.append(f"{n_checks} check{'s' if n_checks != 1 else ''}: " + ", ".join(by_status))
     return " · ".join(parts)
 

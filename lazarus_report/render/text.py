@@ -135,13 +135,13 @@ def render_comparison_text(comparison: ComparisonResult) -> str:
         lines += ["", "=== Token Evolution Comparison ==="]
         for t in c.tracked:
             lines += ["", f"Token {quote(t.text)}:"]
-            for m, label in enumerate(labels):
+            for k, label in enumerate(labels):
                 emerges = (
-                    f"emerges at layer {t.emergence_layers[m]}" if t.emergence_layers[m] is not None else "never top-1"
+                    f"emerges at layer {t.emergence_layers[k]}" if t.emergence_layers[k] is not None else "never top-1"
                 )
-                split = "" if t.single_token[m] else f" (not one token: tracking {quote(t.tokens[m])})"
+                split = "" if t.single_token[k] else f" (not one token: tracking {quote(t.tokens[k])})"
                 lines.append(
-                    f"  {label:<{w}}: {emerges}, final prob {t.final_probs[m]:.4f} (rank {t.final_ranks[m]}){split}"
+                    f"  {label:<{w}}: {emerges}, final prob {t.final_probs[k]:.4f} (rank {t.final_ranks[k]}){split}"
                 )
 
     lines += ["", "=== Where the models disagree ==="]

@@ -20,7 +20,7 @@ from __future__ import annotations
 import re
 import xml.etree.ElementTree as ET
 
-from ..result import ERROR, FAILED, PASSED, SKIPPED, SuiteResult
+from ..result import ERROR, FAILED, PASSED, SKIPPED, CheckOutcome, SuiteCase, SuiteResult
 
 _NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
 
@@ -32,7 +32,9 @@ def _text(value: object) -> str:
 
 
 def render_junit(suite: SuiteResult) -> str:
-    rows = [(case, check) for case in suite.cases for check in (case.checks or [None])]
+    rows: list[tuple[SuiteCase, CheckOutcome | None]] = [
+        (case, check) for case in suite.cases for check in ([*case.checks] if case.checks else [None])
+    ]
     statuses = [check.status if check is not None else (ERROR if case.error else PASSED) for case, check in rows]
     summary = {
         "tests": str(len(rows)),

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from typing import Any, ClassVar
+from typing import Any
 
 _TEMPLATE_CACHE: dict[str, Any] = {}
 
@@ -19,7 +19,7 @@ def _template_environment() -> Any:
     class GenerationBlock(jinja2.ext.Extension):
         """``{% generation %}...{% endgeneration %}`` (used to mark assistant text): renders its body."""
 
-        tags: ClassVar[set[str]] = {"generation"}
+        tags: set[str] = {"generation"}  # noqa: RUF012 - jinja2 declares it an instance attribute
 
         def parse(self, parser: Any) -> Any:
             lineno = next(parser.stream).lineno

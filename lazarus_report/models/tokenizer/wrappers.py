@@ -115,7 +115,7 @@ class HFTokenizer(Tokenizer):
     def __init__(self, tok: Any):
         # mlx-lm's TokenizerWrapper keeps the transformers tokenizer as ``_tokenizer`` (a transformers
         # tokenizer's own ``_tokenizer`` is the Rust backend, which has no convert_ids_to_tokens).
-        inner = getattr(tok, "_tokenizer", None)
+        inner: Any = getattr(tok, "_tokenizer", None)
         is_wrapper = inner is not None and hasattr(inner, "convert_ids_to_tokens")
         self._tok = inner if is_wrapper else tok
         # Chat templates go through the wrapper: mlx-lm may render with its own code (custom

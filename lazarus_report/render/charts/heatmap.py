@@ -179,7 +179,8 @@ def _heatmap_panel(title: str, grid: GridView, height: int) -> str:
     row_of = {layer: n_rows - 1 - i for i, layer in enumerate(grid.layers)}  # last layer on top
     col_of = {pos: j for j, pos in enumerate(grid.positions)}
     cells: list[list[str]] = [[] for _ in HEATMAP_COLORS]
-    dark, light = [], []
+    dark: list[str] = []
+    light: list[str] = []
     for c in grid.cells:
         x, y = CELL_WIDTH * col_of[c.position], CELL_HEIGHT * row_of[c.layer]
         p = _round(c.prob)

