@@ -281,7 +281,7 @@ class ModelAnalyzer:
         """The ``Lens`` that ``spec`` names ("logit", "linear", "tuned" or a lens directory), checked
         against this model and kept for the next runs."""
         if spec not in self._lenses:
-            from .lenses import resolve_lens
+            from .lenses.store import resolve_lens
 
             self._lenses[spec] = resolve_lens(spec, self.loaded)
         return self._lenses[spec]

@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -116,7 +116,7 @@ def parse_layers(text: str | None) -> list[int] | None:
     return layers
 
 
-def preflight(models: list[str], config: Any, scales: list[tuple[float | None, str]] = ()) -> None:
+def preflight(models: list[str], config: Any, scales: Sequence[tuple[float | None, str]] = ()) -> None:
     """Everything that needs no weights, before any model loads: the settings, each model found,
     layer indices and ``--top-k`` against each model's header or config."""
     from .api import LENS_KINDS, check_embedding_scale

@@ -99,6 +99,7 @@ def compare_results(
         )
     divergences_possible = same_tokenizer and logp1 is not None and logp2 is not None
     if divergences_possible:
+        assert logp1 is not None and logp2 is not None
         idx1 = [i for i, _ in pairs]
         idx2 = [j for _, j in pairs]
         a, b = logp1[idx1], logp2[idx2]
@@ -124,9 +125,9 @@ def compare_results(
             )
         )
     layers2 = [d.layer2 for d in divergences]
-    agree = [d.top1_agree for d in divergences]
-    first_disagreement = first_layer_where(layers2, [not a for a in agree])
-    agreement_from = true_from_layer(layers2, agree)
+    agreements = [d.top1_agree for d in divergences]
+    first_disagreement = first_layer_where(layers2, [not a for a in agreements])
+    agreement_from = true_from_layer(layers2, agreements)
     largest = None
     if divergences_possible and divergences and not same_model:
         largest = max(divergences, key=lambda d: d.js or 0.0).layer2

@@ -43,7 +43,7 @@ if TYPE_CHECKING:
 
     from .api import AnalysisConfig
     from .lens import LastPositionStats
-    from .lenses import Lens
+    from .lenses.artefact import Lens
     from .models.loader import LoadedModel
 
 
@@ -163,7 +163,7 @@ def analyze(
     """
     from .api import check_text, select_layers
     from .lens import capture_hidden, last_position_stats, mx
-    from .lenses import resolve_lens
+    from .lenses.store import resolve_lens
 
     config.validate(loaded.info.num_layers, loaded.info.vocab_size)
     t0 = time.perf_counter()

@@ -650,7 +650,7 @@ class _Malformed(ValueError):
 def _build_value(tp: Any, data: Any, where: str) -> Any:
     import typing
 
-    if dataclasses.is_dataclass(tp):
+    if isinstance(tp, type) and dataclasses.is_dataclass(tp):
         if not isinstance(data, dict):
             raise TypeError(f"expected an object ({tp.__name__}), got {type(data).__name__}")
         hints = typing.get_type_hints(tp)

@@ -660,3 +660,56 @@ def _engine_rounded(result):
         return x
 
     return AnalysisResult.from_dict(walk(result.to_dict()))
+
+
+# --- learned lenses -------------------------------------------------------------------------
+
+
+def _hostile_lens_record(num_layers: int, *, kind: str = "tuned"):
+    from lazarus_report.result import LensFidelity, LensRecord
+
+    fidelity = [LensFidelity(i, 3.0 if i < num_layers // 2 else 0.5, 0.25, 4.0) for i in range(num_layers - 1)]
+    logit = [LensFidelity(i, 12.0 if i < num_layers - 2 else 1.0, 0.05, 7.0) for i in range(num_layers - 1)]
+    return LensRecord(
+        kind=kind,
+        source="/tmp/" + HOSTILE_STRINGS[0],
+        digest="ab" * 32,
+        fitted_for={"model_id": HOSTILE_STRINGS[1]},
+        corpus=HOSTILE_STRINGS[1] + HOSTILE_STRINGS[2],
+        tokens=4096,
+        fidelity=fidelity,
+        unreliable_threshold_nats=2.0,
+        note="lens fitted on the base model, applied to base + adapter " + HOSTILE_STRINGS[0],
+        logit_fidelity=logit,
+    )
+
+
+def make_hostile_lens_result() -> AnalysisResult:
+    """The hostile analysis read through a (hostile-named) tuned lens, with the logit reading kept beside it."""
+    import dataclasses
+
+    from lazarus_report.result import LogitView
+
+    result = make_hostile_result()
+    record = _hostile_lens_record(result.model.num_layers)
+    view = LogitView(result.layer_predictions, result.token_evolutions, result.grid)
+    return dataclasses.replace(result, lens=record, logit_view=view)
+
+
+def make_lens_eval(hostile: bool = False):
+    """A ``lazarus lens eval`` result (the logit lens and a tuned lens side by side)."""
+    from lazarus_report.result import LensEvalResult
+
+    result = make_hostile_result() if hostile else make_result()
+    record = _hostile_lens_record(result.model.num_layers)
+    return LensEvalResult(
+        model=result.model,
+        lens=record,
+        logit=record.logit_fidelity,
+        corpus=HOSTILE_STRINGS[3] if hostile else "held-out text",
+        corpus_sha256="cd" * 32,
+        tokens=2048,
+        final_cross_entropy=3.1,
+        versions=result.versions,
+        timings={"collect": 1.0, "measure": 2.0},
+    )

@@ -123,6 +123,7 @@ def test_wheel_holds_every_package_and_its_data(wheel):
         assert "lazarus_report/templates/" + path.relative_to(REPO / "templates").as_posix() in names
     assert "lazarus_report/schemas/suite.schema.json" in names
     assert "lazarus_report/py.typed" in names
+    assert "lazarus_report/lenses/data/default_corpus.jsonl.gz" in names  # the default lens corpus
     assert "lazarus_report/__main__.py" in names
     dist_info = next(n.split("/")[0] for n in names if n.endswith(".dist-info/METADATA"))
     assert f"{dist_info}/licenses/LICENSE" in names

@@ -12,7 +12,9 @@ import pytest
 from factories import (
     HOSTILE_STRINGS,
     make_comparison,
+    make_hostile_lens_result,
     make_hostile_result,
+    make_lens_eval,
     make_result,
     make_suite,
     make_untracked_result,
@@ -309,14 +311,26 @@ def _templates_used(env: jinja2.Environment, monkeypatch, render) -> tuple[set[s
 
 
 def _hostile_results():
-    return [make_hostile_result(), make_comparison("hostile"), make_suite(len(HOSTILE_STRINGS) + 2, hostile=True)]
+    return [
+        make_hostile_result(),
+        make_comparison("hostile"),
+        make_suite(len(HOSTILE_STRINGS) + 2, hostile=True),
+        make_hostile_lens_result(),
+    ]
 
 
 def test_every_html_template_escapes_hostile_data(monkeypatch):
     env = html_environment()
     assert env.autoescape is True  # not select_autoescape(): *.html.j2 would slip through
     results = _hostile_results()
-    used, pages = _templates_used(env, monkeypatch, lambda: [render_html(r, static=s) for r in results for s in (0, 1)])
+    from lazarus_report.render.lens_report import render_lens_eval_html
+
+    def render_all():
+        pages = [render_html(r, static=s) for r in results for s in (0, 1)]
+        return pages + [render_lens_eval_html(make_lens_eval(hostile=True), static=s) for s in (0, 1)]
+
+    used, pages = _templates_used(env, monkeypatch, render_all)
+    results = [*results, None]  # the lens eval pages (two, like every result) are not suite pages
     templates = {n for n in env.loader.list_templates() if n.startswith("html/") and n.endswith(".j2")}
     assert "html/page.html.j2" in templates
     assert templates <= used, f"not rendered with hostile data: {sorted(templates - used)}"

@@ -191,7 +191,7 @@ def _rename(name: str, names: dict[str, str]) -> str:
 
 
 def _config_from_metadata(meta: dict[str, Any], n_vocab: int, tied: bool) -> tuple[dict[str, Any], ArchSpec]:
-    arch = meta.get("general.architecture")
+    arch = str(meta.get("general.architecture"))
     spec = ARCHES.get(arch)
     if spec is None:
         supported = ", ".join(sorted(ARCHES))

@@ -128,7 +128,8 @@ def load_model(
 
 
 def _describe_precision(model: Any, stored: str, to_float32: bool) -> str:
-    dtypes = sorted({str(v.dtype).replace("mlx.core.", "") for _, v in tree_flatten(model.parameters())})
+    params: list[tuple[str, Any]] = tree_flatten(model.parameters())  # type: ignore[assignment]
+    dtypes = sorted({str(v.dtype).replace("mlx.core.", "") for _, v in params})
     quantized = any(isinstance(m, (nn.QuantizedLinear, nn.QuantizedEmbedding)) for _, m in model.named_modules())
     floats = "/".join(d for d in dtypes if "int" not in d)
     if quantized:

@@ -19,6 +19,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from ..errors import LazarusError
 
@@ -218,6 +219,6 @@ def model_dimensions(resolved: ResolvedModel) -> tuple[int | None, int | None]:
         return None, None  # the loader says what is wrong with it
     if not isinstance(config, dict):
         return None, None
-    text = config.get("text_config") if isinstance(config.get("text_config"), dict) else config
+    text: dict[str, Any] = config["text_config"] if isinstance(config.get("text_config"), dict) else config
     layers, vocab = text.get("num_hidden_layers"), text.get("vocab_size")
     return (layers if isinstance(layers, int) else None), (vocab if isinstance(vocab, int) else None)

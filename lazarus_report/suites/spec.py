@@ -182,7 +182,7 @@ def _yaml_problem(exc: Any) -> str:
     problem, context = getattr(exc, "problem", None), getattr(exc, "context", None)
     problem_mark, context_mark = getattr(exc, "problem_mark", None), getattr(exc, "context_mark", None)
     moved = context_mark is not None and problem_mark is not None and context_mark.line != problem_mark.line
-    if context and context.startswith("while") and moved:
+    if context and context.startswith("while") and moved and context_mark is not None:
         context = f"{context} started at line {context_mark.line + 1}"
     if problem and context:
         text = f"{problem} ({context})" if context.startswith("while") else f"{context}, {problem}"
@@ -249,7 +249,7 @@ def _yaml_nodes(text: str, path: str) -> _Node | None:
     return convert(root)
 
 
-class _Pairs(list):  # type: ignore[type-arg]
+class _Pairs(list):
     """A JSON object as its (key, value) pairs, duplicates kept."""
 
 
@@ -628,7 +628,7 @@ class _Validator:
 
     def layer_bound(self, node: _Node, what: str) -> int | float:
         """An absolute layer (int >= 0) or a relative depth (float in [0, 1], or "NN%")."""
-        value = node.value if node.kind == "scalar" else None
+        value: Any = node.value if node.kind == "scalar" else None
         if _is_int(value):
             if value < 0:
                 self.fail(node.line, f"{what} must be a layer index >= 0, got {value!r}")
