@@ -81,13 +81,15 @@ def _has(dist: str) -> bool:
 
 
 def bench_last_position(analyzer, reps: int) -> tuple[list[str], dict]:
-    from lazarus_report import lens
+    """The engine's whole last-position job (all layers, top-5, one tracked token, no grid)
+    against the model's own forward pass."""
+    from lazarus_report import engine, lens
+    from lazarus_report.api import AnalysisConfig, LayerStrategy
 
     mx = lens.mx
     parts = analyzer.loaded.parts
     model = analyzer.loaded.model
-    n_layers = len(parts.layers)
-    layers = list(range(n_layers))
+    config = AnalysisConfig(layer_strategy=LayerStrategy.ALL, top_k=5, track_tokens=[" Paris"], compute_grid=False)
     rows = [
         "| tokens | bare forward `model(x)` | backbone + last-position head | lens, all 30 layers, last position | lens / bare forward | lens / backbone+head |",
         "|---|---|---|---|---|---|",
@@ -104,9 +106,7 @@ def bench_last_position(analyzer, reps: int) -> tuple[list[str], dict]:
             mx.eval(parts.head(h[:, -1]))
 
         def lens_all():
-            sink = lens.capture_hidden(parts, ids_of(n), layers)
-            hl = mx.stack([sink[i][0, -1] for i in layers])
-            lens.last_position_stats(parts, hl, sink[n_layers - 1][0, -1:], 5, [7042])
+            engine.analyze(analyzer.loaded, "", config, prepared=engine.PreparedPrompt("", False, ids_of(n)))
 
         for f in (forward, backbone_head, lens_all):
             f()  # warm-up
@@ -204,13 +204,12 @@ def bench_grid(analyzer, reps: int) -> tuple[list[str], dict]:
 def memory_probe(n: int) -> dict:
     """Runs in a fresh process. Peak RSS of the load phase and, separately, of the lens phase
     (the kernel's peak-RSS mark is reset between them through /proc/self/clear_refs)."""
-    from lazarus_report import lens
-    from lazarus_report.api import ModelAnalyzer
+    from lazarus_report import engine, lens
+    from lazarus_report.api import AnalysisConfig, LayerStrategy, ModelAnalyzer
 
     mx = lens.mx
     before = _rss_now()
     analyzer = ModelAnalyzer.load(ALIAS)
-    parts = analyzer.loaded.parts
     from mlx.utils import tree_flatten
 
     model_bytes = sum(v.nbytes for _, v in tree_flatten(analyzer.loaded.model.parameters()))
@@ -218,9 +217,8 @@ def memory_probe(n: int) -> dict:
     loaded = _rss_now()
     _reset_peak_rss()
     mx.reset_peak_memory()
-    layers = list(range(len(parts.layers)))
-    sink = lens.capture_hidden(parts, ids_of(n), layers)
-    lens.position_grid(parts, [sink[i][0] for i in layers], sink[layers[-1]][0], top_k=5)
+    config = AnalysisConfig(layer_strategy=LayerStrategy.ALL, top_k=5)  # the grid at every layer and position
+    engine.analyze(analyzer.loaded, "", config, prepared=engine.PreparedPrompt("", False, ids_of(n)))
     return {
         "model_bytes": model_bytes,
         "rss_before_load": before,

@@ -12,26 +12,22 @@ Synchronous use: ``analyzer = ModelAnalyzer.load(model_id)`` then ``analyzer.run
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
-import platform
-import time
-from collections.abc import Sequence
+import threading
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
-from importlib import metadata
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from .errors import LazarusError
-from .result import (
-    AnalysisConfigRecord,
-    AnalysisResult,
-    LayerPrediction,
-    PositionGrid,
-    TokenEvolution,
-    TokenProb,
-    TrackedAtLayer,
-    TrackedToken,
-)
+from .result import AnalysisConfigRecord, AnalysisResult, TrackedToken
+
+if TYPE_CHECKING:
+    from .engine import LensRun
+    from .result import ComparisonResult
+
+_T = TypeVar("_T")
 
 
 class LayerStrategy(str, Enum):
@@ -53,6 +49,7 @@ class AnalysisConfig:
     use_chat_template: bool = True  # applied when the tokenizer has one; False = raw prompt
     embedding_scale: float | None = None  # None: the family's own (Gemma: sqrt(hidden_size))
     compute_grid: bool = True  # the layers x positions grid (HTML heatmap, JSON)
+    lens: str = "logit"  # "logit", "linear" / "tuned" (fitted with `lazarus lens fit`) or a lens directory
 
     def validate(self, num_layers: int | None = None, vocab_size: int | None = None) -> None:
         """Raise ``LazarusError`` for settings no model can run; needs no weights, so callers check
@@ -96,6 +93,7 @@ class AnalysisConfig:
             use_chat_template=self.use_chat_template,
             embedding_scale=self.embedding_scale,
             compute_grid=self.compute_grid,
+            lens=self.lens,
         )
 
 
@@ -149,33 +147,17 @@ def select_layers(
     return sorted(set(layers) | {last})
 
 
-def _versions() -> dict[str, str]:
-    out = {"python": platform.python_version(), "platform": f"{platform.system()} {platform.machine()}"}
-    for dist in ("lazarus-report", "mlx", "mlx-lm", "tokenizers"):
-        try:
-            out[dist] = metadata.version(dist)
-        except metadata.PackageNotFoundError:
-            pass
-    return out
+# MLX evaluation is not safe from several threads at once (a shared command encoder on Metal), so
+# the async API's worker threads take turns on it; the event loop itself never waits.
+_MLX_TURN = threading.Lock()
 
 
-def _evolution(tracked: TrackedToken, layers: list[int], probs: list[float], ranks: list[int]) -> TokenEvolution:
-    emergence = next((layer for layer, r in zip(layers, ranks) if r == 1), None)
-    stable = None
-    for layer, r in reversed(list(zip(layers, ranks))):
-        if r != 1:
-            break
-        stable = layer
-    return TokenEvolution(
-        token=tracked.token,
-        token_id=tracked.token_id,
-        text=tracked.text,
-        layers=list(layers),
-        probs=list(probs),
-        ranks=list(ranks),
-        emergence_layer=emergence,
-        stable_from_layer=stable,
-    )
+async def _in_thread(fn: Callable[..., _T], *args: Any) -> _T:
+    def serialized() -> _T:
+        with _MLX_TURN:
+            return fn(*args)
+
+    return await asyncio.to_thread(serialized)
 
 
 class ModelAnalyzer:
@@ -185,6 +167,7 @@ class ModelAnalyzer:
         self, loaded: Any = None, *, model_id: str | None = None, adapter: str | None = None, precision: str = "auto"
     ):
         self._loaded = loaded
+        self._lenses: dict[str, Any] = {}  # --lens value -> the Lens resolved for this model
         self._model_id = model_id
         self._adapter = adapter
         self._precision = precision
@@ -213,6 +196,7 @@ class ModelAnalyzer:
     def close(self) -> None:
         """Release the model's memory (so a second model can load in its place)."""
         self._loaded = None
+        self._lenses.clear()
         import gc
 
         gc.collect()
@@ -247,166 +231,43 @@ class ModelAnalyzer:
     # --- analysis --------------------------------------------------------------------------
 
     async def analyze(self, prompt: str, config: AnalysisConfig | None = None) -> AnalysisResult:
-        return self.run(prompt, config)
+        """``run`` in a worker thread: the event loop stays free while the model works, so several
+        analyzers can be awaited together (their MLX work takes turns; see ``_MLX_TURN``)."""
+        return await _in_thread(self.run, prompt, config)
 
     def format_prompt(self, prompt: str, use_chat_template: bool = True) -> tuple[str, bool, list[int]]:
         """(text that is tokenized, whether the chat template was applied, token ids)."""
-        if not prompt or not prompt.strip():
-            raise LazarusError("the prompt is empty")
-        tok = self.loaded.tokenizer
-        if use_chat_template and tok.chat_template:
-            try:
-                formatted = tok.apply_chat_template(prompt)
-            except LazarusError:
-                raise
-            except Exception as exc:
-                raise LazarusError(
-                    f"the model's chat template failed: {exc}; use --raw to analyze the prompt as is"
-                ) from None
-            # The template writes BOS itself where the model wants one.
-            return formatted, True, tok.encode_plain(formatted)
-        return prompt, False, tok.encode(prompt)
+        from .engine import format_prompt
+
+        p = format_prompt(self.loaded, prompt, use_chat_template)
+        return p.text, p.chat_template_applied, p.token_ids
 
     def track(self, texts: Sequence[str]) -> list[TrackedToken]:
-        out = []
-        for text in texts:
-            if text == "":
-                raise LazarusError("cannot track an empty string")
-            ids = self.loaded.tokenizer.encode_plain(text)
-            if not ids:
-                raise LazarusError(f"tracked token {text!r} encodes to no tokens for this model")
-            out.append(
-                TrackedToken(
-                    text=text,
-                    token_id=ids[0],
-                    token=self.loaded.tokenizer.token_to_str(ids[0]),
-                    num_tokens=len(ids),
-                )
-            )
-        return out
+        """The tracked strings as this model's tokenizer sees them."""
+        from .engine import track_tokens
+
+        return track_tokens(self.loaded, texts)
 
     def run(self, prompt: str, config: AnalysisConfig | None = None) -> AnalysisResult:
-        """Run the logit lens on ``prompt`` and return the structured result."""
-        return self.run_with_distributions(prompt, config)[0]
+        """Run the lens on ``prompt`` and return the structured result."""
+        return self.lens_run(prompt, config).result
 
-    def run_with_distributions(self, prompt: str, config: AnalysisConfig | None = None) -> tuple[AnalysisResult, Any]:
-        """``run``, plus the lens log-probabilities at the last position: numpy ``[L, V]`` float32,
-        one row per captured layer (what ``compare`` needs to measure divergence between models)."""
-        from . import lens
+    def lens_run(self, prompt: str, config: AnalysisConfig | None = None) -> LensRun:
+        """``run``, plus what comparing models needs (``engine.LensRun``: the last-position
+        log-probabilities ``[L, V]``, the tokenizer fingerprint, single-token flags)."""
+        from .engine import analyze
 
         config = config or AnalysisConfig()
-        config.validate()
-        check_text(prompt, "the prompt")
-        t0 = time.perf_counter()
-        loaded = self.loaded
-        config.validate(loaded.info.num_layers, loaded.info.vocab_size)
-        tok = loaded.tokenizer
-        formatted, templated, ids = self.format_prompt(prompt, config.use_chat_template)
-        if not ids:
-            raise LazarusError("the prompt encodes to no tokens")
-        if loaded.context_length and len(ids) > loaded.context_length:
-            raise LazarusError(
-                f"the prompt is {len(ids)} tokens, longer than the model's context of {loaded.context_length}"
-            )
-        if loaded.unsupported_window and len(ids) > loaded.unsupported_window:
-            raise LazarusError(
-                f"the prompt is {len(ids)} tokens, longer than this model's sliding attention window of "
-                f"{loaded.unsupported_window}, which mlx-lm does not implement for {loaded.info.family}: "
-                "the lens would be wrong; use a shorter prompt"
-            )
-        tracked = self.track(config.track_tokens)
-        n_layers = loaded.info.num_layers
-        layers = select_layers(config.layer_strategy, n_layers, config.layer_step, config.custom_layers)
-        factor = None
-        info = loaded.info
-        # Default: the reference implementation's scale where mlx-lm's differs (Gemma 3 in float32).
-        scale = config.embedding_scale if config.embedding_scale is not None else loaded.parts.reference_embedding_scale
-        if scale is not None:
-            builtin = loaded.parts.builtin_embedding_scale or 1.0
-            factor = scale / builtin
-            info = dataclasses.replace(info, embedding_scale=scale)
-        t1 = time.perf_counter()
+        return analyze(self.loaded, prompt, config, lens=self.lens(config.lens))
 
-        sink = lens.capture_hidden(loaded.parts, ids, layers, factor)
-        hidden_last = lens.mx.stack([sink[i][0, -1] for i in layers])
-        final_last = sink[n_layers - 1][0, -1:]
-        stats = lens.last_position_stats(
-            loaded.parts, hidden_last, final_last, config.top_k, [t.token_id for t in tracked]
-        )
-        t2 = time.perf_counter()
+    def lens(self, spec: str = "logit") -> Any:
+        """The ``Lens`` that ``spec`` names ("logit", "linear", "tuned" or a lens directory), checked
+        against this model and kept for the next runs."""
+        if spec not in self._lenses:
+            from .lenses import resolve_lens
 
-        decode = _Decoder(tok)
-        predictions = []
-        for j, layer in enumerate(layers):
-            predictions.append(
-                LayerPrediction(
-                    layer_idx=layer,
-                    top_tokens=[TokenProb(i, decode(i), p) for i, p in zip(stats.top_ids[j], stats.top_probs[j])],
-                    entropy=stats.entropy[j],
-                    kl_to_final=stats.kl_to_final[j],
-                    final_token_rank=stats.final_token_rank[j],
-                    tracked=[TrackedAtLayer(p, r) for p, r in zip(stats.tracked_probs[j], stats.tracked_ranks[j])],
-                )
-            )
-        evolutions = [
-            _evolution(
-                t,
-                layers,
-                [stats.tracked_probs[j][k] for j in range(len(layers))],
-                [stats.tracked_ranks[j][k] for j in range(len(layers))],
-            )
-            for k, t in enumerate(tracked)
-        ]
-        grid = None
-        if config.compute_grid:
-            g = lens.position_grid(loaded.parts, [sink[i][0] for i in layers], sink[n_layers - 1][0])
-            grid = PositionGrid(
-                layers=list(layers),
-                positions=list(range(len(ids))),
-                top_token_ids=g.top_ids,
-                top_tokens=[[decode(i) for i in row] for row in g.top_ids],
-                top_probs=g.top_probs,
-                entropy=g.entropy,
-                kl_to_final=g.kl_to_final,
-            )
-        t3 = time.perf_counter()
-        del sink
-        result = AnalysisResult(
-            model=info,
-            prompt=prompt,
-            formatted_prompt=formatted,
-            chat_template_applied=templated,
-            token_ids=list(ids),
-            tokens=[decode(i) for i in ids],
-            config=config.record(),
-            captured_layers=list(layers),
-            layer_predictions=predictions,
-            tracked_tokens=tracked,
-            token_evolutions=evolutions,
-            grid=grid,
-            versions=_versions(),
-            timings={
-                "load": round(loaded.load_seconds, 4),
-                "tokenize": round(t1 - t0, 4),
-                "lens": round(t2 - t1, 4),
-                "grid": round(t3 - t2, 4),
-            },
-        )
-        return result, stats.log_probs
-
-
-class _Decoder:
-    """token id -> text, memoised (grids repeat the same ids many times)."""
-
-    def __init__(self, tokenizer: Any):
-        self._tok = tokenizer
-        self._cache: dict[int, str] = {}
-
-    def __call__(self, token_id: int) -> str:
-        s = self._cache.get(token_id)
-        if s is None:
-            s = self._cache[token_id] = self._tok.token_to_str(token_id)
-        return s
+            self._lenses[spec] = resolve_lens(spec, self.loaded)
+        return self._lenses[spec]
 
 
 def compare_models(
@@ -419,7 +280,7 @@ def compare_models(
     adapter2: str | None = None,
     embedding_scales: tuple[float | None, float | None] = (None, None),
     precision: str = "auto",
-):
+) -> ComparisonResult:
     """Analyze ``prompt`` with two models and compare them (``ComparisonResult``).
 
     The models load one after the other and the first is released before the second loads, so the
@@ -450,18 +311,9 @@ class Side:
     analyzer: ModelAnalyzer
     embedding_scale: float | None
 
-    def run(self, prompt: str, config: AnalysisConfig) -> dict[str, Any]:
-        """Analyze ``prompt``; returns what ``compare.compare_models_from_runs`` takes for this side."""
-        cfg = dataclasses.replace(config, embedding_scale=self.embedding_scale)
-        result, log_probs = self.analyzer.run_with_distributions(prompt, cfg)
-        tok = self.analyzer.tokenizer
-        return {
-            "result": result,
-            "log_probs": log_probs,
-            "fingerprint": tok.fingerprint(),
-            "single_token": [len(tok.encode_plain(t)) == 1 for t in cfg.track_tokens],
-            "load_seconds": self.analyzer.loaded.load_seconds,
-        }
+    def run(self, prompt: str, config: AnalysisConfig) -> LensRun:
+        """Analyze ``prompt`` on this side (with its embedding scale)."""
+        return self.analyzer.lens_run(prompt, dataclasses.replace(config, embedding_scale=self.embedding_scale))
 
 
 def each_model(
@@ -469,7 +321,7 @@ def each_model(
     adapters: Sequence[str | None],
     embedding_scales: Sequence[float | None],
     precision: str = "auto",
-):
+) -> Iterator[Side]:
     """Yield a loaded ``Side`` per model, one at a time, each released before the next loads.
 
     Adapter directories are checked before any model loads. The same model on both sides (base vs

@@ -540,6 +540,12 @@ def render(source: str, html: str | None, markdown: str | None, static: bool, qu
     run_guarded(body)
 
 
+if __name__ != "__main__":  # under `python -m lazarus_report.cli` the block at the end runs the real module
+    from .cli_lens import lens as _lens_group
+
+    main.add_command(_lens_group)
+
+
 def entry() -> None:
     """Console-script entry point: run the command, then leave without tearing the interpreter down.
 
@@ -564,4 +570,7 @@ def entry() -> None:
 
 
 if __name__ == "__main__":  # pragma: no cover
-    entry()
+    # The subcommand modules import ``lazarus_report.cli``: run that module, not this ``__main__`` copy.
+    from lazarus_report.cli import entry as _entry
+
+    _entry()

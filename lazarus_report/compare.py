@@ -12,11 +12,23 @@ Honest by construction:
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from .result import AnalysisResult, ComparisonResult, LayerDivergence, TrackedComparison, rounded
+from .result import (
+    AnalysisResult,
+    ComparisonResult,
+    LayerDivergence,
+    TrackedComparison,
+    distinct_labels,
+    first_layer_where,
+    rounded,
+    true_from_layer,
+)
+
+if TYPE_CHECKING:
+    from .engine import LensRun
 
 LN2 = float(np.log(2.0))
 
@@ -111,12 +123,10 @@ def compare_results(
                 js=rounded(float(js[k])) if divergences_possible else None,
             )
         )
-    first_disagreement = next((d.layer2 for d in divergences if not d.top1_agree), None)
-    agreement_from = None
-    for d in reversed(divergences):
-        if not d.top1_agree:
-            break
-        agreement_from = d.layer2
+    layers2 = [d.layer2 for d in divergences]
+    agree = [d.top1_agree for d in divergences]
+    first_disagreement = first_layer_where(layers2, [not a for a in agree])
+    agreement_from = true_from_layer(layers2, agree)
     largest = None
     if divergences_possible and divergences and not same_model:
         largest = max(divergences, key=lambda d: d.js or 0.0).layer2
@@ -157,30 +167,22 @@ def compare_results(
     )
 
 
-def side_label(result: AnalysisResult) -> str:
-    m = result.model
-    return f"{m.model_id} + {m.adapter}" if m.adapter else m.model_id
-
-
-def compare_models_from_runs(runs: Sequence[dict[str, Any]]) -> ComparisonResult:
-    """Glue between the API's two runs and ``compare_results``."""
-    r1, r2 = runs[0]["result"], runs[1]["result"]
-    labels = [side_label(r1), side_label(r2)]
+def compare_models_from_runs(runs: Sequence[LensRun]) -> ComparisonResult:
+    """Glue between two engine runs (``engine.LensRun``) and ``compare_results``."""
+    r1, r2 = runs[0].result, runs[1].result
     same_model = (
         r1.model.path == r2.model.path
         and r1.model.adapter == r2.model.adapter
         and r1.model.embedding_scale == r2.model.embedding_scale
     )
-    if labels[0] == labels[1]:
-        labels = [f"{labels[0]} (1)", f"{labels[1]} (2)"]
     return compare_results(
         r1,
         r2,
-        runs[0]["log_probs"],
-        runs[1]["log_probs"],
-        fingerprints=[runs[0]["fingerprint"], runs[1]["fingerprint"]],
-        single_token=[runs[0]["single_token"], runs[1]["single_token"]],
-        labels=labels,
+        runs[0].log_probs,
+        runs[1].log_probs,
+        fingerprints=[run.tokenizer_fingerprint for run in runs],
+        single_token=[run.single_token for run in runs],
+        labels=distinct_labels([r1.model.label, r2.model.label]),
         same_model=same_model,
-        load_seconds=[runs[0]["load_seconds"], runs[1]["load_seconds"]],
+        load_seconds=[run.load_seconds for run in runs],
     )

@@ -28,12 +28,55 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+# Version 2 added which lens produced a result (``AnalysisResult.lens``, ``AnalysisConfigRecord.lens``);
+# a version-1 file reads as the logit lens.
+READABLE_SCHEMA_VERSIONS = (1, 2)
 RESULT_KIND = "lazarus-report/analysis"
 
 
 class ResultFormatError(ValueError):
     """A file that is not an analysis result of the supported schema version."""
+
+
+def with_header(kind: str, fields: dict[str, Any]) -> dict[str, Any]:
+    """A result's JSON object: ``kind`` and ``schema_version`` first, then its fields."""
+    version = fields.pop("schema_version")
+    return {"kind": kind, "schema_version": version, **fields}
+
+
+def check_header(data: Any, kind: str, what: str) -> None:
+    """Raise ``ResultFormatError`` unless ``data`` is a JSON object of ``kind`` in a readable version."""
+    if not isinstance(data, dict) or data.get("kind") != kind:
+        raise ResultFormatError(f"not a lazarus-report {what} result")
+    version = data.get("schema_version")
+    if version not in READABLE_SCHEMA_VERSIONS:
+        readable = ", ".join(str(v) for v in READABLE_SCHEMA_VERSIONS)
+        raise ResultFormatError(
+            f"result schema version {version!r} is not supported (this lazarus reads versions {readable})"
+        )
+
+
+def first_layer_where(layers: list[int], flags: list[bool]) -> int | None:
+    """The first layer whose flag is true (e.g. where a token first becomes top-1), or None."""
+    return next((layer for layer, flag in zip(layers, flags) if flag), None)
+
+
+def true_from_layer(layers: list[int], flags: list[bool]) -> int | None:
+    """The layer from which the flag stays true through the last layer (e.g. "stays top-1 from"), or None."""
+    start = None
+    for layer, flag in reversed(list(zip(layers, flags))):
+        if not flag:
+            break
+        start = layer
+    return start
+
+
+def distinct_labels(labels: list[str]) -> list[str]:
+    """Two sides' labels, numbered when they would read the same."""
+    if len(labels) == 2 and labels[0] == labels[1]:
+        return [f"{labels[0]} (1)", f"{labels[1]} (2)"]
+    return list(labels)
 
 
 @dataclass(frozen=True)
@@ -64,6 +107,11 @@ class ModelInfo:
     chat_template: bool  # whether the tokenizer has a chat template
     adapter: str | None = None  # LoRA adapter directory, when one was applied
     final_logit_softcap: float | None = None
+
+    @property
+    def label(self) -> str:
+        """How outputs name this model: its ID, and the adapter when one was applied."""
+        return f"{self.model_id} + {self.adapter}" if self.adapter else self.model_id
 
 
 @dataclass(frozen=True)
@@ -167,6 +215,7 @@ class AnalysisConfigRecord:
     use_chat_template: bool
     embedding_scale: float | None  # user override, None = auto
     compute_grid: bool
+    lens: str = "logit"  # what was asked for: "logit", "linear", "tuned" or a lens directory
 
 
 class _JsonFile:
@@ -210,7 +259,21 @@ class AnalysisResult(_JsonFile):
     grid: PositionGrid | None
     versions: dict[str, str]
     timings: dict[str, float]  # seconds: load, tokenize, forward, lens, grid, total
+    lens: LensRecord | None = None  # which lens read the layers (None in version-1 files: the logit lens)
     schema_version: int = SCHEMA_VERSION
+
+    @property
+    def lens_kind(self) -> str:
+        return self.lens.kind if self.lens is not None else "logit"
+
+    @property
+    def unreliable_layers(self) -> list[int]:
+        """Captured layers where the lens is known to be far from the model's final distribution
+        (held-out KL above the lens record's threshold); empty when its fidelity is unknown."""
+        if self.lens is None:
+            return []
+        bad = set(self.lens.unreliable_layers())
+        return [layer for layer in self.captured_layers if layer in bad]
 
     @property
     def final_prediction(self) -> list[TokenProb]:
@@ -229,17 +292,11 @@ class AnalysisResult(_JsonFile):
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
-        return {"kind": RESULT_KIND, "schema_version": d.pop("schema_version"), **d}
+        return with_header(RESULT_KIND, d)
 
     @classmethod
     def from_dict(cls, data: Any) -> AnalysisResult:
-        if not isinstance(data, dict) or data.get("kind") != RESULT_KIND:
-            raise ResultFormatError("not a lazarus-report analysis result")
-        version = data.get("schema_version")
-        if version != SCHEMA_VERSION:
-            raise ResultFormatError(
-                f"result schema version {version!r} is not supported (this lazarus reads version {SCHEMA_VERSION})"
-            )
+        check_header(data, RESULT_KIND, "analysis")
         try:
             result = _build(cls, data)
         except (KeyError, TypeError, ValueError) as exc:
@@ -316,17 +373,11 @@ class ComparisonResult(_JsonFile):
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
         d["results"] = [r.to_dict() for r in self.results]
-        return {"kind": COMPARISON_KIND, "schema_version": d.pop("schema_version"), **d}
+        return with_header(COMPARISON_KIND, d)
 
     @classmethod
     def from_dict(cls, data: Any) -> ComparisonResult:
-        if not isinstance(data, dict) or data.get("kind") != COMPARISON_KIND:
-            raise ResultFormatError("not a lazarus-report comparison result")
-        version = data.get("schema_version")
-        if version != SCHEMA_VERSION:
-            raise ResultFormatError(
-                f"result schema version {version!r} is not supported (this lazarus reads version {SCHEMA_VERSION})"
-            )
+        check_header(data, COMPARISON_KIND, "comparison")
         try:
             results = data.get("results")
             if not isinstance(results, list) or len(results) != 2:
@@ -462,17 +513,11 @@ class SuiteResult(_JsonFile):
             }
             for case, d_case in zip(self.cases, d["cases"])
         ]
-        return {"kind": SUITE_KIND, "schema_version": d.pop("schema_version"), **d}
+        return with_header(SUITE_KIND, d)
 
     @classmethod
     def from_dict(cls, data: Any) -> SuiteResult:
-        if not isinstance(data, dict) or data.get("kind") != SUITE_KIND:
-            raise ResultFormatError("not a lazarus-report suite result")
-        version = data.get("schema_version")
-        if version != SCHEMA_VERSION:
-            raise ResultFormatError(
-                f"result schema version {version!r} is not supported (this lazarus reads version {SCHEMA_VERSION})"
-            )
+        check_header(data, SUITE_KIND, "suite")
         try:
             cases = []
             if not isinstance(data.get("cases"), list):
@@ -752,3 +797,88 @@ def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
     return mask
+
+
+# --- learned lenses -------------------------------------------------------------------------
+
+LENS_EVAL_KIND = "lazarus-report/lens-eval"
+
+
+@dataclass(frozen=True)
+class LensFidelity:
+    """How faithful a lens is at one layer, measured on held-out text (means over positions).
+
+    ``kl_to_final``: KL(final || lens) in nats; ``top1_agreement``: fraction of positions where the
+    lens's top-1 token is the model's final top-1; ``cross_entropy``: nats against the true next token.
+    """
+
+    layer: int
+    kl_to_final: float
+    top1_agreement: float
+    cross_entropy: float
+
+
+@dataclass(frozen=True)
+class LensRecord:
+    """Which lens produced a result: kind, artefact, what it was fitted on and how faithful it is.
+
+    ``kind``: "logit" | "linear" | "tuned". ``source``: the artefact's path, "cache" (the user
+    cache) or None (the logit lens has no artefact). ``digest``: sha256 of the artefact's weights
+    file. ``fidelity``: per layer on held-out text (empty when unknown, e.g. a logit lens with no
+    lens evaluation). Layers whose ``kl_to_final`` exceeds ``unreliable_threshold_nats`` are
+    unreliable: renderers mark them. ``note``: e.g. that a base-model lens runs on base + adapter.
+    """
+
+    kind: str
+    source: str | None
+    digest: str | None
+    fitted_for: dict[str, Any] | None
+    corpus: str | None
+    tokens: int | None
+    fidelity: list[LensFidelity]
+    unreliable_threshold_nats: float
+    note: str | None = None
+
+    def unreliable_layers(self) -> list[int]:
+        return [f.layer for f in self.fidelity if f.kl_to_final > self.unreliable_threshold_nats]
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Any) -> LensRecord:
+        try:
+            return _build(cls, data)
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ResultFormatError(f"malformed lens record: {exc}") from None
+
+
+@dataclass(frozen=True)
+class LensEvalResult(_JsonFile):
+    """``lazarus lens eval``: the logit lens and one lens side by side on held-out text."""
+
+    model: ModelInfo
+    lens: LensRecord  # the lens evaluated (its ``fidelity`` is the one measured here)
+    logit: list[LensFidelity]  # the logit lens on the same positions
+    corpus: str  # description of the evaluation text
+    corpus_sha256: str
+    tokens: int  # positions evaluated per layer
+    final_cross_entropy: float  # the model's own next-token cross-entropy on those positions
+    versions: dict[str, str]
+    timings: dict[str, float]
+    schema_version: int = SCHEMA_VERSION
+
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        return {"kind": LENS_EVAL_KIND, "schema_version": d.pop("schema_version"), **d}
+
+    @classmethod
+    def from_dict(cls, data: Any) -> LensEvalResult:
+        if not isinstance(data, dict) or data.get("kind") != LENS_EVAL_KIND:
+            raise ResultFormatError("not a lazarus-report lens evaluation")
+        if data.get("schema_version") != SCHEMA_VERSION:
+            raise ResultFormatError(f"lens evaluation schema version {data.get('schema_version')!r} is not supported")
+        try:
+            return _build(cls, data)
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ResultFormatError(f"malformed lens evaluation: {exc}") from None

@@ -8,7 +8,8 @@ import math
 
 import pytest
 
-from lazarus_report.api import AnalysisConfig, LayerStrategy, ModelAnalyzer, _evolution, select_layers
+from lazarus_report.api import AnalysisConfig, LayerStrategy, ModelAnalyzer, select_layers
+from lazarus_report.engine import _evolution
 from lazarus_report.errors import LazarusError
 from lazarus_report.result import AnalysisResult, ResultFormatError, TrackedToken
 
@@ -107,9 +108,18 @@ def test_json_round_trip_gives_the_same_result(raw_result, tmp_path):
     path = tmp_path / "r.json"
     raw_result.save(path)
     data = json.loads(path.read_text(encoding="utf-8"))
-    assert data["schema_version"] == 1 and data["kind"] == "lazarus-report/analysis"
+    assert data["schema_version"] == 2 and data["kind"] == "lazarus-report/analysis"
+    assert data["lens"]["kind"] == "logit" and data["config"]["lens"] == "logit"
     assert data["model"]["blas"].startswith("OpenBLAS")
     assert AnalysisResult.load(path) == raw_result
+
+
+def test_version_1_files_still_read_as_the_logit_lens(raw_result):
+    data = raw_result.to_dict()
+    del data["lens"], data["config"]["lens"]  # what version 1 wrote
+    old = AnalysisResult.from_dict({**data, "schema_version": 1})
+    assert old.lens is None and old.lens_kind == "logit" and old.config.lens == "logit"
+    assert old.layer_predictions == raw_result.layer_predictions and old.unreliable_layers == []
 
 
 def test_json_of_another_version_or_kind_is_rejected(raw_result):

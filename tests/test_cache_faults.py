@@ -260,7 +260,7 @@ def test_damaged_tokenizer_cache_entry_is_discarded_with_a_warning(kquant, tmp_p
 
 
 def test_tokenizer_temporaries_of_a_killed_write_are_removed(kquant, tmp_path):
-    from lazarus_report.models import tokenizer as tokmod
+    from lazarus_report.models.tokenizer import disk_cache as tokmod
 
     path, _ = kquant
     cache = tmp_path / "tok-cache"

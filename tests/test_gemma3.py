@@ -348,7 +348,8 @@ def test_default_embedding_scale_is_transformers(analyzer: ModelAnalyzer, compar
     and the last-position distributions of all 18 layers match the reference."""
     config = AnalysisConfig(layer_strategy=LayerStrategy.ALL, use_chat_template=False, top_k=3, track_tokens=[" Paris"])
     for k, prompt in enumerate(PROMPTS):
-        result, log_probs = analyzer.run_with_distributions(prompt, dataclasses.replace(config, compute_grid=k == 0))
+        run = analyzer.lens_run(prompt, dataclasses.replace(config, compute_grid=k == 0))
+        result, log_probs = run.result, run.log_probs
         assert result.model.embedding_scale == EXACT_SCALE
         assert result.config.embedding_scale is None  # no override: the default
         ref = comparison["ref_last"][k]

@@ -13,6 +13,7 @@ from altair.vegalite.v6.schema import load_schema
 from factories import make_comparison, make_result, make_untracked_result
 
 from lazarus_report.render import charts
+from lazarus_report.render.charts import svg_sanitize
 from lazarus_report.render.report_model import build_comparison_report, build_report
 
 
@@ -102,8 +103,8 @@ def comparison_specs():
 
 def test_compacting_does_not_change_the_picture(comparison_specs, demo_charts, monkeypatch):
     # Coordinate rounding aside (sub-pixel by construction), the compact SVG rasterizes to the same pixels.
-    monkeypatch.setattr(charts, "_PATH_DECIMAL", re.compile(r"(?!)"))
-    monkeypatch.setattr(charts, "_LONG_DECIMAL", re.compile(r"(?!)"))
+    monkeypatch.setattr(svg_sanitize, "_PATH_DECIMAL", re.compile(r"(?!)"))
+    monkeypatch.setattr(svg_sanitize, "_LONG_DECIMAL", re.compile(r"(?!)"))
     for spec in comparison_specs + [c.spec for c in demo_charts[:2]]:
         raw = charts._renumber_ids(vlc.vegalite_to_svg(spec, vl_version=charts.VL_VERSION), "x")
         small = charts._compact_svg(raw)

@@ -23,10 +23,10 @@ import pytest
 os.environ["HF_HUB_OFFLINE"] = "1"  # the oracle must never reach for the network
 os.environ["TRANSFORMERS_OFFLINE"] = "1"
 
-from lazarus_report.models import tokenizer as tokmod
 from lazarus_report.models.gguf_metadata import read_gguf_metadata
 from lazarus_report.models.tokenizer import (
     TokenizerBuildError,
+    disk_cache,
     tokenizer_from_gguf,
     tokenizer_from_hf,
 )
@@ -466,16 +466,16 @@ def test_corrupt_cache_entry_is_rebuilt(smollm, tmp_path, corrupt):
 def test_cache_key_follows_the_file(tmp_path):
     f = tmp_path / "x.gguf"
     f.write_bytes(b"GGUF" + b"\0" * 60)
-    key1, _ = tokmod._cache_key(f)
+    key1, _ = disk_cache._cache_key(f)
     os.utime(f, ns=(1_000_000_000, 1_000_000_000))
-    key2, _ = tokmod._cache_key(f)
+    key2, _ = disk_cache._cache_key(f)
     f.write_bytes(b"GGUF" + b"\0" * 61)
     os.utime(f, ns=(1_000_000_000, 1_000_000_000))
-    key3, _ = tokmod._cache_key(f)
+    key3, _ = disk_cache._cache_key(f)
     assert len({key1, key2, key3}) == 3
     link = tmp_path / "link.gguf"
     link.symlink_to(f)
-    assert tokmod._cache_key(link)[0] == key3  # keyed by the resolved path
+    assert disk_cache._cache_key(link)[0] == key3  # keyed by the resolved path
 
 
 def test_stale_entries_of_a_changed_file_are_removed(tmp_path):
@@ -492,8 +492,8 @@ def test_stale_entries_of_a_changed_file_are_removed(tmp_path):
     assert tok.encode_plain("abc") == [_tiny_sentencepiece(False)["tokenizer.ggml.tokens"].index("abc")]
     names = sorted(p.name for p in cache.iterdir())
     assert len(names) == 4  # the new entry replaced the old one; the other file's entry stays
-    assert tokmod._cache_key(f)[0] + ".meta.json" in names
-    assert tokmod._cache_key(other)[0] + ".meta.json" in names
+    assert disk_cache._cache_key(f)[0] + ".meta.json" in names
+    assert disk_cache._cache_key(other)[0] + ".meta.json" in names
 
 
 @needs_smollm
@@ -506,7 +506,7 @@ def test_unwritable_cache_still_builds(smollm, tmp_path):
 
 def test_default_cache_dir(monkeypatch, tmp_path):
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
-    assert tokmod.default_cache_dir() == tmp_path / "lazarus-report" / "tokenizers"
+    assert disk_cache.default_cache_dir() == tmp_path / "lazarus-report" / "tokenizers"
 
 
 @needs_smollm

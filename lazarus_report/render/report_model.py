@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from lazarus_report.render.formatting import (
     Segment,
@@ -27,6 +27,7 @@ from lazarus_report.render.formatting import (
     token_segments,
     visible_token,
 )
+from lazarus_report.render.lens_view import lens_facts, lens_name, unreliable_note
 from lazarus_report.result import AnalysisResult, ComparisonResult, LayerDivergence, TokenEvolution, TrackedToken
 
 # The heatmap shows the last prompt positions (where the prediction is), as many as fit a budget of
@@ -92,6 +93,7 @@ class LayerRow:
     tracked: list[TrackedCell]  # aligned with RunReport.tracked
     emerging: list[TokenView]  # series whose emergence layer this is (highlighted row)
     is_final: bool
+    unreliable: bool = False  # the lens is known to be far from the final distribution at this layer
 
 
 @dataclass(frozen=True)
@@ -145,6 +147,7 @@ class GridView:
     position_labels: list[str]  # "28 ␣is": position and the prompt token there
     cells: list[GridCell]
     total_positions: int
+    unreliable_layers: list[int] = field(default_factory=list)  # rows marked as unreliable lens readings
 
     @property
     def truncated(self) -> bool:
@@ -217,6 +220,24 @@ class RunReport:
     settings: list[InfoRow]
     versions: list[InfoRow]
     timings: list[InfoRow]
+    lens_name: str = "logit lens"  # which lens the run shows: "logit lens", "tuned lens"...
+    unreliable_layers: list[int] = field(default_factory=list)  # captured layers where the lens is unreliable
+    unreliable_note: str | None = None  # the sentence that says so
+
+    @property
+    def unreliable_bands(self) -> list[tuple[int, int]]:
+        """Runs of consecutive captured layers where the lens is unreliable: (first, last) pairs."""
+        bad = set(self.unreliable_layers)
+        bands: list[tuple[int, int]] = []
+        previous = None
+        for layer in self.captured_layers:
+            if layer in bad:
+                if previous in bad:
+                    bands[-1] = (bands[-1][0], layer)
+                else:
+                    bands.append((layer, layer))
+            previous = layer
+        return bands
 
 
 @dataclass(frozen=True)
@@ -243,10 +264,11 @@ def build_report(
     runs = [
         build_run(result, key=f"{key_prefix}run{i}", heatmap_cells=heatmap_cells) for i, result in enumerate(results)
     ]
+    lens = runs[0].lens_name.capitalize()
     if len(runs) == 1:
-        title = f"Logit lens: {runs[0].title}"
+        title = f"{lens}: {runs[0].title}"
     else:
-        title = "Logit lens: " + " vs ".join(r.title for r in runs)
+        title = f"{lens}: " + " vs ".join(r.title for r in runs)
     version = results[0].versions.get("lazarus-report", "")
     generator = clean_text(f"lazarus-report {version}".strip())
     return ReportModel(title=title, runs=runs, generator=generator, comparison=comparison)
@@ -257,6 +279,7 @@ def build_run(result: AnalysisResult, *, key: str = "run0", heatmap_cells: int =
     layers = [p.layer_idx for p in result.layer_predictions]
     final_top_token = result.final_prediction[0]
     tracked_ids = {t.token_id for t in result.tracked_tokens}
+    unreliable = set(result.unreliable_layers)
 
     evolution_of = dict(enumerate(result.token_evolutions))  # aligned with tracked_tokens
     tracked_views = [_tracked_view(t, evolution_of.get(i)) for i, t in enumerate(result.tracked_tokens)]
@@ -277,6 +300,7 @@ def build_run(result: AnalysisResult, *, key: str = "run0", heatmap_cells: int =
             tracked=[TrackedCell(finite(t.prob), t.rank) for t in p.tracked],
             emerging=emergence_by_layer.get(p.layer_idx, []),
             is_final=i == len(result.layer_predictions) - 1,
+            unreliable=p.layer_idx in unreliable,
         )
         for i, p in enumerate(result.layer_predictions)
     ]
@@ -320,6 +344,9 @@ def build_run(result: AnalysisResult, *, key: str = "run0", heatmap_cells: int =
         settings=_settings(result),
         versions=[InfoRow(clean_text(k), clean_text(v)) for k, v in result.versions.items()],
         timings=[InfoRow(clean_text(k), fmt_seconds(v)) for k, v in result.timings.items()],
+        lens_name=lens_name(result.lens_kind),
+        unreliable_layers=result.unreliable_layers,
+        unreliable_note=unreliable_note(result),
     )
 
 
@@ -413,7 +440,15 @@ def _grid_view(result: AnalysisResult, max_cells: int) -> GridView | None:
         for i, layer in enumerate(grid.layers)
         for j in keep
     ]
-    return GridView(list(grid.layers), positions, labels, cells, total_positions=len(grid.positions))
+    bad = set(result.unreliable_layers)
+    return GridView(
+        list(grid.layers),
+        positions,
+        labels,
+        cells,
+        total_positions=len(grid.positions),
+        unreliable_layers=[layer for layer in grid.layers if layer in bad],
+    )
 
 
 def _summary(result: AnalysisResult, final_token: str) -> Summary:
@@ -487,6 +522,7 @@ def _settings(result: AnalysisResult) -> list[InfoRow]:
         ("Chat template", "applied" if result.chat_template_applied else "not applied (raw prompt)"),
         ("Embedding scale override", "auto" if c.embedding_scale is None else f"{c.embedding_scale:g}"),
         ("Position grid", "computed" if c.compute_grid else "not computed"),
+        *lens_facts(result.lens),
         ("Schema version", str(result.schema_version)),
     ]
     return [InfoRow(label, clean_text(value)) for label, value in rows]

@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 
 from ..result import AnalysisResult, ComparisonResult, SuiteResult
+from .lens_view import lens_name, unreliable_note
 from .suite_model import build_suite_report, one_line, target_text
 
 BAR_WIDTH = 50
@@ -68,6 +69,12 @@ def render_text(result: AnalysisResult) -> str:
     lines.append("")
     lines.append(f"Tokens ({len(result.tokens)}): [{', '.join(quote(t) for t in result.tokens)}]")
     lines.append(f"Captured layers: {result.captured_layers}")
+    lines.append(
+        f"Lens: {lens_name(result.lens_kind)}" + (f" ({result.lens.note})" if result.lens and result.lens.note else "")
+    )
+    note = unreliable_note(result)
+    if note:
+        lines.append(f"Note: {note}")
     for warning in result.warnings:
         lines.append(f"Warning: {warning}")
 
@@ -75,10 +82,12 @@ def render_text(result: AnalysisResult) -> str:
     for tp in result.final_prediction:
         lines.append(f"  {tp.prob:.4f} {bar(tp.prob)} {quote(tp.token)}")
 
-    lines += ["", "=== Logit Lens (top prediction at each layer) ==="]
+    lines += ["", f"=== {lens_name(result.lens_kind).title()} (top prediction at each layer) ==="]
     width = len(str(result.captured_layers[-1]))
+    unreliable = set(result.unreliable_layers)
     for lp in result.layer_predictions:
-        lines.append(f"  Layer {lp.layer_idx:>{width}}: {quote(lp.top_token)} ({lp.top_prob:.4f})")
+        mark = "  (unreliable)" if lp.layer_idx in unreliable else ""
+        lines.append(f"  Layer {lp.layer_idx:>{width}}: {quote(lp.top_token)} ({lp.top_prob:.4f}){mark}")
 
     if result.token_evolutions:
         lines += ["", "=== Token Evolution ==="]

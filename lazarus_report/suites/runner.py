@@ -12,14 +12,18 @@ suite of hundreds of cases does not hold hundreds of distributions in memory.
 
 from __future__ import annotations
 
+import dataclasses
 import tempfile
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..errors import LazarusError
-from ..result import SuiteCase, SuiteResult
+from ..result import SuiteCase, SuiteResult, distinct_labels
+
+if TYPE_CHECKING:
+    from ..engine import LensRun
 from .checks import evaluate_case
 from .spec import CaseSpec, SuiteSpec
 
@@ -57,8 +61,9 @@ def run_suite(
     len(models)`` calls in all). A case that cannot run (say, a prompt longer than one model's
     context) is recorded with its error; the other cases still run.
     """
-    from ..api import _versions, each_model
+    from ..api import each_model
     from ..compare import compare_models_from_runs
+    from ..engine import versions
 
     if len(models) not in (1, 2):
         raise LazarusError("a suite runs on one model or two")
@@ -69,15 +74,14 @@ def run_suite(
     scales = list(embedding_scales) if embedding_scales is not None else [None] * n_models
     start = time.perf_counter()
     configs = [case_config(case) for case in spec.cases]
-    runs: list[list[dict[str, Any] | None]] = [[None] * n_models for _ in spec.cases]
+    runs: list[list[LensRun | None]] = [[None] * n_models for _ in spec.cases]
     errors: list[str | None] = [None] * len(spec.cases)
     labels: list[str] = []
     load_seconds: list[float] = []
     engine = 0.0
     with tempfile.TemporaryDirectory(prefix="lazarus-suite-") as spill:
         for side in each_model(models, adapters, scales, precision):
-            info = side.analyzer.info
-            labels.append(f"{info.model_id} + {info.adapter}" if info.adapter else info.model_id)
+            labels.append(side.analyzer.info.label)
             load_seconds.append(float(side.analyzer.loaded.load_seconds))
             for i, (case, config) in enumerate(zip(spec.cases, configs)):
                 if errors[i] is None:
@@ -86,14 +90,13 @@ def run_suite(
                     except LazarusError as exc:
                         errors[i] = f"model {side.number} ({side.model_id}): {exc}" if n_models == 2 else str(exc)
                     else:
-                        engine += _engine_seconds(run["result"].timings)
+                        engine += run.engine_seconds
                         if n_models == 2 and side.number == 1:
-                            run["log_probs"] = _spill(run["log_probs"], Path(spill) / f"{i}.npy")
+                            run = dataclasses.replace(run, log_probs=_spill(run.log_probs, Path(spill) / f"{i}.npy"))
                         runs[i][side.number - 1] = run
                 if progress is not None:
                     progress(1)
-        if n_models == 2 and labels[0] == labels[1]:
-            labels = [f"{labels[0]} (1)", f"{labels[1]} (2)"]
+        labels = distinct_labels(labels)
         compare_start = time.perf_counter()
         cases = []
         for i, case in enumerate(spec.cases):
@@ -101,11 +104,11 @@ def run_suite(
                 cases.append(SuiteCase(case.id, case.prompt, case.line, None, None, [], errors[i]))
                 continue
             if n_models == 2:
-                comparison = compare_models_from_runs(runs[i])
+                comparison = compare_models_from_runs([r for r in runs[i] if r is not None])
                 analysis = None
             else:
                 comparison = None
-                analysis = runs[i][0]["result"]
+                analysis = runs[i][0].result  # type: ignore[union-attr]
             runs[i] = [None] * n_models  # drop the memory maps before the directory goes
             checks = evaluate_case(case, analysis=analysis, comparison=comparison, role_checked=role)
             cases.append(SuiteCase(case.id, case.prompt, case.line, analysis, comparison, checks))
@@ -124,12 +127,8 @@ def run_suite(
             "compare": round(compare_seconds, 4),
             "total": round(time.perf_counter() - start, 4),
         },
-        versions=_versions(),
+        versions=versions(),
     )
-
-
-def _engine_seconds(timings: dict[str, float]) -> float:
-    return sum(timings.get(k, 0.0) for k in ("tokenize", "lens", "grid"))
 
 
 def _spill(array: Any, path: Path) -> Any:

@@ -1,0 +1,207 @@
+"""``lazarus lens``: fit, evaluate, import and export learned lenses (a thin layer over ``lenses``).
+
+Everything that needs no weights (corpus files, --tokens, output paths, the lens directory) is
+checked before a model loads. A progress bar goes to stderr when it is a terminal.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import click
+
+from .cli import CONTEXT, check_output_path, run_guarded
+from .errors import LazarusError
+
+MODEL_HELP = "Alias (smollm2-135m-instruct), .gguf file, model directory or Hugging Face ID."
+
+
+@click.group(context_settings=CONTEXT)
+def lens() -> None:
+    """Learned lenses: fit a linear or tuned lens for a model, measure how faithful it is."""
+
+
+@contextlib.contextmanager
+def progress_bars(enabled: bool) -> Iterator[Callable[[str, int, int], None] | None]:
+    """A ``progress(stage, done, total)`` callback drawing one bar per stage on stderr (TTY only)."""
+    if not enabled:
+        yield None
+        return
+    state: dict[str, Any] = {"name": None, "bar": None}
+    labels = {
+        "collect": "collecting states",
+        "solve": "solving (linear)",
+        "train": "training (tuned)",
+        "measure": "held-out fidelity",
+    }
+
+    def progress(stage: str, done: int, total: int) -> None:
+        if state["name"] != stage:
+            if state["bar"] is not None:
+                state["bar"].render_finish()
+            state["name"] = stage
+            state["bar"] = click.progressbar(
+                length=max(1, total), label=labels.get(stage, stage), file=sys.stderr, show_eta=True
+            )
+            state["bar"].render_progress()
+        if done:
+            state["bar"].update(done)
+
+    try:
+        yield progress
+    finally:
+        if state["bar"] is not None:
+            state["bar"].render_finish()
+
+
+def check_lens_out(path: str | None) -> None:
+    """``--out`` must be a new path or an existing lens directory, in a writable directory."""
+    if path is None:
+        return
+    target = Path(path)
+    if target.exists() and not (target.is_dir() and ((target / "lens.json").is_file() or not any(target.iterdir()))):
+        raise LazarusError(f"--out {path}: exists and is not a lens directory (not overwriting it)")
+    parent = target.parent if str(target.parent) else Path(".")
+    if not parent.is_dir():
+        raise LazarusError(f"--out {path}: directory {parent} does not exist")
+    import os
+
+    if not os.access(parent, os.W_OK):
+        raise LazarusError(f"--out {path}: not writable")
+
+
+@lens.command(context_settings=CONTEXT)
+@click.option("-m", "--model", "model", required=True, metavar="MODEL", help=MODEL_HELP)
+@click.option("--kind", type=click.Choice(["linear", "tuned"]), default="linear", show_default=True)
+@click.option(
+    "--corpus", multiple=True, metavar="FILE", help='.txt or .jsonl ({"text": ...}); repeatable. Default: built in.'
+)
+@click.option("--tokens", type=int, default=None, metavar="N", help="Fit on the first N tokens (default: all).")
+@click.option("--steps", type=int, default=None, metavar="N", help="Tuned lens: training steps (default: one epoch).")
+@click.option("--out", "out", metavar="DIR", help="Write the lens here (default: the user cache, for --lens KIND).")
+@click.option("--adapter", metavar="DIR", help="Fit on the model with this mlx-lm LoRA adapter applied.")
+@click.option("-q", "--quiet", is_flag=True, help="No progress bar, no summary.")
+def fit(**opts: Any) -> None:
+    """Fit a linear or tuned lens and save it (the user cache unless --out)."""
+    run_guarded(lambda: _fit(**opts))
+
+
+def _check_tokens(tokens: int | None) -> None:
+    from .lenses.fit import MIN_FIT_TOKENS
+
+    if tokens is not None and tokens < MIN_FIT_TOKENS:
+        raise LazarusError(f"--tokens {tokens}: a lens needs at least {MIN_FIT_TOKENS} tokens to fit")
+
+
+def _fit(
+    model: str,
+    kind: str,
+    corpus: tuple[str, ...],
+    tokens: int | None,
+    steps: int | None,
+    out: str | None,
+    adapter: str | None,
+    quiet: bool,
+) -> None:
+    _check_tokens(tokens)
+    if steps is not None and steps < 1:
+        raise LazarusError(f"--steps {steps}: must be at least 1")
+    check_lens_out(out)
+    from .lenses.corpus import read_corpus_files
+
+    text = read_corpus_files(list(corpus))  # every corpus problem before the model loads
+    from .lenses.fit import TunedSettings, fit_lens
+    from .lenses.store import cache_path
+    from .models.loader import load_model
+
+    loaded = load_model(model, adapter=adapter)
+    with progress_bars(not quiet and sys.stderr.isatty()) as progress:
+        lens_obj = fit_lens(
+            loaded, kind, corpus=text, tokens=tokens, tuned=TunedSettings(steps=steps), progress=progress
+        )
+    target = Path(out) if out else cache_path(loaded, kind, lens_obj.meta["model"])
+    if not out:
+        target.parent.mkdir(parents=True, exist_ok=True)
+    lens_obj.save(target)
+    if not quiet:
+        from .render.lens_text import render_fit_summary
+
+        click.echo(render_fit_summary(lens_obj.record(), lens_obj.meta, str(target), cached=not out), nl=False)
+
+
+@lens.command(name="eval", context_settings=CONTEXT)
+@click.option("-m", "--model", "model", required=True, metavar="MODEL", help=MODEL_HELP)
+@click.option(
+    "--lens",
+    "lens_spec",
+    required=True,
+    metavar="KIND|DIR",
+    help="linear, tuned (from the cache), logit or a lens directory.",
+)
+@click.option(
+    "--corpus", multiple=True, metavar="FILE", help="Evaluate on the held-out split of these files (default: built in)."
+)
+@click.option("--tokens", type=int, default=None, metavar="N", help="Evaluate on at most N held-out tokens.")
+@click.option("--adapter", metavar="DIR", help="Apply an mlx-lm LoRA adapter to the model.")
+@click.option("-o", "--output", "output", metavar="FILE", help="Save the evaluation as JSON.")
+@click.option("--html", "html", metavar="FILE", help="Write an HTML page with the per-layer fidelity charts.")
+@click.option("-q", "--quiet", is_flag=True, help="Do not print the text table.")
+def eval_(**opts: Any) -> None:
+    """Measure a lens against the logit lens on held-out text: KL to final, top-1 agreement, cross-entropy."""
+    run_guarded(lambda: _eval(**opts))
+
+
+def _check_lens_spec(spec: str) -> None:
+    if spec in ("logit", "linear", "tuned"):
+        return
+    if not Path(spec).exists():
+        raise LazarusError(f"unknown --lens {spec!r}: choose logit, linear, tuned or a lens directory")
+    from .lenses.artefact import Lens
+
+    Lens.load(spec)  # a damaged lens fails before the model loads
+
+
+def _eval(
+    model: str,
+    lens_spec: str,
+    corpus: tuple[str, ...],
+    tokens: int | None,
+    adapter: str | None,
+    output: str | None,
+    html: str | None,
+    quiet: bool,
+) -> None:
+    for path, option in ((output, "-o"), (html, "--html")):
+        check_output_path(path, option)
+    if tokens is not None and tokens < 1:
+        raise LazarusError(f"--tokens {tokens}: must be at least 1")
+    _check_lens_spec(lens_spec)
+    from .lenses.corpus import read_corpus_files
+
+    text = read_corpus_files(list(corpus))
+    from .lenses.eval import evaluate
+    from .lenses.store import resolve_lens, save_logit_fidelity
+    from .models.loader import load_model
+
+    loaded = load_model(model, adapter=adapter)
+    lens_obj = resolve_lens(lens_spec, loaded)
+    with progress_bars(not quiet and sys.stderr.isatty()) as progress:
+        result = evaluate(loaded, lens_obj, text, tokens=tokens, progress=progress)
+    if not corpus and not tokens:
+        with contextlib.suppress(OSError):
+            save_logit_fidelity(loaded, result.logit, result.corpus)
+    if output:
+        result.save(output)
+    if html:
+        from .render.lens_report import render_lens_eval_html
+        from .result import write_text_atomic
+
+        write_text_atomic(html, render_lens_eval_html(result))
+    if not quiet:
+        from .render.lens_text import render_eval_text
+
+        click.echo(render_eval_text(result), nl=False)

@@ -1,0 +1,286 @@
+"""The engine: one lens pass of one loaded model over one prompt -> ``LensRun``.
+
+Every caller (``ModelAnalyzer``, ``compare``, the suite runner, the benchmarks) goes through
+``analyze``; nobody rebuilds capture -> stack -> statistics by hand.
+
+Shapes (L captured layers, V vocabulary, T prompt tokens):
+
+* ``LensRun.log_probs`` is numpy ``[L, V]`` float32: the lens log-probabilities at the last prompt
+  position, one row per captured layer in ``result.captured_layers`` order (the last row is the
+  model's own next-token distribution). ``compare`` measures divergences between models from it.
+* ``LensRun.single_token`` has one flag per tracked string (``config.track_tokens`` order): whether
+  it is a single token in this model's vocabulary.
+
+MLX runs here (through ``lens``); nothing here formats prose.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import platform
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from importlib import metadata
+from typing import TYPE_CHECKING, Any
+
+from .errors import LazarusError
+from .result import (
+    AnalysisResult,
+    LayerPrediction,
+    PositionGrid,
+    TokenEvolution,
+    TokenProb,
+    TrackedAtLayer,
+    TrackedToken,
+    first_layer_where,
+    true_from_layer,
+)
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from .api import AnalysisConfig
+    from .lenses import Lens
+    from .models.loader import LoadedModel
+
+
+@dataclass(frozen=True)
+class LensRun:
+    """One model's lens over one prompt: the result plus what comparing models needs."""
+
+    result: AnalysisResult
+    log_probs: np.ndarray  # [L, V] float32, last position, one row per captured layer
+    tokenizer_fingerprint: str  # equal fingerprints = same vocabulary and merges
+    single_token: list[bool]  # per tracked string: one token in this vocabulary?
+    load_seconds: float  # the model's load (0 when its weights were reused)
+
+    def __post_init__(self) -> None:
+        layers = len(self.result.captured_layers)
+        shape = getattr(self.log_probs, "shape", None)
+        if shape is None or len(shape) != 2 or shape[0] != layers:
+            raise ValueError(f"log_probs must be [{layers}, vocab] (one row per captured layer), got {shape}")
+        if len(self.single_token) != len(self.result.config.track_tokens):
+            raise ValueError("single_token needs one flag per tracked string")
+
+    @property
+    def timings(self) -> dict[str, float]:
+        """Seconds: load, tokenize, lens, grid (as in ``result.timings``)."""
+        return dict(self.result.timings)
+
+    @property
+    def engine_seconds(self) -> float:
+        """The lens work alone (tokenize + lens + grid), without the load."""
+        return sum(self.result.timings.get(k, 0.0) for k in ("tokenize", "lens", "grid"))
+
+
+@dataclass(frozen=True)
+class PreparedPrompt:
+    """What a prompt becomes for one model, before any forward pass."""
+
+    text: str  # what is tokenized (chat template applied or not)
+    chat_template_applied: bool
+    token_ids: list[int]
+
+
+def format_prompt(loaded: LoadedModel, prompt: str, use_chat_template: bool = True) -> PreparedPrompt:
+    """Apply the chat template (when asked and the tokenizer has one) and tokenize."""
+    if not prompt or not prompt.strip():
+        raise LazarusError("the prompt is empty")
+    tok = loaded.tokenizer
+    if use_chat_template and tok.chat_template:
+        try:
+            formatted = tok.apply_chat_template(prompt)
+        except LazarusError:
+            raise
+        except Exception as exc:
+            raise LazarusError(
+                f"the model's chat template failed: {exc}; use --raw to analyze the prompt as is"
+            ) from None
+        # The template writes BOS itself where the model wants one.
+        return PreparedPrompt(formatted, True, tok.encode_plain(formatted))
+    return PreparedPrompt(prompt, False, tok.encode(prompt))
+
+
+def track_tokens(loaded: LoadedModel, texts: Sequence[str]) -> list[TrackedToken]:
+    """The tracked strings as this model's tokenizer sees them (the first token of each is followed)."""
+    out = []
+    for text in texts:
+        if text == "":
+            raise LazarusError("cannot track an empty string")
+        ids = loaded.tokenizer.encode_plain(text)
+        if not ids:
+            raise LazarusError(f"tracked token {text!r} encodes to no tokens for this model")
+        out.append(
+            TrackedToken(text=text, token_id=ids[0], token=loaded.tokenizer.token_to_str(ids[0]), num_tokens=len(ids))
+        )
+    return out
+
+
+def _check_length(loaded: LoadedModel, n_tokens: int) -> None:
+    if not n_tokens:
+        raise LazarusError("the prompt encodes to no tokens")
+    if loaded.context_length and n_tokens > loaded.context_length:
+        raise LazarusError(
+            f"the prompt is {n_tokens} tokens, longer than the model's context of {loaded.context_length}"
+        )
+    if loaded.unsupported_window and n_tokens > loaded.unsupported_window:
+        raise LazarusError(
+            f"the prompt is {n_tokens} tokens, longer than this model's sliding attention window of "
+            f"{loaded.unsupported_window}, which mlx-lm does not implement for {loaded.info.family}: "
+            "the lens would be wrong; use a shorter prompt"
+        )
+
+
+def versions() -> dict[str, str]:
+    """Python, platform and the versions of the packages that shape a result."""
+    out = {"python": platform.python_version(), "platform": f"{platform.system()} {platform.machine()}"}
+    for dist in ("lazarus-report", "mlx", "mlx-lm", "tokenizers"):
+        try:
+            out[dist] = metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            pass
+    return out
+
+
+def analyze(
+    loaded: LoadedModel,
+    prompt: str,
+    config: AnalysisConfig,
+    *,
+    prepared: PreparedPrompt | None = None,
+    lens: Lens | None = None,
+) -> LensRun:
+    """Run the lens of ``config`` over ``prompt`` with ``loaded`` and return the ``LensRun``.
+
+    ``prepared``: an already formatted and tokenized prompt (benchmarks feed token ids directly);
+    by default ``prompt`` is formatted with ``format_prompt``. ``lens``: the lens ``config.lens``
+    names, already resolved for ``loaded`` (callers that run many prompts resolve it once); by
+    default it is resolved here. A learned lens maps each captured layer's residual stream
+    (``Lens.translate``) before the model's own final norm and head; the last layer is never mapped.
+    """
+    from .api import check_text, select_layers
+    from .lens import capture_hidden, last_position_stats, mx, position_grid
+    from .lenses import resolve_lens
+
+    config.validate(loaded.info.num_layers, loaded.info.vocab_size)
+    t0 = time.perf_counter()
+    tok = loaded.tokenizer
+    if prepared is None:
+        check_text(prompt, "the prompt")
+        prepared = format_prompt(loaded, prompt, config.use_chat_template)
+    ids = prepared.token_ids
+    _check_length(loaded, len(ids))
+    tracked = track_tokens(loaded, config.track_tokens)
+    if lens is None:
+        lens = resolve_lens(config.lens, loaded)
+    n_layers = loaded.info.num_layers
+    layers = select_layers(config.layer_strategy, n_layers, config.layer_step, config.custom_layers)
+    factor = None
+    info = loaded.info
+    # Default: the reference implementation's scale where mlx-lm's differs (Gemma 3 in float32).
+    scale = config.embedding_scale if config.embedding_scale is not None else loaded.parts.reference_embedding_scale
+    if scale is not None:
+        builtin = loaded.parts.builtin_embedding_scale or 1.0
+        factor = scale / builtin
+        info = dataclasses.replace(info, embedding_scale=scale)
+    t1 = time.perf_counter()
+
+    sink = capture_hidden(loaded.parts, ids, layers, factor)
+    hidden_last = mx.stack([lens.translate(i, sink[i][0, -1]) for i in layers])
+    final_last = sink[n_layers - 1][0, -1:]
+    stats = last_position_stats(loaded.parts, hidden_last, final_last, config.top_k, [t.token_id for t in tracked])
+    t2 = time.perf_counter()
+
+    decode = _Decoder(tok)
+    predictions = [
+        LayerPrediction(
+            layer_idx=layer,
+            top_tokens=[TokenProb(i, decode(i), p) for i, p in zip(stats.top_ids[j], stats.top_probs[j])],
+            entropy=stats.entropy[j],
+            kl_to_final=stats.kl_to_final[j],
+            final_token_rank=stats.final_token_rank[j],
+            tracked=[TrackedAtLayer(p, r) for p, r in zip(stats.tracked_probs[j], stats.tracked_ranks[j])],
+        )
+        for j, layer in enumerate(layers)
+    ]
+    evolutions = [
+        _evolution(
+            t,
+            layers,
+            [stats.tracked_probs[j][k] for j in range(len(layers))],
+            [stats.tracked_ranks[j][k] for j in range(len(layers))],
+        )
+        for k, t in enumerate(tracked)
+    ]
+    grid = None
+    if config.compute_grid:
+        g = position_grid(loaded.parts, [lens.translate(i, sink[i][0]) for i in layers], sink[n_layers - 1][0])
+        grid = PositionGrid(
+            layers=list(layers),
+            positions=list(range(len(ids))),
+            top_token_ids=g.top_ids,
+            top_tokens=[[decode(i) for i in row] for row in g.top_ids],
+            top_probs=g.top_probs,
+            entropy=g.entropy,
+            kl_to_final=g.kl_to_final,
+        )
+    t3 = time.perf_counter()
+    del sink
+    result = AnalysisResult(
+        model=info,
+        prompt=prompt,
+        formatted_prompt=prepared.text,
+        chat_template_applied=prepared.chat_template_applied,
+        token_ids=list(ids),
+        tokens=[decode(i) for i in ids],
+        config=config.record(),
+        captured_layers=list(layers),
+        layer_predictions=predictions,
+        tracked_tokens=tracked,
+        token_evolutions=evolutions,
+        grid=grid,
+        versions=versions(),
+        timings={
+            "load": round(loaded.load_seconds, 4),
+            "tokenize": round(t1 - t0, 4),
+            "lens": round(t2 - t1, 4),
+            "grid": round(t3 - t2, 4),
+        },
+        lens=lens.record(),
+    )
+    return LensRun(
+        result=result,
+        log_probs=stats.log_probs,
+        tokenizer_fingerprint=tok.fingerprint(),
+        single_token=[len(tok.encode_plain(t)) == 1 for t in config.track_tokens],
+        load_seconds=float(loaded.load_seconds),
+    )
+
+
+def _evolution(tracked: TrackedToken, layers: list[int], probs: list[float], ranks: list[int]) -> TokenEvolution:
+    top1 = [r == 1 for r in ranks]
+    return TokenEvolution(
+        token=tracked.token,
+        token_id=tracked.token_id,
+        text=tracked.text,
+        layers=list(layers),
+        probs=list(probs),
+        ranks=list(ranks),
+        emergence_layer=first_layer_where(layers, top1),
+        stable_from_layer=true_from_layer(layers, top1),
+    )
+
+
+class _Decoder:
+    """token id -> text, memoised (grids repeat the same ids many times)."""
+
+    def __init__(self, tokenizer: Any):
+        self._tok = tokenizer
+        self._cache: dict[int, str] = {}
+
+    def __call__(self, token_id: int) -> str:
+        s = self._cache.get(token_id)
+        if s is None:
+            s = self._cache[token_id] = self._tok.token_to_str(token_id)
+        return s

@@ -1,0 +1,94 @@
+"""Chart values and their background rendering: ``PendingChart`` / ``ChartView``, the spec wrapper, and
+the one vl-convert thread that draws the line charts' static SVG while the page does its other work."""
+
+from __future__ import annotations
+
+import functools
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+import vl_convert as vlc
+from altair.utils.schemapi import debug_mode
+
+from lazarus_report.render.charts.style import CONFIG, VL_VERSION
+from lazarus_report.render.charts.svg_sanitize import _checked, _compact_svg, _renumber_ids
+
+
+@dataclass(frozen=True)
+class ChartView:
+    """One chart, ready for the page."""
+
+    chart_id: str  # unique in the page, e.g. "run0-trajectory"
+    title: str
+    description: str  # what the chart shows, for captions and screen readers
+    spec: dict[str, Any]  # Vega-Lite spec for vegaEmbed
+    svg: str  # static rendering of the same chart
+    fit: bool = True  # may shrink to the page width (the heatmap scrolls instead: its text must stay legible)
+
+
+@dataclass(frozen=True)
+class PendingChart:
+    """A chart whose static SVG may still be drawing (see ``result``)."""
+
+    chart_id: str
+    title: str
+    description: str
+    spec: dict[str, Any]
+    svg: Future[str] | str
+    fit: bool = True
+
+    def result(self) -> ChartView:
+        svg = self.svg if isinstance(self.svg, str) else self.svg.result()
+        return ChartView(self.chart_id, self.title, self.description, self.spec, svg, self.fit)
+
+
+@functools.lru_cache(maxsize=1)
+def vega_bundle() -> str:
+    """Vega + Vega-Lite + vega-embed as one script (about 900 KB; cached per process)."""
+    return vlc.javascript_bundle(vl_version=VL_VERSION)
+
+
+@functools.lru_cache(maxsize=1)
+def _svg_thread() -> ThreadPoolExecutor:
+    # One worker: vl-convert converts one chart at a time anyway; the thread lets Python work overlap.
+    return ThreadPoolExecutor(max_workers=1, thread_name_prefix="lazarus-vl-convert")
+
+
+def _unvalidated(fn: Any) -> Any:
+    """Build specs without Altair's JSON-schema validation (its "debug mode" validates every object
+    as it is created: most of the time a chart took). The tests validate every spec instead.
+    The switch is process-wide while ``fn`` runs (Altair has no other)."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        with debug_mode(False):
+            return fn(*args, **kwargs)
+
+    return wrapper
+
+
+def finish(pending: dict[str, list[PendingChart]]) -> dict[str, list[ChartView]]:
+    return {key: [c.result() for c in charts] for key, charts in pending.items()}
+
+
+def _spec(chart: Any, description: str, datasets: dict[str, Any]) -> dict[str, Any]:
+    spec = chart.to_dict(validate=False)
+    spec["description"] = description
+    spec["config"] = CONFIG
+    spec["datasets"] = datasets
+    return spec
+
+
+def _line_view(
+    chart_id: str, title: str, description: str, chart: Any, datasets: dict[str, Any], *, svg: str | None = None
+) -> PendingChart:
+    """A chart whose static SVG vl-convert draws in the background (or ``svg``, already drawn)."""
+    spec = _spec(chart, description, datasets)
+    if svg is not None:
+        return PendingChart(chart_id, title, description, spec, _renumber_ids(_checked(svg), chart_id))
+    return PendingChart(chart_id, title, description, spec, _svg_thread().submit(_vl_svg, spec, chart_id))
+
+
+def _vl_svg(spec: dict[str, Any], chart_id: str) -> str:
+    return _compact_svg(_renumber_ids(vlc.vegalite_to_svg(spec, vl_version=VL_VERSION), chart_id))

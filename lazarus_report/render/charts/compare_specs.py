@@ -1,0 +1,311 @@
+"""A comparison's charts as Altair specs: both models' trajectories, entropy/KL, divergence between them."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import altair as alt
+
+from lazarus_report.render.charts.background import ChartView, PendingChart, _line_view, _unvalidated, finish
+from lazarus_report.render.charts.datasets import _lookup, _round, _rows, _stored
+from lazarus_report.render.charts.heatmap import _heatmap
+from lazarus_report.render.charts.line_plot_svg import _layer_axis, _Plot, _plot_svg, _PlotLine, _relative_axis
+from lazarus_report.render.charts.run_specs import _rank_y, _unique_labels
+from lazarus_report.render.charts.style import (
+    DASHES,
+    LINE_HEIGHT,
+    LINE_WIDTH,
+    MAX_LAYERS_WITH_POINTS,
+    MODEL_OPACITY,
+    MODEL_STROKES,
+    PALETTE,
+)
+from lazarus_report.render.report_model import ComparisonView, ReportModel, RunReport
+
+
+def comparison_charts(report: ReportModel) -> dict[str, list[ChartView]]:
+    """The charts of a comparison report: ``{"comparison": [...], "heatmaps": [...]}``."""
+    return finish(start_comparison_charts(report))
+
+
+@_unvalidated
+def start_comparison_charts(report: ReportModel) -> dict[str, list[PendingChart]]:
+    comparison = report.comparison
+    assert comparison is not None
+    lines = [_compare_trajectory(report.runs, comparison), _compare_entropy_kl(report.runs, comparison)]
+    if comparison.has_divergences:
+        lines.append(_divergence(comparison))
+    panels = [(f"{tag} · {label}", run) for tag, label, run in zip(comparison.tags, comparison.labels, report.runs)]
+    with_grid = [(title, run) for title, run in panels if run.grid is not None]
+    heatmaps = []
+    if with_grid:
+        title = "Top-1 prediction by layer and position, both models"
+        heatmaps.append(_heatmap(with_grid, chart_id="comparison-heatmap", title=title))
+    return {"comparison": lines, "heatmaps": heatmaps}
+
+
+def _compare_x(comparison: ComparisonView, *, labelled: bool = True) -> alt.X:
+    """The shared x axis of the comparison charts: the layer, or relative depth (0 to 1) for different depths."""
+    title = comparison.x_title if labelled else None
+    if comparison.alignment == "layer":
+        xs = [x for values in comparison.x_values for x in values]
+        return alt.X(
+            "l:Q",
+            title=title,
+            scale=alt.Scale(domain=[min(xs), max(xs)], nice=False),
+            axis=alt.Axis(tickMinStep=1, format="d", labels=labelled),
+        )
+    return alt.X(
+        "x:Q",
+        title=title,
+        scale=alt.Scale(domain=[0, 1], nice=False),
+        axis=alt.Axis(values=[k / 10 for k in range(11)], format=".1f", labels=labelled),
+    )
+
+
+def _compare_row(comparison: ComparisonView, layer: int, x: float, **values: Any) -> dict[str, Any]:
+    row: dict[str, Any] = {"l": layer}
+    if comparison.alignment != "layer":
+        row["x"] = _round(x)
+    row.update(values)
+    return row
+
+
+def _model_encodings(comparison: ComparisonView) -> dict[str, Any]:
+    """Colour = model; model 1 drawn wide and pale under model 2, so identical lines both show."""
+    labels = comparison.labels
+    return {
+        "color": alt.Color(
+            "m:N",
+            title="Model",
+            scale=alt.Scale(domain=labels, range=PALETTE[:2]),
+            legend=alt.Legend(orient="top", direction="horizontal"),
+        ),
+        "strokeWidth": alt.StrokeWidth("m:N", scale=alt.Scale(domain=labels, range=MODEL_STROKES), legend=None),
+        "opacity": alt.Opacity("m:N", scale=alt.Scale(domain=labels, range=MODEL_OPACITY), legend=None),
+    }
+
+
+def _compare_trajectory(
+    runs: list[RunReport], comparison: ComparisonView, *, chart_id: str = "comparison-trajectory", compact: bool = False
+) -> PendingChart:
+    """Both models' tracked tokens across layers (``compact`` as for ``_trajectory``)."""
+    tracked = bool(comparison.tracked) and all(run.series_are_tracked for run in runs)
+    rows: list[dict[str, Any]] = []
+    keys: list[dict[str, Any]] = []
+    series_names: list[str] = []
+    lines: list[_PlotLine] = []  # for the compact SVG
+    for m, (run, label, xs) in enumerate(zip(runs, comparison.labels, comparison.x_values)):
+        x_of = dict(zip(run.captured_layers, xs))
+        names = [t.text.visible for t in comparison.tracked] if tracked else [s.label for s in run.series]
+        for name, s in zip(_unique_labels(names), run.series):
+            if name not in series_names:
+                series_names.append(name)
+            k = len(keys)
+            keys.append({"k": k, "m": label, "s": name, "tok": s.label, "e": s.emergence_layer})
+            rows += [
+                _compare_row(comparison, layer, x_of[layer], k=k, p=_round(p), r=r)
+                for layer, p, r in zip(s.layers, s.probs, s.ranks)
+            ]
+            emergence = x_of.get(s.emergence_layer) if s.emergence_layer is not None else None
+            points = [(x_of[layer], p, r) for layer, p, r in zip(s.layers, s.probs, s.ranks)]
+            lines.append(
+                _PlotLine(
+                    points,
+                    PALETTE[m],
+                    DASHES[series_names.index(name) % len(DASHES)],
+                    MODEL_STROKES[m],
+                    MODEL_OPACITY[m],
+                    emergence,
+                    marker=("circle", "diamond")[m],
+                )
+            )
+    enc = _model_encodings(comparison)
+    dash_range = DASHES[: len(series_names)] if len(series_names) <= len(DASHES) else None
+    dash = alt.StrokeDash(
+        "s:N",
+        title="Tracked" if tracked else "Final top-1",
+        scale=alt.Scale(domain=series_names, range=dash_range),
+        legend=alt.Legend(orient="top", direction="horizontal", symbolStrokeWidth=2),
+    )
+    tooltip = [
+        alt.Tooltip("m:N", title="Model"),
+        alt.Tooltip("tok:N", title="Token"),
+        alt.Tooltip("l:Q", title="Layer"),
+        alt.Tooltip("p:Q", title="Probability", format=".3~p"),
+        alt.Tooltip("r:Q", title="Rank", format=","),
+    ]
+    shape = alt.Shape("m:N", legend=None, scale=alt.Scale(domain=comparison.labels, range=["circle", "diamond"]))
+
+    def panel(y: alt.Y, x: alt.X) -> alt.LayerChart:
+        line = (
+            _lookup(_rows("d", rows, compact), "keys", ["m", "s", "tok"])
+            .mark_line()
+            .encode(x=x, y=y, strokeDash=dash, tooltip=tooltip, **enc)
+        )
+        emergence = (
+            _lookup(_rows("d", rows, compact), "keys", ["m", "s", "tok", "e"])
+            .transform_filter("datum.l === datum.e")  # the layer where the token first becomes top-1
+            .mark_point(filled=True, size=70, opacity=1)
+            .encode(x=x, y=y, color=enc["color"], shape=shape, tooltip=tooltip)
+        )
+        return alt.layer(line, emergence).properties(width=LINE_WIDTH, height=LINE_HEIGHT)
+
+    prob = panel(
+        alt.Y("p:Q", title="Probability", scale=alt.Scale(zero=True, nice=True), axis=alt.Axis(format=".2~p")),
+        _compare_x(comparison, labelled=False),
+    )
+    rank = panel(_rank_y("r:Q", [row["r"] for row in rows]), _compare_x(comparison))
+    chart = alt.vconcat(prob, rank, spacing=14).resolve_scale(color="shared", strokeDash="shared")
+    who = "Each tracked token" if tracked else "Each model's final top-1 token"
+    description = (
+        f"{who} in both models (colour: model; line style: token) at the last prompt position: probability "
+        "(top) and rank on a log axis (bottom); a filled marker is where the token first becomes top-1."
+    )
+    if not tracked:
+        description += " Its probability is shown where it is in a layer's top-k."
+    if comparison.alignment != "layer":
+        description += " The models have different depths: the x axis is relative depth."
+    svg = None
+    if compact:
+        axis = (
+            _relative_axis()
+            if comparison.alignment != "layer"
+            else _layer_axis([round(x) for values in comparison.x_values for x in values])
+        )
+        models = [
+            (label, _PlotLine([], PALETTE[m], opacity=MODEL_OPACITY[m], marker=("circle", "diamond")[m]))
+            for m, label in enumerate(comparison.labels)
+        ]
+        dashes = [(name, _PlotLine([], "#888888", DASHES[i % len(DASHES)])) for i, name in enumerate(series_names)]
+        legend = [("Model", models), ("Tracked" if tracked else "Final top-1", dashes)]
+        svg = _plot_svg(_Plot(lines, axis, comparison.x_title, max([1, *(row["r"] for row in rows)]), legend))
+    return _line_view(
+        chart_id,
+        "Token probability and rank, both models",
+        description,
+        chart,
+        {"d": _stored(rows, compact), "keys": keys},
+        svg=svg,
+    )
+
+
+def _compare_entropy_kl(runs: list[RunReport], comparison: ComparisonView) -> PendingChart:
+    rows = []
+    for k, (run, xs) in enumerate(zip(runs, comparison.x_values)):
+        for layer, x, h, kl in zip(run.captured_layers, xs, run.entropy, run.kl_to_final):
+            rows.append(_compare_row(comparison, layer, x, k=k, h=_round(h), kl=_round(kl)))
+    keys = [{"k": k, "m": label} for k, label in enumerate(comparison.labels)]
+    enc = _model_encodings(comparison)
+    tooltip = [
+        alt.Tooltip("m:N", title="Model"),
+        alt.Tooltip("l:Q", title="Layer"),
+        alt.Tooltip("h:Q", title="Entropy (nats)", format=".3f"),
+        alt.Tooltip("kl:Q", title="KL to final (nats)", format=".3f"),
+    ]
+
+    def base() -> alt.Chart:
+        return _lookup(alt.Chart(alt.NamedData("d")), "keys", ["m"]).mark_line()
+
+    entropy = (
+        base()
+        .encode(
+            x=_compare_x(comparison, labelled=False), y=alt.Y("h:Q", title="Entropy (nats)"), tooltip=tooltip, **enc
+        )
+        .properties(width=LINE_WIDTH, height=150)
+    )
+    kl = (
+        base()
+        .encode(x=_compare_x(comparison), y=alt.Y("kl:Q", title="KL to final (nats)"), tooltip=tooltip, **enc)
+        .properties(width=LINE_WIDTH, height=150)
+    )
+    chart = alt.vconcat(entropy, kl, spacing=14).resolve_scale(color="shared")
+    description = (
+        "Entropy of each layer's lens distribution (top) and its KL divergence from the same model's final "
+        "distribution, KL(final || layer) (bottom), in nats, at the last prompt position; colour is the model."
+    )
+    return _line_view(
+        "comparison-entropy-kl", "Entropy and KL to final, both models", description, chart, {"d": rows, "keys": keys}
+    )
+
+
+def _divergence(comparison: ComparisonView) -> PendingChart:
+    m1, m2 = comparison.tags
+    kls = [f"KL({m1} || {m2})", f"KL({m2} || {m1})"]
+    rows = [
+        _compare_row(
+            comparison,
+            r.layer2,
+            r.x,
+            pair=r.label,
+            js=_round(r.js),
+            **{kls[0]: _round(r.kl_12), kls[1]: _round(r.kl_21)},
+        )
+        for r in comparison.rows
+    ]
+    x_unlabelled, x = _compare_x(comparison, labelled=False), _compare_x(comparison)
+    points = len(comparison.rows) <= MAX_LAYERS_WITH_POINTS
+    pair = alt.Tooltip("pair:N", title="Layer")
+    datasets: dict[str, Any] = {"d": rows}
+    # JS (bounded by ln 2) on its own panel: on the KL scale it would be a flat line near zero.
+    js: list[Any] = [
+        alt.Chart(alt.NamedData("d"))
+        .mark_line(point=points, color="#1a1a1a", strokeWidth=2)
+        .encode(
+            x=x_unlabelled,
+            y=alt.Y("js:Q", title="JS (nats)", scale=alt.Scale(domain=[0, 0.7], nice=False)),
+            tooltip=[pair, alt.Tooltip("js:Q", title="Jensen-Shannon (nats)", format=".4f")],
+        )
+    ]
+    kl: list[Any] = [
+        alt.Chart(alt.NamedData("d"))
+        .transform_fold(kls, as_=["measure", "v"])
+        .mark_line(point=points)
+        .encode(
+            x=x,
+            y=alt.Y("v:Q", title="KL (nats)"),
+            color=alt.Color(
+                "measure:N",
+                title=None,
+                legend=alt.Legend(orient="top", direction="horizontal"),
+                scale=alt.Scale(domain=kls, range=PALETTE[:2]),
+            ),
+            strokeDash=alt.StrokeDash(
+                "measure:N",
+                title=None,
+                legend=alt.Legend(orient="top", direction="horizontal"),
+                scale=alt.Scale(domain=kls, range=[[1, 0], [6, 3]]),
+            ),
+            tooltip=[pair, alt.Tooltip("measure:N", title="Measure"), alt.Tooltip("v:Q", title="nats", format=".4f")],
+        )
+    ]
+    largest = comparison.largest_change
+    if largest is not None:
+        note = f"largest JS: layer {largest.label}"
+        datasets["marks"] = [_compare_row(comparison, largest.layer2, largest.x, note=note)]
+        first, last = comparison.rows[0].x, comparison.rows[-1].x
+        align, dx = ("left", 4) if largest.x <= (first + last) / 2 else ("right", -4)
+        for layers, axis in ((js, x_unlabelled), (kl, x)):
+            rule = alt.Chart(alt.NamedData("marks")).mark_rule(strokeDash=[4, 3], color="#888888")
+            layers.append(rule.encode(x=axis))
+        js.append(
+            alt.Chart(alt.NamedData("marks"))
+            # At the bottom of the panel: the line peaks at the top here, by definition.
+            .mark_text(align=align, dx=dx, dy=-4, baseline="bottom", fontSize=10, color="#333333")
+            .encode(x=x_unlabelled, y=alt.YValue(110), text=alt.Text("note:N"))
+        )
+    chart = alt.vconcat(
+        alt.layer(*js).properties(width=LINE_WIDTH, height=110),  # 110: see the label's y above
+        alt.layer(*kl).properties(width=LINE_WIDTH, height=LINE_HEIGHT - 30),
+        spacing=14,
+    )
+    description = (
+        f"How far apart the two models' next-token distributions are at each matched layer (last prompt "
+        f"position), in nats: Jensen-Shannon divergence (top; symmetric, at most ln 2 = 0.69) and KL both ways "
+        f"(bottom; KL({m1} || {m2}) weighs by what {m1} believes)."
+    )
+    if largest is not None:
+        description += f" The dashed line marks the largest JS divergence (layer {largest.label})."
+    return _line_view(
+        "comparison-divergence", "Divergence between the models across layers", description, chart, datasets
+    )

@@ -1,0 +1,214 @@
+"""The layers x positions heatmap: its Vega-Lite spec and its hand-drawn SVG (vl-convert measures text glyph
+by glyph, which took 1-2 s for a heatmap's token labels); both use the same ten colour bins."""
+
+from __future__ import annotations
+
+import bisect
+from typing import Any
+
+import altair as alt
+
+from lazarus_report.render.charts.background import PendingChart, _spec
+from lazarus_report.render.charts.datasets import _round
+from lazarus_report.render.charts.style import (
+    _HEATMAP_THRESHOLDS,
+    CELL_HEIGHT,
+    CELL_WIDTH,
+    HEATMAP_BINS,
+    HEATMAP_COLORS,
+    HEATMAP_DARK_TEXT_ABOVE,
+    _esc,
+    _shorten,
+)
+from lazarus_report.render.charts.svg_sanitize import _SVG_NS, _checked
+from lazarus_report.render.report_model import GridView, RunReport
+
+
+def _heatmap(
+    panels: list[tuple[str, RunReport]], *, chart_id: str, title: str = "Top-1 prediction by layer and position"
+) -> PendingChart:
+    """Layers x positions heatmap: one panel per run (a comparison shows both models side by side,
+    sharing one colour legend); ``panels`` pairs a panel title ("" for none) with its run."""
+    charts, datasets, shown = [], {}, []
+    for k, (panel_title, run) in enumerate(panels):
+        grid = run.grid
+        assert grid is not None
+        index = {pos: j for j, pos in enumerate(grid.positions)}
+        # The biggest dataset of a page, so stored compactly: one row per layer holding arrays
+        # (flattened in the browser), the position labels once (joined by lookup).
+        by_layer: dict[int, dict[str, Any]] = {}
+        for c in grid.cells:
+            row = by_layer.setdefault(c.layer, {"l": c.layer, "i": [], "t": [], "p": []})
+            row["i"].append(index[c.position])
+            row["t"].append(c.token)
+            row["p"].append(_round(c.prob))
+        datasets[f"d{k}"] = list(by_layer.values())
+        datasets[f"pos{k}"] = [{"i": j, "pos": label} for j, label in enumerate(grid.position_labels)]
+        x = alt.X(
+            "pos:O",
+            title="Prompt position (predicting the next token)",
+            sort=grid.position_labels,
+            axis=alt.Axis(labelAngle=-45, labelLimit=90, labelFontSize=10),
+        )
+        y = alt.Y("l:O", title="Layer", sort="descending")
+        if grid.unreliable_layers:  # (axis=None would hide the axis)
+            y = alt.Y("l:O", title="Layer", sort="descending", axis=_unreliable_layer_axis(grid))
+
+        tooltip = [
+            alt.Tooltip("l:O", title="Layer"),
+            alt.Tooltip("pos:O", title="Position"),
+            alt.Tooltip("t:N", title="Top-1"),
+            alt.Tooltip("p:Q", title="Probability", format=".3~p"),
+        ]
+        rect = (
+            _heatmap_base(k, x, y)
+            .mark_rect()
+            .encode(
+                color=alt.Color(
+                    "p:Q",
+                    title="Top-1 probability",
+                    scale=alt.Scale(type="quantize", domain=[0, 1], range=HEATMAP_COLORS),
+                    legend=alt.Legend(format="%", orient="right"),
+                ),
+                tooltip=tooltip,
+            )
+        )
+        text = (
+            _heatmap_base(k, x, y)
+            .mark_text(fontSize=9, limit=CELL_WIDTH - 4)
+            .encode(
+                text=alt.Text("t:N"),
+                tooltip=tooltip,  # the label covers most of its cell
+                # Channel objects, not alt.value()/alt.condition() dicts: Altair matches a dict against
+                # every channel schema (~50 ms each).
+                color=alt.ColorValue(
+                    "#1a1a1a", condition={"test": f"datum.p > {HEATMAP_DARK_TEXT_ABOVE}", "value": "white"}
+                ),
+            )
+        )
+        panel = alt.layer(rect, text).properties(
+            width=CELL_WIDTH * len(grid.positions), height=CELL_HEIGHT * len(grid.layers)
+        )
+        if panel_title:
+            panel = panel.properties(title=alt.TitleParams(panel_title, anchor="start", fontSize=12, limit=panel.width))
+        charts.append(panel)
+        shown.append(
+            f"the last {len(grid.positions)} of {grid.total_positions} prompt positions"
+            if grid.truncated
+            else f"all {grid.total_positions} prompt positions"
+        )
+    chart = charts[0] if len(charts) == 1 else alt.hconcat(*charts, spacing=24).resolve_scale(color="shared")
+    where = shown[0] if len(set(shown)) == 1 else " and ".join(shown)
+    description = (
+        f"Top-1 lens prediction at every captured layer (rows, last layer on top) for {where} (columns); "
+        "colour is the top-1 probability, the text is the predicted token."
+    )
+    if len(panels) > 1:
+        description = "Each model's " + description[0].lower() + description[1:]
+    spec = _spec(chart, description, datasets)
+    svg = _checked(heatmap_svg([(panel_title, run.grid) for panel_title, run in panels]))  # type: ignore[misc]
+    return PendingChart(chart_id, title, description, spec, svg, fit=False)
+
+
+UNRELIABLE_MARK = "\u2248"  # ≈ after a layer label: the lens is unreliable at that layer
+
+
+def _unreliable_layer_axis(grid: GridView) -> alt.Axis:
+    """The layer axis with unreliable layers' labels marked ``≈``."""
+    bad = ",".join(str(layer) for layer in grid.unreliable_layers)
+    return alt.Axis(labelExpr=f"indexof([{bad}], datum.value) >= 0 ? datum.value + ' {UNRELIABLE_MARK}' : datum.value")
+
+
+def _heatmap_base(k: int, x: alt.X, y: alt.Y) -> alt.Chart:
+    """Panel ``k``'s cells: its per-layer rows flattened, joined with the position labels."""
+    positions = alt.LookupData(data=alt.NamedData(f"pos{k}"), key="i", fields=["pos"])
+    return (
+        alt.Chart(alt.NamedData(f"d{k}"))
+        .transform_flatten(["i", "t", "p"])
+        .transform_lookup(lookup="i", from_=positions)
+        .encode(x=x, y=y)
+    )
+
+
+HEATMAP_CELL_CHARS = 8  # token characters that fit a cell at 9 px (longer ones end in "…")
+
+
+HEATMAP_LABEL_CHARS = 14
+
+
+_HEATMAP_LEFT = 52  # room for the layer labels and the axis title
+
+
+_HEATMAP_GAP = 24
+
+
+def heatmap_svg(panels: list[tuple[str, GridView]]) -> str:
+    """The heatmap as SVG, laid out like the Vega-Lite spec: per panel, rows are layers (last on top),
+    columns positions, colour the top-1 probability (same bins), text the top-1 token (shortened to
+    fit a cell); one colour legend on the right."""
+    titled = any(title for title, _ in panels)
+    top = 26 if titled else 6
+    height = max(CELL_HEIGHT * len(grid.layers) for _, grid in panels)
+    parts, x0 = [], 0
+    for title, grid in panels:
+        parts.append(f'<g transform="translate({x0 + _HEATMAP_LEFT},{top})">{_heatmap_panel(title, grid, height)}</g>')
+        x0 += _HEATMAP_LEFT + CELL_WIDTH * len(grid.positions) + _HEATMAP_GAP
+    legend_x = x0 - _HEATMAP_GAP + 18
+    total_w, total_h = legend_x + 104, top + height + 92
+    swatch = 14
+    swatches = "".join(
+        f'<rect y="{18 + swatch * (HEATMAP_BINS - 1 - k)}" width="14" height="{swatch}" fill="{color}"/>'
+        for k, color in enumerate(HEATMAP_COLORS)
+    )
+    labels = "".join(
+        f'<text x="19" y="{18 + swatch * (HEATMAP_BINS - 1 - k) + 4}">{100 * (k + 1) // HEATMAP_BINS}%</text>'
+        for k in range(HEATMAP_BINS - 1)
+    )
+    return (
+        f'<svg xmlns="{_SVG_NS}" width="{total_w}" height="{total_h}" viewBox="0 0 {total_w} {total_h}" '
+        'font-family="sans-serif" font-size="10px">'
+        f'<rect width="{total_w}" height="{total_h}" fill="white"/>{"".join(parts)}'
+        f'<g transform="translate({legend_x},{top})">'
+        f'<text y="10" font-size="12px" font-weight="bold">Top-1 probability</text>{swatches}{labels}</g></svg>'
+    )
+
+
+def _heatmap_panel(title: str, grid: GridView, height: int) -> str:
+    n_rows = len(grid.layers)
+    width = CELL_WIDTH * len(grid.positions)
+    row_of = {layer: n_rows - 1 - i for i, layer in enumerate(grid.layers)}  # last layer on top
+    col_of = {pos: j for j, pos in enumerate(grid.positions)}
+    cells: list[list[str]] = [[] for _ in HEATMAP_COLORS]
+    dark, light = [], []
+    for c in grid.cells:
+        x, y = CELL_WIDTH * col_of[c.position], CELL_HEIGHT * row_of[c.layer]
+        p = _round(c.prob)
+        p = 0.0 if p is None else p
+        cells[bisect.bisect_right(_HEATMAP_THRESHOLDS, p)].append(f"M{x},{y}h{CELL_WIDTH}v{CELL_HEIGHT}h-{CELL_WIDTH}z")
+        text = f'<text x="{x + CELL_WIDTH // 2}" y="{y + 11}">{_esc(_shorten(c.token, HEATMAP_CELL_CHARS))}</text>'
+        (dark if p > HEATMAP_DARK_TEXT_ABOVE else light).append(text)
+    rows_h = CELL_HEIGHT * n_rows
+    rects = "".join(f'<path fill="{color}" d="{"".join(d)}"/>' for color, d in zip(HEATMAP_COLORS, cells) if d)
+    bad = set(grid.unreliable_layers)
+    y_labels = "".join(
+        f'<text x="-5" y="{CELL_HEIGHT * row_of[layer] + 12}">{layer}{" " + UNRELIABLE_MARK if layer in bad else ""}</text>'
+        for layer in grid.layers
+    )
+    x_labels = "".join(
+        f'<text transform="translate({CELL_WIDTH * j + CELL_WIDTH // 2 + 3},{rows_h + 7}) rotate(-45)">'
+        f"{_esc(_shorten(label, HEATMAP_LABEL_CHARS))}</text>"
+        for j, label in enumerate(grid.position_labels)
+    )
+    heading = ""
+    if title:
+        heading = f'<text y="-8" font-size="12px" font-weight="bold">{_esc(_shorten(title, width // 7))}</text>'
+    return (
+        f"{heading}<g>{rects}</g>"
+        f'<g font-size="9px" text-anchor="middle" fill="#1a1a1a">{"".join(light)}</g>'
+        f'<g font-size="9px" text-anchor="middle" fill="white">{"".join(dark)}</g>'
+        f'<rect width="{width}" height="{rows_h}" fill="none" stroke="#cccccc"/>'
+        f'<g text-anchor="end">{y_labels}{x_labels}</g>'
+        '<g font-size="12px" font-weight="bold" text-anchor="middle">'
+        f'<text transform="translate(-38,{rows_h // 2}) rotate(-90)">Layer</text>'
+        f'<text x="{width // 2}" y="{height + 86}">Prompt position (predicting the next token)</text></g>'
+    )

@@ -1,0 +1,223 @@
+"""One run's charts as Altair specs: token probability and rank across layers, entropy and KL to final."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import altair as alt
+
+from lazarus_report.render.charts.background import ChartView, PendingChart, _line_view, _unvalidated
+from lazarus_report.render.charts.datasets import _round, _rows, _stored
+from lazarus_report.render.charts.heatmap import _heatmap
+from lazarus_report.render.charts.line_plot_svg import _layer_axis, _Plot, _plot_svg, _PlotLine
+from lazarus_report.render.charts.scales import _rank_top
+from lazarus_report.render.charts.style import LINE_HEIGHT, LINE_WIDTH, MAX_LAYERS_WITH_POINTS, PALETTE
+from lazarus_report.render.report_model import RunReport
+
+
+def run_charts(run: RunReport) -> list[ChartView]:
+    """The charts shown for one run, in page order."""
+    return [c.result() for c in start_run_charts(run)]
+
+
+@_unvalidated
+def start_run_charts(run: RunReport) -> list[PendingChart]:
+    charts = [_trajectory(run), _entropy_kl(run)]
+    if run.grid is not None:
+        charts.append(_heatmap([("", run)], chart_id=f"{run.key}-heatmap"))
+    return charts
+
+
+def _layer_x(run: RunReport, *, labelled: bool = True) -> alt.X:
+    scale = alt.Scale(domain=[run.captured_layers[0], run.captured_layers[-1]], nice=False)
+    if labelled:
+        return alt.X("layer:Q", title="Layer", scale=scale, axis=alt.Axis(tickMinStep=1, format="d"))
+    return alt.X("layer:Q", title=None, scale=scale, axis=alt.Axis(tickMinStep=1, labels=False))
+
+
+UNRELIABLE_FILL = "#9aa4b1"
+
+
+def _unreliable_bands(run: RunReport, x: alt.X) -> list[Any]:
+    """Grey bands over the layers where the lens is unreliable (none when all are fine or unknown)."""
+    if not run.unreliable_layers:
+        return []
+    band = (
+        alt.Chart(alt.NamedData("unreliable"))
+        .mark_rect(color=UNRELIABLE_FILL, opacity=0.18, clip=True)
+        .encode(
+            x=x,
+            x2=alt.X2("to:Q"),
+            tooltip=[alt.Tooltip("note:N", title="Lens")],
+        )
+    )
+    return [band]
+
+
+def _unreliable_data(run: RunReport) -> list[dict[str, Any]]:
+    note = f"{run.lens_name} unreliable here (held-out KL to final above its threshold)"
+    return [{"layer": a - 0.5, "to": b + 0.5, "note": note} for a, b in run.unreliable_bands]
+
+
+def _rank_y(field: str, ranks: list[int]) -> alt.Y:
+    """Rank on a reversed log axis (1 at the top) from 1 to the next power of ten, ticks at powers of ten."""
+    top = _rank_top(ranks)
+    ticks = [10**k for k in range(len(str(top)))]
+    scale = alt.Scale(type="log", reverse=True, domain=[1, max(top, 10)])
+    axis = alt.Axis(values=ticks if top > 1 else [1, 10], format=",")
+    return alt.Y(field, title="Rank (log, 1 = top)", scale=scale, axis=axis)
+
+
+def _unique_labels(labels: list[str]) -> list[str]:
+    seen: dict[str, int] = {}
+    out = []
+    for label in labels:
+        seen[label] = seen.get(label, 0) + 1
+        out.append(label if seen[label] == 1 else f"{label} ({seen[label]})")
+    return out
+
+
+def _palette(n: int) -> list[str] | None:
+    return PALETTE[:n] if 0 < n <= len(PALETTE) else None
+
+
+def _trajectory(run: RunReport, *, chart_id: str | None = None, compact: bool = False) -> PendingChart:
+    """The tracked tokens' probability and rank across layers. ``compact``: the static SVG is drawn
+    here (``_plot_svg``, a few kB) instead of by vl-convert (for pages with a chart per suite case)."""
+    labels = _unique_labels([s.label for s in run.series])
+    rows, marks, lines = [], [], []
+    for i, (label, s) in enumerate(zip(labels, run.series)):
+        for layer, p, r in zip(s.layers, s.probs, s.ranks):
+            rows.append({"layer": layer, "token": label, "p": _round(p), "rank": r})
+        if s.emergence_layer is not None:
+            marks.append({"layer": s.emergence_layer, "token": label, "note": f"{label} top-1 at L{s.emergence_layer}"})
+        lines.append(
+            _PlotLine(
+                list(zip(s.layers, s.probs, s.ranks)),
+                PALETTE[i % len(PALETTE)],
+                emergence=s.emergence_layer,
+                note=f"{label} top-1 at L{s.emergence_layer}",
+            )
+        )
+    color = alt.Color(
+        "token:N",
+        title="Token",
+        scale=alt.Scale(domain=labels, range=_palette(len(labels))),
+        legend=alt.Legend(orient="top", direction="horizontal"),
+    )
+    tooltip = [
+        alt.Tooltip("token:N", title="Token"),
+        alt.Tooltip("layer:Q", title="Layer"),
+        alt.Tooltip("p:Q", title="Probability", format=".3~p"),
+        alt.Tooltip("rank:Q", title="Rank", format=","),
+    ]
+    # Point markers show which layers were captured; with many layers the line says it and the
+    # markers would double the static SVG.
+    points = len(run.captured_layers) <= MAX_LAYERS_WITH_POINTS
+    middle = (run.captured_layers[0] + run.captured_layers[-1]) / 2
+    datasets: dict[str, Any] = {"d": _stored(rows, compact), "marks": marks}
+    if run.unreliable_layers:
+        datasets["unreliable"] = _unreliable_data(run)
+    # Labels right of the line in the left half, left of it in the right half: they stay inside.
+    sides = []
+    for side, align, dx in (("left", "left", 4), ("right", "right", -4)):
+        chosen = [m for m in marks if (m["layer"] <= middle) == (side == "left")]
+        if chosen:
+            datasets[side] = chosen
+            sides.append((side, align, dx))
+
+    def panel(y: alt.Y, x: alt.X, *, notes: bool) -> alt.LayerChart:
+        layers: list[Any] = [
+            *_unreliable_bands(run, x),
+            _rows("d", rows, compact).mark_line(point=points).encode(x=x, y=y, color=color, tooltip=tooltip),
+        ]
+        if marks:
+            layers.append(
+                alt.Chart(alt.NamedData("marks")).mark_rule(strokeDash=[4, 3], strokeWidth=1.5).encode(x=x, color=color)
+            )
+        if notes:
+            for side, align, dx in sides:
+                layers.append(
+                    alt.Chart(alt.NamedData(side))
+                    .mark_text(align=align, dx=dx, dy=-4, baseline="bottom", fontSize=10)
+                    .encode(x=x, y=alt.YValue(0), text=alt.Text("note:N"), color=color)
+                )
+        return alt.layer(*layers).properties(width=LINE_WIDTH, height=LINE_HEIGHT)
+
+    # Both panels share the layer axis; it is labelled once, under the rank panel.
+    prob = panel(
+        # Zero-based but not stretched to 100%: a tracked token at 0.4% should still show its shape.
+        alt.Y("p:Q", title="Probability", scale=alt.Scale(zero=True, nice=True), axis=alt.Axis(format=".2~p")),
+        _layer_x(run, labelled=False),
+        notes=True,
+    )
+    rank = panel(
+        _rank_y("rank:Q", [r for series in run.series for r in series.ranks]),
+        _layer_x(run),
+        notes=False,
+    )
+    chart = alt.vconcat(prob, rank, spacing=14).resolve_scale(color="shared")
+    who = "Tracked tokens" if run.series_are_tracked else "The final top-1 token"
+    description = (
+        f"{who} at the last prompt position: probability (top) and rank on a log axis (bottom) "
+        "at each captured layer; dashed lines mark the layer where a token first becomes top-1."
+    )
+    if not run.series_are_tracked:
+        description += " Its probability is shown where it is in a layer's top-k."
+    svg = None
+    if compact:
+        legend = [("Token", [(label, line) for label, line in zip(labels, lines)])]
+        ranks = [r for series in run.series for r in series.ranks]
+        svg = _plot_svg(_Plot(lines, _layer_axis(run.captured_layers), "Layer", max([1, *ranks]), legend))
+    return _line_view(
+        chart_id or f"{run.key}-trajectory",
+        "Token probability and rank across layers",
+        description,
+        chart,
+        datasets,
+        svg=svg,
+    )
+
+
+def _entropy_kl(run: RunReport) -> PendingChart:
+    rows = []
+    for layer, h, kl in zip(run.captured_layers, run.entropy, run.kl_to_final):
+        rows.append({"layer": layer, "metric": "Entropy", "nats": _round(h)})
+        rows.append({"layer": layer, "metric": "KL to final", "nats": _round(kl)})
+    metrics = ["Entropy", "KL to final"]
+    lines = (
+        alt.Chart(alt.NamedData("d"))
+        .mark_line(point=len(run.captured_layers) <= MAX_LAYERS_WITH_POINTS)
+        .encode(
+            x=_layer_x(run),
+            y=alt.Y("nats:Q", title="nats"),
+            color=alt.Color(
+                "metric:N",
+                title=None,
+                scale=alt.Scale(domain=metrics, range=PALETTE[:2]),
+                legend=alt.Legend(orient="top", direction="horizontal"),
+            ),
+            strokeDash=alt.StrokeDash(
+                "metric:N",
+                title=None,
+                scale=alt.Scale(domain=metrics, range=[[1, 0], [5, 3]]),
+                legend=alt.Legend(orient="top", direction="horizontal"),
+            ),
+            tooltip=[
+                alt.Tooltip("metric:N", title="Measure"),
+                alt.Tooltip("layer:Q", title="Layer"),
+                alt.Tooltip("nats:Q", title="nats", format=".3f"),
+            ],
+        )
+    )
+    bands = _unreliable_bands(run, _layer_x(run))
+    chart = (alt.layer(*bands, lines) if bands else lines).properties(width=LINE_WIDTH, height=LINE_HEIGHT)
+    description = (
+        "Entropy of each layer's lens distribution and its KL divergence from the final distribution "
+        "(KL(final || layer)), in nats, at the last prompt position."
+    )
+    datasets: dict[str, Any] = {"d": rows}
+    if run.unreliable_layers:
+        datasets["unreliable"] = _unreliable_data(run)
+        description += " Grey bands: layers where the lens is unreliable."
+    return _line_view(f"{run.key}-entropy-kl", "Entropy and KL to final across layers", description, chart, datasets)

@@ -1,0 +1,24 @@
+"""Axis arithmetic shared by the Vega-Lite specs and the hand-drawn SVGs (d3's tick steps, the rank axis)."""
+
+from __future__ import annotations
+
+import math
+
+
+def _rank_top(ranks: list[int]) -> int:
+    """The rank axis goes from 1 to the next power of ten (at least 10)."""
+    top = 1
+    while top < max([1, *ranks]):
+        top *= 10
+    return top
+
+
+def _tick_step(lo: float, hi: float, count: int) -> float:
+    """d3's tick increment: a 1, 2 or 5 times a power of ten, about ``count`` ticks over [lo, hi]."""
+    step = (hi - lo) / max(1, count)
+    if step <= 0:
+        return 1.0
+    power = math.floor(math.log10(step))
+    error = step / 10**power
+    factor = 10 if error >= math.sqrt(50) else 5 if error >= math.sqrt(10) else 2 if error >= math.sqrt(2) else 1
+    return factor * 10.0**power

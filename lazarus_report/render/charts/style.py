@@ -1,0 +1,100 @@
+"""The charts' look: sizes, palettes, the heatmap's colour bins, the Vega-Lite config and version, label shortening."""
+
+from __future__ import annotations
+
+import html
+from typing import Any
+
+import altair as alt
+import vl_convert as vlc
+
+LINE_WIDTH = 560
+
+
+LINE_HEIGHT = 190
+
+
+CELL_WIDTH = 46
+
+
+CELL_HEIGHT = 16
+
+
+MAX_LAYERS_WITH_POINTS = 16
+
+
+PALETTE = ["#1f6fb4", "#d6562b", "#2a9d55", "#8e5bb5", "#b8860b", "#c2185b", "#00838f", "#5d6d7e"]
+
+
+# Line styles for the tracked tokens of a comparison (colour is the model there).
+DASHES = [[1, 0], [6, 3], [2, 2], [8, 3, 2, 3], [12, 4], [1, 3]]
+
+
+# Two models drawn over each other stay visible: model 1 wide and pale, model 2 narrow on top.
+MODEL_STROKES = [4.0, 1.6]
+
+
+MODEL_OPACITY = [0.55, 1.0]
+
+
+# The heatmap colours: ten bins of 10% each (a quantize scale) along Vega's "blues" scheme. Bins
+# keep the drawn SVG small (one path per colour) and match the live chart exactly.
+_BLUES = [
+    "#cfe1f2", "#bed8ec", "#a8cee5", "#8fc1de", "#74b2d7", "#5ba3cf",
+    "#4592c6", "#3181bd", "#206fb2", "#125ca4", "#0a4a90",
+]  # fmt: skip
+
+
+HEATMAP_BINS = 10
+
+
+HEATMAP_DARK_TEXT_ABOVE = 0.55  # white text on cells darker than this probability
+
+
+def _blues(t: float) -> str:
+    """Vega's blues scheme at ``t`` in [0, 1] (piecewise-linear RGB between its stops)."""
+    n = len(_BLUES) - 1
+    i = min(n - 1, int(t * n))
+    f = t * n - i
+    a, b = _BLUES[i], _BLUES[i + 1]
+    channels = [round(int(a[k : k + 2], 16) * (1 - f) + int(b[k : k + 2], 16) * f) for k in (1, 3, 5)]
+    return "#" + "".join(f"{c:02x}" for c in channels)
+
+
+HEATMAP_COLORS = [_blues(i / (HEATMAP_BINS - 1)) for i in range(HEATMAP_BINS)]
+
+
+# d3's quantize scale over [0, 1]: value x takes colour bisect_right(thresholds, x).
+_HEATMAP_THRESHOLDS = [(i + 1) / HEATMAP_BINS for i in range(HEATMAP_BINS - 1)]
+
+
+# Chart styling; set on the spec directly (Altair's .configure() deep-copies the chart each call).
+# aria=False: no per-mark ARIA labels (they tripled the SVG size); the page gives every chart a
+# caption and an aria-label, and the tables hold the same numbers as text.
+CONFIG: dict[str, Any] = {
+    "background": "white",
+    "font": "sans-serif",
+    "aria": False,
+    "axis": {"labelFontSize": 11, "titleFontSize": 12, "gridColor": "#e6e6e6"},
+    "axisX": {"grid": False},
+    "legend": {"labelFontSize": 11, "titleFontSize": 12, "labelLimit": 220},
+    "view": {"stroke": "#cccccc"},
+}
+
+
+def _vl_version() -> str:
+    """The Vega-Lite version Altair targets, as vl-convert names it ("6.4")."""
+    major_minor = ".".join(alt.SCHEMA_VERSION.lstrip("v").split(".")[:2])
+    available = vlc.get_vegalite_versions()
+    return major_minor if major_minor in available else available[-1]
+
+
+VL_VERSION = _vl_version()
+
+
+def _shorten(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "\u2026"
+
+
+def _esc(text: str) -> str:
+    return html.escape(text, quote=True)

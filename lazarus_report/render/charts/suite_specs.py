@@ -1,0 +1,123 @@
+"""A suite report's charts: where the target emerges across cases, and a compact trajectory per case."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import altair as alt
+
+from lazarus_report.render.charts.background import PendingChart, _line_view, _unvalidated
+from lazarus_report.render.charts.compare_specs import _compare_trajectory
+from lazarus_report.render.charts.datasets import _round
+from lazarus_report.render.charts.run_specs import _trajectory
+from lazarus_report.render.charts.scales import _tick_step
+from lazarus_report.render.charts.style import PALETTE, _shorten
+from lazarus_report.render.suite_model import SuiteReport
+
+SUITE_CHART_ID = "suite-emergence"
+
+
+CASE_LABEL_CHARS = 28
+
+
+@_unvalidated
+def start_suite_charts(suite: SuiteReport) -> dict[str, list[PendingChart]]:
+    """A suite report's charts: ``{"suite": [emergence across cases], <case key>: [trajectory], ...}``.
+
+    Each case's trajectory is the single-prompt chart (``_compare_trajectory`` or ``_trajectory``) with
+    a compact static SVG (``_plot_svg``); the page stores the cases' specs as patches of one shared
+    spec (``shared_specs``)."""
+    out: dict[str, list[PendingChart]] = {}
+    if suite.with_target:
+        out["suite"] = [_emergence(suite)]
+    for case in suite.cases:
+        report = case.report
+        if report is None:
+            continue
+        chart_id = f"{case.key}-trajectory"
+        if report.comparison is not None:
+            out[case.key] = [_compare_trajectory(report.runs, report.comparison, chart_id=chart_id, compact=True)]
+        else:
+            out[case.key] = [_trajectory(report.runs[0], chart_id=chart_id, compact=True)]
+    return out
+
+
+def _emergence(suite: SuiteReport) -> PendingChart:
+    """Where each case's target first becomes top-1, per model, across the cases (in suite order).
+    A target that never becomes top-1 sits in a "never" band above the last layer; with models of
+    different depths the y axis is relative depth."""
+    cases = suite.with_target
+    if suite.by_depth:
+        top, never, ticks = 1.0, 1.15, [0, 0.2, 0.4, 0.6, 0.8, 1.0]
+        y_title, label = "Target top-1 from (relative depth)", "format(datum.value, '.1f')"
+    else:
+        top = max(side.num_layers for case in cases for side in case.sides) - 1
+        step = max(1, round(_tick_step(0, top, 6)))
+        never, ticks = top + 2.5, list(range(0, top + 1, step))
+        y_title, label = "Target top-1 from layer", "datum.value"
+    band = [{"y": top + (never - top) * 0.3, "y2": never + (never - top) * 0.6}]
+    rows, pairs = [], []
+    for case in cases:
+        x = f"{case.index + 1}. {_shorten(case.id, CASE_LABEL_CHARS)}"
+        ys = []
+        for tag, side in zip(suite.tags, case.sides):
+            value = side.target_depth if suite.by_depth else side.target_emergence
+            y = never if value is None else _round(value)
+            ys.append(y)
+            rows.append({"x": x, "m": tag, "y": y, "e": side.emergence_text, "id": case.id, "s": case.status})
+        if len(ys) == 2:
+            pairs.append({"x": x, "y": ys[0], "y2": ys[1]})
+    order = [f"{case.index + 1}. {_shorten(case.id, CASE_LABEL_CHARS)}" for case in cases]
+    x = alt.X("x:N", title="Case (suite order)", sort=order, axis=alt.Axis(labelAngle=-50, labelLimit=140))
+    y = alt.Y(
+        "y:Q",
+        title=y_title,
+        scale=alt.Scale(domain=[0, never + (never - top) * 0.6], nice=False),
+        axis=alt.Axis(values=[*ticks, never], labelExpr=f"datum.value > {top} ? 'never' : {label}"),
+    )
+    tooltip = [
+        alt.Tooltip("id:N", title="Case"),
+        alt.Tooltip("m:N", title="Model"),
+        alt.Tooltip("e:N", title="Target top-1 from"),
+        alt.Tooltip("s:N", title="Status"),
+    ]
+    layers: list[Any] = [
+        alt.Chart(alt.NamedData("band")).mark_rect(color="#eeeeee").encode(y=y, y2="y2:Q"),
+    ]
+    if pairs:
+        layers.append(alt.Chart(alt.NamedData("pairs")).mark_rule(color="#aaaaaa").encode(x=x, y=y, y2="y2:Q"))
+    tags = list(suite.tags)
+    layers.append(
+        alt.Chart(alt.NamedData("d"))
+        .mark_point(filled=True, size=60, opacity=0.9)
+        .encode(
+            x=x,
+            y=y,
+            tooltip=tooltip,
+            color=alt.Color(
+                "m:N",
+                title="Model",
+                scale=alt.Scale(domain=tags, range=PALETTE[: len(tags)]),
+                legend=alt.Legend(orient="top", direction="horizontal"),
+            ),
+            shape=alt.Shape(
+                "m:N", title="Model", scale=alt.Scale(domain=tags, range=["circle", "diamond"][: len(tags)])
+            ),
+        )
+    )
+    chart = alt.layer(*layers).properties(width=max(360, 18 * len(cases)), height=220)
+    who = "each model" if len(tags) == 2 else "the model"
+    description = (
+        f"For each case with a target (its first tracked token), the {'relative depth' if suite.by_depth else 'layer'} "
+        f"where the target first becomes the top-1 prediction in {who}; the band at the top holds the cases where it "
+        "never does."
+    )
+    if len(tags) == 2:
+        description += " A grey line joins a case's base and tuned points."
+    return _line_view(
+        SUITE_CHART_ID,
+        "Where the target emerges, across cases",
+        description,
+        chart,
+        {"band": band, "pairs": pairs, "d": rows},
+    )

@@ -1,0 +1,82 @@
+"""How every report names the lens it shows and marks the layers where that lens is unreliable
+(pure functions over ``result.LensRecord``; stdlib only)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from ..result import AnalysisResult, LensRecord
+
+LENS_NAMES = {"logit": "logit lens", "linear": "linear lens", "tuned": "tuned lens"}
+
+HOW = {
+    "logit": "each layer's residual stream through the model's own final norm and head",
+    "linear": "each layer's residual stream mapped by a fitted affine map to the last layer's, then the model's head",
+    "tuned": "each layer's residual stream through a trained translator (h + Ah + b), then the model's head",
+}
+
+
+def lens_name(kind: str) -> str:
+    """ "logit lens", "linear lens", "tuned lens" (unknown kinds are named as they are)."""
+    return LENS_NAMES.get(kind, f"{kind} lens")
+
+
+def layer_ranges(layers: Sequence[int], captured: Sequence[int] | None = None) -> str:
+    """``[0, 1, 2, 5, 7, 8]`` -> ``"0-2, 5, 7-8"``. With ``captured``, runs are consecutive in that list
+    (so every 4th layer of an evenly spaced capture still reads as one range)."""
+    if captured is None:
+        captured = range(min(layers), max(layers) + 1) if layers else []
+    order = list(captured)
+    index = {layer: i for i, layer in enumerate(order)}
+    chosen = sorted((layer for layer in set(layers) if layer in index), key=index.__getitem__)
+    runs: list[list[int]] = []
+    for layer in chosen:
+        if runs and index[layer] == index[runs[-1][-1]] + 1:
+            runs[-1].append(layer)
+        else:
+            runs.append([layer])
+    return ", ".join(str(r[0]) if len(r) == 1 else f"{r[0]}-{r[-1]}" for r in runs)
+
+
+def lens_facts(record: LensRecord | None) -> list[tuple[str, str]]:
+    """(label, value) rows describing the lens, for the model card and the settings lists."""
+    kind = record.kind if record is not None else "logit"
+    rows = [("Lens", f"{lens_name(kind)}: {HOW.get(kind, kind)}")]
+    if record is None:
+        return rows
+    if record.source:
+        rows.append(("Lens artefact", record.source + (f" (sha256 {record.digest[:12]})" if record.digest else "")))
+    if record.corpus and kind != "logit":
+        tokens = f"{record.tokens:,} tokens of " if record.tokens else ""
+        rows.append(("Lens fitted on", f"{tokens}{record.corpus}"))
+    if record.fidelity:
+        rows.append(("Lens fidelity", fidelity_summary(record)))
+    if record.note:
+        rows.append(("Lens note", record.note))
+    return rows
+
+
+def fidelity_summary(record: LensRecord) -> str:
+    """One line: mean held-out KL over the layers before the last, and the middle layer's agreement."""
+    rows = [f for f in record.fidelity if f.kl_to_final > 0 or f.top1_agreement < 1]
+    rows = rows or list(record.fidelity)
+    mean_kl = sum(f.kl_to_final for f in rows) / len(rows)
+    middle = rows[len(rows) // 2]
+    return (
+        f"held-out KL to the final distribution {mean_kl:.2f} nats on average over layers "
+        f"{rows[0].layer}-{rows[-1].layer}; top-1 agrees with the final prediction on "
+        f"{100 * middle.top1_agreement:.0f}% of positions at layer {middle.layer}"
+    )
+
+
+def unreliable_note(result: AnalysisResult) -> str | None:
+    """The sentence that warns about unreliable layers (None when none are known)."""
+    bad = result.unreliable_layers
+    if not bad or result.lens is None:
+        return None
+    threshold = result.lens.unreliable_threshold_nats
+    return (
+        f"The {lens_name(result.lens_kind)} is unreliable at layers {layer_ranges(bad, result.captured_layers)}: "
+        f"on held-out text it is more than {threshold:g} nats (KL) from the model's final distribution there, "
+        "so its readings at those layers say little about what the model computes."
+    )
