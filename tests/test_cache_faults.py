@@ -257,3 +257,17 @@ def test_damaged_tokenizer_cache_entry_is_discarded_with_a_warning(kquant, tmp_p
     assert second.encode(text) == first.encode(text)
     assert hashlib.sha256(tok_json.read_bytes()).hexdigest() != hashlib.sha256(bytes(data)).hexdigest()  # rebuilt
     np.testing.assert_equal(second.fingerprint(), first.fingerprint())
+
+
+def test_tokenizer_temporaries_of_a_killed_write_are_removed(kquant, tmp_path):
+    from lazarus_report.models.tokenizer import disk_cache as tokmod
+
+    path, _ = kquant
+    cache = tmp_path / "tok-cache"
+    cache.mkdir()
+    key, _ = tokmod._cache_key(path)
+    stale = cache / f".{key}.tokenizer.json.k9x2.tmp"  # what write_bytes_atomic leaves when killed
+    stale.write_bytes(b'{"half": ')
+    tokmod.tokenizer_from_gguf(path, cache_dir=cache)
+    assert not stale.exists()
+    assert sorted(p.name for p in cache.iterdir()) == [f"{key}.meta.json", f"{key}.tokenizer.json"]

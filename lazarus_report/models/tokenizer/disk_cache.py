@@ -85,7 +85,9 @@ def _store(
     _atomic_write(meta_path, json.dumps(record, ensure_ascii=False).encode("utf-8"))
     # Entries for earlier versions of this file (another size or mtime) will never be read again.
     path_key = key.split("-", 1)[0]
-    for stale in cache_dir.glob(f"{path_key}-*"):
+    # So are temporaries of a write that was killed (a concurrent writer that loses its temporary
+    # here only skips caching: its rename fails with OSError, which the caller ignores).
+    for stale in [*cache_dir.glob(f"{path_key}-*"), *cache_dir.glob(f".{path_key}-*.tmp")]:
         if not stale.name.startswith(key):
             try:
                 stale.unlink()
