@@ -2,6 +2,10 @@
 
 Each sample is written as JSON (the result), HTML (interactive), static HTML (no scripts) and
 Markdown, all through the same API the CLI uses.
+
+The tuned-lens samples read SmolLM2 through a tuned lens fitted on the default corpus. It is fitted once
+(about 20 minutes on a 2-core CPU) into build/lenses/ and reused while its lens.json is there; its
+evaluation against the logit lens on the corpus's held-out text is written as the lens-eval sample.
 """
 
 from __future__ import annotations
@@ -55,6 +59,10 @@ COMPARE_SAMPLES = [
 ]
 
 
+# Tuned-lens versions: (name, the logit-lens sample it mirrors)
+TUNED = "build/lenses/smollm2-135m-instruct-tuned"  # relative: the reports show it as typed
+TUNED_SAMPLES = ["analyze-capital-raw", "analyze-weather-chat", "compare-base-vs-weather-adapter"]
+
 SUITE_SAMPLES = [
     # (name, suite file, models, adapters)
     (
@@ -73,7 +81,29 @@ def write(name: str, obj) -> None:
     print(f"wrote sample_reports/{name}.{{json,html,static.html,md}}")
 
 
+def tuned_lens(analyzer: ModelAnalyzer) -> None:
+    """Fit SmolLM2's tuned lens into TUNED unless it is there, and write its evaluation sample."""
+    from lazarus_report.lenses import Lens, evaluate
+    from lazarus_report.lenses.corpus import default_corpus
+    from lazarus_report.render.lens_report import render_lens_eval_html
+    from lazarus_report.render.lens_text import render_eval_text
+
+    if not (ROOT / TUNED / "lens.json").is_file():
+        Path(TUNED).parent.mkdir(parents=True, exist_ok=True)
+        print(f"fitting the tuned lens into {TUNED} (once; about 20 minutes on 2 cores)")
+        Lens.fit(analyzer.loaded, "tuned").save(TUNED)
+    lens = Lens.load(TUNED)
+    evaluation = evaluate(analyzer.loaded, lens, default_corpus())
+    name = "lens-eval-smollm2-tuned"
+    evaluation.save(OUT / f"{name}.json")
+    write_text_atomic(OUT / f"{name}.html", render_lens_eval_html(evaluation))
+    write_text_atomic(OUT / f"{name}.static.html", render_lens_eval_html(evaluation, static=True))
+    write_text_atomic(OUT / f"{name}.txt", render_eval_text(evaluation))
+    print(f"wrote sample_reports/{name}.{{json,html,static.html,txt}}")
+
+
 def main() -> None:
+    import dataclasses
     import os
 
     os.chdir(ROOT)
@@ -81,8 +111,15 @@ def main() -> None:
     with ModelAnalyzer.load("smollm2-135m-instruct") as analyzer:
         for name, prompt, config in ANALYZE_SAMPLES:
             write(name, analyzer.run(prompt, config))
+        tuned_lens(analyzer)
+        for name, prompt, config in ANALYZE_SAMPLES:
+            if name in TUNED_SAMPLES:
+                write(f"{name}-tuned", analyzer.run(prompt, dataclasses.replace(config, lens=TUNED)))
     for name, m1, m2, adapter2, prompt, config in COMPARE_SAMPLES:
         write(name, compare_models(m1, m2, prompt, config, adapter2=adapter2))
+        if name in TUNED_SAMPLES:
+            tuned = dataclasses.replace(config, lens=TUNED)
+            write(f"{name}-tuned", compare_models(m1, m2, prompt, tuned, adapter2=adapter2))
     for name, suite_file, models, adapters in SUITE_SAMPLES:
         suite = run_suite(load_suite(suite_file), models, adapters=adapters)
         write(name, suite)
