@@ -195,12 +195,13 @@ class ModelAnalyzer:
         """Run the lens on ``prompt`` and return the structured result."""
         return self.lens_run(prompt, config).result
 
-    def lens_run(self, prompt: str, config: AnalysisConfig | None = None) -> LensRun:
+    def lens_run(self, prompt: str, config: AnalysisConfig | None = None, **options: Any) -> LensRun:
         """``run``, plus what comparing models needs (``engine.LensRun``: the last-position
-        log-probabilities ``[L, V]``, the tokenizer fingerprint, single-token flags)."""
+        log-probabilities ``[L, V]``, the tokenizer fingerprint, single-token flags). ``options``:
+        ``engine.analyze``'s keywords (``spill``, ``keep_block_outputs``)."""
         from .engine import analyze
 
-        return analyze(self.loaded, prompt, config or AnalysisConfig())
+        return analyze(self.loaded, prompt, config or AnalysisConfig(), **options)
 
 
 def compare_models(
@@ -213,12 +214,21 @@ def compare_models(
     adapter2: str | None = None,
     embedding_scales: tuple[float | None, float | None] = (None, None),
     precision: str = "auto",
+    attribution: bool = False,
+    change_map: bool | None = None,
 ) -> ComparisonResult:
     """Analyze ``prompt`` with two models and compare them (``ComparisonResult``).
 
     The models load one after the other and the first is released before the second loads, so the
     peak memory is that of the larger model, not the sum.
+
+    ``attribution``: also attribute the change to layers causally (``attribution.attribute``).
+    ``change_map``: compare the models at several positions, not only the last (the layers x
+    positions map; default: when ``config.compute_grid``). Model 1's distributions wait for model 2
+    in a memory-mapped file in a temporary directory (at most ``change_map.POSITION_BUDGET_BYTES``).
     """
+    import tempfile
+
     from .compare import compare_models_from_runs
 
     config = config or AnalysisConfig(layer_strategy=LayerStrategy.ALL)
@@ -226,13 +236,22 @@ def compare_models(
         raise LazarusError("the prompt is empty")
     if any(t == "" for t in config.track_tokens):
         raise LazarusError("cannot track an empty string")
-    runs = []
-    for side in each_model((model1, model2), (adapter1, adapter2), embedding_scales, precision):
-        try:
-            runs.append(side.run(prompt, config))
-        except LazarusError as exc:
-            raise LazarusError(f"model {side.number} ({side.model_id}): {exc}") from None
-    return compare_models_from_runs(runs)
+    want_map = config.compute_grid if change_map is None else change_map
+    runs: list[LensRun] = []
+    attributed: tuple[Any, str | None] = (None, None)
+    with tempfile.TemporaryDirectory(prefix="lazarus-compare-") as spill:
+        for side in each_model((model1, model2), (adapter1, adapter2), embedding_scales, precision):
+            try:
+                runs.append(side.run(prompt, config, spill=spill if want_map else None, keep_block_outputs=attribution))
+            except LazarusError as exc:
+                raise LazarusError(f"model {side.number} ({side.model_id}): {exc}") from None
+            if attribution and side.number == 2:
+                from .attribution import attribute
+
+                attributed = attribute(side.analyzer.loaded, runs[0], runs[1])
+        comparison = compare_models_from_runs(runs, attribution=attributed[0], attribution_note=attributed[1])
+        del runs  # the memory maps go before their directory
+    return comparison
 
 
 @dataclass
@@ -244,9 +263,11 @@ class Side:
     analyzer: ModelAnalyzer
     embedding_scale: float | None
 
-    def run(self, prompt: str, config: AnalysisConfig) -> LensRun:
-        """Analyze ``prompt`` on this side (with its embedding scale)."""
-        return self.analyzer.lens_run(prompt, dataclasses.replace(config, embedding_scale=self.embedding_scale))
+    def run(self, prompt: str, config: AnalysisConfig, **options: Any) -> LensRun:
+        """Analyze ``prompt`` on this side (with its embedding scale); ``options`` as for ``engine.analyze``."""
+        return self.analyzer.lens_run(
+            prompt, dataclasses.replace(config, embedding_scale=self.embedding_scale), **options
+        )
 
 
 def each_model(

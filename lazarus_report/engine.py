@@ -53,6 +53,16 @@ class LensRun:
     tokenizer_fingerprint: str  # equal fingerprints = same vocabulary and merges
     single_token: list[bool]  # per tracked string: one token in this vocabulary?
     load_seconds: float  # the model's load (0 when its weights were reused)
+    # For comparing where two models part (``change_map``) and causal attribution (``attribution``);
+    # filled only when ``analyze`` is asked for them.
+    log_sum_exp: np.ndarray | None = None  # [L] float64, last position: raw logit = log-prob + this
+    position_log_probs: np.ndarray | None = None  # [L, P, V] float32 (memory-mapped) at kept_positions
+    kept_positions: list[int] | None = None
+    user_positions: list[int] | None = None  # where the user's own text is in the prompt
+    positions_note: str = ""
+    block_outputs: np.ndarray | None = None  # [num_layers, T, H] float32: every block's output
+    embedding_factor: float | None = None  # multiplier applied to embeddings on the way in
+    decode: Any = None  # token id -> text (this model's tokenizer)
 
     def __post_init__(self) -> None:
         layers = len(self.result.captured_layers)
@@ -148,11 +158,16 @@ def analyze(
     config: AnalysisConfig,
     *,
     prepared: PreparedPrompt | None = None,
+    spill: str | None = None,
+    keep_block_outputs: bool = False,
 ) -> LensRun:
     """Run the lens of ``config`` over ``prompt`` with ``loaded`` and return the ``LensRun``.
 
     ``prepared``: an already formatted and tokenized prompt (benchmarks feed token ids directly);
     by default ``prompt`` is formatted with ``format_prompt``.
+    ``spill``: a directory; when given, the lens log-probabilities at several positions (see
+    ``change_map.positions_to_keep``) are written there, memory-mapped, for the change map.
+    ``keep_block_outputs``: keep every block's output ``[num_layers, T, H]`` (causal attribution).
     """
     from . import lens
     from .api import select_layers
@@ -178,7 +193,8 @@ def analyze(
         info = dataclasses.replace(info, embedding_scale=scale)
     t1 = time.perf_counter()
 
-    sink = lens.capture_hidden(loaded.parts, ids, layers, factor)
+    capture = sorted(set(layers) | set(range(n_layers))) if keep_block_outputs else layers
+    sink = lens.capture_hidden(loaded.parts, ids, capture, factor)
     hidden_last = lens.mx.stack([sink[i][0, -1] for i in layers])
     final_last = sink[n_layers - 1][0, -1:]
     stats = lens.last_position_stats(loaded.parts, hidden_last, final_last, config.top_k, [t.token_id for t in tracked])
@@ -217,6 +233,7 @@ def analyze(
             entropy=g.entropy,
             kl_to_final=g.kl_to_final,
         )
+    extras = _comparison_extras(loaded, sink, layers, n_layers, prepared, prompt, decode, spill, keep_block_outputs)
     t3 = time.perf_counter()
     del sink
     result = AnalysisResult(
@@ -246,7 +263,44 @@ def analyze(
         tokenizer_fingerprint=tok.fingerprint(),
         single_token=[len(tok.encode_plain(t)) == 1 for t in config.track_tokens],
         load_seconds=float(loaded.load_seconds),
+        log_sum_exp=stats.lse,
+        embedding_factor=factor,
+        decode=decode,
+        **extras,
     )
+
+
+def _comparison_extras(
+    loaded: LoadedModel,
+    sink: dict[int, Any],
+    layers: list[int],
+    n_layers: int,
+    prepared: PreparedPrompt,
+    prompt: str,
+    decode: Any,
+    spill: str | None,
+    keep_block_outputs: bool,
+) -> dict[str, Any]:
+    """What the change map (``spill``) and causal attribution (``keep_block_outputs``) need of this run."""
+    import numpy as np
+
+    from . import change_map, lens
+
+    out: dict[str, Any] = {}
+    if spill is not None:
+        tokens = [decode(i) for i in prepared.token_ids]
+        user = change_map.user_span(tokens, prepared.text, prompt)
+        kept, note = change_map.positions_to_keep(len(tokens), user, len(layers), loaded.parts.args.vocab_size)
+        name = f"positions-{time.perf_counter_ns()}"
+        arr = change_map.spill_array(spill, name, (len(layers), len(kept), loaded.parts.args.vocab_size))
+        lens.position_log_probs(loaded.parts, [sink[i][0] for i in layers], kept, arr)
+        arr.flush()
+        out.update(position_log_probs=arr, kept_positions=kept, user_positions=user, positions_note=note)
+    if keep_block_outputs:
+        stacked = lens.mx.stack([sink[i][0] for i in range(n_layers)]).astype(lens.mx.float32)
+        lens.mx.eval(stacked)
+        out["block_outputs"] = np.asarray(stacked)
+    return out
 
 
 def _evolution(tracked: TrackedToken, layers: list[int], probs: list[float], ranks: list[int]) -> TokenEvolution:
