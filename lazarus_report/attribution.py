@@ -8,7 +8,8 @@ The change is JS(model 1's final distribution, model 2's) at the last prompt pos
   reverted) / change. Separately keep only that layer's adapter: ``alone`` = 1 - JS(only this layer,
   model 2) / change (1: this layer alone reproduces model 2). Layers without adapter modules get
   ``effect`` 0 and ``adapted`` false. The carriers (the smallest set carrying at least ``THRESHOLD`` of
-  the change) are the layers by decreasing effect, as many as reverting them *together* needs.
+  the change) are the layers by decreasing effect, as many as reverting them *together* needs (layers
+  whose effect is exactly 0 are never carriers).
 * **activation-patching** (two models of one architecture and tokenizer): model 1's block-l output (all
   positions) replaces model 2's, model 2 runs the blocks after l: ``cumulative`` at l = 1 - JS(model 1,
   patched) / change is the share undone by reverting every difference of blocks 0..l at once, and
@@ -270,7 +271,9 @@ def _carriers_by_reverting(
     """The fewest layers (by decreasing effect) whose adapters, removed together, undo ``THRESHOLD``
     of the change. Binary search over the count (more layers removed undo more, as a rule); the
     share is the one measured for the set returned."""
-    order = [layer for layer, e in sorted(effects.items(), key=lambda kv: (-kv[1], kv[0])) if e > 0]
+    # Every layer whose adapter does something (effect exactly 0: removing it changes nothing at all);
+    # a layer with a negative effect alone can still be needed together with others.
+    order = [layer for layer, e in sorted(effects.items(), key=lambda kv: (-kv[1], kv[0])) if e != 0.0]
     if change == 0.0 or not order:
         return [], None
     measured: dict[int, float] = {}

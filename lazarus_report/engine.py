@@ -222,8 +222,14 @@ def analyze(
         for k, t in enumerate(tracked)
     ]
     grid = None
+    extras = _comparison_extras(
+        loaded, sink, layers, n_layers, prepared, prompt, decode, spill, keep_block_outputs, config.compute_grid
+    )
     if config.compute_grid:
-        g = lens.position_grid(loaded.parts, [sink[i][0] for i in layers], sink[n_layers - 1][0])
+        keep = (extras["kept_positions"], extras["position_log_probs"]) if spill is not None else None
+        g = lens.position_grid(loaded.parts, [sink[i][0] for i in layers], sink[n_layers - 1][0], log_probs_out=keep)
+        if keep is not None:
+            keep[1].flush()
         grid = PositionGrid(
             layers=list(layers),
             positions=list(range(len(ids))),
@@ -233,7 +239,6 @@ def analyze(
             entropy=g.entropy,
             kl_to_final=g.kl_to_final,
         )
-    extras = _comparison_extras(loaded, sink, layers, n_layers, prepared, prompt, decode, spill, keep_block_outputs)
     t3 = time.perf_counter()
     del sink
     result = AnalysisResult(
@@ -280,8 +285,10 @@ def _comparison_extras(
     decode: Any,
     spill: str | None,
     keep_block_outputs: bool,
+    grid_writes: bool,
 ) -> dict[str, Any]:
-    """What the change map (``spill``) and causal attribution (``keep_block_outputs``) need of this run."""
+    """What the change map (``spill``) and causal attribution (``keep_block_outputs``) need of this run.
+    ``grid_writes``: the position grid will fill the spilled log-probabilities (one head pass for both)."""
     import numpy as np
 
     from . import change_map, lens
@@ -293,8 +300,9 @@ def _comparison_extras(
         kept, note = change_map.positions_to_keep(len(tokens), user, len(layers), loaded.parts.args.vocab_size)
         name = f"positions-{time.perf_counter_ns()}"
         arr = change_map.spill_array(spill, name, (len(layers), len(kept), loaded.parts.args.vocab_size))
-        lens.position_log_probs(loaded.parts, [sink[i][0] for i in layers], kept, arr)
-        arr.flush()
+        if not grid_writes:
+            lens.position_log_probs(loaded.parts, [sink[i][0] for i in layers], kept, arr)
+            arr.flush()
         out.update(position_log_probs=arr, kept_positions=kept, user_positions=user, positions_note=note)
     if keep_block_outputs:
         stacked = lens.mx.stack([sink[i][0] for i in range(n_layers)]).astype(lens.mx.float32)

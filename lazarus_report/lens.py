@@ -283,13 +283,17 @@ def position_grid(
     final_hidden: Any,
     top_k: int = 1,
     budget_bytes: int = GRID_BUDGET_BYTES,
+    log_probs_out: tuple[Sequence[int], np.ndarray] | None = None,
 ) -> GridStats:
     """Top-k, entropy and KL(final || layer) at every (captured layer, position).
 
     ``hidden`` holds one ``[T, H]`` array per captured layer; ``final_hidden`` is the last block's
     ``[T, H]``. Works in position chunks, several layers per head matmul, so about
     ``budget_bytes`` of logits (plus the chunk's final distribution) are live at any time.
+    ``log_probs_out``: (positions, ``[L, P, V]`` array): also write the log-probabilities at those
+    positions (as ``position_log_probs`` does, without a second head pass).
     """
+    column = {p: j for j, p in enumerate(log_probs_out[0])} if log_probs_out is not None else {}
     n_layers = len(hidden)
     T = final_hidden.shape[0]
     V = parts.args.vocab_size
@@ -313,6 +317,11 @@ def position_grid(
                 top_probs[g0 + j, start:stop] = st.top_probs[:, 0]
                 entropy[g0 + j, start:stop] = st.entropy
                 kl[g0 + j, start:stop] = st.kl_to_final
+                if log_probs_out is not None:
+                    for p in range(start, stop):
+                        if p in column:
+                            row = z[j * c + p - start]
+                            log_probs_out[1][g0 + j, column[p]] = row - np.float32(st.lse[p - start])
             del z
     return GridStats(
         top_ids=top_ids[:, :, 0].tolist(),

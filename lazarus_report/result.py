@@ -682,7 +682,7 @@ def _build(tp: Any, data: Any) -> Any:
         for f in dataclasses.fields(tp):
             if f.name in data:
                 kwargs[f.name] = _build(hints[f.name], data[f.name])
-            elif f.default is dataclasses.MISSING:
+            elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
                 raise KeyError(f"{tp.__name__}.{f.name}")
         return tp(**kwargs)
     origin = typing.get_origin(tp)
