@@ -152,6 +152,7 @@ def _analyze(
     raw: bool,
     adapter: str | None,
     precision: str,
+    attribution: bool,
     output: str | None,
     html: str | None,
     markdown: str | None,
@@ -234,6 +235,11 @@ def parse_track_list(values: tuple[str, ...]) -> list[str]:
 @click.option("--embedding-scale1", type=float, default=None, help="Embedding scale override for model 1.")
 @click.option("--embedding-scale2", type=float, default=None, help="Embedding scale override for model 2.")
 @click.option("--precision", type=click.Choice(["auto", "float32", "native"]), default="auto", show_default=True)
+@click.option(
+    "--attribution",
+    is_flag=True,
+    help="Also find which layers cause the change (adapter ablation or activation patching; docs/reports.md).",
+)
 @output_options
 def compare(**opts: Any) -> None:
     """Compare two models on one prompt: base vs fine-tuned, or model vs model."""
@@ -255,6 +261,7 @@ def _compare(
     embedding_scale1: float | None,
     embedding_scale2: float | None,
     precision: str,
+    attribution: bool,
     output: str | None,
     html: str | None,
     markdown: str | None,
@@ -284,6 +291,8 @@ def _compare(
         adapter2=adapter2,
         embedding_scales=(embedding_scale1, embedding_scale2),
         precision=precision,
+        attribution=attribution,
+        change_map=bool(output or html or markdown),
     )
     emit(comparison, output=output, html=html, markdown=markdown, static=static, quiet=quiet)
 
