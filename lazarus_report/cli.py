@@ -152,7 +152,6 @@ def _analyze(
     raw: bool,
     adapter: str | None,
     precision: str,
-    attribution: bool,
     output: str | None,
     html: str | None,
     markdown: str | None,
