@@ -316,6 +316,9 @@ def _compare(
 @click.option("--precision", type=click.Choice(["auto", "float32", "native"]), default="auto", show_default=True)
 @click.option("--junit", "junit", metavar="FILE", help="Write JUnit XML (one test case per expectation).")
 @click.option("--validate", "validate_only", is_flag=True, help="Only check the suite file, load no model.")
+@click.option(
+    "--attribution", is_flag=True, help="Two models: also find which layers cause each case's change (docs/suites.md)."
+)
 @output_options
 def suite(**opts: Any) -> None:
     """Run a suite of prompts with expectations: exit 0 if all hold, 1 if some fail, 2 on bad input.
@@ -342,6 +345,7 @@ def _suite(
     precision: str,
     junit: str | None,
     validate_only: bool,
+    attribution: bool,
     output: str | None,
     html: str | None,
     markdown: str | None,
@@ -385,6 +389,7 @@ def _suite(
             precision=precision,
             role=role,
             progress=bar.update if show_bar else None,
+            attribution=attribution,
         )
     if junit:
         from .result import write_text_atomic
