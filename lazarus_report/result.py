@@ -542,6 +542,7 @@ class SuiteCase:
     comparison: ComparisonResult | None  # two-model run
     checks: list[CheckOutcome]
     error: str | None = None  # why the case could not run (then analysis and comparison are None)
+    group: str | None = None  # the suite file's ``group`` of the case
 
     @property
     def status(self) -> str:
@@ -642,6 +643,7 @@ class _SuiteCaseFields:
     line: int
     checks: list[CheckOutcome]
     error: str | None = None
+    group: str | None = None
 
 
 @dataclass(frozen=True)

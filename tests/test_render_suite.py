@@ -37,7 +37,7 @@ from lazarus_report.result import ERROR, FAILED, SuiteResult
 REPO = Path(__file__).resolve().parents[1]
 SUITE_INTERACTIVE_BUDGET = 3_000_000  # bytes: a 50-case two-model report (issue text)
 # Elements only a suite page has: case links and the table's filter controls.
-SUITE_TAGS = ALLOWED_TAGS | {"a", "label", "input", "select", "option", "h4", "h5"}
+SUITE_TAGS = ALLOWED_TAGS | {"a", "label", "input", "select", "option", "h4", "h5", "polyline"}  # polyline: sparklines
 
 
 @pytest.fixture(scope="module")
@@ -127,10 +127,12 @@ def test_overview_has_a_row_per_case_linking_to_its_section(pages, suite):
         link = row.find("th").find("a")
         assert link.attrs["href"] == f"#{case.anchor}" and link.text() == case.id
         assert len(row.find_all("td")) + 1 == len(table.find("thead").find_all("th")) or not case.sides
-    # Status, target, final top-1 per model, emergence per model, P(target) per model, the change, failing.
+    # Status, target, final top-1 per model, emergence per model, P(target) per model, the change, final JS,
+    # top-1 changed, the JS-by-layer sparkline, failing.
     header = [th.text().strip() for th in table.find("thead").find_all("th")]
     assert header == ["Status", "Case", "Target", "Top-1 base", "Top-1 tuned", "Layer base", "Layer tuned",
-                      "P base", "P tuned", "Δ P", "Failing"]  # fmt: skip
+                      "P base", "P tuned", "Δ P", "JS final", "Top-1 changed", "JS by layer", "Failing"]  # fmt: skip
+    assert all(len(row.find_all("td")) + 1 == len(header) for row in rows)  # "could not run" rows too
     failed = rows[2]
     cells = [td.text() for td in failed.find_all("td")]
     assert cells[0] == "✗ failed" and cells[1] == "␣Rome" and cells[4:6] == ["16", "never"]
@@ -488,9 +490,12 @@ def test_suite_text(suite):
     assert lines[1] == "Models: base = smollm2-135m-instruct · tuned = smollm2-135m-instruct + adapters/weather"
     case_lines = [line for line in lines if line.startswith(("  PASS", "  FAIL", "  ERROR"))]
     assert len(case_lines) == 6
-    assert re.match(r"  FAIL   italy-02 +' Rome' / ' Milan' +target ' Rome': 16 / never$", case_lines[2])
+    js = build_suite_report(suite).cases[2].final_js
+    assert re.match(
+        rf"  FAIL   italy-02 +' Rome' / ' Milan' +target ' Rome': 16 / never; JS {js:.3f}, top-1 changed$", case_lines[2]
+    )
     assert re.match(r"  ERROR  uk-03 +could not run$", case_lines[3])
-    assert case_lines[5].endswith("no target")
+    assert re.search(r"no target; JS [0-9.]+(, top-1 changed)?$", case_lines[5])
     assert "  italy-02 (line 16) FAIL italy-02: tuned final top-1 is ' Milan', expected ' Rome'" in lines
     error = next(line for line in lines if line.startswith("  uk-03 (line 22) ERROR could not run: model 2 ("))
     assert error.endswith("the prompt is longer than the model's context (8192 tokens)")

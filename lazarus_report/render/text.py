@@ -220,6 +220,10 @@ def render_suite_text(suite: SuiteResult) -> str:
             if target is None
             else (f"target {quote(target)}: " + " / ".join(side.emergence_text for side in view.sides))
         )
+        if view.final_js is not None:
+            where += f"; JS {view.final_js:.3f}" + (", top-1 changed" if view.top1_changed else "")
+        if view.carriers:
+            where += f"; carried by layers {view.carriers}"
         rows.append((head, " / ".join(quote(r.final_top_token) for r in case.results), where))
     widths = [max([0, *(len(row[k]) for row in rows)]) for k in (0, 1)]
     lines += [f"  {head:<{widths[0]}}  {finals:<{widths[1]}}  {where}".rstrip() for head, finals, where in rows]
@@ -232,5 +236,9 @@ def render_suite_text(suite: SuiteResult) -> str:
                 lines.append(f"{where} ERROR could not run: {view.error}")
             for check in view.failing_checks:
                 lines.append(f"{where} {SUITE_STATUS_WORDS[check.status]} {check.message}")
+    if report.groups:
+        lines += ["", "Groups: " + " · ".join(f"{g.name}: {g.passed} of {g.cases} passed" for g in report.groups)]
+    if report.carrier_layers:
+        lines += [f"Layers that carry the change (cases): {report.carrier_layers}"]
     lines += ["", f"{report.verdict}: {report.counts_line}"]
     return "\n".join(lines) + "\n"

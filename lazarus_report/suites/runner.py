@@ -120,7 +120,7 @@ def run_suite(
         cases = []
         for i, case in enumerate(spec.cases):
             if errors[i] is not None:
-                cases.append(SuiteCase(case.id, case.prompt, case.line, None, None, [], errors[i]))
+                cases.append(SuiteCase(case.id, case.prompt, case.line, None, None, [], errors[i], case.group))
                 continue
             if n_models == 2:
                 comparison = compare_models_from_runs(
@@ -134,7 +134,7 @@ def run_suite(
                 analysis = runs[i][0].result  # type: ignore[union-attr]
             runs[i] = [None] * n_models  # drop the memory maps before the directory goes
             checks = evaluate_case(case, analysis=analysis, comparison=comparison, role_checked=role)
-            cases.append(SuiteCase(case.id, case.prompt, case.line, analysis, comparison, checks))
+            cases.append(SuiteCase(case.id, case.prompt, case.line, analysis, comparison, checks, group=case.group))
         compare_seconds = time.perf_counter() - compare_start
     return SuiteResult(
         name=spec.name,
