@@ -492,7 +492,8 @@ def test_suite_text(suite):
     assert len(case_lines) == 6
     js = build_suite_report(suite).cases[2].final_js
     assert re.match(
-        rf"  FAIL   italy-02 +' Rome' / ' Milan' +target ' Rome': 16 / never; JS {js:.3f}, top-1 changed$", case_lines[2]
+        rf"  FAIL   italy-02 +' Rome' / ' Milan' +target ' Rome': 16 / never; JS {js:.3f}, top-1 changed$",
+        case_lines[2],
     )
     assert re.match(r"  ERROR  uk-03 +could not run$", case_lines[3])
     assert re.search(r"no target; JS [0-9.]+(, top-1 changed)?$", case_lines[5])
