@@ -168,3 +168,26 @@ def test_weather_adapter_ground_truth(tmp_path):
     assert c.change_summary.identical_through == 21 and c.change_summary.exactly_identical
     assert c.change_summary.diverges_from == 22
     assert set(a.carriers) <= {22, 24, 26, 27, 28, 29}
+
+
+def test_compare_cli_attribution_writes_every_output(tiny, tmp_path):
+    import subprocess
+    import sys
+
+    out = {k: tmp_path / f"c.{k}" for k in ("json", "html", "md")}
+    proc = subprocess.run(
+        [
+            sys.executable, "-m", "lazarus_report.cli", "introspect", "compare", "-m1", tiny["a"], "-m2", tiny["a"],
+            "--adapter2", str(tiny["lora"]), "-p", PROMPT, "--raw", "--attribution",
+            "-o", str(out["json"]), "--html", str(out["html"]), "--markdown", str(out["md"]),
+        ],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert "Attribution (adapter-ablation):" in proc.stdout and "layer 0: no adapter modules" in proc.stdout
+    from lazarus_report.result import ComparisonResult
+
+    c = ComparisonResult.load(out["json"])
+    assert c.attribution.method == "adapter-ablation" and c.change_map is not None
+    assert "Which layers cause the change" in out["html"].read_text(encoding="utf-8")
+    assert "### Which layers cause the change" in out["md"].read_text(encoding="utf-8")

@@ -263,7 +263,11 @@ def _attribution_view(a: Attribution) -> AttributionView:
         explanation=METHOD_TEXT.get(a.method, a.method),
         change=a.change,
         rows=rows,
-        quiet_layers=f"layers {layer_ranges(quiet)}: no adapter modules, effect 0" if quiet else "",
+        quiet_layers=(
+            f"{'layer' if len(quiet) == 1 else 'layers'} {layer_ranges(quiet)}: no adapter modules, effect 0"
+            if quiet
+            else ""
+        ),
         carriers=layer_ranges(a.carriers),
         carriers_sentence=sentence,
         tracked=[token_repr(t) for t in a.tracked],
