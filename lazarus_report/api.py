@@ -249,6 +249,12 @@ def compare_models(
                 from .attribution import attribute
 
                 attributed = attribute(side.analyzer.loaded, runs[0], runs[1])
+        if attributed[0] is not None and attributed[0].method == "activation-patching":
+            # The reverse direction patches model 2's block outputs into model 1: load model 1 again.
+            from .attribution import reverse_patching
+
+            for side in each_model((model1,), (adapter1,), embedding_scales[:1], precision):
+                attributed = (reverse_patching(side.analyzer.loaded, runs[0], runs[1], attributed[0]), None)
         comparison = compare_models_from_runs(runs, attribution=attributed[0], attribution_note=attributed[1])
         del runs  # the memory maps go before their directory
     return comparison

@@ -14,7 +14,9 @@ The change is JS(model 1's final distribution, model 2's) at the last prompt pos
   positions) replaces model 2's, model 2 runs the blocks after l: ``cumulative`` at l = 1 - JS(model 1,
   patched) / change is the share undone by reverting every difference of blocks 0..l at once, and
   ``effect`` at l = cumulative(l) - cumulative(l - 1) is the share block l adds. Carriers: by
-  decreasing effect until their effects sum to ``THRESHOLD`` (effects add up along the layers).
+  decreasing effect until their effects sum to ``THRESHOLD`` (effects add up along the layers). The
+  reverse (``reverse_patching``: model 2's block outputs into model 1, which must be loaded again)
+  gives ``reverse_cumulative``.
 
 Cost: reverting layer l leaves blocks before l unchanged, so their outputs are taken from a cached
 full pass (the blocks are not run): a pass at layer l runs blocks l..L-1 only.
@@ -29,6 +31,7 @@ MLX lives here, as in ``lens``; nothing here formats prose except the one-line n
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import time
 from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any
@@ -45,6 +48,9 @@ if TYPE_CHECKING:
 
 THRESHOLD = 0.8
 METRIC = "js_last_position"
+REVERSE_NOT_RUN = (
+    "the reverse direction (model 2's block outputs patched into model 1) needs model 1 loaded again; not run"
+)
 
 
 # --- forward passes with replaced blocks ------------------------------------------------------
@@ -323,7 +329,7 @@ def _activation_patching(runner: _Runner, run1: LensRun, tracked_ids: Sequence[i
         )
         for i in range(runner.n_layers)
     ]
-    notes = ["the reverse direction (model 2's block outputs patched into model 1) needs model 1 loaded again; not run"]
+    notes = [REVERSE_NOT_RUN]
     if change > 0 and cumulative[-1] < 0.99:
         notes.append(
             f"patching the last block's output undoes {cumulative[-1]:.0%} of the change: the rest comes from "
@@ -346,3 +352,30 @@ def _activation_patching(runner: _Runner, run1: LensRun, tracked_ids: Sequence[i
         "tracked_probs": [_probs(p1, tracked_ids), _probs(p2, tracked_ids)],
         "notes": notes,
     }
+
+
+def reverse_patching(loaded1: LoadedModel, run1: LensRun, run2: LensRun, attribution: Attribution) -> Attribution:
+    """The reverse of activation patching, with model 1 loaded (again): model 2's block-l output replaces
+    model 1's, and ``reverse_cumulative`` at l = 1 - JS(patched, model 2) / change is the share of the change
+    that model 2's residual stream after block l carries into model 1 (1 when every difference is in
+    blocks 0..l and model 1's later blocks agree with model 2's)."""
+    if attribution.method != "activation-patching" or run2.block_outputs is None:
+        return attribution
+    start = time.perf_counter()
+    runner = _Runner(loaded1, run1.result.token_ids, run1.embedding_factor)
+    p2 = np.asarray(run2.log_probs[-1])
+    change = float(attribution.change)
+    h2 = run2.block_outputs
+    layers = []
+    for x in attribution.layers:
+        patched = mx.array(h2[x.layer][None])
+        lp, _ = runner.final({i: patched for i in range(x.layer + 1)})
+        layers.append(dataclasses.replace(x, reverse_cumulative=rounded(_share(_js(lp, p2), change))))
+    notes = [n for n in attribution.notes if n != REVERSE_NOT_RUN]
+    return dataclasses.replace(
+        attribution,
+        layers=layers,
+        passes=attribution.passes + runner.passes,
+        seconds=round(attribution.seconds + time.perf_counter() - start, 4),
+        notes=notes,
+    )

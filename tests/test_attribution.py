@@ -135,6 +135,11 @@ def test_activation_patching_puts_the_effect_on_the_one_changed_block(tiny):
     np.testing.assert_allclose(effects, [0, 0, 1, 0, 0], atol=1e-5)
     assert a.carriers == [2]
     assert [x.layer for x in a.layers] == list(range(N_LAYERS))
+    # The reverse (model 2's block outputs into model 1, which is loaded again): from block 2 on, model 2's
+    # residual stream carries the whole change, before it none.
+    reverse = np.array([x.reverse_cumulative for x in a.layers])
+    np.testing.assert_allclose(reverse, [0, 0, 1, 1, 1], atol=1e-5)
+    assert not any("reverse direction" in n for n in a.notes)
 
 
 def test_attribution_needs_the_same_architecture(tiny, tmp_path):

@@ -115,6 +115,7 @@ class AttributionRow:
     negative: bool
     alone: float | None
     cumulative: float | None
+    reverse_cumulative: float | None
     changed_after: float | None
     tracked_probs: list[float]
     carrier: bool
@@ -226,7 +227,8 @@ METHOD_TEXT = {
     ),
     "activation-patching": (
         "Activation patching: model 1's block output (all positions) replaces model 2's at each layer; "
-        "cumulative = share of the change undone by reverting blocks 0..l at once, effect = the share block l adds."
+        "cumulative = share of the change undone by reverting blocks 0..l at once, effect = the share block l adds; "
+        "reverse = share of the change model 2's block output reproduces when patched into model 1."
     ),
 }
 
@@ -243,6 +245,7 @@ def _attribution_view(a: Attribution) -> AttributionView:
             negative=x.effect < 0,
             alone=x.alone,
             cumulative=x.cumulative,
+            reverse_cumulative=x.reverse_cumulative,
             changed_after=x.changed_after,
             tracked_probs=list(x.tracked_probs),
             carrier=x.layer in carriers,
@@ -250,12 +253,14 @@ def _attribution_view(a: Attribution) -> AttributionView:
         for x in acting
     ]
     if a.carriers:
-        how = "removing their adapters together" if a.method == "adapter-ablation" else "their summed effects"
+        one = len(a.carriers) == 1
         share = f"{a.carriers_share:.0%}" if a.carriers_share is not None else "?"
-        sentence = (
-            f"Layers {layer_ranges(a.carriers)} carry the change: {how} undoes {share} of it "
-            f"(threshold {a.threshold:.0%})."
-        )
+        who = f"Layer {a.carriers[0]} carries" if one else f"Layers {layer_ranges(a.carriers)} carry"
+        if a.method == "adapter-ablation":
+            how = f"removing {'its adapter' if one else 'their adapters together'} undoes {share} of it"
+        else:
+            how = f"{'its effect is' if one else 'their effects sum to'} {share} of it"
+        sentence = f"{who} the change: {how} (threshold {a.threshold:.0%})."
     else:
         sentence = "No layer carries the change (there is none to attribute)."
     return AttributionView(
