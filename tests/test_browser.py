@@ -264,18 +264,23 @@ def _case_rows(page) -> list[str]:
 def test_suite_charts_render_interactively_when_their_case_opens(browser_context, report_files, name):
     path = report_files[name]
     page, watch = _open(browser_context(), path, wait_live=False)
-    # The overview chart and the open (failing) cases' charts draw at once; closed cases wait.
+    # The overview charts (emergence; P(target) base to tuned) and the open (failing) cases' charts draw at
+    # once; closed cases wait.
+    overview = page.locator("#emergence figure.chart").count()
+    assert overview == 2
     opened = page.locator("details.case[open] figure.chart").count()
-    page.wait_for_function(f"document.querySelectorAll('figure.chart.is-live').length === {opened + 1}", timeout=30_000)
+    page.wait_for_function(
+        f"document.querySelectorAll('figure.chart.is-live').length === {opened + overview}", timeout=30_000
+    )
     closed = page.locator("details.case:not([open]) figure.chart")
     assert closed.count() > 0 and page.locator("details.case:not([open]) figure.chart.is-live").count() == 0
     page.locator("details.case:not([open]) > summary").first.click()
-    page.wait_for_function(f"document.querySelectorAll('figure.chart.is-live').length === {opened + 2}")
+    page.wait_for_function(f"document.querySelectorAll('figure.chart.is-live').length === {opened + overview + 1}")
     page.evaluate(OPEN_ALL_CASES)
     page.wait_for_function(ALL_LIVE, timeout=60_000)
     figures = page.locator("figure.chart").count()
     rendered = page.evaluate("document.querySelectorAll('.chart-live.vega-embed > svg').length")
-    assert rendered == figures == 1 + page.locator("details.case figure.chart").count()
+    assert rendered == figures == overview + page.locator("details.case figure.chart").count()
     assert watch.errors == []
     assert watch.dialogs == []  # no injected alert() ran
     assert watch.foreign_requests(path.as_uri()) == []
@@ -341,7 +346,8 @@ def test_suite_without_javascript_shows_the_svg_charts_and_the_full_table(browse
     summaries = page.locator("details.case:not([open]) > summary")
     for _ in range(summaries.count()):
         summaries.nth(0).click()  # opening needs no script; the list shrinks as cases open
-    assert _static_charts_shown(page) == 1 + page.locator("details.case figure.chart").count()
+    overview = page.locator("#emergence figure.chart").count()
+    assert _static_charts_shown(page) == overview + page.locator("details.case figure.chart").count()
     assert watch.foreign_requests(report_files[name].as_uri()) == []
     if name == "suite":
         page.screenshot(path=str(BUILD / "suite-nojs.png"), full_page=True)

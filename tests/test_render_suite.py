@@ -199,6 +199,20 @@ def test_emergence_chart_shows_every_case_with_a_target_never_included(pages, su
     assert "Not plotted: 2 cases" in doc.find("section", id="emergence").text()
 
 
+def test_target_change_chart_sorts_cases_by_the_change(pages, suite):
+    doc = parse(pages["interactive"])
+    figure = doc.find("figure", id="suite-target-change")
+    assert figure.find("div", cls="chart-static").find_all("svg")
+    spec = _patched(doc, "suite-target-change")
+    validate_jsonschema(spec, load_schema())
+    report = build_suite_report(suite)
+    with_delta = sorted((c for c in report.cases if c.delta is not None), key=lambda c: (c.delta, c.index))
+    pairs = spec["datasets"]["pairs"]
+    assert [p["id"] for p in pairs] == [c.id for c in with_delta]  # largest drop first
+    for p, c in zip(pairs, with_delta):
+        assert (p["x"], p["x2"]) == pytest.approx((c.sides[0].target_prob, c.sides[1].target_prob), abs=1e-3)
+
+
 def test_different_depths_compare_emergence_by_relative_depth():
     suite = make_suite(5, tuned_layers=18)
     doc = parse(render_html(suite))
@@ -283,7 +297,7 @@ def test_static_report_has_no_scripts_and_no_controls(pages, suite):
     assert [(s.attrs.get("type"), s.attrs.get("id")) for s in scripts] == [("application/json", "lazarus-result")]
     assert "vegaEmbed" not in pages["static"] and not doc.find_all("input")
     figures = doc.find_all("figure", cls="chart")
-    assert len(figures) == 1 + sum(1 for c in suite.cases if c.error is None)
+    assert len(figures) == 2 + sum(1 for c in suite.cases if c.error is None)  # emergence, P(target) change
     assert all(f.find("div", cls="chart-static").find_all("svg") for f in figures)
     assert "data-spec" not in pages["static"]
     assert embedded_result(doc) == suite
