@@ -225,7 +225,7 @@ def compare_models(
     ``attribution``: also attribute the change to layers causally (``attribution.attribute``).
     ``change_map``: compare the models at several positions, not only the last (the layers x
     positions map; default: when ``config.compute_grid``). Model 1's distributions wait for model 2
-    in a memory-mapped file in a temporary directory (at most ``change_map.POSITION_BUDGET_BYTES``).
+    in a file in a temporary directory (at most ``change_map.POSITION_BUDGET_BYTES``).
     """
     import tempfile
 

@@ -5,7 +5,7 @@ Shapes (L captured layers, T prompt tokens, P kept positions, V vocabulary):
 
 * The change map needs both models' lens log-probabilities at several positions, ``[L, P, V]`` float32
   each. Models load one after the other, so model 1's must outlive it: the engine writes them to a
-  memory-mapped file in a temporary directory (``spill``), never more than ``POSITION_BUDGET_BYTES``
+  file in a temporary directory (``spill``; ``SpilledLogProbs``), never more than ``POSITION_BUDGET_BYTES``
   per model: all positions when they fit, otherwise the user's own text and the last position (the
   span trimmed from its start when even that does not fit). The map then shows at most
   ``MAX_COLUMNS`` of the kept positions: the user's text, the last position, and the positions where
@@ -83,9 +83,47 @@ def positions_to_keep(
     )
 
 
-def spill_array(directory: str | Path, name: str, shape: tuple[int, ...]) -> np.ndarray:
-    """A float32 array backed by a file in ``directory`` (deleted with the directory)."""
-    return np.lib.format.open_memmap(Path(directory) / f"{name}.npy", mode="w+", dtype=np.float32, shape=shape)
+class SpilledLogProbs:
+    """``[L, P, V]`` float32 in a ``.npy`` file, written and read a row block at a time with plain file I/O.
+
+    Not memory-mapped on purpose: mapped pages that were touched count in the process's resident memory
+    until the map is closed (a 37-token prompt on SmolLM2 is 218 MB per model); written through the page
+    cache and read back one layer at a time, the process holds one layer (``[P, V]``, 7 MB) at most.
+    ``x[layer, col] = row`` / ``x[layer, a:b] = rows`` write; ``x[layer]`` reads ``[P, V]``.
+    """
+
+    def __init__(self, path: str | Path, shape: tuple[int, int, int]):
+        self.path = Path(path)
+        self.shape = shape
+        with open(self.path, "wb") as fh:
+            np.lib.format.write_array_header_1_0(fh, {"descr": "<f4", "fortran_order": False, "shape": shape})
+            self._offset = fh.tell()
+            fh.truncate(self._offset + 4 * shape[0] * shape[1] * shape[2])
+        self._fh = open(self.path, "r+b")  # noqa: SIM115 (closed by flush, reopened when written again)
+
+    def _at(self, layer: int, col: int) -> int:
+        return self._offset + 4 * (layer * self.shape[1] + col) * self.shape[2]
+
+    def __setitem__(self, key: tuple[int, int | slice], rows: np.ndarray) -> None:
+        layer, cols = key
+        start = (cols.start or 0) if isinstance(cols, slice) else cols
+        if self._fh.closed:
+            self._fh = open(self.path, "r+b")  # noqa: SIM115
+        self._fh.seek(self._at(layer, start))
+        self._fh.write(np.ascontiguousarray(rows, dtype="<f4").tobytes())
+
+    def __getitem__(self, layer: int) -> np.ndarray:
+        count = self.shape[1] * self.shape[2]
+        return np.fromfile(self.path, dtype="<f4", count=count, offset=self._at(layer, 0)).reshape(self.shape[1:])
+
+    def flush(self) -> None:
+        if not self._fh.closed:
+            self._fh.close()
+
+
+def spill_array(directory: str | Path, name: str, shape: tuple[int, int, int]) -> SpilledLogProbs:
+    """``[L, P, V]`` float32 log-probabilities on disk in ``directory`` (deleted with the directory)."""
+    return SpilledLogProbs(Path(directory) / f"{name}.npy", shape)
 
 
 # --- the map --------------------------------------------------------------------------------

@@ -56,7 +56,7 @@ class LensRun:
     # For comparing where two models part (``change_map``) and causal attribution (``attribution``);
     # filled only when ``analyze`` is asked for them.
     log_sum_exp: np.ndarray | None = None  # [L] float64, last position: raw logit = log-prob + this
-    position_log_probs: np.ndarray | None = None  # [L, P, V] float32 (memory-mapped) at kept_positions
+    position_log_probs: Any = None  # [L, P, V] float32 on disk (change_map.SpilledLogProbs) at kept_positions
     kept_positions: list[int] | None = None
     user_positions: list[int] | None = None  # where the user's own text is in the prompt
     positions_note: str = ""
@@ -166,7 +166,7 @@ def analyze(
     ``prepared``: an already formatted and tokenized prompt (benchmarks feed token ids directly);
     by default ``prompt`` is formatted with ``format_prompt``.
     ``spill``: a directory; when given, the lens log-probabilities at several positions (see
-    ``change_map.positions_to_keep``) are written there, memory-mapped, for the change map.
+    ``change_map.positions_to_keep``) are written there (``change_map.SpilledLogProbs``), for the change map.
     ``keep_block_outputs``: keep every block's output ``[num_layers, T, H]`` (causal attribution).
     """
     from . import lens

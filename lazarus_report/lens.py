@@ -342,7 +342,7 @@ def position_log_probs(
     """Write the lens log-probabilities at ``positions`` of every captured layer into ``out``.
 
     ``hidden`` holds one ``[T, H]`` array per captured layer; ``out`` is ``[L, P, V]`` float32 (often a
-    memory-mapped file: see ``change_map``). Works in blocks of rows so about ``budget_bytes`` of logits
+    ``change_map.SpilledLogProbs`` on disk). Works in blocks of rows so about ``budget_bytes`` of logits
     are live at once; float32 ``z - logsumexp(z)`` as everywhere in the lens.
     """
     V = parts.args.vocab_size
