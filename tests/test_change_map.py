@@ -174,3 +174,17 @@ def test_json_round_trip_keeps_the_new_parts(pair, tmp_path):
         d.pop(key)
     old = ComparisonResult.from_dict(d)
     assert old.change_map is None and old.token_shifts == [] and old.attribution is None
+
+
+def test_spilled_log_probs_write_rows_and_read_layers(tmp_path):
+    rng = np.random.default_rng(0)
+    data = rng.standard_normal((3, 4, 5)).astype(np.float32)
+    spilled = cm.spill_array(tmp_path, "x", (3, 4, 5))
+    for layer in range(3):
+        spilled[layer, 0:2] = data[layer, 0:2]  # a block of positions
+        spilled[layer, 2] = data[layer, 2]  # one position
+        spilled[layer, 3] = data[layer, 3]
+    spilled.flush()
+    for layer in range(3):
+        np.testing.assert_array_equal(spilled[layer], data[layer])
+    np.testing.assert_array_equal(np.load(tmp_path / "x.npy"), data)  # a valid .npy file
