@@ -156,6 +156,8 @@ def _probs(lp: np.ndarray, ids: Sequence[int]) -> list[float]:
 def why_not(run1: LensRun, run2: LensRun) -> str | None:
     """Why causal attribution cannot compare these two runs (None when it can)."""
     m1, m2 = run1.result.model, run2.result.model
+    if (m1.path, m1.adapter, m1.embedding_scale) == (m2.path, m2.adapter, m2.embedding_scale):
+        return "both sides are the same model: there is no change to attribute"
     if run1.tokenizer_fingerprint != run2.tokenizer_fingerprint:
         return (
             "causal attribution needs the same tokenizer, because the change it explains is a divergence "

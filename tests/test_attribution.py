@@ -196,3 +196,8 @@ def test_compare_cli_attribution_writes_every_output(tiny, tmp_path):
     assert c.attribution.method == "adapter-ablation" and c.change_map is not None
     assert "Which layers cause the change" in out["html"].read_text(encoding="utf-8")
     assert "### Which layers cause the change" in out["md"].read_text(encoding="utf-8")
+
+
+def test_same_model_twice_has_nothing_to_attribute(tiny):
+    c = compare_models(tiny["a"], tiny["a"], PROMPT, RAW, attribution=True)
+    assert c.attribution is None and c.attribution_note.startswith("both sides are the same model")

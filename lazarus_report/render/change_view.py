@@ -290,7 +290,9 @@ def build_change_view(c: ComparisonResult, tags: Sequence[str]) -> ChangeView | 
     floor = c.change_summary.noise_floor if c.change_summary is not None else 0.0
     map_missing = None
     if c.change_map is None:
-        if not c.same_tokenizer or not c.same_tokens:
+        if c.same_model:
+            map_missing = "no change map: both sides are the same model, so every difference is zero"
+        elif not c.same_tokenizer or not c.same_tokens:
             map_missing = "no change map: it needs the same tokenizer and the same tokens on both sides"
         elif c.alignment != "layer":
             map_missing = "no change map: the models have different depths"
