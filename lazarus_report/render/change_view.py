@@ -297,7 +297,10 @@ def build_change_view(c: ComparisonResult, tags: Sequence[str]) -> ChangeView | 
         elif c.alignment != "layer":
             map_missing = "no change map: the models have different depths"
         else:
-            map_missing = "no change map in this run (it is computed with -o, --html or --markdown)"
+            map_missing = (
+                "no change map: this run compared the last position only (compare with -o, --html or "
+                "--markdown compares every position)"
+            )
     return ChangeView(
         sentence=change_sentence(c.change_summary),
         sentence_plain=change_sentence(c.change_summary, "->"),
