@@ -269,13 +269,14 @@ class ModelAnalyzer:
         """Run the lens on ``prompt`` and return the structured result."""
         return self.lens_run(prompt, config).result
 
-    def lens_run(self, prompt: str, config: AnalysisConfig | None = None) -> LensRun:
+    def lens_run(self, prompt: str, config: AnalysisConfig | None = None, **options: Any) -> LensRun:
         """``run``, plus what comparing models needs (``engine.LensRun``: the last-position
-        log-probabilities ``[L, V]``, the tokenizer fingerprint, single-token flags)."""
+        log-probabilities ``[L, V]``, the tokenizer fingerprint, single-token flags). ``options``:
+        ``engine.analyze``'s keywords (``spill``, ``keep_block_outputs``)."""
         from .engine import analyze
 
         config = config or AnalysisConfig()
-        return analyze(self.loaded, prompt, config, lens=self.lens(config.lens))
+        return analyze(self.loaded, prompt, config, lens=self.lens(config.lens), **options)
 
     def lens(self, spec: str = "logit") -> Any:
         """The ``Lens`` that ``spec`` names ("logit", "linear", "tuned" or a lens directory), checked
@@ -297,12 +298,21 @@ def compare_models(
     adapter2: str | None = None,
     embedding_scales: tuple[float | None, float | None] = (None, None),
     precision: str = "auto",
+    attribution: bool = False,
+    change_map: bool | None = None,
 ) -> ComparisonResult:
     """Analyze ``prompt`` with two models and compare them (``ComparisonResult``).
 
     The models load one after the other and the first is released before the second loads, so the
     peak memory is that of the larger model, not the sum.
+
+    ``attribution``: also attribute the change to layers causally (``attribution.attribute``).
+    ``change_map``: compare the models at several positions, not only the last (the layers x
+    positions map; default: when ``config.compute_grid``). Model 1's distributions wait for model 2
+    in a file in a temporary directory (at most ``change_map.POSITION_BUDGET_BYTES``).
     """
+    import tempfile
+
     from .compare import compare_models_from_runs
 
     config = config or AnalysisConfig(layer_strategy=LayerStrategy.ALL)
@@ -310,13 +320,28 @@ def compare_models(
         raise LazarusError("the prompt is empty")
     if any(t == "" for t in config.track_tokens):
         raise LazarusError("cannot track an empty string")
-    runs = []
-    for side in each_model((model1, model2), (adapter1, adapter2), embedding_scales, precision):
-        try:
-            runs.append(side.run(prompt, config))
-        except LazarusError as exc:
-            raise LazarusError(f"model {side.number} ({side.model_id}): {exc}") from None
-    return compare_models_from_runs(runs)
+    want_map = config.compute_grid if change_map is None else change_map
+    runs: list[LensRun] = []
+    attributed: tuple[Any, str | None] = (None, None)
+    with tempfile.TemporaryDirectory(prefix="lazarus-compare-") as spill:
+        for side in each_model((model1, model2), (adapter1, adapter2), embedding_scales, precision):
+            try:
+                runs.append(side.run(prompt, config, spill=spill if want_map else None, keep_block_outputs=attribution))
+            except LazarusError as exc:
+                raise LazarusError(f"model {side.number} ({side.model_id}): {exc}") from None
+            if attribution and side.number == 2:
+                from .attribution import attribute
+
+                attributed = attribute(side.analyzer.loaded, runs[0], runs[1])
+        if attributed[0] is not None and attributed[0].method == "activation-patching":
+            # The reverse direction patches model 2's block outputs into model 1: load model 1 again.
+            from .attribution import reverse_patching
+
+            for side in each_model((model1,), (adapter1,), embedding_scales[:1], precision):
+                attributed = (reverse_patching(side.analyzer.loaded, runs[0], runs[1], attributed[0]), None)
+        comparison = compare_models_from_runs(runs, attribution=attributed[0], attribution_note=attributed[1])
+        del runs  # the memory maps go before their directory
+    return comparison
 
 
 @dataclass
@@ -328,9 +353,11 @@ class Side:
     analyzer: ModelAnalyzer
     embedding_scale: float | None
 
-    def run(self, prompt: str, config: AnalysisConfig) -> LensRun:
-        """Analyze ``prompt`` on this side (with its embedding scale)."""
-        return self.analyzer.lens_run(prompt, dataclasses.replace(config, embedding_scale=self.embedding_scale))
+    def run(self, prompt: str, config: AnalysisConfig, **options: Any) -> LensRun:
+        """Analyze ``prompt`` on this side (with its embedding scale); ``options`` as for ``engine.analyze``."""
+        return self.analyzer.lens_run(
+            prompt, dataclasses.replace(config, embedding_scale=self.embedding_scale), **options
+        )
 
 
 def each_model(

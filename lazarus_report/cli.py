@@ -354,6 +354,11 @@ def parse_track_list(values: tuple[str, ...]) -> list[str]:
     help="logit (default), linear or tuned (fitted with `lazarus lens fit`), or a lens directory.",
 )
 @click.option("--precision", type=click.Choice(["auto", "float32", "native"]), default="auto", show_default=True)
+@click.option(
+    "--attribution",
+    is_flag=True,
+    help="Also find which layers cause the change (adapter ablation or activation patching; docs/reports.md).",
+)
 @output_options
 def compare(**opts: Any) -> None:
     """Compare two models on one prompt: base vs fine-tuned, or model vs model."""
@@ -376,6 +381,7 @@ def _compare(
     embedding_scale2: float | None,
     lens: str | None,
     precision: str,
+    attribution: bool,
     output: str | None,
     html: str | None,
     markdown: str | None,
@@ -420,6 +426,8 @@ def _compare(
         adapter2=adapter2,
         embedding_scales=(embedding_scale1, embedding_scale2),
         precision=precision,
+        attribution=attribution,
+        change_map=bool(output or html or markdown),
     )
     emit(comparison, output=output, html=html, markdown=markdown, static=static, quiet=quiet)
 
@@ -451,6 +459,9 @@ def _compare(
 @click.option("--precision", type=click.Choice(["auto", "float32", "native"]), default="auto", show_default=True)
 @click.option("--junit", "junit", metavar="FILE", help="Write JUnit XML (one test case per expectation).")
 @click.option("--validate", "validate_only", is_flag=True, help="Only check the suite file, load no model.")
+@click.option(
+    "--attribution", is_flag=True, help="Two models: also find which layers cause each case's change (docs/suites.md)."
+)
 @output_options
 def suite(**opts: Any) -> None:
     """Run a suite of prompts with expectations: exit 0 if all hold, 1 if some fail, 2 on bad input.
@@ -478,6 +489,7 @@ def _suite(
     precision: str,
     junit: str | None,
     validate_only: bool,
+    attribution: bool,
     output: str | None,
     html: str | None,
     markdown: str | None,
@@ -533,6 +545,7 @@ def _suite(
             role=role,
             progress=bar.update if show_bar else None,
             lens=lens,
+            attribution=attribution,
         )
     emit(result, output=output, html=html, markdown=markdown, static=static, quiet=quiet, junit=junit)
     status = result.status

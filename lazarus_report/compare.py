@@ -11,6 +11,7 @@ Honest by construction:
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
@@ -18,6 +19,7 @@ import numpy as np
 
 from .result import (
     AnalysisResult,
+    Attribution,
     ComparisonResult,
     LayerDivergence,
     TrackedComparison,
@@ -168,8 +170,73 @@ def compare_results(
     )
 
 
-def compare_models_from_runs(runs: Sequence[LensRun]) -> ComparisonResult:
-    """Glue between two engine runs (``engine.LensRun``) and ``compare_results``."""
+def compare_models_from_runs(
+    runs: Sequence[LensRun],
+    *,
+    attribution: Attribution | None = None,
+    attribution_note: str | None = None,
+) -> ComparisonResult:
+    """Glue between two engine runs (``engine.LensRun``) and ``compare_results``, plus where the models
+    part (``where_they_part``) and, when given, the causal attribution."""
+    c = _compare_runs(runs)
+    c = where_they_part(c, runs)
+    if attribution is not None or attribution_note is not None:
+        c = dataclasses.replace(c, attribution=attribution, attribution_note=attribution_note)
+    return c
+
+
+def where_they_part(c: ComparisonResult, runs: Sequence[LensRun]) -> ComparisonResult:
+    """Add the change summary, promoted/suppressed tokens, the change map and the adapted layers."""
+    from . import change_map as cm
+    from .models.adapter_config import adapted_layers
+
+    r1, r2 = c.results
+    adapted = [adapted_layers(r.model.adapter, r.model.num_layers) for r in (r1, r2)]
+    summary, shifts, cmap = None, [], None
+    possible = all(d.js is not None for d in c.divergences) and bool(c.divergences) and not c.same_model
+    if possible:
+        layers2 = [d.layer2 for d in c.divergences]
+        pairs = match_layers(r1.captured_layers, r1.model.num_layers, r2.captured_layers, r2.model.num_layers)
+        top2 = [r2.layer_predictions[j].top_tokens[0].token_id for _, j in pairs]
+        summary = cm.change_summary(
+            layers2, [d.js or 0.0 for d in c.divergences], top2, r1.final_prediction[0].token_id
+        )
+        decode = runs[1].decode or (lambda i: str(i))
+        lse1, lse2 = runs[0].log_sum_exp, runs[1].log_sum_exp
+        wanted = [(len(pairs) - 1, "final layer")]
+        if summary.decisive_layer is not None:
+            k = layers2.index(summary.decisive_layer)
+            if k != len(pairs) - 1:
+                wanted.append((k, "largest JS jump"))
+        for k, why in wanted:
+            i, j = pairs[k]
+            lse = (
+                float(lse1[i]) if lse1 is not None else None,
+                float(lse2[j]) if lse2 is not None else None,
+            )
+            shifts.append(cm.token_shifts(runs[0].log_probs[i], runs[1].log_probs[j], layers2[k], why, decode, lse))
+        a, b = runs[0], runs[1]
+        if (
+            a.position_log_probs is not None
+            and b.position_log_probs is not None
+            and c.same_tokens
+            and c.alignment == "layer"
+            and a.kept_positions == b.kept_positions
+        ):
+            cmap = cm.build_change_map(
+                a.position_log_probs,
+                b.position_log_probs,
+                r2.captured_layers,
+                a.kept_positions or [],
+                r2.tokens,
+                a.user_positions or [],
+                decode,
+                a.positions_note,
+            )
+    return dataclasses.replace(c, change_summary=summary, token_shifts=shifts, change_map=cmap, adapted_layers=adapted)
+
+
+def _compare_runs(runs: Sequence[LensRun]) -> ComparisonResult:
     r1, r2 = runs[0].result, runs[1].result
     same_model = (
         r1.model.path == r2.model.path

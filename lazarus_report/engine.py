@@ -56,6 +56,16 @@ class LensRun:
     tokenizer_fingerprint: str  # equal fingerprints = same vocabulary and merges
     single_token: list[bool]  # per tracked string: one token in this vocabulary?
     load_seconds: float  # the model's load (0 when its weights were reused)
+    # For comparing where two models part (``change_map``) and causal attribution (``attribution``);
+    # filled only when ``analyze`` is asked for them.
+    log_sum_exp: np.ndarray | None = None  # [L] float64, last position: raw logit = log-prob + this
+    position_log_probs: Any = None  # [L, P, V] float32 on disk (change_map.SpilledLogProbs) at kept_positions
+    kept_positions: list[int] | None = None
+    user_positions: list[int] | None = None  # where the user's own text is in the prompt
+    positions_note: str = ""
+    block_outputs: np.ndarray | None = None  # [num_layers, T, H] float32: every block's output
+    embedding_factor: float | None = None  # multiplier applied to embeddings on the way in
+    decode: Any = None  # token id -> text (this model's tokenizer)
 
     def __post_init__(self) -> None:
         layers = len(self.result.captured_layers)
@@ -152,6 +162,8 @@ def analyze(
     *,
     prepared: PreparedPrompt | None = None,
     lens: Lens | None = None,
+    spill: str | None = None,
+    keep_block_outputs: bool = False,
 ) -> LensRun:
     """Run the lens of ``config`` over ``prompt`` with ``loaded`` and return the ``LensRun``.
 
@@ -160,6 +172,9 @@ def analyze(
     names, already resolved for ``loaded`` (callers that run many prompts resolve it once); by
     default it is resolved here. A learned lens maps each captured layer's residual stream
     (``Lens.translate``) before the model's own final norm and head; the last layer is never mapped.
+    ``spill``: a directory; when given, the lens log-probabilities at several positions (see
+    ``change_map.positions_to_keep``) are written there (``change_map.SpilledLogProbs``), for the change map.
+    ``keep_block_outputs``: keep every block's output ``[num_layers, T, H]`` (causal attribution).
     """
     from .api import check_text, select_layers
     from .lens import capture_hidden, last_position_stats, mx
@@ -188,7 +203,8 @@ def analyze(
         info = dataclasses.replace(info, embedding_scale=scale)
     t1 = time.perf_counter()
 
-    sink = capture_hidden(loaded.parts, ids, layers, factor)
+    capture = sorted(set(layers) | set(range(n_layers))) if keep_block_outputs else layers
+    sink = capture_hidden(loaded.parts, ids, capture, factor)
     final_last = sink[n_layers - 1][0, -1:]
     tracked_ids = [t.token_id for t in tracked]
     hidden_last = mx.stack([lens.translate(i, sink[i][0, -1]) for i in layers])
@@ -200,8 +216,16 @@ def analyze(
     evolutions = _evolutions(stats, layers, tracked)
     grid = None
     logit_view = None
+    # Each captured layer's residual stream as the lens reads it, at every position (grid and change map).
+    lensed = [lens.translate(i, sink[i][0]) for i in layers] if config.compute_grid or spill is not None else []
+    extras = _comparison_extras(
+        loaded, sink, lensed, layers, n_layers, prepared, prompt, decode, spill, keep_block_outputs, config.compute_grid
+    )
     if config.compute_grid:
-        grid = _grid(loaded, [lens.translate(i, sink[i][0]) for i in layers], sink[n_layers - 1][0], layers, decode)
+        keep = (extras["kept_positions"], extras["position_log_probs"]) if spill is not None else None
+        grid = _grid(loaded, lensed, sink[n_layers - 1][0], layers, decode, log_probs_out=keep)
+        if keep is not None:
+            keep[1].flush()
         if lens.kind != "logit":  # keep the plain logit lens's reading beside the learned one (reports show both)
             raw = last_position_stats(
                 loaded.parts, mx.stack([sink[i][0, -1] for i in layers]), final_last, config.top_k, tracked_ids
@@ -242,6 +266,10 @@ def analyze(
         tokenizer_fingerprint=tok.fingerprint(),
         single_token=[len(tok.encode_plain(t)) == 1 for t in config.track_tokens],
         load_seconds=float(loaded.load_seconds),
+        log_sum_exp=stats.lse,
+        embedding_factor=factor,
+        decode=decode,
+        **extras,
     )
 
 
@@ -272,12 +300,18 @@ def _evolutions(stats: LastPositionStats, layers: list[int], tracked: list[Track
 
 
 def _grid(
-    loaded: LoadedModel, hidden: list[Any], final_hidden: Any, layers: list[int], decode: _Decoder
+    loaded: LoadedModel,
+    hidden: list[Any],
+    final_hidden: Any,
+    layers: list[int],
+    decode: _Decoder,
+    log_probs_out: Any = None,
 ) -> PositionGrid:
-    """The layers x positions grid of ``hidden`` (one ``[T, H]`` per captured layer, as the lens reads them)."""
+    """The layers x positions grid of ``hidden`` (one ``[T, H]`` per captured layer, as the lens reads them);
+    ``log_probs_out``: see ``lens.position_grid``."""
     from .lens import position_grid
 
-    g = position_grid(loaded.parts, hidden, final_hidden)
+    g = position_grid(loaded.parts, hidden, final_hidden, log_probs_out=log_probs_out)
     return PositionGrid(
         layers=list(layers),
         positions=list(range(final_hidden.shape[0])),
@@ -287,6 +321,45 @@ def _grid(
         entropy=g.entropy,
         kl_to_final=g.kl_to_final,
     )
+
+
+def _comparison_extras(
+    loaded: LoadedModel,
+    sink: dict[int, Any],
+    lensed: list[Any],
+    layers: list[int],
+    n_layers: int,
+    prepared: PreparedPrompt,
+    prompt: str,
+    decode: Any,
+    spill: str | None,
+    keep_block_outputs: bool,
+    grid_writes: bool,
+) -> dict[str, Any]:
+    """What the change map (``spill``) and causal attribution (``keep_block_outputs``) need of this run.
+    ``lensed``: each captured layer's ``[T, H]`` as the lens reads it (the change map compares lens readings;
+    attribution keeps the raw block outputs).
+    ``grid_writes``: the position grid will fill the spilled log-probabilities (one head pass for both)."""
+    import numpy as np
+
+    from . import change_map, lens
+
+    out: dict[str, Any] = {}
+    if spill is not None:
+        tokens = [decode(i) for i in prepared.token_ids]
+        user = change_map.user_span(tokens, prepared.text, prompt)
+        kept, note = change_map.positions_to_keep(len(tokens), user, len(layers), loaded.parts.args.vocab_size)
+        name = f"positions-{time.perf_counter_ns()}"
+        arr = change_map.spill_array(spill, name, (len(layers), len(kept), loaded.parts.args.vocab_size))
+        if not grid_writes:
+            lens.position_log_probs(loaded.parts, lensed, kept, arr)
+            arr.flush()
+        out.update(position_log_probs=arr, kept_positions=kept, user_positions=user, positions_note=note)
+    if keep_block_outputs:
+        stacked = lens.mx.stack([sink[i][0] for i in range(n_layers)]).astype(lens.mx.float32)
+        lens.mx.eval(stacked)
+        out["block_outputs"] = np.asarray(stacked)
+    return out
 
 
 def _evolution(tracked: TrackedToken, layers: list[int], probs: list[float], ranks: list[int]) -> TokenEvolution:

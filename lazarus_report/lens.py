@@ -231,6 +231,7 @@ class LastPositionStats:
     tracked_probs: list[list[float]]  # [L][n_tracked]
     tracked_ranks: list[list[int]]  # [L][n_tracked]
     log_probs: np.ndarray  # [L, V] float32 lens log-probabilities (for comparing two models)
+    lse: np.ndarray | None = None  # [L] float64 log-sum-exp of the raw logits (logit = log-prob + lse)
 
 
 def last_position_stats(
@@ -262,6 +263,7 @@ def last_position_stats(
         tracked_probs=rounded(tracked_probs.tolist()),
         tracked_ranks=ranks.tolist(),
         log_probs=z - stats.lse[:, None].astype(np.float32),
+        lse=stats.lse,
     )
 
 
@@ -282,13 +284,17 @@ def position_grid(
     final_hidden: Any,
     top_k: int = 1,
     budget_bytes: int = GRID_BUDGET_BYTES,
+    log_probs_out: tuple[Sequence[int], np.ndarray] | None = None,
 ) -> GridStats:
     """Top-k, entropy and KL(final || layer) at every (captured layer, position).
 
     ``hidden`` holds one ``[T, H]`` array per captured layer; ``final_hidden`` is the last block's
     ``[T, H]``. Works in position chunks, several layers per head matmul, so about
     ``budget_bytes`` of logits (plus the chunk's final distribution) are live at any time.
+    ``log_probs_out``: (positions, ``[L, P, V]`` array): also write the log-probabilities at those
+    positions (as ``position_log_probs`` does, without a second head pass).
     """
+    column = {p: j for j, p in enumerate(log_probs_out[0])} if log_probs_out is not None else {}
     n_layers = len(hidden)
     T = final_hidden.shape[0]
     V = parts.args.vocab_size
@@ -312,6 +318,11 @@ def position_grid(
                 top_probs[g0 + j, start:stop] = st.top_probs[:, 0]
                 entropy[g0 + j, start:stop] = st.entropy
                 kl[g0 + j, start:stop] = st.kl_to_final
+                if log_probs_out is not None:
+                    for p in range(start, stop):
+                        if p in column:
+                            row = z[j * c + p - start]
+                            log_probs_out[1][g0 + j, column[p]] = row - np.float32(st.lse[p - start])
             del z
     return GridStats(
         top_ids=top_ids[:, :, 0].tolist(),
@@ -320,3 +331,37 @@ def position_grid(
         kl_to_final=rounded(kl.tolist()),
         top_k_ids=top_ids.tolist() if top_k > 1 else None,
     )
+
+
+def position_log_probs(
+    parts: LensParts,
+    hidden: Sequence[Any],
+    positions: Sequence[int],
+    out: Any,
+    budget_bytes: int = GRID_BUDGET_BYTES,
+) -> None:
+    """Write the lens log-probabilities at ``positions`` of every captured layer into ``out``.
+
+    ``hidden`` holds one ``[T, H]`` array per captured layer; ``out`` is ``[L, P, V]`` float32 (often a
+    ``change_map.SpilledLogProbs`` on disk). Works in blocks of rows so about ``budget_bytes`` of logits
+    are live at once; float32 ``z - logsumexp(z)`` as everywhere in the lens.
+    """
+    V = parts.args.vocab_size
+    idx = mx.array(list(positions), dtype=mx.int32)
+    rows = max(1, budget_bytes // (4 * V))
+    n_pos = len(positions)
+    layer_group = max(1, rows // max(1, n_pos))
+    pos_chunk = max(1, min(n_pos, rows))
+    for p0 in range(0, n_pos, pos_chunk):
+        p1 = min(n_pos, p0 + pos_chunk)
+        sel = idx[p0:p1]
+        for g0 in range(0, len(hidden), layer_group):
+            g1 = min(len(hidden), g0 + layer_group)
+            z = head_logits_np(parts, mx.concatenate([hidden[i][sel] for i in range(g0, g1)], axis=0))
+            if not np.isfinite(z).all():
+                raise NonFiniteError("the model produced NaN or infinite logits: its weights are damaged or overflow")
+            lse = row_stats(z, 1).lse.astype(np.float32)
+            c = p1 - p0
+            for j in range(g1 - g0):
+                out[g0 + j, p0:p1] = z[j * c : (j + 1) * c] - lse[j * c : (j + 1) * c, None]
+            del z

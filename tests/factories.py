@@ -713,3 +713,26 @@ def make_lens_eval(hostile: bool = False):
         versions=result.versions,
         timings={"collect": 1.0, "measure": 2.0},
     )
+
+
+def with_hostile_change(comparison):
+    """``comparison`` (with a change map and token shifts) with every token of those filled with ``HOSTILE_STRINGS``."""
+    import dataclasses
+
+    m = comparison.change_map
+    hostile = dataclasses.replace(
+        m,
+        tokens=[HOSTILE_STRINGS[i % len(HOSTILE_STRINGS)] for i in range(len(m.tokens))],
+        tops1=[
+            [[dataclasses.replace(t, token=HOSTILE_STRINGS[i % len(HOSTILE_STRINGS)]) for t in cell] for cell in row]
+            for i, row in enumerate(m.tops1)
+        ],
+    )
+    shifts = [
+        dataclasses.replace(
+            s, promoted=[dataclasses.replace(x, token=HOSTILE_STRINGS[k]) for k, x in enumerate(s.promoted)]
+        )
+        for s in comparison.token_shifts
+    ]
+    labels = [HOSTILE_STRINGS[2] + " (1)", HOSTILE_STRINGS[0]]
+    return dataclasses.replace(comparison, change_map=hostile, token_shifts=shifts, labels=labels)

@@ -32,7 +32,7 @@ ALLOWED_TAGS = {
     "svg", "g", "path", "rect", "line", "text", "defs", "lineargradient", "stop", "clippath",
 }  # fmt: skip
 # The suite page adds its filter controls and in-page links.
-SUITE_TAGS = ALLOWED_TAGS | {"a", "label", "input", "select", "option", "h4", "h5"}
+SUITE_TAGS = ALLOWED_TAGS | {"a", "label", "input", "select", "option", "h4", "h5", "polyline"}  # polyline: sparklines
 VOID = {"meta", "br", "img", "input", "link", "hr", "source", "wbr", "area", "base", "col", "embed", "param", "track"}
 URL_ATTRIBUTES = {"src", "href", "xlink:href", "action", "formaction", "poster", "srcset", "data", "background"}
 

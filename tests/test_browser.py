@@ -264,18 +264,23 @@ def _case_rows(page) -> list[str]:
 def test_suite_charts_render_interactively_when_their_case_opens(browser_context, report_files, name):
     path = report_files[name]
     page, watch = _open(browser_context(), path, wait_live=False)
-    # The overview chart and the open (failing) cases' charts draw at once; closed cases wait.
+    # The overview charts (emergence; P(target) base to tuned) and the open (failing) cases' charts draw at
+    # once; closed cases wait.
+    overview = page.locator("#emergence figure.chart").count()
+    assert overview == 2
     opened = page.locator("details.case[open] figure.chart").count()
-    page.wait_for_function(f"document.querySelectorAll('figure.chart.is-live').length === {opened + 1}", timeout=30_000)
+    page.wait_for_function(
+        f"document.querySelectorAll('figure.chart.is-live').length === {opened + overview}", timeout=30_000
+    )
     closed = page.locator("details.case:not([open]) figure.chart")
     assert closed.count() > 0 and page.locator("details.case:not([open]) figure.chart.is-live").count() == 0
     page.locator("details.case:not([open]) > summary").first.click()
-    page.wait_for_function(f"document.querySelectorAll('figure.chart.is-live').length === {opened + 2}")
+    page.wait_for_function(f"document.querySelectorAll('figure.chart.is-live').length === {opened + overview + 1}")
     page.evaluate(OPEN_ALL_CASES)
     page.wait_for_function(ALL_LIVE, timeout=60_000)
     figures = page.locator("figure.chart").count()
     rendered = page.evaluate("document.querySelectorAll('.chart-live.vega-embed > svg').length")
-    assert rendered == figures == 1 + page.locator("details.case figure.chart").count()
+    assert rendered == figures == overview + page.locator("details.case figure.chart").count()
     assert watch.errors == []
     assert watch.dialogs == []  # no injected alert() ran
     assert watch.foreign_requests(path.as_uri()) == []
@@ -341,7 +346,8 @@ def test_suite_without_javascript_shows_the_svg_charts_and_the_full_table(browse
     summaries = page.locator("details.case:not([open]) > summary")
     for _ in range(summaries.count()):
         summaries.nth(0).click()  # opening needs no script; the list shrinks as cases open
-    assert _static_charts_shown(page) == 1 + page.locator("details.case figure.chart").count()
+    overview = page.locator("#emergence figure.chart").count()
+    assert _static_charts_shown(page) == overview + page.locator("details.case figure.chart").count()
     assert watch.foreign_requests(report_files[name].as_uri()) == []
     if name == "suite":
         page.screenshot(path=str(BUILD / "suite-nojs.png"), full_page=True)
@@ -356,3 +362,46 @@ def test_suite_phone_width_layout(browser_context, report_files):
     assert box is not None and box["x"] >= 0 and box["x"] + box["width"] <= 390
     page.screenshot(path=str(BUILD / "suite-phone.png"), full_page=False)
     assert watch.errors == []
+
+
+# --- where the models part (a real comparison of a tiny model and its LoRA adapter) -----------------
+
+
+@pytest.fixture(scope="module")
+def change_report(tmp_path_factory) -> Path:
+    from test_attribution import N_LAYERS, write_tiny_adapter
+    from tiny_models import build_tiny_model
+
+    from lazarus_report.api import AnalysisConfig, LayerStrategy, compare_models
+
+    root = tmp_path_factory.mktemp("change-browser")
+    build_tiny_model("llama", root / "a", seed=1, num_hidden_layers=N_LAYERS)
+    adapter = write_tiny_adapter(str(root / "a"), root / "lora", num_layers=3, zero_b=set())
+    config = AnalysisConfig(layer_strategy=LayerStrategy.ALL, use_chat_template=False, track_tokens=[" Paris"])
+    c = compare_models(str(root / "a"), str(root / "a"), "The capital of France is", config,
+                       adapter2=str(adapter), attribution=True)  # fmt: skip
+    path = root / "change.html"
+    path.write_text(render_html(c), encoding="utf-8")
+    return path
+
+
+@pytest.mark.parametrize("width", [1280, 390])
+def test_change_map_cells_show_both_models_on_focus_and_fit_the_page(browser_context, change_report, width):
+    page, watch = _open(browser_context(width=width, height=900), change_report, wait_live=True)
+    assert page.evaluate("document.documentElement.scrollWidth") <= width
+    box = page.locator("#change .table-scroll").first.bounding_box()
+    assert box is not None and box["x"] >= 0 and box["x"] + box["width"] <= width
+    cell = page.locator("table.changemap td.cell").first
+    cell.focus()  # keyboard users reach every cell; its title is the tooltip
+    assert page.evaluate("document.activeElement.classList.contains('cell')")
+    title = cell.get_attribute("title")
+    assert "M1:" in title and "M2:" in title and "JS" in title
+    flips = page.locator("table.changemap td.flip")
+    if flips.count():
+        outline = flips.first.evaluate("e => getComputedStyle(e).outlineStyle")
+        assert outline == "solid"
+    shaded = page.locator("table.changemap tr.adapted th").first.evaluate("e => getComputedStyle(e).backgroundColor")
+    plain = page.locator("table.changemap thead th").first.evaluate("e => getComputedStyle(e).backgroundColor")
+    assert shaded != plain
+    page.screenshot(path=str(BUILD / f"compare-change-{width}.png"), full_page=False)
+    assert watch.errors == [] and watch.foreign_requests(change_report.as_uri()) == []

@@ -18,6 +18,7 @@ from factories import (
     make_result,
     make_suite,
     make_untracked_result,
+    with_hostile_change,
 )
 from helpers import (
     ALLOWED_TAGS,
@@ -310,19 +311,28 @@ def _templates_used(env: jinja2.Environment, monkeypatch, render) -> tuple[set[s
     return recorder.loaded, outputs
 
 
-def _hostile_results():
+@pytest.fixture(scope="module")
+def hostile_change(tmp_path_factory):
+    """A real (tiny-model) base vs LoRA comparison with its change map, tokens made hostile."""
+    from test_render_change import tiny_change_comparison
+
+    return with_hostile_change(tiny_change_comparison(tmp_path_factory.mktemp("hostile-change")))
+
+
+def _hostile_results(hostile_change):
     return [
         make_hostile_result(),
         make_comparison("hostile"),
         make_suite(len(HOSTILE_STRINGS) + 2, hostile=True),
         make_hostile_lens_result(),
+        hostile_change,
     ]
 
 
-def test_every_html_template_escapes_hostile_data(monkeypatch):
+def test_every_html_template_escapes_hostile_data(monkeypatch, hostile_change):
     env = html_environment()
     assert env.autoescape is True  # not select_autoescape(): *.html.j2 would slip through
-    results = _hostile_results()
+    results = _hostile_results(hostile_change)
     from lazarus_report.render.lens_report import render_lens_eval_html
 
     def render_all():
@@ -343,9 +353,11 @@ def test_every_html_template_escapes_hostile_data(monkeypatch):
         assert tags <= allowed, tags - allowed
 
 
-def test_every_markdown_template_escapes_hostile_data(monkeypatch):
+def test_every_markdown_template_escapes_hostile_data(monkeypatch, hostile_change):
     env = markdown_environment()
-    used, docs = _templates_used(env, monkeypatch, lambda: [render_markdown(r) for r in _hostile_results()])
+    used, docs = _templates_used(
+        env, monkeypatch, lambda: [render_markdown(r) for r in _hostile_results(hostile_change)]
+    )
     templates = {n for n in env.loader.list_templates() if n.startswith("markdown/") and n.endswith(".j2")}
     assert "markdown/report.md.j2" in templates
     assert templates <= used, f"not rendered with hostile data: {sorted(templates - used)}"

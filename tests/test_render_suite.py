@@ -123,10 +123,12 @@ def test_overview_has_a_row_per_case_linking_to_its_section(pages, suite):
         link = row.find("th").find("a")
         assert link.attrs["href"] == f"#{case.anchor}" and link.text() == case.id
         assert len(row.find_all("td")) + 1 == len(table.find("thead").find_all("th")) or not case.sides
-    # Status, target, final top-1 per model, emergence per model, P(target) per model, the change, failing.
+    # Status, target, final top-1 per model, emergence per model, P(target) per model, the change, final JS,
+    # top-1 changed, the JS-by-layer sparkline, failing.
     header = [th.text().strip() for th in table.find("thead").find_all("th")]
     assert header == ["Status", "Case", "Target", "Top-1 base", "Top-1 tuned", "Layer base", "Layer tuned",
-                      "P base", "P tuned", "Δ P", "Failing"]  # fmt: skip
+                      "P base", "P tuned", "Δ P", "JS final", "Top-1 changed", "JS by layer", "Failing"]  # fmt: skip
+    assert all(len(row.find_all("td")) + 1 == len(header) for row in rows)  # "could not run" rows too
     failed = rows[2]
     cells = [td.text() for td in failed.find_all("td")]
     assert cells[0] == "✗ failed" and cells[1] == "␣Rome" and cells[4:6] == ["16", "never"]
@@ -191,6 +193,20 @@ def test_emergence_chart_shows_every_case_with_a_target_never_included(pages, su
     assert len(never) == 1 and never[0]["y"] > 29  # in the "never" band above the last layer
     assert "never" in spec["layer"][-1]["encoding"]["y"]["axis"]["labelExpr"]
     assert "Not plotted: 2 cases" in doc.find("section", id="emergence").text()
+
+
+def test_target_change_chart_sorts_cases_by_the_change(pages, suite):
+    doc = parse(pages["interactive"])
+    figure = doc.find("figure", id="suite-target-change")
+    assert figure.find("div", cls="chart-static").find_all("svg")
+    spec = _patched(doc, "suite-target-change")
+    validate_jsonschema(spec, load_schema())
+    report = build_suite_report(suite)
+    with_delta = sorted((c for c in report.cases if c.delta is not None), key=lambda c: (c.delta, c.index))
+    pairs = spec["datasets"]["pairs"]
+    assert [p["id"] for p in pairs] == [c.id for c in with_delta]  # largest drop first
+    for p, c in zip(pairs, with_delta):
+        assert (p["x"], p["x2"]) == pytest.approx((c.sides[0].target_prob, c.sides[1].target_prob), abs=1e-3)
 
 
 def test_different_depths_compare_emergence_by_relative_depth():
@@ -277,7 +293,7 @@ def test_static_report_has_no_scripts_and_no_controls(pages, suite):
     assert [(s.attrs.get("type"), s.attrs.get("id")) for s in scripts] == [("application/json", "lazarus-result")]
     assert "vegaEmbed" not in pages["static"] and not doc.find_all("input")
     figures = doc.find_all("figure", cls="chart")
-    assert len(figures) == 1 + sum(1 for c in suite.cases if c.error is None)
+    assert len(figures) == 2 + sum(1 for c in suite.cases if c.error is None)  # emergence, P(target) change
     assert all(f.find("div", cls="chart-static").find_all("svg") for f in figures)
     assert "data-spec" not in pages["static"]
     assert embedded_result(doc) == suite
@@ -464,9 +480,13 @@ def test_suite_text(suite):
     assert lines[1] == "Models: base = smollm2-135m-instruct · tuned = smollm2-135m-instruct + adapters/weather"
     case_lines = [line for line in lines if line.startswith(("  PASS", "  FAIL", "  ERROR"))]
     assert len(case_lines) == 6
-    assert re.match(r"  FAIL   italy-02 +' Rome' / ' Milan' +target ' Rome': 16 / never$", case_lines[2])
+    js = build_suite_report(suite).cases[2].final_js
+    assert re.match(
+        rf"  FAIL   italy-02 +' Rome' / ' Milan' +target ' Rome': 16 / never; JS {js:.3f}, top-1 changed$",
+        case_lines[2],
+    )
     assert re.match(r"  ERROR  uk-03 +could not run$", case_lines[3])
-    assert case_lines[5].endswith("no target")
+    assert re.search(r"no target; JS [0-9.]+(, top-1 changed)?$", case_lines[5])
     # The expectation's line (as in the JSON and JUnit), not the case's (16)
     assert "  italy-02 (line 18) FAIL italy-02: tuned final top-1 is ' Milan', expected ' Rome'" in lines
     error = next(line for line in lines if line.startswith("  uk-03 (line 22) ERROR could not run: model 2 ("))

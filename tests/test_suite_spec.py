@@ -308,7 +308,7 @@ YAML_ERRORS = {
         _yaml_case("    colour: red\n"),
         "colour",
         "case 'paris': unknown key 'colour' in case (allowed: id, prompt, description, raw, top_k, track, "
-        "expect, expect_base, expect_tuned, no_regression_of, tolerance)",
+        "expect, expect_base, expect_tuned, no_regression_of, tolerance, group, changes_only_in_layers)",
     ),
     "unknown top-level key": (
         "nmae: x\ncases:\n  - {id: a, prompt: p}\n",

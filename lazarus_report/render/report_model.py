@@ -18,6 +18,7 @@ import itertools
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from lazarus_report.render.change_view import ChangeView, build_change_view
 from lazarus_report.render.formatting import (
     Segment,
     clean_text,
@@ -595,6 +596,7 @@ class ComparisonView:
     tracked: list[TrackedPair]
     load_seconds: list[str]
     heatmap_cuts: list[str]  # runs whose heatmap shows only the last positions: "M1: 8 of 35 positions"
+    change: ChangeView | None = None  # where the fine-tune acts: sentence, change map, shifts, attribution
 
 
 COMPARE_TAGS = ["M1", "M2"]
@@ -691,6 +693,7 @@ def _comparison_view(c: ComparisonResult, labels: list[str], runs: list[RunRepor
             for tag, run in zip(tags, runs)
             if run.grid is not None and run.grid.truncated
         ],
+        change=build_change_view(c, tags),
     )
 
 

@@ -13,6 +13,8 @@ Every string here has been through ``clean_text`` or ``token_view`` (see ``repor
 
 from __future__ import annotations
 
+import dataclasses
+import math
 import re
 import unicodedata
 from dataclasses import dataclass
@@ -92,6 +94,13 @@ class CaseView:
     sides: list[SideView]  # one per model; empty when the case could not run
     delta: float | None  # tuned − base final probability of the target (two models)
     report: ReportModel | None  # the single-prompt report of the case's run
+    group: str | None = None  # the suite file's ``group``
+    final_js: float | None = None  # two models: JS between their final distributions (last position)
+    top1_changed: bool | None = None  # two models: the final top-1 differs
+    js_by_layer: list[float] | None = None  # two models, same depth: JS per layer (the sparkline)
+    sparkline: str = ""  # SVG polyline points of js_by_layer, 80 x 16, JS / ln 2 upwards
+    diverges_from: int | None = None
+    carriers: str | None = None  # --attribution: the layers carrying the change ("22, 27-29"), "" for none
 
     @property
     def open(self) -> bool:
@@ -112,6 +121,16 @@ class ModelView:
     family: str | None
     num_layers: int | None
     precision: str | None
+
+
+@dataclass(frozen=True)
+class GroupView:
+    """Cases that share a ``group``: how they fared."""
+
+    name: str
+    cases: int
+    passed: int
+    top1_changed: int  # two models: cases whose final top-1 changed
 
 
 @dataclass(frozen=True)
@@ -139,9 +158,16 @@ class SuiteReport:
     versions: list[InfoRow]
     timings: list[InfoRow]
 
+    groups: list[GroupView] = dataclasses.field(default_factory=list)  # by ``group``, in file order
+    carrier_layers: str = ""  # --attribution: how many cases each layer carries, "22 (14), 27 (12)"
+
     @property
     def failures(self) -> list[CaseView]:
         return [c for c in self.cases if c.status in (FAILED, ERROR)]
+
+    @property
+    def two_model_columns(self) -> bool:
+        return any(c.final_js is not None for c in self.cases)
 
     @property
     def failures_first(self) -> list[CaseView]:
@@ -202,7 +228,32 @@ def build_suite_report(suite: SuiteResult) -> SuiteReport:
         versions=[InfoRow(clean_text(k), clean_text(v)) for k, v in suite.versions.items()],
         timings=[InfoRow(clean_text(k), fmt_seconds(v)) for k, v in suite.timings.items()]
         + [InfoRow(f"load {tag}", fmt_seconds(s)) for tag, s in zip(tags, suite.load_seconds)],
+        groups=_groups(cases),
+        carrier_layers=_carrier_layers(suite),
     )
+
+
+def _groups(cases: list[CaseView]) -> list[GroupView]:
+    names = list(dict.fromkeys(c.group for c in cases if c.group is not None))
+    return [
+        GroupView(
+            name=name,
+            cases=sum(1 for c in cases if c.group == name),
+            passed=sum(1 for c in cases if c.group == name and c.status == PASSED),
+            top1_changed=sum(1 for c in cases if c.group == name and c.top1_changed),
+        )
+        for name in names
+    ]
+
+
+def _carrier_layers(suite: SuiteResult) -> str:
+    counts: dict[int, int] = {}
+    for case in suite.cases:
+        a = case.comparison.attribution if case.comparison is not None else None
+        for layer in a.carriers if a is not None else []:
+            counts[layer] = counts.get(layer, 0) + 1
+    ranked = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))
+    return ", ".join(f"{layer} ({n})" for layer, n in ranked)
 
 
 def counts_line(cases: dict[str, int], checks: dict[str, int]) -> str:
@@ -317,7 +368,37 @@ def _case_view(index: int, case: SuiteCase, anchor: str, tags: list[str]) -> Cas
         sides=sides,
         delta=finite(delta),
         report=report,
+        group=clean_text(case.group) if case.group is not None else None,
+        **_change_fields(case),
     )
+
+
+def _change_fields(case: SuiteCase) -> dict:
+    """Final-layer JS, top-1 changed, the JS-by-layer sparkline and the carriers of a two-model case."""
+    c = case.comparison
+    if c is None or not c.divergences:
+        return {}
+    last = c.divergences[-1]
+    out: dict = {"final_js": finite(last.js), "top1_changed": not last.top1_agree}
+    js = [finite(d.js) for d in c.divergences]
+    if all(x is not None for x in js) and len(js) > 1:
+        values = [float(x) for x in js]  # type: ignore[arg-type]
+        step = 80 / (len(values) - 1)
+        out["js_by_layer"] = values
+        out["sparkline"] = " ".join(
+            f"{i * step:.1f},{16 - 15 * min(1.0, v / math.log(2)):.1f}" for i, v in enumerate(values)
+        )
+    if c.change_summary is not None:
+        out["diverges_from"] = c.change_summary.diverges_from
+    if c.attribution is not None:
+        runs: list[list[int]] = []
+        for layer in sorted(c.attribution.carriers):
+            if runs and runs[-1][-1] == layer - 1:
+                runs[-1].append(layer)
+            else:
+                runs.append([layer])
+        out["carriers"] = ", ".join(f"{r[0]}-{r[-1]}" if len(r) > 1 else str(r[0]) for r in runs)
+    return out
 
 
 def _case_id(case_id: str) -> str:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 
 from ..result import AnalysisResult, ComparisonResult, SuiteResult
+from .change_view import build_change_view
 from .lens_view import lens_name, unreliable_note
 from .suite_model import build_suite_report, one_line, target_text
 
@@ -144,6 +145,8 @@ def render_comparison_text(comparison: ComparisonResult) -> str:
                     f"  {label:<{w}}: {emerges}, final prob {t.final_probs[k]:.4f} (rank {t.final_ranks[k]}){split}"
                 )
 
+    lines += _change_lines(c)
+
     lines += ["", "=== Where the models disagree ==="]
     if c.first_disagreement_layer is None:
         lines.append("  Top-1 predictions agree at every compared layer.")
@@ -174,6 +177,47 @@ def render_comparison_text(comparison: ComparisonResult) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _change_lines(c: ComparisonResult) -> list[str]:
+    """Where the models part: the sentence, the compact change map, promoted/suppressed, the attribution."""
+    view = build_change_view(c, ["M1", "M2"])
+    if view is None:
+        return []
+    lines = ["", "=== Where the models part ==="]
+    if view.sentence_plain:
+        adapted = f" (adapted layers: {view.adapted_layers})" if view.adapted_layers else ""
+        lines.append(f"  {view.sentence_plain[0].upper()}{view.sentence_plain[1:]}{adapted}.")
+    if view.map is not None:
+        mp = view.map
+        lines.append(f"  Change map, JS (nats) per layer x position (* = top-1 differs); {mp.note}:")
+        lines.append("  " + f"{'layer':>6} " + " ".join(f"{col.position:>7}" for col in mp.columns))
+        lines.append("  " + f"{'':>6} " + " ".join(f"{col.exact[:7]:>7}" for col in mp.columns))
+        for row in reversed(mp.compact_rows):
+            cells = " ".join(f"{cell.js:6.3f}{'*' if cell.flip else ' '}" for cell in row.cells)
+            lines.append(f"  {row.layer:>6} {cells}")
+        if mp.identical_layers:
+            lines.append(f"  layers {mp.identical_layers}: identical at every shown position")
+    elif view.map_missing:
+        lines.append(f"  ({view.map_missing})")
+    for sv in view.shifts:
+        lines.append(f"  {sv.title}, M2 against M1:")
+        for name, rows in (("promoted", sv.promoted[:5]), ("suppressed", sv.suppressed[:5])):
+            items = ", ".join(f"{r.exact} {r.prob1:.4f}->{r.prob2:.4f}" for r in rows)
+            lines.append(f"    {name}: {items}")
+    if view.attribution is not None:
+        a = view.attribution
+        lines.append(f"  Attribution ({a.method}): {a.carriers_sentence}")
+        for r in a.rows:
+            extra = f" alone {r.alone:+.4f}" if r.alone is not None else f" cumulative {r.cumulative:+.4f}"
+            mark = " carrier" if r.carrier else ""
+            lines.append(f"    layer {r.layer:>3}: effect {r.effect:+.4f}{extra}{mark}")
+        if a.quiet_layers:
+            lines.append(f"    {a.quiet_layers}")
+        lines.extend(f"    note: {n}" for n in a.notes)
+    elif view.attribution_note:
+        lines.append(f"  No causal attribution: {view.attribution_note}")
+    return lines
+
+
 SUITE_STATUS_WORDS = {"passed": "PASS", "failed": "FAIL", "skipped": "SKIP", "error": "ERROR"}
 SUITE_ID_WIDTH = 28
 
@@ -201,6 +245,10 @@ def render_suite_text(suite: SuiteResult) -> str:
             if target is None
             else (f"target {quote(target)}: " + " / ".join(side.emergence_text for side in view.sides))
         )
+        if view.final_js is not None:
+            where += f"; JS {view.final_js:.3f}" + (", top-1 changed" if view.top1_changed else "")
+        if view.carriers:
+            where += f"; carried by layers {view.carriers}"
         rows.append((head, " / ".join(quote(r.final_top_token) for r in case.results), where))
     widths = [max([0, *(len(row[k]) for row in rows)]) for k in (0, 1)]
     lines += [f"  {head:<{widths[0]}}  {finals:<{widths[1]}}  {where}".rstrip() for head, finals, where in rows]
@@ -213,5 +261,9 @@ def render_suite_text(suite: SuiteResult) -> str:
                 lines.append(f"  {case_id} (line {view.line}) ERROR could not run: {view.error}")
             for check in view.failing_checks:  # the expectation's line, as in the JSON and JUnit
                 lines.append(f"  {case_id} (line {check.line}) {SUITE_STATUS_WORDS[check.status]} {check.message}")
+    if report.groups:
+        lines += ["", "Groups: " + " · ".join(f"{g.name}: {g.passed} of {g.cases} passed" for g in report.groups)]
+    if report.carrier_layers:
+        lines += [f"Layers that carry the change (cases): {report.carrier_layers}"]
     lines += ["", f"{report.verdict}: {report.counts_line}"]
     return "\n".join(lines) + "\n"

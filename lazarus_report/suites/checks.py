@@ -35,6 +35,8 @@ from lazarus_report.result import (
 )
 from lazarus_report.suites.spec import CaseSpec, Expectation
 
+ATTRIBUTION_TOLERANCE = 0.05  # changes_only_in_layers: the largest effect allowed outside the layers
+
 EPSILON = 1e-9
 BLOCK_NAMES = {"all": "expect", "base": "expect_base", "tuned": "expect_tuned", "comparison": "no_regression_of"}
 
@@ -59,7 +61,9 @@ def evaluate_case(
     for exp in case.expectations:
         if comparison is not None:
             base, tuned = comparison.results[0], comparison.results[1]
-            if exp.side == "comparison":
+            if exp.check == "changes_only_in_layers":
+                outcomes.append(_outcome(exp, "comparison", _check_layers(exp, comparison)))
+            elif exp.side == "comparison":
                 outcomes.append(_outcome(exp, "comparison", _check_regression(exp, base, tuned)))
             else:
                 for side in ("base", "tuned") if exp.side == "all" else (exp.side,):
@@ -172,6 +176,8 @@ def _first_token_note(result: AnalysisResult, text: str) -> str:
 
 def _expected_phrase(exp: Expectation, num_layers: int | None = None) -> str:
     """What ``exp`` asks for, without model data (``num_layers`` makes relative depths concrete)."""
+    if exp.check == "changes_only_in_layers":
+        return f"the change is in layers {layer_ranges(exp.value)} only"
     if exp.check == "final_top1":
         return f"top-1 {_q(str(exp.token))}"
     if exp.check == "not_top1":
@@ -268,6 +274,68 @@ def _check_model(exp: Expectation, side: str, result: AnalysisResult) -> _Verdic
 
 
 # --- base vs tuned --------------------------------------------------------------------------
+
+
+def layer_ranges(layers: list[int]) -> str:
+    """[22, 23, 24, 26] -> "22-24, 26"."""
+    runs: list[list[int]] = []
+    for layer in sorted(layers):
+        if runs and runs[-1][-1] == layer - 1:
+            runs[-1].append(layer)
+        else:
+            runs.append([layer])
+    return ", ".join(f"{r[0]}-{r[-1]}" if len(r) > 1 else str(r[0]) for r in runs)
+
+
+def _check_layers(exp: Expectation, c: ComparisonResult) -> _Verdict:
+    """The change from base to tuned lies in ``exp.value`` (layers).
+
+    With ``--attribution``: every layer outside carries at most ``ATTRIBUTION_TOLERANCE`` of the change
+    and the carriers are inside. Without: by divergence at the last position, the models are identical
+    (JS at most the noise floor) before the first allowed layer (later layers cannot be told apart this way:
+    a change spreads upwards).
+    """
+    allowed = set(exp.value)
+    expected = _expected_phrase(exp)
+    a = c.attribution
+    if a is not None:
+        outside = [x for x in a.layers if x.layer not in allowed and abs(x.effect) > ATTRIBUTION_TOLERANCE]
+        stray = [layer for layer in a.carriers if layer not in allowed]
+        carried = f"carried by layers {layer_ranges(a.carriers)}" if a.carriers else "nothing to attribute"
+        actual = f"{carried} ({a.method})"
+        if not outside and not stray:
+            return _Verdict(
+                PASSED, expected, actual, f"comparison: the change is {actual}, within {layer_ranges(exp.value)}"
+            )
+        bad = sorted({x.layer for x in outside} | set(stray))
+        worst = max((abs(x.effect) for x in a.layers if x.layer in bad), default=0.0)
+        return _Verdict(
+            FAILED,
+            expected,
+            actual,
+            f"comparison: {'layer' if len(bad) == 1 else 'layers'} {layer_ranges(bad)} outside "
+            f"{layer_ranges(exp.value)} {'carries' if len(bad) == 1 else 'carry'} part of the change "
+            f"(effect up to {worst:.3f}, tolerance {ATTRIBUTION_TOLERANCE:g}; {a.method})",
+        )
+    s = c.change_summary
+    if s is None:
+        why = c.attribution_note or "the models' distributions cannot be compared (different tokenizers)"
+        return _Verdict(
+            ERROR, expected, "not measurable", f"comparison: changes_only_in_layers cannot be checked: {why}"
+        )
+    first = min(allowed)
+    if s.diverges_from is None:
+        return _Verdict(PASSED, expected, "no change", "comparison: the models are identical at every layer")
+    actual = f"diverges from layer {s.diverges_from} (by divergence; --attribution checks causally)"
+    ok = s.diverges_from >= first
+    verdict = "within" if ok else "before"
+    return _Verdict(
+        PASSED if ok else FAILED,
+        expected,
+        actual,
+        f"comparison: the models diverge from layer {s.diverges_from}, {verdict} {layer_ranges(exp.value)} "
+        "(last position, by divergence; run with --attribution for the causal check)",
+    )
 
 
 def _check_regression(exp: Expectation, base: AnalysisResult, tuned: AnalysisResult) -> _Verdict:

@@ -55,6 +55,7 @@ def run_suite(
     role: str | None = None,
     progress: Callable[[int], None] | None = None,
     lens: str | None = None,
+    attribution: bool = False,
 ) -> SuiteResult:
     """Run every case of ``spec`` on one model (``models=[m]``) or two (``[base, tuned]``).
 
@@ -64,6 +65,8 @@ def run_suite(
     context) is recorded with its error; the other cases still run. ``lens``: the lens every case is
     read through (default: the suite file's ``defaults.lens``, else the logit lens); it is resolved
     once per model, before any case runs, so a missing lens fails the run rather than every case.
+    ``attribution`` (two models): attribute each case's change to layers causally
+    (``attribution.attribute``, run while model 2 is loaded; model 1's block outputs wait on disk).
     """
     from ..api import each_model
     from ..compare import compare_models_from_runs
@@ -74,6 +77,8 @@ def run_suite(
     if role is not None and (len(models) != 1 or role not in ROLES_TWO):
         raise LazarusError("--role base|tuned applies to one-model runs only")
     n_models = len(models)
+    if attribution and n_models != 2:
+        raise LazarusError("--attribution needs two models (-m1 BASE -m2 TUNED)")
     adapters = list(adapters) if adapters is not None else [None] * n_models
     scales = list(embedding_scales) if embedding_scales is not None else [None] * n_models
     start = time.perf_counter()
@@ -84,6 +89,8 @@ def run_suite(
     labels: list[str] = []
     load_seconds: list[float] = []
     engine = 0.0
+    attributed: list[tuple[Any, str | None]] = [(None, None)] * len(spec.cases)
+    attribute_cases = attribution and n_models == 2
     with tempfile.TemporaryDirectory(prefix="lazarus-suite-") as spill:
         for side in each_model(models, adapters, scales, precision):
             try:  # a missing or mismatched lens stops the run here, before any case
@@ -97,13 +104,25 @@ def run_suite(
             for i, (case, config) in enumerate(zip(spec.cases, configs)):
                 if errors[i] is None:
                     try:
-                        run = side.run(case.prompt, config)
+                        run = side.run(case.prompt, config, keep_block_outputs=attribute_cases)
                     except LazarusError as exc:
                         errors[i] = f"model {side.number} ({side.model_id}): {exc}" if n_models == 2 else str(exc)
                     else:
                         engine += run.engine_seconds
                         if n_models == 2 and side.number == 1:
-                            run = dataclasses.replace(run, log_probs=_spill(run.log_probs, Path(spill) / f"{i}.npy"))
+                            blocks = run.block_outputs
+                            run = dataclasses.replace(
+                                run,
+                                log_probs=_spill(run.log_probs, Path(spill) / f"{i}.npy"),
+                                block_outputs=_spill(blocks, Path(spill) / f"{i}.blocks.npy")
+                                if blocks is not None
+                                else None,
+                            )
+                        elif attribute_cases and (first := runs[i][0]) is not None:
+                            from ..attribution import attribute
+
+                            attributed[i] = attribute(side.analyzer.loaded, first, run)
+                            run = dataclasses.replace(run, block_outputs=None)
                         runs[i][side.number - 1] = run
                 if progress is not None:
                     progress(1)
@@ -112,17 +131,21 @@ def run_suite(
         cases = []
         for i, case in enumerate(spec.cases):
             if errors[i] is not None:
-                cases.append(SuiteCase(case.id, case.prompt, case.line, None, None, [], errors[i]))
+                cases.append(SuiteCase(case.id, case.prompt, case.line, None, None, [], errors[i], case.group))
                 continue
             if n_models == 2:
-                comparison = compare_models_from_runs([r for r in runs[i] if r is not None])
+                comparison = compare_models_from_runs(
+                    [r for r in runs[i] if r is not None],
+                    attribution=attributed[i][0],
+                    attribution_note=attributed[i][1],
+                )
                 analysis = None
             else:
                 comparison = None
                 analysis = runs[i][0].result  # type: ignore[union-attr]
             runs[i] = [None] * n_models  # drop the memory maps before the directory goes
             checks = evaluate_case(case, analysis=analysis, comparison=comparison, role_checked=role)
-            cases.append(SuiteCase(case.id, case.prompt, case.line, analysis, comparison, checks))
+            cases.append(SuiteCase(case.id, case.prompt, case.line, analysis, comparison, checks, group=case.group))
         compare_seconds = time.perf_counter() - compare_start
     return SuiteResult(
         name=spec.name,

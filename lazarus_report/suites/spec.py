@@ -33,21 +33,26 @@ from typing import Any, NoReturn
 
 from lazarus_report.errors import LazarusError
 
-CHECKS = ("final_top1", "not_top1", "final_prob_at_least", "final_prob_at_most", "emerges_by_layer", "no_regression")
+CHECKS = (
+    "final_top1", "not_top1", "final_prob_at_least", "final_prob_at_most", "emerges_by_layer", "no_regression",
+    "changes_only_in_layers",
+)  # fmt: skip
 METRICS = ("final_prob", "final_top1", "emergence")
 DEFAULT_TOP_K = 5
 DEFAULT_TOLERANCE = 0.05  # no_regression_of final_prob
 DEFAULT_EMERGENCE_TOLERANCE = 0.0  # no_regression_of emergence (relative depth)
 
 TOP_LEVEL_KEYS = ("name", "description", "defaults", "cases")
-DEFAULTS_KEYS = ("raw", "top_k", "track", "tolerance", "lens")
+DEFAULTS_KEYS = ("raw", "top_k", "track", "tolerance", "group", "changes_only_in_layers", "lens")
 CASE_KEYS = (
     "id", "prompt", "description", "raw", "top_k", "track",
-    "expect", "expect_base", "expect_tuned", "no_regression_of", "tolerance",
+    "expect", "expect_base", "expect_tuned", "no_regression_of", "tolerance", "group", "changes_only_in_layers",
 )  # fmt: skip
 EXPECT_KEYS = ("final_top1", "not_top1", "final_prob_at_least", "final_prob_at_most", "emerges_by_layer")
 BLOCK_SIDES = {"expect": "all", "expect_base": "base", "expect_tuned": "tuned"}
 
+# "22-29", "0-3, 7": the same pattern is in the JSON Schema.
+LAYER_SET_RE = re.compile(r"^ *[0-9]+( *- *[0-9]+)?( *, *[0-9]+( *- *[0-9]+)?)* *$")
 # "75%", "62.5%", "100%": the same pattern is in the JSON Schema.
 PERCENT_RE = re.compile(r"^(100(\.0+)?|[0-9]{1,2}(\.[0-9]+)?)%$")
 
@@ -100,6 +105,7 @@ class CaseSpec:
     description: str | None
     expectations: list[Expectation]  # in file order; a not_top1 list gives one per token
     line: int  # where the case starts
+    group: str | None = None  # the case's ``group`` (e.g. "intended", "collateral"), for grouping in reports
 
     @property
     def target(self) -> str | None:
@@ -501,6 +507,10 @@ class _Validator:
             return node.value
         if key == "tolerance":
             return self.tolerance(node, what)
+        if key == "group":
+            return self.text(node, what)
+        if key == "changes_only_in_layers":
+            return self.layer_set(node, what)
         if key == "lens":
             value = self.text(node, what)
             from ..api import LENS_KINDS
@@ -570,6 +580,13 @@ class _Validator:
                 expectations += self.block(entry, BLOCK_SIDES[entry.key], target, named)
             elif entry.key == "no_regression_of":
                 expectations += self.no_regression(entry, target, tolerance)
+        if "changes_only_in_layers" in settings:
+            line = keys["changes_only_in_layers"].key_line if "changes_only_in_layers" in keys else node.line
+            expectations.append(
+                Expectation(
+                    "changes_only_in_layers", "comparison", None, settings["changes_only_in_layers"], None, line
+                )
+            )
         track = explicit + [t for t in dict.fromkeys(named) if t not in explicit]
         return CaseSpec(
             id=case_id,
@@ -580,6 +597,7 @@ class _Validator:
             description=description,
             expectations=expectations,
             line=node.line,
+            group=settings.get("group"),
         )
 
     def block(self, entry: _Entry, side: str, target: str | None, named: list[str]) -> list[Expectation]:
@@ -625,6 +643,30 @@ class _Validator:
                         )
                     out.append(Expectation(check, side, target, bound, None, item.key_line))
         return out
+
+    def layer_set(self, node: _Node, what: str) -> list[int]:
+        """Layers as ``"22-29"``, ``"0-3, 7"``, one integer or a list of integers (sorted, unique)."""
+        value: Any = node.value if node.kind == "scalar" else None
+        if node.kind == "seq" and all(n.kind == "scalar" and _is_int(n.value) and n.value >= 0 for n in node.value):
+            layers = [int(n.value) for n in node.value]
+        elif _is_int(value) and value >= 0:
+            layers = [int(value)]
+        elif isinstance(value, str) and LAYER_SET_RE.match(value):
+            layers = []
+            for part in value.split(","):
+                a, _, b = part.strip().partition("-")
+                lo, hi = int(a), int(b or a)
+                if hi < lo:
+                    self.fail(node.line, f"{what}: the range {part.strip()!r} runs backwards")
+                layers += range(lo, hi + 1)
+        else:
+            layers = []
+        if not layers:
+            self.fail(
+                node.line,
+                f"{what} must be layers like '22-29' or '0-3, 7', a layer index or a list, got {_describe(node)}",
+            )
+        return sorted(set(layers))
 
     def layer_bound(self, node: _Node, what: str) -> int | float:
         """An absolute layer (int >= 0) or a relative depth (float in [0, 1], or "NN%")."""

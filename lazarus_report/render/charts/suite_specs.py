@@ -15,6 +15,7 @@ from lazarus_report.render.charts.style import PALETTE, _shorten
 from lazarus_report.render.suite_model import SuiteReport
 
 SUITE_CHART_ID = "suite-emergence"
+DUMBBELL_CHART_ID = "suite-target-change"
 
 
 CASE_LABEL_CHARS = 28
@@ -22,7 +23,8 @@ CASE_LABEL_CHARS = 28
 
 @_unvalidated
 def start_suite_charts(suite: SuiteReport) -> dict[str, list[PendingChart]]:
-    """A suite report's charts: ``{"suite": [emergence across cases], <case key>: [trajectory], ...}``.
+    """A suite report's charts: ``{"suite": [emergence across cases, P(target) base to tuned], <case key>:
+    [trajectory], ...}``.
 
     Each case's trajectory is the single-prompt chart (``_compare_trajectory`` or ``_trajectory``) with
     a compact static SVG (``_plot_svg``); the page stores the cases' specs as patches of one shared
@@ -30,6 +32,8 @@ def start_suite_charts(suite: SuiteReport) -> dict[str, list[PendingChart]]:
     out: dict[str, list[PendingChart]] = {}
     if suite.with_target:
         out["suite"] = [_emergence(suite)]
+        if suite.two_models and any(case.delta is not None for case in suite.cases):
+            out["suite"].append(_dumbbell(suite))
     for case in suite.cases:
         report = case.report
         if report is None:
@@ -40,6 +44,63 @@ def start_suite_charts(suite: SuiteReport) -> dict[str, list[PendingChart]]:
         else:
             out[case.key] = [_trajectory(report.runs[0], chart_id=chart_id, compact=True)]
     return out
+
+
+def _dumbbell(suite: SuiteReport) -> PendingChart:
+    """P(target) in the base and in the tuned model per case, joined by a line, cases sorted by the change
+    (largest drop first); the line is coloured by the case's group, so collateral damage shows at a glance."""
+    cases = sorted((c for c in suite.cases if c.delta is not None), key=lambda c: (c.delta, c.index))
+    order = [f"{c.index + 1}. {_shorten(c.id, CASE_LABEL_CHARS)}" for c in cases]
+    pairs, points = [], []
+    for case, label in zip(cases, order):
+        p = [side.target_prob for side in case.sides]
+        group = case.group or "(no group)"
+        pairs.append({"y": label, "x": _round(p[0]), "x2": _round(p[1]), "g": group, "id": case.id, "s": case.status})
+        for tag, value in zip(suite.tags, p):
+            points.append({"y": label, "x": _round(value), "m": tag, "id": case.id, "d": _round(case.delta)})
+    y = alt.Y("y:N", title=None, sort=order, axis=alt.Axis(labelLimit=180))
+    x = alt.X("x:Q", title="P(target), final layer", scale=alt.Scale(domain=[0, 1]))
+    groups = list(dict.fromkeys(pair["g"] for pair in pairs))
+    tags = list(suite.tags)
+    chart = alt.layer(
+        alt.Chart(alt.NamedData("pairs"))
+        .mark_rule(strokeWidth=3, opacity=0.6)
+        .encode(
+            y=y,
+            x=x,
+            x2="x2:Q",
+            color=alt.Color(
+                "g:N", title="Group", scale=alt.Scale(domain=groups, range=["#7a7a7a", "#c23b22", "#3b7d23", "#8a5cb8"])
+            ),
+            tooltip=[
+                alt.Tooltip("id:N", title="Case"),
+                alt.Tooltip("g:N", title="Group"),
+                alt.Tooltip("s:N", title="Status"),
+            ],
+        ),
+        alt.Chart(alt.NamedData("d"))
+        .mark_point(filled=True, size=55, opacity=0.95)
+        .encode(
+            y=y,
+            x=x,
+            shape=alt.Shape("m:N", title="Model", scale=alt.Scale(domain=tags, range=["circle", "diamond"])),
+            fill=alt.Fill("m:N", title="Model", scale=alt.Scale(domain=tags, range=PALETTE[:2])),
+            tooltip=[
+                alt.Tooltip("id:N", title="Case"),
+                alt.Tooltip("m:N", title="Model"),
+                alt.Tooltip("x:Q", title="P(target)", format=".3f"),
+                alt.Tooltip("d:Q", title="Change (tuned - base)", format="+.3f"),
+            ],
+        ),
+    ).properties(width=360, height=max(120, 18 * len(cases)))
+    return _line_view(
+        DUMBBELL_CHART_ID,
+        "How P(target) moved, case by case",
+        "Each case's target probability at the final layer in the base (circle) and the tuned model (diamond), "
+        "joined by a line coloured by the case's group; the cases are sorted by the change, largest drop first.",
+        chart,
+        {"pairs": pairs, "d": points},
+    )
 
 
 def _emergence(suite: SuiteReport) -> PendingChart:
