@@ -91,13 +91,13 @@ def fit_linear(states: States, ridge: float = RIDGE, progress: Callable[[int], N
 
 @dataclass
 class TunedSettings:
-    steps: int | None = None  # None: EPOCHS passes over the fit positions
-    epochs: float = 1.0
+    steps: int | None = None  # None: ``epochs`` passes over the fit positions
+    epochs: float = 0.5
     batch: int = 256
-    lr: float = 3e-4
+    lr: float = 1e-3
     betas: tuple[float, float] = (0.9, 0.999)
-    validation: int = 512  # positions of the fit split held back for early stopping
-    check_every: int = 20  # steps between validation checks
+    validation: int = 256  # positions of the fit split held back for early stopping
+    check_every: int = 15  # steps between validation checks
     seed: int = 0
 
 
