@@ -83,7 +83,13 @@ def check_lens_out(path: str | None) -> None:
     "--corpus", multiple=True, metavar="FILE", help='.txt or .jsonl ({"text": ...}); repeatable. Default: built in.'
 )
 @click.option("--tokens", type=int, default=None, metavar="N", help="Fit on the first N tokens (default: all).")
-@click.option("--steps", type=int, default=None, metavar="N", help="Tuned lens: training steps (default: one epoch).")
+@click.option(
+    "--steps",
+    type=int,
+    default=None,
+    metavar="N",
+    help="Tuned lens: Adam steps of 256 positions (default: half an epoch).",
+)
 @click.option("--out", "out", metavar="DIR", help="Write the lens here (default: the user cache, for --lens KIND).")
 @click.option("--adapter", metavar="DIR", help="Fit on the model with this mlx-lm LoRA adapter applied.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar, no summary.")
@@ -150,7 +156,11 @@ def _fit(
     "--corpus", multiple=True, metavar="FILE", help="Evaluate on the held-out split of these files (default: built in)."
 )
 @click.option(
-    "--tokens", type=int, default=2048, show_default=True, metavar="N", help="Evaluate on the first N held-out tokens."
+    "--tokens",
+    type=int,
+    default=None,
+    metavar="N",
+    help="Evaluate on the first N held-out tokens (default: those the fit measured: 2048, fewer for large vocabularies).",
 )
 @click.option("--adapter", metavar="DIR", help="Apply an mlx-lm LoRA adapter to the model.")
 @click.option("-o", "--output", "output", metavar="FILE", help="Save the evaluation as JSON.")

@@ -21,6 +21,17 @@ def run(*args: str, cache: Path, cwd: Path | None = None) -> subprocess.Complete
     return subprocess.run([*LAZARUS, *args], capture_output=True, text=True, env=env, cwd=cwd, timeout=300)
 
 
+def invoke(*args: str, cache: Path) -> subprocess.CompletedProcess:
+    """In-process (click's CliRunner): the same ``main`` the console script runs, without process start-up."""
+    from click.testing import CliRunner
+
+    from lazarus_report.cli import main
+
+    env = {"LAZARUS_CACHE_DIR": str(cache), "XDG_CACHE_HOME": str(cache / "xdg")}
+    result = CliRunner().invoke(main, list(args), env=env)
+    return subprocess.CompletedProcess(list(args), result.exit_code, result.stdout, result.stderr)
+
+
 def assert_clean_error(proc: subprocess.CompletedProcess, fragment: str) -> None:
     assert proc.returncode == 2, (proc.returncode, proc.stdout, proc.stderr)
     assert "Traceback" not in proc.stderr, proc.stderr
@@ -76,7 +87,7 @@ def test_fit_into_the_cache_then_eval_by_kind(env: dict[str, Path]) -> None:
 def test_fit_tuned_to_a_path(env: dict[str, Path]) -> None:
     root = env["root"]
     target = root / "tuned-lens"
-    proc = run(
+    proc = invoke(
         "lens", "fit", "-m", str(env["model"]), "--kind", "tuned", "--steps", "5", "--corpus", str(root / "corpus.txt"),
         "--out", str(target), cache=env["cache"],
     )  # fmt: skip
@@ -120,28 +131,28 @@ def test_fit_bad_input(env: dict[str, Path], args: list[str], fragment: str, mon
 def test_eval_bad_input(env: dict[str, Path]) -> None:
     root = env["root"]
     out = root / "never.json"
-    proc = run("lens", "eval", "-m", str(env["model"]), "--lens", "sideways", "-o", str(out), cache=env["cache"])
+    proc = invoke("lens", "eval", "-m", str(env["model"]), "--lens", "sideways", "-o", str(out), cache=env["cache"])
     assert_clean_error(proc, "unknown --lens 'sideways'")
     # A damaged lens directory: refused before the model loads.
     lens_dir = root / "broken-lens"
-    proc = run(
+    proc = invoke(
         "lens", "fit", "-m", str(env["model"]), "--corpus", str(root / "corpus.txt"), "--out", str(lens_dir), "-q",
         cache=env["cache"],
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr
     weights = lens_dir / "weights.safetensors"
     weights.write_bytes(weights.read_bytes()[:-4])
-    proc = run("lens", "eval", "-m", str(env["model"]), "--lens", str(lens_dir), "-o", str(out), cache=env["cache"])
+    proc = invoke("lens", "eval", "-m", str(env["model"]), "--lens", str(lens_dir), "-o", str(out), cache=env["cache"])
     assert_clean_error(proc, "is damaged")
     # A lens for another model.
     good = root / "good-lens"
-    run(
+    invoke(
         "lens", "fit", "-m", str(env["model"]), "--corpus", str(root / "corpus.txt"), "--out", str(good), "-q",
         cache=env["cache"],
     )  # fmt: skip
-    proc = run("lens", "eval", "-m", str(env["other"]), "--lens", str(good), "-o", str(out), cache=env["cache"])
+    proc = invoke("lens", "eval", "-m", str(env["other"]), "--lens", str(good), "-o", str(out), cache=env["cache"])
     assert_clean_error(proc, "was fitted for another model: the weights differ")
     # No fitted lens of that kind in the cache for this model.
-    proc = run("lens", "eval", "-m", str(env["other"]), "--lens", "tuned", "-o", str(out), cache=env["cache"])
+    proc = invoke("lens", "eval", "-m", str(env["other"]), "--lens", "tuned", "-o", str(out), cache=env["cache"])
     assert_clean_error(proc, "--kind tuned` first")
     assert not out.exists()

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from ..blas import import_mlx
-from ..lens import capture_hidden
+from ..lens import capturing, embedding_scaled
 
 mx = import_mlx()
 
@@ -38,8 +38,18 @@ def embedding_factor(loaded: Any) -> float | None:
     return scale / (loaded.parts.builtin_embedding_scale or 1.0)
 
 
-def collect_states(loaded: Any, seqs: list[list[int]], progress: Callable[[int], None] | None = None) -> States:
-    """Forward every sequence, keep all blocks' outputs at positions 1.. (see ``corpus``)."""
+BATCH = 4  # sequences of equal length per forward pass (batched matmuls run faster on the CPU)
+
+
+def collect_states(
+    loaded: Any, seqs: list[list[int]], progress: Callable[[int], None] | None = None, batch: int = BATCH
+) -> States:
+    """Forward every sequence, keep all blocks' outputs at positions 1.. (see ``corpus``).
+
+    Sequences of equal length go through the backbone ``batch`` at a time (the corpus packs text
+    into full-length sequences, so nearly all are); block outputs are captured the way the engine
+    captures them (``lens.capturing``: the model's own forward pass and masks).
+    """
     parts = loaded.parts
     n_layers = len(parts.layers)
     hdim = int(parts.args.hidden_size)
@@ -49,15 +59,24 @@ def collect_states(loaded: Any, seqs: list[list[int]], progress: Callable[[int],
     factor = embedding_factor(loaded)
     layers = list(range(n_layers))
     at = 0
-    for seq in seqs:
-        sink = capture_hidden(parts, seq, layers, factor)
-        stacked = mx.stack([sink[i][0, 1:] for i in layers]).astype(mx.float32)
+    i = 0
+    while i < len(seqs):
+        group = [seqs[i]]
+        while len(group) < batch and i + len(group) < len(seqs) and len(seqs[i + len(group)]) == len(seqs[i]):
+            group.append(seqs[i + len(group)])
+        i += len(group)
+        inputs = mx.array(group, dtype=mx.int32)
+        with capturing(parts, layers) as sink, embedding_scaled(parts, factor):
+            parts.backbone(inputs)
+        stacked = mx.stack([sink[j][:, 1:] for j in layers]).astype(mx.float32)  # [L, B, T-1, H]
         mx.eval(stacked)
-        n = len(seq) - 1
-        hidden[:, at : at + n] = np.asarray(stacked)
-        next_ids[at : at + n - 1] = seq[2:]
-        at += n
-        del sink, stacked
+        block = np.asarray(stacked)
+        n = len(group[0]) - 1
+        for k, seq in enumerate(group):
+            hidden[:, at : at + n] = block[:, k]
+            next_ids[at : at + n - 1] = seq[2:]
+            at += n
+        del sink, stacked, block
         if progress is not None:
-            progress(n)
+            progress(n * len(group))
     return States(hidden=hidden, next_ids=next_ids)

@@ -9,11 +9,13 @@ written for this project; it is distributed under the project's Apache-2.0 licen
 document is the held-out split: fitting never sees it, fidelity is measured on it.
 
 User files: ``.txt`` (the whole file is one document) or ``.jsonl`` (one ``{"text": ...}`` object
-per line; other keys are ignored). Their token sequences are split the same way: every 8th
-sequence is held out.
+per line; other keys are ignored). Their token sequences are split by position in the packed
+stream: every 8th sequence is held out.
 
-Documents are tokenised without special tokens, cut into sequences of at most ``SEQ_LEN``
-tokens, each starting with the model's BOS token when its tokenizer adds one. Position 0 of
+Documents are tokenised without special tokens and cut into sequences of at most ``SEQ_LEN``
+tokens, each starting with the model's BOS token when its tokenizer adds one. Documents are
+first packed into one stream per split (a blank line between documents), so nearly every sequence
+is full length and sequences go through the model in batches. Position 0 of
 every sequence (BOS or first token) is left out of fitting and evaluation: its residual stream is
 an attention sink with a norm tens of times larger than elsewhere, which would dominate a
 least-squares fit while saying nothing about next-token predictions.
@@ -141,11 +143,22 @@ def _chunks(ids: list[int], prefix: list[int], seq_len: int) -> list[list[int]]:
     return out
 
 
+def _packed(docs: list[str], tok: Any, prefix: list[int], seq_len: int) -> list[list[int]]:
+    """Documents joined into one token stream (a blank line between them), cut into full sequences."""
+    sep = tok.encode_plain("\n\n")
+    stream: list[int] = []
+    for d in docs:
+        if stream:
+            stream.extend(sep)
+        stream.extend(tok.encode_plain(d))
+    return _chunks(stream, prefix, seq_len)
+
+
 def tokenize(corpus: Corpus, tok: Any, seq_len: int = SEQ_LEN) -> TokenSequences:
     prefix = _bos_prefix(tok)
-    fit = [c for d in corpus.fit_docs for c in _chunks(tok.encode_plain(d), prefix, seq_len)]
-    heldout = [c for d in corpus.heldout_docs for c in _chunks(tok.encode_plain(d), prefix, seq_len)]
-    mixed = [c for d in corpus.mixed_docs for c in _chunks(tok.encode_plain(d), prefix, seq_len)]
+    fit = _packed(corpus.fit_docs, tok, prefix, seq_len)
+    heldout = _packed(corpus.heldout_docs, tok, prefix, seq_len)
+    mixed = _packed(corpus.mixed_docs, tok, prefix, seq_len)
     for i, c in enumerate(mixed):
         (heldout if i % HELDOUT_EVERY == HELDOUT_EVERY - 1 else fit).append(c)
     if mixed and not heldout and len(fit) >= 2:

@@ -27,7 +27,7 @@ from ..result import LensEvalResult, LensFidelity, rounded
 from .artefact import Lens
 from .collect import States, collect_states
 from .corpus import Corpus, TokenSequences, take_tokens, tokenize
-from .fit import HELDOUT_EVAL_TOKENS, row_dots
+from .fit import heldout_positions, row_dots
 
 mx = import_mlx()
 
@@ -112,16 +112,18 @@ def evaluate(
     lens: Lens,
     corpus: Corpus,
     *,
-    tokens: int | None = HELDOUT_EVAL_TOKENS,
+    tokens: int | None = None,
     progress: Callable[[str, int, int], None] | None = None,
 ) -> LensEvalResult:
     """``lazarus lens eval``: the logit lens and ``lens`` on the corpus's held-out split (its first
-    ``tokens`` positions: by default the same ones the fit measured; None for all of it)."""
+    ``tokens`` positions; by default the same ones the fit measured, see ``fit.heldout_positions``)."""
     from ..engine import versions
 
     t0 = time.perf_counter()
     note = lens.check_compatible(loaded)
     seqs: TokenSequences = tokenize(corpus, loaded.tokenizer)
+    if tokens is None:
+        tokens = heldout_positions(loaded.info.num_layers, loaded.info.vocab_size)
     held = take_tokens(seqs.heldout, tokens)
     n = TokenSequences.positions(held)
     if n == 0:

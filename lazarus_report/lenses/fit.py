@@ -39,6 +39,16 @@ RIDGE = 1e-3
 BLOCK_ROWS = 4096
 MIN_FIT_TOKENS = 1000  # below this a lens over-fits whatever the model
 HELDOUT_EVAL_TOKENS = 2048  # held-out positions measured at fit time (fidelity in the artefact)
+HELDOUT_LOGITS_BUDGET = 3 * 10**9  # positions x layers x vocabulary: fewer positions for large vocabularies
+
+
+def heldout_positions(num_layers: int, vocab_size: int) -> int:
+    """Held-out positions measured by default: 2048, or fewer when layers x vocabulary is large
+    (SmolLM2, 30 layers x 49k: 2048; Gemma 3 270M, 18 layers x 262k: 672), so the measurement
+    costs about the same for every model."""
+    fit = HELDOUT_LOGITS_BUDGET // max(1, (num_layers - 1) * vocab_size)
+    return int(max(256, min(HELDOUT_EVAL_TOKENS, fit // 32 * 32)))
+
 
 Progress = Callable[[str, int, int], None]
 
@@ -91,13 +101,13 @@ def fit_linear(states: States, ridge: float = RIDGE, progress: Callable[[int], N
 
 @dataclass
 class TunedSettings:
-    steps: int | None = None  # None: EPOCHS passes over the fit positions
-    epochs: float = 1.0
+    steps: int | None = None  # None: ``epochs`` passes over the fit positions
+    epochs: float = 0.5
     batch: int = 256
-    lr: float = 3e-4
+    lr: float = 1e-3
     betas: tuple[float, float] = (0.9, 0.999)
-    validation: int = 512  # positions of the fit split held back for early stopping
-    check_every: int = 20  # steps between validation checks
+    validation: int = 256  # positions of the fit split held back for early stopping
+    check_every: int = 15  # steps between validation checks
     seed: int = 0
 
 
@@ -244,7 +254,7 @@ def fit_lens(
     tokens: int | None = None,
     adapter: str | None = None,
     tuned: TunedSettings | None = None,
-    heldout_tokens: int = HELDOUT_EVAL_TOKENS,
+    heldout_tokens: int | None = None,
     progress: Progress | None = None,
 ) -> Lens:
     """Fit a ``kind`` lens ("linear" | "tuned") for ``model`` (id or ``LoadedModel``) on ``corpus``.
@@ -276,6 +286,8 @@ def fit_lens(
             f"the corpus has {n_fit} tokens to fit on; a lens for this model (hidden size {hdim}) needs at "
             f"least {need}: give a larger --corpus (about {need * 9 // 8 + 1} tokens with the held-out split)"
         )
+    if heldout_tokens is None:
+        heldout_tokens = heldout_positions(loaded.info.num_layers, loaded.info.vocab_size)
     held = take_tokens(seqs.heldout, heldout_tokens)
     if TokenSequences.positions(held) == 0:
         raise LazarusError("the corpus has no held-out text to measure the lens on: give a larger --corpus")
@@ -322,11 +334,13 @@ def heldout_fidelity(
     loaded: Any,
     lens: Lens,
     corpus: Corpus | None = None,
-    tokens: int = HELDOUT_EVAL_TOKENS,
+    tokens: int | None = None,
     progress: Progress | None = None,
 ) -> None:
     """Measure ``lens`` on the corpus's held-out split and store the result in its metadata."""
     corpus = corpus or default_corpus()
+    if tokens is None:
+        tokens = heldout_positions(loaded.info.num_layers, loaded.info.vocab_size)
     held = take_tokens(tokenize(corpus, loaded.tokenizer).heldout, tokens)
     states = collect_states(loaded, held, _stage(progress, "collect", TokenSequences.positions(held)))
     (fidelity,) = measure_fidelity(loaded, states, lens, progress)
