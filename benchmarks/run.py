@@ -526,6 +526,77 @@ def bench_render(reps: int) -> tuple[list[str], dict]:
     return rows, data
 
 
+# --- G: learned lenses and causal attribution ----------------------------------------------------
+
+
+def bench_lens_cost(reps: int, lens_dir: Path) -> tuple[list[str], dict]:
+    """``analyze`` (text) through a learned lens against the logit lens, fresh processes, interleaved."""
+    exe = str(Path(sys.executable).parent / "lazarus")
+    base = [exe, "introspect", "analyze", "-m", ALIAS, "-p", PROMPT, "--all-layers", "-q"]
+    with_lens = [*base, "--lens", str(lens_dir)]
+    _timed_child(with_lens)  # warm the page cache
+    plain, learned = [], []
+    for _ in range(reps):
+        plain.append(_timed_child(base)[0])
+        learned.append(_timed_child(with_lens)[0])
+    p, q = median(plain), median(learned)
+    kind = json.loads((lens_dir / "lens.json").read_text())["kind"]
+    rows = [
+        "| `analyze --all-layers` (text) | logit lens | " + kind + " lens | ratio | target |",
+        "|---|---|---|---|---|",
+        f"| {ALIAS} | {fmt(p)} | {fmt(q)} | {q / p:.2f}x | <= 1.1x -> **{'met' if q <= 1.1 * p else 'MISSED'}** |",
+    ]
+    return rows, {"logit": p, "learned": q}
+
+
+def bench_attribution(reps: int) -> tuple[list[str], dict]:
+    """compare --html with and without --attribution: adapter ablation (base vs base + LoRA) and activation
+    patching (two files of one model, the reverse direction included: one more load)."""
+    import tempfile
+
+    from lazarus_report.models.resolve import ALIASES, alias_path
+
+    exe = str(Path(sys.executable).parent / "lazarus")
+    tmp = Path(tempfile.mkdtemp())
+    other = tmp / "second-model.gguf"
+    os.symlink(alias_path(ALIASES[ALIAS]), other)
+    pairs = {
+        "base vs base + LoRA (adapter ablation)": ["-m1", ALIAS, "-m2", ALIAS, "--adapter2", str(ADAPTER)],
+        "two files of one model (activation patching)": ["-m1", ALIAS, "-m2", str(other)],
+    }
+    rows = [
+        "| compare --html, weather prompt, tracked get_weather | plain | --attribution | ratio | peak RSS plain / attr | target |",
+        "|---|---|---|---|---|---|",
+    ]
+    data = {}
+    for label, models in pairs.items():
+        base = [exe, "introspect", "compare", *models, "-p", WEATHER, "--track", "get_weather"]
+        base += ["--html", str(tmp / "c.html"), "-q"]
+        _timed_child([*base, "--attribution"])  # warm caches
+        plain, attr, rp, ra = [], [], [], []
+        for _ in range(reps):
+            w, r = _timed_child(base)
+            plain.append(w)
+            rp.append(r)
+            w, r = _timed_child([*base, "--attribution"])
+            attr.append(w)
+            ra.append(r)
+        p, a = median(plain), median(attr)
+        data[label] = (p, a)
+        rows.append(
+            f"| {label} | {fmt(p)} | {fmt(a)} | {a / p:.2f}x | {max(rp) / 2**20:.0f} / {max(ra) / 2**20:.0f} MB | "
+            f"<= 3x -> **{'met' if a <= 3 * p else 'MISSED'}** |"
+        )
+    suite = [exe, "introspect", "suite", str(bench_suite_file(tmp)), "-m1", ALIAS, "-m2", ALIAS]
+    suite += ["--adapter2", str(ADAPTER), "-o", str(tmp / "s.json"), "-q"]
+    _suite_child(suite)
+    sp = median([_suite_child(suite) for _ in range(max(1, reps // 2))])
+    sa = median([_suite_child([*suite, "--attribution"]) for _ in range(max(1, reps // 2))])
+    data["suite"] = (sp, sa)
+    rows.append(f"| 20-case suite, base vs base + LoRA, -o | {fmt(sp)} | {fmt(sa)} | {sa / sp:.2f}x | | |")
+    return rows, data
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--memory-probe", type=int)
@@ -534,6 +605,11 @@ def main() -> None:
     parser.add_argument("--models", nargs="+")
     parser.add_argument("--adapters", nargs="+")
     parser.add_argument("--only", help="run one section: suite")
+    parser.add_argument(
+        "--lens-fits",
+        default="smollm2-135m-instruct:linear,smollm2-135m-instruct:tuned,gemma3-270m:linear",
+        help="MODEL:KIND,... lens fits to time end to end ('' skips them: a tuned fit takes ~20 minutes)",
+    )
     args = parser.parse_args()
     if args.memory_probe:
         print(json.dumps(memory_probe(args.memory_probe)))
@@ -602,6 +678,42 @@ def main() -> None:
         "(its import of mlx-lm's LoRA code pulls in transformers, ~0.9 s, started in the background).",
         lambda: bench_compare(args.reps),
     )
+    section(
+        "Attribution",
+        "Fresh processes, median of the repetitions. Target (issue 10): `compare --attribution --html` <= 3x a plain "
+        "`compare --html` in the same run.",
+        lambda: bench_attribution(args.reps),
+    )
+    tuned = ROOT / "build" / "lenses" / "smollm2-135m-instruct-tuned"
+    if (tuned / "lens.json").is_file():
+        section(
+            "Analyze through a learned lens",
+            f"Fresh processes, interleaved. The lens: {tuned.relative_to(ROOT)} (fitted by `make samples`). Target "
+            "(issue 9): analyze with a learned lens <= 1.1x the logit-lens analyze.",
+            lambda: bench_lens_cost(args.reps, tuned),
+        )
+    if args.lens_fits:
+        from lenses import bench_lenses
+
+        fits = [pair.split(":") for pair in args.lens_fits.split(",")]
+
+        def lens_fits() -> tuple[list[str], dict]:
+            lines, data = [], {}
+            for model, kind in fits:
+                rows, d = bench_lenses([model], [kind])
+                lines += rows if not lines else rows[2:]
+                data.update(d)
+            return lines, data
+
+        section(
+            "Learned lenses: fit time and held-out fidelity",
+            "`lazarus lens fit` end to end in a fresh process (imports, load, state collection, the fit, the held-out "
+            "fidelity), then `lazarus lens eval` on the default corpus's held-out split (text the fit never saw): the "
+            "logit lens and the fitted lens on the same positions. Targets (issue 9, SmolLM2): linear <= 180 s, tuned "
+            "<= 1200 s; mean KL(final || lens) over layers 0..L-2 <= 0.35x the logit lens's (linear), <= 0.30x "
+            "(tuned); top-1 agreement at the middle layer >= 30%.",
+            lens_fits,
+        )
     section(
         "Suite end to end",
         "Fresh processes. A 20-case suite (examples/suites/weather-adapter.yaml plus 6 cases) on two models. "

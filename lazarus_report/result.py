@@ -1044,15 +1044,11 @@ class LensEvalResult(_JsonFile):
     schema_version: int = SCHEMA_VERSION
 
     def to_dict(self) -> dict[str, Any]:
-        d = dataclasses.asdict(self)
-        return {"kind": LENS_EVAL_KIND, "schema_version": d.pop("schema_version"), **d}
+        return with_header(LENS_EVAL_KIND, dataclasses.asdict(self))
 
     @classmethod
     def from_dict(cls, data: Any) -> LensEvalResult:
-        if not isinstance(data, dict) or data.get("kind") != LENS_EVAL_KIND:
-            raise ResultFormatError("not a lazarus-report lens evaluation")
-        if data.get("schema_version") != SCHEMA_VERSION:
-            raise ResultFormatError(f"lens evaluation schema version {data.get('schema_version')!r} is not supported")
+        check_header(data, LENS_EVAL_KIND, "lens evaluation")
         try:
             return _build(cls, data)
         except (KeyError, TypeError, ValueError) as exc:
