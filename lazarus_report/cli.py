@@ -137,6 +137,17 @@ def preflight(models: list[str], config: Any, scales: Sequence[tuple[float | Non
             raise LazarusError(f"model {n} ({model_id}): {exc}" if len(models) > 1 else str(exc)) from None
 
 
+def lens_option(default: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """``--lens KIND|DIR`` (``default`` says what applies without it)."""
+    return click.option(
+        "--lens",
+        "lens",
+        default=None,
+        metavar="KIND|DIR",
+        help=f"{default}, linear or tuned (fitted with `lazarus lens fit`), or a lens directory.",
+    )
+
+
 @click.group(context_settings=CONTEXT)
 @click.version_option(package_name="lazarus-report", prog_name="lazarus")
 def main() -> None:
@@ -191,13 +202,7 @@ def output_options(fn: Callable[..., Any]) -> Callable[..., Any]:
 @click.option("--embedding-scale", type=float, default=None, help="Embedding scale (auto-detected for Gemma).")
 @click.option("--raw", is_flag=True, help="Analyze the exact prompt, without the chat template.")
 @click.option("--adapter", metavar="DIR", help="Apply an mlx-lm LoRA adapter directory.")
-@click.option(
-    "--lens",
-    "lens",
-    default=None,
-    metavar="KIND|DIR",
-    help="logit (default), linear or tuned (fitted with `lazarus lens fit`), or a lens directory.",
-)
+@lens_option("logit (default)")
 @click.option(
     "--precision",
     type=click.Choice(["auto", "float32", "native"]),
@@ -346,13 +351,7 @@ def parse_track_list(values: tuple[str, ...]) -> list[str]:
 @click.option("--adapter2", metavar="DIR", help="mlx-lm LoRA adapter for model 2.")
 @click.option("--embedding-scale1", type=float, default=None, help="Embedding scale override for model 1.")
 @click.option("--embedding-scale2", type=float, default=None, help="Embedding scale override for model 2.")
-@click.option(
-    "--lens",
-    "lens",
-    default=None,
-    metavar="KIND|DIR",
-    help="logit (default), linear or tuned (fitted with `lazarus lens fit`), or a lens directory.",
-)
+@lens_option("logit (default)")
 @click.option("--precision", type=click.Choice(["auto", "float32", "native"]), default="auto", show_default=True)
 @click.option(
     "--attribution",
@@ -449,13 +448,7 @@ def _compare(
 @click.option("--embedding-scale", "embedding_scale", type=float, default=None, help="Embedding scale (one model).")
 @click.option("--embedding-scale1", type=float, default=None, help="Embedding scale override for model 1.")
 @click.option("--embedding-scale2", type=float, default=None, help="Embedding scale override for model 2.")
-@click.option(
-    "--lens",
-    "lens",
-    default=None,
-    metavar="KIND|DIR",
-    help="logit (default: the suite file's defaults.lens, else logit), linear or tuned (fitted with `lazarus lens fit`), or a lens directory.",
-)
+@lens_option("logit (default: the suite file's defaults.lens, else logit)")
 @click.option("--precision", type=click.Choice(["auto", "float32", "native"]), default="auto", show_default=True)
 @click.option("--junit", "junit", metavar="FILE", help="Write JUnit XML (one test case per expectation).")
 @click.option("--validate", "validate_only", is_flag=True, help="Only check the suite file, load no model.")
