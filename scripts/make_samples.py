@@ -99,6 +99,11 @@ def tuned_lens(analyzer: ModelAnalyzer) -> None:
     write_text_atomic(OUT / f"{name}.html", render_lens_eval_html(evaluation))
     write_text_atomic(OUT / f"{name}.static.html", render_lens_eval_html(evaluation, static=True))
     write_text_atomic(OUT / f"{name}.txt", render_eval_text(evaluation))
+    # docs/lenses.md and the README show the per-layer KL chart (its static SVG)
+    from lazarus_report.render.lens_report import fidelity_charts
+
+    (ROOT / "docs" / "images").mkdir(exist_ok=True)
+    write_text_atomic(ROOT / "docs" / "images" / "lens-fidelity-smollm2.svg", fidelity_charts(evaluation)[0].svg)
     print(f"wrote sample_reports/{name}.{{json,html,static.html,txt}}")
 
 
@@ -116,12 +121,14 @@ def main() -> None:
             if name in TUNED_SAMPLES:
                 write(f"{name}-tuned", analyzer.run(prompt, dataclasses.replace(config, lens=TUNED)))
     for name, m1, m2, adapter2, prompt, config in COMPARE_SAMPLES:
-        write(name, compare_models(m1, m2, prompt, config, adapter2=adapter2))
+        # causal attribution where it is possible: base vs base + LoRA adapter
+        attribution = adapter2 is not None
+        write(name, compare_models(m1, m2, prompt, config, adapter2=adapter2, attribution=attribution))
         if name in TUNED_SAMPLES:
             tuned = dataclasses.replace(config, lens=TUNED)
-            write(f"{name}-tuned", compare_models(m1, m2, prompt, tuned, adapter2=adapter2))
+            write(f"{name}-tuned", compare_models(m1, m2, prompt, tuned, adapter2=adapter2, attribution=attribution))
     for name, suite_file, models, adapters in SUITE_SAMPLES:
-        suite = run_suite(load_suite(suite_file), models, adapters=adapters)
+        suite = run_suite(load_suite(suite_file), models, adapters=adapters, attribution=True)
         write(name, suite)
         write_text_atomic(OUT / f"{name}.junit.xml", render_junit(suite))
         print(f"wrote sample_reports/{name}.junit.xml ({suite.status})")
