@@ -172,3 +172,31 @@ def test_logit_lens_translate_is_identity() -> None:
     lens = Lens.logit()
     x = np.ones((2, 3), dtype=np.float32)
     assert lens.translate_np(0, x) is x
+
+
+class _Tok:
+    """A stand-in tokenizer with the two calls the corpus code makes: one id per character, BOS 0."""
+
+    def encode_plain(self, text: str) -> list[int]:
+        return [1 + ord(c) % 50 for c in text]
+
+    def encode(self, text: str) -> list[int]:
+        return [0, *self.encode_plain(text)]
+
+
+def test_corpus_packing_split_and_budget() -> None:
+    from lazarus_report.lenses.corpus import HELDOUT_EVERY, SEQ_LEN, TokenSequences, take_tokens
+    from lazarus_report.lenses.fit import heldout_positions
+
+    docs = ["x" * 300, "y" * 1000, "z" * 2000]
+    seqs = tokenize(Corpus(description="d", sha256="0", mixed_docs=docs), _Tok())
+    every = seqs.fit + seqs.heldout
+    assert all(s[0] == 0 and len(s) <= SEQ_LEN for s in every)  # BOS first, at most SEQ_LEN
+    stream = sum(len(s) - 1 for s in every)
+    assert stream == 3300 + 2 * 2  # packed: the documents plus a two-character separator between them
+    assert len(seqs.heldout) == len(every) // HELDOUT_EVERY
+    # A token budget counts positions (position 0 of each sequence is not one).
+    taken = take_tokens(seqs.fit, 600)
+    assert TokenSequences.positions(taken) == 600
+    assert take_tokens(seqs.fit, None) is seqs.fit
+    assert heldout_positions(30, 49152) == 2048 and heldout_positions(18, 262144) == 672
