@@ -194,6 +194,7 @@ class Lens:
         from ..blas import import_mlx
 
         mx = import_mlx()
+        assert self.bias is not None
         if layer not in self._mx_cache:
             self._mx_cache[layer] = (mx.array(self.weight[layer]), mx.array(self.bias[layer]))
         w, b = self._mx_cache[layer]
@@ -207,6 +208,7 @@ class Lens:
         """:meth:`translate` on numpy float32 ``[N, H]`` (fitting and evaluation)."""
         if self.kind == "logit" or self.weight is None or layer >= self.weight.shape[0]:
             return hidden
+        assert self.bias is not None
         out = hidden @ self.weight[layer] + self.bias[layer]
         if self.form == "residual":
             out += hidden
@@ -366,7 +368,7 @@ class Lens:
             raise LazarusError(f"lens {directory} is damaged: {WEIGHTS_FILE} does not match the digest in {META_FILE}")
         tensors, _ = safetensors_io.loads(data, str(weights_file))
         weight, bias = tensors.get("weight"), tensors.get("bias")
-        model = meta.get("model") if isinstance(meta.get("model"), dict) else {}
+        model: dict[str, Any] = meta["model"] if isinstance(meta.get("model"), dict) else {}
         n, hdim = model.get("num_layers"), model.get("hidden_size")
         if (
             weight is None

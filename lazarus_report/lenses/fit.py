@@ -187,6 +187,7 @@ def fit_tuned(
     def val_loss(layer: int, aa: np.ndarray, bb: np.ndarray) -> float:
         if not n_val:
             return 0.0
+        assert val_p is not None and val_logp is not None
         x = val_h[layer] + val_h[layer] @ aa + bb
         logq = head.logits(x)
         logq -= logq.max(axis=1, keepdims=True)

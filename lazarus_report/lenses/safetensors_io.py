@@ -16,7 +16,7 @@ import numpy as np
 
 from ..errors import LazarusError
 
-_DTYPES = {"F32": np.dtype("<f4"), "F64": np.dtype("<f8")}
+_DTYPES: dict[str, np.dtype] = {"F32": np.dtype("<f4"), "F64": np.dtype("<f8")}
 
 
 def dumps(tensors: dict[str, np.ndarray], metadata: dict[str, str] | None = None) -> bytes:

@@ -111,7 +111,7 @@ def import_tuned_lens(directory: str | os.PathLike[str], loaded: Any) -> Lens:
             raise LazarusError(
                 f"tuned-lens checkpoint {directory}: translator {key} is missing or malformed ({exc})"
             ) from None
-    meta = {
+    meta: dict[str, Any] = {
         "model": model_fingerprint(loaded),
         "corpus": {"description": f"imported from tuned-lens checkpoint {src.name}", "sha256": None, "documents": 0},
         "tokens": None,

@@ -4,26 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..result import LensEvalResult, LensFidelity, LensRecord
+from ..result import LensEvalResult, LensRecord
+from .lens_view import fidelity_summary, layer_ranges
 from .suite_model import one_line
-
-
-def _mean(values: list[float]) -> float:
-    return sum(values) / len(values) if values else float("nan")
-
-
-def fidelity_summary(rows: list[LensFidelity]) -> dict[str, float]:
-    """Mean KL over the layers, and the middle layer's top-1 agreement."""
-    if not rows:
-        return {}
-    mid = rows[len(rows) // 2] if len(rows) % 2 else rows[len(rows) // 2 - 1]
-    return {
-        "mean_kl": _mean([r.kl_to_final for r in rows]),
-        "mean_top1": _mean([r.top1_agreement for r in rows]),
-        "mean_ce": _mean([r.cross_entropy for r in rows]),
-        "mid_layer": float(mid.layer),
-        "mid_top1": mid.top1_agreement,
-    }
 
 
 def render_fit_summary(record: LensRecord, meta: dict[str, Any], path: str, cached: bool) -> str:
@@ -32,7 +15,7 @@ def render_fit_summary(record: LensRecord, meta: dict[str, Any], path: str, cach
     lines = [
         f"{record.kind} lens for {one_line(str((record.fitted_for or {}).get('model_id')))}"
         + (
-            f" (+ adapter {one_line(str(record.fitted_for.get('adapter')))})"
+            f" (+ adapter {one_line(str((record.fitted_for or {}).get('adapter')))})"
             if (record.fitted_for or {}).get("adapter")
             else ""
         ),
@@ -54,22 +37,8 @@ def render_fit_summary(record: LensRecord, meta: dict[str, Any], path: str, cach
         )
         bad = record.unreliable_layers()
         if bad:
-            lines.append(f"  Unreliable (KL > {record.unreliable_threshold_nats:g} nats): layers {_ranges(bad)}")
+            lines.append(f"  Unreliable (KL > {record.unreliable_threshold_nats:g} nats): layers {layer_ranges(bad)}")
     return "\n".join(lines) + "\n"
-
-
-def _ranges(layers: list[int]) -> str:
-    out: list[str] = []
-    start = prev = None
-    for x in layers + [None]:  # type: ignore[list-item]
-        if start is None:
-            start = prev = x
-        elif x is not None and x == prev + 1:
-            prev = x
-        else:
-            out.append(f"{start}" if start == prev else f"{start}-{prev}")
-            start = prev = x
-    return ", ".join(out)
 
 
 def render_eval_text(result: LensEvalResult) -> str:

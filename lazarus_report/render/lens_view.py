@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from ..result import AnalysisResult, LensRecord
+from ..result import AnalysisResult, LensFidelity, LensRecord
 
 LENS_NAMES = {"logit": "logit lens", "linear": "linear lens", "tuned": "tuned lens"}
 
@@ -50,22 +50,38 @@ def lens_facts(record: LensRecord | None) -> list[tuple[str, str]]:
         tokens = f"{record.tokens:,} tokens of " if record.tokens else ""
         rows.append(("Lens fitted on", f"{tokens}{record.corpus}"))
     if record.fidelity:
-        rows.append(("Lens fidelity", fidelity_summary(record)))
+        rows.append(("Lens fidelity", fidelity_line(record)))
     if record.note:
         rows.append(("Lens note", record.note))
     return rows
 
 
-def fidelity_summary(record: LensRecord) -> str:
-    """One line: mean held-out KL over the layers before the last, and the middle layer's agreement."""
-    rows = [f for f in record.fidelity if f.kl_to_final > 0 or f.top1_agreement < 1]
-    rows = rows or list(record.fidelity)
-    mean_kl = sum(f.kl_to_final for f in rows) / len(rows)
-    middle = rows[len(rows) // 2]
+def _mean(values: list[float]) -> float:
+    return sum(values) / len(values) if values else float("nan")
+
+
+def fidelity_summary(rows: list[LensFidelity]) -> dict[str, float]:
+    """Mean KL, top-1 agreement and cross-entropy over the layers, and the middle layer's agreement."""
+    if not rows:
+        return {}
+    mid = rows[len(rows) // 2] if len(rows) % 2 else rows[len(rows) // 2 - 1]
+    return {
+        "mean_kl": _mean([r.kl_to_final for r in rows]),
+        "mean_top1": _mean([r.top1_agreement for r in rows]),
+        "mean_ce": _mean([r.cross_entropy for r in rows]),
+        "mid_layer": float(mid.layer),
+        "mid_top1": mid.top1_agreement,
+    }
+
+
+def fidelity_line(record: LensRecord) -> str:
+    """One line: mean held-out KL over the measured layers, and the middle layer's top-1 agreement."""
+    s = fidelity_summary(record.fidelity)
+    first, last = record.fidelity[0].layer, record.fidelity[-1].layer
     return (
-        f"held-out KL to the final distribution {mean_kl:.2f} nats on average over layers "
-        f"{rows[0].layer}-{rows[-1].layer}; top-1 agrees with the final prediction on "
-        f"{100 * middle.top1_agreement:.0f}% of positions at layer {middle.layer}"
+        f"held-out KL to the final distribution {s['mean_kl']:.2f} nats on average over layers {first}-{last}; "
+        f"top-1 agrees with the final prediction on {100 * s['mid_top1']:.0f}% of positions at layer "
+        f"{int(s['mid_layer'])}"
     )
 
 
