@@ -43,13 +43,14 @@ from typing import Any
 
 import numpy as np
 
+from ..api import LENS_KINDS
 from ..errors import LazarusError
 from ..result import LensFidelity, LensRecord
 from . import safetensors_io
 
 FORMAT = "lazarus-report/lens"
 FORMAT_VERSION = 1
-KINDS = ("logit", "linear", "tuned")
+KINDS = LENS_KINDS
 META_FILE = "lens.json"
 WEIGHTS_FILE = "weights.safetensors"
 # A layer whose held-out KL(final || lens) exceeds this is marked unreliable in reports: its top

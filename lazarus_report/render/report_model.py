@@ -29,7 +29,15 @@ from lazarus_report.render.formatting import (
     visible_token,
 )
 from lazarus_report.render.lens_view import lens_facts, lens_name, unreliable_note
-from lazarus_report.result import AnalysisResult, ComparisonResult, LayerDivergence, TokenEvolution, TrackedToken
+from lazarus_report.result import (
+    AnalysisResult,
+    ComparisonResult,
+    LayerDivergence,
+    TokenEvolution,
+    TrackedToken,
+    first_layer_where,
+    true_from_layer,
+)
 
 # The heatmap shows the last prompt positions (where the prediction is), as many as fit a budget of
 # cells so the page size does not grow with the prompt: 12 positions for 30 layers, 20 for 16 or fewer.
@@ -404,7 +412,7 @@ def _series(result: AnalysisResult) -> tuple[list[Series], bool]:
         layers.append(p.layer_idx)
         ranks.append(p.final_token_rank)
         probs.append(next((finite(t.prob) for t in p.top_tokens if t.token_id == final_id), None))
-    emergence = next((layer for layer, r in zip(layers, ranks) if r == 1), None)
+    emergence = first_layer_where(layers, [r == 1 for r in ranks])
     label = visible_token(result.final_top_token)
     return [Series(label, layers, probs, ranks, emergence, tracked=False)], False
 
@@ -463,13 +471,9 @@ def _summary(result: AnalysisResult, final_token: str) -> Summary:
     preds = result.layer_predictions
     final = result.final_prediction
     layers = [p.layer_idx for p in preds]
-    ranks = [p.final_token_rank for p in preds]
-    emergence = next((layer for layer, r in zip(layers, ranks) if r == 1), None)
-    stable = None
-    for layer, r in zip(reversed(layers), reversed(ranks)):
-        if r != 1:
-            break
-        stable = layer
+    top1 = [p.final_token_rank == 1 for p in preds]
+    emergence = first_layer_where(layers, top1)
+    stable = true_from_layer(layers, top1)
     kl_layer = next((p.layer_idx for p in preds if finite(p.kl_to_final) is not None and p.kl_to_final < 1.0), None)
     # The final top-1's probability per layer is known where it made the layer's top-k.
     final_id = final[0].token_id
