@@ -144,8 +144,11 @@ def test_one_anchored_section_per_case_failing_ones_open(pages, suite):
     doc = parse(pages["interactive"])
     sections = doc.find("section", id="cases").find_all("details", cls="case")
     report = build_suite_report(suite)
-    assert [d.attrs["id"] for d in sections] == [c.anchor for c in report.cases]
-    for details, case in zip(sections, suite.cases):
+    # failing cases first (as in the Markdown), then the rest in file order
+    assert [d.attrs["id"] for d in sections] == [c.anchor for c in report.failures_first]
+    statuses = [c.status for c in report.failures_first]
+    assert statuses == sorted(statuses, key=lambda s: s not in (FAILED, ERROR))
+    for details, case in zip(sections, report.failures_first):
         assert ("open" in details.attrs) == (case.status in (FAILED, ERROR))
         assert re.fullmatch(r"case-[a-z0-9-]+", details.attrs["id"])
         assert details.find("summary").find("h3").text().endswith(case.id)
@@ -153,7 +156,9 @@ def test_one_anchored_section_per_case_failing_ones_open(pages, suite):
 
 def test_each_case_reuses_the_single_report_parts(pages, suite):
     doc = parse(pages["interactive"])
-    for i, (details, case) in enumerate(zip(doc.find_all("details", cls="case"), suite.cases)):
+    report = build_suite_report(suite)
+    for details, view in zip(doc.find_all("details", cls="case"), report.failures_first, strict=True):
+        i, case = view.index, suite.cases[view.index]
         if case.error is not None:
             assert "Could not run" in details.find("p", cls="warning").text()
             assert not details.find_all("figure")
@@ -505,7 +510,8 @@ def test_one_model_suite_renders_everywhere():
     assert header == ["Status", "Case", "Target", "Top-1 model", "Layer model", "P model", "Failing"]
     details = doc.find_all("details", cls="case")
     assert len(details) == 5
-    assert details[0].find("section", id="c0-run0-final") and details[0].find("section", id="c0-run0-layers")
+    first = doc.find("details", id=build_suite_report(suite).cases[0].anchor)  # sections come failures first
+    assert first.find("section", id="c0-run0-final") and first.find("section", id="c0-run0-layers")
     assert doc.find("figure", id="c0-trajectory")
     spec = _patched(doc, "c1-trajectory")
     assert spec["datasets"]["d"][0]["token"] == ["␣Berlin"] * 30 + ["␣Munich"] * 30
