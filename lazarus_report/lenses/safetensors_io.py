@@ -62,5 +62,5 @@ def loads(data: bytes, what: str) -> tuple[dict[str, np.ndarray], dict[str, str]
         count = int(np.prod(shape)) if shape else 1
         if not 0 <= begin <= end <= len(body) or end - begin != count * dtype.itemsize:
             raise LazarusError(f"{what}: tensor {name!r} does not fit the file (truncated or damaged)")
-        out[name] = np.frombuffer(body[begin:end], dtype=dtype).reshape(shape).astype(np.float32)
+        out[name] = np.frombuffer(body[begin:end], dtype=dtype).reshape(shape).astype(np.float32, copy=False)
     return out, {str(k): str(v) for k, v in metadata.items()}
