@@ -27,9 +27,12 @@ LAZARUS = [sys.executable, "-m", "lazarus_report.cli"]
 
 
 def _summary(rows: list[dict]) -> tuple[float, float, int]:
-    mean_kl = sum(r["kl_to_final"] for r in rows) / len(rows)
-    mid = rows[len(rows) // 2] if len(rows) % 2 else rows[len(rows) // 2 - 1]
-    return mean_kl, mid["top1_agreement"], mid["layer"]
+    """(mean KL, middle layer's top-1 agreement, middle layer), as every lens view reports them."""
+    from lazarus_report.render.lens_view import fidelity_summary
+    from lazarus_report.result import LensFidelity
+
+    s = fidelity_summary([LensFidelity(**r) for r in rows])
+    return s["mean_kl"], s["mid_top1"], int(s["mid_layer"])
 
 
 def bench_lens(model: str, kind: str, workdir: Path) -> dict:
