@@ -604,6 +604,10 @@ class CheckOutcome:
     status: str  # passed | failed | skipped | error
     message: str
     line: int
+    # As data, for charts: the token a probability check is about, and a no_regression check's
+    # tolerance (tuned may sit this far below base). None where the check has neither.
+    token: str | None = None
+    tolerance: float | None = None
 
 
 @dataclass(frozen=True)
