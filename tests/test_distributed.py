@@ -132,6 +132,7 @@ def tiny_dirs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     return out
 
 
+@pytest.mark.slow  # two ranks: processes, imports and loads twice
 def test_two_ranks_equal_one_process_in_every_mode(tiny_dirs: dict[str, Path], tmp_path: Path) -> None:
     jobs = [
         {"name": "llama-tensor", "model": str(tiny_dirs["llama"]), "mode": "tensor"},
@@ -179,6 +180,7 @@ def _weight_bytes(model: str) -> int:
         return weight_bytes(analyzer.loaded.model)
 
 
+@pytest.mark.slow  # two ranks: processes, imports and loads twice
 def test_cli_rank_zero_alone_prints_and_writes(tiny_dirs: dict[str, Path], tmp_path: Path) -> None:
     args = ["-m", "lazarus_report.cli", "introspect", "analyze", "-m", str(tiny_dirs["llama"]), "-p", PROMPT, "--raw"]
     args += ["--all-layers", "-o", "r.json", "--html", "r.html", "--markdown", "r.md"]
@@ -191,6 +193,7 @@ def test_cli_rank_zero_alone_prints_and_writes(tiny_dirs: dict[str, Path], tmp_p
     assert_same_lens(single_process(str(tiny_dirs["llama"])), dist)
 
 
+@pytest.mark.slow  # two ranks: processes, imports and loads twice
 def test_cli_compare_and_suite_under_two_ranks(tiny_dirs: dict[str, Path], tmp_path: Path) -> None:
     m1, m2 = str(tiny_dirs["llama"]), str(tiny_dirs["gemma3_text"])
     compare = ["-m", "lazarus_report.cli", "introspect", "compare", "-m1", m1, "-m2", m2, "-p", PROMPT, "--raw"]
@@ -219,6 +222,7 @@ def test_cli_compare_and_suite_under_two_ranks(tiny_dirs: dict[str, Path], tmp_p
     assert proc.stdout.count("capital") >= 1
 
 
+@pytest.mark.slow  # two ranks: processes, imports and loads twice
 def test_cli_model_that_cannot_be_sharded_fails_on_every_rank(tiny_dirs: dict[str, Path], tmp_path: Path) -> None:
     args = ["-m", "lazarus_report.cli", "introspect", "analyze", "-m", str(tiny_dirs["gemma3_text"]), "-p", PROMPT]
     proc = launch([*args, "--distributed", "tensor", "-o", "r.json"], cwd=tmp_path)
@@ -257,6 +261,13 @@ def test_a_rank_other_than_zero_writes_nothing(
     assert result.exit_code == 0, result.output
     assert result.output == ""
     assert list(tmp_path.iterdir()) == []
+    monkeypatch.setenv("MLX_RANK", "0")  # the same command as rank 0 writes and prints
+    result = CliRunner().invoke(
+        main, ["introspect", "analyze", "-m", str(tiny_dirs["llama"]), "-p", PROMPT, "-o", str(out)]
+    )
+    assert result.exit_code == 0, result.output
+    assert "=== Final Prediction ===" in result.output
+    assert out.is_file()
 
 
 def test_split_is_mlx_lms_pipeline_split() -> None:

@@ -137,7 +137,8 @@ def load_model(
 
 def weight_bytes(model: Any) -> int:
     """Bytes of the parameters this process holds (its share when sharded)."""
-    return sum(int(v.nbytes) for _, v in tree_flatten(model.parameters()))
+    params: list[tuple[str, Any]] = tree_flatten(model.parameters())  # type: ignore[assignment]
+    return sum(int(v.nbytes) for _, v in params)
 
 
 def _describe_precision(model: Any, stored: str, to_float32: bool) -> str:
