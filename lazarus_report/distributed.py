@@ -123,7 +123,10 @@ class Shard:
         return start <= layer < stop
 
     def gather(self, sink: dict[int, Any], layer_indices: Sequence[int], backbone_out: Any) -> dict[int, Any]:
-        """Every captured layer's ``[1, T, H]`` state on every rank (pipeline; tensor needs nothing)."""
+        """Every captured layer's ``[B, T, H]`` state on every rank (pipeline; tensor needs nothing).
+
+        ``sink``: the captured states of this rank's own blocks; ``backbone_out``: the backbone's output,
+        whose evaluation completes this rank's sends."""
         if self.ranges is None:
             return sink
         from .blas import import_mlx
@@ -132,11 +135,11 @@ class Shard:
         # Finish this rank's stage (its send and receive) before the collective, or two ranks could
         # wait for each other: one in all_sum, the other in recv.
         mx.eval(backbone_out, *sink.values())
-        zeros = mx.zeros(backbone_out.shape[1:], dtype=backbone_out.dtype)
-        stacked = mx.stack([sink[i][0] if i in sink else zeros for i in layer_indices])
+        zeros = mx.zeros_like(backbone_out)  # [B, T, H], like every block's output
+        stacked = mx.stack([sink.get(i, zeros) for i in layer_indices])
         total = mx.distributed.all_sum(stacked, group=self.group)
         mx.eval(total)
-        return {i: total[j][None] for j, i in enumerate(layer_indices)}
+        return {i: total[j] for j, i in enumerate(layer_indices)}
 
     def describe(self, weight_bytes: int) -> DistributedInfo:
         """What the result records: ranks, mode and every rank's weight memory (one collective)."""

@@ -129,6 +129,8 @@ def tiny_dirs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     for family in ("llama", "qwen2", "qwen3", "gemma3_text"):
         build_tiny_model(family, root / family, seed=3)
         out[family] = root / family
+    build_tiny_model("phi3", root / "phi3-one-block", seed=3, num_hidden_layers=1)
+    out["phi3-one-block"] = root / "phi3-one-block"
     return out
 
 
@@ -141,6 +143,7 @@ def test_two_ranks_equal_one_process_in_every_mode(tiny_dirs: dict[str, Path], t
         {"name": "qwen3-auto", "model": str(tiny_dirs["qwen3"]), "mode": "auto"},
         {"name": "gemma3-auto", "model": str(tiny_dirs["gemma3_text"]), "mode": "auto"},
         {"name": "gemma3-tensor", "model": str(tiny_dirs["gemma3_text"]), "mode": "tensor"},
+        {"name": "phi3-neither", "model": str(tiny_dirs["phi3-one-block"]), "mode": "auto"},
     ]
     for job in jobs:
         job.update(prompt=PROMPT, track=[" Paris"])
@@ -170,6 +173,10 @@ def test_two_ranks_equal_one_process_in_every_mode(tiny_dirs: dict[str, Path], t
     assert got["gemma3-tensor"] == {
         "error": "cannot shard this model with tensor parallelism over 2 ranks: "
         "mlx-lm has no tensor-parallel sharding for the gemma3_text family"
+    }
+    assert got["phi3-neither"] == {
+        "error": "cannot shard this phi3 model over 2 ranks: pipeline parallelism needs at least one of its 1 "
+        "blocks per rank; tensor parallelism: mlx-lm has no tensor-parallel sharding for the phi3 family"
     }
 
 
