@@ -190,11 +190,11 @@ def _weight_bytes(model: str) -> int:
 @pytest.mark.slow  # two ranks: processes, imports and loads twice
 def test_cli_rank_zero_alone_prints_and_writes(tiny_dirs: dict[str, Path], tmp_path: Path) -> None:
     args = ["-m", "lazarus_report.cli", "introspect", "analyze", "-m", str(tiny_dirs["llama"]), "-p", PROMPT, "--raw"]
-    args += ["--all-layers", "-o", "r.json", "--html", "r.html", "--markdown", "r.md"]
+    args += ["--all-layers", "-o", "r.json", "--markdown", "r.md"]
     proc = launch(args, cwd=tmp_path)
     assert not rank_exit_codes(proc), proc.stderr
     assert proc.stdout.count("=== Final Prediction ===") == 1
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["r.html", "r.json", "r.md"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["r.json", "r.md"]
     dist = AnalysisResult.load(tmp_path / "r.json")
     assert dist.model.distributed is not None and dist.model.distributed.mode == "tensor"
     assert_same_lens(single_process(str(tiny_dirs["llama"])), dist)
@@ -233,12 +233,12 @@ def test_cli_compare_and_suite_under_two_ranks(tiny_dirs: dict[str, Path], tmp_p
 def test_cli_model_that_cannot_be_sharded_fails_on_every_rank(tiny_dirs: dict[str, Path], tmp_path: Path) -> None:
     args = ["-m", "lazarus_report.cli", "introspect", "analyze", "-m", str(tiny_dirs["gemma3_text"]), "-p", PROMPT]
     proc = launch([*args, "--distributed", "tensor", "-o", "r.json"], cwd=tmp_path)
+    # Each rank exits 2, unless mlx.launch stopped it first (SIGTERM) because the other one had.
     codes = rank_exit_codes(proc)
-    assert codes[0] == 2, proc.stderr
-    assert codes.get(1) in (2, -15), proc.stderr  # exit 2 too, unless mlx.launch stopped it first
+    assert sorted(codes) == [0, 1] and set(codes.values()) <= {2, -15} and 2 in codes.values(), proc.stderr
     errors = [line for line in proc.stderr.splitlines() if line.startswith("Error:")]
     message = "cannot shard this model with tensor parallelism over 2 ranks: mlx-lm has no tensor-parallel "
-    assert any(line.startswith(f"Error: {message}") for line in errors), proc.stderr
+    assert errors and all(re.match(f"Error: (rank 1: )?{message}", line) for line in errors), proc.stderr
     assert "Traceback" not in proc.stderr
     assert not (tmp_path / "r.json").exists()
 
