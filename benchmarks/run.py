@@ -677,6 +677,9 @@ def bench_distributed(reps: int) -> tuple[list[str], dict]:
 
 
 def main() -> None:
+    if sys.argv[1:2] == ["--rank-probe"]:  # run.py --rank-probe -- CLI ARGS (a rank of bench_distributed)
+        rank_probe(sys.argv[3:] if sys.argv[2:3] == ["--"] else sys.argv[2:])
+        return
     parser = argparse.ArgumentParser()
     parser.add_argument("--memory-probe", type=int)
     parser.add_argument("--reps", type=int, default=5)
@@ -684,7 +687,6 @@ def main() -> None:
     parser.add_argument("--models", nargs="+")
     parser.add_argument("--adapters", nargs="+")
     parser.add_argument("--only", help="run one section (printed, RESULTS.md untouched): suite, distributed")
-    parser.add_argument("--rank-probe", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
     parser.add_argument(
         "--lens-fits",
         default="smollm2-135m-instruct:linear,smollm2-135m-instruct:tuned,gemma3-270m:linear",
@@ -697,9 +699,6 @@ def main() -> None:
     if args.suite_reference:
         adapters = [None if a == "-" else a for a in args.adapters]
         print(json.dumps(suite_reference(args.suite_reference, args.models, adapters)))
-        return
-    if args.rank_probe is not None:
-        rank_probe(args.rank_probe[1:] if args.rank_probe[:1] == ["--"] else args.rank_probe)
         return
     if args.only == "suite":
         print("\n".join(bench_suite(max(2, args.reps // 2))[0]))
