@@ -110,7 +110,8 @@ def without_adapters(modules: Sequence[tuple[Any, str, Any]]) -> Iterator[None]:
 
 PIPELINE_REASON = (
     "causal attribution reruns single blocks with replaced inputs, which a model whose blocks are spread over "
-    "several ranks (distributed pipeline) cannot do; run without mlx.launch, or with --distributed tensor"
+    "several ranks (distributed pipeline) cannot do; run it in one process, or tensor parallel where the model "
+    "allows it (--distributed tensor)"
 )
 
 
