@@ -129,6 +129,8 @@ def tiny_dirs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     for family in ("llama", "qwen2", "qwen3", "gemma3_text"):
         build_tiny_model(family, root / family, seed=3)
         out[family] = root / family
+    build_tiny_model("llama", root / "llama-b", seed=4)
+    out["llama-b"] = root / "llama-b"
     build_tiny_model("phi3", root / "phi3-one-block", seed=3, num_hidden_layers=1)
     out["phi3-one-block"] = root / "phi3-one-block"
     return out
@@ -202,18 +204,28 @@ def test_cli_rank_zero_alone_prints_and_writes(tiny_dirs: dict[str, Path], tmp_p
 
 @pytest.mark.slow  # two ranks: processes, imports and loads twice
 def test_cli_compare_and_suite_under_two_ranks(tiny_dirs: dict[str, Path], tmp_path: Path) -> None:
-    m1, m2 = str(tiny_dirs["llama"]), str(tiny_dirs["gemma3_text"])
+    """Compare with causal attribution (tensor parallel: its extra forward passes run on both ranks in step)."""
+    m1, m2 = str(tiny_dirs["llama"]), str(tiny_dirs["llama-b"])
     compare = ["-m", "lazarus_report.cli", "introspect", "compare", "-m1", m1, "-m2", m2, "-p", PROMPT, "--raw"]
+    compare += ["--attribution"]
     proc = launch([*compare, "-q", "-o", "c.json"], cwd=tmp_path)
     assert not rank_exit_codes(proc), proc.stderr
     single = CliRunner().invoke(main, [*compare[2:], "-q", "-o", str(tmp_path / "single.json")])
     assert single.exit_code == 0, single.output
     a = ComparisonResult.load(tmp_path / "single.json")
     b = ComparisonResult.load(tmp_path / "c.json")
-    assert [r.model.distributed.mode for r in b.results] == ["tensor", "pipeline"]
+    assert [r.model.distributed.mode for r in b.results] == ["tensor", "tensor"]
     assert [d.top1_agree for d in b.divergences] == [d.top1_agree for d in a.divergences]
     for x, y in zip(a.divergences, b.divergences, strict=True):
         assert y.js == pytest.approx(x.js, abs=TOLERANCE)
+    assert a.attribution is not None and b.attribution is not None
+    assert (b.attribution.method, b.attribution.carriers, b.attribution.passes) == (
+        a.attribution.method,
+        a.attribution.carriers,
+        a.attribution.passes,
+    )
+    for x, y in zip(a.attribution.layers, b.attribution.layers, strict=True):
+        assert y.effect == pytest.approx(x.effect, abs=1e-3)
 
     suite = tmp_path / "suite.yaml"
     suite.write_text(
