@@ -28,10 +28,12 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .errors import LazarusError
-from .result import DistributedInfo
+
+if TYPE_CHECKING:
+    from .result import DistributedInfo
 
 MODES = ("auto", "tensor", "pipeline")
 
@@ -144,6 +146,7 @@ class Shard:
     def describe(self, weight_bytes: int) -> DistributedInfo:
         """What the result records: ranks, mode and every rank's weight memory (one collective)."""
         from .blas import import_mlx
+        from .result import DistributedInfo
 
         mx = import_mlx()
         # As (MiB, remainder) in int32: one int32 would overflow past 2 GiB per rank.
