@@ -605,25 +605,27 @@ LAUNCH_MODULE = "import sys; from mlx._distributed_utils.launch import main; sys
 
 def rank_probe(cli_args: list[str]) -> None:
     """Runs as each rank (or as the one process): the CLI in-process, then one stderr line with this
-    process's rank and peak RSS (VmHWM)."""
+    process's rank, peak RSS (VmHWM) and CPU seconds (user + system)."""
     from lazarus_report.cli import main as cli_main
     from lazarus_report.distributed import launch_rank
 
     try:
         cli_main(cli_args, standalone_mode=False)
     finally:
-        print("PROBE " + json.dumps({"rank": launch_rank(), "peak_rss": _peak_rss()}), file=sys.stderr, flush=True)
+        usage = resource.getrusage(resource.RUSAGE_SELF)
+        probe = {"rank": launch_rank(), "peak_rss": _peak_rss(), "cpu": usage.ru_utime + usage.ru_stime}
+        print("PROBE " + json.dumps(probe), file=sys.stderr, flush=True)
 
 
-def _probe_child(cmd: list[str]) -> tuple[float, dict[int, int]]:
-    """(wall seconds, {rank: peak RSS bytes}) of one run of ``rank_probe`` processes."""
+def _probe_child(cmd: list[str]) -> tuple[float, dict[int, dict]]:
+    """(wall seconds, {rank: {"peak_rss": bytes, "cpu": seconds}}) of one run of ``rank_probe`` processes."""
     s = time.perf_counter()
     proc = subprocess.run(cmd, capture_output=True, text=True)
     wall = time.perf_counter() - s
     probes = [json.loads(line[6:]) for line in proc.stderr.splitlines() if line.startswith("PROBE ")]
     if proc.returncode != 0 or "exited with code" in proc.stderr or not probes:
         raise RuntimeError(f"{cmd} failed: {proc.stderr[-800:]}")
-    return wall, {p["rank"]: p["peak_rss"] for p in probes}
+    return wall, {p["rank"]: p for p in probes}
 
 
 def bench_distributed(reps: int) -> tuple[list[str], dict]:
@@ -650,24 +652,27 @@ def bench_distributed(reps: int) -> tuple[list[str], dict]:
     with ModelAnalyzer.load(ALIAS) as analyzer:
         whole = weight_bytes(analyzer.loaded.model)
     _probe_child(probe)  # warm caches
-    one_walls, one_rss, two_walls, two_rss = [], [], [], []
+    one_walls, one_rss, one_cpu, two_walls, two_rss, two_cpu = [], [], [], [], [], []
     for _ in range(reps):
-        wall, rss = _probe_child(probe)
+        wall, p = _probe_child(probe)
         one_walls.append(wall)
-        one_rss.append(rss[0])
-        wall, rss = _probe_child(two_ranks())
+        one_rss.append(p[0]["peak_rss"])
+        one_cpu.append(p[0]["cpu"])
+        wall, p = _probe_child(two_ranks())
         two_walls.append(wall)
-        two_rss.append([rss[0], rss[1]])
+        two_rss.append([p[0]["peak_rss"], p[1]["peak_rss"]])
+        two_cpu.append(p[0]["cpu"] + p[1]["cpu"])
     info = json.loads((tmp / "r.json").read_text())["model"]["distributed"]
     mb = 2**20
     one, two = median(one_walls), median(two_walls)
     ranks_rss = [median([r[i] for r in two_rss]) for i in range(2)]
     layers = ", ".join(f"rank {i}: blocks {a}-{b - 1}" for i, (a, b) in enumerate(info["rank_layers"] or []))
     rows = [
-        "| run | wall (median) | peak RSS per process | weights held per process |",
-        "|---|---|---|---|",
-        f"| 1 process | {fmt(one)} | {median(one_rss) / mb:.0f} MB | {whole / mb:.0f} MB |",
+        "| run | wall (median) | CPU time, all processes | peak RSS per process | weights held per process |",
+        "|---|---|---|---|---|",
+        f"| 1 process | {fmt(one)} | {fmt(median(one_cpu))} | {median(one_rss) / mb:.0f} MB | {whole / mb:.0f} MB |",
         f"| 2 ranks ({info['mode']}, {info['implementation']}; {layers}) | {fmt(two)} ({two / one:.2f}x) | "
+        f"{fmt(median(two_cpu))} ({median(two_cpu) / median(one_cpu):.2f}x) | "
         + " / ".join(f"{r / mb:.0f} MB" for r in ranks_rss)
         + " | "
         + " / ".join(f"{b / mb:.0f} MB" for b in info["rank_weight_bytes"])

@@ -16,6 +16,7 @@ from typing import Any
 
 import click
 
+from .distributed import is_output_rank, launch_rank
 from .errors import LazarusError, printable
 
 # Exit codes: 0 success, 1 suite expectations failed, 2 usage or input error, 3 internal error
@@ -26,8 +27,6 @@ CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
 
 def _fail(message: str, code: int = 2) -> None:
-    from .distributed import launch_rank
-
     rank = launch_rank()  # under mlx.launch every rank reports its own failure, rank 0 unprefixed
     click.echo(f"Error: {f'rank {rank}: ' if rank else ''}{printable(message)}", err=True)
     sys.exit(code)
@@ -42,7 +41,6 @@ def run_guarded(fn: Callable[[], Any]) -> Any:
     """Run a command body: user errors become one line on stderr and a non-zero exit."""
     import warnings
 
-    from .distributed import is_output_rank
     from .result import ResultFormatError
 
     shown = warnings.showwarning
@@ -70,8 +68,6 @@ def check_output_path(path: str | None, option: str) -> None:
     really created (and removed) in the target's directory."""
     if path is None:
         return
-    from .distributed import is_output_rank
-
     if not is_output_rank():  # under mlx.launch only rank 0 writes (its host may be the only one with the path)
         return
     from .result import OutputPathError, probe_writable
@@ -292,8 +288,9 @@ def _analyze(
         track_tokens=list(track),
         use_chat_template=not raw,
         embedding_scale=embedding_scale,
-        # The grid feeds the HTML heatmap and the JSON; the terminal view does not show it.
-        compute_grid=bool(output or html),
+        # The grid feeds the HTML heatmap and the JSON; the terminal view does not show it. (Under
+        # mlx.launch the other ranks write nothing: they skip it; no forward pass depends on it.)
+        compute_grid=bool(output or html) and is_output_rank(),
         lens=lens or "logit",
     )
     if adapter is not None:
@@ -318,8 +315,6 @@ def emit(
 ) -> None:
     """Render every requested file, write them all or none, append the Markdown to
     ``$GITHUB_STEP_SUMMARY`` (best effort), then print the text view. Under ``mlx.launch`` only rank 0 does."""
-    from .distributed import is_output_rank
-
     if not is_output_rank():
         return
     from .render.files import render_report_files
@@ -444,7 +439,7 @@ def _compare(
         top_k=top_k,
         track_tokens=parse_track_list(track),
         use_chat_template=not raw,
-        compute_grid=bool(output or html),
+        compute_grid=bool(output or html) and is_output_rank(),
         lens=lens or "logit",
     )
     for adapter in (adapter1, adapter2):
@@ -467,7 +462,7 @@ def _compare(
         embedding_scales=(embedding_scale1, embedding_scale2),
         precision=precision,
         attribution=attribution,
-        change_map=bool(output or html or markdown),
+        change_map=bool(output or html or markdown) and is_output_rank(),
     )
     emit(comparison, output=output, html=html, markdown=markdown, static=static, quiet=quiet)
 
