@@ -121,12 +121,21 @@ def run_worker(tmp_path: Path, jobs: list[dict]) -> dict[str, dict]:
 
 
 @pytest.fixture(scope="module")
-def tiny_dirs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+def tiny_llama(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from tiny_models import build_tiny_model
+
+    path = tmp_path_factory.mktemp("tiny-llama") / "llama"
+    build_tiny_model("llama", path, seed=3)
+    return path
+
+
+@pytest.fixture(scope="module")
+def tiny_dirs(tmp_path_factory: pytest.TempPathFactory, tiny_llama: Path) -> dict[str, Path]:
     from tiny_models import build_tiny_model
 
     root = tmp_path_factory.mktemp("tiny")
-    out = {}
-    for family in ("llama", "qwen2", "qwen3", "gemma3_text"):
+    out = {"llama": tiny_llama}
+    for family in ("qwen2", "qwen3", "gemma3_text"):
         build_tiny_model(family, root / family, seed=3)
         out[family] = root / family
     build_tiny_model("llama", root / "llama-b", seed=4)
@@ -269,21 +278,17 @@ def test_a_mode_without_mlx_launch_is_refused() -> None:
 
 
 def test_a_rank_other_than_zero_writes_nothing(
-    tiny_dirs: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tiny_llama: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """MLX_RANK=1 as a launcher sets it (here with a group of one: nothing is sharded, rank 1 speaks never)."""
     monkeypatch.setenv("MLX_RANK", "1")
     out = tmp_path / "r.json"
-    result = CliRunner().invoke(
-        main, ["introspect", "analyze", "-m", str(tiny_dirs["llama"]), "-p", PROMPT, "-o", str(out)]
-    )
+    result = CliRunner().invoke(main, ["introspect", "analyze", "-m", str(tiny_llama), "-p", PROMPT, "-o", str(out)])
     assert result.exit_code == 0, result.output
     assert result.output == ""
     assert list(tmp_path.iterdir()) == []
     monkeypatch.setenv("MLX_RANK", "0")  # the same command as rank 0 writes and prints
-    result = CliRunner().invoke(
-        main, ["introspect", "analyze", "-m", str(tiny_dirs["llama"]), "-p", PROMPT, "-o", str(out)]
-    )
+    result = CliRunner().invoke(main, ["introspect", "analyze", "-m", str(tiny_llama), "-p", PROMPT, "-o", str(out)])
     assert result.exit_code == 0, result.output
     assert "=== Final Prediction ===" in result.output
     assert out.is_file()
