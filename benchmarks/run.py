@@ -597,14 +597,101 @@ def bench_attribution(reps: int) -> tuple[list[str], dict]:
     return rows, data
 
 
+# --- H: MLX distributed (mlx.launch, two ranks on this host) -------------------------------------------
+
+
+LAUNCH_MODULE = "import sys; from mlx._distributed_utils.launch import main; sys.exit(main())"
+
+
+def rank_probe(cli_args: list[str]) -> None:
+    """Runs as each rank (or as the one process): the CLI in-process, then one stderr line with this
+    process's rank, peak RSS (VmHWM) and CPU seconds (user + system)."""
+    from lazarus_report.cli import main as cli_main
+    from lazarus_report.distributed import launch_rank
+
+    try:
+        cli_main(cli_args, standalone_mode=False)
+    finally:
+        usage = resource.getrusage(resource.RUSAGE_SELF)
+        probe = {"rank": launch_rank(), "peak_rss": _peak_rss(), "cpu": usage.ru_utime + usage.ru_stime}
+        print("PROBE " + json.dumps(probe), file=sys.stderr, flush=True)
+
+
+def _probe_child(cmd: list[str]) -> tuple[float, dict[int, dict]]:
+    """(wall seconds, {rank: {"peak_rss": bytes, "cpu": seconds}}) of one run of ``rank_probe`` processes."""
+    s = time.perf_counter()
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    wall = time.perf_counter() - s
+    probes = [json.loads(line[6:]) for line in proc.stderr.splitlines() if line.startswith("PROBE ")]
+    if proc.returncode != 0 or "exited with code" in proc.stderr or not probes:
+        raise RuntimeError(f"{cmd} failed: {proc.stderr[-800:]}")
+    return wall, {p["rank"]: p for p in probes}
+
+
+def bench_distributed(reps: int) -> tuple[list[str], dict]:
+    """SmolLM2 analyze (all layers, JSON with the grid): one process vs two ranks of the ring backend."""
+    import socket
+    import tempfile
+
+    from lazarus_report.api import ModelAnalyzer
+    from lazarus_report.models.loader import weight_bytes
+
+    tmp = Path(tempfile.mkdtemp())
+    args = ["introspect", "analyze", "-m", ALIAS, "-p", PROMPT, "--all-layers", "-q", "-o", str(tmp / "r.json")]
+    probe = [sys.executable, __file__, "--rank-probe", "--", *args]
+    launcher = Path(sys.executable).parent / "mlx.launch"
+    start = [str(launcher)] if launcher.is_file() else [sys.executable, "-c", LAUNCH_MODULE]
+
+    def two_ranks() -> list[str]:
+        with socket.socket() as sock:  # a free port (the ring listens on it and the next)
+            sock.bind(("127.0.0.1", 0))
+            port = sock.getsockname()[1]
+        ring = ["--backend", "ring", "-n", "2", "--starting-port", str(port), "--python", sys.executable, "--"]
+        return [*start, *ring, __file__, "--rank-probe", "--", *args]
+
+    with ModelAnalyzer.load(ALIAS) as analyzer:
+        whole = weight_bytes(analyzer.loaded.model)
+    _probe_child(probe)  # warm caches
+    one_walls, one_rss, one_cpu, two_walls, two_rss, two_cpu = [], [], [], [], [], []
+    for _ in range(reps):
+        wall, p = _probe_child(probe)
+        one_walls.append(wall)
+        one_rss.append(p[0]["peak_rss"])
+        one_cpu.append(p[0]["cpu"])
+        wall, p = _probe_child(two_ranks())
+        two_walls.append(wall)
+        two_rss.append([p[0]["peak_rss"], p[1]["peak_rss"]])
+        two_cpu.append(p[0]["cpu"] + p[1]["cpu"])
+    info = json.loads((tmp / "r.json").read_text())["model"]["distributed"]
+    mb = 2**20
+    one, two = median(one_walls), median(two_walls)
+    ranks_rss = [median([r[i] for r in two_rss]) for i in range(2)]
+    layers = ", ".join(f"rank {i}: blocks {a}-{b - 1}" for i, (a, b) in enumerate(info["rank_layers"] or []))
+    rows = [
+        "| run | wall (median) | CPU time, all processes | peak RSS per process | weights held per process |",
+        "|---|---|---|---|---|",
+        f"| 1 process | {fmt(one)} | {fmt(median(one_cpu))} | {median(one_rss) / mb:.0f} MB | {whole / mb:.0f} MB |",
+        f"| 2 ranks ({info['mode']}, {info['implementation']}; {layers}) | {fmt(two)} ({two / one:.2f}x) | "
+        f"{fmt(median(two_cpu))} ({median(two_cpu) / median(one_cpu):.2f}x) | "
+        + " / ".join(f"{r / mb:.0f} MB" for r in ranks_rss)
+        + " | "
+        + " / ".join(f"{b / mb:.0f} MB" for b in info["rank_weight_bytes"])
+        + " |",
+    ]
+    return rows, {"one": one, "two": two, "one_rss": median(one_rss), "two_rss": ranks_rss, "info": info}
+
+
 def main() -> None:
+    if sys.argv[1:2] == ["--rank-probe"]:  # run.py --rank-probe -- CLI ARGS (a rank of bench_distributed)
+        rank_probe(sys.argv[3:] if sys.argv[2:3] == ["--"] else sys.argv[2:])
+        return
     parser = argparse.ArgumentParser()
     parser.add_argument("--memory-probe", type=int)
     parser.add_argument("--reps", type=int, default=5)
     parser.add_argument("--suite-reference", metavar="SUITE_FILE")
     parser.add_argument("--models", nargs="+")
     parser.add_argument("--adapters", nargs="+")
-    parser.add_argument("--only", help="run one section: suite")
+    parser.add_argument("--only", help="run one section (printed, RESULTS.md untouched): suite, distributed")
     parser.add_argument(
         "--lens-fits",
         default="smollm2-135m-instruct:linear,smollm2-135m-instruct:tuned,gemma3-270m:linear",
@@ -620,6 +707,9 @@ def main() -> None:
         return
     if args.only == "suite":
         print("\n".join(bench_suite(max(2, args.reps // 2))[0]))
+        return
+    if args.only == "distributed":
+        print("\n".join(bench_distributed(max(2, args.reps // 2))[0]))
         return
 
     from lazarus_report.api import ModelAnalyzer
@@ -722,6 +812,15 @@ def main() -> None:
         "Markdown (and, second column, the HTML report too), process start and imports included. "
         "Target: the suite <= 1.2x the reference.",
         lambda: bench_suite(max(2, args.reps // 2)),
+    )
+    section(
+        "Distributed",
+        "MLX's distributed engine on this one host: `mlx.launch --backend ring -n 2` runs two ranks of `lazarus "
+        "introspect analyze -m smollm2-135m-instruct --all-layers -o r.json` (the model sharded over them, "
+        "docs/distributed.md) against the same command as one process; fresh processes, interleaved, medians. Both "
+        "ranks share this machine's 2 cores, so two ranks here show the cost of the split, not a speed-up; the "
+        "point is the memory each rank needs.",
+        lambda: bench_distributed(max(2, args.reps // 2)),
     )
     sections += [
         "## Where the time goes near the limits (profiled, not re-measured by this script)",

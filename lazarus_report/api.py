@@ -383,7 +383,8 @@ def each_model(
     previous: tuple[str, str | None, float | None] | None = None
     try:
         for n, (model_id, adapter, scale) in enumerate(zip(models, adapters, embedding_scales), start=1):
-            if analyzer is not None and previous == (model_id, None, scale):
+            # (A model sharded over several ranks cannot take an adapter afterwards: it loads again.)
+            if analyzer is not None and previous == (model_id, None, scale) and analyzer.loaded.parts.shard is None:
                 from .models.loader import with_adapter
 
                 loaded = analyzer.loaded

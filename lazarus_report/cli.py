@@ -16,6 +16,7 @@ from typing import Any
 
 import click
 
+from .distributed import is_output_rank, launch_rank
 from .errors import LazarusError, printable
 
 # Exit codes: 0 success, 1 suite expectations failed, 2 usage or input error, 3 internal error
@@ -26,7 +27,8 @@ CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
 
 def _fail(message: str, code: int = 2) -> None:
-    click.echo(f"Error: {printable(message)}", err=True)
+    rank = launch_rank()  # under mlx.launch every rank reports its own failure, rank 0 unprefixed
+    click.echo(f"Error: {f'rank {rank}: ' if rank else ''}{printable(message)}", err=True)
     sys.exit(code)
 
 
@@ -42,7 +44,8 @@ def run_guarded(fn: Callable[[], Any]) -> Any:
     from .result import ResultFormatError
 
     shown = warnings.showwarning
-    warnings.showwarning = _show_warning
+    # Under mlx.launch rank 0 alone speaks: the other ranks see the same warnings.
+    warnings.showwarning = _show_warning if is_output_rank() else lambda *args, **kwargs: None
     try:
         return fn()
     except (LazarusError, ResultFormatError) as exc:
@@ -64,6 +67,8 @@ def check_output_path(path: str | None, option: str) -> None:
     """Fail before any model work when an output file could not be written: a temporary file is
     really created (and removed) in the target's directory."""
     if path is None:
+        return
+    if not is_output_rank():  # under mlx.launch only rank 0 writes (its host may be the only one with the path)
         return
     from .result import OutputPathError, probe_writable
 
@@ -135,6 +140,32 @@ def preflight(models: list[str], config: Any, scales: Sequence[tuple[float | Non
             config.validate(num_layers, vocab_size)
         except LazarusError as exc:
             raise LazarusError(f"model {n} ({model_id}): {exc}" if len(models) > 1 else str(exc)) from None
+
+
+def distributed_option(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """``--distributed MODE``: how models are sharded when the command runs under ``mlx.launch``."""
+    from .distributed import MODES
+
+    return click.option(
+        "--distributed",
+        "distributed",
+        type=click.Choice(MODES),
+        default="auto",
+        show_default=True,
+        help="Under mlx.launch: shard the model over the ranks, tensor parallel or pipeline "
+        "(auto: tensor where the model allows it; docs/distributed.md).",
+    )(fn)
+
+
+def join_ranks(opts: dict[str, Any]) -> dict[str, Any]:
+    """Pop ``--distributed``; started by ``mlx.launch`` (or asked for a mode), join the ranks so models
+    load sharded over them."""
+    from . import distributed
+
+    mode = opts.pop("distributed")
+    if mode != "auto" or distributed.launched():
+        distributed.enable(mode)
+    return opts
 
 
 def lens_option(default: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
@@ -210,10 +241,11 @@ def output_options(fn: Callable[..., Any]) -> Callable[..., Any]:
     show_default=True,
     help="auto: float32 on CPU (dequantized), as stored on GPU.",
 )
+@distributed_option
 @output_options
 def analyze(**opts: Any) -> None:
     """Logit lens: what the model would predict after each layer."""
-    run_guarded(lambda: _analyze(**opts))
+    run_guarded(lambda: _analyze(**join_ranks(opts)))
 
 
 def _analyze(
@@ -256,8 +288,9 @@ def _analyze(
         track_tokens=list(track),
         use_chat_template=not raw,
         embedding_scale=embedding_scale,
-        # The grid feeds the HTML heatmap and the JSON; the terminal view does not show it.
-        compute_grid=bool(output or html),
+        # The grid feeds the HTML heatmap and the JSON; the terminal view does not show it. (Under
+        # mlx.launch the other ranks write nothing: they skip it; no forward pass depends on it.)
+        compute_grid=bool(output or html) and is_output_rank(),
         lens=lens or "logit",
     )
     if adapter is not None:
@@ -281,7 +314,9 @@ def emit(
     junit: str | None = None,
 ) -> None:
     """Render every requested file, write them all or none, append the Markdown to
-    ``$GITHUB_STEP_SUMMARY`` (best effort), then print the text view."""
+    ``$GITHUB_STEP_SUMMARY`` (best effort), then print the text view. Under ``mlx.launch`` only rank 0 does."""
+    if not is_output_rank():
+        return
     from .render.files import render_report_files
     from .result import ComparisonResult, SuiteResult, write_files_atomic
 
@@ -358,10 +393,11 @@ def parse_track_list(values: tuple[str, ...]) -> list[str]:
     is_flag=True,
     help="Also find which layers cause the change (adapter ablation or activation patching; docs/reports.md).",
 )
+@distributed_option
 @output_options
 def compare(**opts: Any) -> None:
     """Compare two models on one prompt: base vs fine-tuned, or model vs model."""
-    run_guarded(lambda: _compare(**opts))
+    run_guarded(lambda: _compare(**join_ranks(opts)))
 
 
 def _compare(
@@ -403,7 +439,7 @@ def _compare(
         top_k=top_k,
         track_tokens=parse_track_list(track),
         use_chat_template=not raw,
-        compute_grid=bool(output or html),
+        compute_grid=bool(output or html) and is_output_rank(),
         lens=lens or "logit",
     )
     for adapter in (adapter1, adapter2):
@@ -426,7 +462,7 @@ def _compare(
         embedding_scales=(embedding_scale1, embedding_scale2),
         precision=precision,
         attribution=attribution,
-        change_map=bool(output or html or markdown),
+        change_map=bool(output or html or markdown) and is_output_rank(),
     )
     emit(comparison, output=output, html=html, markdown=markdown, static=static, quiet=quiet)
 
@@ -455,6 +491,7 @@ def _compare(
 @click.option(
     "--attribution", is_flag=True, help="Two models: also find which layers cause each case's change (docs/suites.md)."
 )
+@distributed_option
 @output_options
 def suite(**opts: Any) -> None:
     """Run a suite of prompts with expectations: exit 0 if all hold, 1 if some fail, 2 on bad input.
@@ -462,7 +499,7 @@ def suite(**opts: Any) -> None:
     One model (-m MODEL [--adapter DIR]) or two (-m1 BASE -m2 TUNED [--adapter2 DIR]).
     The suite file (YAML or JSONL) is described in docs/suites.md.
     """
-    code = run_guarded(lambda: _suite(**opts))
+    code = run_guarded(lambda: _suite(**join_ranks(opts)))
     sys.exit(code)
 
 

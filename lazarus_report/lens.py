@@ -68,6 +68,8 @@ def capturing(parts: LensParts, layer_indices: Sequence[int]) -> Iterator[dict[i
     try:
         for i in layer_indices:
             block = parts.layers[i]
+            if block is None:  # another rank runs it (distributed pipeline)
+                continue
             originals.append((block, type(block)))
             block.__class__ = _capturing_class(type(block), sink, i)
         yield sink
@@ -102,7 +104,9 @@ def capture_hidden(
     """One forward pass through the backbone (no full-vocabulary head); block outputs by index."""
     inputs = mx.array([list(token_ids)], dtype=mx.int32)
     with capturing(parts, layer_indices) as sink, embedding_scaled(parts, embedding_factor):
-        parts.backbone(inputs)
+        out = parts.backbone(inputs)
+    if parts.shard is not None:  # distributed: every captured layer onto every rank
+        sink = parts.shard.gather(sink, layer_indices, out)
     missing = [i for i in layer_indices if i not in sink]
     if missing:  # a family whose forward skips blocks would silently break the lens
         raise RuntimeError(f"blocks {missing} were not called during the forward pass")

@@ -89,6 +89,17 @@ class TokenProb:
 
 
 @dataclass(frozen=True)
+class DistributedInfo:
+    """How a model was shared over the ranks of MLX's distributed engine (``mlx.launch``)."""
+
+    ranks: int
+    mode: str  # "tensor" (each projection split over the ranks) | "pipeline" (each rank runs a range of blocks)
+    implementation: str  # "mlx-lm Model.shard" | "mlx-lm pipeline" | "lazarus pipeline"
+    rank_weight_bytes: list[int]  # the weights each rank holds, rank 0 first
+    rank_layers: list[list[int]] | None = None  # pipeline: [start, stop) of the blocks each rank runs
+
+
+@dataclass(frozen=True)
 class ModelInfo:
     """What was loaded and how it ran."""
 
@@ -107,6 +118,7 @@ class ModelInfo:
     chat_template: bool  # whether the tokenizer has a chat template
     adapter: str | None = None  # LoRA adapter directory, when one was applied
     final_logit_softcap: float | None = None
+    distributed: DistributedInfo | None = None  # set when the model ran sharded over several ranks
 
     @property
     def label(self) -> str:
