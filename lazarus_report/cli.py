@@ -159,6 +159,23 @@ def introspect() -> None:
     """Look inside a model: analyze one, compare two, run a suite of prompts."""
 
 
+TIMINGS_OPTION = click.option(
+    "--timings",
+    is_flag=True,
+    help="Show load and run times in the HTML and Markdown reports (without it, the same analysis writes "
+    "the same bytes every run; -o JSON always has them).",
+)
+
+
+def prefetch_html(html: str | None, static: bool) -> None:
+    """With --html, start loading what the report needs (charts code, vl-convert, the Vega bundle) on a
+    background thread while the model loads and runs."""
+    if html:
+        from .render.prefetch import start_html_prefetch
+
+        start_html_prefetch(static=static)
+
+
 def output_options(fn: Callable[..., Any]) -> Callable[..., Any]:
     for decorator in reversed(
         [
@@ -171,6 +188,7 @@ def output_options(fn: Callable[..., Any]) -> Callable[..., Any]:
                 help="Write a Markdown report (also appended to $GITHUB_STEP_SUMMARY when set).",
             ),
             click.option("--static", is_flag=True, help="HTML without scripts (static SVG charts only)."),
+            TIMINGS_OPTION,
             click.option("-q", "--quiet", is_flag=True, help="Do not print the text report."),
         ]
     ):
@@ -234,6 +252,7 @@ def _analyze(
     html: str | None,
     markdown: str | None,
     static: bool,
+    timings: bool,
     quiet: bool,
 ) -> None:
     check_output_paths((output, "-o"), (html, "--html"), (markdown, "--markdown"))
@@ -265,9 +284,10 @@ def _analyze(
 
         check_adapter(adapter)
     preflight([model], config)
+    prefetch_html(html, static)
     # No `with`: the process ends right after, and releasing the model first would only cost time.
     result = ModelAnalyzer.load(model, adapter=adapter, precision=precision).run(prompt, config)
-    emit(result, output=output, html=html, markdown=markdown, static=static, quiet=quiet)
+    emit(result, output=output, html=html, markdown=markdown, static=static, quiet=quiet, timings=timings)
 
 
 def emit(
@@ -279,9 +299,11 @@ def emit(
     static: bool,
     quiet: bool,
     junit: str | None = None,
+    timings: bool = False,
 ) -> None:
     """Render every requested file, write them all or none, append the Markdown to
-    ``$GITHUB_STEP_SUMMARY`` (best effort), then print the text view."""
+    ``$GITHUB_STEP_SUMMARY`` (best effort), then print the text view. The HTML and Markdown show timings only
+    with ``timings`` (the JSON and the text view always do)."""
     from .render.files import render_report_files
     from .result import ComparisonResult, SuiteResult, write_files_atomic
 
@@ -292,7 +314,7 @@ def emit(
         from .suites.junit import render_junit
 
         files[junit] = render_junit(result).encode("utf-8")
-    files.update(render_report_files(result, html_path=html, markdown_path=markdown, static=static))
+    files.update(render_report_files(result, html_path=html, markdown_path=markdown, static=static, timings=timings))
     write_files_atomic(files)
     if markdown:
         append_step_summary(files[markdown].decode("utf-8"))
@@ -385,6 +407,7 @@ def _compare(
     html: str | None,
     markdown: str | None,
     static: bool,
+    timings: bool,
     quiet: bool,
 ) -> None:
     check_output_paths((output, "-o"), (html, "--html"), (markdown, "--markdown"))
@@ -416,6 +439,7 @@ def _compare(
         config,
         [(embedding_scale1, "--embedding-scale1"), (embedding_scale2, "--embedding-scale2")],
     )
+    prefetch_html(html, static)
     comparison = compare_models(
         model1,
         model2,
@@ -428,7 +452,7 @@ def _compare(
         attribution=attribution,
         change_map=bool(output or html or markdown),
     )
-    emit(comparison, output=output, html=html, markdown=markdown, static=static, quiet=quiet)
+    emit(comparison, output=output, html=html, markdown=markdown, static=static, quiet=quiet, timings=timings)
 
 
 @introspect.command(context_settings=CONTEXT)
@@ -487,6 +511,7 @@ def _suite(
     html: str | None,
     markdown: str | None,
     static: bool,
+    timings: bool,
     quiet: bool,
 ) -> int:
     from .suites.spec import load_suite
@@ -523,6 +548,7 @@ def _suite(
 
     lens = lens or spec.lens or "logit"
     preflight(models, AnalysisConfig(top_k=1, lens=lens), list(zip(scales, options)))
+    prefetch_html(html, static)
 
     from .suites.runner import run_suite
 
@@ -540,7 +566,7 @@ def _suite(
             lens=lens,
             attribution=attribution,
         )
-    emit(result, output=output, html=html, markdown=markdown, static=static, quiet=quiet, junit=junit)
+    emit(result, output=output, html=html, markdown=markdown, static=static, quiet=quiet, junit=junit, timings=timings)
     status = result.status
     return 2 if status == "error" else 1 if status == "failed" else 0
 
@@ -560,8 +586,9 @@ def report() -> None:
     help="Write a Markdown report (also appended to $GITHUB_STEP_SUMMARY when set).",
 )
 @click.option("--static", is_flag=True, help="HTML without scripts (static SVG charts only).")
+@TIMINGS_OPTION
 @click.option("-q", "--quiet", is_flag=True, help="Do not print the text report.")
-def render(source: str, html: str | None, markdown: str | None, static: bool, quiet: bool) -> None:
+def render(source: str, html: str | None, markdown: str | None, static: bool, timings: bool, quiet: bool) -> None:
     """Render a saved result (an -o JSON, or a report HTML) as HTML, Markdown and text."""
 
     def body() -> None:
@@ -573,7 +600,7 @@ def render(source: str, html: str | None, markdown: str | None, static: bool, qu
         from .render import load_result_file
 
         result = load_result_file(source)
-        emit(result, output=None, html=html, markdown=markdown, static=static, quiet=quiet)
+        emit(result, output=None, html=html, markdown=markdown, static=static, quiet=quiet, timings=timings)
 
     run_guarded(body)
 
