@@ -116,9 +116,9 @@ def parse_layers(text: str | None) -> list[int] | None:
     return layers
 
 
-def preflight(models: list[str], config: Any, scales: Sequence[tuple[float | None, str]] = ()) -> None:
+def preflight(models: list[str], config: Any, scales: Sequence[tuple[float | None, str]] = ()) -> list[int]:
     """Everything that needs no weights, before any model loads: the settings, each model found,
-    layer indices and ``--top-k`` against each model's header or config."""
+    layer indices and ``--top-k`` against each model's header or config. Returns each model's number of layers."""
     from .api import LENS_KINDS, check_embedding_scale
     from .models.resolve import model_dimensions, resolve_model
 
@@ -129,12 +129,32 @@ def preflight(models: list[str], config: Any, scales: Sequence[tuple[float | Non
         from .lenses import Lens
 
         Lens.load(config.lens)
+    depths = []
     for n, model_id in enumerate(models, start=1):
         try:
             num_layers, vocab_size = model_dimensions(resolve_model(model_id))
             config.validate(num_layers, vocab_size)
         except LazarusError as exc:
             raise LazarusError(f"model {n} ({model_id}): {exc}" if len(models) > 1 else str(exc)) from None
+        depths.append(num_layers)
+    return depths
+
+
+def limit_grid_to_heatmap(config: Any, depths: list[int], *, output: str | None, html: str | None, two: bool) -> None:
+    """--html without -o: the grid only at the last positions the HTML heatmap shows (the JSON's grid covers
+    every position, so with -o the whole grid is computed; the Markdown and the terminal show no grid)."""
+    if not html or output:
+        return
+    from .api import select_layers
+    from .render.report_model import COMPARE_HEATMAP_MAX_CELLS, HEATMAP_MAX_CELLS, heatmap_positions
+
+    cells = COMPARE_HEATMAP_MAX_CELLS if two else HEATMAP_MAX_CELLS
+    config.grid_last_positions = max(
+        heatmap_positions(
+            len(select_layers(config.layer_strategy, depth, config.layer_step, config.custom_layers)), cells
+        )
+        for depth in depths
+    )
 
 
 def lens_option(default: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
@@ -283,7 +303,8 @@ def _analyze(
         from .models.adapters import check_adapter
 
         check_adapter(adapter)
-    preflight([model], config)
+    depths = preflight([model], config)
+    limit_grid_to_heatmap(config, depths, output=output, html=html, two=False)
     prefetch_html(html, static)
     # No `with`: the process ends right after, and releasing the model first would only cost time.
     result = ModelAnalyzer.load(model, adapter=adapter, precision=precision).run(prompt, config)
@@ -434,11 +455,12 @@ def _compare(
             from .models.adapters import check_adapter
 
             check_adapter(adapter)
-    preflight(
+    depths = preflight(
         [model1, model2],
         config,
         [(embedding_scale1, "--embedding-scale1"), (embedding_scale2, "--embedding-scale2")],
     )
+    limit_grid_to_heatmap(config, depths, output=output, html=html, two=True)
     prefetch_html(html, static)
     comparison = compare_models(
         model1,
