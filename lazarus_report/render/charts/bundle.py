@@ -10,7 +10,8 @@ following the rules of every lazarus cache (``models/cache.py``):
 * ``<name>.js`` holds the bundle, ``<name>.json`` records its key and sha256; both are written atomically, the
   record last, so a half-written pair never verifies;
 * every read checks the sha256; a damaged or unreadable entry is discarded with a warning and rebuilt;
-* one process builds an entry at a time (the others wait on the lock, then read it);
+* one process builds an entry at a time (the others wait on the lock, then read it); the builder removes
+  the temporary files a killed write left;
 * a cache directory that cannot be written only costs the next run a rebuild.
 
 Only vl-convert is imported here (no Altair): the caller passes the Vega-Lite version.
@@ -99,7 +100,7 @@ def _read_entry(cache_dir: Path, name: str, source: dict[str, Any], *, warn: boo
     js_path, record_path = _paths(cache_dir, name)
     try:
         raw_record = record_path.read_bytes()
-    except FileNotFoundError:
+    except (FileNotFoundError, NotADirectoryError):  # no entry (or no cache directory at all)
         return None
     except OSError as exc:
         return _discard(js_path, f"its record cannot be read: {exc.strerror or exc}", warn)
@@ -138,6 +139,9 @@ def _store_entry(cache_dir: Path, name: str, source: dict[str, Any], bundle: str
     data = bundle.encode("utf-8")
     record = {"source": source, "sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data)}
     cache_dir.mkdir(parents=True, exist_ok=True)
+    # Temporaries of a write that was killed (this entry's lock is held: no other write of it is under way).
+    for stale in cache_dir.glob(f".{name}.*.tmp"):
+        stale.unlink(missing_ok=True)
     # The bundle first, its record last: a write killed in between leaves a record-less bundle (ignored, rewritten).
     write_bytes_atomic(js_path, data)
     write_bytes_atomic(record_path, json.dumps(record, sort_keys=True).encode("utf-8"))
