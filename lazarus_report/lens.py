@@ -38,6 +38,8 @@ mx = import_mlx()
 
 # Bytes of [rows, V] float32 logits produced by one head matmul in the grid (bounded memory).
 GRID_BUDGET_BYTES = 48 * 2**20
+# The grid's head matmuls have at least this many rows (see ``_grid_logits``).
+GRID_MIN_ROWS = 8
 # Rows per numpy statistics block: small enough to stay in the CPU cache.
 STATS_BLOCK_ROWS = 32
 
@@ -318,10 +320,10 @@ def position_grid(
             sel: Any = slice(wanted[start], wanted[stop - 1] + 1)
         else:
             sel = mx.array(wanted[start:stop], dtype=mx.int32)
-        final = FinalReference.of(head_logits_np(parts, final_hidden[sel]))
+        final = FinalReference.of(_grid_logits(parts, final_hidden[sel]))
         for g0 in range(0, n_layers, layer_group):
             g1 = min(n_layers, g0 + layer_group)
-            z = head_logits_np(parts, mx.concatenate([hidden[i][sel] for i in range(g0, g1)], axis=0))
+            z = _grid_logits(parts, mx.concatenate([hidden[i][sel] for i in range(g0, g1)], axis=0))
             c = stop - start
             for j in range(g1 - g0):
                 st = row_stats(z[j * c : (j + 1) * c], top_k, final)
@@ -342,6 +344,17 @@ def position_grid(
         kl_to_final=rounded(kl.tolist()),
         top_k_ids=top_ids.tolist() if top_k > 1 else None,
     )
+
+
+def _grid_logits(parts: LensParts, hidden: Any) -> np.ndarray:
+    """``head_logits_np`` over at least ``GRID_MIN_ROWS`` rows (padded with copies of the first): BLAS takes
+    other kernels, with other rounding, for a matrix of very few rows (OpenBLAS here: 1-3 rows differ in the
+    last bit from the same rows among more), and a grid's values must not depend on how many positions it covers."""
+    n = hidden.shape[0]
+    if n < GRID_MIN_ROWS:
+        pad = mx.broadcast_to(hidden[:1], (GRID_MIN_ROWS - n, hidden.shape[1]))
+        return head_logits_np(parts, mx.concatenate([hidden, pad], axis=0))[:n]
+    return head_logits_np(parts, hidden)
 
 
 def position_log_probs(
