@@ -21,7 +21,6 @@ import platform
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from importlib import metadata
 from typing import TYPE_CHECKING, Any
 
 from .errors import LazarusError
@@ -144,10 +143,38 @@ def _check_length(loaded: LoadedModel, n_tokens: int) -> None:
         )
 
 
+# Where an imported module states its distribution's version: read there, ``importlib.metadata`` (whose
+# import, with the ``email`` package it needs, costs 30-50 ms) is only the fallback.
+_VERSION_MODULES = {
+    "lazarus-report": "lazarus_report",
+    "mlx": "mlx.core",
+    "mlx-lm": "mlx_lm._version",
+    "tokenizers": "tokenizers",
+}
+
+
 def versions() -> dict[str, str]:
     """Python, platform and the versions of the packages that shape a result."""
+    import sys
+
     out = {"python": platform.python_version(), "platform": f"{platform.system()} {platform.machine()}"}
-    for dist in ("lazarus-report", "mlx", "mlx-lm", "tokenizers"):
+    for dist, module_name in _VERSION_MODULES.items():
+        package = module_name.split(".")[0]
+        module = sys.modules.get(module_name)
+        if module is None and package in sys.modules and package != module_name:
+            # mlx_lm._version imports nothing (with mlx-lm's package, real or light, already loaded)
+            import importlib
+
+            try:
+                module = importlib.import_module(module_name)
+            except ImportError:
+                module = None
+        version = getattr(module, "__version__", None)
+        if isinstance(version, str):
+            out[dist] = version
+            continue
+        from importlib import metadata
+
         try:
             out[dist] = metadata.version(dist)
         except metadata.PackageNotFoundError:
