@@ -187,13 +187,13 @@ TIMINGS_OPTION = click.option(
 )
 
 
-def prefetch_html(html: str | None, static: bool) -> None:
-    """With --html, start loading what the report needs (charts code, vl-convert, the Vega bundle) on a
-    background thread while the model loads and runs."""
+def prefetch_html(html: str | None, static: bool, suite: bool = False) -> None:
+    """With --html, start loading what the report needs (charts code, vl-convert, templates, the Vega bundle)
+    on a background thread while the model loads and runs."""
     if html:
         from .render.prefetch import start_html_prefetch
 
-        start_html_prefetch(static=static)
+        start_html_prefetch(static=static, suite=suite)
 
 
 def output_options(fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -583,7 +583,7 @@ def _suite(
 
     lens = lens or spec.lens or "logit"
     preflight(models, AnalysisConfig(top_k=1, lens=lens), list(zip(scales, options)))
-    prefetch_html(html, static)
+    prefetch_html(html, static, suite=True)
 
     from .suites.runner import run_suite
 
