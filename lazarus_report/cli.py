@@ -116,9 +116,10 @@ def parse_layers(text: str | None) -> list[int] | None:
     return layers
 
 
-def preflight(models: list[str], config: Any, scales: Sequence[tuple[float | None, str]] = ()) -> list[int]:
+def preflight(models: list[str], config: Any, scales: Sequence[tuple[float | None, str]] = ()) -> list[int | None]:
     """Everything that needs no weights, before any model loads: the settings, each model found,
-    layer indices and ``--top-k`` against each model's header or config. Returns each model's number of layers."""
+    layer indices and ``--top-k`` against each model's header or config. Returns each model's number of layers
+    (None where its header or config does not say)."""
     from .api import LENS_KINDS, check_embedding_scale
     from .models.resolve import model_dimensions, resolve_model
 
@@ -129,7 +130,7 @@ def preflight(models: list[str], config: Any, scales: Sequence[tuple[float | Non
         from .lenses import Lens
 
         Lens.load(config.lens)
-    depths = []
+    depths: list[int | None] = []
     for n, model_id in enumerate(models, start=1):
         try:
             num_layers, vocab_size = model_dimensions(resolve_model(model_id))
@@ -140,10 +141,13 @@ def preflight(models: list[str], config: Any, scales: Sequence[tuple[float | Non
     return depths
 
 
-def limit_grid_to_heatmap(config: Any, depths: list[int], *, output: str | None, html: str | None, two: bool) -> None:
+def limit_grid_to_heatmap(
+    config: Any, depths: list[int | None], *, output: str | None, html: str | None, two: bool
+) -> None:
     """--html without -o: the grid only at the last positions the HTML heatmap shows (the JSON's grid covers
-    every position, so with -o the whole grid is computed; the Markdown and the terminal show no grid)."""
-    if not html or output:
+    every position, so with -o the whole grid is computed; the Markdown and the terminal show no grid).
+    A model whose depth is unknown before loading keeps the whole grid."""
+    if not html or output or any(depth is None for depth in depths):
         return
     from .api import select_layers
     from .render.report_model import COMPARE_HEATMAP_MAX_CELLS, HEATMAP_MAX_CELLS, heatmap_positions
@@ -154,6 +158,7 @@ def limit_grid_to_heatmap(config: Any, depths: list[int], *, output: str | None,
             len(select_layers(config.layer_strategy, depth, config.layer_step, config.custom_layers)), cells
         )
         for depth in depths
+        if depth is not None
     )
 
 
