@@ -124,7 +124,8 @@ def _read_entry(cache_dir: Path, name: str, source: dict[str, Any], *, warn: boo
         return _discard(js_path, "the bundle is not UTF-8", warn)
 
 
-def _discard(js_path: Path, reason: str, warn: bool) -> None:
+def _discard(js_path: Path, reason: str, warn: bool) -> str | None:
+    """No bundle from this entry (None), said once as a warning."""
     if warn:
         from lazarus_report.models.cache import warn_cache_discarded
 
