@@ -792,6 +792,12 @@ def main() -> None:
         "0.2-0.25 s; imports ~0.15 s. The published lazarus takes 3.7 s for the same command.",
         "- `compare` (1.6-2.4 s across runs against 2.0 s): two full loads (each as above); base vs fine-tuned skips the second "
         "load but imports mlx-lm's LoRA code, which imports transformers (~0.9 s, started in the background).",
+        "- `analyze --html` beyond the text run (cProfile, main thread): building the Altair specs is the largest part "
+        "(`alt.layer`/`vconcat` deep-copy every sub-chart: about half of it), then the grid at the 12 positions the "
+        "heatmap shows; the Altair import, template compilation, vl-convert's engine start and the Vega bundle "
+        "(disk cache) run on a background thread during the model work. `compare --html` adds a second lens run, "
+        "grids over every position (the change map needs their distributions), the change map's float64 JS "
+        "divergences and the comparison charts' deep copies.",
         "- Grid memory at 1024 tokens (missed in every run): MLX's own peak is the model + 187 MB (attention scores and the captured "
         "hidden states of the forward pass; the grid itself is chunked to 48 MB of logits). Process RSS adds "
         "~90 MB of libraries and tokenizer loaded with the model and OpenBLAS's per-thread buffers. Chunked "
