@@ -392,6 +392,6 @@ def reverse_patching(loaded1: LoadedModel, run1: LensRun, run2: LensRun, attribu
         attribution,
         layers=layers,
         passes=attribution.passes + runner.passes,
-        seconds=round(attribution.seconds + time.perf_counter() - start, 4),
+        seconds=round((attribution.seconds or 0.0) + time.perf_counter() - start, 4),
         notes=notes,
     )

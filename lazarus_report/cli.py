@@ -121,9 +121,10 @@ def parse_layers(text: str | None) -> list[int] | None:
     return layers
 
 
-def preflight(models: list[str], config: Any, scales: Sequence[tuple[float | None, str]] = ()) -> None:
+def preflight(models: list[str], config: Any, scales: Sequence[tuple[float | None, str]] = ()) -> list[int | None]:
     """Everything that needs no weights, before any model loads: the settings, each model found,
-    layer indices and ``--top-k`` against each model's header or config."""
+    layer indices and ``--top-k`` against each model's header or config. Returns each model's number of layers
+    (None where its header or config does not say)."""
     from .api import LENS_KINDS, check_embedding_scale
     from .models.resolve import model_dimensions, resolve_model
 
@@ -134,12 +135,36 @@ def preflight(models: list[str], config: Any, scales: Sequence[tuple[float | Non
         from .lenses import Lens
 
         Lens.load(config.lens)
+    depths: list[int | None] = []
     for n, model_id in enumerate(models, start=1):
         try:
             num_layers, vocab_size = model_dimensions(resolve_model(model_id))
             config.validate(num_layers, vocab_size)
         except LazarusError as exc:
             raise LazarusError(f"model {n} ({model_id}): {exc}" if len(models) > 1 else str(exc)) from None
+        depths.append(num_layers)
+    return depths
+
+
+def limit_grid_to_heatmap(
+    config: Any, depths: list[int | None], *, output: str | None, html: str | None, two: bool
+) -> None:
+    """--html without -o: the grid only at the last positions the HTML heatmap shows (the JSON's grid covers
+    every position, so with -o the whole grid is computed; the Markdown and the terminal show no grid).
+    A model whose depth is unknown before loading keeps the whole grid."""
+    if not html or output or any(depth is None for depth in depths):
+        return
+    from .api import select_layers
+    from .render.report_model import COMPARE_HEATMAP_MAX_CELLS, HEATMAP_MAX_CELLS, heatmap_positions
+
+    cells = COMPARE_HEATMAP_MAX_CELLS if two else HEATMAP_MAX_CELLS
+    config.grid_last_positions = max(
+        heatmap_positions(
+            len(select_layers(config.layer_strategy, depth, config.layer_step, config.custom_layers)), cells
+        )
+        for depth in depths
+        if depth is not None
+    )
 
 
 def distributed_option(fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -190,6 +215,23 @@ def introspect() -> None:
     """Look inside a model: analyze one, compare two, run a suite of prompts."""
 
 
+TIMINGS_OPTION = click.option(
+    "--timings",
+    is_flag=True,
+    help="Show load and run times in the HTML and Markdown reports (without it, the same analysis writes "
+    "the same bytes every run; -o JSON always has them).",
+)
+
+
+def prefetch_html(html: str | None, static: bool, suite: bool = False) -> None:
+    """With --html, start loading what the report needs (charts code, vl-convert, templates, the Vega bundle)
+    on a background thread while the model loads and runs."""
+    if html:
+        from .render.prefetch import start_html_prefetch
+
+        start_html_prefetch(static=static, suite=suite)
+
+
 def output_options(fn: Callable[..., Any]) -> Callable[..., Any]:
     for decorator in reversed(
         [
@@ -202,6 +244,7 @@ def output_options(fn: Callable[..., Any]) -> Callable[..., Any]:
                 help="Write a Markdown report (also appended to $GITHUB_STEP_SUMMARY when set).",
             ),
             click.option("--static", is_flag=True, help="HTML without scripts (static SVG charts only)."),
+            TIMINGS_OPTION,
             click.option("-q", "--quiet", is_flag=True, help="Do not print the text report."),
         ]
     ):
@@ -266,6 +309,7 @@ def _analyze(
     html: str | None,
     markdown: str | None,
     static: bool,
+    timings: bool,
     quiet: bool,
 ) -> None:
     check_output_paths((output, "-o"), (html, "--html"), (markdown, "--markdown"))
@@ -297,10 +341,25 @@ def _analyze(
         from .models.adapters import check_adapter
 
         check_adapter(adapter)
-    preflight([model], config)
+    depths = preflight([model], config)
+    limit_grid_to_heatmap(config, depths, output=output, html=html, two=False)
+    prefetch_html(html, static)
     # No `with`: the process ends right after, and releasing the model first would only cost time.
-    result = ModelAnalyzer.load(model, adapter=adapter, precision=precision).run(prompt, config)
-    emit(result, output=output, html=html, markdown=markdown, static=static, quiet=quiet)
+    analyzer = ModelAnalyzer.load(model, adapter=adapter, precision=precision)
+    result = analyzer.run(prompt, config)
+    keep_until_exit(analyzer)
+    emit(result, output=output, html=html, markdown=markdown, static=static, quiet=quiet, timings=timings)
+
+
+_FAST_EXIT = False  # set by ``entry``: the process leaves with os._exit, nothing is torn down
+_KEPT: list[Any] = []
+
+
+def keep_until_exit(obj: Any) -> None:
+    """Under ``entry`` keep ``obj`` (a loaded model) alive: freeing a model's arrays costs 60-140 ms that
+    the exit would spare. In-process callers of ``main`` (tests) free it as usual."""
+    if _FAST_EXIT:
+        _KEPT.append(obj)
 
 
 def emit(
@@ -312,9 +371,11 @@ def emit(
     static: bool,
     quiet: bool,
     junit: str | None = None,
+    timings: bool = False,
 ) -> None:
     """Render every requested file, write them all or none, append the Markdown to
-    ``$GITHUB_STEP_SUMMARY`` (best effort), then print the text view. Under ``mlx.launch`` only rank 0 does."""
+    ``$GITHUB_STEP_SUMMARY`` (best effort), then print the text view. Under ``mlx.launch`` only rank 0 does.
+    The HTML and Markdown show timings only with ``timings`` (the JSON and the text view always do)."""
     if not is_output_rank():
         return
     from .render.files import render_report_files
@@ -327,7 +388,7 @@ def emit(
         from .suites.junit import render_junit
 
         files[junit] = render_junit(result).encode("utf-8")
-    files.update(render_report_files(result, html_path=html, markdown_path=markdown, static=static))
+    files.update(render_report_files(result, html_path=html, markdown_path=markdown, static=static, timings=timings))
     write_files_atomic(files)
     if markdown:
         append_step_summary(files[markdown].decode("utf-8"))
@@ -421,6 +482,7 @@ def _compare(
     html: str | None,
     markdown: str | None,
     static: bool,
+    timings: bool,
     quiet: bool,
 ) -> None:
     check_output_paths((output, "-o"), (html, "--html"), (markdown, "--markdown"))
@@ -447,11 +509,13 @@ def _compare(
             from .models.adapters import check_adapter
 
             check_adapter(adapter)
-    preflight(
+    depths = preflight(
         [model1, model2],
         config,
         [(embedding_scale1, "--embedding-scale1"), (embedding_scale2, "--embedding-scale2")],
     )
+    limit_grid_to_heatmap(config, depths, output=output, html=html, two=True)
+    prefetch_html(html, static)
     comparison = compare_models(
         model1,
         model2,
@@ -464,7 +528,7 @@ def _compare(
         attribution=attribution,
         change_map=bool(output or html or markdown) and is_output_rank(),
     )
-    emit(comparison, output=output, html=html, markdown=markdown, static=static, quiet=quiet)
+    emit(comparison, output=output, html=html, markdown=markdown, static=static, quiet=quiet, timings=timings)
 
 
 @introspect.command(context_settings=CONTEXT)
@@ -524,6 +588,7 @@ def _suite(
     html: str | None,
     markdown: str | None,
     static: bool,
+    timings: bool,
     quiet: bool,
 ) -> int:
     from .suites.spec import load_suite
@@ -560,6 +625,7 @@ def _suite(
 
     lens = lens or spec.lens or "logit"
     preflight(models, AnalysisConfig(top_k=1, lens=lens), list(zip(scales, options)))
+    prefetch_html(html, static, suite=True)
 
     from .suites.runner import run_suite
 
@@ -577,7 +643,7 @@ def _suite(
             lens=lens,
             attribution=attribution,
         )
-    emit(result, output=output, html=html, markdown=markdown, static=static, quiet=quiet, junit=junit)
+    emit(result, output=output, html=html, markdown=markdown, static=static, quiet=quiet, junit=junit, timings=timings)
     status = result.status
     return 2 if status == "error" else 1 if status == "failed" else 0
 
@@ -597,8 +663,9 @@ def report() -> None:
     help="Write a Markdown report (also appended to $GITHUB_STEP_SUMMARY when set).",
 )
 @click.option("--static", is_flag=True, help="HTML without scripts (static SVG charts only).")
+@TIMINGS_OPTION
 @click.option("-q", "--quiet", is_flag=True, help="Do not print the text report.")
-def render(source: str, html: str | None, markdown: str | None, static: bool, quiet: bool) -> None:
+def render(source: str, html: str | None, markdown: str | None, static: bool, timings: bool, quiet: bool) -> None:
     """Render a saved result (an -o JSON, or a report HTML) as HTML, Markdown and text."""
 
     def body() -> None:
@@ -610,7 +677,7 @@ def render(source: str, html: str | None, markdown: str | None, static: bool, qu
         from .render import load_result_file
 
         result = load_result_file(source)
-        emit(result, output=None, html=html, markdown=markdown, static=static, quiet=quiet)
+        emit(result, output=None, html=html, markdown=markdown, static=static, quiet=quiet, timings=timings)
 
     run_guarded(body)
 
@@ -628,6 +695,8 @@ def entry() -> None:
     the operating system reclaims the memory at once. Output is flushed first; files were already
     written atomically. (Tests that call ``main`` in-process are unaffected.)
     """
+    global _FAST_EXIT
+    _FAST_EXIT = True
     code = 0
     try:
         main(standalone_mode=False)

@@ -517,7 +517,7 @@ class Attribution:
     tracked: list[str]  # tracked strings, aligned with ``LayerAttribution.tracked_probs``
     tracked_probs: list[list[float]]  # [model][tracked]: final probs without intervention
     passes: int  # forward passes the attribution ran (partial ones included)
-    seconds: float
+    seconds: float | None  # None in a report written without --timings (see ``without_timings``)
     notes: list[str]
 
 
@@ -754,6 +754,34 @@ class _SuiteFields:
     timings: dict[str, float]
     versions: dict[str, str]
     schema_version: int = SCHEMA_VERSION
+
+
+def without_timings(result: Any) -> Any:
+    """The result with every wall-clock measurement removed, for reports that must be byte-identical from run
+    to run (HTML and Markdown without ``--timings``): analyses' ``timings`` and a comparison's or suite's
+    ``load_seconds`` become empty, a suite's ``timings`` too, an attribution's ``seconds`` None. Everything
+    else (the numbers of the analysis) is kept. Any other value is returned as it is."""
+    if isinstance(result, AnalysisResult):
+        return dataclasses.replace(result, timings={})
+    if isinstance(result, ComparisonResult):
+        attribution = result.attribution
+        if attribution is not None:
+            attribution = dataclasses.replace(attribution, seconds=None)
+        return dataclasses.replace(
+            result,
+            results=[without_timings(r) for r in result.results],
+            load_seconds=[],
+            attribution=attribution,
+        )
+    if isinstance(result, SuiteResult):
+        cases = [
+            dataclasses.replace(
+                case, analysis=without_timings(case.analysis), comparison=without_timings(case.comparison)
+            )
+            for case in result.cases
+        ]
+        return dataclasses.replace(result, cases=cases, load_seconds=[], timings={})
+    return result
 
 
 def _nested(cls: Any, data: Any, where: str) -> Any:
