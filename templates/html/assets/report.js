@@ -1,12 +1,44 @@
 // Upgrade each static SVG chart to an interactive vegaEmbed chart. If anything fails the SVG stays.
 // A chart inside a closed <details> is drawn when it is opened. A spec may be stored as a patch of
 // another (suite reports: {"lazarus-patch": {"base": <script id>, "ops": [[path, value] | [path], ...]}}).
+// A chart wider than its box is laid out again rather than scaled down (scaling shrank its text to ~5 px
+// on a phone): side-by-side panels stack, plot widths shrink, text keeps its size. A dark page gets
+// dark charts.
 (function () {
   "use strict";
+  // Printing opens the closed parts, except passing suite cases (they stay one line each on paper).
   window.addEventListener("beforeprint", function () {
-    document.querySelectorAll("details").forEach(function (d) { d.open = true; });
+    document.querySelectorAll("details:not([open])").forEach(function (d) {
+      var passing = d.closest("details.case[data-status='passed'], details.case[data-status='skipped']");
+      if (!passing && !d.classList.contains("model-details")) { d.open = true; d.setAttribute("data-print-opened", ""); }
+    });
+  });
+  window.addEventListener("afterprint", function () {
+    document.querySelectorAll("details[data-print-opened]").forEach(function (d) {
+      d.open = false;
+      d.removeAttribute("data-print-opened");
+    });
   });
   if (typeof window.vegaEmbed !== "function") { return; }
+
+  var DARK = window.matchMedia && window.matchMedia("(prefers-color-scheme: dark)").matches;
+  var FG = "#e6e9ee", MUTED = "#aab3bf", GRID = "#2c333c";
+  var DARK_CONFIG = {
+    background: "#1b1f25",
+    axis: { labelColor: MUTED, titleColor: FG, gridColor: GRID, domainColor: "#5b6470", tickColor: "#5b6470" },
+    legend: { labelColor: MUTED, titleColor: FG },
+    header: { labelColor: MUTED, titleColor: FG },
+    title: { color: FG, subtitleColor: MUTED },
+    view: { stroke: "#3a424d" },
+    text: { color: FG },
+    rule: { color: MUTED }
+  };
+  // Neutral greys the specs set on marks, and their dark-page counterparts (data colours stay).
+  var DARK_MARK_COLORS = {
+    "#1a1a1a": FG, "#333333": "#c9d1d9", "#888888": "#9aa4b1", "#aaaaaa": "#6b7480",
+    "#cccccc": "#4a525c", "#eeeeee": "#262c34", "#e6e6e6": GRID, "black": FG, "white": "#1b1f25"
+  };
+  var COMPOSED = ["layer", "hconcat", "vconcat", "concat"];
 
   function readSpec(source) {
     var spec = JSON.parse(source.textContent);
@@ -23,6 +55,113 @@
     return spec;
   }
 
+  // Every view of a spec (the spec itself, its layers and concatenated parts), depth first.
+  function eachView(node, visit) {
+    if (!node || typeof node !== "object") { return; }
+    visit(node);
+    COMPOSED.forEach(function (key) {
+      if (Array.isArray(node[key])) { node[key].forEach(function (child) { eachView(child, visit); }); }
+    });
+    if (node.spec) { eachView(node.spec, visit); }
+  }
+
+  function darken(spec) {
+    var config = spec.config || {};
+    Object.keys(DARK_CONFIG).forEach(function (key) {
+      var value = DARK_CONFIG[key];
+      config[key] = typeof value === "object" ? Object.assign({}, config[key] || {}, value) : value;
+    });
+    spec.config = config;
+    eachView(spec, function (view) {
+      var mark = view.mark;
+      if (!mark || typeof mark !== "object") { return; }
+      ["color", "fill", "stroke"].forEach(function (key) {
+        var value = typeof mark[key] === "string" ? mark[key].toLowerCase() : null;
+        if (value && DARK_MARK_COLORS[value]) { mark[key] = DARK_MARK_COLORS[value]; }
+      });
+    });
+    return spec;
+  }
+
+  // The width the plots of a view take side by side (hconcat adds up, vconcat and layers take the widest).
+  function plotWidth(node) {
+    if (!node || typeof node !== "object") { return 0; }
+    var sum = function (list) { return list.reduce(function (a, c) { return a + plotWidth(c); }, 0); };
+    var max = function (list) { return list.reduce(function (a, c) { return Math.max(a, plotWidth(c)); }, 0); };
+    if (Array.isArray(node.hconcat)) { return sum(node.hconcat); }
+    if (Array.isArray(node.vconcat)) { return max(node.vconcat); }
+    if (Array.isArray(node.concat)) { return max(node.concat); }
+    if (typeof node.width === "number") { return node.width; }
+    return Array.isArray(node.layer) ? max(node.layer) : 0;
+  }
+
+  // Narrower plots: view widths, and the text limits that were sized to them (heatmap cells, panel titles).
+  function shrink(spec, factor) {
+    eachView(spec, function (view) {
+      if (typeof view.width === "number") { view.width = Math.round(view.width * factor); }
+      [view.mark, view.title].forEach(function (part) {
+        if (part && typeof part === "object" && typeof part.limit === "number") {
+          part.limit = Math.max(14, Math.round(part.limit * factor));
+        }
+      });
+    });
+    return spec;
+  }
+
+  // Legends under the plot instead of beside it (a legend's labels can be as wide as a phone's plot).
+  function legendsBelow(spec) {
+    spec.config = spec.config || {};
+    spec.config.legend = Object.assign({}, spec.config.legend || {}, {
+      orient: "bottom", direction: "vertical", layout: { bottom: { direction: "vertical", anchor: "start" } }
+    });
+    eachView(spec, function (view) {
+      var encoding = view.encoding || {};
+      Object.keys(encoding).forEach(function (channel) {
+        var legend = encoding[channel] && encoding[channel].legend;
+        if (legend && typeof legend === "object") { legend.orient = "bottom"; legend.direction = "vertical"; }
+      });
+    });
+    return spec;
+  }
+
+  function embed(live, spec) {
+    return window.vegaEmbed(live, spec, { renderer: "svg", actions: false }).then(function (result) {
+      var svg = live.querySelector("svg");
+      return { result: result, width: svg ? parseFloat(svg.getAttribute("width")) || 0 : 0 };
+    });
+  }
+
+  // Render; while the chart is wider than its box, lay it out again: stack side-by-side panels, put wide
+  // legends below, then shrink the plots (down to a floor, past which the chart box scrolls sideways).
+  function fitted(fig, live, spec) {
+    var fit = fig.querySelector(".chart-body.fit") !== null;
+    var room = fig.getBoundingClientRect().width - 18;  // the chart box's padding and border
+    var target = fit ? room : room * 1.3;  // a heatmap may scroll a little: its cell text needs room
+    var floor = fit ? 0.4 : 0.5;
+    var tries = 0, moved = false;
+    function attempt(current, drawn) {
+      if (drawn.width <= target + 1 || room <= 0 || tries >= 3) { return drawn; }
+      tries += 1;
+      var next = JSON.parse(JSON.stringify(current));
+      if (Array.isArray(next.hconcat)) {
+        next.vconcat = next.hconcat;
+        delete next.hconcat;
+      } else if (!moved && drawn.width - plotWidth(next) > room * 0.3) {
+        moved = true;
+        legendsBelow(next);
+      } else {
+        var plots = plotWidth(next);
+        if (!plots) { return drawn; }
+        var factor = Math.max(floor, (target - (drawn.width - plots)) / plots);
+        if (factor >= 0.99) { return drawn; }
+        shrink(next, factor);
+      }
+      drawn.result.finalize();
+      return embed(live, next).then(function (again) { return attempt(next, again); });
+    }
+    return embed(live, spec).then(function (drawn) { return attempt(spec, drawn); });
+  }
+
   function draw(fig) {
     var source = document.getElementById(fig.getAttribute("data-spec"));
     var live = fig.querySelector(".chart-live");
@@ -30,7 +169,8 @@
     if (!source || !live) { return; }
     var spec;
     try { spec = readSpec(source); } catch (err) { console.warn("chart spec unreadable", err); return; }
-    window.vegaEmbed(live, spec, { renderer: "svg", actions: false }).then(function () {
+    if (DARK) { darken(spec); }
+    fitted(fig, live, spec).then(function () {
       live.hidden = false;
       if (still) { still.remove(); }
       fig.classList.add("is-live");
