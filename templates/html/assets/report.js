@@ -24,7 +24,7 @@
   var DARK = window.matchMedia && window.matchMedia("(prefers-color-scheme: dark)").matches;
   var FG = "#e6e9ee", MUTED = "#aab3bf", GRID = "#2c333c";
   var DARK_CONFIG = {
-    background: "#1b1f25",
+    background: "#1a1a1a",
     axis: { labelColor: MUTED, titleColor: FG, gridColor: GRID, domainColor: "#5b6470", tickColor: "#5b6470" },
     legend: { labelColor: MUTED, titleColor: FG },
     header: { labelColor: MUTED, titleColor: FG },
@@ -36,7 +36,7 @@
   // Neutral greys the specs set on marks, and their dark-page counterparts (data colours stay).
   var DARK_MARK_COLORS = {
     "#1a1a1a": FG, "#333333": "#c9d1d9", "#888888": "#9aa4b1", "#aaaaaa": "#6b7480",
-    "#cccccc": "#4a525c", "#eeeeee": "#262c34", "#e6e6e6": GRID, "black": FG, "white": "#1b1f25"
+    "#cccccc": "#4a525c", "#eeeeee": "#262c34", "#e6e6e6": GRID, "black": FG, "white": "#1a1a1a"
   };
   var COMPOSED = ["layer", "hconcat", "vconcat", "concat"];
 
