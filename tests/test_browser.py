@@ -541,14 +541,15 @@ def test_static_sample_fits_a_phone(browser_context, sample_files, name):
 
 
 def test_compare_heatmap_panels_stack_on_a_phone(browser_context, sample_files):
-    page, _ = _open(browser_context(width=390, height=844), sample_files["compare-base-vs-weather-adapter"], True)
+    path = sample_files["compare-base-vs-weather-adapter"]
+    page, _ = _open(browser_context(width=390, height=844), path, wait_live=True)
     panels = page.evaluate(
         "Array.from(document.querySelectorAll('#comparison-heatmap .chart-live svg g.mark-group.role-scope'))"
         ".map(g => g.getBoundingClientRect()).filter(r => r.width > 100).map(r => [r.x, r.y, r.width, r.height])"
     )
     assert len(panels) >= 2
     (x1, y1, _, h1), (x2, y2, _, _) = panels[0], panels[1]
-    assert y2 >= y1 + h1 - 1 and abs(x2 - x1) < 5  # model 2 under model 1, not off-screen to the right
+    assert y2 >= y1 + h1 - 1 and abs(x2 - x1) < 40  # model 2 under model 1, not off-screen to the right
     page.locator("#comparison-heatmap").screenshot(path=str(SHOTS / "compare-heatmap-390.png"))
 
 
