@@ -19,6 +19,25 @@
       d.removeAttribute("data-print-opened");
     });
   });
+  // Phone widths show a data table as stacked rows, each cell as "label: value". Small tables carry their
+  // labels in the page; the long per-layer tables get theirs here, from the header row (a suite report
+  // repeats them per case: labels in the file would add a tenth to its size). Without this script those
+  // tables scroll sideways in their box.
+  document.querySelectorAll("table.data:not(.topk):not(.stack)").forEach(function (table) {
+    var head = table.tHead && table.tHead.rows[0];
+    if (!head) { return; }
+    var labels = Array.prototype.map.call(head.cells, function (th) {
+      return th.textContent.replace(/\s+/g, " ").trim();
+    });
+    Array.prototype.forEach.call(table.tBodies, function (body) {
+      Array.prototype.forEach.call(body.rows, function (row) {
+        Array.prototype.forEach.call(row.cells, function (cell, i) {
+          if (labels[i] && !cell.hasAttribute("data-label")) { cell.setAttribute("data-label", labels[i]); }
+        });
+      });
+    });
+    table.classList.add("stack");
+  });
   if (typeof window.vegaEmbed !== "function") { return; }
 
   var DARK = window.matchMedia && window.matchMedia("(prefers-color-scheme: dark)").matches;
