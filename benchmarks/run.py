@@ -604,7 +604,7 @@ def main() -> None:
     parser.add_argument("--suite-reference", metavar="SUITE_FILE")
     parser.add_argument("--models", nargs="+")
     parser.add_argument("--adapters", nargs="+")
-    parser.add_argument("--only", help="run one section: suite")
+    parser.add_argument("--only", help="run one section: suite, layout")
     parser.add_argument(
         "--lens-fits",
         default="smollm2-135m-instruct:linear,smollm2-135m-instruct:tuned,gemma3-270m:linear",
@@ -620,6 +620,11 @@ def main() -> None:
         return
     if args.only == "suite":
         print("\n".join(bench_suite(max(2, args.reps // 2))[0]))
+        return
+    if args.only == "layout":
+        from layout import bench_layout
+
+        print("\n".join(bench_layout()[0]))
         return
 
     from lazarus_report.api import ModelAnalyzer
@@ -722,6 +727,15 @@ def main() -> None:
         "Markdown (and, second column, the HTML report too), process start and imports included. "
         "Target: the suite <= 1.2x the reference.",
         lambda: bench_suite(max(2, args.reps // 2)),
+    )
+    from layout import bench_layout
+
+    section(
+        "Report layout",
+        "The committed samples rendered by this checkout, in headless Chromium (benchmarks/layout.py): widths as "
+        "multiples of the box, every collapsed part open. Targets (issue 13): tables <= 1.00x at 1280 px; at 390 px "
+        "a 390 px page, tables and charts <= 1.35x, no tiny chart text; the 14-case suite <= 12 A4 pages.",
+        bench_layout,
     )
     sections += [
         "## Where the time goes near the limits (profiled, not re-measured by this script)",
