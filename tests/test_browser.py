@@ -637,3 +637,19 @@ def test_dark_mode_charts_are_dark(browser_context, sample_files, static):
         assert background == "rgb(26, 26, 26)" and sum(int(v) for v in re.findall(r"\d+", label)[:3]) > 450
     dark.locator("#comparison-trajectory").screenshot(path=str(SHOTS / f"{name}-chart-dark.png"))
     assert watch.errors == []
+
+
+def test_charts_lay_out_again_when_the_window_changes_width(browser_context, sample_files):
+    path = sample_files["compare-base-vs-weather-adapter"]
+    page, watch = _open(browser_context(width=1280), path, wait_live=True)
+    ratio = (
+        "(() => { const f = document.getElementById('comparison-heatmap');"
+        " return f.querySelector('.chart-live svg').getBoundingClientRect().width / f.getBoundingClientRect().width; })()"
+    )
+    wide = page.evaluate(ratio)
+    assert wide <= 1.0
+    page.set_viewport_size({"width": 390, "height": 844})
+    page.wait_for_function(f"{ratio} <= 1.35", timeout=30_000)  # was 2.7x before it was laid out again
+    page.set_viewport_size({"width": 1280, "height": 900})
+    page.wait_for_function(f"Math.abs({ratio} - {wide}) < 0.02", timeout=30_000)  # back to side by side
+    assert watch.errors == []

@@ -178,8 +178,31 @@
       drawn.result.finalize();
       return embed(live, next).then(function (again) { return attempt(next, again); });
     }
-    return embed(live, spec).then(function (drawn) { return attempt(spec, drawn); });
+    return embed(live, spec).then(function (drawn) { return attempt(spec, drawn); }).then(function (drawn) {
+      drawn.room = room;
+      return drawn;
+    });
   }
+
+  // A chart drawn for one width is laid out again when its box changes much (a phone turned sideways).
+  var shown = [];
+  var pending = null;
+  function refit() {
+    shown.forEach(function (chart) {
+      var room = chart.fig.getBoundingClientRect().width - 18;
+      if (chart.busy || !room || Math.abs(room - chart.drawn.room) < 40) { return; }
+      chart.busy = true;
+      chart.drawn.result.finalize();
+      fitted(chart.fig, chart.live, chart.spec).then(function (drawn) {
+        chart.drawn = drawn;
+        chart.busy = false;
+      }).catch(function (err) { console.warn("chart layout failed", err); });
+    });
+  }
+  window.addEventListener("resize", function () {
+    clearTimeout(pending);
+    pending = setTimeout(refit, 250);
+  });
 
   function draw(fig) {
     var source = document.getElementById(fig.getAttribute("data-spec"));
@@ -189,7 +212,8 @@
     var spec;
     try { spec = readSpec(source); } catch (err) { console.warn("chart spec unreadable", err); return; }
     if (DARK) { darken(spec); }
-    fitted(fig, live, spec).then(function () {
+    fitted(fig, live, spec).then(function (drawn) {
+      shown.push({ fig: fig, live: live, spec: spec, drawn: drawn, busy: false });
       live.hidden = false;
       if (still) { still.remove(); }
       fig.classList.add("is-live");
