@@ -569,17 +569,20 @@ def test_suite_sample_prints_on_at_most_12_a4_pages(browser_context, sample_file
     (SHOTS / "suite-weather-adapter.pdf").write_bytes(pdf)
     pages = len(re.findall(rb"/Type\s*/Page(?![a-zA-Z])", pdf))
     assert 1 < pages <= 12  # it was 35 with every case expanded
-    # The failing cases print in full, the passing ones as one line each; the page returns to how it was.
+    # The failing cases print (all but their per-layer table), the passing ones as one line each; the page
+    # returns to how it was.
     page.emulate_media(media="print")
     page.evaluate("window.dispatchEvent(new Event('beforeprint'))")
     states = page.evaluate(
         "Array.from(document.querySelectorAll('details.case')).map(d => [d.dataset.status, d.open,"
-        " Array.from(d.querySelectorAll('details')).every(inner => inner.open)])"
+        " Array.from(d.querySelectorAll('details:not(.case-layers)')).every(inner => inner.open),"
+        " Array.from(d.querySelectorAll('details.case-layers')).some(inner => inner.open)])"
     )
-    assert {status for status, _, _ in states} == {"passed", "failed"}
-    for status, is_open, inner_open in states:
+    assert {status for status, _, _, _ in states} == {"passed", "failed"}
+    for status, is_open, inner_open, layers_open in states:
         assert is_open == (status == "failed")
         assert inner_open == (status == "failed")
+        assert not layers_open
     arrow = page.evaluate(
         "getComputedStyle(document.querySelector('#cases-table th[aria-sort] button'), '::after').content"
     )
@@ -652,4 +655,14 @@ def test_charts_lay_out_again_when_the_window_changes_width(browser_context, sam
     page.wait_for_function(f"{ratio} <= 1.35", timeout=30_000)  # was 2.7x before it was laid out again
     page.set_viewport_size({"width": 1280, "height": 900})
     page.wait_for_function(f"Math.abs({ratio} - {wide}) < 0.02", timeout=30_000)  # back to side by side
+    assert watch.errors == []
+
+
+@pytest.mark.parametrize("name", ["suite-weather-adapter", "compare-base-vs-weather-adapter-tuned"])
+def test_sample_tables_fit_an_a4_page(browser_context, sample_files, name):
+    # 718 px: A4's 210 mm less the 10 mm side margins, at 96 px per inch (the page's @page rule).
+    page, watch = _open(browser_context(width=718), sample_files[name], wait_live=False)
+    page.emulate_media(media="print")
+    page.evaluate("window.dispatchEvent(new Event('beforeprint'))")
+    assert page.evaluate(TOO_WIDE_TABLES, 1.0) == []  # on paper a table cannot scroll: it would be cut off
     assert watch.errors == []
