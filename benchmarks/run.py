@@ -743,7 +743,9 @@ def main() -> None:
     parser.add_argument("--models", nargs="+")
     parser.add_argument("--adapters", nargs="+")
     parser.add_argument(
-        "--only", choices=["suite", "distributed", "html"], help="run one section (printed, RESULTS.md untouched)"
+        "--only",
+        choices=["suite", "distributed", "html", "layout"],
+        help="run one section (printed, RESULTS.md untouched)",
     )
     parser.add_argument(
         "--lens-fits",
@@ -766,6 +768,11 @@ def main() -> None:
         return
     if args.only == "html":
         print("\n".join(bench_html(args.reps)[0]))
+        return
+    if args.only == "layout":
+        from layout import bench_layout
+
+        print("\n".join(bench_layout()[0]))
         return
 
     from lazarus_report.api import ModelAnalyzer
@@ -883,6 +890,15 @@ def main() -> None:
         "ranks share this machine's 2 cores, so two ranks here show the cost of the split, not a speed-up; the "
         "point is the memory each rank needs.",
         lambda: bench_distributed(max(2, args.reps // 2)),
+    )
+    from layout import bench_layout
+
+    section(
+        "Report layout",
+        "The committed samples rendered by this checkout, in headless Chromium (benchmarks/layout.py): widths as "
+        "multiples of the box, every collapsed part open. Targets (issue 13): tables <= 1.00x at 1280 px; at 390 px "
+        "a 390 px page, tables and charts <= 1.35x, no tiny chart text; the 14-case suite <= 12 A4 pages.",
+        bench_layout,
     )
     sections += [
         "## Where the time goes near the limits (profiled, not re-measured by this script)",
