@@ -638,6 +638,16 @@ class SuiteCase:
 
 
 @dataclass(frozen=True)
+class SuiteExecution:
+    """How a suite's cases ran through each model: several per forward pass (batched) or one at a time."""
+
+    batched: bool
+    batch_size: int | None  # --batch-size as given; None: chosen automatically from the prompts' lengths
+    forward_passes: list[int]  # per model, roles order
+    note: str | None = None  # why the cases ran one at a time although batching was not turned off
+
+
+@dataclass(frozen=True)
 class SuiteResult(_JsonFile):
     """A suite run: every case with its checks, for one model or two (base vs tuned)."""
 
@@ -652,6 +662,7 @@ class SuiteResult(_JsonFile):
     timings: dict[str, float]  # seconds: "engine" (sum of per-case lens work), "compare", "total"
     versions: dict[str, str]
     schema_version: int = SCHEMA_VERSION
+    execution: SuiteExecution | None = None  # None in results written before batching existed
 
     @property
     def two_models(self) -> bool:
@@ -738,6 +749,7 @@ class _SuiteFields:
     timings: dict[str, float]
     versions: dict[str, str]
     schema_version: int = SCHEMA_VERSION
+    execution: SuiteExecution | None = None
 
 
 def _nested(cls: Any, data: Any, where: str) -> Any:
