@@ -205,12 +205,13 @@ def analyze_many(
         cases.append(_Case(i, prompt, config, prepared, tracked, single, time.perf_counter() - t0))
     yield from failed
 
-    from .engine import _Decoder
+    from .engine import _Decoder, versions
 
     decode = _Decoder(loaded.tokenizer)
+    recorded = versions()  # once: importlib.metadata costs ~9 ms per call
     for group in plan_batches([len(c.prepared.token_ids) for c in cases], batch_size):
         batch = [cases[j] for j in group]
-        runs = _run_batch(loaded, batch, layers, n_layers, info, factor, lens, decode)
+        runs = _run_batch(loaded, batch, layers, n_layers, info, factor, lens, decode, recorded)
         if on_pass is not None:
             on_pass(len(batch))
         for case, run in zip(batch, runs):
@@ -236,9 +237,10 @@ def _run_batch(
     factor: float | None,
     lens: Lens,
     decode: Any,
+    recorded_versions: dict[str, str],
 ) -> list[LensRun | LazarusError]:
     """One forward pass over ``batch``, the head over every case's rows, then each case's statistics."""
-    from .engine import LensRun, _evolutions, _predictions, versions
+    from .engine import LensRun, _evolutions, _predictions
     from .lens import NonFiniteError, head_logits_np, mx, stats_from_logits
     from .result import AnalysisResult
 
@@ -279,7 +281,7 @@ def _run_batch(
                 tracked_tokens=case.tracked,
                 token_evolutions=_evolutions(stats, layers, case.tracked),
                 grid=None,
-                versions=versions(),
+                versions=dict(recorded_versions),
                 timings={
                     "load": round(loaded.load_seconds, 4),
                     "tokenize": round(case.tokenize_seconds, 4),

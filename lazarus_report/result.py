@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import errno
+import functools
 import json
 import os
 import re
@@ -228,6 +229,31 @@ class AnalysisConfigRecord:
     lens: str = "logit"  # what was asked for: "logit", "linear", "tuned" or a lens directory
 
 
+@functools.cache
+def _field_names(cls: type) -> tuple[str, ...]:
+    return tuple(f.name for f in dataclasses.fields(cls))
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, (str, int, float, bool)) or value is None:
+        return value
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, tuple):
+        return tuple(_plain(v) for v in value)
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return plain_dict(value)
+    return value
+
+
+def plain_dict(obj: Any, skip: tuple[str, ...] = ()) -> dict[str, Any]:
+    """``dataclasses.asdict(obj)`` without its deep copies (results hold only plain values): a 1,000-case suite
+    converts in a second instead of eight. ``skip``: fields left ``None`` (in field order) for the caller."""
+    return {name: None if name in skip else _plain(getattr(obj, name)) for name in _field_names(type(obj))}
+
+
 class _JsonFile:
     """JSON text and files for a result class with ``to_dict`` / ``from_dict``."""
 
@@ -332,7 +358,7 @@ class AnalysisResult(_JsonFile):
     # --- JSON ---------------------------------------------------------------
 
     def to_dict(self) -> dict[str, Any]:
-        d = dataclasses.asdict(self)
+        d = plain_dict(self)
         return with_header(RESULT_KIND, d)
 
     @classmethod
@@ -536,7 +562,7 @@ class ComparisonResult(_JsonFile):
     attribution_note: str | None = None  # why there is no attribution, when it was asked for
 
     def to_dict(self) -> dict[str, Any]:
-        d = dataclasses.asdict(self)
+        d = plain_dict(self, skip=("results",))
         d["results"] = [r.to_dict() for r in self.results]
         return with_header(COMPARISON_KIND, d)
 
@@ -687,14 +713,14 @@ class SuiteResult(_JsonFile):
         return SKIPPED if statuses else PASSED
 
     def to_dict(self) -> dict[str, Any]:
-        d = dataclasses.asdict(self)
+        d = plain_dict(self, skip=("cases",))
         d["cases"] = [
             {
-                **{f.name: d_case[f.name] for f in dataclasses.fields(SuiteCase)},
+                **plain_dict(case, skip=("analysis", "comparison")),
                 "analysis": case.analysis.to_dict() if case.analysis is not None else None,
                 "comparison": case.comparison.to_dict() if case.comparison is not None else None,
             }
-            for case, d_case in zip(self.cases, d["cases"])
+            for case in self.cases
         ]
         return with_header(SUITE_KIND, d)
 
