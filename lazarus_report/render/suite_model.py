@@ -195,8 +195,8 @@ def build_suite_report(suite: SuiteResult, detail_limit: int = DETAIL_LIMIT) -> 
     tags = [clean_text(r) for r in suite.roles]
     labels = [clean_text(label) for label in suite.labels]
     anchors = case_anchors([c.id for c in suite.cases])
-    order = sorted(range(len(suite.cases)), key=lambda i: (STATUS_ORDER[suite.cases[i].status], i))
-    detailed = set(order[: max(0, detail_limit)])
+    ran = [i for i, case in enumerate(suite.cases) if case.results]  # a case that could not run has no details
+    detailed = set(sorted(ran, key=lambda i: (STATUS_ORDER[suite.cases[i].status], i))[: max(0, detail_limit)])
     cases = [_case_view(i, case, anchors[i], tags, i in detailed) for i, case in enumerate(suite.cases)]
     first_run = next((c.results for c in suite.cases if c.results), [])
     models = [
