@@ -216,12 +216,14 @@ def _outcomes(
         return
     from ..batched import analyze_many
 
+    if not pending:
+        return
     scaled = [dataclasses.replace(configs[i], embedding_scale=side.embedding_scale) for i in pending]
     batch = analyze_many(
         side.analyzer.loaded,
         [spec.cases[i].prompt for i in pending],
         scaled,
-        lens=side.analyzer.lens(scaled[0].lens) if scaled else None,
+        lens=side.analyzer.lens(scaled[0].lens),
         batch_size=batch_size,
         on_pass=count,
     )
