@@ -12,6 +12,7 @@ import pytest
 from altair.utils.schemapi import validate_jsonschema
 from altair.vegalite.v6.schema import load_schema
 from factories import make_comparison, make_hostile_result, make_result, make_suite
+from markupsafe import escape
 
 from lazarus_report.render import charts
 from lazarus_report.render.charts.suite_many import MANY_CASES
@@ -107,3 +108,19 @@ def test_large_suites_pack_fast_and_unpack_exactly(suite):
     data = suite.to_dict()
     assert len(json.dumps(data)) > 4 * 2**20  # above XZ_FAST_ABOVE_BYTES: packed at the fast preset
     assert unpack_result(json.loads(json.dumps(pack_result(data)))) == json.loads(dumps_json(data, indent=None))
+
+
+def test_the_report_says_how_the_cases_ran():
+    from lazarus_report.render.suite_model import execution_text
+    from lazarus_report.result import SuiteExecution
+
+    suite = make_suite(6)
+    assert execution_text(suite) == "" and all(row.label != "Forward passes" for row in build_suite_report(suite).facts)
+    batched = dataclasses.replace(suite, execution=SuiteExecution(True, None, [1, 1]))
+    assert execution_text(batched) == "batched: 1 / 1 passes for 5 cases (automatic size)"
+    note = "one case at a time: --attribution needs every block's output of each case"
+    single = dataclasses.replace(suite, execution=SuiteExecution(False, None, [5, 5], note))
+    assert execution_text(single) == f"one case at a time (5 / 5 passes): {note}"
+    facts = {row.label: row.value for row in build_suite_report(single).facts}
+    assert facts["Forward passes"] == execution_text(single)
+    assert str(escape(note)) in render_html(single, static=True)  # as Jinja escapes it

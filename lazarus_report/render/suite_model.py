@@ -237,6 +237,7 @@ def build_suite_report(suite: SuiteResult, detail_limit: int = DETAIL_LIMIT) -> 
             InfoRow("SHA-256", clean_text(suite.source_sha256)),
             *(InfoRow(tag, label) for tag, label in zip(tags, labels)),
             *([] if suite.two_models else [InfoRow("Also checked as", clean_text(suite.role_checked or "none"))]),
+            *([InfoRow("Forward passes", execution_text(suite))] if suite.execution is not None else []),
             InfoRow("Schema version", str(suite.schema_version)),
         ],
         versions=[InfoRow(clean_text(k), clean_text(v)) for k, v in suite.versions.items()],
@@ -246,6 +247,19 @@ def build_suite_report(suite: SuiteResult, detail_limit: int = DETAIL_LIMIT) -> 
         carrier_layers=_carrier_layers(suite),
         detail_limit=detail_limit,
     )
+
+
+def execution_text(suite: SuiteResult) -> str:
+    """How the cases ran: ``batched: 4 passes for 96 cases (automatic size)``, or one at a time and why."""
+    e = suite.execution
+    if e is None:
+        return ""
+    ran = sum(1 for c in suite.cases if c.results)
+    passes = " / ".join(str(n) for n in e.forward_passes)
+    if e.batched:
+        size = "automatic size" if e.batch_size is None else f"at most {e.batch_size} per pass"
+        return clean_text(f"batched: {passes} passes for {ran} cases ({size})")
+    return clean_text(f"one case at a time ({passes} passes)" + (f": {e.note}" if e.note else ""))
 
 
 def _groups(cases: list[CaseView]) -> list[GroupView]:
