@@ -45,6 +45,8 @@ if TYPE_CHECKING:
 # token stops falling beyond ~1k tokens per pass, while activation memory keeps growing with it.
 AUTO_TOKEN_BUDGET = 1024
 AUTO_MAX_CASES = 32
+# A common prefix at least this long (tokens) runs once per forward pass (capture_last_positions).
+MIN_SHARED_PREFIX = 8
 # Rows of float32 head logits ([rows, V]) live at once while the head runs over a batch's captured rows.
 HEAD_BUDGET_BYTES = 64 * 2**20
 
@@ -57,15 +59,19 @@ def check_batch_size(value: Any, option: str = "--batch-size") -> None:
         raise LazarusError(f"{option} must be a whole number of cases, at least 1 (got {value})")
 
 
-def plan_batches(lengths: Sequence[int], batch_size: int | None = None) -> list[list[int]]:
+def plan_batches(
+    lengths: Sequence[int], batch_size: int | None = None, keys: Sequence[Any] | None = None
+) -> list[list[int]]:
     """Group case indices into forward passes: shortest prompts first, so each pass pads little.
 
     ``lengths``: tokens per case. ``batch_size``: at most this many cases per pass; ``None``: automatic
     (at most ``AUTO_MAX_CASES`` cases and about ``AUTO_TOKEN_BUDGET`` padded tokens per pass; a prompt
-    longer than the budget runs alone). Every index appears in exactly one group.
+    longer than the budget runs alone). ``keys``: cases with equal keys are kept together (before the
+    lengths decide), e.g. prompts that start alike and can share their prefix. Every index appears in
+    exactly one group.
     """
     check_batch_size(batch_size)
-    order = sorted(range(len(lengths)), key=lambda i: (lengths[i], i))
+    order = sorted(range(len(lengths)), key=lambda i: (keys[i] if keys is not None else 0, lengths[i], i))
     groups: list[list[int]] = []
     for i in order:
         if groups:
@@ -111,27 +117,66 @@ def _gathering(parts: LensParts, layer_indices: Sequence[int], rows: Any, cols: 
             block.__class__ = cls
 
 
+def shared_prefix(token_ids: Sequence[Sequence[int]]) -> int:
+    """Tokens every prompt starts with, leaving each at least one token of its own."""
+    first, limit = token_ids[0], min(len(ids) for ids in token_ids) - 1
+    n = 0
+    while n < limit and all(ids[n] == first[n] for ids in token_ids):
+        n += 1
+    return n
+
+
+def _prefix_cache(parts: LensParts) -> list[Any] | None:
+    """Fresh per-layer KV caches for a shared prefix, or None where sharing is not exact and simple: only
+    plain ``KVCache`` layers (a rotating sliding-window cache would need its own tiling) and no sliding window."""
+    from mlx_lm.models.cache import KVCache, make_prompt_cache
+
+    if getattr(parts.args, "sliding_window", None):
+        return None
+    cache = make_prompt_cache(parts.model)
+    if len(cache) != len(parts.layers) or any(type(c) is not KVCache for c in cache):
+        return None
+    return cache
+
+
 def capture_last_positions(
     parts: LensParts,
     token_ids: Sequence[Sequence[int]],
     layer_indices: Sequence[int],
     embedding_factor: float | None = None,
+    share_prefix: bool = True,
 ) -> dict[int, Any]:
     """One forward pass over several prompts (right-padded); per requested block, ``[B, H]``: each
-    prompt's hidden state at its own last token, in ``token_ids`` order."""
+    prompt's hidden state at its own last token, in ``token_ids`` order.
+
+    ``share_prefix``: when the prompts start with the same ``MIN_SHARED_PREFIX`` or more tokens (a chat
+    template's system prompt), that prefix runs once, its keys and values are repeated for every row, and
+    only the rest of each prompt runs batched, at rotary positions after the prefix (as in generation with
+    mlx-lm's KV cache). Families with sliding-window caches run the whole prompts."""
     from .lens import embedding_scaled, mx
 
     lengths = [len(ids) for ids in token_ids]
     if not lengths or min(lengths) < 1:
         raise ValueError("every prompt of a batch needs at least one token")
-    width = max(lengths)
+    prefix = shared_prefix(token_ids) if share_prefix and len(token_ids) > 1 else 0
+    cache = _prefix_cache(parts) if prefix >= MIN_SHARED_PREFIX else None
+    if cache is None:
+        prefix = 0
+    rest = [list(ids[prefix:]) for ids in token_ids]
+    width = max(len(ids) for ids in rest)
     # The padding id is never attended to by a real token; the prompt's own first token keeps it a valid id.
-    padded = [list(ids) + [ids[0]] * (width - len(ids)) for ids in token_ids]
+    padded = [ids + [ids[0]] * (width - len(ids)) for ids in rest]
     inputs = mx.array(padded, dtype=mx.int32)
     rows = mx.arange(len(lengths))
-    cols = mx.array([n - 1 for n in lengths], dtype=mx.int32)
-    with _gathering(parts, layer_indices, rows, cols) as sink, embedding_scaled(parts, embedding_factor):
-        parts.backbone(inputs)
+    cols = mx.array([len(ids) - 1 for ids in rest], dtype=mx.int32)
+    with embedding_scaled(parts, embedding_factor):
+        if cache is not None:
+            parts.backbone(mx.array([list(token_ids[0][:prefix])], dtype=mx.int32), cache=cache)
+            for c in cache:  # the prefix's keys and values, once per row (offset stays at the prefix length)
+                c.keys = mx.repeat(c.keys[..., :prefix, :], len(lengths), axis=0)
+                c.values = mx.repeat(c.values[..., :prefix, :], len(lengths), axis=0)
+        with _gathering(parts, layer_indices, rows, cols) as sink:
+            parts.backbone(inputs, cache=cache)
     missing = [i for i in layer_indices if i not in sink]
     if missing:  # a family whose forward skips blocks would silently break the lens
         raise RuntimeError(f"blocks {missing} were not called during the forward pass")
@@ -209,13 +254,23 @@ def analyze_many(
 
     decode = _Decoder(loaded.tokenizer)
     recorded = versions()  # once: importlib.metadata costs ~9 ms per call
-    for group in plan_batches([len(c.prepared.token_ids) for c in cases], batch_size):
+    for group in plan_batches([len(c.prepared.token_ids) for c in cases], batch_size, _prefix_keys(cases)):
         batch = [cases[j] for j in group]
         runs = _run_batch(loaded, batch, layers, n_layers, info, factor, lens, decode, recorded)
         if on_pass is not None:
             on_pass(len(batch))
         for case, run in zip(batch, runs):
             yield case.index, run
+
+
+def _prefix_keys(cases: Sequence[_Case]) -> list[tuple[int, ...]]:
+    """Per case, its first ``MIN_SHARED_PREFIX`` tokens when another case starts with them too (e.g. the chat
+    template's system prompt), else ``()``: prompts that can share a prefix are batched together."""
+    heads = [tuple(c.prepared.token_ids[:MIN_SHARED_PREFIX]) for c in cases]
+    counts: dict[tuple[int, ...], int] = {}
+    for head in heads:
+        counts[head] = counts.get(head, 0) + 1
+    return [head if counts[head] > 1 and len(head) == MIN_SHARED_PREFIX else () for head in heads]
 
 
 def _embedding(loaded: LoadedModel, config: AnalysisConfig) -> tuple[Any, float | None]:

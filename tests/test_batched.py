@@ -299,8 +299,59 @@ def test_smollm2_batched_equals_alone_with_chat_template_and_raw_prompts():
     ]
     configs = [config(raw=i % 2 == 1, track=[" Paris", " the"]) for i in range(len(prompts))]
     lens = analyzer.lens("logit")
-    got = dict(batched.analyze_many(analyzer.loaded, prompts, configs, lens=lens, batch_size=len(prompts)))
-    lengths = [len(got[i].result.token_ids) for i in range(len(prompts))]
-    assert max(lengths) >= 4 * min(lengths)
-    for i, (prompt, cfg) in enumerate(zip(prompts, configs)):
-        assert_same_run(engine.analyze(analyzer.loaded, prompt, cfg, lens=lens), got[i])
+    alone = [engine.analyze(analyzer.loaded, prompt, cfg, lens=lens) for prompt, cfg in zip(prompts, configs)]
+    # One pass for all (raw and chat mixed), then automatic (the chat prompts together: their system prompt,
+    # ~30 tokens, runs once through the KV cache).
+    chat_ids = [run.result.token_ids for run in alone if run.result.chat_template_applied]
+    assert batched.shared_prefix(chat_ids) >= 20
+    for size in (len(prompts), None):
+        got = dict(batched.analyze_many(analyzer.loaded, prompts, configs, lens=lens, batch_size=size))
+        lengths = [len(got[i].result.token_ids) for i in range(len(prompts))]
+        assert max(lengths) >= 4 * min(lengths)
+        for i in range(len(prompts)):
+            assert_same_run(alone[i], got[i])
+
+
+SYSTEM_CHAT = (
+    "{% for m in messages %}<s>system\nYou are a helpful assistant; the capital of France is Paris</s>\n"
+    "<s>{{ m['role'] }}\n{{ m['content'] }}</s>\n{% endfor %}<s>assistant\n"
+)
+
+
+@pytest.mark.parametrize("family", ["llama", "qwen2"])
+def test_a_shared_chat_prefix_runs_once_and_changes_nothing(family, tmp_path):
+    """Prompts through a chat template with a system prompt start alike: that prefix runs once per pass
+    (through mlx-lm's KV cache, repeated per row), the rest batched at positions after it."""
+    build_tiny_model(family, tmp_path, seed=5)
+    save_tiny_tokenizer(tmp_path, chat_template=SYSTEM_CHAT)
+    analyzer = ModelAnalyzer.load(str(tmp_path))
+    loaded, lens = analyzer.loaded, analyzer.lens("logit")
+    ids = [engine.format_prompt(loaded, p, True).token_ids for p in PROMPTS]
+    assert batched.shared_prefix(ids) >= batched.MIN_SHARED_PREFIX
+    assert batched._prefix_cache(loaded.parts) is not None  # the shared path is the one under test
+    configs = [config(raw=False) for _ in PROMPTS]
+    got = dict(batched.analyze_many(loaded, PROMPTS, configs, lens=lens))
+    for i, (prompt, cfg) in enumerate(zip(PROMPTS, configs)):
+        assert_same_run(engine.analyze(loaded, prompt, cfg, lens=lens), got[i])
+    # Raw and chat prompts mixed: the chat ones are batched together (they share the prefix).
+    mixed = dict(
+        batched.analyze_many(loaded, PROMPTS, [config(raw=i % 2 == 0) for i in range(len(PROMPTS))], lens=lens)
+    )
+    for i, prompt in enumerate(PROMPTS):
+        assert_same_run(engine.analyze(loaded, prompt, config(raw=i % 2 == 0), lens=lens), mixed[i])
+
+
+def test_sliding_window_models_run_whole_prompts(tiny):
+    family, directory, _ = tiny
+    parts = ModelAnalyzer.load(directory).loaded.parts
+    if family == "gemma3_text":  # sliding-window layers (a rotating cache): no prefix sharing
+        assert batched._prefix_cache(parts) is None
+    else:  # llama; gemma2, whose mlx-lm model applies no window (prompts past it are refused)
+        assert batched._prefix_cache(parts) is not None
+
+
+def test_plan_keeps_cases_with_equal_keys_together():
+    lengths = [5, 40, 6, 41, 7, 42]
+    keys = ["chat", (), "chat", (), "chat", ()]
+    groups = plan_batches(lengths, 3, [() if k == () else (1, 2) for k in keys])
+    assert sorted(map(sorted, groups)) == [[0, 2, 4], [1, 3, 5]]
