@@ -493,6 +493,113 @@ def _suite_child(cmd: list[str]) -> float:
     return wall
 
 
+# --- E3: batched suites ---------------------------------------------------------------------------------
+
+BATCH_TEXT = (
+    "the capital of France is Paris and the weather in the city of light is mild in spring while the river "
+    "runs under old bridges past markets where people buy bread cheese and flowers every morning"
+)
+# Budgets of the 1,000-case one-model suite on SmolLM2 (docs/suites.md).
+BUDGET_HTML_BYTES = 8_000_000
+BUDGET_RENDER_SECONDS = 30.0
+BUDGET_PEAK_RSS = 1_500 * 2**20
+
+
+def batch_suite_file(directory: Path, n: int, name: str) -> Path:
+    """``n`` one-model cases with prompts of 3 to 62 words (half raw, half through the chat template), each
+    tracking " the" with expectations that pass or fail by case (verdicts to compare)."""
+    vocabulary = BATCH_TEXT.split()
+    cases = []
+    for i in range(n):
+        words = [vocabulary[(i * 7 + j * 3) % len(vocabulary)] for j in range(3 + (i * 37) % 60)]
+        expect = {"final_prob_at_most": 0.5, "not_top1": " the"} if i % 3 else {"final_prob_at_least": 0.01}
+        cases.append(
+            {"id": f"case-{i:04d}", "prompt": " ".join(words), "raw": i % 2 == 0, "track": [" the"], "expect": expect}
+        )
+    path = directory / f"{name}.yaml"
+    path.write_text(json.dumps({"name": name, "cases": cases}), encoding="utf-8")
+    return path
+
+
+def _verdicts(path: Path) -> list:
+    data = json.loads(path.read_text(encoding="utf-8"))
+    return [(c["id"], [k["status"] for k in c["checks"]], c["error"]) for c in data["cases"]]
+
+
+def _suite_timed(cmd: list[str], cpu: list[float] | None = None) -> tuple[float, int]:
+    """(wall seconds, peak RSS bytes) of one suite run in a child process (exit 1, failed checks, is normal);
+    its CPU seconds (user + system, all threads) are appended to ``cpu``: on a shared machine they vary
+    far less than the wall time."""
+    s = time.perf_counter()
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    _, status, usage = os.wait4(proc.pid, 0)
+    wall = time.perf_counter() - s
+    if os.waitstatus_to_exitcode(status) not in (0, 1):
+        raise RuntimeError(f"{cmd} failed: {proc.stderr.read().decode()[-500:]}")
+    if cpu is not None:
+        cpu.append(usage.ru_utime + usage.ru_stime)
+    return wall, usage.ru_maxrss * 1024
+
+
+def bench_batched(reps: int) -> tuple[list[str], dict]:
+    import tempfile
+
+    exe = str(Path(sys.executable).parent / "lazarus")
+    tmp = Path(tempfile.mkdtemp())
+    suite96 = batch_suite_file(tmp, 96, "batched-96")
+    base = [exe, "introspect", "suite", str(suite96), "-m", ALIAS, "-q"]
+    auto, one = [*base, "-o", str(tmp / "auto.json")], [*base, "--batch-size", "1", "-o", str(tmp / "one.json")]
+    _suite_timed(auto)  # warm the page cache and the tokenizer cache
+    walls: dict[str, list[float]] = {"auto": [], "one": []}
+    cpus: dict[str, list[float]] = {"auto": [], "one": []}
+    engine: dict[str, list[float]] = {"auto": [], "one": []}
+    for _ in range(reps):
+        for key, cmd in (("one", one), ("auto", auto)):
+            walls[key].append(_suite_timed(cmd, cpus[key])[0])
+            engine[key].append(json.loads((tmp / f"{key}.json").read_text())["timings"]["engine"])
+    same = _verdicts(tmp / "auto.json") == _verdicts(tmp / "one.json")
+    passes = json.loads((tmp / "auto.json").read_text())["execution"]["forward_passes"][0]
+    a, o = median(walls["auto"]), median(walls["one"])
+    ea, eo = median(engine["auto"]), median(engine["one"])
+    rows = [
+        "| 96-case one-model suite, SmolLM2, prompts of 5-90 tokens | --batch-size 1 | batched (auto) | ratio | target |",
+        "|---|---|---|---|---|",
+        f"| `suite -o` end to end (fresh process, load included) | {fmt(o)} | {fmt(a)} ({passes} forward passes) | "
+        f"{a / o:.2f}x | <= 0.6x -> **{'met' if a <= 0.6 * o else 'MISSED'}**; same verdicts -> "
+        f"**{'met' if same else 'MISSED'}** |",
+        f"| lens work alone (the result's `timings.engine`) | {fmt(eo)} | {fmt(ea)} | {ea / eo:.2f}x | |",
+        f"| CPU seconds of the whole process (user + system) | {fmt(median(cpus['one']))} | "
+        f"{fmt(median(cpus['auto']))} | {median(cpus['auto']) / median(cpus['one']):.2f}x | |",
+    ]
+    # 1,000 cases: the suite with every output, then the report alone from its JSON.
+    suite1k = batch_suite_file(tmp, 1000, "batched-1000")
+    html = tmp / "k.html"
+    cmd = [exe, "introspect", "suite", str(suite1k), "-m", ALIAS, "-q", "-o", str(tmp / "k.json"), "--html", str(html)]
+    cmd += ["--markdown", str(tmp / "k.md"), "--junit", str(tmp / "k.xml")]
+    wall, rss = _suite_timed(cmd)
+    k = json.loads((tmp / "k.json").read_text())
+    render_wall, render_rss = _suite_timed(
+        [exe, "report", "render", str(tmp / "k.json"), "--html", str(tmp / "r.html"), "-q"]
+    )
+    size = html.stat().st_size
+    mb = 2**20
+    rows += [
+        "",
+        "| 1,000-case one-model suite, SmolLM2 | value | budget |",
+        "|---|---|---|",
+        f"| `suite -o --html --markdown --junit` end to end | {fmt(wall)} (lens work {fmt(k['timings']['engine'])}, "
+        f"{k['execution']['forward_passes'][0]} forward passes) | |",
+        f"| its peak RSS | {rss / mb:.0f} MB | <= {BUDGET_PEAK_RSS / mb:.0f} MB -> **{'met' if rss <= BUDGET_PEAK_RSS else 'MISSED'}** |",
+        f"| HTML report size | {size / 1e6:.2f} MB | <= {BUDGET_HTML_BYTES / 1e6:.0f} MB -> "
+        f"**{'met' if size <= BUDGET_HTML_BYTES else 'MISSED'}** |",
+        f"| `report render k.json --html` (the report alone, fresh process) | {fmt(render_wall)}, peak RSS "
+        f"{render_rss / mb:.0f} MB | <= {BUDGET_RENDER_SECONDS:.0f} s -> "
+        f"**{'met' if render_wall <= BUDGET_RENDER_SECONDS else 'MISSED'}** |",
+    ]
+    cpu_ratio = median(cpus["auto"]) / median(cpus["one"])
+    return rows, {"auto": a, "one": o, "cpu_ratio": cpu_ratio, "same_verdicts": same, "k_wall": wall, "k_html": size}
+
+
 # --- F: report rendering (model work excluded) -------------------------------------------------------
 
 
@@ -744,7 +851,7 @@ def main() -> None:
     parser.add_argument("--adapters", nargs="+")
     parser.add_argument(
         "--only",
-        choices=["suite", "distributed", "html", "layout"],
+        choices=["suite", "distributed", "html", "layout", "batch"],
         help="run one section (printed, RESULTS.md untouched)",
     )
     parser.add_argument(
@@ -773,6 +880,10 @@ def main() -> None:
         from layout import bench_layout
 
         print("\n".join(bench_layout()[0]))
+        return
+    if args.only == "batch":
+        print("\n".join(environment()), flush=True)
+        print("\n".join(bench_batched(max(1, args.reps // 2))[0]))
         return
 
     from lazarus_report.api import ModelAnalyzer
@@ -899,6 +1010,14 @@ def main() -> None:
         "multiples of the box, every collapsed part open. Targets (issue 13): tables <= 1.00x at 1280 px; at 390 px "
         "a 390 px page, tables and charts <= 1.35x, no tiny chart text; the 14-case suite <= 12 A4 pages.",
         bench_layout,
+    )
+    section(
+        "Batched suites",
+        "Fresh processes. A 96-case one-model suite on SmolLM2 (prompts of 3-62 words, half through the chat "
+        "template: 5-90 tokens), several cases per forward pass (`--batch-size` automatic) against one case per "
+        "pass (`--batch-size 1`), interleaved. Target (issue 11): <= 0.6x, same verdicts. Then a 1,000-case suite "
+        "of the same kind once, with every output, and its HTML report rendered alone from the JSON.",
+        lambda: bench_batched(max(1, args.reps // 2)),
     )
     sections += [
         "## Where the time goes near the limits (profiled, not re-measured by this script)",

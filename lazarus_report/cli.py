@@ -556,6 +556,14 @@ def _compare(
     "--attribution", is_flag=True, help="Two models: also find which layers cause each case's change (docs/suites.md)."
 )
 @distributed_option
+@click.option(
+    "--batch-size",
+    "batch_size",
+    type=int,
+    default=None,
+    metavar="N",
+    help="Cases per forward pass (default: automatic, from the prompts' lengths; 1: one at a time).",
+)
 @output_options
 def suite(**opts: Any) -> None:
     """Run a suite of prompts with expectations: exit 0 if all hold, 1 if some fail, 2 on bad input.
@@ -584,6 +592,7 @@ def _suite(
     junit: str | None,
     validate_only: bool,
     attribution: bool,
+    batch_size: int | None,
     output: str | None,
     html: str | None,
     markdown: str | None,
@@ -594,6 +603,9 @@ def _suite(
     from .suites.spec import load_suite
 
     check_output_paths((output, "-o"), (html, "--html"), (markdown, "--markdown"), (junit, "--junit"))
+    from .batched import check_batch_size
+
+    check_batch_size(batch_size)
     one = (model, adapter, role, embedding_scale)
     two = (model1, model2, adapter1, adapter2, embedding_scale1, embedding_scale2)
     if any(v is not None for v in one) and any(v is not None for v in two):
@@ -642,6 +654,7 @@ def _suite(
             progress=bar.update if show_bar else None,
             lens=lens,
             attribution=attribution,
+            batch_size=batch_size,
         )
     emit(result, output=output, html=html, markdown=markdown, static=static, quiet=quiet, junit=junit, timings=timings)
     status = result.status

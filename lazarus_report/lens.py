@@ -249,6 +249,12 @@ def last_position_stats(
     ``final_hidden_last`` is ``[1, H]``: the last block's output there (the model's own prediction).
     """
     z_all = head_logits_np(parts, mx.concatenate([hidden_last, final_hidden_last], axis=0))
+    return stats_from_logits(z_all, top_k, tracked_ids)
+
+
+def stats_from_logits(z_all: np.ndarray, top_k: int, tracked_ids: Sequence[int]) -> LastPositionStats:
+    """``last_position_stats`` from the head's float32 logits ``[L + 1, V]``: one row per captured layer,
+    then the final row (the last block's output: the model's own prediction)."""
     if not np.isfinite(z_all).all():
         raise NonFiniteError("the model produced NaN or infinite logits: its weights are damaged or overflow")
     z, zf = z_all[:-1], z_all[-1:]

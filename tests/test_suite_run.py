@@ -78,7 +78,9 @@ def count_loads(monkeypatch):
 def test_two_models_each_load_once_and_cases_match_standalone_compare(tiny_pair, spec, count_loads):
     base, other = tiny_pair
     ticks: list[int] = []
-    suite = run_suite(spec, [base, other], progress=ticks.append)
+    # One case per forward pass: bit for bit what a standalone compare computes (batched runs agree
+    # within float32 rounding: tests/test_batched.py).
+    suite = run_suite(spec, [base, other], progress=ticks.append, batch_size=1)
     assert count_loads == [base, other]  # one load per model for all three cases
     assert sum(ticks) == len(spec.cases) * 2
     assert suite.roles == ["base", "tuned"] and suite.two_models
@@ -125,7 +127,7 @@ def test_same_base_with_adapter_loads_once(tiny_pair, spec, count_loads, tmp_pat
 
 def test_one_model_run_skips_comparative_checks(tiny_pair, spec):
     base, _ = tiny_pair
-    suite = run_suite(spec, [base])
+    suite = run_suite(spec, [base], batch_size=1)
     assert suite.roles == ["model"] and not suite.two_models
     weather = suite.cases[1]
     assert weather.comparison is None and weather.analysis is not None

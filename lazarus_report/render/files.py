@@ -37,6 +37,9 @@ PACKED_KIND = "lazarus-report/packed"
 PACKED_ENCODING = "zlib+base64"
 PACKED_ENCODING_XZ = "xz+base64"
 MAX_UNPACKED_BYTES = 256 * 1024 * 1024  # refuse decompression bombs
+# Above this much suite JSON, xz runs at preset 1: on 18 MB (1,000 one-model cases) preset 6 took 30 s
+# and preset 1 1.5 s, for a 1.9 MB instead of 1.3 MB payload.
+XZ_FAST_ABOVE_BYTES = 4 * 1024 * 1024
 
 
 def pack_result(data: dict) -> dict:
@@ -45,7 +48,8 @@ def pack_result(data: dict) -> dict:
     (a suite: ``"xz+base64"``, the JSON compressed with xz)."""
     raw = dumps_json(data, indent=None).encode("utf-8")
     if data.get("kind") == SUITE_KIND:
-        encoding, packed = PACKED_ENCODING_XZ, lzma.compress(raw, format=lzma.FORMAT_XZ, preset=6)
+        preset = 6 if len(raw) <= XZ_FAST_ABOVE_BYTES else 1
+        encoding, packed = PACKED_ENCODING_XZ, lzma.compress(raw, format=lzma.FORMAT_XZ, preset=preset)
     else:
         encoding, packed = PACKED_ENCODING, zlib.compress(raw, 9)
     return {

@@ -35,6 +35,10 @@ STATUS_ORDER = {ERROR: 0, FAILED: 1, SKIPPED: 2, PASSED: 3}
 STATUS_SYMBOLS = {PASSED: "✓", FAILED: "✗", SKIPPED: "–", ERROR: "!"}
 MESSAGE_MAX_CHARS = 300  # a check message or case error, as one line of a PR comment
 ANCHOR_MAX_CHARS = 48
+# Cases shown in full (the single-prompt report: final predictions, trajectory chart, layer table), failing
+# first; the others are shown in brief (checks, prompt, the overview row). A full case costs ~18 KB of HTML
+# and a chart: at 1,000 cases the page would be ~20 MB and take minutes to render (docs/suites.md, budgets).
+DETAIL_LIMIT = 50
 
 
 @dataclass(frozen=True)
@@ -102,6 +106,7 @@ class CaseView:
     diverges_from: int | None = None
     carriers: str | None = None  # --attribution: the layers carrying the change ("22, 27-29"), "" for none
     tolerance: float | None = None  # no_regression_of final_prob on the target: how far tuned may drop
+    detailed: bool = True  # shown in full (``report`` built); False: in brief, beyond ``DETAIL_LIMIT``
 
     @property
     def open(self) -> bool:
@@ -161,6 +166,12 @@ class SuiteReport:
 
     groups: list[GroupView] = dataclasses.field(default_factory=list)  # by ``group``, in file order
     carrier_layers: str = ""  # --attribution: how many cases each layer carries, "22 (14), 27 (12)"
+    detail_limit: int = DETAIL_LIMIT  # cases shown in full, failing first
+
+    @property
+    def brief_count(self) -> int:
+        """Cases that ran but are shown in brief (beyond ``detail_limit``)."""
+        return sum(1 for c in self.cases if not c.detailed)
 
     @property
     def failures(self) -> list[CaseView]:
@@ -179,12 +190,15 @@ class SuiteReport:
         return [c for c in self.cases if c.target is not None and c.sides]
 
 
-def build_suite_report(suite: SuiteResult) -> SuiteReport:
-    """Prepare a suite run for display."""
+def build_suite_report(suite: SuiteResult, detail_limit: int = DETAIL_LIMIT) -> SuiteReport:
+    """Prepare a suite run for display: the first ``detail_limit`` cases in failures-first order in full,
+    the others in brief."""
     tags = [clean_text(r) for r in suite.roles]
     labels = [clean_text(label) for label in suite.labels]
     anchors = case_anchors([c.id for c in suite.cases])
-    cases = [_case_view(i, case, anchors[i], tags) for i, case in enumerate(suite.cases)]
+    ran = [i for i, case in enumerate(suite.cases) if case.results]  # a case that could not run has no details
+    detailed = set(sorted(ran, key=lambda i: (STATUS_ORDER[suite.cases[i].status], i))[: max(0, detail_limit)])
+    cases = [_case_view(i, case, anchors[i], tags, i in detailed) for i, case in enumerate(suite.cases)]
     first_run = next((c.results for c in suite.cases if c.results), [])
     models = [
         ModelView(
@@ -224,6 +238,7 @@ def build_suite_report(suite: SuiteResult) -> SuiteReport:
             InfoRow("SHA-256", clean_text(suite.source_sha256)),
             *(InfoRow(tag, label) for tag, label in zip(tags, labels)),
             *([] if suite.two_models else [InfoRow("Also checked as", clean_text(suite.role_checked or "none"))]),
+            *([InfoRow("Forward passes", execution_text(suite))] if suite.execution is not None else []),
             InfoRow("Schema version", str(suite.schema_version)),
         ],
         versions=[InfoRow(clean_text(k), clean_text(v)) for k, v in suite.versions.items()],
@@ -231,7 +246,21 @@ def build_suite_report(suite: SuiteResult) -> SuiteReport:
         + [InfoRow(f"load {tag}", fmt_seconds(s)) for tag, s in zip(tags, suite.load_seconds)],
         groups=_groups(cases),
         carrier_layers=_carrier_layers(suite),
+        detail_limit=detail_limit,
     )
+
+
+def execution_text(suite: SuiteResult) -> str:
+    """How the cases ran: ``batched: 4 passes for 96 cases (automatic size)``, or one at a time and why."""
+    e = suite.execution
+    if e is None:
+        return ""
+    ran = sum(1 for c in suite.cases if c.results)
+    passes = " / ".join(str(n) for n in e.forward_passes)
+    if e.batched:
+        size = "automatic size" if e.batch_size is None else f"at most {e.batch_size} per pass"
+        return clean_text(f"batched: {passes} passes for {ran} cases ({size})")
+    return clean_text(f"one case at a time ({passes} passes)" + (f": {e.note}" if e.note else ""))
 
 
 def _groups(cases: list[CaseView]) -> list[GroupView]:
@@ -307,7 +336,7 @@ def one_line(text: str, limit: int = MESSAGE_MAX_CHARS) -> str:
 # --- pieces -------------------------------------------------------------------------------------
 
 
-def _case_view(index: int, case: SuiteCase, anchor: str, tags: list[str]) -> CaseView:
+def _case_view(index: int, case: SuiteCase, anchor: str, tags: list[str], detailed: bool = True) -> CaseView:
     key = f"c{index}"
     checks = [
         CheckView(
@@ -327,7 +356,8 @@ def _case_view(index: int, case: SuiteCase, anchor: str, tags: list[str]) -> Cas
     text = target_text(case)
     target = token_view(text) if text is not None else None
     if case.comparison is not None:
-        report = build_comparison_report(case.comparison, key_prefix=f"{key}-", tags=tags)
+        if detailed:
+            report = build_comparison_report(case.comparison, key_prefix=f"{key}-", tags=tags)
         tracked = case.comparison.tracked[0] if case.comparison.tracked else None
         for m, result in enumerate(case.comparison.results):
             sides.append(
@@ -340,7 +370,8 @@ def _case_view(index: int, case: SuiteCase, anchor: str, tags: list[str]) -> Cas
                 )
             )
     elif case.analysis is not None:
-        report = build_report([case.analysis], key_prefix=f"{key}-")
+        if detailed:
+            report = build_report([case.analysis], key_prefix=f"{key}-")
         evolution = case.analysis.token_evolutions[0] if case.analysis.token_evolutions else None
         sides.append(
             _side(
@@ -371,6 +402,7 @@ def _case_view(index: int, case: SuiteCase, anchor: str, tags: list[str]) -> Cas
         report=report,
         group=clean_text(case.group) if case.group is not None else None,
         tolerance=next((c.tolerance for c in case.checks if c.tolerance is not None and c.token == text), None),
+        detailed=detailed or not case.results,
         **_change_fields(case),
     )
 

@@ -15,12 +15,12 @@ from __future__ import annotations
 import dataclasses
 import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..errors import LazarusError
-from ..result import SuiteCase, SuiteResult, distinct_labels
+from ..result import SuiteCase, SuiteExecution, SuiteResult, distinct_labels
 
 if TYPE_CHECKING:
     from ..engine import LensRun
@@ -56,6 +56,7 @@ def run_suite(
     progress: Callable[[int], None] | None = None,
     lens: str | None = None,
     attribution: bool = False,
+    batch_size: int | None = None,
 ) -> SuiteResult:
     """Run every case of ``spec`` on one model (``models=[m]``) or two (``[base, tuned]``).
 
@@ -67,8 +68,13 @@ def run_suite(
     once per model, before any case runs, so a missing lens fails the run rather than every case.
     ``attribution`` (two models): attribute each case's change to layers causally
     (``attribution.attribute``, run while model 2 is loaded; model 1's block outputs wait on disk).
+    ``batch_size``: cases per forward pass (``batched.plan_batches``; ``None``: chosen from the prompts'
+    lengths; 1: one case at a time). Per-case results equal running each case alone (within float32
+    rounding); ``--attribution`` runs one case at a time (it needs each case's block outputs), and the
+    result's ``execution`` says how the cases ran.
     """
     from ..api import each_model
+    from ..batched import check_batch_size
     from ..compare import compare_models_from_runs
     from ..engine import versions
 
@@ -79,18 +85,22 @@ def run_suite(
     n_models = len(models)
     if attribution and n_models != 2:
         raise LazarusError("--attribution needs two models (-m1 BASE -m2 TUNED)")
+    check_batch_size(batch_size)
     adapters = list(adapters) if adapters is not None else [None] * n_models
     scales = list(embedding_scales) if embedding_scales is not None else [None] * n_models
     start = time.perf_counter()
     lens = lens or spec.lens or "logit"
     configs = [case_config(case, lens) for case in spec.cases]
     runs: list[list[LensRun | None]] = [[None] * n_models for _ in spec.cases]
+    analyses: list[Any] = [None] * len(spec.cases)  # one model: the result alone (not its [L, V] log-probs)
     errors: list[str | None] = [None] * len(spec.cases)
     labels: list[str] = []
     load_seconds: list[float] = []
     engine = 0.0
     attributed: list[tuple[Any, str | None]] = [(None, None)] * len(spec.cases)
     attribute_cases = attribution and n_models == 2
+    one_by_one = batch_size == 1 or attribute_cases
+    passes: list[int] = []
     with tempfile.TemporaryDirectory(prefix="lazarus-suite-") as spill:
         for side in each_model(models, adapters, scales, precision):
             try:  # a missing or mismatched lens stops the run here, before any case
@@ -101,35 +111,40 @@ def run_suite(
                 ) from None
             labels.append(side.analyzer.info.label)
             load_seconds.append(float(side.analyzer.loaded.load_seconds))
-            for i, (case, config) in enumerate(zip(spec.cases, configs)):
-                if errors[i] is None:
-                    try:
-                        run = side.run(case.prompt, config, keep_block_outputs=attribute_cases)
-                    except LazarusError as exc:
-                        errors[i] = f"model {side.number} ({side.model_id}): {exc}" if n_models == 2 else str(exc)
-                    else:
-                        engine += run.engine_seconds
-                        if n_models == 2 and side.number == 1:
-                            blocks = run.block_outputs
-                            run = dataclasses.replace(
-                                run,
-                                log_probs=_spill(run.log_probs, Path(spill) / f"{i}.npy"),
-                                block_outputs=_spill(blocks, Path(spill) / f"{i}.blocks.npy")
-                                if blocks is not None
-                                else None,
-                            )
-                        elif attribute_cases and (first := runs[i][0]) is not None:
-                            from ..attribution import attribute
+            pending = [i for i in range(len(spec.cases)) if errors[i] is None]
+            if progress is not None and len(pending) < len(spec.cases):
+                progress(len(spec.cases) - len(pending))  # cases that already failed on model 1
+            passes.append(0)
+            for i, outcome in _outcomes(side, spec, configs, pending, batch_size, one_by_one, attribute_cases, passes):
+                if isinstance(outcome, LazarusError):
+                    errors[i] = f"model {side.number} ({side.model_id}): {outcome}" if n_models == 2 else str(outcome)
+                else:
+                    run = outcome
+                    engine += run.engine_seconds
+                    if n_models == 2 and side.number == 1:
+                        blocks = run.block_outputs
+                        run = dataclasses.replace(
+                            run,
+                            log_probs=_spill(run.log_probs, Path(spill) / f"{i}.npy"),
+                            block_outputs=_spill(blocks, Path(spill) / f"{i}.blocks.npy")
+                            if blocks is not None
+                            else None,
+                        )
+                    elif attribute_cases and (first := runs[i][0]) is not None:
+                        from ..attribution import attribute
 
-                            attributed[i] = attribute(side.analyzer.loaded, first, run)
-                            blocks = run.block_outputs
-                            patched = attributed[i][0] is not None and attributed[i][0].method == "activation-patching"
-                            run = dataclasses.replace(
-                                run,  # the reverse direction needs them once model 1 is back (below)
-                                block_outputs=_spill(blocks, Path(spill) / f"{i}.blocks2.npy")
-                                if patched and blocks is not None
-                                else None,
-                            )
+                        attributed[i] = attribute(side.analyzer.loaded, first, run)
+                        blocks = run.block_outputs
+                        patched = attributed[i][0] is not None and attributed[i][0].method == "activation-patching"
+                        run = dataclasses.replace(
+                            run,  # the reverse direction needs them once model 1 is back (below)
+                            block_outputs=_spill(blocks, Path(spill) / f"{i}.blocks2.npy")
+                            if patched and blocks is not None
+                            else None,
+                        )
+                    if n_models == 1:
+                        analyses[i] = run.result
+                    else:
                         runs[i][side.number - 1] = run
                 if progress is not None:
                     progress(1)
@@ -160,7 +175,7 @@ def run_suite(
                 analysis = None
             else:
                 comparison = None
-                analysis = runs[i][0].result  # type: ignore[union-attr]
+                analysis = analyses[i]
             runs[i] = [None] * n_models  # drop the memory maps before the directory goes
             checks = evaluate_case(case, analysis=analysis, comparison=comparison, role_checked=role)
             cases.append(SuiteCase(case.id, case.prompt, case.line, analysis, comparison, checks, group=case.group))
@@ -180,7 +195,58 @@ def run_suite(
             "total": round(time.perf_counter() - start, 4),
         },
         versions=versions(),
+        execution=SuiteExecution(
+            batched=not one_by_one,
+            batch_size=batch_size,
+            forward_passes=passes,
+            note="one case at a time: --attribution needs every block's output of each case"
+            if attribute_cases and batch_size != 1
+            else None,
+        ),
     )
+
+
+def _outcomes(
+    side: Any,
+    spec: SuiteSpec,
+    configs: list[Any],
+    pending: list[int],
+    batch_size: int | None,
+    one_by_one: bool,
+    keep_block_outputs: bool,
+    passes: list[int],
+) -> Iterator[tuple[int, LensRun | LazarusError]]:
+    """Each pending case's run on ``side`` (or its error): batched (``batched.analyze_many``), or one case
+    per forward pass. ``passes[-1]`` counts this side's forward passes."""
+
+    def count(_: int = 1) -> None:
+        passes[-1] += 1
+
+    if one_by_one:
+        for i in pending:
+            try:
+                run = side.run(spec.cases[i].prompt, configs[i], keep_block_outputs=keep_block_outputs)
+            except LazarusError as exc:
+                yield i, exc
+            else:
+                count()
+                yield i, run
+        return
+    from ..batched import analyze_many
+
+    if not pending:
+        return
+    scaled = [dataclasses.replace(configs[i], embedding_scale=side.embedding_scale) for i in pending]
+    batch = analyze_many(
+        side.analyzer.loaded,
+        [spec.cases[i].prompt for i in pending],
+        scaled,
+        lens=side.analyzer.lens(scaled[0].lens),
+        batch_size=batch_size,
+        on_pass=count,
+    )
+    for j, outcome in batch:
+        yield pending[j], outcome
 
 
 def _spill(array: Any, path: Path) -> Any:

@@ -12,6 +12,7 @@ from lazarus_report.render.charts.datasets import _round
 from lazarus_report.render.charts.run_specs import _trajectory
 from lazarus_report.render.charts.scales import _tick_step
 from lazarus_report.render.charts.style import PALETTE, _shorten
+from lazarus_report.render.charts.suite_many import MANY_CASES, emergence_histogram, target_scatter
 from lazarus_report.render.suite_model import SuiteReport
 
 SUITE_CHART_ID = "suite-emergence"
@@ -30,7 +31,11 @@ def start_suite_charts(suite: SuiteReport) -> dict[str, list[PendingChart]]:
     a compact static SVG (``_plot_svg``); the page stores the cases' specs as patches of one shared
     spec (``shared_specs``)."""
     out: dict[str, list[PendingChart]] = {}
-    if suite.with_target:
+    if suite.with_target and len(suite.with_target) > MANY_CASES:  # one mark per case would not fit: see suite_many
+        out["suite"] = [emergence_histogram(suite, SUITE_CHART_ID)]
+        if suite.two_models and any(case.delta is not None for case in suite.cases):
+            out["suite"].append(target_scatter(suite, DUMBBELL_CHART_ID))
+    elif suite.with_target:
         out["suite"] = [_emergence(suite)]
         if suite.two_models and any(case.delta is not None for case in suite.cases):
             out["suite"].append(_dumbbell(suite))
