@@ -107,6 +107,9 @@ class ModelInfo:
     chat_template: bool  # whether the tokenizer has a chat template
     adapter: str | None = None  # LoRA adapter directory, when one was applied
     final_logit_softcap: float | None = None
+    # How the weights ran: "float32" (dequantized at load), "streamed" (kept as stored, each block
+    # dequantized to float32 just before it ran: --max-memory) or "native"; None in older results.
+    execution: str | None = None
 
     @property
     def label(self) -> str:

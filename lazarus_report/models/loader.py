@@ -2,7 +2,9 @@
 
 Precision: on the CPU, quantized weights are dequantized to float32 and every parameter runs in
 float32 through BLAS (MLX's quantized CPU kernels are ~25x slower than an optimized sgemm).
-On Metal/CUDA the weights stay as stored.
+On Metal/CUDA the weights stay as stored. When the float32 weights would not fit the memory budget
+(``max_memory``, or under ``precision="auto"`` the machine's available memory), the weights stay as
+stored and each block is dequantized to float32 just before it runs (``streamed``).
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 from ..blas import import_mlx, preload_blas
 from ..errors import LazarusError
 from ..result import ModelInfo
-from . import mlx_lm_light
+from . import mlx_lm_light, streamed
 from .families import LensParts, get_family
 from .resolve import ResolvedModel, resolve_model
 
@@ -45,6 +47,9 @@ class LoadedModel:
     # A sliding attention window the model was trained with but mlx-lm's implementation of the
     # family does not apply: prompts longer than this would silently give wrong numbers.
     unsupported_window: int | None = None
+    # How the weights run: "float32" (dequantized at load), "streamed" (kept as stored, each block
+    # dequantized to float32 as it runs) or "native" (as stored, e.g. quantized kernels on a GPU).
+    execution: str = "float32"
 
 
 def _unsupported_sliding_window(config: dict[str, Any]) -> int | None:
@@ -78,25 +83,37 @@ def load_model(
     *,
     adapter: str | None = None,
     precision: str = "auto",
+    max_memory: int | str | None = None,
 ) -> LoadedModel:
-    """Resolve ``model_id`` (alias, GGUF path, model directory or hub ID) and load it."""
+    """Resolve ``model_id`` (alias, GGUF path, model directory or hub ID) and load it.
+
+    ``max_memory``: bytes (or a size such as "250MB") the model may use, weights and working memory;
+    when its float32 weights do not fit, it runs streamed (see ``streamed``); when even the stored
+    weights do not fit, ``LazarusError`` says how much is needed.
+    """
     start = time.perf_counter()
     to_float32 = _want_float32(precision)
+    budget = streamed.parse_size(max_memory) if max_memory is not None else None
     if adapter is not None:
         check_adapter_dir(adapter)  # fail before spending time on the model
         mlx_lm_light.prefetch_adapter_support()  # its imports overlap with loading the model
     resolved = resolve_model(model_id)
+    if budget is not None and resolved.path is not None:
+        streamed.check_file_fits(resolved.path, budget, model_id)  # before reading any weight
+    plan = _Planner(to_float32, budget, precision, model_id)
     if resolved.kind == "gguf":
-        model, config, tokenizer, stored = _load_gguf(resolved, to_float32)
+        model, config, tokenizer, stored = _load_gguf(resolved, plan)
     else:
-        model, config, tokenizer, stored = _load_directory(resolved, to_float32)
+        model, config, tokenizer, stored = _load_directory(resolved, plan)
     if adapter is not None:
         _apply_adapter(model, config, adapter)
+    if plan.execution == "streamed":
+        streamed.stream_model(model, gguf_dequantization=resolved.kind == "gguf")
     model.eval()
     mx.eval(model.parameters())
     mx.clear_cache()  # hand the quantized originals and conversion temporaries back to the OS
     parts = LensParts.of(model, config["model_type"])
-    precision_text = _describe_precision(model, stored, to_float32)
+    precision_text = _describe_precision(model, stored, plan.execution == "float32", plan.execution)
     info = ModelInfo(
         model_id=model_id,
         source=resolved.source,
@@ -113,9 +130,11 @@ def load_model(
         chat_template=tokenizer.chat_template is not None,
         adapter=str(adapter) if adapter else None,
         final_logit_softcap=parts.softcap,
+        execution=plan.execution,
     )
     context = config.get("max_position_embeddings")
     return LoadedModel(
+        execution=plan.execution,
         unsupported_window=_unsupported_sliding_window(config),
         model=model,
         parts=parts,
@@ -127,9 +146,31 @@ def load_model(
     )
 
 
-def _describe_precision(model: Any, stored: str, to_float32: bool) -> str:
+class _Planner:
+    """Chooses the execution path once the weights' sizes are known (before any conversion)."""
+
+    def __init__(self, to_float32: bool, budget: int | None, precision: str, model_id: str):
+        self.to_float32 = to_float32
+        self.budget = budget
+        self.from_user = budget is not None
+        if budget is None and precision == "auto" and to_float32:
+            self.budget = streamed.available_memory()
+        self.model_id = model_id
+        self.execution = "float32" if to_float32 else "native"
+
+    def choose(self, sizes: streamed.WeightSizes) -> str:
+        self.execution = streamed.plan_execution(self.to_float32, sizes, self.budget, self.from_user, self.model_id)
+        return self.execution
+
+
+def _describe_precision(model: Any, stored: str, to_float32: bool, execution: str = "") -> str:
     params: list[tuple[str, Any]] = tree_flatten(model.parameters())  # type: ignore[assignment]
     dtypes = sorted({str(v.dtype).replace("mlx.core.", "") for _, v in params})
+    if execution == "streamed":
+        return (
+            f"float32, streamed: weights kept as stored ({stored or 'MLX affine'}), "
+            "each block dequantized to float32 as it runs"
+        )
     quantized = any(isinstance(m, (nn.QuantizedLinear, nn.QuantizedEmbedding)) for _, m in model.named_modules())
     floats = "/".join(d for d in dtypes if "int" not in d)
     if quantized:
@@ -142,7 +183,7 @@ def _describe_precision(model: Any, stored: str, to_float32: bool) -> str:
 # --- GGUF -----------------------------------------------------------------------------------
 
 
-def _load_gguf(resolved: ResolvedModel, to_float32: bool) -> tuple[Any, dict[str, Any], Tokenizer, str]:
+def _load_gguf(resolved: ResolvedModel, plan: _Planner) -> tuple[Any, dict[str, Any], Tokenizer, str]:
     from .gguf import load_gguf
     from .tokenizer import tokenizer_from_gguf
 
@@ -150,6 +191,7 @@ def _load_gguf(resolved: ResolvedModel, to_float32: bool) -> tuple[Any, dict[str
     get_family(g.config["model_type"])  # unsupported families fail before building anything
     model = mlx_lm_light.build_model(g.config)
     weights = g.weights
+    to_float32 = plan.choose(streamed.sizes_of_weights(weights)) == "float32"
     if to_float32:
         weights = _dequantize_weights(weights)
     else:
@@ -272,7 +314,7 @@ def _directory_config_fixes(path: Path) -> dict[str, Any]:
     return fixes
 
 
-def _load_directory(resolved: ResolvedModel, to_float32: bool) -> tuple[Any, dict[str, Any], Tokenizer, str]:
+def _load_directory(resolved: ResolvedModel, plan: _Planner) -> tuple[Any, dict[str, Any], Tokenizer, str]:
     from .tokenizer import tokenizer_from_hf
 
     path = Path(resolved.path)
@@ -302,6 +344,7 @@ def _load_directory(resolved: ResolvedModel, to_float32: bool) -> tuple[Any, dic
         if isinstance(quant, dict)
         else str(config.get("torch_dtype") or config.get("dtype") or "")
     )
+    to_float32 = plan.choose(streamed.weight_sizes(model, list(getattr(model, "layers", [])))) == "float32"
     if to_float32:
         if quant:
             model = dequantize_model(model)
