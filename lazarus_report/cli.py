@@ -137,6 +137,25 @@ def preflight(models: list[str], config: Any, scales: Sequence[tuple[float | Non
             raise LazarusError(f"model {n} ({model_id}): {exc}" if len(models) > 1 else str(exc)) from None
 
 
+def memory_option(fn: Callable[..., Any]) -> Callable[..., Any]:
+    return click.option(
+        "--max-memory",
+        "max_memory",
+        metavar="SIZE",
+        help="Memory the model may use (e.g. 250MB, 2GB): beyond it, weights stay as stored and each block "
+        "is dequantized to float32 as it runs.",
+    )(fn)
+
+
+def parse_max_memory(text: str | None) -> int | None:
+    """``--max-memory`` in bytes (None when not given); a bad size is a one-line error before any load."""
+    if text is None:
+        return None
+    from .models.streamed import parse_size
+
+    return parse_size(text)
+
+
 def lens_option(default: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """``--lens KIND|DIR`` (``default`` says what applies without it)."""
     return click.option(
@@ -210,6 +229,7 @@ def output_options(fn: Callable[..., Any]) -> Callable[..., Any]:
     show_default=True,
     help="auto: float32 on CPU (dequantized), as stored on GPU.",
 )
+@memory_option
 @output_options
 def analyze(**opts: Any) -> None:
     """Logit lens: what the model would predict after each layer."""
@@ -230,6 +250,7 @@ def _analyze(
     adapter: str | None,
     lens: str | None,
     precision: str,
+    max_memory: str | None,
     output: str | None,
     html: str | None,
     markdown: str | None,
@@ -237,6 +258,7 @@ def _analyze(
     quiet: bool,
 ) -> None:
     check_output_paths((output, "-o"), (html, "--html"), (markdown, "--markdown"))
+    budget = parse_max_memory(max_memory)
     check_text(model, "-m")
     check_text(prompt, "the prompt (-p)")
     if not prompt.strip():
@@ -266,7 +288,7 @@ def _analyze(
         check_adapter(adapter)
     preflight([model], config)
     # No `with`: the process ends right after, and releasing the model first would only cost time.
-    result = ModelAnalyzer.load(model, adapter=adapter, precision=precision).run(prompt, config)
+    result = ModelAnalyzer.load(model, adapter=adapter, precision=precision, max_memory=budget).run(prompt, config)
     emit(result, output=output, html=html, markdown=markdown, static=static, quiet=quiet)
 
 
@@ -358,6 +380,7 @@ def parse_track_list(values: tuple[str, ...]) -> list[str]:
     is_flag=True,
     help="Also find which layers cause the change (adapter ablation or activation patching; docs/reports.md).",
 )
+@memory_option
 @output_options
 def compare(**opts: Any) -> None:
     """Compare two models on one prompt: base vs fine-tuned, or model vs model."""
@@ -381,6 +404,7 @@ def _compare(
     lens: str | None,
     precision: str,
     attribution: bool,
+    max_memory: str | None,
     output: str | None,
     html: str | None,
     markdown: str | None,
@@ -388,6 +412,7 @@ def _compare(
     quiet: bool,
 ) -> None:
     check_output_paths((output, "-o"), (html, "--html"), (markdown, "--markdown"))
+    budget = parse_max_memory(max_memory)
     for value, what in ((model1, "-m1"), (model2, "-m2"), (prompt, "the prompt (-p)")):
         check_text(value, what)
     if not prompt.strip():
@@ -427,6 +452,7 @@ def _compare(
         precision=precision,
         attribution=attribution,
         change_map=bool(output or html or markdown),
+        max_memory=budget,
     )
     emit(comparison, output=output, html=html, markdown=markdown, static=static, quiet=quiet)
 
@@ -455,6 +481,7 @@ def _compare(
 @click.option(
     "--attribution", is_flag=True, help="Two models: also find which layers cause each case's change (docs/suites.md)."
 )
+@memory_option
 @output_options
 def suite(**opts: Any) -> None:
     """Run a suite of prompts with expectations: exit 0 if all hold, 1 if some fail, 2 on bad input.
@@ -483,6 +510,7 @@ def _suite(
     junit: str | None,
     validate_only: bool,
     attribution: bool,
+    max_memory: str | None,
     output: str | None,
     html: str | None,
     markdown: str | None,
@@ -492,6 +520,7 @@ def _suite(
     from .suites.spec import load_suite
 
     check_output_paths((output, "-o"), (html, "--html"), (markdown, "--markdown"), (junit, "--junit"))
+    budget = parse_max_memory(max_memory)
     one = (model, adapter, role, embedding_scale)
     two = (model1, model2, adapter1, adapter2, embedding_scale1, embedding_scale2)
     if any(v is not None for v in one) and any(v is not None for v in two):
@@ -539,6 +568,7 @@ def _suite(
             progress=bar.update if show_bar else None,
             lens=lens,
             attribution=attribution,
+            max_memory=budget,
         )
     emit(result, output=output, html=html, markdown=markdown, static=static, quiet=quiet, junit=junit)
     status = result.status

@@ -99,7 +99,7 @@ def load_model(
         mlx_lm_light.prefetch_adapter_support()  # its imports overlap with loading the model
     resolved = resolve_model(model_id)
     if budget is not None and resolved.path is not None:
-        streamed.check_file_fits(resolved.path, budget, model_id)  # before reading any weight
+        streamed.check_fits_before_load(resolved, budget, to_float32, model_id)  # before reading any weight
     plan = _Planner(to_float32, budget, precision, model_id)
     if resolved.kind == "gguf":
         model, config, tokenizer, stored = _load_gguf(resolved, plan)

@@ -161,14 +161,48 @@ def _what(path: str, sizes: WeightSizes) -> str:
     return f"stored weights + {format_size(WORKING_BYTES)} of working memory"
 
 
-def check_file_fits(path: Any, budget: int, model_id: str) -> None:
-    """Fail before reading a model whose weight files alone exceed ``budget`` (they are a lower bound
-    of what it needs whatever the path: quantized weights stay as large as stored)."""
+# Bytes per weight once MLX holds a tensor of this GGML type (quantized as MLX affine triples: codes +
+# float16 scale and bias per 32 weights); types MLX cannot read are dequantized to float32 at load.
+_MLX_BYTES_PER_WEIGHT = {0: 4.0, 1: 2.0, 2: 0.5 + 4 / 32, 3: 0.5 + 4 / 32, 8: 1.0 + 4 / 32}
+
+
+def sizes_from_gguf_header(path: Any) -> WeightSizes:
+    """:class:`WeightSizes` of a GGUF file from its header alone (milliseconds, no weights read)."""
+    from .gguf_metadata import MLX_NATIVE_TENSOR_TYPES, read_gguf_header
+
+    tensors = read_gguf_header(path).tensors
+    native = all(t in MLX_NATIVE_TENSOR_TYPES for t, _, _ in tensors.values())
+    stored, f32 = 0, 0
+    blocks: dict[str, int] = {}
+    for name, (ttype, dims, _) in tensors.items():
+        n = 1
+        for d in dims:
+            n *= d
+        stored += int(n * (_MLX_BYTES_PER_WEIGHT[ttype] if native else 4.0))
+        f32 += 4 * n
+        m = re.match(r"blk\.(\d+)\.", name)
+        if m:
+            blocks[m.group(1)] = blocks.get(m.group(1), 0) + 4 * n
+    return WeightSizes(stored=stored, float32=f32, largest_block_float32=max(blocks.values(), default=0))
+
+
+def check_fits_before_load(resolved: Any, budget: int, wants_float32: bool, model_id: str) -> None:
+    """Fail before reading any weight when ``budget`` cannot hold the model however it runs: from a
+    GGUF header (exact sizes), or a model directory's weight files (a lower bound: quantized weights
+    stay as large as stored)."""
     from pathlib import Path
 
-    p = Path(path)
-    files = [p] if p.is_file() else [*p.glob("*.safetensors")] if p.is_dir() else []
-    total = sum(f.stat().st_size for f in files if f.is_file())
+    if resolved.kind == "gguf":
+        from .gguf_metadata import GGUFError
+
+        try:
+            sizes = sizes_from_gguf_header(resolved.path)
+        except GGUFError:
+            return  # the loader reports the damaged file
+        plan_execution(wants_float32, sizes, budget, True, model_id)
+        return
+    p = Path(resolved.path)
+    total = sum(f.stat().st_size for f in p.glob("*.safetensors") if f.is_file()) if p.is_dir() else 0
     if total and total + WORKING_BYTES > budget:
         raise LazarusError(
             f"--max-memory {format_size(budget)} is too small for {model_id}: its weight files alone take "

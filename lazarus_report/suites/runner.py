@@ -56,6 +56,7 @@ def run_suite(
     progress: Callable[[int], None] | None = None,
     lens: str | None = None,
     attribution: bool = False,
+    max_memory: int | str | None = None,
 ) -> SuiteResult:
     """Run every case of ``spec`` on one model (``models=[m]``) or two (``[base, tuned]``).
 
@@ -92,7 +93,7 @@ def run_suite(
     attributed: list[tuple[Any, str | None]] = [(None, None)] * len(spec.cases)
     attribute_cases = attribution and n_models == 2
     with tempfile.TemporaryDirectory(prefix="lazarus-suite-") as spill:
-        for side in each_model(models, adapters, scales, precision):
+        for side in each_model(models, adapters, scales, precision, max_memory):
             try:  # a missing or mismatched lens stops the run here, before any case
                 side.analyzer.lens(lens)
             except LazarusError as exc:
