@@ -336,10 +336,11 @@ def _grid_stats(
     loaded: LoadedModel, hidden: list[Any], final_hidden: Any, log_probs_out: Any = None, offset: int = 0
 ) -> Any:
     """``lens.position_grid`` over ``hidden`` (one ``[c, H]`` per captured layer, positions ``offset..``)."""
-    from .lens import CHUNKED_GRID_BUDGET_BYTES, GRID_BUDGET_BYTES, PREFILL_CHUNK, position_grid
+    from . import lens
 
-    budget = GRID_BUDGET_BYTES if offset == 0 and final_hidden.shape[0] < PREFILL_CHUNK else CHUNKED_GRID_BUDGET_BYTES
-    return position_grid(
+    long = offset > 0 or final_hidden.shape[0] >= lens.PREFILL_CHUNK  # part of a prompt prefilled in chunks
+    budget = lens.CHUNKED_GRID_BUDGET_BYTES if long else lens.GRID_BUDGET_BYTES
+    return lens.position_grid(
         loaded.parts, hidden, final_hidden, log_probs_out=log_probs_out, offset=offset, budget_bytes=budget
     )
 

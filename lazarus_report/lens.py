@@ -123,9 +123,9 @@ def forward_chunks(
     token_ids: Sequence[int],
     layer_indices: Sequence[int],
     embedding_factor: float | None = None,
-    chunk: int = PREFILL_CHUNK,
+    chunk: int | None = None,
 ) -> Iterator[tuple[int, dict[int, Any]]]:
-    """The forward pass in pieces of ``chunk`` tokens through mlx-lm's KV cache (``make_prompt_cache``:
+    """The forward pass in pieces of ``chunk`` tokens (default ``PREFILL_CHUNK``) through mlx-lm's KV cache (``make_prompt_cache``:
     each family's own cache, e.g. rotating caches for sliding-window layers).
 
     Yields ``(start, outputs)`` per piece: the requested blocks' outputs ``[1, c, H]`` at positions
@@ -134,6 +134,7 @@ def forward_chunks(
     (attention sums its keys in other groupings).
     """
     ids = list(token_ids)
+    chunk = PREFILL_CHUNK if chunk is None else chunk
     if chunk < 1:
         raise ValueError("chunk must be at least 1")
     if len(ids) <= chunk:

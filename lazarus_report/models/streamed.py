@@ -85,13 +85,19 @@ class WeightSizes:
     stored: int
     float32: int
     largest_block_float32: int
+    largest_matrix_float32: int = CHUNK_BYTES  # outside the blocks: the head, the embedding
+
+    @property
+    def head_chunk(self) -> int:
+        """Bytes of the largest float32 slice of a matrix outside the blocks (a vocabulary chunk)."""
+        return min(CHUNK_BYTES, self.largest_matrix_float32)
 
     def needs(self, execution: str) -> int:
         """Bytes the model needs to run a lens under ``execution``."""
         if execution == "float32":
             return self.float32 + WORKING_BYTES
         if execution == "streamed":
-            return self.stored + self.largest_block_float32 + CHUNK_BYTES + WORKING_BYTES
+            return self.stored + self.largest_block_float32 + self.head_chunk + WORKING_BYTES
         return self.stored + WORKING_BYTES
 
 
@@ -118,7 +124,14 @@ def weight_sizes(model: Any, layers: list[Any]) -> WeightSizes:
     """Sizes of ``model``'s weights; ``layers``: its transformer blocks."""
     stored, f32 = _float32_bytes(model)
     largest = max((_float32_bytes(block)[1] for block in layers), default=0)
-    return WeightSizes(stored=stored, float32=f32, largest_block_float32=largest)
+    in_blocks = {id(m) for block in layers for _, m in block.named_modules()}
+    matrices = [
+        _float32_bytes(m)[1]
+        for _, m in model.named_modules()
+        if id(m) not in in_blocks
+        and isinstance(m, (nn.Linear, nn.Embedding, nn.QuantizedLinear, nn.QuantizedEmbedding))
+    ]
+    return WeightSizes(stored, f32, largest, max(matrices, default=0))
 
 
 # --- choosing the path ---------------------------------------------------------------------------
@@ -154,7 +167,7 @@ def _what(path: str, sizes: WeightSizes) -> str:
     if path == "streamed":
         return (
             f"stored weights + the largest block in float32 ({format_size(sizes.largest_block_float32)}) "
-            f"+ {format_size(CHUNK_BYTES)} of head chunk + {format_size(WORKING_BYTES)} of working memory"
+            f"+ {format_size(sizes.head_chunk)} of head chunk + {format_size(WORKING_BYTES)} of working memory"
         )
     if path == "float32":
         return f"weights in float32 + {format_size(WORKING_BYTES)} of working memory"
@@ -172,7 +185,7 @@ def sizes_from_gguf_header(path: Any) -> WeightSizes:
 
     tensors = read_gguf_header(path).tensors
     native = all(t in MLX_NATIVE_TENSOR_TYPES for t, _, _ in tensors.values())
-    stored, f32 = 0, 0
+    stored, f32, outside = 0, 0, 0
     blocks: dict[str, int] = {}
     for name, (ttype, dims, _) in tensors.items():
         n = 1
@@ -183,7 +196,9 @@ def sizes_from_gguf_header(path: Any) -> WeightSizes:
         m = re.match(r"blk\.(\d+)\.", name)
         if m:
             blocks[m.group(1)] = blocks.get(m.group(1), 0) + 4 * n
-    return WeightSizes(stored=stored, float32=f32, largest_block_float32=max(blocks.values(), default=0))
+        else:
+            outside = max(outside, 4 * n)
+    return WeightSizes(stored, f32, max(blocks.values(), default=0), outside)
 
 
 def check_fits_before_load(resolved: Any, budget: int, wants_float32: bool, model_id: str) -> None:
@@ -355,7 +370,7 @@ def parameter_bytes(model: Any) -> int:
 def sizes_of_weights(weights: dict[str, Any]) -> WeightSizes:
     """:class:`WeightSizes` of a weight dictionary in mlx-lm naming (quantized linears as
     ``weight``/``scales``/``biases`` triples), before any model holds it."""
-    stored, f32 = 0, 0
+    stored, f32, outside = 0, 0, 0
     blocks: dict[str, int] = {}
     for name, v in weights.items():
         stored += v.nbytes
@@ -372,4 +387,6 @@ def sizes_of_weights(weights: dict[str, Any]) -> WeightSizes:
         m = re.match(r"(.*\blayers\.\d+)\.", name)
         if m:
             blocks[m.group(1)] = blocks.get(m.group(1), 0) + n
-    return WeightSizes(stored=stored, float32=f32, largest_block_float32=max(blocks.values(), default=0))
+        else:
+            outside = max(outside, n)
+    return WeightSizes(stored, f32, max(blocks.values(), default=0), outside)
