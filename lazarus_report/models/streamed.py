@@ -22,7 +22,7 @@ from __future__ import annotations
 import os
 import re
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..blas import import_mlx
 from ..errors import LazarusError
@@ -257,6 +257,12 @@ class _AffineRows:
     """float32 rows ``[a, b)`` of a quantized matrix, with the dequantization its float32 path uses."""
 
     gguf_dequantization = True
+    if TYPE_CHECKING:  # provided by the nn.QuantizedLinear / nn.QuantizedEmbedding it is mixed into
+        group_size: int
+        bits: int
+        mode: str
+
+        def __getitem__(self, key: str) -> Any: ...
 
     def _rows(self, a: int, b: int) -> Any:
         w, scales, biases = self["weight"][a:b], self["scales"][a:b], self["biases"][a:b]
@@ -335,12 +341,13 @@ def stream_model(model: Any, gguf_dequantization: bool) -> None:
     ``gguf_dequantization``: dequantize as the GGUF float32 path does (``loader.dequantize_affine``),
     else as mlx-lm's ``dequantize_model`` does (model directories).
     """
-    swaps = {
+    swaps: dict[type, type] = {
         nn.QuantizedLinear: StreamedQuantizedLinear if gguf_dequantization else _MlxStreamedQuantizedLinear,
         nn.QuantizedEmbedding: StreamedQuantizedEmbedding if gguf_dequantization else _MlxStreamedQuantizedEmbedding,
     }
     for _, module in model.named_modules():
         cls = type(module)
+        kept: tuple[str, ...]
         if isinstance(module, STREAMED_TYPES):
             kept = ("weight", "scales", "biases")
         elif cls in swaps:
@@ -358,13 +365,10 @@ def stream_model(model: Any, gguf_dequantization: bool) -> None:
                 module[key] = value.astype(mx.float32)
 
 
-def is_streamed(model: Any) -> bool:
-    return any(isinstance(m, STREAMED_TYPES) for _, m in model.named_modules())
-
-
 def parameter_bytes(model: Any) -> int:
     """Bytes of ``model``'s parameters as held."""
-    return sum(v.nbytes for _, v in tree_flatten(model.parameters()))
+    params: list[tuple[str, Any]] = tree_flatten(model.parameters())  # type: ignore[assignment]
+    return sum(v.nbytes for _, v in params)
 
 
 def sizes_of_weights(weights: dict[str, Any]) -> WeightSizes:
