@@ -339,7 +339,9 @@ def _grid_stats(
     from . import lens
 
     long = offset > 0 or final_hidden.shape[0] >= lens.PREFILL_CHUNK  # part of a prompt prefilled in chunks
-    budget = lens.CHUNKED_GRID_BUDGET_BYTES if long else lens.GRID_BUDGET_BYTES
+    # Streamed weights dequantize the head in every head matmul: larger row blocks amortise that.
+    small = long and getattr(loaded, "execution", "float32") != "streamed"
+    budget = lens.CHUNKED_GRID_BUDGET_BYTES if small else lens.GRID_BUDGET_BYTES
     return lens.position_grid(
         loaded.parts, hidden, final_hidden, log_probs_out=log_probs_out, offset=offset, budget_bytes=budget
     )
