@@ -196,6 +196,34 @@ def test_mlx_quantized_directory_streams_with_mlx_lms_dequantization(tmp_path: P
     assert_same_numbers(lens_log_probs(full, ids), lens_log_probs(lean, ids))
 
 
+def test_kquant_file_streams_as_gguf_blocks(tmp_path: Path, isolated_cache: Path) -> None:
+    """A Q4_K_M file (plus a Q5_0 tensor): MLX cannot hold k-quants, so the float32 path converts the whole
+    file with the gguf package; streamed, the matrices stay as GGUF blocks, decoded by the same package a
+    slice of rows at a time, and nothing is converted or cached."""
+    import test_gguf_kquant as kq
+
+    path, _ = kq.write(tmp_path, "q4_k_m", kq.tiny_llama(seed=4), kq.MIXED_PLAN, "Q4_K_M")
+    sizes = streamed.sizes_from_gguf_header(path)
+    lean = ModelAnalyzer.load(str(path), max_memory=between(sizes))
+    assert lean.info.execution == "streamed" and "GGUF blocks" in lean.info.precision
+    assert kq.cache_files(isolated_cache) == []  # nothing converted
+    assert streamed.parameter_bytes(lean.loaded.model) == sizes.stored < sizes.float32 / 4
+    full = ModelAnalyzer.load(str(path), precision="float32")  # converts the file (and caches it)
+    assert full.info.execution == "float32" and "via gguf dequantization" in full.info.precision
+    ids = lean.tokenizer.encode(PROMPT)
+    for layer, (x, y) in enumerate(zip(block_outputs(full, ids), block_outputs(lean, ids), strict=True)):
+        np.testing.assert_array_equal(x, y, err_msg=f"block {layer}")
+    assert_same_numbers(lens_log_probs(full, ids), lens_log_probs(lean, ids))
+    ra, rb = full.run(PROMPT, ALL), lean.run(PROMPT, ALL)
+    assert [p.top_tokens[0].token_id for p in ra.layer_predictions] == [
+        p.top_tokens[0].token_id for p in rb.layer_predictions
+    ]
+    with pytest.raises(LazarusError, match="LoRA adapters cannot be applied"):
+        from lazarus_report.models.loader import with_adapter
+
+        with_adapter(lean.loaded, str(Path(__file__).resolve().parents[1] / "examples/weather-adapter/adapter"))
+
+
 # --- budgets too small --------------------------------------------------------------------------
 
 

@@ -398,3 +398,61 @@ def _dequantize_with_gguf(path: Path) -> tuple[dict[str, Any], dict[str, Any]]:
     except Exception as exc:
         raise LazarusError(f"cannot read GGUF file {path}: {str(exc).strip() or type(exc).__name__}") from None
     return out, meta
+
+
+# --- streamed execution: k-quant files kept as GGUF blocks --------------------------------------------
+
+
+@dataclass
+class GGUFBlocks:
+    """A 2-D tensor kept as its GGUF bytes (one row of blocks per output row), dequantized on use."""
+
+    data: Any  # mx.array: uint8 [rows, bytes per row] (quantized) or the 16-bit values [rows, cols]
+    qtype: int  # GGML type id
+    shape: tuple[int, int]  # [rows, cols] in mlx-lm's layout
+
+
+def load_gguf_blocks(path: str | Path) -> GGUFModel:
+    """Read a GGUF file whose types MLX cannot read (k-quants) for streamed execution: every 2-D tensor
+    that is not float32 stays as its GGUF blocks (``GGUFBlocks``, later dequantized a slice of rows at a
+    time with the ``gguf`` package: the same decoder as the float32 conversion), the rest (norms) is
+    dequantized to float32 now. No conversion cache: nothing is dequantized whole."""
+    import numpy as np
+    from gguf import GGUFReader
+    from gguf.quants import dequantize
+
+    path = Path(path)
+    try:
+        check_tensor_extents(path)
+        reader = GGUFReader(str(path), "r")
+        meta = metadata_of(reader)
+        raw: dict[str, Any] = {}
+        for t in reader.tensors:
+            shape = tuple(int(d) for d in reversed(t.shape.tolist()))
+            if len(shape) == 2 and int(t.tensor_type) != 0:
+                raw[t.name] = GGUFBlocks(
+                    mx.array(np.ascontiguousarray(t.data)), int(t.tensor_type), (shape[0], shape[1])
+                )
+            else:
+                arr = np.ascontiguousarray(dequantize(t.data, t.tensor_type).reshape(shape), dtype=np.float32)
+                if not np.isfinite(arr).all():
+                    raise LazarusError(f"GGUF file {path} is damaged: tensor {t.name} holds NaN or infinite values")
+                raw[t.name] = mx.array(arr)
+        del reader
+    except GGUFError as exc:
+        raise LazarusError(str(exc)) from None
+    except LazarusError:
+        raise
+    except Exception as exc:
+        raise LazarusError(f"cannot read GGUF file {path}: {str(exc).strip() or type(exc).__name__}") from None
+    arch = meta.get("general.architecture")
+    spec = ARCHES.get(arch) if isinstance(arch, str) else None
+    names = spec.block_names if spec else _BLOCK_NAMES
+    weights = {_rename(k, names): v for k, v in raw.items()}
+    embed = weights["model.embed_tokens.weight"]
+    n_vocab = len(meta.get("tokenizer.ggml.tokens") or []) or embed.shape[0]
+    config, spec = _config_from_metadata(meta, n_vocab, "lm_head.weight" not in weights)
+    dense = _fix_weights({k: v for k, v in weights.items() if not isinstance(v, GGUFBlocks)}, spec)
+    weights = {**weights, **dense}
+    file_type = GGML_FILE_TYPES.get(int(meta.get("general.file_type", -1)), "unknown")
+    return GGUFModel(path, config, weights, file_type, False, meta)

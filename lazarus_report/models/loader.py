@@ -185,8 +185,17 @@ def _describe_precision(model: Any, stored: str, to_float32: bool, execution: st
 
 def _load_gguf(resolved: ResolvedModel, plan: _Planner) -> tuple[Any, dict[str, Any], Tokenizer, str]:
     from .gguf import load_gguf
+    from .gguf_metadata import MLX_NATIVE_TENSOR_TYPES, GGUFError, read_tensor_types
     from .tokenizer import tokenizer_from_gguf
 
+    if plan.to_float32 and plan.budget is not None:
+        try:
+            native = all(t in MLX_NATIVE_TENSOR_TYPES for t in read_tensor_types(resolved.path).values())
+        except GGUFError:
+            native = True  # load_gguf says what is wrong with the file
+        # k-quants: MLX cannot hold them, so the float32 path converts the whole file; decide first
+        if not native and plan.choose(streamed.sizes_from_gguf_header(resolved.path)) == "streamed":
+            return _load_gguf_blocks(resolved)
     g = load_gguf(resolved.path)
     get_family(g.config["model_type"])  # unsupported families fail before building anything
     model = mlx_lm_light.build_model(g.config)
@@ -206,6 +215,29 @@ def _load_gguf(resolved: ResolvedModel, plan: _Planner) -> tuple[Any, dict[str, 
     tokenizer = tokenizer_from_gguf(resolved.path, metadata=g.metadata)
     stored = g.file_type + (" via gguf dequantization" if g.dequantized_with_gguf else "")
     return model, g.config, tokenizer, stored
+
+
+def _load_gguf_blocks(resolved: ResolvedModel) -> tuple[Any, dict[str, Any], Tokenizer, str]:
+    """A k-quant GGUF for streamed execution: its matrices stay as GGUF blocks (``streamed.GGUFBlocksLinear``)."""
+    from .gguf import GGUFBlocks, load_gguf_blocks
+    from .tokenizer import tokenizer_from_gguf
+
+    g = load_gguf_blocks(resolved.path)
+    get_family(g.config["model_type"])
+    model = mlx_lm_light.build_model(g.config)
+    blocks = {k: v for k, v in g.weights.items() if isinstance(v, GGUFBlocks)}
+    dense = {k: v for k, v in g.weights.items() if not isinstance(v, GGUFBlocks)}
+    dense = model.sanitize(dense) if hasattr(model, "sanitize") else dense
+    params: list[tuple[str, Any]] = tree_flatten(model.parameters())  # type: ignore[assignment]
+    expected = {k for k, _ in params}
+    given = set(dense) | set(blocks)
+    if given != expected:
+        detail = sorted(expected - given)[:1] or sorted(given - expected)[:1]
+        raise LazarusError(f"GGUF file {resolved.path} does not match its declared architecture: {detail[0]}")
+    model.load_weights(list(dense.items()), strict=False)
+    streamed.attach_gguf_blocks(model, blocks)
+    tokenizer = tokenizer_from_gguf(resolved.path, metadata=g.metadata)
+    return model, g.config, tokenizer, f"{g.file_type} as GGUF blocks"
 
 
 def _group_bits(weight: Any, scales: Any) -> tuple[int, int]:
@@ -365,6 +397,11 @@ def check_adapter_dir(adapter: str) -> Path:
 
 def _apply_adapter(model: Any, config: dict[str, Any], adapter: str) -> None:
     path = check_adapter_dir(adapter)
+    if any(isinstance(m, (streamed.GGUFBlocksLinear, streamed.GGUFBlocksEmbedding)) for _, m in model.named_modules()):
+        raise LazarusError(
+            f"adapter {adapter}: LoRA adapters cannot be applied to a k-quant GGUF kept as stored under --max-memory "
+            "yet; give a budget that holds its float32 weights"
+        )
     cfg_file = path / "adapter_config.json"
     try:
         cfg = json.loads(cfg_file.read_text(encoding="utf-8"))

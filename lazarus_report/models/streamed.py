@@ -24,6 +24,8 @@ import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
+
 from ..blas import import_mlx
 from ..errors import LazarusError
 
@@ -180,7 +182,10 @@ _MLX_BYTES_PER_WEIGHT = {0: 4.0, 1: 2.0, 2: 0.5 + 4 / 32, 3: 0.5 + 4 / 32, 8: 1.
 
 
 def sizes_from_gguf_header(path: Any) -> WeightSizes:
-    """:class:`WeightSizes` of a GGUF file from its header alone (milliseconds, no weights read)."""
+    """:class:`WeightSizes` of a GGUF file from its header alone (milliseconds, no weights read).
+
+    ``stored``: as MLX holds the weights of a file it reads itself (MLX quantized triples), else as GGUF
+    blocks (the streamed path of k-quant files; their float32 path converts the whole file)."""
     from .gguf_metadata import MLX_NATIVE_TENSOR_TYPES, read_gguf_header
 
     tensors = read_gguf_header(path).tensors
@@ -191,7 +196,15 @@ def sizes_from_gguf_header(path: Any) -> WeightSizes:
         n = 1
         for d in dims:
             n *= d
-        stored += int(n * (_MLX_BYTES_PER_WEIGHT[ttype] if native else 4.0))
+        if native:
+            stored += int(n * _MLX_BYTES_PER_WEIGHT[ttype])
+        elif len(dims) == 2 and ttype != 0:  # kept as GGUF blocks when streamed (gguf.load_gguf_blocks)
+            from gguf.constants import GGML_QUANT_SIZES, GGMLQuantizationType
+
+            block_size, type_size = GGML_QUANT_SIZES[GGMLQuantizationType(ttype)]
+            stored += n // block_size * type_size
+        else:
+            stored += 4 * n
         f32 += 4 * n
         m = re.match(r"blk\.(\d+)\.", name)
         if m:
@@ -321,6 +334,64 @@ class StreamedCastEmbedding(nn.Embedding):
         return _chunked(x, w.shape[0], w.shape[1], lambda a, b: w[a:b].astype(mx.float32), None)
 
 
+class _GGUFBlockRows:
+    """float32 rows ``[a, b)`` of a matrix kept as GGUF blocks (``gguf.GGUFBlocks``), decoded by the ``gguf``
+    package exactly as the float32 conversion of the whole file decodes them."""
+
+    gguf_type: int
+    in_features: int
+    if TYPE_CHECKING:
+
+        def __getitem__(self, key: str) -> Any: ...
+
+    def _rows(self, a: int, b: int) -> Any:
+        return self._decode(np.asarray(self["weight"][a:b]))
+
+    def _decode(self, raw: Any) -> Any:
+        from gguf.constants import GGMLQuantizationType
+        from gguf.quants import dequantize
+
+        decoded = dequantize(raw, GGMLQuantizationType(self.gguf_type))
+        rows = np.ascontiguousarray(decoded.reshape(raw.shape[0], self.in_features))
+        return mx.array(rows.astype(np.float32, copy=False))
+
+
+class GGUFBlocksLinear(_GGUFBlockRows, nn.Linear):
+    """A linear layer whose weight stays as GGUF blocks (k-quants), run in float32 a slice at a time."""
+
+    def __call__(self, x: Any) -> Any:
+        return _chunked(x, self["weight"].shape[0], self.in_features, self._rows, self.get("bias"))
+
+
+class GGUFBlocksEmbedding(_GGUFBlockRows, nn.Embedding):
+    """An embedding kept as GGUF blocks: looked-up rows (and, tied, head slices) decoded to float32."""
+
+    def __call__(self, x: Any) -> Any:
+        ids = np.asarray(x).reshape(-1)
+        rows = self._decode(np.asarray(self["weight"])[ids])
+        return rows.reshape(*x.shape, -1)
+
+    def as_linear(self, x: Any) -> Any:
+        return _chunked(x, self["weight"].shape[0], self.in_features, self._rows, None)
+
+
+def attach_gguf_blocks(model: Any, blocks: dict[str, Any]) -> None:
+    """Put ``blocks`` (mlx-lm weight name -> ``gguf.GGUFBlocks``) into ``model``'s linear and embedding
+    modules, which become :class:`GGUFBlocksLinear` / :class:`GGUFBlocksEmbedding`."""
+    modules = dict(model.named_modules())
+    for name, b in blocks.items():
+        module = modules.get(name.removesuffix(".weight"))
+        if not name.endswith(".weight") or not isinstance(module, (nn.Linear, nn.Embedding)):
+            raise LazarusError(f"GGUF tensor {name} has no matrix to go into in this architecture")
+        want = module["weight"].shape
+        if tuple(want) != tuple(b.shape):
+            raise LazarusError(f"GGUF tensor {name} has shape {list(b.shape)}, the architecture expects {list(want)}")
+        module.__class__ = GGUFBlocksLinear if isinstance(module, nn.Linear) else GGUFBlocksEmbedding
+        object.__setattr__(module, "gguf_type", b.qtype)
+        object.__setattr__(module, "in_features", b.shape[1])
+        module["weight"] = b.data
+
+
 class _MlxStreamedQuantizedLinear(StreamedQuantizedLinear):
     gguf_dequantization = False
 
@@ -329,7 +400,14 @@ class _MlxStreamedQuantizedEmbedding(StreamedQuantizedEmbedding):
     gguf_dequantization = False
 
 
-STREAMED_TYPES = (StreamedQuantizedLinear, StreamedQuantizedEmbedding, StreamedCastLinear, StreamedCastEmbedding)
+STREAMED_TYPES = (
+    StreamedQuantizedLinear,
+    StreamedQuantizedEmbedding,
+    StreamedCastLinear,
+    StreamedCastEmbedding,
+    GGUFBlocksLinear,
+    GGUFBlocksEmbedding,
+)
 
 
 def stream_model(model: Any, gguf_dequantization: bool) -> None:
