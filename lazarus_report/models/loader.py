@@ -236,7 +236,7 @@ def _load_gguf_blocks(resolved: ResolvedModel) -> tuple[Any, dict[str, Any], Tok
         raise LazarusError(f"GGUF file {resolved.path} does not match its declared architecture: {detail[0]}")
     model.load_weights(list(dense.items()), strict=False)
     streamed.attach_gguf_blocks(model, blocks)
-    tokenizer = tokenizer_from_gguf(resolved.path, metadata=g.metadata)
+    tokenizer = tokenizer_from_gguf(resolved.path)  # its cache, or the file's full metadata (g holds scalars only)
     return model, g.config, tokenizer, f"{g.file_type} as GGUF blocks"
 
 

@@ -305,6 +305,8 @@ class StreamedQuantizedLinear(_AffineRows, nn.QuantizedLinear):
 class StreamedQuantizedEmbedding(_AffineRows, nn.QuantizedEmbedding):
     """A quantized embedding whose looked-up rows (and, tied, head slices) are dequantized to float32."""
 
+    compute_dtype = mx.float32  # what it returns, whatever it stores
+
     def __call__(self, x: Any) -> Any:
         flat = x.reshape(-1)
         rows = self._dequantize(self["weight"][flat], self["scales"][flat], self["biases"][flat])
@@ -325,6 +327,8 @@ class StreamedCastLinear(nn.Linear):
 
 class StreamedCastEmbedding(nn.Embedding):
     """A 16-bit embedding looked up (and, tied, used as the head) in float32."""
+
+    compute_dtype = mx.float32  # what it returns, whatever it stores
 
     def __call__(self, x: Any) -> Any:
         return self["weight"][x].astype(mx.float32)
@@ -365,6 +369,8 @@ class GGUFBlocksLinear(_GGUFBlockRows, nn.Linear):
 
 class GGUFBlocksEmbedding(_GGUFBlockRows, nn.Embedding):
     """An embedding kept as GGUF blocks: looked-up rows (and, tied, head slices) decoded to float32."""
+
+    compute_dtype = mx.float32  # what it returns, whatever it stores
 
     def __call__(self, x: Any) -> Any:
         ids = np.asarray(x).reshape(-1)
