@@ -224,6 +224,48 @@ def test_kquant_file_streams_as_gguf_blocks(tmp_path: Path, isolated_cache: Path
         with_adapter(lean.loaded, str(Path(__file__).resolve().parents[1] / "examples/weather-adapter/adapter"))
 
 
+def test_auto_precision_streams_when_the_machine_lacks_memory(
+    q4_1_gguf: Path, isolated_cache: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Under --precision auto without --max-memory the budget is the memory available now: short of the
+    float32 weights it streams; short even of that it still runs (leanest path), never an error."""
+    sizes = streamed.sizes_from_gguf_header(q4_1_gguf)
+    monkeypatch.setattr(streamed, "available_memory", lambda: between(sizes))
+    assert ModelAnalyzer.load(str(q4_1_gguf)).info.execution == "streamed"
+    monkeypatch.setattr(streamed, "available_memory", lambda: sizes.stored // 2)
+    assert ModelAnalyzer.load(str(q4_1_gguf)).info.execution == "streamed"
+    monkeypatch.setattr(streamed, "available_memory", lambda: 2 * sizes.needs("float32"))
+    assert ModelAnalyzer.load(str(q4_1_gguf)).info.execution == "float32"
+    # An explicit precision is kept: native stays quantized (no budget check needed here).
+    assert ModelAnalyzer.load(str(q4_1_gguf), precision="native").info.execution == "native"
+
+
+def test_suite_and_compare_run_streamed(q4_1_gguf: Path, tmp_path: Path, isolated_cache: Path) -> None:
+    sizes = streamed.sizes_from_gguf_header(q4_1_gguf)
+    budget = str(between(sizes))
+    suite = tmp_path / "suite.yaml"
+    suite.write_text(
+        "name: tiny\ncases:\n  - id: one\n    prompt: The capital of France is\n    raw: true\n"
+        '    track: [" Paris"]\n    expect:\n      final_prob_at_least: 0.0\n',
+        encoding="utf-8",
+    )
+    out = tmp_path / "suite.json"
+    result = CliRunner().invoke(
+        main, ["introspect", "suite", str(suite), "-m", str(q4_1_gguf), "--max-memory", budget, "-o", str(out), "-q"]
+    )
+    assert result.exit_code == 0, (result.stdout, result.stderr)
+    assert '"execution": "streamed"' in out.read_text(encoding="utf-8")
+    out = tmp_path / "compare.json"
+    result = CliRunner().invoke(
+        main,
+        ["introspect", "compare", "-m1", str(q4_1_gguf), "-m2", str(q4_1_gguf), "-p", PROMPT, "--raw"]
+        + ["--max-memory", budget, "-o", str(out), "-q"],
+    )
+    assert result.exit_code == 0, (result.stdout, result.stderr)
+    data = json.loads(out.read_text(encoding="utf-8"))
+    assert [r["model"]["execution"] for r in data["results"]] == ["streamed", "streamed"]
+
+
 # --- budgets too small --------------------------------------------------------------------------
 
 
