@@ -782,7 +782,7 @@ def main() -> None:
     )
     section(
         "Long prompts",
-        "Fresh process per row; the prompt is prefilled in 256-token pieces through mlx-lm's KV cache and the grid is "
+        "Fresh process per row; the prompt is prefilled in 128-token pieces through mlx-lm's KV cache and the grid is "
         "computed piece by piece. Peak RSS of the lens phase above the process before loading (as in the section "
         "above); target at 1024 tokens: model + 256 MB. The KV cache itself grows with the prompt "
         "(SmolLM2, float32: 46 KB per token, 188 MB at 4096).",
@@ -856,10 +856,11 @@ def main() -> None:
         "0.2-0.25 s; imports ~0.15 s. The published lazarus takes 3.7 s for the same command.",
         "- `compare` (1.6-2.4 s across runs against 2.0 s): two full loads (each as above); base vs fine-tuned skips the second "
         "load but imports mlx-lm's LoRA code, which imports transformers (~0.9 s, started in the background).",
-        "- Grid memory at 1024 tokens (missed in every run): MLX's own peak is the model + 187 MB (attention scores and the captured "
-        "hidden states of the forward pass; the grid itself is chunked to 48 MB of logits). Process RSS adds "
-        "~90 MB of libraries and tokenizer loaded with the model and OpenBLAS's per-thread buffers. Chunked "
-        "prefill (the forward pass in 256-token pieces through the KV cache) would cut the attention part.",
+        "- Grid memory at 1024 tokens (missed before chunked prefill: model + 421 MB): the forward pass now runs in "
+        "128-token pieces through mlx-lm's KV cache and the grid is computed piece by piece with 16 MB logit blocks, "
+        "so no [L, T, H] block outputs and no [heads, T, T] attention scores are held (issue 11). What remains: "
+        "~90 MB of libraries and tokenizer loaded with the model, the float32 KV cache (46 KB per token), one piece's "
+        "block outputs and logits, and the grid's result lists.",
         "",
     ]
     RESULTS.write_text("\n".join(sections).rstrip() + "\n", encoding="utf-8")

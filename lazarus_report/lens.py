@@ -115,7 +115,7 @@ def capture_hidden(
 
 # Tokens per forward piece when a prompt is prefilled in chunks through mlx-lm's KV cache: attention
 # scores stay [heads, chunk, T] instead of [heads, T, T], and the grid is computed chunk by chunk.
-PREFILL_CHUNK = 256
+PREFILL_CHUNK = 128
 
 
 def forward_chunks(
