@@ -201,7 +201,7 @@ def bench_grid(analyzer, reps: int) -> tuple[list[str], dict]:
 # --- C: peak memory of the grid at 1024 tokens (fresh process) ------------------------------------
 
 
-def memory_probe(n: int, max_memory: str | None = None, grid: bool = True) -> dict:
+def memory_probe(n: int, max_memory: str | None = None, grid: bool = True, layer_step: int | None = None) -> dict:
     """Runs in a fresh process. Peak RSS of the load phase and, separately, of the lens phase
     (the kernel's peak-RSS mark is reset between them through /proc/self/clear_refs)."""
     from lazarus_report import engine, lens
@@ -218,7 +218,8 @@ def memory_probe(n: int, max_memory: str | None = None, grid: bool = True) -> di
     _reset_peak_rss()
     mx.reset_peak_memory()
     # the grid at every layer and position (or, grid=False, the last position only: the terminal view)
-    config = AnalysisConfig(layer_strategy=LayerStrategy.ALL, top_k=5, compute_grid=grid)
+    strategy = LayerStrategy.EVENLY_SPACED if layer_step else LayerStrategy.ALL
+    config = AnalysisConfig(layer_strategy=strategy, layer_step=layer_step or 4, top_k=5, compute_grid=grid)
     start = time.perf_counter()
     engine.analyze(analyzer.loaded, "", config, prepared=engine.PreparedPrompt("", False, ids_of(n)))
     return {
@@ -335,8 +336,10 @@ def bench_bounded(reps: int) -> tuple[list[str], dict]:
     return rows, {"walls": walls, "peaks": peaks, "dp": dp, "dp_grid": dp_grid, "same_top1": same_top1}
 
 
-def _probe(n: int, max_memory: str | None = None, grid: bool = True) -> dict:
+def _probe(n: int, max_memory: str | None = None, grid: bool = True, layer_step: int | None = None) -> dict:
     cmd = [sys.executable, __file__, "--memory-probe", str(n)]
+    if layer_step:
+        cmd += ["--probe-layer-step", str(layer_step)]
     if max_memory:
         cmd += ["--probe-max-memory", max_memory]
     if not grid:
@@ -350,9 +353,13 @@ def bench_long_prompts() -> tuple[list[str], dict]:
     mb = 2**20
     runs = [
         ("1024", "all 30 layers x 1024 positions, top-5 (the grid)", _probe(1024)),
-        ("4096", "all 30 layers x 4096 positions, top-5 (the grid)", _probe(4096)),
-        ("4096", "last position only, all layers (the terminal view)", _probe(4096, grid=False)),
-        ("4096", f"the grid, `--max-memory {BUDGET}`", _probe(4096, BUDGET)),
+        (
+            "4096",
+            "`analyze --html`'s default layers (every 4th + the last: 9) x 4096 positions, top-5",
+            _probe(4096, layer_step=4),
+        ),
+        ("4096", "last position only, all 30 layers (the terminal view)", _probe(4096, grid=False)),
+        ("4096", f"the 9-layer grid as above, `--max-memory {BUDGET}`", _probe(4096, BUDGET, layer_step=4)),
     ]
     rows = [
         "| tokens | job | execution | peak RSS above the process before loading | model + 256 MB | lens wall |",
@@ -707,6 +714,7 @@ def main() -> None:
     parser.add_argument("--only", help="run one section and print it: suite, memory, long-prompts")
     parser.add_argument("--probe-max-memory", help="with --memory-probe: load with this --max-memory")
     parser.add_argument("--probe-no-grid", action="store_true", help="with --memory-probe: last position only")
+    parser.add_argument("--probe-layer-step", type=int, help="with --memory-probe: every Nth layer, not all")
     parser.add_argument(
         "--lens-fits",
         default="smollm2-135m-instruct:linear,smollm2-135m-instruct:tuned,gemma3-270m:linear",
@@ -714,7 +722,8 @@ def main() -> None:
     )
     args = parser.parse_args()
     if args.memory_probe:
-        print(json.dumps(memory_probe(args.memory_probe, args.probe_max_memory, not args.probe_no_grid)))
+        probe = memory_probe(args.memory_probe, args.probe_max_memory, not args.probe_no_grid, args.probe_layer_step)
+        print(json.dumps(probe))
         return
     if args.suite_reference:
         adapters = [None if a == "-" else a for a in args.adapters]
