@@ -3,7 +3,8 @@
 Shapes (B = 1 batch, T prompt tokens, H hidden size, V vocabulary, L captured layers):
 
 * ``capture_hidden`` runs one forward pass and returns the outputs of the requested blocks,
-  each ``[1, T, H]``.
+  each ``[1, T, H]``; ``forward_chunks`` runs it in prefill pieces of ``PREFILL_CHUNK`` tokens through
+  mlx-lm's KV cache and yields each piece's outputs (the engine computes the grid piece by piece).
 * ``last_position_stats`` takes ``[L, H]`` (the last position of each captured layer) and
   computes top-k, entropy, KL(final || layer) and exact ranks, all from float32 log-softmax.
 * ``position_grid`` covers every (layer, position) in chunks so that no ``[L, T, V]`` array is
