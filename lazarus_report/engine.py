@@ -21,7 +21,6 @@ import platform
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from importlib import metadata
 from typing import TYPE_CHECKING, Any
 
 from .errors import LazarusError
@@ -144,10 +143,38 @@ def _check_length(loaded: LoadedModel, n_tokens: int) -> None:
         )
 
 
+# Where an imported module states its distribution's version: read there, ``importlib.metadata`` (whose
+# import, with the ``email`` package it needs, costs 30-50 ms) is only the fallback.
+_VERSION_MODULES = {
+    "lazarus-report": "lazarus_report",
+    "mlx": "mlx.core",
+    "mlx-lm": "mlx_lm._version",
+    "tokenizers": "tokenizers",
+}
+
+
 def versions() -> dict[str, str]:
     """Python, platform and the versions of the packages that shape a result."""
+    import sys
+
     out = {"python": platform.python_version(), "platform": f"{platform.system()} {platform.machine()}"}
-    for dist in ("lazarus-report", "mlx", "mlx-lm", "tokenizers"):
+    for dist, module_name in _VERSION_MODULES.items():
+        package = module_name.split(".")[0]
+        module = sys.modules.get(module_name)
+        if module is None and package in sys.modules and package != module_name:
+            # mlx_lm._version imports nothing (with mlx-lm's package, real or light, already loaded)
+            import importlib
+
+            try:
+                module = importlib.import_module(module_name)
+            except ImportError:
+                module = None
+        version = getattr(module, "__version__", None)
+        if isinstance(version, str):
+            out[dist] = version
+            continue
+        from importlib import metadata
+
         try:
             out[dist] = metadata.version(dist)
         except metadata.PackageNotFoundError:
@@ -212,19 +239,24 @@ def analyze(
     grids: list[Any] = []
     logit_grids: list[Any] = []
     grid_seconds = 0.0
+    # The grid's positions (all, or the last ones an HTML-only run shows) and the change map's, in one pass.
+    shown = grid_positions(len(ids), config.grid_last_positions) if config.compute_grid else []
+    computed = grid_computed(shown, keep)
     # The forward pass in prefill chunks through the KV cache (one piece for short prompts); the grid and
     # the change map's positions are computed per chunk, so no [L, T, H] or [L, T, V] is ever held.
     for start, sink in forward_chunks(loaded.parts, ids, capture, factor):
         g0 = time.perf_counter()
         # Each captured layer's residual stream as the lens reads it, at this chunk's positions.
-        if config.compute_grid or spill is not None:
+        n_rows = sink[n_layers - 1].shape[1]
+        here = any(start <= p < start + n_rows for p in computed) if config.compute_grid else spill is not None
+        if here:
             lensed = [lens.translate(i, sink[i][0]) for i in layers]
             if config.compute_grid:
-                grids.append(_grid_stats(loaded, lensed, sink[n_layers - 1][0], log_probs_out=keep, offset=start))
+                final = sink[n_layers - 1][0]
+                grids.append(_grid_stats(loaded, lensed, final, computed, log_probs_out=keep, offset=start))
                 if lens.kind != "logit":  # the plain logit lens's reading too (reports show both)
-                    logit_grids.append(
-                        _grid_stats(loaded, [sink[i][0] for i in layers], sink[n_layers - 1][0], offset=start)
-                    )
+                    raw_hidden = [sink[i][0] for i in layers]
+                    logit_grids.append(_grid_stats(loaded, raw_hidden, final, shown, offset=start))
             elif keep is not None:
                 position_log_probs(loaded.parts, lensed, keep[0], keep[1], offset=start)
             del lensed
@@ -243,15 +275,15 @@ def analyze(
     grid = None
     logit_view = None
     if config.compute_grid:
-        grid = _as_position_grid(GridStats.joined(grids), layers, len(ids), decode)
-        if lens.kind != "logit":
+        grid = _as_position_grid(GridStats.joined(grids), layers, computed, shown, decode)
+        if lens.kind != "logit":  # keep the plain logit lens's reading beside the learned one (reports show both)
             raw = last_position_stats(
                 loaded.parts, mx.stack([sink[i][0, -1] for i in layers]), final_last, config.top_k, tracked_ids
             )
             logit_view = LogitView(
                 layer_predictions=_predictions(raw, layers, decode),
                 token_evolutions=_evolutions(raw, layers, tracked),
-                grid=_as_position_grid(GridStats.joined(logit_grids), layers, len(ids), decode),
+                grid=_as_position_grid(GridStats.joined(logit_grids), layers, shown, shown, decode),
             )
     t3 = time.perf_counter()
     t2 -= grid_seconds  # "lens": the forward pass and the last position; "grid": the per-position work
@@ -318,6 +350,11 @@ def _evolutions(stats: LastPositionStats, layers: list[int], tracked: list[Track
     ]
 
 
+def grid_positions(n_tokens: int, last: int | None) -> list[int]:
+    """The prompt positions the grid covers: all ``n_tokens``, or only the ``last`` ones."""
+    return list(range(0 if last is None else max(0, n_tokens - last), n_tokens))
+
+
 def _grid(
     loaded: LoadedModel,
     hidden: list[Any],
@@ -325,37 +362,73 @@ def _grid(
     layers: list[int],
     decode: _Decoder,
     log_probs_out: Any = None,
+    positions: list[int] | None = None,
 ) -> PositionGrid:
-    """The layers x positions grid of ``hidden`` (one ``[T, H]`` per captured layer, as the lens reads them);
-    ``log_probs_out``: see ``lens.position_grid``."""
-    g = _grid_stats(loaded, hidden, final_hidden, log_probs_out=log_probs_out)
-    return _as_position_grid(g, layers, final_hidden.shape[0], decode)
+    """The layers x positions grid of ``hidden`` (one ``[T, H]`` per captured layer, as the lens reads them)
+    at ``positions`` (default: all); ``log_probs_out``: see ``lens.position_grid`` (its positions are computed
+    in the same head pass, whether the grid keeps them or not)."""
+    n_tokens = final_hidden.shape[0]
+    shown = list(range(n_tokens)) if positions is None else list(positions)
+    computed = grid_computed(shown, log_probs_out)
+    g = _grid_stats(loaded, hidden, final_hidden, computed, log_probs_out=log_probs_out)
+    return _as_position_grid(g, layers, computed, shown, decode)
+
+
+def grid_computed(shown: list[int], log_probs_out: Any = None) -> list[int]:
+    """The positions a grid pass computes: those it shows and those the change map keeps (same head pass)."""
+    return shown if log_probs_out is None else sorted(set(shown) | set(log_probs_out[0]))
 
 
 def _grid_stats(
-    loaded: LoadedModel, hidden: list[Any], final_hidden: Any, log_probs_out: Any = None, offset: int = 0
+    loaded: LoadedModel,
+    hidden: list[Any],
+    final_hidden: Any,
+    computed: list[int],
+    log_probs_out: Any = None,
+    offset: int = 0,
 ) -> Any:
-    """``lens.position_grid`` over ``hidden`` (one ``[c, H]`` per captured layer, positions ``offset..``)."""
+    """``lens.position_grid`` over ``hidden`` (one ``[c, H]`` per captured layer: prompt positions ``offset ..
+    offset + c - 1``) at the prompt positions of ``computed`` inside it; None when there are none."""
     from . import lens
 
-    long = offset > 0 or final_hidden.shape[0] >= lens.PREFILL_CHUNK  # part of a prompt prefilled in chunks
+    n_rows = final_hidden.shape[0]
+    local = [p - offset for p in computed if offset <= p < offset + n_rows]
+    if not local:
+        return None
+    long = offset > 0 or n_rows >= lens.PREFILL_CHUNK  # part of a prompt prefilled in chunks
     # Streamed weights dequantize the head in every head matmul: larger row blocks amortise that.
     small = long and getattr(loaded, "execution", "float32") != "streamed"
     budget = lens.CHUNKED_GRID_BUDGET_BYTES if small else lens.GRID_BUDGET_BYTES
     return lens.position_grid(
-        loaded.parts, hidden, final_hidden, log_probs_out=log_probs_out, offset=offset, budget_bytes=budget
+        loaded.parts,
+        hidden,
+        final_hidden,
+        log_probs_out=log_probs_out,
+        offset=offset,
+        budget_bytes=budget,
+        positions=None if local == list(range(n_rows)) else local,
     )
 
 
-def _as_position_grid(g: Any, layers: list[int], n_positions: int, decode: _Decoder) -> PositionGrid:
+def _as_position_grid(
+    g: Any, layers: list[int], computed: list[int], shown: list[int], decode: _Decoder
+) -> PositionGrid:
+    """A ``PositionGrid`` at ``shown`` from grid statistics whose columns are ``computed`` (a superset)."""
+    index = {p: j for j, p in enumerate(computed)}
+    columns = [index[p] for p in shown]
+
+    def keep(rows: list[list[Any]]) -> list[list[Any]]:
+        return rows if len(columns) == len(computed) else [[row[j] for j in columns] for row in rows]
+
+    top_ids = keep(g.top_ids)
     return PositionGrid(
         layers=list(layers),
-        positions=list(range(n_positions)),
-        top_token_ids=g.top_ids,
-        top_tokens=[[decode(i) for i in row] for row in g.top_ids],
-        top_probs=g.top_probs,
-        entropy=g.entropy,
-        kl_to_final=g.kl_to_final,
+        positions=list(shown),
+        top_token_ids=top_ids,
+        top_tokens=[[decode(i) for i in row] for row in top_ids],
+        top_probs=keep(g.top_probs),
+        entropy=keep(g.entropy),
+        kl_to_final=keep(g.kl_to_final),
     )
 
 

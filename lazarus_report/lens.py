@@ -43,6 +43,8 @@ GRID_BUDGET_BYTES = 48 * 2**20
 # The same for prompts prefilled in chunks (long prompts: the process's peak matters more than the
 # per-call overhead of smaller head matmuls).
 CHUNKED_GRID_BUDGET_BYTES = 16 * 2**20
+# The grid's head matmuls have at least this many rows (see ``_grid_logits``).
+GRID_MIN_ROWS = 8
 # Rows per numpy statistics block: small enough to stay in the CPU cache.
 STATS_BLOCK_ROWS = 32
 
@@ -73,6 +75,8 @@ def capturing(parts: LensParts, layer_indices: Sequence[int]) -> Iterator[dict[i
     try:
         for i in layer_indices:
             block = parts.layers[i]
+            if block is None:  # another rank runs it (distributed pipeline)
+                continue
             originals.append((block, type(block)))
             block.__class__ = _capturing_class(type(block), sink, i)
         yield sink
@@ -107,7 +111,9 @@ def capture_hidden(
     """One forward pass through the backbone (no full-vocabulary head); block outputs by index."""
     inputs = mx.array([list(token_ids)], dtype=mx.int32)
     with capturing(parts, layer_indices) as sink, embedding_scaled(parts, embedding_factor):
-        parts.backbone(inputs)
+        out = parts.backbone(inputs)
+    if parts.shard is not None:  # distributed: every captured layer onto every rank
+        sink = parts.shard.gather(sink, layer_indices, out)
     missing = [i for i in layer_indices if i not in sink]
     if missing:  # a family whose forward skips blocks would silently break the lens
         raise RuntimeError(f"blocks {missing} were not called during the forward pass")
@@ -138,7 +144,7 @@ def forward_chunks(
     chunk = PREFILL_CHUNK if chunk is None else chunk
     if chunk < 1:
         raise ValueError("chunk must be at least 1")
-    if len(ids) <= chunk:
+    if len(ids) <= chunk or getattr(parts, "shard", None) is not None:  # distributed: one pass (ranks gather it)
         sink = capture_hidden(parts, ids, layer_indices, embedding_factor)
         mx.eval(list(sink.values()))
         yield 0, sink
@@ -328,13 +334,14 @@ class GridStats:
     top_k_ids: list[list[list[int]]] | None = None  # [L][T][k] when top_k > 1
 
     @classmethod
-    def joined(cls, pieces: Sequence[GridStats]) -> GridStats:
-        """The grids of consecutive position ranges (prefill chunks) as one grid."""
-        if len(pieces) == 1:
-            return pieces[0]
+    def joined(cls, pieces: Sequence[GridStats | None]) -> GridStats:
+        """The grids of consecutive position ranges (prefill chunks; None: a chunk without grid positions) as one."""
+        kept = [g for g in pieces if g is not None]
+        if len(kept) == 1:
+            return kept[0]
 
         def cat(name: str) -> Any:
-            rows = [getattr(g, name) for g in pieces]
+            rows = [getattr(g, name) for g in kept]
             if rows[0] is None:
                 return None
             return [list(itertools.chain.from_iterable(r[i] for r in rows)) for i in range(len(rows[0]))]
@@ -350,6 +357,7 @@ def position_grid(
     budget_bytes: int = GRID_BUDGET_BYTES,
     log_probs_out: tuple[Sequence[int], np.ndarray] | None = None,
     offset: int = 0,
+    positions: Sequence[int] | None = None,
 ) -> GridStats:
     """Top-k, entropy and KL(final || layer) at every (captured layer, position).
 
@@ -357,13 +365,22 @@ def position_grid(
     ``[T, H]``. Works in position chunks, several layers per head matmul, so about
     ``budget_bytes`` of logits (plus the chunk's final distribution) are live at any time.
     ``log_probs_out``: (positions, ``[L, P, V]`` array): also write the log-probabilities at those
-    positions (as ``position_log_probs`` does, without a second head pass).
+    positions (as ``position_log_probs`` does, without a second head pass); they must be among ``positions``.
+    ``positions``: compute only these positions of ``hidden`` (ascending; default all): the ``[L][T]`` lists of
+    the result then hold one column per position given, each equal to the full grid's column.
     ``offset``: the prompt position of ``hidden``'s first row (a prefill chunk); ``log_probs_out``'s
     positions are prompt positions, and only those inside the chunk are written.
     """
-    column = {p - offset: j for j, p in enumerate(log_probs_out[0])} if log_probs_out is not None else {}
+    n_rows = final_hidden.shape[0]
+    column = (
+        {p - offset: j for j, p in enumerate(log_probs_out[0]) if 0 <= p - offset < n_rows} if log_probs_out else {}
+    )
     n_layers = len(hidden)
-    T = final_hidden.shape[0]
+    wanted = list(range(final_hidden.shape[0])) if positions is None else [int(p) for p in positions]
+    if column and not set(column) <= set(wanted):
+        raise ValueError("log_probs_out positions must be among the grid's positions")
+    contiguous = wanted == list(range(wanted[0], wanted[-1] + 1)) if wanted else True
+    T = len(wanted)
     V = parts.args.vocab_size
     rows = max(1, budget_bytes // (4 * V))
     pos_chunk = max(1, min(T, rows))
@@ -374,10 +391,14 @@ def position_grid(
     kl = np.empty((n_layers, T), dtype=np.float64)
     for start in range(0, T, pos_chunk):
         stop = min(T, start + pos_chunk)
-        final = FinalReference.of(head_logits_np(parts, final_hidden[start:stop]))
+        if contiguous:  # a slice (the usual case: every position, or the last ones)
+            sel: Any = slice(wanted[start], wanted[stop - 1] + 1)
+        else:
+            sel = mx.array(wanted[start:stop], dtype=mx.int32)
+        final = FinalReference.of(_grid_logits(parts, final_hidden[sel]))
         for g0 in range(0, n_layers, layer_group):
             g1 = min(n_layers, g0 + layer_group)
-            z = head_logits_np(parts, mx.concatenate([hidden[i][start:stop] for i in range(g0, g1)], axis=0))
+            z = _grid_logits(parts, mx.concatenate([hidden[i][sel] for i in range(g0, g1)], axis=0))
             c = stop - start
             for j in range(g1 - g0):
                 st = row_stats(z[j * c : (j + 1) * c], top_k, final)
@@ -386,10 +407,10 @@ def position_grid(
                 entropy[g0 + j, start:stop] = st.entropy
                 kl[g0 + j, start:stop] = st.kl_to_final
                 if log_probs_out is not None:
-                    for p in range(start, stop):
-                        if p in column:
-                            row = z[j * c + p - start]
-                            log_probs_out[1][g0 + j, column[p]] = row - np.float32(st.lse[p - start])
+                    for k in range(start, stop):
+                        if wanted[k] in column:
+                            row = z[j * c + k - start]
+                            log_probs_out[1][g0 + j, column[wanted[k]]] = row - np.float32(st.lse[k - start])
             del z
     return GridStats(
         top_ids=top_ids[:, :, 0].tolist(),
@@ -398,6 +419,17 @@ def position_grid(
         kl_to_final=rounded(kl.tolist()),
         top_k_ids=top_ids.tolist() if top_k > 1 else None,
     )
+
+
+def _grid_logits(parts: LensParts, hidden: Any) -> np.ndarray:
+    """``head_logits_np`` over at least ``GRID_MIN_ROWS`` rows (padded with copies of the first): BLAS takes
+    other kernels, with other rounding, for a matrix of very few rows (OpenBLAS here: 1-3 rows differ in the
+    last bit from the same rows among more), and a grid's values must not depend on how many positions it covers."""
+    n = hidden.shape[0]
+    if n < GRID_MIN_ROWS:
+        pad = mx.broadcast_to(hidden[:1], (GRID_MIN_ROWS - n, hidden.shape[1]))
+        return head_logits_np(parts, mx.concatenate([hidden, pad], axis=0))[:n]
+    return head_logits_np(parts, hidden)
 
 
 def position_log_probs(

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from .. import distributed
 from ..blas import import_mlx, preload_blas
 from ..errors import LazarusError
 from ..result import ModelInfo
@@ -100,19 +101,27 @@ def load_model(
     resolved = resolve_model(model_id)
     if budget is not None and resolved.path is not None:
         streamed.check_fits_before_load(resolved, budget, to_float32, model_id)  # before reading any weight
-    plan = _Planner(to_float32, budget, precision, model_id)
+    # Sharded over several ranks (mlx.launch): weights stay lazy until sharded, so each rank only
+    # ever materializes its share.
+    lazy = distributed.active()
+    if lazy and budget is not None:
+        raise LazarusError("--max-memory is not supported under mlx.launch yet: each rank holds its share in float32")
+    plan = _Planner(to_float32, None if lazy else budget, precision, model_id, machine_budget=not lazy)
     if resolved.kind == "gguf":
-        model, config, tokenizer, stored = _load_gguf(resolved, plan)
+        model, config, tokenizer, stored = _load_gguf(resolved, plan, lazy=lazy)
     else:
-        model, config, tokenizer, stored = _load_directory(resolved, plan)
+        model, config, tokenizer, stored = _load_directory(resolved, plan, lazy=lazy)
     if adapter is not None:
         _apply_adapter(model, config, adapter)
     if plan.execution == "streamed":
         streamed.stream_model(model, gguf_dequantization=resolved.kind == "gguf")
+    shard = distributed.shard_model(model, config, adapter=adapter) if lazy else None
     model.eval()
     mx.eval(model.parameters())
     mx.clear_cache()  # hand the quantized originals and conversion temporaries back to the OS
     parts = LensParts.of(model, config["model_type"])
+    if shard is not None:
+        parts = dataclasses.replace(parts, layers=distributed.layers_here(parts.layers, shard), shard=shard)
     precision_text = _describe_precision(model, stored, plan.execution == "float32", plan.execution)
     info = ModelInfo(
         model_id=model_id,
@@ -131,6 +140,7 @@ def load_model(
         adapter=str(adapter) if adapter else None,
         final_logit_softcap=parts.softcap,
         execution=plan.execution,
+        distributed=shard.describe(weight_bytes(model)) if shard is not None else None,
     )
     context = config.get("max_position_embeddings")
     return LoadedModel(
@@ -146,14 +156,22 @@ def load_model(
     )
 
 
+def weight_bytes(model: Any) -> int:
+    """Bytes of the parameters this process holds (its share when sharded)."""
+    params: list[tuple[str, Any]] = tree_flatten(model.parameters())  # type: ignore[assignment]
+    return sum(int(v.nbytes) for _, v in params)
+
+
 class _Planner:
     """Chooses the execution path once the weights' sizes are known (before any conversion)."""
 
-    def __init__(self, to_float32: bool, budget: int | None, precision: str, model_id: str):
+    def __init__(
+        self, to_float32: bool, budget: int | None, precision: str, model_id: str, machine_budget: bool = True
+    ):
         self.to_float32 = to_float32
         self.budget = budget
         self.from_user = budget is not None
-        if budget is None and precision == "auto" and to_float32:
+        if budget is None and precision == "auto" and to_float32 and machine_budget:
             self.budget = streamed.available_memory()
         self.model_id = model_id
         self.execution = "float32" if to_float32 else "native"
@@ -191,7 +209,9 @@ def _describe_precision(model: Any, stored: str, to_float32: bool, execution: st
 # --- GGUF -----------------------------------------------------------------------------------
 
 
-def _load_gguf(resolved: ResolvedModel, plan: _Planner) -> tuple[Any, dict[str, Any], Tokenizer, str]:
+def _load_gguf(
+    resolved: ResolvedModel, plan: _Planner, lazy: bool = False
+) -> tuple[Any, dict[str, Any], Tokenizer, str]:
     from .gguf import load_gguf
     from .gguf_metadata import MLX_NATIVE_TENSOR_TYPES, GGUFError, read_tensor_types
     from .tokenizer import tokenizer_from_gguf
@@ -210,7 +230,7 @@ def _load_gguf(resolved: ResolvedModel, plan: _Planner) -> tuple[Any, dict[str, 
     weights = g.weights
     to_float32 = plan.choose(streamed.sizes_of_weights(weights)) == "float32"
     if to_float32:
-        weights = _dequantize_weights(weights)
+        weights = _dequantize_weights(weights, evaluate=not lazy)
     else:
         _quantize_like(model, weights)
     weights = model.sanitize(weights) if hasattr(model, "sanitize") else weights
@@ -255,8 +275,9 @@ def _group_bits(weight: Any, scales: Any) -> tuple[int, int]:
     return group_size, bits
 
 
-def _dequantize_weights(weights: dict[str, Any]) -> dict[str, Any]:
-    """float32 copies of all weights, quantized triples dequantized.
+def _dequantize_weights(weights: dict[str, Any], evaluate: bool = True) -> dict[str, Any]:
+    """float32 copies of all weights, quantized triples dequantized (``evaluate=False``: lazily, for
+    a model that is sharded before its weights are materialized).
 
     Two CPU streams take alternate tensors (MLX runs each stream's element-wise work on its own
     thread: ~25% faster on two cores), evaluated a pair at a time so only two tensors' temporaries
@@ -276,10 +297,11 @@ def _dequantize_weights(weights: dict[str, Any]) -> dict[str, Any]:
                 w = dequantize_affine(w, scales, biases, group_size, bits)
             out[name] = w.astype(mx.float32)
         pending.append(out[name])
-        if len(pending) == 2:
+        if evaluate and len(pending) == 2:
             mx.eval(*pending)
             pending = []
-    mx.eval(*pending)
+    if evaluate:
+        mx.eval(*pending)
     return out
 
 
@@ -354,7 +376,9 @@ def _directory_config_fixes(path: Path) -> dict[str, Any]:
     return fixes
 
 
-def _load_directory(resolved: ResolvedModel, plan: _Planner) -> tuple[Any, dict[str, Any], Tokenizer, str]:
+def _load_directory(
+    resolved: ResolvedModel, plan: _Planner, lazy: bool = False
+) -> tuple[Any, dict[str, Any], Tokenizer, str]:
     from .tokenizer import tokenizer_from_hf
 
     path = Path(resolved.path)
@@ -373,7 +397,7 @@ def _load_directory(resolved: ResolvedModel, plan: _Planner) -> tuple[Any, dict[
     from mlx_lm.utils import load_model as mlx_load_model
 
     try:
-        model, config = mlx_load_model(path, model_config=_directory_config_fixes(path))
+        model, config = mlx_load_model(path, lazy=lazy, model_config=_directory_config_fixes(path))
     except FileNotFoundError as exc:
         raise LazarusError(f"cannot load {path}: {exc}") from None
     except ValueError as exc:
@@ -440,6 +464,8 @@ def _apply_adapter(model: Any, config: dict[str, Any], adapter: str) -> None:
 def with_adapter(loaded: LoadedModel, adapter: str) -> LoadedModel:
     """The same loaded model with a LoRA adapter applied in place (base vs fine-tuned without a
     second load). ``loaded`` must not be used afterwards."""
+    if loaded.parts.shard is not None:  # its linears are split or its blocks spread over the ranks
+        raise LazarusError("an adapter cannot be applied to a model already sharded over several ranks")
     start = time.perf_counter()
     _apply_adapter(loaded.model, loaded.config, adapter)
     loaded.model.eval()
