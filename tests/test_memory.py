@@ -59,22 +59,29 @@ def test_bad_sizes_are_refused(text: str) -> None:
 # --- a tiny quantized llama -------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def q4_1_gguf(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def tiny_llama4(seed: int) -> Any:
+    """The GGUF tests' tiny llama with 4 blocks (one block is a quarter of the weights, not a half)."""
     import test_gguf_kquant as kq
 
     tokens, _ = tm.byte_level_vocab()
-    model = tm.build_tiny_model(
+    return tm.build_tiny_model(
         "llama",
         None,
         save=False,
-        seed=3,
+        seed=seed,
         vocab_size=len(tokens),
         hidden_size=256,
         intermediate_size=512,
         num_hidden_layers=4,
         rope_parameters={"rope_type": "default", "rope_theta": kq.ROPE_THETA},
     )
+
+
+@pytest.fixture(scope="module")
+def q4_1_gguf(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    import test_gguf_kquant as kq
+
+    model = tiny_llama4(3)
     path = tmp_path_factory.mktemp("q41") / "tiny-q4_1.gguf"
     kq.FILE_TYPES.setdefault("Q4_1", 3)  # llama.cpp's MOSTLY_Q4_1
 
@@ -294,6 +301,23 @@ def test_a_budget_below_the_stored_weights_fails_before_reading_them(
         line = one_line_error([*command, "--max-memory", "1MB"])
         assert "--max-memory 1 MB is too small" in line and f"give at least {need}" in line, line
         assert "as stored" in line
+
+
+def test_a_16_bit_file_streams_by_casting(tmp_path: Path, isolated_cache: Path) -> None:
+    """F16 matrices stay float16 and are cast to float32 as they run (the float32 path casts them at load)."""
+    import test_gguf_kquant as kq
+
+    path, _ = kq.write(tmp_path, "f16", tiny_llama4(6), kq.plan_uniform(kq.Q.F16), "F16")
+    sizes = streamed.sizes_from_gguf_header(path)
+    lean = ModelAnalyzer.load(str(path), max_memory=between(sizes))
+    full = ModelAnalyzer.load(str(path), precision="float32")
+    assert (full.info.execution, lean.info.execution) == ("float32", "streamed")
+    assert isinstance(lean.loaded.parts.backbone.embed_tokens, streamed.StreamedCastEmbedding)
+    assert streamed.parameter_bytes(lean.loaded.model) < 0.6 * sizes.float32
+    ids = lean.tokenizer.encode(PROMPT)
+    for layer, (x, y) in enumerate(zip(block_outputs(full, ids), block_outputs(lean, ids), strict=True)):
+        np.testing.assert_array_equal(x, y, err_msg=f"block {layer}")
+    assert_same_numbers(lens_log_probs(full, ids), lens_log_probs(lean, ids))
 
 
 def test_a_float32_file_cannot_stream(tmp_path: Path, isolated_cache: Path) -> None:
