@@ -201,7 +201,7 @@ def bench_grid(analyzer, reps: int) -> tuple[list[str], dict]:
 # --- C: peak memory of the grid at 1024 tokens (fresh process) ------------------------------------
 
 
-def memory_probe(n: int) -> dict:
+def memory_probe(n: int, max_memory: str | None = None, grid: bool = True, layer_step: int | None = None) -> dict:
     """Runs in a fresh process. Peak RSS of the load phase and, separately, of the lens phase
     (the kernel's peak-RSS mark is reset between them through /proc/self/clear_refs)."""
     from lazarus_report import engine, lens
@@ -209,7 +209,7 @@ def memory_probe(n: int) -> dict:
 
     mx = lens.mx
     before = _rss_now()
-    analyzer = ModelAnalyzer.load(ALIAS)
+    analyzer = ModelAnalyzer.load(ALIAS, max_memory=max_memory)
     from mlx.utils import tree_flatten
 
     model_bytes = sum(v.nbytes for _, v in tree_flatten(analyzer.loaded.model.parameters()))
@@ -217,9 +217,14 @@ def memory_probe(n: int) -> dict:
     loaded = _rss_now()
     _reset_peak_rss()
     mx.reset_peak_memory()
-    config = AnalysisConfig(layer_strategy=LayerStrategy.ALL, top_k=5)  # the grid at every layer and position
+    # the grid at every layer and position (or, grid=False, the last position only: the terminal view)
+    strategy = LayerStrategy.EVENLY_SPACED if layer_step else LayerStrategy.ALL
+    config = AnalysisConfig(layer_strategy=strategy, layer_step=layer_step or 4, top_k=5, compute_grid=grid)
+    start = time.perf_counter()
     engine.analyze(analyzer.loaded, "", config, prepared=engine.PreparedPrompt("", False, ids_of(n)))
     return {
+        "lens_seconds": time.perf_counter() - start,
+        "execution": analyzer.info.execution,
         "model_bytes": model_bytes,
         "rss_before_load": before,
         "rss_after_load": loaded,
@@ -267,6 +272,108 @@ def bench_memory() -> tuple[list[str], dict]:
         f"| (peak RSS while loading, for the record: quantized file + float32 copy + conversion temporaries) | {load_growth / mb:.0f} MB |",
     ]
     return rows, m
+
+
+# --- C2: memory-bounded execution and long prompts (issue 11) --------------------------------------
+
+BUDGET = "250MB"
+
+
+def _lens_numbers(path: Path) -> tuple[list[int], dict[tuple[int, int], float], list[list[int]], list[list[float]]]:
+    """(top-1 id per layer, {(layer, token id): prob} of the top-k, grid top-1 ids, grid top-1 probs) of a result."""
+    data = json.loads(path.read_text(encoding="utf-8"))
+    preds = data["layer_predictions"]
+    top1 = [p["top_tokens"][0]["token_id"] for p in preds]
+    probs = {(p["layer_idx"], t["token_id"]): t["prob"] for p in preds for t in p["top_tokens"]}
+    return top1, probs, data["grid"]["top_token_ids"], data["grid"]["top_probs"]
+
+
+def bench_bounded(reps: int) -> tuple[list[str], dict]:
+    """SmolLM2 analyze (all layers, grid, JSON) by default vs under --max-memory: fresh processes, interleaved."""
+    import tempfile
+
+    exe = str(Path(sys.executable).parent / "lazarus")
+    out = Path(tempfile.mkdtemp(prefix="lazarus-bench-memory-"))
+    base = [exe, "introspect", "analyze", "-m", ALIAS, "-p", PROMPT, "--all-layers", "-q"]
+    commands = {
+        "default": [*base, "-o", str(out / "default.json")],
+        "bounded": [*base, "--max-memory", BUDGET, "-o", str(out / "bounded.json")],
+    }
+    subprocess.run(commands["default"], capture_output=True, check=True)  # warm the page cache and tokenizer cache
+    walls: dict[str, list[float]] = {k: [] for k in commands}
+    peaks: dict[str, list[int]] = {k: [] for k in commands}
+    for _ in range(reps):
+        for name, cmd in commands.items():
+            wall, peak = _timed_child(cmd)
+            walls[name].append(wall)
+            peaks[name].append(peak)
+    a_top1, a_probs, a_grid, a_gprobs = _lens_numbers(out / "default.json")
+    b_top1, b_probs, b_grid, b_gprobs = _lens_numbers(out / "bounded.json")
+    execution = json.loads((out / "bounded.json").read_text(encoding="utf-8"))["model"]["execution"]
+    same_top1 = a_top1 == b_top1 and a_grid == b_grid
+    shared = set(a_probs) & set(b_probs)
+    dp = max([abs(a_probs[k] - b_probs[k]) for k in shared] or [float("nan")])
+    dp_grid = max(abs(x - y) for ra, rb in zip(a_gprobs, b_gprobs) for x, y in zip(ra, rb))
+    mb = 2**20
+    wa, wb = median(walls["default"]), median(walls["bounded"])
+    pa, pb = median(peaks["default"]), median(peaks["bounded"])
+    cmd = f'`lazarus introspect analyze -m {ALIAS} -p "{PROMPT}" --all-layers -o FILE`'
+    rows = [
+        "| run | execution | median peak RSS (whole process) | median wall |",
+        "|---|---|---|---|",
+        f"| {cmd} | float32 | {pa / mb:.0f} MB | {fmt(wa)} |",
+        f"| the same with `--max-memory {BUDGET}` | {execution} | {pb / mb:.0f} MB | {fmt(wb)} |",
+        "",
+        "| measure | value | target |",
+        "|---|---|---|",
+        f"| peak RSS, bounded / default | {pb / pa:.2f}x | <= 0.65x -> **{'met' if pb / pa <= 0.65 else 'MISSED'}** |",
+        f"| wall, bounded / default | {wb / wa:.2f}x | <= 2.0x -> **{'met' if wb / wa <= 2.0 else 'MISSED'}** |",
+        f"| top-1 identical at every layer (and every grid cell) | {'yes' if same_top1 else 'NO'} | yes -> "
+        f"**{'met' if same_top1 else 'MISSED'}** |",
+        f"| max \\|dP\\| over the top-5 of every layer / the grid's top-1 | {dp:.1e} / {dp_grid:.1e} | <= 1e-4 -> "
+        f"**{'met' if max(dp, dp_grid) <= 1e-4 else 'MISSED'}** |",
+    ]
+    return rows, {"walls": walls, "peaks": peaks, "dp": dp, "dp_grid": dp_grid, "same_top1": same_top1}
+
+
+def _probe(n: int, max_memory: str | None = None, grid: bool = True, layer_step: int | None = None) -> dict:
+    cmd = [sys.executable, __file__, "--memory-probe", str(n)]
+    if layer_step:
+        cmd += ["--probe-layer-step", str(layer_step)]
+    if max_memory:
+        cmd += ["--probe-max-memory", max_memory]
+    if not grid:
+        cmd += ["--probe-no-grid"]
+    out = subprocess.run(cmd, capture_output=True, text=True, check=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def bench_long_prompts() -> tuple[list[str], dict]:
+    """Fresh processes: the grid at 1024 tokens against its target, and 4096-token prompts."""
+    mb = 2**20
+    runs = [
+        ("1024", "all 30 layers x 1024 positions, top-5 (the grid)", _probe(1024)),
+        (
+            "4096",
+            "`analyze --html`'s default layers (every 4th + the last: 9) x 4096 positions, top-5",
+            _probe(4096, layer_step=4),
+        ),
+        ("4096", "last position only, all 30 layers (the terminal view)", _probe(4096, grid=False)),
+        ("4096", f"the 9-layer grid as above, `--max-memory {BUDGET}`", _probe(4096, BUDGET, layer_step=4)),
+    ]
+    rows = [
+        "| tokens | job | execution | peak RSS above the process before loading | model + 256 MB | lens wall |",
+        "|---|---|---|---|---|---|",
+    ]
+    for n, job, m in runs:
+        growth = m["lens_peak_rss"] - m["rss_before_load"]
+        limit = m["model_bytes"] + 256 * mb
+        verdict = f" -> **{'met' if growth <= limit else 'MISSED'}**" if n == "1024" else ""
+        rows.append(
+            f"| {n} | {job} | {m['execution']} | {growth / mb:.0f} MB | {limit / mb:.0f} MB{verdict} | "
+            f"{fmt(m['lens_seconds'])} |"
+        )
+    return rows, {f"{n} {job}": m for n, job, m in runs}
 
 
 # --- D: end to end ---------------------------------------------------------------------------------
@@ -851,9 +958,12 @@ def main() -> None:
     parser.add_argument("--adapters", nargs="+")
     parser.add_argument(
         "--only",
-        choices=["suite", "distributed", "html", "layout", "batch"],
+        choices=["suite", "distributed", "html", "layout", "batch", "memory", "long-prompts"],
         help="run one section (printed, RESULTS.md untouched)",
     )
+    parser.add_argument("--probe-max-memory", help="with --memory-probe: load with this --max-memory")
+    parser.add_argument("--probe-no-grid", action="store_true", help="with --memory-probe: last position only")
+    parser.add_argument("--probe-layer-step", type=int, help="with --memory-probe: every Nth layer, not all")
     parser.add_argument(
         "--lens-fits",
         default="smollm2-135m-instruct:linear,smollm2-135m-instruct:tuned,gemma3-270m:linear",
@@ -861,7 +971,8 @@ def main() -> None:
     )
     args = parser.parse_args()
     if args.memory_probe:
-        print(json.dumps(memory_probe(args.memory_probe)))
+        probe = memory_probe(args.memory_probe, args.probe_max_memory, not args.probe_no_grid, args.probe_layer_step)
+        print(json.dumps(probe))
         return
     if args.suite_reference:
         adapters = [None if a == "-" else a for a in args.adapters]
@@ -869,6 +980,12 @@ def main() -> None:
         return
     if args.only == "suite":
         print("\n".join(bench_suite(max(2, args.reps // 2))[0]))
+        return
+    if args.only == "memory":
+        print("\n".join(bench_bounded(args.reps)[0]))
+        return
+    if args.only == "long-prompts":
+        print("\n".join(bench_long_prompts()[0]))
         return
     if args.only == "distributed":
         print("\n".join(bench_distributed(max(2, args.reps // 2))[0]))
@@ -927,6 +1044,22 @@ def main() -> None:
         "Peak memory of the grid at 1024 tokens",
         "Fresh process; all 30 layers x 1024 positions, top-5, entropy, KL.",
         bench_memory,
+    )
+    section(
+        "Memory-bounded execution",
+        f"Fresh processes, interleaved, median of the repetitions; whole-process peak RSS (the kernel's, via wait4). "
+        f"`--max-memory {BUDGET}` is below SmolLM2's float32 weights (513 MB), so they stay as stored (Q4_1) and each "
+        "block is dequantized to float32 just before it runs (issue 11). Targets: peak RSS <= 0.65x the default run's, "
+        "wall <= 2.0x, top-1 identical at every layer, probabilities within 1e-4.",
+        lambda: bench_bounded(args.reps),
+    )
+    section(
+        "Long prompts",
+        "Fresh process per row; the prompt is prefilled in 128-token pieces through mlx-lm's KV cache and the grid is "
+        "computed piece by piece. Peak RSS of the lens phase above the process before loading (as in the section "
+        "above); target at 1024 tokens: model + 256 MB. The KV cache itself grows with the prompt "
+        "(SmolLM2, float32: 46 KB per token, 188 MB at 4096).",
+        bench_long_prompts,
     )
     section(
         "Report rendering",
@@ -1034,10 +1167,11 @@ def main() -> None:
         "(disk cache) run on a background thread during the model work. `compare --html` adds a second lens run, "
         "grids over every position (the change map needs their distributions), the change map's float64 JS "
         "divergences and the comparison charts' deep copies.",
-        "- Grid memory at 1024 tokens (missed in every run): MLX's own peak is the model + 187 MB (attention scores and the captured "
-        "hidden states of the forward pass; the grid itself is chunked to 48 MB of logits). Process RSS adds "
-        "~90 MB of libraries and tokenizer loaded with the model and OpenBLAS's per-thread buffers. Chunked "
-        "prefill (the forward pass in 256-token pieces through the KV cache) would cut the attention part.",
+        "- Grid memory at 1024 tokens (missed before chunked prefill: model + 421 MB): the forward pass now runs in "
+        "128-token pieces through mlx-lm's KV cache and the grid is computed piece by piece with 16 MB logit blocks, "
+        "so no [L, T, H] block outputs and no [heads, T, T] attention scores are held (issue 11). What remains: "
+        "~90 MB of libraries and tokenizer loaded with the model, the float32 KV cache (46 KB per token), one piece's "
+        "block outputs and logits, and the grid's result lists.",
         "",
     ]
     RESULTS.write_text("\n".join(sections).rstrip() + "\n", encoding="utf-8")

@@ -187,25 +187,53 @@ class ModelAnalyzer:
     """A loaded model and the logit lens over it."""
 
     def __init__(
-        self, loaded: Any = None, *, model_id: str | None = None, adapter: str | None = None, precision: str = "auto"
+        self,
+        loaded: Any = None,
+        *,
+        model_id: str | None = None,
+        adapter: str | None = None,
+        precision: str = "auto",
+        max_memory: int | str | None = None,
     ):
         self._loaded = loaded
         self._lenses: dict[str, Any] = {}  # --lens value -> the Lens resolved for this model
         self._model_id = model_id
         self._adapter = adapter
         self._precision = precision
+        self._max_memory = max_memory
 
     # --- loading ---------------------------------------------------------------------------
 
     @classmethod
-    def from_pretrained(cls, model_id: str, *, adapter: str | None = None, precision: str = "auto") -> ModelAnalyzer:
-        """An analyzer that loads ``model_id`` when entered (``async with`` or ``with``)."""
-        return cls(model_id=model_id, adapter=adapter, precision=precision)
+    def from_pretrained(
+        cls,
+        model_id: str,
+        *,
+        adapter: str | None = None,
+        precision: str = "auto",
+        max_memory: int | str | None = None,
+    ) -> ModelAnalyzer:
+        """An analyzer that loads ``model_id`` when entered (``async with`` or ``with``).
+
+        ``max_memory``: bytes or a size ("250MB", "2GB") the model may use; a model whose float32
+        weights do not fit runs streamed (weights as stored, each block dequantized as it runs;
+        ``info.execution == "streamed"``), one whose stored weights do not fit raises ``LazarusError``.
+        """
+        return cls(model_id=model_id, adapter=adapter, precision=precision, max_memory=max_memory)
 
     @classmethod
-    def load(cls, model_id: str, *, adapter: str | None = None, precision: str = "auto") -> ModelAnalyzer:
+    def load(
+        cls,
+        model_id: str,
+        *,
+        adapter: str | None = None,
+        precision: str = "auto",
+        max_memory: int | str | None = None,
+    ) -> ModelAnalyzer:
         """Load now (synchronous API)."""
-        return cls.from_pretrained(model_id, adapter=adapter, precision=precision)._ensure_loaded()
+        return cls.from_pretrained(
+            model_id, adapter=adapter, precision=precision, max_memory=max_memory
+        )._ensure_loaded()
 
     def _ensure_loaded(self) -> ModelAnalyzer:
         if self._loaded is None:
@@ -213,7 +241,9 @@ class ModelAnalyzer:
                 raise LazarusError("ModelAnalyzer has no model")
             from .models.loader import load_model
 
-            self._loaded = load_model(self._model_id, adapter=self._adapter, precision=self._precision)
+            self._loaded = load_model(
+                self._model_id, adapter=self._adapter, precision=self._precision, max_memory=self._max_memory
+            )
         return self
 
     def close(self) -> None:
@@ -306,6 +336,7 @@ def compare_models(
     precision: str = "auto",
     attribution: bool = False,
     change_map: bool | None = None,
+    max_memory: int | str | None = None,
 ) -> ComparisonResult:
     """Analyze ``prompt`` with two models and compare them (``ComparisonResult``).
 
@@ -330,7 +361,7 @@ def compare_models(
     runs: list[LensRun] = []
     attributed: tuple[Any, str | None] = (None, None)
     with tempfile.TemporaryDirectory(prefix="lazarus-compare-") as spill:
-        for side in each_model((model1, model2), (adapter1, adapter2), embedding_scales, precision):
+        for side in each_model((model1, model2), (adapter1, adapter2), embedding_scales, precision, max_memory):
             try:
                 runs.append(side.run(prompt, config, spill=spill if want_map else None, keep_block_outputs=attribution))
             except LazarusError as exc:
@@ -343,7 +374,7 @@ def compare_models(
             # The reverse direction patches model 2's block outputs into model 1: load model 1 again.
             from .attribution import reverse_patching
 
-            for side in each_model((model1,), (adapter1,), embedding_scales[:1], precision):
+            for side in each_model((model1,), (adapter1,), embedding_scales[:1], precision, max_memory):
                 attributed = (reverse_patching(side.analyzer.loaded, runs[0], runs[1], attributed[0]), None)
         comparison = compare_models_from_runs(runs, attribution=attributed[0], attribution_note=attributed[1])
         del runs  # the memory maps go before their directory
@@ -371,6 +402,7 @@ def each_model(
     adapters: Sequence[str | None],
     embedding_scales: Sequence[float | None],
     precision: str = "auto",
+    max_memory: int | str | None = None,
 ) -> Iterator[Side]:
     """Yield a loaded ``Side`` per model, one at a time, each released before the next loads.
 
@@ -403,7 +435,9 @@ def each_model(
                 if analyzer is not None:
                     analyzer.close()  # release before the next model loads
                     analyzer = None
-                analyzer = ModelAnalyzer.from_pretrained(model_id, adapter=adapter, precision=precision)
+                analyzer = ModelAnalyzer.from_pretrained(
+                    model_id, adapter=adapter, precision=precision, max_memory=max_memory
+                )
                 analyzer._ensure_loaded()
             yield Side(n, model_id, analyzer, scale)
             previous = (model_id, adapter, scale)

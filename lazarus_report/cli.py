@@ -193,6 +193,25 @@ def join_ranks(opts: dict[str, Any]) -> dict[str, Any]:
     return opts
 
 
+def memory_option(fn: Callable[..., Any]) -> Callable[..., Any]:
+    return click.option(
+        "--max-memory",
+        "max_memory",
+        metavar="SIZE",
+        help="Memory the model may use (e.g. 250MB, 2GB): beyond it, weights stay as stored and each block "
+        "is dequantized to float32 as it runs.",
+    )(fn)
+
+
+def parse_max_memory(text: str | None) -> int | None:
+    """``--max-memory`` in bytes (None when not given); a bad size is a one-line error before any load."""
+    if text is None:
+        return None
+    from .models.streamed import parse_size
+
+    return parse_size(text)
+
+
 def lens_option(default: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """``--lens KIND|DIR`` (``default`` says what applies without it)."""
     return click.option(
@@ -284,6 +303,7 @@ def output_options(fn: Callable[..., Any]) -> Callable[..., Any]:
     show_default=True,
     help="auto: float32 on CPU (dequantized), as stored on GPU.",
 )
+@memory_option
 @distributed_option
 @output_options
 def analyze(**opts: Any) -> None:
@@ -305,6 +325,7 @@ def _analyze(
     adapter: str | None,
     lens: str | None,
     precision: str,
+    max_memory: str | None,
     output: str | None,
     html: str | None,
     markdown: str | None,
@@ -313,6 +334,7 @@ def _analyze(
     quiet: bool,
 ) -> None:
     check_output_paths((output, "-o"), (html, "--html"), (markdown, "--markdown"))
+    budget = parse_max_memory(max_memory)
     check_text(model, "-m")
     check_text(prompt, "the prompt (-p)")
     if not prompt.strip():
@@ -345,7 +367,7 @@ def _analyze(
     limit_grid_to_heatmap(config, depths, output=output, html=html, two=False)
     prefetch_html(html, static)
     # No `with`: the process ends right after, and releasing the model first would only cost time.
-    analyzer = ModelAnalyzer.load(model, adapter=adapter, precision=precision)
+    analyzer = ModelAnalyzer.load(model, adapter=adapter, precision=precision, max_memory=budget)
     result = analyzer.run(prompt, config)
     keep_until_exit(analyzer)
     emit(result, output=output, html=html, markdown=markdown, static=static, quiet=quiet, timings=timings)
@@ -454,6 +476,7 @@ def parse_track_list(values: tuple[str, ...]) -> list[str]:
     is_flag=True,
     help="Also find which layers cause the change (adapter ablation or activation patching; docs/reports.md).",
 )
+@memory_option
 @distributed_option
 @output_options
 def compare(**opts: Any) -> None:
@@ -478,6 +501,7 @@ def _compare(
     lens: str | None,
     precision: str,
     attribution: bool,
+    max_memory: str | None,
     output: str | None,
     html: str | None,
     markdown: str | None,
@@ -486,6 +510,7 @@ def _compare(
     quiet: bool,
 ) -> None:
     check_output_paths((output, "-o"), (html, "--html"), (markdown, "--markdown"))
+    budget = parse_max_memory(max_memory)
     for value, what in ((model1, "-m1"), (model2, "-m2"), (prompt, "the prompt (-p)")):
         check_text(value, what)
     if not prompt.strip():
@@ -527,6 +552,7 @@ def _compare(
         precision=precision,
         attribution=attribution,
         change_map=bool(output or html or markdown) and is_output_rank(),
+        max_memory=budget,
     )
     emit(comparison, output=output, html=html, markdown=markdown, static=static, quiet=quiet, timings=timings)
 
@@ -555,6 +581,7 @@ def _compare(
 @click.option(
     "--attribution", is_flag=True, help="Two models: also find which layers cause each case's change (docs/suites.md)."
 )
+@memory_option
 @distributed_option
 @click.option(
     "--batch-size",
@@ -593,6 +620,7 @@ def _suite(
     validate_only: bool,
     attribution: bool,
     batch_size: int | None,
+    max_memory: str | None,
     output: str | None,
     html: str | None,
     markdown: str | None,
@@ -606,6 +634,7 @@ def _suite(
     from .batched import check_batch_size
 
     check_batch_size(batch_size)
+    budget = parse_max_memory(max_memory)
     one = (model, adapter, role, embedding_scale)
     two = (model1, model2, adapter1, adapter2, embedding_scale1, embedding_scale2)
     if any(v is not None for v in one) and any(v is not None for v in two):
@@ -655,6 +684,7 @@ def _suite(
             lens=lens,
             attribution=attribution,
             batch_size=batch_size,
+            max_memory=budget,
         )
     emit(result, output=output, html=html, markdown=markdown, static=static, quiet=quiet, junit=junit, timings=timings)
     status = result.status

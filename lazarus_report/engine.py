@@ -204,7 +204,7 @@ def analyze(
     ``keep_block_outputs``: keep every block's output ``[num_layers, T, H]`` (causal attribution).
     """
     from .api import check_text, select_layers
-    from .lens import capture_hidden, last_position_stats, mx
+    from .lens import GridStats, forward_chunks, last_position_stats, mx, position_log_probs
     from .lenses.store import resolve_lens
 
     config.validate(loaded.info.num_layers, loaded.info.vocab_size)
@@ -231,29 +231,51 @@ def analyze(
     t1 = time.perf_counter()
 
     capture = sorted(set(layers) | set(range(n_layers))) if keep_block_outputs else layers
-    sink = capture_hidden(loaded.parts, ids, capture, factor)
-    final_last = sink[n_layers - 1][0, -1:]
     tracked_ids = [t.token_id for t in tracked]
+    decode = _Decoder(tok)
+    # What the change map (spill) and attribution (keep_block_outputs) need; filled chunk by chunk.
+    extras = _comparison_extras(loaded, layers, n_layers, prepared, prompt, decode, spill, keep_block_outputs)
+    keep = (extras["kept_positions"], extras["position_log_probs"]) if spill is not None else None
+    grids: list[Any] = []
+    logit_grids: list[Any] = []
+    grid_seconds = 0.0
+    # The grid's positions (all, or the last ones an HTML-only run shows) and the change map's, in one pass.
+    shown = grid_positions(len(ids), config.grid_last_positions) if config.compute_grid else []
+    computed = grid_computed(shown, keep)
+    # The forward pass in prefill chunks through the KV cache (one piece for short prompts); the grid and
+    # the change map's positions are computed per chunk, so no [L, T, H] or [L, T, V] is ever held.
+    for start, sink in forward_chunks(loaded.parts, ids, capture, factor):
+        g0 = time.perf_counter()
+        # Each captured layer's residual stream as the lens reads it, at this chunk's positions.
+        n_rows = sink[n_layers - 1].shape[1]
+        here = any(start <= p < start + n_rows for p in computed) if config.compute_grid else spill is not None
+        if here:
+            lensed = [lens.translate(i, sink[i][0]) for i in layers]
+            if config.compute_grid:
+                final = sink[n_layers - 1][0]
+                grids.append(_grid_stats(loaded, lensed, final, computed, log_probs_out=keep, offset=start))
+                if lens.kind != "logit":  # the plain logit lens's reading too (reports show both)
+                    raw_hidden = [sink[i][0] for i in layers]
+                    logit_grids.append(_grid_stats(loaded, raw_hidden, final, shown, offset=start))
+            elif keep is not None:
+                position_log_probs(loaded.parts, lensed, keep[0], keep[1], offset=start)
+            del lensed
+        if keep_block_outputs:
+            _keep_blocks(extras, sink, n_layers, start, len(ids))
+        grid_seconds += time.perf_counter() - g0
+    final_last = sink[n_layers - 1][0, -1:]
     hidden_last = mx.stack([lens.translate(i, sink[i][0, -1]) for i in layers])
     stats = last_position_stats(loaded.parts, hidden_last, final_last, config.top_k, tracked_ids)
+    if keep is not None:
+        keep[1].flush()
     t2 = time.perf_counter()
 
-    decode = _Decoder(tok)
     predictions = _predictions(stats, layers, decode)
     evolutions = _evolutions(stats, layers, tracked)
     grid = None
     logit_view = None
-    # Each captured layer's residual stream as the lens reads it, at every position (grid and change map).
-    lensed = [lens.translate(i, sink[i][0]) for i in layers] if config.compute_grid or spill is not None else []
-    extras = _comparison_extras(
-        loaded, sink, lensed, layers, n_layers, prepared, prompt, decode, spill, keep_block_outputs, config.compute_grid
-    )
     if config.compute_grid:
-        keep = (extras["kept_positions"], extras["position_log_probs"]) if spill is not None else None
-        shown = grid_positions(len(ids), config.grid_last_positions)
-        grid = _grid(loaded, lensed, sink[n_layers - 1][0], layers, decode, log_probs_out=keep, positions=shown)
-        if keep is not None:
-            keep[1].flush()
+        grid = _as_position_grid(GridStats.joined(grids), layers, computed, shown, decode)
         if lens.kind != "logit":  # keep the plain logit lens's reading beside the learned one (reports show both)
             raw = last_position_stats(
                 loaded.parts, mx.stack([sink[i][0, -1] for i in layers]), final_last, config.top_k, tracked_ids
@@ -261,11 +283,10 @@ def analyze(
             logit_view = LogitView(
                 layer_predictions=_predictions(raw, layers, decode),
                 token_evolutions=_evolutions(raw, layers, tracked),
-                grid=_grid(
-                    loaded, [sink[i][0] for i in layers], sink[n_layers - 1][0], layers, decode, positions=shown
-                ),
+                grid=_as_position_grid(GridStats.joined(logit_grids), layers, shown, shown, decode),
             )
     t3 = time.perf_counter()
+    t2 -= grid_seconds  # "lens": the forward pass and the last position; "grid": the per-position work
     del sink
     result = AnalysisResult(
         model=info,
@@ -346,18 +367,53 @@ def _grid(
     """The layers x positions grid of ``hidden`` (one ``[T, H]`` per captured layer, as the lens reads them)
     at ``positions`` (default: all); ``log_probs_out``: see ``lens.position_grid`` (its positions are computed
     in the same head pass, whether the grid keeps them or not)."""
-    from .lens import position_grid
-
     n_tokens = final_hidden.shape[0]
     shown = list(range(n_tokens)) if positions is None else list(positions)
-    computed = shown if log_probs_out is None else sorted(set(shown) | set(log_probs_out[0]))
-    g = position_grid(
+    computed = grid_computed(shown, log_probs_out)
+    g = _grid_stats(loaded, hidden, final_hidden, computed, log_probs_out=log_probs_out)
+    return _as_position_grid(g, layers, computed, shown, decode)
+
+
+def grid_computed(shown: list[int], log_probs_out: Any = None) -> list[int]:
+    """The positions a grid pass computes: those it shows and those the change map keeps (same head pass)."""
+    return shown if log_probs_out is None else sorted(set(shown) | set(log_probs_out[0]))
+
+
+def _grid_stats(
+    loaded: LoadedModel,
+    hidden: list[Any],
+    final_hidden: Any,
+    computed: list[int],
+    log_probs_out: Any = None,
+    offset: int = 0,
+) -> Any:
+    """``lens.position_grid`` over ``hidden`` (one ``[c, H]`` per captured layer: prompt positions ``offset ..
+    offset + c - 1``) at the prompt positions of ``computed`` inside it; None when there are none."""
+    from . import lens
+
+    n_rows = final_hidden.shape[0]
+    local = [p - offset for p in computed if offset <= p < offset + n_rows]
+    if not local:
+        return None
+    long = offset > 0 or n_rows >= lens.PREFILL_CHUNK  # part of a prompt prefilled in chunks
+    # Streamed weights dequantize the head in every head matmul: larger row blocks amortise that.
+    small = long and getattr(loaded, "execution", "float32") != "streamed"
+    budget = lens.CHUNKED_GRID_BUDGET_BYTES if small else lens.GRID_BUDGET_BYTES
+    return lens.position_grid(
         loaded.parts,
         hidden,
         final_hidden,
         log_probs_out=log_probs_out,
-        positions=None if computed == list(range(n_tokens)) else computed,
+        offset=offset,
+        budget_bytes=budget,
+        positions=None if local == list(range(n_rows)) else local,
     )
+
+
+def _as_position_grid(
+    g: Any, layers: list[int], computed: list[int], shown: list[int], decode: _Decoder
+) -> PositionGrid:
+    """A ``PositionGrid`` at ``shown`` from grid statistics whose columns are ``computed`` (a superset)."""
     index = {p: j for j, p in enumerate(computed)}
     columns = [index[p] for p in shown]
 
@@ -367,7 +423,7 @@ def _grid(
     top_ids = keep(g.top_ids)
     return PositionGrid(
         layers=list(layers),
-        positions=shown,
+        positions=list(shown),
         top_token_ids=top_ids,
         top_tokens=[[decode(i) for i in row] for row in top_ids],
         top_probs=keep(g.top_probs),
@@ -378,8 +434,6 @@ def _grid(
 
 def _comparison_extras(
     loaded: LoadedModel,
-    sink: dict[int, Any],
-    lensed: list[Any],
     layers: list[int],
     n_layers: int,
     prepared: PreparedPrompt,
@@ -387,15 +441,14 @@ def _comparison_extras(
     decode: Any,
     spill: str | None,
     keep_block_outputs: bool,
-    grid_writes: bool,
 ) -> dict[str, Any]:
-    """What the change map (``spill``) and causal attribution (``keep_block_outputs``) need of this run.
-    ``lensed``: each captured layer's ``[T, H]`` as the lens reads it (the change map compares lens readings;
-    attribution keeps the raw block outputs).
-    ``grid_writes``: the position grid will fill the spilled log-probabilities (one head pass for both)."""
+    """Where the change map (``spill``) and causal attribution (``keep_block_outputs``) collect what they
+    need of this run, filled chunk by chunk by ``analyze``: the spilled lens log-probabilities at the kept
+    positions (written by the grid when there is one, else by ``lens.position_log_probs``), and every
+    block's raw output ``[num_layers, T, H]``."""
     import numpy as np
 
-    from . import change_map, lens
+    from . import change_map
 
     out: dict[str, Any] = {}
     if spill is not None:
@@ -404,15 +457,22 @@ def _comparison_extras(
         kept, note = change_map.positions_to_keep(len(tokens), user, len(layers), loaded.parts.args.vocab_size)
         name = f"positions-{time.perf_counter_ns()}"
         arr = change_map.spill_array(spill, name, (len(layers), len(kept), loaded.parts.args.vocab_size))
-        if not grid_writes:
-            lens.position_log_probs(loaded.parts, lensed, kept, arr)
-            arr.flush()
         out.update(position_log_probs=arr, kept_positions=kept, user_positions=user, positions_note=note)
     if keep_block_outputs:
-        stacked = lens.mx.stack([sink[i][0] for i in range(n_layers)]).astype(lens.mx.float32)
-        lens.mx.eval(stacked)
-        out["block_outputs"] = np.asarray(stacked)
+        hidden = int(loaded.parts.args.hidden_size)
+        out["block_outputs"] = np.empty((n_layers, len(prepared.token_ids), hidden), dtype=np.float32)
     return out
+
+
+def _keep_blocks(extras: dict[str, Any], sink: dict[int, Any], n_layers: int, start: int, n_tokens: int) -> None:
+    """Copy one prefill chunk's block outputs into ``extras["block_outputs"]`` (float32)."""
+    import numpy as np
+
+    from .lens import mx
+
+    stacked = mx.stack([sink[i][0] for i in range(n_layers)]).astype(mx.float32)
+    mx.eval(stacked)
+    extras["block_outputs"][:, start : start + stacked.shape[1]] = np.asarray(stacked)
 
 
 def _evolution(tracked: TrackedToken, layers: list[int], probs: list[float], ranks: list[int]) -> TokenEvolution:

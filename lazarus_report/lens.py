@@ -3,7 +3,8 @@
 Shapes (B = 1 batch, T prompt tokens, H hidden size, V vocabulary, L captured layers):
 
 * ``capture_hidden`` runs one forward pass and returns the outputs of the requested blocks,
-  each ``[1, T, H]``.
+  each ``[1, T, H]``; ``forward_chunks`` runs it in prefill pieces of ``PREFILL_CHUNK`` tokens through
+  mlx-lm's KV cache and yields each piece's outputs (the engine computes the grid piece by piece).
 * ``last_position_stats`` takes ``[L, H]`` (the last position of each captured layer) and
   computes top-k, entropy, KL(final || layer) and exact ranks, all from float32 log-softmax.
 * ``position_grid`` covers every (layer, position) in chunks so that no ``[L, T, V]`` array is
@@ -23,6 +24,7 @@ MLX lives here and in ``models/``; nothing here formats text.
 from __future__ import annotations
 
 import contextlib
+import itertools
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -38,6 +40,9 @@ mx = import_mlx()
 
 # Bytes of [rows, V] float32 logits produced by one head matmul in the grid (bounded memory).
 GRID_BUDGET_BYTES = 48 * 2**20
+# The same for prompts prefilled in chunks (long prompts: the process's peak matters more than the
+# per-call overhead of smaller head matmuls).
+CHUNKED_GRID_BUDGET_BYTES = 16 * 2**20
 # The grid's head matmuls have at least this many rows (see ``_grid_logits``).
 GRID_MIN_ROWS = 8
 # Rows per numpy statistics block: small enough to stay in the CPU cache.
@@ -115,6 +120,50 @@ def capture_hidden(
     return dict(sink)
 
 
+# Tokens per forward piece when a prompt is prefilled in chunks through mlx-lm's KV cache: attention
+# scores stay [heads, chunk, T] instead of [heads, T, T], and the grid is computed chunk by chunk.
+PREFILL_CHUNK = 128
+
+
+def forward_chunks(
+    parts: LensParts,
+    token_ids: Sequence[int],
+    layer_indices: Sequence[int],
+    embedding_factor: float | None = None,
+    chunk: int | None = None,
+) -> Iterator[tuple[int, dict[int, Any]]]:
+    """The forward pass in pieces of ``chunk`` tokens (default ``PREFILL_CHUNK``) through mlx-lm's KV cache (``make_prompt_cache``:
+    each family's own cache, e.g. rotating caches for sliding-window layers).
+
+    Yields ``(start, outputs)`` per piece: the requested blocks' outputs ``[1, c, H]`` at positions
+    ``start .. start + c - 1``, evaluated. A prompt of at most ``chunk`` tokens runs as one piece
+    without a cache (``capture_hidden``). Equal to the one-pass outputs within float rounding
+    (attention sums its keys in other groupings).
+    """
+    ids = list(token_ids)
+    chunk = PREFILL_CHUNK if chunk is None else chunk
+    if chunk < 1:
+        raise ValueError("chunk must be at least 1")
+    if len(ids) <= chunk or getattr(parts, "shard", None) is not None:  # distributed: one pass (ranks gather it)
+        sink = capture_hidden(parts, ids, layer_indices, embedding_factor)
+        mx.eval(list(sink.values()))
+        yield 0, sink
+        return
+    from mlx_lm.models.cache import make_prompt_cache  # mlx_lm is imported: the model was built with it
+
+    cache = make_prompt_cache(parts.model)
+    for start in range(0, len(ids), chunk):
+        inputs = mx.array([ids[start : start + chunk]], dtype=mx.int32)
+        with capturing(parts, layer_indices) as sink, embedding_scaled(parts, embedding_factor):
+            parts.backbone(inputs, cache=cache)
+        missing = [i for i in layer_indices if i not in sink]
+        if missing:
+            raise RuntimeError(f"blocks {missing} were not called during the forward pass")
+        mx.eval(list(sink.values()), [c.state for c in cache])
+        yield start, dict(sink)
+        del sink
+
+
 def head_logits(parts: LensParts, hidden: Any) -> Any:
     """float32 logits of the model's own head applied to ``hidden`` ``[N, H]`` -> ``[N, V]``."""
     return parts.logits(hidden).astype(mx.float32)
@@ -149,7 +198,8 @@ class FinalReference:
     @classmethod
     def of(cls, z_final: np.ndarray) -> FinalReference:
         lse = row_stats(z_final, 1).lse
-        probs = np.exp(z_final - lse[:, None].astype(np.float32))
+        probs = np.subtract(z_final, lse[:, None].astype(np.float32))
+        np.exp(probs, out=probs)  # in place: one [N, V] buffer, not two
         return cls(probs, _row_dots(probs, z_final), lse)
 
     def rows(self, n: int) -> FinalReference:
@@ -289,6 +339,21 @@ class GridStats:
     kl_to_final: list[list[float]]
     top_k_ids: list[list[list[int]]] | None = None  # [L][T][k] when top_k > 1
 
+    @classmethod
+    def joined(cls, pieces: Sequence[GridStats | None]) -> GridStats:
+        """The grids of consecutive position ranges (prefill chunks; None: a chunk without grid positions) as one."""
+        kept = [g for g in pieces if g is not None]
+        if len(kept) == 1:
+            return kept[0]
+
+        def cat(name: str) -> Any:
+            rows = [getattr(g, name) for g in kept]
+            if rows[0] is None:
+                return None
+            return [list(itertools.chain.from_iterable(r[i] for r in rows)) for i in range(len(rows[0]))]
+
+        return cls(*(cat(f) for f in ("top_ids", "top_probs", "entropy", "kl_to_final", "top_k_ids")))
+
 
 def position_grid(
     parts: LensParts,
@@ -297,6 +362,7 @@ def position_grid(
     top_k: int = 1,
     budget_bytes: int = GRID_BUDGET_BYTES,
     log_probs_out: tuple[Sequence[int], np.ndarray] | None = None,
+    offset: int = 0,
     positions: Sequence[int] | None = None,
 ) -> GridStats:
     """Top-k, entropy and KL(final || layer) at every (captured layer, position).
@@ -306,10 +372,15 @@ def position_grid(
     ``budget_bytes`` of logits (plus the chunk's final distribution) are live at any time.
     ``log_probs_out``: (positions, ``[L, P, V]`` array): also write the log-probabilities at those
     positions (as ``position_log_probs`` does, without a second head pass); they must be among ``positions``.
-    ``positions``: compute only these prompt positions (ascending; default all): the ``[L][T]`` lists of
+    ``positions``: compute only these positions of ``hidden`` (ascending; default all): the ``[L][T]`` lists of
     the result then hold one column per position given, each equal to the full grid's column.
+    ``offset``: the prompt position of ``hidden``'s first row (a prefill chunk); ``log_probs_out``'s
+    positions are prompt positions, and only those inside the chunk are written.
     """
-    column = {p: j for j, p in enumerate(log_probs_out[0])} if log_probs_out is not None else {}
+    n_rows = final_hidden.shape[0]
+    column = (
+        {p - offset: j for j, p in enumerate(log_probs_out[0]) if 0 <= p - offset < n_rows} if log_probs_out else {}
+    )
     n_layers = len(hidden)
     wanted = list(range(final_hidden.shape[0])) if positions is None else [int(p) for p in positions]
     if column and not set(column) <= set(wanted):
@@ -373,17 +444,26 @@ def position_log_probs(
     positions: Sequence[int],
     out: Any,
     budget_bytes: int = GRID_BUDGET_BYTES,
+    offset: int = 0,
 ) -> None:
     """Write the lens log-probabilities at ``positions`` of every captured layer into ``out``.
+
+    ``offset``: the prompt position of ``hidden``'s first row (a prefill chunk): only the positions
+    inside the chunk are written (into their columns of ``out``).
 
     ``hidden`` holds one ``[T, H]`` array per captured layer; ``out`` is ``[L, P, V]`` float32 (often a
     ``change_map.SpilledLogProbs`` on disk). Works in blocks of rows so about ``budget_bytes`` of logits
     are live at once; float32 ``z - logsumexp(z)`` as everywhere in the lens.
     """
     V = parts.args.vocab_size
-    idx = mx.array(list(positions), dtype=mx.int32)
+    n_rows = hidden[0].shape[0] if len(hidden) else 0
+    inside = [(j, p - offset) for j, p in enumerate(positions) if 0 <= p - offset < n_rows]
+    if not inside:
+        return
+    first = inside[0][0]  # positions are sorted: the chunk's columns are consecutive
+    idx = mx.array([p for _, p in inside], dtype=mx.int32)
     rows = max(1, budget_bytes // (4 * V))
-    n_pos = len(positions)
+    n_pos = len(inside)
     layer_group = max(1, rows // max(1, n_pos))
     pos_chunk = max(1, min(n_pos, rows))
     for p0 in range(0, n_pos, pos_chunk):
@@ -397,5 +477,5 @@ def position_log_probs(
             lse = row_stats(z, 1).lse.astype(np.float32)
             c = p1 - p0
             for j in range(g1 - g0):
-                out[g0 + j, p0:p1] = z[j * c : (j + 1) * c] - lse[j * c : (j + 1) * c, None]
+                out[g0 + j, first + p0 : first + p1] = z[j * c : (j + 1) * c] - lse[j * c : (j + 1) * c, None]
             del z

@@ -119,6 +119,9 @@ class ModelInfo:
     adapter: str | None = None  # LoRA adapter directory, when one was applied
     final_logit_softcap: float | None = None
     distributed: DistributedInfo | None = None  # set when the model ran sharded over several ranks
+    # How the weights ran: "float32" (dequantized at load), "streamed" (kept as stored, each block
+    # dequantized to float32 just before it ran: --max-memory) or "native"; None in older results.
+    execution: str | None = None
 
     @property
     def label(self) -> str:

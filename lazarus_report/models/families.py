@@ -205,7 +205,8 @@ class LensParts:
         if f is None:
             return None
         emb = self.backbone.embed_tokens
-        dtype = getattr(emb, "scales", emb.weight).dtype  # a QuantizedEmbedding returns its scales' dtype
+        # a streamed embedding computes in float32 whatever it stores; a QuantizedEmbedding in its scales' dtype
+        dtype = getattr(emb, "compute_dtype", None) or getattr(emb, "scales", emb.weight).dtype
         return f(self.args, dtype)
 
     @property

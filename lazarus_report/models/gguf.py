@@ -398,3 +398,73 @@ def _dequantize_with_gguf(path: Path) -> tuple[dict[str, Any], dict[str, Any]]:
     except Exception as exc:
         raise LazarusError(f"cannot read GGUF file {path}: {str(exc).strip() or type(exc).__name__}") from None
     return out, meta
+
+
+# --- streamed execution: k-quant files kept as GGUF blocks --------------------------------------------
+
+
+@dataclass
+class GGUFBlocks:
+    """A 2-D tensor kept as its GGUF bytes (one row of blocks per output row), dequantized on use."""
+
+    data: Any  # mx.array: uint8 [rows, bytes per row] (quantized) or the 16-bit values [rows, cols]
+    qtype: int  # GGML type id
+    shape: tuple[int, int]  # [rows, cols] in mlx-lm's layout
+
+
+def load_gguf_blocks(path: str | Path) -> GGUFModel:
+    """Read a GGUF file whose types MLX cannot read (k-quants) for streamed execution: every 2-D tensor
+    that is not float32 stays as its GGUF blocks (``GGUFBlocks``, later dequantized a slice of rows at a
+    time with the ``gguf`` package: the same decoder as the float32 conversion), the rest (norms) is
+    dequantized to float32 now. No conversion cache: nothing is dequantized whole.
+
+    Only the header's scalars are decoded (``read_gguf_header``): ``metadata`` holds no vocabulary (the
+    tokenizer comes from its own cache, or reads the file itself), and the tensors are read straight from
+    the file, so the peak is the blocks themselves.
+    """
+    import numpy as np
+    from gguf.constants import GGML_QUANT_SIZES, GGMLQuantizationType
+    from gguf.quants import dequantize
+
+    from .gguf_metadata import read_gguf_header
+
+    path = Path(path)
+    try:
+        header = read_gguf_header(path)
+        check_tensor_extents(path, header)
+        raw: dict[str, Any] = {}
+        with open(path, "rb") as fh:
+            for name, (ttype, dims, offset) in header.tensors.items():
+                qtype = GGMLQuantizationType(ttype)
+                block_size, type_size = GGML_QUANT_SIZES[qtype]
+                shape = tuple(int(d) for d in reversed(dims))
+                n = 1
+                for d in shape:
+                    n *= d
+                fh.seek(header.data_start + offset)
+                data = np.frombuffer(fh.read(n // block_size * type_size), dtype=np.uint8)
+                if len(shape) == 2 and ttype != 0:
+                    rows = data.reshape(shape[0], -1)
+                    raw[name] = GGUFBlocks(mx.array(rows), ttype, (shape[0], shape[1]))
+                else:
+                    arr = np.ascontiguousarray(dequantize(data, qtype).reshape(shape), dtype=np.float32)
+                    if not np.isfinite(arr).all():
+                        raise LazarusError(f"GGUF file {path} is damaged: tensor {name} holds NaN or infinite values")
+                    raw[name] = mx.array(arr)
+    except GGUFError as exc:
+        raise LazarusError(str(exc)) from None
+    except LazarusError:
+        raise
+    except Exception as exc:
+        raise LazarusError(f"cannot read GGUF file {path}: {str(exc).strip() or type(exc).__name__}") from None
+    meta = dict(header.scalars)
+    arch = meta.get("general.architecture")
+    spec = ARCHES.get(arch) if isinstance(arch, str) else None
+    names = spec.block_names if spec else _BLOCK_NAMES
+    weights = {_rename(k, names): v for k, v in raw.items()}
+    n_vocab = header.array_lengths.get("tokenizer.ggml.tokens") or weights["model.embed_tokens.weight"].shape[0]
+    config, spec = _config_from_metadata(meta, n_vocab, "lm_head.weight" not in weights)
+    dense = _fix_weights({k: v for k, v in weights.items() if not isinstance(v, GGUFBlocks)}, spec)
+    weights = {**weights, **dense}
+    file_type = GGML_FILE_TYPES.get(int(meta.get("general.file_type", -1)), "unknown")
+    return GGUFModel(path, config, weights, file_type, False, meta)

@@ -2,7 +2,9 @@
 
 Precision: on the CPU, quantized weights are dequantized to float32 and every parameter runs in
 float32 through BLAS (MLX's quantized CPU kernels are ~25x slower than an optimized sgemm).
-On Metal/CUDA the weights stay as stored.
+On Metal/CUDA the weights stay as stored. When the float32 weights would not fit the memory budget
+(``max_memory``, or under ``precision="auto"`` the machine's available memory), the weights stay as
+stored and each block is dequantized to float32 just before it runs (``streamed``).
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from .. import distributed
 from ..blas import import_mlx, preload_blas
 from ..errors import LazarusError
 from ..result import ModelInfo
-from . import mlx_lm_light
+from . import mlx_lm_light, streamed
 from .families import LensParts, get_family
 from .resolve import ResolvedModel, resolve_model
 
@@ -46,6 +48,9 @@ class LoadedModel:
     # A sliding attention window the model was trained with but mlx-lm's implementation of the
     # family does not apply: prompts longer than this would silently give wrong numbers.
     unsupported_window: int | None = None
+    # How the weights run: "float32" (dequantized at load), "streamed" (kept as stored, each block
+    # dequantized to float32 as it runs) or "native" (as stored, e.g. quantized kernels on a GPU).
+    execution: str = "float32"
 
 
 def _unsupported_sliding_window(config: dict[str, Any]) -> int | None:
@@ -79,23 +84,37 @@ def load_model(
     *,
     adapter: str | None = None,
     precision: str = "auto",
+    max_memory: int | str | None = None,
 ) -> LoadedModel:
-    """Resolve ``model_id`` (alias, GGUF path, model directory or hub ID) and load it."""
+    """Resolve ``model_id`` (alias, GGUF path, model directory or hub ID) and load it.
+
+    ``max_memory``: bytes (or a size such as "250MB") the model may use, weights and working memory;
+    when its float32 weights do not fit, it runs streamed (see ``streamed``); when even the stored
+    weights do not fit, ``LazarusError`` says how much is needed.
+    """
     start = time.perf_counter()
     to_float32 = _want_float32(precision)
+    budget = streamed.parse_size(max_memory) if max_memory is not None else None
     if adapter is not None:
         check_adapter_dir(adapter)  # fail before spending time on the model
         mlx_lm_light.prefetch_adapter_support()  # its imports overlap with loading the model
     resolved = resolve_model(model_id)
+    if budget is not None and resolved.path is not None:
+        streamed.check_fits_before_load(resolved, budget, to_float32, model_id)  # before reading any weight
     # Sharded over several ranks (mlx.launch): weights stay lazy until sharded, so each rank only
     # ever materializes its share.
     lazy = distributed.active()
+    if lazy and budget is not None:
+        raise LazarusError("--max-memory is not supported under mlx.launch yet: each rank holds its share in float32")
+    plan = _Planner(to_float32, None if lazy else budget, precision, model_id, machine_budget=not lazy)
     if resolved.kind == "gguf":
-        model, config, tokenizer, stored = _load_gguf(resolved, to_float32, lazy=lazy)
+        model, config, tokenizer, stored = _load_gguf(resolved, plan, lazy=lazy)
     else:
-        model, config, tokenizer, stored = _load_directory(resolved, to_float32, lazy=lazy)
+        model, config, tokenizer, stored = _load_directory(resolved, plan, lazy=lazy)
     if adapter is not None:
         _apply_adapter(model, config, adapter)
+    if plan.execution == "streamed":
+        streamed.stream_model(model, gguf_dequantization=resolved.kind == "gguf")
     shard = distributed.shard_model(model, config, adapter=adapter) if lazy else None
     model.eval()
     mx.eval(model.parameters())
@@ -103,7 +122,7 @@ def load_model(
     parts = LensParts.of(model, config["model_type"])
     if shard is not None:
         parts = dataclasses.replace(parts, layers=distributed.layers_here(parts.layers, shard), shard=shard)
-    precision_text = _describe_precision(model, stored, to_float32)
+    precision_text = _describe_precision(model, stored, plan.execution == "float32", plan.execution)
     info = ModelInfo(
         model_id=model_id,
         source=resolved.source,
@@ -120,10 +139,12 @@ def load_model(
         chat_template=tokenizer.chat_template is not None,
         adapter=str(adapter) if adapter else None,
         final_logit_softcap=parts.softcap,
+        execution=plan.execution,
         distributed=shard.describe(weight_bytes(model)) if shard is not None else None,
     )
     context = config.get("max_position_embeddings")
     return LoadedModel(
+        execution=plan.execution,
         unsupported_window=_unsupported_sliding_window(config),
         model=model,
         parts=parts,
@@ -141,9 +162,41 @@ def weight_bytes(model: Any) -> int:
     return sum(int(v.nbytes) for _, v in params)
 
 
-def _describe_precision(model: Any, stored: str, to_float32: bool) -> str:
+class _Planner:
+    """Chooses the execution path once the weights' sizes are known (before any conversion)."""
+
+    def __init__(
+        self, to_float32: bool, budget: int | None, precision: str, model_id: str, machine_budget: bool = True
+    ):
+        self.to_float32 = to_float32
+        self.budget = budget
+        self.from_user = budget is not None
+        if budget is None and precision == "auto" and to_float32 and machine_budget:
+            self.budget = streamed.available_memory()
+        self.model_id = model_id
+        self.execution = "float32" if to_float32 else "native"
+
+    def surely_fits_float32(self, path: Any) -> bool:
+        """Whether the machine's memory (not a user's budget) holds this file's weights in float32 whatever
+        its types (no GGUF type is below 2 bits a weight: float32 is at most 16x the file), so the header
+        need not be read (~20 ms on SmolLM2)."""
+        if self.from_user or self.budget is None:
+            return False
+        return Path(path).stat().st_size * 16 + streamed.WORKING_BYTES <= self.budget
+
+    def choose(self, sizes: streamed.WeightSizes) -> str:
+        self.execution = streamed.plan_execution(self.to_float32, sizes, self.budget, self.from_user, self.model_id)
+        return self.execution
+
+
+def _describe_precision(model: Any, stored: str, to_float32: bool, execution: str = "") -> str:
     params: list[tuple[str, Any]] = tree_flatten(model.parameters())  # type: ignore[assignment]
     dtypes = sorted({str(v.dtype).replace("mlx.core.", "") for _, v in params})
+    if execution == "streamed":
+        return (
+            f"float32, streamed: weights kept as stored ({stored or 'MLX affine'}), "
+            "each block dequantized to float32 as it runs"
+        )
     quantized = any(isinstance(m, (nn.QuantizedLinear, nn.QuantizedEmbedding)) for _, m in model.named_modules())
     floats = "/".join(d for d in dtypes if "int" not in d)
     if quantized:
@@ -157,15 +210,25 @@ def _describe_precision(model: Any, stored: str, to_float32: bool) -> str:
 
 
 def _load_gguf(
-    resolved: ResolvedModel, to_float32: bool, lazy: bool = False
+    resolved: ResolvedModel, plan: _Planner, lazy: bool = False
 ) -> tuple[Any, dict[str, Any], Tokenizer, str]:
     from .gguf import load_gguf
+    from .gguf_metadata import MLX_NATIVE_TENSOR_TYPES, GGUFError, read_tensor_types
     from .tokenizer import tokenizer_from_gguf
 
+    if plan.to_float32 and plan.budget is not None and not plan.surely_fits_float32(resolved.path):
+        try:
+            native = all(t in MLX_NATIVE_TENSOR_TYPES for t in read_tensor_types(resolved.path).values())
+        except GGUFError:
+            native = True  # load_gguf says what is wrong with the file
+        # k-quants: MLX cannot hold them, so the float32 path converts the whole file; decide first
+        if not native and plan.choose(streamed.sizes_from_gguf_header(resolved.path)) == "streamed":
+            return _load_gguf_blocks(resolved)
     g = load_gguf(resolved.path)
     get_family(g.config["model_type"])  # unsupported families fail before building anything
     model = mlx_lm_light.build_model(g.config)
     weights = g.weights
+    to_float32 = plan.choose(streamed.sizes_of_weights(weights)) == "float32"
     if to_float32:
         weights = _dequantize_weights(weights, evaluate=not lazy)
     else:
@@ -180,6 +243,29 @@ def _load_gguf(
     tokenizer = tokenizer_from_gguf(resolved.path, metadata=g.metadata)
     stored = g.file_type + (" via gguf dequantization" if g.dequantized_with_gguf else "")
     return model, g.config, tokenizer, stored
+
+
+def _load_gguf_blocks(resolved: ResolvedModel) -> tuple[Any, dict[str, Any], Tokenizer, str]:
+    """A k-quant GGUF for streamed execution: its matrices stay as GGUF blocks (``streamed.GGUFBlocksLinear``)."""
+    from .gguf import GGUFBlocks, load_gguf_blocks
+    from .tokenizer import tokenizer_from_gguf
+
+    g = load_gguf_blocks(resolved.path)
+    get_family(g.config["model_type"])
+    model = mlx_lm_light.build_model(g.config)
+    blocks = {k: v for k, v in g.weights.items() if isinstance(v, GGUFBlocks)}
+    dense = {k: v for k, v in g.weights.items() if not isinstance(v, GGUFBlocks)}
+    dense = model.sanitize(dense) if hasattr(model, "sanitize") else dense
+    params: list[tuple[str, Any]] = tree_flatten(model.parameters())  # type: ignore[assignment]
+    expected = {k for k, _ in params}
+    given = set(dense) | set(blocks)
+    if given != expected:
+        detail = sorted(expected - given)[:1] or sorted(given - expected)[:1]
+        raise LazarusError(f"GGUF file {resolved.path} does not match its declared architecture: {detail[0]}")
+    model.load_weights(list(dense.items()), strict=False)
+    streamed.attach_gguf_blocks(model, blocks)
+    tokenizer = tokenizer_from_gguf(resolved.path)  # its cache, or the file's full metadata (g holds scalars only)
+    return model, g.config, tokenizer, f"{g.file_type} as GGUF blocks"
 
 
 def _group_bits(weight: Any, scales: Any) -> tuple[int, int]:
@@ -291,7 +377,7 @@ def _directory_config_fixes(path: Path) -> dict[str, Any]:
 
 
 def _load_directory(
-    resolved: ResolvedModel, to_float32: bool, lazy: bool = False
+    resolved: ResolvedModel, plan: _Planner, lazy: bool = False
 ) -> tuple[Any, dict[str, Any], Tokenizer, str]:
     from .tokenizer import tokenizer_from_hf
 
@@ -322,6 +408,7 @@ def _load_directory(
         if isinstance(quant, dict)
         else str(config.get("torch_dtype") or config.get("dtype") or "")
     )
+    to_float32 = plan.choose(streamed.weight_sizes(model, list(getattr(model, "layers", [])))) == "float32"
     if to_float32:
         if quant:
             model = dequantize_model(model)
@@ -342,6 +429,11 @@ def check_adapter_dir(adapter: str) -> Path:
 
 def _apply_adapter(model: Any, config: dict[str, Any], adapter: str) -> None:
     path = check_adapter_dir(adapter)
+    if any(isinstance(m, (streamed.GGUFBlocksLinear, streamed.GGUFBlocksEmbedding)) for _, m in model.named_modules()):
+        raise LazarusError(
+            f"adapter {adapter}: LoRA adapters cannot be applied to a k-quant GGUF kept as stored under --max-memory "
+            "yet; give a budget that holds its float32 weights"
+        )
     cfg_file = path / "adapter_config.json"
     try:
         cfg = json.loads(cfg_file.read_text(encoding="utf-8"))

@@ -57,6 +57,7 @@ def run_suite(
     lens: str | None = None,
     attribution: bool = False,
     batch_size: int | None = None,
+    max_memory: int | str | None = None,
 ) -> SuiteResult:
     """Run every case of ``spec`` on one model (``models=[m]``) or two (``[base, tuned]``).
 
@@ -102,7 +103,7 @@ def run_suite(
     one_by_one = batch_size == 1 or attribute_cases
     passes: list[int] = []
     with tempfile.TemporaryDirectory(prefix="lazarus-suite-") as spill:
-        for side in each_model(models, adapters, scales, precision):
+        for side in each_model(models, adapters, scales, precision, max_memory):
             try:  # a missing or mismatched lens stops the run here, before any case
                 side.analyzer.lens(lens)
             except LazarusError as exc:
@@ -153,7 +154,7 @@ def run_suite(
             from ..attribution import reverse_patching
 
             # Model 2's block outputs patched into model 1: load model 1 again, once for every case.
-            for side in each_model(models[:1], adapters[:1], scales[:1], precision):
+            for side in each_model(models[:1], adapters[:1], scales[:1], precision, max_memory):
                 for i in reverse:
                     first, second = runs[i]
                     assert first is not None and second is not None
