@@ -9,7 +9,20 @@ from xml.etree import ElementTree
 
 # What a chart SVG may contain. The SVG goes into the page as markup, so check it rather than
 # trust it: every model string inside must have arrived as escaped text.
-_SVG_ELEMENTS = {"svg", "g", "path", "rect", "line", "text", "defs", "linearGradient", "stop", "clipPath", "title"}
+_SVG_ELEMENTS = {
+    "svg",
+    "g",
+    "path",
+    "rect",
+    "line",
+    "text",
+    "tspan",
+    "defs",
+    "linearGradient",
+    "stop",
+    "clipPath",
+    "title",
+}
 
 
 _SVG_NS = "http://www.w3.org/2000/svg"
