@@ -18,6 +18,8 @@ from lazarus_report.render.charts.interaction import (
     prob_rank_cell,
     prob_scale_param,
     prob_y,
+    stacked,
+    with_bands,
 )
 from lazarus_report.render.charts.line_plot_svg import _layer_axis, _Plot, _plot_svg, _PlotLine, _relative_axis
 from lazarus_report.render.charts.run_specs import _rank_y, _unique_labels
@@ -187,13 +189,14 @@ def _compare_trajectory(
             .mark_point(filled=True, size=70, opacity=1)
             .encode(x=x, y=y, color=enc["color"], shape=shape, tooltip=tooltip)
         )
-        rule = crosshair(cursor, x, cursor_tip, select=prob)
-        return alt.layer(line, emergence, rule).properties(width=LINE_WIDTH, height=LINE_HEIGHT)
+        return alt.layer(line, emergence, *crosshair(cursor, x, cursor_tip)).properties(
+            width=LINE_WIDTH, height=LINE_HEIGHT
+        )
 
     prob = panel(prob_y(), _compare_x(comparison, labelled=False), prob=True)
     rank = panel(_rank_y("r:Q", [row["r"] for row in rows]), _compare_x(comparison), prob=False)
     chart = (
-        alt.vconcat(prob, rank, spacing=14, title=model_key(comparison))
+        stacked(prob, rank, spacing=14, title=model_key(comparison))
         .resolve_scale(color="shared", strokeDash="shared")
         .add_params(prob_scale_param())
     )
@@ -245,6 +248,7 @@ def _cursor_rows(
             rows.append(cursor_row(round(x), cells, l=round(x)))
         else:
             rows.append(cursor_row(_round(x), cells, x=_round(x)))
+    rows = with_bands(rows, "l" if comparison.alignment == "layer" else "x")
     if comparison.alignment == "layer":
         return rows, alt.Tooltip("l:Q", title="Layer")
     return rows, alt.Tooltip("x:Q", title="Relative depth", format=".2f")
@@ -273,18 +277,17 @@ def _compare_entropy_kl(runs: list[RunReport], comparison: ComparisonView) -> Pe
     cursor_tip = cursor_tooltip(first, list(comparison.tags))
     cursor = cursor_param()
 
-    def panel(field: str, title: str, x: alt.X, *, select: bool) -> alt.LayerChart:
+    def panel(field: str, title: str, x: alt.X) -> alt.LayerChart:
         line = (
             _lookup(alt.Chart(alt.NamedData("d")), "keys", ["m"])
             .mark_line()
             .encode(x=x, y=alt.Y(f"{field}:Q", title=title), tooltip=tooltip, **enc)
         )
-        rule = crosshair(cursor, x, cursor_tip, select=select)
-        return alt.layer(line, rule).properties(width=LINE_WIDTH, height=150)
+        return alt.layer(line, *crosshair(cursor, x, cursor_tip)).properties(width=LINE_WIDTH, height=150)
 
-    chart = alt.vconcat(
-        panel("h", "Entropy (nats)", _compare_x(comparison, labelled=False), select=True),
-        panel("kl", "KL to final (nats)", _compare_x(comparison), select=False),
+    chart = stacked(
+        panel("h", "Entropy (nats)", _compare_x(comparison, labelled=False)),
+        panel("kl", "KL to final (nats)", _compare_x(comparison)),
         spacing=14,
         title=model_key(comparison),
     ).resolve_scale(color="shared")

@@ -6,14 +6,15 @@ calculate transform reads: in log mode the plotted value is log10(p) (floored at
 linear scale whose tick labels turn back into percentages. Vega-Lite cannot switch a scale's type at run time,
 and this keeps one chart (the static SVG is its default, log view).
 
-The crosshair is a ``nearest`` point selection on one row per layer (the ``cursor`` dataset, built in Python:
-per series its probability and rank as text, printed as the tables print them), so the tooltip lists every series at once. The page
+The crosshair is a point selection on one row per layer (the ``cursor`` dataset, built in Python: per series
+its probability and rank as text, printed as the tables print them), so the tooltip lists every series at once. The page
 script listens to the selection (signal ``cursor_tuple``) to highlight the same layer in the layer table.
 """
 
 from __future__ import annotations
 
 import math
+import warnings
 from typing import Any
 
 import altair as alt
@@ -59,26 +60,49 @@ def prob_y(out: str = "py") -> alt.Y:
 
 
 def cursor_param() -> alt.Parameter:
-    """The nearest-layer selection (one per chart; each panel's rule uses it)."""
-    return alt.selection_point(
-        name=CURSOR, nearest=True, on="pointerover", clear="pointerout", fields=["c"], empty=False
+    """The layer under the pointer (one per chart; every panel's bands set it, its rule shows it)."""
+    return alt.selection_point(name=CURSOR, on="pointerover", clear="pointerout", fields=["c"], empty=False)
+
+
+def crosshair(cursor: alt.Parameter, x: alt.X, tooltip: list[alt.Tooltip]) -> list[alt.Chart]:
+    """The crosshair layers over the ``cursor`` dataset (one row per layer: key ``c``, the x field, the
+    band ``b0``-``b1`` around it, a text per series): invisible full-height bands that catch the pointer
+    and carry the tooltip of every series there (Vega-Lite's ``nearest`` voronoi reads nominal tooltip
+    fields from the wrong datum), and a rule at the selected layer."""
+    band_x = x.copy()
+    band_x.shorthand = "b0:Q"
+    bands = (
+        alt.Chart(alt.NamedData("cursor"))
+        .mark_rect(color="#000000", opacity=0)
+        .encode(x=band_x, x2=alt.X2("b1:Q"), tooltip=tooltip)
+        .add_params(cursor)
     )
-
-
-def crosshair(cursor: alt.Parameter, x: alt.X, tooltip: list[alt.Tooltip], *, select: bool) -> alt.Chart:
-    """A vertical rule at the layer nearest the pointer, over the ``cursor`` dataset (one row per layer, its
-    x position in the x field and its key in ``c``), with a tooltip of every series there. ``select``: this
-    panel defines the selection (the first panel); the others only show it."""
     rule = (
         alt.Chart(alt.NamedData("cursor"))
         .mark_rule(color=CURSOR_RULE, strokeWidth=1)
-        .encode(
-            x=x,
-            opacity=alt.when(cursor).then(alt.value(0.7)).otherwise(alt.value(0)),
-            tooltip=tooltip,
-        )
+        .encode(x=x, opacity=alt.when(cursor).then(alt.value(0.7)).otherwise(alt.value(0)))
     )
-    return rule.add_params(cursor) if select else rule
+    return [rule, bands]
+
+
+def stacked(*panels: Any, **kwargs: Any) -> alt.VConcatChart:
+    """``alt.vconcat`` of panels sharing the cursor selection. Altair merges the panels' copies of the one
+    selection into a single parameter over all their views (what is wanted) and warns that it did."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Automatically deduplicated selection parameter")
+        return alt.vconcat(*panels, **kwargs)
+
+
+def with_bands(rows: list[dict[str, Any]], field: str) -> list[dict[str, Any]]:
+    """``rows`` (sorted by ``field``, the x position) with the band ``b0``-``b1`` each covers: halfway to
+    its neighbours (at the ends, as far out as inside)."""
+    xs = [row[field] for row in rows]
+    out = []
+    for i, row in enumerate(rows):
+        left = (xs[i] - xs[i - 1]) / 2 if i > 0 else (xs[1] - xs[0]) / 2 if len(xs) > 1 else 0.5
+        right = (xs[i + 1] - xs[i]) / 2 if i + 1 < len(xs) else left
+        out.append({**row, "b0": round(xs[i] - left, 4), "b1": round(xs[i] + right, 4)})
+    return out
 
 
 def cursor_tooltip(first: alt.Tooltip, names: list[str]) -> list[alt.Tooltip]:

@@ -18,6 +18,8 @@ from lazarus_report.render.charts.interaction import (
     prob_rank_cell,
     prob_scale_param,
     prob_y,
+    stacked,
+    with_bands,
 )
 from lazarus_report.render.charts.line_plot_svg import _layer_axis, _Plot, _plot_svg, _PlotLine
 from lazarus_report.render.charts.scales import _rank_top
@@ -139,10 +141,13 @@ def _trajectory(run: RunReport, *, chart_id: str | None = None, compact: bool = 
             sides.append((side, align, dx))
 
     cursor = cursor_param()
-    datasets["cursor"] = [
-        cursor_row(layer, [prob_rank_cell(s.probs[i], s.ranks[i]) for s in run.series], layer=layer)
-        for i, layer in enumerate(run.captured_layers)
-    ]
+    datasets["cursor"] = with_bands(
+        [
+            cursor_row(layer, [prob_rank_cell(s.probs[i], s.ranks[i]) for s in run.series], layer=layer)
+            for i, layer in enumerate(run.captured_layers)
+        ],
+        "layer",
+    )
     cursor_tip = cursor_tooltip(alt.Tooltip("layer:Q", title="Layer"), labels)
 
     def panel(y: alt.Y, x: alt.X, *, notes: bool, prob: bool) -> alt.LayerChart:
@@ -164,7 +169,7 @@ def _trajectory(run: RunReport, *, chart_id: str | None = None, compact: bool = 
                     .mark_text(align=align, dx=dx, dy=-4, baseline="bottom", fontSize=10)
                     .encode(x=x, y=alt.YValue(0), text=alt.Text("note:N"), color=color)
                 )
-        layers.append(crosshair(cursor, x, cursor_tip, select=prob))
+        layers += crosshair(cursor, x, cursor_tip)
         return alt.layer(*layers).properties(width=LINE_WIDTH, height=LINE_HEIGHT)
 
     # Both panels share the layer axis; it is labelled once, under the rank panel.
@@ -175,7 +180,7 @@ def _trajectory(run: RunReport, *, chart_id: str | None = None, compact: bool = 
         notes=False,
         prob=False,
     )
-    chart = alt.vconcat(prob, rank, spacing=14).resolve_scale(color="shared").add_params(prob_scale_param())
+    chart = stacked(prob, rank, spacing=14).resolve_scale(color="shared").add_params(prob_scale_param())
     who = "Tracked tokens" if run.series_are_tracked else "The final top-1 token"
     description = (
         f"{who} at the last prompt position: probability (top; log axis, linear one click away) and rank "
@@ -211,20 +216,20 @@ def _entropy_kl(run: RunReport) -> PendingChart:
         alt.Tooltip("kl:Q", title="KL to final (nats)", format=".3f"),
     ]
     cursor = cursor_param()
-    datasets: dict[str, Any] = {"d": rows, "cursor": [{"c": row["layer"], **row} for row in rows]}
+    datasets: dict[str, Any] = {"d": rows, "cursor": with_bands([{"c": row["layer"], **row} for row in rows], "layer")}
 
-    def panel(field: str, title: str, color: str, x: alt.X, *, select: bool) -> alt.LayerChart:
+    def panel(field: str, title: str, color: str, x: alt.X) -> alt.LayerChart:
         line = (
             alt.Chart(alt.NamedData("d"))
             .mark_line(point=points, color=color)
             .encode(x=x, y=alt.Y(f"{field}:Q", title=title), tooltip=tooltip)
         )
-        layers = [*_unreliable_bands(run, x), line, crosshair(cursor, x, tooltip, select=select)]
+        layers = [*_unreliable_bands(run, x), line, *crosshair(cursor, x, tooltip)]
         return alt.layer(*layers).properties(width=LINE_WIDTH, height=150)
 
-    chart = alt.vconcat(
-        panel("h", "Entropy (nats)", PALETTE[0], _layer_x(run, labelled=False), select=True),
-        panel("kl", "KL to final (nats)", PALETTE[1], _layer_x(run), select=False),
+    chart = stacked(
+        panel("h", "Entropy (nats)", PALETTE[0], _layer_x(run, labelled=False)),
+        panel("kl", "KL to final (nats)", PALETTE[1], _layer_x(run)),
         spacing=14,
     )
     description = (
