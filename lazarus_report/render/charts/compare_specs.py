@@ -14,6 +14,7 @@ from lazarus_report.render.charts.interaction import (
     cursor_param,
     cursor_row,
     cursor_tooltip,
+    pivoted_cursor,
     plotted_prob,
     prob_rank_cell,
     prob_scale_param,
@@ -176,6 +177,17 @@ def _compare_trajectory(
     cursor = cursor_param()
     cursor_rows, cursor_first = _cursor_rows(comparison, cursor_series)
     cursor_tip = cursor_tooltip(cursor_first, cursor_names)
+    datasets: dict[str, Any] = {"d": _stored(rows, compact), "keys": keys}
+    if compact and comparison.alignment == "layer":
+
+        def cursor_source() -> alt.Chart:
+            return pivoted_cursor(_rows("d", rows, compact))
+
+    else:
+        datasets["cursor"] = cursor_rows
+
+        def cursor_source() -> alt.Chart:
+            return alt.Chart(alt.NamedData("cursor"))
 
     def panel(y: alt.Y, x: alt.X, *, prob: bool) -> alt.LayerChart:
         def data(fields: list[str]) -> alt.Chart:
@@ -189,9 +201,9 @@ def _compare_trajectory(
             .mark_point(filled=True, size=70, opacity=1)
             .encode(x=x, y=y, color=enc["color"], shape=shape, tooltip=tooltip)
         )
-        return alt.layer(line, emergence, *crosshair(cursor, x, cursor_tip)).properties(
-            width=LINE_WIDTH, height=LINE_HEIGHT
-        )
+        return alt.layer(
+            line, emergence, *crosshair(cursor, x, cursor_tip, cursor_source, panel="p" if prob else "r")
+        ).properties(width=LINE_WIDTH, height=LINE_HEIGHT)
 
     prob = panel(prob_y(), _compare_x(comparison, labelled=False), prob=True)
     rank = panel(_rank_y("r:Q", [row["r"] for row in rows]), _compare_x(comparison), prob=False)
@@ -229,7 +241,7 @@ def _compare_trajectory(
         "Token probability and rank, both models",
         description,
         chart,
-        {"d": _stored(rows, compact), "keys": keys, "cursor": cursor_rows},
+        datasets,
         svg=svg,
     )
 
@@ -283,7 +295,9 @@ def _compare_entropy_kl(runs: list[RunReport], comparison: ComparisonView) -> Pe
             .mark_line()
             .encode(x=x, y=alt.Y(f"{field}:Q", title=title), tooltip=tooltip, **enc)
         )
-        return alt.layer(line, *crosshair(cursor, x, cursor_tip)).properties(width=LINE_WIDTH, height=150)
+        return alt.layer(
+            line, *crosshair(cursor, x, cursor_tip, lambda: alt.Chart(alt.NamedData("cursor")), panel=field)
+        ).properties(width=LINE_WIDTH, height=150)
 
     chart = stacked(
         panel("h", "Entropy (nats)", _compare_x(comparison, labelled=False)),

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 import warnings
+from collections.abc import Callable
 from typing import Any
 
 import altair as alt
@@ -64,25 +65,46 @@ def cursor_param() -> alt.Parameter:
     return alt.selection_point(name=CURSOR, on="pointerover", clear="pointerout", fields=["c"], empty=False)
 
 
-def crosshair(cursor: alt.Parameter, x: alt.X, tooltip: list[alt.Tooltip]) -> list[alt.Chart]:
-    """The crosshair layers over the ``cursor`` dataset (one row per layer: key ``c``, the x field, the
-    band ``b0``-``b1`` around it, a text per series): invisible full-height bands that catch the pointer
-    and carry the tooltip of every series there (Vega-Lite's ``nearest`` voronoi reads nominal tooltip
-    fields from the wrong datum), and a rule at the selected layer."""
+def crosshair(
+    cursor: alt.Parameter, x: alt.X, tooltip: list[alt.Tooltip], source: Callable[[], alt.Chart], *, panel: str
+) -> list[alt.Chart]:
+    """The crosshair layers over ``source()`` (one row per layer: key ``c``, the x field, the band ``b0``-``b1``
+    around it, a text per series): invisible full-height bands that catch the pointer and carry the tooltip of
+    every series there (Vega-Lite's ``nearest`` voronoi reads nominal tooltip fields from the wrong datum),
+    and a rule at the selected layer. ``panel`` names the bands' view (unique in the chart; a fixed name, not
+    Altair's hash of the spec, keeps the suite's per-case spec patches small)."""
     band_x = x.copy()
     band_x.shorthand = "b0:Q"
     bands = (
-        alt.Chart(alt.NamedData("cursor"))
-        .mark_rect(color="#000000", opacity=0)
+        source()
+        .mark_rect(color="#000000", opacity=0, clip=True)
         .encode(x=band_x, x2=alt.X2("b1:Q"), tooltip=tooltip)
         .add_params(cursor)
+        .properties(name=f"cursor-{panel}")
     )
     rule = (
-        alt.Chart(alt.NamedData("cursor"))
+        source()
         .mark_rule(color=CURSOR_RULE, strokeWidth=1)
         .encode(x=x, opacity=alt.when(cursor).then(alt.value(0.7)).otherwise(alt.value(0)))
     )
     return [rule, bands]
+
+
+# A probability and rank as the tables print them (``prob_rank_cell``), in Vega's expression language.
+_CELL_EXPR = (
+    "(datum.p == null ? 'n/a' : datum.p == 0 ? '0%' : datum.p < 1e-4 ? '<0.01%' : format(datum.p, '.3~p'))"
+    " + ' (rank ' + format(datum.r, ',') + ')'"
+)
+
+
+def pivoted_cursor(chart: alt.Chart, layer: str = "l") -> alt.Chart:
+    """The cursor rows computed in the browser from one row per (series ``k``, layer) with ``p`` and ``r``:
+    for charts stored many to a page (suite cases), where the rows built in Python would add bytes."""
+    return (
+        chart.transform_calculate(t=_CELL_EXPR, sk="'s' + datum.k")
+        .transform_pivot("sk", value="t", groupby=[layer])
+        .transform_calculate(c=f"datum.{layer}", b0=f"datum.{layer} - 0.5", b1=f"datum.{layer} + 0.5")
+    )
 
 
 def stacked(*panels: Any, **kwargs: Any) -> alt.VConcatChart:

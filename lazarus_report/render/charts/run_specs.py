@@ -141,13 +141,14 @@ def _trajectory(run: RunReport, *, chart_id: str | None = None, compact: bool = 
             sides.append((side, align, dx))
 
     cursor = cursor_param()
-    datasets["cursor"] = with_bands(
+    cursor_rows = with_bands(
         [
             cursor_row(layer, [prob_rank_cell(s.probs[i], s.ranks[i]) for s in run.series], layer=layer)
             for i, layer in enumerate(run.captured_layers)
         ],
         "layer",
     )
+    datasets["cursor"] = _stored(cursor_rows, compact)
     cursor_tip = cursor_tooltip(alt.Tooltip("layer:Q", title="Layer"), labels)
 
     def panel(y: alt.Y, x: alt.X, *, notes: bool, prob: bool) -> alt.LayerChart:
@@ -169,7 +170,9 @@ def _trajectory(run: RunReport, *, chart_id: str | None = None, compact: bool = 
                     .mark_text(align=align, dx=dx, dy=-4, baseline="bottom", fontSize=10)
                     .encode(x=x, y=alt.YValue(0), text=alt.Text("note:N"), color=color)
                 )
-        layers += crosshair(cursor, x, cursor_tip)
+        layers += crosshair(
+            cursor, x, cursor_tip, lambda: _rows("cursor", cursor_rows, compact), panel="p" if prob else "r"
+        )
         return alt.layer(*layers).properties(width=LINE_WIDTH, height=LINE_HEIGHT)
 
     # Both panels share the layer axis; it is labelled once, under the rank panel.
@@ -216,7 +219,8 @@ def _entropy_kl(run: RunReport) -> PendingChart:
         alt.Tooltip("kl:Q", title="KL to final (nats)", format=".3f"),
     ]
     cursor = cursor_param()
-    datasets: dict[str, Any] = {"d": rows, "cursor": with_bands([{"c": row["layer"], **row} for row in rows], "layer")}
+    cursor_rows = with_bands([{"c": row["layer"], **row} for row in rows], "layer")
+    datasets: dict[str, Any] = {"d": rows, "cursor": cursor_rows}
 
     def panel(field: str, title: str, color: str, x: alt.X) -> alt.LayerChart:
         line = (
@@ -224,7 +228,11 @@ def _entropy_kl(run: RunReport) -> PendingChart:
             .mark_line(point=points, color=color)
             .encode(x=x, y=alt.Y(f"{field}:Q", title=title), tooltip=tooltip)
         )
-        layers = [*_unreliable_bands(run, x), line, *crosshair(cursor, x, tooltip)]
+        layers = [
+            *_unreliable_bands(run, x),
+            line,
+            *crosshair(cursor, x, tooltip, lambda: alt.Chart(alt.NamedData("cursor")), panel=field),
+        ]
         return alt.layer(*layers).properties(width=LINE_WIDTH, height=150)
 
     chart = stacked(
