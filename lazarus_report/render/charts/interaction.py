@@ -102,7 +102,7 @@ def pivoted_cursor(chart: alt.Chart, layer: str = "l") -> alt.Chart:
     for charts stored many to a page (suite cases), where the rows built in Python would add bytes."""
     return (
         chart.transform_calculate(t=_CELL_EXPR, sk="'s' + datum.k")
-        .transform_pivot("sk", value="t", groupby=[layer])
+        .transform_pivot("sk", value="t", groupby=[layer], op="max")  # one text each (max of one)
         .transform_calculate(c=f"datum.{layer}", b0=f"datum.{layer} - 0.5", b1=f"datum.{layer} + 0.5")
     )
 
