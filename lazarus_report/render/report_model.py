@@ -119,6 +119,34 @@ class TrackedView:
     final_rank: int | None
     best_rank: int | None
     best_rank_layer: int | None
+    top1_layers: str | None = None  # the captured layers where it is top-1, as runs: "12-16, 20"
+
+    @property
+    def top1_phrase(self) -> str:
+        """When it is top-1, for sentences: "top-1 from layer 17" when it stays top-1 to the end, "top-1 at
+        layers 12-16, final rank 3" when it does not, "never top-1"."""
+        return top1_phrase(self.emergence_layer, self.top1_layers, self.final_rank)
+
+
+def top1_phrase(emergence: int | None, layers: str | None, final_rank: int | None) -> str:
+    if emergence is None:
+        return "never top-1"
+    if final_rank == 1 or layers is None:
+        return f"top-1 from layer {emergence}"
+    return f"top-1 at {'layer' if layers.isdigit() else 'layers'} {layers}, final rank {final_rank:,}"
+
+
+def layer_runs(layers: Sequence[int], flags: Sequence[bool]) -> str | None:
+    """The layers where ``flags`` holds, as runs of consecutive captured layers: "12-16, 20" (None: nowhere)."""
+    runs: list[list[int]] = []
+    for i, (layer, flag) in enumerate(zip(layers, flags)):
+        if not flag:
+            continue
+        if runs and i > 0 and flags[i - 1]:
+            runs[-1][1] = layer
+        else:
+            runs.append([layer, layer])
+    return ", ".join(str(a) if a == b else f"{a}-{b}" for a, b in runs) or None
 
 
 @dataclass(frozen=True)
@@ -233,6 +261,12 @@ class RunReport:
     unreliable_layers: list[int] = field(default_factory=list)  # captured layers where the lens is unreliable
     unreliable_note: str | None = None  # the sentence that says so
     logit_view: RunReport | None = None  # with a learned lens: the same run through the logit lens
+
+    @property
+    def final_is_tracked(self) -> bool:
+        """The final top-1 is one of the tracked tokens: the layer table's tracked columns already give its rank."""
+        final_id = self.summary.final.token_id
+        return final_id is not None and any(t.token.token_id == final_id for t in self.tracked)
 
     @property
     def unreliable_bands(self) -> list[tuple[int, int]]:
@@ -389,6 +423,7 @@ def _tracked_view(t: TrackedToken, evo: TokenEvolution | None) -> TrackedView:
         final_rank=final_rank,
         best_rank=best_rank,
         best_rank_layer=best_layer,
+        top1_layers=layer_runs(evo.layers, [r == 1 for r in evo.ranks]) if evo is not None else None,
     )
 
 
@@ -573,6 +608,10 @@ class TrackedPair:
     stable_from_layers: list[int | None]
     final_probs: list[float | None]
     final_ranks: list[int]
+    top1_layers: list[str | None] = field(default_factory=lambda: [None, None])  # per model, as TrackedView's
+
+    def top1_phrase(self, m: int) -> str:
+        return top1_phrase(self.emergence_layers[m], self.top1_layers[m], self.final_ranks[m])
 
 
 @dataclass(frozen=True)
@@ -688,8 +727,9 @@ def _comparison_view(c: ComparisonResult, labels: list[str], runs: list[RunRepor
                 stable_from_layers=list(t.stable_from_layers),
                 final_probs=[finite(p) for p in t.final_probs],
                 final_ranks=list(t.final_ranks),
+                top1_layers=[run.tracked[i].top1_layers if i < len(run.tracked) else None for run in runs],
             )
-            for t in c.tracked
+            for i, t in enumerate(c.tracked)
         ],
         load_seconds=[fmt_seconds(s) for s in c.load_seconds],
         heatmap_cuts=[
