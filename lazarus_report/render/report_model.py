@@ -185,6 +185,10 @@ class GridView:
     cells: list[GridCell]
     total_positions: int
     unreliable_layers: list[int] = field(default_factory=list)  # rows marked as unreliable lens readings
+    # The token that actually comes next in the prompt at each shown position ("" after the last), and
+    # whether the last layer's top-1 there is that token (the model predicts its own prompt).
+    next_tokens: list[str] = field(default_factory=list)
+    next_predicted: list[bool] = field(default_factory=list)
 
     @property
     def truncated(self) -> bool:
@@ -492,6 +496,20 @@ def _grid_view(result: AnalysisResult, max_cells: int) -> GridView | None:
         for j in keep
     ]
     bad = set(result.unreliable_layers)
+    # The next prompt token, starred where the last layer's top-1 is that token (only when the grid holds
+    # the model's last layer: an earlier layer's top-1 is not the model's prediction).
+    last_is_final = grid.layers[-1] == result.model.num_layers - 1
+    next_tokens, next_predicted = [], []
+    for j in keep:
+        nxt = grid.positions[j] + 1
+        known = nxt < len(result.tokens)
+        next_tokens.append(visible_token(result.tokens[nxt]) if known else "")
+        next_predicted.append(
+            known
+            and last_is_final
+            and nxt < len(result.token_ids)
+            and grid.top_token_ids[-1][j] == result.token_ids[nxt]
+        )
     return GridView(
         list(grid.layers),
         positions,
@@ -499,6 +517,8 @@ def _grid_view(result: AnalysisResult, max_cells: int) -> GridView | None:
         cells,
         total_positions=len(grid.positions),
         unreliable_layers=[layer for layer in grid.layers if layer in bad],
+        next_tokens=next_tokens,
+        next_predicted=next_predicted,
     )
 
 

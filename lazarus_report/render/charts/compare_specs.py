@@ -51,10 +51,12 @@ def start_comparison_charts(report: ReportModel) -> dict[str, list[PendingChart]
         lines.append(_divergence(comparison))
     panels = [(f"{tag} · {label}", run) for tag, label, run in zip(comparison.tags, comparison.labels, report.runs)]
     with_grid = [(title, run) for title, run in panels if run.grid is not None]
+    names = [tag for (_, run), tag in zip(panels, comparison.tags) if run.grid is not None]
     heatmaps = []
     if with_grid:
         title = "Top-1 prediction by layer and position, both models"
-        heatmaps.append(_heatmap(with_grid, chart_id="comparison-heatmap", title=title))
+        by_depth = comparison.alignment != "layer"
+        heatmaps.append(_heatmap(with_grid, chart_id="comparison-heatmap", title=title, names=names, by_depth=by_depth))
     return {"comparison": lines, "heatmaps": heatmaps}
 
 
