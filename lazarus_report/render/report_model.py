@@ -616,6 +616,11 @@ class PairRow:
     js: float | None
     marks: list[str]  # "first disagreement", "agree from here", "largest JS"
 
+    @property
+    def anchor(self) -> str:
+        """The row's id in the page, for links: "layer-12", or "layer-6-12" (M1 layer / M2 layer)."""
+        return f"layer-{self.layer2}" if self.label == str(self.layer2) else f"layer-{self.layer1}-{self.layer2}"
+
 
 @dataclass(frozen=True)
 class TrackedPair:

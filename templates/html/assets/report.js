@@ -30,14 +30,32 @@
     if (!source || !live) { return; }
     var spec;
     try { spec = readSpec(source); } catch (err) { console.warn("chart spec unreadable", err); return; }
-    window.vegaEmbed(live, spec, { renderer: "svg", actions: false }).then(function () {
+    window.vegaEmbed(live, spec, { renderer: "svg", actions: false }).then(function (result) {
       live.hidden = false;
       if (still) { still.remove(); }
       fig.classList.add("is-live");
+      followCursor(fig.id, result.view);
     }).catch(function (err) {
       live.remove();
       console.warn("interactive chart failed; showing the static SVG", err);
     });
+  }
+
+  // The charts' layer cursor (a Vega-Lite selection named "cursor" on the layer) highlights the same layer's
+  // row in the layer table: "run0-trajectory" -> rows "run0-layer-<n>", "comparison-*" -> rows "layer-<n>".
+  var cursorRow = null;
+  function followCursor(chartId, view) {
+    var prefix = chartId.replace(/-(trajectory|entropy-kl|divergence)$/, "");
+    if (prefix === chartId) { return; }
+    prefix = prefix === "comparison" ? "layer-" : prefix + "-layer-";
+    try {
+      view.addSignalListener("cursor", function (name, value) {  // {c: [layer]} or {} when cleared
+        if (cursorRow) { cursorRow.classList.remove("is-cursor"); cursorRow = null; }
+        var layer = value && value.c && value.c.length ? value.c[0] : null;
+        var row = layer === null ? null : document.getElementById(prefix + layer);
+        if (row) { row.classList.add("is-cursor"); cursorRow = row; }
+      });
+    } catch (err) { /* a chart without the cursor */ }
   }
 
   function whenShown(fig) {
