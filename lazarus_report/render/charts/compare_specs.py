@@ -199,9 +199,16 @@ def _compare_trajectory(
         line = data(["m", "s", "tok"]).mark_line().encode(x=x, y=y, strokeDash=dash, tooltip=tooltip, **enc)
         emergence = (
             data(["m", "s", "tok", "e"])
-            .transform_filter("datum.l === datum.e")  # the layer where the token first becomes top-1
-            .mark_point(filled=True, size=70, opacity=1)
-            .encode(x=x, y=y, color=enc["color"], shape=shape, tooltip=tooltip)
+            # Shown at the layer where the token first becomes top-1. Not a filter: a token that never
+            # becomes top-1 would leave the layer empty, and an empty layer's extent is a console warning.
+            .mark_point(filled=True, size=70)
+            .encode(
+                x=x,
+                y=y,
+                color=enc["color"],
+                shape=shape,
+                opacity=alt.when("datum.l === datum.e").then(alt.value(1)).otherwise(alt.value(0)),
+            )
         )
         return alt.layer(
             line, emergence, *crosshair(cursor, x, cursor_tip, cursor_source, panel="p" if prob else "r")
