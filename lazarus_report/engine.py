@@ -320,6 +320,7 @@ def _grid(
         top_probs=g.top_probs,
         entropy=g.entropy,
         kl_to_final=g.kl_to_final,
+        answer_probs=g.answer_probs,
     )
 
 

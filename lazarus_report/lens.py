@@ -276,6 +276,7 @@ class GridStats:
     entropy: list[list[float]]
     kl_to_final: list[list[float]]
     top_k_ids: list[list[list[int]]] | None = None  # [L][T][k] when top_k > 1
+    answer_probs: list[list[float]] | None = None  # P(the final layer's top-1 at that position)
 
 
 def position_grid(
@@ -305,9 +306,11 @@ def position_grid(
     top_probs = np.empty((n_layers, T), dtype=np.float64)
     entropy = np.empty((n_layers, T), dtype=np.float64)
     kl = np.empty((n_layers, T), dtype=np.float64)
+    answer = np.empty((n_layers, T), dtype=np.float64)
     for start in range(0, T, pos_chunk):
         stop = min(T, start + pos_chunk)
         final = FinalReference.of(head_logits_np(parts, final_hidden[start:stop]))
+        answer_ids = np.argmax(final.probs, axis=1)  # the model's answer at each position of the chunk
         for g0 in range(0, n_layers, layer_group):
             g1 = min(n_layers, g0 + layer_group)
             z = head_logits_np(parts, mx.concatenate([hidden[i][start:stop] for i in range(g0, g1)], axis=0))
@@ -318,6 +321,8 @@ def position_grid(
                 top_probs[g0 + j, start:stop] = st.top_probs[:, 0]
                 entropy[g0 + j, start:stop] = st.entropy
                 kl[g0 + j, start:stop] = st.kl_to_final
+                rows_z = z[j * c : (j + 1) * c]
+                answer[g0 + j, start:stop] = np.exp(rows_z[np.arange(c), answer_ids].astype(np.float64) - st.lse)
                 if log_probs_out is not None:
                     for p in range(start, stop):
                         if p in column:
@@ -330,6 +335,7 @@ def position_grid(
         entropy=rounded(entropy.tolist()),
         kl_to_final=rounded(kl.tolist()),
         top_k_ids=top_ids.tolist() if top_k > 1 else None,
+        answer_probs=rounded(answer.tolist()),
     )
 
 

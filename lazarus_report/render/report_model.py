@@ -173,6 +173,7 @@ class GridCell:
     prob: float | None
     entropy: float | None
     kl_to_final: float | None
+    answer_prob: float | None = None  # P(the model's final answer at this position), when the result has it
 
 
 @dataclass(frozen=True)
@@ -189,6 +190,8 @@ class GridView:
     # whether the last layer's top-1 there is that token (the model predicts its own prompt).
     next_tokens: list[str] = field(default_factory=list)
     next_predicted: list[bool] = field(default_factory=list)
+    answers: list[str] = field(default_factory=list)  # the model's final answer (last layer's top-1) per column
+    has_answer_probs: bool = False  # cells carry answer_prob (results from before it have none)
 
     @property
     def truncated(self) -> bool:
@@ -491,6 +494,7 @@ def _grid_view(result: AnalysisResult, max_cells: int) -> GridView | None:
             prob=finite(grid.top_probs[i][j]),
             entropy=finite(grid.entropy[i][j]),
             kl_to_final=finite(grid.kl_to_final[i][j]),
+            answer_prob=finite(grid.answer_probs[i][j]) if grid.answer_probs is not None else None,
         )
         for i, layer in enumerate(grid.layers)
         for j in keep
@@ -519,6 +523,8 @@ def _grid_view(result: AnalysisResult, max_cells: int) -> GridView | None:
         unreliable_layers=[layer for layer in grid.layers if layer in bad],
         next_tokens=next_tokens,
         next_predicted=next_predicted,
+        answers=[visible_token(grid.top_tokens[-1][j]) for j in keep] if last_is_final else [],
+        has_answer_probs=grid.answer_probs is not None and last_is_final,
     )
 
 

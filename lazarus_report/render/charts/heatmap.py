@@ -37,6 +37,8 @@ def _heatmap(
     panel's short name for sentences (M1, M2); ``by_depth``: the panels share one height, so rows line up by
     relative depth (a comparison of models of different depths)."""
     tallest = max(len(run.grid.layers) for _, run in panels if run.grid is not None)
+    # Colour by the model's final answer too (a switch under the chart) when every panel's result has it.
+    answer_mode = all(run.grid is not None and run.grid.has_answer_probs for _, run in panels)
     charts, datasets, shown = [], {}, []
     for k, (panel_title, run) in enumerate(panels):
         grid = run.grid
@@ -46,12 +48,19 @@ def _heatmap(
         # (flattened in the browser), the position labels once (joined by lookup).
         by_layer: dict[int, dict[str, Any]] = {}
         for c in grid.cells:
-            row = by_layer.setdefault(c.layer, {"l": c.layer, "i": [], "t": [], "p": []})
+            row = by_layer.setdefault(
+                c.layer, {"l": c.layer, "i": [], "t": [], "p": [], **({"a": []} if answer_mode else {})}
+            )
             row["i"].append(index[c.position])
             row["t"].append(c.token)
             row["p"].append(_round(c.prob))
+            if answer_mode:
+                row["a"].append(_round(c.answer_prob))
         datasets[f"d{k}"] = list(by_layer.values())
-        datasets[f"pos{k}"] = [{"i": j, "pos": label} for j, label in enumerate(grid.position_labels)]
+        datasets[f"pos{k}"] = [
+            {"i": j, "pos": label, **({"ans": grid.answers[j]} if answer_mode else {})}
+            for j, label in enumerate(grid.position_labels)
+        ]
         nexts = _next_labels(grid)
         if nexts:
             datasets[f"next{k}"] = [{"pos": label, "nx": nx} for label, nx in zip(grid.position_labels, nexts)]
@@ -71,13 +80,18 @@ def _heatmap(
             alt.Tooltip("t:N", title="Top-1"),
             alt.Tooltip("p:Q", title="Probability", format=".3~p"),
         ]
+        if answer_mode:
+            tooltip += [
+                alt.Tooltip("ans:N", title="Final answer"),
+                alt.Tooltip("a:Q", title="P(final answer)", format=".3~p"),
+            ]
         rect = (
-            _heatmap_base(k, x, y)
+            _heatmap_base(k, x, y, answer_mode)
             .mark_rect()
             .encode(
                 color=alt.Color(
-                    "p:Q",
-                    title="Top-1 probability",
+                    "v:Q",
+                    title="Top-1 probability" if not answer_mode else "Probability",
                     scale=alt.Scale(type="quantize", domain=[0, 1], range=HEATMAP_COLORS),
                     legend=alt.Legend(format="%", orient="right"),
                 ),
@@ -85,7 +99,7 @@ def _heatmap(
             )
         )
         text = (
-            _heatmap_base(k, x, y)
+            _heatmap_base(k, x, y, answer_mode)
             .mark_text(fontSize=9, limit=CELL_WIDTH - 4)
             .encode(
                 text=alt.Text("t:N"),
@@ -93,7 +107,7 @@ def _heatmap(
                 # Channel objects, not alt.value()/alt.condition() dicts: Altair matches a dict against
                 # every channel schema (~50 ms each).
                 color=alt.ColorValue(
-                    "#1a1a1a", condition={"test": f"datum.p > {HEATMAP_DARK_TEXT_ABOVE}", "value": "white"}
+                    "#1a1a1a", condition={"test": f"datum.v > {HEATMAP_DARK_TEXT_ABOVE}", "value": "white"}
                 ),
             )
         )
@@ -120,6 +134,8 @@ def _heatmap(
             else f"all {grid.total_positions} prompt positions"
         )
     chart = charts[0] if len(charts) == 1 else alt.hconcat(*charts, spacing=24).resolve_scale(color="shared")
+    if answer_mode:
+        chart = chart.add_params(_heatmap_mode_param())
     if len(set(shown)) == 1:
         where = shown[0]
     else:  # one clause per model: "M1: all 5 prompt positions; M2: all 6 prompt positions"
@@ -129,6 +145,11 @@ def _heatmap(
         f"Top-1 lens prediction at every captured layer (rows, last layer on top) for {where} (columns); "
         "colour is the top-1 probability, the text is the predicted token."
     )
+    if answer_mode:
+        description += (
+            " A switch colours the cells by the probability of the model's final answer at that position "
+            "instead (where the answer forms)."
+        )
     if any(run.grid is not None and run.grid.next_tokens for _, run in panels):
         description += (
             " Above each column, the token that actually comes next in the prompt (★: the model's top-1 at "
@@ -162,15 +183,33 @@ def _unreliable_layer_axis(grid: GridView) -> alt.Axis:
     return alt.Axis(labelExpr=f"indexof([{bad}], datum.value) >= 0 ? datum.value + ' {UNRELIABLE_MARK}' : datum.value")
 
 
-def _heatmap_base(k: int, x: alt.X, y: alt.Y) -> alt.Chart:
-    """Panel ``k``'s cells: its per-layer rows flattened, joined with the position labels."""
-    positions = alt.LookupData(data=alt.NamedData(f"pos{k}"), key="i", fields=["pos"])
-    return (
-        alt.Chart(alt.NamedData(f"d{k}"))
-        .transform_flatten(["i", "t", "p"])
-        .transform_lookup(lookup="i", from_=positions)
-        .encode(x=x, y=y)
+HEATMAP_MODE = "hmode"
+
+
+def _heatmap_mode_param() -> alt.Parameter:
+    """The switch between colouring each cell by its top-1's probability (default) and by the probability of
+    the model's final answer at that position (where the answer forms, as nostalgebraist's plots show it)."""
+    return alt.param(
+        name=HEATMAP_MODE,
+        value="top1",
+        bind=alt.binding_radio(
+            options=["top1", "answer"], labels=["top-1 probability", "P(final answer)"], name="Colour: "
+        ),
     )
+
+
+def _heatmap_base(k: int, x: alt.X, y: alt.Y, answer_mode: bool = False) -> alt.Chart:
+    """Panel ``k``'s cells: its per-layer rows flattened, joined with the position labels; ``v`` is the
+    coloured value (the top-1's probability, or with ``answer_mode`` the switch's choice)."""
+    fields = ["pos", "ans"] if answer_mode else ["pos"]
+    positions = alt.LookupData(data=alt.NamedData(f"pos{k}"), key="i", fields=fields)
+    chart = (
+        alt.Chart(alt.NamedData(f"d{k}"))
+        .transform_flatten(["i", "t", "p", "a"] if answer_mode else ["i", "t", "p"])
+        .transform_lookup(lookup="i", from_=positions)
+    )
+    value = f"{HEATMAP_MODE} == 'answer' ? datum.a : datum.p" if answer_mode else "datum.p"
+    return chart.transform_calculate(v=value).encode(x=x, y=y)
 
 
 HEATMAP_CELL_CHARS = 8  # token characters that fit a cell at 9 px (longer ones end in "…")
