@@ -239,7 +239,7 @@ def _make_grid(rng, layers, tokens, filler, final_p, last) -> PositionGrid:
     # below it elsewhere (no rng draws: the other factories' values stay as they were).
     answers = top_tokens[-1]
     answer_probs = [
-        [p if t == a else p * (0.1 + 0.5 * layer / last) for t, p, a in zip(row_t, row_p, answers)]
+        [p if t == a else float(f"{p * (0.1 + 0.5 * layer / last):.8g}") for t, p, a in zip(row_t, row_p, answers)]
         for layer, row_t, row_p in zip(layers, top_tokens, top_probs)
     ]
     return PositionGrid(

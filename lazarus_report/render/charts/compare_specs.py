@@ -10,6 +10,7 @@ from lazarus_report.render.charts.background import ChartView, PendingChart, _li
 from lazarus_report.render.charts.datasets import _lookup, _round, _round_prob, _rows, _stored
 from lazarus_report.render.charts.heatmap import _heatmap
 from lazarus_report.render.charts.interaction import (
+    ENTROPY_KL_EXPR,
     crosshair,
     cursor_param,
     cursor_row,
@@ -180,7 +181,7 @@ def _compare_trajectory(
     cursor_rows, cursor_first = _cursor_rows(comparison, cursor_series)
     cursor_tip = cursor_tooltip(cursor_first, cursor_names)
     datasets: dict[str, Any] = {"d": _stored(rows, compact), "keys": keys}
-    if compact and comparison.alignment == "layer":
+    if comparison.alignment == "layer":  # the rows pivoted in the browser (fewer bytes)
 
         def cursor_source() -> alt.Chart:
             return pivoted_cursor(_rows("d", rows, compact))
@@ -296,6 +297,18 @@ def _compare_entropy_kl(runs: list[RunReport], comparison: ComparisonView) -> Pe
     # The crosshair's rows: both models' entropy and KL at each x (the nearest layer of each model).
     cursor_rows, first = _cursor_rows(comparison, series)
     cursor_tip = cursor_tooltip(first, list(comparison.tags))
+    datasets: dict[str, Any] = {"d": rows, "keys": keys}
+    if comparison.alignment == "layer":  # the rows pivoted in the browser (fewer bytes)
+
+        def cursor_source() -> alt.Chart:
+            return pivoted_cursor(alt.Chart(alt.NamedData("d")), cell=ENTROPY_KL_EXPR)
+
+    else:
+        datasets["cursor"] = cursor_rows
+
+        def cursor_source() -> alt.Chart:
+            return alt.Chart(alt.NamedData("cursor"))
+
     cursor = cursor_param()
 
     def panel(field: str, title: str, x: alt.X) -> alt.LayerChart:
@@ -304,9 +317,9 @@ def _compare_entropy_kl(runs: list[RunReport], comparison: ComparisonView) -> Pe
             .mark_line()
             .encode(x=x, y=alt.Y(f"{field}:Q", title=title), tooltip=tooltip, **enc)
         )
-        return alt.layer(
-            line, *crosshair(cursor, x, cursor_tip, lambda: alt.Chart(alt.NamedData("cursor")), panel=field)
-        ).properties(width=LINE_WIDTH, height=150)
+        return alt.layer(line, *crosshair(cursor, x, cursor_tip, cursor_source, panel=field)).properties(
+            width=LINE_WIDTH, height=150
+        )
 
     chart = stacked(
         panel("h", "Entropy (nats)", _compare_x(comparison, labelled=False)),
@@ -323,7 +336,7 @@ def _compare_entropy_kl(runs: list[RunReport], comparison: ComparisonView) -> Pe
         "Entropy and KL to final, both models",
         description,
         chart,
-        {"d": rows, "keys": keys, "cursor": cursor_rows},
+        datasets,
     )
 
 

@@ -97,11 +97,15 @@ _CELL_EXPR = (
 )
 
 
-def pivoted_cursor(chart: alt.Chart, layer: str = "l") -> alt.Chart:
-    """The cursor rows computed in the browser from one row per (series ``k``, layer) with ``p`` and ``r``:
-    for charts stored many to a page (suite cases), where the rows built in Python would add bytes."""
+# Entropy and KL to final as ``compare_specs`` prints them in Python, for the browser-built rows.
+ENTROPY_KL_EXPR = "'entropy ' + format(datum.h, '.2f') + ', KL to final ' + format(datum.kl, '.2f') + ' nats'"
+
+
+def pivoted_cursor(chart: alt.Chart, layer: str = "l", cell: str = _CELL_EXPR) -> alt.Chart:
+    """The cursor rows computed in the browser from one row per (series ``k``, layer) (by default with ``p``
+    and ``r``; ``cell`` is the text expression): the same rows as built in Python, without their bytes."""
     return (
-        chart.transform_calculate(t=_CELL_EXPR, sk="'s' + datum.k")
+        chart.transform_calculate(t=cell, sk="'s' + datum.k")
         .transform_pivot("sk", value="t", groupby=[layer], op="max")  # one text each (max of one)
         .transform_calculate(c=f"datum.{layer}", b0=f"datum.{layer} - 0.5", b1=f"datum.{layer} + 0.5")
     )
