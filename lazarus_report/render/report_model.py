@@ -299,6 +299,9 @@ class ReportModel:
     runs: list[RunReport]
     generator: str
     comparison: ComparisonView | None = None  # set for a comparison of two runs
+    # Layer-table rows carry ids (#run0-layer-23) to link to; not on a page of many reports (a suite's
+    # cases: thousands of rows, and the case itself is the link, #case-<id>).
+    layer_anchors: bool = True
 
 
 def build_report(
@@ -322,7 +325,7 @@ def build_report(
         title = f"{lens}: " + " vs ".join(r.title for r in runs)
     version = results[0].versions.get("lazarus-report", "")
     generator = clean_text(f"lazarus-report {version}".strip())
-    return ReportModel(title=title, runs=runs, generator=generator, comparison=comparison)
+    return ReportModel(title=title, runs=runs, generator=generator, comparison=comparison, layer_anchors=not key_prefix)
 
 
 def build_run(result: AnalysisResult, *, key: str = "run0", heatmap_cells: int = HEATMAP_MAX_CELLS) -> RunReport:
@@ -692,7 +695,7 @@ def build_comparison_report(
     version = results[0].versions.get("lazarus-report", "")
     generator = clean_text(f"lazarus-report {version}".strip())
     view = _comparison_view(comparison, labels, runs, [clean_text(t) for t in tags])
-    return ReportModel(title=title, runs=runs, generator=generator, comparison=view)
+    return ReportModel(title=title, runs=runs, generator=generator, comparison=view, layer_anchors=not key_prefix)
 
 
 def _comparison_view(c: ComparisonResult, labels: list[str], runs: list[RunReport], tags: list[str]) -> ComparisonView:
