@@ -399,9 +399,7 @@ def _check_regression(exp: Expectation, base: AnalysisResult, tuned: AnalysisRes
             f"{side}: base never makes {_q(token)} top-1, so the tuned model cannot regress (tuned: {tuned_phrase})",
         )
     db = _depth(lb, nb)
-    expected = (
-        f"emerges by depth {_pct(min(1.0, db + tol))} (base: layer {lb} of 0..{nb - 1}, depth {_pct(db)}; tolerance {_pct(tol)})"
-    )
+    expected = f"emerges by depth {_pct(min(1.0, db + tol))} (base: layer {lb} of 0..{nb - 1}, depth {_pct(db)}; tolerance {_pct(tol)})"
     ok = lt is not None and _depth(lt, nt) <= db + tol + EPSILON
     return _Verdict(
         PASSED if ok else FAILED,

@@ -289,8 +289,8 @@ def _heatmap_panel(title: str, grid: GridView, height: int, row_h: float = CELL_
     )
     heading = ""
     if title:
-        y = -8 - (NEXT_LABEL_ROOM if grid.next_tokens else 0)
-        heading = f'<text y="{y}" font-size="12px" font-weight="bold">{_esc(_shorten(title, width // 7))}</text>'
+        title_y = -8 - (NEXT_LABEL_ROOM if grid.next_tokens else 0)
+        heading = f'<text y="{title_y}" font-size="12px" font-weight="bold">{_esc(_shorten(title, width // 7))}</text>'
     next_labels = "".join(
         f'<text transform="translate({CELL_WIDTH * j + CELL_WIDTH // 2 + 2},-6) rotate(-45)">'
         f"{_esc(_shorten(label, HEATMAP_LABEL_CHARS))}</text>"
