@@ -12,13 +12,11 @@ from lazarus_report.render.charts.heatmap import _heatmap
 from lazarus_report.render.charts.interaction import (
     ENTROPY_KL_EXPR,
     crosshair,
-    cursor_param,
     cursor_row,
     cursor_tooltip,
     pivoted_cursor,
     plotted_prob,
     prob_rank_cell,
-    prob_scale_param,
     prob_y,
     stacked,
     with_bands,
@@ -177,7 +175,6 @@ def _compare_trajectory(
         legend=_model_legend(),
         scale=alt.Scale(domain=comparison.tags, range=["circle", "diamond"]),
     )
-    cursor = cursor_param()
     cursor_rows, cursor_first = _cursor_rows(comparison, cursor_series)
     cursor_tip = cursor_tooltip(cursor_first, cursor_names)
     datasets: dict[str, Any] = {"d": _stored(rows, compact), "keys": keys}
@@ -212,15 +209,19 @@ def _compare_trajectory(
             )
         )
         return alt.layer(
-            line, emergence, *crosshair(cursor, x, cursor_tip, cursor_source, panel="p" if prob else "r")
+            line, emergence, *crosshair(x, cursor_tip, cursor_source, panel="p" if prob else "r")
         ).properties(width=LINE_WIDTH, height=LINE_HEIGHT)
 
     prob = panel(prob_y(), _compare_x(comparison, labelled=False), prob=True)
     rank = panel(_rank_y("r:Q", [row["r"] for row in rows]), _compare_x(comparison), prob=False)
-    chart = (
-        stacked(prob, rank, spacing=14, title=model_key(comparison))
-        .resolve_scale(color="shared", strokeDash="shared")
-        .add_params(prob_scale_param())
+    chart = stacked(
+        prob,
+        rank,
+        spacing=14,
+        title=model_key(comparison),
+        views=["cursor_p", "cursor_r"],
+        prob_axis=True,
+        shared=["color", "strokeDash"],
     )
     who = "Each tracked token" if tracked else "Each model's final top-1 token"
     description = (
@@ -309,15 +310,13 @@ def _compare_entropy_kl(runs: list[RunReport], comparison: ComparisonView) -> Pe
         def cursor_source() -> alt.Chart:
             return alt.Chart(alt.NamedData("cursor"))
 
-    cursor = cursor_param()
-
     def panel(field: str, title: str, x: alt.X) -> alt.LayerChart:
         line = (
             _lookup(alt.Chart(alt.NamedData("d")), "keys", ["m"])
             .mark_line()
             .encode(x=x, y=alt.Y(f"{field}:Q", title=title), tooltip=tooltip, **enc)
         )
-        return alt.layer(line, *crosshair(cursor, x, cursor_tip, cursor_source, panel=field)).properties(
+        return alt.layer(line, *crosshair(x, cursor_tip, cursor_source, panel=field)).properties(
             width=LINE_WIDTH, height=150
         )
 
@@ -326,7 +325,9 @@ def _compare_entropy_kl(runs: list[RunReport], comparison: ComparisonView) -> Pe
         panel("kl", "KL to final (nats)", _compare_x(comparison)),
         spacing=14,
         title=model_key(comparison),
-    ).resolve_scale(color="shared")
+        views=["cursor_h", "cursor_kl"],
+        shared=["color"],
+    )
     description = (
         "Entropy of each layer's lens distribution (top) and its KL divergence from the same model's final "
         "distribution, KL(final || layer) (bottom), in nats, at the last prompt position; colour is the model."

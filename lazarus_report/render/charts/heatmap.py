@@ -10,6 +10,7 @@ import altair as alt
 
 from lazarus_report.render.charts.background import PendingChart, _spec
 from lazarus_report.render.charts.datasets import _round
+from lazarus_report.render.charts.interaction import WithParams
 from lazarus_report.render.charts.style import (
     _HEATMAP_THRESHOLDS,
     CELL_HEIGHT,
@@ -135,7 +136,7 @@ def _heatmap(
         )
     chart = charts[0] if len(charts) == 1 else alt.hconcat(*charts, spacing=24).resolve_scale(color="shared")
     if answer_mode:
-        chart = chart.add_params(_heatmap_mode_param())
+        chart = WithParams(chart, [_heatmap_mode_param()])
     if len(set(shown)) == 1:
         where = shown[0]
     else:  # one clause per model: "M1: all 5 prompt positions; M2: all 6 prompt positions"
@@ -186,16 +187,12 @@ def _unreliable_layer_axis(grid: GridView) -> alt.Axis:
 HEATMAP_MODE = "hmode"
 
 
-def _heatmap_mode_param() -> alt.Parameter:
+def _heatmap_mode_param() -> dict[str, Any]:
     """The switch between colouring each cell by its top-1's probability (default) and by the probability of
     the model's final answer at that position (where the answer forms, as nostalgebraist's plots show it)."""
-    return alt.param(
-        name=HEATMAP_MODE,
-        value="top1",
-        bind=alt.binding_radio(
-            options=["top1", "answer"], labels=["top-1 probability", "P(final answer)"], name="Colour: "
-        ),
-    )
+    labels = ["top-1 probability", "P(final answer)"]
+    bind = {"input": "radio", "options": ["top1", "answer"], "labels": labels, "name": "Colour: "}
+    return {"name": HEATMAP_MODE, "value": "top1", "bind": bind}
 
 
 def _heatmap_base(k: int, x: alt.X, y: alt.Y, answer_mode: bool = False) -> alt.Chart:

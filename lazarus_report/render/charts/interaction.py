@@ -14,7 +14,6 @@ script listens to the selection (signal ``cursor_tuple``) to highlight the same 
 from __future__ import annotations
 
 import math
-import warnings
 from collections.abc import Callable
 from typing import Any
 
@@ -31,13 +30,18 @@ CURSOR = "cursor"
 CURSOR_RULE = "#555555"
 
 
-def prob_scale_param() -> alt.Parameter:
+def prob_scale_param() -> dict[str, Any]:
     """The radio input that switches the probability panel between a log and a linear axis."""
-    return alt.param(
-        name=PROB_SCALE,
-        value="log",
-        bind=alt.binding_radio(options=["log", "linear"], labels=["log", "linear"], name="Probability axis: "),
-    )
+    return {
+        "name": PROB_SCALE,
+        "value": "log",
+        "bind": {
+            "input": "radio",
+            "options": ["log", "linear"],
+            "labels": ["log", "linear"],
+            "name": "Probability axis: ",
+        },
+    }
 
 
 def plotted_prob(field: str = "p", out: str = "py") -> dict[str, str]:
@@ -60,32 +64,30 @@ def prob_y(out: str = "py") -> alt.Y:
     return alt.Y(f"{out}:Q", title="Probability", scale=alt.Scale(zero=True, nice=True), axis=alt.Axis(labelExpr=label))
 
 
-def cursor_param() -> alt.Parameter:
-    """The layer under the pointer (one per chart; every panel's bands set it, its rule shows it)."""
-    return alt.selection_point(name=CURSOR, on="pointerover", clear="pointerout", fields=["c"], empty=False)
+def cursor_param(views: list[str]) -> dict[str, Any]:
+    """The layer under the pointer: a point selection on the cursor rows' key ``c``, set by the pointer bands
+    of ``views`` (every panel's, so one cursor moves in all of them)."""
+    select = {"type": "point", "on": "pointerover", "clear": "pointerout", "fields": ["c"]}
+    return {"name": CURSOR, "select": select, "views": views}
 
 
-def crosshair(
-    cursor: alt.Parameter, x: alt.X, tooltip: list[alt.Tooltip], source: Callable[[], alt.Chart], *, panel: str
-) -> list[alt.Chart]:
+def crosshair(x: alt.X, tooltip: list[alt.Tooltip], source: Callable[[], alt.Chart], *, panel: str) -> list[alt.Chart]:
     """The crosshair layers over ``source()`` (one row per layer: key ``c``, the x field, the band ``b0``-``b1``
     around it, a text per series): invisible full-height bands that catch the pointer and carry the tooltip of
     every series there (Vega-Lite's ``nearest`` voronoi reads nominal tooltip fields from the wrong datum),
-    and a rule at the selected layer. ``panel`` names the bands' view (unique in the chart; a fixed name, not
-    Altair's hash of the spec, keeps the suite's per-case spec patches small)."""
+    and a rule at the selected layer. ``panel`` names the bands' view (``cursor_<panel>``, for ``stacked``;
+    a fixed name, not Altair's hash of the spec, keeps the suite's per-case spec patches small)."""
     band_x = x.copy()
     band_x.shorthand = "b0:Q"
     bands = (
         source()
         .mark_rect(color="#000000", opacity=0, clip=True)
         .encode(x=band_x, x2=alt.X2("b1:Q"), tooltip=tooltip)
-        .add_params(cursor)
-        .properties(name=f"cursor-{panel}")
+        .properties(name=f"cursor_{panel}")
     )
+    shown = {"param": CURSOR, "value": 0.7, "empty": False}
     rule = (
-        source()
-        .mark_rule(color=CURSOR_RULE, strokeWidth=1)
-        .encode(x=x, opacity=alt.when(cursor).then(alt.value(0.7)).otherwise(alt.value(0)))
+        source().mark_rule(color=CURSOR_RULE, strokeWidth=1).encode(x=x, opacity=alt.OpacityValue(0, condition=shown))
     )
     return [rule, bands]
 
@@ -111,12 +113,44 @@ def pivoted_cursor(chart: alt.Chart, layer: str = "l", cell: str = _CELL_EXPR) -
     )
 
 
-def stacked(*panels: Any, **kwargs: Any) -> alt.VConcatChart:
-    """``alt.vconcat`` of panels sharing the cursor selection. Altair merges the panels' copies of the one
-    selection into a single parameter over all their views (what is wanted) and warns that it did."""
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message="Automatically deduplicated selection parameter")
-        return alt.vconcat(*panels, **kwargs)
+class WithParams:
+    """A chart whose top-level parameters are added to its spec after ``to_dict``. Altair's ``add_params``
+    on layered and concatenated charts deep-copies every sub-chart to merge parameters (about 0.5 s per
+    chart here); the specs need the parameters only at the top."""
+
+    def __init__(self, chart: Any, params: list[dict[str, Any]]) -> None:
+        self.chart = chart
+        self.params = params
+
+    def to_dict(self, validate: bool = False) -> dict[str, Any]:
+        spec = self.chart.to_dict(validate=validate)
+        params = [dict(p) for p in self.params]
+        for p in params:
+            if "views" in p:  # Altair suffixes a concatenated view's name with its index: match by prefix
+                p["views"] = [name for name in _view_names(spec) if any(name.startswith(v) for v in p["views"])]
+        spec["params"] = [*spec.get("params", []), *params]
+        return spec
+
+
+def _view_names(spec: Any) -> list[str]:
+    """Every named unit view in ``spec``, in document order."""
+    if isinstance(spec, list):
+        return [name for item in spec for name in _view_names(item)]
+    if not isinstance(spec, dict):
+        return []
+    own = [spec["name"]] if "mark" in spec and isinstance(spec.get("name"), str) else []
+    return own + [name for key, value in spec.items() if key not in ("datasets", "data") for name in _view_names(value)]
+
+
+def stacked(
+    *panels: Any, views: list[str], prob_axis: bool = False, shared: list[str] | None = None, **kwargs: Any
+) -> WithParams:
+    """Panels one over the other, sharing one layer cursor (the bands of ``views``); ``prob_axis``: with the
+    probability axis switch; ``shared``: scales the panels share (colour, line style)."""
+    chart = alt.vconcat(*panels, **kwargs)
+    if shared:
+        chart = chart.resolve_scale(**dict.fromkeys(shared, "shared"))
+    return WithParams(chart, [cursor_param(views), *([prob_scale_param()] if prob_axis else [])])
 
 
 def with_bands(rows: list[dict[str, Any]], field: str) -> list[dict[str, Any]]:

@@ -11,12 +11,10 @@ from lazarus_report.render.charts.datasets import _round, _round_prob, _rows, _s
 from lazarus_report.render.charts.heatmap import _heatmap
 from lazarus_report.render.charts.interaction import (
     crosshair,
-    cursor_param,
     cursor_row,
     cursor_tooltip,
     plotted_prob,
     prob_rank_cell,
-    prob_scale_param,
     prob_y,
     stacked,
     with_bands,
@@ -140,7 +138,6 @@ def _trajectory(run: RunReport, *, chart_id: str | None = None, compact: bool = 
             datasets[side] = chosen
             sides.append((side, align, dx))
 
-    cursor = cursor_param()
     cursor_rows = with_bands(
         [
             cursor_row(layer, [prob_rank_cell(s.probs[i], s.ranks[i]) for s in run.series], layer=layer)
@@ -170,9 +167,7 @@ def _trajectory(run: RunReport, *, chart_id: str | None = None, compact: bool = 
                     .mark_text(align=align, dx=dx, dy=-4, baseline="bottom", fontSize=10)
                     .encode(x=x, y=alt.YValue(0), text=alt.Text("note:N"), color=color)
                 )
-        layers += crosshair(
-            cursor, x, cursor_tip, lambda: _rows("cursor", cursor_rows, compact), panel="p" if prob else "r"
-        )
+        layers += crosshair(x, cursor_tip, lambda: _rows("cursor", cursor_rows, compact), panel="p" if prob else "r")
         return alt.layer(*layers).properties(width=LINE_WIDTH, height=LINE_HEIGHT)
 
     # Both panels share the layer axis; it is labelled once, under the rank panel.
@@ -183,7 +178,7 @@ def _trajectory(run: RunReport, *, chart_id: str | None = None, compact: bool = 
         notes=False,
         prob=False,
     )
-    chart = stacked(prob, rank, spacing=14).resolve_scale(color="shared").add_params(prob_scale_param())
+    chart = stacked(prob, rank, spacing=14, views=["cursor_p", "cursor_r"], prob_axis=True, shared=["color"])
     who = "Tracked tokens" if run.series_are_tracked else "The final top-1 token"
     description = (
         f"{who} at the last prompt position: probability (top; log axis, linear one click away) and rank "
@@ -218,7 +213,6 @@ def _entropy_kl(run: RunReport) -> PendingChart:
         alt.Tooltip("h:Q", title="Entropy (nats)", format=".3f"),
         alt.Tooltip("kl:Q", title="KL to final (nats)", format=".3f"),
     ]
-    cursor = cursor_param()
     cursor_rows = with_bands([{"c": row["layer"], **row} for row in rows], "layer")
     datasets: dict[str, Any] = {"d": rows, "cursor": cursor_rows}
 
@@ -231,7 +225,7 @@ def _entropy_kl(run: RunReport) -> PendingChart:
         layers = [
             *_unreliable_bands(run, x),
             line,
-            *crosshair(cursor, x, tooltip, lambda: alt.Chart(alt.NamedData("cursor")), panel=field),
+            *crosshair(x, tooltip, lambda: alt.Chart(alt.NamedData("cursor")), panel=field),
         ]
         return alt.layer(*layers).properties(width=LINE_WIDTH, height=150)
 
@@ -239,6 +233,7 @@ def _entropy_kl(run: RunReport) -> PendingChart:
         panel("h", "Entropy (nats)", PALETTE[0], _layer_x(run, labelled=False)),
         panel("kl", "KL to final (nats)", PALETTE[1], _layer_x(run)),
         spacing=14,
+        views=["cursor_h", "cursor_kl"],
     )
     description = (
         "Entropy of each layer's lens distribution (top) and its KL divergence from the final distribution, "
