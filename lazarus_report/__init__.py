@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 __all__ = ["AnalysisConfig", "AnalysisResult", "LayerStrategy", "Lens", "ModelAnalyzer"]
+__version__ = "0.1.0"  # the distribution's version (pyproject.toml reads it from here)
 
 
 def __getattr__(name: str) -> Any:

@@ -49,6 +49,9 @@ class AnalysisConfig:
     use_chat_template: bool = True  # applied when the tokenizer has one; False = raw prompt
     embedding_scale: float | None = None  # None: the family's own (Gemma: sqrt(hidden_size))
     compute_grid: bool = True  # the layers x positions grid (HTML heatmap, JSON)
+    # Only the last N prompt positions of the grid (None: every position). The command line sets it for
+    # --html without -o: the heatmap shows only the last positions (``render.report_model.heatmap_positions``).
+    grid_last_positions: int | None = None
     lens: str = "logit"  # "logit", "linear" / "tuned" (fitted with `lazarus lens fit`) or a lens directory
 
     def validate(self, num_layers: int | None = None, vocab_size: int | None = None) -> None:
@@ -73,6 +76,9 @@ class AnalysisConfig:
                 valid = f"0..{num_layers - 1}" if num_layers is not None else "0 or more"
                 has = f"this model has {num_layers} layers, " if num_layers is not None else ""
                 raise LazarusError(f"layer {i} is out of range: {has}valid indices are {valid}")
+        last = self.grid_last_positions
+        if last is not None and (isinstance(last, bool) or not isinstance(last, int) or last < 1):
+            raise LazarusError(f"grid_last_positions must be None or at least 1 (got {last!r})")
         check_embedding_scale(self.embedding_scale)
         check_lens_spec(self.lens)
         seen: set[str] = set()
@@ -383,7 +389,8 @@ def each_model(
     previous: tuple[str, str | None, float | None] | None = None
     try:
         for n, (model_id, adapter, scale) in enumerate(zip(models, adapters, embedding_scales), start=1):
-            if analyzer is not None and previous == (model_id, None, scale):
+            # (A model sharded over several ranks cannot take an adapter afterwards: it loads again.)
+            if analyzer is not None and previous == (model_id, None, scale) and analyzer.loaded.parts.shard is None:
                 from .models.loader import with_adapter
 
                 loaded = analyzer.loaded

@@ -108,6 +108,18 @@ def without_adapters(modules: Sequence[tuple[Any, str, Any]]) -> Iterator[None]:
             setattr(parent, attr, module)
 
 
+PIPELINE_REASON = (
+    "causal attribution reruns single blocks with replaced inputs, which a model whose blocks are spread over "
+    "several ranks (distributed pipeline) cannot do; run it in one process, or tensor parallel where the model "
+    "allows it (--distributed tensor)"
+)
+
+
+def _spread_over_ranks(loaded: LoadedModel) -> bool:
+    shard = loaded.parts.shard
+    return shard is not None and shard.ranges is not None
+
+
 def _log_softmax(z: np.ndarray) -> np.ndarray:
     lse = row_stats(z, 1).lse.astype(np.float32)
     return z - lse[:, None]
@@ -195,6 +207,8 @@ def attribute(loaded2: LoadedModel, run1: LensRun, run2: LensRun) -> tuple[Attri
     reason = why_not(run1, run2)
     if reason is not None:
         return None, reason
+    if _spread_over_ranks(loaded2):
+        return None, PIPELINE_REASON
     tracked_ids = [t.token_id for t in run2.result.tracked_tokens]
     tracked_text = [t.text for t in run2.result.tracked_tokens]
     start = time.perf_counter()
@@ -361,7 +375,7 @@ def reverse_patching(loaded1: LoadedModel, run1: LensRun, run2: LensRun, attribu
     model 1's, and ``reverse_cumulative`` at l = 1 - JS(patched, model 2) / change is the share of the change
     that model 2's residual stream after block l carries into model 1 (1 when every difference is in
     blocks 0..l and model 1's later blocks agree with model 2's)."""
-    if attribution.method != "activation-patching" or run2.block_outputs is None:
+    if attribution.method != "activation-patching" or run2.block_outputs is None or _spread_over_ranks(loaded1):
         return attribution
     start = time.perf_counter()
     runner = _Runner(loaded1, run1.result.token_ids, run1.embedding_factor)
@@ -378,6 +392,6 @@ def reverse_patching(loaded1: LoadedModel, run1: LensRun, run2: LensRun, attribu
         attribution,
         layers=layers,
         passes=attribution.passes + runner.passes,
-        seconds=round(attribution.seconds + time.perf_counter() - start, 4),
+        seconds=round((attribution.seconds or 0.0) + time.perf_counter() - start, 4),
         notes=notes,
     )

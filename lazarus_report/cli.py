@@ -16,6 +16,7 @@ from typing import Any
 
 import click
 
+from .distributed import is_output_rank, launch_rank
 from .errors import LazarusError, printable
 
 # Exit codes: 0 success, 1 suite expectations failed, 2 usage or input error, 3 internal error
@@ -26,7 +27,8 @@ CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
 
 def _fail(message: str, code: int = 2) -> None:
-    click.echo(f"Error: {printable(message)}", err=True)
+    rank = launch_rank()  # under mlx.launch every rank reports its own failure, rank 0 unprefixed
+    click.echo(f"Error: {f'rank {rank}: ' if rank else ''}{printable(message)}", err=True)
     sys.exit(code)
 
 
@@ -42,7 +44,8 @@ def run_guarded(fn: Callable[[], Any]) -> Any:
     from .result import ResultFormatError
 
     shown = warnings.showwarning
-    warnings.showwarning = _show_warning
+    # Under mlx.launch rank 0 alone speaks: the other ranks see the same warnings.
+    warnings.showwarning = _show_warning if is_output_rank() else lambda *args, **kwargs: None
     try:
         return fn()
     except (LazarusError, ResultFormatError) as exc:
@@ -64,6 +67,8 @@ def check_output_path(path: str | None, option: str) -> None:
     """Fail before any model work when an output file could not be written: a temporary file is
     really created (and removed) in the target's directory."""
     if path is None:
+        return
+    if not is_output_rank():  # under mlx.launch only rank 0 writes (its host may be the only one with the path)
         return
     from .result import OutputPathError, probe_writable
 
@@ -116,9 +121,10 @@ def parse_layers(text: str | None) -> list[int] | None:
     return layers
 
 
-def preflight(models: list[str], config: Any, scales: Sequence[tuple[float | None, str]] = ()) -> None:
+def preflight(models: list[str], config: Any, scales: Sequence[tuple[float | None, str]] = ()) -> list[int | None]:
     """Everything that needs no weights, before any model loads: the settings, each model found,
-    layer indices and ``--top-k`` against each model's header or config."""
+    layer indices and ``--top-k`` against each model's header or config. Returns each model's number of layers
+    (None where its header or config does not say)."""
     from .api import LENS_KINDS, check_embedding_scale
     from .models.resolve import model_dimensions, resolve_model
 
@@ -129,12 +135,62 @@ def preflight(models: list[str], config: Any, scales: Sequence[tuple[float | Non
         from .lenses import Lens
 
         Lens.load(config.lens)
+    depths: list[int | None] = []
     for n, model_id in enumerate(models, start=1):
         try:
             num_layers, vocab_size = model_dimensions(resolve_model(model_id))
             config.validate(num_layers, vocab_size)
         except LazarusError as exc:
             raise LazarusError(f"model {n} ({model_id}): {exc}" if len(models) > 1 else str(exc)) from None
+        depths.append(num_layers)
+    return depths
+
+
+def limit_grid_to_heatmap(
+    config: Any, depths: list[int | None], *, output: str | None, html: str | None, two: bool
+) -> None:
+    """--html without -o: the grid only at the last positions the HTML heatmap shows (the JSON's grid covers
+    every position, so with -o the whole grid is computed; the Markdown and the terminal show no grid).
+    A model whose depth is unknown before loading keeps the whole grid."""
+    if not html or output or any(depth is None for depth in depths):
+        return
+    from .api import select_layers
+    from .render.report_model import COMPARE_HEATMAP_MAX_CELLS, HEATMAP_MAX_CELLS, heatmap_positions
+
+    cells = COMPARE_HEATMAP_MAX_CELLS if two else HEATMAP_MAX_CELLS
+    config.grid_last_positions = max(
+        heatmap_positions(
+            len(select_layers(config.layer_strategy, depth, config.layer_step, config.custom_layers)), cells
+        )
+        for depth in depths
+        if depth is not None
+    )
+
+
+def distributed_option(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """``--distributed MODE``: how models are sharded when the command runs under ``mlx.launch``."""
+    from .distributed import MODES
+
+    return click.option(
+        "--distributed",
+        "distributed",
+        type=click.Choice(MODES),
+        default="auto",
+        show_default=True,
+        help="Under mlx.launch: shard the model over the ranks, tensor parallel or pipeline "
+        "(auto: tensor where the model allows it; docs/distributed.md).",
+    )(fn)
+
+
+def join_ranks(opts: dict[str, Any]) -> dict[str, Any]:
+    """Pop ``--distributed``; started by ``mlx.launch`` (or asked for a mode), join the ranks so models
+    load sharded over them."""
+    from . import distributed
+
+    mode = opts.pop("distributed")
+    if mode != "auto" or distributed.launched():
+        distributed.enable(mode)
+    return opts
 
 
 def lens_option(default: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
@@ -159,6 +215,23 @@ def introspect() -> None:
     """Look inside a model: analyze one, compare two, run a suite of prompts."""
 
 
+TIMINGS_OPTION = click.option(
+    "--timings",
+    is_flag=True,
+    help="Show load and run times in the HTML and Markdown reports (without it, the same analysis writes "
+    "the same bytes every run; -o JSON always has them).",
+)
+
+
+def prefetch_html(html: str | None, static: bool, suite: bool = False) -> None:
+    """With --html, start loading what the report needs (charts code, vl-convert, templates, the Vega bundle)
+    on a background thread while the model loads and runs."""
+    if html:
+        from .render.prefetch import start_html_prefetch
+
+        start_html_prefetch(static=static, suite=suite)
+
+
 def output_options(fn: Callable[..., Any]) -> Callable[..., Any]:
     for decorator in reversed(
         [
@@ -171,6 +244,7 @@ def output_options(fn: Callable[..., Any]) -> Callable[..., Any]:
                 help="Write a Markdown report (also appended to $GITHUB_STEP_SUMMARY when set).",
             ),
             click.option("--static", is_flag=True, help="HTML without scripts (static SVG charts only)."),
+            TIMINGS_OPTION,
             click.option("-q", "--quiet", is_flag=True, help="Do not print the text report."),
         ]
     ):
@@ -210,10 +284,11 @@ def output_options(fn: Callable[..., Any]) -> Callable[..., Any]:
     show_default=True,
     help="auto: float32 on CPU (dequantized), as stored on GPU.",
 )
+@distributed_option
 @output_options
 def analyze(**opts: Any) -> None:
     """Logit lens: what the model would predict after each layer."""
-    run_guarded(lambda: _analyze(**opts))
+    run_guarded(lambda: _analyze(**join_ranks(opts)))
 
 
 def _analyze(
@@ -234,6 +309,7 @@ def _analyze(
     html: str | None,
     markdown: str | None,
     static: bool,
+    timings: bool,
     quiet: bool,
 ) -> None:
     check_output_paths((output, "-o"), (html, "--html"), (markdown, "--markdown"))
@@ -256,18 +332,34 @@ def _analyze(
         track_tokens=list(track),
         use_chat_template=not raw,
         embedding_scale=embedding_scale,
-        # The grid feeds the HTML heatmap and the JSON; the terminal view does not show it.
-        compute_grid=bool(output or html),
+        # The grid feeds the HTML heatmap and the JSON; the terminal view does not show it. (Under
+        # mlx.launch the other ranks write nothing: they skip it; no forward pass depends on it.)
+        compute_grid=bool(output or html) and is_output_rank(),
         lens=lens or "logit",
     )
     if adapter is not None:
         from .models.adapters import check_adapter
 
         check_adapter(adapter)
-    preflight([model], config)
+    depths = preflight([model], config)
+    limit_grid_to_heatmap(config, depths, output=output, html=html, two=False)
+    prefetch_html(html, static)
     # No `with`: the process ends right after, and releasing the model first would only cost time.
-    result = ModelAnalyzer.load(model, adapter=adapter, precision=precision).run(prompt, config)
-    emit(result, output=output, html=html, markdown=markdown, static=static, quiet=quiet)
+    analyzer = ModelAnalyzer.load(model, adapter=adapter, precision=precision)
+    result = analyzer.run(prompt, config)
+    keep_until_exit(analyzer)
+    emit(result, output=output, html=html, markdown=markdown, static=static, quiet=quiet, timings=timings)
+
+
+_FAST_EXIT = False  # set by ``entry``: the process leaves with os._exit, nothing is torn down
+_KEPT: list[Any] = []
+
+
+def keep_until_exit(obj: Any) -> None:
+    """Under ``entry`` keep ``obj`` (a loaded model) alive: freeing a model's arrays costs 60-140 ms that
+    the exit would spare. In-process callers of ``main`` (tests) free it as usual."""
+    if _FAST_EXIT:
+        _KEPT.append(obj)
 
 
 def emit(
@@ -279,9 +371,13 @@ def emit(
     static: bool,
     quiet: bool,
     junit: str | None = None,
+    timings: bool = False,
 ) -> None:
     """Render every requested file, write them all or none, append the Markdown to
-    ``$GITHUB_STEP_SUMMARY`` (best effort), then print the text view."""
+    ``$GITHUB_STEP_SUMMARY`` (best effort), then print the text view. Under ``mlx.launch`` only rank 0 does.
+    The HTML and Markdown show timings only with ``timings`` (the JSON and the text view always do)."""
+    if not is_output_rank():
+        return
     from .render.files import render_report_files
     from .result import ComparisonResult, SuiteResult, write_files_atomic
 
@@ -292,7 +388,7 @@ def emit(
         from .suites.junit import render_junit
 
         files[junit] = render_junit(result).encode("utf-8")
-    files.update(render_report_files(result, html_path=html, markdown_path=markdown, static=static))
+    files.update(render_report_files(result, html_path=html, markdown_path=markdown, static=static, timings=timings))
     write_files_atomic(files)
     if markdown:
         append_step_summary(files[markdown].decode("utf-8"))
@@ -358,10 +454,11 @@ def parse_track_list(values: tuple[str, ...]) -> list[str]:
     is_flag=True,
     help="Also find which layers cause the change (adapter ablation or activation patching; docs/reports.md).",
 )
+@distributed_option
 @output_options
 def compare(**opts: Any) -> None:
     """Compare two models on one prompt: base vs fine-tuned, or model vs model."""
-    run_guarded(lambda: _compare(**opts))
+    run_guarded(lambda: _compare(**join_ranks(opts)))
 
 
 def _compare(
@@ -385,6 +482,7 @@ def _compare(
     html: str | None,
     markdown: str | None,
     static: bool,
+    timings: bool,
     quiet: bool,
 ) -> None:
     check_output_paths((output, "-o"), (html, "--html"), (markdown, "--markdown"))
@@ -403,7 +501,7 @@ def _compare(
         top_k=top_k,
         track_tokens=parse_track_list(track),
         use_chat_template=not raw,
-        compute_grid=bool(output or html),
+        compute_grid=bool(output or html) and is_output_rank(),
         lens=lens or "logit",
     )
     for adapter in (adapter1, adapter2):
@@ -411,11 +509,13 @@ def _compare(
             from .models.adapters import check_adapter
 
             check_adapter(adapter)
-    preflight(
+    depths = preflight(
         [model1, model2],
         config,
         [(embedding_scale1, "--embedding-scale1"), (embedding_scale2, "--embedding-scale2")],
     )
+    limit_grid_to_heatmap(config, depths, output=output, html=html, two=True)
+    prefetch_html(html, static)
     comparison = compare_models(
         model1,
         model2,
@@ -426,9 +526,9 @@ def _compare(
         embedding_scales=(embedding_scale1, embedding_scale2),
         precision=precision,
         attribution=attribution,
-        change_map=bool(output or html or markdown),
+        change_map=bool(output or html or markdown) and is_output_rank(),
     )
-    emit(comparison, output=output, html=html, markdown=markdown, static=static, quiet=quiet)
+    emit(comparison, output=output, html=html, markdown=markdown, static=static, quiet=quiet, timings=timings)
 
 
 @introspect.command(context_settings=CONTEXT)
@@ -455,6 +555,7 @@ def _compare(
 @click.option(
     "--attribution", is_flag=True, help="Two models: also find which layers cause each case's change (docs/suites.md)."
 )
+@distributed_option
 @output_options
 def suite(**opts: Any) -> None:
     """Run a suite of prompts with expectations: exit 0 if all hold, 1 if some fail, 2 on bad input.
@@ -462,7 +563,7 @@ def suite(**opts: Any) -> None:
     One model (-m MODEL [--adapter DIR]) or two (-m1 BASE -m2 TUNED [--adapter2 DIR]).
     The suite file (YAML or JSONL) is described in docs/suites.md.
     """
-    code = run_guarded(lambda: _suite(**opts))
+    code = run_guarded(lambda: _suite(**join_ranks(opts)))
     sys.exit(code)
 
 
@@ -487,6 +588,7 @@ def _suite(
     html: str | None,
     markdown: str | None,
     static: bool,
+    timings: bool,
     quiet: bool,
 ) -> int:
     from .suites.spec import load_suite
@@ -523,6 +625,7 @@ def _suite(
 
     lens = lens or spec.lens or "logit"
     preflight(models, AnalysisConfig(top_k=1, lens=lens), list(zip(scales, options)))
+    prefetch_html(html, static, suite=True)
 
     from .suites.runner import run_suite
 
@@ -540,7 +643,7 @@ def _suite(
             lens=lens,
             attribution=attribution,
         )
-    emit(result, output=output, html=html, markdown=markdown, static=static, quiet=quiet, junit=junit)
+    emit(result, output=output, html=html, markdown=markdown, static=static, quiet=quiet, junit=junit, timings=timings)
     status = result.status
     return 2 if status == "error" else 1 if status == "failed" else 0
 
@@ -560,8 +663,9 @@ def report() -> None:
     help="Write a Markdown report (also appended to $GITHUB_STEP_SUMMARY when set).",
 )
 @click.option("--static", is_flag=True, help="HTML without scripts (static SVG charts only).")
+@TIMINGS_OPTION
 @click.option("-q", "--quiet", is_flag=True, help="Do not print the text report.")
-def render(source: str, html: str | None, markdown: str | None, static: bool, quiet: bool) -> None:
+def render(source: str, html: str | None, markdown: str | None, static: bool, timings: bool, quiet: bool) -> None:
     """Render a saved result (an -o JSON, or a report HTML) as HTML, Markdown and text."""
 
     def body() -> None:
@@ -573,7 +677,7 @@ def render(source: str, html: str | None, markdown: str | None, static: bool, qu
         from .render import load_result_file
 
         result = load_result_file(source)
-        emit(result, output=None, html=html, markdown=markdown, static=static, quiet=quiet)
+        emit(result, output=None, html=html, markdown=markdown, static=static, quiet=quiet, timings=timings)
 
     run_guarded(body)
 
@@ -591,6 +695,8 @@ def entry() -> None:
     the operating system reclaims the memory at once. Output is flushed first; files were already
     written atomically. (Tests that call ``main`` in-process are unaffected.)
     """
+    global _FAST_EXIT
+    _FAST_EXIT = True
     code = 0
     try:
         main(standalone_mode=False)

@@ -21,7 +21,6 @@ import platform
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from importlib import metadata
 from typing import TYPE_CHECKING, Any
 
 from .errors import LazarusError
@@ -144,10 +143,38 @@ def _check_length(loaded: LoadedModel, n_tokens: int) -> None:
         )
 
 
+# Where an imported module states its distribution's version: read there, ``importlib.metadata`` (whose
+# import, with the ``email`` package it needs, costs 30-50 ms) is only the fallback.
+_VERSION_MODULES = {
+    "lazarus-report": "lazarus_report",
+    "mlx": "mlx.core",
+    "mlx-lm": "mlx_lm._version",
+    "tokenizers": "tokenizers",
+}
+
+
 def versions() -> dict[str, str]:
     """Python, platform and the versions of the packages that shape a result."""
+    import sys
+
     out = {"python": platform.python_version(), "platform": f"{platform.system()} {platform.machine()}"}
-    for dist in ("lazarus-report", "mlx", "mlx-lm", "tokenizers"):
+    for dist, module_name in _VERSION_MODULES.items():
+        package = module_name.split(".")[0]
+        module = sys.modules.get(module_name)
+        if module is None and package in sys.modules and package != module_name:
+            # mlx_lm._version imports nothing (with mlx-lm's package, real or light, already loaded)
+            import importlib
+
+            try:
+                module = importlib.import_module(module_name)
+            except ImportError:
+                module = None
+        version = getattr(module, "__version__", None)
+        if isinstance(version, str):
+            out[dist] = version
+            continue
+        from importlib import metadata
+
         try:
             out[dist] = metadata.version(dist)
         except metadata.PackageNotFoundError:
@@ -223,7 +250,8 @@ def analyze(
     )
     if config.compute_grid:
         keep = (extras["kept_positions"], extras["position_log_probs"]) if spill is not None else None
-        grid = _grid(loaded, lensed, sink[n_layers - 1][0], layers, decode, log_probs_out=keep)
+        shown = grid_positions(len(ids), config.grid_last_positions)
+        grid = _grid(loaded, lensed, sink[n_layers - 1][0], layers, decode, log_probs_out=keep, positions=shown)
         if keep is not None:
             keep[1].flush()
         if lens.kind != "logit":  # keep the plain logit lens's reading beside the learned one (reports show both)
@@ -233,7 +261,9 @@ def analyze(
             logit_view = LogitView(
                 layer_predictions=_predictions(raw, layers, decode),
                 token_evolutions=_evolutions(raw, layers, tracked),
-                grid=_grid(loaded, [sink[i][0] for i in layers], sink[n_layers - 1][0], layers, decode),
+                grid=_grid(
+                    loaded, [sink[i][0] for i in layers], sink[n_layers - 1][0], layers, decode, positions=shown
+                ),
             )
     t3 = time.perf_counter()
     del sink
@@ -299,6 +329,11 @@ def _evolutions(stats: LastPositionStats, layers: list[int], tracked: list[Track
     ]
 
 
+def grid_positions(n_tokens: int, last: int | None) -> list[int]:
+    """The prompt positions the grid covers: all ``n_tokens``, or only the ``last`` ones."""
+    return list(range(0 if last is None else max(0, n_tokens - last), n_tokens))
+
+
 def _grid(
     loaded: LoadedModel,
     hidden: list[Any],
@@ -306,21 +341,39 @@ def _grid(
     layers: list[int],
     decode: _Decoder,
     log_probs_out: Any = None,
+    positions: list[int] | None = None,
 ) -> PositionGrid:
-    """The layers x positions grid of ``hidden`` (one ``[T, H]`` per captured layer, as the lens reads them);
-    ``log_probs_out``: see ``lens.position_grid``."""
+    """The layers x positions grid of ``hidden`` (one ``[T, H]`` per captured layer, as the lens reads them)
+    at ``positions`` (default: all); ``log_probs_out``: see ``lens.position_grid`` (its positions are computed
+    in the same head pass, whether the grid keeps them or not)."""
     from .lens import position_grid
 
-    g = position_grid(loaded.parts, hidden, final_hidden, log_probs_out=log_probs_out)
+    n_tokens = final_hidden.shape[0]
+    shown = list(range(n_tokens)) if positions is None else list(positions)
+    computed = shown if log_probs_out is None else sorted(set(shown) | set(log_probs_out[0]))
+    g = position_grid(
+        loaded.parts,
+        hidden,
+        final_hidden,
+        log_probs_out=log_probs_out,
+        positions=None if computed == list(range(n_tokens)) else computed,
+    )
+    index = {p: j for j, p in enumerate(computed)}
+    columns = [index[p] for p in shown]
+
+    def keep(rows: list[list[Any]]) -> list[list[Any]]:
+        return rows if len(columns) == len(computed) else [[row[j] for j in columns] for row in rows]
+
+    top_ids = keep(g.top_ids)
     return PositionGrid(
         layers=list(layers),
-        positions=list(range(final_hidden.shape[0])),
-        top_token_ids=g.top_ids,
-        top_tokens=[[decode(i) for i in row] for row in g.top_ids],
-        top_probs=g.top_probs,
-        entropy=g.entropy,
-        kl_to_final=g.kl_to_final,
-        answer_probs=g.answer_probs,
+        positions=shown,
+        top_token_ids=top_ids,
+        top_tokens=[[decode(i) for i in row] for row in top_ids],
+        top_probs=keep(g.top_probs),
+        entropy=keep(g.entropy),
+        kl_to_final=keep(g.kl_to_final),
+        answer_probs=keep(g.answer_probs) if g.answer_probs is not None else None,
     )
 
 

@@ -38,6 +38,8 @@ mx = import_mlx()
 
 # Bytes of [rows, V] float32 logits produced by one head matmul in the grid (bounded memory).
 GRID_BUDGET_BYTES = 48 * 2**20
+# The grid's head matmuls have at least this many rows (see ``_grid_logits``).
+GRID_MIN_ROWS = 8
 # Rows per numpy statistics block: small enough to stay in the CPU cache.
 STATS_BLOCK_ROWS = 32
 
@@ -68,6 +70,8 @@ def capturing(parts: LensParts, layer_indices: Sequence[int]) -> Iterator[dict[i
     try:
         for i in layer_indices:
             block = parts.layers[i]
+            if block is None:  # another rank runs it (distributed pipeline)
+                continue
             originals.append((block, type(block)))
             block.__class__ = _capturing_class(type(block), sink, i)
         yield sink
@@ -102,7 +106,9 @@ def capture_hidden(
     """One forward pass through the backbone (no full-vocabulary head); block outputs by index."""
     inputs = mx.array([list(token_ids)], dtype=mx.int32)
     with capturing(parts, layer_indices) as sink, embedding_scaled(parts, embedding_factor):
-        parts.backbone(inputs)
+        out = parts.backbone(inputs)
+    if parts.shard is not None:  # distributed: every captured layer onto every rank
+        sink = parts.shard.gather(sink, layer_indices, out)
     missing = [i for i in layer_indices if i not in sink]
     if missing:  # a family whose forward skips blocks would silently break the lens
         raise RuntimeError(f"blocks {missing} were not called during the forward pass")
@@ -286,6 +292,7 @@ def position_grid(
     top_k: int = 1,
     budget_bytes: int = GRID_BUDGET_BYTES,
     log_probs_out: tuple[Sequence[int], np.ndarray] | None = None,
+    positions: Sequence[int] | None = None,
 ) -> GridStats:
     """Top-k, entropy and KL(final || layer) at every (captured layer, position).
 
@@ -293,11 +300,17 @@ def position_grid(
     ``[T, H]``. Works in position chunks, several layers per head matmul, so about
     ``budget_bytes`` of logits (plus the chunk's final distribution) are live at any time.
     ``log_probs_out``: (positions, ``[L, P, V]`` array): also write the log-probabilities at those
-    positions (as ``position_log_probs`` does, without a second head pass).
+    positions (as ``position_log_probs`` does, without a second head pass); they must be among ``positions``.
+    ``positions``: compute only these prompt positions (ascending; default all): the ``[L][T]`` lists of
+    the result then hold one column per position given, each equal to the full grid's column.
     """
     column = {p: j for j, p in enumerate(log_probs_out[0])} if log_probs_out is not None else {}
     n_layers = len(hidden)
-    T = final_hidden.shape[0]
+    wanted = list(range(final_hidden.shape[0])) if positions is None else [int(p) for p in positions]
+    if column and not set(column) <= set(wanted):
+        raise ValueError("log_probs_out positions must be among the grid's positions")
+    contiguous = wanted == list(range(wanted[0], wanted[-1] + 1)) if wanted else True
+    T = len(wanted)
     V = parts.args.vocab_size
     rows = max(1, budget_bytes // (4 * V))
     pos_chunk = max(1, min(T, rows))
@@ -309,11 +322,15 @@ def position_grid(
     answer = np.empty((n_layers, T), dtype=np.float64)
     for start in range(0, T, pos_chunk):
         stop = min(T, start + pos_chunk)
-        final = FinalReference.of(head_logits_np(parts, final_hidden[start:stop]))
+        if contiguous:  # a slice (the usual case: every position, or the last ones)
+            sel: Any = slice(wanted[start], wanted[stop - 1] + 1)
+        else:
+            sel = mx.array(wanted[start:stop], dtype=mx.int32)
+        final = FinalReference.of(_grid_logits(parts, final_hidden[sel]))
         answer_ids = np.argmax(final.probs, axis=1)  # the model's answer at each position of the chunk
         for g0 in range(0, n_layers, layer_group):
             g1 = min(n_layers, g0 + layer_group)
-            z = head_logits_np(parts, mx.concatenate([hidden[i][start:stop] for i in range(g0, g1)], axis=0))
+            z = _grid_logits(parts, mx.concatenate([hidden[i][sel] for i in range(g0, g1)], axis=0))
             c = stop - start
             for j in range(g1 - g0):
                 st = row_stats(z[j * c : (j + 1) * c], top_k, final)
@@ -324,10 +341,10 @@ def position_grid(
                 rows_z = z[j * c : (j + 1) * c]
                 answer[g0 + j, start:stop] = np.exp(rows_z[np.arange(c), answer_ids].astype(np.float64) - st.lse)
                 if log_probs_out is not None:
-                    for p in range(start, stop):
-                        if p in column:
-                            row = z[j * c + p - start]
-                            log_probs_out[1][g0 + j, column[p]] = row - np.float32(st.lse[p - start])
+                    for k in range(start, stop):
+                        if wanted[k] in column:
+                            row = z[j * c + k - start]
+                            log_probs_out[1][g0 + j, column[wanted[k]]] = row - np.float32(st.lse[k - start])
             del z
     return GridStats(
         top_ids=top_ids[:, :, 0].tolist(),
@@ -337,6 +354,17 @@ def position_grid(
         top_k_ids=top_ids.tolist() if top_k > 1 else None,
         answer_probs=rounded(answer.tolist()),
     )
+
+
+def _grid_logits(parts: LensParts, hidden: Any) -> np.ndarray:
+    """``head_logits_np`` over at least ``GRID_MIN_ROWS`` rows (padded with copies of the first): BLAS takes
+    other kernels, with other rounding, for a matrix of very few rows (OpenBLAS here: 1-3 rows differ in the
+    last bit from the same rows among more), and a grid's values must not depend on how many positions it covers."""
+    n = hidden.shape[0]
+    if n < GRID_MIN_ROWS:
+        pad = mx.broadcast_to(hidden[:1], (GRID_MIN_ROWS - n, hidden.shape[1]))
+        return head_logits_np(parts, mx.concatenate([hidden, pad], axis=0))[:n]
+    return head_logits_np(parts, hidden)
 
 
 def position_log_probs(

@@ -89,6 +89,17 @@ class TokenProb:
 
 
 @dataclass(frozen=True)
+class DistributedInfo:
+    """How a model was shared over the ranks of MLX's distributed engine (``mlx.launch``)."""
+
+    ranks: int
+    mode: str  # "tensor" (each projection split over the ranks) | "pipeline" (each rank runs a range of blocks)
+    implementation: str  # "mlx-lm Model.shard" | "mlx-lm pipeline" | "lazarus pipeline"
+    rank_weight_bytes: list[int]  # the weights each rank holds, rank 0 first
+    rank_layers: list[list[int]] | None = None  # pipeline: [start, stop) of the blocks each rank runs
+
+
+@dataclass(frozen=True)
 class ModelInfo:
     """What was loaded and how it ran."""
 
@@ -107,6 +118,7 @@ class ModelInfo:
     chat_template: bool  # whether the tokenizer has a chat template
     adapter: str | None = None  # LoRA adapter directory, when one was applied
     final_logit_softcap: float | None = None
+    distributed: DistributedInfo | None = None  # set when the model ran sharded over several ranks
 
     @property
     def label(self) -> str:
@@ -508,7 +520,7 @@ class Attribution:
     tracked: list[str]  # tracked strings, aligned with ``LayerAttribution.tracked_probs``
     tracked_probs: list[list[float]]  # [model][tracked]: final probs without intervention
     passes: int  # forward passes the attribution ran (partial ones included)
-    seconds: float
+    seconds: float | None  # None in a report written without --timings (see ``without_timings``)
     notes: list[str]
 
 
@@ -607,6 +619,10 @@ class CheckOutcome:
     status: str  # passed | failed | skipped | error
     message: str
     line: int
+    # As data, for charts: the token a probability check is about, and a no_regression check's
+    # tolerance (tuned may sit this far below base). None where the check has neither.
+    token: str | None = None
+    tolerance: float | None = None
 
 
 @dataclass(frozen=True)
@@ -741,6 +757,34 @@ class _SuiteFields:
     timings: dict[str, float]
     versions: dict[str, str]
     schema_version: int = SCHEMA_VERSION
+
+
+def without_timings(result: Any) -> Any:
+    """The result with every wall-clock measurement removed, for reports that must be byte-identical from run
+    to run (HTML and Markdown without ``--timings``): analyses' ``timings`` and a comparison's or suite's
+    ``load_seconds`` become empty, a suite's ``timings`` too, an attribution's ``seconds`` None. Everything
+    else (the numbers of the analysis) is kept. Any other value is returned as it is."""
+    if isinstance(result, AnalysisResult):
+        return dataclasses.replace(result, timings={})
+    if isinstance(result, ComparisonResult):
+        attribution = result.attribution
+        if attribution is not None:
+            attribution = dataclasses.replace(attribution, seconds=None)
+        return dataclasses.replace(
+            result,
+            results=[without_timings(r) for r in result.results],
+            load_seconds=[],
+            attribution=attribution,
+        )
+    if isinstance(result, SuiteResult):
+        cases = [
+            dataclasses.replace(
+                case, analysis=without_timings(case.analysis), comparison=without_timings(case.comparison)
+            )
+            for case in result.cases
+        ]
+        return dataclasses.replace(result, cases=cases, load_seconds=[], timings={})
+    return result
 
 
 def _nested(cls: Any, data: Any, where: str) -> Any:

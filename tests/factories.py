@@ -631,6 +631,8 @@ class _SuiteCaseSpec:
                         "passed" if drop <= 0.3 else "failed",
                         f"{case_id}: the probability of {target!r} drops by {drop:.3f} (tolerance 0.3)",
                         line + 4,
+                        token=target,
+                        tolerance=0.3,
                     )
                 )
         if self.skipped:

@@ -11,6 +11,7 @@ Screenshots go to build/ (report-*.png, compare-*.png, suite-*.png) for a human 
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 import pytest
@@ -231,7 +232,7 @@ def test_dark_mode_changes_the_page_colours(browser_context, report_files):
     background = page.evaluate("getComputedStyle(document.body).backgroundColor")
     assert background == "rgb(20, 23, 28)"
     chart_panel = page.evaluate("getComputedStyle(document.querySelector('.chart-body')).backgroundColor")
-    assert chart_panel == "rgb(255, 255, 255)"  # charts keep their light panel
+    assert chart_panel == "rgb(26, 26, 26)"  # the charts' panel is dark too (no white glare)
     page.screenshot(path=str(BUILD / "report-desktop-dark.png"), full_page=False)
 
 
@@ -405,3 +406,263 @@ def test_change_map_cells_show_both_models_on_focus_and_fit_the_page(browser_con
     assert shaded != plain
     page.screenshot(path=str(BUILD / f"compare-change-{width}.png"), full_page=False)
     assert watch.errors == [] and watch.foreign_requests(change_report.as_uri()) == []
+
+
+# --- layout of the committed sample reports: 1280 px, 390 px, dark, A4 ---------------------------------
+
+SAMPLES = Path(__file__).resolve().parents[1] / "sample_reports"
+SAMPLE_NAMES = sorted(p.stem for p in SAMPLES.glob("*.json"))
+SHOTS = BUILD / "screenshots"
+
+OPEN_ALL = "document.querySelectorAll('details').forEach(function (d) { d.open = true; })"
+
+# Every table wider than its box (the scroll box or, failing that, its parent), as [class, width, box].
+TOO_WIDE_TABLES = """(ratio) => Array.from(document.querySelectorAll('table')).map(t => {
+  const w = t.getBoundingClientRect().width, box = t.parentElement.getBoundingClientRect().width;
+  return [t.className, Math.round(w), Math.round(box)];
+}).filter(([, w, box]) => w > box * ratio + 1)"""
+
+# Each chart's drawn width against its figure, and the smallest text it draws (font size times the SVG's scale).
+CHART_SIZES = """() => Array.from(document.querySelectorAll('figure.chart')).map(f => {
+  const svg = f.querySelector('.chart-body svg');
+  const shown = svg.getBoundingClientRect().width;
+  const scale = shown / (parseFloat(svg.getAttribute('width')) || shown);
+  let smallest = Infinity;
+  svg.querySelectorAll('text').forEach(t => {
+    if (!t.textContent.trim() || !t.getBoundingClientRect().height) { return; }
+    smallest = Math.min(smallest, parseFloat(getComputedStyle(t).fontSize) * scale);
+  });
+  return {id: f.id, live: f.classList.contains('is-live'), fit: !!f.querySelector('.chart-body.fit'),
+          ratio: shown / f.getBoundingClientRect().width, smallest: smallest};
+})"""
+
+
+def _sample_result(name: str):
+    import json
+
+    from lazarus_report.result import LensEvalResult, load_any_result
+
+    path = SAMPLES / f"{name}.json"
+    if name.startswith("lens-eval"):
+        return LensEvalResult.load(path)
+    return load_any_result(json.loads(path.read_text(encoding="utf-8")))
+
+
+@pytest.fixture(scope="module")
+def sample_files(tmp_path_factory) -> dict[str, Path]:
+    """Every committed sample result (sample_reports/*.json) rendered by this checkout, interactive and static."""
+    from lazarus_report.render.lens_report import render_lens_eval_html
+
+    out = tmp_path_factory.mktemp("samples")
+    files = {}
+    for name in SAMPLE_NAMES:
+        result = _sample_result(name)
+        render = render_lens_eval_html if name.startswith("lens-eval") else render_html
+        for static in (False, True):
+            path = out / f"{name}{'.static' if static else ''}.html"
+            path.write_text(render(result, static=static), encoding="utf-8")
+            files[path.stem] = path
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    return files
+
+
+def _open_everything(page) -> None:
+    """Open every collapsed part and wait until every chart is interactive (when the page has scripts)."""
+    page.evaluate(OPEN_ALL)
+    if page.locator("figure.chart[data-spec]").count():
+        page.wait_for_function(ALL_LIVE, timeout=120_000)
+
+
+def test_the_samples_cover_every_kind_of_page():
+    kinds = {name.split("-")[0] for name in SAMPLE_NAMES}
+    assert {"analyze", "compare", "suite", "lens"} <= kinds
+
+
+@pytest.mark.parametrize("name", SAMPLE_NAMES)
+def test_sample_tables_fit_their_box_at_1280(browser_context, sample_files, name):
+    page, watch = _open(browser_context(width=1280), sample_files[name], wait_live=False)
+    page.evaluate(OPEN_ALL)
+    assert page.locator("table").count() > 0
+    assert page.evaluate(TOO_WIDE_TABLES, 1.0) == []
+    assert page.evaluate("document.documentElement.scrollWidth") <= 1280
+    if name.startswith("suite"):
+        page.evaluate("document.querySelectorAll('details').forEach(function (d) { d.open = false; })")
+        page.locator("#overview").screenshot(path=str(SHOTS / f"{name}-cases-1280.png"))
+    assert watch.errors == []
+
+
+def test_suite_case_table_fits_1280_with_every_column(browser_context, sample_files):
+    page, _ = _open(browser_context(width=1280), sample_files["suite-weather-adapter"], wait_live=False)
+    table = page.locator("#cases-table").bounding_box()
+    box = page.locator("#overview .table-scroll").bounding_box()
+    assert table is not None and box is not None
+    assert table["width"] <= box["width"] + 0.5
+    # The last columns (the change and the failing checks) are on screen, not scrolled off.
+    for heading in ("Δ P", "Failing"):
+        cell = page.locator("#cases-table thead th", has_text=heading).bounding_box()
+        assert cell is not None and cell["x"] + cell["width"] <= box["x"] + box["width"] + 0.5
+
+
+@pytest.mark.parametrize("name", SAMPLE_NAMES)
+def test_sample_fits_a_phone(browser_context, sample_files, name):
+    page, watch = _open(browser_context(width=390, height=844), sample_files[name], wait_live=False)
+    _open_everything(page)
+    assert page.evaluate("document.documentElement.scrollWidth") <= 390  # no sideways scroll of the page
+    assert page.evaluate(TOO_WIDE_TABLES, 1.35) == []
+    # Wide data tables become stacked rows: one block per row, each cell labelled (from the header row).
+    stacked = page.evaluate(
+        "Array.from(document.querySelectorAll('table.data:not(.topk) tbody td')).filter(td => td.textContent.trim())"
+        ".map(td => [getComputedStyle(td).display, td.getAttribute('data-label')])"
+    )
+    assert stacked and all(display == "block" and label for display, label in stacked)
+    charts = page.evaluate(CHART_SIZES)
+    assert charts and all(c["live"] for c in charts)
+    for chart in charts:
+        assert chart["ratio"] <= 1.35, chart  # laid out again, not a 2.7x-wide heatmap
+        assert chart["smallest"] >= 9, chart  # text keeps its size (it was ~5 px when scaled to fit)
+    page.screenshot(path=str(SHOTS / f"{name}-390.png"), full_page=True)
+    assert watch.errors == []
+
+
+@pytest.mark.parametrize("name", ["analyze-capital-raw", "compare-smollm2-vs-gemma3", "suite-weather-adapter"])
+def test_static_sample_fits_a_phone(browser_context, sample_files, name):
+    page, watch = _open(browser_context(width=390, height=844), sample_files[f"{name}.static"], wait_live=False)
+    page.evaluate(OPEN_ALL)
+    assert page.evaluate("document.documentElement.scrollWidth") <= 390
+    # Without a script only the tables labelled in the page stack; the rest scroll sideways inside their box.
+    assert (
+        page.evaluate(TOO_WIDE_TABLES.replace("querySelectorAll('table')", "querySelectorAll('table.stack')"), 1.35)
+        == []
+    )
+    boxes = page.evaluate(
+        "Array.from(document.querySelectorAll('.table-scroll')).map(b => [getComputedStyle(b).overflowX,"
+        " b.getBoundingClientRect().right])"
+    )
+    assert boxes and all(overflow == "auto" and right <= 390 for overflow, right in boxes)
+    # Without a script the line charts cannot be laid out again: they scale down by at most 1/1.35 and scroll
+    # (the heatmaps scroll at full size: their cell text needs it).
+    for chart in page.evaluate(CHART_SIZES):
+        if chart["fit"]:
+            assert chart["ratio"] <= 1.35 + 0.01 and chart["smallest"] >= 7, chart
+        else:
+            assert chart["smallest"] >= 9, chart
+    assert watch.errors == []
+
+
+def test_compare_heatmap_panels_stack_on_a_phone(browser_context, sample_files):
+    path = sample_files["compare-base-vs-weather-adapter"]
+    page, _ = _open(browser_context(width=390, height=844), path, wait_live=True)
+    panels = page.evaluate(
+        "Array.from(document.querySelectorAll('#comparison-heatmap .chart-live svg g.mark-group.role-scope'))"
+        ".map(g => g.getBoundingClientRect()).filter(r => r.width > 100).map(r => [r.x, r.y, r.width, r.height])"
+    )
+    assert len(panels) >= 2
+    (x1, y1, _, h1), (x2, y2, _, _) = panels[0], panels[1]
+    assert y2 >= y1 + h1 - 1 and abs(x2 - x1) < 40  # model 2 under model 1, not off-screen to the right
+    page.locator("#comparison-heatmap").screenshot(path=str(SHOTS / "compare-heatmap-390.png"))
+
+
+def test_suite_sample_prints_on_at_most_12_a4_pages(browser_context, sample_files):
+    page, watch = _open(browser_context(width=1280), sample_files["suite-weather-adapter"], wait_live=False)
+    page.wait_for_function("document.querySelectorAll('#emergence figure.chart.is-live').length === 2")
+    pdf = page.pdf(format="A4", print_background=True)
+    (SHOTS / "suite-weather-adapter.pdf").write_bytes(pdf)
+    pages = len(re.findall(rb"/Type\s*/Page(?![a-zA-Z])", pdf))
+    assert 1 < pages <= 12  # it was 35 with every case expanded
+    # The failing cases print (all but their per-layer table), the passing ones as one line each; the page
+    # returns to how it was.
+    page.emulate_media(media="print")
+    page.evaluate("window.dispatchEvent(new Event('beforeprint'))")
+    states = page.evaluate(
+        "Array.from(document.querySelectorAll('details.case')).map(d => [d.dataset.status, d.open,"
+        " Array.from(d.querySelectorAll('details:not(.case-layers)')).every(inner => inner.open),"
+        " Array.from(d.querySelectorAll('details.case-layers')).some(inner => inner.open)])"
+    )
+    assert {status for status, _, _, _ in states} == {"passed", "failed"}
+    for status, is_open, inner_open, layers_open in states:
+        assert is_open == (status == "failed")
+        assert inner_open == (status == "failed")
+        assert not layers_open
+    arrow = page.evaluate(
+        "getComputedStyle(document.querySelector('#cases-table th[aria-sort] button'), '::after').content"
+    )
+    assert arrow == "none"  # no sort arrows on paper
+    page.evaluate("window.dispatchEvent(new Event('afterprint'))")
+    assert page.locator("details.case[data-status='failed'] details[open]").count() == 0
+    assert watch.errors == []
+
+
+def test_compare_prints_model_details_in_the_footer_not_on_page_1(browser_context, sample_files):
+    page, _ = _open(browser_context(width=1280), sample_files["compare-base-vs-weather-adapter"], wait_live=True)
+    page.emulate_media(media="print")
+    assert not page.locator("#models details.model-details").first.is_visible()
+    footer = page.locator(".page-footer .model-print")
+    assert footer.is_visible() and "BLAS" in footer.inner_text()
+    page.pdf(path=str(SHOTS / "compare-base-vs-weather-adapter.pdf"), format="A4", print_background=True)
+
+
+def _mean_colour(page, png: bytes) -> list[float]:
+    """The mean RGB of a PNG, decoded by the browser (a canvas), 0-255."""
+    import base64
+
+    return page.evaluate(
+        """async (data) => {
+          const img = new Image(); img.src = 'data:image/png;base64,' + data; await img.decode();
+          const canvas = document.createElement('canvas'); canvas.width = img.width; canvas.height = img.height;
+          const ctx = canvas.getContext('2d'); ctx.drawImage(img, 0, 0);
+          const px = ctx.getImageData(0, 0, img.width, img.height).data; const sum = [0, 0, 0];
+          for (let i = 0; i < px.length; i += 4) { sum[0] += px[i]; sum[1] += px[i + 1]; sum[2] += px[i + 2]; }
+          return sum.map(s => s / (px.length / 4));
+        }""",
+        base64.b64encode(png).decode(),
+    )
+
+
+@pytest.mark.parametrize("static", [False, True])
+def test_dark_mode_charts_are_dark(browser_context, sample_files, static):
+    name = "compare-base-vs-weather-adapter" + (".static" if static else "")
+    light, _ = _open(browser_context(), sample_files[name], wait_live=not static)
+    dark, watch = _open(browser_context(color_scheme="dark"), sample_files[name], wait_live=not static)
+    # Mean brightness of the chart box, light page vs dark page: the white panel no longer glares (the
+    # heatmap keeps its coloured cells, so only its background darkens).
+    for chart_id, most in (("comparison-trajectory", 60), ("comparison-heatmap", 120)):
+        shots = [p.locator(f"#{chart_id} .chart-body").screenshot() for p in (light, dark)]
+        bright, dim = (sum(_mean_colour(dark, png)) / 3 for png in shots)
+        assert bright > 170 and dim < most, (chart_id, bright, dim)
+    if not static:
+        # The interactive charts get a dark theme (background, axis text), not just a filter.
+        background = dark.evaluate(
+            "getComputedStyle(document.querySelector('#comparison-trajectory .chart-live svg')).backgroundColor"
+        )
+        label = dark.evaluate(
+            "getComputedStyle(document.querySelector('#comparison-trajectory .chart-live svg .role-axis-label text')).fill"
+        )
+        assert background == "rgb(26, 26, 26)" and sum(int(v) for v in re.findall(r"\d+", label)[:3]) > 450
+    dark.locator("#comparison-trajectory").screenshot(path=str(SHOTS / f"{name}-chart-dark.png"))
+    assert watch.errors == []
+
+
+def test_charts_lay_out_again_when_the_window_changes_width(browser_context, sample_files):
+    path = sample_files["compare-base-vs-weather-adapter"]
+    page, watch = _open(browser_context(width=1280), path, wait_live=True)
+    ratio = (
+        "(() => { const f = document.getElementById('comparison-heatmap');"
+        " return f.querySelector('.chart-live svg').getBoundingClientRect().width / f.getBoundingClientRect().width; })()"
+    )
+    wide = page.evaluate(ratio)
+    assert wide <= 1.0
+    page.set_viewport_size({"width": 390, "height": 844})
+    page.wait_for_function(f"{ratio} <= 1.35", timeout=30_000)  # was 2.7x before it was laid out again
+    page.set_viewport_size({"width": 1280, "height": 900})
+    page.wait_for_function(f"Math.abs({ratio} - {wide}) < 0.02", timeout=30_000)  # back to side by side
+    assert watch.errors == []
+
+
+@pytest.mark.parametrize("name", ["suite-weather-adapter", "compare-base-vs-weather-adapter-tuned"])
+def test_sample_tables_fit_an_a4_page(browser_context, sample_files, name):
+    # 718 px: A4's 210 mm less the 10 mm side margins, at 96 px per inch (the page's @page rule).
+    page, watch = _open(browser_context(width=718), sample_files[name], wait_live=False)
+    page.emulate_media(media="print")
+    page.evaluate("window.dispatchEvent(new Event('beforeprint'))")
+    assert page.evaluate(TOO_WIDE_TABLES, 1.0) == []  # on paper a table cannot scroll: it would be cut off
+    assert watch.errors == []

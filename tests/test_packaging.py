@@ -25,6 +25,7 @@ from packaging.specifiers import SpecifierSet
 
 from lazarus_report.render.files import load_result_file
 from lazarus_report.render.markdown import render_markdown
+from lazarus_report.result import without_timings
 from lazarus_report.suites.spec import schema_path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -147,7 +148,9 @@ def test_a_plain_checkout_renders_without_an_install(fresh_venv, source_copy, tm
         cwd=tmp_path, PYTHONPATH=str(source_copy),
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr
-    assert out.read_text(encoding="utf-8") == render_markdown(load_result_file(SAMPLE))
+    assert out.read_text(encoding="utf-8") == render_markdown(
+        without_timings(load_result_file(SAMPLE))
+    )  # the CLI: no --timings
 
 
 def test_installed_wheel_renders_a_saved_result(wheel, fresh_venv, tmp_path):
@@ -166,7 +169,9 @@ def test_installed_wheel_renders_a_saved_result(wheel, fresh_venv, tmp_path):
         fresh_venv, "-m", "lazarus_report", "report", "render", str(SAMPLE), "--markdown", str(out), cwd=tmp_path
     )
     assert proc.returncode == 0, proc.stderr
-    assert out.read_text(encoding="utf-8") == render_markdown(load_result_file(SAMPLE))
+    assert out.read_text(encoding="utf-8") == render_markdown(
+        without_timings(load_result_file(SAMPLE))
+    )  # the CLI: no --timings
     assert "Paris" in proc.stdout  # the text report on stdout
     script = fresh_venv.parent / ("lazarus.exe" if os.name == "nt" else "lazarus")
     help_text = subprocess.run([script, "--help"], capture_output=True, text=True, env=_clean_env(), cwd=tmp_path)

@@ -212,6 +212,18 @@ def test_target_change_chart_sorts_cases_by_the_change(pages, suite):
     assert [p["id"] for p in pairs] == [c.id for c in with_delta]  # largest drop first
     for p, c in zip(pairs, with_delta):
         assert (p["x"], p["x2"]) == pytest.approx((c.sides[0].target_prob, c.sides[1].target_prob), abs=1e-3)
+    # The tolerance band of no_regression_of final_prob: [base - 0.3, base]; a tuned point left of it is
+    # exactly a failed no_regression check.
+    bands = {b["id"]: b for b in spec["datasets"]["bands"]}
+    regression_checks = {c.id: c for s in suite.cases for c in [s] if any(k.check == "no_regression" for k in s.checks)}
+    assert set(bands) == {c.id for c in with_delta if c.id in regression_checks} != set()
+    for c in with_delta:
+        if c.id not in bands:
+            continue
+        base, tuned = c.sides[0].target_prob, c.sides[1].target_prob
+        assert (bands[c.id]["x"], bands[c.id]["x2"]) == pytest.approx((max(0.0, base - 0.3), base), abs=1e-3)
+        [check] = [k for k in regression_checks[c.id].checks if k.check == "no_regression"]
+        assert (tuned < bands[c.id]["x"] - 1e-3) == (check.status == FAILED)
 
 
 def test_different_depths_compare_emergence_by_relative_depth():

@@ -4,8 +4,9 @@
 from __future__ import annotations
 
 import jsonschema
+import numpy as np
 import pytest
-from test_attribution import N_LAYERS, write_tiny_adapter
+from test_attribution import N_LAYERS, one_layer_changed, write_tiny_adapter
 from tiny_models import build_tiny_model
 
 from lazarus_report.errors import LazarusError
@@ -91,6 +92,35 @@ def test_changes_only_in_layers_with_attribution(tiny):
     assert message.startswith("comparison: layer 1 outside 3-4 carries part of the change")
     again = SuiteResult.from_json(suite.to_json())
     assert again == suite
+
+
+def test_activation_patching_in_a_suite_runs_both_directions(tiny, tmp_path):
+    """Two models whose weights differ in block 2 only: every case puts the whole effect on block 2, and the
+    reverse direction (model 2's block outputs into model 1, loaded again after model 2) runs for every case
+    and equals the standalone compare's."""
+    from lazarus_report.api import compare_models
+
+    model, _ = tiny
+    changed = tmp_path / "changed"
+    one_layer_changed(model, changed, layer=2)
+    suite = run_suite(parse_suite(SUITE, "s.yaml"), [model, str(changed)], attribution=True)
+    for case in suite.cases:
+        a = case.comparison.attribution
+        assert a is not None and a.method == "activation-patching" and a.change > 1e-4
+        np.testing.assert_allclose([x.effect for x in a.layers], [0, 0, 1, 0, 0], atol=1e-5)
+        np.testing.assert_allclose([x.reverse_cumulative for x in a.layers], [0, 0, 1, 1, 1], atol=1e-5)
+        assert not any("reverse direction" in n for n in a.notes)
+        alone = compare_models(model, str(changed), case.prompt, _config(case), attribution=True).attribution
+        assert [x.reverse_cumulative for x in a.layers] == pytest.approx(
+            [x.reverse_cumulative for x in alone.layers], abs=1e-6
+        )
+
+
+def _config(case):
+    from lazarus_report.suites.runner import case_config
+
+    [spec] = [c for c in parse_suite(SUITE, "s.yaml").cases if c.id == case.id]
+    return case_config(spec, "logit")
 
 
 def test_attribution_needs_two_models(tiny):

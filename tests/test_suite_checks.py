@@ -99,6 +99,7 @@ def test_final_top1_passes_and_fails_with_readable_messages(result):
         status=PASSED,
         message="model: final top-1 is ' Paris' (77.2%), as expected",
         line=5,
+        token=" Paris",
     )
     assert (bad.name, bad.side, bad.status, bad.line) == ("base final_top1", "base", FAILED, 7)
     assert bad.message == "base: final top-1 is ' Paris' (77.2%), expected ' London'"
@@ -349,11 +350,13 @@ def test_no_regression_of_final_prob_tolerance_from_defaults(comparison):
     [outcome] = evaluate_case(case, comparison=comparison)
     assert outcome.status == PASSED
     assert outcome.line == 3
+    assert (outcome.token, outcome.tolerance) == (" Paris", 0.3)  # as data, for the suite chart's band
 
 
 def test_no_regression_of_final_prob_messages(comparison):
     [outcome] = evaluate_case(case_of("  no_regression_of: final_prob\n"), comparison=comparison)
     assert outcome.expected == "p(' Paris') >= 72.25% (base 77.25% - tolerance 5%)"
+    assert (outcome.token, outcome.tolerance) == (" Paris", 0.05)
     assert outcome.actual == "p(' Paris') = 52%"
     assert outcome.message == (
         "comparison: tuned p(' Paris') = 52%, base 77.2% (dropped 25.2 points, more than the tolerance 5%)"

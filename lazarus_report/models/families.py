@@ -161,6 +161,9 @@ class LensParts:
     head: Callable[[Any], Any]  # hidden [N, H] (already normed) -> logits [N, V]
     tied: bool
     args: Any
+    # Sharded over several ranks (``distributed.Shard``): ``layers`` holds None for the blocks other
+    # ranks run, and ``shard.gather`` brings every captured layer to this rank after a forward pass.
+    shard: Any = None
 
     @classmethod
     def of(cls, model: Any, model_type: str) -> LensParts:

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from .. import distributed
 from ..blas import import_mlx, preload_blas
 from ..errors import LazarusError
 from ..result import ModelInfo
@@ -86,16 +87,22 @@ def load_model(
         check_adapter_dir(adapter)  # fail before spending time on the model
         mlx_lm_light.prefetch_adapter_support()  # its imports overlap with loading the model
     resolved = resolve_model(model_id)
+    # Sharded over several ranks (mlx.launch): weights stay lazy until sharded, so each rank only
+    # ever materializes its share.
+    lazy = distributed.active()
     if resolved.kind == "gguf":
-        model, config, tokenizer, stored = _load_gguf(resolved, to_float32)
+        model, config, tokenizer, stored = _load_gguf(resolved, to_float32, lazy=lazy)
     else:
-        model, config, tokenizer, stored = _load_directory(resolved, to_float32)
+        model, config, tokenizer, stored = _load_directory(resolved, to_float32, lazy=lazy)
     if adapter is not None:
         _apply_adapter(model, config, adapter)
+    shard = distributed.shard_model(model, config, adapter=adapter) if lazy else None
     model.eval()
     mx.eval(model.parameters())
     mx.clear_cache()  # hand the quantized originals and conversion temporaries back to the OS
     parts = LensParts.of(model, config["model_type"])
+    if shard is not None:
+        parts = dataclasses.replace(parts, layers=distributed.layers_here(parts.layers, shard), shard=shard)
     precision_text = _describe_precision(model, stored, to_float32)
     info = ModelInfo(
         model_id=model_id,
@@ -113,6 +120,7 @@ def load_model(
         chat_template=tokenizer.chat_template is not None,
         adapter=str(adapter) if adapter else None,
         final_logit_softcap=parts.softcap,
+        distributed=shard.describe(weight_bytes(model)) if shard is not None else None,
     )
     context = config.get("max_position_embeddings")
     return LoadedModel(
@@ -125,6 +133,12 @@ def load_model(
         context_length=int(context) if context else None,
         load_seconds=time.perf_counter() - start,
     )
+
+
+def weight_bytes(model: Any) -> int:
+    """Bytes of the parameters this process holds (its share when sharded)."""
+    params: list[tuple[str, Any]] = tree_flatten(model.parameters())  # type: ignore[assignment]
+    return sum(int(v.nbytes) for _, v in params)
 
 
 def _describe_precision(model: Any, stored: str, to_float32: bool) -> str:
@@ -142,7 +156,9 @@ def _describe_precision(model: Any, stored: str, to_float32: bool) -> str:
 # --- GGUF -----------------------------------------------------------------------------------
 
 
-def _load_gguf(resolved: ResolvedModel, to_float32: bool) -> tuple[Any, dict[str, Any], Tokenizer, str]:
+def _load_gguf(
+    resolved: ResolvedModel, to_float32: bool, lazy: bool = False
+) -> tuple[Any, dict[str, Any], Tokenizer, str]:
     from .gguf import load_gguf
     from .tokenizer import tokenizer_from_gguf
 
@@ -151,7 +167,7 @@ def _load_gguf(resolved: ResolvedModel, to_float32: bool) -> tuple[Any, dict[str
     model = mlx_lm_light.build_model(g.config)
     weights = g.weights
     if to_float32:
-        weights = _dequantize_weights(weights)
+        weights = _dequantize_weights(weights, evaluate=not lazy)
     else:
         _quantize_like(model, weights)
     weights = model.sanitize(weights) if hasattr(model, "sanitize") else weights
@@ -173,8 +189,9 @@ def _group_bits(weight: Any, scales: Any) -> tuple[int, int]:
     return group_size, bits
 
 
-def _dequantize_weights(weights: dict[str, Any]) -> dict[str, Any]:
-    """float32 copies of all weights, quantized triples dequantized.
+def _dequantize_weights(weights: dict[str, Any], evaluate: bool = True) -> dict[str, Any]:
+    """float32 copies of all weights, quantized triples dequantized (``evaluate=False``: lazily, for
+    a model that is sharded before its weights are materialized).
 
     Two CPU streams take alternate tensors (MLX runs each stream's element-wise work on its own
     thread: ~25% faster on two cores), evaluated a pair at a time so only two tensors' temporaries
@@ -194,10 +211,11 @@ def _dequantize_weights(weights: dict[str, Any]) -> dict[str, Any]:
                 w = dequantize_affine(w, scales, biases, group_size, bits)
             out[name] = w.astype(mx.float32)
         pending.append(out[name])
-        if len(pending) == 2:
+        if evaluate and len(pending) == 2:
             mx.eval(*pending)
             pending = []
-    mx.eval(*pending)
+    if evaluate:
+        mx.eval(*pending)
     return out
 
 
@@ -272,7 +290,9 @@ def _directory_config_fixes(path: Path) -> dict[str, Any]:
     return fixes
 
 
-def _load_directory(resolved: ResolvedModel, to_float32: bool) -> tuple[Any, dict[str, Any], Tokenizer, str]:
+def _load_directory(
+    resolved: ResolvedModel, to_float32: bool, lazy: bool = False
+) -> tuple[Any, dict[str, Any], Tokenizer, str]:
     from .tokenizer import tokenizer_from_hf
 
     path = Path(resolved.path)
@@ -291,7 +311,7 @@ def _load_directory(resolved: ResolvedModel, to_float32: bool) -> tuple[Any, dic
     from mlx_lm.utils import load_model as mlx_load_model
 
     try:
-        model, config = mlx_load_model(path, model_config=_directory_config_fixes(path))
+        model, config = mlx_load_model(path, lazy=lazy, model_config=_directory_config_fixes(path))
     except FileNotFoundError as exc:
         raise LazarusError(f"cannot load {path}: {exc}") from None
     except ValueError as exc:
@@ -352,6 +372,8 @@ def _apply_adapter(model: Any, config: dict[str, Any], adapter: str) -> None:
 def with_adapter(loaded: LoadedModel, adapter: str) -> LoadedModel:
     """The same loaded model with a LoRA adapter applied in place (base vs fine-tuned without a
     second load). ``loaded`` must not be used afterwards."""
+    if loaded.parts.shard is not None:  # its linears are split or its blocks spread over the ranks
+        raise LazarusError("an adapter cannot be applied to a model already sharded over several ranks")
     start = time.perf_counter()
     _apply_adapter(loaded.model, loaded.config, adapter)
     loaded.model.eval()

@@ -278,7 +278,8 @@ def _attribution_view(a: Attribution) -> AttributionView:
         tracked=[token_repr(t) for t in a.tracked],
         tracked_probs=a.tracked_probs,
         notes=[clean_text(n) for n in a.notes],
-        cost=f"{a.passes} forward passes (partial ones included), {a.seconds:.2f} s",
+        cost=f"{a.passes} forward passes (partial ones included)"
+        + (f", {a.seconds:.2f} s" if a.seconds is not None else ""),
     )
 
 

@@ -22,6 +22,7 @@ from lazarus_report.result import (
     SuiteResult,
     dumps_json,
     load_any_result,
+    without_timings,
     write_files_atomic,
 )
 
@@ -163,10 +164,17 @@ def render_report_files(
     html_path: str | os.PathLike[str] | None = None,
     markdown_path: str | os.PathLike[str] | None = None,
     static: bool = False,
+    timings: bool = True,
 ) -> dict[str | os.PathLike[str], bytes]:
     """The HTML and/or Markdown report of a result as ``{path: bytes}``, rendered but not written
-    (for :func:`lazarus_report.result.write_files_atomic`, which writes them all or none)."""
+    (for :func:`lazarus_report.result.write_files_atomic`, which writes them all or none).
+
+    ``timings=False`` (the command line's default; ``--timings`` sets it) renders the result without its
+    wall-clock measurements (not even in the HTML's embedded result: see
+    :func:`lazarus_report.result.without_timings`), so two runs of the same analysis write the same bytes."""
     files: dict[str | os.PathLike[str], bytes] = {}
+    if not timings:
+        result = without_timings(result)
     if html_path is not None:
         from lazarus_report.render.html import render_html
 
@@ -184,13 +192,16 @@ def write_report_files(
     html_path: str | os.PathLike[str] | None = None,
     markdown_path: str | os.PathLike[str] | None = None,
     static: bool = False,
+    timings: bool = True,
 ) -> None:
     """Write the HTML and/or Markdown report of an analysis, a comparison or a suite run, both or
     neither: everything is rendered first, then written atomically (missing parent directories are
     created). No other side effects (the command line, not this function, appends to
-    ``$GITHUB_STEP_SUMMARY``).
+    ``$GITHUB_STEP_SUMMARY``). ``timings``: show the run's timings (see :func:`render_report_files`).
     """
-    files = render_report_files(result, html_path=html_path, markdown_path=markdown_path, static=static)
+    files = render_report_files(
+        result, html_path=html_path, markdown_path=markdown_path, static=static, timings=timings
+    )
     for path in files:
         Path(path).parent.mkdir(parents=True, exist_ok=True)
     write_files_atomic(files)

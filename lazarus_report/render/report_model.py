@@ -522,7 +522,7 @@ def _grid_view(result: AnalysisResult, max_cells: int) -> GridView | None:
         positions,
         labels,
         cells,
-        total_positions=len(grid.positions),
+        total_positions=max(len(grid.positions), len(result.tokens)),  # a grid may hold only the last positions
         unreliable_layers=[layer for layer in grid.layers if layer in bad],
         next_tokens=next_tokens,
         next_predicted=next_predicted,

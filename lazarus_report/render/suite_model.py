@@ -101,6 +101,7 @@ class CaseView:
     sparkline: str = ""  # SVG polyline points of js_by_layer, 80 x 16, JS / ln 2 upwards
     diverges_from: int | None = None
     carriers: str | None = None  # --attribution: the layers carrying the change ("22, 27-29"), "" for none
+    tolerance: float | None = None  # no_regression_of final_prob on the target: how far tuned may drop
 
     @property
     def open(self) -> bool:
@@ -369,6 +370,7 @@ def _case_view(index: int, case: SuiteCase, anchor: str, tags: list[str]) -> Cas
         delta=finite(delta),
         report=report,
         group=clean_text(case.group) if case.group is not None else None,
+        tolerance=next((c.tolerance for c in case.checks if c.tolerance is not None and c.token == text), None),
         **_change_fields(case),
     )
 

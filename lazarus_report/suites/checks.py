@@ -101,6 +101,8 @@ def _outcome(exp: Expectation, side: str, verdict: _Verdict) -> CheckOutcome:
         status=verdict.status,
         message=verdict.message,
         line=exp.line,
+        token=None if exp.token is None else str(exp.token),
+        tolerance=exp.tolerance if exp.check == "no_regression" and exp.value == "final_prob" else None,
     )
 
 

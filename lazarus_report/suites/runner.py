@@ -122,10 +122,28 @@ def run_suite(
                             from ..attribution import attribute
 
                             attributed[i] = attribute(side.analyzer.loaded, first, run)
-                            run = dataclasses.replace(run, block_outputs=None)
+                            blocks = run.block_outputs
+                            patched = attributed[i][0] is not None and attributed[i][0].method == "activation-patching"
+                            run = dataclasses.replace(
+                                run,  # the reverse direction needs them once model 1 is back (below)
+                                block_outputs=_spill(blocks, Path(spill) / f"{i}.blocks2.npy")
+                                if patched and blocks is not None
+                                else None,
+                            )
                         runs[i][side.number - 1] = run
                 if progress is not None:
                     progress(1)
+        reverse = [i for i, (a, _) in enumerate(attributed) if a is not None and a.method == "activation-patching"]
+        if reverse:
+            from ..attribution import reverse_patching
+
+            # Model 2's block outputs patched into model 1: load model 1 again, once for every case.
+            for side in each_model(models[:1], adapters[:1], scales[:1], precision):
+                for i in reverse:
+                    first, second = runs[i]
+                    assert first is not None and second is not None
+                    attributed[i] = (reverse_patching(side.analyzer.loaded, first, second, attributed[i][0]), None)
+                    runs[i][1] = dataclasses.replace(second, block_outputs=None)
         labels = distinct_labels(labels)
         compare_start = time.perf_counter()
         cases = []

@@ -51,18 +51,39 @@ def _dumbbell(suite: SuiteReport) -> PendingChart:
     (largest drop first); the line is coloured by the case's group, so collateral damage shows at a glance."""
     cases = sorted((c for c in suite.cases if c.delta is not None), key=lambda c: (c.delta, c.index))
     order = [f"{c.index + 1}. {_shorten(c.id, CASE_LABEL_CHARS)}" for c in cases]
-    pairs, points = [], []
+    pairs, points, bands = [], [], []
     for case, label in zip(cases, order):
         p = [side.target_prob for side in case.sides]
         group = case.group or "(no group)"
         pairs.append({"y": label, "x": _round(p[0]), "x2": _round(p[1]), "g": group, "id": case.id, "s": case.status})
+        if case.tolerance is not None and p[0] is not None:
+            # no_regression_of final_prob: tuned passes anywhere right of base - tolerance
+            floor = max(0.0, p[0] - case.tolerance)
+            bands.append(
+                {"y": label, "x": _round(floor), "x2": _round(p[0]), "t": _round(case.tolerance), "id": case.id}
+            )
         for tag, value in zip(suite.tags, p):
             points.append({"y": label, "x": _round(value), "m": tag, "id": case.id, "d": _round(case.delta)})
     y = alt.Y("y:N", title=None, sort=order, axis=alt.Axis(labelLimit=180))
     x = alt.X("x:Q", title="P(target), final layer", scale=alt.Scale(domain=[0, 1]))
     groups = list(dict.fromkeys(pair["g"] for pair in pairs))
     tags = list(suite.tags)
+    band = (
+        alt.Chart(alt.NamedData("bands"))
+        .mark_bar(color="#9aa7b5", opacity=0.3, height=12)
+        .encode(
+            y=y,
+            x=x,
+            x2="x2:Q",
+            tooltip=[
+                alt.Tooltip("id:N", title="Case"),
+                alt.Tooltip("t:Q", title="Tolerance (no_regression_of)", format=".3f"),
+                alt.Tooltip("x:Q", title="Tuned must stay at or above", format=".3f"),
+            ],
+        )
+    )
     chart = alt.layer(
+        *([band] if bands else []),
         alt.Chart(alt.NamedData("pairs"))
         .mark_rule(strokeWidth=3, opacity=0.6)
         .encode(
@@ -97,9 +118,14 @@ def _dumbbell(suite: SuiteReport) -> PendingChart:
         DUMBBELL_CHART_ID,
         "How P(target) moved, case by case",
         "Each case's target probability at the final layer in the base (circle) and the tuned model (diamond), "
-        "joined by a line coloured by the case's group; the cases are sorted by the change, largest drop first.",
+        "joined by a line coloured by the case's group; the cases are sorted by the change, largest drop first."
+        + (
+            " The grey band is each case's no-regression tolerance: a diamond left of its band failed that check."
+            if bands
+            else ""
+        ),
         chart,
-        {"pairs": pairs, "d": points},
+        {"pairs": pairs, "d": points, **({"bands": bands} if bands else {})},
     )
 
 

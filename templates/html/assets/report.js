@@ -1,12 +1,66 @@
 // Upgrade each static SVG chart to an interactive vegaEmbed chart. If anything fails the SVG stays.
 // A chart inside a closed <details> is drawn when it is opened. A spec may be stored as a patch of
 // another (suite reports: {"lazarus-patch": {"base": <script id>, "ops": [[path, value] | [path], ...]}}).
+// A chart wider than its box is laid out again rather than scaled down (scaling shrank its text to ~5 px
+// on a phone): side-by-side panels stack, plot widths shrink, text keeps its size. A dark page gets
+// dark charts.
 (function () {
   "use strict";
+  // Printing opens the closed parts, except passing suite cases (one line each on paper) and a suite case's
+  // per-layer table (its chart shows the layers; 14 cases printed on 35 pages with everything open).
   window.addEventListener("beforeprint", function () {
-    document.querySelectorAll("details").forEach(function (d) { d.open = true; });
+    document.querySelectorAll("details:not([open])").forEach(function (d) {
+      var passing = d.closest("details.case[data-status='passed'], details.case[data-status='skipped']");
+      if (passing || d.classList.contains("model-details") || d.classList.contains("case-layers")) { return; }
+      d.open = true;
+      d.setAttribute("data-print-opened", "");
+    });
+  });
+  window.addEventListener("afterprint", function () {
+    document.querySelectorAll("details[data-print-opened]").forEach(function (d) {
+      d.open = false;
+      d.removeAttribute("data-print-opened");
+    });
+  });
+  // Phone widths show a data table as stacked rows, each cell as "label: value". Small tables carry their
+  // labels in the page; the long per-layer tables get theirs here, from the header row (a suite report
+  // repeats them per case: labels in the file would add a tenth to its size). Without this script those
+  // tables scroll sideways in their box.
+  document.querySelectorAll("table.data:not(.topk):not(.stack)").forEach(function (table) {
+    var head = table.tHead && table.tHead.rows[0];
+    if (!head) { return; }
+    var labels = Array.prototype.map.call(head.cells, function (th) {
+      return th.textContent.replace(/\s+/g, " ").trim();
+    });
+    Array.prototype.forEach.call(table.tBodies, function (body) {
+      Array.prototype.forEach.call(body.rows, function (row) {
+        Array.prototype.forEach.call(row.cells, function (cell, i) {
+          if (labels[i] && !cell.hasAttribute("data-label")) { cell.setAttribute("data-label", labels[i]); }
+        });
+      });
+    });
+    table.classList.add("stack");
   });
   if (typeof window.vegaEmbed !== "function") { return; }
+
+  var DARK = window.matchMedia && window.matchMedia("(prefers-color-scheme: dark)").matches;
+  var FG = "#e6e9ee", MUTED = "#aab3bf", GRID = "#2c333c";
+  var DARK_CONFIG = {
+    background: "#1a1a1a",
+    axis: { labelColor: MUTED, titleColor: FG, gridColor: GRID, domainColor: "#5b6470", tickColor: "#5b6470" },
+    legend: { labelColor: MUTED, titleColor: FG },
+    header: { labelColor: MUTED, titleColor: FG },
+    title: { color: FG, subtitleColor: MUTED },
+    view: { stroke: "#3a424d" },
+    text: { color: FG },
+    rule: { color: MUTED }
+  };
+  // Neutral greys the specs set on marks, and their dark-page counterparts (data colours stay).
+  var DARK_MARK_COLORS = {
+    "#1a1a1a": FG, "#333333": "#c9d1d9", "#888888": "#9aa4b1", "#aaaaaa": "#6b7480",
+    "#cccccc": "#4a525c", "#eeeeee": "#262c34", "#e6e6e6": GRID, "black": FG, "white": "#1a1a1a"
+  };
+  var COMPOSED = ["layer", "hconcat", "vconcat", "concat"];
 
   function readSpec(source) {
     var spec = JSON.parse(source.textContent);
@@ -23,6 +77,138 @@
     return spec;
   }
 
+  // Every view of a spec (the spec itself, its layers and concatenated parts), depth first.
+  function eachView(node, visit) {
+    if (!node || typeof node !== "object") { return; }
+    visit(node);
+    COMPOSED.forEach(function (key) {
+      if (Array.isArray(node[key])) { node[key].forEach(function (child) { eachView(child, visit); }); }
+    });
+    if (node.spec) { eachView(node.spec, visit); }
+  }
+
+  function darken(spec) {
+    var config = spec.config || {};
+    Object.keys(DARK_CONFIG).forEach(function (key) {
+      var value = DARK_CONFIG[key];
+      config[key] = typeof value === "object" ? Object.assign({}, config[key] || {}, value) : value;
+    });
+    spec.config = config;
+    eachView(spec, function (view) {
+      var mark = view.mark;
+      if (!mark || typeof mark !== "object") { return; }
+      ["color", "fill", "stroke"].forEach(function (key) {
+        var value = typeof mark[key] === "string" ? mark[key].toLowerCase() : null;
+        if (value && DARK_MARK_COLORS[value]) { mark[key] = DARK_MARK_COLORS[value]; }
+      });
+    });
+    return spec;
+  }
+
+  // The width the plots of a view take side by side (hconcat adds up, vconcat and layers take the widest).
+  function plotWidth(node) {
+    if (!node || typeof node !== "object") { return 0; }
+    var sum = function (list) { return list.reduce(function (a, c) { return a + plotWidth(c); }, 0); };
+    var max = function (list) { return list.reduce(function (a, c) { return Math.max(a, plotWidth(c)); }, 0); };
+    if (Array.isArray(node.hconcat)) { return sum(node.hconcat); }
+    if (Array.isArray(node.vconcat)) { return max(node.vconcat); }
+    if (Array.isArray(node.concat)) { return max(node.concat); }
+    if (typeof node.width === "number") { return node.width; }
+    return Array.isArray(node.layer) ? max(node.layer) : 0;
+  }
+
+  // Narrower plots: view widths, and the text limits that were sized to them (heatmap cells, panel titles).
+  function shrink(spec, factor) {
+    eachView(spec, function (view) {
+      if (typeof view.width === "number") { view.width = Math.round(view.width * factor); }
+      [view.mark, view.title].forEach(function (part) {
+        if (part && typeof part === "object" && typeof part.limit === "number") {
+          part.limit = Math.max(14, Math.round(part.limit * factor));
+        }
+      });
+    });
+    return spec;
+  }
+
+  // Legends under the plot instead of beside it (a legend's labels can be as wide as a phone's plot).
+  function legendsBelow(spec) {
+    spec.config = spec.config || {};
+    spec.config.legend = Object.assign({}, spec.config.legend || {}, {
+      orient: "bottom", direction: "vertical", layout: { bottom: { direction: "vertical", anchor: "start" } }
+    });
+    eachView(spec, function (view) {
+      var encoding = view.encoding || {};
+      Object.keys(encoding).forEach(function (channel) {
+        var legend = encoding[channel] && encoding[channel].legend;
+        if (legend && typeof legend === "object") { legend.orient = "bottom"; legend.direction = "vertical"; }
+      });
+    });
+    return spec;
+  }
+
+  function embed(live, spec) {
+    return window.vegaEmbed(live, spec, { renderer: "svg", actions: false }).then(function (result) {
+      var fig = live.closest("figure.chart");
+      if (fig) { followCursor(fig.id, result.view); }
+      var svg = live.querySelector("svg");
+      return { result: result, width: svg ? parseFloat(svg.getAttribute("width")) || 0 : 0 };
+    });
+  }
+
+  // Render; while the chart is wider than its box, lay it out again: stack side-by-side panels, put wide
+  // legends below, then shrink the plots (down to a floor, past which the chart box scrolls sideways).
+  function fitted(fig, live, spec) {
+    var fit = fig.querySelector(".chart-body.fit") !== null;
+    var room = fig.getBoundingClientRect().width - 18;  // the chart box's padding and border
+    var target = fit ? room : room * 1.3;  // a heatmap may scroll a little: its cell text needs room
+    var floor = fit ? 0.4 : 0.5;
+    var tries = 0, moved = false;
+    function attempt(current, drawn) {
+      if (drawn.width <= target + 1 || room <= 0 || tries >= 3) { return drawn; }
+      tries += 1;
+      var next = JSON.parse(JSON.stringify(current));
+      if (Array.isArray(next.hconcat)) {
+        next.vconcat = next.hconcat;
+        delete next.hconcat;
+      } else if (!moved && drawn.width - plotWidth(next) > room * 0.3) {
+        moved = true;
+        legendsBelow(next);
+      } else {
+        var plots = plotWidth(next);
+        if (!plots) { return drawn; }
+        var factor = Math.max(floor, (target - (drawn.width - plots)) / plots);
+        if (factor >= 0.99) { return drawn; }
+        shrink(next, factor);
+      }
+      drawn.result.finalize();
+      return embed(live, next).then(function (again) { return attempt(next, again); });
+    }
+    return embed(live, spec).then(function (drawn) { return attempt(spec, drawn); }).then(function (drawn) {
+      drawn.room = room;
+      return drawn;
+    });
+  }
+
+  // A chart drawn for one width is laid out again when its box changes much (a phone turned sideways).
+  var shown = [];
+  var pending = null;
+  function refit() {
+    shown.forEach(function (chart) {
+      var room = chart.fig.getBoundingClientRect().width - 18;
+      if (chart.busy || !room || Math.abs(room - chart.drawn.room) < 40) { return; }
+      chart.busy = true;
+      chart.drawn.result.finalize();
+      fitted(chart.fig, chart.live, chart.spec).then(function (drawn) {
+        chart.drawn = drawn;
+        chart.busy = false;
+      }).catch(function (err) { console.warn("chart layout failed", err); });
+    });
+  }
+  window.addEventListener("resize", function () {
+    clearTimeout(pending);
+    pending = setTimeout(refit, 250);
+  });
+
   function draw(fig) {
     var source = document.getElementById(fig.getAttribute("data-spec"));
     var live = fig.querySelector(".chart-live");
@@ -30,11 +216,12 @@
     if (!source || !live) { return; }
     var spec;
     try { spec = readSpec(source); } catch (err) { console.warn("chart spec unreadable", err); return; }
-    window.vegaEmbed(live, spec, { renderer: "svg", actions: false }).then(function (result) {
+    if (DARK) { darken(spec); }
+    fitted(fig, live, spec).then(function (drawn) {
+      shown.push({ fig: fig, live: live, spec: spec, drawn: drawn, busy: false });
       live.hidden = false;
       if (still) { still.remove(); }
       fig.classList.add("is-live");
-      followCursor(fig.id, result.view);
     }).catch(function (err) {
       live.remove();
       console.warn("interactive chart failed; showing the static SVG", err);

@@ -1,0 +1,148 @@
+"""The Vega + Vega-Lite + vega-embed JavaScript bundle that interactive reports inline, cached on disk.
+
+``vl_convert.javascript_bundle`` builds the bundle (about 900 KB) in 1.3 s or more, in every process, although it
+is the same string for a given vl-convert and Vega-Lite version. So it is built once per machine and kept in
+the user cache (``$LAZARUS_CACHE_DIR/vega-bundle``, else ``~/.cache/lazarus-report/vega-bundle`` on Linux),
+following the rules of every lazarus cache (``models/cache.py``):
+
+* an entry is keyed by what determines its bytes: the vl-convert version (module and distribution), the
+  Vega-Lite version, and the Vega and vega-embed versions vl-convert ships;
+* ``<name>.js`` holds the bundle, ``<name>.json`` records its key and sha256; both are written atomically, the
+  record last, so a half-written pair never verifies;
+* every read checks the sha256; a damaged or unreadable entry is discarded with a warning and rebuilt;
+* one process builds an entry at a time (the others wait on the lock, then read it); the builder removes
+  the temporary files a killed write left;
+* a cache directory that cannot be written only costs the next run a rebuild.
+
+Only vl-convert is imported here (no Altair): the caller passes the Vega-Lite version.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+import vl_convert as vlc
+
+# Bump when the way an entry is written changes: older entries are then ignored.
+BUNDLE_CACHE_FORMAT = 1
+
+
+def bundle_cache_dir() -> Path:
+    from lazarus_report.models.cache import cache_root
+
+    return cache_root() / "vega-bundle"
+
+
+def bundle_source(vl_version: str) -> dict[str, Any]:
+    """What the bundle's bytes depend on (the cache key)."""
+    from importlib import metadata
+
+    try:
+        dist = metadata.version("vl-convert-python")
+    except metadata.PackageNotFoundError:  # pragma: no cover - installed some other way
+        dist = None
+    return {
+        "format": BUNDLE_CACHE_FORMAT,
+        "vl_convert": getattr(vlc, "__version__", None),
+        "vl_convert_python": dist,
+        "vega_lite": vl_version,
+        "vega": vlc.get_vega_version(),
+        "vega_embed": vlc.get_vega_embed_version(),
+    }
+
+
+def entry_name(source: dict[str, Any]) -> str:
+    """``vl-convert-<version>-vega-lite-<version>-<hash of the whole key>`` (file-name safe)."""
+    digest = hashlib.sha256(json.dumps(source, sort_keys=True).encode("utf-8")).hexdigest()[:12]
+    readable = (
+        f"vl-convert-{source.get('vl_convert_python') or source.get('vl_convert')}-vega-lite-{source['vega_lite']}"
+    )
+    return f"{re.sub(r'[^A-Za-z0-9._-]', '_', readable)}-{digest}"
+
+
+def build_bundle(vl_version: str) -> str:
+    """The bundle from vl-convert itself (no cache)."""
+    return vlc.javascript_bundle(vl_version=vl_version)  # type: ignore[call-arg]  # the stub makes the optional snippet required
+
+
+def cached_bundle(vl_version: str, cache_dir: Path | None = None) -> str:
+    """The bundle for ``vl_version``: from the cache when a verified entry is there, else built and stored."""
+    from lazarus_report.models.cache import cache_lock
+
+    cache_dir = Path(cache_dir) if cache_dir is not None else bundle_cache_dir()
+    source = bundle_source(vl_version)
+    name = entry_name(source)
+    found = _read_entry(cache_dir, name, source)
+    if found is not None:
+        return found
+    with cache_lock(cache_dir, f"vega-bundle-{name}"):
+        found = _read_entry(cache_dir, name, source, warn=False)  # another process may have built it meanwhile
+        if found is not None:
+            return found
+        bundle = build_bundle(vl_version)
+        try:
+            _store_entry(cache_dir, name, source, bundle)
+        except OSError:
+            pass  # a read-only cache only costs the next run a rebuild
+        return bundle
+
+
+def _paths(cache_dir: Path, name: str) -> tuple[Path, Path]:
+    return cache_dir / f"{name}.js", cache_dir / f"{name}.json"
+
+
+def _read_entry(cache_dir: Path, name: str, source: dict[str, Any], *, warn: bool = True) -> str | None:
+    """The cached bundle, or None: no entry (silently), or a damaged one (with a warning, once)."""
+    js_path, record_path = _paths(cache_dir, name)
+    try:
+        raw_record = record_path.read_bytes()
+    except (FileNotFoundError, NotADirectoryError):  # no entry (or no cache directory at all)
+        return None
+    except OSError as exc:
+        return _discard(js_path, f"its record cannot be read: {exc.strerror or exc}", warn)
+    try:
+        record = json.loads(raw_record)
+        if not isinstance(record, dict) or not isinstance(record.get("sha256"), str):
+            raise ValueError("not a record")
+    except (ValueError, UnicodeDecodeError):
+        return _discard(js_path, "its record is not valid", warn)
+    if record.get("source") != source:
+        return None  # another key under this name (cannot happen unless edited): built afresh
+    try:
+        data = js_path.read_bytes()
+    except OSError as exc:
+        return _discard(js_path, f"the bundle cannot be read: {exc.strerror or exc}", warn)
+    if hashlib.sha256(data).hexdigest() != record["sha256"]:
+        return _discard(js_path, "the bundle does not match its recorded sha256", warn)
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:  # pragma: no cover - the digest matched what was written as UTF-8
+        return _discard(js_path, "the bundle is not UTF-8", warn)
+
+
+def _discard(js_path: Path, reason: str, warn: bool) -> str | None:
+    """No bundle from this entry (None), said once as a warning."""
+    if warn:
+        from lazarus_report.models.cache import warn_cache_discarded
+
+        warn_cache_discarded(js_path, reason)
+    return None
+
+
+def _store_entry(cache_dir: Path, name: str, source: dict[str, Any], bundle: str) -> None:
+    from lazarus_report.result import write_bytes_atomic
+
+    js_path, record_path = _paths(cache_dir, name)
+    data = bundle.encode("utf-8")
+    record = {"source": source, "sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data)}
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    # Temporaries of a write that was killed (this entry's lock is held: no other write of it is under way).
+    for stale in cache_dir.glob(f".{name}.*.tmp"):
+        stale.unlink(missing_ok=True)
+    # The bundle first, its record last: a write killed in between leaves a record-less bundle (ignored, rewritten).
+    write_bytes_atomic(js_path, data)
+    write_bytes_atomic(record_path, json.dumps(record, sort_keys=True).encode("utf-8"))

@@ -1,0 +1,44 @@
+"""What an HTML report will need, started on a background thread while the model loads and runs.
+
+The command line calls ``start_html_prefetch`` once its options are checked, when ``--html`` is given:
+the thread starts vl-convert's JavaScript engine (its first conversion costs 0.3 s or more), imports the
+chart code (Altair, vl-convert: about 0.3 s), compiles the report templates (Jinja: about 0.2 s) and reads
+the Vega bundle from the disk cache (building it the first time: see ``charts.bundle``). Loading a model and
+the lens are mostly native work that releases the GIL, so on two cores this costs the main thread little.
+Nothing here is required: whatever fails here runs again (and reports its error) when the report is rendered.
+"""
+
+from __future__ import annotations
+
+import threading
+
+
+def start_html_prefetch(*, static: bool, suite: bool = False) -> threading.Thread:
+    """Start the prefetch (``static``: no bundle is needed; ``suite``: the suite page's templates) on a daemon
+    thread and return it."""
+
+    def work() -> None:
+        try:
+            from lazarus_report.render.charts.background import vega_bundle, warm_up
+
+            warm_up()
+            compile_templates(suite=suite)
+            if not static:
+                vega_bundle()
+        except Exception:  # done again, with its error reported, when the report renders
+            pass
+
+    thread = threading.Thread(target=work, name="lazarus-html-prefetch", daemon=True)
+    thread.start()
+    return thread
+
+
+def compile_templates(*, suite: bool) -> None:
+    """Compile (into the environments' caches) the HTML and Markdown templates a report of this kind uses."""
+    from lazarus_report.render.environment import html_environment, markdown_environment
+
+    skip = ("lens_eval",) if suite else ("lens_eval", "suite")
+    for env, folder in ((html_environment(), "html/"), (markdown_environment(), "markdown/")):
+        for name in env.list_templates(extensions=["j2"]):
+            if name.startswith(folder) and not any(s in name for s in skip):
+                env.get_template(name)

@@ -1,0 +1,134 @@
+"""The grid at some positions only (issue 13: the HTML heatmap shows the last positions, so ``--html``
+without ``-o`` computes only those): every value at a computed position equals the full grid's, the change
+map's spilled distributions are unchanged, and the command line keeps the whole grid whenever ``-o`` asks
+for the JSON (which promises every position; docs/json-schema.md)."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from tiny_models import build_tiny_model
+
+from lazarus_report import engine, lens
+from lazarus_report.api import AnalysisConfig, LayerStrategy, ModelAnalyzer, compare_models
+from lazarus_report.errors import LazarusError
+from lazarus_report.render import load_result_file
+from lazarus_report.render.report_model import HEATMAP_MAX_CELLS, build_report, heatmap_positions
+
+N_LAYERS = 4
+# 31 tokens with the tiny tokenizer: more than any heatmap shows (at most 20 positions).
+PROMPT = "The capital of France is Paris and the capital of Italy is Rome; hello world, print hello in the x"
+FULL = AnalysisConfig(layer_strategy=LayerStrategy.ALL, use_chat_template=False, top_k=3, track_tokens=[" Paris"])
+GRID_FIELDS = ("top_token_ids", "top_tokens", "top_probs", "entropy", "kl_to_final")
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory):
+    root = tmp_path_factory.mktemp("gridpos")
+    build_tiny_model("llama", root / "a", seed=1, num_hidden_layers=N_LAYERS)
+    build_tiny_model("llama", root / "b", seed=2, num_hidden_layers=N_LAYERS)
+    return {"a": str(root / "a"), "b": str(root / "b")}
+
+
+@pytest.fixture(scope="module")
+def full(models):
+    with ModelAnalyzer.load(models["a"]) as a:
+        return a.run(PROMPT, FULL)
+
+
+def test_the_prompt_is_longer_than_any_heatmap(full):
+    assert len(full.tokens) > 20 and full.grid.positions == list(range(len(full.tokens)))
+
+
+@pytest.mark.parametrize("last", [1, 7, 20, 10_000])
+def test_the_last_positions_equal_the_full_grid_there(models, full, last):
+    n = len(full.tokens)
+    with ModelAnalyzer.load(models["a"]) as a:
+        part = a.run(PROMPT, dataclasses.replace(FULL, grid_last_positions=last))
+    start = max(0, n - last)
+    assert part.grid.positions == list(range(start, n))
+    assert part.grid.layers == full.grid.layers
+    for name in GRID_FIELDS:
+        assert getattr(part.grid, name) == [row[start:] for row in getattr(full.grid, name)], name  # exactly
+    # Nothing else of the result changes.
+    strip = {"grid": None, "timings": {}}
+    assert dataclasses.replace(part, **strip) == dataclasses.replace(full, **strip)
+
+
+def test_position_grid_at_any_positions_matches_its_full_columns(models):
+    """Contiguous or not, with the log-probabilities written in the same pass."""
+    with ModelAnalyzer.load(models["a"]) as a:
+        ids = a.format_prompt(PROMPT, use_chat_template=False)[2]
+        layers = list(range(N_LAYERS))
+        sink = lens.capture_hidden(a.loaded.parts, ids, layers)
+        hidden = [sink[i][0] for i in layers]
+        final = sink[N_LAYERS - 1][0]
+        full = lens.position_grid(a.loaded.parts, hidden, final, top_k=2, budget_bytes=4 * 352 * 5)  # many chunks
+        for positions in ([0, 3, 4, 17, len(ids) - 1], [5], list(range(9, 30))):
+            keep = sorted({positions[0], positions[-1]})
+            out = np.zeros((N_LAYERS, len(keep), a.info.vocab_size), dtype=np.float32)
+            part = lens.position_grid(
+                a.loaded.parts, hidden, final, top_k=2, budget_bytes=4 * 352 * 3, log_probs_out=(keep, out),
+                positions=positions,
+            )  # fmt: skip
+            for name in ("top_ids", "top_probs", "entropy", "kl_to_final", "top_k_ids"):
+                assert getattr(part, name) == [[row[p] for p in positions] for row in getattr(full, name)], name
+            # The written log-probabilities are the lens's own (numpy float64 log-softmax of the head's logits).
+            z = np.stack([lens.head_logits_np(a.loaded.parts, h) for h in hidden]).astype(np.float64)[:, keep]
+            z -= z.max(-1, keepdims=True)
+            np.testing.assert_allclose(out, z - np.log(np.exp(z).sum(-1, keepdims=True)), atol=2e-5)
+        with pytest.raises(ValueError, match="among the grid's positions"):
+            lens.position_grid(a.loaded.parts, hidden, final, log_probs_out=([1], out), positions=[2, 3])
+
+
+def test_a_comparison_with_a_partial_grid_keeps_its_change_map(models):
+    """The change map reads distributions at positions the heatmap may not show: they come from the same head
+    pass, so the map is exactly the one a full grid gives."""
+    whole = compare_models(models["a"], models["b"], PROMPT, FULL)
+    part = compare_models(models["a"], models["b"], PROMPT, dataclasses.replace(FULL, grid_last_positions=5))
+    assert part.change_map == whole.change_map and part.change_map.computed_positions == len(whole.results[0].tokens)
+    for w, p in zip(whole.results, part.results):
+        assert p.grid.positions == w.grid.positions[-5:]
+        assert p.grid.top_probs == [row[-5:] for row in w.grid.top_probs]
+    assert part.divergences == whole.divergences and part.token_shifts == whole.token_shifts
+
+
+def test_the_report_shows_the_same_heatmap_from_a_partial_grid(models, full):
+    shown = heatmap_positions(N_LAYERS, HEATMAP_MAX_CELLS)
+    with ModelAnalyzer.load(models["a"]) as a:
+        part = a.run(PROMPT, dataclasses.replace(FULL, grid_last_positions=shown))
+    g_full, g_part = build_report([full]).runs[0].grid, build_report([part]).runs[0].grid
+    assert g_part == g_full
+    assert g_part.truncated and g_part.total_positions == len(full.tokens)
+
+
+def test_grid_last_positions_is_checked():
+    for bad in (0, -1, True, 2.5):
+        with pytest.raises(LazarusError, match="grid_last_positions"):
+            dataclasses.replace(FULL, grid_last_positions=bad).validate()
+    assert engine.grid_positions(5, None) == [0, 1, 2, 3, 4]
+    assert engine.grid_positions(5, 2) == [3, 4] and engine.grid_positions(5, 9) == [0, 1, 2, 3, 4]
+
+
+def _cli(*args: str) -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "lazarus_report.cli", "introspect", *args], capture_output=True, text=True, timeout=300
+    )
+    assert proc.returncode == 0, proc.stderr
+
+
+def test_the_command_line_computes_the_whole_grid_only_for_the_json(models, tmp_path):
+    common = ["analyze", "-m", models["a"], "-p", PROMPT, "--raw", "--all-layers", "-q"]
+    _cli(*common, "--html", str(tmp_path / "h.html"))
+    _cli(*common, "--html", str(tmp_path / "both.html"), "-o", str(tmp_path / "both.json"))
+    html_only = load_result_file(tmp_path / "h.html")
+    n = len(html_only.tokens)
+    assert html_only.grid.positions == list(range(n - heatmap_positions(N_LAYERS, HEATMAP_MAX_CELLS), n))
+    as_json = json.loads((tmp_path / "both.json").read_text(encoding="utf-8"))
+    assert as_json["grid"]["positions"] == list(range(n))  # the JSON keeps its promise
+    assert load_result_file(tmp_path / "both.html").grid.positions == list(range(n))  # the page embeds that result
