@@ -811,6 +811,45 @@ def bench_attribution(reps: int) -> tuple[list[str], dict]:
     return rows, data
 
 
+# --- charts: rendering the sample results' HTML (specs, static SVG, page) --------------------------------
+
+CHART_SAMPLES = [
+    "analyze-capital-raw",
+    "compare-base-vs-weather-adapter",
+    "compare-smollm2-vs-gemma3",
+    "suite-weather-adapter",
+]
+
+
+def bench_charts(reps: int) -> tuple[list[str], dict]:
+    """``render_html`` of the committed sample results in one warm process (the Vega bundle and the first
+    vl-convert call are outside the timing): what the charts and the page cost without any model work."""
+    from lazarus_report.render.files import load_result_file
+    from lazarus_report.render.html import render_html
+
+    rows = [
+        "| sample | HTML render, median | HTML bytes | static HTML render | static bytes |",
+        "|---|--:|--:|--:|--:|",
+    ]
+    data = {}
+    for name in CHART_SAMPLES:
+        result = load_result_file(ROOT / "sample_reports" / f"{name}.json")
+        render_html(result)  # warm: the bundle, vl-convert's first conversion
+        live, static = [], []
+        for _ in range(reps):
+            t0 = time.perf_counter()
+            page = render_html(result)
+            live.append(time.perf_counter() - t0)
+            t0 = time.perf_counter()
+            still = render_html(result, static=True)
+            static.append(time.perf_counter() - t0)
+        data[name] = (median(live), median(static))
+        rows.append(
+            f"| {name} | {fmt(median(live))} | {len(page.encode()):,} | {fmt(median(static))} | {len(still.encode()):,} |"
+        )
+    return rows, data
+
+
 # --- H: MLX distributed (mlx.launch, two ranks on this host) -------------------------------------------
 
 
@@ -958,7 +997,7 @@ def main() -> None:
     parser.add_argument("--adapters", nargs="+")
     parser.add_argument(
         "--only",
-        choices=["suite", "distributed", "html", "layout", "batch", "memory", "long-prompts"],
+        choices=["suite", "distributed", "html", "layout", "batch", "memory", "long-prompts", "charts"],
         help="run one section (printed, RESULTS.md untouched)",
     )
     parser.add_argument("--probe-max-memory", help="with --memory-probe: load with this --max-memory")
@@ -986,6 +1025,9 @@ def main() -> None:
         return
     if args.only == "long-prompts":
         print("\n".join(bench_long_prompts()[0]))
+        return
+    if args.only == "charts":
+        print("\n".join(bench_charts(args.reps)[0]))
         return
     if args.only == "distributed":
         print("\n".join(bench_distributed(max(2, args.reps // 2))[0]))
@@ -1125,6 +1167,13 @@ def main() -> None:
         "Markdown (and, second column, the HTML report too), process start and imports included. "
         "Target: the suite <= 1.2x the reference.",
         lambda: bench_suite(max(2, args.reps // 2)),
+    )
+    section(
+        "Charts",
+        "`render_html` of the committed sample results, one warm process (no model work): Vega-Lite specs, the "
+        "static SVG of every chart (vl-convert for the line charts, drawn here for heatmaps and suite cases) "
+        "and the page. Medians.",
+        lambda: bench_charts(args.reps),
     )
     section(
         "Distributed",

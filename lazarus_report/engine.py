@@ -429,6 +429,7 @@ def _as_position_grid(
         top_probs=keep(g.top_probs),
         entropy=keep(g.entropy),
         kl_to_final=keep(g.kl_to_final),
+        answer_probs=keep(g.answer_probs) if g.answer_probs is not None else None,
     )
 
 

@@ -338,6 +338,7 @@ class GridStats:
     entropy: list[list[float]]
     kl_to_final: list[list[float]]
     top_k_ids: list[list[list[int]]] | None = None  # [L][T][k] when top_k > 1
+    answer_probs: list[list[float]] | None = None  # P(the final layer's top-1 at that position)
 
     @classmethod
     def joined(cls, pieces: Sequence[GridStats | None]) -> GridStats:
@@ -395,6 +396,7 @@ def position_grid(
     top_probs = np.empty((n_layers, T), dtype=np.float64)
     entropy = np.empty((n_layers, T), dtype=np.float64)
     kl = np.empty((n_layers, T), dtype=np.float64)
+    answer = np.empty((n_layers, T), dtype=np.float64)
     for start in range(0, T, pos_chunk):
         stop = min(T, start + pos_chunk)
         if contiguous:  # a slice (the usual case: every position, or the last ones)
@@ -402,6 +404,7 @@ def position_grid(
         else:
             sel = mx.array(wanted[start:stop], dtype=mx.int32)
         final = FinalReference.of(_grid_logits(parts, final_hidden[sel]))
+        answer_ids = np.argmax(final.probs, axis=1)  # the model's answer at each position of the chunk
         for g0 in range(0, n_layers, layer_group):
             g1 = min(n_layers, g0 + layer_group)
             z = _grid_logits(parts, mx.concatenate([hidden[i][sel] for i in range(g0, g1)], axis=0))
@@ -412,6 +415,8 @@ def position_grid(
                 top_probs[g0 + j, start:stop] = st.top_probs[:, 0]
                 entropy[g0 + j, start:stop] = st.entropy
                 kl[g0 + j, start:stop] = st.kl_to_final
+                rows_z = z[j * c : (j + 1) * c]
+                answer[g0 + j, start:stop] = np.exp(rows_z[np.arange(c), answer_ids].astype(np.float64) - st.lse)
                 if log_probs_out is not None:
                     for k in range(start, stop):
                         if wanted[k] in column:
@@ -424,6 +429,7 @@ def position_grid(
         entropy=rounded(entropy.tolist()),
         kl_to_final=rounded(kl.tolist()),
         top_k_ids=top_ids.tolist() if top_k > 1 else None,
+        answer_probs=rounded(answer.tolist()),
     )
 
 

@@ -216,6 +216,9 @@ class PositionGrid:
     top_probs: list[list[float]]
     entropy: list[list[float]]
     kl_to_final: list[list[float]]  # KL(final layer at that position || this layer)
+    # The probability this layer gives the model's final answer at that position (the last layer's top-1
+    # there), as nostalgebraist's logit-lens plots colour it; None in results written before it existed.
+    answer_probs: list[list[float]] | None = None
 
 
 @dataclass(frozen=True)

@@ -235,6 +235,13 @@ def _make_grid(rng, layers, tokens, filler, final_p, last) -> PositionGrid:
         top_probs.append(row_p)
         entropy.append(row_e)
         kl.append(row_k)
+    # P(the last layer's top-1 at that position): the cell's own top-1 probability where they agree,
+    # below it elsewhere (no rng draws: the other factories' values stay as they were).
+    answers = top_tokens[-1]
+    answer_probs = [
+        [p if t == a else float(f"{p * (0.1 + 0.5 * layer / last):.8g}") for t, p, a in zip(row_t, row_p, answers)]
+        for layer, row_t, row_p in zip(layers, top_tokens, top_probs)
+    ]
     return PositionGrid(
         layers=list(layers),
         positions=list(range(n)),
@@ -243,6 +250,7 @@ def _make_grid(rng, layers, tokens, filler, final_p, last) -> PositionGrid:
         top_probs=top_probs,
         entropy=entropy,
         kl_to_final=kl,
+        answer_probs=answer_probs,
     )
 
 

@@ -29,7 +29,7 @@ ALLOWED_TAGS = {
     "html", "head", "meta", "title", "style", "body", "header", "main", "footer", "section", "div", "p",
     "h1", "h2", "h3", "span", "strong", "em", "code", "pre", "ol", "ul", "li", "dl", "dt", "dd", "details",
     "summary", "table", "caption", "thead", "tbody", "tr", "th", "td", "figure", "figcaption", "script",
-    "svg", "g", "path", "rect", "line", "text", "defs", "lineargradient", "stop", "clippath",
+    "svg", "g", "path", "rect", "line", "text", "tspan", "defs", "lineargradient", "stop", "clippath",
 }  # fmt: skip
 # The suite page adds its filter controls and in-page links.
 SUITE_TAGS = ALLOWED_TAGS | {"a", "label", "input", "select", "option", "h4", "h5", "polyline"}  # polyline: sparklines

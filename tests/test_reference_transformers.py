@@ -90,6 +90,7 @@ class Reference:
     margin: np.ndarray  # [L, T] top-1 minus top-2 log-prob
     entropy: np.ndarray  # [L, T] nats
     kl: np.ndarray  # [L, T] KL(final || layer)
+    answer_lp: np.ndarray  # [L, T] log-prob of the final layer's top-1 at each position (the model's answer)
 
 
 def our_layer_log_probs(parts: Any, ids: list[int], layers: list[int], factor: float | None = None):
@@ -110,7 +111,10 @@ def compare_to_reference(model: Any, ids: list[int], ours: Any) -> tuple[Referen
     p_final = np.exp(final)
     dev = Deviation()
     dev.parity = float(np.abs(final - torch.log_softmax(logits, dim=-1).numpy()).max())
-    rows: dict[str, list[np.ndarray]] = {k: [] for k in ("last", "top_id", "top_lp", "margin", "entropy", "kl")}
+    rows: dict[str, list[np.ndarray]] = {
+        k: [] for k in ("last", "top_id", "top_lp", "margin", "entropy", "kl", "answer_lp")
+    }
+    answer = final.argmax(-1)
     seen = []
     for layer, lp in ours:
         seen.append(layer)
@@ -124,6 +128,7 @@ def compare_to_reference(model: Any, ids: list[int], ours: Any) -> tuple[Referen
         rows["margin"].append(top2[:, 1] - top2[:, 0])
         rows["entropy"].append(-(p_ref * ref).sum(-1, dtype=np.float64))
         rows["kl"].append((p_final * (final - ref)).sum(-1, dtype=np.float64))
+        rows["answer_lp"].append(ref[np.arange(len(answer)), answer].astype(np.float64))
     assert seen == list(range(n))
     return Reference(**{k: np.stack(v) for k, v in rows.items()}), dev
 
@@ -165,6 +170,7 @@ def check_result_against(res: Any, ref: Reference, tracked_ids: list[int], atol:
         np.testing.assert_allclose(res.grid.top_probs[j], np.exp(ref.top_lp[layer]), rtol=0, atol=atol)
         np.testing.assert_allclose(res.grid.entropy[j], ref.entropy[layer], rtol=1e-5, atol=atol * 10)
         np.testing.assert_allclose(res.grid.kl_to_final[j], ref.kl[layer], rtol=1e-5, atol=atol * 10)
+        np.testing.assert_allclose(res.grid.answer_probs[j], np.exp(ref.answer_lp[layer]), rtol=0, atol=atol)
         clear = ref.margin[layer] > TOP1_MARGIN
         got = np.asarray(res.grid.top_token_ids[j])
         assert (got[clear] == ref.top_id[layer][clear]).all(), layer

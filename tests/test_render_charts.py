@@ -14,6 +14,7 @@ from factories import make_comparison, make_result, make_untracked_result
 
 from lazarus_report.render import charts
 from lazarus_report.render.charts import svg_sanitize
+from lazarus_report.render.formatting import visible_token
 from lazarus_report.render.report_model import build_comparison_report, build_report
 
 
@@ -141,11 +142,38 @@ def test_comparison_heatmap_is_one_figure_with_a_panel_per_model():
     report = build_comparison_report(make_comparison("depths"))
     (heatmap,) = charts.comparison_charts(report)["heatmaps"]
     assert heatmap.chart_id == "comparison-heatmap" and not heatmap.fit
-    assert [len(p["layer"]) for p in heatmap.spec["hconcat"]] == [2, 2]
+    # cells, their tokens, the next prompt token over each column
+    assert [len(p["layer"]) for p in heatmap.spec["hconcat"]] == [3, 3]
     assert heatmap.spec["resolve"] == {"scale": {"color": "shared"}}
     root = ElementTree.fromstring(heatmap.svg)
     titles = [t.text for t in root.iter("{http://www.w3.org/2000/svg}text") if (t.text or "").startswith("M")]
     assert titles == ["M1 · smollm2-135m-instruct", "M2 · smollm2-deep-18"]
+    # Compared by relative depth: both panels have one height, so their rows line up by depth.
+    runs = report.runs
+    assert len(runs[0].grid.layers) != len(runs[1].grid.layers)
+    assert len({p["height"] for p in heatmap.spec["hconcat"]}) == 1
+    assert "line up by relative depth" in heatmap.description
+
+
+def test_heatmap_prints_the_next_prompt_token_over_each_column():
+    result = make_result()
+    report = build_report([result])
+    grid = report.runs[0].grid
+    # Column j predicts the token at position j + 1; after the last prompt token nothing is known.
+    for pos, nxt in zip(grid.positions, grid.next_tokens):
+        assert nxt == (visible_token(result.tokens[pos + 1]) if pos + 1 < len(result.tokens) else "")
+    # Starred where the last layer's top-1 at that position is the next token (the model predicts its prompt).
+    g = result.grid
+    expected = [
+        pos + 1 < len(result.tokens) and g.top_token_ids[-1][g.positions.index(pos)] == result.token_ids[pos + 1]
+        for pos in grid.positions
+    ]
+    assert grid.next_predicted == expected
+    (heatmap,) = [c for c in charts.run_charts(report.runs[0]) if c.chart_id.endswith("heatmap")]
+    labels = [row["nx"] for row in heatmap.spec["datasets"]["next0"]]
+    assert labels == [f"{t} ★" if hit else t for t, hit in zip(grid.next_tokens, grid.next_predicted)]
+    svg_text = [t.text for t in ElementTree.fromstring(heatmap.svg).iter("{http://www.w3.org/2000/svg}text")]
+    assert all(label[:14] in svg_text or label[:13] + "…" in svg_text for label in labels if label)
 
 
 @pytest.mark.parametrize(

@@ -201,13 +201,16 @@ def test_charts_in_page_order_each_with_svg_and_spec(pages):
 def test_trajectory_overlays_both_models_with_colour_by_model(pages, comparisons):
     spec = _spec(parse(pages["same_tokenizer"]), "comparison-trajectory")
     line = spec["vconcat"][0]["layer"][0]["encoding"]
-    assert line["color"]["field"] == "m" and line["color"]["scale"]["domain"] == comparisons["same_tokenizer"].labels
+    assert line["color"]["field"] == "m" and line["color"]["scale"]["domain"] == ["M1", "M2"]
+    # The short tags in the legend; the full names, untruncated, in the chart's key.
+    labels = comparisons["same_tokenizer"].labels
+    assert spec["title"]["text"] == [f"M1: {labels[0]}", f"M2: {labels[1]}"] and spec["title"]["limit"] == 0
     assert line["strokeDash"]["scale"]["domain"] == ["␣Paris", "␣Lyonnais"]
     assert line["x"]["field"] == "l" and line["x"]["title"] is None
     rank = spec["vconcat"][1]["layer"][0]["encoding"]
     assert rank["y"]["scale"]["type"] == "log" and rank["y"]["scale"]["reverse"] is True
     assert rank["x"]["title"] == "Layer"
-    assert {row["m"] for row in spec["datasets"]["keys"]} == set(comparisons["same_tokenizer"].labels)
+    assert {row["m"] for row in spec["datasets"]["keys"]} == {"M1", "M2"}
     assert len(spec["datasets"]["d"]) == 2 * 2 * 30  # two models x two tracked tokens x 30 layers
 
 

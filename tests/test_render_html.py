@@ -128,10 +128,12 @@ def test_layer_table_rows_and_emergence_highlight(demo_html, demo):
     emergence = demo.token_evolutions[0].emergence_layer
     assert highlighted[0].find("th").text().strip() == str(emergence)
     assert "top-1 from here" in highlighted[0].text()
-    # Columns: layer, top-1, prob, entropy, KL, rank of final + (prob, rank) per tracked token.
+    # Columns: layer, top-1, prob, entropy, KL + (prob, rank) per tracked token, each named by its token;
+    # no separate "rank of the final top-1" column, as the final top-1 (␣Paris) is tracked.
     header = table.find("thead").find_all("th")
-    assert len(header) == 6 + 2 * len(demo.tracked_tokens)
-    assert len(rows[0].find_all("td")) == 5 + 2 * len(demo.tracked_tokens)
+    assert len(header) == 5 + 2 * len(demo.tracked_tokens)
+    assert [th.text().strip() for th in header[5:7]] == ["P(␣Paris)", "Rank of ␣Paris"]
+    assert len(rows[0].find_all("td")) == 4 + 2 * len(demo.tracked_tokens)
 
 
 def test_tables_are_accessible(demo_html):

@@ -47,7 +47,11 @@ def test_tables_have_consistent_cells(demo_md):
     assert len(tables) == 2
     top_k, layers = (_rows(t) for t in tables)
     assert len(top_k) == 1 + 10 and {len(r) for r in top_k} == {4}
-    assert len(layers) == 1 + 30 and {len(r) for r in layers} == {6 + 2 * 2}
+    # The final top-1 (␣Paris) is tracked: no separate "Rank of ␣Paris" column; each tracked column is named.
+    assert len(layers) == 1 + 30 and {len(r) for r in layers} == {5 + 2 * 2}
+    assert layers[0][5:] == [
+        "P(<code>␣Paris</code>)", "Rank of <code>␣Paris</code>", "P(<code>␣Ly</code>)", "Rank of <code>␣Ly</code>"
+    ]  # fmt: skip
     emergence_rows = [r for r in layers[1:] if "★" in r[0]]
     assert [r[0] for r in emergence_rows] == ["17 ★"]
 
@@ -103,7 +107,8 @@ def test_hostile_tables_keep_their_shape(hostile_md):
     rendered = github_like().render(hostile_md)
     top_k, layers = (_rows(t) for t in re.findall(r"<table>.*?</table>", rendered, re.S))
     assert {len(r) for r in top_k} == {4}
-    assert {len(r) for r in layers} == {6 + 2 * len(result.tracked_tokens)}
+    final_tracked = result.final_prediction[0].token_id in {t.token_id for t in result.tracked_tokens}
+    assert {len(r) for r in layers} == {(5 if final_tracked else 6) + 2 * len(result.tracked_tokens)}
     assert html.unescape(top_k[1][1]) == f"<code>{visible_token(result.final_prediction[0].token)}</code> (tracked)"
 
 

@@ -133,3 +133,14 @@ def test_two_runs_get_distinct_keys():
     assert report.comparison is None
     with pytest.raises(ValueError):
         build_report([])
+
+
+def test_a_tracked_token_that_loses_top1_is_described_by_where_it_was_top1():
+    from lazarus_report.render.report_model import layer_runs, top1_phrase
+
+    assert layer_runs([0, 4, 8, 12, 16, 20], [False, True, True, False, True, False]) == "4-8, 16"
+    assert layer_runs([0, 1, 2], [False, False, False]) is None
+    assert top1_phrase(12, "12-16", 3) == "top-1 at layers 12-16, final rank 3"
+    assert top1_phrase(12, "12", 3) == "top-1 at layer 12, final rank 3"
+    assert top1_phrase(17, "17-29", 1) == "top-1 from layer 17"
+    assert top1_phrase(None, None, 40) == "never top-1"

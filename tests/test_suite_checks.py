@@ -1,7 +1,7 @@
 """Expectation checks on synthetic results: what passes, what fails, what is skipped, and what they say.
 
 ``make_result()`` imitates SmolLM2 (30 layers) on "The capital of France is": top-1 ' Paris'
-(p=0.7725), tracking ' Paris' and ' Lyonnais' (3 tokens: the lens follows ' Ly', never top-1).
+(77.2%), tracking ' Paris' and ' Lyonnais' (3 tokens: the lens follows ' Ly', never top-1).
 Tests pin the values they depend on with the helpers below, so they do not rely on the factory's noise.
 """
 
@@ -95,14 +95,14 @@ def test_final_top1_passes_and_fails_with_readable_messages(result):
         check="final_top1",
         side="model",
         expected="top-1 ' Paris'",
-        actual="top-1 ' Paris' (p=0.772)",
+        actual="top-1 ' Paris' (77.2%)",
         status=PASSED,
-        message="model: final top-1 is ' Paris' (p=0.772), as expected",
+        message="model: final top-1 is ' Paris' (77.2%), as expected",
         line=5,
         token=" Paris",
     )
     assert (bad.name, bad.side, bad.status, bad.line) == ("base final_top1", "base", FAILED, 7)
-    assert bad.message == "base: final top-1 is ' Paris' (p=0.772), expected ' London'"
+    assert bad.message == "base: final top-1 is ' Paris' (77.2%), expected ' London'"
 
 
 def test_final_top1_is_exact_about_whitespace(result):
@@ -119,7 +119,7 @@ def test_not_top1_list_gives_one_check_per_token(result):
         "model not_top1 ' Paris'": FAILED,
         "model not_top1 '\\n'": PASSED,
     }
-    assert outcomes[1].message == "model: final top-1 is ' Paris' (p=0.772), which it must not be"
+    assert outcomes[1].message == "model: final top-1 is ' Paris' (77.2%), which it must not be"
     assert outcomes[1].expected == "top-1 not ' Paris'"
 
 
@@ -150,11 +150,11 @@ def test_final_probability_bounds(result, check, bound, final_prob, status):
 def test_probability_messages_show_enough_digits_near_the_bound(result):
     case = case_of("  expect:\n    final_prob_at_least: 0.3\n")
     [outcome] = evaluate_case(case, analysis=with_tracked(result, " Paris", final_prob=0.29999999))
-    assert outcome.expected == "p(' Paris') >= 0.3"
-    assert outcome.actual == "p(' Paris') = 0.29999999"  # not "0.300", which would look like a pass
-    assert outcome.message == "model: p(' Paris') = 0.29999999, expected >= 0.3"
+    assert outcome.expected == "p(' Paris') >= 30%"
+    assert outcome.actual == "p(' Paris') = 29.999999%"  # not "30%", which would look like a pass
+    assert outcome.message == "model: p(' Paris') = 29.999999%, expected >= 30%"
     [outcome] = evaluate_case(case, analysis=with_tracked(result, " Paris", final_prob=0.41234))
-    assert outcome.actual == "p(' Paris') = 0.412"
+    assert outcome.actual == "p(' Paris') = 41.2%"
 
 
 def test_mapping_form_and_multi_token_strings(result):
@@ -164,10 +164,10 @@ def test_mapping_form_and_multi_token_strings(result):
     low = with_tracked(result, " Lyonnais", final_prob=0.00012)
     at_most, at_least = evaluate_case(case, analysis=low)
     assert (at_most.status, at_least.status) == (PASSED, FAILED)
-    assert at_most.expected == "p(' Lyonnais') <= 0.01"
+    assert at_most.expected == "p(' Lyonnais') <= 1%"
     # The lens follows the first token of a multi-token string, and says so.
-    assert at_most.actual == "p(' Ly') = 0.00012 (first of 3 tokens of ' Lyonnais')"
-    assert at_least.message == "model: p(' Ly') = 0.00012 (first of 3 tokens of ' Lyonnais'), expected >= 0.5"
+    assert at_most.actual == "p(' Ly') = 0.012% (first of 3 tokens of ' Lyonnais')"
+    assert at_least.message == "model: p(' Ly') = 0.012% (first of 3 tokens of ' Lyonnais'), expected >= 50%"
 
 
 def test_a_string_the_run_did_not_track_is_an_error(result):
@@ -254,8 +254,8 @@ def test_one_model_without_role_skips_base_tuned_and_comparison(result):
     assert base.message == "expect_base: this run has one model; pass --role base to check it on this model"
     assert tuned.message == "expect_tuned: this run has one model; pass --role tuned to check it on this model"
     assert comparison.message == "no_regression_of: needs two models (-m1 BASE -m2 TUNED); this run has one"
-    assert (base.expected, base.actual) == ("p(' Paris') >= 0.5", "not checked")
-    assert comparison.expected == "tuned p(' Paris') >= base - 0.05"
+    assert (base.expected, base.actual) == ("p(' Paris') >= 50%", "not checked")
+    assert comparison.expected == "tuned p(' Paris') >= base - 5%"
     assert [o.line for o in outcomes] == [4, 5, 6, 7]
 
 
@@ -267,7 +267,7 @@ def test_one_model_with_role_checks_that_side(result, role):
     assert checked["model"].status == PASSED
     # p(' Paris') = 0.7725: >= 0.5 (base) passes, >= 0.9 (tuned) fails.
     assert checked[role].status == (PASSED if role == "base" else FAILED)
-    assert checked[role].message.startswith(f"{role}: p(' Paris') = 0.772")
+    assert checked[role].message.startswith(f"{role}: p(' Paris') = 77.2%")
     assert checked[other].status == SKIPPED
     assert checked[other].message == f"expect_{other}: this run checks its one model as {role} (--role {role})"
     assert checked["comparison"].status == SKIPPED
@@ -295,7 +295,7 @@ def test_two_models_expect_checks_each_model(comparison):
         ("tuned final_prob_at_least ' Paris'", "tuned", FAILED),  # 0.52 < 0.9
         ("comparison no_regression final_prob ' Paris'", "comparison", FAILED),  # 0.52 < 0.7725 - 0.05
     ]
-    assert outcomes[1].message == "tuned: final top-1 is ' Paris' (p=0.520), as expected"
+    assert outcomes[1].message == "tuned: final top-1 is ' Paris' (52%), as expected"
 
 
 def test_names_are_unique_within_a_case(comparison):
@@ -355,11 +355,11 @@ def test_no_regression_of_final_prob_tolerance_from_defaults(comparison):
 
 def test_no_regression_of_final_prob_messages(comparison):
     [outcome] = evaluate_case(case_of("  no_regression_of: final_prob\n"), comparison=comparison)
-    assert outcome.expected == "p(' Paris') >= 0.7225 (base 0.7725 - tolerance 0.05)"
+    assert outcome.expected == "p(' Paris') >= 72.25% (base 77.25% - tolerance 5%)"
     assert (outcome.token, outcome.tolerance) == (" Paris", 0.05)
-    assert outcome.actual == "p(' Paris') = 0.520"
+    assert outcome.actual == "p(' Paris') = 52%"
     assert outcome.message == (
-        "comparison: tuned p(' Paris') = 0.520, base 0.772 (dropped 0.252, more than the tolerance 0.05)"
+        "comparison: tuned p(' Paris') = 52%, base 77.2% (dropped 25.2 points, more than the tolerance 5%)"
     )
 
 
@@ -370,8 +370,8 @@ def test_no_regression_of_final_top1(comparison):
     changed = with_results(comparison, comparison.results[0], with_top1(comparison.results[1], " the", 0.4))
     [outcome] = evaluate_case(case, comparison=changed)
     assert outcome.status == FAILED
-    assert (outcome.expected, outcome.actual) == ("top-1 ' Paris' (base's)", "top-1 ' the' (p=0.400)")
-    assert outcome.message == "comparison: tuned final top-1 is ' the' (p=0.400), but base's ' Paris' (p=0.772)"
+    assert (outcome.expected, outcome.actual) == ("top-1 ' Paris' (base's)", "top-1 ' the' (40%)")
+    assert outcome.message == "comparison: tuned final top-1 is ' the' (40%), but base's ' Paris' (77.2%)"
 
 
 @pytest.mark.parametrize(

@@ -502,7 +502,12 @@ YAML_ERRORS = {
     "negative tolerance": (
         _yaml_case("    track: x\n    no_regression_of:\n      final_prob: -0.1\n"),
         "-0.1",
-        "case 'paris': no_regression_of.final_prob must be a number >= 0, got -0.1",
+        "case 'paris': no_regression_of.final_prob must be a number between 0 and 1 (100%), got -0.1",
+    ),
+    "emergence tolerance above 100%": (  # "emerges by depth 110%" allows anything
+        _yaml_case("    track: x\n    no_regression_of:\n      emergence: 1.1\n"),
+        "1.1",
+        "case 'paris': no_regression_of.emergence must be a number between 0 and 1 (100%), got 1.1",
     ),
     "no_regression without a target": (
         _yaml_case("    no_regression_of:\n      - final_top1\n      - emergence\n"),

@@ -119,6 +119,34 @@ class TrackedView:
     final_rank: int | None
     best_rank: int | None
     best_rank_layer: int | None
+    top1_layers: str | None = None  # the captured layers where it is top-1, as runs: "12-16, 20"
+
+    @property
+    def top1_phrase(self) -> str:
+        """When it is top-1, for sentences: "top-1 from layer 17" when it stays top-1 to the end, "top-1 at
+        layers 12-16, final rank 3" when it does not, "never top-1"."""
+        return top1_phrase(self.emergence_layer, self.top1_layers, self.final_rank)
+
+
+def top1_phrase(emergence: int | None, layers: str | None, final_rank: int | None) -> str:
+    if emergence is None:
+        return "never top-1"
+    if final_rank == 1 or layers is None:
+        return f"top-1 from layer {emergence}"
+    return f"top-1 at {'layer' if layers.isdigit() else 'layers'} {layers}, final rank {final_rank:,}"
+
+
+def layer_runs(layers: Sequence[int], flags: Sequence[bool]) -> str | None:
+    """The layers where ``flags`` holds, as runs of consecutive captured layers: "12-16, 20" (None: nowhere)."""
+    runs: list[list[int]] = []
+    for i, (layer, flag) in enumerate(zip(layers, flags)):
+        if not flag:
+            continue
+        if runs and i > 0 and flags[i - 1]:
+            runs[-1][1] = layer
+        else:
+            runs.append([layer, layer])
+    return ", ".join(str(a) if a == b else f"{a}-{b}" for a, b in runs) or None
 
 
 @dataclass(frozen=True)
@@ -145,6 +173,7 @@ class GridCell:
     prob: float | None
     entropy: float | None
     kl_to_final: float | None
+    answer_prob: float | None = None  # P(the model's final answer at this position), when the result has it
 
 
 @dataclass(frozen=True)
@@ -157,6 +186,12 @@ class GridView:
     cells: list[GridCell]
     total_positions: int
     unreliable_layers: list[int] = field(default_factory=list)  # rows marked as unreliable lens readings
+    # The token that actually comes next in the prompt at each shown position ("" after the last), and
+    # whether the last layer's top-1 there is that token (the model predicts its own prompt).
+    next_tokens: list[str] = field(default_factory=list)
+    next_predicted: list[bool] = field(default_factory=list)
+    answers: list[str] = field(default_factory=list)  # the model's final answer (last layer's top-1) per column
+    has_answer_probs: bool = False  # cells carry answer_prob (results from before it have none)
 
     @property
     def truncated(self) -> bool:
@@ -235,6 +270,12 @@ class RunReport:
     logit_view: RunReport | None = None  # with a learned lens: the same run through the logit lens
 
     @property
+    def final_is_tracked(self) -> bool:
+        """The final top-1 is one of the tracked tokens: the layer table's tracked columns already give its rank."""
+        final_id = self.summary.final.token_id
+        return final_id is not None and any(t.token.token_id == final_id for t in self.tracked)
+
+    @property
     def unreliable_bands(self) -> list[tuple[int, int]]:
         """Runs of consecutive captured layers where the lens is unreliable: (first, last) pairs."""
         bad = set(self.unreliable_layers)
@@ -258,6 +299,9 @@ class ReportModel:
     runs: list[RunReport]
     generator: str
     comparison: ComparisonView | None = None  # set for a comparison of two runs
+    # Layer-table rows carry ids (#run0-layer-23) to link to; not on a page of many reports (a suite's
+    # cases: thousands of rows, and the case itself is the link, #case-<id>).
+    layer_anchors: bool = True
 
 
 def build_report(
@@ -281,7 +325,7 @@ def build_report(
         title = f"{lens}: " + " vs ".join(r.title for r in runs)
     version = results[0].versions.get("lazarus-report", "")
     generator = clean_text(f"lazarus-report {version}".strip())
-    return ReportModel(title=title, runs=runs, generator=generator, comparison=comparison)
+    return ReportModel(title=title, runs=runs, generator=generator, comparison=comparison, layer_anchors=not key_prefix)
 
 
 def build_run(result: AnalysisResult, *, key: str = "run0", heatmap_cells: int = HEATMAP_MAX_CELLS) -> RunReport:
@@ -389,6 +433,7 @@ def _tracked_view(t: TrackedToken, evo: TokenEvolution | None) -> TrackedView:
         final_rank=final_rank,
         best_rank=best_rank,
         best_rank_layer=best_layer,
+        top1_layers=layer_runs(evo.layers, [r == 1 for r in evo.ranks]) if evo is not None else None,
     )
 
 
@@ -452,11 +497,26 @@ def _grid_view(result: AnalysisResult, max_cells: int) -> GridView | None:
             prob=finite(grid.top_probs[i][j]),
             entropy=finite(grid.entropy[i][j]),
             kl_to_final=finite(grid.kl_to_final[i][j]),
+            answer_prob=finite(grid.answer_probs[i][j]) if grid.answer_probs is not None else None,
         )
         for i, layer in enumerate(grid.layers)
         for j in keep
     ]
     bad = set(result.unreliable_layers)
+    # The next prompt token, starred where the last layer's top-1 is that token (only when the grid holds
+    # the model's last layer: an earlier layer's top-1 is not the model's prediction).
+    last_is_final = grid.layers[-1] == result.model.num_layers - 1
+    next_tokens, next_predicted = [], []
+    for j in keep:
+        nxt = grid.positions[j] + 1
+        known = nxt < len(result.tokens)
+        next_tokens.append(visible_token(result.tokens[nxt]) if known else "")
+        next_predicted.append(
+            known
+            and last_is_final
+            and nxt < len(result.token_ids)
+            and grid.top_token_ids[-1][j] == result.token_ids[nxt]
+        )
     return GridView(
         list(grid.layers),
         positions,
@@ -464,6 +524,10 @@ def _grid_view(result: AnalysisResult, max_cells: int) -> GridView | None:
         cells,
         total_positions=max(len(grid.positions), len(result.tokens)),  # a grid may hold only the last positions
         unreliable_layers=[layer for layer in grid.layers if layer in bad],
+        next_tokens=next_tokens,
+        next_predicted=next_predicted,
+        answers=[visible_token(grid.top_tokens[-1][j]) for j in keep] if last_is_final else [],
+        has_answer_probs=grid.answer_probs is not None and last_is_final,
     )
 
 
@@ -561,6 +625,11 @@ class PairRow:
     js: float | None
     marks: list[str]  # "first disagreement", "agree from here", "largest JS"
 
+    @property
+    def anchor(self) -> str:
+        """The row's id in the page, for links: "layer-12", or "layer-6-12" (M1 layer / M2 layer)."""
+        return f"layer-{self.layer2}" if self.label == str(self.layer2) else f"layer-{self.layer1}-{self.layer2}"
+
 
 @dataclass(frozen=True)
 class TrackedPair:
@@ -573,6 +642,10 @@ class TrackedPair:
     stable_from_layers: list[int | None]
     final_probs: list[float | None]
     final_ranks: list[int]
+    top1_layers: list[str | None] = field(default_factory=lambda: [None, None])  # per model, as TrackedView's
+
+    def top1_phrase(self, m: int) -> str:
+        return top1_phrase(self.emergence_layers[m], self.top1_layers[m], self.final_ranks[m])
 
 
 @dataclass(frozen=True)
@@ -622,7 +695,7 @@ def build_comparison_report(
     version = results[0].versions.get("lazarus-report", "")
     generator = clean_text(f"lazarus-report {version}".strip())
     view = _comparison_view(comparison, labels, runs, [clean_text(t) for t in tags])
-    return ReportModel(title=title, runs=runs, generator=generator, comparison=view)
+    return ReportModel(title=title, runs=runs, generator=generator, comparison=view, layer_anchors=not key_prefix)
 
 
 def _comparison_view(c: ComparisonResult, labels: list[str], runs: list[RunReport], tags: list[str]) -> ComparisonView:
@@ -688,8 +761,9 @@ def _comparison_view(c: ComparisonResult, labels: list[str], runs: list[RunRepor
                 stable_from_layers=list(t.stable_from_layers),
                 final_probs=[finite(p) for p in t.final_probs],
                 final_ranks=list(t.final_ranks),
+                top1_layers=[run.tracked[i].top1_layers if i < len(run.tracked) else None for run in runs],
             )
-            for t in c.tracked
+            for i, t in enumerate(c.tracked)
         ],
         load_seconds=[fmt_seconds(s) for s in c.load_seconds],
         heatmap_cuts=[

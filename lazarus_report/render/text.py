@@ -11,6 +11,7 @@ import re
 from ..result import AnalysisResult, ComparisonResult, SuiteResult
 from .change_view import build_change_view
 from .lens_view import lens_name, unreliable_note
+from .report_model import layer_runs, top1_phrase
 from .suite_model import build_suite_report, one_line, target_text
 
 BAR_WIDTH = 50
@@ -101,12 +102,13 @@ def render_text(result: AnalysisResult) -> str:
                 lines.append(f"  Layer {layer:>{width}}: {p:.4f} {bar(p)} (rank {r})")
             if evo.emergence_layer is None:
                 lines.append(f"  --> Never top-1 (final rank {evo.ranks[-1]})")
+            elif evo.stable_from_layer is None:  # top-1 somewhere, but not at the end
+                runs = layer_runs(evo.layers, [r == 1 for r in evo.ranks])
+                lines.append(f"  --> {top1_phrase(evo.emergence_layer, runs, evo.ranks[-1]).capitalize()}")
             else:
                 lines.append(f"  --> Becomes top-1 at layer {evo.emergence_layer}")
-                if evo.stable_from_layer is not None and evo.stable_from_layer != evo.emergence_layer:
+                if evo.stable_from_layer != evo.emergence_layer:
                     lines.append(f"  --> Stays top-1 from layer {evo.stable_from_layer}")
-                elif evo.stable_from_layer is None:
-                    lines.append(f"  --> Not top-1 at the last layer (final rank {evo.ranks[-1]})")
     return "\n".join(lines) + "\n"
 
 

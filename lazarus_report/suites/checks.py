@@ -146,18 +146,19 @@ def _q(token: str) -> str:
 
 
 def _num(x: float) -> str:
-    """A bound or tolerance as the user wrote it: 0.3, 0.05."""
-    return f"{x:g}"
+    """A probability bound or tolerance as a percentage, every digit the user wrote: 0.3 is 30%, 0.05 is 5%."""
+    return f"{round(100 * x, 10):g}%"
 
 
 def _prob(p: float, bound: float | None = None) -> str:
-    """A probability with three decimals (two significant digits below 0.001), or with every stored
-    digit when rounding would move it to the other side of ``bound`` (0.29999999 is not "0.300")."""
-    text = "0" if p == 0 else f"{p:.3f}" if p >= 0.001 else f"{p:.2g}"
-    shown = float(text)
+    """A probability as a percentage with three significant digits (as the reports' tables print it), or
+    with every stored digit when rounding would move it to the other side of ``bound`` (0.29999999 is
+    "29.999999%", not "30%")."""
+    text = "0" if p == 0 else f"{100 * p:.3g}"
+    shown = float(text) / 100
     if bound is not None and ((shown < bound) != (p < bound) or (shown > bound) != (p > bound)):
-        text = f"{p:.8g}"
-    return text
+        text = f"{100 * p:.8g}"
+    return text + "%"
 
 
 def _pct(depth: float) -> str:
@@ -221,18 +222,18 @@ def _not_tracked(side: str, text: str, result: AnalysisResult, expected: str) ->
 
 def _check_model(exp: Expectation, side: str, result: AnalysisResult) -> _Verdict:
     top = result.final_prediction[0]
-    top_phrase = f"top-1 {_q(top.token)} (p={_prob(top.prob)})"
+    top_phrase = f"top-1 {_q(top.token)} ({_prob(top.prob)})"
     token = str(exp.token)
     if exp.check in ("final_top1", "not_top1"):
         expected = _expected_phrase(exp)
         if exp.check == "final_top1":
             ok = top.token == token
-            message = f"final top-1 is {_q(top.token)} (p={_prob(top.prob)})" + (
+            message = f"final top-1 is {_q(top.token)} ({_prob(top.prob)})" + (
                 ", as expected" if ok else f", expected {_q(token)}"
             )
         else:
             ok = top.token != token
-            message = f"final top-1 is {_q(top.token)} (p={_prob(top.prob)})" + (
+            message = f"final top-1 is {_q(top.token)} ({_prob(top.prob)})" + (
                 f", not {_q(token)}" if ok else ", which it must not be"
             )
         return _Verdict(PASSED if ok else FAILED, expected, top_phrase, f"{side}: {message}")
@@ -346,15 +347,15 @@ def _check_regression(exp: Expectation, base: AnalysisResult, tuned: AnalysisRes
     if metric == "final_top1":
         b, t = base.final_prediction[0], tuned.final_prediction[0]
         expected = f"top-1 {_q(b.token)} (base's)"
-        actual = f"top-1 {_q(t.token)} (p={_prob(t.prob)})"
+        actual = f"top-1 {_q(t.token)} ({_prob(t.prob)})"
         ok = t.token == b.token
         relation = "the same as" if ok else "but"
         return _Verdict(
             PASSED if ok else FAILED,
             expected,
             actual,
-            f"{side}: tuned final top-1 is {_q(t.token)} (p={_prob(t.prob)}), {relation} base's "
-            f"{_q(b.token)} (p={_prob(b.prob)})",
+            f"{side}: tuned final top-1 is {_q(t.token)} ({_prob(t.prob)}), {relation} base's "
+            f"{_q(b.token)} ({_prob(b.prob)})",
         )
 
     token = str(exp.token)
@@ -375,9 +376,9 @@ def _check_regression(exp: Expectation, base: AnalysisResult, tuned: AnalysisRes
         actual = f"p({_q(et.token)}) = {_prob(pt, floor)}{notes}"
         change = pt - pb
         if ok:
-            detail = f"change {change:+.3f}, tolerance {_num(tol)}"
+            detail = f"change {100 * change:+.3g} points, tolerance {_num(tol)}"
         else:
-            detail = f"dropped {-change:.3f}, more than the tolerance {_num(tol)}"
+            detail = f"dropped {-100 * change:.3g} points, more than the tolerance {_num(tol)}"
         return _Verdict(
             PASSED if ok else FAILED,
             expected,
@@ -400,9 +401,7 @@ def _check_regression(exp: Expectation, base: AnalysisResult, tuned: AnalysisRes
             f"{side}: base never makes {_q(token)} top-1, so the tuned model cannot regress (tuned: {tuned_phrase})",
         )
     db = _depth(lb, nb)
-    expected = (
-        f"emerges by depth {_pct(db + tol)} (base: layer {lb} of 0..{nb - 1}, depth {_pct(db)}; tolerance {_pct(tol)})"
-    )
+    expected = f"emerges by depth {_pct(min(1.0, db + tol))} (base: layer {lb} of 0..{nb - 1}, depth {_pct(db)}; tolerance {_pct(tol)})"
     ok = lt is not None and _depth(lt, nt) <= db + tol + EPSILON
     return _Verdict(
         PASSED if ok else FAILED,

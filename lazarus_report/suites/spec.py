@@ -491,8 +491,9 @@ class _Validator:
         return float(node.value)
 
     def tolerance(self, node: _Node, what: str) -> float:
-        if node.kind != "scalar" or not _is_number(node.value) or node.value < 0:
-            self.fail(node.line, f"{what} must be a number >= 0, got {_describe(node)}")
+        # A tolerance is a probability or a relative depth: above 1 (100%) it allows anything.
+        if node.kind != "scalar" or not _is_number(node.value) or not 0 <= node.value <= 1:
+            self.fail(node.line, f"{what} must be a number between 0 and 1 (100%), got {_describe(node)}")
         return float(node.value)
 
     def setting(self, key: str, node: _Node, what: str) -> Any:

@@ -7,8 +7,20 @@ from typing import Any
 import altair as alt
 
 from lazarus_report.render.charts.background import ChartView, PendingChart, _line_view, _unvalidated, finish
-from lazarus_report.render.charts.datasets import _lookup, _round, _rows, _stored
+from lazarus_report.render.charts.datasets import _lookup, _round, _round_prob, _rows, _stored
 from lazarus_report.render.charts.heatmap import _heatmap
+from lazarus_report.render.charts.interaction import (
+    ENTROPY_KL_EXPR,
+    crosshair,
+    cursor_row,
+    cursor_tooltip,
+    pivoted_cursor,
+    plotted_prob,
+    prob_rank_cell,
+    prob_y,
+    stacked,
+    with_bands,
+)
 from lazarus_report.render.charts.line_plot_svg import _layer_axis, _Plot, _plot_svg, _PlotLine, _relative_axis
 from lazarus_report.render.charts.run_specs import _rank_y, _unique_labels
 from lazarus_report.render.charts.style import (
@@ -20,6 +32,7 @@ from lazarus_report.render.charts.style import (
     MODEL_STROKES,
     PALETTE,
 )
+from lazarus_report.render.formatting import fmt_nats
 from lazarus_report.render.report_model import ComparisonView, ReportModel, RunReport
 
 
@@ -37,10 +50,12 @@ def start_comparison_charts(report: ReportModel) -> dict[str, list[PendingChart]
         lines.append(_divergence(comparison))
     panels = [(f"{tag} · {label}", run) for tag, label, run in zip(comparison.tags, comparison.labels, report.runs)]
     with_grid = [(title, run) for title, run in panels if run.grid is not None]
+    names = [tag for (_, run), tag in zip(panels, comparison.tags) if run.grid is not None]
     heatmaps = []
     if with_grid:
         title = "Top-1 prediction by layer and position, both models"
-        heatmaps.append(_heatmap(with_grid, chart_id="comparison-heatmap", title=title))
+        by_depth = comparison.alignment != "layer"
+        heatmaps.append(_heatmap(with_grid, chart_id="comparison-heatmap", title=title, names=names, by_depth=by_depth))
     return {"comparison": lines, "heatmaps": heatmaps}
 
 
@@ -71,19 +86,32 @@ def _compare_row(comparison: ComparisonView, layer: int, x: float, **values: Any
     return row
 
 
+def _model_legend() -> alt.Legend:
+    # One legend object for every channel on the model field: Vega-Lite merges them into one legend
+    # (differing legend settings, such as legend=None on one channel, are a console warning).
+    return alt.Legend(orient="top", direction="horizontal", title="Model")
+
+
 def _model_encodings(comparison: ComparisonView) -> dict[str, Any]:
-    """Colour = model; model 1 drawn wide and pale under model 2, so identical lines both show."""
-    labels = comparison.labels
+    """Colour = model; model 1 drawn wide and pale under model 2, so identical lines both show. The models
+    are named by their short tags (M1, M2 or base, tuned); ``model_key`` gives the full names."""
+    tags = comparison.tags
     return {
-        "color": alt.Color(
-            "m:N",
-            title="Model",
-            scale=alt.Scale(domain=labels, range=PALETTE[:2]),
-            legend=alt.Legend(orient="top", direction="horizontal"),
+        # sort=tags: strokeWidth and opacity on an unsorted nominal field are a console warning.
+        "color": alt.Color("m:N", sort=tags, scale=alt.Scale(domain=tags, range=PALETTE[:2]), legend=_model_legend()),
+        "strokeWidth": alt.StrokeWidth(
+            "m:N", sort=tags, scale=alt.Scale(domain=tags, range=MODEL_STROKES), legend=_model_legend()
         ),
-        "strokeWidth": alt.StrokeWidth("m:N", scale=alt.Scale(domain=labels, range=MODEL_STROKES), legend=None),
-        "opacity": alt.Opacity("m:N", scale=alt.Scale(domain=labels, range=MODEL_OPACITY), legend=None),
+        "opacity": alt.Opacity(
+            "m:N", sort=tags, scale=alt.Scale(domain=tags, range=MODEL_OPACITY), legend=_model_legend()
+        ),
     }
+
+
+def model_key(comparison: ComparisonView) -> alt.TitleParams:
+    """The chart's key to the short model tags: one line per model with its full name (never truncated)."""
+    lines = [f"{tag}: {label}" for tag, label in zip(comparison.tags, comparison.labels)]
+    return alt.TitleParams(lines, anchor="start", fontSize=11, fontWeight="normal", limit=0, color="#333333")
 
 
 def _compare_trajectory(
@@ -95,7 +123,9 @@ def _compare_trajectory(
     keys: list[dict[str, Any]] = []
     series_names: list[str] = []
     lines: list[_PlotLine] = []  # for the compact SVG
-    for m, (run, label, xs) in enumerate(zip(runs, comparison.labels, comparison.x_values)):
+    cursor_series: list[tuple[list[float], list[str]]] = []
+    cursor_names: list[str] = []
+    for m, (run, label, xs) in enumerate(zip(runs, comparison.tags, comparison.x_values)):
         x_of = dict(zip(run.captured_layers, xs))
         names = [t.text.visible for t in comparison.tracked] if tracked else [s.label for s in run.series]
         for name, s in zip(_unique_labels(names), run.series):
@@ -104,9 +134,13 @@ def _compare_trajectory(
             k = len(keys)
             keys.append({"k": k, "m": label, "s": name, "tok": s.label, "e": s.emergence_layer})
             rows += [
-                _compare_row(comparison, layer, x_of[layer], k=k, p=_round(p), r=r)
+                _compare_row(comparison, layer, x_of[layer], k=k, p=_round_prob(p), r=r)
                 for layer, p, r in zip(s.layers, s.probs, s.ranks)
             ]
+            cursor_series.append(
+                ([x_of[layer] for layer in s.layers], [prob_rank_cell(p, r) for p, r in zip(s.probs, s.ranks)])
+            )
+            cursor_names.append(f"{label} {s.label}")
             emergence = x_of.get(s.emergence_layer) if s.emergence_layer is not None else None
             points = [(x_of[layer], p, r) for layer, p, r in zip(s.layers, s.probs, s.ranks)]
             lines.append(
@@ -135,32 +169,65 @@ def _compare_trajectory(
         alt.Tooltip("p:Q", title="Probability", format=".3~p"),
         alt.Tooltip("r:Q", title="Rank", format=","),
     ]
-    shape = alt.Shape("m:N", legend=None, scale=alt.Scale(domain=comparison.labels, range=["circle", "diamond"]))
-
-    def panel(y: alt.Y, x: alt.X) -> alt.LayerChart:
-        line = (
-            _lookup(_rows("d", rows, compact), "keys", ["m", "s", "tok"])
-            .mark_line()
-            .encode(x=x, y=y, strokeDash=dash, tooltip=tooltip, **enc)
-        )
-        emergence = (
-            _lookup(_rows("d", rows, compact), "keys", ["m", "s", "tok", "e"])
-            .transform_filter("datum.l === datum.e")  # the layer where the token first becomes top-1
-            .mark_point(filled=True, size=70, opacity=1)
-            .encode(x=x, y=y, color=enc["color"], shape=shape, tooltip=tooltip)
-        )
-        return alt.layer(line, emergence).properties(width=LINE_WIDTH, height=LINE_HEIGHT)
-
-    prob = panel(
-        alt.Y("p:Q", title="Probability", scale=alt.Scale(zero=True, nice=True), axis=alt.Axis(format=".2~p")),
-        _compare_x(comparison, labelled=False),
+    shape = alt.Shape(
+        "m:N",
+        sort=comparison.tags,
+        legend=_model_legend(),
+        scale=alt.Scale(domain=comparison.tags, range=["circle", "diamond"]),
     )
-    rank = panel(_rank_y("r:Q", [row["r"] for row in rows]), _compare_x(comparison))
-    chart = alt.vconcat(prob, rank, spacing=14).resolve_scale(color="shared", strokeDash="shared")
+    cursor_rows, cursor_first = _cursor_rows(comparison, cursor_series)
+    cursor_tip = cursor_tooltip(cursor_first, cursor_names)
+    datasets: dict[str, Any] = {"d": _stored(rows, compact), "keys": keys}
+    if comparison.alignment == "layer":  # the rows pivoted in the browser (fewer bytes)
+
+        def cursor_source() -> alt.Chart:
+            return pivoted_cursor(_rows("d", rows, compact))
+
+    else:
+        datasets["cursor"] = cursor_rows
+
+        def cursor_source() -> alt.Chart:
+            return alt.Chart(alt.NamedData("cursor"))
+
+    def panel(y: alt.Y, x: alt.X, *, prob: bool) -> alt.LayerChart:
+        def data(fields: list[str]) -> alt.Chart:
+            chart = _lookup(_rows("d", rows, compact), "keys", fields)
+            return chart.transform_calculate(**plotted_prob()) if prob else chart
+
+        line = data(["m", "s", "tok"]).mark_line().encode(x=x, y=y, strokeDash=dash, tooltip=tooltip, **enc)
+        emergence = (
+            data(["m", "s", "tok", "e"])
+            # Shown at the layer where the token first becomes top-1. Not a filter: a token that never
+            # becomes top-1 would leave the layer empty, and an empty layer's extent is a console warning.
+            .mark_point(filled=True, size=70)
+            .encode(
+                x=x,
+                y=y,
+                color=enc["color"],
+                shape=shape,
+                opacity=alt.when("datum.l === datum.e").then(alt.value(1)).otherwise(alt.value(0)),
+            )
+        )
+        return alt.layer(
+            line, emergence, *crosshair(x, cursor_tip, cursor_source, panel="p" if prob else "r")
+        ).properties(width=LINE_WIDTH, height=LINE_HEIGHT)
+
+    prob = panel(prob_y(), _compare_x(comparison, labelled=False), prob=True)
+    rank = panel(_rank_y("r:Q", [row["r"] for row in rows]), _compare_x(comparison), prob=False)
+    chart = stacked(
+        prob,
+        rank,
+        spacing=14,
+        title=model_key(comparison),
+        views=["cursor_p", "cursor_r"],
+        prob_axis=True,
+        shared=["color", "strokeDash"],
+    )
     who = "Each tracked token" if tracked else "Each model's final top-1 token"
     description = (
         f"{who} in both models (colour: model; line style: token) at the last prompt position: probability "
-        "(top) and rank on a log axis (bottom); a filled marker is where the token first becomes top-1."
+        "(top; log axis, linear one click away) and rank on a log axis (bottom); a filled marker is where the "
+        "token first becomes top-1."
     )
     if not tracked:
         description += " Its probability is shown where it is in a layer's top-k."
@@ -174,8 +241,8 @@ def _compare_trajectory(
             else _layer_axis([round(x) for values in comparison.x_values for x in values])
         )
         models = [
-            (label, _PlotLine([], PALETTE[m], opacity=MODEL_OPACITY[m], marker=("circle", "diamond")[m]))
-            for m, label in enumerate(comparison.labels)
+            (tag, _PlotLine([], PALETTE[m], opacity=MODEL_OPACITY[m], marker=("circle", "diamond")[m]))
+            for m, tag in enumerate(comparison.tags)
         ]
         dashes = [(name, _PlotLine([], "#888888", DASHES[i % len(DASHES)])) for i, name in enumerate(series_names)]
         legend = [("Model", models), ("Tracked" if tracked else "Final top-1", dashes)]
@@ -185,17 +252,42 @@ def _compare_trajectory(
         "Token probability and rank, both models",
         description,
         chart,
-        {"d": _stored(rows, compact), "keys": keys},
+        datasets,
         svg=svg,
     )
 
 
+def _cursor_rows(
+    comparison: ComparisonView, series: list[tuple[list[float], list[str]]]
+) -> tuple[list[dict[str, Any]], alt.Tooltip]:
+    """The crosshair's rows: one per x position of either model, each series (x positions, tooltip texts) at
+    its point nearest that x (the same layer when the models are aligned by layer). Also the tooltip's first
+    row (layer or depth)."""
+    positions = sorted({x for xs, _ in series for x in xs})
+    rows = []
+    for x in positions:
+        cells = [texts[min(range(len(xs)), key=lambda j: abs(xs[j] - x))] if xs else "n/a" for xs, texts in series]
+        if comparison.alignment == "layer":
+            rows.append(cursor_row(round(x), cells, l=round(x)))
+        else:
+            rows.append(cursor_row(_round(x), cells, x=_round(x)))
+    rows = with_bands(rows, "l" if comparison.alignment == "layer" else "x")
+    if comparison.alignment == "layer":
+        return rows, alt.Tooltip("l:Q", title="Layer")
+    return rows, alt.Tooltip("x:Q", title="Relative depth", format=".2f")
+
+
 def _compare_entropy_kl(runs: list[RunReport], comparison: ComparisonView) -> PendingChart:
     rows = []
+    series: list[tuple[list[float], list[str]]] = []
     for k, (run, xs) in enumerate(zip(runs, comparison.x_values)):
         for layer, x, h, kl in zip(run.captured_layers, xs, run.entropy, run.kl_to_final):
             rows.append(_compare_row(comparison, layer, x, k=k, h=_round(h), kl=_round(kl)))
-    keys = [{"k": k, "m": label} for k, label in enumerate(comparison.labels)]
+        texts = [
+            f"entropy {fmt_nats(h)}, KL to final {fmt_nats(kl)} nats" for h, kl in zip(run.entropy, run.kl_to_final)
+        ]
+        series.append((list(xs), texts))
+    keys = [{"k": k, "m": tag} for k, tag in enumerate(comparison.tags)]
     enc = _model_encodings(comparison)
     tooltip = [
         alt.Tooltip("m:N", title="Model"),
@@ -203,29 +295,49 @@ def _compare_entropy_kl(runs: list[RunReport], comparison: ComparisonView) -> Pe
         alt.Tooltip("h:Q", title="Entropy (nats)", format=".3f"),
         alt.Tooltip("kl:Q", title="KL to final (nats)", format=".3f"),
     ]
+    # The crosshair's rows: both models' entropy and KL at each x (the nearest layer of each model).
+    cursor_rows, first = _cursor_rows(comparison, series)
+    cursor_tip = cursor_tooltip(first, list(comparison.tags))
+    datasets: dict[str, Any] = {"d": rows, "keys": keys}
+    if comparison.alignment == "layer":  # the rows pivoted in the browser (fewer bytes)
 
-    def base() -> alt.Chart:
-        return _lookup(alt.Chart(alt.NamedData("d")), "keys", ["m"]).mark_line()
+        def cursor_source() -> alt.Chart:
+            return pivoted_cursor(alt.Chart(alt.NamedData("d")), cell=ENTROPY_KL_EXPR)
 
-    entropy = (
-        base()
-        .encode(
-            x=_compare_x(comparison, labelled=False), y=alt.Y("h:Q", title="Entropy (nats)"), tooltip=tooltip, **enc
+    else:
+        datasets["cursor"] = cursor_rows
+
+        def cursor_source() -> alt.Chart:
+            return alt.Chart(alt.NamedData("cursor"))
+
+    def panel(field: str, title: str, x: alt.X) -> alt.LayerChart:
+        line = (
+            _lookup(alt.Chart(alt.NamedData("d")), "keys", ["m"])
+            .mark_line()
+            .encode(x=x, y=alt.Y(f"{field}:Q", title=title), tooltip=tooltip, **enc)
         )
-        .properties(width=LINE_WIDTH, height=150)
+        return alt.layer(line, *crosshair(x, cursor_tip, cursor_source, panel=field)).properties(
+            width=LINE_WIDTH, height=150
+        )
+
+    chart = stacked(
+        panel("h", "Entropy (nats)", _compare_x(comparison, labelled=False)),
+        panel("kl", "KL to final (nats)", _compare_x(comparison)),
+        spacing=14,
+        title=model_key(comparison),
+        views=["cursor_h", "cursor_kl"],
+        shared=["color"],
     )
-    kl = (
-        base()
-        .encode(x=_compare_x(comparison), y=alt.Y("kl:Q", title="KL to final (nats)"), tooltip=tooltip, **enc)
-        .properties(width=LINE_WIDTH, height=150)
-    )
-    chart = alt.vconcat(entropy, kl, spacing=14).resolve_scale(color="shared")
     description = (
         "Entropy of each layer's lens distribution (top) and its KL divergence from the same model's final "
         "distribution, KL(final || layer) (bottom), in nats, at the last prompt position; colour is the model."
     )
     return _line_view(
-        "comparison-entropy-kl", "Entropy and KL to final, both models", description, chart, {"d": rows, "keys": keys}
+        "comparison-entropy-kl",
+        "Entropy and KL to final, both models",
+        description,
+        chart,
+        datasets,
     )
 
 

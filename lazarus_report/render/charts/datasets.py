@@ -29,3 +29,8 @@ def _lookup(chart: alt.Chart, dataset: str, fields: list[str]) -> alt.Chart:
 def _round(x: float | None) -> float | None:
     # Plot data needs no 17-digit floats; the exact values are in the embedded result JSON.
     return None if x is None else round(x, 4)
+
+
+def _round_prob(p: float | None) -> float | None:
+    # Four significant digits, not places: the log-probability axis reaches down to 1e-6.
+    return None if p is None else float(f"{p:.4g}")

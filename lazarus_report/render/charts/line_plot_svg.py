@@ -7,6 +7,7 @@ import dataclasses
 import math
 from dataclasses import dataclass
 
+from lazarus_report.render.charts.interaction import PROB_FLOOR
 from lazarus_report.render.charts.scales import _rank_top, _tick_step
 from lazarus_report.render.charts.style import LINE_HEIGHT, LINE_WIDTH, _esc, _shorten
 from lazarus_report.render.charts.svg_sanitize import _SVG_NS, _short
@@ -73,15 +74,14 @@ class _PlotScale:
 
     x0: float
     x1: float
-    p_max: float  # the probability axis: 0 to a "nice" maximum
+    p_decades: int  # the probability axis, logarithmic: 10^-p_decades (bottom) to 100% (top), as the live default
     rank_top: int  # the rank axis: 1 (top) to a power of ten (bottom), logarithmic
 
     @classmethod
     def of(cls, plot: _Plot) -> _PlotScale:
-        known = [p for line in plot.lines for _, p, _ in line.points if p is not None]
-        p_max = max([0.0, *known]) or 1.0
-        step = _tick_step(0, p_max, 10)
-        return cls(*plot.x.domain, math.ceil(p_max / step - 1e-9) * step, max(10, _rank_top([plot.max_rank])))
+        known = [max(p, PROB_FLOOR) for line in plot.lines for _, p, _ in line.points if p is not None]
+        decades = max(1, math.ceil(-math.log10(min(known)) - 1e-9)) if known else 1
+        return cls(*plot.x.domain, decades, max(10, _rank_top([plot.max_rank])))
 
     def x(self, x: float) -> float:
         return (x - self.x0) / (self.x1 - self.x0) * LINE_WIDTH
@@ -89,14 +89,14 @@ class _PlotScale:
     def y(self, kind: str, p: float | None, rank: int) -> float | None:
         if kind == "rank":
             return math.log10(max(1, rank)) / math.log10(self.rank_top) * LINE_HEIGHT
-        return None if p is None else LINE_HEIGHT - p / self.p_max * LINE_HEIGHT
+        return None if p is None else -math.log10(max(p, PROB_FLOOR)) / self.p_decades * LINE_HEIGHT
 
     def y_ticks(self, kind: str) -> list[tuple[float, str]]:
         if kind == "rank":
             return [(self.y("rank", None, 10**k) or 0.0, f"{10**k:,}") for k in range(len(str(self.rank_top)))]
-        step = _tick_step(0, self.p_max, math.ceil(LINE_HEIGHT / 40))
-        values = [k * step for k in range(int(self.p_max / step + 1e-9) + 1)]
-        return [(self.y("prob", v, 1) or 0.0, f"{round(100 * v, 6):g}%") for v in values]
+        return [
+            (self.y("prob", 10.0**-k, 1) or 0.0, f"{round(100 * 10.0**-k, 6):g}%") for k in range(self.p_decades + 1)
+        ]
 
 
 def _plot_svg(plot: _Plot) -> str:

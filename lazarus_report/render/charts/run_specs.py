@@ -7,8 +7,18 @@ from typing import Any
 import altair as alt
 
 from lazarus_report.render.charts.background import ChartView, PendingChart, _line_view, _unvalidated
-from lazarus_report.render.charts.datasets import _round, _rows, _stored
+from lazarus_report.render.charts.datasets import _round, _round_prob, _rows, _stored
 from lazarus_report.render.charts.heatmap import _heatmap
+from lazarus_report.render.charts.interaction import (
+    crosshair,
+    cursor_row,
+    cursor_tooltip,
+    plotted_prob,
+    prob_rank_cell,
+    prob_y,
+    stacked,
+    with_bands,
+)
 from lazarus_report.render.charts.line_plot_svg import _layer_axis, _Plot, _plot_svg, _PlotLine
 from lazarus_report.render.charts.scales import _rank_top
 from lazarus_report.render.charts.style import LINE_HEIGHT, LINE_WIDTH, MAX_LAYERS_WITH_POINTS, PALETTE
@@ -90,7 +100,7 @@ def _trajectory(run: RunReport, *, chart_id: str | None = None, compact: bool = 
     lines: list[_PlotLine] = []
     for i, (label, s) in enumerate(zip(labels, run.series)):
         for layer, p, r in zip(s.layers, s.probs, s.ranks):
-            rows.append({"layer": layer, "token": label, "p": _round(p), "rank": r})
+            rows.append({"layer": layer, "token": label, "p": _round_prob(p), "rank": r})
         if s.emergence_layer is not None:
             marks.append({"layer": s.emergence_layer, "token": label, "note": f"{label} top-1 at L{s.emergence_layer}"})
         lines.append(
@@ -128,10 +138,23 @@ def _trajectory(run: RunReport, *, chart_id: str | None = None, compact: bool = 
             datasets[side] = chosen
             sides.append((side, align, dx))
 
-    def panel(y: alt.Y, x: alt.X, *, notes: bool) -> alt.LayerChart:
+    cursor_rows = with_bands(
+        [
+            cursor_row(layer, [prob_rank_cell(s.probs[i], s.ranks[i]) for s in run.series], layer=layer)
+            for i, layer in enumerate(run.captured_layers)
+        ],
+        "layer",
+    )
+    datasets["cursor"] = _stored(cursor_rows, compact)
+    cursor_tip = cursor_tooltip(alt.Tooltip("layer:Q", title="Layer"), labels)
+
+    def panel(y: alt.Y, x: alt.X, *, notes: bool, prob: bool) -> alt.LayerChart:
+        line = _rows("d", rows, compact)
+        if prob:
+            line = line.transform_calculate(**plotted_prob())
         layers: list[Any] = [
             *_unreliable_bands(run, x),
-            _rows("d", rows, compact).mark_line(point=points).encode(x=x, y=y, color=color, tooltip=tooltip),
+            line.mark_line(point=points).encode(x=x, y=y, color=color, tooltip=tooltip),
         ]
         if marks:
             layers.append(
@@ -144,25 +167,22 @@ def _trajectory(run: RunReport, *, chart_id: str | None = None, compact: bool = 
                     .mark_text(align=align, dx=dx, dy=-4, baseline="bottom", fontSize=10)
                     .encode(x=x, y=alt.YValue(0), text=alt.Text("note:N"), color=color)
                 )
+        layers += crosshair(x, cursor_tip, lambda: _rows("cursor", cursor_rows, compact), panel="p" if prob else "r")
         return alt.layer(*layers).properties(width=LINE_WIDTH, height=LINE_HEIGHT)
 
     # Both panels share the layer axis; it is labelled once, under the rank panel.
-    prob = panel(
-        # Zero-based but not stretched to 100%: a tracked token at 0.4% should still show its shape.
-        alt.Y("p:Q", title="Probability", scale=alt.Scale(zero=True, nice=True), axis=alt.Axis(format=".2~p")),
-        _layer_x(run, labelled=False),
-        notes=True,
-    )
+    prob = panel(prob_y(), _layer_x(run, labelled=False), notes=True, prob=True)
     rank = panel(
         _rank_y("rank:Q", [r for series in run.series for r in series.ranks]),
         _layer_x(run),
         notes=False,
+        prob=False,
     )
-    chart = alt.vconcat(prob, rank, spacing=14).resolve_scale(color="shared")
+    chart = stacked(prob, rank, spacing=14, views=["cursor_p", "cursor_r"], prob_axis=True, shared=["color"])
     who = "Tracked tokens" if run.series_are_tracked else "The final top-1 token"
     description = (
-        f"{who} at the last prompt position: probability (top) and rank on a log axis (bottom) "
-        "at each captured layer; dashed lines mark the layer where a token first becomes top-1."
+        f"{who} at the last prompt position: probability (top; log axis, linear one click away) and rank "
+        "on a log axis (bottom) at each captured layer; dashed lines mark the layer where a token first becomes top-1."
     )
     if not run.series_are_tracked:
         description += " Its probability is shown where it is in a layer's top-k."
@@ -182,43 +202,43 @@ def _trajectory(run: RunReport, *, chart_id: str | None = None, compact: bool = 
 
 
 def _entropy_kl(run: RunReport) -> PendingChart:
-    rows = []
-    for layer, h, kl in zip(run.captured_layers, run.entropy, run.kl_to_final):
-        rows.append({"layer": layer, "metric": "Entropy", "nats": _round(h)})
-        rows.append({"layer": layer, "metric": "KL to final", "nats": _round(kl)})
-    metrics = ["Entropy", "KL to final"]
-    lines = (
-        alt.Chart(alt.NamedData("d"))
-        .mark_line(point=len(run.captured_layers) <= MAX_LAYERS_WITH_POINTS)
-        .encode(
-            x=_layer_x(run),
-            y=alt.Y("nats:Q", title="nats"),
-            color=alt.Color(
-                "metric:N",
-                title=None,
-                scale=alt.Scale(domain=metrics, range=PALETTE[:2]),
-                legend=alt.Legend(orient="top", direction="horizontal"),
-            ),
-            strokeDash=alt.StrokeDash(
-                "metric:N",
-                title=None,
-                scale=alt.Scale(domain=metrics, range=[[1, 0], [5, 3]]),
-                legend=alt.Legend(orient="top", direction="horizontal"),
-            ),
-            tooltip=[
-                alt.Tooltip("metric:N", title="Measure"),
-                alt.Tooltip("layer:Q", title="Layer"),
-                alt.Tooltip("nats:Q", title="nats", format=".3f"),
-            ],
+    """Entropy and KL to final on separate panels (KL reaches 30 nats where entropy stays under 5)."""
+    rows = [
+        {"layer": layer, "h": _round(h), "kl": _round(kl)}
+        for layer, h, kl in zip(run.captured_layers, run.entropy, run.kl_to_final)
+    ]
+    points = len(run.captured_layers) <= MAX_LAYERS_WITH_POINTS
+    tooltip = [
+        alt.Tooltip("layer:Q", title="Layer"),
+        alt.Tooltip("h:Q", title="Entropy (nats)", format=".3f"),
+        alt.Tooltip("kl:Q", title="KL to final (nats)", format=".3f"),
+    ]
+    cursor_rows = with_bands([{"c": row["layer"], **row} for row in rows], "layer")
+    datasets: dict[str, Any] = {"d": rows, "cursor": cursor_rows}
+
+    def panel(field: str, title: str, color: str, x: alt.X) -> alt.LayerChart:
+        line = (
+            alt.Chart(alt.NamedData("d"))
+            .mark_line(point=points, color=color)
+            .encode(x=x, y=alt.Y(f"{field}:Q", title=title), tooltip=tooltip)
         )
+        layers = [
+            *_unreliable_bands(run, x),
+            line,
+            *crosshair(x, tooltip, lambda: alt.Chart(alt.NamedData("cursor")), panel=field),
+        ]
+        return alt.layer(*layers).properties(width=LINE_WIDTH, height=150)
+
+    chart = stacked(
+        panel("h", "Entropy (nats)", PALETTE[0], _layer_x(run, labelled=False)),
+        panel("kl", "KL to final (nats)", PALETTE[1], _layer_x(run)),
+        spacing=14,
+        views=["cursor_h", "cursor_kl"],
     )
-    bands = _unreliable_bands(run, _layer_x(run))
-    chart = (alt.layer(*bands, lines) if bands else lines).properties(width=LINE_WIDTH, height=LINE_HEIGHT)
     description = (
-        "Entropy of each layer's lens distribution and its KL divergence from the final distribution "
-        "(KL(final || layer)), in nats, at the last prompt position."
+        "Entropy of each layer's lens distribution (top) and its KL divergence from the final distribution, "
+        "KL(final || layer) (bottom), in nats, at the last prompt position."
     )
-    datasets: dict[str, Any] = {"d": rows}
     if run.unreliable_layers:
         datasets["unreliable"] = _unreliable_data(run)
         description += " Grey bands: layers where the lens is unreliable."

@@ -9,7 +9,20 @@ from xml.etree import ElementTree
 
 # What a chart SVG may contain. The SVG goes into the page as markup, so check it rather than
 # trust it: every model string inside must have arrived as escaped text.
-_SVG_ELEMENTS = {"svg", "g", "path", "rect", "line", "text", "defs", "linearGradient", "stop", "clipPath", "title"}
+_SVG_ELEMENTS = {
+    "svg",
+    "g",
+    "path",
+    "rect",
+    "line",
+    "text",
+    "tspan",
+    "defs",
+    "linearGradient",
+    "stop",
+    "clipPath",
+    "title",
+}
 
 
 _SVG_NS = "http://www.w3.org/2000/svg"
@@ -96,7 +109,12 @@ def _strip(el: ElementTree.Element) -> None:
     for child in list(el):
         local = child.tag.rpartition("}")[2]
         d = child.get("d")
-        if child.get("display") == "none" or (local == "path" and d in _EMPTY_PATH_DATA and len(child) == 0):
+        # Invisible marks (the crosshair's pointer bands and rule, markers shown only at one layer) draw nothing.
+        if (
+            child.get("display") == "none"
+            or child.get("opacity") == "0"
+            or (local == "path" and d in _EMPTY_PATH_DATA and len(child) == 0)
+        ):
             _remove(el, child)
             continue
         _strip(child)

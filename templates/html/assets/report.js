@@ -148,6 +148,8 @@
 
   function embed(live, spec) {
     return window.vegaEmbed(live, spec, { renderer: "svg", actions: false }).then(function (result) {
+      var fig = live.closest("figure.chart");
+      if (fig) { followCursor(fig.id, result.view); }
       var svg = live.querySelector("svg");
       return { result: result, width: svg ? parseFloat(svg.getAttribute("width")) || 0 : 0 };
     });
@@ -224,6 +226,23 @@
       live.remove();
       console.warn("interactive chart failed; showing the static SVG", err);
     });
+  }
+
+  // The charts' layer cursor (a Vega-Lite selection named "cursor" on the layer) highlights the same layer's
+  // row in the layer table: "run0-trajectory" -> rows "run0-layer-<n>", "comparison-*" -> rows "layer-<n>".
+  var cursorRow = null;
+  function followCursor(chartId, view) {
+    var prefix = chartId.replace(/-(trajectory|entropy-kl|divergence)$/, "");
+    if (prefix === chartId) { return; }
+    prefix = prefix === "comparison" ? "layer-" : prefix + "-layer-";
+    try {
+      view.addSignalListener("cursor", function (name, value) {  // {c: [layer]} or {} when cleared
+        if (cursorRow) { cursorRow.classList.remove("is-cursor"); cursorRow = null; }
+        var layer = value && value.c && value.c.length ? value.c[0] : null;
+        var row = layer === null ? null : document.getElementById(prefix + layer);
+        if (row) { row.classList.add("is-cursor"); cursorRow = row; }
+      });
+    } catch (err) { /* a chart without the cursor */ }
   }
 
   function whenShown(fig) {
