@@ -428,7 +428,17 @@ def test_suite_is_embedded_packed_with_xz(pages):
     truncated = {**packed, "data": packed["data"][: len(packed["data"]) // 2 // 4 * 4]}
     with pytest.raises(ResultFormatError, match="damaged"):
         unpack_result(truncated)
-    assert pack_result({"kind": "lazarus-report/analysis"})["encoding"] == "zlib+base64"  # single reports unchanged
+    assert pack_result({"kind": "lazarus-report/analysis"})["encoding"] == "xz+base64"  # single reports too
+    # Reports written before used zlib for analyses and comparisons: they still load.
+    import base64
+    import zlib
+
+    older = {
+        **packed,
+        "encoding": "zlib+base64",
+        "data": base64.b64encode(zlib.compress(json.dumps({"kind": "x", "n": 1}).encode(), 9)).decode(),
+    }
+    assert unpack_result(older) == {"kind": "x", "n": 1}
 
 
 def test_write_report_files_writes_both_and_nothing_else(tmp_path, monkeypatch, suite, pages):
@@ -537,5 +547,5 @@ def test_50_case_report_stays_under_budget(big):
     interactive = len(render_html(big).encode("utf-8"))
     static = len(render_html(big, static=True).encode("utf-8"))
     print(f"50-case two-model suite report: interactive {interactive:,} bytes, static {static:,} bytes")
-    assert interactive < SUITE_INTERACTIVE_BUDGET - 200_000  # a margin: real prompts and tokens vary
+    assert interactive < SUITE_INTERACTIVE_BUDGET - 150_000  # a margin: real prompts and tokens vary
     assert static < interactive - 800_000

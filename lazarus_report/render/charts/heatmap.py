@@ -54,9 +54,9 @@ def _heatmap(
             )
             row["i"].append(index[c.position])
             row["t"].append(c.token)
-            row["p"].append(_round(c.prob))
+            row["p"].append(_cell(c.prob))
             if answer_mode:
-                row["a"].append(_round(c.answer_prob))
+                row["a"].append(_cell(c.answer_prob))
         datasets[f"d{k}"] = list(by_layer.values())
         datasets[f"pos{k}"] = [
             {"i": j, "pos": label, **({"ans": grid.answers[j]} if answer_mode else {})}
@@ -304,3 +304,8 @@ def _heatmap_panel(title: str, grid: GridView, height: int, row_h: float = CELL_
         f'<text transform="translate(-38,{rows_h // 2}) rotate(-90)">Layer</text>'
         f'<text x="{width // 2}" y="{height + 86}">Prompt position (predicting the next token)</text></g>'
     )
+
+
+def _cell(p: float | None) -> float | None:
+    """A cell's probability for its colour and tooltip (0.1% steps; the exact value is in the result JSON)."""
+    return None if p is None else round(p, 3)
