@@ -26,9 +26,9 @@ def _lookup(chart: alt.Chart, dataset: str, fields: list[str]) -> alt.Chart:
     return chart.transform_lookup(lookup="k", from_=alt.LookupData(data=alt.NamedData(dataset), key="k", fields=fields))
 
 
-def _round(x: float | None) -> float | None:
+def _round(x: float | None, places: int = 4) -> float | None:
     # Plot data needs no 17-digit floats; the exact values are in the embedded result JSON.
-    return None if x is None else round(x, 4)
+    return None if x is None else round(x, places)
 
 
 def _round_prob(p: float | None) -> float | None:

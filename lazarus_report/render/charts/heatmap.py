@@ -24,6 +24,8 @@ from lazarus_report.render.charts.style import (
 from lazarus_report.render.charts.svg_sanitize import _SVG_NS, _checked, _short
 from lazarus_report.render.report_model import GridView, RunReport
 
+CELL_PLACES = 3  # a cell's colour and tooltip need 0.1% steps (the exact values are in the result JSON)
+
 
 def _heatmap(
     panels: list[tuple[str, RunReport]],
@@ -54,9 +56,9 @@ def _heatmap(
             )
             row["i"].append(index[c.position])
             row["t"].append(c.token)
-            row["p"].append(_cell(c.prob))
+            row["p"].append(_round(c.prob, CELL_PLACES))
             if answer_mode:
-                row["a"].append(_cell(c.answer_prob))
+                row["a"].append(_round(c.answer_prob, CELL_PLACES))
         datasets[f"d{k}"] = list(by_layer.values())
         datasets[f"pos{k}"] = [
             {"i": j, "pos": label, **({"ans": grid.answers[j]} if answer_mode else {})}
@@ -304,8 +306,3 @@ def _heatmap_panel(title: str, grid: GridView, height: int, row_h: float = CELL_
         f'<text transform="translate(-38,{rows_h // 2}) rotate(-90)">Layer</text>'
         f'<text x="{width // 2}" y="{height + 86}">Prompt position (predicting the next token)</text></g>'
     )
-
-
-def _cell(p: float | None) -> float | None:
-    """A cell's probability for its colour and tooltip (0.1% steps; the exact value is in the result JSON)."""
-    return None if p is None else round(p, 3)
