@@ -113,8 +113,18 @@ class SpilledLogProbs:
         self._fh.write(np.ascontiguousarray(rows, dtype="<f4").tobytes())
 
     def __getitem__(self, layer: int) -> np.ndarray:
-        count = self.shape[1] * self.shape[2]
-        return np.fromfile(self.path, dtype="<f4", count=count, offset=self._at(layer, 0)).reshape(self.shape[1:])
+        return self.read(layer, np.empty(self.shape[1:], dtype="<f4"))
+
+    def read(self, layer: int, out: np.ndarray, cols: Sequence[int] | None = None) -> np.ndarray:
+        """Layer ``layer`` (or only its positions ``cols``) into ``out`` (``[P or len(cols), V]`` float32, C order):
+        a buffer read over and over is not page-faulted in again for every layer."""
+        spans = [(0, out)] if cols is None else [(col, out[i]) for i, col in enumerate(cols)]
+        with open(self.path, "rb") as fh:
+            for col, view in spans:
+                fh.seek(self._at(layer, col))
+                if fh.readinto(memoryview(view).cast("B")) != view.nbytes:
+                    raise OSError(f"{self.path} is shorter than its shape {self.shape}")
+        return out
 
     def flush(self) -> None:
         if not self._fh.closed:
@@ -140,6 +150,16 @@ def _cell_tops(lp_own: np.ndarray, lp_other: np.ndarray, k: int, decode: Callabl
     return out
 
 
+def _layer(
+    lp: np.ndarray | SpilledLogProbs, layer: int, out: np.ndarray, cols: Sequence[int] | None = None
+) -> np.ndarray:
+    """``lp[layer]`` (``[P, V]``), or its rows ``cols``: read into ``out`` when ``lp`` is on disk."""
+    if isinstance(lp, SpilledLogProbs):
+        return lp.read(layer, out, cols)
+    rows = np.asarray(lp[layer])
+    return rows if cols is None else rows[list(cols)]
+
+
 def build_change_map(
     lp1: np.ndarray,
     lp2: np.ndarray,
@@ -155,8 +175,9 @@ def build_change_map(
     js = np.empty((n_layers, n_kept))
     top1 = np.empty((n_layers, n_kept), dtype=np.int64)
     top2 = np.empty((n_layers, n_kept), dtype=np.int64)
+    buffers = (np.empty(lp1.shape[1:], dtype=np.float32), np.empty(lp2.shape[1:], dtype=np.float32))
     for li in range(n_layers):  # one layer at a time: [P, V] float64 temporaries only
-        a, b = np.asarray(lp1[li]), np.asarray(lp2[li])
+        a, b = _layer(lp1, li, buffers[0]), _layer(lp2, li, buffers[1])
         # Rows equal bit for bit have JS exactly 0 (the layers below an adapter: most of a LoRA's map).
         differ = ~(a == b).all(axis=1)
         js[li] = 0.0
@@ -180,10 +201,14 @@ def build_change_map(
     shown = sorted(reasons)
     cols = [list(kept).index(p) for p in shown]
     tops1, tops2 = [], []
+    shown_rows = (
+        np.empty((len(cols), lp1.shape[2]), dtype=np.float32),
+        np.empty((len(cols), lp2.shape[2]), np.float32),
+    )
     for li in range(n_layers):
-        a, b = np.asarray(lp1[li]), np.asarray(lp2[li])
-        tops1.append([_cell_tops(a[j], b[j], CELL_TOP_K, decode, True) for j in cols])
-        tops2.append([_cell_tops(b[j], a[j], CELL_TOP_K, decode, False) for j in cols])
+        a, b = _layer(lp1, li, shown_rows[0], cols), _layer(lp2, li, shown_rows[1], cols)
+        tops1.append([_cell_tops(a[i], b[i], CELL_TOP_K, decode, True) for i in range(len(cols))])
+        tops2.append([_cell_tops(b[i], a[i], CELL_TOP_K, decode, False) for i in range(len(cols))])
     return ChangeMap(
         layers=list(layers),
         positions=shown,

@@ -187,4 +187,6 @@ def test_spilled_log_probs_write_rows_and_read_layers(tmp_path):
     spilled.flush()
     for layer in range(3):
         np.testing.assert_array_equal(spilled[layer], data[layer])
+        rows = spilled.read(layer, np.empty((2, 5), dtype=np.float32), [3, 1])  # some positions, in any order
+        np.testing.assert_array_equal(rows, data[layer, [3, 1]])
     np.testing.assert_array_equal(np.load(tmp_path / "x.npy"), data)  # a valid .npy file

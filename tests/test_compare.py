@@ -122,6 +122,28 @@ def test_math_helpers():
     assert match_layers([0, 1, 2], 3, [0, 1, 2], 3) == [(0, 0), (1, 1), (2, 2)]
 
 
+def test_js_divergence_matches_the_kl_form_in_extended_precision():
+    """Vocabulary-sized float32 log-probabilities, from nearly equal (JS ~1e-9, where the entropy form's
+    cancellation would show) to far apart: within 1e-12 nats of the KL form computed in long double."""
+    rng = np.random.default_rng(7)
+    vocab = 49152
+
+    def log_softmax(x: np.ndarray) -> np.ndarray:
+        x = x - x.max(-1, keepdims=True)
+        return (x - np.log(np.exp(x).sum(-1, keepdims=True))).astype(np.float32)
+
+    base = rng.normal(0, 3, (1, vocab))
+    rows_p = np.concatenate([log_softmax(base)] * 4)
+    rows_q = np.concatenate([log_softmax(base + s * rng.normal(size=(1, vocab))) for s in (1e-4, 1e-2, 1.0, 10.0)])
+    got = js_divergence(rows_p, rows_q)
+    lp, lq = rows_p.astype(np.longdouble), rows_q.astype(np.longdouble)
+    m = 0.5 * (np.exp(lp) + np.exp(lq))
+    want = 0.5 * (np.exp(lp) * (lp - np.log(m))).sum(1) + 0.5 * (np.exp(lq) * (lq - np.log(m))).sum(1)
+    assert want[0] < 1e-7 and want[3] > 0.1  # the cases span the range
+    assert np.abs(got - want.astype(np.float64)).max() < 1e-12
+    assert js_divergence(rows_p, rows_p).tolist() == [0.0] * 4  # identical rows: exactly 0
+
+
 def test_compare_cli_text_output():
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
     proc = subprocess.run(
