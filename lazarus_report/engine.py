@@ -253,7 +253,9 @@ def analyze(
             lensed = [lens.translate(i, sink[i][0]) for i in layers]
             if config.compute_grid:
                 final = sink[n_layers - 1][0]
-                grids.append(_grid_stats(loaded, lensed, final, computed, log_probs_out=keep, offset=start))
+                grids.append(
+                    _grid_stats(loaded, lensed, final, computed, log_probs_out=keep, offset=start, shown=shown)
+                )
                 if lens.kind != "logit":  # the plain logit lens's reading too (reports show both)
                     raw_hidden = [sink[i][0] for i in layers]
                     logit_grids.append(_grid_stats(loaded, raw_hidden, final, shown, offset=start))
@@ -386,9 +388,11 @@ def _grid_stats(
     computed: list[int],
     log_probs_out: Any = None,
     offset: int = 0,
+    shown: list[int] | None = None,
 ) -> Any:
     """``lens.position_grid`` over ``hidden`` (one ``[c, H]`` per captured layer: prompt positions ``offset ..
-    offset + c - 1``) at the prompt positions of ``computed`` inside it; None when there are none."""
+    offset + c - 1``) at the prompt positions of ``computed`` inside it; None when there are none. ``shown``: the
+    positions whose statistics are kept (default all of ``computed``; the others only feed ``log_probs_out``)."""
     from . import lens
 
     n_rows = final_hidden.shape[0]
@@ -407,6 +411,7 @@ def _grid_stats(
         offset=offset,
         budget_bytes=budget,
         positions=None if local == list(range(n_rows)) else local,
+        stats_positions=None if shown is None else [p - offset for p in shown if offset <= p < offset + n_rows],
     )
 
 

@@ -202,6 +202,12 @@ class FinalReference:
         np.exp(probs, out=probs)  # in place: one [N, V] buffer, not two
         return cls(probs, _row_dots(probs, z_final), lse)
 
+    def subset(self, idx: np.ndarray, n: int) -> FinalReference:
+        """The rows ``idx`` of this reference (itself when ``idx`` is all ``n`` rows)."""
+        if len(idx) == n:
+            return self
+        return FinalReference(self.probs[idx], self.self_dot[idx], self.lse[idx])
+
     def rows(self, n: int) -> FinalReference:
         """The same single final distribution for ``n`` rows (last-position use)."""
         return FinalReference(
@@ -232,6 +238,26 @@ def _top_k_rows(z: np.ndarray, k: int) -> np.ndarray:
     return np.take_along_axis(idx, order, axis=1)
 
 
+def _exp_rows(zb: np.ndarray, e: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``e = exp(zb - max)`` per row (in place in ``e``, float32); returns the rows' sums of ``e`` and their
+    log-sum-exp (float64). The one definition of a row's log-sum-exp in the lens."""
+    m = zb.max(axis=1)
+    np.subtract(zb, m[:, None], out=e)
+    np.exp(e, out=e)
+    total = e.sum(axis=1, dtype=np.float64)
+    return total, m + np.log(total)
+
+
+def row_lse(z: np.ndarray) -> np.ndarray:
+    """``[N]`` log-sum-exp of each row of ``z`` ``[N, V]``, exactly as ``row_stats`` computes it."""
+    lse = np.empty(z.shape[0], dtype=np.float64)
+    scratch = np.empty((min(z.shape[0], STATS_BLOCK_ROWS), z.shape[1]), dtype=np.float32)
+    for a in range(0, z.shape[0], STATS_BLOCK_ROWS):
+        b = min(z.shape[0], a + STATS_BLOCK_ROWS)
+        lse[a:b] = _exp_rows(z[a:b], scratch[: b - a])[1]
+    return lse
+
+
 def row_stats(z: np.ndarray, top_k: int, final: FinalReference | None = None) -> RowStats:
     """One exp pass per row of ``z`` ``[N, V]`` (float32 logits) gives every statistic.
 
@@ -249,11 +275,7 @@ def row_stats(z: np.ndarray, top_k: int, final: FinalReference | None = None) ->
         b = min(n, a + STATS_BLOCK_ROWS)
         zb = z[a:b]
         e = scratch[: b - a]
-        m = zb.max(axis=1)
-        np.subtract(zb, m[:, None], out=e)
-        np.exp(e, out=e)
-        total = e.sum(axis=1, dtype=np.float64)
-        block_lse = m + np.log(total)
+        total, block_lse = _exp_rows(zb, e)
         lse[a:b] = block_lse
         # sum p*z = sum(e*z)/total; the row dot products run as a batched matmul.
         ez = _row_dots(e, zb)
@@ -365,6 +387,7 @@ def position_grid(
     log_probs_out: tuple[Sequence[int], np.ndarray] | None = None,
     offset: int = 0,
     positions: Sequence[int] | None = None,
+    stats_positions: Sequence[int] | None = None,
 ) -> GridStats:
     """Top-k, entropy and KL(final || layer) at every (captured layer, position).
 
@@ -377,8 +400,11 @@ def position_grid(
     the result then hold one column per position given, each equal to the full grid's column.
     ``offset``: the prompt position of ``hidden``'s first row (a prefill chunk); ``log_probs_out``'s
     positions are prompt positions, and only those inside the chunk are written.
+    ``stats_positions``: the positions (of ``positions``, relative to ``hidden`` like them) whose statistics are
+    wanted (default all); the others are computed only for ``log_probs_out``, and their columns of the result are 0.
     """
     n_rows = final_hidden.shape[0]
+    stats = None if stats_positions is None else {int(p) for p in stats_positions}
     column = (
         {p - offset: j for j, p in enumerate(log_probs_out[0]) if 0 <= p - offset < n_rows} if log_probs_out else {}
     )
@@ -392,11 +418,11 @@ def position_grid(
     rows = max(1, budget_bytes // (4 * V))
     pos_chunk = max(1, min(T, rows))
     layer_group = max(1, rows // pos_chunk)
-    top_ids = np.empty((n_layers, T, top_k), dtype=np.int64)
-    top_probs = np.empty((n_layers, T), dtype=np.float64)
-    entropy = np.empty((n_layers, T), dtype=np.float64)
-    kl = np.empty((n_layers, T), dtype=np.float64)
-    answer = np.empty((n_layers, T), dtype=np.float64)
+    top_ids = np.zeros((n_layers, T, top_k), dtype=np.int64)
+    top_probs = np.zeros((n_layers, T), dtype=np.float64)
+    entropy = np.zeros((n_layers, T), dtype=np.float64)
+    kl = np.zeros((n_layers, T), dtype=np.float64)
+    answer = np.zeros((n_layers, T), dtype=np.float64)
     for start in range(0, T, pos_chunk):
         stop = min(T, start + pos_chunk)
         if contiguous:  # a slice (the usual case: every position, or the last ones)
@@ -409,19 +435,27 @@ def position_grid(
             g1 = min(n_layers, g0 + layer_group)
             z = _grid_logits(parts, mx.concatenate([hidden[i][sel] for i in range(g0, g1)], axis=0))
             c = stop - start
+            # Rows whose statistics are wanted (``idx``, chunk-local); the others only feed log_probs_out.
+            idx = np.array([k - start for k in range(start, stop) if stats is None or wanted[k] in stats], dtype=int)
+            out = slice(start, stop) if len(idx) == c else start + idx
             for j in range(g1 - g0):
-                st = row_stats(z[j * c : (j + 1) * c], top_k, final)
-                top_ids[g0 + j, start:stop] = st.top_ids
-                top_probs[g0 + j, start:stop] = st.top_probs[:, 0]
-                entropy[g0 + j, start:stop] = st.entropy
-                kl[g0 + j, start:stop] = st.kl_to_final
                 rows_z = z[j * c : (j + 1) * c]
-                answer[g0 + j, start:stop] = np.exp(rows_z[np.arange(c), answer_ids].astype(np.float64) - st.lse)
+                lse = np.empty(c, dtype=np.float64)
+                if len(idx):
+                    st = row_stats(rows_z if len(idx) == c else rows_z[idx], top_k, final.subset(idx, c))
+                    top_ids[g0 + j, out] = st.top_ids
+                    top_probs[g0 + j, out] = st.top_probs[:, 0]
+                    entropy[g0 + j, out] = st.entropy
+                    kl[g0 + j, out] = st.kl_to_final
+                    picked = rows_z[idx, answer_ids[idx]].astype(np.float64)
+                    answer[g0 + j, out] = np.exp(picked - st.lse)
+                    lse[idx] = st.lse
                 if log_probs_out is not None:
-                    for k in range(start, stop):
-                        if wanted[k] in column:
-                            row = z[j * c + k - start]
-                            log_probs_out[1][g0 + j, column[wanted[k]]] = row - np.float32(st.lse[k - start])
+                    ks = [k for k in range(start, stop) if wanted[k] in column]
+                    rest = [k - start for k in ks if stats is not None and wanted[k] not in stats]
+                    if rest:
+                        lse[rest] = row_lse(rows_z[rest])
+                    _write_log_probs(log_probs_out[1], g0 + j, [column[wanted[k]] for k in ks], rows_z, ks, start, lse)
             del z
     return GridStats(
         top_ids=top_ids[:, :, 0].tolist(),
@@ -431,6 +465,22 @@ def position_grid(
         top_k_ids=top_ids.tolist() if top_k > 1 else None,
         answer_probs=rounded(answer.tolist()),
     )
+
+
+def _write_log_probs(
+    out: Any, layer: int, cols: list[int], rows_z: np.ndarray, ks: list[int], start: int, lse: np.ndarray
+) -> None:
+    """``out[layer, col] = z - lse`` for each chunk row ``k - start`` of ``ks``; consecutive columns from consecutive
+    rows are written as one block (one write to a spilled file instead of one per row)."""
+    i = 0
+    while i < len(ks):
+        j = i + 1
+        while j < len(ks) and cols[j] == cols[j - 1] + 1 and ks[j] == ks[j - 1] + 1:
+            j += 1
+        a, b = ks[i] - start, ks[j - 1] - start + 1
+        block = rows_z[a:b] - lse[a:b, None].astype(np.float32)
+        out[layer, cols[i] : cols[i] + (j - i)] = block
+        i = j
 
 
 def _grid_logits(parts: LensParts, hidden: Any) -> np.ndarray:

@@ -86,6 +86,30 @@ def test_position_grid_at_any_positions_matches_its_full_columns(models):
             lens.position_grid(a.loaded.parts, hidden, final, log_probs_out=([1], out), positions=[2, 3])
 
 
+def test_positions_kept_only_for_the_log_probabilities_skip_their_statistics(models):
+    """``stats_positions``: the columns asked for are exactly the full pass's, the others are 0, and the
+    log-probabilities written for every kept position are bit for bit those of a pass with all statistics."""
+    with ModelAnalyzer.load(models["a"]) as a:
+        ids = a.format_prompt(PROMPT, use_chat_template=False)[2]
+        layers = list(range(N_LAYERS))
+        sink = lens.capture_hidden(a.loaded.parts, ids, layers)
+        hidden, final = [sink[i][0] for i in layers], sink[N_LAYERS - 1][0]
+        keep = [0, 1, 2, 6, 7, len(ids) - 1]
+        outs = [np.zeros((N_LAYERS, len(keep), a.info.vocab_size), dtype=np.float32) for _ in range(2)]
+        budget = 4 * 352 * 4  # several chunks
+        whole = lens.position_grid(a.loaded.parts, hidden, final, log_probs_out=(keep, outs[0]), budget_bytes=budget)
+        stats = [1, 2, 3, len(ids) - 1]
+        part = lens.position_grid(
+            a.loaded.parts, hidden, final, log_probs_out=(keep, outs[1]), budget_bytes=budget, stats_positions=stats
+        )
+    assert outs[0].tobytes() == outs[1].tobytes()
+    for name in ("top_ids", "top_probs", "entropy", "kl_to_final", "answer_probs"):
+        got, want = getattr(part, name), getattr(whole, name)
+        for row_got, row_want in zip(got, want):
+            assert [row_got[p] for p in stats] == [row_want[p] for p in stats], name
+            assert all(row_got[p] == 0 for p in range(len(ids)) if p not in stats), name
+
+
 def test_a_comparison_with_a_partial_grid_keeps_its_change_map(models):
     """The change map reads distributions at positions the heatmap may not show: they come from the same head
     pass, so the map is exactly the one a full grid gives."""
