@@ -396,7 +396,7 @@ def test_change_map_cells_show_both_models_on_focus_and_fit_the_page(browser_con
     cell.focus()  # keyboard users reach every cell; its title is the tooltip
     assert page.evaluate("document.activeElement.classList.contains('cell')")
     title = cell.get_attribute("title")
-    assert "M1:" in title and "M2:" in title and "JS" in title
+    assert "base:" in title and "tuned:" in title and "JS" in title  # a model and its adapter
     flips = page.locator("table.changemap td.flip")
     if flips.count():
         outline = flips.first.evaluate("e => getComputedStyle(e).outlineStyle")

@@ -112,7 +112,7 @@ def test_compare_crosshair_names_both_models(browser, pages):
     page = _open(browser, pages["compare-base-vs-weather-adapter"], console)
     _hover(page, "comparison-trajectory", 0.6, dy=230)
     lines = _tooltip(page)
-    assert lines[0] == "Layer" and lines[2].startswith("M1 ") and any(line.startswith("M2 ") for line in lines)
+    assert lines[0] == "Layer" and lines[2].startswith("base ") and any(line.startswith("tuned ") for line in lines)
     layer = int(lines[1])
     assert page.evaluate("[...document.querySelectorAll('tr.is-cursor')].map(r => r.id)") == [f"layer-{layer}"]
     page.close()

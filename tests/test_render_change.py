@@ -60,7 +60,8 @@ def test_change_map_cells_flips_and_adapted_rows(page, comparison):
     title = cell.attrs["title"]
     top1, top2 = m.tops1[4][-1][0], m.tops2[4][-1][0]
     assert f"JS {m.js[4][-1]:.4g} nats" in title
-    assert f"M1: {top1.token!a} {top1.prob1:.3f}" in title and f"M2: {top2.token!a} {top2.prob2:.3f}" in title
+    # base vs base + adapter: the sides are called base and tuned (two different models: M1 and M2)
+    assert f"base: {top1.token!a} {top1.prob1:.3f}" in title and f"tuned: {top2.token!a} {top2.prob2:.3f}" in title
     heads = [th.text() for th in table.find("thead").find_all("th")][1:]
     assert len(heads) == len(m.positions) and "last" in heads[-1]
 
@@ -102,3 +103,17 @@ def test_hostile_tokens_stay_text(comparison):
 
     rendered = MarkdownIt("commonmark").enable("table").render(render_markdown(c))
     assert "<img" not in rendered and "<script" not in rendered
+
+
+def test_sides_are_base_and_tuned_only_for_a_model_and_its_adapter(comparison, tmp_path):
+    from lazarus_report.render.report_model import build_comparison_report, comparison_tags
+
+    assert comparison_tags(comparison) == ["base", "tuned"]
+    assert build_comparison_report(comparison).comparison.tags == ["base", "tuned"]
+    assert "tuned against base:" in render_comparison_text(comparison)
+    build_tiny_model("llama", tmp_path / "b", seed=2, num_hidden_layers=N_LAYERS)
+    two = compare_models(
+        comparison.results[0].model.path, str(tmp_path / "b"), PROMPT, CONFIG
+    )  # two models, no adapter
+    assert comparison_tags(two) == ["M1", "M2"] and build_comparison_report(two).comparison.tags == ["M1", "M2"]
+    assert "M2 against M1:" in render_comparison_text(two)

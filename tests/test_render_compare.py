@@ -111,21 +111,21 @@ def test_final_predictions_side_by_side_with_bars(pages, comparisons):
             visible_token(t.token) for t in result.final_prediction
         ]
         assert all(r.find_all("span", cls="bar") for r in rows)
-    assert sides[1].find("caption").text().startswith("M2 · smollm2-135m-instruct + adapters/weather: top 10")
+    assert sides[1].find("caption").text().startswith("tuned · smollm2-135m-instruct + adapters/weather: top 10")
 
 
 def test_summary_says_where_the_models_differ(pages):
     items = [li.text() for li in parse(pages["same_tokenizer"]).find("section", id="summary").find_all("li")]
-    assert items[0] == "Final top-1: M1 ␣Paris at 77.2% · M2 ␣Paris at 52% (the same token)."
+    assert items[0] == "Final top-1: base ␣Paris at 77.2% · tuned ␣Paris at 52% (the same token)."
     assert (
         items[1]
-        == "Emergence of the final top-1: M1 ␣Paris top-1 from layer 17 of 30; M2 ␣Paris top-1 from layer 23 of 30."
+        == "Emergence of the final top-1: base ␣Paris top-1 from layer 17 of 30; tuned ␣Paris top-1 from layer 23 of 30."
     )
     assert items[2].startswith(
         "Top-1 across layers: first differ at layer 0; the same again from layer 23 through the last layer"
     )
-    assert items[3].startswith("Largest difference: layer 2, Jensen-Shannon 0.6357 nats (KL(M1 ‖ M2) 5.1952")
-    assert items[4] == "Tracked ␣Paris: M1 top-1 from layer 17, final 77.2%; M2 top-1 from layer 23, final 52%."
+    assert items[3].startswith("Largest difference: layer 2, Jensen-Shannon 0.6357 nats (KL(base ‖ tuned) 5.1952")
+    assert items[4] == "Tracked ␣Paris: base top-1 from layer 17, final 77.2%; tuned top-1 from layer 23, final 52%."
     assert not any(i.startswith("Note:") for i in items)  # the page shows notes in their own box
 
 
@@ -133,7 +133,7 @@ def test_layer_table_marks_first_disagreement_agreement_and_largest_change(pages
     c = comparisons["same_tokenizer"]
     table = parse(pages["same_tokenizer"]).find("table", cls="pairs")
     header = [th.text() for th in table.find("thead").find_all("th")]
-    assert header == ["Layer", "M1 top-1", "M2 top-1", "Agree", "KL(M1 ‖ M2)", "KL(M2 ‖ M1)", "JS"]
+    assert header == ["Layer", "base top-1", "tuned top-1", "Agree", "KL(base ‖ tuned)", "KL(tuned ‖ base)", "JS"]
     rows = table.find("tbody").find_all("tr")
     assert len(rows) == len(c.divergences) == 30
     marked = {
@@ -201,16 +201,16 @@ def test_charts_in_page_order_each_with_svg_and_spec(pages):
 def test_trajectory_overlays_both_models_with_colour_by_model(pages, comparisons):
     spec = _spec(parse(pages["same_tokenizer"]), "comparison-trajectory")
     line = spec["vconcat"][0]["layer"][0]["encoding"]
-    assert line["color"]["field"] == "m" and line["color"]["scale"]["domain"] == ["M1", "M2"]
+    assert line["color"]["field"] == "m" and line["color"]["scale"]["domain"] == ["base", "tuned"]
     # The short tags in the legend; the full names, untruncated, in the chart's key.
     labels = comparisons["same_tokenizer"].labels
-    assert spec["title"]["text"] == [f"M1: {labels[0]}", f"M2: {labels[1]}"] and spec["title"]["limit"] == 0
+    assert spec["title"]["text"] == [f"base: {labels[0]}", f"tuned: {labels[1]}"] and spec["title"]["limit"] == 0
     assert line["strokeDash"]["scale"]["domain"] == ["␣Paris", "␣Lyonnais"]
     assert line["x"]["field"] == "l" and line["x"]["title"] is None
     rank = spec["vconcat"][1]["layer"][0]["encoding"]
     assert rank["y"]["scale"]["type"] == "log" and rank["y"]["scale"]["reverse"] is True
     assert rank["x"]["title"] == "Layer"
-    assert {row["m"] for row in spec["datasets"]["keys"]} == {"M1", "M2"}
+    assert {row["m"] for row in spec["datasets"]["keys"]} == {"base", "tuned"}
     assert len(spec["datasets"]["d"]) == 2 * 2 * 30  # two models x two tracked tokens x 30 layers
 
 
@@ -239,7 +239,7 @@ def test_divergence_chart_marks_the_largest_change(pages, comparisons):
     ]
     js, kl = spec["vconcat"]
     assert js["layer"][0]["encoding"]["y"]["field"] == "js"
-    assert kl["layer"][0]["transform"][0]["fold"] == ["KL(M1 || M2)", "KL(M2 || M1)"]
+    assert kl["layer"][0]["transform"][0]["fold"] == ["KL(base || tuned)", "KL(tuned || base)"]
     rows = spec["datasets"]["d"]
     assert [r["js"] for r in rows] == [round(d.js, 4) for d in c.divergences]
 

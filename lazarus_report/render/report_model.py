@@ -677,13 +677,21 @@ class ComparisonView:
 
 
 COMPARE_TAGS = ["M1", "M2"]
+TUNED_TAGS = ["base", "tuned"]
+
+
+def comparison_tags(comparison: ComparisonResult) -> list[str]:
+    """The two sides' short names: "base" and "tuned" when model 2 is model 1 with an adapter, else M1 and M2."""
+    m1, m2 = comparison.results[0].model, comparison.results[1].model
+    return TUNED_TAGS if m1.path == m2.path and m1.adapter is None and m2.adapter is not None else COMPARE_TAGS
 
 
 def build_comparison_report(
-    comparison: ComparisonResult, *, key_prefix: str = "", tags: Sequence[str] = COMPARE_TAGS
+    comparison: ComparisonResult, *, key_prefix: str = "", tags: Sequence[str] | None = None
 ) -> ReportModel:
     """Prepare a comparison for display: both runs, and what differs between them. ``key_prefix`` as
-    for ``build_report``; ``tags`` are the short names of the two sides (a suite says "base", "tuned")."""
+    for ``build_report``; ``tags`` are the short names of the two sides (default ``comparison_tags``)."""
+    tags = comparison_tags(comparison) if tags is None else tags
     results = comparison.results
     if len(results) != 2:
         raise ValueError("a comparison holds exactly two results")

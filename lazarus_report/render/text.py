@@ -11,7 +11,7 @@ import re
 from ..result import AnalysisResult, ComparisonResult, SuiteResult
 from .change_view import build_change_view
 from .lens_view import lens_name, unreliable_note
-from .report_model import layer_runs, top1_phrase
+from .report_model import comparison_tags, layer_runs, top1_phrase
 from .suite_model import build_suite_report, one_line, target_text
 
 BAR_WIDTH = 50
@@ -181,7 +181,8 @@ def render_comparison_text(comparison: ComparisonResult) -> str:
 
 def _change_lines(c: ComparisonResult) -> list[str]:
     """Where the models part: the sentence, the compact change map, promoted/suppressed, the attribution."""
-    view = build_change_view(c, ["M1", "M2"])
+    tags = comparison_tags(c)
+    view = build_change_view(c, tags)
     if view is None:
         return []
     lines = ["", "=== Where the models part ==="]
@@ -201,7 +202,7 @@ def _change_lines(c: ComparisonResult) -> list[str]:
     elif view.map_missing:
         lines.append(f"  ({view.map_missing})")
     for sv in view.shifts:
-        lines.append(f"  {sv.title}, M2 against M1:")
+        lines.append(f"  {sv.title}, {tags[1]} against {tags[0]}:")
         for name, rows in (("promoted", sv.promoted[:5]), ("suppressed", sv.suppressed[:5])):
             items = ", ".join(f"{r.exact} {r.prob1:.4f}->{r.prob2:.4f}" for r in rows)
             lines.append(f"    {name}: {items}")
