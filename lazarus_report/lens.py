@@ -375,7 +375,7 @@ class GridStats:
                 return None
             return [list(itertools.chain.from_iterable(r[i] for r in rows)) for i in range(len(rows[0]))]
 
-        return cls(*(cat(f) for f in ("top_ids", "top_probs", "entropy", "kl_to_final", "top_k_ids")))
+        return cls(*(cat(f) for f in ("top_ids", "top_probs", "entropy", "kl_to_final", "top_k_ids", "answer_probs")))
 
 
 def position_grid(

@@ -411,6 +411,8 @@ def test_engine_result_is_the_same_in_chunks(
     assert np.abs(np.subtract(ga.top_probs, gb.top_probs)).max() <= 1e-5
     assert np.allclose(ga.entropy, gb.entropy, rtol=1e-5, atol=1e-5)
     assert np.allclose(ga.kl_to_final, gb.kl_to_final, rtol=1e-4, atol=1e-5)
+    assert ga.answer_probs is not None and gb.answer_probs is not None  # the heatmap's answer mode, chunked too
+    assert np.abs(np.subtract(ga.answer_probs, gb.answer_probs)).max() <= 1e-5
     assert one.kept_positions == chunked.kept_positions
     for layer in range(len(one.result.captured_layers)):
         x, y = one.position_log_probs[layer], chunked.position_log_probs[layer]
