@@ -363,7 +363,15 @@ def compare_models(
     with tempfile.TemporaryDirectory(prefix="lazarus-compare-") as spill:
         for side in each_model((model1, model2), (adapter1, adapter2), embedding_scales, precision, max_memory):
             try:
-                runs.append(side.run(prompt, config, spill=spill if want_map else None, keep_block_outputs=attribution))
+                runs.append(
+                    side.run(
+                        prompt,
+                        config,
+                        spill=spill if want_map else None,
+                        keep_block_outputs=attribution,
+                        reference=runs[0] if runs and want_map else None,  # its layers under an adapter: copied
+                    )
+                )
             except LazarusError as exc:
                 raise LazarusError(f"model {side.number} ({side.model_id}): {exc}") from None
             if attribution and side.number == 2:

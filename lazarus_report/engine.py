@@ -65,6 +65,9 @@ class LensRun:
     block_outputs: np.ndarray | None = None  # [num_layers, T, H] float32: every block's output
     embedding_factor: float | None = None  # multiplier applied to embeddings on the way in
     decode: Any = None  # token id -> text (this model's tokenizer)
+    # With ``position_log_probs``: a digest of what the head read at each (prefill chunk start, captured layer),
+    # so a second model's run can tell which of its layers are bit for bit this run's (``analyze``'s ``reference``).
+    layer_digests: dict[tuple[int, int], bytes] | None = None
 
     def __post_init__(self) -> None:
         layers = len(self.result.captured_layers)
@@ -191,6 +194,7 @@ def analyze(
     lens: Lens | None = None,
     spill: str | None = None,
     keep_block_outputs: bool = False,
+    reference: LensRun | None = None,
 ) -> LensRun:
     """Run the lens of ``config`` over ``prompt`` with ``loaded`` and return the ``LensRun``.
 
@@ -202,6 +206,10 @@ def analyze(
     ``spill``: a directory; when given, the lens log-probabilities at several positions (see
     ``change_map.positions_to_keep``) are written there (``change_map.SpilledLogProbs``), for the change map.
     ``keep_block_outputs``: keep every block's output ``[num_layers, T, H]`` (causal attribution).
+    ``reference``: another model's run with ``spill`` over the same tokens (model 1 of a comparison). Where a
+    captured layer's lens input is bit for bit the reference's (checked by digest: the layers under a LoRA
+    adapter's first block), its spilled log-probabilities are copied from the reference instead of computed
+    at the positions the grid does not show: the same values this run would compute, without their head pass.
     """
     from .api import check_text, select_layers
     from .lens import GridStats, forward_chunks, last_position_stats, mx, position_log_probs
@@ -242,6 +250,16 @@ def analyze(
     # The grid's positions (all, or the last ones an HTML-only run shows) and the change map's, in one pass.
     shown = grid_positions(len(ids), config.grid_last_positions) if config.compute_grid else []
     computed = grid_computed(shown, keep)
+    digests: dict[tuple[int, int], bytes] = {}
+    reusable = (
+        keep is not None
+        and reference is not None
+        and reference.layer_digests is not None
+        and reference.position_log_probs is not None
+        and reference.kept_positions == keep[0]
+        and list(reference.result.captured_layers) == list(layers)
+        and reference.position_log_probs.shape == keep[1].shape
+    )
     # The forward pass in prefill chunks through the KV cache (one piece for short prompts); the grid and
     # the change map's positions are computed per chunk, so no [L, T, H] or [L, T, V] is ever held.
     for start, sink in forward_chunks(loaded.parts, ids, capture, factor):
@@ -251,11 +269,21 @@ def analyze(
         here = any(start <= p < start + n_rows for p in computed) if config.compute_grid else spill is not None
         if here:
             lensed = [lens.translate(i, sink[i][0]) for i in layers]
+            if keep is not None:
+                digests.update(((start, i), _digest(h)) for i, h in zip(layers, lensed))
             if config.compute_grid:
                 final = sink[n_layers - 1][0]
-                grids.append(
-                    _grid_stats(loaded, lensed, final, computed, log_probs_out=keep, offset=start, shown=shown)
-                )
+                same = [
+                    j
+                    for j, i in enumerate(layers)
+                    if reusable and reference.layer_digests.get((start, i)) == digests[(start, i)]  # type: ignore[union-attr]
+                ]
+                if same and keep is not None and reference is not None:
+                    grids.append(_grid_reusing(loaded, lensed, final, computed, shown, keep, reference, same, start))
+                else:
+                    grids.append(
+                        _grid_stats(loaded, lensed, final, computed, log_probs_out=keep, offset=start, shown=shown)
+                    )
                 if lens.kind != "logit":  # the plain logit lens's reading too (reports show both)
                     raw_hidden = [sink[i][0] for i in layers]
                     logit_grids.append(_grid_stats(loaded, raw_hidden, final, shown, offset=start))
@@ -322,6 +350,7 @@ def analyze(
         log_sum_exp=stats.lse,
         embedding_factor=factor,
         decode=decode,
+        layer_digests=digests if keep is not None else None,
         **extras,
     )
 
@@ -350,6 +379,93 @@ def _evolutions(stats: LastPositionStats, layers: list[int], tracked: list[Track
         )
         for k, t in enumerate(tracked)
     ]
+
+
+def _digest(hidden: Any) -> bytes:
+    """A digest of an evaluated ``[c, H]`` array's bytes (equal digests: bit-identical arrays)."""
+    import hashlib
+
+    import numpy as np
+
+    from .lens import mx
+
+    return hashlib.blake2b(np.asarray(hidden.view(mx.uint8)).tobytes(), digest_size=16).digest()
+
+
+class _LayerRows:
+    """``out[layers[j], cols] = rows``: a ``position_grid`` writing into some layers of a ``[L, P, V]`` array."""
+
+    def __init__(self, out: Any, layers: list[int]) -> None:
+        self.out, self.layers = out, layers
+
+    def __setitem__(self, key: tuple[int, Any], rows: Any) -> None:
+        self.out[self.layers[key[0]], key[1]] = rows
+
+
+def _grid_reusing(
+    loaded: LoadedModel,
+    lensed: list[Any],
+    final: Any,
+    computed: list[int],
+    shown: list[int],
+    keep: tuple[list[int], Any],
+    reference: LensRun,
+    same: list[int],
+    start: int,
+) -> Any:
+    """``_grid_stats`` for one prefill chunk when the captured layers ``same`` (indices into ``lensed``) read
+    exactly what the reference run's did: their spilled rows are copied from the reference, so their head
+    pass covers only the shown positions (their statistics still use this model's own final layer)."""
+    import numpy as np
+
+    n_rows = final.shape[0]
+    other = [j for j in range(len(lensed)) if j not in same]
+    kept, out = keep
+    cols = [c for c, p in enumerate(kept) if start <= p < start + n_rows]
+    if cols:  # the reference's rows, copied layer by layer (consecutive columns: one block)
+        buffer = np.empty((len(cols), out.shape[2]), dtype=np.float32)
+        for j in same:
+            rows = reference.position_log_probs.read(j, buffer, cols)
+            out[j, cols[0] : cols[-1] + 1] = rows
+    parts = {}
+    if other:
+        sub = (kept, _LayerRows(out, other))
+        parts["other"] = (other, _grid_stats(loaded, [lensed[j] for j in other], final, computed, sub, start, shown))
+    parts["same"] = (same, _grid_stats(loaded, [lensed[j] for j in same], final, shown, None, start))
+    return _merge_layers(parts, len(lensed), computed, shown, start, n_rows)
+
+
+def _merge_layers(
+    parts: dict[str, tuple[list[int], Any]], n_layers: int, computed: list[int], shown: list[int], start: int, n: int
+) -> Any:
+    """One chunk's grid statistics from groups of layers, each over its own positions (``"other"``: those of
+    ``computed``, ``"same"``: those of ``shown``), on ``computed``'s columns (0 where a group has no value)."""
+    from .lens import GridStats
+
+    here = [p for p in computed if start <= p < start + n]
+    if not here:
+        return None
+    index = {p: k for k, p in enumerate(here)}
+    fields = ("top_ids", "top_probs", "entropy", "kl_to_final", "top_k_ids", "answer_probs")
+    present = [g for _, g in parts.values() if g is not None]
+    if not present:  # no layer computed a shown position here: the columns are there only for the change map
+        zeros = [[0] * len(here) for _ in range(n_layers)]
+        return GridStats(zeros, zeros, zeros, zeros, None, zeros)
+    merged: dict[str, list[Any] | None] = {
+        f: None if not present or any(getattr(g, f) is None for g in present) else [None] * n_layers for f in fields
+    }
+    for name, (layer_ids, g) in parts.items():
+        positions = here if name == "other" else [p for p in shown if start <= p < start + n]
+        for f, out in merged.items():
+            if out is None:  # a field this grid does not have (top_k_ids with top-1 only)
+                continue
+            rows = getattr(g, f) if g is not None else [[] for _ in layer_ids]
+            for k, j in enumerate(layer_ids):
+                row: list[Any] = [0] * len(here)
+                for p, value in zip(positions, rows[k]):
+                    row[index[p]] = value
+                out[j] = row
+    return GridStats(**merged)
 
 
 def grid_positions(n_tokens: int, last: int | None) -> list[int]:

@@ -19,6 +19,7 @@ from lazarus_report.api import AnalysisConfig, LayerStrategy, ModelAnalyzer, com
 from lazarus_report.errors import LazarusError
 from lazarus_report.render import load_result_file
 from lazarus_report.render.report_model import HEATMAP_MAX_CELLS, build_report, heatmap_positions
+from lazarus_report.result import without_timings
 
 N_LAYERS = 4
 # 31 tokens with the tiny tokenizer: more than any heatmap shows (at most 20 positions).
@@ -156,3 +157,38 @@ def test_the_command_line_computes_the_whole_grid_only_for_the_json(models, tmp_
     as_json = json.loads((tmp_path / "both.json").read_text(encoding="utf-8"))
     assert as_json["grid"]["positions"] == list(range(n))  # the JSON keeps its promise
     assert load_result_file(tmp_path / "both.html").grid.positions == list(range(n))  # the page embeds that result
+
+
+@pytest.mark.parametrize("chunk, last", [(None, None), (None, 5), (7, None), (7, 5)])
+def test_base_vs_adapter_copies_the_layers_under_the_adapter_and_changes_nothing(tmp_path, monkeypatch, chunk, last):
+    """Model 2 = model 1 + a LoRA adapter on its last 2 blocks: the layers under the adapter read bit for bit
+    what model 1's did, so their change-map rows are copied from model 1 instead of computed. The comparison
+    is exactly the one computed without copying (every digest made unique), in one prefill pass or in chunks,
+    with the whole grid or the HTML's last positions."""
+    from test_attribution import write_tiny_adapter
+
+    build_tiny_model("llama", tmp_path / "m", seed=4, num_hidden_layers=N_LAYERS)
+    adapter = str(write_tiny_adapter(str(tmp_path / "m"), tmp_path / "lora", num_layers=2, zero_b=set()))
+    if chunk is not None:
+        monkeypatch.setattr(lens, "PREFILL_CHUNK", chunk)
+    config = dataclasses.replace(FULL, grid_last_positions=last)
+    copied: list[int] = []
+    real = engine._grid_reusing
+
+    def counting(*args, **kwargs):
+        copied.append(len(args[7]))  # the layers copied in this chunk
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(engine, "_grid_reusing", counting)
+    reused = compare_models(str(tmp_path / "m"), str(tmp_path / "m"), PROMPT, config, adapter2=adapter)
+    n_chunks = 1 if chunk is None else -(-len(reused.results[0].tokens) // chunk)
+    assert copied == [N_LAYERS - 2] * n_chunks  # the layers under the adapter on the last two blocks
+    assert reused.adapted_layers[1] == [N_LAYERS - 2, N_LAYERS - 1]
+
+    counter = iter(range(10**6))
+    monkeypatch.setattr(engine, "_digest", lambda hidden: next(counter).to_bytes(8, "little"))  # nothing matches
+    copied.clear()
+    computed = compare_models(str(tmp_path / "m"), str(tmp_path / "m"), PROMPT, config, adapter2=adapter)
+    assert copied == []
+    assert without_timings(reused) == without_timings(computed)
+    assert reused.change_map is not None and reused.change_map.js[0] == [0.0] * len(reused.change_map.positions)
