@@ -19,9 +19,8 @@ from typing import Any
 
 import altair as alt
 
+from lazarus_report.render.charts.style import PROB_FLOOR
 from lazarus_report.render.formatting import fmt_prob, fmt_rank
-
-PROB_FLOOR = 1e-6  # log view: smaller probabilities are drawn at this floor (their rank panel says the rest)
 
 PROB_SCALE = "pscale"
 
