@@ -11,9 +11,12 @@ from lazarus_report.render.charts.datasets import _lookup, _round, _round_prob, 
 from lazarus_report.render.charts.heatmap import _heatmap
 from lazarus_report.render.charts.interaction import (
     ENTROPY_KL_EXPR,
+    Composed,
+    concat,
     crosshair,
     cursor_row,
     cursor_tooltip,
+    layered,
     pivoted_cursor,
     plotted_prob,
     prob_rank_cell,
@@ -180,7 +183,7 @@ def _compare_trajectory(
         def cursor_source() -> alt.Chart:
             return alt.Chart(alt.NamedData("cursor"))
 
-    def panel(y: alt.Y, x: alt.X, *, prob: bool) -> alt.LayerChart:
+    def panel(y: alt.Y, x: alt.X, *, prob: bool) -> Composed:
         def data(fields: list[str]) -> alt.Chart:
             chart = _lookup(_rows("d", rows, compact), "keys", fields)
             return chart.transform_calculate(**plotted_prob()) if prob else chart
@@ -199,9 +202,13 @@ def _compare_trajectory(
                 opacity=alt.when("datum.l === datum.e").then(alt.value(1)).otherwise(alt.value(0)),
             )
         )
-        return alt.layer(
-            line, emergence, *crosshair(x, cursor_tip, cursor_source, panel="p" if prob else "r")
-        ).properties(width=LINE_WIDTH, height=LINE_HEIGHT)
+        return layered(
+            line,
+            emergence,
+            *crosshair(x, cursor_tip, cursor_source, panel="p" if prob else "r"),
+            width=LINE_WIDTH,
+            height=LINE_HEIGHT,
+        )
 
     prob = panel(prob_y(), _compare_x(comparison, labelled=False), prob=True)
     rank = panel(_rank_y("r:Q", [row["r"] for row in rows]), _compare_x(comparison), prob=False)
@@ -270,15 +277,13 @@ def _compare_entropy_kl(runs: list[RunReport], comparison: ComparisonView) -> Pe
         def cursor_source() -> alt.Chart:
             return alt.Chart(alt.NamedData("cursor"))
 
-    def panel(field: str, title: str, x: alt.X) -> alt.LayerChart:
+    def panel(field: str, title: str, x: alt.X) -> Composed:
         line = (
             _lookup(alt.Chart(alt.NamedData("d")), "keys", ["m"])
             .mark_line()
             .encode(x=x, y=alt.Y(f"{field}:Q", title=title), tooltip=tooltip, **enc)
         )
-        return alt.layer(line, *crosshair(x, cursor_tip, cursor_source, panel=field)).properties(
-            width=LINE_WIDTH, height=150
-        )
+        return layered(line, *crosshair(x, cursor_tip, cursor_source, panel=field), width=LINE_WIDTH, height=150)
 
     chart = stacked(
         panel("h", "Entropy (nats)", _compare_x(comparison, labelled=False)),
@@ -356,9 +361,10 @@ def _divergence(comparison: ComparisonView) -> PendingChart:
             .mark_text(align=align, dx=dx, dy=-4, baseline="bottom", fontSize=10, color="#333333")
             .encode(x=x_unlabelled, y=alt.YValue(110), text=alt.Text("note:N"))
         )
-    chart = alt.vconcat(
-        alt.layer(*js).properties(width=LINE_WIDTH, height=110),  # 110: see the label's y above
-        alt.layer(*kl).properties(width=LINE_WIDTH, height=LINE_HEIGHT - 30),
+    chart = concat(
+        "vconcat",
+        layered(*js, width=LINE_WIDTH, height=110),  # 110: see the label's y above
+        layered(*kl, width=LINE_WIDTH, height=LINE_HEIGHT - 30),
         spacing=14,
     )
     return divergence_chart(comparison).with_spec(chart, datasets)

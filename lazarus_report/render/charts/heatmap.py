@@ -16,7 +16,7 @@ from lazarus_report.render.charts.heatmap_svg import (
     heatmap_chart,
     heatmap_svg,
 )
-from lazarus_report.render.charts.interaction import WithParams
+from lazarus_report.render.charts.interaction import WithParams, concat, layered
 from lazarus_report.render.charts.style import (
     CELL_HEIGHT,
     CELL_WIDTH,
@@ -125,16 +125,14 @@ def _heatmap(
                 .mark_text(angle=315, align="left", baseline="middle", dx=2, dy=-6, fontSize=10, limit=90)
                 .encode(x=x, y=alt.YValue(0), text=alt.Text("nx:N"), color=alt.ColorValue("#1a1a1a"))
             )
-        panel = alt.layer(*layers).properties(
-            width=CELL_WIDTH * len(grid.positions), height=CELL_HEIGHT * (tallest if by_depth else len(grid.layers))
-        )
+        width = CELL_WIDTH * len(grid.positions)
+        props: dict[str, Any] = {"width": width, "height": CELL_HEIGHT * (tallest if by_depth else len(grid.layers))}
         if panel_title:
             offset = NEXT_LABEL_ROOM if nexts else 0
-            panel = panel.properties(
-                title=alt.TitleParams(panel_title, anchor="start", fontSize=12, limit=panel.width, offset=offset)
-            )
+            props["title"] = alt.TitleParams(panel_title, anchor="start", fontSize=12, limit=width, offset=offset)
+        panel = layered(*layers, **props)
         charts.append(panel)
-    chart = charts[0] if len(charts) == 1 else alt.hconcat(*charts, spacing=24).resolve_scale(color="shared")
+    chart = charts[0] if len(charts) == 1 else concat("hconcat", *charts, spacing=24, shared=["color"])
     if answer_mode:
         chart = WithParams(chart, [_heatmap_mode_param()])
     static = heatmap_chart(panels, chart_id=chart_id, title=title, names=names, by_depth=by_depth)

@@ -10,9 +10,11 @@ from lazarus_report.render.charts.background import ChartView, PendingChart, _un
 from lazarus_report.render.charts.datasets import _round, _round_prob, _rows, _stored
 from lazarus_report.render.charts.heatmap import _heatmap
 from lazarus_report.render.charts.interaction import (
+    Composed,
     crosshair,
     cursor_row,
     cursor_tooltip,
+    layered,
     plotted_prob,
     prob_rank_cell,
     prob_y,
@@ -136,7 +138,7 @@ def _trajectory(run: RunReport, *, chart_id: str | None = None, compact: bool = 
     datasets["cursor"] = _stored(cursor_rows, compact)
     cursor_tip = cursor_tooltip(alt.Tooltip("layer:Q", title="Layer"), labels)
 
-    def panel(y: alt.Y, x: alt.X, *, notes: bool, prob: bool) -> alt.LayerChart:
+    def panel(y: alt.Y, x: alt.X, *, notes: bool, prob: bool) -> Composed:
         line = _rows("d", rows, compact)
         if prob:
             line = line.transform_calculate(**plotted_prob())
@@ -156,7 +158,7 @@ def _trajectory(run: RunReport, *, chart_id: str | None = None, compact: bool = 
                     .encode(x=x, y=alt.YValue(0), text=alt.Text("note:N"), color=color)
                 )
         layers += crosshair(x, cursor_tip, lambda: _rows("cursor", cursor_rows, compact), panel="p" if prob else "r")
-        return alt.layer(*layers).properties(width=LINE_WIDTH, height=LINE_HEIGHT)
+        return layered(*layers, width=LINE_WIDTH, height=LINE_HEIGHT)
 
     # Both panels share the layer axis; it is labelled once, under the rank panel.
     prob = panel(prob_y(), _layer_x(run, labelled=False), notes=True, prob=True)
@@ -185,7 +187,7 @@ def _entropy_kl(run: RunReport) -> PendingChart:
     cursor_rows = with_bands([{"c": row["layer"], **row} for row in rows], "layer")
     datasets: dict[str, Any] = {"d": rows, "cursor": cursor_rows}
 
-    def panel(field: str, title: str, color: str, x: alt.X) -> alt.LayerChart:
+    def panel(field: str, title: str, color: str, x: alt.X) -> Composed:
         line = (
             alt.Chart(alt.NamedData("d"))
             .mark_line(point=points, color=color)
@@ -196,7 +198,7 @@ def _entropy_kl(run: RunReport) -> PendingChart:
             line,
             *crosshair(x, tooltip, lambda: alt.Chart(alt.NamedData("cursor")), panel=field),
         ]
-        return alt.layer(*layers).properties(width=LINE_WIDTH, height=150)
+        return layered(*layers, width=LINE_WIDTH, height=150)
 
     chart = stacked(
         panel("h", "Entropy (nats)", PALETTE[0], _layer_x(run, labelled=False)),
