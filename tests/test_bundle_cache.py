@@ -14,6 +14,7 @@ import os
 import subprocess
 import sys
 import textwrap
+from importlib import metadata
 from pathlib import Path
 
 import pytest
@@ -57,7 +58,13 @@ def test_built_once_then_read_from_the_cache(isolated_cache, builds, real_bundle
     assert js.read_bytes() == real_bundle.encode("utf-8")
     meta = json.loads(record.read_bytes())
     assert meta["sha256"] == hashlib.sha256(js.read_bytes()).hexdigest()
-    assert meta["source"]["vega_lite"] == VL_VERSION and meta["source"]["vl_convert"] == vlc.__version__
+    assert meta["source"]["vega_lite"] == VL_VERSION
+    assert meta["source"]["vl_convert_python"] == metadata.version("vl-convert-python")
+    assert meta["built_with"] == {
+        "vl_convert": vlc.__version__,
+        "vega": vlc.get_vega_version(),
+        "vega_embed": vlc.get_vega_embed_version(),
+    }
     assert bundle_mod.cached_bundle(VL_VERSION) == real_bundle
     assert len(builds) == 1  # read, not rebuilt
     assert sorted(p.name for p in js.parent.iterdir() if p.is_file()) == sorted([js.name, record.name])  # no temp

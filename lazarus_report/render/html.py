@@ -4,11 +4,13 @@
 ``SuiteResult`` (a prompt suite: an overview of every case, then one collapsible section per case
 built from the single-prompt report parts). One file, no network at view time:
 
-* the Vega/Vega-Lite/vega-embed bundle (from vl-convert) is inlined once, and each chart's spec sits
-  in its own ``<script type="application/json">``; a small page script calls ``vegaEmbed`` per chart;
+* the Vega/Vega-Lite/vega-embed bundle (from vl-convert, cached on disk) is inlined once, and each chart's
+  spec sits in its own ``<script type="application/json">``; a small page script calls ``vegaEmbed`` per chart;
 * every chart is also inlined as a static SVG, shown until the interactive chart replaces it, so the
-  page reads fine with JavaScript off or blocked;
-* ``static=True`` leaves out every script except the embedded result JSON (SVG charts only);
+  page reads fine with JavaScript off or blocked (an analysis or comparison's SVGs are drawn by hand;
+  vl-convert is not loaded for them);
+* ``static=True`` leaves out every script except the embedded result JSON (SVG charts only); for an
+  analysis or a comparison no Vega-Lite spec is built, and neither Altair nor vl-convert is imported;
 * the result itself (the analysis, or the whole comparison with both analyses, or the whole suite) is
   embedded once as ``<script type="application/json" id="lazarus-result">`` so ``load_result_file``
   can re-render a report from the HTML alone;
@@ -70,11 +72,10 @@ def render_notebook_html(
 
 def render_report_html(report: ReportModel, result: AnalysisResult | ComparisonResult, *, static: bool = False) -> str:
     """Render a prepared report of ``result`` (which the page embeds, packed: see ``files.pack_result``)."""
-    from lazarus_report.render import charts as chart_module  # Altair/vl-convert load only when needed
+    from lazarus_report.render import charts as chart_module  # Altair loads only for the specs (not when static)
 
-    # The line charts' SVGs draw on a background thread meanwhile (see charts).
-    pending = chart_module.start_report_charts(report)
-    specs = {c.chart_id: c.spec for group in pending.values() for c in group}
+    pending = chart_module.start_report_charts(report, static=static)
+    specs = {} if static else {c.chart_id: c.spec for group in pending.values() for c in group}
     summary = render_summary_markdown(report, with_notes=False)
     return _render_page("html/page.html.j2", report, result, pending, specs, summary, static)
 

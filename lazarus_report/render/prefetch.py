@@ -1,10 +1,12 @@
 """What an HTML report will need, started on a background thread while the model loads and runs.
 
-The command line calls ``start_html_prefetch`` once its options are checked, when ``--html`` is given:
-the thread starts vl-convert's JavaScript engine (its first conversion costs 0.3 s or more), imports the
-chart code (Altair, vl-convert: about 0.3 s), compiles the report templates (Jinja: about 0.2 s) and reads
-the Vega bundle from the disk cache (building it the first time: see ``charts.bundle``). Loading a model and
-the lens are mostly native work that releases the GIL, so on two cores this costs the main thread little.
+The command line calls ``start_html_prefetch`` once its options are checked, when ``--html`` is given.
+The thread compiles the report templates (Jinja: about 0.2 s); for an interactive page it also imports the
+chart spec code (Altair: about 0.8 s) and reads the Vega bundle from the disk cache (building it the first
+time: see ``charts.bundle``). A ``--static`` analysis or comparison needs neither Altair nor vl-convert (its
+charts are drawn by hand), so nothing more is loaded; only a suite page starts vl-convert's JavaScript
+engine (its overview charts' SVGs; the first conversion costs 0.6 s). Loading a model and the lens are
+mostly native work that releases the GIL, so on two cores this costs the main thread little.
 Nothing here is required: whatever fails here runs again (and reports its error) when the report is rendered.
 """
 
@@ -19,11 +21,18 @@ def start_html_prefetch(*, static: bool, suite: bool = False) -> threading.Threa
 
     def work() -> None:
         try:
-            from lazarus_report.render.charts.background import vega_bundle, warm_up
+            if suite:
+                from lazarus_report.render.charts.background import warm_up
 
-            warm_up()
+                warm_up()
             compile_templates(suite=suite)
             if not static:
+                from lazarus_report.render.charts import compare_specs, run_specs  # noqa: F401  (imports Altair)
+                from lazarus_report.render.charts.background import vega_bundle
+
+                if suite:
+                    from lazarus_report.render.charts import suite_specs  # noqa: F401
+
                 vega_bundle()
         except Exception:  # done again, with its error reported, when the report renders
             pass

@@ -4,19 +4,20 @@ Plots only; every number comes from ``report_model`` (nothing is computed here).
 ``ChartView`` holding the Vega-Lite spec (for the interactive vegaEmbed chart) and an SVG (shown
 when scripts are off, fail, or are stripped).
 
-Speed (a 30-layer compare report renders in about 0.4 s warm; see docs/reports.md):
+Speed (see docs/reports.md):
 
 * Specs are built with their data as named datasets (``alt.NamedData``) attached after ``to_dict``,
   and without Altair's JSON-schema validation (the tests validate every spec): Altair otherwise
   deep-copies every data row several times and validates every object it creates, 0.1-0.2 s per chart.
   Each sub-chart gets its own ``NamedData`` object: when sub-charts share one, Altair hoists it and
   names each view by hashing its repr (~20 ms per view).
-* The line charts' SVG comes from vl-convert, on one background thread: ``start_*`` queues the
-  conversions and returns ``PendingChart``s at once, so the page's other work (report JSON, summary,
-  the heatmaps) overlaps with them (vl-convert releases the GIL; it runs one conversion at a time).
-* The heatmap's SVG is drawn here, not by vl-convert: vl-convert measures text glyph by glyph, and a
-  heatmap's few hundred token labels took it 1–2 s. The drawing follows the Vega-Lite spec's
-  layout and colour scale (the same ten colour bins), so the static and live charts match.
+* Every static SVG of an analysis or comparison page is drawn here by hand: the line charts by
+  ``line_plot_svg`` (via ``line_charts``), the heatmap by ``heatmap_svg``. vl-convert (whose JavaScript
+  engine costs 0.6 s to start, then 40-100 ms per chart) is not loaded for them; only a suite page's
+  overview charts still use it, on one background thread (``start_*`` returns ``PendingChart``s at once).
+* ``start_report_charts(report, static=True)`` builds no spec at all: a ``--static`` page imports neither
+  Altair nor vl-convert. This package imports them only when a spec module is first used (the names
+  below that need them load on first access).
 
 vl-convert numbers SVG clip/gradient ids from a process-global counter, so the ids depend on how
 many charts the process rendered before. ``_renumber_ids`` rewrites them per chart
@@ -26,17 +27,20 @@ Layout of this package (every name other modules use is re-exported here):
 
 * ``style``: sizes, palettes, the heatmap's colour bins, the Vega-Lite config and version;
 * ``run_specs`` / ``compare_specs`` / ``suite_specs``: the Altair specs of one run, a comparison, a suite;
-* ``heatmap``: the heatmap's spec and its hand-drawn SVG; ``line_plot_svg``: hand-drawn compact line plots;
+* ``heatmap``: the heatmap's spec; ``heatmap_svg``: its hand-drawn SVG and description;
+* ``line_charts``: the line charts' ids, titles, descriptions and SVGs; ``line_plot_svg``: the drawing;
 * ``svg_sanitize``: SVG checking, per-chart ids and compaction; ``spec_patches``: one base spec plus patches;
 * ``background``: ``PendingChart``/``ChartView`` and the vl-convert thread; ``datasets``/``scales``: shared helpers.
 """
 
 from __future__ import annotations
 
+import importlib
+from typing import Any
+
 from lazarus_report.render.charts.background import ChartView, PendingChart, finish, vega_bundle
-from lazarus_report.render.charts.compare_specs import comparison_charts, start_comparison_charts
-from lazarus_report.render.charts.heatmap import heatmap_svg
-from lazarus_report.render.charts.run_specs import run_charts, start_run_charts
+from lazarus_report.render.charts.heatmap_svg import heatmap_chart, heatmap_svg
+from lazarus_report.render.charts.line_charts import comparison_line_charts, run_line_charts
 from lazarus_report.render.charts.spec_patches import shared_specs, spec_patch
 from lazarus_report.render.charts.style import (
     CELL_HEIGHT,
@@ -47,11 +51,27 @@ from lazarus_report.render.charts.style import (
     LINE_HEIGHT,
     LINE_WIDTH,
     PALETTE,
-    VL_VERSION,
 )
-from lazarus_report.render.charts.suite_specs import SUITE_CHART_ID, start_suite_charts
 from lazarus_report.render.charts.svg_sanitize import _checked, _compact_svg, _renumber_ids
 from lazarus_report.render.report_model import ReportModel
+
+# Names whose modules import Altair (or vl-convert): loaded on first access.
+_LAZY = {
+    "comparison_charts": "compare_specs",
+    "start_comparison_charts": "compare_specs",
+    "run_charts": "run_specs",
+    "start_run_charts": "run_specs",
+    "SUITE_CHART_ID": "suite_specs",
+    "start_suite_charts": "suite_specs",
+    "VL_VERSION": "style",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(importlib.import_module(f"{__name__}.{_LAZY[name]}"), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = [
     "CELL_HEIGHT",
@@ -83,13 +103,49 @@ __all__ = [
 ]
 
 
-def start_report_charts(report: ReportModel) -> dict[str, list[PendingChart]]:
-    """Every chart of a report, keyed by page section; SVG conversions run in the background."""
+def start_report_charts(report: ReportModel, *, static: bool = False) -> dict[str, list[PendingChart]]:
+    """Every chart of a report, keyed by page section (``static``: SVGs only, no Vega-Lite spec)."""
     if report.comparison is not None:
+        if static:
+            return _static_comparison_charts(report)
+        from lazarus_report.render.charts.compare_specs import start_comparison_charts
+
         return start_comparison_charts(report)
+    if static:
+        start = _static_run_charts
+    else:
+        from lazarus_report.render.charts.run_specs import start_run_charts as start
     charts = {}
     for run in report.runs:
-        charts[run.key] = start_run_charts(run)
+        charts[run.key] = start(run)
         if run.logit_view is not None:
-            charts[run.logit_view.key] = start_run_charts(run.logit_view)
+            charts[run.logit_view.key] = start(run.logit_view)
     return charts
+
+
+def _static_run_charts(run: Any) -> list[PendingChart]:
+    charts = run_line_charts(run)
+    if run.grid is not None:
+        charts.append(heatmap_chart([("", run)], chart_id=f"{run.key}-heatmap"))
+    return charts
+
+
+def _static_comparison_charts(report: ReportModel) -> dict[str, list[PendingChart]]:
+    """As ``compare_specs.start_comparison_charts``, without the specs."""
+    comparison = report.comparison
+    assert comparison is not None
+    panels = [(f"{tag} · {label}", run) for tag, label, run in zip(comparison.tags, comparison.labels, report.runs)]
+    with_grid = [(title, run) for title, run in panels if run.grid is not None]
+    heatmaps = []
+    if with_grid:
+        names = [tag for (_, run), tag in zip(panels, comparison.tags) if run.grid is not None]
+        heatmaps.append(
+            heatmap_chart(
+                with_grid,
+                chart_id="comparison-heatmap",
+                title="Top-1 prediction by layer and position, both models",
+                names=names,
+                by_depth=comparison.alignment != "layer",
+            )
+        )
+    return {"comparison": comparison_line_charts(report.runs, comparison), "heatmaps": heatmaps}

@@ -1,18 +1,19 @@
 """Chart values and their background rendering: ``PendingChart`` / ``ChartView``, the spec wrapper, and
-the one vl-convert thread that draws the line charts' static SVG while the page does its other work."""
+the one vl-convert thread that draws the suite overview charts' static SVG while the page does its other work.
+
+Neither Altair nor vl-convert is imported here at module level: a static page uses ``PendingChart`` and
+``ChartView`` only, and an analysis or comparison page never starts vl-convert (its SVGs are hand-drawn)."""
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import threading
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
-import vl_convert as vlc
-from altair.utils.schemapi import debug_mode
-
-from lazarus_report.render.charts.style import CONFIG, VL_VERSION
+from lazarus_report.render.charts.style import CONFIG
 from lazarus_report.render.charts.svg_sanitize import _checked, _compact_svg, _renumber_ids
 
 
@@ -23,7 +24,7 @@ class ChartView:
     chart_id: str  # unique in the page, e.g. "run0-trajectory"
     title: str
     description: str  # what the chart shows, for captions and screen readers
-    spec: dict[str, Any]  # Vega-Lite spec for vegaEmbed
+    spec: dict[str, Any] | None  # Vega-Lite spec for vegaEmbed (None: a static page builds none)
     svg: str  # static rendering of the same chart
     fit: bool = True  # may shrink to the page width (the heatmap scrolls instead: its text must stay legible)
 
@@ -35,9 +36,13 @@ class PendingChart:
     chart_id: str
     title: str
     description: str
-    spec: dict[str, Any]
+    spec: dict[str, Any] | None
     svg: Future[str] | str
     fit: bool = True
+
+    def with_spec(self, chart: Any, datasets: dict[str, Any]) -> PendingChart:
+        """This chart with the Vega-Lite spec of the Altair ``chart`` over ``datasets``."""
+        return dataclasses.replace(self, spec=_spec(chart, self.description, datasets))
 
     def result(self) -> ChartView:
         svg = self.svg if isinstance(self.svg, str) else self.svg.result()
@@ -56,8 +61,9 @@ def vega_bundle() -> str:
 @functools.lru_cache(maxsize=1)
 def _vega_bundle() -> str:
     from lazarus_report.render.charts.bundle import cached_bundle
+    from lazarus_report.render.charts.style import requested_vl_version
 
-    return cached_bundle(VL_VERSION)
+    return cached_bundle(requested_vl_version())
 
 
 @functools.lru_cache(maxsize=1)
@@ -77,7 +83,7 @@ _WARM_UP_SPEC = {
 
 def warm_up() -> Future[str]:
     """Start vl-convert's engine on the SVG thread (queued before any chart, so charts never wait twice)."""
-    return _svg_thread().submit(vlc.vegalite_to_svg, _WARM_UP_SPEC, vl_version=VL_VERSION)
+    return _svg_thread().submit(_vl_svg_raw, _WARM_UP_SPEC)
 
 
 def _unvalidated(fn: Any) -> Any:
@@ -87,6 +93,8 @@ def _unvalidated(fn: Any) -> Any:
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
+        from altair.utils.schemapi import debug_mode
+
         with debug_mode(False):
             return fn(*args, **kwargs)
 
@@ -115,5 +123,13 @@ def _line_view(
     return PendingChart(chart_id, title, description, spec, _svg_thread().submit(_vl_svg, spec, chart_id))
 
 
+def _vl_svg_raw(spec: dict[str, Any]) -> str:
+    import vl_convert as vlc
+
+    from lazarus_report.render.charts.style import VL_VERSION
+
+    return vlc.vegalite_to_svg(spec, vl_version=VL_VERSION)
+
+
 def _vl_svg(spec: dict[str, Any], chart_id: str) -> str:
-    return _compact_svg(_renumber_ids(vlc.vegalite_to_svg(spec, vl_version=VL_VERSION), chart_id))
+    return _compact_svg(_renumber_ids(_vl_svg_raw(spec), chart_id))

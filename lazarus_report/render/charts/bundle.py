@@ -5,8 +5,10 @@ is the same string for a given vl-convert and Vega-Lite version. So it is built 
 the user cache (``$LAZARUS_CACHE_DIR/vega-bundle``, else ``~/.cache/lazarus-report/vega-bundle`` on Linux),
 following the rules of every lazarus cache (``models/cache.py``):
 
-* an entry is keyed by what determines its bytes: the vl-convert version (module and distribution), the
-  Vega-Lite version, and the Vega and vega-embed versions vl-convert ships;
+* an entry is keyed by what determines its bytes: the vl-convert distribution's version (which fixes the
+  Vega and vega-embed versions it ships; read from the package metadata, so a cache hit never imports
+  vl-convert or starts its JavaScript engine) and the Vega-Lite version; the record also notes the module,
+  Vega and vega-embed versions it was built with;
 * ``<name>.js`` holds the bundle, ``<name>.json`` records its key and sha256; both are written atomically, the
   record last, so a half-written pair never verifies;
 * every read checks the sha256; a damaged or unreadable entry is discarded with a warning and rebuilt;
@@ -14,7 +16,7 @@ following the rules of every lazarus cache (``models/cache.py``):
   the temporary files a killed write left;
 * a cache directory that cannot be written only costs the next run a rebuild.
 
-Only vl-convert is imported here (no Altair): the caller passes the Vega-Lite version.
+No Altair here (the caller passes the Vega-Lite version), and vl-convert only to build an entry.
 """
 
 from __future__ import annotations
@@ -25,10 +27,8 @@ import re
 from pathlib import Path
 from typing import Any
 
-import vl_convert as vlc
-
 # Bump when the way an entry is written changes: older entries are then ignored.
-BUNDLE_CACHE_FORMAT = 1
+BUNDLE_CACHE_FORMAT = 2
 
 
 def bundle_cache_dir() -> Path:
@@ -38,18 +38,23 @@ def bundle_cache_dir() -> Path:
 
 
 def bundle_source(vl_version: str) -> dict[str, Any]:
-    """What the bundle's bytes depend on (the cache key)."""
+    """What the bundle's bytes depend on (the cache key): without vl-convert's module when its distribution's
+    metadata names the version."""
     from importlib import metadata
 
     try:
         dist = metadata.version("vl-convert-python")
-    except metadata.PackageNotFoundError:  # pragma: no cover - installed some other way
-        dist = None
+    except metadata.PackageNotFoundError:  # pragma: no cover - installed some other way: ask the module
+        return {"format": BUNDLE_CACHE_FORMAT, "vega_lite": vl_version, **_built_with()}
+    return {"format": BUNDLE_CACHE_FORMAT, "vl_convert_python": dist, "vega_lite": vl_version}
+
+
+def _built_with() -> dict[str, Any]:
+    """The versions the vl-convert module reports (imports it)."""
+    import vl_convert as vlc
+
     return {
-        "format": BUNDLE_CACHE_FORMAT,
         "vl_convert": getattr(vlc, "__version__", None),
-        "vl_convert_python": dist,
-        "vega_lite": vl_version,
         "vega": vlc.get_vega_version(),
         "vega_embed": vlc.get_vega_embed_version(),
     }
@@ -65,8 +70,13 @@ def entry_name(source: dict[str, Any]) -> str:
 
 
 def build_bundle(vl_version: str) -> str:
-    """The bundle from vl-convert itself (no cache)."""
-    return vlc.javascript_bundle(vl_version=vl_version)  # type: ignore[call-arg]  # the stub makes the optional snippet required
+    """The bundle from vl-convert itself (no cache), for ``vl_version`` or, if vl-convert lacks it, its newest."""
+    import vl_convert as vlc
+
+    from lazarus_report.render.charts.style import resolve_vl_version
+
+    version = resolve_vl_version(vl_version, vlc.get_vegalite_versions())
+    return vlc.javascript_bundle(vl_version=version)  # type: ignore[call-arg]  # the stub makes the optional snippet required
 
 
 def cached_bundle(vl_version: str, cache_dir: Path | None = None) -> str:
@@ -138,7 +148,12 @@ def _store_entry(cache_dir: Path, name: str, source: dict[str, Any], bundle: str
 
     js_path, record_path = _paths(cache_dir, name)
     data = bundle.encode("utf-8")
-    record = {"source": source, "sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data)}
+    record = {
+        "source": source,
+        "built_with": _built_with(),
+        "sha256": hashlib.sha256(data).hexdigest(),
+        "bytes": len(data),
+    }
     cache_dir.mkdir(parents=True, exist_ok=True)
     # Temporaries of a write that was killed (this entry's lock is held: no other write of it is under way).
     for stale in cache_dir.glob(f".{name}.*.tmp"):

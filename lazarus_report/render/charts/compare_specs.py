@@ -6,14 +6,17 @@ from typing import Any
 
 import altair as alt
 
-from lazarus_report.render.charts.background import ChartView, PendingChart, _line_view, _unvalidated, finish
+from lazarus_report.render.charts.background import ChartView, PendingChart, _unvalidated, finish
 from lazarus_report.render.charts.datasets import _lookup, _round, _round_prob, _rows, _stored
 from lazarus_report.render.charts.heatmap import _heatmap
 from lazarus_report.render.charts.interaction import (
     ENTROPY_KL_EXPR,
+    Composed,
+    concat,
     crosshair,
     cursor_row,
     cursor_tooltip,
+    layered,
     pivoted_cursor,
     plotted_prob,
     prob_rank_cell,
@@ -21,8 +24,13 @@ from lazarus_report.render.charts.interaction import (
     stacked,
     with_bands,
 )
-from lazarus_report.render.charts.line_plot_svg import _layer_axis, _Plot, _plot_svg, _PlotLine, _relative_axis
-from lazarus_report.render.charts.run_specs import _rank_y, _unique_labels
+from lazarus_report.render.charts.line_charts import (
+    _unique_labels,
+    compare_entropy_kl_chart,
+    compare_trajectory_chart,
+    divergence_chart,
+)
+from lazarus_report.render.charts.run_specs import _rank_y
 from lazarus_report.render.charts.style import (
     DASHES,
     LINE_HEIGHT,
@@ -122,10 +130,9 @@ def _compare_trajectory(
     rows: list[dict[str, Any]] = []
     keys: list[dict[str, Any]] = []
     series_names: list[str] = []
-    lines: list[_PlotLine] = []  # for the compact SVG
     cursor_series: list[tuple[list[float], list[str]]] = []
     cursor_names: list[str] = []
-    for m, (run, label, xs) in enumerate(zip(runs, comparison.tags, comparison.x_values)):
+    for run, label, xs in zip(runs, comparison.tags, comparison.x_values):
         x_of = dict(zip(run.captured_layers, xs))
         names = [t.text.visible for t in comparison.tracked] if tracked else [s.label for s in run.series]
         for name, s in zip(_unique_labels(names), run.series):
@@ -141,19 +148,6 @@ def _compare_trajectory(
                 ([x_of[layer] for layer in s.layers], [prob_rank_cell(p, r) for p, r in zip(s.probs, s.ranks)])
             )
             cursor_names.append(f"{label} {s.label}")
-            emergence = x_of.get(s.emergence_layer) if s.emergence_layer is not None else None
-            points = [(x_of[layer], p, r) for layer, p, r in zip(s.layers, s.probs, s.ranks)]
-            lines.append(
-                _PlotLine(
-                    points,
-                    PALETTE[m],
-                    DASHES[series_names.index(name) % len(DASHES)],
-                    MODEL_STROKES[m],
-                    MODEL_OPACITY[m],
-                    emergence,
-                    marker=("circle", "diamond")[m],
-                )
-            )
     enc = _model_encodings(comparison)
     dash_range = DASHES[: len(series_names)] if len(series_names) <= len(DASHES) else None
     dash = alt.StrokeDash(
@@ -189,7 +183,7 @@ def _compare_trajectory(
         def cursor_source() -> alt.Chart:
             return alt.Chart(alt.NamedData("cursor"))
 
-    def panel(y: alt.Y, x: alt.X, *, prob: bool) -> alt.LayerChart:
+    def panel(y: alt.Y, x: alt.X, *, prob: bool) -> Composed:
         def data(fields: list[str]) -> alt.Chart:
             chart = _lookup(_rows("d", rows, compact), "keys", fields)
             return chart.transform_calculate(**plotted_prob()) if prob else chart
@@ -208,9 +202,13 @@ def _compare_trajectory(
                 opacity=alt.when("datum.l === datum.e").then(alt.value(1)).otherwise(alt.value(0)),
             )
         )
-        return alt.layer(
-            line, emergence, *crosshair(x, cursor_tip, cursor_source, panel="p" if prob else "r")
-        ).properties(width=LINE_WIDTH, height=LINE_HEIGHT)
+        return layered(
+            line,
+            emergence,
+            *crosshair(x, cursor_tip, cursor_source, panel="p" if prob else "r"),
+            width=LINE_WIDTH,
+            height=LINE_HEIGHT,
+        )
 
     prob = panel(prob_y(), _compare_x(comparison, labelled=False), prob=True)
     rank = panel(_rank_y("r:Q", [row["r"] for row in rows]), _compare_x(comparison), prob=False)
@@ -223,38 +221,7 @@ def _compare_trajectory(
         prob_axis=True,
         shared=["color", "strokeDash"],
     )
-    who = "Each tracked token" if tracked else "Each model's final top-1 token"
-    description = (
-        f"{who} in both models (colour: model; line style: token) at the last prompt position: probability "
-        "(top; log axis, linear one click away) and rank on a log axis (bottom); a filled marker is where the "
-        "token first becomes top-1."
-    )
-    if not tracked:
-        description += " Its probability is shown where it is in a layer's top-k."
-    if comparison.alignment != "layer":
-        description += " The models have different depths: the x axis is relative depth."
-    svg = None
-    if compact:
-        axis = (
-            _relative_axis()
-            if comparison.alignment != "layer"
-            else _layer_axis([round(x) for values in comparison.x_values for x in values])
-        )
-        models = [
-            (tag, _PlotLine([], PALETTE[m], opacity=MODEL_OPACITY[m], marker=("circle", "diamond")[m]))
-            for m, tag in enumerate(comparison.tags)
-        ]
-        dashes = [(name, _PlotLine([], "#888888", DASHES[i % len(DASHES)])) for i, name in enumerate(series_names)]
-        legend = [("Model", models), ("Tracked" if tracked else "Final top-1", dashes)]
-        svg = _plot_svg(_Plot(lines, axis, comparison.x_title, max([1, *(row["r"] for row in rows)]), legend))
-    return _line_view(
-        chart_id,
-        "Token probability and rank, both models",
-        description,
-        chart,
-        datasets,
-        svg=svg,
-    )
+    return compare_trajectory_chart(runs, comparison, chart_id=chart_id).with_spec(chart, datasets)
 
 
 def _cursor_rows(
@@ -310,15 +277,13 @@ def _compare_entropy_kl(runs: list[RunReport], comparison: ComparisonView) -> Pe
         def cursor_source() -> alt.Chart:
             return alt.Chart(alt.NamedData("cursor"))
 
-    def panel(field: str, title: str, x: alt.X) -> alt.LayerChart:
+    def panel(field: str, title: str, x: alt.X) -> Composed:
         line = (
             _lookup(alt.Chart(alt.NamedData("d")), "keys", ["m"])
             .mark_line()
             .encode(x=x, y=alt.Y(f"{field}:Q", title=title), tooltip=tooltip, **enc)
         )
-        return alt.layer(line, *crosshair(x, cursor_tip, cursor_source, panel=field)).properties(
-            width=LINE_WIDTH, height=150
-        )
+        return layered(line, *crosshair(x, cursor_tip, cursor_source, panel=field), width=LINE_WIDTH, height=150)
 
     chart = stacked(
         panel("h", "Entropy (nats)", _compare_x(comparison, labelled=False)),
@@ -328,17 +293,7 @@ def _compare_entropy_kl(runs: list[RunReport], comparison: ComparisonView) -> Pe
         views=["cursor_h", "cursor_kl"],
         shared=["color"],
     )
-    description = (
-        "Entropy of each layer's lens distribution (top) and its KL divergence from the same model's final "
-        "distribution, KL(final || layer) (bottom), in nats, at the last prompt position; colour is the model."
-    )
-    return _line_view(
-        "comparison-entropy-kl",
-        "Entropy and KL to final, both models",
-        description,
-        chart,
-        datasets,
-    )
+    return compare_entropy_kl_chart(runs, comparison).with_spec(chart, datasets)
 
 
 def _divergence(comparison: ComparisonView) -> PendingChart:
@@ -406,18 +361,10 @@ def _divergence(comparison: ComparisonView) -> PendingChart:
             .mark_text(align=align, dx=dx, dy=-4, baseline="bottom", fontSize=10, color="#333333")
             .encode(x=x_unlabelled, y=alt.YValue(110), text=alt.Text("note:N"))
         )
-    chart = alt.vconcat(
-        alt.layer(*js).properties(width=LINE_WIDTH, height=110),  # 110: see the label's y above
-        alt.layer(*kl).properties(width=LINE_WIDTH, height=LINE_HEIGHT - 30),
+    chart = concat(
+        "vconcat",
+        layered(*js, width=LINE_WIDTH, height=110),  # 110: see the label's y above
+        layered(*kl, width=LINE_WIDTH, height=LINE_HEIGHT - 30),
         spacing=14,
     )
-    description = (
-        f"How far apart the two models' next-token distributions are at each matched layer (last prompt "
-        f"position), in nats: Jensen-Shannon divergence (top; symmetric, at most ln 2 = 0.69) and KL both ways "
-        f"(bottom; KL({m1} || {m2}) weighs by what {m1} believes)."
-    )
-    if largest is not None:
-        description += f" The dashed line marks the largest JS divergence (layer {largest.label})."
-    return _line_view(
-        "comparison-divergence", "Divergence between the models across layers", description, chart, datasets
-    )
+    return divergence_chart(comparison).with_spec(chart, datasets)

@@ -6,6 +6,10 @@ from typing import Any
 
 import altair as alt
 
+from lazarus_report.render.charts.scales import _round, _round_prob
+
+__all__ = ["_lookup", "_round", "_round_prob", "_rows", "_stored"]
+
 
 def _stored(rows: list[dict[str, Any]], columns: bool) -> list[dict[str, Any]]:
     """A dataset as stored in the spec: its rows, or (``columns``, for pages with many charts) one row
@@ -24,13 +28,3 @@ def _rows(name: str, rows: list[dict[str, Any]], columns: bool) -> alt.Chart:
 def _lookup(chart: alt.Chart, dataset: str, fields: list[str]) -> alt.Chart:
     # Rows carry a small key ("k"); the long strings (model labels, tokens) sit once in ``dataset``.
     return chart.transform_lookup(lookup="k", from_=alt.LookupData(data=alt.NamedData(dataset), key="k", fields=fields))
-
-
-def _round(x: float | None, places: int = 4) -> float | None:
-    # Plot data needs no 17-digit floats; the exact values are in the embedded result JSON.
-    return None if x is None else round(x, places)
-
-
-def _round_prob(p: float | None) -> float | None:
-    # Four significant digits, not places: the log-probability axis reaches down to 1e-6.
-    return None if p is None else float(f"{p:.4g}")

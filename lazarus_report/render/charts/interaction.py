@@ -19,9 +19,8 @@ from typing import Any
 
 import altair as alt
 
+from lazarus_report.render.charts.style import PROB_FLOOR
 from lazarus_report.render.formatting import fmt_prob, fmt_rank
-
-PROB_FLOOR = 1e-6  # log view: smaller probabilities are drawn at this floor (their rank panel says the rest)
 
 PROB_SCALE = "pscale"
 
@@ -80,11 +79,9 @@ def crosshair(x: alt.X, tooltip: list[alt.Tooltip], source: Callable[[], alt.Cha
     band_x = x.copy()
     band_x.shorthand = "b0:Q"
     bands = (
-        source()
-        .mark_rect(color="#000000", opacity=0, clip=True)
-        .encode(x=band_x, x2=alt.X2("b1:Q"), tooltip=tooltip)
-        .properties(name=f"cursor_{panel}")
+        source().mark_rect(color="#000000", opacity=0, clip=True).encode(x=band_x, x2=alt.X2("b1:Q"), tooltip=tooltip)
     )
+    bands["name"] = f"cursor_{panel}"  # set on the fresh chart: .properties() copies it and validates the name
     shown = {"param": CURSOR, "value": 0.7, "empty": False}
     rule = (
         source().mark_rule(color=CURSOR_RULE, strokeWidth=1).encode(x=x, opacity=alt.OpacityValue(0, condition=shown))
@@ -111,6 +108,71 @@ def pivoted_cursor(chart: alt.Chart, layer: str = "l", cell: str = _CELL_EXPR) -
         .transform_pivot("sk", value="t", groupby=[layer], op="max")  # one text each (max of one)
         .transform_calculate(c=f"datum.{layer}", b0=f"datum.{layer} - 0.5", b1=f"datum.{layer} + 0.5")
     )
+
+
+class Composed:
+    """A layered or concatenated chart as Altair would write it, without Altair's copies: ``alt.layer``,
+    ``alt.vconcat`` / ``hconcat``, ``.properties()`` and ``.resolve_scale()`` copy every sub-chart (some
+    several times, deep) and validate each property, most of the time a page's specs took. This only
+    writes each part's ``to_dict`` into the container's dict, in Altair's key order (the container's list,
+    then its properties alphabetically; at the top level the theme's ``config`` first and ``$schema``
+    last), and names a concatenated layer's named views by position as Altair does (``cursor_p_0``)."""
+
+    def __init__(self, key: str, parts: list[Any], **props: Any) -> None:
+        self.key = key
+        self.parts = parts
+        self.props = props
+        # As Altair: when every part has the very same data object, it moves up to the container.
+        first = _data(parts[0]) if parts else None
+        self.data = first if first is not None and all(_data(p) is first for p in parts) else None
+
+    def to_dict(self, validate: bool = False, context: dict[str, Any] | None = None) -> dict[str, Any]:
+        top_level = context is None or context.get("top_level", True)
+        concat = self.key != "layer" and len(self.parts) > 1
+        parts = []
+        for i, part in enumerate(self.parts):
+            spec = part.to_dict(validate=False, context={"top_level": False})
+            if self.data is not None:
+                spec.pop("data", None)
+            if concat:
+                for unit in spec.get("layer", []):
+                    if isinstance(unit.get("name"), str):
+                        unit["name"] = f"{_view_base(unit['name'])}_{i}"
+            parts.append(spec)
+        body = {self.key: parts}
+        props = dict(self.props)
+        if self.data is not None:
+            props["data"] = self.data
+        for name in sorted(props):
+            value = props[name]
+            body[name] = value.to_dict(validate=False) if hasattr(value, "to_dict") else value
+        if not top_level:
+            return body
+        return {"config": {}, **body, "$schema": alt.SCHEMA_URL}  # config: set by the caller (charts.background)
+
+
+def _data(part: Any) -> Any:
+    """A part's own data object (None when it has none)."""
+    data = part.data if isinstance(part, Composed) else getattr(part, "data", None)
+    return None if data is None or data is alt.Undefined else data
+
+
+def _view_base(name: str) -> str:
+    head, _, tail = name.rpartition("_")
+    return head if head and tail.isdigit() else name
+
+
+def layered(*charts: Any, **props: Any) -> Composed:
+    """``alt.layer(*charts).properties(**props)``, as a ``Composed``."""
+    return Composed("layer", list(charts), **props)
+
+
+def concat(key: str, *charts: Any, shared: list[str] | None = None, **props: Any) -> Composed:
+    """``alt.vconcat`` or ``alt.hconcat`` (``key``) of ``charts`` with ``props``; ``shared``: the scales
+    resolved as shared (``.resolve_scale``)."""
+    if shared:
+        props["resolve"] = {"scale": dict.fromkeys(sorted(shared), "shared")}
+    return Composed(key, list(charts), **props)
 
 
 class WithParams:
@@ -147,9 +209,7 @@ def stacked(
 ) -> WithParams:
     """Panels one over the other, sharing one layer cursor (the bands of ``views``); ``prob_axis``: with the
     probability axis switch; ``shared``: scales the panels share (colour, line style)."""
-    chart = alt.vconcat(*panels, **kwargs)
-    if shared:
-        chart = chart.resolve_scale(**dict.fromkeys(shared, "shared"))
+    chart = concat("vconcat", *panels, shared=shared, **kwargs)
     return WithParams(chart, [cursor_param(views), *([prob_scale_param()] if prob_axis else [])])
 
 

@@ -1,5 +1,14 @@
-"""Compact static line plots drawn by hand as SVG (a chart per suite case): the live trajectory chart's
-layout in a few kB, instead of vl-convert's drawing."""
+"""Static line charts drawn by hand as SVG: the live charts' default view (legends, axis titles and ticks, the
+unreliable-layer grey bands, emergence marks) in a few kB, without vl-convert (whose JavaScript engine costs
+0.6 s to start and 40-100 ms per chart).
+
+Two kinds of plot, one layout (legends on top, panels stacked over one shared x axis, labelled under the last):
+
+* ``_Plot`` (``_plot_svg``): a trajectory, the probability panel (log axis, the live default) over the rank
+  panel (reversed log axis, 1 at the top);
+* ``_LinearPlot`` (``_linear_svg``): panels on linear axes from zero (entropy, KL to final, divergences).
+
+No Altair here (``--static`` pages never import it)."""
 
 from __future__ import annotations
 
@@ -7,9 +16,8 @@ import dataclasses
 import math
 from dataclasses import dataclass
 
-from lazarus_report.render.charts.interaction import PROB_FLOOR
 from lazarus_report.render.charts.scales import _rank_top, _tick_step
-from lazarus_report.render.charts.style import LINE_HEIGHT, LINE_WIDTH, _esc, _shorten
+from lazarus_report.render.charts.style import LINE_HEIGHT, LINE_WIDTH, PROB_FLOOR, UNRELIABLE_FILL, _esc, _shorten
 from lazarus_report.render.charts.svg_sanitize import _SVG_NS, _short
 
 
@@ -34,13 +42,51 @@ class _Axis:
     labels: list[str]
 
 
+Legends = list[tuple[str, list[tuple[str, _PlotLine]]]]  # (title, [(label, line style)])
+
+
 @dataclass(frozen=True)
 class _Plot:
     lines: list[_PlotLine]
     x: _Axis
     x_title: str
     max_rank: int
-    legends: list[tuple[str, list[tuple[str, _PlotLine]]]]  # (title, [(label, line style)])
+    legends: Legends
+    key: list[str] = dataclasses.field(default_factory=list)  # lines over the legends (the models' full names)
+    bands: list[tuple[float, float]] = dataclasses.field(default_factory=list)  # grey x ranges (unreliable lens)
+    points: bool = False  # a dot at every point (few layers), as the live chart
+
+
+@dataclass(frozen=True)
+class _Series:
+    """One line of a linear panel: (x, y or None) points, styled as in the live chart."""
+
+    values: list[tuple[float, float | None]]
+    color: str
+    dash: list[float] = dataclasses.field(default_factory=lambda: [1, 0])
+    width: float = 2.0
+    opacity: float = 1.0
+
+
+@dataclass(frozen=True)
+class _LinearPanel:
+    title: str  # the y axis title
+    height: int
+    series: list[_Series]
+    domain: tuple[float, float] | None = None  # None: from zero to the data's maximum, made nice
+    rules: list[tuple[float, str]] = dataclasses.field(default_factory=list)  # dashed vertical marks (x, colour)
+    note: tuple[float, str] | None = None  # (x, text) at the bottom of the panel, beside the rule there
+
+
+@dataclass(frozen=True)
+class _LinearPlot:
+    panels: list[_LinearPanel]
+    x: _Axis
+    x_title: str
+    legends: Legends
+    key: list[str] = dataclasses.field(default_factory=list)
+    bands: list[tuple[float, float]] = dataclasses.field(default_factory=list)
+    points: bool = False
 
 
 def _layer_axis(layers: list[int]) -> _Axis:
@@ -65,7 +111,13 @@ _PLOT_GAP = 14
 _LEGEND_ROW = 18
 
 
+_KEY_ROW = 15
+
+
 _CHAR_PX = 6.2  # average width of an 11 px sans-serif character, for laying out legend entries
+
+
+_POINT_R = 2.5  # the live chart's point markers (size 30)
 
 
 @dataclass(frozen=True)
@@ -99,98 +151,248 @@ class _PlotScale:
         ]
 
 
+@dataclass(frozen=True)
+class _LinearScale:
+    """A linear y axis from ``lo`` (bottom) to ``hi`` (top) over ``height`` px, ticks at ``step``."""
+
+    lo: float
+    hi: float
+    step: float
+    height: int
+
+    @classmethod
+    def of(cls, panel: _LinearPanel) -> _LinearScale:
+        count = math.ceil(panel.height / 40)  # Vega-Lite's default y tick count
+        if panel.domain is not None:
+            lo, hi = panel.domain
+            return cls(lo, hi, _tick_step(lo, hi, count), panel.height)
+        top = max([0.0, *(y for s in panel.series for _, y in s.values if y is not None)])
+        if top <= 0:
+            return cls(0.0, 1.0, _tick_step(0, 1, count), panel.height)
+        step = _tick_step(0, top, count)
+        return cls(0.0, math.ceil(top / step - 1e-9) * step, step, panel.height)
+
+    def y(self, value: float) -> float:
+        return (self.hi - value) / (self.hi - self.lo) * self.height
+
+    def ticks(self) -> list[tuple[float, str]]:
+        first = math.ceil(self.lo / self.step - 1e-9)
+        last = math.floor(self.hi / self.step + 1e-9)
+        return [(self.y(k * self.step), _tick_label(k * self.step)) for k in range(first, last + 1)]
+
+
+def _tick_label(value: float) -> str:
+    return f"{round(value, 10):,g}"
+
+
 def _plot_svg(plot: _Plot) -> str:
     """A trajectory chart as compact SVG (about 4 kB): the live chart's layout (legend on top; the
     probability panel over the rank panel on a reversed log axis, 1 at the top; the shared x axis under
     the rank panel) with fewer bytes: one path per line and per grid, whole-pixel line points."""
     scale = _PlotScale.of(plot)
-    w, h = LINE_WIDTH, LINE_HEIGHT
-    top = 8 + _LEGEND_ROW * len(plot.legends) + 12
-    rank_y0 = top + h + _PLOT_GAP
+    header, top = _header(plot.key, plot.legends)
+    panels = []
+    y0 = top
+    for kind in ("prob", "rank"):
+        panels.append(_trajectory_panel(plot, scale, kind, y0))
+        y0 += LINE_HEIGHT + _PLOT_GAP
+    return _frame(header, "".join(panels), plot.x, scale.x, plot.x_title, y0 - _PLOT_GAP)
+
+
+def _linear_svg(plot: _LinearPlot) -> str:
+    """Panels on linear axes (entropy, KL, divergences), laid out as ``_plot_svg``."""
+    header, top = _header(plot.key, plot.legends)
+    x0, x1 = plot.x.domain
+
+    def x_px(x: float) -> float:
+        return (x - x0) / (x1 - x0) * LINE_WIDTH
+
+    panels = []
+    y0 = top
+    for panel in plot.panels:
+        scale = _LinearScale.of(panel)
+        lines = []
+        for s in panel.series:
+            pts = [None if y is None else (x_px(x), scale.y(y)) for x, y in s.values]
+            lines.append((_style(s.color, s.width, s.dash, s.opacity), s.color, s.opacity, pts))
+        extra = []
+        for x, color in panel.rules:
+            ex = _short(x_px(x), 1)
+            extra.append(f'<line x1="{ex}" x2="{ex}" y2="{panel.height}" stroke="{color}" stroke-dasharray="4,3"/>')
+        if panel.note is not None:
+            x, text = panel.note
+            left = x_px(x) <= LINE_WIDTH / 2
+            extra.append(
+                f'<text x="{_short(x_px(x) + (4 if left else -4), 1)}" y="{panel.height - 4}" font-size="10px" '
+                f'text-anchor="{"start" if left else "end"}" fill="#333333">{_esc(text)}</text>'
+            )
+        bands = [(x_px(a), x_px(b)) for a, b in plot.bands]
+        panels.append(
+            _panel(
+                y0, panel.height, panel.title, scale.ticks(), plot.x, x_px, bands, lines, "".join(extra), plot.points
+            )
+        )
+        y0 += panel.height + _PLOT_GAP
+    return _frame(header, "".join(panels), plot.x, x_px, plot.x_title, y0 - _PLOT_GAP)
+
+
+def _header(key: list[str], legends: Legends) -> tuple[str, float]:
+    """The key lines and legend rows over the panels, and where the first panel starts."""
+    parts = [
+        f'<text y="{12 + _KEY_ROW * i}" fill="#333333">{_esc(line)}</text>' for i, line in enumerate(key)
+    ]  # never shortened: the only place that tells the models apart by name
+    legend_top = _KEY_ROW * len(key)
+    legend, rows = _plot_legends(legends, legend_top)
+    parts.append(legend)
+    header = f'<g transform="translate({_PLOT_LEFT},0)">{"".join(parts)}</g>'
+    return header, 8 + legend_top + _LEGEND_ROW * rows + 12
+
+
+def _frame(header: str, panels: str, x: _Axis, x_px, x_title: str, bottom: float) -> str:  # type: ignore[no-untyped-def]
+    """The whole SVG: white background, header, panels, the x axis labels and title under the last panel."""
+    w = LINE_WIDTH
     x_labels = "".join(
-        f'<text x="{_short(scale.x(t), 1)}" y="{h + 16}">{_esc(label)}</text>'
-        for t, label in zip(plot.x.ticks, plot.x.labels)
+        f'<text x="{_short(x_px(t), 1)}" y="16">{_esc(label)}</text>' for t, label in zip(x.ticks, x.labels)
     )
-    total_w, total_h = _PLOT_LEFT + w + 20, rank_y0 + h + 40
+    total_w, total_h = _PLOT_LEFT + w + 20, round(bottom + 40)
     return (
         f'<svg xmlns="{_SVG_NS}" width="{total_w}" height="{total_h}" viewBox="0 0 {total_w} {total_h}" '
         'font-family="sans-serif" font-size="11px">'
-        f'<rect width="{total_w}" height="{total_h}" fill="white"/>'
-        f'<g transform="translate({_PLOT_LEFT},0)">{_plot_legends(plot.legends)}</g>'
-        f"{_plot_panel(plot, scale, 'prob', top)}{_plot_panel(plot, scale, 'rank', rank_y0)}"
-        f'<g transform="translate({_PLOT_LEFT},{rank_y0})" text-anchor="middle">{x_labels}'
-        f'<text x="{w // 2}" y="{h + 32}" font-size="12px" font-weight="bold">{_esc(plot.x_title)}</text></g></svg>'
+        f'<rect width="{total_w}" height="{total_h}" fill="white"/>{header}{panels}'
+        f'<g transform="translate({_PLOT_LEFT},{_short(bottom, 1)})" text-anchor="middle">{x_labels}'
+        f'<text x="{w // 2}" y="32" font-size="12px" font-weight="bold">{_esc(x_title)}</text></g></svg>'
     )
 
 
-def _plot_panel(plot: _Plot, scale: _PlotScale, kind: str, y0: float) -> str:
-    """One panel ("prob" or "rank"): grid, frame, axes and every line with its emergence mark."""
-    w, h = LINE_WIDTH, LINE_HEIGHT
-    y_ticks = scale.y_ticks(kind)
-    ticks = "".join(f"M{round(scale.x(t))},{h}v5" for t in plot.x.ticks) + "".join(
-        f"M0,{_short(y, 1)}h-5" for y, _ in y_ticks
-    )
-    title = "Probability" if kind == "prob" else "Rank (log, 1 = top)"
-    out = [
-        f'<g transform="translate({_PLOT_LEFT},{_short(y0, 1)})">',
+Line = tuple[str, str, float, list[tuple[float, float] | None]]  # (stroke attributes, colour, opacity, points)
+
+
+def _panel(
+    y0: float,
+    h: int,
+    title: str,
+    y_ticks: list[tuple[float, str]],
+    x: _Axis,
+    x_px,  # type: ignore[no-untyped-def]
+    bands: list[tuple[float, float]],
+    lines: list[Line],
+    extra: str,
+    points: bool,
+) -> str:
+    """One panel at ``y0``: grey bands, grid, frame, axes, the lines (with dots when ``points``), ``extra`` marks."""
+    w = LINE_WIDTH
+    ticks = "".join(f"M{round(x_px(t))},{h}v5" for t in x.ticks) + "".join(f"M0,{_short(y, 1)}h-5" for y, _ in y_ticks)
+    out = [f'<g transform="translate({_PLOT_LEFT},{_short(y0, 1)})">']
+    shown = [(max(a, 0.0), min(b, float(w))) for a, b in bands]
+    shown = [(a, b) for a, b in shown if b > a]
+    if shown:
+        d = "".join(f"M{_short(a, 1)},0H{_short(b, 1)}V{h}H{_short(a, 1)}z" for a, b in shown)
+        out.append(f'<path fill="{UNRELIABLE_FILL}" fill-opacity="0.18" d="{d}"/>')
+    out += [
         f'<path stroke="#e6e6e6" d="{"".join(f"M0,{_short(y, 1)}h{w}" for y, _ in y_ticks)}"/>',
         f'<rect width="{w}" height="{h}" fill="none" stroke="#cccccc"/>',
-        '<g font-size="11px" text-anchor="end">'
+        '<g text-anchor="end">'
         + "".join(f'<text x="-7" y="{_short(y + 3, 1)}">{_esc(label)}</text>' for y, label in y_ticks)
         + "</g>",
         f'<path stroke="#888888" d="{ticks}"/>',
         f'<text transform="translate(-52,{h // 2}) rotate(-90)" text-anchor="middle" font-size="12px" '
-        f'font-weight="bold">{title}</text>',
+        f'font-weight="bold">{_esc(title)}</text>',
     ]
-    for line in plot.lines:
-        points = [(scale.x(x), scale.y(kind, p, r)) for x, p, r in line.points]
-        style = f'stroke="{line.color}" stroke-width="{_short(line.width, 1)}"' + _dashes(line.dash)
-        if line.opacity != 1:
-            style += f' stroke-opacity="{_short(line.opacity, 2)}"'
-        d = _polyline([None if y is None else (x, y) for x, y in points])
+    for style, color, opacity, pts in lines:
+        d = _polyline(pts)
         if d:
             out.append(f'<path fill="none" {style} d="{d}"/>')
-        if line.emergence is None:
-            continue
-        ex = _short(scale.x(line.emergence), 1)
-        if line.marker == "rule":
-            out.append(
-                f'<line x1="{ex}" x2="{ex}" y2="{h}" stroke="{line.color}" stroke-width="1.5" stroke-dasharray="4,3"/>'
-            )
-            if kind == "prob" and line.note:
-                left = scale.x(line.emergence) <= w / 2  # the note stays inside the panel
-                out.append(
-                    f'<text x="{_short(scale.x(line.emergence) + (4 if left else -4), 1)}" y="-4" '
-                    f'font-size="10px" text-anchor="{"start" if left else "end"}" fill="{line.color}">'
-                    f"{_esc(line.note)}</text>"
-                )
-        else:
-            at = [pt for (x, _, _), pt in zip(line.points, points) if x == line.emergence and pt[1] is not None]
-            if at:
-                out.append(_marker_path(line.marker, at[0][0], at[0][1], 4.2, line.color))  # type: ignore[arg-type]
+        if points:
+            dots = "".join(_circle_d(px, py, _POINT_R) for pt in pts if pt is not None for px, py in [pt])
+            if dots:
+                fill_opacity = "" if opacity == 1 else f' fill-opacity="{_short(opacity, 2)}"'
+                out.append(f'<path fill="{color}"{fill_opacity} d="{dots}"/>')
+    out.append(extra)
     out.append("</g>")
     return "".join(out)
 
 
-def _plot_legends(legends: list[tuple[str, list[tuple[str, _PlotLine]]]]) -> str:
-    """One row per legend: its title, then each entry's symbol (marker or line style) and label."""
+def _style(color: str, width: float, dash: list[float], opacity: float) -> str:
+    style = f'stroke="{color}" stroke-width="{_short(width, 1)}"' + _dashes(dash)
+    if opacity != 1:
+        style += f' stroke-opacity="{_short(opacity, 2)}"'
+    return style
+
+
+def _trajectory_panel(plot: _Plot, scale: _PlotScale, kind: str, y0: float) -> str:
+    """One panel of a trajectory ("prob" or "rank"): every line with its emergence mark."""
+    h = LINE_HEIGHT
+    lines: list[Line] = []
+    extra = []
+    taken: list[tuple[float, float, int]] = []  # the notes placed so far: (x from, x to, row)
+    for line in plot.lines:
+        pts = [(scale.x(x), scale.y(kind, p, r)) for x, p, r in line.points]
+        lines.append(
+            (
+                _style(line.color, line.width, line.dash, line.opacity),
+                line.color,
+                line.opacity,
+                [None if y is None else (x, y) for x, y in pts],
+            )
+        )
+        if line.emergence is None:
+            continue
+        ex = _short(scale.x(line.emergence), 1)
+        if line.marker == "rule":
+            extra.append(
+                f'<line x1="{ex}" x2="{ex}" y2="{h}" stroke="{line.color}" stroke-width="1.5" stroke-dasharray="4,3"/>'
+            )
+            if kind == "prob" and line.note:
+                left = scale.x(line.emergence) <= LINE_WIDTH / 2  # the note stays inside the panel
+                at = scale.x(line.emergence) + (4 if left else -4)
+                span = (at, at + len(line.note) * 5.6) if left else (at - len(line.note) * 5.6, at)
+                row = 0  # the first row (over the panel) where it overlaps no other note, then rows inside
+                while any(r == row and a < span[1] and span[0] < b for a, b, r in taken):
+                    row += 1
+                taken.append((*span, row))
+                extra.append(
+                    f'<text x="{_short(at, 1)}" y="{-4 + 12 * row}" '
+                    f'font-size="10px" text-anchor="{"start" if left else "end"}" fill="{line.color}">'
+                    f"{_esc(line.note)}</text>"
+                )
+        else:
+            at = [pt for (x, _, _), pt in zip(line.points, pts) if x == line.emergence and pt[1] is not None]
+            if at:
+                extra.append(_marker_path(line.marker, at[0][0], at[0][1], 4.2, line.color))  # type: ignore[arg-type]
+    bands = [(scale.x(a), scale.x(b)) for a, b in plot.bands]
+    title = "Probability" if kind == "prob" else "Rank (log, 1 = top)"
+    return _panel(y0, h, title, scale.y_ticks(kind), plot.x, scale.x, bands, lines, "".join(extra), plot.points)
+
+
+def _plot_legends(legends: Legends, top: float = 0) -> tuple[str, int]:
+    """The legends from ``top`` down: each legend's title, then each entry's symbol (marker or line style) and
+    label, wrapped onto further rows where the plot's width ends. Also the number of rows."""
     parts = []
-    for row, (title, entries) in enumerate(legends):
-        y = 17 + _LEGEND_ROW * row
-        parts.append(f'<text y="{y + 1}" font-size="12px" font-weight="bold">{_esc(title)}</text>')
-        x = len(title) * 7.5 + 10
+    row = 0
+    for title, entries in legends:
+        y = top + 17 + _LEGEND_ROW * row
+        if title:
+            parts.append(f'<text y="{_short(y + 1, 1)}" font-size="12px" font-weight="bold">{_esc(title)}</text>')
+        start = len(title) * 7.5 + 10 if title else 0
+        x = start
         for label, style in entries:
             label = _shorten(label, 40)
+            width = 18 + len(label) * _CHAR_PX
+            if x > start and x + width > LINE_WIDTH:
+                row += 1
+                x, y = start, top + 17 + _LEGEND_ROW * row
             if style.marker in ("circle", "diamond"):
                 parts.append(_marker_path(style.marker, x + 5, y - 3, 5, style.color, style.opacity))
             else:
+                stroke = f' stroke-opacity="{_short(style.opacity, 2)}"' if style.opacity != 1 else ""
                 parts.append(
-                    f'<path d="M{_short(x, 1)},{y - 3}h14" stroke="{style.color}" stroke-width="2"'
-                    f"{_dashes(style.dash)}/>"
+                    f'<path d="M{_short(x, 1)},{_short(y - 3, 1)}h14" stroke="{style.color}" '
+                    f'stroke-width="{_short(min(style.width, 4), 1)}"{_dashes(style.dash)}{stroke}/>'
                 )
-            parts.append(f'<text x="{_short(x + 18, 1)}" y="{y + 1}">{_esc(label)}</text>')
-            x += 18 + len(label) * _CHAR_PX + 12
-    return "".join(parts)
+            parts.append(f'<text x="{_short(x + 18, 1)}" y="{_short(y + 1, 1)}">{_esc(label)}</text>')
+            x += width + 12
+        row += 1
+    return "".join(parts), row
 
 
 def _dashes(dash: list[float]) -> str:
@@ -219,9 +421,13 @@ def _polyline(points: list[tuple[float, float] | None]) -> str:
     return "".join(out)
 
 
+def _circle_d(x: float, y: float, r: float) -> str:
+    return f"M{_short(x + r, 1)},{_short(y, 1)}a{r},{r} 0 1 1 {-2 * r},0a{r},{r} 0 1 1 {2 * r},0"
+
+
 def _marker_path(shape: str, x: float, y: float, r: float, color: str, opacity: float = 1.0) -> str:
     if shape == "circle":
-        d = f"M{_short(x + r, 1)},{_short(y, 1)}a{r},{r} 0 1 1 {-2 * r},0a{r},{r} 0 1 1 {2 * r},0"
+        d = _circle_d(x, y, r)
     else:
         d = f"M{_short(x - r, 1)},{_short(y, 1)}l{r},{-r}l{r},{r}l{-r},{r}z"
     fill_opacity = "" if opacity == 1 else f' fill-opacity="{_short(opacity, 2)}"'

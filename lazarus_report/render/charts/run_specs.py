@@ -6,22 +6,30 @@ from typing import Any
 
 import altair as alt
 
-from lazarus_report.render.charts.background import ChartView, PendingChart, _line_view, _unvalidated
+from lazarus_report.render.charts.background import ChartView, PendingChart, _unvalidated
 from lazarus_report.render.charts.datasets import _round, _round_prob, _rows, _stored
 from lazarus_report.render.charts.heatmap import _heatmap
 from lazarus_report.render.charts.interaction import (
+    Composed,
     crosshair,
     cursor_row,
     cursor_tooltip,
+    layered,
     plotted_prob,
     prob_rank_cell,
     prob_y,
     stacked,
     with_bands,
 )
-from lazarus_report.render.charts.line_plot_svg import _layer_axis, _Plot, _plot_svg, _PlotLine
+from lazarus_report.render.charts.line_charts import _unique_labels, entropy_kl_chart, trajectory_chart
 from lazarus_report.render.charts.scales import _rank_top
-from lazarus_report.render.charts.style import LINE_HEIGHT, LINE_WIDTH, MAX_LAYERS_WITH_POINTS, PALETTE
+from lazarus_report.render.charts.style import (
+    LINE_HEIGHT,
+    LINE_WIDTH,
+    MAX_LAYERS_WITH_POINTS,
+    PALETTE,
+    UNRELIABLE_FILL,
+)
 from lazarus_report.render.report_model import RunReport
 
 
@@ -38,14 +46,14 @@ def start_run_charts(run: RunReport) -> list[PendingChart]:
     return charts
 
 
+__all__ = ["UNRELIABLE_FILL", "_unique_labels", "run_charts", "start_run_charts"]
+
+
 def _layer_x(run: RunReport, *, labelled: bool = True) -> alt.X:
     scale = alt.Scale(domain=[run.captured_layers[0], run.captured_layers[-1]], nice=False)
     if labelled:
         return alt.X("layer:Q", title="Layer", scale=scale, axis=alt.Axis(tickMinStep=1, format="d"))
     return alt.X("layer:Q", title=None, scale=scale, axis=alt.Axis(tickMinStep=1, labels=False))
-
-
-UNRELIABLE_FILL = "#9aa4b1"
 
 
 def _unreliable_bands(run: RunReport, x: alt.X) -> list[Any]:
@@ -78,39 +86,21 @@ def _rank_y(field: str, ranks: list[int]) -> alt.Y:
     return alt.Y(field, title="Rank (log, 1 = top)", scale=scale, axis=axis)
 
 
-def _unique_labels(labels: list[str]) -> list[str]:
-    seen: dict[str, int] = {}
-    out = []
-    for label in labels:
-        seen[label] = seen.get(label, 0) + 1
-        out.append(label if seen[label] == 1 else f"{label} ({seen[label]})")
-    return out
-
-
 def _palette(n: int) -> list[str] | None:
     return PALETTE[:n] if 0 < n <= len(PALETTE) else None
 
 
 def _trajectory(run: RunReport, *, chart_id: str | None = None, compact: bool = False) -> PendingChart:
-    """The tracked tokens' probability and rank across layers. ``compact``: the static SVG is drawn
-    here (``_plot_svg``, a few kB) instead of by vl-convert (for pages with a chart per suite case)."""
+    """The tracked tokens' probability and rank across layers. ``compact``: the data are stored as columns
+    (for pages with a chart per suite case). The static SVG is drawn by hand (``line_charts``)."""
     labels = _unique_labels([s.label for s in run.series])
     rows: list[dict[str, Any]] = []
     marks: list[dict[str, Any]] = []
-    lines: list[_PlotLine] = []
-    for i, (label, s) in enumerate(zip(labels, run.series)):
+    for label, s in zip(labels, run.series):
         for layer, p, r in zip(s.layers, s.probs, s.ranks):
             rows.append({"layer": layer, "token": label, "p": _round_prob(p), "rank": r})
         if s.emergence_layer is not None:
             marks.append({"layer": s.emergence_layer, "token": label, "note": f"{label} top-1 at L{s.emergence_layer}"})
-        lines.append(
-            _PlotLine(
-                list(zip(s.layers, s.probs, s.ranks)),
-                PALETTE[i % len(PALETTE)],
-                emergence=s.emergence_layer,
-                note=f"{label} top-1 at L{s.emergence_layer}",
-            )
-        )
     color = alt.Color(
         "token:N",
         title="Token",
@@ -148,7 +138,7 @@ def _trajectory(run: RunReport, *, chart_id: str | None = None, compact: bool = 
     datasets["cursor"] = _stored(cursor_rows, compact)
     cursor_tip = cursor_tooltip(alt.Tooltip("layer:Q", title="Layer"), labels)
 
-    def panel(y: alt.Y, x: alt.X, *, notes: bool, prob: bool) -> alt.LayerChart:
+    def panel(y: alt.Y, x: alt.X, *, notes: bool, prob: bool) -> Composed:
         line = _rows("d", rows, compact)
         if prob:
             line = line.transform_calculate(**plotted_prob())
@@ -168,7 +158,7 @@ def _trajectory(run: RunReport, *, chart_id: str | None = None, compact: bool = 
                     .encode(x=x, y=alt.YValue(0), text=alt.Text("note:N"), color=color)
                 )
         layers += crosshair(x, cursor_tip, lambda: _rows("cursor", cursor_rows, compact), panel="p" if prob else "r")
-        return alt.layer(*layers).properties(width=LINE_WIDTH, height=LINE_HEIGHT)
+        return layered(*layers, width=LINE_WIDTH, height=LINE_HEIGHT)
 
     # Both panels share the layer axis; it is labelled once, under the rank panel.
     prob = panel(prob_y(), _layer_x(run, labelled=False), notes=True, prob=True)
@@ -179,26 +169,7 @@ def _trajectory(run: RunReport, *, chart_id: str | None = None, compact: bool = 
         prob=False,
     )
     chart = stacked(prob, rank, spacing=14, views=["cursor_p", "cursor_r"], prob_axis=True, shared=["color"])
-    who = "Tracked tokens" if run.series_are_tracked else "The final top-1 token"
-    description = (
-        f"{who} at the last prompt position: probability (top; log axis, linear one click away) and rank "
-        "on a log axis (bottom) at each captured layer; dashed lines mark the layer where a token first becomes top-1."
-    )
-    if not run.series_are_tracked:
-        description += " Its probability is shown where it is in a layer's top-k."
-    svg = None
-    if compact:
-        legend = [("Token", [(label, line) for label, line in zip(labels, lines)])]
-        ranks = [r for series in run.series for r in series.ranks]
-        svg = _plot_svg(_Plot(lines, _layer_axis(run.captured_layers), "Layer", max([1, *ranks]), legend))
-    return _line_view(
-        chart_id or f"{run.key}-trajectory",
-        "Token probability and rank across layers",
-        description,
-        chart,
-        datasets,
-        svg=svg,
-    )
+    return trajectory_chart(run, chart_id=chart_id).with_spec(chart, datasets)
 
 
 def _entropy_kl(run: RunReport) -> PendingChart:
@@ -216,7 +187,7 @@ def _entropy_kl(run: RunReport) -> PendingChart:
     cursor_rows = with_bands([{"c": row["layer"], **row} for row in rows], "layer")
     datasets: dict[str, Any] = {"d": rows, "cursor": cursor_rows}
 
-    def panel(field: str, title: str, color: str, x: alt.X) -> alt.LayerChart:
+    def panel(field: str, title: str, color: str, x: alt.X) -> Composed:
         line = (
             alt.Chart(alt.NamedData("d"))
             .mark_line(point=points, color=color)
@@ -227,7 +198,7 @@ def _entropy_kl(run: RunReport) -> PendingChart:
             line,
             *crosshair(x, tooltip, lambda: alt.Chart(alt.NamedData("cursor")), panel=field),
         ]
-        return alt.layer(*layers).properties(width=LINE_WIDTH, height=150)
+        return layered(*layers, width=LINE_WIDTH, height=150)
 
     chart = stacked(
         panel("h", "Entropy (nats)", PALETTE[0], _layer_x(run, labelled=False)),
@@ -235,11 +206,6 @@ def _entropy_kl(run: RunReport) -> PendingChart:
         spacing=14,
         views=["cursor_h", "cursor_kl"],
     )
-    description = (
-        "Entropy of each layer's lens distribution (top) and its KL divergence from the final distribution, "
-        "KL(final || layer) (bottom), in nats, at the last prompt position."
-    )
     if run.unreliable_layers:
         datasets["unreliable"] = _unreliable_data(run)
-        description += " Grey bands: layers where the lens is unreliable."
-    return _line_view(f"{run.key}-entropy-kl", "Entropy and KL to final across layers", description, chart, datasets)
+    return entropy_kl_chart(run).with_spec(chart, datasets)

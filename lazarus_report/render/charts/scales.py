@@ -1,4 +1,4 @@
-"""Axis arithmetic shared by the Vega-Lite specs and the hand-drawn SVGs (d3's tick steps, the rank axis)."""
+"""Axis arithmetic shared by the Vega-Lite specs and the hand-drawn SVGs (d3's tick steps, the rank axis, rounding)."""
 
 from __future__ import annotations
 
@@ -22,3 +22,13 @@ def _tick_step(lo: float, hi: float, count: int) -> float:
     error = step / 10**power
     factor = 10 if error >= math.sqrt(50) else 5 if error >= math.sqrt(10) else 2 if error >= math.sqrt(2) else 1
     return factor * 10.0**power
+
+
+def _round(x: float | None, places: int = 4) -> float | None:
+    # Plot data needs no 17-digit floats; the exact values are in the embedded result JSON.
+    return None if x is None else round(x, places)
+
+
+def _round_prob(p: float | None) -> float | None:
+    # Four significant digits, not places: the log-probability axis reaches down to 1e-6.
+    return None if p is None else float(f"{p:.4g}")

@@ -1,12 +1,12 @@
-"""The charts' look: sizes, palettes, the heatmap's colour bins, the Vega-Lite config and version, label shortening."""
+"""The charts' look: sizes, palettes, the heatmap's colour bins, the Vega-Lite config and version, label shortening.
+
+No Altair or vl-convert at import (static pages import this): ``VL_VERSION`` is computed on first use."""
 
 from __future__ import annotations
 
+import functools
 import html
 from typing import Any
-
-import altair as alt
-import vl_convert as vlc
 
 LINE_WIDTH = 560
 
@@ -82,14 +82,35 @@ CONFIG: dict[str, Any] = {
 }
 
 
+PROB_FLOOR = 1e-6  # log view: smaller probabilities are drawn at this floor (their rank panel says the rest)
+
+
+UNRELIABLE_FILL = "#9aa4b1"  # the grey bands over the layers where the lens is unreliable
+
+
+def requested_vl_version() -> str:
+    """The Vega-Lite version Altair targets ("6.4"); imports Altair, not vl-convert."""
+    import altair as alt
+
+    return ".".join(alt.SCHEMA_VERSION.lstrip("v").split(".")[:2])
+
+
+@functools.lru_cache(maxsize=1)
 def _vl_version() -> str:
     """The Vega-Lite version Altair targets, as vl-convert names it ("6.4")."""
-    major_minor = ".".join(alt.SCHEMA_VERSION.lstrip("v").split(".")[:2])
-    available = vlc.get_vegalite_versions()
-    return major_minor if major_minor in available else available[-1]
+    import vl_convert as vlc
+
+    return resolve_vl_version(requested_vl_version(), vlc.get_vegalite_versions())
 
 
-VL_VERSION = _vl_version()
+def resolve_vl_version(requested: str, available: list[str]) -> str:
+    return requested if requested in available else available[-1]
+
+
+def __getattr__(name: str) -> Any:
+    if name == "VL_VERSION":  # computed on first use: it needs Altair and vl-convert
+        return _vl_version()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def _shorten(text: str, limit: int) -> str:
