@@ -26,6 +26,14 @@ def cache_root() -> Path:
         return Path.home() / ".cache" / "lazarus-report"
 
 
+def write_cache_file(target: Path, data: bytes) -> None:
+    """Write a cache file atomically (its directory created first); ``OSError`` when it cannot be written."""
+    from lazarus_report.result import write_bytes_atomic
+
+    target.parent.mkdir(parents=True, exist_ok=True)
+    write_bytes_atomic(target, data)
+
+
 def warn_cache_discarded(entry: Path, reason: str) -> None:
     """Say (as a ``LazarusWarning``: one line on stderr from the command line) that a damaged cache
     entry is discarded and rebuilt."""

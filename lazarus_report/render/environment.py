@@ -31,6 +31,7 @@ import jinja2
 from markupsafe import Markup
 
 from lazarus_report.render import formatting as f
+from lazarus_report.render.template_cache import VerifiedBytecodeCache
 
 TEMPLATE_PACKAGE = "lazarus_report.templates"
 
@@ -120,6 +121,7 @@ def html_environment() -> jinja2.Environment:
     return _configure(
         jinja2.Environment(
             loader=_AssetLoader(template_root()),
+            bytecode_cache=VerifiedBytecodeCache(),
             autoescape=True,
             undefined=jinja2.StrictUndefined,
             trim_blocks=True,
@@ -134,6 +136,7 @@ def markdown_environment() -> jinja2.Environment:
     return _configure(
         jinja2.Environment(
             loader=jinja2.FileSystemLoader(template_root()),
+            bytecode_cache=VerifiedBytecodeCache(),
             autoescape=False,
             finalize=_md_finalize,
             undefined=jinja2.StrictUndefined,

@@ -44,10 +44,9 @@ def _cache_key(path: Path) -> tuple[str, dict[str, Any]]:
 
 
 def _atomic_write(target: Path, data: bytes) -> None:
-    from lazarus_report.result import write_bytes_atomic
+    from ..cache import write_cache_file
 
-    target.parent.mkdir(parents=True, exist_ok=True)
-    write_bytes_atomic(target, data)
+    write_cache_file(target, data)
 
 
 def _cache_paths(cache_dir: Path, key: str) -> tuple[Path, Path]:
