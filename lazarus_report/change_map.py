@@ -169,15 +169,20 @@ def build_change_map(
     user: Sequence[int],
     decode: Callable[[int], str],
     note: str,
+    same_layers: Sequence[int] = (),
 ) -> ChangeMap:
-    """The map over ``layers`` x the chosen columns of ``kept`` (``lp*``: ``[L, P, V]``, P = len(kept))."""
+    """The map over ``layers`` x the chosen columns of ``kept`` (``lp*``: ``[L, P, V]``, P = len(kept)).
+    ``same_layers``: layer indices where ``lp2`` is ``lp1`` (model 2's lens read exactly model 1's input there;
+    ``lp2`` holds nothing for them)."""
     n_layers, n_kept = lp1.shape[0], lp1.shape[1]
     js = np.empty((n_layers, n_kept))
     top1 = np.empty((n_layers, n_kept), dtype=np.int64)
     top2 = np.empty((n_layers, n_kept), dtype=np.int64)
     buffers = (np.empty(lp1.shape[1:], dtype=np.float32), np.empty(lp2.shape[1:], dtype=np.float32))
+    same = set(same_layers)
     for li in range(n_layers):  # one layer at a time: [P, V] float64 temporaries only
-        a, b = _layer(lp1, li, buffers[0]), _layer(lp2, li, buffers[1])
+        a = _layer(lp1, li, buffers[0])
+        b = a if li in same else _layer(lp2, li, buffers[1])
         # Rows equal bit for bit have JS exactly 0 (the layers below an adapter: most of a LoRA's map).
         differ = ~(a == b).all(axis=1)
         js[li] = 0.0
@@ -206,7 +211,8 @@ def build_change_map(
         np.empty((len(cols), lp2.shape[2]), np.float32),
     )
     for li in range(n_layers):
-        a, b = _layer(lp1, li, shown_rows[0], cols), _layer(lp2, li, shown_rows[1], cols)
+        a = _layer(lp1, li, shown_rows[0], cols)
+        b = a if li in same else _layer(lp2, li, shown_rows[1], cols)
         tops1.append([_cell_tops(a[i], b[i], CELL_TOP_K, decode, True) for i in range(len(cols))])
         tops2.append([_cell_tops(b[i], a[i], CELL_TOP_K, decode, False) for i in range(len(cols))])
     return ChangeMap(

@@ -244,6 +244,7 @@ def where_they_part(c: ComparisonResult, runs: Sequence[LensRun]) -> ComparisonR
                 a.user_positions or [],
                 decode,
                 a.positions_note,
+                same_layers=b.same_layers_as_reference,
             )
     return dataclasses.replace(c, change_summary=summary, token_shifts=shifts, change_map=cmap, adapted_layers=adapted)
 

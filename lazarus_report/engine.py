@@ -68,6 +68,9 @@ class LensRun:
     # With ``position_log_probs``: a digest of what the head read at each (prefill chunk start, captured layer),
     # so a second model's run can tell which of its layers are bit for bit this run's (``analyze``'s ``reference``).
     layer_digests: dict[tuple[int, int], bytes] | None = None
+    # Indices of the captured layers whose spilled log-probabilities are the reference run's, not written in
+    # ``position_log_probs`` (read them from the reference: ``change_map.build_change_map``'s ``same_layers``).
+    same_layers_as_reference: list[int] = dataclasses.field(default_factory=list)
 
     def __post_init__(self) -> None:
         layers = len(self.result.captured_layers)
@@ -251,6 +254,7 @@ def analyze(
     shown = grid_positions(len(ids), config.grid_last_positions) if config.compute_grid else []
     computed = grid_computed(shown, keep)
     digests: dict[tuple[int, int], bytes] = {}
+    reused: set[tuple[int, int]] = set()  # (chunk start, layer index) whose spilled rows are the reference's
     reusable = (
         keep is not None
         and reference is not None
@@ -279,7 +283,8 @@ def analyze(
                     if reusable and reference.layer_digests.get((start, i)) == digests[(start, i)]  # type: ignore[union-attr]
                 ]
                 if same and keep is not None and reference is not None:
-                    grids.append(_grid_reusing(loaded, lensed, final, computed, shown, keep, reference, same, start))
+                    grids.append(_grid_reusing(loaded, lensed, final, computed, shown, keep, same, start))
+                    reused.update((start, j) for j in same)
                 else:
                     grids.append(
                         _grid_stats(loaded, lensed, final, computed, log_probs_out=keep, offset=start, shown=shown)
@@ -296,6 +301,7 @@ def analyze(
     final_last = sink[n_layers - 1][0, -1:]
     hidden_last = mx.stack([lens.translate(i, sink[i][0, -1]) for i in layers])
     stats = last_position_stats(loaded.parts, hidden_last, final_last, config.top_k, tracked_ids)
+    same_layers = _settle_reused(reused, reference, keep, len(layers)) if reused else []
     if keep is not None:
         keep[1].flush()
     t2 = time.perf_counter()
@@ -351,6 +357,7 @@ def analyze(
         embedding_factor=factor,
         decode=decode,
         layer_digests=digests if keep is not None else None,
+        same_layers_as_reference=same_layers,
         **extras,
     )
 
@@ -409,30 +416,45 @@ def _grid_reusing(
     computed: list[int],
     shown: list[int],
     keep: tuple[list[int], Any],
-    reference: LensRun,
     same: list[int],
     start: int,
 ) -> Any:
     """``_grid_stats`` for one prefill chunk when the captured layers ``same`` (indices into ``lensed``) read
-    exactly what the reference run's did: their spilled rows are copied from the reference, so their head
-    pass covers only the shown positions (their statistics still use this model's own final layer)."""
-    import numpy as np
-
+    exactly what the reference run's did: their spilled rows are the reference's (not written here: see
+    ``_settle_reused``), so their head pass covers only the shown positions (their statistics still use this
+    model's own final layer)."""
     n_rows = final.shape[0]
     other = [j for j in range(len(lensed)) if j not in same]
     kept, out = keep
-    cols = [c for c, p in enumerate(kept) if start <= p < start + n_rows]
-    if cols:  # the reference's rows, copied layer by layer (consecutive columns: one block)
-        buffer = np.empty((len(cols), out.shape[2]), dtype=np.float32)
-        for j in same:
-            rows = reference.position_log_probs.read(j, buffer, cols)
-            out[j, cols[0] : cols[-1] + 1] = rows
     parts = {}
     if other:
         sub = (kept, _LayerRows(out, other))
         parts["other"] = (other, _grid_stats(loaded, [lensed[j] for j in other], final, computed, sub, start, shown))
     parts["same"] = (same, _grid_stats(loaded, [lensed[j] for j in same], final, shown, None, start))
     return _merge_layers(parts, len(lensed), computed, shown, start, n_rows)
+
+
+def _settle_reused(
+    reused: set[tuple[int, int]], reference: LensRun | None, keep: tuple[list[int], Any] | None, n_layers: int
+) -> list[int]:
+    """The layers whose spilled rows are the reference's in every prefill chunk (left unwritten); a layer that
+    was the reference's in some chunks only gets those chunks' rows copied from the reference."""
+    import numpy as np
+
+    assert reference is not None and keep is not None
+    starts = sorted({start for start, _ in reused} | {start for start, _ in reference.layer_digests or {}})
+    everywhere = [j for j in range(n_layers) if all((start, j) in reused for start in starts)]
+    kept, out = keep
+    bounds = [*starts[1:], max(kept) + 1]
+    for start, j in sorted(reused):
+        if j in everywhere:
+            continue
+        stop = bounds[starts.index(start)]
+        cols = [c for c, p in enumerate(kept) if start <= p < stop]
+        if cols:
+            rows = reference.position_log_probs.read(j, np.empty((len(cols), out.shape[2]), np.float32), cols)
+            out[j, cols[0] : cols[-1] + 1] = rows
+    return everywhere
 
 
 def _merge_layers(

@@ -176,7 +176,7 @@ def test_base_vs_adapter_copies_the_layers_under_the_adapter_and_changes_nothing
     real = engine._grid_reusing
 
     def counting(*args, **kwargs):
-        copied.append(len(args[7]))  # the layers copied in this chunk
+        copied.append(len(args[6]))  # the layers taken from model 1 in this chunk
         return real(*args, **kwargs)
 
     monkeypatch.setattr(engine, "_grid_reusing", counting)
@@ -192,3 +192,29 @@ def test_base_vs_adapter_copies_the_layers_under_the_adapter_and_changes_nothing
     assert copied == []
     assert without_timings(reused) == without_timings(computed)
     assert reused.change_map is not None and reused.change_map.js[0] == [0.0] * len(reused.change_map.positions)
+
+
+def test_a_layer_equal_to_model_1_in_some_chunks_only_gets_those_rows_copied(tmp_path):
+    """Layers equal in every prefill chunk are left to the change map (``same_layers``); a layer equal in some
+    chunks only has model 1's rows for those chunks copied into model 2's file, so the file is whole."""
+    from types import SimpleNamespace
+
+    from lazarus_report import change_map
+
+    rng = np.random.default_rng(0)
+    shape = (3, 10, 6)  # layers, kept positions 0-9 (chunks start at 0 and 5), vocabulary
+    data = rng.standard_normal(shape).astype(np.float32)
+    ref_file = change_map.spill_array(tmp_path, "m1", shape)
+    for layer in range(3):
+        ref_file[layer, 0:10] = data[layer]
+    ref_file.flush()
+    reference = SimpleNamespace(position_log_probs=ref_file, layer_digests={(0, 0): b"", (5, 0): b""})
+    out = change_map.spill_array(tmp_path, "m2", shape)
+    out[2, 0:10] = data[2] + 1  # layer 2: model 2's own rows
+    reused = {(0, 0), (5, 0), (0, 1)}  # layer 0 in both chunks, layer 1 in the first only
+    assert engine._settle_reused(reused, reference, (list(range(10)), out), 3) == [0]
+    out.flush()
+    np.testing.assert_array_equal(out[1][:5], data[1, :5])  # copied
+    np.testing.assert_array_equal(out[1][5:], 0)  # model 2 computes these itself (here: not written)
+    np.testing.assert_array_equal(out[0], 0)  # left to the change map
+    np.testing.assert_array_equal(out[2], data[2] + 1)
