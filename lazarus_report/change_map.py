@@ -118,11 +118,11 @@ class SpilledLogProbs:
     def read(self, layer: int, out: np.ndarray, cols: Sequence[int] | None = None) -> np.ndarray:
         """Layer ``layer`` (or only its positions ``cols``) into ``out`` (``[P or len(cols), V]`` float32, C order):
         a buffer read over and over is not page-faulted in again for every layer."""
-        spans = [(0, out)] if cols is None else [(col, out[i]) for i, col in enumerate(cols)]
+        spans: list[tuple[int, np.ndarray]] = [(0, out)] if cols is None else [(c, out[i]) for i, c in enumerate(cols)]
         with open(self.path, "rb") as fh:
             for col, view in spans:
                 fh.seek(self._at(layer, col))
-                if fh.readinto(memoryview(view).cast("B")) != view.nbytes:
+                if fh.readinto(view.data.cast("B")) != view.nbytes:
                     raise OSError(f"{self.path} is shorter than its shape {self.shape}")
         return out
 

@@ -471,7 +471,7 @@ def _merge_layers(
     fields = ("top_ids", "top_probs", "entropy", "kl_to_final", "top_k_ids", "answer_probs")
     present = [g for _, g in parts.values() if g is not None]
     if not present:  # no layer computed a shown position here: the columns are there only for the change map
-        zeros = [[0] * len(here) for _ in range(n_layers)]
+        zeros: list[list[Any]] = [[0] * len(here) for _ in range(n_layers)]
         return GridStats(zeros, zeros, zeros, zeros, None, zeros)
     merged: dict[str, list[Any] | None] = {
         f: None if not present or any(getattr(g, f) is None for g in present) else [None] * n_layers for f in fields
@@ -487,7 +487,7 @@ def _merge_layers(
                 for p, value in zip(positions, rows[k]):
                     row[index[p]] = value
                 out[j] = row
-    return GridStats(**merged)
+    return GridStats(**merged)  # type: ignore[arg-type]  # the fields None above are the optional ones
 
 
 def grid_positions(n_tokens: int, last: int | None) -> list[int]:

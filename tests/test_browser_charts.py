@@ -118,6 +118,39 @@ def test_compare_crosshair_names_both_models(browser, pages):
     page.close()
 
 
+def test_pointing_at_a_layer_row_puts_the_cursor_on_that_layer_in_every_chart(browser, pages):
+    """One layer cursor for the charts and the table, both ways: a row under the pointer shows the charts' rule at
+    its layer (in every panel of both line charts) and is highlighted through the charts' own selection."""
+    console: list[str] = []
+    page = _open(browser, pages["analyze-capital-raw"], console)
+    page.wait_for_function(
+        "document.querySelectorAll('#run0-entropy-kl.is-live, #run0-trajectory.is-live').length === 2",
+        timeout=30_000,
+    )
+
+    def shown_rules(chart_id: str) -> list[int]:  # indexes (= layers here) of the cursor rules drawn opaque
+        return page.evaluate(
+            f"[...document.querySelectorAll('#{chart_id} .chart-live svg .mark-rule line')]"
+            ".filter(e => e.getAttribute('stroke') === '#555555')"
+            ".map(e => Number(e.getAttribute('opacity') || 1))"
+        )
+
+    layers = len(shown_rules("run0-trajectory")) // 2  # one rule per layer in each of the two panels
+    assert layers == 30 and set(shown_rules("run0-trajectory")) == {0}
+    page.hover("#run0-layer-12 th")
+    page.wait_for_timeout(300)
+    for chart_id in ("run0-trajectory", "run0-entropy-kl"):
+        opacities = shown_rules(chart_id)
+        assert [i % layers for i, o in enumerate(opacities) if o > 0] == [12, 12], chart_id
+    assert page.evaluate("[...document.querySelectorAll('tr.is-cursor')].map(r => r.id)") == ["run0-layer-12"]
+    page.mouse.move(1270, 5)  # off the table: the cursor goes
+    page.wait_for_timeout(300)
+    assert set(shown_rules("run0-trajectory")) == {0}
+    assert page.evaluate("document.querySelectorAll('tr.is-cursor').length") == 0
+    page.close()
+    assert console == []
+
+
 def test_probability_axis_is_log_with_a_linear_switch(browser, pages):
     page = _open(browser, pages["analyze-capital-raw"], [])
     fig = page.query_selector("#run0-trajectory")

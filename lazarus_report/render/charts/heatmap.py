@@ -132,7 +132,7 @@ def _heatmap(
             props["title"] = alt.TitleParams(panel_title, anchor="start", fontSize=12, limit=width, offset=offset)
         panel = layered(*layers, **props)
         charts.append(panel)
-    chart = charts[0] if len(charts) == 1 else concat("hconcat", *charts, spacing=24, shared=["color"])
+    chart: Any = charts[0] if len(charts) == 1 else concat("hconcat", *charts, spacing=24, shared=["color"])
     if answer_mode:
         chart = WithParams(chart, [_heatmap_mode_param()])
     static = heatmap_chart(panels, chart_id=chart_id, title=title, names=names, by_depth=by_depth)

@@ -7,8 +7,11 @@ tags), axis titles and ticks, the grey bands over layers where the lens is unrel
 
 from __future__ import annotations
 
+from typing import Any
+
 from lazarus_report.render.charts.background import PendingChart
 from lazarus_report.render.charts.line_plot_svg import (
+    _Axis,
     _layer_axis,
     _linear_svg,
     _LinearPanel,
@@ -120,7 +123,7 @@ def model_key_lines(comparison: ComparisonView) -> list[str]:
     return [f"{tag}: {label}" for tag, label in zip(comparison.tags, comparison.labels)]
 
 
-def compare_axis(comparison: ComparisonView):  # type: ignore[no-untyped-def]
+def compare_axis(comparison: ComparisonView) -> _Axis:
     """The comparison charts' x axis: layers, or relative depth (0 to 1) for models of different depths."""
     if comparison.alignment != "layer":
         return _relative_axis()
@@ -225,7 +228,7 @@ def divergence_chart(comparison: ComparisonView) -> PendingChart:
     if largest is not None:
         description += f" The dashed line marks the largest JS divergence (layer {largest.label})."
 
-    def x(row) -> float:  # type: ignore[no-untyped-def]
+    def x(row: Any) -> float:
         return row.layer2 if comparison.alignment == "layer" else row.x
 
     rules = [(x(largest), "#888888")] if largest is not None else []

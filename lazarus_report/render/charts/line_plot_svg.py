@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from lazarus_report.render.charts.scales import _rank_top, _tick_step
@@ -248,7 +249,7 @@ def _header(key: list[str], legends: Legends) -> tuple[str, float]:
     return header, 8 + legend_top + _LEGEND_ROW * rows + 12
 
 
-def _frame(header: str, panels: str, x: _Axis, x_px, x_title: str, bottom: float) -> str:  # type: ignore[no-untyped-def]
+def _frame(header: str, panels: str, x: _Axis, x_px: Callable[[float], float], x_title: str, bottom: float) -> str:
     """The whole SVG: white background, header, panels, the x axis labels and title under the last panel."""
     w = LINE_WIDTH
     x_labels = "".join(
@@ -273,7 +274,7 @@ def _panel(
     title: str,
     y_ticks: list[tuple[float, str]],
     x: _Axis,
-    x_px,  # type: ignore[no-untyped-def]
+    x_px: Callable[[float], float],
     bands: list[tuple[float, float]],
     lines: list[Line],
     extra: str,
@@ -356,9 +357,10 @@ def _trajectory_panel(plot: _Plot, scale: _PlotScale, kind: str, y0: float) -> s
                     f"{_esc(line.note)}</text>"
                 )
         else:
-            at = [pt for (x, _, _), pt in zip(line.points, pts) if x == line.emergence and pt[1] is not None]
-            if at:
-                extra.append(_marker_path(line.marker, at[0][0], at[0][1], 4.2, line.color))  # type: ignore[arg-type]
+            hits = [pt for (x, _, _), pt in zip(line.points, pts) if x == line.emergence and pt[1] is not None]
+            if hits:
+                hx, hy = hits[0]
+                extra.append(_marker_path(line.marker, hx, hy or 0.0, 4.2, line.color))
     bands = [(scale.x(a), scale.x(b)) for a, b in plot.bands]
     title = "Probability" if kind == "prob" else "Rank (log, 1 = top)"
     return _panel(y0, h, title, scale.y_ticks(kind), plot.x, scale.x, bands, lines, "".join(extra), plot.points)

@@ -228,9 +228,12 @@
     });
   }
 
-  // The charts' layer cursor (a Vega-Lite selection named "cursor" on the layer) highlights the same layer's
-  // row in the layer table: "run0-trajectory" -> rows "run0-layer-<n>", "comparison-*" -> rows "layer-<n>".
+  // One layer cursor for the charts and the layer table. The charts' cursor (a Vega-Lite selection named
+  // "cursor" on the layer) highlights the same layer's row: "run0-trajectory" -> rows "run0-layer-<n>",
+  // "comparison-*" -> rows "layer-<n>"; pointing at (or focusing) a row puts the cursor on that layer in
+  // every chart of the same prefix.
   var cursorRow = null;
+  var cursorViews = {};  // row id prefix -> {chart id: its live view (the latest drawing)}
   function followCursor(chartId, view) {
     var prefix = chartId.replace(/-(trajectory|entropy-kl|divergence)$/, "");
     if (prefix === chartId) { return; }
@@ -242,7 +245,40 @@
         var row = layer === null ? null : document.getElementById(prefix + layer);
         if (row) { row.classList.add("is-cursor"); cursorRow = row; }
       });
-    } catch (err) { /* a chart without the cursor */ }
+    } catch (err) { return; /* a chart without the cursor */ }
+    if (!cursorViews[prefix]) { cursorViews[prefix] = {}; followRows(prefix); }
+    cursorViews[prefix][chartId] = view;
+  }
+  function setCursor(prefix, layer) {  // layer null: clear
+    var views = cursorViews[prefix] || {};
+    Object.keys(views).forEach(function (chartId) {
+      var view = views[chartId];
+      // The selection's store (a point selection on the cursor rows' key "c"), as the pointer would set it.
+      var store = layer === null ? [] : [{ unit: "table", fields: [{ type: "E", field: "c" }], values: [layer] }];
+      try { view.data("cursor_store", store).runAsync(); } catch (err) { /* not a cursor chart */ }
+    });
+  }
+  function followRows(prefix) {
+    var pattern = new RegExp("^" + prefix.replace(/[-]/g, "\\-") + "(\\d+)$");
+    function rowOf(node) {
+      var row = node && node.closest ? node.closest("tr[id]") : null;
+      return row && pattern.test(row.id) ? row : null;
+    }
+    function layerOf(event) {
+      var row = rowOf(event.target);
+      return row && rowOf(event.relatedTarget) !== row ? Number(pattern.exec(row.id)[1]) : null;
+    }
+    ["pointerover", "focusin"].forEach(function (type) {
+      document.addEventListener(type, function (event) {
+        var layer = layerOf(event);
+        if (layer !== null) { setCursor(prefix, layer); }
+      });
+    });
+    ["pointerout", "focusout"].forEach(function (type) {
+      document.addEventListener(type, function (event) {
+        if (layerOf(event) !== null) { setCursor(prefix, null); }
+      });
+    });
   }
 
   function whenShown(fig) {
