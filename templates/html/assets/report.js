@@ -239,6 +239,7 @@
     if (prefix === chartId) { return; }
     prefix = prefix === "comparison" ? "layer-" : prefix + "-layer-";
     try {
+      view.data("cursor_store");  // throws for a chart without the cursor ("cursor" alone is also Vega's pointer style)
       view.addSignalListener("cursor", function (name, value) {  // {c: [layer]} or {} when cleared
         if (cursorRow) { cursorRow.classList.remove("is-cursor"); cursorRow = null; }
         var layer = value && value.c && value.c.length ? value.c[0] : null;
