@@ -171,7 +171,7 @@ def _static_charts_shown(page) -> int:
     """Every chart figure shows its static SVG at a readable size; returns how many there are."""
     figures = page.locator("figure.chart")
     for i in range(figures.count()):
-        svg = figures.nth(i).locator(".chart-static svg")
+        svg = figures.nth(i).locator(".chart-static svg:visible")  # one of a static page's two drawings
         assert svg.count() == 1
         box = svg.bounding_box()
         assert box is not None and box["width"] > 300 and box["height"] > 150
@@ -209,7 +209,7 @@ def test_compare_phone_width_layout(browser_context, report_files):
 def test_static_report_runs_no_script(browser_context, report_files):
     page, watch = _open(browser_context(), report_files["demo-static"], wait_live=False)
     assert page.evaluate("typeof window.vegaEmbed") == "undefined"
-    assert page.locator(".chart-static svg").count() == 3
+    assert page.locator(".chart-static svg:visible").count() == 3
     assert watch.errors == [] and watch.foreign_requests(report_files["demo-static"].as_uri()) == []
 
 
