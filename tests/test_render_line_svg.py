@@ -458,3 +458,17 @@ def test_narrow_drawings_keep_hostile_strings_as_text():
         assert "onmouseover=" not in svg.replace("&quot;", "")
         texts += "".join(t.text or "" for t in _tree(svg).iter(f"{NS}text"))  # parses: nothing broke out
     assert any(s[:6] in texts for s in HOSTILE_STRINGS if s.startswith(("</script>", "<img")))
+
+
+def test_narrow_x_title_wraps_inside_the_drawing():
+    report = build_comparison_report(make_comparison("depths"))
+    comparison = report.comparison
+    assert comparison is not None and len(comparison.x_title) * 7.2 > 340  # too long for one row
+    root = _tree(compare_trajectory_chart(report.runs, comparison).narrow())  # type: ignore[misc]
+    width = float(root.get("width", 0))
+    rows = [t for t in root.iter(f"{NS}text") if t.get("font-weight") == "bold" and t.get("font-size") == "12px"]
+    rows = [t for t in rows if t.text not in ("Model", "Tracked", "Final top-1") and not t.get("transform")]
+    assert len(rows) >= 2 and " ".join(t.text or "" for t in rows) == comparison.x_title
+    for t in rows:  # centred on the drawing (its group starts at the plot's left edge, 64 px in)
+        middle = 64 + float(t.get("x", 0))
+        assert middle == width // 2 and len(t.text or "") * 7.2 <= width - 8

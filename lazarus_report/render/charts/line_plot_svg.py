@@ -316,13 +316,20 @@ def _frame(header: str, panels: str, x: _Axis, x_px, x_title: str, bottom: float
     x_labels = "".join(
         f'<text x="{_short(x_px(t), 1)}" y="16">{_esc(label)}</text>' for t, label in zip(x.ticks, x.labels)
     )
-    total_w, total_h = layout.left + w + layout.right, round(bottom + 40)
+    total_w = layout.left + w + layout.right
+    # A long title (relative depth) wraps where it would not fit the narrow drawing (12 px bold: ~7.2 px a character).
+    rows = _wrapped(x_title, int((total_w - 8) / 7.2)) if layout.wrap_key else [x_title]
+    total_h = round(bottom + 40 + 14 * (len(rows) - 1))
+    middle = total_w // 2 - layout.left if layout.wrap_key else w // 2  # narrow: centred on the whole drawing
+    title = "".join(
+        f'<text x="{middle}" y="{32 + 14 * i}" font-size="12px" font-weight="bold">{_esc(row)}</text>'
+        for i, row in enumerate(rows)
+    )
     return (
         f'<svg xmlns="{_SVG_NS}" width="{total_w}" height="{total_h}" viewBox="0 0 {total_w} {total_h}" '
         'font-family="sans-serif" font-size="11px">'
         f'<rect width="{total_w}" height="{total_h}" fill="white"/>{header}{panels}'
-        f'<g transform="translate({layout.left},{_short(bottom, 1)})" text-anchor="middle">{x_labels}'
-        f'<text x="{w // 2}" y="32" font-size="12px" font-weight="bold">{_esc(x_title)}</text></g></svg>'
+        f'<g transform="translate({layout.left},{_short(bottom, 1)})" text-anchor="middle">{x_labels}{title}</g></svg>'
     )
 
 
