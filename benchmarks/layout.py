@@ -36,7 +36,8 @@ MEASURE = """() => {
   const tables = Array.from(document.querySelectorAll('table')).map(t =>
     t.getBoundingClientRect().width / t.parentElement.getBoundingClientRect().width);
   const charts = Array.from(document.querySelectorAll('figure.chart')).map(f => {
-    const svg = f.querySelector('.chart-body svg'), shown = svg.getBoundingClientRect().width;
+    const svg = Array.from(f.querySelectorAll('.chart-body svg')).find(s => s.getBoundingClientRect().width > 0);
+    const shown = svg.getBoundingClientRect().width;
     const scale = shown / (parseFloat(svg.getAttribute('width')) || shown);
     let smallest = Infinity;
     svg.querySelectorAll('text').forEach(t => {

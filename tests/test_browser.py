@@ -171,7 +171,7 @@ def _static_charts_shown(page) -> int:
     """Every chart figure shows its static SVG at a readable size; returns how many there are."""
     figures = page.locator("figure.chart")
     for i in range(figures.count()):
-        svg = figures.nth(i).locator(".chart-static svg")
+        svg = figures.nth(i).locator(".chart-static svg:visible")  # one of a static page's two drawings
         assert svg.count() == 1
         box = svg.bounding_box()
         assert box is not None and box["width"] > 300 and box["height"] > 150
@@ -209,7 +209,7 @@ def test_compare_phone_width_layout(browser_context, report_files):
 def test_static_report_runs_no_script(browser_context, report_files):
     page, watch = _open(browser_context(), report_files["demo-static"], wait_live=False)
     assert page.evaluate("typeof window.vegaEmbed") == "undefined"
-    assert page.locator(".chart-static svg").count() == 3
+    assert page.locator(".chart-static svg:visible").count() == 3
     assert watch.errors == [] and watch.foreign_requests(report_files["demo-static"].as_uri()) == []
 
 
@@ -422,9 +422,10 @@ TOO_WIDE_TABLES = """(ratio) => Array.from(document.querySelectorAll('table')).m
   return [t.className, Math.round(w), Math.round(box)];
 }).filter(([, w, box]) => w > box * ratio + 1)"""
 
-# Each chart's drawn width against its figure, and the smallest text it draws (font size times the SVG's scale).
+# Each chart's drawn width against its figure, and the smallest text it draws (font size times the SVG's scale):
+# the SVG on screen (a static chart drawn twice shows one of its drawings; the other has no box).
 CHART_SIZES = """() => Array.from(document.querySelectorAll('figure.chart')).map(f => {
-  const svg = f.querySelector('.chart-body svg');
+  const svg = Array.from(f.querySelectorAll('.chart-body svg')).find(s => s.getBoundingClientRect().width > 0);
   const shown = svg.getBoundingClientRect().width;
   const scale = shown / (parseFloat(svg.getAttribute('width')) || shown);
   let smallest = Infinity;
@@ -433,6 +434,7 @@ CHART_SIZES = """() => Array.from(document.querySelectorAll('figure.chart')).map
     smallest = Math.min(smallest, parseFloat(getComputedStyle(t).fontSize) * scale);
   });
   return {id: f.id, live: f.classList.contains('is-live'), fit: !!f.querySelector('.chart-body.fit'),
+          narrow: !!svg.closest('.svg-narrow'), width: parseFloat(svg.getAttribute('width')),
           ratio: shown / f.getBoundingClientRect().width, smallest: smallest};
 })"""
 
@@ -524,7 +526,16 @@ def test_sample_fits_a_phone(browser_context, sample_files, name):
     assert watch.errors == []
 
 
-@pytest.mark.parametrize("name", ["analyze-capital-raw", "compare-smollm2-vs-gemma3", "suite-weather-adapter"])
+STATIC_ON_A_PHONE = [
+    "analyze-capital-raw",
+    "analyze-weather-chat-tuned",
+    "compare-base-vs-weather-adapter",
+    "compare-smollm2-vs-gemma3",
+    "suite-weather-adapter",
+]
+
+
+@pytest.mark.parametrize("name", STATIC_ON_A_PHONE)
 def test_static_sample_fits_a_phone(browser_context, sample_files, name):
     page, watch = _open(browser_context(width=390, height=844), sample_files[f"{name}.static"], wait_live=False)
     page.evaluate(OPEN_ALL)
@@ -539,13 +550,36 @@ def test_static_sample_fits_a_phone(browser_context, sample_files, name):
         " b.getBoundingClientRect().right])"
     )
     assert boxes and all(overflow == "auto" and right <= 390 for overflow, right in boxes)
-    # Without a script the line charts cannot be laid out again: they scale down by at most 1/1.35 and scroll
-    # (the heatmaps scroll at full size: their cell text needs it).
-    for chart in page.evaluate(CHART_SIZES):
-        if chart["fit"]:
-            assert chart["ratio"] <= 1.35 + 0.01 and chart["smallest"] >= 7, chart
-        else:
-            assert chart["smallest"] >= 9, chart
+    # Without a script the charts cannot be laid out again: the page shows their narrow drawings (340 px, the
+    # heatmap's columns in stacked blocks), at most 1.35x their box (in fact inside it) with text >= 9 px.
+    charts = page.evaluate(CHART_SIZES)
+    drawn_twice = [c for c in charts if not c["id"].startswith("suite-")]  # the suite overview: vl-convert's
+    assert drawn_twice and all(c["narrow"] and c["width"] <= 340 for c in drawn_twice), drawn_twice
+    for chart in drawn_twice:
+        assert chart["ratio"] <= 1.0 and chart["smallest"] >= 9, chart
+    # The suite overview charts (vl-convert's SVG, one drawing) still scale down by at most 1/1.35.
+    for chart in (c for c in charts if c not in drawn_twice):
+        assert chart["ratio"] <= 1.35 + 0.01 and chart["smallest"] >= 7, chart
+    if name.startswith(("analyze", "compare")):
+        page.screenshot(path=str(SHOTS / f"{name}.static-390.png"), full_page=True)
+    assert watch.errors == []
+
+
+@pytest.mark.parametrize("name", ["analyze-capital-raw", "compare-base-vs-weather-adapter"])
+def test_static_phone_charts_print_wide_and_invert_when_dark(browser_context, sample_files, name):
+    path = sample_files[f"{name}.static"]
+    page, watch = _open(browser_context(width=390, height=844, color_scheme="dark"), path, wait_live=False)
+    shown = (
+        "Array.from(document.querySelectorAll('.chart-static svg')).filter(s => s.getBoundingClientRect().width > 0)"
+    )
+    filters = page.evaluate(f"{shown}.map(s => [!!s.closest('.svg-narrow'), getComputedStyle(s).filter])")
+    assert filters and all(narrow and "invert" in f for narrow, f in filters)  # dark: the narrow ones, inverted
+    # On paper (even from a phone) the wide drawings print, unfiltered.
+    page.emulate_media(media="print")
+    printed = page.evaluate(f"{shown}.map(s => [!!s.closest('.svg-narrow'), getComputedStyle(s).filter])")
+    assert len(printed) == len(filters) and all(not narrow and f == "none" for narrow, f in printed)
+    page.emulate_media(media="screen")
+    page.screenshot(path=str(SHOTS / f"{name}.static-390-dark.png"), full_page=True)
     assert watch.errors == []
 
 

@@ -310,3 +310,165 @@ def test_prefetch_loads_only_what_the_page_needs(isolated_cache, static, loaded)
     )
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == loaded
+
+
+# --- the narrow drawings (phones): same data, 340 px wide, text at full size ------------------------------
+
+NARROW_LEFT, NARROW_WIDTH, NARROW_HEIGHT = 64, 264, 160  # line_plot_svg.NARROW
+
+
+def _narrow_panels(root: ElementTree.Element) -> dict[str, tuple[float, ElementTree.Element]]:
+    out = {}
+    for g in root.iter(f"{NS}g"):
+        m = re.fullmatch(rf"translate\({NARROW_LEFT},([\d.]+)\)", g.get("transform", ""))
+        titles = [t.text for t in g.findall(f"{NS}text") if "rotate(-90)" in t.get("transform", "")]
+        if m and titles:
+            out[titles[0]] = (float(m.group(1)), g)
+    return out
+
+
+def _font_sizes(root: ElementTree.Element) -> list[float]:
+    """The font size of every text element (its own or the nearest ancestor's)."""
+    parent = {child: el for el in root.iter() for child in el}
+    sizes = []
+    for text in root.iter(f"{NS}text"):
+        el: ElementTree.Element | None = text
+        while el is not None and el.get("font-size") is None:
+            el = parent.get(el)
+        assert el is not None
+        sizes.append(float(el.get("font-size", "0")[:-2]))
+    return sizes
+
+
+def test_narrow_trajectory_points_land_at_the_computed_pixels(run):
+    root = _tree(trajectory_chart(run).narrow())  # type: ignore[misc]
+    assert float(root.get("width", 0)) == NARROW_LEFT + NARROW_WIDTH + 12 <= 340
+    panels = _narrow_panels(root)
+    assert set(panels) == {"Probability", "Rank (log, 1 = top)"}
+    first, last = run.captured_layers[0], run.captured_layers[-1]
+    probs = [max(p, 1e-6) for s in run.series for p in s.probs if p is not None]
+    decades = math.ceil(-math.log10(min(probs)) - 1e-9)
+    top_rank = 10 ** math.ceil(math.log10(max(10, max(r for s in run.series for r in s.ranks))))
+    for i, s in enumerate(run.series):
+        (prob_path,) = _line_paths(panels["Probability"][1], PALETTE[i])
+        (rank_path,) = _line_paths(panels["Rank (log, 1 = top)"][1], PALETTE[i])
+        x = [round((layer - first) / (last - first) * NARROW_WIDTH) for layer in s.layers]
+        expected_prob = [
+            (px, round(-math.log10(max(p, 1e-6)) / decades * NARROW_HEIGHT))
+            for px, p in zip(x, s.probs)
+            if p is not None
+        ]
+        expected_rank = [(px, round(math.log10(r) / math.log10(top_rank) * NARROW_HEIGHT)) for px, r in zip(x, s.ranks)]
+        assert _flat(_absolute(prob_path)) == _drawn(expected_prob)
+        assert _flat(_absolute(rank_path)) == _drawn(expected_rank)
+    # The rank panel starts one panel height and the 14 px gap under the probability panel.
+    assert panels["Rank (log, 1 = top)"][0] - panels["Probability"][0] == NARROW_HEIGHT + 14
+    assert min(_font_sizes(root)) >= 11
+
+
+def test_narrow_x_axis_keeps_its_ticks_apart(run):
+    """Layer ticks at least 36 px apart (every k-th of the wide chart's), each at its layer's pixel."""
+    root = _tree(entropy_kl_chart(run).narrow())  # type: ignore[misc]
+    wide = [t.text for t in _tree(entropy_kl_chart(run).svg).iter(f"{NS}text") if t.get("y") == "16"]  # type: ignore[arg-type]
+    labels = [(t.text, float(t.get("x", -1))) for t in root.iter(f"{NS}text") if t.get("y") == "16"]
+    first, last = run.captured_layers[0], run.captured_layers[-1]
+    assert len(labels) >= 2 and [text for text, _ in labels] == wide[:: wide.index(labels[1][0])]
+    for text, x in labels:
+        assert x == pytest.approx((int(text) - first) / (last - first) * NARROW_WIDTH, abs=0.06)
+    assert min(b - a for (_, a), (_, b) in itertools.pairwise(labels)) >= 36
+
+
+def test_narrow_comparison_key_wraps_and_is_never_shortened():
+    result = make_comparison("same_tokenizer")
+    report = build_comparison_report(result)
+    comparison = report.comparison
+    assert comparison is not None
+    for chart in (compare_trajectory_chart(report.runs, comparison), compare_entropy_kl_chart(report.runs, comparison)):
+        root = _tree(chart.narrow())  # type: ignore[misc]
+        width = float(root.get("width", 0))
+        key_rows = [t.text or "" for t in root.iter(f"{NS}text") if t.get("fill") == "#333333"]
+        joined = " ".join(key_rows)
+        for tag, label in zip(comparison.tags, comparison.labels):
+            assert f"{tag}: {label}".replace(" ", "") in joined.replace(" ", "")  # every character, in order
+        assert all(6 + len(row) * 6.2 <= width for row in key_rows)  # each row fits the drawing
+
+
+def _wide_grid(n_positions: int, n_layers: int):
+    """A hand-made heatmap grid: probability and token a known function of (layer, position)."""
+    from lazarus_report.render.report_model import GridCell, GridView
+
+    cells = [
+        GridCell(layer, pos, f"t{layer}_{pos}", ((layer * 7 + pos * 3) % 11) / 10, None, None)
+        for layer in range(n_layers)
+        for pos in range(n_positions)
+    ]
+    labels = [f"{pos} tok{pos}" for pos in range(n_positions)]
+    return GridView(list(range(n_layers)), list(range(n_positions)), labels, cells, n_positions)
+
+
+def test_narrow_heatmap_keeps_every_cell_in_blocks_that_fit_a_phone():
+    from lazarus_report.render.charts.heatmap_svg import heatmap_svg_narrow
+    from lazarus_report.render.charts.style import HEATMAP_COLORS
+
+    report = build_comparison_report(make_comparison("same_tokenizer"))
+    grids = {"M1 · eight positions": report.runs[0].grid, "M2 · nineteen": _wide_grid(19, 6)}
+    root = _tree(heatmap_svg_narrow(list(grids.items())))  # type: ignore[arg-type]
+    assert float(root.get("width", 0)) <= 340
+    blocks = [g for g in root.findall(f"{NS}g") if g.get("transform", "").startswith("translate(36,")]
+    # Each model's columns in blocks of at most 8 (19 -> 7 + 7 + 5), in order, every cell once, at its pixel
+    # and in its colour bin, its token as text.
+    assert len(blocks) == 1 + 3
+    shown: list[tuple[str, int, int]] = []
+    sizes = []
+    for block in blocks:
+        heading = block.find(f"{NS}text").text or ""  # type: ignore[union-attr]
+        name = next(n for n in grids if heading.startswith(n))
+        grid = grids[name]
+        m = re.search(r"positions (\d+)–(\d+)$", heading)
+        columns = [p for p in grid.positions if m is None or int(m.group(1)) <= p <= int(m.group(2))]  # type: ignore[union-attr]
+        sizes.append(len(columns))
+        rows = {layer: len(grid.layers) - 1 - i for i, layer in enumerate(grid.layers)}  # type: ignore[union-attr]
+        fills = {p.get("fill"): p.get("d", "") for p in block.findall(f"{NS}g/{NS}path")}
+        texts = {(t.get("x"), t.get("y")): t.text for t in block.iter(f"{NS}text")}
+        for cell in (c for c in grid.cells if c.position in columns):  # type: ignore[union-attr]
+            x, y = 35 * columns.index(cell.position), 16 * rows[cell.layer]
+            colour = HEATMAP_COLORS[min(9, int(round(cell.prob or 0, 6) * 10))]
+            assert f"M{x},{y}h35v16h-35z" in fills[colour]
+            token = texts[(str(x + 17), str(y + 11))]
+            assert token == (cell.token if len(cell.token) <= 6 else cell.token[:5] + "…")
+            shown.append((name, cell.layer, cell.position))
+    assert sizes == [8, 7, 7, 5]
+    everything = [(n, c.layer, c.position) for n, g in grids.items() for c in g.cells]  # type: ignore[union-attr]
+    assert sorted(shown) == sorted(everything)
+    assert min(_font_sizes(root)) >= 9
+
+
+def test_narrow_drawings_keep_hostile_strings_as_text():
+    from lazarus_report.render.charts.heatmap_svg import heatmap_chart
+
+    run = build_report([make_hostile_result()]).runs[0]
+    charts = [trajectory_chart(run), entropy_kl_chart(run), heatmap_chart([("<b>x</b>", run)], chart_id="h")]
+    report = build_comparison_report(make_comparison("hostile"))
+    assert report.comparison is not None
+    charts.append(compare_trajectory_chart(report.runs, report.comparison))
+    texts = ""
+    for chart in charts:
+        svg = chart.narrow()  # type: ignore[misc]
+        assert "<script" not in svg and "<img" not in svg and "<b>" not in svg
+        assert "onmouseover=" not in svg.replace("&quot;", "")
+        texts += "".join(t.text or "" for t in _tree(svg).iter(f"{NS}text"))  # parses: nothing broke out
+    assert any(s[:6] in texts for s in HOSTILE_STRINGS if s.startswith(("</script>", "<img")))
+
+
+def test_narrow_x_title_wraps_inside_the_drawing():
+    report = build_comparison_report(make_comparison("depths"))
+    comparison = report.comparison
+    assert comparison is not None and len(comparison.x_title) * 7.2 > 340  # too long for one row
+    root = _tree(compare_trajectory_chart(report.runs, comparison).narrow())  # type: ignore[misc]
+    width = float(root.get("width", 0))
+    rows = [t for t in root.iter(f"{NS}text") if t.get("font-weight") == "bold" and t.get("font-size") == "12px"]
+    rows = [t for t in rows if t.text not in ("Model", "Tracked", "Final top-1") and not t.get("transform")]
+    assert len(rows) >= 2 and " ".join(t.text or "" for t in rows) == comparison.x_title
+    for t in rows:  # centred on the drawing (its group starts at the plot's left edge, 64 px in)
+        middle = 64 + float(t.get("x", 0))
+        assert middle == width // 2 and len(t.text or "") * 7.2 <= width - 8

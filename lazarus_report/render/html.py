@@ -108,7 +108,7 @@ def _render_page(
     result_json = html_json(pack_result(result.to_dict()))
     bundle = None if static else _vega_bundle_markup()
     spec_json = {} if static else {chart_id: html_json(spec) for chart_id, spec in specs.items()}
-    charts = chart_module.finish(pending)
+    charts = chart_module.finish(pending, narrow=static)  # phone variants: see docs/reports.md
     return (
         html_environment()
         .get_template(template)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import threading
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
@@ -27,6 +28,7 @@ class ChartView:
     spec: dict[str, Any] | None  # Vega-Lite spec for vegaEmbed (None: a static page builds none)
     svg: str  # static rendering of the same chart
     fit: bool = True  # may shrink to the page width (the heatmap scrolls instead: its text must stay legible)
+    narrow: str = ""  # the same chart drawn for a phone (shown under the page's 640 px breakpoint), or ""
 
 
 @dataclass(frozen=True)
@@ -39,14 +41,17 @@ class PendingChart:
     spec: dict[str, Any] | None
     svg: Future[str] | str
     fit: bool = True
+    narrow: Callable[[], str] | None = None  # draws the phone variant (only for pages that show it)
 
     def with_spec(self, chart: Any, datasets: dict[str, Any]) -> PendingChart:
         """This chart with the Vega-Lite spec of the Altair ``chart`` over ``datasets``."""
         return dataclasses.replace(self, spec=_spec(chart, self.description, datasets))
 
-    def result(self) -> ChartView:
+    def result(self, *, narrow: bool = False) -> ChartView:
+        """The chart, with its phone variant when ``narrow`` (and it has one)."""
         svg = self.svg if isinstance(self.svg, str) else self.svg.result()
-        return ChartView(self.chart_id, self.title, self.description, self.spec, svg, self.fit)
+        phone = self.narrow() if narrow and self.narrow is not None else ""
+        return ChartView(self.chart_id, self.title, self.description, self.spec, svg, self.fit, phone)
 
 
 _bundle_lock = threading.Lock()  # the CLI's prefetch thread and the render may ask at once: build or read once
@@ -101,8 +106,9 @@ def _unvalidated(fn: Any) -> Any:
     return wrapper
 
 
-def finish(pending: dict[str, list[PendingChart]]) -> dict[str, list[ChartView]]:
-    return {key: [c.result() for c in charts] for key, charts in pending.items()}
+def finish(pending: dict[str, list[PendingChart]], *, narrow: bool = False) -> dict[str, list[ChartView]]:
+    """Every chart drawn (``narrow``: with its phone variant, where it has one)."""
+    return {key: [c.result(narrow=narrow) for c in charts] for key, charts in pending.items()}
 
 
 def _spec(chart: Any, description: str, datasets: dict[str, Any]) -> dict[str, Any]:

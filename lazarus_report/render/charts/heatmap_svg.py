@@ -5,6 +5,7 @@ bins, and the chart's description. No Altair here (``--static`` pages never impo
 from __future__ import annotations
 
 import bisect
+import dataclasses
 
 from lazarus_report.render.charts.background import PendingChart
 from lazarus_report.render.charts.scales import _round
@@ -64,8 +65,13 @@ def heatmap_chart(
         description = "Each model's " + description[0].lower() + description[1:]
     if by_depth:
         description += " The panels have one height, so their rows line up by relative depth."
-    svg = _checked(heatmap_svg([(panel_title, run.grid) for panel_title, run in panels], by_depth=by_depth))  # type: ignore[misc]
-    return PendingChart(chart_id, title, description, None, svg, fit=False)
+    grids = [(panel_title, run.grid) for panel_title, run in panels]
+    svg = _checked(heatmap_svg(grids, by_depth=by_depth))  # type: ignore[arg-type]
+
+    def narrow() -> str:
+        return _checked(heatmap_svg_narrow(grids, by_depth=by_depth))  # type: ignore[arg-type]
+
+    return PendingChart(chart_id, title, description, None, svg, fit=False, narrow=narrow)
 
 
 NEXT_LABEL_ROOM = 50  # px above the cells for the rotated next-token labels
@@ -127,22 +133,32 @@ def heatmap_svg(panels: list[tuple[str, GridView]], *, by_depth: bool = False) -
     )
 
 
-def _heatmap_panel(title: str, grid: GridView, height: int, row_h: float = CELL_HEIGHT) -> str:
+def _heatmap_panel(
+    title: str,
+    grid: GridView,
+    height: int,
+    row_h: float = CELL_HEIGHT,
+    *,
+    cell_w: int = CELL_WIDTH,
+    cell_chars: int = HEATMAP_CELL_CHARS,
+    label_chars: int = HEATMAP_LABEL_CHARS,
+    narrow: bool = False,
+) -> str:
+    """One panel at (0, 0) = its top left cell. ``narrow``: the layer axis titled over its labels (not beside
+    them: a narrow margin), the heading from the SVG's left edge, and no x axis title (the caller draws one)."""
     n_rows = len(grid.layers)
-    width = CELL_WIDTH * len(grid.positions)
+    width = cell_w * len(grid.positions)
     row_of = {layer: n_rows - 1 - i for i, layer in enumerate(grid.layers)}  # last layer on top
     col_of = {pos: j for j, pos in enumerate(grid.positions)}
     cells: list[list[str]] = [[] for _ in HEATMAP_COLORS]
     dark: list[str] = []
     light: list[str] = []
     for c in grid.cells:
-        x, y = CELL_WIDTH * col_of[c.position], _short(row_h * row_of[c.layer], 1)
+        x, y = cell_w * col_of[c.position], _short(row_h * row_of[c.layer], 1)
         p = _round(c.prob)
         p = 0.0 if p is None else p
-        cells[bisect.bisect_right(_HEATMAP_THRESHOLDS, p)].append(
-            f"M{x},{y}h{CELL_WIDTH}v{_short(row_h, 1)}h-{CELL_WIDTH}z"
-        )
-        text = f'<text x="{x + CELL_WIDTH // 2}" y="{_short(row_h * row_of[c.layer] + row_h / 2 + 3, 1)}">{_esc(_shorten(c.token, HEATMAP_CELL_CHARS))}</text>'
+        cells[bisect.bisect_right(_HEATMAP_THRESHOLDS, p)].append(f"M{x},{y}h{cell_w}v{_short(row_h, 1)}h-{cell_w}z")
+        text = f'<text x="{x + cell_w // 2}" y="{_short(row_h * row_of[c.layer] + row_h / 2 + 3, 1)}">{_esc(_shorten(c.token, cell_chars))}</text>'
         (dark if p > HEATMAP_DARK_TEXT_ABOVE else light).append(text)
     rows_h = round(row_h * n_rows)
     rects = "".join(f'<path fill="{color}" d="{"".join(d)}"/>' for color, d in zip(HEATMAP_COLORS, cells) if d)
@@ -152,27 +168,121 @@ def _heatmap_panel(title: str, grid: GridView, height: int, row_h: float = CELL_
         for layer in grid.layers
     )
     x_labels = "".join(
-        f'<text transform="translate({CELL_WIDTH * j + CELL_WIDTH // 2 + 3},{rows_h + 7}) rotate(-45)">'
-        f"{_esc(_shorten(label, HEATMAP_LABEL_CHARS))}</text>"
+        f'<text transform="translate({cell_w * j + cell_w // 2 + 3},{rows_h + 7}) rotate(-45)">'
+        f"{_esc(_shorten(label, label_chars))}</text>"
         for j, label in enumerate(grid.position_labels)
     )
     heading = ""
     if title:
-        title_y = -8 - (NEXT_LABEL_ROOM if grid.next_tokens else 0)
-        heading = f'<text y="{title_y}" font-size="12px" font-weight="bold">{_esc(_shorten(title, width // 7))}</text>'
+        title_y = -8 - (NEXT_LABEL_ROOM if grid.next_tokens else 14 if narrow else 0)  # narrow: over "Layer"
+        at = f' x="{6 - _NARROW_LEFT}"' if narrow else ""
+        chars = (_NARROW_WIDTH - 12) // 7 if narrow else width // 7
+        heading = f'<text{at} y="{title_y}" font-size="12px" font-weight="bold">{_esc(_shorten(title, chars))}</text>'
     next_labels = "".join(
-        f'<text transform="translate({CELL_WIDTH * j + CELL_WIDTH // 2 + 2},-6) rotate(-45)">'
-        f"{_esc(_shorten(label, HEATMAP_LABEL_CHARS))}</text>"
+        f'<text transform="translate({cell_w * j + cell_w // 2 + 2},-6) rotate(-45)">'
+        f"{_esc(_shorten(label, label_chars))}</text>"
         for j, label in enumerate(_next_labels(grid))
         if label
     )
-    return (
+    body = (
         f'{heading}<g>{rects}</g><g fill="#1a1a1a">{next_labels}</g>'
         f'<g font-size="9px" text-anchor="middle" fill="#1a1a1a">{"".join(light)}</g>'
         f'<g font-size="9px" text-anchor="middle" fill="white">{"".join(dark)}</g>'
         f'<rect width="{width}" height="{rows_h}" fill="none" stroke="#cccccc"/>'
         f'<g text-anchor="end">{y_labels}{x_labels}</g>'
-        '<g font-size="12px" font-weight="bold" text-anchor="middle">'
+    )
+    if narrow:
+        return body + '<text x="-5" y="-5" font-size="11px" font-weight="bold" text-anchor="end">Layer</text>'
+    return (
+        body + '<g font-size="12px" font-weight="bold" text-anchor="middle">'
         f'<text transform="translate(-38,{rows_h // 2}) rotate(-90)">Layer</text>'
         f'<text x="{width // 2}" y="{height + 86}">Prompt position (predicting the next token)</text></g>'
+    )
+
+
+NARROW_CELL_WIDTH = 35  # px per column in the narrow heatmap (8 columns fit a phone)
+
+
+NARROW_CELL_CHARS = 6  # token characters that fit a narrow cell at 9 px
+
+
+NARROW_LABEL_CHARS = 10  # the rotated position and next-token labels
+
+
+_NARROW_LEFT = 36  # the layer labels (the axis title sits over them)
+
+
+_NARROW_RIGHT = 24  # room for the last column's rotated next-token label
+
+
+_NARROW_WIDTH = 340  # the narrow SVG at most: a 390 px phone's chart box
+
+
+_NARROW_BELOW = 62  # under a block's cells: the rotated position labels
+
+
+def heatmap_svg_narrow(panels: list[tuple[str, GridView]], *, by_depth: bool = False) -> str:
+    """The heatmap for a phone (at most 340 px wide, text at its full size): each panel's columns in blocks of at
+    most 8 positions, stacked (model 1's blocks over model 2's), the colour legend across the bottom."""
+    per_block = (_NARROW_WIDTH - _NARROW_LEFT - _NARROW_RIGHT) // NARROW_CELL_WIDTH
+    height = max(CELL_HEIGHT * len(grid.layers) for _, grid in panels)
+    widest = max(min(len(grid.positions), per_block) for _, grid in panels)
+    total_w = max(_NARROW_LEFT + NARROW_CELL_WIDTH * widest + _NARROW_RIGHT, 300)
+    parts, y = [], 0
+    for title, grid in panels:
+        row_h = height / len(grid.layers) if by_depth else CELL_HEIGHT
+        rows_h = round(row_h * len(grid.layers))
+        blocks = -(-len(grid.positions) // per_block)
+        size = -(-len(grid.positions) // blocks)  # blocks of equal size (the last may be smaller)
+        for b in range(blocks):
+            part = _columns(grid, b * size, min(len(grid.positions), (b + 1) * size))
+            heading = title
+            if blocks > 1:  # "M1 · smollm2… · positions 7–13", or "Positions 7–13" in a one-model page
+                span = f"positions {part.positions[0]}\u2013{part.positions[-1]}"
+                room = (_NARROW_WIDTH - 12) // 7 - len(span) - 3
+                heading = f"{_shorten(title, room)} \u00b7 {span}" if title else span.capitalize()
+            top = (26 if heading else 4) + (NEXT_LABEL_ROOM if part.next_tokens else 16)
+            panel = _heatmap_panel(
+                heading,
+                part,
+                rows_h,
+                row_h,
+                cell_w=NARROW_CELL_WIDTH,
+                cell_chars=NARROW_CELL_CHARS,
+                label_chars=NARROW_LABEL_CHARS,
+                narrow=True,
+            )
+            parts.append(f'<g transform="translate({_NARROW_LEFT},{_short(y + top, 1)})">{panel}</g>')
+            y += top + rows_h + _NARROW_BELOW
+    swatch = 28
+    swatches = "".join(
+        f'<rect x="{swatch * k}" y="18" width="{swatch}" height="12" fill="{color}"/>'
+        for k, color in enumerate(HEATMAP_COLORS)
+    )
+    labels = "".join(
+        f'<text x="{swatch * (k + 1)}" y="42">{100 * (k + 1) // HEATMAP_BINS}%</text>' for k in range(HEATMAP_BINS - 1)
+    )
+    total_h = y + 72
+    return (
+        f'<svg xmlns="{_SVG_NS}" width="{total_w}" height="{total_h}" viewBox="0 0 {total_w} {total_h}" '
+        'font-family="sans-serif" font-size="10px">'
+        f'<rect width="{total_w}" height="{total_h}" fill="white"/>{"".join(parts)}'
+        f'<text x="6" y="{y + 4}" font-size="12px" font-weight="bold">Prompt position (predicting the next token)</text>'
+        f'<g transform="translate(6,{y + 14})"><text y="10" font-size="12px" font-weight="bold">Top-1 probability</text>'
+        f'{swatches}<g text-anchor="middle">{labels}</g></g></svg>'
+    )
+
+
+def _columns(grid: GridView, start: int, stop: int) -> GridView:
+    """``grid`` with only its columns ``start`` to ``stop`` (exclusive)."""
+    positions = grid.positions[start:stop]
+    kept = set(positions)
+    return dataclasses.replace(
+        grid,
+        positions=positions,
+        position_labels=grid.position_labels[start:stop],
+        cells=[c for c in grid.cells if c.position in kept],
+        next_tokens=grid.next_tokens[start:stop],
+        next_predicted=grid.next_predicted[start:stop],
+        answers=grid.answers[start:stop],
     )

@@ -11,6 +11,7 @@ from typing import Any
 
 from lazarus_report.render.charts.background import PendingChart
 from lazarus_report.render.charts.line_plot_svg import (
+    NARROW,
     _Axis,
     _layer_axis,
     _linear_svg,
@@ -39,8 +40,15 @@ JS_HEIGHT = 110  # the divergence chart's JS panel (its note sits at the bottom)
 KL_HEIGHT = 160  # the divergence chart's KL panel
 
 
-def _static(chart_id: str, title: str, description: str, svg: str) -> PendingChart:
-    return PendingChart(chart_id, title, description, None, _renumber_ids(_checked(svg), chart_id))
+def _static(chart_id: str, title: str, description: str, plot: _Plot | _LinearPlot) -> PendingChart:
+    """The chart drawn at the page's width, and (on request) for a phone."""
+    draw = _plot_svg if isinstance(plot, _Plot) else _linear_svg
+
+    def narrow() -> str:
+        return _renumber_ids(_checked(draw(plot, NARROW)), f"{chart_id}-narrow")  # type: ignore[arg-type]
+
+    svg = _renumber_ids(_checked(draw(plot)), chart_id)  # type: ignore[arg-type]
+    return PendingChart(chart_id, title, description, None, svg, narrow=narrow)
 
 
 def _unique_labels(labels: list[str]) -> list[str]:
@@ -86,9 +94,7 @@ def trajectory_chart(run: RunReport, *, chart_id: str | None = None) -> PendingC
         bands=unreliable_ranges(run),
         points=len(run.captured_layers) <= MAX_LAYERS_WITH_POINTS,
     )
-    return _static(
-        chart_id or f"{run.key}-trajectory", "Token probability and rank across layers", description, _plot_svg(plot)
-    )
+    return _static(chart_id or f"{run.key}-trajectory", "Token probability and rank across layers", description, plot)
 
 
 def entropy_kl_chart(run: RunReport) -> PendingChart:
@@ -115,7 +121,7 @@ def entropy_kl_chart(run: RunReport) -> PendingChart:
         bands=unreliable_ranges(run),
         points=len(layers) <= MAX_LAYERS_WITH_POINTS,
     )
-    return _static(f"{run.key}-entropy-kl", "Entropy and KL to final across layers", description, _linear_svg(plot))
+    return _static(f"{run.key}-entropy-kl", "Entropy and KL to final across layers", description, plot)
 
 
 def model_key_lines(comparison: ComparisonView) -> list[str]:
@@ -189,7 +195,7 @@ def compare_trajectory_chart(
     plot = _Plot(
         lines, compare_axis(comparison), comparison.x_title, max_rank, legends, key=model_key_lines(comparison)
     )
-    return _static(chart_id, "Token probability and rank, both models", description, _plot_svg(plot))
+    return _static(chart_id, "Token probability and rank, both models", description, plot)
 
 
 def compare_entropy_kl_chart(runs: list[RunReport], comparison: ComparisonView) -> PendingChart:
@@ -212,7 +218,7 @@ def compare_entropy_kl_chart(runs: list[RunReport], comparison: ComparisonView) 
         [_model_legend(comparison, markers=False)],
         key=model_key_lines(comparison),
     )
-    return _static("comparison-entropy-kl", "Entropy and KL to final, both models", description, _linear_svg(plot))
+    return _static("comparison-entropy-kl", "Entropy and KL to final, both models", description, plot)
 
 
 def divergence_chart(comparison: ComparisonView) -> PendingChart:
@@ -261,9 +267,7 @@ def divergence_chart(comparison: ComparisonView) -> PendingChart:
         [legend],
         points=len(comparison.rows) <= MAX_LAYERS_WITH_POINTS,
     )
-    return _static(
-        "comparison-divergence", "Divergence between the models across layers", description, _linear_svg(plot)
-    )
+    return _static("comparison-divergence", "Divergence between the models across layers", description, plot)
 
 
 def run_line_charts(run: RunReport) -> list[PendingChart]:

@@ -122,6 +122,30 @@ _POINT_R = 2.5  # the live chart's point markers (size 30)
 
 
 @dataclass(frozen=True)
+class _Layout:
+    """Where a plot's parts go and how large its text is: ``WIDE`` (the page's default, 650 px) or ``NARROW``
+    (340 px, for phones: the page shows it under its 640 px breakpoint, at its own size, so text stays >= 11 px)."""
+
+    width: int  # a panel's plot area
+    line_height: int  # a trajectory panel's height
+    left: int  # room for the y axis labels and title
+    right: int
+    header_left: int  # the key and legends start here and wrap at ``header_width``
+    header_width: int
+    note_px: int  # the emergence and largest-change notes
+    note_char: float  # their average character width
+    min_tick_px: float  # x ticks closer than this are thinned (every second, third ...)
+    wrap_key: bool  # key lines longer than the header wrap (never shortened)
+    y_title_x: int = -52
+
+
+WIDE = _Layout(LINE_WIDTH, LINE_HEIGHT, _PLOT_LEFT, 20, _PLOT_LEFT, LINE_WIDTH, 10, 5.6, 0.0, False)
+
+
+NARROW = _Layout(264, 160, 64, 12, 6, 328, 11, 6.2, 36.0, True)
+
+
+@dataclass(frozen=True)
 class _PlotScale:
     """Data to pixels inside one panel (LINE_WIDTH x LINE_HEIGHT), as the live chart's scales do."""
 
@@ -129,20 +153,22 @@ class _PlotScale:
     x1: float
     p_decades: int  # the probability axis, logarithmic: 10^-p_decades (bottom) to 100% (top), as the live default
     rank_top: int  # the rank axis: 1 (top) to a power of ten (bottom), logarithmic
+    width: float = LINE_WIDTH
+    height: float = LINE_HEIGHT
 
     @classmethod
-    def of(cls, plot: _Plot) -> _PlotScale:
+    def of(cls, plot: _Plot, layout: _Layout = WIDE) -> _PlotScale:
         known = [max(p, PROB_FLOOR) for line in plot.lines for _, p, _ in line.points if p is not None]
         decades = max(1, math.ceil(-math.log10(min(known)) - 1e-9)) if known else 1
-        return cls(*plot.x.domain, decades, max(10, _rank_top([plot.max_rank])))
+        return cls(*plot.x.domain, decades, max(10, _rank_top([plot.max_rank])), layout.width, layout.line_height)
 
     def x(self, x: float) -> float:
-        return (x - self.x0) / (self.x1 - self.x0) * LINE_WIDTH
+        return (x - self.x0) / (self.x1 - self.x0) * self.width
 
     def y(self, kind: str, p: float | None, rank: int) -> float | None:
         if kind == "rank":
-            return math.log10(max(1, rank)) / math.log10(self.rank_top) * LINE_HEIGHT
-        return None if p is None else -math.log10(max(p, PROB_FLOOR)) / self.p_decades * LINE_HEIGHT
+            return math.log10(max(1, rank)) / math.log10(self.rank_top) * self.height
+        return None if p is None else -math.log10(max(p, PROB_FLOOR)) / self.p_decades * self.height
 
     def y_ticks(self, kind: str) -> list[tuple[float, str]]:
         if kind == "rank":
@@ -186,27 +212,30 @@ def _tick_label(value: float) -> str:
     return f"{round(value, 10):,g}"
 
 
-def _plot_svg(plot: _Plot) -> str:
+def _plot_svg(plot: _Plot, layout: _Layout = WIDE) -> str:
     """A trajectory chart as compact SVG (about 4 kB): the live chart's layout (legend on top; the
     probability panel over the rank panel on a reversed log axis, 1 at the top; the shared x axis under
     the rank panel) with fewer bytes: one path per line and per grid, whole-pixel line points."""
-    scale = _PlotScale.of(plot)
-    header, top = _header(plot.key, plot.legends)
+    scale = _PlotScale.of(plot, layout)
+    x_axis = _thinned(plot.x, layout)
+    header, top = _header(plot.key, plot.legends, layout)
     panels = []
     y0 = top
     for kind in ("prob", "rank"):
-        panels.append(_trajectory_panel(plot, scale, kind, y0))
-        y0 += LINE_HEIGHT + _PLOT_GAP
-    return _frame(header, "".join(panels), plot.x, scale.x, plot.x_title, y0 - _PLOT_GAP)
+        panels.append(_trajectory_panel(plot, scale, kind, y0, layout, x_axis))
+        y0 += layout.line_height + _PLOT_GAP
+    return _frame(header, "".join(panels), x_axis, scale.x, plot.x_title, y0 - _PLOT_GAP, layout)
 
 
-def _linear_svg(plot: _LinearPlot) -> str:
+def _linear_svg(plot: _LinearPlot, layout: _Layout = WIDE) -> str:
     """Panels on linear axes (entropy, KL, divergences), laid out as ``_plot_svg``."""
-    header, top = _header(plot.key, plot.legends)
+    header, top = _header(plot.key, plot.legends, layout)
     x0, x1 = plot.x.domain
+    x_axis = _thinned(plot.x, layout)
+    w = layout.width
 
     def x_px(x: float) -> float:
-        return (x - x0) / (x1 - x0) * LINE_WIDTH
+        return (x - x0) / (x1 - x0) * w
 
     panels = []
     y0 = top
@@ -222,46 +251,94 @@ def _linear_svg(plot: _LinearPlot) -> str:
             extra.append(f'<line x1="{ex}" x2="{ex}" y2="{panel.height}" stroke="{color}" stroke-dasharray="4,3"/>')
         if panel.note is not None:
             x, text = panel.note
-            left = x_px(x) <= LINE_WIDTH / 2
+            left = x_px(x) <= w / 2
             extra.append(
-                f'<text x="{_short(x_px(x) + (4 if left else -4), 1)}" y="{panel.height - 4}" font-size="10px" '
-                f'text-anchor="{"start" if left else "end"}" fill="#333333">{_esc(text)}</text>'
+                f'<text x="{_short(x_px(x) + (4 if left else -4), 1)}" y="{panel.height - 4}" '
+                f'font-size="{layout.note_px}px" text-anchor="{"start" if left else "end"}" fill="#333333">'
+                f"{_esc(text)}</text>"
             )
         bands = [(x_px(a), x_px(b)) for a, b in plot.bands]
         panels.append(
             _panel(
-                y0, panel.height, panel.title, scale.ticks(), plot.x, x_px, bands, lines, "".join(extra), plot.points
+                y0,
+                panel.height,
+                panel.title,
+                scale.ticks(),
+                x_axis,
+                x_px,
+                bands,
+                lines,
+                "".join(extra),
+                plot.points,
+                layout,
             )
         )
         y0 += panel.height + _PLOT_GAP
-    return _frame(header, "".join(panels), plot.x, x_px, plot.x_title, y0 - _PLOT_GAP)
+    return _frame(header, "".join(panels), x_axis, x_px, plot.x_title, y0 - _PLOT_GAP, layout)
 
 
-def _header(key: list[str], legends: Legends) -> tuple[str, float]:
+def _thinned(axis: _Axis, layout: _Layout) -> _Axis:
+    """``axis`` with every k-th tick only, so that ticks are at least ``layout.min_tick_px`` apart."""
+    if len(axis.ticks) < 2 or not layout.min_tick_px:
+        return axis
+    x0, x1 = axis.domain
+    apart = (axis.ticks[1] - axis.ticks[0]) / (x1 - x0) * layout.width
+    k = max(1, math.ceil(layout.min_tick_px / apart - 1e-9))
+    return axis if k == 1 else _Axis(axis.domain, axis.ticks[::k], axis.labels[::k])
+
+
+def _wrapped(line: str, chars: int) -> list[str]:
+    """``line`` in pieces of at most ``chars`` characters, broken after a space or "/" where there is one."""
+    out = []
+    while len(line) > chars:
+        cut = max(line.rfind(" ", 0, chars + 1), line.rfind("/", 0, chars) + 1)
+        cut = cut if cut > chars // 3 else chars
+        out.append(line[:cut].rstrip())
+        line = line[cut:].lstrip()
+    out.append(line)
+    return out
+
+
+def _header(key: list[str], legends: Legends, layout: _Layout = WIDE) -> tuple[str, float]:
     """The key lines and legend rows over the panels, and where the first panel starts."""
-    parts = [
-        f'<text y="{12 + _KEY_ROW * i}" fill="#333333">{_esc(line)}</text>' for i, line in enumerate(key)
-    ]  # never shortened: the only place that tells the models apart by name
+    if layout.wrap_key:  # never shortened: the only place that tells the models apart by name
+        key = [piece for line in key for piece in _wrapped(line, int(layout.header_width / _CHAR_PX))]
+    parts = [f'<text y="{12 + _KEY_ROW * i}" fill="#333333">{_esc(line)}</text>' for i, line in enumerate(key)]
     legend_top = _KEY_ROW * len(key)
-    legend, rows = _plot_legends(legends, legend_top)
+    legend, rows = _plot_legends(legends, legend_top, layout.header_width)
     parts.append(legend)
-    header = f'<g transform="translate({_PLOT_LEFT},0)">{"".join(parts)}</g>'
+    header = f'<g transform="translate({layout.header_left},0)">{"".join(parts)}</g>'
     return header, 8 + legend_top + _LEGEND_ROW * rows + 12
 
 
-def _frame(header: str, panels: str, x: _Axis, x_px: Callable[[float], float], x_title: str, bottom: float) -> str:
+def _frame(
+    header: str,
+    panels: str,
+    x: _Axis,
+    x_px: Callable[[float], float],
+    x_title: str,
+    bottom: float,
+    layout: _Layout = WIDE,
+) -> str:
     """The whole SVG: white background, header, panels, the x axis labels and title under the last panel."""
-    w = LINE_WIDTH
+    w = layout.width
     x_labels = "".join(
         f'<text x="{_short(x_px(t), 1)}" y="16">{_esc(label)}</text>' for t, label in zip(x.ticks, x.labels)
     )
-    total_w, total_h = _PLOT_LEFT + w + 20, round(bottom + 40)
+    total_w = layout.left + w + layout.right
+    # A long title (relative depth) wraps where it would not fit the narrow drawing (12 px bold: ~7.2 px a character).
+    rows = _wrapped(x_title, int((total_w - 8) / 7.2)) if layout.wrap_key else [x_title]
+    total_h = round(bottom + 40 + 14 * (len(rows) - 1))
+    middle = total_w // 2 - layout.left if layout.wrap_key else w // 2  # narrow: centred on the whole drawing
+    title = "".join(
+        f'<text x="{middle}" y="{32 + 14 * i}" font-size="12px" font-weight="bold">{_esc(row)}</text>'
+        for i, row in enumerate(rows)
+    )
     return (
         f'<svg xmlns="{_SVG_NS}" width="{total_w}" height="{total_h}" viewBox="0 0 {total_w} {total_h}" '
         'font-family="sans-serif" font-size="11px">'
         f'<rect width="{total_w}" height="{total_h}" fill="white"/>{header}{panels}'
-        f'<g transform="translate({_PLOT_LEFT},{_short(bottom, 1)})" text-anchor="middle">{x_labels}'
-        f'<text x="{w // 2}" y="32" font-size="12px" font-weight="bold">{_esc(x_title)}</text></g></svg>'
+        f'<g transform="translate({layout.left},{_short(bottom, 1)})" text-anchor="middle">{x_labels}{title}</g></svg>'
     )
 
 
@@ -279,11 +356,12 @@ def _panel(
     lines: list[Line],
     extra: str,
     points: bool,
+    layout: _Layout = WIDE,
 ) -> str:
     """One panel at ``y0``: grey bands, grid, frame, axes, the lines (with dots when ``points``), ``extra`` marks."""
-    w = LINE_WIDTH
+    w = layout.width
     ticks = "".join(f"M{round(x_px(t))},{h}v5" for t in x.ticks) + "".join(f"M0,{_short(y, 1)}h-5" for y, _ in y_ticks)
-    out = [f'<g transform="translate({_PLOT_LEFT},{_short(y0, 1)})">']
+    out = [f'<g transform="translate({layout.left},{_short(y0, 1)})">']
     shown = [(max(a, 0.0), min(b, float(w))) for a, b in bands]
     shown = [(a, b) for a, b in shown if b > a]
     if shown:
@@ -296,7 +374,7 @@ def _panel(
         + "".join(f'<text x="-7" y="{_short(y + 3, 1)}">{_esc(label)}</text>' for y, label in y_ticks)
         + "</g>",
         f'<path stroke="#888888" d="{ticks}"/>',
-        f'<text transform="translate(-52,{h // 2}) rotate(-90)" text-anchor="middle" font-size="12px" '
+        f'<text transform="translate({layout.y_title_x},{h // 2}) rotate(-90)" text-anchor="middle" font-size="12px" '
         f'font-weight="bold">{_esc(title)}</text>',
     ]
     for style, color, opacity, pts in lines:
@@ -320,9 +398,11 @@ def _style(color: str, width: float, dash: list[float], opacity: float) -> str:
     return style
 
 
-def _trajectory_panel(plot: _Plot, scale: _PlotScale, kind: str, y0: float) -> str:
+def _trajectory_panel(
+    plot: _Plot, scale: _PlotScale, kind: str, y0: float, layout: _Layout = WIDE, x_axis: _Axis | None = None
+) -> str:
     """One panel of a trajectory ("prob" or "rank"): every line with its emergence mark."""
-    h = LINE_HEIGHT
+    h = layout.line_height
     lines: list[Line] = []
     extra = []
     taken: list[tuple[float, float, int]] = []  # the notes placed so far: (x from, x to, row)
@@ -344,16 +424,17 @@ def _trajectory_panel(plot: _Plot, scale: _PlotScale, kind: str, y0: float) -> s
                 f'<line x1="{ex}" x2="{ex}" y2="{h}" stroke="{line.color}" stroke-width="1.5" stroke-dasharray="4,3"/>'
             )
             if kind == "prob" and line.note:
-                left = scale.x(line.emergence) <= LINE_WIDTH / 2  # the note stays inside the panel
+                left = scale.x(line.emergence) <= layout.width / 2  # the note stays inside the panel
                 at = scale.x(line.emergence) + (4 if left else -4)
-                span = (at, at + len(line.note) * 5.6) if left else (at - len(line.note) * 5.6, at)
+                size = len(line.note) * layout.note_char
+                span = (at, at + size) if left else (at - size, at)
                 row = 0  # the first row (over the panel) where it overlaps no other note, then rows inside
                 while any(r == row and a < span[1] and span[0] < b for a, b, r in taken):
                     row += 1
                 taken.append((*span, row))
                 extra.append(
-                    f'<text x="{_short(at, 1)}" y="{-4 + 12 * row}" '
-                    f'font-size="10px" text-anchor="{"start" if left else "end"}" fill="{line.color}">'
+                    f'<text x="{_short(at, 1)}" y="{-4 + (layout.note_px + 2) * row}" '
+                    f'font-size="{layout.note_px}px" text-anchor="{"start" if left else "end"}" fill="{line.color}">'
                     f"{_esc(line.note)}</text>"
                 )
         else:
@@ -363,12 +444,24 @@ def _trajectory_panel(plot: _Plot, scale: _PlotScale, kind: str, y0: float) -> s
                 extra.append(_marker_path(line.marker, hx, hy or 0.0, 4.2, line.color))
     bands = [(scale.x(a), scale.x(b)) for a, b in plot.bands]
     title = "Probability" if kind == "prob" else "Rank (log, 1 = top)"
-    return _panel(y0, h, title, scale.y_ticks(kind), plot.x, scale.x, bands, lines, "".join(extra), plot.points)
+    return _panel(
+        y0,
+        h,
+        title,
+        scale.y_ticks(kind),
+        x_axis or plot.x,
+        scale.x,
+        bands,
+        lines,
+        "".join(extra),
+        plot.points,
+        layout,
+    )
 
 
-def _plot_legends(legends: Legends, top: float = 0) -> tuple[str, int]:
+def _plot_legends(legends: Legends, top: float = 0, width: float = LINE_WIDTH) -> tuple[str, int]:
     """The legends from ``top`` down: each legend's title, then each entry's symbol (marker or line style) and
-    label, wrapped onto further rows where the plot's width ends. Also the number of rows."""
+    label, wrapped onto further rows where ``width`` ends. Also the number of rows."""
     parts = []
     row = 0
     for title, entries in legends:
@@ -379,8 +472,8 @@ def _plot_legends(legends: Legends, top: float = 0) -> tuple[str, int]:
         x = start
         for label, style in entries:
             label = _shorten(label, 40)
-            width = 18 + len(label) * _CHAR_PX
-            if x > start and x + width > LINE_WIDTH:
+            entry = 18 + len(label) * _CHAR_PX
+            if x > start and x + entry > width:
                 row += 1
                 x, y = start, top + 17 + _LEGEND_ROW * row
             if style.marker in ("circle", "diamond"):
@@ -392,7 +485,7 @@ def _plot_legends(legends: Legends, top: float = 0) -> tuple[str, int]:
                     f'stroke-width="{_short(min(style.width, 4), 1)}"{_dashes(style.dash)}{stroke}/>'
                 )
             parts.append(f'<text x="{_short(x + 18, 1)}" y="{_short(y + 1, 1)}">{_esc(label)}</text>')
-            x += width + 12
+            x += entry + 12
         row += 1
     return "".join(parts), row
 
