@@ -424,14 +424,18 @@ def _grid_reusing(
     ``_settle_reused``), so their head pass covers only the shown positions (their statistics still use this
     model's own final layer)."""
     n_rows = final.shape[0]
+    here = [p for p in computed if start <= p < start + n_rows]
+    if not here:
+        return None
     other = [j for j in range(len(lensed)) if j not in same]
-    kept, out = keep
-    parts = {}
+    shown_here = [p for p in shown if start <= p < start + n_rows]
+    groups = [(same, _grid_stats(loaded, [lensed[j] for j in same], final, shown, None, start), shown_here)]
     if other:
-        sub = (kept, _LayerRows(out, other))
-        parts["other"] = (other, _grid_stats(loaded, [lensed[j] for j in other], final, computed, sub, start, shown))
-    parts["same"] = (same, _grid_stats(loaded, [lensed[j] for j in same], final, shown, None, start))
-    return _merge_layers(parts, len(lensed), computed, shown, start, n_rows)
+        sub = (keep[0], _LayerRows(keep[1], other))
+        groups.append(
+            (other, _grid_stats(loaded, [lensed[j] for j in other], final, computed, sub, start, shown), here)
+        )
+    return _merge_layers(groups, len(lensed), here)
 
 
 def _settle_reused(
@@ -457,37 +461,26 @@ def _settle_reused(
     return everywhere
 
 
-def _merge_layers(
-    parts: dict[str, tuple[list[int], Any]], n_layers: int, computed: list[int], shown: list[int], start: int, n: int
-) -> Any:
-    """One chunk's grid statistics from groups of layers, each over its own positions (``"other"``: those of
-    ``computed``, ``"same"``: those of ``shown``), on ``computed``'s columns (0 where a group has no value)."""
+def _merge_layers(groups: list[tuple[list[int], Any, list[int]]], n_layers: int, here: list[int]) -> Any:
+    """One chunk's grid statistics on the columns ``here`` from groups of layers ``(layer indices, their grid
+    statistics or None, the positions those cover)``; 0 where a group has no value (columns that are there only
+    for the change map)."""
     from .lens import GridStats
 
-    here = [p for p in computed if start <= p < start + n]
-    if not here:
-        return None
     index = {p: k for k, p in enumerate(here)}
-    fields = ("top_ids", "top_probs", "entropy", "kl_to_final", "top_k_ids", "answer_probs")
-    present = [g for _, g in parts.values() if g is not None]
-    if not present:  # no layer computed a shown position here: the columns are there only for the change map
-        zeros: list[list[Any]] = [[0] * len(here) for _ in range(n_layers)]
-        return GridStats(zeros, zeros, zeros, zeros, None, zeros)
-    merged: dict[str, list[Any] | None] = {
-        f: None if not present or any(getattr(g, f) is None for g in present) else [None] * n_layers for f in fields
-    }
-    for name, (layer_ids, g) in parts.items():
-        positions = here if name == "other" else [p for p in shown if start <= p < start + n]
-        for f, out in merged.items():
-            if out is None:  # a field this grid does not have (top_k_ids with top-1 only)
-                continue
-            rows = getattr(g, f) if g is not None else [[] for _ in layer_ids]
-            for k, j in enumerate(layer_ids):
-                row: list[Any] = [0] * len(here)
-                for p, value in zip(positions, rows[k]):
-                    row[index[p]] = value
-                out[j] = row
-    return GridStats(**merged)  # type: ignore[arg-type]  # the fields None above are the optional ones
+    merged: dict[str, list[list[Any]] | None] = {}
+    for field in ("top_ids", "top_probs", "entropy", "kl_to_final", "top_k_ids", "answer_probs"):
+        values = [getattr(g, field) for _, g, _ in groups if g is not None]
+        if any(v is None for v in values) or (not values and field == "top_k_ids"):  # top_k_ids: top-k > 1 only
+            merged[field] = None
+            continue
+        rows: list[list[Any]] = [[0] * len(here) for _ in range(n_layers)]
+        for layer_ids, g, positions in groups:
+            for k, j in enumerate(layer_ids if g is not None else []):
+                for p, value in zip(positions, getattr(g, field)[k]):
+                    rows[j][index[p]] = value
+        merged[field] = rows
+    return GridStats(**merged)  # type: ignore[arg-type]  # the fields left None are the optional ones
 
 
 def grid_positions(n_tokens: int, last: int | None) -> list[int]:

@@ -530,7 +530,7 @@ def position_log_probs(
             z = head_logits_np(parts, mx.concatenate([hidden[i][sel] for i in range(g0, g1)], axis=0))
             if not np.isfinite(z).all():
                 raise NonFiniteError("the model produced NaN or infinite logits: its weights are damaged or overflow")
-            lse = row_stats(z, 1).lse.astype(np.float32)
+            lse = row_lse(z).astype(np.float32)
             c = p1 - p0
             for j in range(g1 - g0):
                 out[g0 + j, first + p0 : first + p1] = z[j * c : (j + 1) * c] - lse[j * c : (j + 1) * c, None]

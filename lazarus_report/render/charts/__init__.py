@@ -39,7 +39,7 @@ import importlib
 from typing import Any
 
 from lazarus_report.render.charts.background import ChartView, PendingChart, finish, vega_bundle
-from lazarus_report.render.charts.heatmap_svg import heatmap_chart, heatmap_svg
+from lazarus_report.render.charts.heatmap_svg import comparison_heatmap_args, heatmap_chart, heatmap_svg
 from lazarus_report.render.charts.line_charts import comparison_line_charts, run_line_charts
 from lazarus_report.render.charts.spec_patches import shared_specs, spec_patch
 from lazarus_report.render.charts.style import (
@@ -134,18 +134,6 @@ def _static_comparison_charts(report: ReportModel) -> dict[str, list[PendingChar
     """As ``compare_specs.start_comparison_charts``, without the specs."""
     comparison = report.comparison
     assert comparison is not None
-    panels = [(f"{tag} · {label}", run) for tag, label, run in zip(comparison.tags, comparison.labels, report.runs)]
-    with_grid = [(title, run) for title, run in panels if run.grid is not None]
-    heatmaps = []
-    if with_grid:
-        names = [tag for (_, run), tag in zip(panels, comparison.tags) if run.grid is not None]
-        heatmaps.append(
-            heatmap_chart(
-                with_grid,
-                chart_id="comparison-heatmap",
-                title="Top-1 prediction by layer and position, both models",
-                names=names,
-                by_depth=comparison.alignment != "layer",
-            )
-        )
+    plan = comparison_heatmap_args(comparison, report.runs)
+    heatmaps = [heatmap_chart(plan[0], **plan[1])] if plan else []
     return {"comparison": comparison_line_charts(report.runs, comparison), "heatmaps": heatmaps}

@@ -9,6 +9,7 @@ import altair as alt
 from lazarus_report.render.charts.background import ChartView, PendingChart, _unvalidated, finish
 from lazarus_report.render.charts.datasets import _lookup, _round, _round_prob, _rows, _stored
 from lazarus_report.render.charts.heatmap import _heatmap
+from lazarus_report.render.charts.heatmap_svg import comparison_heatmap_args
 from lazarus_report.render.charts.interaction import (
     ENTROPY_KL_EXPR,
     Composed,
@@ -56,14 +57,8 @@ def start_comparison_charts(report: ReportModel) -> dict[str, list[PendingChart]
     lines = [_compare_trajectory(report.runs, comparison), _compare_entropy_kl(report.runs, comparison)]
     if comparison.has_divergences:
         lines.append(_divergence(comparison))
-    panels = [(f"{tag} · {label}", run) for tag, label, run in zip(comparison.tags, comparison.labels, report.runs)]
-    with_grid = [(title, run) for title, run in panels if run.grid is not None]
-    names = [tag for (_, run), tag in zip(panels, comparison.tags) if run.grid is not None]
-    heatmaps = []
-    if with_grid:
-        title = "Top-1 prediction by layer and position, both models"
-        by_depth = comparison.alignment != "layer"
-        heatmaps.append(_heatmap(with_grid, chart_id="comparison-heatmap", title=title, names=names, by_depth=by_depth))
+    plan = comparison_heatmap_args(comparison, report.runs)
+    heatmaps = [_heatmap(plan[0], **plan[1])] if plan else []
     return {"comparison": lines, "heatmaps": heatmaps}
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import bisect
 import dataclasses
+from typing import Any
 
 from lazarus_report.render.charts.background import PendingChart
 from lazarus_report.render.charts.scales import _round
@@ -20,7 +21,24 @@ from lazarus_report.render.charts.style import (
     _shorten,
 )
 from lazarus_report.render.charts.svg_sanitize import _SVG_NS, _checked, _short
-from lazarus_report.render.report_model import GridView, RunReport
+from lazarus_report.render.report_model import ComparisonView, GridView, RunReport
+
+
+def comparison_heatmap_args(
+    comparison: ComparisonView, runs: list[RunReport]
+) -> tuple[list[tuple[str, RunReport]], dict[str, Any]] | None:
+    """The comparison heatmap's panels (each model with a grid, titled "M1 · name") and the keywords of
+    ``heatmap_chart`` / ``heatmap._heatmap``; None when neither model has a grid."""
+    panels = [(f"{tag} · {label}", run) for tag, label, run in zip(comparison.tags, comparison.labels, runs)]
+    with_grid = [(title, run) for title, run in panels if run.grid is not None]
+    if not with_grid:
+        return None
+    return with_grid, {
+        "chart_id": "comparison-heatmap",
+        "title": "Top-1 prediction by layer and position, both models",
+        "names": [tag for (_, run), tag in zip(panels, comparison.tags) if run.grid is not None],
+        "by_depth": comparison.alignment != "layer",
+    }
 
 
 def heatmap_chart(
