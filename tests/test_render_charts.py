@@ -65,13 +65,13 @@ def test_renumbering_is_exact_and_order_independent():
         '<svg><defs><clipPath id="clip3"><rect/></clipPath><linearGradient id="gradient_12"/></defs>'
         '<g clip-path="url(#clip3)"><rect fill="url(#gradient_12)"/><text>clip3 url(#clip30)</text></g></svg>'
     )
-    out = charts._renumber_ids(svg, "run0-x")
+    out = charts.renumber_ids(svg, "run0-x")
     assert 'id="run0-x-1"' in out and 'id="run0-x-2"' in out
     assert 'clip-path="url(#run0-x-1)"' in out and 'fill="url(#run0-x-2)"' in out
     assert "<text>clip3 url(#clip30)</text>" in out  # only exact references change
     shifted = svg.replace("clip3", "clip9").replace("gradient_12", "gradient_40")
     # Whatever numbers vl-convert's global counter had reached, the ids come out the same.
-    assert charts._renumber_ids(shifted, "run0-x") == out.replace("clip3 url(#clip30)", "clip9 url(#clip90)")
+    assert charts.renumber_ids(shifted, "run0-x") == out.replace("clip3 url(#clip30)", "clip9 url(#clip90)")
 
 
 def test_compacting_moves_shared_attributes_and_drops_defaults():
@@ -85,7 +85,7 @@ def test_compacting_moves_shared_attributes_and_drops_defaults():
         '<line x1="0" y1="0" x2="560" y2="0" stroke="#888" stroke-width="1"/>'
         '<path d="M0.5,12.345678L19.3103448,7.25"/></g></svg>'
     )
-    out = charts._compact_svg(svg)
+    out = charts.compact_svg(svg)
     assert out == (
         '<svg xmlns="http://www.w3.org/2000/svg" width="10" height="10">'
         '<g font-family="sans-serif">'
@@ -107,8 +107,8 @@ def test_compacting_does_not_change_the_picture(comparison_specs, demo_charts, m
     monkeypatch.setattr(svg_sanitize, "_PATH_DECIMAL", re.compile(r"(?!)"))
     monkeypatch.setattr(svg_sanitize, "_LONG_DECIMAL", re.compile(r"(?!)"))
     for spec in comparison_specs + [c.spec for c in demo_charts[:2]]:
-        raw = charts._renumber_ids(vlc.vegalite_to_svg(spec, vl_version=charts.VL_VERSION), "x")
-        small = charts._compact_svg(raw)
+        raw = charts.renumber_ids(vlc.vegalite_to_svg(spec, vl_version=charts.VL_VERSION), "x")
+        small = charts.compact_svg(raw)
         assert len(small) < 0.6 * len(raw)
         assert vlc.svg_to_png(small) == vlc.svg_to_png(raw)
 
@@ -188,7 +188,7 @@ def test_heatmap_prints_the_next_prompt_token_over_each_column():
 )
 def test_unexpected_svg_content_is_refused(bad):
     with pytest.raises(ValueError):
-        charts._checked(bad)
+        charts.checked_svg(bad)
 
 
 def test_bundle_is_the_one_vega_embed_build():

@@ -287,7 +287,7 @@ def test_case_charts_have_small_checked_svg_fallbacks(pages):
         chart_id = figure.attrs["id"]
         svg = re.search(rf'<figure class="chart" id="{chart_id}".*?(<svg.*?</svg>)', raw, re.S).group(1)
         assert len(svg) < 6_000
-        charts._checked(svg)  # only the expected SVG elements, no event attributes, no external href
+        charts.checked_svg(svg)  # only the expected SVG elements, no event attributes, no external href
         assert ElementTree.fromstring(svg).tag.endswith("svg")
 
 

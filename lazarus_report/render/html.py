@@ -106,7 +106,7 @@ def _render_page(
 
     summary_html = Markup(_markdown_it().render(summary_markdown))
     result_json = html_json(pack_result(result.to_dict()))
-    bundle = None if static else _vega_bundle_markup()
+    bundle = None if static else vega_bundle_markup()
     spec_json = {} if static else {chart_id: html_json(spec) for chart_id, spec in specs.items()}
     charts = chart_module.finish(pending, narrow=static)  # phone variants: see docs/reports.md
     return (
@@ -138,7 +138,8 @@ _SCRIPT_BREAKERS = re.compile(r"</script|<!--|<script", re.IGNORECASE)
 
 
 @functools.lru_cache(maxsize=1)
-def _vega_bundle_markup() -> Markup:
+def vega_bundle_markup() -> Markup:
+    """The Vega/Vega-Lite/vegaEmbed JavaScript bundle, safe to inline in a ``<script>`` element (cached)."""
     from lazarus_report.render.charts import vega_bundle
 
     bundle = vega_bundle()

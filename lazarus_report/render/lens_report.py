@@ -140,23 +140,23 @@ def fidelity_charts(result: LensEvalResult) -> list[Any]:
         f"the dashed line is the unreliable threshold ({threshold:g} nats)."
     )
     agree_desc = "Fraction of held-out positions where the lens's top-1 token is the model's final top-1."
-    from .charts.background import _line_view
+    from .charts.background import line_view
 
     pending = [
-        _line_view(
+        line_view(
             "lens-kl",
             "KL to the final distribution",
             kl_desc,
             kl_chart,
             {"fidelity": rows, "threshold": [{"kl": threshold}]},
         ),
-        _line_view("lens-agreement", "Top-1 agreement", agree_desc, agree_chart, {"fidelity": rows}),
+        line_view("lens-agreement", "Top-1 agreement", agree_desc, agree_chart, {"fidelity": rows}),
     ]
     return [p.result() for p in pending]
 
 
 def render_lens_eval_html(result: LensEvalResult, *, static: bool = False) -> str:
-    from .html import _vega_bundle_markup
+    from .html import vega_bundle_markup
 
     page = build_lens_eval_page(result)
     charts = fidelity_charts(result)
@@ -171,6 +171,6 @@ def render_lens_eval_html(result: LensEvalResult, *, static: bool = False) -> st
             result_json=html_json(result.to_dict()),
             result_script_id="lazarus-result",
             static=static,
-            vega_bundle=None if static else _vega_bundle_markup(),
+            vega_bundle=None if static else vega_bundle_markup(),
         )
     )

@@ -20,7 +20,7 @@ Speed (see docs/reports.md):
   below that need them load on first access).
 
 vl-convert numbers SVG clip/gradient ids from a process-global counter, so the ids depend on how
-many charts the process rendered before. ``_renumber_ids`` rewrites them per chart
+many charts the process rendered before. ``renumber_ids`` rewrites them per chart
 (``<chart id>-1``, ``-2`` ...): output is byte-identical across processes and ids never collide.
 
 Layout of this package (every name other modules use is re-exported here):
@@ -52,7 +52,7 @@ from lazarus_report.render.charts.style import (
     LINE_WIDTH,
     PALETTE,
 )
-from lazarus_report.render.charts.svg_sanitize import _checked, _compact_svg, _renumber_ids
+from lazarus_report.render.charts.svg_sanitize import checked_svg, compact_svg, renumber_ids
 from lazarus_report.render.report_model import ReportModel
 
 # Names whose modules import Altair (or vl-convert): loaded on first access.
@@ -86,12 +86,12 @@ __all__ = [
     "VL_VERSION",
     "ChartView",
     "PendingChart",
-    "_checked",
-    "_compact_svg",
-    "_renumber_ids",
+    "checked_svg",
+    "compact_svg",
     "comparison_charts",
     "finish",
     "heatmap_svg",
+    "renumber_ids",
     "run_charts",
     "shared_specs",
     "spec_patch",

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from lazarus_report.render.charts.style import CONFIG
-from lazarus_report.render.charts.svg_sanitize import _checked, _compact_svg, _renumber_ids
+from lazarus_report.render.charts.svg_sanitize import checked_svg, compact_svg, renumber_ids
 
 
 @dataclass(frozen=True)
@@ -91,7 +91,7 @@ def warm_up() -> Future[str]:
     return _svg_thread().submit(_vl_svg_raw, _WARM_UP_SPEC)
 
 
-def _unvalidated(fn: Any) -> Any:
+def unvalidated(fn: Any) -> Any:
     """Build specs without Altair's JSON-schema validation (its "debug mode" validates every object
     as it is created: most of the time a chart took). The tests validate every spec instead.
     The switch is process-wide while ``fn`` runs (Altair has no other)."""
@@ -119,13 +119,13 @@ def _spec(chart: Any, description: str, datasets: dict[str, Any]) -> dict[str, A
     return spec
 
 
-def _line_view(
+def line_view(
     chart_id: str, title: str, description: str, chart: Any, datasets: dict[str, Any], *, svg: str | None = None
 ) -> PendingChart:
     """A chart whose static SVG vl-convert draws in the background (or ``svg``, already drawn)."""
     spec = _spec(chart, description, datasets)
     if svg is not None:
-        return PendingChart(chart_id, title, description, spec, _renumber_ids(_checked(svg), chart_id))
+        return PendingChart(chart_id, title, description, spec, renumber_ids(checked_svg(svg), chart_id))
     return PendingChart(chart_id, title, description, spec, _svg_thread().submit(_vl_svg, spec, chart_id))
 
 
@@ -138,4 +138,4 @@ def _vl_svg_raw(spec: dict[str, Any]) -> str:
 
 
 def _vl_svg(spec: dict[str, Any], chart_id: str) -> str:
-    return _compact_svg(_renumber_ids(_vl_svg_raw(spec), chart_id))
+    return compact_svg(renumber_ids(_vl_svg_raw(spec), chart_id))

@@ -6,9 +6,9 @@ from typing import Any
 
 import altair as alt
 
-from lazarus_report.render.charts.background import ChartView, PendingChart, _unvalidated, finish
-from lazarus_report.render.charts.datasets import _lookup, _round, _round_prob, _rows, _stored
-from lazarus_report.render.charts.heatmap import _heatmap
+from lazarus_report.render.charts.background import ChartView, PendingChart, finish, unvalidated
+from lazarus_report.render.charts.datasets import dataset_chart, lookup_fields, stored_rows
+from lazarus_report.render.charts.heatmap import heatmap_spec
 from lazarus_report.render.charts.heatmap_svg import comparison_heatmap_args
 from lazarus_report.render.charts.interaction import (
     ENTROPY_KL_EXPR,
@@ -26,12 +26,13 @@ from lazarus_report.render.charts.interaction import (
     with_bands,
 )
 from lazarus_report.render.charts.line_charts import (
-    _unique_labels,
     compare_entropy_kl_chart,
     compare_trajectory_chart,
     divergence_chart,
+    unique_labels,
 )
-from lazarus_report.render.charts.run_specs import _rank_y
+from lazarus_report.render.charts.run_specs import rank_y
+from lazarus_report.render.charts.scales import round_prob, round_value
 from lazarus_report.render.charts.style import (
     DASHES,
     LINE_HEIGHT,
@@ -50,15 +51,15 @@ def comparison_charts(report: ReportModel) -> dict[str, list[ChartView]]:
     return finish(start_comparison_charts(report))
 
 
-@_unvalidated
+@unvalidated
 def start_comparison_charts(report: ReportModel) -> dict[str, list[PendingChart]]:
     comparison = report.comparison
     assert comparison is not None
-    lines = [_compare_trajectory(report.runs, comparison), _compare_entropy_kl(report.runs, comparison)]
+    lines = [compare_trajectory_spec(report.runs, comparison), _compare_entropy_kl(report.runs, comparison)]
     if comparison.has_divergences:
         lines.append(_divergence(comparison))
     plan = comparison_heatmap_args(comparison, report.runs)
-    heatmaps = [_heatmap(plan[0], **plan[1])] if plan else []
+    heatmaps = [heatmap_spec(plan[0], **plan[1])] if plan else []
     return {"comparison": lines, "heatmaps": heatmaps}
 
 
@@ -84,7 +85,7 @@ def _compare_x(comparison: ComparisonView, *, labelled: bool = True) -> alt.X:
 def _compare_row(comparison: ComparisonView, layer: int, x: float, **values: Any) -> dict[str, Any]:
     row: dict[str, Any] = {"l": layer}
     if comparison.alignment != "layer":
-        row["x"] = _round(x)
+        row["x"] = round_value(x)
     row.update(values)
     return row
 
@@ -117,10 +118,10 @@ def model_key(comparison: ComparisonView) -> alt.TitleParams:
     return alt.TitleParams(lines, anchor="start", fontSize=11, fontWeight="normal", limit=0, color="#333333")
 
 
-def _compare_trajectory(
+def compare_trajectory_spec(
     runs: list[RunReport], comparison: ComparisonView, *, chart_id: str = "comparison-trajectory", compact: bool = False
 ) -> PendingChart:
-    """Both models' tracked tokens across layers (``compact`` as for ``_trajectory``)."""
+    """Both models' tracked tokens across layers (``compact`` as for ``trajectory_spec``)."""
     tracked = bool(comparison.tracked) and all(run.series_are_tracked for run in runs)
     rows: list[dict[str, Any]] = []
     keys: list[dict[str, Any]] = []
@@ -130,13 +131,13 @@ def _compare_trajectory(
     for run, label, xs in zip(runs, comparison.tags, comparison.x_values):
         x_of = dict(zip(run.captured_layers, xs))
         names = [t.text.visible for t in comparison.tracked] if tracked else [s.label for s in run.series]
-        for name, s in zip(_unique_labels(names), run.series):
+        for name, s in zip(unique_labels(names), run.series):
             if name not in series_names:
                 series_names.append(name)
             k = len(keys)
             keys.append({"k": k, "m": label, "s": name, "tok": s.label, "e": s.emergence_layer})
             rows += [
-                _compare_row(comparison, layer, x_of[layer], k=k, p=_round_prob(p), r=r)
+                _compare_row(comparison, layer, x_of[layer], k=k, p=round_prob(p), r=r)
                 for layer, p, r in zip(s.layers, s.probs, s.ranks)
             ]
             cursor_series.append(
@@ -166,11 +167,11 @@ def _compare_trajectory(
     )
     cursor_rows, cursor_first = _cursor_rows(comparison, cursor_series)
     cursor_tip = cursor_tooltip(cursor_first, cursor_names)
-    datasets: dict[str, Any] = {"d": _stored(rows, compact), "keys": keys}
+    datasets: dict[str, Any] = {"d": stored_rows(rows, compact), "keys": keys}
     if comparison.alignment == "layer":  # the rows pivoted in the browser (fewer bytes)
 
         def cursor_source() -> alt.Chart:
-            return pivoted_cursor(_rows("d", rows, compact))
+            return pivoted_cursor(dataset_chart("d", rows, compact))
 
     else:
         datasets["cursor"] = cursor_rows
@@ -180,7 +181,7 @@ def _compare_trajectory(
 
     def panel(y: alt.Y, x: alt.X, *, prob: bool) -> Composed:
         def data(fields: list[str]) -> alt.Chart:
-            chart = _lookup(_rows("d", rows, compact), "keys", fields)
+            chart = lookup_fields(dataset_chart("d", rows, compact), "keys", fields)
             return chart.transform_calculate(**plotted_prob()) if prob else chart
 
         line = data(["m", "s", "tok"]).mark_line().encode(x=x, y=y, strokeDash=dash, tooltip=tooltip, **enc)
@@ -206,7 +207,7 @@ def _compare_trajectory(
         )
 
     prob = panel(prob_y(), _compare_x(comparison, labelled=False), prob=True)
-    rank = panel(_rank_y("r:Q", [row["r"] for row in rows]), _compare_x(comparison), prob=False)
+    rank = panel(rank_y("r:Q", [row["r"] for row in rows]), _compare_x(comparison), prob=False)
     chart = stacked(
         prob,
         rank,
@@ -232,7 +233,7 @@ def _cursor_rows(
         if comparison.alignment == "layer":
             rows.append(cursor_row(round(x), cells, l=round(x)))
         else:
-            rows.append(cursor_row(_round(x), cells, x=_round(x)))
+            rows.append(cursor_row(round_value(x), cells, x=round_value(x)))
     rows = with_bands(rows, "l" if comparison.alignment == "layer" else "x")
     if comparison.alignment == "layer":
         return rows, alt.Tooltip("l:Q", title="Layer")
@@ -244,7 +245,7 @@ def _compare_entropy_kl(runs: list[RunReport], comparison: ComparisonView) -> Pe
     series: list[tuple[list[float], list[str]]] = []
     for k, (run, xs) in enumerate(zip(runs, comparison.x_values)):
         for layer, x, h, kl in zip(run.captured_layers, xs, run.entropy, run.kl_to_final):
-            rows.append(_compare_row(comparison, layer, x, k=k, h=_round(h), kl=_round(kl)))
+            rows.append(_compare_row(comparison, layer, x, k=k, h=round_value(h), kl=round_value(kl)))
         texts = [
             f"entropy {fmt_nats(h)}, KL to final {fmt_nats(kl)} nats" for h, kl in zip(run.entropy, run.kl_to_final)
         ]
@@ -274,7 +275,7 @@ def _compare_entropy_kl(runs: list[RunReport], comparison: ComparisonView) -> Pe
 
     def panel(field: str, title: str, x: alt.X) -> Composed:
         line = (
-            _lookup(alt.Chart(alt.NamedData("d")), "keys", ["m"])
+            lookup_fields(alt.Chart(alt.NamedData("d")), "keys", ["m"])
             .mark_line()
             .encode(x=x, y=alt.Y(f"{field}:Q", title=title), tooltip=tooltip, **enc)
         )
@@ -300,8 +301,8 @@ def _divergence(comparison: ComparisonView) -> PendingChart:
             r.layer2,
             r.x,
             pair=r.label,
-            js=_round(r.js),
-            **{kls[0]: _round(r.kl_12), kls[1]: _round(r.kl_21)},
+            js=round_value(r.js),
+            **{kls[0]: round_value(r.kl_12), kls[1]: round_value(r.kl_21)},
         )
         for r in comparison.rows
     ]

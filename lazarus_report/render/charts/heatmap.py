@@ -8,15 +8,15 @@ from typing import Any
 import altair as alt
 
 from lazarus_report.render.charts.background import PendingChart
-from lazarus_report.render.charts.datasets import _round
 from lazarus_report.render.charts.heatmap_svg import (
     NEXT_LABEL_ROOM,
     UNRELIABLE_MARK,
-    _next_labels,
     heatmap_chart,
     heatmap_svg,
+    next_token_labels,
 )
 from lazarus_report.render.charts.interaction import WithParams, concat, layered
+from lazarus_report.render.charts.scales import round_value
 from lazarus_report.render.charts.style import (
     CELL_HEIGHT,
     CELL_WIDTH,
@@ -30,7 +30,7 @@ __all__ = ["NEXT_LABEL_ROOM", "UNRELIABLE_MARK", "heatmap_svg"]
 CELL_PLACES = 3  # a cell's colour and tooltip need 0.1% steps (the exact values are in the result JSON)
 
 
-def _heatmap(
+def heatmap_spec(
     panels: list[tuple[str, RunReport]],
     *,
     chart_id: str,
@@ -59,15 +59,15 @@ def _heatmap(
             )
             row["i"].append(index[c.position])
             row["t"].append(c.token)
-            row["p"].append(_round(c.prob, CELL_PLACES))
+            row["p"].append(round_value(c.prob, CELL_PLACES))
             if answer_mode:
-                row["a"].append(_round(c.answer_prob, CELL_PLACES))
+                row["a"].append(round_value(c.answer_prob, CELL_PLACES))
         datasets[f"d{k}"] = list(by_layer.values())
         datasets[f"pos{k}"] = [
             {"i": j, "pos": label, **({"ans": grid.answers[j]} if answer_mode else {})}
             for j, label in enumerate(grid.position_labels)
         ]
-        nexts = _next_labels(grid)
+        nexts = next_token_labels(grid)
         if nexts:
             datasets[f"next{k}"] = [{"pos": label, "nx": nx} for label, nx in zip(grid.position_labels, nexts)]
         x = alt.X(

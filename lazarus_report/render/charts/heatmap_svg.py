@@ -9,18 +9,18 @@ import dataclasses
 from typing import Any
 
 from lazarus_report.render.charts.background import PendingChart
-from lazarus_report.render.charts.scales import _round
+from lazarus_report.render.charts.scales import round_value
 from lazarus_report.render.charts.style import (
-    _HEATMAP_THRESHOLDS,
     CELL_HEIGHT,
     CELL_WIDTH,
     HEATMAP_BINS,
     HEATMAP_COLORS,
     HEATMAP_DARK_TEXT_ABOVE,
-    _esc,
-    _shorten,
+    HEATMAP_THRESHOLDS,
+    escape_xml,
+    shorten,
 )
-from lazarus_report.render.charts.svg_sanitize import _SVG_NS, _checked, _short
+from lazarus_report.render.charts.svg_sanitize import SVG_NS, checked_svg, short_number
 from lazarus_report.render.report_model import ComparisonView, GridView, RunReport
 
 
@@ -28,7 +28,7 @@ def comparison_heatmap_args(
     comparison: ComparisonView, runs: list[RunReport]
 ) -> tuple[list[tuple[str, RunReport]], dict[str, Any]] | None:
     """The comparison heatmap's panels (each model with a grid, titled "M1 · name") and the keywords of
-    ``heatmap_chart`` / ``heatmap._heatmap``; None when neither model has a grid."""
+    ``heatmap_chart`` / ``heatmap.heatmap_spec``; None when neither model has a grid."""
     panels = [(f"{tag} · {label}", run) for tag, label, run in zip(comparison.tags, comparison.labels, runs)]
     with_grid = [(title, run) for title, run in panels if run.grid is not None]
     if not with_grid:
@@ -49,7 +49,7 @@ def heatmap_chart(
     names: list[str] | None = None,
     by_depth: bool = False,
 ) -> PendingChart:
-    """The heatmap's static chart (no spec): its description and SVG (arguments as ``heatmap._heatmap``)."""
+    """The heatmap's static chart (no spec): its description and SVG (arguments as ``heatmap.heatmap_spec``)."""
     answer_mode = all(run.grid is not None and run.grid.has_answer_probs for _, run in panels)
     shown = []
     for _, run in panels:
@@ -84,10 +84,10 @@ def heatmap_chart(
     if by_depth:
         description += " The panels have one height, so their rows line up by relative depth."
     grids = [(panel_title, run.grid) for panel_title, run in panels]
-    svg = _checked(heatmap_svg(grids, by_depth=by_depth))  # type: ignore[arg-type]
+    svg = checked_svg(heatmap_svg(grids, by_depth=by_depth))  # type: ignore[arg-type]
 
     def narrow() -> str:
-        return _checked(heatmap_svg_narrow(grids, by_depth=by_depth))  # type: ignore[arg-type]
+        return checked_svg(heatmap_svg_narrow(grids, by_depth=by_depth))  # type: ignore[arg-type]
 
     return PendingChart(chart_id, title, description, None, svg, fit=False, narrow=narrow)
 
@@ -95,7 +95,7 @@ def heatmap_chart(
 NEXT_LABEL_ROOM = 50  # px above the cells for the rotated next-token labels
 
 
-def _next_labels(grid: GridView) -> list[str]:
+def next_token_labels(grid: GridView) -> list[str]:
     """Each column's next prompt token (★ where the model predicts it); [] when the grid has none."""
     if not grid.next_tokens:
         return []
@@ -143,7 +143,7 @@ def heatmap_svg(panels: list[tuple[str, GridView]], *, by_depth: bool = False) -
         for k in range(HEATMAP_BINS - 1)
     )
     return (
-        f'<svg xmlns="{_SVG_NS}" width="{total_w}" height="{total_h}" viewBox="0 0 {total_w} {total_h}" '
+        f'<svg xmlns="{SVG_NS}" width="{total_w}" height="{total_h}" viewBox="0 0 {total_w} {total_h}" '
         'font-family="sans-serif" font-size="10px">'
         f'<rect width="{total_w}" height="{total_h}" fill="white"/>{"".join(parts)}'
         f'<g transform="translate({legend_x},{top})">'
@@ -172,22 +172,24 @@ def _heatmap_panel(
     dark: list[str] = []
     light: list[str] = []
     for c in grid.cells:
-        x, y = cell_w * col_of[c.position], _short(row_h * row_of[c.layer], 1)
-        p = _round(c.prob)
+        x, y = cell_w * col_of[c.position], short_number(row_h * row_of[c.layer], 1)
+        p = round_value(c.prob)
         p = 0.0 if p is None else p
-        cells[bisect.bisect_right(_HEATMAP_THRESHOLDS, p)].append(f"M{x},{y}h{cell_w}v{_short(row_h, 1)}h-{cell_w}z")
-        text = f'<text x="{x + cell_w // 2}" y="{_short(row_h * row_of[c.layer] + row_h / 2 + 3, 1)}">{_esc(_shorten(c.token, cell_chars))}</text>'
+        cells[bisect.bisect_right(HEATMAP_THRESHOLDS, p)].append(
+            f"M{x},{y}h{cell_w}v{short_number(row_h, 1)}h-{cell_w}z"
+        )
+        text = f'<text x="{x + cell_w // 2}" y="{short_number(row_h * row_of[c.layer] + row_h / 2 + 3, 1)}">{escape_xml(shorten(c.token, cell_chars))}</text>'
         (dark if p > HEATMAP_DARK_TEXT_ABOVE else light).append(text)
     rows_h = round(row_h * n_rows)
     rects = "".join(f'<path fill="{color}" d="{"".join(d)}"/>' for color, d in zip(HEATMAP_COLORS, cells) if d)
     bad = set(grid.unreliable_layers)
     y_labels = "".join(
-        f'<text x="-5" y="{_short(row_h * row_of[layer] + row_h / 2 + 4, 1)}">{layer}{" " + UNRELIABLE_MARK if layer in bad else ""}</text>'
+        f'<text x="-5" y="{short_number(row_h * row_of[layer] + row_h / 2 + 4, 1)}">{layer}{" " + UNRELIABLE_MARK if layer in bad else ""}</text>'
         for layer in grid.layers
     )
     x_labels = "".join(
         f'<text transform="translate({cell_w * j + cell_w // 2 + 3},{rows_h + 7}) rotate(-45)">'
-        f"{_esc(_shorten(label, label_chars))}</text>"
+        f"{escape_xml(shorten(label, label_chars))}</text>"
         for j, label in enumerate(grid.position_labels)
     )
     heading = ""
@@ -195,11 +197,13 @@ def _heatmap_panel(
         title_y = -8 - (NEXT_LABEL_ROOM if grid.next_tokens else 14 if narrow else 0)  # narrow: over "Layer"
         at = f' x="{6 - _NARROW_LEFT}"' if narrow else ""
         chars = (_NARROW_WIDTH - 12) // 7 if narrow else width // 7
-        heading = f'<text{at} y="{title_y}" font-size="12px" font-weight="bold">{_esc(_shorten(title, chars))}</text>'
+        heading = (
+            f'<text{at} y="{title_y}" font-size="12px" font-weight="bold">{escape_xml(shorten(title, chars))}</text>'
+        )
     next_labels = "".join(
         f'<text transform="translate({cell_w * j + cell_w // 2 + 2},-6) rotate(-45)">'
-        f"{_esc(_shorten(label, label_chars))}</text>"
-        for j, label in enumerate(_next_labels(grid))
+        f"{escape_xml(shorten(label, label_chars))}</text>"
+        for j, label in enumerate(next_token_labels(grid))
         if label
     )
     body = (
@@ -258,7 +262,7 @@ def heatmap_svg_narrow(panels: list[tuple[str, GridView]], *, by_depth: bool = F
             if blocks > 1:  # "M1 · smollm2… · positions 7–13", or "Positions 7–13" in a one-model page
                 span = f"positions {part.positions[0]}\u2013{part.positions[-1]}"
                 room = (_NARROW_WIDTH - 12) // 7 - len(span) - 3
-                heading = f"{_shorten(title, room)} \u00b7 {span}" if title else span.capitalize()
+                heading = f"{shorten(title, room)} \u00b7 {span}" if title else span.capitalize()
             top = (26 if heading else 4) + (NEXT_LABEL_ROOM if part.next_tokens else 16)
             panel = _heatmap_panel(
                 heading,
@@ -270,7 +274,7 @@ def heatmap_svg_narrow(panels: list[tuple[str, GridView]], *, by_depth: bool = F
                 label_chars=NARROW_LABEL_CHARS,
                 narrow=True,
             )
-            parts.append(f'<g transform="translate({_NARROW_LEFT},{_short(y + top, 1)})">{panel}</g>')
+            parts.append(f'<g transform="translate({_NARROW_LEFT},{short_number(y + top, 1)})">{panel}</g>')
             y += top + rows_h + _NARROW_BELOW
     swatch = 28
     swatches = "".join(
@@ -282,7 +286,7 @@ def heatmap_svg_narrow(panels: list[tuple[str, GridView]], *, by_depth: bool = F
     )
     total_h = y + 72
     return (
-        f'<svg xmlns="{_SVG_NS}" width="{total_w}" height="{total_h}" viewBox="0 0 {total_w} {total_h}" '
+        f'<svg xmlns="{SVG_NS}" width="{total_w}" height="{total_h}" viewBox="0 0 {total_w} {total_h}" '
         'font-family="sans-serif" font-size="10px">'
         f'<rect width="{total_w}" height="{total_h}" fill="white"/>{"".join(parts)}'
         f'<text x="6" y="{y + 4}" font-size="12px" font-weight="bold">Prompt position (predicting the next token)</text>'

@@ -12,16 +12,16 @@ from typing import Any
 from lazarus_report.render.charts.background import PendingChart
 from lazarus_report.render.charts.line_plot_svg import (
     NARROW,
-    _Axis,
-    _layer_axis,
-    _linear_svg,
-    _LinearPanel,
-    _LinearPlot,
-    _Plot,
-    _plot_svg,
-    _PlotLine,
-    _relative_axis,
-    _Series,
+    LinearPanel,
+    LinearPlot,
+    Plot,
+    PlotAxis,
+    PlotLine,
+    PlotSeries,
+    layer_axis,
+    linear_svg,
+    plot_svg,
+    relative_axis,
 )
 from lazarus_report.render.charts.style import (
     DASHES,
@@ -30,7 +30,7 @@ from lazarus_report.render.charts.style import (
     MODEL_STROKES,
     PALETTE,
 )
-from lazarus_report.render.charts.svg_sanitize import _checked, _renumber_ids
+from lazarus_report.render.charts.svg_sanitize import checked_svg, renumber_ids
 from lazarus_report.render.report_model import ComparisonView, RunReport
 
 ENTROPY_KL_HEIGHT = 150
@@ -40,18 +40,19 @@ JS_HEIGHT = 110  # the divergence chart's JS panel (its note sits at the bottom)
 KL_HEIGHT = 160  # the divergence chart's KL panel
 
 
-def _static(chart_id: str, title: str, description: str, plot: _Plot | _LinearPlot) -> PendingChart:
+def _static(chart_id: str, title: str, description: str, plot: Plot | LinearPlot) -> PendingChart:
     """The chart drawn at the page's width, and (on request) for a phone."""
-    draw = _plot_svg if isinstance(plot, _Plot) else _linear_svg
+    draw = plot_svg if isinstance(plot, Plot) else linear_svg
 
     def narrow() -> str:
-        return _renumber_ids(_checked(draw(plot, NARROW)), f"{chart_id}-narrow")  # type: ignore[arg-type]
+        return renumber_ids(checked_svg(draw(plot, NARROW)), f"{chart_id}-narrow")  # type: ignore[arg-type]
 
-    svg = _renumber_ids(_checked(draw(plot)), chart_id)  # type: ignore[arg-type]
+    svg = renumber_ids(checked_svg(draw(plot)), chart_id)  # type: ignore[arg-type]
     return PendingChart(chart_id, title, description, None, svg, narrow=narrow)
 
 
-def _unique_labels(labels: list[str]) -> list[str]:
+def unique_labels(labels: list[str]) -> list[str]:
+    """``labels`` made distinct for a legend: a repeated label gets " (2)", " (3)"... after its first use."""
     seen: dict[str, int] = {}
     out = []
     for label in labels:
@@ -67,9 +68,9 @@ def unreliable_ranges(run: RunReport) -> list[tuple[float, float]]:
 
 def trajectory_chart(run: RunReport, *, chart_id: str | None = None) -> PendingChart:
     """The tracked tokens' probability (log axis) and rank across layers."""
-    labels = _unique_labels([s.label for s in run.series])
+    labels = unique_labels([s.label for s in run.series])
     lines = [
-        _PlotLine(
+        PlotLine(
             list(zip(s.layers, s.probs, s.ranks)),
             PALETTE[i % len(PALETTE)],
             emergence=s.emergence_layer,
@@ -85,9 +86,9 @@ def trajectory_chart(run: RunReport, *, chart_id: str | None = None) -> PendingC
     if not run.series_are_tracked:
         description += " Its probability is shown where it is in a layer's top-k."
     ranks = [r for series in run.series for r in series.ranks]
-    plot = _Plot(
+    plot = Plot(
         lines,
-        _layer_axis(run.captured_layers),
+        layer_axis(run.captured_layers),
         "Layer",
         max([1, *ranks]),
         [("Token", list(zip(labels, lines)))],
@@ -107,15 +108,15 @@ def entropy_kl_chart(run: RunReport) -> PendingChart:
     if run.unreliable_layers:
         description += " Grey bands: layers where the lens is unreliable."
     panels = [
-        _LinearPanel(title, ENTROPY_KL_HEIGHT, [_Series(list(zip(layers, values)), color)])
+        LinearPanel(title, ENTROPY_KL_HEIGHT, [PlotSeries(list(zip(layers, values)), color)])
         for title, values, color in (
             ("Entropy (nats)", run.entropy, PALETTE[0]),
             ("KL to final (nats)", run.kl_to_final, PALETTE[1]),
         )
     ]
-    plot = _LinearPlot(
+    plot = LinearPlot(
         panels,
-        _layer_axis(layers),
+        layer_axis(layers),
         "Layer",
         [],
         bands=unreliable_ranges(run),
@@ -129,18 +130,18 @@ def model_key_lines(comparison: ComparisonView) -> list[str]:
     return [f"{tag}: {label}" for tag, label in zip(comparison.tags, comparison.labels)]
 
 
-def compare_axis(comparison: ComparisonView) -> _Axis:
+def compare_axis(comparison: ComparisonView) -> PlotAxis:
     """The comparison charts' x axis: layers, or relative depth (0 to 1) for models of different depths."""
     if comparison.alignment != "layer":
-        return _relative_axis()
-    return _layer_axis([round(x) for values in comparison.x_values for x in values])
+        return relative_axis()
+    return layer_axis([round(x) for values in comparison.x_values for x in values])
 
 
-def _model_legend(comparison: ComparisonView, *, markers: bool) -> tuple[str, list[tuple[str, _PlotLine]]]:
+def _model_legend(comparison: ComparisonView, *, markers: bool) -> tuple[str, list[tuple[str, PlotLine]]]:
     entries = [
         (
             tag,
-            _PlotLine(
+            PlotLine(
                 [],
                 PALETTE[m],
                 width=MODEL_STROKES[m],
@@ -159,18 +160,18 @@ def compare_trajectory_chart(
     """Both models' tracked tokens across layers: colour is the model, line style the token."""
     tracked = bool(comparison.tracked) and all(run.series_are_tracked for run in runs)
     series_names: list[str] = []
-    lines: list[_PlotLine] = []
+    lines: list[PlotLine] = []
     max_rank = 1
     for m, (run, xs) in enumerate(zip(runs, comparison.x_values)):
         x_of = dict(zip(run.captured_layers, xs))
         names = [t.text.visible for t in comparison.tracked] if tracked else [s.label for s in run.series]
-        for name, s in zip(_unique_labels(names), run.series):
+        for name, s in zip(unique_labels(names), run.series):
             if name not in series_names:
                 series_names.append(name)
             emergence = x_of.get(s.emergence_layer) if s.emergence_layer is not None else None
             max_rank = max([max_rank, *s.ranks])
             lines.append(
-                _PlotLine(
+                PlotLine(
                     [(x_of[layer], p, r) for layer, p, r in zip(s.layers, s.probs, s.ranks)],
                     PALETTE[m],
                     DASHES[series_names.index(name) % len(DASHES)],
@@ -190,11 +191,9 @@ def compare_trajectory_chart(
         description += " Its probability is shown where it is in a layer's top-k."
     if comparison.alignment != "layer":
         description += " The models have different depths: the x axis is relative depth."
-    dashes = [(name, _PlotLine([], "#888888", DASHES[i % len(DASHES)])) for i, name in enumerate(series_names)]
+    dashes = [(name, PlotLine([], "#888888", DASHES[i % len(DASHES)])) for i, name in enumerate(series_names)]
     legends = [_model_legend(comparison, markers=True), ("Tracked" if tracked else "Final top-1", dashes)]
-    plot = _Plot(
-        lines, compare_axis(comparison), comparison.x_title, max_rank, legends, key=model_key_lines(comparison)
-    )
+    plot = Plot(lines, compare_axis(comparison), comparison.x_title, max_rank, legends, key=model_key_lines(comparison))
     return _static(chart_id, "Token probability and rank, both models", description, plot)
 
 
@@ -207,11 +206,11 @@ def compare_entropy_kl_chart(runs: list[RunReport], comparison: ComparisonView) 
     panels = []
     for title, field in (("Entropy (nats)", "entropy"), ("KL to final (nats)", "kl_to_final")):
         series = [
-            _Series(list(zip(xs, getattr(run, field))), PALETTE[m], width=MODEL_STROKES[m], opacity=MODEL_OPACITY[m])
+            PlotSeries(list(zip(xs, getattr(run, field))), PALETTE[m], width=MODEL_STROKES[m], opacity=MODEL_OPACITY[m])
             for m, (run, xs) in enumerate(zip(runs, comparison.x_values))
         ]
-        panels.append(_LinearPanel(title, ENTROPY_KL_HEIGHT, series))
-    plot = _LinearPlot(
+        panels.append(LinearPanel(title, ENTROPY_KL_HEIGHT, series))
+    plot = LinearPlot(
         panels,
         compare_axis(comparison),
         comparison.x_title,
@@ -239,28 +238,28 @@ def divergence_chart(comparison: ComparisonView) -> PendingChart:
 
     rules = [(x(largest), "#888888")] if largest is not None else []
     note = (x(largest), f"largest JS: layer {largest.label}") if largest is not None else None
-    js = _LinearPanel(
+    js = LinearPanel(
         "JS (nats)",
         JS_HEIGHT,
-        [_Series([(x(r), r.js) for r in comparison.rows], "#1a1a1a")],
+        [PlotSeries([(x(r), r.js) for r in comparison.rows], "#1a1a1a")],
         domain=(0.0, 0.7),
         rules=rules,
         note=note,
     )
     styles = [(PALETTE[0], [1.0, 0.0]), (PALETTE[1], [6.0, 3.0])]
-    kl = _LinearPanel(
+    kl = LinearPanel(
         "KL (nats)",
         KL_HEIGHT,
         [
-            _Series([(x(r), v) for r, v in zip(comparison.rows, values)], color, dash)
+            PlotSeries([(x(r), v) for r, v in zip(comparison.rows, values)], color, dash)
             for values, (color, dash) in zip(
                 ([r.kl_12 for r in comparison.rows], [r.kl_21 for r in comparison.rows]), styles
             )
         ],
         rules=rules,
     )
-    legend = ("", [(name, _PlotLine([], color, dash)) for name, (color, dash) in zip(kls, styles)])
-    plot = _LinearPlot(
+    legend = ("", [(name, PlotLine([], color, dash)) for name, (color, dash) in zip(kls, styles)])
+    plot = LinearPlot(
         [js, kl],
         compare_axis(comparison),
         comparison.x_title,

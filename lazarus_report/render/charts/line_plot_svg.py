@@ -4,9 +4,9 @@ unreliable-layer grey bands, emergence marks) in a few kB, without vl-convert (w
 
 Two kinds of plot, one layout (legends on top, panels stacked over one shared x axis, labelled under the last):
 
-* ``_Plot`` (``_plot_svg``): a trajectory, the probability panel (log axis, the live default) over the rank
+* ``Plot`` (``plot_svg``): a trajectory, the probability panel (log axis, the live default) over the rank
   panel (reversed log axis, 1 at the top);
-* ``_LinearPlot`` (``_linear_svg``): panels on linear axes from zero (entropy, KL to final, divergences).
+* ``LinearPlot`` (``linear_svg``): panels on linear axes from zero (entropy, KL to final, divergences).
 
 No Altair here (``--static`` pages never import it)."""
 
@@ -17,13 +17,13 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from lazarus_report.render.charts.scales import _rank_top, _tick_step
-from lazarus_report.render.charts.style import LINE_HEIGHT, LINE_WIDTH, PROB_FLOOR, UNRELIABLE_FILL, _esc, _shorten
-from lazarus_report.render.charts.svg_sanitize import _SVG_NS, _short
+from lazarus_report.render.charts.scales import rank_top, tick_step
+from lazarus_report.render.charts.style import LINE_HEIGHT, LINE_WIDTH, PROB_FLOOR, UNRELIABLE_FILL, escape_xml, shorten
+from lazarus_report.render.charts.svg_sanitize import SVG_NS, short_number
 
 
 @dataclass(frozen=True)
-class _PlotLine:
+class PlotLine:
     """One token's line in both panels of a trajectory plot, styled as in the live chart."""
 
     points: list[tuple[float, float | None, int]]  # (x, probability or None where unknown, rank)
@@ -37,19 +37,23 @@ class _PlotLine:
 
 
 @dataclass(frozen=True)
-class _Axis:
+class PlotAxis:
+    """An x axis: its domain and the ticks drawn on it, each with its label."""
+
     domain: tuple[float, float]
     ticks: list[float]
     labels: list[str]
 
 
-Legends = list[tuple[str, list[tuple[str, _PlotLine]]]]  # (title, [(label, line style)])
+Legends = list[tuple[str, list[tuple[str, PlotLine]]]]  # (title, [(label, line style)])
 
 
 @dataclass(frozen=True)
-class _Plot:
-    lines: list[_PlotLine]
-    x: _Axis
+class Plot:
+    """A trajectory plot (``plot_svg``): probability and rank panels over one x axis, one ``PlotLine`` per token."""
+
+    lines: list[PlotLine]
+    x: PlotAxis
     x_title: str
     max_rank: int
     legends: Legends
@@ -59,7 +63,7 @@ class _Plot:
 
 
 @dataclass(frozen=True)
-class _Series:
+class PlotSeries:
     """One line of a linear panel: (x, y or None) points, styled as in the live chart."""
 
     values: list[tuple[float, float | None]]
@@ -70,19 +74,23 @@ class _Series:
 
 
 @dataclass(frozen=True)
-class _LinearPanel:
+class LinearPanel:
+    """One panel of a ``LinearPlot``: a linear y axis (entropy, KL...) with its series and marks."""
+
     title: str  # the y axis title
     height: int
-    series: list[_Series]
+    series: list[PlotSeries]
     domain: tuple[float, float] | None = None  # None: from zero to the data's maximum, made nice
     rules: list[tuple[float, str]] = dataclasses.field(default_factory=list)  # dashed vertical marks (x, colour)
     note: tuple[float, str] | None = None  # (x, text) at the bottom of the panel, beside the rule there
 
 
 @dataclass(frozen=True)
-class _LinearPlot:
-    panels: list[_LinearPanel]
-    x: _Axis
+class LinearPlot:
+    """A plot of linear panels stacked over one x axis (``linear_svg``), with legends under a key."""
+
+    panels: list[LinearPanel]
+    x: PlotAxis
     x_title: str
     legends: Legends
     key: list[str] = dataclasses.field(default_factory=list)
@@ -90,17 +98,18 @@ class _LinearPlot:
     points: bool = False
 
 
-def _layer_axis(layers: list[int]) -> _Axis:
+def layer_axis(layers: list[int]) -> PlotAxis:
     """Whole layers, a tick about every 80 px (half as many as the live chart)."""
     lo, hi = min(layers), max(layers)
-    step = max(1, round(_tick_step(lo, hi, math.ceil(LINE_WIDTH / 80))))
+    step = max(1, round(tick_step(lo, hi, math.ceil(LINE_WIDTH / 80))))
     ticks = list(range(math.ceil(lo / step) * step, hi + 1, step))
-    return _Axis((lo, max(hi, lo + 1)), [float(t) for t in ticks], [str(t) for t in ticks])
+    return PlotAxis((lo, max(hi, lo + 1)), [float(t) for t in ticks], [str(t) for t in ticks])
 
 
-def _relative_axis() -> _Axis:
+def relative_axis() -> PlotAxis:
+    """Relative depth (layer / last layer), 0 to 1 in tenths: models of different depths line up."""
     ticks = [k / 10 for k in range(11)]
-    return _Axis((0.0, 1.0), ticks, [f"{t:.1f}" for t in ticks])
+    return PlotAxis((0.0, 1.0), ticks, [f"{t:.1f}" for t in ticks])
 
 
 _PLOT_LEFT = 70
@@ -157,10 +166,10 @@ class _PlotScale:
     height: float = LINE_HEIGHT
 
     @classmethod
-    def of(cls, plot: _Plot, layout: _Layout = WIDE) -> _PlotScale:
+    def of(cls, plot: Plot, layout: _Layout = WIDE) -> _PlotScale:
         known = [max(p, PROB_FLOOR) for line in plot.lines for _, p, _ in line.points if p is not None]
         decades = max(1, math.ceil(-math.log10(min(known)) - 1e-9)) if known else 1
-        return cls(*plot.x.domain, decades, max(10, _rank_top([plot.max_rank])), layout.width, layout.line_height)
+        return cls(*plot.x.domain, decades, max(10, rank_top([plot.max_rank])), layout.width, layout.line_height)
 
     def x(self, x: float) -> float:
         return (x - self.x0) / (self.x1 - self.x0) * self.width
@@ -188,15 +197,15 @@ class _LinearScale:
     height: int
 
     @classmethod
-    def of(cls, panel: _LinearPanel) -> _LinearScale:
+    def of(cls, panel: LinearPanel) -> _LinearScale:
         count = math.ceil(panel.height / 40)  # Vega-Lite's default y tick count
         if panel.domain is not None:
             lo, hi = panel.domain
-            return cls(lo, hi, _tick_step(lo, hi, count), panel.height)
+            return cls(lo, hi, tick_step(lo, hi, count), panel.height)
         top = max([0.0, *(y for s in panel.series for _, y in s.values if y is not None)])
         if top <= 0:
-            return cls(0.0, 1.0, _tick_step(0, 1, count), panel.height)
-        step = _tick_step(0, top, count)
+            return cls(0.0, 1.0, tick_step(0, 1, count), panel.height)
+        step = tick_step(0, top, count)
         return cls(0.0, math.ceil(top / step - 1e-9) * step, step, panel.height)
 
     def y(self, value: float) -> float:
@@ -212,7 +221,7 @@ def _tick_label(value: float) -> str:
     return f"{round(value, 10):,g}"
 
 
-def _plot_svg(plot: _Plot, layout: _Layout = WIDE) -> str:
+def plot_svg(plot: Plot, layout: _Layout = WIDE) -> str:
     """A trajectory chart as compact SVG (about 4 kB): the live chart's layout (legend on top; the
     probability panel over the rank panel on a reversed log axis, 1 at the top; the shared x axis under
     the rank panel) with fewer bytes: one path per line and per grid, whole-pixel line points."""
@@ -227,8 +236,8 @@ def _plot_svg(plot: _Plot, layout: _Layout = WIDE) -> str:
     return _frame(header, "".join(panels), x_axis, scale.x, plot.x_title, y0 - _PLOT_GAP, layout)
 
 
-def _linear_svg(plot: _LinearPlot, layout: _Layout = WIDE) -> str:
-    """Panels on linear axes (entropy, KL, divergences), laid out as ``_plot_svg``."""
+def linear_svg(plot: LinearPlot, layout: _Layout = WIDE) -> str:
+    """Panels on linear axes (entropy, KL, divergences), laid out as ``plot_svg``."""
     header, top = _header(plot.key, plot.legends, layout)
     x0, x1 = plot.x.domain
     x_axis = _thinned(plot.x, layout)
@@ -247,15 +256,15 @@ def _linear_svg(plot: _LinearPlot, layout: _Layout = WIDE) -> str:
             lines.append((_style(s.color, s.width, s.dash, s.opacity), s.color, s.opacity, pts))
         extra = []
         for x, color in panel.rules:
-            ex = _short(x_px(x), 1)
+            ex = short_number(x_px(x), 1)
             extra.append(f'<line x1="{ex}" x2="{ex}" y2="{panel.height}" stroke="{color}" stroke-dasharray="4,3"/>')
         if panel.note is not None:
             x, text = panel.note
             left = x_px(x) <= w / 2
             extra.append(
-                f'<text x="{_short(x_px(x) + (4 if left else -4), 1)}" y="{panel.height - 4}" '
+                f'<text x="{short_number(x_px(x) + (4 if left else -4), 1)}" y="{panel.height - 4}" '
                 f'font-size="{layout.note_px}px" text-anchor="{"start" if left else "end"}" fill="#333333">'
-                f"{_esc(text)}</text>"
+                f"{escape_xml(text)}</text>"
             )
         bands = [(x_px(a), x_px(b)) for a, b in plot.bands]
         panels.append(
@@ -277,14 +286,14 @@ def _linear_svg(plot: _LinearPlot, layout: _Layout = WIDE) -> str:
     return _frame(header, "".join(panels), x_axis, x_px, plot.x_title, y0 - _PLOT_GAP, layout)
 
 
-def _thinned(axis: _Axis, layout: _Layout) -> _Axis:
+def _thinned(axis: PlotAxis, layout: _Layout) -> PlotAxis:
     """``axis`` with every k-th tick only, so that ticks are at least ``layout.min_tick_px`` apart."""
     if len(axis.ticks) < 2 or not layout.min_tick_px:
         return axis
     x0, x1 = axis.domain
     apart = (axis.ticks[1] - axis.ticks[0]) / (x1 - x0) * layout.width
     k = max(1, math.ceil(layout.min_tick_px / apart - 1e-9))
-    return axis if k == 1 else _Axis(axis.domain, axis.ticks[::k], axis.labels[::k])
+    return axis if k == 1 else PlotAxis(axis.domain, axis.ticks[::k], axis.labels[::k])
 
 
 def _wrapped(line: str, chars: int) -> list[str]:
@@ -303,7 +312,7 @@ def _header(key: list[str], legends: Legends, layout: _Layout = WIDE) -> tuple[s
     """The key lines and legend rows over the panels, and where the first panel starts."""
     if layout.wrap_key:  # never shortened: the only place that tells the models apart by name
         key = [piece for line in key for piece in _wrapped(line, int(layout.header_width / _CHAR_PX))]
-    parts = [f'<text y="{12 + _KEY_ROW * i}" fill="#333333">{_esc(line)}</text>' for i, line in enumerate(key)]
+    parts = [f'<text y="{12 + _KEY_ROW * i}" fill="#333333">{escape_xml(line)}</text>' for i, line in enumerate(key)]
     legend_top = _KEY_ROW * len(key)
     legend, rows = _plot_legends(legends, legend_top, layout.header_width)
     parts.append(legend)
@@ -314,7 +323,7 @@ def _header(key: list[str], legends: Legends, layout: _Layout = WIDE) -> tuple[s
 def _frame(
     header: str,
     panels: str,
-    x: _Axis,
+    x: PlotAxis,
     x_px: Callable[[float], float],
     x_title: str,
     bottom: float,
@@ -323,7 +332,7 @@ def _frame(
     """The whole SVG: white background, header, panels, the x axis labels and title under the last panel."""
     w = layout.width
     x_labels = "".join(
-        f'<text x="{_short(x_px(t), 1)}" y="16">{_esc(label)}</text>' for t, label in zip(x.ticks, x.labels)
+        f'<text x="{short_number(x_px(t), 1)}" y="16">{escape_xml(label)}</text>' for t, label in zip(x.ticks, x.labels)
     )
     total_w = layout.left + w + layout.right
     # A long title (relative depth) wraps where it would not fit the narrow drawing (12 px bold: ~7.2 px a character).
@@ -331,14 +340,14 @@ def _frame(
     total_h = round(bottom + 40 + 14 * (len(rows) - 1))
     middle = total_w // 2 - layout.left if layout.wrap_key else w // 2  # narrow: centred on the whole drawing
     title = "".join(
-        f'<text x="{middle}" y="{32 + 14 * i}" font-size="12px" font-weight="bold">{_esc(row)}</text>'
+        f'<text x="{middle}" y="{32 + 14 * i}" font-size="12px" font-weight="bold">{escape_xml(row)}</text>'
         for i, row in enumerate(rows)
     )
     return (
-        f'<svg xmlns="{_SVG_NS}" width="{total_w}" height="{total_h}" viewBox="0 0 {total_w} {total_h}" '
+        f'<svg xmlns="{SVG_NS}" width="{total_w}" height="{total_h}" viewBox="0 0 {total_w} {total_h}" '
         'font-family="sans-serif" font-size="11px">'
         f'<rect width="{total_w}" height="{total_h}" fill="white"/>{header}{panels}'
-        f'<g transform="translate({layout.left},{_short(bottom, 1)})" text-anchor="middle">{x_labels}{title}</g></svg>'
+        f'<g transform="translate({layout.left},{short_number(bottom, 1)})" text-anchor="middle">{x_labels}{title}</g></svg>'
     )
 
 
@@ -350,7 +359,7 @@ def _panel(
     h: int,
     title: str,
     y_ticks: list[tuple[float, str]],
-    x: _Axis,
+    x: PlotAxis,
     x_px: Callable[[float], float],
     bands: list[tuple[float, float]],
     lines: list[Line],
@@ -360,22 +369,24 @@ def _panel(
 ) -> str:
     """One panel at ``y0``: grey bands, grid, frame, axes, the lines (with dots when ``points``), ``extra`` marks."""
     w = layout.width
-    ticks = "".join(f"M{round(x_px(t))},{h}v5" for t in x.ticks) + "".join(f"M0,{_short(y, 1)}h-5" for y, _ in y_ticks)
-    out = [f'<g transform="translate({layout.left},{_short(y0, 1)})">']
+    ticks = "".join(f"M{round(x_px(t))},{h}v5" for t in x.ticks) + "".join(
+        f"M0,{short_number(y, 1)}h-5" for y, _ in y_ticks
+    )
+    out = [f'<g transform="translate({layout.left},{short_number(y0, 1)})">']
     shown = [(max(a, 0.0), min(b, float(w))) for a, b in bands]
     shown = [(a, b) for a, b in shown if b > a]
     if shown:
-        d = "".join(f"M{_short(a, 1)},0H{_short(b, 1)}V{h}H{_short(a, 1)}z" for a, b in shown)
+        d = "".join(f"M{short_number(a, 1)},0H{short_number(b, 1)}V{h}H{short_number(a, 1)}z" for a, b in shown)
         out.append(f'<path fill="{UNRELIABLE_FILL}" fill-opacity="0.18" d="{d}"/>')
     out += [
-        f'<path stroke="#e6e6e6" d="{"".join(f"M0,{_short(y, 1)}h{w}" for y, _ in y_ticks)}"/>',
+        f'<path stroke="#e6e6e6" d="{"".join(f"M0,{short_number(y, 1)}h{w}" for y, _ in y_ticks)}"/>',
         f'<rect width="{w}" height="{h}" fill="none" stroke="#cccccc"/>',
         '<g text-anchor="end">'
-        + "".join(f'<text x="-7" y="{_short(y + 3, 1)}">{_esc(label)}</text>' for y, label in y_ticks)
+        + "".join(f'<text x="-7" y="{short_number(y + 3, 1)}">{escape_xml(label)}</text>' for y, label in y_ticks)
         + "</g>",
         f'<path stroke="#888888" d="{ticks}"/>',
         f'<text transform="translate({layout.y_title_x},{h // 2}) rotate(-90)" text-anchor="middle" font-size="12px" '
-        f'font-weight="bold">{_esc(title)}</text>',
+        f'font-weight="bold">{escape_xml(title)}</text>',
     ]
     for style, color, opacity, pts in lines:
         d = _polyline(pts)
@@ -384,7 +395,7 @@ def _panel(
         if points:
             dots = "".join(_circle_d(px, py, _POINT_R) for pt in pts if pt is not None for px, py in [pt])
             if dots:
-                fill_opacity = "" if opacity == 1 else f' fill-opacity="{_short(opacity, 2)}"'
+                fill_opacity = "" if opacity == 1 else f' fill-opacity="{short_number(opacity, 2)}"'
                 out.append(f'<path fill="{color}"{fill_opacity} d="{dots}"/>')
     out.append(extra)
     out.append("</g>")
@@ -392,14 +403,14 @@ def _panel(
 
 
 def _style(color: str, width: float, dash: list[float], opacity: float) -> str:
-    style = f'stroke="{color}" stroke-width="{_short(width, 1)}"' + _dashes(dash)
+    style = f'stroke="{color}" stroke-width="{short_number(width, 1)}"' + _dashes(dash)
     if opacity != 1:
-        style += f' stroke-opacity="{_short(opacity, 2)}"'
+        style += f' stroke-opacity="{short_number(opacity, 2)}"'
     return style
 
 
 def _trajectory_panel(
-    plot: _Plot, scale: _PlotScale, kind: str, y0: float, layout: _Layout = WIDE, x_axis: _Axis | None = None
+    plot: Plot, scale: _PlotScale, kind: str, y0: float, layout: _Layout = WIDE, x_axis: PlotAxis | None = None
 ) -> str:
     """One panel of a trajectory ("prob" or "rank"): every line with its emergence mark."""
     h = layout.line_height
@@ -418,7 +429,7 @@ def _trajectory_panel(
         )
         if line.emergence is None:
             continue
-        ex = _short(scale.x(line.emergence), 1)
+        ex = short_number(scale.x(line.emergence), 1)
         if line.marker == "rule":
             extra.append(
                 f'<line x1="{ex}" x2="{ex}" y2="{h}" stroke="{line.color}" stroke-width="1.5" stroke-dasharray="4,3"/>'
@@ -433,9 +444,9 @@ def _trajectory_panel(
                     row += 1
                 taken.append((*span, row))
                 extra.append(
-                    f'<text x="{_short(at, 1)}" y="{-4 + (layout.note_px + 2) * row}" '
+                    f'<text x="{short_number(at, 1)}" y="{-4 + (layout.note_px + 2) * row}" '
                     f'font-size="{layout.note_px}px" text-anchor="{"start" if left else "end"}" fill="{line.color}">'
-                    f"{_esc(line.note)}</text>"
+                    f"{escape_xml(line.note)}</text>"
                 )
         else:
             hits = [pt for (x, _, _), pt in zip(line.points, pts) if x == line.emergence and pt[1] is not None]
@@ -467,11 +478,13 @@ def _plot_legends(legends: Legends, top: float = 0, width: float = LINE_WIDTH) -
     for title, entries in legends:
         y = top + 17 + _LEGEND_ROW * row
         if title:
-            parts.append(f'<text y="{_short(y + 1, 1)}" font-size="12px" font-weight="bold">{_esc(title)}</text>')
+            parts.append(
+                f'<text y="{short_number(y + 1, 1)}" font-size="12px" font-weight="bold">{escape_xml(title)}</text>'
+            )
         start = len(title) * 7.5 + 10 if title else 0
         x = start
         for label, style in entries:
-            label = _shorten(label, 40)
+            label = shorten(label, 40)
             entry = 18 + len(label) * _CHAR_PX
             if x > start and x + entry > width:
                 row += 1
@@ -479,19 +492,19 @@ def _plot_legends(legends: Legends, top: float = 0, width: float = LINE_WIDTH) -
             if style.marker in ("circle", "diamond"):
                 parts.append(_marker_path(style.marker, x + 5, y - 3, 5, style.color, style.opacity))
             else:
-                stroke = f' stroke-opacity="{_short(style.opacity, 2)}"' if style.opacity != 1 else ""
+                stroke = f' stroke-opacity="{short_number(style.opacity, 2)}"' if style.opacity != 1 else ""
                 parts.append(
-                    f'<path d="M{_short(x, 1)},{_short(y - 3, 1)}h14" stroke="{style.color}" '
-                    f'stroke-width="{_short(min(style.width, 4), 1)}"{_dashes(style.dash)}{stroke}/>'
+                    f'<path d="M{short_number(x, 1)},{short_number(y - 3, 1)}h14" stroke="{style.color}" '
+                    f'stroke-width="{short_number(min(style.width, 4), 1)}"{_dashes(style.dash)}{stroke}/>'
                 )
-            parts.append(f'<text x="{_short(x + 18, 1)}" y="{_short(y + 1, 1)}">{_esc(label)}</text>')
+            parts.append(f'<text x="{short_number(x + 18, 1)}" y="{short_number(y + 1, 1)}">{escape_xml(label)}</text>')
             x += entry + 12
         row += 1
     return "".join(parts), row
 
 
 def _dashes(dash: list[float]) -> str:
-    return "" if dash == [1, 0] else f' stroke-dasharray="{",".join(_short(v, 1) for v in dash)}"'
+    return "" if dash == [1, 0] else f' stroke-dasharray="{",".join(short_number(v, 1) for v in dash)}"'
 
 
 def _polyline(points: list[tuple[float, float] | None]) -> str:
@@ -517,13 +530,13 @@ def _polyline(points: list[tuple[float, float] | None]) -> str:
 
 
 def _circle_d(x: float, y: float, r: float) -> str:
-    return f"M{_short(x + r, 1)},{_short(y, 1)}a{r},{r} 0 1 1 {-2 * r},0a{r},{r} 0 1 1 {2 * r},0"
+    return f"M{short_number(x + r, 1)},{short_number(y, 1)}a{r},{r} 0 1 1 {-2 * r},0a{r},{r} 0 1 1 {2 * r},0"
 
 
 def _marker_path(shape: str, x: float, y: float, r: float, color: str, opacity: float = 1.0) -> str:
     if shape == "circle":
         d = _circle_d(x, y, r)
     else:
-        d = f"M{_short(x - r, 1)},{_short(y, 1)}l{r},{-r}l{r},{r}l{-r},{r}z"
-    fill_opacity = "" if opacity == 1 else f' fill-opacity="{_short(opacity, 2)}"'
+        d = f"M{short_number(x - r, 1)},{short_number(y, 1)}l{r},{-r}l{r},{r}l{-r},{r}z"
+    fill_opacity = "" if opacity == 1 else f' fill-opacity="{short_number(opacity, 2)}"'
     return f'<path fill="{color}"{fill_opacity} d="{d}"/>'

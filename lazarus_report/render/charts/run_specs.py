@@ -6,9 +6,9 @@ from typing import Any
 
 import altair as alt
 
-from lazarus_report.render.charts.background import ChartView, PendingChart, _unvalidated
-from lazarus_report.render.charts.datasets import _round, _round_prob, _rows, _stored
-from lazarus_report.render.charts.heatmap import _heatmap
+from lazarus_report.render.charts.background import ChartView, PendingChart, unvalidated
+from lazarus_report.render.charts.datasets import dataset_chart, stored_rows
+from lazarus_report.render.charts.heatmap import heatmap_spec
 from lazarus_report.render.charts.interaction import (
     Composed,
     crosshair,
@@ -21,8 +21,8 @@ from lazarus_report.render.charts.interaction import (
     stacked,
     with_bands,
 )
-from lazarus_report.render.charts.line_charts import _unique_labels, entropy_kl_chart, trajectory_chart
-from lazarus_report.render.charts.scales import _rank_top
+from lazarus_report.render.charts.line_charts import entropy_kl_chart, trajectory_chart, unique_labels
+from lazarus_report.render.charts.scales import rank_top, round_prob, round_value
 from lazarus_report.render.charts.style import (
     LINE_HEIGHT,
     LINE_WIDTH,
@@ -38,15 +38,15 @@ def run_charts(run: RunReport) -> list[ChartView]:
     return [c.result() for c in start_run_charts(run)]
 
 
-@_unvalidated
+@unvalidated
 def start_run_charts(run: RunReport) -> list[PendingChart]:
-    charts = [_trajectory(run), _entropy_kl(run)]
+    charts = [trajectory_spec(run), _entropy_kl(run)]
     if run.grid is not None:
-        charts.append(_heatmap([("", run)], chart_id=f"{run.key}-heatmap"))
+        charts.append(heatmap_spec([("", run)], chart_id=f"{run.key}-heatmap"))
     return charts
 
 
-__all__ = ["UNRELIABLE_FILL", "_unique_labels", "run_charts", "start_run_charts"]
+__all__ = ["UNRELIABLE_FILL", "run_charts", "start_run_charts", "unique_labels"]
 
 
 def _layer_x(run: RunReport, *, labelled: bool = True) -> alt.X:
@@ -77,9 +77,9 @@ def _unreliable_data(run: RunReport) -> list[dict[str, Any]]:
     return [{"layer": a - 0.5, "to": b + 0.5, "note": note} for a, b in run.unreliable_bands]
 
 
-def _rank_y(field: str, ranks: list[int]) -> alt.Y:
+def rank_y(field: str, ranks: list[int]) -> alt.Y:
     """Rank on a reversed log axis (1 at the top) from 1 to the next power of ten, ticks at powers of ten."""
-    top = _rank_top(ranks)
+    top = rank_top(ranks)
     ticks = [10**k for k in range(len(str(top)))]
     scale = alt.Scale(type="log", reverse=True, domain=[1, max(top, 10)])
     axis = alt.Axis(values=ticks if top > 1 else [1, 10], format=",")
@@ -90,15 +90,15 @@ def _palette(n: int) -> list[str] | None:
     return PALETTE[:n] if 0 < n <= len(PALETTE) else None
 
 
-def _trajectory(run: RunReport, *, chart_id: str | None = None, compact: bool = False) -> PendingChart:
+def trajectory_spec(run: RunReport, *, chart_id: str | None = None, compact: bool = False) -> PendingChart:
     """The tracked tokens' probability and rank across layers. ``compact``: the data are stored as columns
     (for pages with a chart per suite case). The static SVG is drawn by hand (``line_charts``)."""
-    labels = _unique_labels([s.label for s in run.series])
+    labels = unique_labels([s.label for s in run.series])
     rows: list[dict[str, Any]] = []
     marks: list[dict[str, Any]] = []
     for label, s in zip(labels, run.series):
         for layer, p, r in zip(s.layers, s.probs, s.ranks):
-            rows.append({"layer": layer, "token": label, "p": _round_prob(p), "rank": r})
+            rows.append({"layer": layer, "token": label, "p": round_prob(p), "rank": r})
         if s.emergence_layer is not None:
             marks.append({"layer": s.emergence_layer, "token": label, "note": f"{label} top-1 at L{s.emergence_layer}"})
     color = alt.Color(
@@ -117,7 +117,7 @@ def _trajectory(run: RunReport, *, chart_id: str | None = None, compact: bool = 
     # markers would double the static SVG.
     points = len(run.captured_layers) <= MAX_LAYERS_WITH_POINTS
     middle = (run.captured_layers[0] + run.captured_layers[-1]) / 2
-    datasets: dict[str, Any] = {"d": _stored(rows, compact), "marks": marks}
+    datasets: dict[str, Any] = {"d": stored_rows(rows, compact), "marks": marks}
     if run.unreliable_layers:
         datasets["unreliable"] = _unreliable_data(run)
     # Labels right of the line in the left half, left of it in the right half: they stay inside.
@@ -135,11 +135,11 @@ def _trajectory(run: RunReport, *, chart_id: str | None = None, compact: bool = 
         ],
         "layer",
     )
-    datasets["cursor"] = _stored(cursor_rows, compact)
+    datasets["cursor"] = stored_rows(cursor_rows, compact)
     cursor_tip = cursor_tooltip(alt.Tooltip("layer:Q", title="Layer"), labels)
 
     def panel(y: alt.Y, x: alt.X, *, notes: bool, prob: bool) -> Composed:
-        line = _rows("d", rows, compact)
+        line = dataset_chart("d", rows, compact)
         if prob:
             line = line.transform_calculate(**plotted_prob())
         layers: list[Any] = [
@@ -157,13 +157,15 @@ def _trajectory(run: RunReport, *, chart_id: str | None = None, compact: bool = 
                     .mark_text(align=align, dx=dx, dy=-4, baseline="bottom", fontSize=10)
                     .encode(x=x, y=alt.YValue(0), text=alt.Text("note:N"), color=color)
                 )
-        layers += crosshair(x, cursor_tip, lambda: _rows("cursor", cursor_rows, compact), panel="p" if prob else "r")
+        layers += crosshair(
+            x, cursor_tip, lambda: dataset_chart("cursor", cursor_rows, compact), panel="p" if prob else "r"
+        )
         return layered(*layers, width=LINE_WIDTH, height=LINE_HEIGHT)
 
     # Both panels share the layer axis; it is labelled once, under the rank panel.
     prob = panel(prob_y(), _layer_x(run, labelled=False), notes=True, prob=True)
     rank = panel(
-        _rank_y("rank:Q", [r for series in run.series for r in series.ranks]),
+        rank_y("rank:Q", [r for series in run.series for r in series.ranks]),
         _layer_x(run),
         notes=False,
         prob=False,
@@ -175,7 +177,7 @@ def _trajectory(run: RunReport, *, chart_id: str | None = None, compact: bool = 
 def _entropy_kl(run: RunReport) -> PendingChart:
     """Entropy and KL to final on separate panels (KL reaches 30 nats where entropy stays under 5)."""
     rows = [
-        {"layer": layer, "h": _round(h), "kl": _round(kl)}
+        {"layer": layer, "h": round_value(h), "kl": round_value(kl)}
         for layer, h, kl in zip(run.captured_layers, run.entropy, run.kl_to_final)
     ]
     points = len(run.captured_layers) <= MAX_LAYERS_WITH_POINTS

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 
 
-def _rank_top(ranks: list[int]) -> int:
+def rank_top(ranks: list[int]) -> int:
     """The rank axis goes from 1 to the next power of ten (at least 10)."""
     top = 1
     while top < max([1, *ranks]):
@@ -13,7 +13,7 @@ def _rank_top(ranks: list[int]) -> int:
     return top
 
 
-def _tick_step(lo: float, hi: float, count: int) -> float:
+def tick_step(lo: float, hi: float, count: int) -> float:
     """d3's tick increment: a 1, 2 or 5 times a power of ten, about ``count`` ticks over [lo, hi]."""
     step = (hi - lo) / max(1, count)
     if step <= 0:
@@ -24,11 +24,13 @@ def _tick_step(lo: float, hi: float, count: int) -> float:
     return factor * 10.0**power
 
 
-def _round(x: float | None, places: int = 4) -> float | None:
-    # Plot data needs no 17-digit floats; the exact values are in the embedded result JSON.
+def round_value(x: float | None, places: int = 4) -> float | None:
+    """``x`` rounded to ``places`` decimals for plot data (None stays None): plots need no 17-digit floats;
+    the exact values are in the embedded result JSON."""
     return None if x is None else round(x, places)
 
 
-def _round_prob(p: float | None) -> float | None:
-    # Four significant digits, not places: the log-probability axis reaches down to 1e-6.
+def round_prob(p: float | None) -> float | None:
+    """A probability for plot data to four significant digits, not places: the log-probability axis
+    reaches down to 1e-6 (None stays None)."""
     return None if p is None else float(f"{p:.4g}")

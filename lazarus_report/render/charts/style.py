@@ -65,7 +65,7 @@ HEATMAP_COLORS = [_blues(i / (HEATMAP_BINS - 1)) for i in range(HEATMAP_BINS)]
 
 
 # d3's quantize scale over [0, 1]: value x takes colour bisect_right(thresholds, x).
-_HEATMAP_THRESHOLDS = [(i + 1) / HEATMAP_BINS for i in range(HEATMAP_BINS - 1)]
+HEATMAP_THRESHOLDS = [(i + 1) / HEATMAP_BINS for i in range(HEATMAP_BINS - 1)]
 
 
 # Chart styling; set on the spec directly (Altair's .configure() deep-copies the chart each call).
@@ -113,9 +113,11 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-def _shorten(text: str, limit: int) -> str:
+def shorten(text: str, limit: int) -> str:
+    """``text`` cut to at most ``limit`` characters, ending in "…" when cut."""
     return text if len(text) <= limit else text[: limit - 1] + "\u2026"
 
 
-def _esc(text: str) -> str:
+def escape_xml(text: str) -> str:
+    """``text`` escaped for SVG/HTML text and attribute values (quotes too)."""
     return html.escape(text, quote=True)

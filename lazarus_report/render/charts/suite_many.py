@@ -14,8 +14,8 @@ from __future__ import annotations
 
 import altair as alt
 
-from lazarus_report.render.charts.background import PendingChart, _line_view
-from lazarus_report.render.charts.datasets import _round
+from lazarus_report.render.charts.background import PendingChart, line_view
+from lazarus_report.render.charts.scales import round_value
 from lazarus_report.render.charts.style import PALETTE
 from lazarus_report.render.suite_model import SuiteReport
 
@@ -74,7 +74,7 @@ def emergence_histogram(suite: SuiteReport, chart_id: str) -> PendingChart:
         f"prediction in {who} from each {'relative depth' if suite.by_depth else 'layer'} on; the last bar counts "
         "the cases where it never does. The case table lists each case."
     )
-    return _line_view(chart_id, "Where the target emerges, across cases", description, chart, {"d": rows})
+    return line_view(chart_id, "Where the target emerges, across cases", description, chart, {"d": rows})
 
 
 def target_scatter(suite: SuiteReport, chart_id: str) -> PendingChart:
@@ -85,9 +85,9 @@ def target_scatter(suite: SuiteReport, chart_id: str) -> PendingChart:
         p = [side.target_prob for side in case.sides]
         points.append(
             {
-                "x": _round(p[0]),
-                "y": _round(p[1]),
-                "d": _round(case.delta),
+                "x": round_value(p[0]),
+                "y": round_value(p[1]),
+                "d": round_value(case.delta),
                 "g": case.group or "(no group)",
                 "id": case.id,
                 "s": case.status,
@@ -115,7 +115,7 @@ def target_scatter(suite: SuiteReport, chart_id: str) -> PendingChart:
             ],
         ),
     ).properties(width=320, height=320)
-    return _line_view(
+    return line_view(
         chart_id,
         "How P(target) moved, case by case",
         f"Each of the {len(cases)} cases with a target is one point: its target's final probability in the base "

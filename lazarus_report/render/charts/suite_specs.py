@@ -6,12 +6,11 @@ from typing import Any
 
 import altair as alt
 
-from lazarus_report.render.charts.background import PendingChart, _line_view, _unvalidated
-from lazarus_report.render.charts.compare_specs import _compare_trajectory
-from lazarus_report.render.charts.datasets import _round
-from lazarus_report.render.charts.run_specs import _trajectory
-from lazarus_report.render.charts.scales import _tick_step
-from lazarus_report.render.charts.style import PALETTE, _shorten
+from lazarus_report.render.charts.background import PendingChart, line_view, unvalidated
+from lazarus_report.render.charts.compare_specs import compare_trajectory_spec
+from lazarus_report.render.charts.run_specs import trajectory_spec
+from lazarus_report.render.charts.scales import round_value, tick_step
+from lazarus_report.render.charts.style import PALETTE, shorten
 from lazarus_report.render.charts.suite_many import MANY_CASES, emergence_histogram, target_scatter
 from lazarus_report.render.suite_model import SuiteReport
 
@@ -22,13 +21,13 @@ DUMBBELL_CHART_ID = "suite-target-change"
 CASE_LABEL_CHARS = 28
 
 
-@_unvalidated
+@unvalidated
 def start_suite_charts(suite: SuiteReport) -> dict[str, list[PendingChart]]:
     """A suite report's charts: ``{"suite": [emergence across cases, P(target) base to tuned], <case key>:
     [trajectory], ...}``.
 
-    Each case's trajectory is the single-prompt chart (``_compare_trajectory`` or ``_trajectory``) with
-    a compact static SVG (``_plot_svg``); the page stores the cases' specs as patches of one shared
+    Each case's trajectory is the single-prompt chart (``compare_trajectory_spec`` or ``trajectory_spec``) with
+    a compact static SVG (``plot_svg``); the page stores the cases' specs as patches of one shared
     spec (``shared_specs``)."""
     out: dict[str, list[PendingChart]] = {}
     if suite.with_target and len(suite.with_target) > MANY_CASES:  # one mark per case would not fit: see suite_many
@@ -45,9 +44,9 @@ def start_suite_charts(suite: SuiteReport) -> dict[str, list[PendingChart]]:
             continue
         chart_id = f"{case.key}-trajectory"
         if report.comparison is not None:
-            out[case.key] = [_compare_trajectory(report.runs, report.comparison, chart_id=chart_id, compact=True)]
+            out[case.key] = [compare_trajectory_spec(report.runs, report.comparison, chart_id=chart_id, compact=True)]
         else:
-            out[case.key] = [_trajectory(report.runs[0], chart_id=chart_id, compact=True)]
+            out[case.key] = [trajectory_spec(report.runs[0], chart_id=chart_id, compact=True)]
     return out
 
 
@@ -55,20 +54,28 @@ def _dumbbell(suite: SuiteReport) -> PendingChart:
     """P(target) in the base and in the tuned model per case, joined by a line, cases sorted by the change
     (largest drop first); the line is coloured by the case's group, so collateral damage shows at a glance."""
     cases = sorted((c for c in suite.cases if c.delta is not None), key=lambda c: (c.delta, c.index))
-    order = [f"{c.index + 1}. {_shorten(c.id, CASE_LABEL_CHARS)}" for c in cases]
+    order = [f"{c.index + 1}. {shorten(c.id, CASE_LABEL_CHARS)}" for c in cases]
     pairs, points, bands = [], [], []
     for case, label in zip(cases, order):
         p = [side.target_prob for side in case.sides]
         group = case.group or "(no group)"
-        pairs.append({"y": label, "x": _round(p[0]), "x2": _round(p[1]), "g": group, "id": case.id, "s": case.status})
+        pairs.append(
+            {"y": label, "x": round_value(p[0]), "x2": round_value(p[1]), "g": group, "id": case.id, "s": case.status}
+        )
         if case.tolerance is not None and p[0] is not None:
             # no_regression_of final_prob: tuned passes anywhere right of base - tolerance
             floor = max(0.0, p[0] - case.tolerance)
             bands.append(
-                {"y": label, "x": _round(floor), "x2": _round(p[0]), "t": _round(case.tolerance), "id": case.id}
+                {
+                    "y": label,
+                    "x": round_value(floor),
+                    "x2": round_value(p[0]),
+                    "t": round_value(case.tolerance),
+                    "id": case.id,
+                }
             )
         for tag, value in zip(suite.tags, p):
-            points.append({"y": label, "x": _round(value), "m": tag, "id": case.id, "d": _round(case.delta)})
+            points.append({"y": label, "x": round_value(value), "m": tag, "id": case.id, "d": round_value(case.delta)})
     y = alt.Y("y:N", title=None, sort=order, axis=alt.Axis(labelLimit=180))
     x = alt.X("x:Q", title="P(target), final layer", scale=alt.Scale(domain=[0, 1]))
     groups = list(dict.fromkeys(pair["g"] for pair in pairs))
@@ -119,7 +126,7 @@ def _dumbbell(suite: SuiteReport) -> PendingChart:
             ],
         ),
     ).properties(width=360, height=max(120, 18 * len(cases)))
-    return _line_view(
+    return line_view(
         DUMBBELL_CHART_ID,
         "How P(target) moved, case by case",
         "Each case's target probability at the final layer in the base (circle) and the tuned model (diamond), "
@@ -144,22 +151,22 @@ def _emergence(suite: SuiteReport) -> PendingChart:
         y_title, label = "Target top-1 from (relative depth)", "format(datum.value, '.1f')"
     else:
         top = max(side.num_layers for case in cases for side in case.sides) - 1
-        step = max(1, round(_tick_step(0, top, 6)))
+        step = max(1, round(tick_step(0, top, 6)))
         never, ticks = top + 2.5, list(range(0, top + 1, step))
         y_title, label = "Target top-1 from layer", "datum.value"
     band = [{"y": top + (never - top) * 0.3, "y2": never + (never - top) * 0.6}]
     rows, pairs = [], []
     for case in cases:
-        x = f"{case.index + 1}. {_shorten(case.id, CASE_LABEL_CHARS)}"
+        x = f"{case.index + 1}. {shorten(case.id, CASE_LABEL_CHARS)}"
         ys = []
         for tag, side in zip(suite.tags, case.sides):
             value = side.target_depth if suite.by_depth else side.target_emergence
-            y = never if value is None else _round(value)
+            y = never if value is None else round_value(value)
             ys.append(y)
             rows.append({"x": x, "m": tag, "y": y, "e": side.emergence_text, "id": case.id, "s": case.status})
         if len(ys) == 2:
             pairs.append({"x": x, "y": ys[0], "y2": ys[1]})
-    order = [f"{case.index + 1}. {_shorten(case.id, CASE_LABEL_CHARS)}" for case in cases]
+    order = [f"{case.index + 1}. {shorten(case.id, CASE_LABEL_CHARS)}" for case in cases]
     x = alt.X("x:N", title="Case (suite order)", sort=order, axis=alt.Axis(labelAngle=-50, labelLimit=140))
     y = alt.Y(
         "y:Q",
@@ -206,7 +213,7 @@ def _emergence(suite: SuiteReport) -> PendingChart:
     )
     if len(tags) == 2:
         description += " A grey line joins a case's base and tuned points."
-    return _line_view(
+    return line_view(
         SUITE_CHART_ID,
         "Where the target emerges, across cases",
         description,

@@ -25,13 +25,15 @@ _SVG_ELEMENTS = {
 }
 
 
-_SVG_NS = "http://www.w3.org/2000/svg"
+SVG_NS = "http://www.w3.org/2000/svg"
 
 
 _XLINK_NS = "http://www.w3.org/1999/xlink"
 
 
-def _checked(svg: str) -> str:
+def checked_svg(svg: str) -> str:
+    """``svg`` unchanged once checked: only expected elements, no event handlers or outside links
+    (ValueError otherwise)."""
     _check_tree(ElementTree.fromstring(svg))
     return svg
 
@@ -50,7 +52,7 @@ def _check_tree(root: ElementTree.Element) -> None:
 _ID = re.compile(r'\bid="([^"]+)"')
 
 
-def _renumber_ids(svg: str, chart_id: str) -> str:
+def renumber_ids(svg: str, chart_id: str) -> str:
     """Give every id in ``svg`` a per-chart name and update its references."""
     mapping: dict[str, str] = {}
     for old in _ID.findall(svg):
@@ -84,7 +86,7 @@ _LONG_DECIMAL = re.compile(r"-?\d+\.\d{3,}")
 _PATH_DECIMAL = re.compile(r"-?\d+\.\d{2,}")
 
 
-def _compact_svg(svg: str) -> str:
+def compact_svg(svg: str) -> str:
     """vl-convert's SVG, checked (see ``_check_tree``) and made smaller without changing the picture.
 
     * ``class``, ``role``, ``aria-*``, ``pointer-events`` and ``version`` attributes go, and with them
@@ -128,12 +130,12 @@ def _strip(el: ElementTree.Element) -> None:
         ):
             del el.attrib[name]
         elif name == "d":
-            el.attrib[name] = _PATH_DECIMAL.sub(lambda x: _short(float(x.group()), 1), value)
+            el.attrib[name] = _PATH_DECIMAL.sub(lambda x: short_number(float(x.group()), 1), value)
         elif name == "transform":
             if value == "translate(0,0)":
                 del el.attrib[name]
             else:
-                el.attrib[name] = _LONG_DECIMAL.sub(lambda x: _short(float(x.group())), value)
+                el.attrib[name] = _LONG_DECIMAL.sub(lambda x: short_number(float(x.group())), value)
 
 
 def _remove(parent: ElementTree.Element, child: ElementTree.Element) -> None:
@@ -181,7 +183,7 @@ def _serialize(root: ElementTree.Element) -> str:
         tag = el.tag.rpartition("}")[2]
         attrs = "".join(f' {attr_name(k)}="{html.escape(v, quote=True)}"' for k, v in el.attrib.items())
         if top:
-            attrs = f' xmlns="{_SVG_NS}"' + (f' xmlns:xlink="{_XLINK_NS}"' if uses_xlink else "") + attrs
+            attrs = f' xmlns="{SVG_NS}"' + (f' xmlns:xlink="{_XLINK_NS}"' if uses_xlink else "") + attrs
         if len(el) == 0 and not el.text:
             out.append(f"<{tag}{attrs}/>")
         else:
@@ -198,6 +200,7 @@ def _serialize(root: ElementTree.Element) -> str:
     return "".join(out)
 
 
-def _short(x: float, digits: int = 2) -> str:
+def short_number(x: float, digits: int = 2) -> str:
+    """``x`` for an SVG attribute: at most ``digits`` decimals, no trailing zeros, never "-0"."""
     text = f"{x:.{digits}f}".rstrip("0").rstrip(".")
     return "0" if text == "-0" else text
