@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import Any
 
 import altair as alt
@@ -118,40 +119,62 @@ def model_key(comparison: ComparisonView) -> alt.TitleParams:
     return alt.TitleParams(lines, anchor="start", fontSize=11, fontWeight="normal", limit=0, color="#333333")
 
 
-def compare_trajectory_spec(
-    runs: list[RunReport], comparison: ComparisonView, *, chart_id: str = "comparison-trajectory", compact: bool = False
-) -> PendingChart:
-    """Both models' tracked tokens across layers (``compact`` as for ``trajectory_spec``)."""
-    tracked = bool(comparison.tracked) and all(run.series_are_tracked for run in runs)
-    rows: list[dict[str, Any]] = []
-    keys: list[dict[str, Any]] = []
-    series_names: list[str] = []
-    cursor_series: list[tuple[list[float], list[str]]] = []
-    cursor_names: list[str] = []
+@dataclass
+class _TrajectoryData:
+    """The comparison trajectory's data: ``rows`` (one per model, token and layer) keyed by ``keys`` (one
+    per line: model tag, series name, token, emergence layer), the distinct series names (one dash each), and
+    each line's cursor cells and name."""
+
+    rows: list[dict[str, Any]] = field(default_factory=list)
+    keys: list[dict[str, Any]] = field(default_factory=list)
+    series_names: list[str] = field(default_factory=list)
+    cursor_series: list[tuple[list[float], list[str]]] = field(default_factory=list)
+    cursor_names: list[str] = field(default_factory=list)
+
+
+def _trajectory_data(runs: list[RunReport], comparison: ComparisonView, tracked: bool) -> _TrajectoryData:
+    """Both models' lines; ``tracked``: the series are the tracked tokens (named as typed), else each
+    model's final top-1 tokens."""
+    data = _TrajectoryData()
     for run, label, xs in zip(runs, comparison.tags, comparison.x_values):
         x_of = dict(zip(run.captured_layers, xs))
         names = [t.text.visible for t in comparison.tracked] if tracked else [s.label for s in run.series]
         for name, s in zip(unique_labels(names), run.series):
-            if name not in series_names:
-                series_names.append(name)
-            k = len(keys)
-            keys.append({"k": k, "m": label, "s": name, "tok": s.label, "e": s.emergence_layer})
-            rows += [
+            if name not in data.series_names:
+                data.series_names.append(name)
+            k = len(data.keys)
+            data.keys.append({"k": k, "m": label, "s": name, "tok": s.label, "e": s.emergence_layer})
+            data.rows += [
                 _compare_row(comparison, layer, x_of[layer], k=k, p=round_prob(p), r=r)
                 for layer, p, r in zip(s.layers, s.probs, s.ranks)
             ]
-            cursor_series.append(
+            data.cursor_series.append(
                 ([x_of[layer] for layer in s.layers], [prob_rank_cell(p, r) for p, r in zip(s.probs, s.ranks)])
             )
-            cursor_names.append(f"{label} {s.label}")
-    enc = _model_encodings(comparison)
+            data.cursor_names.append(f"{label} {s.label}")
+    return data
+
+
+def _series_dash(series_names: list[str], tracked: bool) -> alt.StrokeDash:
+    """One dash pattern per series name (the same token dashed alike in both models)."""
     dash_range = DASHES[: len(series_names)] if len(series_names) <= len(DASHES) else None
-    dash = alt.StrokeDash(
+    return alt.StrokeDash(
         "s:N",
         title="Tracked" if tracked else "Final top-1",
         scale=alt.Scale(domain=series_names, range=dash_range),
         legend=alt.Legend(orient="top", direction="horizontal", symbolStrokeWidth=2),
     )
+
+
+def compare_trajectory_spec(
+    runs: list[RunReport], comparison: ComparisonView, *, chart_id: str = "comparison-trajectory", compact: bool = False
+) -> PendingChart:
+    """Both models' tracked tokens across layers (``compact`` as for ``trajectory_spec``)."""
+    tracked = bool(comparison.tracked) and all(run.series_are_tracked for run in runs)
+    lines = _trajectory_data(runs, comparison, tracked)
+    rows = lines.rows
+    enc = _model_encodings(comparison)
+    dash = _series_dash(lines.series_names, tracked)
     tooltip = [
         alt.Tooltip("m:N", title="Model"),
         alt.Tooltip("tok:N", title="Token"),
@@ -165,9 +188,9 @@ def compare_trajectory_spec(
         legend=_model_legend(),
         scale=alt.Scale(domain=comparison.tags, range=["circle", "diamond"]),
     )
-    cursor_rows, cursor_first = _cursor_rows(comparison, cursor_series)
-    cursor_tip = cursor_tooltip(cursor_first, cursor_names)
-    datasets: dict[str, Any] = {"d": stored_rows(rows, compact), "keys": keys}
+    cursor_rows, cursor_first = _cursor_rows(comparison, lines.cursor_series)
+    cursor_tip = cursor_tooltip(cursor_first, lines.cursor_names)
+    datasets: dict[str, Any] = {"d": stored_rows(rows, compact), "keys": lines.keys}
     if comparison.alignment == "layer":  # the rows pivoted in the browser (fewer bytes)
 
         def cursor_source() -> alt.Chart:

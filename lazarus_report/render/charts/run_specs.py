@@ -94,13 +94,7 @@ def trajectory_spec(run: RunReport, *, chart_id: str | None = None, compact: boo
     """The tracked tokens' probability and rank across layers. ``compact``: the data are stored as columns
     (for pages with a chart per suite case). The static SVG is drawn by hand (``line_charts``)."""
     labels = unique_labels([s.label for s in run.series])
-    rows: list[dict[str, Any]] = []
-    marks: list[dict[str, Any]] = []
-    for label, s in zip(labels, run.series):
-        for layer, p, r in zip(s.layers, s.probs, s.ranks):
-            rows.append({"layer": layer, "token": label, "p": round_prob(p), "rank": r})
-        if s.emergence_layer is not None:
-            marks.append({"layer": s.emergence_layer, "token": label, "note": f"{label} top-1 at L{s.emergence_layer}"})
+    rows, marks = _trajectory_rows(run, labels)
     color = alt.Color(
         "token:N",
         title="Token",
@@ -116,18 +110,10 @@ def trajectory_spec(run: RunReport, *, chart_id: str | None = None, compact: boo
     # Point markers show which layers were captured; with many layers the line says it and the
     # markers would double the static SVG.
     points = len(run.captured_layers) <= MAX_LAYERS_WITH_POINTS
-    middle = (run.captured_layers[0] + run.captured_layers[-1]) / 2
     datasets: dict[str, Any] = {"d": stored_rows(rows, compact), "marks": marks}
     if run.unreliable_layers:
         datasets["unreliable"] = _unreliable_data(run)
-    # Labels right of the line in the left half, left of it in the right half: they stay inside.
-    sides = []
-    for side, align, dx in (("left", "left", 4), ("right", "right", -4)):
-        chosen = [m for m in marks if (m["layer"] <= middle) == (side == "left")]
-        if chosen:
-            datasets[side] = chosen
-            sides.append((side, align, dx))
-
+    sides = _note_sides(run, marks, datasets)
     cursor_rows = with_bands(
         [
             cursor_row(layer, [prob_rank_cell(s.probs[i], s.ranks[i]) for s in run.series], layer=layer)
@@ -172,6 +158,33 @@ def trajectory_spec(run: RunReport, *, chart_id: str | None = None, compact: boo
     )
     chart = stacked(prob, rank, spacing=14, views=["cursor_p", "cursor_r"], prob_axis=True, shared=["color"])
     return trajectory_chart(run, chart_id=chart_id).with_spec(chart, datasets)
+
+
+def _trajectory_rows(run: RunReport, labels: list[str]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """The trajectory's rows (one per token and layer: probability and rank) and its emergence marks (one
+    per token that becomes top-1, at the first layer where it does); ``labels``: the tokens' legend labels."""
+    rows: list[dict[str, Any]] = []
+    marks: list[dict[str, Any]] = []
+    for label, s in zip(labels, run.series):
+        for layer, p, r in zip(s.layers, s.probs, s.ranks):
+            rows.append({"layer": layer, "token": label, "p": round_prob(p), "rank": r})
+        if s.emergence_layer is not None:
+            marks.append({"layer": s.emergence_layer, "token": label, "note": f"{label} top-1 at L{s.emergence_layer}"})
+    return rows, marks
+
+
+def _note_sides(run: RunReport, marks: list[dict[str, Any]], datasets: dict[str, Any]) -> list[tuple[str, str, int]]:
+    """Where the emergence notes go: right of their rule in the left half of the layers, left of it in the
+    right half, so they stay inside. Adds each side's marks to ``datasets`` (``left``, ``right``) and returns
+    (dataset, align, dx) for each side that has any."""
+    middle = (run.captured_layers[0] + run.captured_layers[-1]) / 2
+    sides = []
+    for side, align, dx in (("left", "left", 4), ("right", "right", -4)):
+        chosen = [m for m in marks if (m["layer"] <= middle) == (side == "left")]
+        if chosen:
+            datasets[side] = chosen
+            sides.append((side, align, dx))
+    return sides
 
 
 def _entropy_kl(run: RunReport) -> PendingChart:

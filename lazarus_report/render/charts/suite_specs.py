@@ -12,7 +12,7 @@ from lazarus_report.render.charts.run_specs import trajectory_spec
 from lazarus_report.render.charts.scales import round_value, tick_step
 from lazarus_report.render.charts.style import PALETTE, shorten
 from lazarus_report.render.charts.suite_many import MANY_CASES, emergence_histogram, target_scatter
-from lazarus_report.render.suite_model import SuiteReport
+from lazarus_report.render.suite_model import CaseView, SuiteReport
 
 SUITE_CHART_ID = "suite-emergence"
 DUMBBELL_CHART_ID = "suite-target-change"
@@ -55,47 +55,13 @@ def _dumbbell(suite: SuiteReport) -> PendingChart:
     (largest drop first); the line is coloured by the case's group, so collateral damage shows at a glance."""
     cases = sorted((c for c in suite.cases if c.delta is not None), key=lambda c: (c.delta, c.index))
     order = [f"{c.index + 1}. {shorten(c.id, CASE_LABEL_CHARS)}" for c in cases]
-    pairs, points, bands = [], [], []
-    for case, label in zip(cases, order):
-        p = [side.target_prob for side in case.sides]
-        group = case.group or "(no group)"
-        pairs.append(
-            {"y": label, "x": round_value(p[0]), "x2": round_value(p[1]), "g": group, "id": case.id, "s": case.status}
-        )
-        if case.tolerance is not None and p[0] is not None:
-            # no_regression_of final_prob: tuned passes anywhere right of base - tolerance
-            floor = max(0.0, p[0] - case.tolerance)
-            bands.append(
-                {
-                    "y": label,
-                    "x": round_value(floor),
-                    "x2": round_value(p[0]),
-                    "t": round_value(case.tolerance),
-                    "id": case.id,
-                }
-            )
-        for tag, value in zip(suite.tags, p):
-            points.append({"y": label, "x": round_value(value), "m": tag, "id": case.id, "d": round_value(case.delta)})
+    pairs, points, bands = _dumbbell_rows(suite, cases, order)
     y = alt.Y("y:N", title=None, sort=order, axis=alt.Axis(labelLimit=180))
     x = alt.X("x:Q", title="P(target), final layer", scale=alt.Scale(domain=[0, 1]))
     groups = list(dict.fromkeys(pair["g"] for pair in pairs))
     tags = list(suite.tags)
-    band = (
-        alt.Chart(alt.NamedData("bands"))
-        .mark_bar(color="#9aa7b5", opacity=0.3, height=12)
-        .encode(
-            y=y,
-            x=x,
-            x2="x2:Q",
-            tooltip=[
-                alt.Tooltip("id:N", title="Case"),
-                alt.Tooltip("t:Q", title="Tolerance (no_regression_of)", format=".3f"),
-                alt.Tooltip("x:Q", title="Tuned must stay at or above", format=".3f"),
-            ],
-        )
-    )
     chart = alt.layer(
-        *([band] if bands else []),
+        *([_tolerance_bands(y, x)] if bands else []),
         alt.Chart(alt.NamedData("pairs"))
         .mark_rule(strokeWidth=3, opacity=0.6)
         .encode(
@@ -138,6 +104,53 @@ def _dumbbell(suite: SuiteReport) -> PendingChart:
         ),
         chart,
         {"pairs": pairs, "d": points, **({"bands": bands} if bands else {})},
+    )
+
+
+def _dumbbell_rows(
+    suite: SuiteReport, cases: list[CaseView], labels: list[str]
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]], list[dict[str, Any]]]:
+    """The dumbbell's datasets for ``cases`` (labelled ``labels``): one line per case (base to tuned), one
+    point per case and model, and each no-regression tolerance band (from base - tolerance to base)."""
+    pairs, points, bands = [], [], []
+    for case, label in zip(cases, labels):
+        p = [side.target_prob for side in case.sides]
+        group = case.group or "(no group)"
+        pairs.append(
+            {"y": label, "x": round_value(p[0]), "x2": round_value(p[1]), "g": group, "id": case.id, "s": case.status}
+        )
+        if case.tolerance is not None and p[0] is not None:
+            # no_regression_of final_prob: tuned passes anywhere right of base - tolerance
+            floor = max(0.0, p[0] - case.tolerance)
+            bands.append(
+                {
+                    "y": label,
+                    "x": round_value(floor),
+                    "x2": round_value(p[0]),
+                    "t": round_value(case.tolerance),
+                    "id": case.id,
+                }
+            )
+        for tag, value in zip(suite.tags, p):
+            points.append({"y": label, "x": round_value(value), "m": tag, "id": case.id, "d": round_value(case.delta)})
+    return pairs, points, bands
+
+
+def _tolerance_bands(y: alt.Y, x: alt.X) -> alt.Chart:
+    """The dumbbell's grey bands: where the tuned model's P(target) passes each case's no_regression_of check."""
+    return (
+        alt.Chart(alt.NamedData("bands"))
+        .mark_bar(color="#9aa7b5", opacity=0.3, height=12)
+        .encode(
+            y=y,
+            x=x,
+            x2="x2:Q",
+            tooltip=[
+                alt.Tooltip("id:N", title="Case"),
+                alt.Tooltip("t:Q", title="Tolerance (no_regression_of)", format=".3f"),
+                alt.Tooltip("x:Q", title="Tuned must stay at or above", format=".3f"),
+            ],
+        )
     )
 
 
