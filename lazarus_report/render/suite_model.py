@@ -32,7 +32,6 @@ from lazarus_report.result import ERROR, FAILED, PASSED, SKIPPED, SuiteCase, Sui
 
 # Failures first: the order of the Markdown table and of "failures first" lists.
 STATUS_ORDER = {ERROR: 0, FAILED: 1, SKIPPED: 2, PASSED: 3}
-STATUS_SYMBOLS = {PASSED: "✓", FAILED: "✗", SKIPPED: "–", ERROR: "!"}
 MESSAGE_MAX_CHARS = 300  # a check message or case error, as one line of a PR comment
 ANCHOR_MAX_CHARS = 48
 # Cases shown in full (the single-prompt report: final predictions, trajectory chart, layer table), failing
