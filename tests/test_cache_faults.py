@@ -318,6 +318,7 @@ def _lazarus(*args: str, env: dict[str, str]) -> subprocess.Popen:
     )
 
 
+@pytest.mark.slow
 def test_sigterm_during_compare_removes_the_spill(smollm2_gguf, run_dirs):
     env, tmp, cache, out = run_dirs
     prompt = " ".join(f"word{i} and more" for i in range(100))
@@ -331,6 +332,7 @@ def test_sigterm_during_compare_removes_the_spill(smollm2_gguf, run_dirs):
     _assert_nothing_left(tmp, cache, out)
 
 
+@pytest.mark.slow
 def test_sigterm_during_a_two_model_suite_removes_the_spill(smollm2_gguf, run_dirs):
     env, tmp, cache, out = run_dirs
     suite = tmp.parent / "suite.jsonl"
@@ -345,6 +347,7 @@ def test_sigterm_during_a_two_model_suite_removes_the_spill(smollm2_gguf, run_di
     _assert_nothing_left(tmp, cache, out)
 
 
+@pytest.mark.slow
 def test_sigterm_during_lens_fit_leaves_nothing(smollm2_gguf, run_dirs):
     env, tmp, cache, out = run_dirs
     words = ["the", "cat", "sat", "on", "a", "mat", "while", "dogs", "run", "far", "from", "home"]
