@@ -24,12 +24,14 @@ largest single-layer increase of JS at the last position.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import contextlib
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
 
 from .compare import js_divergence
+from .errors import LazarusError
 from .result import ChangeCellTop, ChangeMap, ChangeSummary, TokenShift, TokenShifts, rounded
 
 NOISE_FLOOR = 1e-6  # nats
@@ -95,7 +97,7 @@ class SpilledLogProbs:
     def __init__(self, path: str | Path, shape: tuple[int, int, int]):
         self.path = Path(path)
         self.shape = shape
-        with open(self.path, "wb") as fh:
+        with spill_errors(self.path), open(self.path, "wb") as fh:
             np.lib.format.write_array_header_1_0(fh, {"descr": "<f4", "fortran_order": False, "shape": shape})
             self._offset = fh.tell()
             fh.truncate(self._offset + 4 * shape[0] * shape[1] * shape[2])
@@ -107,10 +109,11 @@ class SpilledLogProbs:
     def __setitem__(self, key: tuple[int, int | slice], rows: np.ndarray) -> None:
         layer, cols = key
         start = (cols.start or 0) if isinstance(cols, slice) else cols
-        if self._fh.closed:
-            self._fh = open(self.path, "r+b")  # noqa: SIM115
-        self._fh.seek(self._at(layer, start))
-        self._fh.write(np.ascontiguousarray(rows, dtype="<f4").tobytes())
+        with spill_errors(self.path):
+            if self._fh.closed:
+                self._fh = open(self.path, "r+b")  # noqa: SIM115
+            self._fh.seek(self._at(layer, start))
+            self._fh.write(np.ascontiguousarray(rows, dtype="<f4").tobytes())
 
     def __getitem__(self, layer: int) -> np.ndarray:
         return self.read(layer, np.empty(self.shape[1:], dtype="<f4"))
@@ -128,7 +131,20 @@ class SpilledLogProbs:
 
     def flush(self) -> None:
         if not self._fh.closed:
-            self._fh.close()
+            with spill_errors(self.path):
+                self._fh.close()
+
+
+@contextlib.contextmanager
+def spill_errors(path: str | Path) -> Iterator[None]:
+    """An ``OSError`` while writing a temporary (spill) file, most often a full ``$TMPDIR``, becomes a
+    one-line ``LazarusError`` naming the file and the cause (the temporary directory is removed as usual)."""
+    try:
+        yield
+    except OSError as exc:
+        raise LazarusError(
+            f"cannot write the temporary file {path}: {exc.strerror or exc} (set TMPDIR to a folder with more room)"
+        ) from None
 
 
 def spill_array(directory: str | Path, name: str, shape: tuple[int, int, int]) -> SpilledLogProbs:

@@ -8,6 +8,7 @@ Heavy modules (mlx, mlx-lm, transformers, altair) are imported inside the comman
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import sys
 from collections.abc import Callable, Sequence
@@ -20,8 +21,40 @@ from .distributed import is_output_rank, launch_rank
 from .errors import LazarusError, printable
 
 # Exit codes: 0 success, 1 suite expectations failed, 2 usage or input error, 3 internal error
-# (kept apart from 1 so a CI gate never mistakes a crash for a verdict), 130 interrupted.
+# (kept apart from 1 so a CI gate never mistakes a crash for a verdict), 130 interrupted (SIGINT),
+# 143 terminated (SIGTERM).
 INTERNAL_ERROR = 3
+TERMINATED = 143
+# OSErrors that say what the environment lacks (room, a writable mount), not a defect: exit 2 like bad input.
+_ENVIRONMENT_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EFBIG})
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (how CI runners stop a job), raised in the main thread as SIGINT raises ``KeyboardInterrupt``:
+    every ``with`` and ``finally`` that removes temporary files on Ctrl-C runs alike."""
+
+
+@contextlib.contextmanager
+def sigterm_as_interrupt() -> Any:
+    """While the body runs, SIGTERM raises ``Terminated`` (once: a second SIGTERM during the clean-up is
+    ignored, so the clean-up finishes). Main thread only (Python delivers signals there)."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def terminate(signum: int, frame: Any) -> None:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        raise Terminated
+
+    previous = signal.signal(signal.SIGTERM, terminate)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
@@ -33,7 +66,11 @@ def _fail(message: str, code: int = 2) -> None:
 
 
 def _show_warning(message: Warning | str, category: type[Warning], *args: Any, **kwargs: Any) -> None:
-    """Warnings (a damaged cache entry rebuilt ...) as one line on stderr, not Python's two-line form."""
+    """Warnings (a damaged cache entry rebuilt ...) as one line on stderr, not Python's two-line form.
+    Under mlx.launch rank 0 alone speaks: the other ranks see the same warnings. (Asked at each warning:
+    the rank is known only once ``join_ranks`` has joined the group.)"""
+    if not is_output_rank():
+        return
     click.echo(f"Warning: {printable(str(message))}", err=True)
 
 
@@ -44,23 +81,34 @@ def run_guarded(fn: Callable[[], Any]) -> Any:
     from .result import ResultFormatError
 
     shown = warnings.showwarning
-    # Under mlx.launch rank 0 alone speaks: the other ranks see the same warnings.
-    warnings.showwarning = _show_warning if is_output_rank() else lambda *args, **kwargs: None
+    warnings.showwarning = _show_warning
     try:
-        return fn()
+        with sigterm_as_interrupt():
+            return fn()
     except (LazarusError, ResultFormatError) as exc:
         _fail(str(exc))
+    except Terminated:
+        _fail("terminated (SIGTERM)", TERMINATED)
     except KeyboardInterrupt:
         _fail("interrupted", 130)
     except MemoryError:
         _fail("out of memory (try a shorter prompt or fewer layers)", INTERNAL_ERROR)
+    except OSError as exc:
+        if exc.errno not in _ENVIRONMENT_ERRNOS:  # a full disk or read-only mount where no check named it
+            _internal(exc)
+        where = f"{exc.filename}: " if exc.filename else ""
+        _fail(f"{where}{exc.strerror or exc}")
     except Exception as exc:
-        if os.environ.get("LAZARUS_DEBUG"):
-            raise
-        first = (str(exc).strip().splitlines() or [""])[0]
-        _fail(f"internal error: {type(exc).__name__}: {first} (set LAZARUS_DEBUG=1 for the traceback)", INTERNAL_ERROR)
+        _internal(exc)
     finally:
         warnings.showwarning = shown
+
+
+def _internal(exc: Exception) -> None:
+    if os.environ.get("LAZARUS_DEBUG"):
+        raise exc
+    first = (str(exc).strip().splitlines() or [""])[0]
+    _fail(f"internal error: {type(exc).__name__}: {first} (set LAZARUS_DEBUG=1 for the traceback)", INTERNAL_ERROR)
 
 
 def check_output_path(path: str | None, option: str) -> None:
@@ -688,7 +736,23 @@ def _suite(
         )
     emit(result, output=output, html=html, markdown=markdown, static=static, quiet=quiet, junit=junit, timings=timings)
     status = result.status
+    if status == "error" and is_output_rank():
+        # The reason goes to stderr, one line, whatever -q says (the text report on stdout has the details).
+        click.echo(f"Error: {printable(suite_error_line(result))}", err=True)
     return 2 if status == "error" else 1 if status == "failed" else 0
+
+
+def suite_error_line(result: Any) -> str:
+    """One line for a suite with cases that could not run: how many, and the first one's reason."""
+    errored = [case for case in result.cases if case.status == "error"]
+    first = errored[0]
+    reason = first.error or next(
+        (f"{c.name}: {c.message}" for c in first.checks if c.status == "error"), "the case could not be checked"
+    )
+    more = f" (and {len(errored) - 1} more)" if len(errored) > 1 else ""
+    n = len(errored)
+    line = first.line
+    return f"{n} case{'s' if n != 1 else ''} could not run; case {first.id!r} (line {line}): {reason}{more}"
 
 
 @main.group()

@@ -48,12 +48,17 @@ class _Active:
 
 
 _active: _Active | None = None
+# Set by ``enable`` when a rank variable is set but the group has one process (a stray ``MLX_RANK=1``
+# outside ``mlx.launch``): the process is alone, so it is rank 0 and writes its outputs.
+_alone = False
 
 
 def launch_rank() -> int:
     """This process's rank as the launcher announced it (0 when not launched), without importing MLX."""
     if _active is not None:
         return int(_active.group.rank())
+    if _alone:
+        return 0
     for name in _RANK_VARIABLES:
         value = os.environ.get(name, "")
         if value.isdigit():
@@ -75,7 +80,7 @@ def enable(mode: str = "auto") -> int:
     """Join MLX's distributed group; models loaded afterwards are sharded over it when it has more than
     one rank. ``mode``: ``auto`` (tensor parallel where the family and its shapes allow it, else
     pipeline), ``tensor`` or ``pipeline``. Returns the number of ranks (1: nothing is sharded)."""
-    global _active
+    global _active, _alone
     if mode not in MODES:
         raise LazarusError(f"unknown distributed mode {mode!r} (choose from {', '.join(MODES)})")
     from .blas import import_mlx
@@ -83,6 +88,7 @@ def enable(mode: str = "auto") -> int:
     mx = import_mlx()
     group = mx.distributed.init()
     size = int(group.size())
+    _alone = size < 2
     if size < 2:
         if mode != "auto":
             raise LazarusError(

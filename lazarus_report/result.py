@@ -28,6 +28,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .errors import LazarusError
+
 SCHEMA_VERSION = 2
 # Version 2 added which lens produced a result (``AnalysisResult.lens``, ``AnalysisConfigRecord.lens``);
 # a version-1 file reads as the logit lens.
@@ -1022,30 +1024,32 @@ def write_files_atomic(files: Mapping[str | os.PathLike[str], bytes]) -> None:
     """Write several files all or nothing.
 
     Every regular file is first written in full to a temporary file in its target's directory; only
-    when all are written are they renamed into place, one after the other with SIGINT held back, so a
-    failure or Ctrl-C leaves no temporary file and no new output. A symlink is followed: the file it
+    when all are written are they renamed into place, one after the other with SIGINT and SIGTERM held back,
+    so a failure, Ctrl-C or SIGTERM leaves no temporary file and no new output. A symlink is followed: the file it
     points to is replaced, the link stays; a replaced file keeps its permissions. A FIFO or character
     device (``/dev/null``, ``/dev/stdout``) is never replaced: it is written through, after the
     regular files are in place.
     """
     pending: list[tuple[str, Path]] = []  # (temporary file, target)
-    direct: list[tuple[Path, bytes]] = []
+    direct: list[tuple[Path, bytes, str | os.PathLike[str]]] = []
     try:
         for path, data in files.items():
             target, st = output_target(path)
             if st is not None and not stat.S_ISREG(st.st_mode):
-                direct.append((target, data))
+                direct.append((target, data, path))
                 continue
-            fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-            pending.append((tmp, target))
-            # mkstemp creates 0600: keep the replaced file's mode, else what a plain open() would give.
-            os.fchmod(fd, stat.S_IMODE(st.st_mode) if st is not None else 0o666 & ~_umask())
-            with os.fdopen(fd, "wb") as fh:
-                fh.write(data)
+            with _naming(path):  # a full disk, a read-only mount ...: one line naming the file
+                fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+                pending.append((tmp, target))
+                # mkstemp creates 0600: keep the replaced file's mode, else what a plain open() would give.
+                os.fchmod(fd, stat.S_IMODE(st.st_mode) if st is not None else 0o666 & ~_umask())
+                with os.fdopen(fd, "wb") as fh:
+                    fh.write(data)
         with _sigint_held():
             while pending:
                 tmp, target = pending[0]
-                os.replace(tmp, target)
+                with _naming(target):
+                    os.replace(tmp, target)
                 pending.pop(0)
     except BaseException:
         for tmp, _ in pending:
@@ -1054,21 +1058,35 @@ def write_files_atomic(files: Mapping[str | os.PathLike[str], bytes]) -> None:
             except FileNotFoundError:
                 pass
         raise
-    for target, data in direct:
-        with open(target, "wb") as fh:
+    for target, data, path in direct:
+        with _naming(path), open(target, "wb") as fh:
             fh.write(data)
+
+
+class OutputWriteError(LazarusError, OSError):
+    """An output file that could not be written (a full disk, a read-only mount ...): nothing was written.
+    Also an ``OSError``, for callers that catch those."""
+
+
+@contextlib.contextmanager
+def _naming(path: str | os.PathLike[str]) -> Iterator[None]:
+    """An ``OSError`` inside becomes ``OutputWriteError`` naming ``path`` and the cause (one line)."""
+    try:
+        yield
+    except OSError as exc:
+        raise OutputWriteError(f"cannot write {os.fspath(path)}: {exc.strerror or exc}") from None
 
 
 @contextlib.contextmanager
 def _sigint_held() -> Iterator[None]:
-    """Hold SIGINT back (main thread, POSIX) while a few renames complete; delivered afterwards."""
+    """Hold SIGINT and SIGTERM back (main thread, POSIX) while a few renames complete; delivered afterwards."""
     import signal
     import threading
 
     if not hasattr(signal, "pthread_sigmask") or threading.current_thread() is not threading.main_thread():
         yield
         return
-    old = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    old = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
     try:
         yield
     finally:

@@ -420,3 +420,128 @@ def test_byte_fallback_tokens_are_escaped_once():
 def test_saved_result_loads_back_unchanged(saved):
     """Guard for the rows above: the saved result itself is valid."""
     assert AnalysisResult.load(saved) == make_result()
+
+
+# issue 24: spills, signals, disks
+
+
+@pytest.fixture(scope="module")
+def tiny_model(tmp_path_factory) -> str:
+    from tiny_models import build_tiny_model
+
+    path = tmp_path_factory.mktemp("tiny")
+    build_tiny_model("llama", path, seed=1)
+    return str(path)
+
+
+@pytest.fixture
+def full_disk(tmp_path):
+    """A small tmpfs filled to the last byte (a file can still be created, not written to)."""
+    mount = tmp_path / "full"
+    mount.mkdir()
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(mount)], capture_output=True)
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.decode(errors='replace').strip()}")
+    try:
+        fd = os.open(mount / "filler", os.O_WRONLY | os.O_CREAT)
+        try:
+            while True:
+                os.write(fd, b"\0" * 4096)
+        except OSError:
+            pass
+        finally:
+            os.close(fd)
+        yield mount
+    finally:
+        subprocess.run(["umount", str(mount)], check=True)
+
+
+def test_html_onto_a_full_disk_is_exit_2_naming_the_file(saved, full_disk):
+    result = invoke(["report", "render", str(saved), "--html", str(full_disk / "r.html"), "-q"])
+    assert_one_line_error(result, 2, f"cannot write {full_disk / 'r.html'}: No space left on device")
+    assert _files(full_disk) == ["filler"]
+
+
+def test_markdown_onto_a_full_disk_writes_no_output_at_all(saved, full_disk, tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    result = invoke(
+        ["report", "render", str(saved), "--html", str(out / "r.html"), "--markdown", str(full_disk / "r.md")]
+    )
+    assert_one_line_error(result, 2, f"cannot write {full_disk / 'r.md'}: No space left on device")
+    assert _files(out) == [] and _files(full_disk) == ["filler"]
+
+
+def test_json_output_onto_a_full_disk_is_exit_2(tiny_model, full_disk):
+    target = full_disk / "r.json"
+    result = invoke(["introspect", "analyze", "-m", tiny_model, "-p", "hello", "--raw", "-o", str(target), "-q"])
+    assert_one_line_error(result, 2, f"cannot write {target}: No space left on device")
+    assert _files(full_disk) == ["filler"]
+
+
+def test_junit_onto_a_full_disk_is_exit_2_and_writes_nothing(tiny_model, full_disk, tmp_path):
+    suite = tmp_path / "s.jsonl"
+    suite.write_text('{"id": "a", "prompt": "hello", "raw": true}\n', encoding="utf-8")
+    out = tmp_path / "out"
+    out.mkdir()
+    args = ["introspect", "suite", str(suite), "-m", tiny_model, "-o", str(out / "s.json")]
+    result = invoke([*args, "--junit", str(full_disk / "s.xml"), "-q"])
+    assert_one_line_error(result, 2, f"cannot write {full_disk / 's.xml'}: No space left on device")
+    assert _files(out) == [] and _files(full_disk) == ["filler"]
+
+
+def test_full_tmpdir_during_compare_is_exit_2_naming_the_file(tiny_model, full_disk, tmp_path, monkeypatch):
+    import tempfile
+
+    monkeypatch.setattr(tempfile, "tempdir", str(full_disk))
+    out = tmp_path / "out"
+    out.mkdir()
+    prompt = " ".join(["word"] * 60)
+    result = invoke(
+        [
+            "introspect",
+            "compare",
+            "-m1",
+            tiny_model,
+            "-m2",
+            tiny_model,
+            "-p",
+            prompt,
+            "--raw",
+            "-o",
+            str(out / "c.json"),
+        ]
+    )
+    line = assert_one_line_error(result, 2, "No space left on device")
+    assert str(full_disk) in line and "internal error" not in line
+    assert _files(out) == [] and _files(full_disk) == ["filler"]
+
+
+_OVER_CONTEXT_SUITE = (
+    '{{"id": "fine", "prompt": "hello", "raw": true}}\n{{"id": "long", "prompt": "{long}", "raw": true}}\n'
+)
+
+
+@pytest.mark.parametrize("quiet", [True, False])
+def test_suite_case_error_goes_to_stderr_whatever_q_says(tiny_model, tmp_path, quiet):
+    suite = tmp_path / "s.jsonl"
+    suite.write_text(_OVER_CONTEXT_SUITE.format(long="word " * 400), encoding="utf-8")  # the context is 256
+    result = invoke(["introspect", "suite", str(suite), "-m", tiny_model, *(["-q"] if quiet else [])])
+    line = assert_one_line_error(result, 2, "longer than the model's context")
+    assert "'long' (line 2)" in line
+    assert (result.stdout == "") is quiet
+
+
+def test_stray_mlx_rank_outside_a_launcher_acts_as_rank_0(tiny_model, tmp_path):
+    out = tmp_path / "r.json"
+    proc = subprocess.run(
+        [sys.executable, "-m", "lazarus_report.cli", "introspect", "analyze", "-m", tiny_model, "-p", "hi", "--raw"]
+        + ["-o", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=dict(os.environ, MLX_RANK="1"),
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "Layer" in proc.stdout  # the text report is printed
+    assert AnalysisResult.load(out).prompt == "hi"

@@ -271,3 +271,162 @@ def test_tokenizer_temporaries_of_a_killed_write_are_removed(kquant, tmp_path):
     tokmod.tokenizer_from_gguf(path, cache_dir=cache)
     assert not stale.exists()
     assert sorted(p.name for p in cache.iterdir()) == [f"{key}.meta.json", f"{key}.tokenizer.json"]
+
+
+# issue 24: spills, signals, disks
+
+ROOT = Path(__file__).resolve().parents[1]
+SMOLLM2 = "smollm2-135m-instruct"
+WEATHER_ADAPTER = ROOT / "examples" / "weather-adapter" / "adapter"
+
+
+@pytest.fixture
+def run_dirs(tmp_path: Path) -> tuple[dict[str, str], Path, Path, Path]:
+    """A fresh $TMPDIR, cache and output folder for a command in a subprocess."""
+    tmp, cache, out = tmp_path / "tmp", tmp_path / "cache", tmp_path / "out"
+    for folder in (tmp, cache, out):
+        folder.mkdir()
+    env = dict(os.environ, TMPDIR=str(tmp), LAZARUS_CACHE_DIR=str(cache))
+    return env, tmp, cache, out
+
+
+def _terminate_when(proc: subprocess.Popen, ready: Any, seconds: float = 300) -> str:
+    """Send SIGTERM once ``ready()`` holds (the command is mid-run); return its stderr."""
+    deadline = time.monotonic() + seconds
+    while not ready():
+        if proc.poll() is not None:
+            raise AssertionError(f"the process ended before SIGTERM ({proc.returncode}): {proc.communicate()[1]}")
+        assert time.monotonic() < deadline, "the command never reached the point to interrupt"
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGTERM)
+    return proc.communicate(timeout=120)[1]
+
+
+def _assert_nothing_left(tmp: Path, cache: Path, out: Path) -> None:
+    assert [p.name for p in tmp.iterdir() if p.name != "mlx"] == []  # mlx/: MLX's own compiled-kernel cache
+    assert [str(p) for p in cache.rglob("*") if p.name.startswith(".") or ".tmp" in p.name] == []
+    assert sorted(p.name for p in out.iterdir()) == []
+
+
+def _lazarus(*args: str, env: dict[str, str]) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-m", "lazarus_report.cli", *args],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+
+
+@pytest.mark.slow
+def test_sigterm_during_compare_removes_the_spill(smollm2_gguf, run_dirs):
+    env, tmp, cache, out = run_dirs
+    prompt = " ".join(f"word{i} and more" for i in range(100))
+    proc = _lazarus(
+        "introspect", "compare", "-m1", SMOLLM2, "-m2", SMOLLM2, "--adapter2", str(WEATHER_ADAPTER),
+        "-p", prompt, "-o", str(out / "c.json"), "--html", str(out / "c.html"), "-q", env=env,
+    )  # fmt: skip
+    err = _terminate_when(proc, lambda: any(tmp.glob("lazarus-compare-*/positions-*.npy")))
+    assert proc.returncode == 143, err
+    assert err == "Error: terminated (SIGTERM)\n"
+    _assert_nothing_left(tmp, cache, out)
+
+
+@pytest.mark.slow
+def test_sigterm_during_a_two_model_suite_removes_the_spill(smollm2_gguf, run_dirs):
+    env, tmp, cache, out = run_dirs
+    suite = tmp.parent / "suite.jsonl"
+    suite.write_text("".join(f'{{"id": "c{i}", "prompt": "Fact {i}: the sky is"}}\n' for i in range(60)))
+    proc = _lazarus(
+        "introspect", "suite", str(suite), "-m1", SMOLLM2, "-m2", SMOLLM2, "--adapter2", str(WEATHER_ADAPTER),
+        "-o", str(out / "s.json"), "--junit", str(out / "s.xml"), "-q", env=env,
+    )  # fmt: skip
+    err = _terminate_when(proc, lambda: any(tmp.glob("lazarus-suite-*/*.npy")))
+    assert proc.returncode == 143, err
+    assert err == "Error: terminated (SIGTERM)\n"
+    _assert_nothing_left(tmp, cache, out)
+
+
+@pytest.mark.slow
+def test_sigterm_during_lens_fit_leaves_nothing(smollm2_gguf, run_dirs):
+    env, tmp, cache, out = run_dirs
+    words = ["the", "cat", "sat", "on", "a", "mat", "while", "dogs", "run", "far", "from", "home"]
+    corpus = tmp.parent / "small.txt"
+    corpus.write_text("\n".join(" ".join(words[(i * 7 + j) % len(words)] for j in range(12)) for i in range(200)))
+    proc = _lazarus(
+        "lens", "fit", "-m", SMOLLM2, "--corpus", str(corpus), "--tokens", "1200", "--out", str(out / "lens"),
+        "-q", env=env,
+    )  # fmt: skip
+    # The tokenizer is cached once the model has loaded: the fit is then collecting activations.
+    err = _terminate_when(proc, lambda: any(cache.rglob("*.meta.json")))
+    assert proc.returncode == 143, err
+    assert err == "Error: terminated (SIGTERM)\n"
+    _assert_nothing_left(tmp, cache, out)
+
+
+SPILL_SUITE = """
+name: spill
+cases:
+  - id: a
+    prompt: The capital of France is
+    raw: true
+    track: [" Paris"]
+  - id: b
+    prompt: What's the weather?
+    raw: true
+  - id: c
+    prompt: One two three four
+    raw: true
+  - id: long
+    prompt: "{long}"
+    raw: true
+"""
+
+
+@pytest.fixture(scope="module")
+def tiny_two(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, str]:
+    from tiny_models import build_tiny_model
+
+    base, other = tmp_path_factory.mktemp("base"), tmp_path_factory.mktemp("other")
+    build_tiny_model("llama", base, seed=1)
+    build_tiny_model("llama", other, seed=2)
+    return str(base), str(other)
+
+
+def test_two_model_suite_spill_stays_within_its_budget(tiny_two, monkeypatch, tmp_path):
+    """Model 1's spilled runs never take more than the budget (here: one case), the suite then runs in
+    rounds, and every case equals the one-round run; the directory is gone afterwards."""
+    import tempfile
+
+    from lazarus_report.suites import runner
+    from lazarus_report.suites.spec import parse_suite
+
+    spec = parse_suite(SPILL_SUITE.format(long="word " * 400), "spill.yaml")
+    base, other = tiny_two
+    whole = runner.run_suite(spec, [base, other], batch_size=1)
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    on_disk: list[int] = []
+    real_spill = runner._spill
+
+    def measured(array: Any, path: Path) -> Any:  # the real spill, then what the directory holds
+        kept = real_spill(array, path)
+        on_disk.append(sum(p.stat().st_size for p in path.parent.iterdir()))
+        return kept
+
+    monkeypatch.setattr(runner, "_spill", measured)
+    monkeypatch.setattr(runner, "SPILL_BUDGET_BYTES", 1)  # one case per round
+    ticks: list[int] = []
+    rounds = runner.run_suite(spec, [base, other], batch_size=1, progress=ticks.append)
+    one_case = max(on_disk)
+    assert len(on_disk) == 3 and all(size == one_case for size in on_disk)  # never two cases at once
+    assert sum(ticks) == 2 * len(spec.cases)
+    assert list(tmp_path.iterdir()) == []
+    for got, want in zip(rounds.cases, whole.cases):
+        assert (got.id, got.error, got.checks) == (want.id, want.error, want.checks)
+        if want.comparison is not None:
+            assert got.comparison.divergences == want.comparison.divergences
+            assert got.comparison.tracked == want.comparison.tracked
+            assert got.comparison.token_shifts == want.comparison.token_shifts
+    # Batched, with the real budget: one round, the same cases.
+    batched = runner.run_suite(spec, [base, other])
+    assert [c.status for c in batched.cases] == [c.status for c in whole.cases]

@@ -7,7 +7,10 @@ first, so peak memory is the larger model's, not the sum). With the same model o
 A two-model comparison needs both models' lens distributions at the last position
 (``[layers, vocab]`` float32 per case: 5.9 MB for SmolLM2, 19 MB for Gemma 3 270M). Model 1's are
 spilled to a temporary directory and memory-mapped back when model 2 has run the same case, so a
-suite of hundreds of cases does not hold hundreds of distributions in memory.
+suite of hundreds of cases does not hold hundreds of distributions in memory. The spill is bounded
+(``SPILL_BUDGET_BYTES``, 256 MiB): a suite whose cases need more runs in rounds, model 1 then model 2 on
+as many cases as the budget holds, each round's files removed before the next (each model then loads
+once per round). The directory goes on every exit (an error, SIGINT, SIGTERM).
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ from __future__ import annotations
 import dataclasses
 import tempfile
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Generator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -28,6 +31,9 @@ from .checks import evaluate_case
 from .spec import CaseSpec, SuiteSpec
 
 ROLES_TWO = ["base", "tuned"]
+# What model 1's spilled runs (``[layers, vocab]`` float32 per case, and block outputs with --attribution)
+# may take on disk at once; as much as a comparison's change map (``change_map.POSITION_BUDGET_BYTES``).
+SPILL_BUDGET_BYTES = 256 * 2**20
 ROLES_ONE = ["model"]
 
 
@@ -76,7 +82,6 @@ def run_suite(
     """
     from ..api import each_model
     from ..batched import check_batch_size
-    from ..compare import compare_models_from_runs
     from ..engine import versions
 
     if len(models) not in (1, 2):
@@ -96,91 +101,115 @@ def run_suite(
     analyses: list[Any] = [None] * len(spec.cases)  # one model: the result alone (not its [L, V] log-probs)
     errors: list[str | None] = [None] * len(spec.cases)
     labels: list[str] = []
-    load_seconds: list[float] = []
+    load_seconds: list[float] = [0.0] * n_models
     engine = 0.0
     attributed: list[tuple[Any, str | None]] = [(None, None)] * len(spec.cases)
     attribute_cases = attribution and n_models == 2
     one_by_one = batch_size == 1 or attribute_cases
-    passes: list[int] = []
+    passes: list[int] = [0] * n_models
+    done: dict[int, SuiteCase] = {}
+    compare_seconds = 0.0
+    todo = list(range(len(spec.cases)))
+    per_case = 0  # bytes model 1 spills for one case (known once a case has run)
+    first_round = True
     with tempfile.TemporaryDirectory(prefix="lazarus-suite-") as spill:
-        for side in each_model(models, adapters, scales, precision, max_memory):
-            try:  # a missing or mismatched lens stops the run here, before any case
-                side.analyzer.lens(lens)
-            except LazarusError as exc:
-                raise LazarusError(
-                    f"model {side.number} ({side.model_id}): {exc}" if n_models == 2 else str(exc)
-                ) from None
-            labels.append(side.analyzer.info.label)
-            load_seconds.append(float(side.analyzer.loaded.load_seconds))
-            pending = [i for i in range(len(spec.cases)) if errors[i] is None]
-            if progress is not None and len(pending) < len(spec.cases):
-                progress(len(spec.cases) - len(pending))  # cases that already failed on model 1
-            passes.append(0)
-            for i, outcome in _outcomes(side, spec, configs, pending, batch_size, one_by_one, attribute_cases, passes):
-                if isinstance(outcome, LazarusError):
-                    errors[i] = f"model {side.number} ({side.model_id}): {outcome}" if n_models == 2 else str(outcome)
+        while todo or first_round:
+            # One round: model 1 runs as many cases as its spill budget holds, then model 2 runs them.
+            in_round: list[int] = []  # cases model 1 ran (or that failed on it) this round
+            spilled = 0
+            for side in each_model(models, adapters, scales, precision, max_memory):
+                try:  # a missing or mismatched lens stops the run here, before any case
+                    side.analyzer.lens(lens)
+                except LazarusError as exc:
+                    raise LazarusError(
+                        f"model {side.number} ({side.model_id}): {exc}" if n_models == 2 else str(exc)
+                    ) from None
+                if first_round:
+                    labels.append(side.analyzer.info.label)
+                load_seconds[side.number - 1] += float(side.analyzer.loaded.load_seconds)
+                if side.number == 1:
+                    pending = todo
+                    if n_models == 2:
+                        info = side.analyzer.info
+                        per_case = max(per_case, 4 * int(info.num_layers) * int(info.vocab_size))
+                        pending = todo[: max(1, SPILL_BUDGET_BYTES // per_case)]
                 else:
-                    run = outcome
-                    engine += run.engine_seconds
-                    if n_models == 2 and side.number == 1:
-                        blocks = run.block_outputs
-                        run = dataclasses.replace(
-                            run,
-                            log_probs=_spill(run.log_probs, Path(spill) / f"{i}.npy"),
-                            block_outputs=_spill(blocks, Path(spill) / f"{i}.blocks.npy")
-                            if blocks is not None
-                            else None,
+                    pending = [i for i in in_round if errors[i] is None]
+                    if progress is not None and len(pending) < len(in_round):
+                        progress(len(in_round) - len(pending))  # cases that already failed on model 1
+                outcomes = _outcomes(side, spec, configs, pending, batch_size, one_by_one, attribute_cases, passes)
+                for i, outcome in outcomes:
+                    if isinstance(outcome, LazarusError):
+                        errors[i] = (
+                            f"model {side.number} ({side.model_id}): {outcome}" if n_models == 2 else str(outcome)
                         )
-                    elif attribute_cases and (first := runs[i][0]) is not None:
-                        from ..attribution import attribute
-
-                        attributed[i] = attribute(side.analyzer.loaded, first, run)
-                        blocks = run.block_outputs
-                        patched = attributed[i][0] is not None and attributed[i][0].method == "activation-patching"
-                        run = dataclasses.replace(
-                            run,  # the reverse direction needs them once model 1 is back (below)
-                            block_outputs=_spill(blocks, Path(spill) / f"{i}.blocks2.npy")
-                            if patched and blocks is not None
-                            else None,
-                        )
-                    if n_models == 1:
-                        analyses[i] = run.result
                     else:
-                        runs[i][side.number - 1] = run
-                if progress is not None:
-                    progress(1)
-        reverse = [i for i, (a, _) in enumerate(attributed) if a is not None and a.method == "activation-patching"]
-        if reverse:
-            from ..attribution import reverse_patching
+                        run = outcome
+                        if n_models == 2 and side.number == 1:
+                            blocks = run.block_outputs
+                            # the blocks count twice: model 2's wait on disk too when its case is patched
+                            size = run.log_probs.nbytes + (2 * blocks.nbytes if blocks is not None else 0)
+                            per_case = max(per_case, size)
+                            if in_round and spilled + size > SPILL_BUDGET_BYTES:
+                                break  # the budget is spent: this case runs again in the next round
+                            spilled += size
+                            run = dataclasses.replace(
+                                run,
+                                log_probs=_spill(run.log_probs, Path(spill) / f"{i}.npy"),
+                                block_outputs=_spill(blocks, Path(spill) / f"{i}.blocks.npy")
+                                if blocks is not None
+                                else None,
+                            )
+                        elif attribute_cases and (first := runs[i][0]) is not None:
+                            from ..attribution import attribute
 
-            # Model 2's block outputs patched into model 1: load model 1 again, once for every case.
-            for side in each_model(models[:1], adapters[:1], scales[:1], precision, max_memory):
-                for i in reverse:
-                    first, second = runs[i]
-                    assert first is not None and second is not None
-                    attributed[i] = (reverse_patching(side.analyzer.loaded, first, second, attributed[i][0]), None)
-                    runs[i][1] = dataclasses.replace(second, block_outputs=None)
+                            attributed[i] = attribute(side.analyzer.loaded, first, run)
+                            blocks = run.block_outputs
+                            patched = attributed[i][0] is not None and attributed[i][0].method == "activation-patching"
+                            run = dataclasses.replace(
+                                run,  # the reverse direction needs them once model 1 is back (below)
+                                block_outputs=_spill(blocks, Path(spill) / f"{i}.blocks2.npy")
+                                if patched and blocks is not None
+                                else None,
+                            )
+                        engine += run.engine_seconds
+                        if n_models == 1:
+                            analyses[i] = run.result
+                        else:
+                            runs[i][side.number - 1] = run
+                    if side.number == 1:
+                        in_round.append(i)
+                    if progress is not None:
+                        progress(1)
+                outcomes.close()
+            first_round = False
+            if not in_round and todo:
+                raise RuntimeError("a suite round ran no case")
+            taken = set(in_round)
+            todo = [i for i in todo if i not in taken]
+            reverse = [
+                i for i in in_round if attributed[i][0] is not None and attributed[i][0].method == "activation-patching"
+            ]
+            if reverse:
+                from ..attribution import reverse_patching
+
+                # Model 2's block outputs patched into model 1: load model 1 again, once for the round's cases.
+                for side in each_model(models[:1], adapters[:1], scales[:1], precision, max_memory):
+                    for i in reverse:
+                        first, second = runs[i]
+                        assert first is not None and second is not None
+                        attributed[i] = (reverse_patching(side.analyzer.loaded, first, second, attributed[i][0]), None)
+                        runs[i][1] = dataclasses.replace(second, block_outputs=None)
+            compare_start = time.perf_counter()
+            for i in in_round:
+                done[i] = _case_outcome(spec.cases[i], errors[i], analyses[i], runs[i], attributed[i], role, n_models)
+                runs[i] = [None] * n_models  # drop the memory maps before their files go
+                analyses[i] = None
+            compare_seconds += time.perf_counter() - compare_start
+            for path in Path(spill).iterdir():  # the round's spilled runs are no longer needed
+                path.unlink()
         labels = distinct_labels(labels)
-        compare_start = time.perf_counter()
-        cases = []
-        for i, case in enumerate(spec.cases):
-            if errors[i] is not None:
-                cases.append(SuiteCase(case.id, case.prompt, case.line, None, None, [], errors[i], case.group))
-                continue
-            if n_models == 2:
-                comparison = compare_models_from_runs(
-                    [r for r in runs[i] if r is not None],
-                    attribution=attributed[i][0],
-                    attribution_note=attributed[i][1],
-                )
-                analysis = None
-            else:
-                comparison = None
-                analysis = analyses[i]
-            runs[i] = [None] * n_models  # drop the memory maps before the directory goes
-            checks = evaluate_case(case, analysis=analysis, comparison=comparison, role_checked=role)
-            cases.append(SuiteCase(case.id, case.prompt, case.line, analysis, comparison, checks, group=case.group))
-        compare_seconds = time.perf_counter() - compare_start
+        cases = [done[i] for i in range(len(spec.cases))]
     return SuiteResult(
         name=spec.name,
         source=spec.path,
@@ -216,7 +245,7 @@ def _outcomes(
     one_by_one: bool,
     keep_block_outputs: bool,
     passes: list[int],
-) -> Iterator[tuple[int, LensRun | LazarusError]]:
+) -> Generator[tuple[int, LensRun | LazarusError], None, None]:
     """Each pending case's run on ``side`` (or its error): batched (``batched.analyze_many``), or one case
     per forward pass. ``passes[-1]`` counts this side's forward passes."""
 
@@ -250,8 +279,35 @@ def _outcomes(
         yield pending[j], outcome
 
 
+def _case_outcome(
+    case: CaseSpec,
+    error: str | None,
+    analysis: Any,
+    runs: list[LensRun | None],
+    attributed: tuple[Any, str | None],
+    role: str | None,
+    n_models: int,
+) -> SuiteCase:
+    """One case's ``SuiteCase``: its comparison (two models) or analysis (one), and its checks."""
+    if error is not None:
+        return SuiteCase(case.id, case.prompt, case.line, None, None, [], error, case.group)
+    comparison = None
+    if n_models == 2:
+        from ..compare import compare_models_from_runs
+
+        comparison = compare_models_from_runs(
+            [r for r in runs if r is not None], attribution=attributed[0], attribution_note=attributed[1]
+        )
+        analysis = None
+    checks = evaluate_case(case, analysis=analysis, comparison=comparison, role_checked=role)
+    return SuiteCase(case.id, case.prompt, case.line, analysis, comparison, checks, group=case.group)
+
+
 def _spill(array: Any, path: Path) -> Any:
     import numpy as np
 
-    np.save(path, array, allow_pickle=False)
+    from ..change_map import spill_errors
+
+    with spill_errors(path):
+        np.save(path, array, allow_pickle=False)
     return np.load(path, mmap_mode="r", allow_pickle=False)
