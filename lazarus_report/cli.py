@@ -628,8 +628,7 @@ def _suite(
     timings: bool,
     quiet: bool,
 ) -> int:
-    from .api import LENS_KINDS
-    from .api import check_lens_spec as check_lens
+    from .api import LENS_KINDS, check_lens_spec
     from .suites.spec import load_suite, verify_lens
 
     check_output_paths((output, "-o"), (html, "--html"), (markdown, "--markdown"), (junit, "--junit"))
@@ -644,7 +643,7 @@ def _suite(
     spec = load_suite(suite_file)  # every suite-file error comes before any model loads
     lens = lens if lens is not None else spec.lens or "logit"
     if validate_only:
-        check_lens(lens)
+        check_lens_spec(lens)
         if lens == spec.lens:
             verify_lens(spec)  # a lens directory the suite names: verified as the run would
         elif lens not in LENS_KINDS:
