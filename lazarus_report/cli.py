@@ -405,7 +405,7 @@ def _analyze(
         # The grid feeds the HTML heatmap and the JSON; the terminal view does not show it. (Under
         # mlx.launch the other ranks write nothing: they skip it; no forward pass depends on it.)
         compute_grid=bool(output or html) and is_output_rank(),
-        lens=lens or "logit",
+        lens="logit" if lens is None else lens,
     )
     if adapter is not None:
         from .models.adapters import check_adapter
@@ -575,7 +575,7 @@ def _compare(
         track_tokens=parse_track_list(track),
         use_chat_template=not raw,
         compute_grid=bool(output or html) and is_output_rank(),
-        lens=lens or "logit",
+        lens="logit" if lens is None else lens,
     )
     for adapter in (adapter1, adapter2):
         if adapter is not None:
@@ -676,7 +676,8 @@ def _suite(
     timings: bool,
     quiet: bool,
 ) -> int:
-    from .suites.spec import load_suite
+    from .api import LENS_KINDS, check_lens_spec
+    from .suites.spec import load_suite, verify_lens
 
     check_output_paths((output, "-o"), (html, "--html"), (markdown, "--markdown"), (junit, "--junit"))
     from .batched import check_batch_size
@@ -688,7 +689,15 @@ def _suite(
     if any(v is not None for v in one) and any(v is not None for v in two):
         raise LazarusError("use -m MODEL for one model, or -m1 BASE -m2 TUNED for two, not both")
     spec = load_suite(suite_file)  # every suite-file error comes before any model loads
+    lens = lens if lens is not None else spec.lens or "logit"
     if validate_only:
+        check_lens_spec(lens)
+        if lens == spec.lens:
+            verify_lens(spec)  # a lens directory the suite names: verified as the run would
+        elif lens not in LENS_KINDS:
+            from .lenses import Lens
+
+            Lens.load(lens)
         n = len(spec.cases)
         if not quiet:
             click.echo(
@@ -712,7 +721,6 @@ def _suite(
             check_adapter(adapter_dir)
     from .api import AnalysisConfig
 
-    lens = lens or spec.lens or "logit"
     preflight(models, AnalysisConfig(top_k=1, lens=lens), list(zip(scales, options)))
     prefetch_html(html, static, suite=True)
 

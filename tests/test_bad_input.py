@@ -545,3 +545,133 @@ def test_stray_mlx_rank_outside_a_launcher_acts_as_rank_0(tiny_model, tmp_path):
     assert proc.returncode == 0, proc.stderr
     assert "Layer" in proc.stdout  # the text report is printed
     assert AnalysisResult.load(out).prompt == "hi"
+
+
+# --------------------------------------------------------------------------------------------
+# issue 24: validation
+# --------------------------------------------------------------------------------------------
+
+
+def _suite_with_lens(tmp_path: Path, lens: str) -> Path:
+    path = tmp_path / "suite.yaml"
+    path.write_text(f"defaults:\n  lens: {json.dumps(lens)}\ncases:\n  - id: a\n    prompt: hi\n", encoding="utf-8")
+    return path
+
+
+def _lens_dir(tmp_path: Path, name: str, weight_value: float = 0.0, kind: str | None = None) -> Path:
+    import numpy as np
+
+    from lazarus_report.lenses.artefact import Lens
+
+    weight = np.full((2, 4, 4), weight_value, dtype=np.float32)
+    bias = np.zeros((2, 4), dtype=np.float32)
+    target = tmp_path / name
+    Lens(kind="linear", weight=weight, bias=bias, meta={"model": {"num_layers": 3, "hidden_size": 4}}).save(target)
+    if kind is not None:
+        meta = json.loads((target / "lens.json").read_text())
+        meta["kind"] = kind
+        (target / "lens.json").write_text(json.dumps(meta))
+    return target
+
+
+def test_suite_validate_checks_the_lens(tmp_path):
+    # 9: --validate refuses what the run would refuse (exit 2), at the line of defaults.lens
+    for lens, fragment in [
+        ("no/such/lens", "suite.yaml:2: defaults.lens 'no/such/lens' names no lens kind and no directory"),
+        (str(_lens_dir(tmp_path, "weird", kind="logit-ish")), "unknown lens kind 'logit-ish'"),
+        (str(_lens_dir(tmp_path, "nan", weight_value=float("nan"))), "its weights contain NaN or infinite values"),
+        ("suite.yaml", "defaults.lens 'suite.yaml' is not a directory"),
+    ]:
+        path = _suite_with_lens(tmp_path, lens)
+        line = assert_one_line_error(invoke(["introspect", "suite", str(path), "--validate"]), 2, fragment)
+        assert line.startswith(f"Error: {path}:2: defaults.lens"), line
+    # relative to the suite file, as the run reads it; a sound lens validates
+    _lens_dir(tmp_path, "good")
+    result = invoke(["introspect", "suite", str(_suite_with_lens(tmp_path, "good")), "--validate"])
+    assert result.exit_code == 0 and "valid" in result.stdout, result.stderr
+    # --lens on the command line is checked too (it replaces defaults.lens)
+    nan = _lens_dir(tmp_path, "nan2", weight_value=float("inf"))
+    result = invoke(["introspect", "suite", str(_suite_with_lens(tmp_path, "good")), "--validate", "--lens", str(nan)])
+    assert_one_line_error(result, 2, "NaN or infinite")
+    result = invoke(["introspect", "suite", str(_suite_with_lens(tmp_path, "good")), "--validate", "--lens", "nope"])
+    assert_one_line_error(result, 2, "--lens 'nope' names no lens kind")
+
+
+def test_empty_lens_option_is_an_error(tmp_path):
+    # 13: --lens "" used to mean logit
+    suite = _suite_with_lens(tmp_path, "logit")
+    assert_one_line_error(invoke(["introspect", "suite", str(suite), "--validate", "--lens", ""]), 2, "--lens")
+    for args in (["introspect", "analyze", "-m", "m", "-p", "x"], ["introspect", "compare", "-m1", "a", "-m2", "b"]):
+        args = [*args, "-p", "x"] if "compare" in args else args
+        assert_one_line_error(invoke([*args, "--lens", ""]), 2, "--lens must be logit, linear, tuned")
+
+
+def test_lens_shape_error_names_the_real_layer_count(tmp_path):
+    # 13: "[30-1, 576, 576]" -> "[29, 576, 576]"
+    from lazarus_report.lenses.artefact import Lens
+
+    target = _lens_dir(tmp_path, "short")
+    meta = json.loads((target / "lens.json").read_text())
+    meta["model"]["num_layers"] = 5  # the weights hold 2 translators, not 4
+    (target / "lens.json").write_text(json.dumps(meta))
+    with pytest.raises(Exception, match=r"expected weight \[4, 4, 4\] and bias \[4, 4\]") as info:
+        Lens.load(target)
+    assert "[5-1" not in str(info.value)
+
+
+def test_sizes_in_messages_are_truthful():
+    # 13: 1 KB is not "1 MB"; a size the user must give is rounded up, one that falls short down
+    from lazarus_report.models.streamed import format_size, parse_size
+
+    assert format_size(1024, "down") == "1 KB" and format_size(1000) == "1000 B"
+    assert format_size(187 * 2**20 + 300_000, "up") == "188 MB"
+    assert format_size(187 * 2**20 + 300_000, "down") == "187 MB"
+    assert format_size(int(1.51 * 2**30), "up") == "1.6 GB" and format_size(int(1.59 * 2**30), "down") == "1.5 GB"
+    for n in (1, 1023, 1024, 10**6, 187 * 2**20 + 1, 2**30 + 1, 5 * 2**30 - 1):
+        assert parse_size(format_size(n, "up")) >= n and parse_size(format_size(n, "down")) <= n
+
+
+@needs_smollm2
+def test_max_memory_message_shows_the_budget_and_a_sufficient_size():
+    from lazarus_report.models import streamed
+    from lazarus_report.models.resolve import resolve_model
+
+    line = assert_one_line_error(invoke([*ANALYZE, "--max-memory", "1KB"]), 2, "--max-memory 1 KB is too small")
+    sizes = streamed.sizes_from_gguf_header(resolve_model(MODEL).path)
+    need = sizes.needs("streamed")  # the leanest way SmolLM2 (8-bit) runs in float32
+    for budget in [need - 1, *range(need - 3 * 2**20, need, 2**20 // 3)]:  # just short of it
+        line = assert_one_line_error(invoke([*ANALYZE, "--max-memory", str(budget)]), 2, "is too small")
+        shown = line.split("--max-memory ", 1)[1].split(" is too small")[0]
+        wanted = line.rsplit("give at least ", 1)[1]
+        assert streamed.parse_size(shown) <= budget < streamed.parse_size(wanted), line
+        assert shown != wanted, line
+
+
+@needs_smollm2
+@pytest.mark.slow
+def test_adapter_num_layers_minus_one_and_zero_mean_all_layers(tmp_path):
+    # 11: mlx-lm adapts model.layers[-max(num_layers, 0):]: -1 and 0 are every block
+    from lazarus_report.api import AnalysisConfig, LayerStrategy, ModelAnalyzer
+    from lazarus_report.models.adapter_config import adapted_layers
+
+    config = AnalysisConfig(layer_strategy=LayerStrategy.FIRST_LAST, track_tokens=[" Paris"], compute_grid=False)
+    with ModelAnalyzer.load(MODEL, adapter=str(ADAPTER)) as analyzer:
+        expected = analyzer.run(PROMPT, config).token_evolutions[0].probs
+    for n in (-1, 0):
+        work = tmp_path / f"n{n}"
+        work.mkdir()
+        adapter = _adapter(work, lambda config, n=n: config.update(num_layers=n))
+        assert adapted_layers(adapter, 30) == list(range(30))
+        with ModelAnalyzer.load(MODEL, adapter=adapter) as analyzer:
+            lora = [name for name, m in analyzer.loaded.model.named_modules() if type(m).__name__ == "LoRALinear"]
+            assert len(lora) == 30 * 7  # q, k, v, o, gate, up, down in every block
+            probs = analyzer.run(PROMPT, config).token_evolutions[0].probs
+        # the weights cover the last 8 blocks; mlx-lm's other LoRA layers start with lora_b = 0 (no change)
+        assert probs == pytest.approx(expected, abs=1e-6)
+    for i, bad in enumerate(("8", 2.5, True, None)):
+        (tmp_path / f"bad{i}").mkdir()
+        adapter = _adapter(tmp_path / f"bad{i}", lambda config, bad=bad: config.update(num_layers=bad))
+        assert_one_line_error(invoke([*ANALYZE, "--adapter", adapter]), 2, "num_layers must be an integer")
+    (tmp_path / "n31").mkdir()
+    adapter = _adapter(tmp_path / "n31", lambda config: config.update(num_layers=31))
+    assert_one_line_error(invoke([*ANALYZE, "--adapter", adapter]), 2, "it adapts 31 layers, this model has 30")

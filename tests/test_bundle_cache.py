@@ -182,3 +182,36 @@ def test_a_fresh_process_reads_the_entry_without_building(isolated_cache, builds
     )
     assert proc.returncode == 0, proc.stderr.decode()
     assert proc.stdout.decode("utf-8") == real_bundle
+
+
+# issue 24: validation
+
+
+def test_the_key_is_the_installation_recomputed_not_read(isolated_cache, builds, real_bundle, monkeypatch):
+    source = bundle_mod.bundle_source(VL_VERSION)
+    record = metadata.distribution("vl-convert-python").read_text("RECORD") or ""
+    assert source["installed"] == hashlib.sha256(record.encode("utf-8")).hexdigest()[:16]
+    assert bundle_mod.cached_bundle(VL_VERSION) == real_bundle and len(builds) == 1
+    # another build of the same vl-convert version (other files installed): its own entry, built afresh
+    monkeypatch.setattr(bundle_mod, "installed_digest", lambda dist: "0123456789abcdef")
+    assert bundle_mod.cached_bundle(VL_VERSION) == real_bundle and len(builds) == 2
+    assert len(list((isolated_cache / "vega-bundle").glob("*.js"))) == 2
+
+
+def test_entries_of_an_older_format_are_removed(isolated_cache, builds):
+    cache = isolated_cache / "vega-bundle"
+    cache.mkdir(parents=True)
+    current = bundle_mod.bundle_source(VL_VERSION)
+    old = {"format": bundle_mod.BUNDLE_CACHE_FORMAT - 1, "vl_convert_python": "1.0.0", "vega_lite": VL_VERSION}
+    other = {**current, "vega_lite": "5.8"}  # the current format for another Vega-Lite: another caller's entry
+    for source in (old, other):
+        name = bundle_mod.entry_name(source)
+        (cache / f"{name}.js").write_text("x", encoding="utf-8")
+        record = {"source": source, "sha256": hashlib.sha256(b"x").hexdigest()}
+        (cache / f"{name}.json").write_text(json.dumps(record), encoding="utf-8")
+    (cache / "notes.json").write_text("{}", encoding="utf-8")  # not a name this cache writes
+    bundle_mod.cached_bundle(VL_VERSION)
+    js, record_path = _entry(isolated_cache)
+    other_name = bundle_mod.entry_name(other)
+    expected = [js.name, record_path.name, f"{other_name}.js", f"{other_name}.json", "notes.json"]
+    assert sorted(p.name for p in cache.iterdir() if p.is_file()) == sorted(expected)

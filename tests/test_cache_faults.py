@@ -270,7 +270,7 @@ def test_tokenizer_temporaries_of_a_killed_write_are_removed(kquant, tmp_path):
     stale.write_bytes(b'{"half": ')
     tokmod.tokenizer_from_gguf(path, cache_dir=cache)
     assert not stale.exists()
-    assert sorted(p.name for p in cache.iterdir()) == [f"{key}.meta.json", f"{key}.tokenizer.json"]
+    assert sorted(p.name for p in cache.iterdir() if p.name != "locks") == [f"{key}.meta.json", f"{key}.tokenizer.json"]
 
 
 # issue 24: spills, signals, disks
@@ -430,3 +430,70 @@ def test_two_model_suite_spill_stays_within_its_budget(tiny_two, monkeypatch, tm
     # Batched, with the real budget: one round, the same cases.
     batched = runner.run_suite(spec, [base, other])
     assert [c.status for c in batched.cases] == [c.status for c in whole.cases]
+
+
+# issue 24: validation
+
+
+def test_two_first_tokenizer_builds_at_once_build_once(kquant, tmp_path, monkeypatch):
+    # the tokenizer cache is locked as the others are: the second caller waits, then reads the entry
+    import threading
+
+    from lazarus_report.models.tokenizer import disk_cache as tokmod
+
+    path, _ = kquant
+    cache = tmp_path / "tok-cache"
+    builds: list[int] = []
+    real = tokmod._build_from_metadata
+
+    def slow_build(meta):
+        builds.append(1)
+        time.sleep(0.5)  # long enough for the other thread to find no entry and try to build it
+        return real(meta)
+
+    monkeypatch.setattr(tokmod, "_build_from_metadata", slow_build)
+    results: list[Any] = []
+    threads = [threading.Thread(target=lambda: results.append(tokmod.tokenizer_from_gguf(path, cache_dir=cache)))]
+    threads.append(threading.Thread(target=lambda: results.append(tokmod.tokenizer_from_gguf(path, cache_dir=cache))))
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert len(results) == 2 and len(builds) == 1
+    text = "The capital of France is Paris"
+    assert results[0].encode(text) == results[1].encode(text)
+
+
+def test_orphaned_tokenizer_entries_are_removed(kquant, tmp_path):
+    # entries of an older cache format, or for a GGUF file that is gone, are never read again
+    import json
+
+    from lazarus_report.models.tokenizer import disk_cache as tokmod
+
+    path, _ = kquant
+    cache = tmp_path / "tok-cache"
+    cache.mkdir()
+    other = tmp_path / "other.gguf"
+    other.write_bytes(b"GGUF")
+    kept = {"path": str(other), "format": tokmod.CACHE_FORMAT}
+    records = {
+        "0123456789abcdef-0123456789abcdef": {"path": str(path), "format": tokmod.CACHE_FORMAT - 1},  # old format
+        "1111111111111111-2222222222222222": {"path": str(tmp_path / "deleted.gguf"), "format": tokmod.CACHE_FORMAT},
+        "3333333333333333-4444444444444444": kept,  # current and its file exists: another model's entry
+    }
+    for name, source in records.items():
+        (cache / f"{name}.meta.json").write_text(json.dumps({"source": source}), encoding="utf-8")
+        (cache / f"{name}.tokenizer.json").write_text("{}", encoding="utf-8")
+    (cache / "notes.meta.json").write_text("not ours", encoding="utf-8")  # not a name this cache writes
+    tokmod.tokenizer_from_gguf(path, cache_dir=cache)
+    key, _ = tokmod._cache_key(path)
+    names = sorted(p.name for p in cache.iterdir() if p.name != "locks")
+    assert names == sorted(
+        [
+            f"{key}.meta.json",
+            f"{key}.tokenizer.json",
+            "3333333333333333-4444444444444444.meta.json",
+            "3333333333333333-4444444444444444.tokenizer.json",
+            "notes.meta.json",
+        ]
+    )

@@ -242,3 +242,57 @@ def test_the_run_step_rejects_missing_inputs(tmp_path, env, message):
 def test_the_last_step_passes_or_fails_the_job(tmp_path, code, fail_on_regression, step_fails):
     proc, _ = _run_step("Pass or fail", tmp_path, CODE=code, FAIL_ON_REGRESSION=fail_on_regression)
     assert (proc.returncode != 0) is step_fails, proc.stdout
+
+
+# issue 24: validation
+
+
+def test_multi_line_args_keep_every_line(tiny_model, tmp_path):
+    # `args: |` with one option per line: every line reaches lazarus (read -r -a kept only the first)
+    suite = tmp_path / "tiny.yaml"
+    suite.write_text(TINY_SUITE, encoding="utf-8")
+    args = "-q\n  --batch-size 3\n\n--validate"  # --validate: check the file only (exit 0, no report)
+    env = {**RUN_INPUTS, "SUITE": str(suite), "MODEL1": tiny_model, "ARGS": args, "OUTPUT_DIR": "out"}
+    proc, out = _run_step("Run lazarus", tmp_path, **env)
+    assert proc.returncode == 0, proc.stderr
+    assert out["exit-code"] == "0", proc.stdout + proc.stderr  # the full run would have exited 1
+    assert set(out) == {"exit-code"}  # --validate wrote no report: nothing to publish
+    # words stay data: no globbing, no shell code
+    (tmp_path / "out").mkdir(exist_ok=True)
+    env["ARGS"] = "--batch-size\n*\n$(touch pwned)"
+    proc, out = _run_step("Run lazarus", tmp_path, **env)
+    assert out["exit-code"] == "2" and "'*'" in proc.stderr, proc.stderr  # click: '*' is not a valid integer
+    assert not (tmp_path / "pwned").exists()
+
+
+def test_an_older_report_is_never_published_after_a_failed_run(tmp_path):
+    # exit 2 (no such model): the summary, JUnit and artifact steps must not pick up an earlier run's reports
+    suite = tmp_path / "tiny.yaml"
+    suite.write_text(TINY_SUITE, encoding="utf-8")
+    out_dir = tmp_path / "out"
+    out_dir.mkdir()
+    for suffix in (".html", ".md", ".json", ".xml"):
+        (out_dir / f"suite{suffix}").write_text("STALE", encoding="utf-8")
+    elsewhere = tmp_path / "kept.md"
+    elsewhere.write_text("STALE", encoding="utf-8")
+    (out_dir / "suite.md").unlink()
+    (out_dir / "suite.md").symlink_to(elsewhere)  # a user's link: kept, but not published either
+    (out_dir / "notes.txt").write_text("mine", encoding="utf-8")
+    env = {**RUN_INPUTS, "SUITE": str(suite), "MODEL1": str(tmp_path / "nope.gguf"), "ARGS": "-q", "OUTPUT_DIR": "out"}
+    proc, out = _run_step("Run lazarus", tmp_path, **env)
+    assert proc.returncode == 0 and out["exit-code"] == "2", proc.stderr
+    assert set(out) == {"exit-code"}  # no html, markdown, json or junit path: the publishing steps are skipped
+    assert sorted(p.name for p in out_dir.iterdir()) == ["notes.txt", "suite.md"]
+    assert (out_dir / "suite.md").is_symlink() and elsewhere.read_text(encoding="utf-8") == "STALE"
+
+
+def test_the_publishing_steps_use_only_this_runs_files():
+    steps = yaml.safe_load(ACTION.read_text(encoding="utf-8"))["runs"]["steps"]
+    upload = next(s for s in steps if s.get("uses", "").startswith("actions/upload-artifact@"))
+    paths = [line.strip() for line in upload["with"]["path"].splitlines() if line.strip()]
+    assert paths == [f"${{{{ steps.run.outputs.{key} }}}}" for key in ("html", "markdown", "json", "junit")]
+    assert "inputs.output-dir" not in upload["if"] + upload["with"]["path"]
+    summary = _step("Write the job summary")
+    assert "steps.run.outputs.markdown != ''" in summary["if"]
+    junit = next(s for s in steps if s.get("uses", "").startswith("mikepenz/action-junit-report@"))
+    assert "steps.run.outputs.junit != ''" in junit["if"]

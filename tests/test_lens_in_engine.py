@@ -148,7 +148,7 @@ def test_suite_defaults_lens(tmp_path, tiny, random_lens):
         "defaults:\n  lens: tuned\ncases:\n  - id: a\n    prompt: hello\n    raw: true\n", encoding="utf-8"
     )
     assert load_suite(suite).lens == "tuned"
-    (tmp_path / "lenses").mkdir()
+    (tmp_path / "lenses" / "mine").mkdir(parents=True)  # a missing directory is refused when the file is read
     suite.write_text(
         "defaults:\n  lens: lenses/mine\ncases:\n  - id: a\n    prompt: hello\n    raw: true\n", encoding="utf-8"
     )

@@ -293,7 +293,7 @@ def test_a_budget_below_the_stored_weights_fails_before_reading_them(
 
     monkeypatch.setattr("lazarus_report.models.gguf.load_gguf", refuse)
     sizes = streamed.sizes_from_gguf_header(q4_1_gguf)
-    need = streamed.format_size(sizes.needs("streamed"))
+    need = streamed.format_size(sizes.needs("streamed"), "up")
     for command in (
         ["introspect", "analyze", "-m", str(q4_1_gguf), "-p", "x"],
         ["introspect", "compare", "-m1", str(q4_1_gguf), "-m2", str(q4_1_gguf), "-p", "x"],
@@ -327,7 +327,7 @@ def test_a_float32_file_cannot_stream(tmp_path: Path, isolated_cache: Path) -> N
     sizes = streamed.sizes_from_gguf_header(path)
     assert sizes.stored == sizes.float32
     budget = sizes.needs("float32") - MB
-    with pytest.raises(LazarusError, match=f"give at least {streamed.format_size(sizes.needs('float32'))}"):
+    with pytest.raises(LazarusError, match=f"give at least {streamed.format_size(sizes.needs('float32'), 'up')}"):
         ModelAnalyzer.load(str(path), max_memory=budget)
     assert ModelAnalyzer.load(str(path), max_memory=sizes.needs("float32")).info.execution == "float32"
 
@@ -342,7 +342,7 @@ def test_a_malformed_budget_is_a_one_line_error(value: str, q4_1_gguf: Path) -> 
 def test_smollm2_budget_message_says_what_it_needs(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr("lazarus_report.models.gguf.load_gguf", lambda *a, **k: pytest.fail("weights were read"))
     line = one_line_error(["introspect", "analyze", "-m", "smollm2-135m-instruct", "-p", "x", "--max-memory", "100MB"])
-    assert "its weights take 94 MB as stored" in line and "give at least 187 MB" in line, line
+    assert "its weights take 94 MB as stored" in line and "give at least 188 MB" in line, line
 
 
 # --- chunked prefill ----------------------------------------------------------------------------

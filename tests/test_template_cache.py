@@ -93,3 +93,64 @@ def test_reports_use_the_cache_under_the_cache_directory(isolated_cache, monkeyp
     finally:
         environment.html_environment.cache_clear()
         environment.markdown_environment.cache_clear()
+
+
+# issue 24: validation
+
+
+def test_entries_are_keyed_to_the_installed_package(tmp_path, monkeypatch):
+    from lazarus_report.render.template_cache import package_key
+
+    (tmp_path / "t").mkdir()
+    (tmp_path / "t" / "a.j2").write_text("Hello {{ name }}!")
+    cache = tmp_path / "c"
+
+    def env(key=None):
+        return jinja2.Environment(
+            loader=jinja2.FileSystemLoader(tmp_path / "t"), bytecode_cache=VerifiedBytecodeCache(cache, key)
+        )
+
+    assert env().get_template("a.j2").render(name="x") == "Hello x!"
+    (entry,) = cache.iterdir()
+    assert package_key() in entry.name  # recomputed from the installed templates, not read from the cache
+    compiled = _compiles(monkeypatch)
+    # another installation (another key) never reads this one's entry, valid as it is, and vice versa
+    assert env("feedfacecafebeef").get_template("a.j2").render(name="y") == "Hello y!"
+    assert compiled == ["a.j2"]
+    assert env("feedfacecafebeef").get_template("a.j2").render(name="y") == "Hello y!"
+    assert compiled == ["a.j2"]  # its own entry, read compiled
+
+
+def test_the_package_key_follows_the_template_sources(tmp_path, monkeypatch):
+    import shutil
+
+    from lazarus_report.render import environment, template_cache
+
+    copy = tmp_path / "templates"
+    shutil.copytree(environment.template_root(), copy)
+    monkeypatch.setattr(environment, "template_root", lambda: copy)
+    template_cache.package_key.cache_clear()
+    try:
+        before = template_cache.package_key()
+        page = copy / "html" / "page.html.j2"
+        page.write_text(page.read_text(encoding="utf-8") + "\n", encoding="utf-8")
+        template_cache.package_key.cache_clear()
+        assert template_cache.package_key() != before
+    finally:
+        template_cache.package_key.cache_clear()
+
+
+def test_old_and_superseded_entries_are_removed(tmp_path):
+    (tmp_path / "t").mkdir()
+    (tmp_path / "t" / "a.j2").write_text("A")
+    cache = tmp_path / "c"
+    cache.mkdir()
+    key = jinja2.BytecodeCache().get_cache_key("a.j2", str(tmp_path / "t" / "a.j2"))
+    (cache / f"{key}.v1.jinja").write_bytes(b"old format")  # unkeyed: never read again
+    (cache / f"{key}-0000000000000000.v2.jinja").write_bytes(b"an earlier package")
+    (cache / "someone-else.v2.jinja").write_bytes(b"another template")
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(tmp_path / "t"), bytecode_cache=VerifiedBytecodeCache(cache, "1111111111111111")
+    )
+    assert env.get_template("a.j2").render() == "A"
+    assert sorted(p.name for p in cache.iterdir()) == [f"{key}-1111111111111111.v2.jinja", "someone-else.v2.jinja"]

@@ -379,8 +379,9 @@ class Lens:
             or weight.shape != (n - 1, hdim, hdim)
             or bias.shape != (n - 1, hdim)
         ):
+            blocks = n - 1 if isinstance(n, int) else "?"  # translators for every layer but the last
             raise LazarusError(
-                f"lens {directory} is damaged: expected weight [{n}-1, {hdim}, {hdim}] and bias [{n}-1, {hdim}]"
+                f"lens {directory} is damaged: expected weight [{blocks}, {hdim}, {hdim}] and bias [{blocks}, {hdim}]"
             )
         if not (np.isfinite(weight).all() and np.isfinite(bias).all()):
             raise LazarusError(f"lens {directory} is damaged: its weights contain NaN or infinite values")

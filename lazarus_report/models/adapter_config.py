@@ -1,7 +1,7 @@
 """Which layers an mlx-lm adapter adapts, read from its ``adapter_config.json`` (no MLX).
 
 mlx-lm's ``linear_to_lora_layers`` converts the linear layers of the *last* ``num_layers`` blocks
-(``-1``: all blocks); older configs call the count ``lora_layers``. ``fine_tune_type: full`` trains the
+(``0`` or less, e.g. ``-1``: all blocks, as mlx-lm slices ``layers[-max(n, 0):]``); older configs call the count ``lora_layers``. ``fine_tune_type: full`` trains the
 weights themselves (no adapter modules): every layer may differ.
 """
 
@@ -26,6 +26,6 @@ def adapted_layers(adapter_dir: str | None, num_layers: int) -> list[int]:
     n = cfg.get("num_layers", cfg.get("lora_layers"))
     if not isinstance(n, int) or isinstance(n, bool):
         return []
-    if n < 0 or n >= num_layers:
+    if n <= 0 or n >= num_layers:
         return list(range(num_layers))
     return list(range(num_layers - n, num_layers))

@@ -50,8 +50,12 @@ def check_adapter(adapter: str) -> Path:
 
 def _check_lora_config(cfg: dict[str, Any], cfg_file: Path) -> None:
     n = cfg.get("num_layers")
-    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-        raise LazarusError(f"{cfg_file}: num_layers must be a positive integer (got {n!r})")
+    # mlx-lm adapts ``model.layers[-max(num_layers, 0):]``: the last num_layers blocks, every block for 0 or
+    # less (-1 is its "all layers"). More blocks than the model has is refused once the model is known.
+    if isinstance(n, bool) or not isinstance(n, int):
+        raise LazarusError(
+            f"{cfg_file}: num_layers must be an integer, the blocks adapted from the last (-1: all) (got {n!r})"
+        )
     params = cfg.get("lora_parameters")
     if not isinstance(params, dict):
         raise LazarusError(f"{cfg_file}: lora_parameters must be an object with rank, scale and dropout")

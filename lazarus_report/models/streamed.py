@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -57,9 +58,20 @@ def parse_size(text: str | int, option: str = "--max-memory") -> int:
     return value
 
 
-def format_size(n: int) -> str:
-    """Bytes as MB (2**20) or GB (2**30), for messages."""
-    return f"{n / 2**30:.1f} GB" if n >= 2**30 else f"{max(1, round(n / 2**20))} MB"
+def format_size(n: int, rounding: str = "nearest") -> str:
+    """Bytes for messages: GB (2**30, one decimal), MB (2**20), KB (2**10) or bytes, the largest unit the
+    size reaches. ``rounding``: "nearest", "up" (a size the user must give at least: never shown smaller)
+    or "down" (a size that falls short: never shown larger)."""
+    import math
+
+    steps: dict[str, Callable[[float], int]] = {"nearest": round, "up": math.ceil, "down": math.floor}
+    step = steps[rounding]
+    if n >= 2**30:
+        return f"{step(n / 2**30 * 10) / 10:.1f} GB"
+    for unit, scale in (("MB", 2**20), ("KB", 2**10)):
+        if n >= scale:
+            return f"{step(n / scale)} {unit}"
+    return f"{n} B"
 
 
 def available_memory() -> int | None:
@@ -158,9 +170,10 @@ def plan_execution(
         path = "float32"  # stored in float32 already: streaming would save nothing
     if budget is not None and budget_from_user and sizes.needs(path) > budget:
         raise LazarusError(
-            f"--max-memory {format_size(budget)} is too small for {model_id}: its weights take "
-            f"{format_size(sizes.stored)} as stored, and running it needs about {format_size(sizes.needs(path))} "
-            f"({_what(path, sizes)}); give at least {format_size(sizes.needs(path))}"
+            f"--max-memory {format_size(budget, 'down')} is too small for {model_id}: its weights take "
+            f"{format_size(sizes.stored)} as stored, and running it needs about "
+            f"{format_size(sizes.needs(path), 'up')} ({_what(path, sizes)}); "
+            f"give at least {format_size(sizes.needs(path), 'up')}"
         )
     return path
 
@@ -233,8 +246,8 @@ def check_fits_before_load(resolved: Any, budget: int, wants_float32: bool, mode
     total = sum(f.stat().st_size for f in p.glob("*.safetensors") if f.is_file()) if p.is_dir() else 0
     if total and total + WORKING_BYTES > budget:
         raise LazarusError(
-            f"--max-memory {format_size(budget)} is too small for {model_id}: its weight files alone take "
-            f"{format_size(total)}; give at least {format_size(total + WORKING_BYTES)}"
+            f"--max-memory {format_size(budget, 'down')} is too small for {model_id}: its weight files alone take "
+            f"{format_size(total)}; give at least {format_size(total + WORKING_BYTES, 'up')}"
         )
 
 

@@ -123,6 +123,22 @@ class SuiteSpec:
     format: str  # "yaml" | "jsonl"
     cases: list[CaseSpec]
     lens: str | None = None  # defaults.lens: "logit", "linear", "tuned" or a lens directory (relative paths resolved)
+    lens_line: int | None = None  # where defaults.lens is written
+
+
+def verify_lens(spec: SuiteSpec) -> None:
+    """``defaults.lens`` naming a lens directory: the artefact read and verified (digest, shapes, finite
+    values) as the run would, as a one-line ``SuiteFileError`` at its line. Imports numpy; loads no model."""
+    from ..api import LENS_KINDS
+
+    if spec.lens is None or spec.lens in LENS_KINDS:
+        return
+    from ..lenses.artefact import Lens
+
+    try:
+        Lens.load(spec.lens)
+    except LazarusError as exc:
+        raise SuiteFileError(spec.path, spec.lens_line, f"defaults.lens: {exc}") from None
 
 
 def schema_path() -> Path:
@@ -359,6 +375,7 @@ def _parse(text: str, path: str, fmt: str | None, sha256: str) -> SuiteSpec:
         format="yaml",
         cases=v.cases(case_nodes, defaults),
         lens=defaults.get("lens"),
+        lens_line=v.lens_line,
     )
 
 
@@ -384,6 +401,7 @@ class _Validator:
         self.path = path
         self.ctx = ""  # "case 'paris': " while a case is being validated
         self.ids: dict[str, int] = {}
+        self.lens_line: int | None = None  # where defaults.lens is written
 
     def fail(self, line: int, message: str) -> NoReturn:
         raise SuiteFileError(self.path, line, self.ctx + message)
@@ -516,10 +534,18 @@ class _Validator:
             value = self.text(node, what)
             from ..api import LENS_KINDS
 
+            self.lens_line = node.line
             if value in LENS_KINDS:
                 return value
             # a lens directory, relative to the suite file
-            return os.fspath(Path(os.path.dirname(self.path) or ".") / value)
+            directory = os.fspath(Path(os.path.dirname(self.path) or ".") / value)
+            if not os.path.isdir(directory):
+                problem = "is not a directory" if os.path.exists(directory) else "names no lens kind and no directory"
+                shown = f" (looked for {directory!r}, relative to the suite file)" if directory != value else ""
+                self.fail(
+                    node.line, f"{what} {value!r} {problem}{shown}: choose logit, linear, tuned or a lens directory"
+                )
+            return directory
         assert key == "track"
         if node.kind == "scalar":
             return [self.token(node, what)]

@@ -1,10 +1,17 @@
 """The on-disk cache of tokenizers built from GGUF files (``tokenizer.json`` plus a small meta file), and
-``tokenizer_from_gguf``, which reads it or builds and stores the tokenizer."""
+``tokenizer_from_gguf``, which reads it or builds and stores the tokenizer.
+
+An entry is ``<path hash>-<version hash>.tokenizer.json`` + ``.meta.json``. One process builds a file's
+entry at a time (``cache_lock``, best effort: without a lock two first runs each build it, atomically).
+Storing an entry removes the ones that will never be read again: earlier versions of the same file, the
+temporaries of a killed write, and entries of an older cache format or for a GGUF file that is gone.
+"""
 
 from __future__ import annotations
 
 import hashlib
 import json
+import re
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -53,7 +60,7 @@ def _cache_paths(cache_dir: Path, key: str) -> tuple[Path, Path]:
     return cache_dir / f"{key}.tokenizer.json", cache_dir / f"{key}.meta.json"
 
 
-def _load_cached(cache_dir: Path, key: str, source: Mapping[str, Any]) -> GGUFTokenizer | None:
+def _load_cached(cache_dir: Path, key: str, source: Mapping[str, Any], warn: bool = True) -> GGUFTokenizer | None:
     """The cached tokenizer, or None when there is none or it is not exactly what was written."""
     from tokenizers import Tokenizer as BackendTokenizer
 
@@ -66,7 +73,8 @@ def _load_cached(cache_dir: Path, key: str, source: Mapping[str, Any]) -> GGUFTo
         if hashlib.sha256(data).hexdigest() != info.get("tokenizer_sha256"):
             from ..cache import warn_cache_discarded
 
-            warn_cache_discarded(tok_path, "tokenizer.json does not match its recorded sha256")
+            if warn:
+                warn_cache_discarded(tok_path, "tokenizer.json does not match its recorded sha256")
             return None
         return GGUFTokenizer(BackendTokenizer.from_str(data.decode("utf-8")), info)
     except Exception:  # missing, unreadable or corrupt: rebuild
@@ -82,6 +90,7 @@ def _store(
     # tokenizer.json first, the small meta file last: the meta file's hash makes a half-written pair fail.
     _atomic_write(tok_path, data)
     _atomic_write(meta_path, json.dumps(record, ensure_ascii=False).encode("utf-8"))
+    _remove_orphans(cache_dir)
     # Entries for earlier versions of this file (another size or mtime) will never be read again.
     path_key = key.split("-", 1)[0]
     # So are temporaries of a write that was killed (a concurrent writer that loses its temporary
@@ -92,6 +101,32 @@ def _store(
                 stale.unlink()
             except OSError:
                 pass
+
+
+_ENTRY_META = re.compile(r"^([0-9a-f]{16}-[0-9a-f]{16})\.meta\.json$")
+
+
+def _remove_orphans(cache_dir: Path) -> None:
+    """Remove the entries no run will read again: written in an older ``CACHE_FORMAT`` (or with a record
+    that is not one), or for a GGUF file that no longer exists. Only names this cache writes are touched."""
+    for meta_path in cache_dir.glob("*.meta.json"):
+        match = _ENTRY_META.match(meta_path.name)
+        if match is None:
+            continue
+        try:
+            source = json.loads(meta_path.read_bytes()).get("source")
+            orphan = source.get("format") != CACHE_FORMAT or not Path(source["path"]).exists()
+        except OSError:
+            continue  # unreadable: leave it (the entry of another user, or a passing fault)
+        except (ValueError, AttributeError, KeyError, TypeError):
+            orphan = True  # not a record this cache wrote: never matches a key
+        if orphan:
+            tok_path, _ = _cache_paths(cache_dir, match.group(1))
+            for stale in (tok_path, meta_path):  # the tokenizer first: a meta file alone never verifies
+                try:
+                    stale.unlink()
+                except OSError:
+                    pass
 
 
 MetadataSource = Mapping[str, Any] | Callable[[], Mapping[str, Any]] | None
@@ -116,6 +151,19 @@ def tokenizer_from_gguf(
     cached = _load_cached(cache_dir, key, source)
     if cached is not None:
         return cached
+    from lazarus_report.models.cache import cache_lock
+
+    # One process builds a file's entry at a time; the others wait, then read it.
+    with cache_lock(cache_dir, f"tokenizer-{key.split('-', 1)[0]}"):
+        cached = _load_cached(cache_dir, key, source, warn=False)  # another process may have built it meanwhile
+        if cached is not None:
+            return cached
+        return _build_and_store(path, metadata, cache_dir, key, source)
+
+
+def _build_and_store(
+    path: Path, metadata: MetadataSource, cache_dir: Path, key: str, source: Mapping[str, Any]
+) -> GGUFTokenizer:
     if metadata is None:
         from lazarus_report.models.gguf_metadata import read_gguf_metadata
 

@@ -7,14 +7,21 @@ following the rules of every lazarus cache (``models/cache.py``):
 
 * an entry is keyed by what determines its bytes: the vl-convert distribution's version (which fixes the
   Vega and vega-embed versions it ships; read from the package metadata, so a cache hit never imports
-  vl-convert or starts its JavaScript engine) and the Vega-Lite version; the record also notes the module,
-  Vega and vega-embed versions it was built with;
+  vl-convert or starts its JavaScript engine), a digest of that installation's ``RECORD`` (the sha256 of
+  every file pip installed, so another build of the same version is another key) and the Vega-Lite version,
+  all recomputed in every process, never read from the cache; the record also notes the module, Vega and
+  vega-embed versions it was built with;
 * ``<name>.js`` holds the bundle, ``<name>.json`` records its key and sha256; both are written atomically, the
   record last, so a half-written pair never verifies;
 * every read checks the sha256; a damaged or unreadable entry is discarded with a warning and rebuilt;
 * one process builds an entry at a time (the others wait on the lock, then read it); the builder removes
   the temporary files a killed write left;
-* a cache directory that cannot be written only costs the next run a rebuild.
+* a cache directory that cannot be written only costs the next run a rebuild; storing an entry removes the
+  entries of older formats (never read again).
+
+The sha256 catches damage, not tampering: whoever can write the cache directory can put a bundle (with its
+digest) that every interactive report then inlines. The cache directory must not be writable by anyone
+untrusted (docs/usage.md).
 
 No Altair here (the caller passes the Vega-Lite version), and vl-convert only to build an entry.
 """
@@ -28,7 +35,7 @@ from pathlib import Path
 from typing import Any
 
 # Bump when the way an entry is written changes: older entries are then ignored.
-BUNDLE_CACHE_FORMAT = 2
+BUNDLE_CACHE_FORMAT = 3  # 3: keyed to the installation's RECORD too
 
 
 def bundle_cache_dir() -> Path:
@@ -43,10 +50,22 @@ def bundle_source(vl_version: str) -> dict[str, Any]:
     from importlib import metadata
 
     try:
-        dist = metadata.version("vl-convert-python")
+        dist = metadata.distribution("vl-convert-python")
     except metadata.PackageNotFoundError:  # pragma: no cover - installed some other way: ask the module
         return {"format": BUNDLE_CACHE_FORMAT, "vega_lite": vl_version, **_built_with()}
-    return {"format": BUNDLE_CACHE_FORMAT, "vl_convert_python": dist, "vega_lite": vl_version}
+    return {
+        "format": BUNDLE_CACHE_FORMAT,
+        "vl_convert_python": dist.version,
+        "installed": installed_digest(dist),
+        "vega_lite": vl_version,
+    }
+
+
+def installed_digest(dist: Any) -> str | None:
+    """sha256 (16 hex digits) of a distribution's ``RECORD``: the path and sha256 of every file it installed
+    (None when the installer kept no record)."""
+    record = dist.read_text("RECORD")
+    return hashlib.sha256(record.encode("utf-8")).hexdigest()[:16] if record else None
 
 
 def _built_with() -> dict[str, Any]:
@@ -158,6 +177,33 @@ def _store_entry(cache_dir: Path, name: str, source: dict[str, Any], bundle: str
     # Temporaries of a write that was killed (this entry's lock is held: no other write of it is under way).
     for stale in cache_dir.glob(f".{name}.*.tmp"):
         stale.unlink(missing_ok=True)
+    _remove_old_formats(cache_dir)
     # The bundle first, its record last: a write killed in between leaves a record-less bundle (ignored, rewritten).
     write_bytes_atomic(js_path, data)
     write_bytes_atomic(record_path, json.dumps(record, sort_keys=True).encode("utf-8"))
+
+
+_ENTRY_RECORD = re.compile(r"^(vl-convert-[A-Za-z0-9._-]*-[0-9a-f]{12})\.json$")
+
+
+def _remove_old_formats(cache_dir: Path) -> None:
+    """Remove the entries whose record names an older ``BUNDLE_CACHE_FORMAT``: no run reads them again.
+    Only names this cache writes are touched; an unreadable record is left alone."""
+    for record_path in cache_dir.glob("vl-convert-*.json"):
+        match = _ENTRY_RECORD.match(record_path.name)
+        if match is None:
+            continue
+        try:
+            record = json.loads(record_path.read_bytes())
+        except OSError:
+            continue
+        except (ValueError, UnicodeDecodeError):
+            continue  # a damaged record of the current format is the reader's to report and rewrite
+        source = record.get("source") if isinstance(record, dict) else None
+        fmt = source.get("format") if isinstance(source, dict) else None
+        if isinstance(fmt, int) and not isinstance(fmt, bool) and fmt < BUNDLE_CACHE_FORMAT:
+            for stale in (cache_dir / f"{match.group(1)}.js", record_path):
+                try:
+                    stale.unlink()
+                except OSError:
+                    pass
