@@ -296,17 +296,18 @@ class Lens:
             {"weight": self.weight, "bias": self.bias}, {"format": FORMAT, "kind": self.kind, "form": self.form}
         )
 
-    def save(self, path: str | os.PathLike[str]) -> Path:
+    def save(self, path: str | os.PathLike[str], *, in_cache: bool = False) -> Path:
         """Write the lens directory atomically (all or nothing) and return its path.
 
         The files are written into a new directory next to the target, which is then renamed into
         place; a lens already there is moved aside first and removed only once the new one is in
         place. A symlink is followed (the lens lands where it points; the link stays). An existing
         directory is replaced only when it is empty or holds a lens and nothing else
-        (:func:`lens_destination`): nothing this tool did not write is ever deleted. Write errors
+        (:func:`lens_destination`): nothing this tool did not write is ever deleted (``in_cache``: the
+        user cache's own lens folder, which may replace a damaged ``lens.json`` there). Write errors
         (full disk, read-only file system) are ``LazarusError`` naming the path and the cause.
         """
-        target = lens_destination(path)
+        target = lens_destination(path, in_cache=in_cache)
         shown = os.fspath(path)
         data = self._weights_bytes()
         meta = dict(self.meta)
@@ -434,12 +435,14 @@ def _is_lens_meta(path: Path) -> bool:
     return isinstance(meta, dict) and meta.get("format") == FORMAT
 
 
-def lens_destination(path: str | os.PathLike[str]) -> Path:
+def lens_destination(path: str | os.PathLike[str], *, in_cache: bool = False) -> Path:
     """Where a lens saved to ``path`` lands (symlinks followed), after checking it may go there.
 
     ``path`` must be new, an empty directory or a lens directory holding nothing but the lens files
     (``lens.json``, ``weights.safetensors``); its parent directory must exist. Raises
     ``LazarusError`` otherwise. Needs no model: the command line calls it before any loads.
+    ``in_cache``: a folder of the user cache, where this tool wrote any lens files: a damaged
+    ``lens.json`` there does not stop a new fit from replacing it.
     """
     shown = os.fspath(path)
     if shown == "":
@@ -465,7 +468,7 @@ def lens_destination(path: str | os.PathLike[str]) -> Path:
                 f"{f' and {len(others) - 1} more' if len(others) > 1 else ''}); not overwriting it "
                 "(give a new or empty directory)"
             )
-        if names and not _is_lens_meta(target / META_FILE):
+        if names and not in_cache and not _is_lens_meta(target / META_FILE):
             raise LazarusError(f"{shown} exists and is not a lens directory: not overwriting it")
         for name in names:
             if not stat.S_ISREG(os.lstat(target / name).st_mode):

@@ -61,7 +61,7 @@ def save_in_cache(lens: Lens, target: Path) -> Path:
         target.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise LazarusError(f"cannot write the lens to the user cache {target}: {exc.strerror or exc}") from None
-    return lens.save(target)
+    return lens.save(target, in_cache=True)
 
 
 def _model_hint(loaded: Any) -> str:
