@@ -220,16 +220,28 @@ def _eval(
         with contextlib.suppress(OSError):
             save_logit_fidelity(loaded, result.logit, result.corpus)
     if output:
-        result.save(output)
+        with _written(output, "-o"):
+            result.save(output)
     if html:
         from .render.lens_report import render_lens_eval_html
         from .result import write_text_atomic
 
-        write_text_atomic(html, render_lens_eval_html(result))
+        page = render_lens_eval_html(result)
+        with _written(html, "--html"):
+            write_text_atomic(html, page)
     if not quiet:
         from .render.lens_text import render_eval_text
 
         click.echo(render_eval_text(result), nl=False)
+
+
+@contextlib.contextmanager
+def _written(path: str, option: str) -> Iterator[None]:
+    """A write error (full disk, read-only file system) as one line naming the option, path and cause."""
+    try:
+        yield
+    except OSError as exc:
+        raise LazarusError(f"{option} {path}: cannot write it ({exc.strerror or exc})") from None
 
 
 @lens.command(name="export", context_settings=CONTEXT)

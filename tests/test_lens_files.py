@@ -186,6 +186,22 @@ def test_fit_out_onto_a_full_disk_is_a_clean_error(env: dict[str, Path], small_t
     assert list(small_tmpfs.iterdir()) == []  # the temporary folder is gone
 
 
+def test_eval_outputs_onto_a_full_disk_are_clean_errors(env: dict[str, Path], a_lens: Path, small_tmpfs: Path) -> None:
+    filler = small_tmpfs / "filler"
+    with pytest.raises(OSError), open(filler, "wb") as fh:  # fill the disk: empty files fit, data does not
+        while True:
+            fh.write(b"x" * 4096)
+            fh.flush()
+    for option in ("-o", "--html"):
+        out = small_tmpfs / "eval.out"
+        proc = invoke(
+            "lens", "eval", "-m", str(env["model"]), "--lens", str(a_lens), "--corpus", str(env["corpus"]),
+            option, str(out), "-q", cache=env["cache"],
+        )  # fmt: skip
+        assert_clean_error(proc, f"{option} {out}: cannot write it (No space left on device)")
+        assert sorted(p.name for p in small_tmpfs.iterdir()) == ["filler"]
+
+
 def test_read_only_destinations_fail_before_the_model(env: dict[str, Path], small_tmpfs: Path, tmp_path: Path) -> None:
     (small_tmpfs / "cache").mkdir()
     subprocess.run(["mount", "-o", "remount,ro", str(small_tmpfs)], check=True)
