@@ -10,7 +10,11 @@ document is the held-out split: fitting never sees it, fidelity is measured on i
 
 User files: ``.txt`` (the whole file is one document) or ``.jsonl`` (one ``{"text": ...}`` object
 per line; other keys are ignored). Their token sequences are split by position in the packed
-stream: every 8th sequence is held out.
+stream: every 8th sequence is held out. ``read_corpus_files`` checks them before any model loads
+(regular files, UTF-8 with an optional byte-order mark, no lone surrogates, JSON lines) reading block
+by block; ``tokenize`` streams them again and stops once its token budgets are met, so memory is
+bounded whatever a file's size. Documents longer than ``PIECE_CHARS`` are tokenised in pieces cut
+just before a run of whitespace (where a word-level pre-tokeniser splits anyway).
 
 Documents are tokenised without special tokens and cut into sequences of at most ``SEQ_LEN``
 tokens, each starting with the model's BOS token when its tokenizer adds one. Documents are
