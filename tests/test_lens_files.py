@@ -123,6 +123,7 @@ def test_fit_out_replaces_a_lens_and_fills_an_empty_folder(env: dict[str, Path],
     (old / META_FILE).write_text(json.dumps(meta))  # still a lens folder by its format tag
     empty = tmp_path / "empty"
     empty.mkdir(mode=0o750)
+    inode = empty.stat().st_ino
     for out in (old, empty):
         proc = invoke(
             "lens", "fit", "-m", str(env["model"]), "--corpus", str(env["corpus"]), "--out", str(out), "-q",
@@ -131,7 +132,8 @@ def test_fit_out_replaces_a_lens_and_fills_an_empty_folder(env: dict[str, Path],
         assert proc.returncode == 0, proc.stderr
         assert sorted(p.name for p in out.iterdir()) == [META_FILE, WEIGHTS_FILE]
         assert Lens.load(out).meta["corpus"]["description"] == "files: corpus.txt"
-    assert (empty.stat().st_mode & 0o777) == 0o750  # the user's folder keeps its permissions
+    # The user's empty folder is kept, not replaced: same folder, same permissions.
+    assert empty.stat().st_ino == inode and (empty.stat().st_mode & 0o777) == 0o750
     assert sorted(p.name for p in tmp_path.iterdir()) == ["empty", "old"]
 
 
@@ -178,12 +180,13 @@ def small_tmpfs(tmp_path: Path):
 
 
 def test_fit_out_onto_a_full_disk_is_a_clean_error(env: dict[str, Path], small_tmpfs: Path) -> None:
-    out = small_tmpfs / "lens"
-    proc = invoke(
-        "lens", "fit", "-m", str(env["model"]), "--corpus", str(env["corpus"]), "--out", str(out), cache=env["cache"]
-    )
-    assert_clean_error(proc, f"cannot write the lens to {out}: No space left on device")
-    assert list(small_tmpfs.iterdir()) == []  # the temporary folder is gone
+    for out in (small_tmpfs / "lens", small_tmpfs):  # a new folder, and the (empty) mount point itself
+        proc = invoke(
+            "lens", "fit", "-m", str(env["model"]), "--corpus", str(env["corpus"]), "--out", str(out),
+            cache=env["cache"],
+        )  # fmt: skip
+        assert_clean_error(proc, f"cannot write the lens to {out}: No space left on device")
+        assert list(small_tmpfs.iterdir()) == []  # the temporary folder is gone
 
 
 def test_eval_outputs_onto_a_full_disk_are_clean_errors(env: dict[str, Path], a_lens: Path, small_tmpfs: Path) -> None:

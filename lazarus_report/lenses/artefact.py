@@ -301,7 +301,8 @@ class Lens:
 
         The files are written into a new directory next to the target, which is then renamed into
         place; a lens already there is moved aside first and removed only once the new one is in
-        place. A symlink is followed (the lens lands where it points; the link stays). An existing
+        place. An empty directory is kept: the files are written in a temporary directory inside it
+        and moved out of it, ``lens.json`` last. A symlink is followed (the lens lands where it points; the link stays). An existing
         directory is replaced only when it is empty or holds a lens and nothing else
         (:func:`lens_destination`): nothing this tool did not write is ever deleted (``in_cache``: the
         user cache's own lens folder, which may replace a damaged ``lens.json`` there). Write errors
@@ -327,26 +328,40 @@ class Lens:
             existing = None
         except OSError as exc:
             raise _write_error(shown, exc) from None
-        mode = stat.S_IMODE(existing.st_mode) if existing is not None else 0o777 & ~_umask()
+        # An empty folder of the user's is kept (its permissions, a mount point, a shell's working
+        # directory): the files are written in a temporary folder inside it, then moved out of it,
+        # lens.json last. Otherwise the new lens folder is written next to the target and swapped in.
         try:
-            tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=parent))
+            empty = existing is not None and not os.listdir(target)
+            tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target if empty else parent))
         except OSError as exc:
             raise _write_error(shown, exc) from None
+        from ..result import _sigint_held
+
         aside: Path | None = None  # holds the previous lens (as aside / "lens") during the swap
+        placed: list[Path] = []  # files moved into an empty target
         try:
             (tmp / WEIGHTS_FILE).write_bytes(data)
             (tmp / META_FILE).write_text(meta_text, encoding="utf-8")
-            os.chmod(tmp, mode)
-            if existing is not None:
-                aside = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".old", dir=parent))
-            from ..result import _sigint_held
-
-            with _sigint_held():
-                if aside is not None:
-                    os.replace(target, aside / "lens")
-                os.replace(tmp, target)
+            if empty:
+                with _sigint_held():
+                    for name in (WEIGHTS_FILE, META_FILE):
+                        os.replace(tmp / name, target / name)
+                        placed.append(target / name)
+                tmp.rmdir()
+            else:
+                os.chmod(tmp, stat.S_IMODE(existing.st_mode) if existing is not None else 0o777 & ~_umask())
+                if existing is not None:
+                    aside = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".old", dir=parent))
+                with _sigint_held():
+                    if aside is not None:
+                        os.replace(target, aside / "lens")
+                    os.replace(tmp, target)
         except BaseException as exc:
             _remove_lens_files(tmp)
+            for path_placed in placed:
+                with contextlib.suppress(OSError):
+                    path_placed.unlink()
             if aside is not None:
                 if (aside / "lens").exists() and not os.path.lexists(target):
                     with contextlib.suppress(OSError):
