@@ -61,19 +61,19 @@ def progress_bars(enabled: bool) -> Iterator[Callable[[str, int, int], None] | N
 
 
 def check_lens_out(path: str | None) -> None:
-    """``--out`` must be a new path or an existing lens directory, in a writable directory."""
+    """Before any model work: ``--out`` must be new, an empty directory or a lens directory holding
+    nothing else, in a directory where one can really be created; without ``--out`` the user cache
+    must be writable."""
     if path is None:
-        return
-    target = Path(path)
-    if target.exists() and not (target.is_dir() and ((target / "lens.json").is_file() or not any(target.iterdir()))):
-        raise LazarusError(f"--out {path}: exists and is not a lens directory (not overwriting it)")
-    parent = target.parent if str(target.parent) else Path(".")
-    if not parent.is_dir():
-        raise LazarusError(f"--out {path}: directory {parent} does not exist")
-    import os
+        from .lenses.store import probe_cache
 
-    if not os.access(parent, os.W_OK):
-        raise LazarusError(f"--out {path}: not writable")
+        probe_cache()
+        return
+    from .lenses.artefact import probe_lens_destination
+
+    if path == "":
+        raise LazarusError("--out: the directory name is empty")
+    probe_lens_destination(path)
 
 
 @lens.command(context_settings=CONTEXT)
@@ -125,7 +125,6 @@ def _fit(
 
     text = read_corpus_files(list(corpus))  # every corpus problem before the model loads
     from .lenses.fit import TunedSettings, fit_lens
-    from .lenses.store import cache_path
     from .models.loader import load_model
 
     loaded = load_model(model, adapter=adapter)
@@ -133,14 +132,20 @@ def _fit(
         lens_obj = fit_lens(
             loaded, kind, corpus=text, tokens=tokens, tuned=TunedSettings(steps=steps), progress=progress
         )
-    target = Path(out) if out else cache_path(loaded, kind, lens_obj.meta["model"])
-    if not out:
-        target.parent.mkdir(parents=True, exist_ok=True)
-    lens_obj.save(target)
+    target = _save(lens_obj, out, loaded, kind)
     if not quiet:
         from .render.lens_text import render_fit_summary
 
         click.echo(render_fit_summary(lens_obj.record(), lens_obj.meta, str(target), cached=not out), nl=False)
+
+
+def _save(lens_obj: Any, out: str | None, loaded: Any, kind: str) -> Path:
+    """Save to ``--out`` or, without it, to the user cache (where ``--lens KIND`` finds it)."""
+    if out:
+        return Path(lens_obj.save(out))
+    from .lenses.store import cache_path, save_in_cache
+
+    return save_in_cache(lens_obj, cache_path(loaded, kind, lens_obj.meta["model"]))
 
 
 @lens.command(name="eval", context_settings=CONTEXT)
@@ -215,16 +220,28 @@ def _eval(
         with contextlib.suppress(OSError):
             save_logit_fidelity(loaded, result.logit, result.corpus)
     if output:
-        result.save(output)
+        with _written(output, "-o"):
+            result.save(output)
     if html:
         from .render.lens_report import render_lens_eval_html
         from .result import write_text_atomic
 
-        write_text_atomic(html, render_lens_eval_html(result))
+        page = render_lens_eval_html(result)
+        with _written(html, "--html"):
+            write_text_atomic(html, page)
     if not quiet:
         from .render.lens_text import render_eval_text
 
         click.echo(render_eval_text(result), nl=False)
+
+
+@contextlib.contextmanager
+def _written(path: str, option: str) -> Iterator[None]:
+    """A write error (full disk, read-only file system) as one line naming the option, path and cause."""
+    try:
+        yield
+    except OSError as exc:
+        raise LazarusError(f"{option} {path}: cannot write it ({exc.strerror or exc})") from None
 
 
 @lens.command(name="export", context_settings=CONTEXT)
@@ -255,21 +272,17 @@ def import_(model: str, source: str, out: str | None, quiet: bool) -> None:
 
     def body() -> None:
         check_lens_out(out)
-        if not Path(source).is_dir():
-            raise LazarusError(f"no tuned-lens checkpoint at {source}")
+        from .lenses.tuned_lens_io import import_tuned_lens, read_tuned_lens
+
+        checkpoint = read_tuned_lens(source)  # config, shapes, NaN/Inf: checked before the model loads
         from .lenses.fit import heldout_fidelity
-        from .lenses.store import cache_path
-        from .lenses.tuned_lens_io import import_tuned_lens
         from .models.loader import load_model
 
         loaded = load_model(model)
-        lens_obj = import_tuned_lens(source, loaded)
+        lens_obj = import_tuned_lens(checkpoint, loaded)
         with progress_bars(not quiet and sys.stderr.isatty()) as progress:
             heldout_fidelity(loaded, lens_obj, progress=progress)
-        target = Path(out) if out else cache_path(loaded, "tuned", lens_obj.meta["model"])
-        if not out:
-            target.parent.mkdir(parents=True, exist_ok=True)
-        lens_obj.save(target)
+        target = _save(lens_obj, out, loaded, "tuned")
         if not quiet:
             from .render.lens_text import render_fit_summary
 

@@ -675,3 +675,42 @@ def test_adapter_num_layers_minus_one_and_zero_mean_all_layers(tmp_path):
     (tmp_path / "n31").mkdir()
     adapter = _adapter(tmp_path / "n31", lambda config: config.update(num_layers=31))
     assert_one_line_error(invoke([*ANALYZE, "--adapter", adapter]), 2, "it adapts 31 layers, this model has 30")
+
+
+# issue 24: lens files
+
+
+def _lens24_input(tmp_path: Path, kind: str) -> str:
+    if kind == "surrogate":
+        (tmp_path / "c.jsonl").write_text('{"text": "\\ud800 x"}\n', encoding="utf-8")
+        return str(tmp_path / "c.jsonl")
+    if kind == "folder":
+        (tmp_path / "c.txt").mkdir()
+        return str(tmp_path / "c.txt")
+    if kind == "fifo":
+        os.mkfifo(tmp_path / "c.txt")
+        return str(tmp_path / "c.txt")
+    if kind == "user-folder":
+        (tmp_path / "proj" / "sub").mkdir(parents=True)
+        (tmp_path / "proj" / "lens.json").write_text("{}")
+        (tmp_path / "proj" / "keep.txt").write_text("x")
+        return str(tmp_path / "proj")
+    raise AssertionError(kind)
+
+
+LENS24 = [
+    ("corpus-lone-surrogate", ["--corpus", "{surrogate}"], 'c.jsonl:1: "text" is not valid Unicode text'),
+    ("corpus-folder", ["--corpus", "{folder}"], "is a directory, not a .txt or .jsonl file"),
+    ("corpus-fifo", ["--corpus", "{fifo}"], "is a FIFO (named pipe), not a file"),
+    ("out-user-folder", ["--out", "{user-folder}"], "is not a lens directory: it holds other files"),
+]
+
+
+@pytest.mark.parametrize("row", LENS24, ids=[r[0] for r in LENS24])
+def test_lens_fit_input_refused_before_any_model_work(row, tmp_path, no_model_load):
+    _, args, fragment = row
+    args = [_lens24_input(tmp_path, a[1:-1]) if a.startswith("{") else a for a in args]
+    before = sorted(str(p) for p in tmp_path.rglob("*"))
+    result = invoke(["lens", "fit", "-m", "smollm2-135m-instruct", *args], env={"LAZARUS_CACHE_DIR": str(tmp_path)})
+    assert_one_line_error(result, 2, fragment)
+    assert sorted(str(p) for p in tmp_path.rglob("*")) == before  # nothing written, nothing deleted

@@ -497,3 +497,63 @@ def test_orphaned_tokenizer_entries_are_removed(kquant, tmp_path):
             "notes.meta.json",
         ]
     )
+
+
+# issue 24: lens files
+
+
+@pytest.fixture(scope="module")
+def lens_model(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    import random
+
+    from test_lens_math import WORDS
+    from tiny_models import build_tiny_model
+
+    root = tmp_path_factory.mktemp("lens-cache-faults")
+    build_tiny_model("llama", root / "model", seed=0)
+    rng = random.Random(0)
+    (root / "corpus.txt").write_text(" ".join(rng.choice(WORDS) for _ in range(4000)), encoding="utf-8")
+    return {"model": root / "model", "corpus": root / "corpus.txt"}
+
+
+def _fit_into_cache(lens_model: dict[str, Path], cache: Path):
+    from test_lens_cli import invoke
+
+    args = ["lens", "fit", "-m", str(lens_model["model"]), "--corpus", str(lens_model["corpus"]), "-q"]
+    return invoke(*args, cache=cache)
+
+
+def test_a_damaged_cached_lens_is_replaced_but_foreign_files_never_deleted(lens_model, tmp_path):
+    from test_lens_cli import assert_clean_error
+
+    from lazarus_report.lenses.artefact import Lens
+
+    cache = tmp_path / "cache"
+    assert _fit_into_cache(lens_model, cache).returncode == 0
+    (entry,) = cache.glob("lenses/*/linear")
+    (entry / "lens.json").write_text("{not json")  # damaged: the next fit rebuilds it
+    proc = _fit_into_cache(lens_model, cache)
+    assert proc.returncode == 0, proc.stderr
+    Lens.load(entry)
+    (entry / "mine.txt").write_text("not the tool's")  # something the tool did not write: refused
+    proc = _fit_into_cache(lens_model, cache)
+    assert_clean_error(proc, "holds other files ('mine.txt')")
+    assert (entry / "mine.txt").read_text() == "not the tool's"
+    assert sorted(p.name for p in entry.parent.iterdir()) == ["linear"]  # no temporary left
+
+
+def test_lens_cache_on_a_full_disk_is_a_clean_error(lens_model, tmp_path):
+    from test_lens_cli import assert_clean_error
+
+    mnt = tmp_path / "mnt"
+    mnt.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=16k", "tmpfs", str(mnt)], capture_output=True).returncode:
+        pytest.skip("cannot mount a tmpfs here (needs root with mount rights)")
+    try:
+        proc = _fit_into_cache(lens_model, mnt / "cache")
+        assert_clean_error(proc, "No space left on device")
+        assert "cannot write the lens to" in proc.stderr and str(mnt / "cache" / "lenses") in proc.stderr
+        leftovers = [p for p in (mnt / "cache").rglob("*") if p.is_file() or p.name.startswith(".")]
+        assert leftovers == []
+    finally:
+        subprocess.run(["umount", str(mnt)], check=False)

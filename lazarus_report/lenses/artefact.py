@@ -32,10 +32,11 @@ allows it and returns a note for the report.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
-import shutil
+import stat
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -295,17 +296,20 @@ class Lens:
             {"weight": self.weight, "bias": self.bias}, {"format": FORMAT, "kind": self.kind, "form": self.form}
         )
 
-    def save(self, path: str | os.PathLike[str]) -> Path:
-        """Write the lens directory atomically (all or nothing). Returns its path."""
-        target = Path(path)
-        if target.exists() and not (target.is_dir() and (target / META_FILE).is_file()):
-            if target.is_dir() and not any(target.iterdir()):
-                target.rmdir()
-            else:
-                raise LazarusError(f"{target} exists and is not a lens directory: not overwriting it")
-        parent = target.parent if str(target.parent) else Path(".")
-        if not parent.is_dir():
-            raise LazarusError(f"cannot write the lens: directory {parent} does not exist")
+    def save(self, path: str | os.PathLike[str], *, in_cache: bool = False) -> Path:
+        """Write the lens directory atomically (all or nothing) and return its path.
+
+        The files are written into a new directory next to the target, which is then renamed into
+        place; a lens already there is moved aside first and removed only once the new one is in
+        place. An empty directory is kept: the files are written in a temporary directory inside it
+        and moved out of it, ``lens.json`` last. A symlink is followed (the lens lands where it points; the link stays). An existing
+        directory is replaced only when it is empty or holds a lens and nothing else
+        (:func:`lens_destination`): nothing this tool did not write is ever deleted (``in_cache``: the
+        user cache's own lens folder, which may replace a damaged ``lens.json`` there). Write errors
+        (full disk, read-only file system) are ``LazarusError`` naming the path and the cause.
+        """
+        target = lens_destination(path, in_cache=in_cache)
+        shown = os.fspath(path)
         data = self._weights_bytes()
         meta = dict(self.meta)
         meta.update(
@@ -316,24 +320,61 @@ class Lens:
             weights_file=WEIGHTS_FILE,
             weights_sha256=_sha256(data),
         )
-        tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=parent))
-        old = None
+        meta_text = json.dumps(meta, indent=1, allow_nan=False) + "\n"
+        parent = target.parent
+        try:
+            existing = os.stat(target)
+        except FileNotFoundError:
+            existing = None
+        except OSError as exc:
+            raise _write_error(shown, exc) from None
+        # An empty folder of the user's is kept (its permissions, a mount point, a shell's working
+        # directory): the files are written in a temporary folder inside it, then moved out of it,
+        # lens.json last. Otherwise the new lens folder is written next to the target and swapped in.
+        try:
+            empty = existing is not None and not os.listdir(target)
+            tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target if empty else parent))
+        except OSError as exc:
+            raise _write_error(shown, exc) from None
+        from ..result import _sigint_held
+
+        aside: Path | None = None  # holds the previous lens (as aside / "lens") during the swap
+        placed: list[Path] = []  # files moved into an empty target
         try:
             (tmp / WEIGHTS_FILE).write_bytes(data)
-            (tmp / META_FILE).write_text(json.dumps(meta, indent=1, allow_nan=False) + "\n", encoding="utf-8")
-            os.chmod(tmp, 0o777 & ~_umask())
-            if target.exists():
-                old = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".old", dir=parent))
-                os.replace(target, old / "lens")
-            os.replace(tmp, target)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            if old is not None and (old / "lens").exists() and not target.exists():
-                os.replace(old / "lens", target)
+            (tmp / META_FILE).write_text(meta_text, encoding="utf-8")
+            if empty:
+                with _sigint_held():
+                    for name in (WEIGHTS_FILE, META_FILE):
+                        os.replace(tmp / name, target / name)
+                        placed.append(target / name)
+                tmp.rmdir()
+            else:
+                os.chmod(tmp, stat.S_IMODE(existing.st_mode) if existing is not None else 0o777 & ~_umask())
+                if existing is not None:
+                    aside = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".old", dir=parent))
+                with _sigint_held():
+                    if aside is not None:
+                        os.replace(target, aside / "lens")
+                    os.replace(tmp, target)
+        except BaseException as exc:
+            _remove_lens_files(tmp)
+            for path_placed in placed:
+                with contextlib.suppress(OSError):
+                    path_placed.unlink()
+            if aside is not None:
+                if (aside / "lens").exists() and not os.path.lexists(target):
+                    with contextlib.suppress(OSError):
+                        os.replace(aside / "lens", target)
+                with contextlib.suppress(OSError):
+                    aside.rmdir()  # only when the previous lens went back (else it stays, never lost)
+            if isinstance(exc, OSError):
+                raise _write_error(shown, exc) from None
             raise
-        finally:
-            if old is not None:
-                shutil.rmtree(old, ignore_errors=True)
+        if aside is not None:
+            _remove_lens_files(aside / "lens")
+            with contextlib.suppress(OSError):
+                aside.rmdir()
         self.meta = meta
         return target
 
@@ -392,3 +433,95 @@ def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
     return mask
+
+
+LENS_FILES = (META_FILE, WEIGHTS_FILE)
+_MAX_META_BYTES = 64 * 1024 * 1024
+
+
+def _is_lens_meta(path: Path) -> bool:
+    """``path`` is a regular file holding a lazarus-report lens's metadata (the format tag checked)."""
+    try:
+        st = os.lstat(path)
+        if not stat.S_ISREG(st.st_mode) or st.st_size > _MAX_META_BYTES:
+            return False
+        meta = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError):
+        return False
+    return isinstance(meta, dict) and meta.get("format") == FORMAT
+
+
+def lens_destination(path: str | os.PathLike[str], *, in_cache: bool = False) -> Path:
+    """Where a lens saved to ``path`` lands (symlinks followed), after checking it may go there.
+
+    ``path`` must be new, an empty directory or a lens directory holding nothing but the lens files
+    (``lens.json``, ``weights.safetensors``); its parent directory must exist. Raises
+    ``LazarusError`` otherwise. Needs no model: the command line calls it before any loads.
+    ``in_cache``: a folder of the user cache, where this tool wrote any lens files: a damaged
+    ``lens.json`` there does not stop a new fit from replacing it.
+    """
+    shown = os.fspath(path)
+    if shown == "":
+        raise LazarusError("the lens directory name is empty")
+    target = Path(os.path.realpath(shown))
+    try:
+        st = os.stat(target)
+    except FileNotFoundError:
+        st = None
+    except OSError as exc:
+        raise LazarusError(f"{shown}: cannot use it as a lens directory ({exc.strerror or exc})") from None
+    if st is not None:
+        if not stat.S_ISDIR(st.st_mode):
+            raise LazarusError(f"{shown} exists and is not a lens directory: not overwriting it")
+        try:
+            names = sorted(os.listdir(target))
+        except OSError as exc:
+            raise LazarusError(f"{shown}: cannot list the directory ({exc.strerror or exc})") from None
+        others = [n for n in names if n not in LENS_FILES]
+        if others:
+            raise LazarusError(
+                f"{shown} is not a lens directory: it holds other files ({others[0]!r}"
+                f"{f' and {len(others) - 1} more' if len(others) > 1 else ''}); not overwriting it "
+                "(give a new or empty directory)"
+            )
+        if names and not in_cache and not _is_lens_meta(target / META_FILE):
+            raise LazarusError(f"{shown} exists and is not a lens directory: not overwriting it")
+        for name in names:
+            if not stat.S_ISREG(os.lstat(target / name).st_mode):
+                raise LazarusError(f"{shown}/{name} is not a regular file: not overwriting {shown}")
+    parent = target.parent
+    if not parent.is_dir():
+        raise LazarusError(f"cannot write the lens {shown}: directory {parent} does not exist")
+    return target
+
+
+def probe_lens_destination(path: str | os.PathLike[str]) -> Path:
+    """:func:`lens_destination`, then a directory really created (and removed) next to it, so an
+    unwritable place fails before any model work (``os.access`` says yes on read-only mounts as root)."""
+    target = lens_destination(path)
+    probe_directory(target.parent, os.fspath(path))
+    return target
+
+
+def probe_directory(directory: Path, shown: str) -> None:
+    """Raise ``LazarusError`` naming ``shown`` unless a directory can be created in ``directory``."""
+    try:
+        tmp = tempfile.mkdtemp(prefix=".lazarus-probe.", suffix=".tmp", dir=directory)
+    except OSError as exc:
+        raise _write_error(shown, exc) from None
+    with contextlib.suppress(OSError):
+        os.rmdir(tmp)
+
+
+def _write_error(shown: str, exc: OSError) -> LazarusError:
+    return LazarusError(f"cannot write the lens to {shown}: {exc.strerror or exc}")
+
+
+def _remove_lens_files(directory: Path) -> None:
+    """Remove the lens files this tool wrote in ``directory``, then the directory if that empties it.
+    Anything else in it (which this tool did not write) stays, and so does the directory."""
+    for name in LENS_FILES:
+        with contextlib.suppress(FileNotFoundError, NotADirectoryError):
+            (directory / name).unlink()
+    with contextlib.suppress(OSError):
+        directory.rmdir()

@@ -121,9 +121,9 @@ def evaluate(
 
     t0 = time.perf_counter()
     note = lens.check_compatible(loaded)
-    seqs: TokenSequences = tokenize(corpus, loaded.tokenizer)
     if tokens is None:
         tokens = heldout_positions(loaded.info.num_layers, loaded.info.vocab_size)
+    seqs: TokenSequences = tokenize(corpus, loaded.tokenizer, fit_tokens=0, heldout_tokens=tokens)
     held = take_tokens(seqs.heldout, tokens)
     n = TokenSequences.positions(held)
     if n == 0:

@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import LazarusError
+from ..result import LensFidelity
 from .artefact import Lens, model_fingerprint
 from .collect import States, collect_states
 from .corpus import Corpus, TokenSequences, default_corpus, take_tokens, tokenize
@@ -278,7 +279,10 @@ def fit_lens(
     else:  # a ModelAnalyzer
         loaded = model.loaded
     hdim = int(loaded.info.hidden_size)
-    seqs = tokenize(corpus, loaded.tokenizer)
+    if heldout_tokens is None:
+        heldout_tokens = heldout_positions(loaded.info.num_layers, loaded.info.vocab_size)
+    # Only what the budgets need is read and tokenised (a huge corpus costs no more than a small one).
+    seqs = tokenize(corpus, loaded.tokenizer, fit_tokens=tokens, heldout_tokens=heldout_tokens)
     fit_seqs = take_tokens(seqs.fit, tokens)
     n_fit = TokenSequences.positions(fit_seqs)
     need = min_fit_tokens(hdim)
@@ -287,8 +291,6 @@ def fit_lens(
             f"the corpus has {n_fit} tokens to fit on; a lens for this model (hidden size {hdim}) needs at "
             f"least {need}: give a larger --corpus (about {need * 9 // 8 + 1} tokens with the held-out split)"
         )
-    if heldout_tokens is None:
-        heldout_tokens = heldout_positions(loaded.info.num_layers, loaded.info.vocab_size)
     held = take_tokens(seqs.heldout, heldout_tokens)
     if TokenSequences.positions(held) == 0:
         raise LazarusError("the corpus has no held-out text to measure the lens on: give a larger --corpus")
@@ -342,21 +344,25 @@ def heldout_fidelity(
     corpus = corpus or default_corpus()
     if tokens is None:
         tokens = heldout_positions(loaded.info.num_layers, loaded.info.vocab_size)
-    held = take_tokens(tokenize(corpus, loaded.tokenizer).heldout, tokens)
+    held = take_tokens(tokenize(corpus, loaded.tokenizer, fit_tokens=0, heldout_tokens=tokens).heldout, tokens)
     states = collect_states(loaded, held, _stage(progress, "collect", TokenSequences.positions(held)))
-    (fidelity,) = measure_fidelity(loaded, states, lens, progress)
+    logit_fidelity, fidelity = measure_fidelity(loaded, states, lens, progress)
     lens.meta["fidelity"] = [f.__dict__ for f in fidelity]
+    lens.meta["logit_fidelity"] = [f.__dict__ for f in logit_fidelity]
     lens.meta["heldout_tokens"] = states.num_positions
     lens.meta["heldout_corpus"] = corpus.as_json()
 
 
-def measure_fidelity(loaded: Any, states: States, lens: Lens, progress: Progress | None) -> list[Any]:
+def measure_fidelity(
+    loaded: Any, states: States, lens: Lens, progress: Progress | None
+) -> tuple[list[LensFidelity], list[LensFidelity]]:
     """[the logit lens's fidelity, ``lens``'s fidelity] on ``states`` (the same positions)."""
     from .eval import measure
 
     n_layers = states.hidden.shape[0]
     total = states.num_positions * (n_layers - 1)
-    return measure(loaded, states, [Lens.logit(), lens], progress=_stage(progress, "measure", total))
+    logit, fidelity = measure(loaded, states, [Lens.logit(), lens], progress=_stage(progress, "measure", total))
+    return logit, fidelity
 
 
 def _version() -> str:

@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from pathlib import Path
 from typing import Any
 
 from ..errors import LazarusError
 from ..result import LensFidelity, write_text_atomic
-from .artefact import KINDS, Lens, model_fingerprint
+from .artefact import KINDS, Lens, model_fingerprint, probe_directory
 
 LOGIT_EVAL_FILE = "logit-eval.json"
 
@@ -39,6 +40,28 @@ def cache_path(loaded: Any, kind: str, fingerprint: dict[str, Any] | None = None
     """Where ``lazarus lens fit`` puts a ``kind`` lens for ``loaded`` when no --out is given."""
     fp = fingerprint or model_fingerprint(loaded)
     return lenses_root() / model_key(fp) / kind
+
+
+def probe_cache() -> None:
+    """Fail (``LazarusError`` naming the cache and the cause) unless lenses can be saved in the user
+    cache: a directory is really created (and removed) in the nearest existing folder on the way to
+    ``<cache root>/lenses``; nothing is left behind. Called before any model loads."""
+    root = lenses_root()
+    place = root
+    while not os.path.lexists(place) and place.parent != place:
+        place = place.parent
+    if not place.is_dir():
+        raise LazarusError(f"cannot write the lens to the user cache {root}: {place} is not a directory")
+    probe_directory(place, f"the user cache {root}")
+
+
+def save_in_cache(lens: Lens, target: Path) -> Path:
+    """Save ``lens`` at ``target`` (a ``cache_path``), creating the cache folders first."""
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise LazarusError(f"cannot write the lens to the user cache {target}: {exc.strerror or exc}") from None
+    return lens.save(target, in_cache=True)
 
 
 def _model_hint(loaded: Any) -> str:
