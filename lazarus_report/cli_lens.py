@@ -241,7 +241,8 @@ def _written(path: str, option: str) -> Iterator[None]:
     try:
         yield
     except OSError as exc:
-        raise LazarusError(f"{option} {path}: cannot write it ({exc.strerror or exc})") from None
+        cause = getattr(exc, "cause", "") or exc.strerror or exc
+        raise LazarusError(f"{option} {path}: cannot write it ({cause})") from None
 
 
 @lens.command(name="export", context_settings=CONTEXT)

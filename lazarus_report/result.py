@@ -1065,7 +1065,9 @@ def write_files_atomic(files: Mapping[str | os.PathLike[str], bytes]) -> None:
 
 class OutputWriteError(LazarusError, OSError):
     """An output file that could not be written (a full disk, a read-only mount ...): nothing was written.
-    Also an ``OSError``, for callers that catch those."""
+    Also an ``OSError``, for callers that catch those. ``cause``: the system's reason alone."""
+
+    cause: str = ""
 
 
 @contextlib.contextmanager
@@ -1074,7 +1076,9 @@ def _naming(path: str | os.PathLike[str]) -> Iterator[None]:
     try:
         yield
     except OSError as exc:
-        raise OutputWriteError(f"cannot write {os.fspath(path)}: {exc.strerror or exc}") from None
+        error = OutputWriteError(f"cannot write {os.fspath(path)}: {exc.strerror or exc}")
+        error.cause = exc.strerror or str(exc)  # for callers that name the path their own way
+        raise error from None
 
 
 @contextlib.contextmanager
