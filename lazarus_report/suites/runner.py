@@ -247,10 +247,10 @@ def _outcomes(
     passes: list[int],
 ) -> Generator[tuple[int, LensRun | LazarusError], None, None]:
     """Each pending case's run on ``side`` (or its error): batched (``batched.analyze_many``), or one case
-    per forward pass. ``passes[-1]`` counts this side's forward passes."""
+    per forward pass. ``passes[side.number - 1]`` counts this side's forward passes (over every round)."""
 
     def count(_: int = 1) -> None:
-        passes[-1] += 1
+        passes[side.number - 1] += 1
 
     if one_by_one:
         for i in pending:
