@@ -55,7 +55,8 @@ MEASURE = """() => {
 def _render(out: Path) -> dict[str, Path]:
     from lazarus_report.render.html import render_html
     from lazarus_report.render.lens_report import render_lens_eval_html
-    from lazarus_report.result import LensEvalResult, load_any_result
+    from lazarus_report.results.lens_eval import LensEvalResult
+    from lazarus_report.results.loading import load_any_result
 
     files = {}
     for path in sorted((ROOT / "sample_reports").glob("*.json")):

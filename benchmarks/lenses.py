@@ -23,13 +23,13 @@ import tempfile
 import time
 from pathlib import Path
 
-LAZARUS = [sys.executable, "-m", "lazarus_report.cli"]
+LAZARUS = [sys.executable, "-m", "lazarus_report.cli.main"]
 
 
 def _summary(rows: list[dict]) -> tuple[float, float, int]:
     """(mean KL, middle layer's top-1 agreement, middle layer), as every lens view reports them."""
     from lazarus_report.render.lens_view import fidelity_summary
-    from lazarus_report.result import LensFidelity
+    from lazarus_report.results.provenance import LensFidelity
 
     s = fidelity_summary([LensFidelity(**r) for r in rows])
     return s["mean_kl"], s["mid_top1"], int(s["mid_layer"])

@@ -42,7 +42,7 @@ def fmt(s: float) -> str:
 
 
 def environment() -> list[str]:
-    from lazarus_report.blas import preload_blas
+    from lazarus_report.core.runtime import preload_blas
 
     blas = preload_blas()
     from importlib import metadata
@@ -83,8 +83,10 @@ def _has(dist: str) -> bool:
 def bench_last_position(analyzer, reps: int) -> tuple[list[str], dict]:
     """The engine's whole last-position job (all layers, top-5, one tracked token, no grid)
     against the model's own forward pass."""
-    from lazarus_report import engine, lens
-    from lazarus_report.api import AnalysisConfig, LayerStrategy
+    from lazarus_report.core.config import AnalysisConfig, LayerStrategy
+    from lazarus_report.engine import run as engine
+    from lazarus_report.engine.prompt import PreparedPrompt
+    from lazarus_report.lens import readout as lens
 
     mx = lens.mx
     parts = analyzer.loaded.parts
@@ -106,7 +108,7 @@ def bench_last_position(analyzer, reps: int) -> tuple[list[str], dict]:
             mx.eval(parts.head(h[:, -1]))
 
         def lens_all():
-            engine.analyze(analyzer.loaded, "", config, prepared=engine.PreparedPrompt("", False, ids_of(n)))
+            engine.analyze(analyzer.loaded, "", config, prepared=PreparedPrompt("", False, ids_of(n)))
 
         for f in (forward, backbone_head, lens_all):
             f()  # warm-up
@@ -162,7 +164,8 @@ class Reference:
 
 
 def bench_grid(analyzer, reps: int) -> tuple[list[str], dict]:
-    from lazarus_report import lens
+    from lazarus_report.lens import readout as lens
+    from lazarus_report.models.hooks import capture_hidden
 
     parts = analyzer.loaded.parts
     n_layers = len(parts.layers)
@@ -180,7 +183,7 @@ def bench_grid(analyzer, reps: int) -> tuple[list[str], dict]:
         for n in (64, 256):
 
             def ours():
-                sink = lens.capture_hidden(parts, ids_of(n), layers)
+                sink = capture_hidden(parts, ids_of(n), layers)
                 lens.position_grid(parts, [sink[i][0] for i in layers], sink[n_layers - 1][0], top_k=5)
 
             ours()
@@ -204,8 +207,11 @@ def bench_grid(analyzer, reps: int) -> tuple[list[str], dict]:
 def memory_probe(n: int, max_memory: str | None = None, grid: bool = True, layer_step: int | None = None) -> dict:
     """Runs in a fresh process. Peak RSS of the load phase and, separately, of the lens phase
     (the kernel's peak-RSS mark is reset between them through /proc/self/clear_refs)."""
-    from lazarus_report import engine, lens
-    from lazarus_report.api import AnalysisConfig, LayerStrategy, ModelAnalyzer
+    from lazarus_report.commands.analyzer import ModelAnalyzer
+    from lazarus_report.core.config import AnalysisConfig, LayerStrategy
+    from lazarus_report.engine import run as engine
+    from lazarus_report.engine.prompt import PreparedPrompt
+    from lazarus_report.lens import readout as lens
 
     mx = lens.mx
     before = _rss_now()
@@ -221,7 +227,7 @@ def memory_probe(n: int, max_memory: str | None = None, grid: bool = True, layer
     strategy = LayerStrategy.EVENLY_SPACED if layer_step else LayerStrategy.ALL
     config = AnalysisConfig(layer_strategy=strategy, layer_step=layer_step or 4, top_k=5, compute_grid=grid)
     start = time.perf_counter()
-    engine.analyze(analyzer.loaded, "", config, prepared=engine.PreparedPrompt("", False, ids_of(n)))
+    engine.analyze(analyzer.loaded, "", config, prepared=PreparedPrompt("", False, ids_of(n)))
     return {
         "lens_seconds": time.perf_counter() - start,
         "execution": analyzer.info.execution,
@@ -514,9 +520,9 @@ def suite_reference(suite_file: str, models: list[str], adapters: list[str | Non
     """The engine alone, in this process: each model loaded once, then what a standalone ``compare``
     does per prompt after loading (each side's lens run, then the comparison), timed case by case.
     No suite machinery: no spilling, checks, reports or files."""
-    from lazarus_report.api import each_model
-    from lazarus_report.compare import compare_models_from_runs
-    from lazarus_report.suites.runner import case_config
+    from lazarus_report.commands.analyzer import each_model
+    from lazarus_report.commands.suite import case_config
+    from lazarus_report.compare.layers import compare_models_from_runs
     from lazarus_report.suites.spec import load_suite
 
     spec = load_suite(suite_file)
@@ -824,8 +830,8 @@ CHART_SAMPLES = [
 def bench_charts(reps: int) -> tuple[list[str], dict]:
     """``render_html`` of the committed sample results in one warm process (the Vega bundle and the first
     vl-convert call are outside the timing): what the charts and the page cost without any model work."""
-    from lazarus_report.render.files import load_result_file
     from lazarus_report.render.html import render_html
+    from lazarus_report.render.packing import load_result_file
 
     rows = [
         "| sample | HTML render, median | HTML bytes | static HTML render | static bytes |",
@@ -859,8 +865,8 @@ LAUNCH_MODULE = "import sys; from mlx._distributed_utils.launch import main; sys
 def rank_probe(cli_args: list[str]) -> None:
     """Runs as each rank (or as the one process): the CLI in-process, then one stderr line with this
     process's rank, peak RSS (VmHWM) and CPU seconds (user + system)."""
-    from lazarus_report.cli import main as cli_main
-    from lazarus_report.distributed import launch_rank
+    from lazarus_report.cli.main import main as cli_main
+    from lazarus_report.models.distributed import launch_rank
 
     try:
         cli_main(cli_args, standalone_mode=False)
@@ -886,7 +892,7 @@ def bench_distributed(reps: int) -> tuple[list[str], dict]:
     import socket
     import tempfile
 
-    from lazarus_report.api import ModelAnalyzer
+    from lazarus_report.commands.analyzer import ModelAnalyzer
     from lazarus_report.models.loader import weight_bytes
 
     tmp = Path(tempfile.mkdtemp())
@@ -1045,7 +1051,7 @@ def main() -> None:
         print("\n".join(bench_batched(max(1, args.reps // 2))[0]))
         return
 
-    from lazarus_report.api import ModelAnalyzer
+    from lazarus_report.commands.analyzer import ModelAnalyzer
 
     sections = [
         "# Benchmarks",

@@ -14,15 +14,15 @@ __version__ = "0.1.0"  # the distribution's version (pyproject.toml reads it fro
 
 def __getattr__(name: str) -> Any:
     if name in ("ModelAnalyzer", "AnalysisConfig", "LayerStrategy"):
-        from . import api
+        from .commands import analyzer as api
 
         return getattr(api, name)
     if name == "AnalysisResult":
-        from .result import AnalysisResult
+        from .results.analysis import AnalysisResult
 
         return AnalysisResult
     if name == "Lens":
-        from .lenses.artefact import Lens
+        from .lens.learned.artefact import Lens
 
         return Lens
     raise AttributeError(name)

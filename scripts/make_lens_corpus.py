@@ -3,7 +3,7 @@
 Self-distillation (the tuned-lens authors' suggestion for a corpus that matches the model): every
 seed prompt below goes through the model's chat template, and the model samples an answer
 (temperature 0.8, top-p 0.95, fixed seed, batched with mlx-lm's ``batch_generate``). The output,
-``lazarus_report/lenses/data/default_corpus.jsonl.gz``, holds one ``{"text", "prompt", "split"}``
+``lazarus_report/lens/learned/data/default_corpus.jsonl.gz``, holds one ``{"text", "prompt", "split"}``
 object per document; every 8th document is the held-out split that fitting never sees.
 
 The text is the model's output (SmolLM2 is Apache-2.0); the seed prompts are written for this

@@ -12,11 +12,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from lazarus_report.api import AnalysisConfig, LayerStrategy, ModelAnalyzer, compare_models
+from lazarus_report.commands.analyzer import ModelAnalyzer
+from lazarus_report.commands.compare import compare_models
+from lazarus_report.commands.suite import run_suite
+from lazarus_report.core.config import AnalysisConfig, LayerStrategy
+from lazarus_report.core.files import write_text_atomic
 from lazarus_report.render import write_report_files
-from lazarus_report.result import write_text_atomic
-from lazarus_report.suites.junit import render_junit
-from lazarus_report.suites.runner import run_suite
+from lazarus_report.render.junit import render_junit
 from lazarus_report.suites.spec import load_suite
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -83,8 +85,8 @@ def write(name: str, obj) -> None:
 
 def tuned_lens(analyzer: ModelAnalyzer) -> None:
     """Fit SmolLM2's tuned lens into TUNED unless it is there, and write its evaluation sample."""
-    from lazarus_report.lenses import Lens, evaluate
-    from lazarus_report.lenses.corpus import default_corpus
+    from lazarus_report.lens.learned import Lens, evaluate
+    from lazarus_report.lens.learned.corpus import default_corpus
     from lazarus_report.render.lens_report import render_lens_eval_html
     from lazarus_report.render.lens_text import render_eval_text
 

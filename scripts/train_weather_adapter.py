@@ -569,7 +569,8 @@ def loss_svg(series: dict[str, Sequence[tuple[int, float]]], title: str) -> str:
 
 def measure(adapter_dir: Path | None) -> dict[str, Any]:
     """What the analyzer reports for the README prompts, loading the model (and adapter) from disk."""
-    from lazarus_report.api import AnalysisConfig, LayerStrategy, ModelAnalyzer
+    from lazarus_report.commands.analyzer import ModelAnalyzer
+    from lazarus_report.core.config import AnalysisConfig, LayerStrategy
 
     out: dict[str, Any] = {}
     with ModelAnalyzer.load(MODEL_ID, adapter=str(adapter_dir) if adapter_dir else None) as analyzer:

@@ -18,7 +18,7 @@ os.environ["HF_HUB_OFFLINE"] = "1"  # no test may reach the network
 os.environ["TRANSFORMERS_OFFLINE"] = "1"
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-from lazarus_report.blas import preload_blas
+from lazarus_report.core.runtime import preload_blas
 
 preload_blas()
 

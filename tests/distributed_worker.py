@@ -12,9 +12,10 @@ import json
 import sys
 from pathlib import Path
 
-from lazarus_report import distributed
-from lazarus_report.api import AnalysisConfig, LayerStrategy, ModelAnalyzer
-from lazarus_report.errors import LazarusError
+from lazarus_report.commands.analyzer import ModelAnalyzer
+from lazarus_report.core.config import AnalysisConfig, LayerStrategy
+from lazarus_report.core.errors import LazarusError
+from lazarus_report.models import distributed
 
 
 def main() -> None:

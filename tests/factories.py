@@ -11,17 +11,16 @@ from __future__ import annotations
 import math
 import random
 
-from lazarus_report.result import (
+from lazarus_report.results.analysis import (
     AnalysisConfigRecord,
     AnalysisResult,
     LayerPrediction,
-    ModelInfo,
     PositionGrid,
     TokenEvolution,
-    TokenProb,
     TrackedAtLayer,
     TrackedToken,
 )
+from lazarus_report.results.provenance import ModelInfo, TokenProb
 
 CHATML_TOKENS = [
     "<|im_start|>", "system", "\n", "You", " are", " a", " helpful", " AI", " assistant", " named",
@@ -346,7 +345,7 @@ def make_comparison(kind: str = "same_tokenizer"):
     """
     import dataclasses
 
-    from lazarus_report.compare import compare_results
+    from lazarus_report.compare.layers import compare_results
 
     if kind == "hostile":
         r1 = make_hostile_result()
@@ -488,7 +487,7 @@ def make_suite(
     into case ids, prompts, tokens, check texts, labels and the suite name; ``tuned_layers`` gives the
     tuned model another depth (layers are then matched by relative depth). One model: the tuned runs.
     """
-    from lazarus_report.result import SuiteCase, SuiteResult
+    from lazarus_report.results.suite import SuiteCase, SuiteResult
 
     labels = ["smollm2-135m-instruct", "smollm2-135m-instruct + adapters/weather"][: 2 if two_models else 1]
     if hostile:
@@ -569,7 +568,7 @@ class _SuiteCaseSpec:
         return _engine_rounded(base), _engine_rounded(tuned)
 
     def comparison(self, base, tuned, labels):
-        from lazarus_report.compare import compare_results
+        from lazarus_report.compare.layers import compare_results
 
         log_probs = [
             _synthetic_log_probs(base, seed=self.i, shift=0.0),
@@ -588,7 +587,7 @@ class _SuiteCaseSpec:
         )
 
     def checks(self, base, tuned):
-        from lazarus_report.result import CheckOutcome
+        from lazarus_report.results.suite import CheckOutcome
 
         case_id, side, target, line = self.case_id, self.side, self.target, self.line
         top = tuned.final_top_token
@@ -658,7 +657,8 @@ class _SuiteCaseSpec:
 
 def _engine_rounded(result):
     """``result`` with its floats at the 8 significant digits the engine keeps (``result.rounded``)."""
-    from lazarus_report.result import AnalysisResult, rounded
+    from lazarus_report.results.analysis import AnalysisResult
+    from lazarus_report.results.codec import rounded
 
     def walk(x):
         if isinstance(x, float):
@@ -676,7 +676,7 @@ def _engine_rounded(result):
 
 
 def _hostile_lens_record(num_layers: int, *, kind: str = "tuned"):
-    from lazarus_report.result import LensFidelity, LensRecord
+    from lazarus_report.results.provenance import LensFidelity, LensRecord
 
     fidelity = [LensFidelity(i, 3.0 if i < num_layers // 2 else 0.5, 0.25, 4.0) for i in range(num_layers - 1)]
     logit = [LensFidelity(i, 12.0 if i < num_layers - 2 else 1.0, 0.05, 7.0) for i in range(num_layers - 1)]
@@ -698,7 +698,7 @@ def make_hostile_lens_result() -> AnalysisResult:
     """The hostile analysis read through a (hostile-named) tuned lens, with the logit reading kept beside it."""
     import dataclasses
 
-    from lazarus_report.result import LogitView
+    from lazarus_report.results.analysis import LogitView
 
     result = make_hostile_result()
     record = _hostile_lens_record(result.model.num_layers)
@@ -708,7 +708,7 @@ def make_hostile_lens_result() -> AnalysisResult:
 
 def make_lens_eval(hostile: bool = False):
     """A ``lazarus lens eval`` result (the logit lens and a tuned lens side by side)."""
-    from lazarus_report.result import LensEvalResult
+    from lazarus_report.results.lens_eval import LensEvalResult
 
     result = make_hostile_result() if hostile else make_result()
     record = _hostile_lens_record(result.model.num_layers)

@@ -15,8 +15,10 @@ from pathlib import Path
 
 from markdown_it import MarkdownIt
 
-from lazarus_report.render.files import unpack_result
-from lazarus_report.result import AnalysisResult, ComparisonResult, load_any_result
+from lazarus_report.render.packing import unpack_result
+from lazarus_report.results.analysis import AnalysisResult
+from lazarus_report.results.comparison import ComparisonResult
+from lazarus_report.results.loading import load_any_result
 
 REPO = Path(__file__).resolve().parents[1]
 

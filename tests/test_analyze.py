@@ -9,10 +9,12 @@ import math
 import pytest
 from helpers import EXPECTED_BLAS
 
-from lazarus_report.api import AnalysisConfig, LayerStrategy, ModelAnalyzer, select_layers
-from lazarus_report.engine import _evolution
-from lazarus_report.errors import LazarusError
-from lazarus_report.result import AnalysisResult, ResultFormatError, TrackedToken
+from lazarus_report.commands.analyzer import ModelAnalyzer
+from lazarus_report.core.config import AnalysisConfig, LayerStrategy, select_layers
+from lazarus_report.core.errors import LazarusError
+from lazarus_report.engine.run import _evolution
+from lazarus_report.results.analysis import AnalysisResult, TrackedToken
+from lazarus_report.results.codec import ResultFormatError
 
 PROMPT = "The capital of France is"
 

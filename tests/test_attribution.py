@@ -17,8 +17,9 @@ import pytest
 from test_change_map import one_layer_changed
 from tiny_models import build_tiny_model
 
-from lazarus_report.api import AnalysisConfig, LayerStrategy, compare_models
-from lazarus_report.attribution import THRESHOLD
+from lazarus_report.commands.compare import compare_models
+from lazarus_report.compare.attribution import THRESHOLD
+from lazarus_report.core.config import AnalysisConfig, LayerStrategy
 
 PROMPT = "The capital of France is"
 RAW = AnalysisConfig(
@@ -182,7 +183,7 @@ def test_compare_cli_attribution_writes_every_output(tiny, tmp_path):
     out = {k: tmp_path / f"c.{k}" for k in ("json", "html", "md")}
     proc = subprocess.run(
         [
-            sys.executable, "-m", "lazarus_report.cli", "introspect", "compare", "-m1", tiny["a"], "-m2", tiny["a"],
+            sys.executable, "-m", "lazarus_report.cli.main", "introspect", "compare", "-m1", tiny["a"], "-m2", tiny["a"],
             "--adapter2", str(tiny["lora"]), "-p", PROMPT, "--raw", "--attribution",
             "-o", str(out["json"]), "--html", str(out["html"]), "--markdown", str(out["md"]),
         ],
@@ -190,7 +191,7 @@ def test_compare_cli_attribution_writes_every_output(tiny, tmp_path):
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr
     assert "Attribution (adapter-ablation):" in proc.stdout and "layer 0: no adapter modules" in proc.stdout
-    from lazarus_report.result import ComparisonResult
+    from lazarus_report.results.comparison import ComparisonResult
 
     c = ComparisonResult.load(out["json"])
     assert c.attribution.method == "adapter-ablation" and c.change_map is not None

@@ -24,8 +24,9 @@ from click.testing import CliRunner
 from conftest import smollm2_gguf_path
 from factories import make_result
 
-from lazarus_report.cli import main
-from lazarus_report.result import AnalysisResult, write_files_atomic
+from lazarus_report.cli.main import main
+from lazarus_report.core.files import write_files_atomic
+from lazarus_report.results.analysis import AnalysisResult
 
 ROOT = Path(__file__).resolve().parent.parent
 ADAPTER = ROOT / "examples" / "weather-adapter" / "adapter"
@@ -162,7 +163,7 @@ def test_refused_before_any_model_work(row, tmp_path, no_model_load):
 @needs_smollm2
 def test_invalid_utf8_argv_is_exit_2():
     proc = subprocess.run(
-        [sys.executable, "-m", "lazarus_report.cli", *ANALYZE[:4], "-p", b"caf\xe9"],
+        [sys.executable, "-m", "lazarus_report.cli.main", *ANALYZE[:4], "-p", b"caf\xe9"],
         capture_output=True,
         text=True,
         env={**os.environ, "HF_HUB_OFFLINE": "1"},
@@ -259,7 +260,7 @@ _SIGINT_SCRIPT = textwrap.dedent(
         os.kill(os.getpid(), signal.SIGINT)
         time.sleep(30)
     md.render_markdown = interrupted
-    from lazarus_report.cli import entry
+    from lazarus_report.cli.main import entry
     sys.argv = ["lazarus", "report", "render", sys.argv[1], "--html", sys.argv[2], "--markdown", sys.argv[3]]
     entry()
     """
@@ -535,7 +536,18 @@ def test_suite_case_error_goes_to_stderr_whatever_q_says(tiny_model, tmp_path, q
 def test_stray_mlx_rank_outside_a_launcher_acts_as_rank_0(tiny_model, tmp_path):
     out = tmp_path / "r.json"
     proc = subprocess.run(
-        [sys.executable, "-m", "lazarus_report.cli", "introspect", "analyze", "-m", tiny_model, "-p", "hi", "--raw"]
+        [
+            sys.executable,
+            "-m",
+            "lazarus_report.cli.main",
+            "introspect",
+            "analyze",
+            "-m",
+            tiny_model,
+            "-p",
+            "hi",
+            "--raw",
+        ]
         + ["-o", str(out)],
         capture_output=True,
         text=True,
@@ -561,7 +573,7 @@ def _suite_with_lens(tmp_path: Path, lens: str) -> Path:
 def _lens_dir(tmp_path: Path, name: str, weight_value: float = 0.0, kind: str | None = None) -> Path:
     import numpy as np
 
-    from lazarus_report.lenses.artefact import Lens
+    from lazarus_report.lens.learned.artefact import Lens
 
     weight = np.full((2, 4, 4), weight_value, dtype=np.float32)
     bias = np.zeros((2, 4), dtype=np.float32)
@@ -608,7 +620,7 @@ def test_empty_lens_option_is_an_error(tmp_path):
 
 def test_lens_shape_error_names_the_real_layer_count(tmp_path):
     # 13: "[30-1, 576, 576]" -> "[29, 576, 576]"
-    from lazarus_report.lenses.artefact import Lens
+    from lazarus_report.lens.learned.artefact import Lens
 
     target = _lens_dir(tmp_path, "short")
     meta = json.loads((target / "lens.json").read_text())
@@ -651,7 +663,8 @@ def test_max_memory_message_shows_the_budget_and_a_sufficient_size():
 @pytest.mark.slow
 def test_adapter_num_layers_minus_one_and_zero_mean_all_layers(tmp_path):
     # 11: mlx-lm adapts model.layers[-max(num_layers, 0):]: -1 and 0 are every block
-    from lazarus_report.api import AnalysisConfig, LayerStrategy, ModelAnalyzer
+    from lazarus_report.commands.analyzer import ModelAnalyzer
+    from lazarus_report.core.config import AnalysisConfig, LayerStrategy
     from lazarus_report.models.adapter_config import adapted_layers
 
     config = AnalysisConfig(layer_strategy=LayerStrategy.FIRST_LAST, track_tokens=[" Paris"], compute_grid=False)

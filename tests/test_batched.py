@@ -12,13 +12,16 @@ from click.testing import CliRunner
 from conftest import smollm2_gguf_path
 from tiny_models import build_tiny_model, hf_block_outputs, hf_lens_log_probs, save_tiny_tokenizer
 
-from lazarus_report import batched, engine
-from lazarus_report.api import AnalysisConfig, LayerStrategy, ModelAnalyzer
-from lazarus_report.batched import AUTO_MAX_CASES, AUTO_TOKEN_BUDGET, plan_batches
-from lazarus_report.cli import main
-from lazarus_report.errors import LazarusError
-from lazarus_report.result import SuiteResult
-from lazarus_report.suites.runner import run_suite
+from lazarus_report.cli.main import main
+from lazarus_report.commands.analyzer import ModelAnalyzer
+from lazarus_report.commands.suite import run_suite
+from lazarus_report.core.config import AnalysisConfig, LayerStrategy
+from lazarus_report.core.errors import LazarusError
+from lazarus_report.engine import batched
+from lazarus_report.engine import run as engine
+from lazarus_report.engine.batched import AUTO_MAX_CASES, AUTO_TOKEN_BUDGET, plan_batches
+from lazarus_report.engine.prompt import format_prompt
+from lazarus_report.results.suite import SuiteResult
 from lazarus_report.suites.spec import parse_suite
 
 PROB_TOL = 1e-4
@@ -181,7 +184,7 @@ def test_capture_keeps_only_each_prompts_last_position(tiny):
     sink = batched.capture_last_positions(loaded.parts, ids, [0, loaded.info.num_layers - 1])
     hidden = loaded.info.hidden_size
     assert {tuple(v.shape) for v in sink.values()} == {(3, hidden)}
-    from lazarus_report.lens import capture_hidden
+    from lazarus_report.models.hooks import capture_hidden
 
     for row, prompt in enumerate(ids):
         alone = capture_hidden(loaded.parts, prompt, [0])
@@ -326,7 +329,7 @@ def test_a_shared_chat_prefix_runs_once_and_changes_nothing(family, tmp_path):
     save_tiny_tokenizer(tmp_path, chat_template=SYSTEM_CHAT)
     analyzer = ModelAnalyzer.load(str(tmp_path))
     loaded, lens = analyzer.loaded, analyzer.lens("logit")
-    ids = [engine.format_prompt(loaded, p, True).token_ids for p in PROMPTS]
+    ids = [format_prompt(loaded, p, True).token_ids for p in PROMPTS]
     assert batched.shared_prefix(ids) >= batched.MIN_SHARED_PREFIX
     assert batched._prefix_cache(loaded.parts) is not None  # the shared path is the one under test
     configs = [config(raw=False) for _ in PROMPTS]

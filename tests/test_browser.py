@@ -373,7 +373,8 @@ def change_report(tmp_path_factory) -> Path:
     from test_attribution import N_LAYERS, write_tiny_adapter
     from tiny_models import build_tiny_model
 
-    from lazarus_report.api import AnalysisConfig, LayerStrategy, compare_models
+    from lazarus_report.commands.compare import compare_models
+    from lazarus_report.core.config import AnalysisConfig, LayerStrategy
 
     root = tmp_path_factory.mktemp("change-browser")
     build_tiny_model("llama", root / "a", seed=1, num_hidden_layers=N_LAYERS)
@@ -442,7 +443,8 @@ CHART_SIZES = """() => Array.from(document.querySelectorAll('figure.chart')).map
 def _sample_result(name: str):
     import json
 
-    from lazarus_report.result import LensEvalResult, load_any_result
+    from lazarus_report.results.lens_eval import LensEvalResult
+    from lazarus_report.results.loading import load_any_result
 
     path = SAMPLES / f"{name}.json"
     if name.startswith("lens-eval"):

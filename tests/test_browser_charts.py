@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from lazarus_report.render.files import load_result_file
 from lazarus_report.render.html import render_html
+from lazarus_report.render.packing import load_result_file
 
 CHROMIUM = "/usr/bin/chromium"
 SAMPLES = Path(__file__).resolve().parents[1] / "sample_reports"

@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 import vl_convert as vlc
 
-from lazarus_report.errors import LazarusWarning
+from lazarus_report.core.errors import LazarusWarning
 from lazarus_report.render.charts import VL_VERSION
 from lazarus_report.render.charts import bundle as bundle_mod
 

@@ -28,7 +28,7 @@ import numpy as np
 import pytest
 from test_gguf_kquant import MIXED_PLAN, assert_weights_are, load, tiny_llama, write
 
-from lazarus_report.errors import LazarusError, LazarusWarning
+from lazarus_report.core.errors import LazarusError, LazarusWarning
 from lazarus_report.models import gguf as gguf_mod
 
 
@@ -86,7 +86,18 @@ def test_damage_is_reported_on_stderr_by_the_command(kquant, isolated_cache):
     data[len(data) // 2] ^= 0xFF  # one flipped byte
     weights.write_bytes(bytes(data))
     proc = subprocess.run(
-        [sys.executable, "-m", "lazarus_report.cli", "introspect", "analyze", "-m", str(path), "-p", "ab", "--raw"],
+        [
+            sys.executable,
+            "-m",
+            "lazarus_report.cli.main",
+            "introspect",
+            "analyze",
+            "-m",
+            str(path),
+            "-p",
+            "ab",
+            "--raw",
+        ],
         capture_output=True,
         text=True,
         env={**os.environ, "HF_HUB_OFFLINE": "1"},
@@ -201,7 +212,7 @@ def test_two_first_runs_convert_once(kquant, isolated_cache, tmp_path):
 
 
 def test_stale_temporary_of_another_file_is_removed_only_when_unlocked(kquant, isolated_cache, conversions):
-    from lazarus_report.models.cache import cache_lock
+    from lazarus_report.core.disk_cache import cache_lock
 
     path, _ = kquant
     gguf_dir = isolated_cache / "gguf"
@@ -310,7 +321,7 @@ def _assert_nothing_left(tmp: Path, cache: Path, out: Path) -> None:
 
 def _lazarus(*args: str, env: dict[str, str]) -> subprocess.Popen:
     return subprocess.Popen(
-        [sys.executable, "-m", "lazarus_report.cli", *args],
+        [sys.executable, "-m", "lazarus_report.cli.main", *args],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         text=True,
@@ -398,7 +409,7 @@ def test_two_model_suite_spill_stays_within_its_budget(tiny_two, monkeypatch, tm
     rounds, and every case equals the one-round run; the directory is gone afterwards."""
     import tempfile
 
-    from lazarus_report.suites import runner
+    from lazarus_report.commands import suite as runner
     from lazarus_report.suites.spec import parse_suite
 
     spec = parse_suite(SPILL_SUITE.format(long="word " * 400), "spill.yaml")
@@ -444,14 +455,14 @@ def test_two_first_tokenizer_builds_at_once_build_once(kquant, tmp_path, monkeyp
     path, _ = kquant
     cache = tmp_path / "tok-cache"
     builds: list[int] = []
-    real = tokmod._build_from_metadata
+    real = tokmod.build_from_metadata
 
     def slow_build(meta):
         builds.append(1)
         time.sleep(0.5)  # long enough for the other thread to find no entry and try to build it
         return real(meta)
 
-    monkeypatch.setattr(tokmod, "_build_from_metadata", slow_build)
+    monkeypatch.setattr(tokmod, "build_from_metadata", slow_build)
     results: list[Any] = []
     threads = [threading.Thread(target=lambda: results.append(tokmod.tokenizer_from_gguf(path, cache_dir=cache)))]
     threads.append(threading.Thread(target=lambda: results.append(tokmod.tokenizer_from_gguf(path, cache_dir=cache))))
@@ -526,7 +537,7 @@ def _fit_into_cache(lens_model: dict[str, Path], cache: Path):
 def test_a_damaged_cached_lens_is_replaced_but_foreign_files_never_deleted(lens_model, tmp_path):
     from test_lens_cli import assert_clean_error
 
-    from lazarus_report.lenses.artefact import Lens
+    from lazarus_report.lens.learned.artefact import Lens
 
     cache = tmp_path / "cache"
     assert _fit_into_cache(lens_model, cache).returncode == 0

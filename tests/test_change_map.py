@@ -10,10 +10,14 @@ import numpy as np
 import pytest
 from tiny_models import build_tiny_model
 
-from lazarus_report import change_map as cm
-from lazarus_report import lens
-from lazarus_report.api import AnalysisConfig, LayerStrategy, ModelAnalyzer, compare_models
-from lazarus_report.result import ComparisonResult
+from lazarus_report.commands.analyzer import ModelAnalyzer
+from lazarus_report.commands.compare import compare_models
+from lazarus_report.compare import change_map as cm
+from lazarus_report.core.config import AnalysisConfig, LayerStrategy
+from lazarus_report.engine.spill import positions_to_keep, spill_array, user_span
+from lazarus_report.lens import readout as lens
+from lazarus_report.models.hooks import capture_hidden
+from lazarus_report.results.comparison import ComparisonResult
 
 PROMPT = "The capital of France is"
 RAW_ALL = AnalysisConfig(layer_strategy=LayerStrategy.ALL, use_chat_template=False, track_tokens=[" Paris"])
@@ -39,7 +43,7 @@ def direct_position_log_probs(model_dir: str, prompt: str) -> np.ndarray:
     with ModelAnalyzer.load(model_dir) as a:
         ids = a.format_prompt(prompt, use_chat_template=False)[2]
         layers = list(range(a.info.num_layers))
-        sink = lens.capture_hidden(a.loaded.parts, ids, layers)
+        sink = capture_hidden(a.loaded.parts, ids, layers)
         z = np.stack([lens.head_logits_np(a.loaded.parts, sink[i][0]) for i in layers]).astype(np.float64)
     m = z.max(-1, keepdims=True)
     return z - m - np.log(np.exp(z - m).sum(-1, keepdims=True))
@@ -149,12 +153,12 @@ def test_summary_definitions():
 
 def test_user_span_and_position_budget():
     tokens = ["<s>", "user", "\n", "The", " capital", " is", "<e>", "\n"]
-    assert cm.user_span(tokens, "".join(tokens), "The capital is") == [3, 4, 5]
-    assert cm.user_span(tokens, "something else", "The capital is") == []
-    kept, note = cm.positions_to_keep(8, [3, 4, 5], n_layers=2, vocab=100, budget=10**9)
+    assert user_span(tokens, "".join(tokens), "The capital is") == [3, 4, 5]
+    assert user_span(tokens, "something else", "The capital is") == []
+    kept, note = positions_to_keep(8, [3, 4, 5], n_layers=2, vocab=100, budget=10**9)
     assert kept == list(range(8)) and "all 8" in note
     per = 4 * 2 * 100
-    kept, note = cm.positions_to_keep(8, [3, 4, 5], n_layers=2, vocab=100, budget=3 * per)
+    kept, note = positions_to_keep(8, [3, 4, 5], n_layers=2, vocab=100, budget=3 * per)
     assert kept == [4, 5, 7] and "3 of 8" in note  # the end of the span and the last position
 
 
@@ -179,7 +183,7 @@ def test_json_round_trip_keeps_the_new_parts(pair, tmp_path):
 def test_spilled_log_probs_write_rows_and_read_layers(tmp_path):
     rng = np.random.default_rng(0)
     data = rng.standard_normal((3, 4, 5)).astype(np.float32)
-    spilled = cm.spill_array(tmp_path, "x", (3, 4, 5))
+    spilled = spill_array(tmp_path, "x", (3, 4, 5))
     for layer in range(3):
         spilled[layer, 0:2] = data[layer, 0:2]  # a block of positions
         spilled[layer, 2] = data[layer, 2]  # one position

@@ -12,9 +12,9 @@ import pytest
 from helpers import EXPECTED_BLAS
 
 from lazarus_report.models.resolve import ALIASES, alias_path
-from lazarus_report.result import AnalysisResult
+from lazarus_report.results.analysis import AnalysisResult
 
-LAZARUS = [sys.executable, "-m", "lazarus_report.cli"]
+LAZARUS = [sys.executable, "-m", "lazarus_report.cli.main"]
 PROMPT = "The capital of France is"
 
 
@@ -33,7 +33,7 @@ def assert_clean_error(proc: subprocess.CompletedProcess, fragment: str) -> None
 
 def test_help_does_not_import_heavy_modules():
     code = (
-        "import sys, lazarus_report.cli\n"
+        "import sys, lazarus_report.cli.main\n"
         "heavy = [m for m in ('mlx.core', 'mlx_lm', 'transformers', 'torch', 'altair', 'numpy') if m in sys.modules]\n"
         "print(heavy)"
     )
@@ -186,7 +186,7 @@ def test_missing_alias_package_names_the_fix(tmp_path):
     code = (
         "import sys; sys.path = [p for p in sys.path if 'site-packages' not in p] + [sys.argv[1]];"
         "from lazarus_report.models.resolve import resolve_model\n"
-        "from lazarus_report.errors import LazarusError\n"
+        "from lazarus_report.core.errors import LazarusError\n"
         "try:\n    resolve_model('smollm2-135m-instruct')\nexcept LazarusError as e:\n    print(e)"
     )
     root = str(Path(__file__).resolve().parents[1])

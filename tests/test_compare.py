@@ -13,11 +13,15 @@ import numpy as np
 import pytest
 from tiny_models import build_tiny_model
 
-from lazarus_report import lens
-from lazarus_report.api import AnalysisConfig, LayerStrategy, ModelAnalyzer, compare_models
-from lazarus_report.compare import js_divergence, kl_divergence, match_layers
-from lazarus_report.errors import LazarusError
-from lazarus_report.result import ComparisonResult
+from lazarus_report.commands.analyzer import ModelAnalyzer
+from lazarus_report.commands.compare import compare_models
+from lazarus_report.compare.layers import match_layers
+from lazarus_report.core.config import AnalysisConfig, LayerStrategy
+from lazarus_report.core.errors import LazarusError
+from lazarus_report.lens import readout as lens
+from lazarus_report.lens.stats import js_divergence, kl_divergence
+from lazarus_report.models.hooks import capture_hidden
+from lazarus_report.results.comparison import ComparisonResult
 
 PROMPT = "The capital of France is"
 RAW_ALL = AnalysisConfig(layer_strategy=LayerStrategy.ALL, use_chat_template=False, track_tokens=[" Paris"])
@@ -28,7 +32,7 @@ def direct_log_probs(model_dir: str, prompt: str) -> np.ndarray:
     with ModelAnalyzer.load(model_dir) as a:
         ids = a.format_prompt(prompt, use_chat_template=False)[2]
         layers = list(range(a.info.num_layers))
-        sink = lens.capture_hidden(a.loaded.parts, ids, layers)
+        sink = capture_hidden(a.loaded.parts, ids, layers)
         z = lens.head_logits_np(a.loaded.parts, lens.mx.stack([sink[i][0, -1] for i in layers])).astype(np.float64)
     return z - np.log(np.exp(z - z.max(1, keepdims=True)).sum(1, keepdims=True)) - z.max(1, keepdims=True)
 
@@ -150,7 +154,7 @@ def test_compare_cli_text_output():
         [
             sys.executable,
             "-m",
-            "lazarus_report.cli",
+            "lazarus_report.cli.main",
             "introspect",
             "compare",
             "-m1",

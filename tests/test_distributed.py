@@ -15,9 +15,11 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from lazarus_report.api import AnalysisConfig, LayerStrategy, ModelAnalyzer
-from lazarus_report.cli import main
-from lazarus_report.result import AnalysisResult, ComparisonResult
+from lazarus_report.cli.main import main
+from lazarus_report.commands.analyzer import ModelAnalyzer
+from lazarus_report.core.config import AnalysisConfig, LayerStrategy
+from lazarus_report.results.analysis import AnalysisResult
+from lazarus_report.results.comparison import ComparisonResult
 
 HERE = Path(__file__).resolve().parent
 ADAPTER = HERE.parent / "examples" / "weather-adapter" / "adapter"
@@ -200,7 +202,17 @@ def _weight_bytes(model: str) -> int:
 
 @pytest.mark.slow  # two ranks: processes, imports and loads twice
 def test_cli_rank_zero_alone_prints_and_writes(tiny_dirs: dict[str, Path], tmp_path: Path) -> None:
-    args = ["-m", "lazarus_report.cli", "introspect", "analyze", "-m", str(tiny_dirs["llama"]), "-p", PROMPT, "--raw"]
+    args = [
+        "-m",
+        "lazarus_report.cli.main",
+        "introspect",
+        "analyze",
+        "-m",
+        str(tiny_dirs["llama"]),
+        "-p",
+        PROMPT,
+        "--raw",
+    ]
     args += ["--all-layers", "-o", "r.json", "--markdown", "r.md"]
     proc = launch(args, cwd=tmp_path)
     assert not rank_exit_codes(proc), proc.stderr
@@ -215,7 +227,7 @@ def test_cli_rank_zero_alone_prints_and_writes(tiny_dirs: dict[str, Path], tmp_p
 def test_cli_compare_and_suite_under_two_ranks(tiny_dirs: dict[str, Path], tmp_path: Path) -> None:
     """Compare with causal attribution (tensor parallel: its extra forward passes run on both ranks in step)."""
     m1, m2 = str(tiny_dirs["llama"]), str(tiny_dirs["llama-b"])
-    compare = ["-m", "lazarus_report.cli", "introspect", "compare", "-m1", m1, "-m2", m2, "-p", PROMPT, "--raw"]
+    compare = ["-m", "lazarus_report.cli.main", "introspect", "compare", "-m1", m1, "-m2", m2, "-p", PROMPT, "--raw"]
     compare += ["--attribution"]
     proc = launch([*compare, "-q", "-o", "c.json"], cwd=tmp_path)
     assert not rank_exit_codes(proc), proc.stderr
@@ -243,7 +255,7 @@ def test_cli_compare_and_suite_under_two_ranks(tiny_dirs: dict[str, Path], tmp_p
         encoding="utf-8",
     )
     proc = launch(
-        ["-m", "lazarus_report.cli", "introspect", "suite", str(suite), "-m", m1, "--junit", "j.xml"], tmp_path
+        ["-m", "lazarus_report.cli.main", "introspect", "suite", str(suite), "-m", m1, "--junit", "j.xml"], tmp_path
     )
     assert not rank_exit_codes(proc), proc.stderr
     assert (tmp_path / "j.xml").is_file()
@@ -252,7 +264,7 @@ def test_cli_compare_and_suite_under_two_ranks(tiny_dirs: dict[str, Path], tmp_p
 
 @pytest.mark.slow  # two ranks: processes, imports and loads twice
 def test_cli_model_that_cannot_be_sharded_fails_on_every_rank(tiny_dirs: dict[str, Path], tmp_path: Path) -> None:
-    args = ["-m", "lazarus_report.cli", "introspect", "analyze", "-m", str(tiny_dirs["gemma3_text"]), "-p", PROMPT]
+    args = ["-m", "lazarus_report.cli.main", "introspect", "analyze", "-m", str(tiny_dirs["gemma3_text"]), "-p", PROMPT]
     proc = launch([*args, "--distributed", "tensor", "-o", "r.json"], cwd=tmp_path)
     # Each rank exits 2, unless mlx.launch stopped it first (SIGTERM) because the other one had.
     codes = rank_exit_codes(proc)
@@ -282,7 +294,7 @@ def test_a_stray_rank_variable_in_a_group_of_one_acts_as_rank_0(
 ) -> None:
     """MLX_RANK=1 left set outside mlx.launch (issue 24): the group has one process, so it is rank 0 and
     prints and writes (a real rank 1 writes nothing: test_cli_rank_zero_alone_prints_and_writes)."""
-    from lazarus_report import distributed
+    from lazarus_report.models import distributed
 
     monkeypatch.setattr(distributed, "_alone", False)  # restored afterwards: the flag outlives the command
     monkeypatch.setenv("MLX_RANK", "1")
@@ -296,7 +308,7 @@ def test_a_stray_rank_variable_in_a_group_of_one_acts_as_rank_0(
 def test_split_is_mlx_lms_pipeline_split() -> None:
     from mlx_lm.models.pipeline import PipelineMixin
 
-    from lazarus_report.distributed import _split
+    from lazarus_report.models.distributed import _split
 
     class Group:
         def __init__(self, rank: int, size: int):

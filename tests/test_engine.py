@@ -9,10 +9,13 @@ import numpy as np
 import pytest
 from tiny_models import build_tiny_model
 
-from lazarus_report import engine
-from lazarus_report.api import AnalysisConfig, LayerStrategy, ModelAnalyzer, compare_models
-from lazarus_report.compare import compare_models_from_runs
-from lazarus_report.result import distinct_labels, first_layer_where, true_from_layer
+from lazarus_report.commands.analyzer import ModelAnalyzer
+from lazarus_report.commands.compare import compare_models
+from lazarus_report.compare.layers import compare_models_from_runs
+from lazarus_report.core.config import AnalysisConfig, LayerStrategy
+from lazarus_report.engine import run as engine
+from lazarus_report.engine.prompt import PreparedPrompt, format_prompt
+from lazarus_report.results.codec import distinct_labels, first_layer_where, true_from_layer
 
 PROMPT = "hello world abc"
 
@@ -62,8 +65,8 @@ def test_lens_run_checks_its_shapes(tiny_dirs):
 
 def test_prepared_token_ids_equal_the_formatted_prompt(tiny_dirs):
     with ModelAnalyzer.load(tiny_dirs[0]) as a:
-        prepared = engine.format_prompt(a.loaded, PROMPT, use_chat_template=False)
-        direct = engine.analyze(a.loaded, "", RAW_ALL, prepared=engine.PreparedPrompt("", False, prepared.token_ids))
+        prepared = format_prompt(a.loaded, PROMPT, use_chat_template=False)
+        direct = engine.analyze(a.loaded, "", RAW_ALL, prepared=PreparedPrompt("", False, prepared.token_ids))
         via_prompt = a.lens_run(PROMPT, RAW_ALL)
     assert direct.result.layer_predictions == via_prompt.result.layer_predictions
     np.testing.assert_array_equal(direct.log_probs, via_prompt.log_probs)

@@ -11,11 +11,12 @@ import math
 import numpy as np
 import pytest
 
-from lazarus_report import lens
-from lazarus_report.blas import import_mlx
-from lazarus_report.errors import LazarusError
+from lazarus_report.core.errors import LazarusError
+from lazarus_report.core.runtime import import_mlx
+from lazarus_report.lens import readout as lens
 from lazarus_report.models import mlx_lm_light
 from lazarus_report.models.families import FAMILIES, LensParts, get_family
+from lazarus_report.models.hooks import capture_hidden
 
 mx = import_mlx()
 
@@ -93,7 +94,7 @@ def test_lens_at_last_layer_equals_model_logits(family):
     model, parts = tiny_model(family)
     own = np.array(model(mx.array([TOKENS]))[0].astype(mx.float32))  # [T, V]
     last = len(parts.layers) - 1
-    sink = lens.capture_hidden(parts, TOKENS, [last])
+    sink = capture_hidden(parts, TOKENS, [last])
     ours = lens.head_logits_np(parts, sink[last][0])
     np.testing.assert_allclose(ours, own, rtol=1e-5, atol=1e-5)
 
@@ -103,7 +104,7 @@ def test_every_layer_is_captured_and_the_model_is_restored(family):
     model, parts = tiny_model(family)
     before = np.array(model(mx.array([TOKENS]))[0])
     layers = list(range(len(parts.layers)))
-    sink = lens.capture_hidden(parts, TOKENS, layers)
+    sink = capture_hidden(parts, TOKENS, layers)
     assert sorted(sink) == layers
     for i in layers:
         assert sink[i].shape == (1, len(TOKENS), 64)
@@ -114,7 +115,7 @@ def test_every_layer_is_captured_and_the_model_is_restored(family):
 
 def test_layer_i_is_the_output_of_block_i():
     _model, parts = tiny_model("llama")
-    sink = lens.capture_hidden(parts, TOKENS, [0, 1, 2])
+    sink = capture_hidden(parts, TOKENS, [0, 1, 2])
     # Run the blocks by hand from the embeddings: block i's output must be what was captured.
     from mlx_lm.models.base import create_attention_mask
 
@@ -128,7 +129,7 @@ def test_layer_i_is_the_output_of_block_i():
 def test_softcap_is_applied_after_the_head():
     _, parts = tiny_model("gemma2")
     assert parts.softcap == 3.0
-    sink = lens.capture_hidden(parts, TOKENS, [2])
+    sink = capture_hidden(parts, TOKENS, [2])
     z = lens.head_logits_np(parts, sink[2][0])
     assert np.abs(z).max() <= 3.0 + 1e-5
 
@@ -139,10 +140,10 @@ def test_gemma_embedding_scale_is_detected_and_can_be_overridden():
     _, g3 = tiny_model("gemma3_text")
     # mlx-lm's Gemma 3 rounds sqrt(hidden) to bfloat16 (8.0 is exact; 640 -> 25.25, not 25.298).
     assert g3.builtin_embedding_scale == 8.0
-    same = lens.capture_hidden(parts, TOKENS, [2], embedding_factor=1.0)[2]
-    base = lens.capture_hidden(parts, TOKENS, [2])[2]
+    same = capture_hidden(parts, TOKENS, [2], embedding_factor=1.0)[2]
+    base = capture_hidden(parts, TOKENS, [2])[2]
     np.testing.assert_array_equal(np.array(same), np.array(base))
-    other = lens.capture_hidden(parts, TOKENS, [2], embedding_factor=0.5)[2]
+    other = capture_hidden(parts, TOKENS, [2], embedding_factor=0.5)[2]
     assert not np.allclose(np.array(other), np.array(base))
     # The override scales the embeddings on the way in only, never the tied output head.
     z = lens.head_logits_np(parts, base[0])
@@ -165,7 +166,7 @@ def test_unknown_family_is_a_clear_error():
 
 @pytest.mark.parametrize("bits", [2, 4, 8])
 def test_fast_dequantization_matches_mlx(bits):
-    from lazarus_report.models.loader import dequantize_affine
+    from lazarus_report.models.quantize import dequantize_affine
 
     mx.random.seed(bits)
     w = mx.random.normal((48, 128))

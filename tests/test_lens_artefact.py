@@ -11,11 +11,11 @@ import numpy as np
 import pytest
 from test_lens_math import tiny_corpus
 
-from lazarus_report.errors import LazarusError
-from lazarus_report.lenses.artefact import META_FILE, WEIGHTS_FILE, Lens
-from lazarus_report.lenses.fit import fit_lens
-from lazarus_report.lenses.store import cache_path, resolve_lens
-from lazarus_report.result import LensRecord
+from lazarus_report.core.errors import LazarusError
+from lazarus_report.lens.learned.artefact import META_FILE, WEIGHTS_FILE, Lens
+from lazarus_report.lens.learned.fit import fit_lens
+from lazarus_report.lens.learned.store import cache_path, resolve_lens
+from lazarus_report.results.provenance import LensRecord
 
 
 @pytest.fixture(scope="module")

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from test_lens_math import WORDS
 
-LAZARUS = [sys.executable, "-m", "lazarus_report.cli"]
+LAZARUS = [sys.executable, "-m", "lazarus_report.cli.main"]
 
 
 def run(*args: str, cache: Path, cwd: Path | None = None) -> subprocess.CompletedProcess:
@@ -25,7 +25,7 @@ def invoke(*args: str, cache: Path) -> subprocess.CompletedProcess:
     """In-process (click's CliRunner): the same ``main`` the console script runs, without process start-up."""
     from click.testing import CliRunner
 
-    from lazarus_report.cli import main
+    from lazarus_report.cli.main import main
 
     env = {"LAZARUS_CACHE_DIR": str(cache), "XDG_CACHE_HOME": str(cache / "xdg")}
     result = CliRunner().invoke(main, list(args), env=env)
@@ -79,7 +79,7 @@ def test_fit_into_the_cache_then_eval_by_kind(env: dict[str, Path]) -> None:
     assert "logit" in proc.stdout and "Mean KL over layers 0-1" in proc.stdout
     html = page.read_text()
     assert 'id="lens-kl"' in html and 'id="lens-agreement"' in html and "<svg" in html
-    from lazarus_report.result import LensEvalResult
+    from lazarus_report.results.lens_eval import LensEvalResult
 
     assert LensEvalResult.load(out).tokens == data["tokens"]
 
@@ -113,7 +113,7 @@ def test_fit_bad_input(env: dict[str, Path], args: list[str], fragment: str, mon
     """In-process (CliRunner) for speed; the same ``main`` the console script runs."""
     from click.testing import CliRunner
 
-    from lazarus_report.cli import main
+    from lazarus_report.cli.main import main
 
     root = env["root"]
     monkeypatch.chdir(root)

@@ -22,9 +22,9 @@ import pytest
 from test_lens_cli import assert_clean_error, invoke, run
 from test_lens_math import WORDS, tiny_corpus
 
-from lazarus_report.errors import LazarusError
-from lazarus_report.lenses.artefact import META_FILE, WEIGHTS_FILE, Lens
-from lazarus_report.lenses.corpus import Corpus, read_corpus_files, take_tokens, tokenize
+from lazarus_report.core.errors import LazarusError
+from lazarus_report.lens.learned.artefact import META_FILE, WEIGHTS_FILE, Lens
+from lazarus_report.lens.learned.corpus import Corpus, read_corpus_files, take_tokens, tokenize
 
 
 @pytest.fixture(scope="module")
@@ -230,7 +230,8 @@ def test_cache_under_a_file_fails_before_the_model(env: dict[str, Path], tmp_pat
 
 def test_import_round_trip_analyzes_as_the_original(env: dict[str, Path], a_lens: Path, tmp_path: Path) -> None:
     pytest.importorskip("torch")
-    from lazarus_report.api import AnalysisConfig, LayerStrategy, ModelAnalyzer
+    from lazarus_report.commands.analyzer import ModelAnalyzer
+    from lazarus_report.core.config import AnalysisConfig, LayerStrategy
 
     ckpt, imported = tmp_path / "ckpt", tmp_path / "imported"
     proc = invoke("lens", "export", str(a_lens), str(ckpt), cache=env["cache"])
@@ -250,14 +251,14 @@ def test_import_round_trip_analyzes_as_the_original(env: dict[str, Path], a_lens
 
 
 def a_logit_run(env: dict[str, Path], config) -> np.ndarray:
-    from lazarus_report.api import ModelAnalyzer
+    from lazarus_report.commands.analyzer import ModelAnalyzer
 
     with ModelAnalyzer.load(str(env["model"])) as a:
         return a.lens_run("the world is big", config).log_probs
 
 
 def _checkpoint(a_lens: Path, where: Path) -> Path:
-    from lazarus_report.lenses.tuned_lens_io import export_tuned_lens
+    from lazarus_report.lens.learned.tuned_lens_io import export_tuned_lens
 
     return export_tuned_lens(Lens.load(a_lens), where)
 
@@ -388,7 +389,7 @@ def _big_line(path: Path, megabytes: int) -> Path:
 
 
 def test_budgets_tokenise_only_a_prefix_and_give_the_same_sequences(env: dict[str, Path], tmp_path: Path) -> None:
-    from lazarus_report.lenses.fit import heldout_positions
+    from lazarus_report.lens.learned.eval import heldout_positions
     from lazarus_report.models.loader import load_model
 
     tok = load_model(str(env["model"])).tokenizer
@@ -409,7 +410,7 @@ def test_budgets_tokenise_only_a_prefix_and_give_the_same_sequences(env: dict[st
 
 
 def test_streamed_documents_split_at_whitespace_keep_the_text() -> None:
-    from lazarus_report.lenses.corpus import PIECE_CHARS, _pieces
+    from lazarus_report.lens.learned.corpus import PIECE_CHARS, _pieces
 
     rng = random.Random(2)
     text = " ".join(rng.choice(WORDS) for _ in range(PIECE_CHARS // 2)) + "\n\n  end"
@@ -428,7 +429,17 @@ def test_fit_on_a_huge_one_line_corpus_has_bounded_memory(env: dict[str, Path], 
         "p = subprocess.run(sys.argv[1:]);"
         "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss); sys.exit(p.returncode)"
     )
-    cmd = [sys.executable, "-m", "lazarus_report.cli", "lens", "fit", "-m", str(env["model"]), "--corpus", str(big)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "lazarus_report.cli.main",
+        "lens",
+        "fit",
+        "-m",
+        str(env["model"]),
+        "--corpus",
+        str(big),
+    ]
     cmd += ["--tokens", "1200", "--out", str(tmp_path / "lens"), "-q"]
     environ = {**os.environ, "LAZARUS_CACHE_DIR": str(env["cache"]), "HF_HUB_OFFLINE": "1"}
     proc = subprocess.run(

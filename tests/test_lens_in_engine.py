@@ -11,11 +11,14 @@ import pytest
 from click.testing import CliRunner
 from tiny_models import build_tiny_model
 
-from lazarus_report import lens as lens_mod
-from lazarus_report.api import AnalysisConfig, LayerStrategy, ModelAnalyzer, compare_models
-from lazarus_report.cli import main
-from lazarus_report.lenses.artefact import Lens, model_fingerprint
-from lazarus_report.result import AnalysisResult
+from lazarus_report.cli.main import main
+from lazarus_report.commands.analyzer import ModelAnalyzer
+from lazarus_report.commands.compare import compare_models
+from lazarus_report.core.config import AnalysisConfig, LayerStrategy
+from lazarus_report.lens import readout as lens_mod
+from lazarus_report.lens.learned.artefact import Lens, model_fingerprint
+from lazarus_report.models.hooks import capture_hidden
+from lazarus_report.results.analysis import AnalysisResult
 from lazarus_report.suites.spec import load_suite
 
 PROMPT = "hello world abc"
@@ -48,7 +51,7 @@ def direct_log_probs(model_dir: str, weight: np.ndarray, bias: np.ndarray) -> np
     with ModelAnalyzer.load(model_dir) as a:
         ids = a.format_prompt(PROMPT, use_chat_template=False)[2]
         layers = list(range(a.info.num_layers))
-        sink = lens_mod.capture_hidden(a.loaded.parts, ids, layers)
+        sink = capture_hidden(a.loaded.parts, ids, layers)
         rows = []
         for i in layers:
             h = np.asarray(sink[i][0, -1:], dtype=np.float64)

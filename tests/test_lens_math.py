@@ -9,11 +9,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from lazarus_report.lenses.artefact import Lens
-from lazarus_report.lenses.collect import States, collect_states
-from lazarus_report.lenses.corpus import Corpus, tokenize
-from lazarus_report.lenses.fit import TunedSettings, fit_linear, fit_tuned, kl_and_grad, solve_affine
-from lazarus_report.lenses.head import NumpyHead
+from lazarus_report.lens.learned.artefact import Lens
+from lazarus_report.lens.learned.collect import States, collect_states
+from lazarus_report.lens.learned.corpus import Corpus, tokenize
+from lazarus_report.lens.learned.fit import TunedSettings, fit_linear, fit_tuned, kl_and_grad, solve_affine
+from lazarus_report.lens.learned.head import NumpyHead
 
 WORDS = [
     "The",
@@ -88,7 +88,8 @@ def test_linear_fit_recovers_a_known_affine_map_exactly() -> None:
 def test_lens_at_last_layer_is_the_models_own_logits(tiny_models: dict[str, Path], family: str) -> None:
     import mlx.core as mx
 
-    from lazarus_report.lens import capture_hidden, head_logits_np
+    from lazarus_report.lens.readout import head_logits_np
+    from lazarus_report.models.hooks import capture_hidden
 
     loaded = _load(tiny_models[family])
     seqs = tokenize(tiny_corpus(1500), loaded.tokenizer)
@@ -185,8 +186,8 @@ class _Tok:
 
 
 def test_corpus_packing_split_and_budget() -> None:
-    from lazarus_report.lenses.corpus import HELDOUT_EVERY, SEQ_LEN, TokenSequences, take_tokens
-    from lazarus_report.lenses.fit import heldout_positions
+    from lazarus_report.lens.learned.corpus import HELDOUT_EVERY, SEQ_LEN, TokenSequences, take_tokens
+    from lazarus_report.lens.learned.eval import heldout_positions
 
     docs = ["x" * 300, "y" * 1000, "z" * 2000]
     seqs = tokenize(Corpus(description="d", sha256="0", mixed_docs=docs), _Tok())

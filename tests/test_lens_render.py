@@ -6,7 +6,8 @@ import json
 import subprocess
 import sys
 
-from lazarus_report.result import LensEvalResult, LensFidelity, LensRecord, ModelInfo
+from lazarus_report.results.lens_eval import LensEvalResult
+from lazarus_report.results.provenance import LensFidelity, LensRecord, ModelInfo
 
 HOSTILE = "</script><script>alert(1)</script>"
 

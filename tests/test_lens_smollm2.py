@@ -15,7 +15,7 @@ ADAPTER = Path(__file__).resolve().parents[1] / "examples" / "weather-adapter" /
 
 @pytest.fixture(scope="module")
 def smollm2_lens(smollm2_gguf: Path):
-    from lazarus_report.lenses.fit import fit_lens
+    from lazarus_report.lens.learned.fit import fit_lens
     from lazarus_report.models.loader import load_model
 
     loaded = load_model("smollm2-135m-instruct")
@@ -26,7 +26,8 @@ def smollm2_lens(smollm2_gguf: Path):
 def test_linear_lens_logits_equal_a_direct_numpy_computation(smollm2_lens) -> None:
     import mlx.core as mx
 
-    from lazarus_report.lens import capture_hidden, head_logits_np
+    from lazarus_report.lens.readout import head_logits_np
+    from lazarus_report.models.hooks import capture_hidden
 
     loaded, lens = smollm2_lens
     parts = loaded.parts
@@ -55,10 +56,10 @@ def test_linear_lens_logits_equal_a_direct_numpy_computation(smollm2_lens) -> No
 
 
 def test_the_fit_is_recorded_and_fidelity_beats_the_logit_lens_on_held_out_text(smollm2_lens) -> None:
-    from lazarus_report.lenses.artefact import Lens
-    from lazarus_report.lenses.collect import collect_states
-    from lazarus_report.lenses.corpus import default_corpus, take_tokens, tokenize
-    from lazarus_report.lenses.eval import measure
+    from lazarus_report.lens.learned.artefact import Lens
+    from lazarus_report.lens.learned.collect import collect_states
+    from lazarus_report.lens.learned.corpus import default_corpus, take_tokens, tokenize
+    from lazarus_report.lens.learned.eval import measure
 
     loaded, lens = smollm2_lens
     meta = lens.meta

@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from lazarus_report.errors import LazarusError
-from lazarus_report.lenses.artefact import Lens
+from lazarus_report.core.errors import LazarusError
+from lazarus_report.lens.learned.artefact import Lens
 
 torch = pytest.importorskip("torch")
 
@@ -19,7 +19,7 @@ def tiny_lens(tmp_path_factory: pytest.TempPathFactory):
     from test_lens_math import tiny_corpus
     from tiny_models import build_tiny_model
 
-    from lazarus_report.lenses.fit import fit_lens
+    from lazarus_report.lens.learned.fit import fit_lens
     from lazarus_report.models.loader import load_model
 
     root = tmp_path_factory.mktemp("tuned-lens-io")
@@ -29,7 +29,7 @@ def tiny_lens(tmp_path_factory: pytest.TempPathFactory):
 
 
 def test_export_follows_the_tuned_lens_layout_and_imports_back(tiny_lens, tmp_path: Path) -> None:
-    from lazarus_report.lenses.tuned_lens_io import export_tuned_lens, import_tuned_lens
+    from lazarus_report.lens.learned.tuned_lens_io import export_tuned_lens, import_tuned_lens
 
     loaded, lens = tiny_lens
     out = export_tuned_lens(lens, tmp_path / "ckpt")
@@ -58,7 +58,7 @@ def test_export_follows_the_tuned_lens_layout_and_imports_back(tiny_lens, tmp_pa
 
 
 def test_import_refuses_another_shape(tiny_lens, tmp_path: Path) -> None:
-    from lazarus_report.lenses.tuned_lens_io import export_tuned_lens, import_tuned_lens
+    from lazarus_report.lens.learned.tuned_lens_io import export_tuned_lens, import_tuned_lens
 
     loaded, lens = tiny_lens
     out = export_tuned_lens(lens, tmp_path / "ckpt")

@@ -25,12 +25,16 @@ import tiny_models as tm
 from click.testing import CliRunner
 from conftest import smollm2_gguf_path
 
-from lazarus_report import engine, lens
-from lazarus_report.api import AnalysisConfig, LayerStrategy, ModelAnalyzer
-from lazarus_report.cli import main
-from lazarus_report.errors import LazarusError
+from lazarus_report.cli.main import main
+from lazarus_report.commands.analyzer import ModelAnalyzer
+from lazarus_report.core.config import AnalysisConfig, LayerStrategy
+from lazarus_report.core.errors import LazarusError
+from lazarus_report.engine import run as engine
+from lazarus_report.engine.prompt import PreparedPrompt, format_prompt
+from lazarus_report.lens import readout as lens
 from lazarus_report.models import streamed
-from lazarus_report.result import AnalysisResult
+from lazarus_report.models.hooks import capture_hidden
+from lazarus_report.results.analysis import AnalysisResult
 
 mx = lens.mx
 
@@ -96,7 +100,7 @@ def lens_log_probs(analyzer: Any, ids: list[int]) -> list[np.ndarray]:
     """float64 log-probabilities of the lens at every layer and position (the float32 head, as the engine)."""
     parts = analyzer.loaded.parts
     n = analyzer.info.num_layers
-    sink = lens.capture_hidden(parts, ids, list(range(n)))
+    sink = capture_hidden(parts, ids, list(range(n)))
     out = []
     for i in range(n):
         z = lens.head_logits_np(parts, sink[i][0]).astype(np.float64)
@@ -107,7 +111,7 @@ def lens_log_probs(analyzer: Any, ids: list[int]) -> list[np.ndarray]:
 
 def block_outputs(analyzer: Any, ids: list[int]) -> list[np.ndarray]:
     parts = analyzer.loaded.parts
-    sink = lens.capture_hidden(parts, ids, list(range(analyzer.info.num_layers)))
+    sink = capture_hidden(parts, ids, list(range(analyzer.info.num_layers)))
     return [np.asarray(sink[i][0].astype(mx.float32)) for i in sorted(sink)]
 
 
@@ -369,7 +373,7 @@ def test_chunked_prefill_equals_one_pass(tiny_dirs: dict[str, str], family: str,
         ids = a.tokenizer.encode(LONG)
         assert len(ids) > 3 * chunk
         n = a.info.num_layers
-        whole = lens.capture_hidden(parts, ids, list(range(n)))
+        whole = capture_hidden(parts, ids, list(range(n)))
         pieces: dict[int, list[np.ndarray]] = {i: [] for i in range(n)}
         starts = []
         for start, sink in lens.forward_chunks(parts, ids, list(range(n)), chunk=chunk):
@@ -391,7 +395,7 @@ def test_engine_result_is_the_same_in_chunks(
     tiny_dirs: dict[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     with ModelAnalyzer.load(tiny_dirs["llama"]) as a:
-        prepared = engine.format_prompt(a.loaded, LONG, use_chat_template=False)
+        prepared = format_prompt(a.loaded, LONG, use_chat_template=False)
         runs = {}
         for chunk in (10_000, 5):
             monkeypatch.setattr(lens, "PREFILL_CHUNK", chunk)
@@ -445,7 +449,7 @@ def test_smollm2_streamed_under_250mb_equals_float32(smollm2_gguf: Path) -> None
 def test_smollm2_chunked_prefill_equals_one_pass(smollm2_gguf: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     a = ModelAnalyzer.load("smollm2-135m-instruct")
     ids = a.tokenizer.encode(" ".join(["The capital of France is Paris, the capital of Italy is Rome."] * 20))[:300]
-    prepared = engine.PreparedPrompt("", False, ids)
+    prepared = PreparedPrompt("", False, ids)
     config = AnalysisConfig(layer_strategy=LayerStrategy.EVENLY_SPACED, layer_step=3, top_k=1)
     runs = {}
     for chunk in (1000, 128):

@@ -11,8 +11,8 @@ import pytest
 from factories import HOSTILE_STRINGS, make_comparison, make_hostile_result, make_suite
 from helpers import parse
 
-from lazarus_report.render.files import load_result_file
 from lazarus_report.render.html import render_html, render_notebook_html
+from lazarus_report.render.packing import load_result_file
 
 REPO = Path(__file__).resolve().parents[1]
 NOTEBOOK = REPO / "examples" / "notebook.ipynb"

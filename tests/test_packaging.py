@@ -23,9 +23,9 @@ import pytest
 from packaging.requirements import Requirement
 from packaging.specifiers import SpecifierSet
 
-from lazarus_report.render.files import load_result_file
 from lazarus_report.render.markdown import render_markdown
-from lazarus_report.result import without_timings
+from lazarus_report.render.packing import load_result_file
+from lazarus_report.results.loading import without_timings
 from lazarus_report.suites.spec import schema_path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -124,7 +124,7 @@ def test_wheel_holds_every_package_and_its_data(wheel):
         assert "lazarus_report/templates/" + path.relative_to(REPO / "templates").as_posix() in names
     assert "lazarus_report/schemas/suite.schema.json" in names
     assert "lazarus_report/py.typed" in names
-    assert "lazarus_report/lenses/data/default_corpus.jsonl.gz" in names  # the default lens corpus
+    assert "lazarus_report/lens/learned/data/default_corpus.jsonl.gz" in names  # the default lens corpus
     assert "lazarus_report/__main__.py" in names
     dist_info = next(n.split("/")[0] for n in names if n.endswith(".dist-info/METADATA"))
     assert f"{dist_info}/licenses/LICENSE" in names

@@ -6,7 +6,7 @@ capture the residual stream after each block, and the reference lens is the mode
 ``model.norm`` -> ``lm_head`` -> final-logit softcap (Gemma 2) -> float32 ``log_softmax``.
 Only the token ids are shared (ours; for raw prompts we assert transformers' tokenizer agrees).
 
-Our side: ``lens.capture_hidden`` + ``lens.head_logits_np`` for the full layers x positions
+Our side: ``capture_hidden`` + ``lens.head_logits_np`` for the full layers x positions
 comparison, and ``ModelAnalyzer.run`` for the numbers a report shows (entropy, KL to final,
 tracked-token probabilities and exact ranks, top-k, the position grid).
 
@@ -25,8 +25,10 @@ import numpy as np
 import pytest
 import tiny_models as tm
 
-from lazarus_report import lens
-from lazarus_report.api import AnalysisConfig, LayerStrategy, ModelAnalyzer
+from lazarus_report.commands.analyzer import ModelAnalyzer
+from lazarus_report.core.config import AnalysisConfig, LayerStrategy
+from lazarus_report.lens import readout as lens
+from lazarus_report.models.hooks import capture_hidden
 
 pytestmark = pytest.mark.slow  # every test here runs the reference implementation (torch)
 pytest.importorskip("torch", reason="torch (the reference implementation) is in the test extra")
@@ -95,7 +97,7 @@ class Reference:
 
 def our_layer_log_probs(parts: Any, ids: list[int], layers: list[int], factor: float | None = None):
     """Yield (layer, [T, V] float32 log-probs) of our lens, one layer at a time."""
-    sink = lens.capture_hidden(parts, ids, layers, factor)
+    sink = capture_hidden(parts, ids, layers, factor)
     for i in layers:
         yield i, log_softmax32(lens.head_logits_np(parts, sink[i][0]))
 
@@ -413,7 +415,7 @@ def test_gemma2_final_softcap_is_applied(tmp_path: Path) -> None:
     model, analyzer = load_tiny("gemma2", tmp_path / "g2")
     assert analyzer.info.final_logit_softcap == 6.0
     ids = analyzer.tokenizer.encode(TINY_PROMPT)
-    sink = lens.capture_hidden(analyzer.loaded.parts, ids, [0, 1, 2])
+    sink = capture_hidden(analyzer.loaded.parts, ids, [0, 1, 2])
     z = np.concatenate([lens.head_logits_np(analyzer.loaded.parts, sink[i][0]) for i in range(3)])
     assert np.abs(z).max() < 6.0
     import torch
@@ -561,7 +563,7 @@ def test_sliding_window_mlx_lm_does_not_implement_is_refused(case: str, tmp_path
     """mlx-lm's gemma2, llama (which runs mistral without layer_types) and qwen2 apply no sliding-window
     mask. Beyond the window the lens would silently differ from transformers (measured: 3.7 to 11.5
     nats), so the analysis must refuse such prompts; within the window it matches."""
-    from lazarus_report.errors import LazarusError
+    from lazarus_report.core.errors import LazarusError
 
     family, overrides = SLIDING_CASES[case]
     model, analyzer = load_tiny(family, tmp_path / case, **overrides)

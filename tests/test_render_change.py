@@ -9,11 +9,12 @@ from test_attribution import N_LAYERS, PROMPT, write_tiny_adapter
 from test_render_html import ALLOWED_TAGS, parse
 from tiny_models import build_tiny_model
 
-from lazarus_report.api import AnalysisConfig, LayerStrategy, compare_models
+from lazarus_report.commands.compare import compare_models
+from lazarus_report.core.config import AnalysisConfig, LayerStrategy
 from lazarus_report.render.html import render_html
 from lazarus_report.render.markdown import render_markdown
 from lazarus_report.render.text import render_comparison_text
-from lazarus_report.result import ComparisonResult
+from lazarus_report.results.comparison import ComparisonResult
 
 CONFIG = AnalysisConfig(layer_strategy=LayerStrategy.ALL, use_chat_template=False, track_tokens=[" Paris"])
 

@@ -24,12 +24,12 @@ from helpers import (
 )
 
 from lazarus_report.render import ResultFormatError, load_result_file, write_report_files
-from lazarus_report.render.files import PACKED_KIND
 from lazarus_report.render.formatting import visible_token
 from lazarus_report.render.html import render_html
 from lazarus_report.render.markdown import render_markdown
+from lazarus_report.render.packing import PACKED_KIND
 from lazarus_report.render.report_model import build_comparison_report
-from lazarus_report.result import ComparisonResult
+from lazarus_report.results.comparison import ComparisonResult
 
 COMPARE_INTERACTIVE_BUDGET = 1_200_000  # bytes, 30-layer compare report (issue text)
 COMPARE_STATIC_BUDGET = 300_000

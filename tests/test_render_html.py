@@ -32,11 +32,13 @@ from helpers import (
 )
 
 import lazarus_report
-from lazarus_report.render.environment import html_environment, markdown_environment, template_root
+from lazarus_report.render.environment import html_environment, markdown_environment
 from lazarus_report.render.formatting import clean_text, visible_token
 from lazarus_report.render.html import render_html
 from lazarus_report.render.markdown import render_markdown
-from lazarus_report.result import AnalysisResult, SuiteResult
+from lazarus_report.render.template_files import template_root
+from lazarus_report.results.analysis import AnalysisResult
+from lazarus_report.results.suite import SuiteResult
 
 INTERACTIVE_BUDGET = 1_200_000  # bytes, 30-layer report
 STATIC_BUDGET = 300_000

@@ -13,7 +13,8 @@ from lazarus_report.render.html import render_html
 from lazarus_report.render.lens_view import layer_ranges
 from lazarus_report.render.markdown import render_markdown
 from lazarus_report.render.text import render_text
-from lazarus_report.result import AnalysisResult, LensFidelity, LensRecord
+from lazarus_report.results.analysis import AnalysisResult
+from lazarus_report.results.provenance import LensFidelity, LensRecord
 
 THRESHOLD = 2.0
 
@@ -114,7 +115,7 @@ def test_lens_record_survives_the_json_round_trip(tuned):
 
 
 def test_a_learned_lens_report_shows_the_logit_lens_beside_it(tuned):
-    from lazarus_report.result import LogitView
+    from lazarus_report.results.analysis import LogitView
 
     plain = make_result()
     logit_fidelity = [

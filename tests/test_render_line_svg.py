@@ -26,7 +26,7 @@ from lazarus_report.render.charts.line_charts import (
     trajectory_chart,
 )
 from lazarus_report.render.charts.style import LINE_HEIGHT, LINE_WIDTH, PALETTE, UNRELIABLE_FILL
-from lazarus_report.render.files import load_result_file
+from lazarus_report.render.packing import load_result_file
 from lazarus_report.render.report_model import build_comparison_report, build_report
 
 NS = "{http://www.w3.org/2000/svg}"

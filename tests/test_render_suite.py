@@ -28,13 +28,13 @@ from helpers import (
 )
 
 from lazarus_report.render import ResultFormatError, charts, load_result_file, write_report_files
-from lazarus_report.render.files import PACKED_ENCODING_XZ, pack_result, unpack_result
 from lazarus_report.render.formatting import visible_token
 from lazarus_report.render.html import render_html
 from lazarus_report.render.markdown import MAX_CASES, render_markdown
+from lazarus_report.render.packing import PACKED_ENCODING_XZ, pack_result, unpack_result
 from lazarus_report.render.suite_model import STATUS_ORDER, build_suite_report, case_anchors
 from lazarus_report.render.text import render_suite_text
-from lazarus_report.result import ERROR, FAILED, SuiteResult
+from lazarus_report.results.suite import ERROR, FAILED, SuiteResult
 
 SUITE_INTERACTIVE_BUDGET = 3_000_000  # bytes: a 50-case two-model report (issue text)
 # Elements only a suite page has: case links and the table's filter controls.

@@ -23,7 +23,10 @@ from tiny_models import build_tiny_model
 
 from lazarus_report.render import load_result_file
 from lazarus_report.render.files import render_report_files
-from lazarus_report.result import AnalysisResult, ComparisonResult, SuiteResult, without_timings
+from lazarus_report.results.analysis import AnalysisResult
+from lazarus_report.results.comparison import ComparisonResult
+from lazarus_report.results.loading import without_timings
+from lazarus_report.results.suite import SuiteResult
 
 PROMPT = "The capital of France is"
 TIMING_KEYS = {"timings", "load_seconds", "seconds"}
@@ -48,7 +51,7 @@ def _timing_values(data) -> list:
 
 
 def _with_attribution_seconds(c: ComparisonResult) -> ComparisonResult:
-    from lazarus_report.result import Attribution
+    from lazarus_report.results.comparison import Attribution
 
     attribution = Attribution(
         method="adapter-ablation", metric="js_last_position", change=0.5, layers=[], carriers=[],
@@ -123,7 +126,7 @@ def _run(args: list[str], cache: Path, cwd: Path) -> subprocess.CompletedProcess
     env = {k: v for k, v in os.environ.items() if k != "GITHUB_STEP_SUMMARY"}
     env.update(LAZARUS_CACHE_DIR=str(cache), XDG_CACHE_HOME=str(cache / "xdg"), HF_HUB_OFFLINE="1")
     proc = subprocess.run(
-        [sys.executable, "-m", "lazarus_report.cli", "introspect", *args],
+        [sys.executable, "-m", "lazarus_report.cli.main", "introspect", *args],
         capture_output=True, text=True, env=env, cwd=cwd, timeout=900,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr
@@ -183,7 +186,7 @@ def test_timings_flag_shows_them(tiny, tmp_path):
     assert set(load_result_file(tmp_path / "t.html").timings) >= {"load", "lens", "grid"}
     # report render: --timings shows what the file holds; without it, none.
     proc = subprocess.run(
-        [sys.executable, "-m", "lazarus_report.cli", "report", "render", "t.html", "--html", "plain.html",
+        [sys.executable, "-m", "lazarus_report.cli.main", "report", "render", "t.html", "--html", "plain.html",
          "--markdown", "plain.md", "-q"],
         capture_output=True, text=True, cwd=tmp_path, timeout=300,
         env={**os.environ, "LAZARUS_CACHE_DIR": str(tmp_path / "cache")},
@@ -210,7 +213,7 @@ def test_a_suite_run_twice_writes_the_same_bytes(tiny, tmp_path):
         env = {k: v for k, v in os.environ.items() if k != "GITHUB_STEP_SUMMARY"}
         env["LAZARUS_CACHE_DIR"] = str(cache)
         proc = subprocess.run(
-            [sys.executable, "-m", "lazarus_report.cli", "introspect", *args, "--html", "r.html", "--markdown",
+            [sys.executable, "-m", "lazarus_report.cli.main", "introspect", *args, "--html", "r.html", "--markdown",
              "r.md", "-q"],
             capture_output=True, text=True, env=env, cwd=work, timeout=900,
         )  # fmt: skip

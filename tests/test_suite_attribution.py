@@ -9,9 +9,9 @@ import pytest
 from test_attribution import N_LAYERS, one_layer_changed, write_tiny_adapter
 from tiny_models import build_tiny_model
 
-from lazarus_report.errors import LazarusError
-from lazarus_report.result import ERROR, FAILED, PASSED, SKIPPED, SuiteResult
-from lazarus_report.suites.runner import run_suite
+from lazarus_report.commands.suite import run_suite
+from lazarus_report.core.errors import LazarusError
+from lazarus_report.results.suite import ERROR, FAILED, PASSED, SKIPPED, SuiteResult
 from lazarus_report.suites.spec import SuiteFileError, parse_suite, schema_path
 
 SUITE = """
@@ -98,7 +98,7 @@ def test_activation_patching_in_a_suite_runs_both_directions(tiny, tmp_path):
     """Two models whose weights differ in block 2 only: every case puts the whole effect on block 2, and the
     reverse direction (model 2's block outputs into model 1, loaded again after model 2) runs for every case
     and equals the standalone compare's."""
-    from lazarus_report.api import compare_models
+    from lazarus_report.commands.compare import compare_models
 
     model, _ = tiny
     changed = tmp_path / "changed"
@@ -117,7 +117,7 @@ def test_activation_patching_in_a_suite_runs_both_directions(tiny, tmp_path):
 
 
 def _config(case):
-    from lazarus_report.suites.runner import case_config
+    from lazarus_report.commands.suite import case_config
 
     [spec] = [c for c in parse_suite(SUITE, "s.yaml").cases if c.id == case.id]
     return case_config(spec, "logit")

@@ -12,16 +12,10 @@ import dataclasses
 import pytest
 from factories import make_comparison, make_result
 
-from lazarus_report.result import (
-    ERROR,
-    FAILED,
-    PASSED,
-    SKIPPED,
-    AnalysisResult,
-    CheckOutcome,
-    ComparisonResult,
-    TokenProb,
-)
+from lazarus_report.results.analysis import AnalysisResult
+from lazarus_report.results.comparison import ComparisonResult
+from lazarus_report.results.provenance import TokenProb
+from lazarus_report.results.suite import ERROR, FAILED, PASSED, SKIPPED, CheckOutcome
 from lazarus_report.suites.checks import evaluate_case
 from lazarus_report.suites.spec import CaseSpec, parse_suite
 

@@ -13,14 +13,16 @@ from pathlib import Path
 import pytest
 from tiny_models import build_tiny_model
 
-from lazarus_report.api import AnalysisConfig, LayerStrategy, ModelAnalyzer, compare_models
-from lazarus_report.result import FAILED, PASSED, SKIPPED, CheckOutcome, SuiteCase, SuiteResult
-from lazarus_report.suites.junit import render_junit
-from lazarus_report.suites.runner import run_suite
+from lazarus_report.commands.analyzer import ModelAnalyzer
+from lazarus_report.commands.compare import compare_models
+from lazarus_report.commands.suite import run_suite
+from lazarus_report.core.config import AnalysisConfig, LayerStrategy
+from lazarus_report.render.junit import render_junit
+from lazarus_report.results.suite import FAILED, PASSED, SKIPPED, CheckOutcome, SuiteCase, SuiteResult
 from lazarus_report.suites.spec import parse_suite
 
 ROOT = Path(__file__).resolve().parents[1]
-LAZARUS = [sys.executable, "-m", "lazarus_report.cli"]
+LAZARUS = [sys.executable, "-m", "lazarus_report.cli.main"]
 
 TINY_SUITE = """
 name: tiny
@@ -246,7 +248,7 @@ def test_example_suite_base_vs_fine_tuned(smollm2_gguf, tmp_path):
     md = out["md"].read_text(encoding="utf-8")
     assert summary.read_text(encoding="utf-8").strip() == md.strip()
     from lazarus_report.render import load_result_file
-    from lazarus_report.result import without_timings
+    from lazarus_report.results.loading import without_timings
 
     # The HTML embeds the run without wall-clock times (stable bytes; --timings keeps them).
     assert load_result_file(out["html"]) == without_timings(suite) != suite
@@ -277,7 +279,7 @@ def test_validate_loads_no_model_and_option_misuse_is_exit_2(tmp_path):
 
 
 def test_missing_adapter_fails_before_loading(tmp_path, count_loads):
-    from lazarus_report.errors import LazarusError
+    from lazarus_report.core.errors import LazarusError
 
     spec = parse_suite("cases:\n  - id: a\n    prompt: hi\n", "s.yaml")
     with pytest.raises(LazarusError, match="adapter"):

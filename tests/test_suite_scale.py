@@ -16,10 +16,13 @@ from markupsafe import escape
 
 from lazarus_report.render import charts
 from lazarus_report.render.charts.suite_many import MANY_CASES
-from lazarus_report.render.files import pack_result, unpack_result
 from lazarus_report.render.html import render_html
+from lazarus_report.render.packing import pack_result, unpack_result
 from lazarus_report.render.suite_model import DETAIL_LIMIT, STATUS_ORDER, build_suite_report
-from lazarus_report.result import COMPARISON_KIND, RESULT_KIND, SuiteResult, dumps_json, plain_dict, with_header
+from lazarus_report.results.analysis import RESULT_KIND
+from lazarus_report.results.codec import dumps_json, plain_dict, with_header
+from lazarus_report.results.comparison import COMPARISON_KIND
+from lazarus_report.results.suite import SuiteResult
 
 N_CASES = 130
 
@@ -112,7 +115,7 @@ def test_large_suites_pack_fast_and_unpack_exactly(suite):
 
 def test_the_report_says_how_the_cases_ran():
     from lazarus_report.render.suite_model import execution_text
-    from lazarus_report.result import SuiteExecution
+    from lazarus_report.results.suite import SuiteExecution
 
     suite = make_suite(6)
     assert execution_text(suite) == "" and all(row.label != "Forward passes" for row in build_suite_report(suite).facts)

@@ -19,7 +19,7 @@ except ImportError:  # in the test extra; without it the schema tests skip
     jsonschema = None
 import yaml
 
-from lazarus_report.errors import LazarusError
+from lazarus_report.core.errors import LazarusError
 from lazarus_report.suites.spec import (
     CaseSpec,
     Expectation,

@@ -10,7 +10,7 @@ from pathlib import Path
 import jinja2
 import pytest
 
-from lazarus_report.errors import LazarusWarning
+from lazarus_report.core.errors import LazarusWarning
 from lazarus_report.render.template_cache import VerifiedBytecodeCache
 
 
@@ -125,9 +125,10 @@ def test_the_package_key_follows_the_template_sources(tmp_path, monkeypatch):
     import shutil
 
     from lazarus_report.render import environment, template_cache
+    from lazarus_report.render.template_files import template_root
 
     copy = tmp_path / "templates"
-    shutil.copytree(environment.template_root(), copy)
+    shutil.copytree(template_root(), copy)
     monkeypatch.setattr(environment, "template_root", lambda: copy)
     template_cache.package_key.cache_clear()
     try:

@@ -13,7 +13,7 @@ import struct
 from pathlib import Path
 from typing import Any
 
-from ..errors import LazarusError
+from ..core.errors import LazarusError
 
 FINE_TUNE_TYPES = ("lora", "dora", "full")
 # lora_parameters key -> (accepted types, description)

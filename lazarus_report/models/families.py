@@ -26,7 +26,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from ..errors import LazarusError
+from ..core.errors import LazarusError
 
 
 @dataclass(frozen=True)

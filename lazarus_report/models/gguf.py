@@ -24,9 +24,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..blas import import_mlx
-from ..errors import LazarusError
-from .cache import cache_lock, cache_root, try_cache_lock, warn_cache_discarded
+from ..core.disk_cache import cache_lock, cache_root, try_cache_lock, warn_cache_discarded
+from ..core.errors import LazarusError
+from ..core.runtime import import_mlx
 from .gguf_metadata import (
     MLX_NATIVE_TENSOR_TYPES,
     GGUFError,

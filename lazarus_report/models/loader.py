@@ -16,17 +16,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .. import distributed
-from ..blas import import_mlx, preload_blas
-from ..errors import LazarusError
-from ..result import ModelInfo
-from . import mlx_lm_light, streamed
+from ..core.errors import LazarusError
+from ..core.runtime import import_mlx, preload_blas
+from ..results.provenance import ModelInfo
+from . import distributed, mlx_lm_light, streamed
 from .families import LensParts, get_family
+from .quantize import dequantize_affine
 from .resolve import ResolvedModel, resolve_model
 
 if TYPE_CHECKING:
     from .tokenizer import Tokenizer
-
 mx = import_mlx()
 from mlx import nn  # noqa: E402
 from mlx.utils import tree_flatten  # noqa: E402
@@ -206,9 +205,6 @@ def _describe_precision(model: Any, stored: str, to_float32: bool, execution: st
     return f"{floats} (as stored: {stored})" if stored else floats
 
 
-# --- GGUF -----------------------------------------------------------------------------------
-
-
 def _load_gguf(
     resolved: ResolvedModel, plan: _Planner, lazy: bool = False
 ) -> tuple[Any, dict[str, Any], Tokenizer, str]:
@@ -314,24 +310,6 @@ def _second_cpu_stream() -> Any:
     return _streams[0]
 
 
-def dequantize_affine(w: Any, scales: Any, biases: Any, group_size: int, bits: int) -> Any:
-    """float32 ``scales * q + biases`` of MLX's affine quantization (``q`` packed low bits first).
-
-    Scales and biases are widened to float32 first: dequantizing in float16 would round every weight
-    once more (and move p(" Paris") by 0.003 on SmolLM2). For 2/4/8 bits the codes are unpacked from
-    bytes with shifts and masks (small uint8 temporaries), about 3x faster than ``mx.dequantize`` on
-    the CPU and bit-identical to it in float32.
-    """
-    scales, biases = scales.astype(mx.float32), biases.astype(mx.float32)
-    if bits not in (2, 4, 8):
-        return mx.dequantize(w, scales, biases, group_size=group_size, bits=bits)
-    packed = w.view(mx.uint8)  # little-endian: the first code sits in the lowest bits of byte 0
-    mask = (1 << bits) - 1
-    codes = mx.stack([(packed >> shift) & mask for shift in range(0, 8, bits)], axis=-1) if bits < 8 else packed
-    q = codes.reshape(w.shape[0], scales.shape[-1], group_size).astype(mx.float32)
-    return (q * scales[..., None] + biases[..., None]).reshape(w.shape[0], -1)
-
-
 def _quantize_like(model: Any, weights: dict[str, Any]) -> None:
     """Turn the modules whose GGUF weights are quantized into MLX quantized modules."""
 
@@ -343,9 +321,6 @@ def _quantize_like(model: Any, weights: dict[str, Any]) -> None:
         return {"group_size": group_size, "bits": bits}
 
     nn.quantize(model, class_predicate=predicate)
-
-
-# --- model directories and hub IDs -------------------------------------------------------------
 
 
 def _directory_config_fixes(path: Path) -> dict[str, Any]:

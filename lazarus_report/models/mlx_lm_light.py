@@ -17,7 +17,7 @@ import threading
 import types
 from typing import Any
 
-from ..errors import LazarusError
+from ..core.errors import LazarusError
 
 _LIGHT_MARK = "__lazarus_light__"
 

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..errors import LazarusError
+from ..core.errors import LazarusError
 
 
 @dataclass(frozen=True)
@@ -85,7 +85,7 @@ def alias_path(alias: Alias) -> Path:
 
 
 def _stamp_dir() -> Path:
-    from .cache import cache_root
+    from ..core.disk_cache import cache_root
 
     return cache_root() / "aliases"
 

@@ -27,8 +27,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ..blas import import_mlx
-from ..errors import LazarusError
+from ..core.errors import LazarusError
+from ..core.runtime import import_mlx
 
 mx = import_mlx()
 from mlx import nn  # noqa: E402
@@ -296,7 +296,7 @@ class _AffineRows:
 
     def _dequantize(self, w: Any, scales: Any, biases: Any) -> Any:
         if self.gguf_dequantization:
-            from .loader import dequantize_affine
+            from .quantize import dequantize_affine
 
             return dequantize_affine(w, scales, biases, self.group_size, self.bits)
         # mlx-lm's dequantize_model, then the loader's set_dtype(float32)

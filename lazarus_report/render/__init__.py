@@ -15,7 +15,8 @@ Terminal text: ``lazarus_report.render.text``: ``render_text`` (an analysis), ``
 ``render_suite_text``.
 """
 
-from lazarus_report.render.files import load_result_file, write_report_files
-from lazarus_report.result import ResultFormatError
+from lazarus_report.render.files import write_report_files
+from lazarus_report.render.packing import load_result_file
+from lazarus_report.results.codec import ResultFormatError
 
 __all__ = ["ResultFormatError", "load_result_file", "write_report_files"]

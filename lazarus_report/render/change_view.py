@@ -11,7 +11,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from lazarus_report.render.formatting import clean_text, token_repr
-from lazarus_report.result import Attribution, ChangeCellTop, ChangeMap, ChangeSummary, ComparisonResult, TokenShifts
+from lazarus_report.results.comparison import (
+    Attribution,
+    ChangeCellTop,
+    ChangeMap,
+    ChangeSummary,
+    ComparisonResult,
+    TokenShifts,
+)
 
 LN2 = math.log(2.0)
 

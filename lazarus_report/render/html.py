@@ -30,11 +30,13 @@ from typing import Any
 from markupsafe import Markup
 
 from lazarus_report.render.environment import html_environment, html_json
-from lazarus_report.render.files import RESULT_SCRIPT_ID, pack_result
 from lazarus_report.render.markdown import render_suite_summary_markdown, render_summary_markdown
+from lazarus_report.render.packing import RESULT_SCRIPT_ID, pack_result
 from lazarus_report.render.report_model import ReportModel, build_comparison_report, build_report
 from lazarus_report.render.suite_model import SuiteReport, build_suite_report
-from lazarus_report.result import AnalysisResult, ComparisonResult, SuiteResult
+from lazarus_report.results.analysis import AnalysisResult
+from lazarus_report.results.comparison import ComparisonResult
+from lazarus_report.results.suite import SuiteResult
 
 SHARED_CASE_SPEC = "case-trajectory"  # the spec the suite cases' trajectory specs patch
 

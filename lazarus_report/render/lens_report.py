@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from ..result import LensEvalResult
+from ..results.lens_eval import LensEvalResult
 from .environment import html_environment, html_json
 from .formatting import clean_text
 from .report_model import InfoRow

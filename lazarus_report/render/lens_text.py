@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..result import LensEvalResult, LensRecord
+from ..results.lens_eval import LensEvalResult
+from ..results.provenance import LensRecord
 from .lens_view import fidelity_summary, layer_ranges
 from .suite_model import one_line
 

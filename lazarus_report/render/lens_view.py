@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from ..result import AnalysisResult, LensFidelity, LensRecord
+from ..results.analysis import AnalysisResult
+from ..results.provenance import LensFidelity, LensRecord
 
 LENS_NAMES = {"logit": "logit lens", "linear": "linear lens", "tuned": "tuned lens"}
 

@@ -19,7 +19,9 @@ from typing import Any
 from lazarus_report.render.environment import markdown_environment
 from lazarus_report.render.report_model import ReportModel, build_comparison_report, build_report
 from lazarus_report.render.suite_model import SuiteReport, build_suite_report
-from lazarus_report.result import AnalysisResult, ComparisonResult, SuiteResult
+from lazarus_report.results.analysis import AnalysisResult
+from lazarus_report.results.comparison import ComparisonResult
+from lazarus_report.results.suite import SuiteResult
 
 MAX_CASES = 20  # a suite's Markdown lists at most this many cases (and this many failing cases)
 

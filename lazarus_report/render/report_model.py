@@ -29,15 +29,9 @@ from lazarus_report.render.formatting import (
     visible_token,
 )
 from lazarus_report.render.lens_view import lens_facts, lens_name, unreliable_note
-from lazarus_report.result import (
-    AnalysisResult,
-    ComparisonResult,
-    LayerDivergence,
-    TokenEvolution,
-    TrackedToken,
-    first_layer_where,
-    true_from_layer,
-)
+from lazarus_report.results.analysis import AnalysisResult, TokenEvolution, TrackedToken
+from lazarus_report.results.codec import first_layer_where, true_from_layer
+from lazarus_report.results.comparison import ComparisonResult, LayerDivergence
 
 # The heatmap shows the last prompt positions (where the prediction is), as many as fit a budget of
 # cells so the page size does not grow with the prompt: 12 positions for 30 layers, 20 for 16 or fewer.

@@ -28,7 +28,7 @@ from lazarus_report.render.report_model import (
     build_report,
     token_view,
 )
-from lazarus_report.result import ERROR, FAILED, PASSED, SKIPPED, SuiteCase, SuiteResult
+from lazarus_report.results.suite import ERROR, FAILED, PASSED, SKIPPED, SuiteCase, SuiteResult
 
 # Failures first: the order of the Markdown table and of "failures first" lists.
 STATUS_ORDER = {ERROR: 0, FAILED: 1, SKIPPED: 2, PASSED: 3}

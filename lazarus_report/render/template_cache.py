@@ -25,7 +25,7 @@ from pathlib import Path
 
 import jinja2
 
-from lazarus_report.models.cache import cache_root, warn_cache_discarded, write_cache_file
+from lazarus_report.core.disk_cache import cache_root, warn_cache_discarded, write_cache_file
 
 FORMAT = 2  # of the file around Jinja's bucket (1: not keyed to the package)
 
@@ -39,7 +39,7 @@ def package_key() -> str:
     """A digest of what the compiled templates depend on in this installation: every file under the template
     root (names and bytes), the package's and Jinja's versions, the interpreter's bytecode magic."""
     from lazarus_report import __version__
-    from lazarus_report.render.environment import template_root
+    from lazarus_report.render.template_files import template_root
 
     h = hashlib.sha256()
     for part in (__version__, jinja2.__version__, sys.implementation.cache_tag or "", importlib.util.MAGIC_NUMBER):

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import re
 
-from ..result import AnalysisResult, ComparisonResult, SuiteResult
+from ..results.analysis import AnalysisResult
+from ..results.comparison import ComparisonResult
+from ..results.suite import SuiteResult
 from .change_view import build_change_view
 from .lens_view import lens_name, unreliable_note
 from .report_model import comparison_tags, layer_runs, top1_phrase

@@ -23,16 +23,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
-from lazarus_report.result import (
-    ERROR,
-    FAILED,
-    PASSED,
-    SKIPPED,
-    AnalysisResult,
-    CheckOutcome,
-    ComparisonResult,
-    TokenEvolution,
-)
+from lazarus_report.results.analysis import AnalysisResult, TokenEvolution
+from lazarus_report.results.comparison import ComparisonResult
+from lazarus_report.results.suite import ERROR, FAILED, PASSED, SKIPPED, CheckOutcome
 from lazarus_report.suites.spec import CaseSpec, Expectation
 
 ATTRIBUTION_TOLERANCE = 0.05  # changes_only_in_layers: the largest effect allowed outside the layers

@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NoReturn
 
-from lazarus_report.errors import LazarusError
+from lazarus_report.core.errors import LazarusError
 
 CHECKS = (
     "final_top1", "not_top1", "final_prob_at_least", "final_prob_at_most", "emerges_by_layer", "no_regression",
@@ -129,11 +129,11 @@ class SuiteSpec:
 def verify_lens(spec: SuiteSpec) -> None:
     """``defaults.lens`` naming a lens directory: the artefact read and verified (digest, shapes, finite
     values) as the run would, as a one-line ``SuiteFileError`` at its line. Imports numpy; loads no model."""
-    from ..api import LENS_KINDS
+    from ..core.config import LENS_KINDS
 
     if spec.lens is None or spec.lens in LENS_KINDS:
         return
-    from ..lenses.artefact import Lens
+    from ..lens.learned.artefact import Lens
 
     try:
         Lens.load(spec.lens)
@@ -532,7 +532,7 @@ class _Validator:
             return self.layer_set(node, what)
         if key == "lens":
             value = self.text(node, what)
-            from ..api import LENS_KINDS
+            from ..core.config import LENS_KINDS
 
             self.lens_line = node.line
             if value in LENS_KINDS:

@@ -96,5 +96,5 @@ def render_chat_template(template: str, prompt: str, special_tokens: Mapping[str
     )
 
 
-def _no_template_error(name: str) -> ValueError:
+def no_template_error(name: str) -> ValueError:
     return ValueError(f"{name} has no chat template; run without the chat template (raw prompt) instead")

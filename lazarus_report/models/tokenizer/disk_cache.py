@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:  # pragma: no cover
     import tokenizers
 
-from lazarus_report.models.tokenizer.gguf_build import _build_from_metadata
+from lazarus_report.models.tokenizer.gguf_build import build_from_metadata
 from lazarus_report.models.tokenizer.wrappers import GGUFTokenizer
 
 # Bump when the way a tokenizer is built from metadata changes: old cache entries are then ignored.
@@ -27,7 +27,7 @@ CACHE_FORMAT = 1
 
 
 def default_cache_dir() -> Path:
-    from lazarus_report.models.cache import cache_root
+    from lazarus_report.core.disk_cache import cache_root
 
     return cache_root() / "tokenizers"
 
@@ -51,7 +51,7 @@ def _cache_key(path: Path) -> tuple[str, dict[str, Any]]:
 
 
 def _atomic_write(target: Path, data: bytes) -> None:
-    from ..cache import write_cache_file
+    from ...core.disk_cache import write_cache_file
 
     write_cache_file(target, data)
 
@@ -71,7 +71,7 @@ def _load_cached(cache_dir: Path, key: str, source: Mapping[str, Any], warn: boo
             return None
         data = tok_path.read_bytes()
         if hashlib.sha256(data).hexdigest() != info.get("tokenizer_sha256"):
-            from ..cache import warn_cache_discarded
+            from ...core.disk_cache import warn_cache_discarded
 
             if warn:
                 warn_cache_discarded(tok_path, "tokenizer.json does not match its recorded sha256")
@@ -151,7 +151,7 @@ def tokenizer_from_gguf(
     cached = _load_cached(cache_dir, key, source)
     if cached is not None:
         return cached
-    from lazarus_report.models.cache import cache_lock
+    from lazarus_report.core.disk_cache import cache_lock
 
     # One process builds a file's entry at a time; the others wait, then read it.
     with cache_lock(cache_dir, f"tokenizer-{key.split('-', 1)[0]}"):
@@ -172,7 +172,7 @@ def _build_and_store(
         meta = metadata()
     else:
         meta = metadata
-    backend, info = _build_from_metadata(meta)
+    backend, info = build_from_metadata(meta)
     if not info.get("name"):
         info["name"] = path.name
     try:

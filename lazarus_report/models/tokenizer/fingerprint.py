@@ -8,7 +8,7 @@ from collections.abc import Mapping
 from typing import Any
 
 
-def _fingerprint_from_json(tokenizer_json: Mapping[str, Any]) -> str:
+def fingerprint_from_json(tokenizer_json: Mapping[str, Any]) -> str:
     model = tokenizer_json.get("model") or {}
     pieces: dict[int, str] = {}
     scores: list[float] | None = None

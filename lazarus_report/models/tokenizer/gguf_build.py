@@ -10,7 +10,7 @@ if TYPE_CHECKING:  # pragma: no cover
     import tokenizers
 
 from lazarus_report.models.tokenizer.fingerprint import fingerprint_of
-from lazarus_report.models.tokenizer.pieces import BYTE_ALPHABET, SPIECE_SPACE, _byte_level_spelling
+from lazarus_report.models.tokenizer.pieces import BYTE_ALPHABET, SPIECE_SPACE, byte_level_spelling
 
 # llama.cpp's token types (tokenizer.ggml.token_type).
 TOKEN_NORMAL, TOKEN_UNKNOWN, TOKEN_CONTROL, TOKEN_USER_DEFINED, TOKEN_UNUSED, TOKEN_BYTE = 1, 2, 3, 4, 5, 6
@@ -116,7 +116,7 @@ def _get(meta: Mapping[str, Any], key: str, default: Any = None) -> Any:
     return default if value is None else value
 
 
-def _build_from_metadata(metadata: Mapping[str, Any]) -> tuple[tokenizers.Tokenizer, dict[str, Any]]:
+def build_from_metadata(metadata: Mapping[str, Any]) -> tuple[tokenizers.Tokenizer, dict[str, Any]]:
     from tokenizers import AddedToken, decoders, normalizers, pre_tokenizers
     from tokenizers import Tokenizer as BackendTokenizer
     from tokenizers.models import BPE
@@ -152,7 +152,7 @@ def _build_from_metadata(metadata: Mapping[str, Any]) -> tuple[tokenizers.Tokeni
 
     if model == "gpt2":
         kind = "byte_level"
-        spelled = [t if BYTE_ALPHABET.issuperset(t) else _byte_level_spelling(t) for t in tokens]
+        spelled = [t if BYTE_ALPHABET.issuperset(t) else byte_level_spelling(t) for t in tokens]
         vocab = {t: i for i, t in enumerate(spelled)}
         if merges_meta is None:
             raise TokenizerBuildError("byte-level GGUF tokenizer without tokenizer.ggml.merges")
@@ -260,9 +260,7 @@ def _build_from_metadata(metadata: Mapping[str, Any]) -> tuple[tokenizers.Tokeni
         "add_eos_token": bool(add_eos) if add_eos is not None else False,
         "special_tokens": special_tokens,
         "chat_template": str(template) if template else None,
-        "missing_pieces": {
-            str(i): (_byte_level_spelling(t) if kind == "byte_level" else t) for i, t in missing.items()
-        },
+        "missing_pieces": {str(i): (byte_level_spelling(t) if kind == "byte_level" else t) for i, t in missing.items()},
         "fingerprint": fingerprint_of(pieces, [list(m) for m in merges], None),
         "name": str(meta.get("general.name") or "") or None,
         "model": model,

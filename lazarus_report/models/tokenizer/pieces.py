@@ -37,7 +37,7 @@ BYTE_ALPHABET: frozenset[str] = frozenset(BYTE_TO_CHAR.values())
 _CHAR_TO_LATIN1 = {ord(char): chr(byte) for byte, char in BYTE_TO_CHAR.items()}
 
 
-def _byte_level_spelling(text: str) -> str:
+def byte_level_spelling(text: str) -> str:
     return "".join(BYTE_TO_CHAR[b] for b in text.encode("utf-8"))
 
 
@@ -56,7 +56,7 @@ def sentencepiece_piece_to_str(piece: str) -> str:
     return piece.replace(SPIECE_SPACE, " ")
 
 
-_PIECE_DECODERS: dict[str, Callable[[str], str]] = {
+PIECE_DECODERS: dict[str, Callable[[str], str]] = {
     "byte_level": byte_level_piece_to_str,
     "sentencepiece": sentencepiece_piece_to_str,
     "plain": lambda piece: piece,

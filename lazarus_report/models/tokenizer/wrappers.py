@@ -11,9 +11,9 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:  # pragma: no cover
     import tokenizers
 
-from lazarus_report.models.tokenizer.chat_template import _no_template_error, render_chat_template
-from lazarus_report.models.tokenizer.fingerprint import _fingerprint_from_json, fingerprint_of
-from lazarus_report.models.tokenizer.pieces import _PIECE_DECODERS, SPIECE_SPACE
+from lazarus_report.models.tokenizer.chat_template import no_template_error, render_chat_template
+from lazarus_report.models.tokenizer.fingerprint import fingerprint_from_json, fingerprint_of
+from lazarus_report.models.tokenizer.pieces import PIECE_DECODERS, SPIECE_SPACE
 
 
 class Tokenizer(ABC):
@@ -51,7 +51,7 @@ class Tokenizer(ABC):
         if piece is None:
             return f"<id {token_id}>"
         try:
-            return _PIECE_DECODERS[self.kind](piece)
+            return PIECE_DECODERS[self.kind](piece)
         except Exception:  # pragma: no cover - defensive: a display helper must not fail
             return piece
 
@@ -95,7 +95,7 @@ class GGUFTokenizer(Tokenizer):
 
     def apply_chat_template(self, prompt: str) -> str:
         if not self.chat_template:
-            raise _no_template_error(self.name)
+            raise no_template_error(self.name)
         return render_chat_template(self.chat_template, prompt, self.special_tokens)
 
     def _piece(self, token_id: int) -> str | None:
@@ -166,7 +166,7 @@ class HFTokenizer(Tokenizer):
 
     def apply_chat_template(self, prompt: str) -> str:
         if not self.chat_template:
-            raise _no_template_error(getattr(self._tok, "name_or_path", None) or "this model")
+            raise no_template_error(getattr(self._tok, "name_or_path", None) or "this model")
         out = self._templater.apply_chat_template(
             [{"role": "user", "content": prompt}], tokenize=False, add_generation_prompt=True
         )
@@ -182,7 +182,7 @@ class HFTokenizer(Tokenizer):
         if self._fingerprint is None:
             backend = self._backend()
             if backend is not None:
-                self._fingerprint = _fingerprint_from_json(json.loads(backend.to_str()))
+                self._fingerprint = fingerprint_from_json(json.loads(backend.to_str()))
             else:
                 pieces = {i: p for p, i in self._tok.get_vocab().items()}
                 self._fingerprint = fingerprint_of(pieces, None, None)

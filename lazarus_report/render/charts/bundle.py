@@ -39,7 +39,7 @@ BUNDLE_CACHE_FORMAT = 3  # 3: keyed to the installation's RECORD too
 
 
 def bundle_cache_dir() -> Path:
-    from lazarus_report.models.cache import cache_root
+    from lazarus_report.core.disk_cache import cache_root
 
     return cache_root() / "vega-bundle"
 
@@ -100,7 +100,7 @@ def build_bundle(vl_version: str) -> str:
 
 def cached_bundle(vl_version: str, cache_dir: Path | None = None) -> str:
     """The bundle for ``vl_version``: from the cache when a verified entry is there, else built and stored."""
-    from lazarus_report.models.cache import cache_lock
+    from lazarus_report.core.disk_cache import cache_lock
 
     cache_dir = Path(cache_dir) if cache_dir is not None else bundle_cache_dir()
     source = bundle_source(vl_version)
@@ -156,14 +156,14 @@ def _read_entry(cache_dir: Path, name: str, source: dict[str, Any], *, warn: boo
 def _discard(js_path: Path, reason: str, warn: bool) -> str | None:
     """No bundle from this entry (None), said once as a warning."""
     if warn:
-        from lazarus_report.models.cache import warn_cache_discarded
+        from lazarus_report.core.disk_cache import warn_cache_discarded
 
         warn_cache_discarded(js_path, reason)
     return None
 
 
 def _store_entry(cache_dir: Path, name: str, source: dict[str, Any], bundle: str) -> None:
-    from lazarus_report.result import write_bytes_atomic
+    from lazarus_report.core.files import write_bytes_atomic
 
     js_path, record_path = _paths(cache_dir, name)
     data = bundle.encode("utf-8")

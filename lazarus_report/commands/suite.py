@@ -1,0 +1,314 @@
+"""Run a suite: every case on one model, or on two (base = model 1, tuned = model 2).
+
+Each model loads once and runs every case before the next model loads (the first is released
+first, so peak memory is the larger model's, not the sum). With the same model on both sides
+(``-m1 X -m2 X --adapter2 DIR``) the weights load once and the adapter is applied in place.
+
+A two-model comparison needs both models' lens distributions at the last position
+(``[layers, vocab]`` float32 per case: 5.9 MB for SmolLM2, 19 MB for Gemma 3 270M). Model 1's are
+spilled to a temporary directory and memory-mapped back when model 2 has run the same case, so a
+suite of hundreds of cases does not hold hundreds of distributions in memory. The spill is bounded
+(``SPILL_BUDGET_BYTES``, 256 MiB): a suite whose cases need more runs in rounds, model 1 then model 2 on
+as many cases as the budget holds, each round's files removed before the next (each model then loads
+once per round). The directory goes on every exit (an error, SIGINT, SIGTERM).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import tempfile
+import time
+from collections.abc import Callable, Generator, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ..core.errors import LazarusError
+from ..results.codec import distinct_labels
+from ..results.suite import SuiteCase, SuiteExecution, SuiteResult
+
+if TYPE_CHECKING:
+    from ..engine.run import LensRun
+from ..suites.checks import evaluate_case
+from ..suites.spec import CaseSpec, SuiteSpec
+
+ROLES_TWO = ["base", "tuned"]
+# What model 1's spilled runs (``[layers, vocab]`` float32 per case, and block outputs with --attribution)
+# may take on disk at once; as much as a comparison's change map (``change_map.POSITION_BUDGET_BYTES``).
+SPILL_BUDGET_BYTES = 256 * 2**20
+ROLES_ONE = ["model"]
+
+
+def case_config(case: CaseSpec, lens: str = "logit") -> Any:
+    """The analysis settings of one case: all layers (emergence needs every layer), no grid."""
+    from ..core.config import AnalysisConfig, LayerStrategy
+
+    return AnalysisConfig(
+        layer_strategy=LayerStrategy.ALL,
+        top_k=case.top_k,
+        track_tokens=list(case.track),
+        use_chat_template=not case.raw,
+        compute_grid=False,
+        lens=lens,
+    )
+
+
+def run_suite(
+    spec: SuiteSpec,
+    models: Sequence[str],
+    *,
+    adapters: Sequence[str | None] | None = None,
+    embedding_scales: Sequence[float | None] | None = None,
+    precision: str = "auto",
+    role: str | None = None,
+    progress: Callable[[int], None] | None = None,
+    lens: str | None = None,
+    attribution: bool = False,
+    batch_size: int | None = None,
+    max_memory: int | str | None = None,
+) -> SuiteResult:
+    """Run every case of ``spec`` on one model (``models=[m]``) or two (``[base, tuned]``).
+
+    ``role`` (one model only): ``"base"`` or ``"tuned"`` to also check that side's expectations on
+    the one model. ``progress(n)`` is called after each case on each model (``len(cases) *
+    len(models)`` calls in all). A case that cannot run (say, a prompt longer than one model's
+    context) is recorded with its error; the other cases still run. ``lens``: the lens every case is
+    read through (default: the suite file's ``defaults.lens``, else the logit lens); it is resolved
+    once per model, before any case runs, so a missing lens fails the run rather than every case.
+    ``attribution`` (two models): attribute each case's change to layers causally
+    (``attribution.attribute``, run while model 2 is loaded; model 1's block outputs wait on disk).
+    ``batch_size``: cases per forward pass (``batched.plan_batches``; ``None``: chosen from the prompts'
+    lengths; 1: one case at a time). Per-case results equal running each case alone (within float32
+    rounding); ``--attribution`` runs one case at a time (it needs each case's block outputs), and the
+    result's ``execution`` says how the cases ran.
+    """
+    from ..core.runtime import versions
+    from ..engine.batched import check_batch_size
+    from .analyzer import each_model
+
+    if len(models) not in (1, 2):
+        raise LazarusError("a suite runs on one model or two")
+    if role is not None and (len(models) != 1 or role not in ROLES_TWO):
+        raise LazarusError("--role base|tuned applies to one-model runs only")
+    n_models = len(models)
+    if attribution and n_models != 2:
+        raise LazarusError("--attribution needs two models (-m1 BASE -m2 TUNED)")
+    check_batch_size(batch_size)
+    adapters = list(adapters) if adapters is not None else [None] * n_models
+    scales = list(embedding_scales) if embedding_scales is not None else [None] * n_models
+    start = time.perf_counter()
+    lens = lens or spec.lens or "logit"
+    configs = [case_config(case, lens) for case in spec.cases]
+    runs: list[list[LensRun | None]] = [[None] * n_models for _ in spec.cases]
+    analyses: list[Any] = [None] * len(spec.cases)  # one model: the result alone (not its [L, V] log-probs)
+    errors: list[str | None] = [None] * len(spec.cases)
+    labels: list[str] = []
+    load_seconds: list[float] = [0.0] * n_models
+    engine = 0.0
+    attributed: list[tuple[Any, str | None]] = [(None, None)] * len(spec.cases)
+    attribute_cases = attribution and n_models == 2
+    one_by_one = batch_size == 1 or attribute_cases
+    passes: list[int] = [0] * n_models
+    done: dict[int, SuiteCase] = {}
+    compare_seconds = 0.0
+    todo = list(range(len(spec.cases)))
+    per_case = 0  # bytes model 1 spills for one case (known once a case has run)
+    first_round = True
+    with tempfile.TemporaryDirectory(prefix="lazarus-suite-") as spill:
+        while todo or first_round:
+            # One round: model 1 runs as many cases as its spill budget holds, then model 2 runs them.
+            in_round: list[int] = []  # cases model 1 ran (or that failed on it) this round
+            spilled = 0
+            for side in each_model(models, adapters, scales, precision, max_memory):
+                try:  # a missing or mismatched lens stops the run here, before any case
+                    side.analyzer.lens(lens)
+                except LazarusError as exc:
+                    raise LazarusError(
+                        f"model {side.number} ({side.model_id}): {exc}" if n_models == 2 else str(exc)
+                    ) from None
+                if first_round:
+                    labels.append(side.analyzer.info.label)
+                load_seconds[side.number - 1] += float(side.analyzer.loaded.load_seconds)
+                if side.number == 1:
+                    pending = todo
+                    if n_models == 2:
+                        info = side.analyzer.info
+                        per_case = max(per_case, 4 * int(info.num_layers) * int(info.vocab_size))
+                        pending = todo[: max(1, SPILL_BUDGET_BYTES // per_case)]
+                else:
+                    pending = [i for i in in_round if errors[i] is None]
+                    if progress is not None and len(pending) < len(in_round):
+                        progress(len(in_round) - len(pending))  # cases that already failed on model 1
+                outcomes = _outcomes(side, spec, configs, pending, batch_size, one_by_one, attribute_cases, passes)
+                for i, outcome in outcomes:
+                    if isinstance(outcome, LazarusError):
+                        errors[i] = (
+                            f"model {side.number} ({side.model_id}): {outcome}" if n_models == 2 else str(outcome)
+                        )
+                    else:
+                        run = outcome
+                        if n_models == 2 and side.number == 1:
+                            blocks = run.block_outputs
+                            # the blocks count twice: model 2's wait on disk too when its case is patched
+                            size = run.log_probs.nbytes + (2 * blocks.nbytes if blocks is not None else 0)
+                            per_case = max(per_case, size)
+                            if in_round and spilled + size > SPILL_BUDGET_BYTES:
+                                break  # the budget is spent: this case runs again in the next round
+                            spilled += size
+                            run = dataclasses.replace(
+                                run,
+                                log_probs=_spill(run.log_probs, Path(spill) / f"{i}.npy"),
+                                block_outputs=_spill(blocks, Path(spill) / f"{i}.blocks.npy")
+                                if blocks is not None
+                                else None,
+                            )
+                        elif attribute_cases and (first := runs[i][0]) is not None:
+                            from ..compare.attribution import attribute
+
+                            attributed[i] = attribute(side.analyzer.loaded, first, run)
+                            blocks = run.block_outputs
+                            patched = attributed[i][0] is not None and attributed[i][0].method == "activation-patching"
+                            run = dataclasses.replace(
+                                run,  # the reverse direction needs them once model 1 is back (below)
+                                block_outputs=_spill(blocks, Path(spill) / f"{i}.blocks2.npy")
+                                if patched and blocks is not None
+                                else None,
+                            )
+                        engine += run.engine_seconds
+                        if n_models == 1:
+                            analyses[i] = run.result
+                        else:
+                            runs[i][side.number - 1] = run
+                    if side.number == 1:
+                        in_round.append(i)
+                    if progress is not None:
+                        progress(1)
+                outcomes.close()
+            first_round = False
+            if not in_round and todo:
+                raise RuntimeError("a suite round ran no case")
+            taken = set(in_round)
+            todo = [i for i in todo if i not in taken]
+            reverse = [
+                i for i in in_round if attributed[i][0] is not None and attributed[i][0].method == "activation-patching"
+            ]
+            if reverse:
+                from ..compare.attribution import reverse_patching
+
+                # Model 2's block outputs patched into model 1: load model 1 again, once for the round's cases.
+                for side in each_model(models[:1], adapters[:1], scales[:1], precision, max_memory):
+                    for i in reverse:
+                        first, second = runs[i]
+                        assert first is not None and second is not None
+                        attributed[i] = (reverse_patching(side.analyzer.loaded, first, second, attributed[i][0]), None)
+                        runs[i][1] = dataclasses.replace(second, block_outputs=None)
+            compare_start = time.perf_counter()
+            for i in in_round:
+                done[i] = _case_outcome(spec.cases[i], errors[i], analyses[i], runs[i], attributed[i], role, n_models)
+                runs[i] = [None] * n_models  # drop the memory maps before their files go
+                analyses[i] = None
+            compare_seconds += time.perf_counter() - compare_start
+            for path in Path(spill).iterdir():  # the round's spilled runs are no longer needed
+                path.unlink()
+        labels = distinct_labels(labels)
+        cases = [done[i] for i in range(len(spec.cases))]
+    return SuiteResult(
+        name=spec.name,
+        source=spec.path,
+        source_sha256=spec.sha256,
+        roles=list(ROLES_TWO if n_models == 2 else ROLES_ONE),
+        labels=labels,
+        role_checked=role,
+        cases=cases,
+        load_seconds=[round(x, 4) for x in load_seconds],
+        timings={
+            "engine": round(engine, 4),
+            "compare": round(compare_seconds, 4),
+            "total": round(time.perf_counter() - start, 4),
+        },
+        versions=versions(),
+        execution=SuiteExecution(
+            batched=not one_by_one,
+            batch_size=batch_size,
+            forward_passes=passes,
+            note="one case at a time: --attribution needs every block's output of each case"
+            if attribute_cases and batch_size != 1
+            else None,
+        ),
+    )
+
+
+def _outcomes(
+    side: Any,
+    spec: SuiteSpec,
+    configs: list[Any],
+    pending: list[int],
+    batch_size: int | None,
+    one_by_one: bool,
+    keep_block_outputs: bool,
+    passes: list[int],
+) -> Generator[tuple[int, LensRun | LazarusError], None, None]:
+    """Each pending case's run on ``side`` (or its error): batched (``batched.analyze_many``), or one case
+    per forward pass. ``passes[side.number - 1]`` counts this side's forward passes (over every round)."""
+
+    def count(_: int = 1) -> None:
+        passes[side.number - 1] += 1
+
+    if one_by_one:
+        for i in pending:
+            try:
+                run = side.run(spec.cases[i].prompt, configs[i], keep_block_outputs=keep_block_outputs)
+            except LazarusError as exc:
+                yield i, exc
+            else:
+                count()
+                yield i, run
+        return
+    from ..engine.batched import analyze_many
+
+    if not pending:
+        return
+    scaled = [dataclasses.replace(configs[i], embedding_scale=side.embedding_scale) for i in pending]
+    batch = analyze_many(
+        side.analyzer.loaded,
+        [spec.cases[i].prompt for i in pending],
+        scaled,
+        lens=side.analyzer.lens(scaled[0].lens),
+        batch_size=batch_size,
+        on_pass=count,
+    )
+    for j, outcome in batch:
+        yield pending[j], outcome
+
+
+def _case_outcome(
+    case: CaseSpec,
+    error: str | None,
+    analysis: Any,
+    runs: list[LensRun | None],
+    attributed: tuple[Any, str | None],
+    role: str | None,
+    n_models: int,
+) -> SuiteCase:
+    """One case's ``SuiteCase``: its comparison (two models) or analysis (one), and its checks."""
+    if error is not None:
+        return SuiteCase(case.id, case.prompt, case.line, None, None, [], error, case.group)
+    comparison = None
+    if n_models == 2:
+        from ..compare.layers import compare_models_from_runs
+
+        comparison = compare_models_from_runs(
+            [r for r in runs if r is not None], attribution=attributed[0], attribution_note=attributed[1]
+        )
+        analysis = None
+    checks = evaluate_case(case, analysis=analysis, comparison=comparison, role_checked=role)
+    return SuiteCase(case.id, case.prompt, case.line, analysis, comparison, checks, group=case.group)
+
+
+def _spill(array: Any, path: Path) -> Any:
+    import numpy as np
+
+    from ..engine.spill import spill_errors
+
+    with spill_errors(path):
+        np.save(path, array, allow_pickle=False)
+    return np.load(path, mmap_mode="r", allow_pickle=False)

@@ -1,0 +1,154 @@
+"""What a lens run is asked to do: the configuration types and their validators (no MLX, no I/O)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import TYPE_CHECKING
+
+from ..results.analysis import AnalysisConfigRecord
+from .errors import LazarusError
+
+if TYPE_CHECKING:
+    pass
+
+
+class LayerStrategy(str, Enum):
+    """Which layers the lens reads. The last layer (the model's own prediction) is always read."""
+
+    ALL = "all"
+    EVENLY_SPACED = "evenly_spaced"
+    FIRST_LAST = "first_last"
+    CUSTOM = "custom"
+
+
+@dataclass
+class AnalysisConfig:
+    layer_strategy: LayerStrategy = LayerStrategy.EVENLY_SPACED
+    layer_step: int = 4
+    custom_layers: list[int] | None = None
+    top_k: int = 5
+    track_tokens: list[str] = field(default_factory=list)
+    use_chat_template: bool = True  # applied when the tokenizer has one; False = raw prompt
+    embedding_scale: float | None = None  # None: the family's own (Gemma: sqrt(hidden_size))
+    compute_grid: bool = True  # the layers x positions grid (HTML heatmap, JSON)
+    # Only the last N prompt positions of the grid (None: every position). The command line sets it for
+    # --html without -o: the heatmap shows only the last positions (``render.report_model.heatmap_positions``).
+    grid_last_positions: int | None = None
+    lens: str = "logit"  # "logit", "linear" / "tuned" (fitted with `lazarus lens fit`) or a lens directory
+
+    def validate(self, num_layers: int | None = None, vocab_size: int | None = None) -> None:
+        """Raise ``LazarusError`` for settings no model can run; needs no weights, so callers check
+        before loading. With a model's ``num_layers`` / ``vocab_size`` (from its config, or loaded),
+        layer indices and ``top_k`` are checked against them as well."""
+        if isinstance(self.top_k, bool) or not isinstance(self.top_k, int) or self.top_k < 1:
+            raise LazarusError(f"--top-k must be at least 1 (got {self.top_k})")
+        if vocab_size is not None and self.top_k > vocab_size:
+            raise LazarusError(f"--top-k {self.top_k} is larger than the model's vocabulary of {vocab_size} tokens")
+        if isinstance(self.layer_step, bool) or not isinstance(self.layer_step, int) or self.layer_step < 1:
+            raise LazarusError(f"--layer-step must be at least 1 (got {self.layer_step})")
+        strategy = LayerStrategy(self.layer_strategy)
+        if strategy is LayerStrategy.CUSTOM and not self.custom_layers:
+            raise LazarusError("the custom layer strategy needs layer indices: --layers 0,4,8")
+        if self.custom_layers is not None and strategy is not LayerStrategy.CUSTOM:
+            raise LazarusError(
+                f"--layers selects custom layers; it cannot be combined with the {strategy.value!r} layer strategy"
+            )
+        for i in self.custom_layers or []:
+            if i < 0 or (num_layers is not None and i >= num_layers):
+                valid = f"0..{num_layers - 1}" if num_layers is not None else "0 or more"
+                has = f"this model has {num_layers} layers, " if num_layers is not None else ""
+                raise LazarusError(f"layer {i} is out of range: {has}valid indices are {valid}")
+        last = self.grid_last_positions
+        if last is not None and (isinstance(last, bool) or not isinstance(last, int) or last < 1):
+            raise LazarusError(f"grid_last_positions must be None or at least 1 (got {last!r})")
+        check_embedding_scale(self.embedding_scale)
+        check_lens_spec(self.lens)
+        seen: set[str] = set()
+        for text in self.track_tokens:
+            if text == "":
+                raise LazarusError("cannot track an empty string")
+            check_text(text, f"tracked token {text!r}")
+            if text in seen:
+                raise LazarusError(f"tracked token {text!r} is given twice")
+            seen.add(text)
+
+    def record(self) -> AnalysisConfigRecord:
+        return AnalysisConfigRecord(
+            layer_strategy=LayerStrategy(self.layer_strategy).value,
+            layer_step=self.layer_step,
+            custom_layers=list(self.custom_layers) if self.custom_layers is not None else None,
+            top_k=self.top_k,
+            track_tokens=list(self.track_tokens),
+            use_chat_template=self.use_chat_template,
+            embedding_scale=self.embedding_scale,
+            compute_grid=self.compute_grid,
+            lens=self.lens,
+        )
+
+
+MAX_EMBEDDING_SCALE = 1e4  # sqrt(hidden_size) of the largest models is ~130; beyond this float32 overflows
+
+
+def check_embedding_scale(scale: float | None, option: str = "--embedding-scale") -> None:
+    """A user's embedding scale: None (the family's own) or a finite number in (0, 10000]."""
+    if scale is None:
+        return
+    if not (isinstance(scale, (int, float)) and 0 < scale <= MAX_EMBEDDING_SCALE):  # also false for NaN
+        raise LazarusError(f"{option} must be a positive number up to {MAX_EMBEDDING_SCALE:g} (got {scale})")
+
+
+LENS_KINDS = ("logit", "linear", "tuned")
+
+
+def check_lens_spec(spec: str, option: str = "--lens") -> None:
+    """A lens kind, or an existing lens directory (its content is verified when it is loaded)."""
+    import os
+
+    if not isinstance(spec, str) or not spec:
+        raise LazarusError(f"{option} must be logit, linear, tuned or a lens directory")
+    if spec in LENS_KINDS:
+        return
+    if not os.path.isdir(spec):
+        what = "is not a directory" if os.path.exists(spec) else "names no lens kind and no such directory"
+        raise LazarusError(f"{option} {spec!r} {what}: choose logit, linear, tuned or a lens directory")
+
+
+def check_text(text: str, what: str) -> None:
+    """User text must be valid Unicode: undecodable argv bytes arrive as lone surrogates."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise LazarusError(
+            f"{what} is not valid UTF-8 text (an undecodable byte or a lone surrogate at character {exc.start})"
+        ) from None
+
+
+def select_layers(
+    strategy: LayerStrategy | str,
+    num_layers: int,
+    step: int = 4,
+    custom: Sequence[int] | None = None,
+) -> list[int]:
+    """Captured layer indices (sorted, unique, always ending with the last layer)."""
+    last = num_layers - 1
+    strategy = LayerStrategy(strategy)
+    if strategy is LayerStrategy.ALL:
+        layers = list(range(num_layers))
+    elif strategy is LayerStrategy.FIRST_LAST:
+        layers = [0, last]
+    elif strategy is LayerStrategy.EVENLY_SPACED:
+        if step < 1:
+            raise LazarusError(f"layer step must be at least 1 (got {step})")
+        layers = list(range(0, num_layers, step))
+    else:
+        if not custom:
+            raise LazarusError(f"custom layer strategy needs --layers, e.g. --layers 0,4,8 (valid: 0..{last})")
+        bad = [i for i in custom if not 0 <= i <= last]
+        if bad:
+            raise LazarusError(
+                f"layer {bad[0]} is out of range: this model has {num_layers} layers, valid indices are 0..{last}"
+            )
+        layers = list(custom)
+    return sorted(set(layers) | {last})

@@ -1,0 +1,239 @@
+"""The analysis result: plain data with a versioned JSON form.
+
+Conventions, stated once for every renderer:
+
+* Layer ``i`` is the residual stream *after* transformer block ``i`` (0-based).
+  The last layer's lens distribution is the model's own next-token distribution.
+* Probabilities are in [0, 1]; entropy and KL divergence are in nats.
+* ``kl_to_final`` is KL(final || layer) = sum_v p_final(v) * (log p_final(v) - log p_layer(v)).
+* Ranks are exact: 1 + the number of vocabulary entries with a strictly larger logit.
+* Token strings are the model's own pieces decoded to text (leading spaces and newlines kept);
+  they are data from the model and must be escaped by every renderer.
+
+This module imports nothing heavy (no MLX, no numpy): renderers build on it alone.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any
+
+from .codec import SCHEMA_VERSION, JsonFile, ResultFormatError, build_dataclass, check_header, plain_dict, with_header
+from .provenance import LensRecord, ModelInfo, TokenProb
+
+RESULT_KIND = "lazarus-report/analysis"
+
+
+@dataclass(frozen=True)
+class TrackedToken:
+    """A token the user asked to follow, as the model's tokenizer sees it."""
+
+    text: str  # exactly what the user passed
+    token_id: int  # the tracked id: the first token of ``text``
+    token: str  # that token decoded
+    num_tokens: int  # how many tokens ``text`` encodes to (> 1: only the first is tracked)
+
+    @property
+    def multi_token(self) -> bool:
+        return self.num_tokens > 1
+
+    @property
+    def warning(self) -> str | None:
+        if not self.multi_token:
+            return None
+        return (
+            f"{self.text!r} is {self.num_tokens} tokens for this model; "
+            f"tracking its first token {self.token!r} (id {self.token_id})"
+        )
+
+
+@dataclass(frozen=True)
+class TrackedAtLayer:
+    """A tracked token's probability and exact rank under one layer's lens."""
+
+    prob: float
+    rank: int
+
+
+@dataclass(frozen=True)
+class LayerPrediction:
+    """The lens at the last prompt position for one captured layer."""
+
+    layer_idx: int
+    top_tokens: list[TokenProb]  # top-k, most probable first
+    entropy: float  # nats
+    kl_to_final: float  # KL(final || this layer), nats; 0 at the last layer
+    final_token_rank: int  # exact rank of the final layer's top-1 token under this layer
+    tracked: list[TrackedAtLayer]  # aligned with AnalysisResult.tracked_tokens
+
+    @property
+    def top_token(self) -> str:
+        return self.top_tokens[0].token
+
+    @property
+    def top_prob(self) -> float:
+        return self.top_tokens[0].prob
+
+
+@dataclass(frozen=True)
+class TokenEvolution:
+    """A tracked token across the captured layers (last prompt position)."""
+
+    token: str  # decoded tracked token
+    token_id: int
+    text: str  # what the user asked to track
+    layers: list[int]
+    probs: list[float]
+    ranks: list[int]
+    emergence_layer: int | None  # first captured layer where the token is top-1
+    stable_from_layer: int | None  # captured layer from which it stays top-1 through the last
+
+    @property
+    def layer_probabilities(self) -> dict[int, float]:
+        return dict(zip(self.layers, self.probs))
+
+    @property
+    def final_prob(self) -> float:
+        return self.probs[-1]
+
+
+@dataclass(frozen=True)
+class PositionGrid:
+    """Top-1 prediction at every (captured layer, prompt position).
+
+    Arrays are nested lists indexed ``[layer_index_in_layers][position_index_in_positions]``.
+    """
+
+    layers: list[int]
+    positions: list[int]  # prompt positions (0-based); all of them
+    top_token_ids: list[list[int]]
+    top_tokens: list[list[str]]
+    top_probs: list[list[float]]
+    entropy: list[list[float]]
+    kl_to_final: list[list[float]]  # KL(final layer at that position || this layer)
+    # The probability this layer gives the model's final answer at that position (the last layer's top-1
+    # there), as nostalgebraist's logit-lens plots colour it; None in results written before it existed.
+    answer_probs: list[list[float]] | None = None
+
+
+@dataclass(frozen=True)
+class LogitView:
+    """The same run read through the plain logit lens, kept beside a learned lens's reading so a
+    report can show both (the capture is shared; only the reading differs)."""
+
+    layer_predictions: list[LayerPrediction]
+    token_evolutions: list[TokenEvolution]
+    grid: PositionGrid | None
+
+
+@dataclass(frozen=True)
+class AnalysisConfigRecord:
+    """The settings a result was produced with (the JSON form of ``AnalysisConfig``)."""
+
+    layer_strategy: str
+    layer_step: int
+    custom_layers: list[int] | None
+    top_k: int
+    track_tokens: list[str]
+    use_chat_template: bool
+    embedding_scale: float | None  # user override, None = auto
+    compute_grid: bool
+    lens: str = "logit"  # what was asked for: "logit", "linear", "tuned" or a lens directory
+
+
+@dataclass(frozen=True)
+class AnalysisResult(JsonFile):
+    """Everything one logit-lens run produced. Renderers take this and nothing else."""
+
+    model: ModelInfo
+    prompt: str  # what the user typed
+    formatted_prompt: str  # what was tokenized (chat template applied or not)
+    chat_template_applied: bool
+    token_ids: list[int]
+    tokens: list[str]  # decoded pieces, one per token id
+    config: AnalysisConfigRecord
+    captured_layers: list[int]
+    layer_predictions: list[LayerPrediction]
+    tracked_tokens: list[TrackedToken]
+    token_evolutions: list[TokenEvolution]
+    grid: PositionGrid | None
+    versions: dict[str, str]
+    timings: dict[str, float]  # seconds: load, tokenize, forward, lens, grid, total
+    lens: LensRecord | None = None  # which lens read the layers (None in version-1 files: the logit lens)
+    logit_view: LogitView | None = None  # with a learned lens and a grid: the same run through the logit lens
+    schema_version: int = SCHEMA_VERSION
+
+    def through_logit_lens(self) -> AnalysisResult | None:
+        """This run as the logit lens read it (None when no logit view was kept)."""
+        if self.logit_view is None:
+            return None
+        fidelity = self.lens.logit_fidelity if self.lens is not None else []
+        record = LensRecord(
+            kind="logit",
+            source=None,
+            digest=None,
+            fitted_for=None,
+            corpus=self.lens.corpus if self.lens is not None and fidelity else None,
+            tokens=None,
+            fidelity=list(fidelity),
+            unreliable_threshold_nats=self.lens.unreliable_threshold_nats if self.lens is not None else 0.0,
+        )
+        return dataclasses.replace(
+            self,
+            layer_predictions=self.logit_view.layer_predictions,
+            token_evolutions=self.logit_view.token_evolutions,
+            grid=self.logit_view.grid,
+            lens=record,
+            logit_view=None,
+        )
+
+    @property
+    def lens_kind(self) -> str:
+        return self.lens.kind if self.lens is not None else "logit"
+
+    @property
+    def unreliable_layers(self) -> list[int]:
+        """Captured layers where the lens is known to be far from the model's final distribution
+        (held-out KL above the lens record's threshold); empty when its fidelity is unknown."""
+        if self.lens is None:
+            return []
+        bad = set(self.lens.unreliable_layers())
+        return [layer for layer in self.captured_layers if layer in bad]
+
+    @property
+    def final_prediction(self) -> list[TokenProb]:
+        """The model's own next-token top-k (the last layer's lens)."""
+        return self.layer_predictions[-1].top_tokens
+
+    @property
+    def final_top_token(self) -> str:
+        return self.final_prediction[0].token
+
+    @property
+    def warnings(self) -> list[str]:
+        return [t.warning for t in self.tracked_tokens if t.warning]
+
+    # --- JSON ---------------------------------------------------------------
+
+    def to_dict(self) -> dict[str, Any]:
+        d = plain_dict(self)
+        return with_header(RESULT_KIND, d)
+
+    @classmethod
+    def from_dict(cls, data: Any) -> AnalysisResult:
+        check_header(data, RESULT_KIND, "analysis")
+        try:
+            result = build_dataclass(cls, data)
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ResultFormatError(f"malformed analysis result: {exc}") from None
+        # Every view starts from the last layer's top prediction: say so instead of an IndexError.
+        for name in ("captured_layers", "layer_predictions", "tokens"):
+            if not getattr(result, name):
+                raise ResultFormatError(f"malformed analysis result: field {name!r} is empty")
+        for i, layer in enumerate(result.layer_predictions):
+            if not layer.top_tokens:
+                raise ResultFormatError(
+                    f"malformed analysis result: field 'layer_predictions[{i}].top_tokens' is empty"
+                )
+        return result
