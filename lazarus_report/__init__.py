@@ -8,15 +8,30 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["AnalysisConfig", "AnalysisResult", "LayerStrategy", "Lens", "ModelAnalyzer"]
-__version__ = "0.1.0"  # the distribution's version (pyproject.toml reads it from here)
+from .core.version import __version__
+from .results.codec import register_notebook_html
+
+__all__ = ["AnalysisConfig", "AnalysisResult", "LayerStrategy", "Lens", "ModelAnalyzer", "__version__"]
+
+
+def _notebook_html(result: Any) -> str:
+    from .render.html import render_notebook_html
+
+    return render_notebook_html(result)
+
+
+register_notebook_html(_notebook_html)
 
 
 def __getattr__(name: str) -> Any:
     if name in ("ModelAnalyzer", "AnalysisConfig", "LayerStrategy"):
-        from .commands import analyzer as api
+        if name == "ModelAnalyzer":
+            from .commands.analyzer import ModelAnalyzer
 
-        return getattr(api, name)
+            return ModelAnalyzer
+        from .core import config
+
+        return getattr(config, name)
     if name == "AnalysisResult":
         from .results.analysis import AnalysisResult
 

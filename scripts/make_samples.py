@@ -85,7 +85,7 @@ def write(name: str, obj) -> None:
 
 def tuned_lens(analyzer: ModelAnalyzer) -> None:
     """Fit SmolLM2's tuned lens into TUNED unless it is there, and write its evaluation sample."""
-    from lazarus_report.lens.learned import Lens, evaluate
+    from lazarus_report.lens.learned import Lens, evaluate, fit_lens
     from lazarus_report.lens.learned.corpus import default_corpus
     from lazarus_report.render.lens_report import render_lens_eval_html
     from lazarus_report.render.lens_text import render_eval_text
@@ -93,7 +93,7 @@ def tuned_lens(analyzer: ModelAnalyzer) -> None:
     if not (ROOT / TUNED / "lens.json").is_file():
         Path(TUNED).parent.mkdir(parents=True, exist_ok=True)
         print(f"fitting the tuned lens into {TUNED} (once; about 20 minutes on 2 cores)")
-        Lens.fit(analyzer.loaded, "tuned").save(TUNED)
+        fit_lens(analyzer.loaded, "tuned").save(TUNED)
     lens = Lens.load(TUNED)
     evaluation = evaluate(analyzer.loaded, lens, default_corpus())
     name = "lens-eval-smollm2-tuned"

@@ -40,11 +40,11 @@ def private_imports(tree: ast.Module) -> list[str]:
 
 def test_the_checks_see_what_they_look_for() -> None:
     source = (
-        "from lazarus_report.results.analysis import current_umask\nfrom .charts import _x, ok\ndef f():\n"
+        "from lazarus_report.core.files import _private_helper\nfrom .charts import _x, ok\ndef f():\n"
         + "    pass\n" * 80
     )
     tree = ast.parse(source)
-    assert private_imports(tree) == ["lazarus_report.core.files.current_umask", ".charts._x"]
+    assert private_imports(tree) == ["lazarus_report.core.files._private_helper", ".charts._x"]
     assert long_functions(tree) == [("f", 81)]
 
 

@@ -124,12 +124,12 @@ def test_entries_are_keyed_to_the_installed_package(tmp_path, monkeypatch):
 def test_the_package_key_follows_the_template_sources(tmp_path, monkeypatch):
     import shutil
 
-    from lazarus_report.render import environment, template_cache
+    from lazarus_report.render import template_cache, template_files
     from lazarus_report.render.template_files import template_root
 
     copy = tmp_path / "templates"
     shutil.copytree(template_root(), copy)
-    monkeypatch.setattr(environment, "template_root", lambda: copy)
+    monkeypatch.setattr(template_files, "template_root", lambda: copy)
     template_cache.package_key.cache_clear()
     try:
         before = template_cache.package_key()

@@ -309,6 +309,12 @@ def output_options(fn: Callable[..., Any]) -> Callable[..., Any]:
 _FAST_EXIT = False  # set by ``entry``: the process leaves with os._exit, nothing is torn down
 
 
+def enable_fast_exit() -> None:
+    """The process will leave with ``os._exit`` (``main.entry``): objects kept until exit are never freed."""
+    global _FAST_EXIT
+    _FAST_EXIT = True
+
+
 _KEPT: list[Any] = []
 
 

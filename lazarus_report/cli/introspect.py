@@ -29,10 +29,9 @@ from .common import (
     preflight,
     run_guarded,
 )
-from .main import main
 
 
-@main.group()
+@click.group()
 def introspect() -> None:
     """Look inside a model: analyze one, compare two, run a suite of prompts."""
 

@@ -15,9 +15,7 @@ from typing import Any
 import click
 
 from ..core.errors import LazarusError
-
-# Same as cli.CONTEXT; not imported from cli, which imports this module (python -m lazarus_report.cli.main).
-CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
+from .common import CONTEXT
 
 MODEL_HELP = "Alias (smollm2-135m-instruct), .gguf file, model directory or Hugging Face ID."
 

@@ -12,7 +12,7 @@ import sys
 
 import click
 
-from .common import CONTEXT
+from .common import CONTEXT, enable_fast_exit
 
 
 @click.group(context_settings=CONTEXT)
@@ -22,9 +22,12 @@ def main() -> None:
 
 
 if __name__ != "__main__":  # under `python -m lazarus_report.cli.main` the block at the end runs the real module
-    from .lens import lens as _lens_group
+    from .introspect import introspect
+    from .lens import lens
+    from .report import report
 
-    main.add_command(_lens_group)
+    for _group in (introspect, report, lens):
+        main.add_command(_group)
 
 
 def entry() -> None:
@@ -34,8 +37,7 @@ def entry() -> None:
     the operating system reclaims the memory at once. Output is flushed first; files were already
     written atomically. (Tests that call ``main`` in-process are unaffected.)
     """
-    global _FAST_EXIT
-    _FAST_EXIT = True
+    enable_fast_exit()
     code = 0
     try:
         main(standalone_mode=False)

@@ -8,10 +8,9 @@ import click
 
 from ..core.errors import LazarusError
 from .common import CONTEXT, TIMINGS_OPTION, check_output_paths, emit, run_guarded
-from .main import main
 
 
-@main.group()
+@click.group()
 def report() -> None:
     """Work with saved results."""
 

@@ -7,7 +7,6 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import TYPE_CHECKING
 
-from ..results.analysis import AnalysisConfigRecord
 from .errors import LazarusError
 
 if TYPE_CHECKING:
@@ -73,19 +72,6 @@ class AnalysisConfig:
             if text in seen:
                 raise LazarusError(f"tracked token {text!r} is given twice")
             seen.add(text)
-
-    def record(self) -> AnalysisConfigRecord:
-        return AnalysisConfigRecord(
-            layer_strategy=LayerStrategy(self.layer_strategy).value,
-            layer_step=self.layer_step,
-            custom_layers=list(self.custom_layers) if self.custom_layers is not None else None,
-            top_k=self.top_k,
-            track_tokens=list(self.track_tokens),
-            use_chat_template=self.use_chat_template,
-            embedding_scale=self.embedding_scale,
-            compute_grid=self.compute_grid,
-            lens=self.lens,
-        )
 
 
 MAX_EMBEDDING_SCALE = 1e4  # sqrt(hidden_size) of the largest models is ~130; beyond this float32 overflows

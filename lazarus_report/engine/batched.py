@@ -32,6 +32,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from ..core.errors import LazarusError
+from ..results.analysis import AnalysisConfigRecord
 
 if TYPE_CHECKING:
     from ..core.config import AnalysisConfig
@@ -333,7 +334,7 @@ def _run_batch(
                 chat_template_applied=case.prepared.chat_template_applied,
                 token_ids=list(ids),
                 tokens=[decode(i) for i in ids],
-                config=case.config.record(),
+                config=AnalysisConfigRecord.of(case.config),
                 captured_layers=list(layers),
                 layer_predictions=layer_predictions_of(stats, layers, decode),
                 tracked_tokens=case.tracked,

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..core.runtime import versions
 from ..results.analysis import (
+    AnalysisConfigRecord,
     AnalysisResult,
     LayerPrediction,
     LogitView,
@@ -232,7 +233,7 @@ def analyze(
         chat_template_applied=prepared.chat_template_applied,
         token_ids=list(ids),
         tokens=[decode(i) for i in ids],
-        config=config.record(),
+        config=AnalysisConfigRecord.of(config),
         captured_layers=list(layers),
         layer_predictions=predictions,
         tracked_tokens=tracked,

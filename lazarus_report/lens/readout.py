@@ -35,6 +35,7 @@ from ..core.runtime import import_mlx
 from ..models.families import LensParts
 from ..models.hooks import capture_hidden, capturing, embedding_scaled
 from ..results.codec import rounded
+from .stats import row_dots
 
 mx = import_mlx()
 
@@ -140,7 +141,7 @@ class FinalReference:
         lse = row_stats(z_final, 1).lse
         probs = np.subtract(z_final, lse[:, None].astype(np.float32))
         np.exp(probs, out=probs)  # in place: one [N, V] buffer, not two
-        return cls(probs, _row_dots(probs, z_final), lse)
+        return cls(probs, row_dots(probs, z_final), lse)
 
     def subset(self, idx: np.ndarray, n: int) -> FinalReference:
         """The rows ``idx`` of this reference (itself when ``idx`` is all ``n`` rows)."""
@@ -155,11 +156,6 @@ class FinalReference:
             np.repeat(self.self_dot, n),
             np.repeat(self.lse, n),
         )
-
-
-def _row_dots(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """``[N]`` row-wise dot products in float64, as a batched matmul (one pass, vectorised)."""
-    return np.matmul(a[:, None, :], b[:, :, None])[:, 0, 0].astype(np.float64)
 
 
 def _top_k_rows(z: np.ndarray, k: int) -> np.ndarray:
@@ -218,13 +214,13 @@ def row_stats(z: np.ndarray, top_k: int, final: FinalReference | None = None) ->
         total, block_lse = _exp_rows(zb, e)
         lse[a:b] = block_lse
         # sum p*z = sum(e*z)/total; the row dot products run as a batched matmul.
-        ez = _row_dots(e, zb)
+        ez = row_dots(e, zb)
         entropy[a:b] = block_lse - ez / total
         ids = _top_k_rows(zb, k)
         top_ids[a:b] = ids
         top_probs[a:b] = np.exp(np.take_along_axis(zb, ids, axis=1).astype(np.float64) - block_lse[:, None])
         if kl is not None and final is not None:
-            cross = _row_dots(final.probs[a:b], zb)
+            cross = row_dots(final.probs[a:b], zb)
             kl[a:b] = np.maximum(0.0, (final.self_dot[a:b] - cross) + (block_lse - final.lse[a:b]))
     return RowStats(lse=lse, entropy=np.maximum(entropy, 0.0), top_ids=top_ids, top_probs=top_probs, kl_to_final=kl)
 

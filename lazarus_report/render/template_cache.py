@@ -38,7 +38,7 @@ def template_cache_dir() -> Path:
 def package_key() -> str:
     """A digest of what the compiled templates depend on in this installation: every file under the template
     root (names and bytes), the package's and Jinja's versions, the interpreter's bytecode magic."""
-    from lazarus_report import __version__
+    from lazarus_report.core.version import __version__
     from lazarus_report.render.template_files import template_root
 
     h = hashlib.sha256()

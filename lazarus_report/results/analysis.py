@@ -19,6 +19,7 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
+from ..core.config import AnalysisConfig, LayerStrategy
 from .codec import SCHEMA_VERSION, JsonFile, ResultFormatError, build_dataclass, check_header, plain_dict, with_header
 from .provenance import LensRecord, ModelInfo, TokenProb
 
@@ -140,6 +141,21 @@ class AnalysisConfigRecord:
     embedding_scale: float | None  # user override, None = auto
     compute_grid: bool
     lens: str = "logit"  # what was asked for: "logit", "linear", "tuned" or a lens directory
+
+    @classmethod
+    def of(cls, config: AnalysisConfig) -> AnalysisConfigRecord:
+        """The record of what a run was asked to do."""
+        return cls(
+            layer_strategy=LayerStrategy(config.layer_strategy).value,
+            layer_step=config.layer_step,
+            custom_layers=list(config.custom_layers) if config.custom_layers is not None else None,
+            top_k=config.top_k,
+            track_tokens=list(config.track_tokens),
+            use_chat_template=config.use_chat_template,
+            embedding_scale=config.embedding_scale,
+            compute_grid=config.compute_grid,
+            lens=config.lens,
+        )
 
 
 @dataclass(frozen=True)

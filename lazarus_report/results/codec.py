@@ -7,6 +7,7 @@ import dataclasses
 import json
 import os
 import re
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -94,6 +95,17 @@ def plain_dict(obj: Any, skip: tuple[str, ...] = ()) -> dict[str, Any]:
     return {name: None if name in skip else _plain(getattr(obj, name)) for name in _field_names(type(obj))}
 
 
+# Results sit below the renderers and never import them: the package registers the HTML renderer here
+# (``lazarus_report/__init__.py``) so that a result shows as its report in Jupyter.
+_NOTEBOOK_HTML: Callable[[Any], str] | None = None
+
+
+def register_notebook_html(render: Callable[[Any], str]) -> None:
+    """Set the function that turns a result into the HTML Jupyter shows for it."""
+    global _NOTEBOOK_HTML
+    _NOTEBOOK_HTML = render
+
+
 class JsonFile:
     """JSON text and files for a result class with ``to_dict`` / ``from_dict``."""
 
@@ -116,11 +128,9 @@ class JsonFile:
     def load(cls, path: str | os.PathLike[str]) -> Any:
         return cls.from_json(Path(path).read_text(encoding="utf-8"))
 
-    def _repr_html_(self) -> str:
-        """Jupyter shows the result as its HTML report, in a sandboxed ``<iframe srcdoc>``."""
-        from lazarus_report.render.html import render_notebook_html
-
-        return render_notebook_html(self)  # type: ignore[arg-type]
+    def _repr_html_(self) -> str | None:
+        """Jupyter shows the result as its HTML report (the renderer registered by ``register_notebook_html``)."""
+        return None if _NOTEBOOK_HTML is None else _NOTEBOOK_HTML(self)
 
 
 def nested_result(cls: Any, data: Any, where: str) -> Any:

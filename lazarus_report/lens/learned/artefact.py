@@ -159,13 +159,6 @@ class Lens:
     def logit(cls, fingerprint: dict[str, Any] | None = None) -> Lens:
         return cls(kind="logit", meta={"model": fingerprint or {}})
 
-    @classmethod
-    def fit(cls, model: Any, kind: str = "linear", **kwargs: Any) -> Lens:
-        """Fit a lens for ``model`` (a model id, or a loaded model); see :func:`lenses.fit.fit_lens`."""
-        from .fit import fit_lens
-
-        return fit_lens(model, kind, **kwargs)
-
     @property
     def num_layers(self) -> int | None:
         model = self.meta.get("model") or {}
