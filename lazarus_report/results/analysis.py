@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..core.config import AnalysisConfig, LayerStrategy
+from .answer import AnswerReading
 from .codec import SCHEMA_VERSION, JsonFile, ResultFormatError, build_dataclass, check_header, plain_dict, with_header
 from .provenance import LensRecord, ModelInfo, TokenProb
 
@@ -179,6 +180,7 @@ class AnalysisResult(JsonFile):
     lens: LensRecord | None = None  # which lens read the layers (None in version-1 files: the logit lens)
     logit_view: LogitView | None = None  # with a learned lens and a grid: the same run through the logit lens
     schema_version: int = SCHEMA_VERSION
+    answer: AnswerReading | None = None  # the answer after the prompt, token by token (schema version 3)
 
     def through_logit_lens(self) -> AnalysisResult | None:
         """This run as the logit lens read it (None when no logit view was kept)."""
