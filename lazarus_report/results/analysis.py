@@ -236,6 +236,8 @@ class AnalysisResult(JsonFile):
 
     def to_dict(self) -> dict[str, Any]:
         d = plain_dict(self)
+        if d.get("answer") is None:  # written only when there is one: runs without an answer read as before
+            d.pop("answer", None)
         return with_header(RESULT_KIND, d)
 
     @classmethod
