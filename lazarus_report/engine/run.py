@@ -392,25 +392,6 @@ def grid_positions(n_tokens: int, last: int | None) -> list[int]:
     return list(range(0 if last is None else max(0, n_tokens - last), n_tokens))
 
 
-def _grid(
-    loaded: LoadedModel,
-    hidden: list[Any],
-    final_hidden: Any,
-    layers: list[int],
-    decode: Decoder,
-    log_probs_out: Any = None,
-    positions: list[int] | None = None,
-) -> PositionGrid:
-    """The layers x positions grid of ``hidden`` (one ``[T, H]`` per captured layer, as the lens reads them)
-    at ``positions`` (default: all); ``log_probs_out``: see ``lens.position_grid`` (its positions are computed
-    in the same head pass, whether the grid keeps them or not)."""
-    n_tokens = final_hidden.shape[0]
-    shown = list(range(n_tokens)) if positions is None else list(positions)
-    computed = grid_computed(shown, log_probs_out)
-    g = _grid_stats(loaded, hidden, final_hidden, computed, log_probs_out=log_probs_out)
-    return _as_position_grid(g, layers, computed, shown, decode)
-
-
 def grid_computed(shown: list[int], log_probs_out: Any = None) -> list[int]:
     """The positions a grid pass computes: those it shows and those the change map keeps (same head pass)."""
     return shown if log_probs_out is None else sorted(set(shown) | set(log_probs_out[0]))
