@@ -38,7 +38,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ..lens.readout import head_logits_np, mx, row_stats
+from ..lens.readout import head_logits_np, mx, row_lse
 from ..lens.stats import js_divergence
 from ..models.hooks import capturing, embedding_scaled
 from ..results.codec import rounded
@@ -122,9 +122,10 @@ def _spread_over_ranks(loaded: LoadedModel) -> bool:
     return shard is not None and shard.ranges is not None
 
 
-def _log_softmax(z: np.ndarray) -> np.ndarray:
-    lse = row_stats(z, 1).lse.astype(np.float32)
-    return z - lse[:, None]
+def _log_probs(z: np.ndarray) -> np.ndarray:
+    """``z - lse`` as the readout writes log-probabilities (``lens.readout.log_probs_into``); not
+    ``stats.log_softmax``, which can differ in the last float32 digit (attribution's saved numbers stay as they were)."""
+    return z - row_lse(z).astype(np.float32)[:, None]
 
 
 class _Runner:
@@ -149,7 +150,7 @@ class _Runner:
         z = head_logits_np(self.parts, out[last][0, -1:])
         if keep:
             mx.eval(*out.values())
-        return _log_softmax(z)[0], out if keep else {}
+        return _log_probs(z)[0], out if keep else {}
 
 
 def _js(a: np.ndarray, b: np.ndarray) -> float:

@@ -25,7 +25,7 @@ import numpy as np
 
 from ...core.errors import LazarusError
 from ...results.provenance import LensFidelity
-from ..stats import row_dots
+from ..stats import log_softmax, row_dots
 from .artefact import Lens, model_fingerprint
 from .collect import States, collect_states
 from .corpus import Corpus, TokenSequences, default_corpus, take_tokens, tokenize
@@ -137,9 +137,7 @@ def kl_and_grad(
 
 
 def _final_dist(head: NumpyHead, h_last: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    z = head.logits(h_last)
-    z -= z.max(axis=1, keepdims=True)
-    z -= np.log(np.exp(z).sum(axis=1, keepdims=True, dtype=np.float64)).astype(np.float32)
+    z = log_softmax(head.logits(h_last), in_place=True)
     return z, np.exp(z)
 
 
@@ -174,9 +172,7 @@ def fit_tuned(
             return 0.0
         assert val_p is not None and val_logp is not None
         x = val_h[layer] + val_h[layer] @ aa + bb
-        logq = head.logits(x)
-        logq -= logq.max(axis=1, keepdims=True)
-        logq -= np.log(np.exp(logq).sum(axis=1, keepdims=True, dtype=np.float64)).astype(np.float32)
+        logq = log_softmax(head.logits(x), in_place=True)
         return float(np.einsum("nv,nv->", val_p, val_logp - logq, dtype=np.float64)) / n_val
 
     best = [val_loss(layer, a[layer], b[layer]) for layer in range(k)]
