@@ -40,7 +40,7 @@ import numpy as np
 
 from ..lens.readout import head_logits_np, mx, row_lse
 from ..lens.stats import js_divergence
-from ..models.hooks import capturing, embedding_scaled
+from ..models.hooks import capturing, embedding_scaled, swapped, swapped_class
 from ..results.codec import rounded
 from ..results.comparison import Attribution, LayerAttribution
 
@@ -58,26 +58,15 @@ REVERSE_NOT_RUN = (
 # --- forward passes with replaced blocks ------------------------------------------------------
 
 
-def _replacing_class(cls: type, value: Any) -> type:
-    def __call__(self: Any, *args: Any, **kwargs: Any) -> Any:
-        return value
-
-    return type(f"Replaced{cls.__name__}", (cls,), {"__call__": __call__})
-
-
 @contextlib.contextmanager
 def replacing(parts: Any, outputs: dict[int, Any]) -> Iterator[None]:
     """Blocks in ``outputs`` return the given ``[1, T, H]`` array instead of computing anything."""
-    originals = []
-    try:
-        for i, value in outputs.items():
-            block = parts.layers[i]
-            originals.append((block, type(block)))
-            block.__class__ = _replacing_class(type(block), value)
+
+    def replaced_class(cls: type, value: Any) -> type:
+        return swapped_class(cls, "Replaced", lambda self, *args, **kwargs: value)
+
+    with swapped((parts.layers[i], replaced_class(type(parts.layers[i]), value)) for i, value in outputs.items()):
         yield
-    finally:
-        for block, cls in reversed(originals):
-            block.__class__ = cls
 
 
 def _walk(obj: Any, path: str) -> Any:
