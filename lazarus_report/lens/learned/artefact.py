@@ -46,6 +46,7 @@ import numpy as np
 
 from ...core.config import LENS_KINDS
 from ...core.errors import LazarusError
+from ...core.files import current_umask
 from ...results.provenance import LensFidelity, LensRecord
 from . import safetensors_io
 
@@ -420,12 +421,6 @@ class Lens:
         if not (np.isfinite(weight).all() and np.isfinite(bias).all()):
             raise LazarusError(f"lens {directory} is damaged: its weights contain NaN or infinite values")
         return cls(kind=kind, weight=weight, bias=bias, form=form, meta=meta, source=source or str(directory))
-
-
-def current_umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
 
 
 LENS_FILES = (META_FILE, WEIGHTS_FILE)

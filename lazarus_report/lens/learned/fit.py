@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from ...core.errors import LazarusError
+from ...core.runtime import package_version
 from ...results.provenance import LensFidelity
 from ..stats import log_softmax, row_dots
 from .artefact import Lens, model_fingerprint
@@ -305,7 +306,7 @@ def fit_lens(
         "fit": fit_info,
         "fidelity": [f.__dict__ for f in fidelity],
         "logit_fidelity": [f.__dict__ for f in logit_fidelity],
-        "created_with": _version(),
+        "created_with": " ".join(filter(None, ["lazarus-report", package_version("lazarus-report")])),
     }
     return lens
 
@@ -340,15 +341,6 @@ def measure_fidelity(
     total = states.num_positions * (n_layers - 1)
     logit, fidelity = measure(loaded, states, [Lens.logit(), lens], progress=_stage(progress, "measure", total))
     return logit, fidelity
-
-
-def _version() -> str:
-    from importlib import metadata
-
-    try:
-        return "lazarus-report " + metadata.version("lazarus-report")
-    except metadata.PackageNotFoundError:  # pragma: no cover
-        return "lazarus-report"
 
 
 def _stage(progress: Progress | None, name: str, total: int) -> Callable[[int], None] | None:
