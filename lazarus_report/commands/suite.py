@@ -25,11 +25,12 @@ from typing import TYPE_CHECKING, Any
 from ..core.errors import LazarusError
 from ..results.codec import distinct_labels
 from ..results.suite import SuiteCase, SuiteExecution, SuiteResult
+from ..suites.checks import evaluate_case
+from ..suites.spec import CaseSpec, SuiteSpec
+from .compare import is_patched, reverse_patched
 
 if TYPE_CHECKING:
     from ..engine.run import LensRun
-from ..suites.checks import evaluate_case
-from ..suites.spec import CaseSpec, SuiteSpec
 
 ROLES_TWO = ["base", "tuned"]
 # What model 1's spilled runs (``[layers, vocab]`` float32 per case, and block outputs with --attribution)
@@ -166,11 +167,10 @@ def run_suite(
 
                             attributed[i] = attribute(side.analyzer.loaded, first, run)
                             blocks = run.block_outputs
-                            patched = attributed[i][0] is not None and attributed[i][0].method == "activation-patching"
                             run = dataclasses.replace(
                                 run,  # the reverse direction needs them once model 1 is back (below)
                                 block_outputs=_spill(blocks, Path(spill) / f"{i}.blocks2.npy")
-                                if patched and blocks is not None
+                                if is_patched(attributed[i]) and blocks is not None
                                 else None,
                             )
                         engine += run.engine_seconds
@@ -188,19 +188,13 @@ def run_suite(
                 raise RuntimeError("a suite round ran no case")
             taken = set(in_round)
             todo = [i for i in todo if i not in taken]
-            reverse = [
-                i for i in in_round if attributed[i][0] is not None and attributed[i][0].method == "activation-patching"
-            ]
-            if reverse:
-                from ..compare.attribution import reverse_patching
-
-                # Model 2's block outputs patched into model 1: load model 1 again, once for the round's cases.
-                for side in each_model(models[:1], adapters[:1], scales[:1], precision, max_memory):
-                    for i in reverse:
-                        first, second = runs[i]
-                        assert first is not None and second is not None
-                        attributed[i] = (reverse_patching(side.analyzer.loaded, first, second, attributed[i][0]), None)
-                        runs[i][1] = dataclasses.replace(second, block_outputs=None)
+            reverse = [i for i in in_round if is_patched(attributed[i])]
+            if reverse:  # model 1 loads again, once for the round's cases
+                patched = [(*_both(runs[i]), attributed[i][0]) for i in reverse]
+                model1 = (models[0], adapters[0], scales[0])
+                for i, both_ways in zip(reverse, reverse_patched(model1, precision, max_memory, patched)):
+                    attributed[i] = (both_ways, None)
+                    runs[i][1] = dataclasses.replace(_both(runs[i])[1], block_outputs=None)
             compare_start = time.perf_counter()
             for i in in_round:
                 done[i] = _case_outcome(spec.cases[i], errors[i], analyses[i], runs[i], attributed[i], role, n_models)
@@ -235,6 +229,12 @@ def run_suite(
             else None,
         ),
     )
+
+
+def _both(runs: list[LensRun | None]) -> tuple[LensRun, LensRun]:
+    first, second = runs
+    assert first is not None and second is not None
+    return first, second
 
 
 def _outcomes(
