@@ -112,7 +112,7 @@ def _spread_over_ranks(loaded: LoadedModel) -> bool:
 
 
 def _log_probs(z: np.ndarray) -> np.ndarray:
-    """``z - lse`` as the readout writes log-probabilities (``lens.readout.log_probs_into``); not
+    """``z - lse`` as the readout writes log-probabilities (``lens.readout.position_log_probs``); not
     ``stats.log_softmax``, which can differ in the last float32 digit (attribution's saved numbers stay as they were)."""
     return z - row_lse(z).astype(np.float32)[:, None]
 
