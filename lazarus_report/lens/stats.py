@@ -1,4 +1,4 @@
-"""Divergences between distributions given as log-probabilities (numpy, float64 sums)."""
+"""Log-softmax, and divergences between distributions given as log-probabilities (numpy, float64 sums)."""
 
 from __future__ import annotations
 
