@@ -184,3 +184,15 @@ def test_record_is_plain_data_with_a_json_round_trip(fitted: Lens) -> None:
     strict = LensRecord(**{**record.__dict__, "unreliable_threshold_nats": -1.0})
     assert strict.unreliable_layers() == [0, 1]
     assert Lens.logit().record().fidelity == []
+
+
+# --- issue 18: one version lookup (core/runtime.package_version) ---
+
+
+def test_package_version_is_the_one_version_lookup() -> None:
+    from lazarus_report import __version__
+    from lazarus_report.core.runtime import package_version, versions
+
+    assert package_version("lazarus-report") == __version__ == versions()["lazarus-report"]
+    assert package_version("no-such-distribution-lazarus") is None
+    assert {"python", "platform", "lazarus-report"} <= set(versions())

@@ -189,3 +189,25 @@ def test_a_learned_lens_keeps_the_logit_reading_beside_it(tiny, random_lens):
     assert view.grid == logit.grid
     assert learned.grid != logit.grid  # the learned lens reads the layers differently
     assert AnalysisResult.from_json(learned.to_json()) == learned
+
+
+# --- issue 18: one class-swap helper (models/hooks.py) ---
+
+
+def test_swapped_gives_every_class_back_even_on_an_error() -> None:
+    from lazarus_report.models.hooks import observing_class, swapped, swapped_class
+
+    class Block:
+        def __call__(self, x: int) -> tuple[int, str]:
+            return x + 1, "cache"
+
+    blocks = [Block(), Block()]
+    seen: list[int] = []
+    swaps = [(blocks[0], observing_class(Block, "Seeing", seen.append))]
+    swaps.append((blocks[1], swapped_class(Block, "Replaced", lambda self, x: (0, "none"))))
+    with pytest.raises(RuntimeError), swapped(swaps):
+        assert [type(b).__name__ for b in blocks] == ["SeeingBlock", "ReplacedBlock"]
+        assert blocks[0](1) == (2, "cache") and seen == [2]  # the block's own output, its hidden part recorded
+        assert blocks[1](1) == (0, "none")
+        raise RuntimeError("mid-pass")
+    assert [type(b) for b in blocks] == [Block, Block]

@@ -201,3 +201,23 @@ def test_corpus_packing_split_and_budget() -> None:
     assert TokenSequences.positions(taken) == 600
     assert take_tokens(seqs.fit, None) is seqs.fit
     assert heldout_positions(30, 49152) == 2048 and heldout_positions(18, 262144) == 672
+
+
+# --- issue 18: one log-softmax (lens/stats.py) ---
+
+
+def test_log_softmax_is_one_definition_in_place_or_not() -> None:
+    from lazarus_report.lens.stats import log_softmax
+
+    z = np.random.default_rng(0).normal(size=(3, 50)).astype(np.float32) * 10
+    kept = z.copy()
+    out = log_softmax(z)
+    assert np.array_equal(z, kept)  # not in place: the logits are untouched
+    assert out.dtype == np.float32
+    np.testing.assert_allclose(np.exp(out.astype(np.float64)).sum(axis=1), 1.0, atol=1e-5)
+    expected = (z.astype(np.float64) - np.log(np.exp(z.astype(np.float64)).sum(axis=1, keepdims=True))).astype(
+        np.float32
+    )
+    np.testing.assert_allclose(out, expected, atol=2e-6)
+    same = log_softmax(z, in_place=True)
+    assert same is z and np.array_equal(same, out)  # in place: the same numbers in the same buffer

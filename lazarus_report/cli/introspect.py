@@ -318,8 +318,7 @@ def _suite(
     timings: bool,
     quiet: bool,
 ) -> int:
-    from ..core.config import LENS_KINDS, check_lens_spec
-    from ..suites.spec import load_suite, verify_lens
+    from ..suites.spec import load_suite
 
     check_output_paths((output, "-o"), (html, "--html"), (markdown, "--markdown"), (junit, "--junit"))
     from ..engine.batched import check_batch_size
@@ -333,20 +332,7 @@ def _suite(
     spec = load_suite(suite_file)  # every suite-file error comes before any model loads
     lens = lens if lens is not None else spec.lens or "logit"
     if validate_only:
-        check_lens_spec(lens)
-        if lens == spec.lens:
-            verify_lens(spec)  # a lens directory the suite names: verified as the run would
-        elif lens not in LENS_KINDS:
-            from ..lens.learned import Lens
-
-            Lens.load(lens)
-        n = len(spec.cases)
-        if not quiet:
-            click.echo(
-                f"{printable(suite_file)}: {n} case{'s' if n != 1 else ''}, "
-                f"{sum(len(c.expectations) for c in spec.cases)} expectations, valid"
-            )
-        return 0
+        return _validate_suite(suite_file, spec, lens, quiet)
     if model is not None:
         models, adapters, scales = [model], [adapter], [embedding_scale]
     elif model1 is not None and model2 is not None:
@@ -354,13 +340,7 @@ def _suite(
     else:
         raise LazarusError("give a model: -m MODEL, or -m1 BASE -m2 TUNED")
     options = ["--embedding-scale"] if model is not None else ["--embedding-scale1", "--embedding-scale2"]
-    for value in models:
-        check_text(value, "the model")
-    for adapter_dir in adapters:
-        if adapter_dir is not None:
-            from ..models.adapters import check_adapter
-
-            check_adapter(adapter_dir)
+    _check_models(models, adapters)
     from ..core.config import AnalysisConfig
 
     preflight(models, AnalysisConfig(top_k=1, lens=lens), list(zip(scales, options)))
@@ -390,6 +370,38 @@ def _suite(
         # The reason goes to stderr, one line, whatever -q says (the text report on stdout has the details).
         click.echo(f"Error: {printable(suite_error_line(result))}", err=True)
     return 2 if status == "error" else 1 if status == "failed" else 0
+
+
+def _validate_suite(suite_file: str, spec: Any, lens: str, quiet: bool) -> int:
+    """``suite --validate``: the suite file and its lens checked, no model loaded."""
+    from ..core.config import LENS_KINDS, check_lens_spec
+    from ..suites.spec import verify_lens
+
+    check_lens_spec(lens)
+    if lens == spec.lens:
+        verify_lens(spec)  # a lens directory the suite names: verified as the run would
+    elif lens not in LENS_KINDS:
+        from ..lens.learned import Lens
+
+        Lens.load(lens)
+    n = len(spec.cases)
+    if not quiet:
+        click.echo(
+            f"{printable(suite_file)}: {n} case{'s' if n != 1 else ''}, "
+            f"{sum(len(c.expectations) for c in spec.cases)} expectations, valid"
+        )
+    return 0
+
+
+def _check_models(models: list[str], adapters: list[str | None]) -> None:
+    """The model names and adapter folders checked before any model loads."""
+    for value in models:
+        check_text(value, "the model")
+    for adapter_dir in adapters:
+        if adapter_dir is not None:
+            from ..models.adapters import check_adapter
+
+            check_adapter(adapter_dir)
 
 
 def suite_error_line(result: Any) -> str:

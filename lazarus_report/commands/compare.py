@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from ..core.config import AnalysisConfig, LayerStrategy
@@ -10,7 +11,7 @@ from .analyzer import each_model
 
 if TYPE_CHECKING:
     from ..engine.run import LensRun
-    from ..results.comparison import ComparisonResult
+    from ..results.comparison import Attribution, ComparisonResult
 
 
 def compare_models(
@@ -67,12 +68,34 @@ def compare_models(
                 from ..compare.attribution import attribute
 
                 attributed = attribute(side.analyzer.loaded, runs[0], runs[1])
-        if attributed[0] is not None and attributed[0].method == "activation-patching":
-            # The reverse direction patches model 2's block outputs into model 1: load model 1 again.
-            from ..compare.attribution import reverse_patching
-
-            for side in each_model((model1,), (adapter1,), embedding_scales[:1], precision, max_memory):
-                attributed = (reverse_patching(side.analyzer.loaded, runs[0], runs[1], attributed[0]), None)
+        if is_patched(attributed):
+            model = (model1, adapter1, embedding_scales[0])
+            (reverse,) = reverse_patched(model, precision, max_memory, [(runs[0], runs[1], attributed[0])])
+            attributed = (reverse, None)
         comparison = compare_models_from_runs(runs, attribution=attributed[0], attribution_note=attributed[1])
         del runs  # the memory maps go before their directory
     return comparison
+
+
+def is_patched(attributed: tuple[Attribution | None, str | None]) -> bool:
+    """An attribution by activation patching (``attribution.attribute``'s answer): its reverse direction
+    needs model 1 loaded again (``reverse_patched``)."""
+    return attributed[0] is not None and attributed[0].method == "activation-patching"
+
+
+def reverse_patched(
+    model1: tuple[str, str | None, float | None],
+    precision: str,
+    max_memory: int | str | None,
+    cases: Sequence[tuple[LensRun, LensRun, Attribution]],
+) -> list[Attribution]:
+    """Each ``(model 1's run, model 2's run, forward attribution)`` of ``cases`` completed with its reverse
+    direction (``attribution.reverse_patching``: model 2's block outputs patched into model 1). Model 1
+    (``model1``: id, adapter, embedding scale) loads once more, for all of them."""
+    from ..compare.attribution import reverse_patching
+
+    model, adapter, scale = model1
+    out: list[Attribution] = []
+    for side in each_model((model,), (adapter,), (scale,), precision, max_memory):
+        out = [reverse_patching(side.analyzer.loaded, first, second, forward) for first, second, forward in cases]
+    return out

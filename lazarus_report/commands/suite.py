@@ -19,17 +19,19 @@ import dataclasses
 import tempfile
 import time
 from collections.abc import Callable, Generator, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..core.errors import LazarusError
 from ..results.codec import distinct_labels
 from ..results.suite import SuiteCase, SuiteExecution, SuiteResult
+from ..suites.checks import evaluate_case
+from ..suites.spec import CaseSpec, SuiteSpec
+from .compare import is_patched, reverse_patched
 
 if TYPE_CHECKING:
     from ..engine.run import LensRun
-from ..suites.checks import evaluate_case
-from ..suites.spec import CaseSpec, SuiteSpec
 
 ROLES_TWO = ["base", "tuned"]
 # What model 1's spilled runs (``[layers, vocab]`` float32 per case, and block outputs with --attribution)
@@ -81,7 +83,6 @@ def run_suite(
     rounding); ``--attribution`` runs one case at a time (it needs each case's block outputs), and the
     result's ``execution`` says how the cases ran.
     """
-    from ..core.runtime import versions
     from ..engine.batched import check_batch_size
     from .analyzer import each_model
 
@@ -97,144 +98,236 @@ def run_suite(
     scales = list(embedding_scales) if embedding_scales is not None else [None] * n_models
     start = time.perf_counter()
     lens = lens or spec.lens or "logit"
-    configs = [case_config(case, lens) for case in spec.cases]
-    runs: list[list[LensRun | None]] = [[None] * n_models for _ in spec.cases]
-    analyses: list[Any] = [None] * len(spec.cases)  # one model: the result alone (not its [L, V] log-probs)
-    errors: list[str | None] = [None] * len(spec.cases)
-    labels: list[str] = []
-    load_seconds: list[float] = [0.0] * n_models
-    engine = 0.0
-    attributed: list[tuple[Any, str | None]] = [(None, None)] * len(spec.cases)
     attribute_cases = attribution and n_models == 2
     one_by_one = batch_size == 1 or attribute_cases
-    passes: list[int] = [0] * n_models
-    done: dict[int, SuiteCase] = {}
-    compare_seconds = 0.0
-    todo = list(range(len(spec.cases)))
-    per_case = 0  # bytes model 1 spills for one case (known once a case has run)
+    state = _SuiteRun.start(spec, n_models, lens, attribute_cases)
     first_round = True
     with tempfile.TemporaryDirectory(prefix="lazarus-suite-") as spill:
-        while todo or first_round:
+        while state.todo or first_round:
             # One round: model 1 runs as many cases as its spill budget holds, then model 2 runs them.
             in_round: list[int] = []  # cases model 1 ran (or that failed on it) this round
-            spilled = 0
             for side in each_model(models, adapters, scales, precision, max_memory):
-                try:  # a missing or mismatched lens stops the run here, before any case
-                    side.analyzer.lens(lens)
-                except LazarusError as exc:
-                    raise LazarusError(
-                        f"model {side.number} ({side.model_id}): {exc}" if n_models == 2 else str(exc)
-                    ) from None
-                if first_round:
-                    labels.append(side.analyzer.info.label)
-                load_seconds[side.number - 1] += float(side.analyzer.loaded.load_seconds)
-                if side.number == 1:
-                    pending = todo
-                    if n_models == 2:
-                        info = side.analyzer.info
-                        per_case = max(per_case, 4 * int(info.num_layers) * int(info.vocab_size))
-                        pending = todo[: max(1, SPILL_BUDGET_BYTES // per_case)]
-                else:
-                    pending = [i for i in in_round if errors[i] is None]
-                    if progress is not None and len(pending) < len(in_round):
-                        progress(len(in_round) - len(pending))  # cases that already failed on model 1
-                outcomes = _outcomes(side, spec, configs, pending, batch_size, one_by_one, attribute_cases, passes)
-                for i, outcome in outcomes:
-                    if isinstance(outcome, LazarusError):
-                        errors[i] = (
-                            f"model {side.number} ({side.model_id}): {outcome}" if n_models == 2 else str(outcome)
-                        )
-                    else:
-                        run = outcome
-                        if n_models == 2 and side.number == 1:
-                            blocks = run.block_outputs
-                            # the blocks count twice: model 2's wait on disk too when its case is patched
-                            size = run.log_probs.nbytes + (2 * blocks.nbytes if blocks is not None else 0)
-                            per_case = max(per_case, size)
-                            if in_round and spilled + size > SPILL_BUDGET_BYTES:
-                                break  # the budget is spent: this case runs again in the next round
-                            spilled += size
-                            run = dataclasses.replace(
-                                run,
-                                log_probs=_spill(run.log_probs, Path(spill) / f"{i}.npy"),
-                                block_outputs=_spill(blocks, Path(spill) / f"{i}.blocks.npy")
-                                if blocks is not None
-                                else None,
-                            )
-                        elif attribute_cases and (first := runs[i][0]) is not None:
-                            from ..compare.attribution import attribute
-
-                            attributed[i] = attribute(side.analyzer.loaded, first, run)
-                            blocks = run.block_outputs
-                            patched = attributed[i][0] is not None and attributed[i][0].method == "activation-patching"
-                            run = dataclasses.replace(
-                                run,  # the reverse direction needs them once model 1 is back (below)
-                                block_outputs=_spill(blocks, Path(spill) / f"{i}.blocks2.npy")
-                                if patched and blocks is not None
-                                else None,
-                            )
-                        engine += run.engine_seconds
-                        if n_models == 1:
-                            analyses[i] = run.result
-                        else:
-                            runs[i][side.number - 1] = run
-                    if side.number == 1:
-                        in_round.append(i)
-                    if progress is not None:
-                        progress(1)
-                outcomes.close()
+                state.ready(side, first_round)
+                pending = state.pending(side, in_round, progress)
+                outcomes = _outcomes(
+                    side, spec, state.configs, pending, batch_size, one_by_one, attribute_cases, state.passes
+                )
+                state.take(side, outcomes, in_round, Path(spill), progress)
             first_round = False
-            if not in_round and todo:
+            if not in_round and state.todo:
                 raise RuntimeError("a suite round ran no case")
             taken = set(in_round)
-            todo = [i for i in todo if i not in taken]
-            reverse = [
-                i for i in in_round if attributed[i][0] is not None and attributed[i][0].method == "activation-patching"
-            ]
-            if reverse:
-                from ..compare.attribution import reverse_patching
-
-                # Model 2's block outputs patched into model 1: load model 1 again, once for the round's cases.
-                for side in each_model(models[:1], adapters[:1], scales[:1], precision, max_memory):
-                    for i in reverse:
-                        first, second = runs[i]
-                        assert first is not None and second is not None
-                        attributed[i] = (reverse_patching(side.analyzer.loaded, first, second, attributed[i][0]), None)
-                        runs[i][1] = dataclasses.replace(second, block_outputs=None)
-            compare_start = time.perf_counter()
-            for i in in_round:
-                done[i] = _case_outcome(spec.cases[i], errors[i], analyses[i], runs[i], attributed[i], role, n_models)
-                runs[i] = [None] * n_models  # drop the memory maps before their files go
-                analyses[i] = None
-            compare_seconds += time.perf_counter() - compare_start
+            state.todo = [i for i in state.todo if i not in taken]
+            state.reverse(in_round, (models[0], adapters[0], scales[0]), precision, max_memory)
+            state.compare(in_round, role)
             for path in Path(spill).iterdir():  # the round's spilled runs are no longer needed
                 path.unlink()
-        labels = distinct_labels(labels)
-        cases = [done[i] for i in range(len(spec.cases))]
+        labels = distinct_labels(state.labels)
+        cases = [state.done[i] for i in range(len(spec.cases))]
+    return _suite_result(state, labels, cases, role, batch_size, one_by_one, start)
+
+
+@dataclass
+class _SuiteRun:
+    """What ``run_suite`` keeps across rounds: per case (indexed like ``spec.cases``) and per model."""
+
+    spec: SuiteSpec
+    n_models: int
+    lens: str
+    attribute_cases: bool
+    configs: list[Any]
+    runs: list[list[LensRun | None]]
+    analyses: list[Any]  # one model: the result alone (not its [L, V] log-probs)
+    errors: list[str | None]
+    attributed: list[tuple[Any, str | None]]
+    todo: list[int]
+    labels: list[str] = field(default_factory=list)
+    load_seconds: list[float] = field(default_factory=list)
+    passes: list[int] = field(default_factory=list)
+    done: dict[int, SuiteCase] = field(default_factory=dict)
+    engine: float = 0.0
+    compare_seconds: float = 0.0
+    per_case: int = 0  # bytes model 1 spills for one case (known once a case has run)
+
+    @classmethod
+    def start(cls, spec: SuiteSpec, n_models: int, lens: str, attribute_cases: bool) -> _SuiteRun:
+        n = len(spec.cases)
+        return cls(
+            spec=spec,
+            n_models=n_models,
+            lens=lens,
+            attribute_cases=attribute_cases,
+            configs=[case_config(case, lens) for case in spec.cases],
+            runs=[[None] * n_models for _ in spec.cases],
+            analyses=[None] * n,
+            errors=[None] * n,
+            attributed=[(None, None)] * n,
+            todo=list(range(n)),
+            load_seconds=[0.0] * n_models,
+            passes=[0] * n_models,
+        )
+
+    def on_model(self, side: Any, exc: LazarusError) -> str:
+        """An error message naming the model when there are two."""
+        return f"model {side.number} ({side.model_id}): {exc}" if self.n_models == 2 else str(exc)
+
+    def ready(self, side: Any, first_round: bool) -> None:
+        """A freshly loaded side: its lens resolved (a missing or mismatched lens stops the run here, before
+        any case), its label and load time recorded."""
+        try:
+            side.analyzer.lens(self.lens)
+        except LazarusError as exc:
+            raise LazarusError(self.on_model(side, exc)) from None
+        if first_round:
+            self.labels.append(side.analyzer.info.label)
+        self.load_seconds[side.number - 1] += float(side.analyzer.loaded.load_seconds)
+
+    def pending(self, side: Any, in_round: list[int], progress: Callable[[int], None] | None) -> list[int]:
+        """The cases ``side`` runs this round: model 1 as many as the spill budget holds, model 2 those model 1
+        ran without an error (the others count as done for ``progress``)."""
+        if side.number == 1:
+            if self.n_models == 1:
+                return self.todo
+            info = side.analyzer.info
+            self.per_case = max(self.per_case, 4 * int(info.num_layers) * int(info.vocab_size))
+            return self.todo[: max(1, SPILL_BUDGET_BYTES // self.per_case)]
+        pending = [i for i in in_round if self.errors[i] is None]
+        if progress is not None and len(pending) < len(in_round):
+            progress(len(in_round) - len(pending))  # cases that already failed on model 1
+        return pending
+
+    def take(
+        self,
+        side: Any,
+        outcomes: Generator[tuple[int, LensRun | LazarusError], None, None],
+        in_round: list[int],
+        spill: Path,
+        progress: Callable[[int], None] | None,
+    ) -> None:
+        """Record each case's outcome on ``side``; model 1's runs go to disk until the budget is spent."""
+        spilled = 0
+        for i, outcome in outcomes:
+            if isinstance(outcome, LazarusError):
+                self.errors[i] = self.on_model(side, outcome)
+            else:
+                run = outcome
+                if self.n_models == 2 and side.number == 1:
+                    blocks = run.block_outputs
+                    # the blocks count twice: model 2's wait on disk too when its case is patched
+                    size = run.log_probs.nbytes + (2 * blocks.nbytes if blocks is not None else 0)
+                    self.per_case = max(self.per_case, size)
+                    if in_round and spilled + size > SPILL_BUDGET_BYTES:
+                        break  # the budget is spent: this case runs again in the next round
+                    spilled += size
+                    run = dataclasses.replace(
+                        run,
+                        log_probs=_spill(run.log_probs, spill / f"{i}.npy"),
+                        block_outputs=_spill(blocks, spill / f"{i}.blocks.npy") if blocks is not None else None,
+                    )
+                elif self.attribute_cases and (first := self.runs[i][0]) is not None:
+                    run = self.attribute(side, i, first, run, spill)
+                self.engine += run.engine_seconds
+                if self.n_models == 1:
+                    self.analyses[i] = run.result
+                else:
+                    self.runs[i][side.number - 1] = run
+            if side.number == 1:
+                in_round.append(i)
+            if progress is not None:
+                progress(1)
+        outcomes.close()
+
+    def attribute(self, side: Any, i: int, first: LensRun, run: LensRun, spill: Path) -> LensRun:
+        """Case ``i``'s change attributed to layers with model 2 loaded; ``run`` without its block outputs,
+        or with them on disk when the reverse direction needs them once model 1 is back (``reverse``)."""
+        from ..compare.attribution import attribute
+
+        self.attributed[i] = attribute(side.analyzer.loaded, first, run)
+        blocks = run.block_outputs
+        return dataclasses.replace(
+            run,
+            block_outputs=_spill(blocks, spill / f"{i}.blocks2.npy")
+            if is_patched(self.attributed[i]) and blocks is not None
+            else None,
+        )
+
+    def reverse(
+        self,
+        in_round: list[int],
+        model1: tuple[str, str | None, float | None],
+        precision: str,
+        max_memory: int | str | None,
+    ) -> None:
+        """The reverse direction of the round's activation patching (model 1 loads again, once for them all)."""
+        reverse = [i for i in in_round if is_patched(self.attributed[i])]
+        if not reverse:
+            return
+        patched = [(*_both(self.runs[i]), self.attributed[i][0]) for i in reverse]
+        for i, both_ways in zip(reverse, reverse_patched(model1, precision, max_memory, patched)):
+            self.attributed[i] = (both_ways, None)
+            self.runs[i][1] = dataclasses.replace(_both(self.runs[i])[1], block_outputs=None)
+
+    def compare(self, in_round: list[int], role: str | None) -> None:
+        """The round's cases compared (two models) and checked; their runs dropped (memory maps before their
+        files go)."""
+        compare_start = time.perf_counter()
+        for i in in_round:
+            self.done[i] = _case_outcome(
+                self.spec.cases[i],
+                self.errors[i],
+                self.analyses[i],
+                self.runs[i],
+                self.attributed[i],
+                role,
+                self.n_models,
+            )
+            self.runs[i] = [None] * self.n_models
+            self.analyses[i] = None
+        self.compare_seconds += time.perf_counter() - compare_start
+
+
+def _suite_result(
+    state: _SuiteRun,
+    labels: list[str],
+    cases: list[SuiteCase],
+    role: str | None,
+    batch_size: int | None,
+    one_by_one: bool,
+    start: float,
+) -> SuiteResult:
+    from ..core.runtime import versions
+
+    spec = state.spec
     return SuiteResult(
         name=spec.name,
         source=spec.path,
         source_sha256=spec.sha256,
-        roles=list(ROLES_TWO if n_models == 2 else ROLES_ONE),
+        roles=list(ROLES_TWO if state.n_models == 2 else ROLES_ONE),
         labels=labels,
         role_checked=role,
         cases=cases,
-        load_seconds=[round(x, 4) for x in load_seconds],
+        load_seconds=[round(x, 4) for x in state.load_seconds],
         timings={
-            "engine": round(engine, 4),
-            "compare": round(compare_seconds, 4),
+            "engine": round(state.engine, 4),
+            "compare": round(state.compare_seconds, 4),
             "total": round(time.perf_counter() - start, 4),
         },
         versions=versions(),
         execution=SuiteExecution(
             batched=not one_by_one,
             batch_size=batch_size,
-            forward_passes=passes,
+            forward_passes=state.passes,
             note="one case at a time: --attribution needs every block's output of each case"
-            if attribute_cases and batch_size != 1
+            if state.attribute_cases and batch_size != 1
             else None,
         ),
     )
+
+
+def _both(runs: list[LensRun | None]) -> tuple[LensRun, LensRun]:
+    first, second = runs
+    assert first is not None and second is not None
+    return first, second
 
 
 def _outcomes(

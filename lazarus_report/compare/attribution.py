@@ -38,9 +38,9 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ..lens.readout import head_logits_np, mx, row_stats
+from ..lens.readout import head_logits_np, mx, row_lse
 from ..lens.stats import js_divergence
-from ..models.hooks import capturing, embedding_scaled
+from ..models.hooks import capturing, embedding_scaled, swapped, swapped_class
 from ..results.codec import rounded
 from ..results.comparison import Attribution, LayerAttribution
 
@@ -58,26 +58,15 @@ REVERSE_NOT_RUN = (
 # --- forward passes with replaced blocks ------------------------------------------------------
 
 
-def _replacing_class(cls: type, value: Any) -> type:
-    def __call__(self: Any, *args: Any, **kwargs: Any) -> Any:
-        return value
-
-    return type(f"Replaced{cls.__name__}", (cls,), {"__call__": __call__})
-
-
 @contextlib.contextmanager
 def replacing(parts: Any, outputs: dict[int, Any]) -> Iterator[None]:
     """Blocks in ``outputs`` return the given ``[1, T, H]`` array instead of computing anything."""
-    originals = []
-    try:
-        for i, value in outputs.items():
-            block = parts.layers[i]
-            originals.append((block, type(block)))
-            block.__class__ = _replacing_class(type(block), value)
+
+    def replaced_class(cls: type, value: Any) -> type:
+        return swapped_class(cls, "Replaced", lambda self, *args, **kwargs: value)
+
+    with swapped((parts.layers[i], replaced_class(type(parts.layers[i]), value)) for i, value in outputs.items()):
         yield
-    finally:
-        for block, cls in reversed(originals):
-            block.__class__ = cls
 
 
 def _walk(obj: Any, path: str) -> Any:
@@ -122,9 +111,10 @@ def _spread_over_ranks(loaded: LoadedModel) -> bool:
     return shard is not None and shard.ranges is not None
 
 
-def _log_softmax(z: np.ndarray) -> np.ndarray:
-    lse = row_stats(z, 1).lse.astype(np.float32)
-    return z - lse[:, None]
+def _log_probs(z: np.ndarray) -> np.ndarray:
+    """``z - lse`` as the readout writes log-probabilities (``lens.readout.position_log_probs``); not
+    ``stats.log_softmax``, which can differ in the last float32 digit (attribution's saved numbers stay as they were)."""
+    return z - row_lse(z).astype(np.float32)[:, None]
 
 
 class _Runner:
@@ -149,7 +139,7 @@ class _Runner:
         z = head_logits_np(self.parts, out[last][0, -1:])
         if keep:
             mx.eval(*out.values())
-        return _log_softmax(z)[0], out if keep else {}
+        return _log_probs(z)[0], out if keep else {}
 
 
 def _js(a: np.ndarray, b: np.ndarray) -> float:

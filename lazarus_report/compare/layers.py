@@ -57,6 +57,35 @@ def compare_results(
     n1, n2 = r1.model.num_layers, r2.model.num_layers
     pairs = match_layers(r1.captured_layers, n1, r2.captured_layers, n2)
     alignment = "layer" if all(i == j for i, j in pairs) and n1 == n2 else "relative_depth"
+    notes = _notes(same_model, same_tokenizer, same_tokens, n1, n2)
+    divergences_possible = same_tokenizer and logp1 is not None and logp2 is not None
+    divergences = _divergences(r1, r2, logp1 if divergences_possible else None, logp2, pairs, same_tokenizer)
+    layers2 = [d.layer2 for d in divergences]
+    agreements = [d.top1_agree for d in divergences]
+    first_disagreement = first_layer_where(layers2, [not a for a in agreements])
+    agreement_from = true_from_layer(layers2, agreements)
+    largest = None
+    if divergences_possible and divergences and not same_model:
+        largest = max(divergences, key=lambda d: d.js or 0.0).layer2
+    tracked = _tracked(r1, r2, single_token, labels, notes)
+    return ComparisonResult(
+        results=[r1, r2],
+        labels=list(labels),
+        same_model=same_model,
+        same_tokenizer=same_tokenizer,
+        same_tokens=same_tokens,
+        alignment=alignment,
+        divergences=divergences,
+        first_disagreement_layer=first_disagreement,
+        agreement_from_layer=agreement_from,
+        largest_change_layer=largest,
+        tracked=tracked,
+        notes=notes,
+        load_seconds=[float(x) for x in load_seconds],
+    )
+
+
+def _notes(same_model: bool, same_tokenizer: bool, same_tokens: bool, n1: int, n2: int) -> list[str]:
     notes: list[str] = []
     if same_model:
         notes.append("Both sides are the same model: every difference is zero by construction.")
@@ -75,13 +104,27 @@ def compare_results(
             f"The models have different depths ({n1} and {n2} layers): layers are matched by relative depth "
             "(layer + 1) / layers."
         )
-    divergences_possible = same_tokenizer and logp1 is not None and logp2 is not None
+    return notes
+
+
+def _divergences(
+    r1: AnalysisResult,
+    r2: AnalysisResult,
+    logp1: np.ndarray | None,
+    logp2: np.ndarray | None,
+    pairs: Sequence[tuple[int, int]],
+    same_tokenizer: bool,
+) -> list[LayerDivergence]:
+    """One ``LayerDivergence`` per matched pair of layers; KL and JS only with both log-probs (None: not
+    possible, e.g. different tokenizers)."""
+    divergences_possible = logp1 is not None and logp2 is not None
     if divergences_possible:
         assert logp1 is not None and logp2 is not None
         idx1 = [i for i, _ in pairs]
         idx2 = [j for _, j in pairs]
         a, b = logp1[idx1], logp2[idx2]
         kl12, kl21, js = kl_divergence(a, b), kl_divergence(b, a), js_divergence(a, b)
+    n2 = r2.model.num_layers
     divergences = []
     for k, (i, j) in enumerate(pairs):
         lp1, lp2 = r1.layer_predictions[i], r2.layer_predictions[j]
@@ -102,13 +145,17 @@ def compare_results(
                 js=rounded(float(js[k])) if divergences_possible else None,
             )
         )
-    layers2 = [d.layer2 for d in divergences]
-    agreements = [d.top1_agree for d in divergences]
-    first_disagreement = first_layer_where(layers2, [not a for a in agreements])
-    agreement_from = true_from_layer(layers2, agreements)
-    largest = None
-    if divergences_possible and divergences and not same_model:
-        largest = max(divergences, key=lambda d: d.js or 0.0).layer2
+    return divergences
+
+
+def _tracked(
+    r1: AnalysisResult,
+    r2: AnalysisResult,
+    single_token: Sequence[Sequence[bool]],
+    labels: Sequence[str],
+    notes: list[str],
+) -> list[TrackedComparison]:
+    """Each tracked string on both sides; a note (appended to ``notes``) where it is one token on one side only."""
     tracked = []
     for k, text in enumerate(r1.config.track_tokens):
         e1, e2 = r1.token_evolutions[k], r2.token_evolutions[k]
@@ -129,21 +176,7 @@ def compare_results(
             notes.append(
                 f"{text!r} is a single token only for {only[0]}; for {other} it is split and its first token is tracked."
             )
-    return ComparisonResult(
-        results=[r1, r2],
-        labels=list(labels),
-        same_model=same_model,
-        same_tokenizer=same_tokenizer,
-        same_tokens=same_tokens,
-        alignment=alignment,
-        divergences=divergences,
-        first_disagreement_layer=first_disagreement,
-        agreement_from_layer=agreement_from,
-        largest_change_layer=largest,
-        tracked=tracked,
-        notes=notes,
-        load_seconds=[float(x) for x in load_seconds],
-    )
+    return tracked
 
 
 def compare_models_from_runs(

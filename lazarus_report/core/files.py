@@ -147,6 +147,7 @@ def sigint_held() -> Iterator[None]:
 
 
 def current_umask() -> int:
+    """The process's umask (read by setting and restoring it): the mode a new file gets is ``0o666 & ~umask``."""
     mask = os.umask(0)
     os.umask(mask)
     return mask

@@ -79,28 +79,36 @@ _VERSION_MODULES = {
 
 def versions() -> dict[str, str]:
     """Python, platform and the versions of the packages that shape a result."""
+    out = {"python": platform.python_version(), "platform": f"{platform.system()} {platform.machine()}"}
+    for dist in _VERSION_MODULES:
+        version = package_version(dist)
+        if version is not None:
+            out[dist] = version
+    return out
+
+
+def package_version(dist: str) -> str | None:
+    """The installed version of distribution ``dist`` (one of ``_VERSION_MODULES``; others through
+    ``importlib.metadata``), None when it is not installed."""
     import sys
 
-    out = {"python": platform.python_version(), "platform": f"{platform.system()} {platform.machine()}"}
-    for dist, module_name in _VERSION_MODULES.items():
-        package = module_name.split(".")[0]
-        module = sys.modules.get(module_name)
-        if module is None and package in sys.modules and package != module_name:
-            # mlx_lm._version imports nothing (with mlx-lm's package, real or light, already loaded)
-            import importlib
-
-            try:
-                module = importlib.import_module(module_name)
-            except ImportError:
-                module = None
-        version = getattr(module, "__version__", None)
-        if isinstance(version, str):
-            out[dist] = version
-            continue
-        from importlib import metadata
+    module_name = _VERSION_MODULES.get(dist, "")
+    package = module_name.split(".")[0]
+    module = sys.modules.get(module_name) if module_name else None
+    if module is None and package in sys.modules and package != module_name:
+        # mlx_lm._version imports nothing (with mlx-lm's package, real or light, already loaded)
+        import importlib
 
         try:
-            out[dist] = metadata.version(dist)
-        except metadata.PackageNotFoundError:
-            pass
-    return out
+            module = importlib.import_module(module_name)
+        except ImportError:
+            module = None
+    version = getattr(module, "__version__", None)
+    if isinstance(version, str):
+        return version
+    from importlib import metadata
+
+    try:
+        return metadata.version(dist)
+    except metadata.PackageNotFoundError:
+        return None

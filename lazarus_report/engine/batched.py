@@ -90,33 +90,19 @@ def plan_batches(
     return groups
 
 
-def _gathering_class(cls: type, sink: dict[int, Any], index: int, rows: Any, cols: Any) -> type:
-    """A subclass of a block's class that keeps only ``out[rows, cols]`` (each row's last real token)."""
-
-    def __call__(self: Any, *args: Any, **kwargs: Any) -> Any:
-        out = cls.__call__(self, *args, **kwargs)
-        h = out[0] if isinstance(out, tuple) else out
-        sink[index] = h[rows, cols]
-        return out
-
-    return type(f"Gathering{cls.__name__}", (cls,), {"__call__": __call__})
-
-
 @contextlib.contextmanager
 def _gathering(parts: LensParts, layer_indices: Sequence[int], rows: Any, cols: Any) -> Iterator[dict[int, Any]]:
-    # As lens.capturing (swap the block's class: the family's own attributes and masks stay), but the
-    # sink holds [B, H] per layer instead of [B, T, H].
+    # As hooks.capturing, but the sink holds [B, H] per layer (each row's last real token, out[rows, cols])
+    # instead of [B, T, H].
+    from ..models.hooks import observing_class, swapped
+
     sink: dict[int, Any] = {}
-    originals = []
-    try:
-        for i in layer_indices:
-            block = parts.layers[i]
-            originals.append((block, type(block)))
-            block.__class__ = _gathering_class(type(block), sink, i, rows, cols)
+
+    def gathering_class(cls: type, index: int) -> type:
+        return observing_class(cls, "Gathering", lambda h: sink.__setitem__(index, h[rows, cols]))
+
+    with swapped((parts.layers[i], gathering_class(type(parts.layers[i]), i)) for i in layer_indices):
         yield sink
-    finally:
-        for block, cls in originals:
-            block.__class__ = cls
 
 
 def shared_prefix(token_ids: Sequence[Sequence[int]]) -> int:

@@ -116,18 +116,83 @@ def analyze(
     adapter's first block), its spilled log-probabilities are copied from the reference instead of computed
     at the positions the grid does not show: the same values this run would compute, without their head pass.
     """
-    from ..core.config import check_text, select_layers
-    from ..lens.learned.store import resolve_lens
-    from ..lens.readout import GridStats, forward_chunks, last_position_stats, mx, position_log_probs
+    from ..lens.readout import forward_chunks, last_position_stats, mx
 
     config.validate(loaded.info.num_layers, loaded.info.vocab_size)
     t0 = time.perf_counter()
-    tok = loaded.tokenizer
+    plan = _plan(loaded, prompt, config, prepared, lens)
+    ids, lens, layers, n_layers = plan.prepared.token_ids, plan.lens, plan.layers, loaded.info.num_layers
+    t1 = time.perf_counter()
+
+    capture = sorted(set(layers) | set(range(n_layers))) if keep_block_outputs else layers
+    decode = Decoder(loaded.tokenizer)
+    # What the change map (spill) and attribution (keep_block_outputs) need; filled chunk by chunk.
+    extras = _comparison_extras(loaded, layers, n_layers, plan.prepared, prompt, decode, spill, keep_block_outputs)
+    keep = (extras["kept_positions"], extras["position_log_probs"]) if spill is not None else None
+    # The grid's positions (all, or the last ones an HTML-only run shows) and the change map's, in one pass.
+    shown = grid_positions(len(ids), config.grid_last_positions) if config.compute_grid else []
+    reader = _ChunkReader(loaded, config, lens, layers, shown, grid_computed(shown, keep), keep, reference)
+    # The forward pass in prefill chunks through the KV cache (one piece for short prompts); the grid and
+    # the change map's positions are computed per chunk, so no [L, T, H] or [L, T, V] is ever held.
+    for start, sink in forward_chunks(loaded.parts, ids, capture, plan.factor):
+        g0 = time.perf_counter()
+        reader.read(start, sink)
+        if keep_block_outputs:
+            _keep_blocks(extras, sink, n_layers, start, len(ids))
+        reader.seconds += time.perf_counter() - g0
+    final_last = sink[n_layers - 1][0, -1:]
+    hidden_last = mx.stack([lens.translate(i, sink[i][0, -1]) for i in layers])
+    stats = last_position_stats(loaded.parts, hidden_last, final_last, config.top_k, [t.token_id for t in plan.tracked])
+    same_layers = _settle_reused(reader.reused, reference, keep, len(layers)) if reader.reused else []
+    if keep is not None:
+        keep[1].flush()
+    t2 = time.perf_counter()
+
+    grid, logit_view = reader.grids(sink, final_last, plan.tracked, decode) if config.compute_grid else (None, None)
+    t3 = time.perf_counter()
+    t2 -= reader.seconds  # "lens": the forward pass and the last position; "grid": the per-position work
+    del sink
+    timings = {"load": loaded.load_seconds, "tokenize": t1 - t0, "lens": t2 - t1, "grid": t3 - t2}
+    result = _analysis_result(prompt, config, plan, stats, decode, grid, logit_view, timings)
+    return LensRun(
+        result=result,
+        log_probs=stats.log_probs,
+        tokenizer_fingerprint=loaded.tokenizer.fingerprint(),
+        single_token=[len(loaded.tokenizer.encode_plain(t)) == 1 for t in config.track_tokens],
+        load_seconds=float(loaded.load_seconds),
+        log_sum_exp=stats.lse,
+        embedding_factor=plan.factor,
+        decode=decode,
+        layer_digests=reader.digests if keep is not None else None,
+        same_layers_as_reference=same_layers,
+        **extras,
+    )
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """What ``analyze`` settles before the forward pass."""
+
+    prepared: PreparedPrompt
+    tracked: list[TrackedToken]
+    lens: Lens
+    layers: list[int]  # the captured layers
+    factor: float | None  # the embedding multiplier of ``forward_chunks`` (None: none)
+    info: Any  # the ``ModelInfo`` to record (with the embedding scale used)
+
+
+def _plan(
+    loaded: LoadedModel, prompt: str, config: AnalysisConfig, prepared: PreparedPrompt | None, lens: Lens | None
+) -> _Plan:
+    """The prompt formatted and checked (unless ``prepared``), the tracked tokens, the lens (resolved unless
+    given), the captured layers and the embedding scale."""
+    from ..core.config import check_text, select_layers
+    from ..lens.learned.store import resolve_lens
+
     if prepared is None:
         check_text(prompt, "the prompt")
         prepared = format_prompt(loaded, prompt, config.use_chat_template)
-    ids = prepared.token_ids
-    check_length(loaded, len(ids))
+    check_length(loaded, len(prepared.token_ids))
     tracked = track_tokens(loaded, config.track_tokens)
     if lens is None:
         lens = resolve_lens(config.lens, loaded)
@@ -141,126 +206,138 @@ def analyze(
         builtin = loaded.parts.builtin_embedding_scale or 1.0
         factor = scale / builtin
         info = dataclasses.replace(info, embedding_scale=scale)
-    t1 = time.perf_counter()
+    return _Plan(prepared, tracked, lens, layers, factor, info)
 
-    capture = sorted(set(layers) | set(range(n_layers))) if keep_block_outputs else layers
-    tracked_ids = [t.token_id for t in tracked]
-    decode = Decoder(tok)
-    # What the change map (spill) and attribution (keep_block_outputs) need; filled chunk by chunk.
-    extras = _comparison_extras(loaded, layers, n_layers, prepared, prompt, decode, spill, keep_block_outputs)
-    keep = (extras["kept_positions"], extras["position_log_probs"]) if spill is not None else None
-    grids: list[Any] = []
-    logit_grids: list[Any] = []
-    grid_seconds = 0.0
-    # The grid's positions (all, or the last ones an HTML-only run shows) and the change map's, in one pass.
-    shown = grid_positions(len(ids), config.grid_last_positions) if config.compute_grid else []
-    computed = grid_computed(shown, keep)
-    digests: dict[tuple[int, int], bytes] = {}
-    reused: set[tuple[int, int]] = set()  # (chunk start, layer index) whose spilled rows are the reference's
-    reusable = (
-        keep is not None
-        and reference is not None
-        and reference.layer_digests is not None
-        and reference.position_log_probs is not None
-        and reference.kept_positions == keep[0]
-        and list(reference.result.captured_layers) == list(layers)
-        and reference.position_log_probs.shape == keep[1].shape
-    )
-    # The forward pass in prefill chunks through the KV cache (one piece for short prompts); the grid and
-    # the change map's positions are computed per chunk, so no [L, T, H] or [L, T, V] is ever held.
-    for start, sink in forward_chunks(loaded.parts, ids, capture, factor):
-        g0 = time.perf_counter()
+
+class _ChunkReader:
+    """The per-chunk work of ``analyze``'s forward pass: the layers x positions grid (and the plain logit
+    lens's beside a learned lens) and the change map's log-probabilities (``keep``) at the chunk's positions.
+    Where a captured layer's lens input is bit for bit the ``reference`` run's, its spilled rows are the
+    reference's (``reused``)."""
+
+    def __init__(
+        self,
+        loaded: LoadedModel,
+        config: AnalysisConfig,
+        lens: Lens,
+        layers: list[int],
+        shown: list[int],
+        computed: list[int],
+        keep: Any,
+        reference: LensRun | None,
+    ) -> None:
+        self.loaded, self.config, self.lens, self.layers = loaded, config, lens, layers
+        self.shown, self.computed, self.keep, self.reference = shown, computed, keep, reference
+        self.n_layers = loaded.info.num_layers
+        self.grid_parts: list[Any] = []
+        self.logit_grid_parts: list[Any] = []
+        self.seconds = 0.0  # the per-position work ("grid" in the timings)
+        self.digests: dict[tuple[int, int], bytes] = {}
+        self.reused: set[tuple[int, int]] = set()  # (chunk start, layer index) whose spilled rows are the reference's
+        self.reusable = (
+            keep is not None
+            and reference is not None
+            and reference.layer_digests is not None
+            and reference.position_log_probs is not None
+            and reference.kept_positions == keep[0]
+            and list(reference.result.captured_layers) == list(layers)
+            and reference.position_log_probs.shape == keep[1].shape
+        )
+
+    def read(self, start: int, sink: dict[int, Any]) -> None:
+        """The chunk of prompt positions from ``start``: ``sink`` holds each captured block's ``[1, c, H]``."""
+        from ..lens.readout import position_log_probs
+
+        keep = self.keep
         # Each captured layer's residual stream as the lens reads it, at this chunk's positions.
-        n_rows = sink[n_layers - 1].shape[1]
-        here = any(start <= p < start + n_rows for p in computed) if config.compute_grid else spill is not None
-        if here:
-            lensed = [lens.translate(i, sink[i][0]) for i in layers]
-            if keep is not None:
-                digests.update(((start, i), _digest(h)) for i, h in zip(layers, lensed))
-            if config.compute_grid:
-                final = sink[n_layers - 1][0]
-                same = [
-                    j
-                    for j, i in enumerate(layers)
-                    if reusable and reference.layer_digests.get((start, i)) == digests[(start, i)]  # type: ignore[union-attr]
-                ]
-                if same and keep is not None and reference is not None:
-                    grids.append(_grid_reusing(loaded, lensed, final, computed, shown, keep, same, start))
-                    reused.update((start, j) for j in same)
-                else:
-                    grids.append(
-                        _grid_stats(loaded, lensed, final, computed, log_probs_out=keep, offset=start, shown=shown)
-                    )
-                if lens.kind != "logit":  # the plain logit lens's reading too (reports show both)
-                    raw_hidden = [sink[i][0] for i in layers]
-                    logit_grids.append(_grid_stats(loaded, raw_hidden, final, shown, offset=start))
-            elif keep is not None:
-                position_log_probs(loaded.parts, lensed, keep[0], keep[1], offset=start)
-            del lensed
-        if keep_block_outputs:
-            _keep_blocks(extras, sink, n_layers, start, len(ids))
-        grid_seconds += time.perf_counter() - g0
-    final_last = sink[n_layers - 1][0, -1:]
-    hidden_last = mx.stack([lens.translate(i, sink[i][0, -1]) for i in layers])
-    stats = last_position_stats(loaded.parts, hidden_last, final_last, config.top_k, tracked_ids)
-    same_layers = _settle_reused(reused, reference, keep, len(layers)) if reused else []
-    if keep is not None:
-        keep[1].flush()
-    t2 = time.perf_counter()
+        n_rows = sink[self.n_layers - 1].shape[1]
+        if self.config.compute_grid:
+            here = any(start <= p < start + n_rows for p in self.computed)
+        else:
+            here = keep is not None
+        if not here:
+            return
+        lensed = [self.lens.translate(i, sink[i][0]) for i in self.layers]
+        if keep is not None:
+            self.digests.update(((start, i), _digest(h)) for i, h in zip(self.layers, lensed))
+        if self.config.compute_grid:
+            self._grid_part(start, sink, lensed)
+        elif keep is not None:
+            position_log_probs(self.loaded.parts, lensed, keep[0], keep[1], offset=start)
 
-    predictions = layer_predictions_of(stats, layers, decode)
-    evolutions = token_evolutions_of(stats, layers, tracked)
-    grid = None
-    logit_view = None
-    if config.compute_grid:
-        grid = _as_position_grid(GridStats.joined(grids), layers, computed, shown, decode)
-        if lens.kind != "logit":  # keep the plain logit lens's reading beside the learned one (reports show both)
-            raw = last_position_stats(
-                loaded.parts, mx.stack([sink[i][0, -1] for i in layers]), final_last, config.top_k, tracked_ids
+    def _grid_part(self, start: int, sink: dict[int, Any], lensed: list[Any]) -> None:
+        loaded, layers, keep, reference = self.loaded, self.layers, self.keep, self.reference
+        computed, shown = self.computed, self.shown
+        final = sink[self.n_layers - 1][0]
+        same = [
+            j
+            for j, i in enumerate(layers)
+            if self.reusable and reference.layer_digests.get((start, i)) == self.digests[(start, i)]  # type: ignore[union-attr]
+        ]
+        if same and keep is not None and reference is not None:
+            self.grid_parts.append(_grid_reusing(loaded, lensed, final, computed, shown, keep, same, start))
+            self.reused.update((start, j) for j in same)
+        else:
+            self.grid_parts.append(
+                _grid_stats(loaded, lensed, final, computed, log_probs_out=keep, offset=start, shown=shown)
             )
-            logit_view = LogitView(
-                layer_predictions=layer_predictions_of(raw, layers, decode),
-                token_evolutions=token_evolutions_of(raw, layers, tracked),
-                grid=_as_position_grid(GridStats.joined(logit_grids), layers, shown, shown, decode),
-            )
-    t3 = time.perf_counter()
-    t2 -= grid_seconds  # "lens": the forward pass and the last position; "grid": the per-position work
-    del sink
-    result = AnalysisResult(
-        model=info,
+        if self.lens.kind != "logit":  # the plain logit lens's reading too (reports show both)
+            raw_hidden = [sink[i][0] for i in layers]
+            self.logit_grid_parts.append(_grid_stats(loaded, raw_hidden, final, shown, offset=start))
+
+    def grids(
+        self, sink: dict[int, Any], final_last: Any, tracked: list[TrackedToken], decode: Decoder
+    ) -> tuple[PositionGrid, LogitView | None]:
+        """The grid, and beside a learned lens the plain logit lens's view (reports show both)."""
+        from ..lens.readout import GridStats, last_position_stats, mx
+
+        layers = self.layers
+        grid = _as_position_grid(GridStats.joined(self.grid_parts), layers, self.computed, self.shown, decode)
+        if self.lens.kind == "logit":
+            return grid, None
+        raw = last_position_stats(
+            self.loaded.parts,
+            mx.stack([sink[i][0, -1] for i in layers]),
+            final_last,
+            self.config.top_k,
+            [t.token_id for t in tracked],
+        )
+        return grid, LogitView(
+            layer_predictions=layer_predictions_of(raw, layers, decode),
+            token_evolutions=token_evolutions_of(raw, layers, tracked),
+            grid=_as_position_grid(GridStats.joined(self.logit_grid_parts), layers, self.shown, self.shown, decode),
+        )
+
+
+def _analysis_result(
+    prompt: str,
+    config: AnalysisConfig,
+    plan: _Plan,
+    stats: LastPositionStats,
+    decode: Decoder,
+    grid: PositionGrid | None,
+    logit_view: LogitView | None,
+    timings: dict[str, float],
+) -> AnalysisResult:
+    """The ``AnalysisResult`` of ``analyze`` (``timings`` in seconds, rounded here)."""
+    ids = plan.prepared.token_ids
+    return AnalysisResult(
+        model=plan.info,
         prompt=prompt,
-        formatted_prompt=prepared.text,
-        chat_template_applied=prepared.chat_template_applied,
+        formatted_prompt=plan.prepared.text,
+        chat_template_applied=plan.prepared.chat_template_applied,
         token_ids=list(ids),
         tokens=[decode(i) for i in ids],
         config=AnalysisConfigRecord.of(config),
-        captured_layers=list(layers),
-        layer_predictions=predictions,
-        tracked_tokens=tracked,
-        token_evolutions=evolutions,
+        captured_layers=list(plan.layers),
+        layer_predictions=layer_predictions_of(stats, plan.layers, decode),
+        tracked_tokens=plan.tracked,
+        token_evolutions=token_evolutions_of(stats, plan.layers, plan.tracked),
         grid=grid,
         versions=versions(),
-        timings={
-            "load": round(loaded.load_seconds, 4),
-            "tokenize": round(t1 - t0, 4),
-            "lens": round(t2 - t1, 4),
-            "grid": round(t3 - t2, 4),
-        },
-        lens=lens.record(),
+        timings={name: round(seconds, 4) for name, seconds in timings.items()},
+        lens=plan.lens.record(),
         logit_view=logit_view,
-    )
-    return LensRun(
-        result=result,
-        log_probs=stats.log_probs,
-        tokenizer_fingerprint=tok.fingerprint(),
-        single_token=[len(tok.encode_plain(t)) == 1 for t in config.track_tokens],
-        load_seconds=float(loaded.load_seconds),
-        log_sum_exp=stats.lse,
-        embedding_factor=factor,
-        decode=decode,
-        layer_digests=digests if keep is not None else None,
-        same_layers_as_reference=same_layers,
-        **extras,
     )
 
 
@@ -390,25 +467,6 @@ def _merge_layers(groups: list[tuple[list[int], Any, list[int]]], n_layers: int,
 def grid_positions(n_tokens: int, last: int | None) -> list[int]:
     """The prompt positions the grid covers: all ``n_tokens``, or only the ``last`` ones."""
     return list(range(0 if last is None else max(0, n_tokens - last), n_tokens))
-
-
-def _grid(
-    loaded: LoadedModel,
-    hidden: list[Any],
-    final_hidden: Any,
-    layers: list[int],
-    decode: Decoder,
-    log_probs_out: Any = None,
-    positions: list[int] | None = None,
-) -> PositionGrid:
-    """The layers x positions grid of ``hidden`` (one ``[T, H]`` per captured layer, as the lens reads them)
-    at ``positions`` (default: all); ``log_probs_out``: see ``lens.position_grid`` (its positions are computed
-    in the same head pass, whether the grid keeps them or not)."""
-    n_tokens = final_hidden.shape[0]
-    shown = list(range(n_tokens)) if positions is None else list(positions)
-    computed = grid_computed(shown, log_probs_out)
-    g = _grid_stats(loaded, hidden, final_hidden, computed, log_probs_out=log_probs_out)
-    return _as_position_grid(g, layers, computed, shown, decode)
 
 
 def grid_computed(shown: list[int], log_probs_out: Any = None) -> list[int]:

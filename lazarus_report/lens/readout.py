@@ -354,11 +354,7 @@ def position_grid(
     rows = max(1, budget_bytes // (4 * V))
     pos_chunk = max(1, min(T, rows))
     layer_group = max(1, rows // pos_chunk)
-    top_ids = np.zeros((n_layers, T, top_k), dtype=np.int64)
-    top_probs = np.zeros((n_layers, T), dtype=np.float64)
-    entropy = np.zeros((n_layers, T), dtype=np.float64)
-    kl = np.zeros((n_layers, T), dtype=np.float64)
-    answer = np.zeros((n_layers, T), dtype=np.float64)
+    grid = _GridArrays(n_layers, T, top_k)
     for start in range(0, T, pos_chunk):
         stop = min(T, start + pos_chunk)
         if contiguous:  # a slice (the usual case: every position, or the last ones)
@@ -379,12 +375,8 @@ def position_grid(
                 lse = np.empty(c, dtype=np.float64)
                 if len(idx):
                     st = row_stats(rows_z if len(idx) == c else rows_z[idx], top_k, final.subset(idx, c))
-                    top_ids[g0 + j, out] = st.top_ids
-                    top_probs[g0 + j, out] = st.top_probs[:, 0]
-                    entropy[g0 + j, out] = st.entropy
-                    kl[g0 + j, out] = st.kl_to_final
                     picked = rows_z[idx, answer_ids[idx]].astype(np.float64)
-                    answer[g0 + j, out] = np.exp(picked - st.lse)
+                    grid.put(g0 + j, out, st, answer_probs=np.exp(picked - st.lse))
                     lse[idx] = st.lse
                 if log_probs_out is not None:
                     ks = [k for k in range(start, stop) if wanted[k] in column]
@@ -393,14 +385,36 @@ def position_grid(
                         lse[rest] = row_lse(rows_z[rest])
                     _write_log_probs(log_probs_out[1], g0 + j, [column[wanted[k]] for k in ks], rows_z, ks, start, lse)
             del z
-    return GridStats(
-        top_ids=top_ids[:, :, 0].tolist(),
-        top_probs=rounded(top_probs.tolist()),
-        entropy=rounded(entropy.tolist()),
-        kl_to_final=rounded(kl.tolist()),
-        top_k_ids=top_ids.tolist() if top_k > 1 else None,
-        answer_probs=rounded(answer.tolist()),
-    )
+    return grid.stats()
+
+
+class _GridArrays:
+    """``position_grid``'s statistics as ``[L, T]`` arrays (``[L, T, k]`` for the top ids), filled block by block."""
+
+    def __init__(self, n_layers: int, n_positions: int, top_k: int) -> None:
+        self.top_ids = np.zeros((n_layers, n_positions, top_k), dtype=np.int64)
+        self.top_probs = np.zeros((n_layers, n_positions), dtype=np.float64)
+        self.entropy = np.zeros((n_layers, n_positions), dtype=np.float64)
+        self.kl = np.zeros((n_layers, n_positions), dtype=np.float64)
+        self.answer = np.zeros((n_layers, n_positions), dtype=np.float64)
+
+    def put(self, layer: int, out: Any, st: RowStats, answer_probs: np.ndarray) -> None:
+        """Layer ``layer``'s rows ``st`` at the positions ``out`` (a slice or indices)."""
+        self.top_ids[layer, out] = st.top_ids
+        self.top_probs[layer, out] = st.top_probs[:, 0]
+        self.entropy[layer, out] = st.entropy
+        self.kl[layer, out] = st.kl_to_final
+        self.answer[layer, out] = answer_probs
+
+    def stats(self) -> GridStats:
+        return GridStats(
+            top_ids=self.top_ids[:, :, 0].tolist(),
+            top_probs=rounded(self.top_probs.tolist()),
+            entropy=rounded(self.entropy.tolist()),
+            kl_to_final=rounded(self.kl.tolist()),
+            top_k_ids=self.top_ids.tolist() if self.top_ids.shape[2] > 1 else None,
+            answer_probs=rounded(self.answer.tolist()),
+        )
 
 
 def _write_log_probs(

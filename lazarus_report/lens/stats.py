@@ -1,19 +1,28 @@
-"""Divergences between distributions given as log-probabilities (numpy, float64 sums)."""
+"""Log-softmax, and divergences between distributions given as log-probabilities (numpy, float64 sums)."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import numpy as np
-
-if TYPE_CHECKING:
-    pass
-
 
 LN2 = float(np.log(2.0))
 
 
 TINY = float(np.finfo(np.float64).tiny)
+
+
+def log_softmax(z: np.ndarray, in_place: bool = False) -> np.ndarray:
+    """Row-wise log-softmax of float32 logits ``[N, V]``: ``z - max - log(sum exp(z - max))``, the sum in
+    float64, the result float32. ``in_place``: overwrite ``z`` (no second ``[N, V]`` buffer).
+
+    (The readout's log-probabilities, ``z - lse`` with ``lse = max + log(sum ...)`` rounded once to float32,
+    can differ from these in the last float32 digit; each keeps its own so no saved number changes.)
+    """
+    if in_place:
+        z -= z.max(axis=1, keepdims=True)
+    else:
+        z = z - z.max(axis=1, keepdims=True)
+    z -= np.log(np.exp(z).sum(axis=1, keepdims=True, dtype=np.float64)).astype(np.float32)
+    return z
 
 
 def kl_divergence(logp: np.ndarray, logq: np.ndarray) -> np.ndarray:

@@ -259,18 +259,14 @@ def _pipeline(parts: Any, group: Any, n_layers: int) -> Shard:
 
 def _elsewhere_class(cls: type) -> type:
     """A block another rank runs: passes the residual stream through untouched."""
+    from .hooks import swapped_class
 
-    def __call__(self: Any, x: Any, *args: Any, **kwargs: Any) -> Any:
-        return x
-
-    return type(f"Elsewhere{cls.__name__}", (cls,), {"__call__": __call__})
+    return swapped_class(cls, "Elsewhere", lambda self, x, *args, **kwargs: x)
 
 
 def _stage_class(cls: type, group: Any, receive: int | None, send: int | None) -> type:
     """The first (``receive``) or last (``send``) block of this rank's range."""
-    from ..core.runtime import import_mlx
-
-    mx = import_mlx()
+    from .hooks import mx, swapped_class
 
     def __call__(self: Any, x: Any, *args: Any, **kwargs: Any) -> Any:
         if receive is not None:
@@ -280,7 +276,7 @@ def _stage_class(cls: type, group: Any, receive: int | None, send: int | None) -
             out = mx.distributed.send(out, send, group=group)
         return out
 
-    return type(f"Stage{cls.__name__}", (cls,), {"__call__": __call__})
+    return swapped_class(cls, "Stage", __call__)
 
 
 def layers_here(parts_layers: Sequence[Any], shard: Shard) -> list[Any]:

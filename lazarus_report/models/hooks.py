@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
 from ..core.runtime import import_mlx
@@ -12,36 +12,56 @@ from .families import LensParts
 mx = import_mlx()
 
 
-def capturing_class(cls: type, sink: dict[int, Any], index: int) -> type:
-    """A subclass of a block's own class that records the block's output.
+def swapped_class(cls: type, name: str, call: Callable[..., Any]) -> type:
+    """A subclass of a module's own class, ``{name}{cls.__name__}``, whose ``__call__`` is ``call``.
 
-    Swapping the instance's class (instead of wrapping the module) keeps every attribute the
-    family's forward pass reads (``use_sliding``, ``is_sliding``...) and mlx-lm's own masks.
+    Every hook swaps an instance's class to such a subclass (instead of wrapping the module): that keeps
+    every attribute the family's forward pass reads (``use_sliding``, ``is_sliding``...) and mlx-lm's own
+    masks. ``call(self, *args, **kwargs)`` reaches the original forward as ``cls.__call__(self, ...)``.
     """
+    return type(f"{name}{cls.__name__}", (cls,), {"__call__": call})
 
-    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+
+def observing_class(cls: type, name: str, record: Callable[[Any], None]) -> type:
+    """``swapped_class`` whose forward is the block's own, and which hands the block's output (the hidden
+    state, without the cache a block may return beside it) to ``record``."""
+
+    def __call__(self: Any, *args: Any, **kwargs: Any) -> Any:
         out = cls.__call__(self, *args, **kwargs)
-        sink[index] = out[0] if isinstance(out, tuple) else out
+        record(out[0] if isinstance(out, tuple) else out)
         return out
 
-    return type(f"Capturing{cls.__name__}", (cls,), {"__call__": __call__})
+    return swapped_class(cls, name, __call__)
+
+
+@contextlib.contextmanager
+def swapped(swaps: Iterable[tuple[Any, type]]) -> Iterator[None]:
+    """Give each module of ``swaps`` its new class for the ``with`` block, then its own class back (also on
+    errors). ``swaps`` is consumed lazily, so each new class may be built from the module's current one."""
+    originals = []
+    try:
+        for module, cls in swaps:
+            originals.append((module, type(module)))
+            module.__class__ = cls
+        yield
+    finally:
+        for module, cls in reversed(originals):
+            module.__class__ = cls
+
+
+def capturing_class(cls: type, sink: dict[int, Any], index: int) -> type:
+    """A subclass of a block's own class that records the block's output in ``sink[index]``."""
+    return observing_class(cls, "Capturing", lambda h: sink.__setitem__(index, h))
 
 
 @contextlib.contextmanager
 def capturing(parts: LensParts, layer_indices: Sequence[int]) -> Iterator[dict[int, Any]]:
     sink: dict[int, Any] = {}
-    originals = []
-    try:
-        for i in layer_indices:
-            block = parts.layers[i]
-            if block is None:  # another rank runs it (distributed pipeline)
-                continue
-            originals.append((block, type(block)))
-            block.__class__ = capturing_class(type(block), sink, i)
+    blocks = [parts.layers[i] for i in layer_indices]
+    # a None block: another rank runs it (distributed pipeline)
+    swaps = ((b, capturing_class(type(b), sink, i)) for i, b in zip(layer_indices, blocks) if b is not None)
+    with swapped(swaps):
         yield sink
-    finally:
-        for block, cls in originals:
-            block.__class__ = cls
 
 
 @contextlib.contextmanager
@@ -57,11 +77,8 @@ def embedding_scaled(parts: LensParts, factor: float | None) -> Iterator[None]:
         out = cls.__call__(self, x)
         return out * mx.array(factor, dtype=out.dtype)
 
-    emb.__class__ = type(f"Scaled{cls.__name__}", (cls,), {"__call__": __call__})
-    try:
+    with swapped([(emb, swapped_class(cls, "Scaled", __call__))]):
         yield
-    finally:
-        emb.__class__ = cls
 
 
 def capture_hidden(

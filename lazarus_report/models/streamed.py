@@ -39,8 +39,6 @@ CHUNK_BYTES = 16 * 2**20
 # What a lens run needs besides the weights (activations, the grid's logits blocks, buffers).
 WORKING_BYTES = 64 * 2**20
 
-EXECUTIONS = ("float32", "streamed", "native")
-
 _UNITS = {"": 1, "b": 1, "k": 2**10, "m": 2**20, "g": 2**30, "t": 2**40}
 
 

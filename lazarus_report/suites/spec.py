@@ -33,10 +33,6 @@ from typing import Any, NoReturn
 
 from lazarus_report.core.errors import LazarusError
 
-CHECKS = (
-    "final_top1", "not_top1", "final_prob_at_least", "final_prob_at_most", "emerges_by_layer", "no_regression",
-    "changes_only_in_layers",
-)  # fmt: skip
 METRICS = ("final_prob", "final_top1", "emergence")
 DEFAULT_TOP_K = 5
 DEFAULT_TOLERANCE = 0.05  # no_regression_of final_prob
@@ -388,10 +384,6 @@ def _is_int(value: Any) -> bool:
 
 def _is_number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-
-
-def _token_path(key: str, token: str) -> str:
-    return f"{key}[{token!r}]"
 
 
 class _Validator:

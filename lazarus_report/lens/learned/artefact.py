@@ -46,6 +46,7 @@ import numpy as np
 
 from ...core.config import LENS_KINDS
 from ...core.errors import LazarusError
+from ...core.files import current_umask
 from ...results.provenance import LensFidelity, LensRecord
 from . import safetensors_io
 
@@ -289,6 +290,19 @@ class Lens:
             {"weight": self.weight, "bias": self.bias}, {"format": FORMAT, "kind": self.kind, "form": self.form}
         )
 
+    def _saved_meta(self, data: bytes) -> dict[str, Any]:
+        """``lens.json`` for the weights file ``data``: the lens's meta plus the format and the file's digest."""
+        meta = dict(self.meta)
+        meta.update(
+            format=FORMAT,
+            format_version=FORMAT_VERSION,
+            kind=self.kind,
+            form=self.form,
+            weights_file=WEIGHTS_FILE,
+            weights_sha256=_sha256(data),
+        )
+        return meta
+
     def save(self, path: str | os.PathLike[str], *, in_cache: bool = False) -> Path:
         """Write the lens directory atomically (all or nothing) and return its path.
 
@@ -304,15 +318,7 @@ class Lens:
         target = lens_destination(path, in_cache=in_cache)
         shown = os.fspath(path)
         data = self._weights_bytes()
-        meta = dict(self.meta)
-        meta.update(
-            format=FORMAT,
-            format_version=FORMAT_VERSION,
-            kind=self.kind,
-            form=self.form,
-            weights_file=WEIGHTS_FILE,
-            weights_sha256=_sha256(data),
-        )
+        meta = self._saved_meta(data)
         meta_text = json.dumps(meta, indent=1, allow_nan=False) + "\n"
         parent = target.parent
         try:
@@ -420,12 +426,6 @@ class Lens:
         if not (np.isfinite(weight).all() and np.isfinite(bias).all()):
             raise LazarusError(f"lens {directory} is damaged: its weights contain NaN or infinite values")
         return cls(kind=kind, weight=weight, bias=bias, form=form, meta=meta, source=source or str(directory))
-
-
-def current_umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
 
 
 LENS_FILES = (META_FILE, WEIGHTS_FILE)

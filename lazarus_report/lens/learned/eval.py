@@ -26,7 +26,7 @@ from ...results.codec import rounded
 from ...results.lens_eval import LensEvalResult
 from ...results.provenance import LensFidelity
 from ..readout import head_logits_np
-from ..stats import row_dots
+from ..stats import log_softmax, row_dots
 from .artefact import Lens
 from .collect import States, collect_states
 from .corpus import Corpus, TokenSequences, take_tokens, tokenize
@@ -34,12 +34,6 @@ from .corpus import Corpus, TokenSequences, take_tokens, tokenize
 mx = import_mlx()
 
 ROWS = 256
-
-
-def _log_softmax(z: np.ndarray) -> np.ndarray:
-    z = z - z.max(axis=1, keepdims=True)
-    z -= np.log(np.exp(z).sum(axis=1, keepdims=True, dtype=np.float64)).astype(np.float32)
-    return z
 
 
 def measure(
@@ -62,7 +56,7 @@ def measure(
     ce_count = 0
     for a in range(0, n, ROWS):
         b = min(n, a + ROWS)
-        logp = _log_softmax(head_logits_np(parts, mx.array(states.hidden[-1, a:b])))
+        logp = log_softmax(head_logits_np(parts, mx.array(states.hidden[-1, a:b])))
         p = np.exp(logp)
         self_term = row_dots(p, logp)
         top = logp.argmax(axis=1)
@@ -73,7 +67,7 @@ def measure(
             h = states.hidden[layer, a:b]
             for i, lens in enumerate(lenses):
                 x = mx.array(h)
-                logq = _log_softmax(head_logits_np(parts, lens.translate(layer, x)))
+                logq = log_softmax(head_logits_np(parts, lens.translate(layer, x)))
                 kl[i, j] += float(np.maximum(self_term - row_dots(p, logq), 0).sum())
                 agree[i, j] += float((logq.argmax(axis=1) == top).sum())
                 ce[i, j] -= float(logq[np.nonzero(has_next)[0], nxt[has_next]].sum(dtype=np.float64))
@@ -103,7 +97,7 @@ def final_cross_entropy(loaded: Any, states: States) -> float:
         keep = np.nonzero(nxt >= 0)[0]
         if not len(keep):
             continue
-        logp = _log_softmax(head_logits_np(loaded.parts, mx.array(states.hidden[-1, a:b][keep])))
+        logp = log_softmax(head_logits_np(loaded.parts, mx.array(states.hidden[-1, a:b][keep])))
         total -= float(logp[np.arange(len(keep)), nxt[keep]].sum(dtype=np.float64))
         count += len(keep)
     return rounded(total / max(1, count))

@@ -24,8 +24,9 @@ from typing import Any
 import numpy as np
 
 from ...core.errors import LazarusError
+from ...core.runtime import package_version
 from ...results.provenance import LensFidelity
-from ..stats import row_dots
+from ..stats import log_softmax, row_dots
 from .artefact import Lens, model_fingerprint
 from .collect import States, collect_states
 from .corpus import Corpus, TokenSequences, default_corpus, take_tokens, tokenize
@@ -137,9 +138,7 @@ def kl_and_grad(
 
 
 def _final_dist(head: NumpyHead, h_last: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    z = head.logits(h_last)
-    z -= z.max(axis=1, keepdims=True)
-    z -= np.log(np.exp(z).sum(axis=1, keepdims=True, dtype=np.float64)).astype(np.float32)
+    z = log_softmax(head.logits(h_last), in_place=True)
     return z, np.exp(z)
 
 
@@ -164,7 +163,6 @@ def fit_tuned(
     b = np.stack([init.matrix(layer)[1].astype(np.float32) for layer in range(k)])
     ma, va = np.zeros_like(a), np.zeros_like(a)
     mb, vb = np.zeros_like(b), np.zeros_like(b)
-    b1, b2 = cfg.betas
 
     val_h = states.hidden[:, np.sort(val)]
     val_logp, val_p = _final_dist(head, val_h[-1]) if n_val else (None, None)
@@ -174,9 +172,7 @@ def fit_tuned(
             return 0.0
         assert val_p is not None and val_logp is not None
         x = val_h[layer] + val_h[layer] @ aa + bb
-        logq = head.logits(x)
-        logq -= logq.max(axis=1, keepdims=True)
-        logq -= np.log(np.exp(logq).sum(axis=1, keepdims=True, dtype=np.float64)).astype(np.float32)
+        logq = log_softmax(head.logits(x), in_place=True)
         return float(np.einsum("nv,nv->", val_p, val_logp - logq, dtype=np.float64)) / n_val
 
     best = [val_loss(layer, a[layer], b[layer]) for layer in range(k)]
@@ -200,13 +196,8 @@ def fit_tuned(
         for layer in range(k):
             kl, ga, gb = kl_and_grad(head, batch[layer], a[layer], b[layer], logp, p, self_term, p_scaled)
             train_kl[layer] = kl
-            ma[layer] = b1 * ma[layer] + (1 - b1) * ga
-            va[layer] = b2 * va[layer] + (1 - b2) * ga * ga
-            mb[layer] = b1 * mb[layer] + (1 - b1) * gb
-            vb[layer] = b2 * vb[layer] + (1 - b2) * gb * gb
-            c1, c2 = 1 - b1**t, 1 - b2**t
-            a[layer] -= lr * (ma[layer] / c1) / (np.sqrt(va[layer] / c2) + 1e-8)
-            b[layer] -= lr * (mb[layer] / c1) / (np.sqrt(vb[layer] / c2) + 1e-8)
+            _adam_step(a[layer], ma[layer], va[layer], ga, lr, t, cfg.betas)
+            _adam_step(b[layer], mb[layer], vb[layer], gb, lr, t, cfg.betas)
         if (step + 1) % cfg.check_every == 0 or step + 1 == steps:
             for layer in range(k):
                 loss = val_loss(layer, a[layer], b[layer])
@@ -227,6 +218,17 @@ def fit_tuned(
         "token_layers_per_second": round(steps * cfg.batch * k / max(seconds, 1e-9), 1),
     }
     return Lens(kind="tuned", weight=best_a, bias=best_b, form="residual"), stats
+
+
+def _adam_step(
+    param: np.ndarray, m: np.ndarray, v: np.ndarray, grad: np.ndarray, lr: float, t: int, betas: tuple[float, float]
+) -> None:
+    """Adam's step ``t`` (from 1) on ``param``, in place; ``m`` and ``v`` (its moment estimates) updated in place."""
+    b1, b2 = betas
+    m[...] = b1 * m + (1 - b1) * grad
+    v[...] = b2 * v + (1 - b2) * grad * grad
+    c1, c2 = 1 - b1**t, 1 - b2**t
+    param -= lr * (m / c1) / (np.sqrt(v / c2) + 1e-8)
 
 
 def fit_lens(
@@ -259,22 +261,8 @@ def fit_lens(
         loaded = model
     else:  # a ModelAnalyzer
         loaded = model.loaded
-    hdim = int(loaded.info.hidden_size)
-    if heldout_tokens is None:
-        heldout_tokens = heldout_positions(loaded.info.num_layers, loaded.info.vocab_size)
-    # Only what the budgets need is read and tokenised (a huge corpus costs no more than a small one).
-    seqs = tokenize(corpus, loaded.tokenizer, fit_tokens=tokens, heldout_tokens=heldout_tokens)
-    fit_seqs = take_tokens(seqs.fit, tokens)
+    fit_seqs, held = _fit_and_heldout(loaded, corpus, tokens, heldout_tokens)
     n_fit = TokenSequences.positions(fit_seqs)
-    need = min_fit_tokens(hdim)
-    if n_fit < need:
-        raise LazarusError(
-            f"the corpus has {n_fit} tokens to fit on; a lens for this model (hidden size {hdim}) needs at "
-            f"least {need}: give a larger --corpus (about {need * 9 // 8 + 1} tokens with the held-out split)"
-        )
-    held = take_tokens(seqs.heldout, heldout_tokens)
-    if TokenSequences.positions(held) == 0:
-        raise LazarusError("the corpus has no held-out text to measure the lens on: give a larger --corpus")
 
     t0 = time.perf_counter()
     states = collect_states(loaded, fit_seqs, _stage(progress, "collect", n_fit))
@@ -309,9 +297,33 @@ def fit_lens(
         "fit": fit_info,
         "fidelity": [f.__dict__ for f in fidelity],
         "logit_fidelity": [f.__dict__ for f in logit_fidelity],
-        "created_with": _version(),
+        "created_with": " ".join(filter(None, ["lazarus-report", package_version("lazarus-report")])),
     }
     return lens
+
+
+def _fit_and_heldout(
+    loaded: Any, corpus: Corpus, tokens: int | None, heldout_tokens: int | None
+) -> tuple[list[list[int]], list[list[int]]]:
+    """The corpus's fit sequences (``tokens`` positions, default all) and held-out ones (``heldout_tokens``,
+    default ``heldout_positions``); too few of either is a one-line error."""
+    hdim = int(loaded.info.hidden_size)
+    if heldout_tokens is None:
+        heldout_tokens = heldout_positions(loaded.info.num_layers, loaded.info.vocab_size)
+    # Only what the budgets need is read and tokenised (a huge corpus costs no more than a small one).
+    seqs = tokenize(corpus, loaded.tokenizer, fit_tokens=tokens, heldout_tokens=heldout_tokens)
+    fit_seqs = take_tokens(seqs.fit, tokens)
+    n_fit = TokenSequences.positions(fit_seqs)
+    need = min_fit_tokens(hdim)
+    if n_fit < need:
+        raise LazarusError(
+            f"the corpus has {n_fit} tokens to fit on; a lens for this model (hidden size {hdim}) needs at "
+            f"least {need}: give a larger --corpus (about {need * 9 // 8 + 1} tokens with the held-out split)"
+        )
+    held = take_tokens(seqs.heldout, heldout_tokens)
+    if TokenSequences.positions(held) == 0:
+        raise LazarusError("the corpus has no held-out text to measure the lens on: give a larger --corpus")
+    return fit_seqs, held
 
 
 def heldout_fidelity(
@@ -344,15 +356,6 @@ def measure_fidelity(
     total = states.num_positions * (n_layers - 1)
     logit, fidelity = measure(loaded, states, [Lens.logit(), lens], progress=_stage(progress, "measure", total))
     return logit, fidelity
-
-
-def _version() -> str:
-    from importlib import metadata
-
-    try:
-        return "lazarus-report " + metadata.version("lazarus-report")
-    except metadata.PackageNotFoundError:  # pragma: no cover
-        return "lazarus-report"
 
 
 def _stage(progress: Progress | None, name: str, total: int) -> Callable[[int], None] | None:

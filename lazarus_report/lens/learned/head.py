@@ -127,12 +127,3 @@ class NumpyHead:
         a = dy * self.gain
         xa = np.einsum("nh,nh->n", x, a, dtype=np.float64).astype(x.dtype)
         return r[:, None] * a - ((r**3) / x.shape[1] * xa)[:, None] * x
-
-
-def log_softmax_rows(z: np.ndarray) -> np.ndarray:
-    """Row-wise log-softmax in float32, in place where possible."""
-    m = z.max(axis=1, keepdims=True)
-    out = z - m
-    lse = np.log(np.exp(out).sum(axis=1, keepdims=True, dtype=np.float64)).astype(np.float32)
-    out -= lse
-    return out

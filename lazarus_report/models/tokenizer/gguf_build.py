@@ -3,8 +3,8 @@ SmolLM, Llama 3, Qwen2 pre-tokenizers) and SentencePiece BPE (Llama, Gemma), spe
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 if TYPE_CHECKING:  # pragma: no cover
     import tokenizers
@@ -117,17 +117,7 @@ def _get(meta: Mapping[str, Any], key: str, default: Any = None) -> Any:
 
 
 def build_from_metadata(metadata: Mapping[str, Any]) -> tuple[tokenizers.Tokenizer, dict[str, Any]]:
-    from tokenizers import AddedToken, decoders, normalizers, pre_tokenizers
-    from tokenizers import Tokenizer as BackendTokenizer
-    from tokenizers.models import BPE
-
-    # Plain Python values, also when handed mx.load's metadata (mx.array scalars and arrays) as is.
-    meta = {
-        k: (v.tolist() if hasattr(v, "tolist") else v)
-        for k, v in metadata.items()
-        if k.startswith(("tokenizer.", "general."))
-    }
-
+    meta = _plain_metadata(metadata)
     model = _get(meta, "tokenizer.ggml.model")
     tokens = meta.get("tokenizer.ggml.tokens")
     if not model or not tokens:
@@ -136,113 +126,24 @@ def build_from_metadata(metadata: Mapping[str, Any]) -> tuple[tokenizers.Tokeniz
     token_types = [int(t) for t in (meta.get("tokenizer.ggml.token_type") or ())]
     architecture = str(_get(meta, "general.architecture", ""))
     pre = str(_get(meta, "tokenizer.ggml.pre", "default"))
-    merges_meta = meta.get("tokenizer.ggml.merges")
-
-    def special_id(name: str) -> int | None:
-        value = meta.get(f"tokenizer.ggml.{name}")
-        return int(value) if value is not None and 0 <= int(value) < len(tokens) else None
-
-    ids = {name: special_id(f"{name}_id") for name in ("bos_token", "eos_token", "unknown_token", "padding_token")}
-    special_tokens = {
-        "bos_token": tokens[ids["bos_token"]] if ids["bos_token"] is not None else None,
-        "eos_token": tokens[ids["eos_token"]] if ids["eos_token"] is not None else None,
-        "unk_token": tokens[ids["unknown_token"]] if ids["unknown_token"] is not None else None,
-        "pad_token": tokens[ids["padding_token"]] if ids["padding_token"] is not None else None,
-    }
+    ids, special_tokens = _special_tokens(meta, tokens)
 
     if model == "gpt2":
         kind = "byte_level"
-        spelled = [t if BYTE_ALPHABET.issuperset(t) else byte_level_spelling(t) for t in tokens]
-        vocab = {t: i for i, t in enumerate(spelled)}
-        if merges_meta is None:
-            raise TokenizerBuildError("byte-level GGUF tokenizer without tokenizer.ggml.merges")
-        merges = _parse_merges(merges_meta)
-        backend = BackendTokenizer(
-            BPE(
-                vocab=vocab,
-                merges=merges,
-                dropout=None,
-                continuing_subword_prefix="",
-                end_of_word_suffix="",
-                fuse_unk=False,
-            )
-        )
-        _byte_level_pipeline(backend, pre)
+        built = _byte_level(meta, tokens, pre)
         control_ok = BYTE_ALPHABET.issuperset  # a "control" token spelled outside the alphabet is a mislabel
         add_bos_default = False
     elif model == "llama":
         kind = "sentencepiece"
-        unk = special_tokens["unk_token"] or "<unk>"
-        if architecture in ("gemma", "gemma2", "gemma3"):
-            # Gemma files store runs of spaces as real spaces; its tokenizer spells them "▁▁".
-            spelled = [SPIECE_SPACE * len(t) if " " in t and not t.strip() else t for t in tokens]
-            vocab = {t: i for i, t in enumerate(spelled)}
-            # No merges in the file, and the scores don't follow the merge order: the file order does.
-            merges = _generate_merges(vocab, {t: -i for i, t in enumerate(spelled)})
-            backend = BackendTokenizer(
-                BPE(vocab=vocab, merges=merges, fuse_unk=True, unk_token=unk, dropout=None, byte_fallback=True)
-            )
-            backend.normalizer = normalizers.Replace(" ", SPIECE_SPACE)
-            backend.pre_tokenizer = pre_tokenizers.Split(pattern=" ", behavior="merged_with_previous", invert=False)
-        else:
-            spelled = list(tokens)
-            vocab = {t: i for i, t in enumerate(spelled)}
-            if merges_meta is not None:
-                merges = _parse_merges(merges_meta)
-            else:
-                scores = meta.get("tokenizer.ggml.scores")
-                if scores is None:
-                    raise TokenizerBuildError("SentencePiece GGUF tokenizer with neither merges nor scores")
-                merges = _generate_merges(vocab, dict(zip(spelled, (float(s) for s in scores), strict=False)))
-            backend = BackendTokenizer(
-                BPE(
-                    vocab=vocab,
-                    merges=merges,
-                    fuse_unk=True,
-                    unk_token=unk if unk in vocab else None,
-                    dropout=None,
-                    byte_fallback=True,
-                )
-            )
-            prefix = bool(_get(meta, "tokenizer.ggml.add_space_prefix", True))
-            backend.pre_tokenizer = pre_tokenizers.Metaspace(
-                replacement=SPIECE_SPACE, prepend_scheme="first" if prefix else "never", split=False
-            )
-        backend.decoder = decoders.Sequence(
-            [decoders.Replace(SPIECE_SPACE, " "), decoders.ByteFallback(), decoders.Fuse()]
-        )
+        built = _sentencepiece(meta, tokens, architecture, special_tokens["unk_token"] or "<unk>")
         control_ok = None
         add_bos_default = True  # llama.cpp adds BOS to a SentencePiece vocabulary that does not say otherwise
     else:
         raise TokenizerBuildError(
             f"unsupported GGUF tokenizer tokenizer.ggml.model={model!r} (supported: 'gpt2', 'llama')"
         )
-
-    # Control tokens (type 3) are special tokens; user-defined ones (type 4, like "<think>") are added
-    # tokens. Both are matched whole in the raw text instead of being cut into pieces.
-    control = [
-        AddedToken(t, normalized=False, special=True)
-        for t, tt in zip(tokens, token_types, strict=False)
-        if tt == TOKEN_CONTROL and (control_ok is None or control_ok(t))
-    ]
-    if control:
-        backend.add_special_tokens(control)
-    user_defined = [
-        AddedToken(t, normalized=False, special=False)
-        for t, tt in zip(tokens, token_types, strict=False)
-        if tt == TOKEN_USER_DEFINED and t in vocab
-    ]
-    if user_defined:
-        backend.add_tokens(user_defined)
-    # Named special tokens that are not marked control are still matched whole (as transformers does).
-    added = {str(t) for t in control}
-    named = [
-        AddedToken(t, normalized=False, special=True)
-        for t in dict.fromkeys(v for v in special_tokens.values() if v is not None)
-        if t not in added and t in vocab
-    ]
-    if named:
-        backend.add_special_tokens(named)
+    backend, spelled, vocab, merges = built
+    _add_whole_tokens(backend, tokens, token_types, vocab, special_tokens, control_ok)
 
     missing = {i: t for i, t in enumerate(tokens) if vocab.get(spelled[i]) != i}
     pieces = {i: t for t, i in vocab.items()}
@@ -268,3 +169,149 @@ def build_from_metadata(metadata: Mapping[str, Any]) -> tuple[tokenizers.Tokeniz
         "architecture": architecture,
     }
     return backend, info
+
+
+class _Built(NamedTuple):
+    """A backend tokenizer and what it was built from: the tokens as the backend spells them (index = id),
+    the vocabulary of those spellings, the merges."""
+
+    backend: tokenizers.Tokenizer
+    spelled: list[str]
+    vocab: dict[str, int]
+    merges: list[tuple[str, str]]
+
+
+def _plain_metadata(metadata: Mapping[str, Any]) -> dict[str, Any]:
+    """The tokenizer's and general keys as plain Python values, also when handed mx.load's metadata
+    (mx.array scalars and arrays) as is."""
+    return {
+        k: (v.tolist() if hasattr(v, "tolist") else v)
+        for k, v in metadata.items()
+        if k.startswith(("tokenizer.", "general."))
+    }
+
+
+def _special_tokens(meta: dict[str, Any], tokens: list[str]) -> tuple[dict[str, int | None], dict[str, str | None]]:
+    """The ids of the named special tokens (``bos_token``... ``padding_token``; None when absent or out of
+    range) and their texts under transformers' names (``bos_token``, ``eos_token``, ``unk_token``, ``pad_token``)."""
+
+    def special_id(name: str) -> int | None:
+        value = meta.get(f"tokenizer.ggml.{name}")
+        return int(value) if value is not None and 0 <= int(value) < len(tokens) else None
+
+    ids = {name: special_id(f"{name}_id") for name in ("bos_token", "eos_token", "unknown_token", "padding_token")}
+    special_tokens = {
+        "bos_token": tokens[ids["bos_token"]] if ids["bos_token"] is not None else None,
+        "eos_token": tokens[ids["eos_token"]] if ids["eos_token"] is not None else None,
+        "unk_token": tokens[ids["unknown_token"]] if ids["unknown_token"] is not None else None,
+        "pad_token": tokens[ids["padding_token"]] if ids["padding_token"] is not None else None,
+    }
+    return ids, special_tokens
+
+
+def _byte_level(meta: dict[str, Any], tokens: list[str], pre: str) -> _Built:
+    """A byte-level BPE (GGUF ``gpt2``): tokens respelled in the byte alphabet, the file's merges."""
+    from tokenizers import Tokenizer as BackendTokenizer
+    from tokenizers.models import BPE
+
+    spelled = [t if BYTE_ALPHABET.issuperset(t) else byte_level_spelling(t) for t in tokens]
+    vocab = {t: i for i, t in enumerate(spelled)}
+    merges_meta = meta.get("tokenizer.ggml.merges")
+    if merges_meta is None:
+        raise TokenizerBuildError("byte-level GGUF tokenizer without tokenizer.ggml.merges")
+    merges = _parse_merges(merges_meta)
+    backend = BackendTokenizer(
+        BPE(
+            vocab=vocab,
+            merges=merges,
+            dropout=None,
+            continuing_subword_prefix="",
+            end_of_word_suffix="",
+            fuse_unk=False,
+        )
+    )
+    _byte_level_pipeline(backend, pre)
+    return _Built(backend, spelled, vocab, merges)
+
+
+def _sentencepiece(meta: dict[str, Any], tokens: list[str], architecture: str, unk: str) -> _Built:
+    """A SentencePiece vocabulary (GGUF ``llama``) as a BPE with byte fallback; Gemma's its own way."""
+    from tokenizers import Tokenizer as BackendTokenizer
+    from tokenizers import decoders, normalizers, pre_tokenizers
+    from tokenizers.models import BPE
+
+    if architecture in ("gemma", "gemma2", "gemma3"):
+        # Gemma files store runs of spaces as real spaces; its tokenizer spells them "▁▁".
+        spelled = [SPIECE_SPACE * len(t) if " " in t and not t.strip() else t for t in tokens]
+        vocab = {t: i for i, t in enumerate(spelled)}
+        # No merges in the file, and the scores don't follow the merge order: the file order does.
+        merges = _generate_merges(vocab, {t: -i for i, t in enumerate(spelled)})
+        backend = BackendTokenizer(
+            BPE(vocab=vocab, merges=merges, fuse_unk=True, unk_token=unk, dropout=None, byte_fallback=True)
+        )
+        backend.normalizer = normalizers.Replace(" ", SPIECE_SPACE)
+        backend.pre_tokenizer = pre_tokenizers.Split(pattern=" ", behavior="merged_with_previous", invert=False)
+    else:
+        spelled = list(tokens)
+        vocab = {t: i for i, t in enumerate(spelled)}
+        merges_meta = meta.get("tokenizer.ggml.merges")
+        if merges_meta is not None:
+            merges = _parse_merges(merges_meta)
+        else:
+            scores = meta.get("tokenizer.ggml.scores")
+            if scores is None:
+                raise TokenizerBuildError("SentencePiece GGUF tokenizer with neither merges nor scores")
+            merges = _generate_merges(vocab, dict(zip(spelled, (float(s) for s in scores), strict=False)))
+        backend = BackendTokenizer(
+            BPE(
+                vocab=vocab,
+                merges=merges,
+                fuse_unk=True,
+                unk_token=unk if unk in vocab else None,
+                dropout=None,
+                byte_fallback=True,
+            )
+        )
+        prefix = bool(_get(meta, "tokenizer.ggml.add_space_prefix", True))
+        backend.pre_tokenizer = pre_tokenizers.Metaspace(
+            replacement=SPIECE_SPACE, prepend_scheme="first" if prefix else "never", split=False
+        )
+    backend.decoder = decoders.Sequence([decoders.Replace(SPIECE_SPACE, " "), decoders.ByteFallback(), decoders.Fuse()])
+    return _Built(backend, spelled, vocab, merges)
+
+
+def _add_whole_tokens(
+    backend: tokenizers.Tokenizer,
+    tokens: list[str],
+    token_types: list[int],
+    vocab: dict[str, int],
+    special_tokens: dict[str, str | None],
+    control_ok: Callable[[str], bool] | None,
+) -> None:
+    """Control tokens (type 3) are special tokens; user-defined ones (type 4, like "<think>") are added
+    tokens. Both are matched whole in the raw text instead of being cut into pieces."""
+    from tokenizers import AddedToken
+
+    control = [
+        AddedToken(t, normalized=False, special=True)
+        for t, tt in zip(tokens, token_types, strict=False)
+        if tt == TOKEN_CONTROL and (control_ok is None or control_ok(t))
+    ]
+    if control:
+        backend.add_special_tokens(control)
+    user_defined = [
+        AddedToken(t, normalized=False, special=False)
+        for t, tt in zip(tokens, token_types, strict=False)
+        if tt == TOKEN_USER_DEFINED and t in vocab
+    ]
+    if user_defined:
+        backend.add_tokens(user_defined)
+    # Named special tokens that are not marked control are still matched whole (as transformers does).
+    added = {str(t) for t in control}
+    named = [
+        AddedToken(t, normalized=False, special=True)
+        for t in dict.fromkeys(v for v in special_tokens.values() if v is not None)
+        if t not in added and t in vocab
+    ]
+    if named:
+        backend.add_special_tokens(named)
