@@ -230,12 +230,7 @@ def read_corpus_files(paths: list[str]) -> Corpus:
 def _pieces(text: str) -> Iterator[str]:
     """``text`` cut into pieces of about ``PIECE_CHARS`` characters, each cut just before a run of
     whitespace (a piece starts with the whitespace, as a word-level pre-tokeniser splits it)."""
-    while len(text) > PIECE_CHARS:
-        cut = _cut(text, PIECE_CHARS)
-        yield text[:cut]
-        text = text[cut:]
-    if text:
-        yield text
+    return _streamed_pieces(iter((text,)))
 
 
 def _cut(text: str, at: int) -> int:
