@@ -141,15 +141,21 @@ def chromium() -> Iterator[Any]:
 
 # --- `make check` stays a quick gate ----------------------------------------------------------------------
 # A test that starts a process or loads a real model (SmolLM2, Gemma 3: an alias or a packaged GGUF) must be
-# marked ``slow`` (a browser test ``browser``), so that ``-m "not slow and not browser"`` is quick. Checked on
-# every unmarked test: a process through the interpreter's audit hook, a real model through ``load_model``.
+# marked ``slow`` (a browser test ``browser``), so that ``-m "not slow and not browser"`` is quick; one that
+# starts ``mlx.launch`` must be marked ``distributed`` (`make test` runs those on their own). Checked on every
+# test: a process through the interpreter's audit hook, a real model through ``load_model``.
 
-_UNMARKED: dict[str, Any] = {"test": None, "found": []}
+_WATCH: dict[str, Any] = {"quick": False, "distributed": True, "found": []}
 
 
 def _audit(event: str, args: tuple) -> None:
-    if event == "subprocess.Popen" and _UNMARKED["test"] is not None:
-        _UNMARKED["found"].append(f"starts a process ({str(args[1])[:120]})")
+    if event != "subprocess.Popen":
+        return
+    command = str(args[1])
+    if _WATCH["quick"]:
+        _WATCH["found"].append(f"starts a process ({command[:120]}): mark the test @pytest.mark.slow")
+    elif not _WATCH["distributed"] and ("mlx.launch" in command or "_distributed_utils.launch" in command):
+        _WATCH["found"].append("starts mlx.launch: mark the test @pytest.mark.distributed")
 
 
 sys.addaudithook(_audit)
@@ -162,14 +168,14 @@ def _real_model(model_id: Any) -> bool:
     return text in ALIASES or ("site-packages" in text and text.endswith(".gguf"))
 
 
-def _unmarked(item: pytest.Item) -> bool:
+def _quick(item: pytest.Item) -> bool:
     return not any(item.get_closest_marker(m) for m in ("slow", "browser"))
 
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_runtest_setup(item: pytest.Item) -> None:
     # From the start of the set-up: a module fixture that loads a model is seen with its first test.
-    _UNMARKED.update(test=item.nodeid if _unmarked(item) else None, found=[])
+    _WATCH.update(quick=_quick(item), distributed=item.get_closest_marker("distributed") is not None, found=[])
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -180,8 +186,8 @@ def _watch_model_loads() -> Iterator[None]:
 
     def watched(model_id: Any, *args: Any, **kwargs: Any) -> Any:
         loaded = real(model_id, *args, **kwargs)  # input refused before the weights load is quick
-        if _UNMARKED["test"] is not None and _real_model(model_id):
-            _UNMARKED["found"].append(f"loads the real model {model_id!r}")
+        if _WATCH["quick"] and _real_model(model_id):
+            _WATCH["found"].append(f"loads the real model {model_id!r}: mark the test @pytest.mark.slow")
         return loaded
 
     loader.load_model = watched
@@ -190,15 +196,13 @@ def _watch_model_loads() -> Iterator[None]:
 
 
 @pytest.fixture(autouse=True)
-def _marked_if_slow(request: pytest.FixtureRequest) -> Iterator[None]:
-    if not _unmarked(request.node):
-        yield
-        return
-    if "smollm2_loaded" in request.fixturenames:
-        _UNMARKED["found"].append("uses the session's SmolLM2 (smollm2_loaded)")
+def _marked_as_it_runs(request: pytest.FixtureRequest) -> Iterator[None]:
+    if _WATCH["quick"] and "smollm2_loaded" in request.fixturenames:
+        _WATCH["found"].append("uses the session's SmolLM2 (smollm2_loaded): mark the test @pytest.mark.slow")
     try:
         yield
     finally:
-        found, _UNMARKED["test"] = _UNMARKED["found"], None
+        found = _WATCH["found"]
+        _WATCH.update(quick=False, distributed=True, found=[])
     if found:
-        pytest.fail(f"{found[0]}: mark the test @pytest.mark.slow (tests/conftest.py)", pytrace=False)
+        pytest.fail(f"{found[0]} (tests/conftest.py)", pytrace=False)
