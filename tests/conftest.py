@@ -204,5 +204,26 @@ def _marked_as_it_runs(request: pytest.FixtureRequest) -> Iterator[None]:
     finally:
         found = _WATCH["found"]
         _WATCH.update(quick=False, distributed=True, found=[])
+        _sigint_as_python_starts(request.node.nodeid)
     if found:
         pytest.fail(f"{found[0]} (tests/conftest.py)", pytrace=False)
+
+
+def _sigint_as_python_starts(nodeid: str) -> None:
+    """Processes that later tests start inherit an ignored or blocked SIGINT (the signal tests then wait in
+    vain): put it back, and say which test left it so (a warning in the summary)."""
+    import signal
+    import threading
+    import warnings
+
+    if threading.current_thread() is not threading.main_thread():
+        return
+    left = []
+    if signal.getsignal(signal.SIGINT) is not signal.default_int_handler:
+        left.append(f"handler {signal.getsignal(signal.SIGINT)!r}")
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+    if hasattr(signal, "pthread_sigmask") and signal.SIGINT in signal.pthread_sigmask(signal.SIG_BLOCK, set()):
+        left.append("blocked")
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+    if left:
+        warnings.warn(f"{nodeid} left SIGINT {', '.join(left)}; restored", stacklevel=1)
