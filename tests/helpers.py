@@ -1,5 +1,6 @@
-"""Helpers shared by the test modules: a small DOM over ``html.parser`` (to inspect rendered pages) and the
-fresh-process harness that checks output is byte-identical across processes."""
+"""Helpers shared by the test modules: a small DOM over ``html.parser`` (to inspect rendered pages), the
+in-process command line (``lazarus``), and the fresh-process harness that checks output is byte-identical
+across processes."""
 
 from __future__ import annotations
 
@@ -118,6 +119,28 @@ def embedded_result(doc: Node) -> AnalysisResult | ComparisonResult:
 def github_like() -> MarkdownIt:
     """A Markdown renderer at least as permissive as GitHub's: raw HTML on, tables and strikethrough on."""
     return MarkdownIt("commonmark", {"html": True}).enable(["table", "strikethrough"])
+
+
+# --- the command line, in-process ------------------------------------------------------------------
+
+
+def lazarus(*args: str, env: dict[str, str] | None = None, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    """``lazarus ARGS`` in this process (click's ``CliRunner`` over ``lazarus_report.cli.main``, the group the
+    console script runs), as a ``CompletedProcess`` (exit code, stdout, stderr): the command's behaviour without
+    a process start-up and its imports. ``env`` is set for the call only; ``cwd``: the working directory for
+    the call. Keep true processes for what needs one (the console script, signals, exit behaviour)."""
+    from click.testing import CliRunner
+
+    from lazarus_report.cli import main
+
+    previous = Path.cwd()
+    if cwd is not None:
+        os.chdir(cwd)
+    try:
+        result = CliRunner().invoke(main, list(args), env=env)
+    finally:
+        os.chdir(previous)
+    return subprocess.CompletedProcess(["lazarus", *args], result.exit_code, result.stdout, result.stderr)
 
 
 # --- byte-identical across processes ---------------------------------------------------------------

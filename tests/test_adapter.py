@@ -108,9 +108,8 @@ def test_adapter_files_are_small():
 
 
 @pytest.fixture(scope="module")
-def base():
-    with ModelAnalyzer.load("smollm2-135m-instruct") as analyzer:
-        yield analyzer
+def base(smollm2_loaded):
+    return ModelAnalyzer(smollm2_loaded, model_id="smollm2-135m-instruct")  # the session's SmolLM2 (conftest)
 
 
 @pytest.fixture(scope="module")

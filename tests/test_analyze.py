@@ -16,13 +16,15 @@ from lazarus_report.engine.run import _evolution
 from lazarus_report.results.analysis import AnalysisResult, TrackedToken
 from lazarus_report.results.codec import ResultFormatError
 
+pytestmark = pytest.mark.slow  # the real SmolLM2 in every test
+
 PROMPT = "The capital of France is"
 
 
 @pytest.fixture(scope="module")
-def analyzer():
-    with ModelAnalyzer.load("smollm2-135m-instruct") as a:
-        yield a
+def analyzer(smollm2_loaded):
+    """The session's SmolLM2 (conftest), loaded like ``ModelAnalyzer.load("smollm2-135m-instruct")``."""
+    return ModelAnalyzer(smollm2_loaded, model_id="smollm2-135m-instruct")
 
 
 @pytest.fixture(scope="module")

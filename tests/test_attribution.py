@@ -177,17 +177,13 @@ def test_weather_adapter_ground_truth(tmp_path):
 
 
 def test_compare_cli_attribution_writes_every_output(tiny, tmp_path):
-    import subprocess
-    import sys
+    from helpers import lazarus
 
     out = {k: tmp_path / f"c.{k}" for k in ("json", "html", "md")}
-    proc = subprocess.run(
-        [
-            sys.executable, "-m", "lazarus_report.cli.main", "introspect", "compare", "-m1", tiny["a"], "-m2", tiny["a"],
-            "--adapter2", str(tiny["lora"]), "-p", PROMPT, "--raw", "--attribution",
-            "-o", str(out["json"]), "--html", str(out["html"]), "--markdown", str(out["md"]),
-        ],
-        capture_output=True, text=True, timeout=300,
+    proc = lazarus(
+        "introspect", "compare", "-m1", tiny["a"], "-m2", tiny["a"],
+        "--adapter2", str(tiny["lora"]), "-p", PROMPT, "--raw", "--attribution",
+        "-o", str(out["json"]), "--html", str(out["html"]), "--markdown", str(out["md"]),
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr
     assert "Attribution (adapter-ablation):" in proc.stdout and "layer 0: no adapter modules" in proc.stdout

@@ -160,6 +160,7 @@ def test_refused_before_any_model_work(row, tmp_path, no_model_load):
 # --------------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow  # a process
 @needs_smollm2
 def test_invalid_utf8_argv_is_exit_2():
     proc = subprocess.run(
@@ -267,6 +268,7 @@ _SIGINT_SCRIPT = textwrap.dedent(
 )
 
 
+@pytest.mark.slow  # a process
 def test_real_sigint_exits_130_without_outputs(saved, tmp_path):
     out = tmp_path / "out"
     out.mkdir()

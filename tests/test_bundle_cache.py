@@ -170,6 +170,7 @@ def test_leftovers_of_a_killed_write_are_removed(isolated_cache, builds):
     assert not leftover.exists() and js.exists()
 
 
+@pytest.mark.slow  # a process
 def test_a_fresh_process_reads_the_entry_without_building(isolated_cache, builds, real_bundle):
     """Across processes: one process builds and stores, a fresh one only reads (its builder refuses to run)."""
     bundle_mod.cached_bundle(VL_VERSION)

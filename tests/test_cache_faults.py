@@ -85,24 +85,9 @@ def test_damage_is_reported_on_stderr_by_the_command(kquant, isolated_cache):
     data = bytearray(weights.read_bytes())
     data[len(data) // 2] ^= 0xFF  # one flipped byte
     weights.write_bytes(bytes(data))
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "lazarus_report.cli.main",
-            "introspect",
-            "analyze",
-            "-m",
-            str(path),
-            "-p",
-            "ab",
-            "--raw",
-        ],
-        capture_output=True,
-        text=True,
-        env={**os.environ, "HF_HUB_OFFLINE": "1"},
-        timeout=300,
-    )
+    from helpers import lazarus
+
+    proc = lazarus("introspect", "analyze", "-m", str(path), "-p", "ab", "--raw")  # in-process (CliRunner)
     assert proc.returncode == 0, proc.stderr
     (warning,) = proc.stderr.splitlines()
     assert warning.startswith("Warning: discarding the damaged cache entry") and "sha256" in warning
@@ -175,6 +160,7 @@ def _conversions(work: Path) -> list[str]:
     return log.read_text().split() if log.exists() else []
 
 
+@pytest.mark.slow  # processes
 def test_killed_conversion_leaves_a_temporary_the_next_run_removes(kquant, llama, isolated_cache, tmp_path):
     path, stored = kquant
     work = tmp_path / "work"
@@ -195,6 +181,7 @@ def test_killed_conversion_leaves_a_temporary_the_next_run_removes(kquant, llama
     assert sorted(p.name for p in _entry(isolated_cache, path).iterdir()) == ["metadata.json", "weights.safetensors"]
 
 
+@pytest.mark.slow  # processes
 def test_two_first_runs_convert_once(kquant, isolated_cache, tmp_path):
     path, _ = kquant
     work = tmp_path / "work"

@@ -1,4 +1,5 @@
-"""The `lazarus` command as users run it: real processes, the real embedded model."""
+"""The `lazarus` command: in-process through click's ``CliRunner`` (the ``main`` group the console script
+runs), plus two true end-to-end processes (help stays light; one analysis from the shell)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from helpers import EXPECTED_BLAS
+from helpers import EXPECTED_BLAS, lazarus
 
 from lazarus_report.models.resolve import ALIASES, alias_path
 from lazarus_report.results.analysis import AnalysisResult
@@ -18,9 +19,23 @@ LAZARUS = [sys.executable, "-m", "lazarus_report.cli.main"]
 PROMPT = "The capital of France is"
 
 
-def run(*args: str, env: dict | None = None, cwd: Path | None = None) -> subprocess.CompletedProcess:
-    full_env = {**os.environ, "HF_HUB_OFFLINE": "1", **(env or {})}
-    return subprocess.run([*LAZARUS, *args], capture_output=True, text=True, env=full_env, cwd=cwd, timeout=300)
+def shell(*args: str) -> subprocess.CompletedProcess:
+    """The command as a user's shell runs it: a new process."""
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    return subprocess.run([*LAZARUS, *args], capture_output=True, text=True, env=env, timeout=300)
+
+
+run = lazarus  # in-process (tests/helpers.py)
+
+
+@pytest.fixture
+def no_model_load(monkeypatch):
+    """Fail the test if a model starts loading: these inputs must be refused before any model work."""
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("a model was loaded before the input was checked")
+
+    monkeypatch.setattr("lazarus_report.models.loader.load_model", refuse)
 
 
 def assert_clean_error(proc: subprocess.CompletedProcess, fragment: str) -> None:
@@ -31,6 +46,7 @@ def assert_clean_error(proc: subprocess.CompletedProcess, fragment: str) -> None
     assert lines[0].startswith("Error: ") and fragment in lines[0], lines[0]
 
 
+@pytest.mark.slow  # processes
 def test_help_does_not_import_heavy_modules():
     code = (
         "import sys, lazarus_report.cli.main\n"
@@ -39,12 +55,13 @@ def test_help_does_not_import_heavy_modules():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
-    proc = run("introspect", "analyze", "--help")
+    proc = shell("introspect", "analyze", "--help")
     assert proc.returncode == 0 and "--track" in proc.stdout and "--all-layers" in proc.stdout
 
 
+@pytest.mark.slow  # the real model, in a process started like a user's shell would
 def test_analyze_text_output_has_the_spec_shape(tmp_path):
-    proc = run(
+    proc = shell(
         "introspect", "analyze", "-m", "smollm2-135m-instruct", "-p", PROMPT, "--raw", "-t", " Paris", "--all-layers"
     )
     assert proc.returncode == 0, proc.stderr
@@ -72,6 +89,7 @@ def test_analyze_text_output_has_the_spec_shape(tmp_path):
     assert "  Layer 29: ' Paris' (0.772" in out
 
 
+@pytest.mark.slow  # the real model
 def test_json_output_is_written_and_loads_back(tmp_path):
     out = tmp_path / "analysis.json"
     proc = run(
@@ -86,6 +104,7 @@ def test_json_output_is_written_and_loads_back(tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ["analysis.json"]  # no temp files left behind
 
 
+@pytest.mark.slow  # the real model
 def test_multi_token_track_warns_in_text_and_json(tmp_path):
     out = tmp_path / "a.json"
     proc = run("introspect", "analyze", "-m", "smollm2-135m-instruct", "-p", PROMPT, "-t", "Parisian", "-o", str(out))
@@ -110,7 +129,7 @@ def test_multi_token_track_warns_in_text_and_json(tmp_path):
         (["--html", "/tmp"], "--html /tmp: is a directory"),
     ],
 )
-def test_bad_input_gets_one_line_and_nonzero_exit(args, fragment):
+def test_bad_input_gets_one_line_and_nonzero_exit(args, fragment, no_model_load):
     base = {"-m": "smollm2-135m-instruct", "-p": PROMPT}
     opts = dict(base)
     extra: list[str] = []
@@ -124,6 +143,7 @@ def test_bad_input_gets_one_line_and_nonzero_exit(args, fragment):
     assert_clean_error(proc, fragment)
 
 
+@pytest.mark.slow  # loads the real model (the tokenizer comes with it)
 def test_prompt_longer_than_the_context_is_refused_and_nothing_is_written(tmp_path):
     out = tmp_path / "x.json"
     proc = run("introspect", "analyze", "-m", "smollm2-135m-instruct", "-p", "word " * 9000, "--raw", "-o", str(out))
@@ -161,6 +181,7 @@ def test_truncated_gguf_is_a_clear_error_and_poisons_no_cache(tmp_path):
     assert not cache.exists() or not any(cache.rglob("*.safetensors"))
 
 
+@pytest.mark.slow  # the real model
 def test_a_gguf_path_works_like_the_alias(tmp_path):
     src = alias_path(ALIASES["smollm2-135m-instruct"])
     link = tmp_path / "smol.gguf"
@@ -181,6 +202,7 @@ def test_a_gguf_path_works_like_the_alias(tmp_path):
     assert "Captured layers: [0, 29]" in proc.stdout and "' Paris'" in proc.stdout
 
 
+@pytest.mark.slow  # a process
 def test_missing_alias_package_names_the_fix(tmp_path):
     # A Python that cannot see the package: run with an isolated sys.path containing only our code.
     code = (

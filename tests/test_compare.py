@@ -4,14 +4,11 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
-from tiny_models import build_tiny_model
+from helpers import lazarus
 
 from lazarus_report.commands.analyzer import ModelAnalyzer
 from lazarus_report.commands.compare import compare_models
@@ -47,13 +44,10 @@ def direct_js(lp: np.ndarray, lq: np.ndarray) -> np.ndarray:
 
 
 @pytest.fixture(scope="module")
-def tiny_pair(tmp_path_factory):
-    base = tmp_path_factory.mktemp("base")
-    other = tmp_path_factory.mktemp("other")
-    deeper = tmp_path_factory.mktemp("deeper")
-    build_tiny_model("llama", base, seed=1)
-    build_tiny_model("llama", other, seed=2)
-    build_tiny_model("llama", deeper, seed=3, num_hidden_layers=6)
+def tiny_pair(tiny_model_dir):
+    base = tiny_model_dir("llama", seed=1)  # shared, read-only (conftest)
+    other = tiny_model_dir("llama", seed=2)
+    deeper = tiny_model_dir("llama", seed=3, num_hidden_layers=6)
     return str(base), str(other), str(deeper)
 
 
@@ -87,6 +81,7 @@ def test_different_depths_are_matched_by_relative_depth(tiny_pair):
     np.testing.assert_allclose([d.js for d in c.divergences], direct_js(lp[idx1], lq), rtol=1e-4, atol=1e-6)
 
 
+@pytest.mark.slow  # the real model
 def test_different_tokenizers_compare_strings_and_say_what_is_not_possible(tiny_pair):
     base, _, _ = tiny_pair
     c = compare_models("smollm2-135m-instruct", base, PROMPT, RAW_ALL)
@@ -98,6 +93,7 @@ def test_different_tokenizers_compare_strings_and_say_what_is_not_possible(tiny_
         assert d.top1_agree == (d.top1_token1 == d.top1_token2)
 
 
+@pytest.mark.slow  # the real model
 def test_same_model_twice_is_allowed_and_says_so():
     c = compare_models("smollm2-135m-instruct", "smollm2-135m-instruct", PROMPT, RAW_ALL)
     assert c.same_model and c.labels == ["smollm2-135m-instruct (1)", "smollm2-135m-instruct (2)"]
@@ -148,29 +144,20 @@ def test_js_divergence_matches_the_kl_form_in_extended_precision():
     assert js_divergence(rows_p, rows_p).tolist() == [0.0] * 4  # identical rows: exactly 0
 
 
+@pytest.mark.slow  # loads the real model (twice)
 def test_compare_cli_text_output():
-    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "lazarus_report.cli.main",
-            "introspect",
-            "compare",
-            "-m1",
-            "smollm2-135m-instruct",
-            "-m2",
-            "smollm2-135m-instruct",
-            "-p",
-            PROMPT,
-            "--raw",
-            "--track",
-            " Paris,Parisian",
-        ],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=300,
+    proc = lazarus(
+        "introspect",
+        "compare",
+        "-m1",
+        "smollm2-135m-instruct",
+        "-m2",
+        "smollm2-135m-instruct",
+        "-p",
+        PROMPT,
+        "--raw",
+        "--track",
+        " Paris,Parisian",
     )
     assert proc.returncode == 0, proc.stderr
     out = proc.stdout
@@ -189,6 +176,7 @@ def test_compare_cli_text_output():
         assert fragment in out, fragment
 
 
+@pytest.mark.slow  # the real model
 def test_compare_bad_inputs(tmp_path):
     with pytest.raises(LazarusError, match="no LoRA adapter at"):
         compare_models(
@@ -202,6 +190,7 @@ def test_compare_bad_inputs(tmp_path):
         compare_models("smollm2-135m-instruct", "smollm2-135m-instruct", PROMPT, AnalysisConfig(track_tokens=[""]))
 
 
+@pytest.mark.slow  # the real model
 def test_real_base_vs_fine_tuned_pair():
     """The embedded SmolLM2 against its committed LoRA fine-tune (examples/weather-adapter)."""
     adapter = str(Path(__file__).resolve().parents[1] / "examples" / "weather-adapter" / "adapter")

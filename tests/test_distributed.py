@@ -148,6 +148,7 @@ def tiny_dirs(tmp_path_factory: pytest.TempPathFactory, tiny_llama: Path) -> dic
 
 
 @pytest.mark.slow  # two ranks: processes, imports and loads twice
+@pytest.mark.distributed  # mlx.launch: on its own (`make test`)
 def test_two_ranks_equal_one_process_in_every_mode(tiny_dirs: dict[str, Path], tmp_path: Path) -> None:
     jobs = [
         {"name": "llama-tensor", "model": str(tiny_dirs["llama"]), "mode": "tensor"},
@@ -201,6 +202,7 @@ def _weight_bytes(model: str) -> int:
 
 
 @pytest.mark.slow  # two ranks: processes, imports and loads twice
+@pytest.mark.distributed  # mlx.launch: on its own (`make test`)
 def test_cli_rank_zero_alone_prints_and_writes(tiny_dirs: dict[str, Path], tmp_path: Path) -> None:
     args = [
         "-m",
@@ -224,6 +226,7 @@ def test_cli_rank_zero_alone_prints_and_writes(tiny_dirs: dict[str, Path], tmp_p
 
 
 @pytest.mark.slow  # two ranks: processes, imports and loads twice
+@pytest.mark.distributed  # mlx.launch: on its own (`make test`)
 def test_cli_compare_and_suite_under_two_ranks(tiny_dirs: dict[str, Path], tmp_path: Path) -> None:
     """Compare with causal attribution (tensor parallel: its extra forward passes run on both ranks in step)."""
     m1, m2 = str(tiny_dirs["llama"]), str(tiny_dirs["llama-b"])
@@ -263,6 +266,7 @@ def test_cli_compare_and_suite_under_two_ranks(tiny_dirs: dict[str, Path], tmp_p
 
 
 @pytest.mark.slow  # two ranks: processes, imports and loads twice
+@pytest.mark.distributed  # mlx.launch: on its own (`make test`)
 def test_cli_model_that_cannot_be_sharded_fails_on_every_rank(tiny_dirs: dict[str, Path], tmp_path: Path) -> None:
     args = ["-m", "lazarus_report.cli.main", "introspect", "analyze", "-m", str(tiny_dirs["gemma3_text"]), "-p", PROMPT]
     proc = launch([*args, "--distributed", "tensor", "-o", "r.json"], cwd=tmp_path)
@@ -272,7 +276,9 @@ def test_cli_model_that_cannot_be_sharded_fails_on_every_rank(tiny_dirs: dict[st
     errors = [line for line in proc.stderr.splitlines() if line.startswith("Error:")]
     message = "cannot shard this model with tensor parallelism over 2 ranks: mlx-lm has no tensor-parallel "
     # A rank stopped by mlx.launch says so (it handles SIGTERM: issue 24); every other error line is the refusal.
-    stopped = {f"Error: {f'rank {rank}: ' if rank else ''}terminated (SIGTERM)" for rank, code in codes.items() if code == 143}
+    stopped = {
+        f"Error: {f'rank {rank}: ' if rank else ''}terminated (SIGTERM)" for rank, code in codes.items() if code == 143
+    }
     refusals = [line for line in errors if line not in stopped]
     assert refusals and all(re.match(f"Error: (rank 1: )?{message}", line) for line in refusals), proc.stderr
     assert "Traceback" not in proc.stderr
@@ -337,6 +343,7 @@ def test_split_is_mlx_lms_pipeline_split() -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.distributed  # mlx.launch: on its own (`make test`)
 def test_smollm2_gguf_on_two_ranks_equals_one_process(smollm2_gguf: Path, tmp_path: Path) -> None:
     jobs = [
         {"name": "base", "model": str(smollm2_gguf), "mode": "auto"},

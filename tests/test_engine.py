@@ -7,7 +7,6 @@ import dataclasses
 
 import numpy as np
 import pytest
-from tiny_models import build_tiny_model
 
 from lazarus_report.commands.analyzer import ModelAnalyzer
 from lazarus_report.commands.compare import compare_models
@@ -29,13 +28,8 @@ RAW_ALL = AnalysisConfig(layer_strategy=LayerStrategy.ALL, use_chat_template=Fal
 
 
 @pytest.fixture(scope="module")
-def tiny_dirs(tmp_path_factory):
-    dirs = []
-    for seed in (1, 2):
-        d = tmp_path_factory.mktemp(f"m{seed}")
-        build_tiny_model("llama", d, seed=seed)
-        dirs.append(str(d))
-    return dirs
+def tiny_dirs(tiny_model_dir):
+    return [str(tiny_model_dir("llama", seed=seed)) for seed in (1, 2)]  # shared, read-only (conftest)
 
 
 def test_lens_run_shapes_and_flags(tiny_dirs):

@@ -83,9 +83,13 @@ def log_softmax64(z: np.ndarray) -> np.ndarray:
 
 
 @pytest.fixture(scope="session")
-def gemma_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A session-wide conversion cache (the float32 conversion is ~1 GB and takes ~30 s)."""
-    return tmp_path_factory.mktemp("gemma3-cache")
+def gemma_cache(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The conversion cache (the float32 conversion is ~1 GB and takes ~30 s), kept between runs in pytest's
+    cache directory (``.pytest_cache/d/gemma3-conversion``; ``make clean`` or ``pytest --cache-clear`` drops
+    it); in a temporary directory when pytest runs without its cache. A run that finds it empty converts
+    fresh into it; ``test_a_fresh_conversion_loads_the_same_model`` covers a fresh conversion either way."""
+    cache = getattr(request.config, "cache", None)
+    return cache.mkdir("gemma3-conversion") if cache is not None else tmp_path_factory.mktemp("gemma3-cache")
 
 
 @pytest.fixture(scope="module")
@@ -98,8 +102,16 @@ def gemma_env(gemma_cache: Path) -> Iterator[Path]:
         yield gemma_cache / "lazarus"
 
 
+CONVERTED_FRESH: dict[str, bool] = {}  # "analyzer": whether the module's load converted into an empty cache
+
+
+def _conversions(cache: Path) -> list[Path]:
+    return sorted(p for p in (cache / "gguf").glob("*") if (p / "weights.safetensors").is_file())
+
+
 @pytest.fixture(scope="module")
 def analyzer(gemma_env: Path) -> ModelAnalyzer:
+    CONVERTED_FRESH["analyzer"] = not _conversions(gemma_env)
     return ModelAnalyzer.load("gemma3-270m")
 
 
@@ -377,8 +389,31 @@ def test_default_embedding_scale_is_transformers(analyzer: ModelAnalyzer, compar
 # --------------------------------------------------------------------------------------------
 
 
+def test_a_fresh_conversion_loads_the_same_model(
+    analyzer: ModelAnalyzer, gemma_env: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A conversion into an empty cache: the module's own load when it found the kept cache empty (a fresh
+    clone, CI), else one here into a new cache; one float32 entry, and the same model as the cached one."""
+    if CONVERTED_FRESH["analyzer"]:
+        fresh, cache = analyzer, gemma_env
+    else:
+        cache = tmp_path / "lazarus"
+        monkeypatch.setenv("LAZARUS_CACHE_DIR", str(cache))
+        fresh = ModelAnalyzer.load("gemma3-270m")
+    try:
+        entries = _conversions(cache)
+        assert len(entries) == 1 and 1.0e9 < (entries[0] / "weights.safetensors").stat().st_size < 1.2e9
+        ids = analyzer.tokenizer.encode(PROMPTS[0])
+        a = lens.head_logits_np(analyzer.loaded.parts, lens.capture_hidden(analyzer.loaded.parts, ids, [17])[17][0])
+        b = lens.head_logits_np(fresh.loaded.parts, lens.capture_hidden(fresh.loaded.parts, ids, [17])[17][0])
+        np.testing.assert_array_equal(a, b)
+    finally:
+        if fresh is not analyzer:
+            fresh.close()
+
+
 def test_conversion_cache_is_reused(analyzer: ModelAnalyzer, gemma_env: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    entries = list((gemma_env / "gguf").iterdir())
+    entries = _conversions(gemma_env)
     assert len(entries) == 1
     weights = entries[0] / "weights.safetensors"
     assert 1.0e9 < weights.stat().st_size < 1.2e9  # float32: ~1.07 GB

@@ -87,6 +87,7 @@ def _actionlint() -> Callable[[list[Path]], list[str]] | None:
 # --- validation -----------------------------------------------------------------------------------
 
 
+@pytest.mark.slow  # processes (check-jsonschema, actionlint, the action's bash steps)
 def test_action_is_a_valid_composite_action():
     proc = _check_jsonschema("vendor.github-actions", ACTION)
     assert proc.returncode == 0, proc.stdout + proc.stderr
@@ -97,6 +98,7 @@ def test_action_is_a_valid_composite_action():
     assert any(u.startswith("mikepenz/action-junit-report@") for u in uses)
 
 
+@pytest.mark.slow  # processes (check-jsonschema, actionlint, the action's bash steps)
 def test_workflows_in_the_docs_are_valid(tmp_path):
     workflows = _doc_workflows(tmp_path)
     assert len(workflows) >= 2  # the hand-written job and the one using the action
@@ -104,6 +106,7 @@ def test_workflows_in_the_docs_are_valid(tmp_path):
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
 
+@pytest.mark.slow  # processes (check-jsonschema, actionlint, the action's bash steps)
 def test_workflows_in_the_docs_pass_actionlint(tmp_path):
     lint = _actionlint()
     if lint is None:
@@ -176,14 +179,11 @@ cases:
 
 
 @pytest.fixture(scope="module")
-def tiny_model(tmp_path_factory) -> str:
-    from tiny_models import build_tiny_model
-
-    path = tmp_path_factory.mktemp("tiny")
-    build_tiny_model("llama", path, seed=3)
-    return str(path)
+def tiny_model(tiny_model_dir) -> str:
+    return str(tiny_model_dir("llama", seed=3))  # shared, read-only (conftest)
 
 
+@pytest.mark.slow  # processes (check-jsonschema, actionlint, the action's bash steps)
 def test_the_run_step_runs_a_suite_and_records_its_outputs(tiny_model, tmp_path):
     suite = tmp_path / "tiny.yaml"
     suite.write_text(TINY_SUITE, encoding="utf-8")
@@ -203,6 +203,7 @@ def test_the_run_step_runs_a_suite_and_records_its_outputs(tiny_model, tmp_path)
     assert "fails" in markdown
 
 
+@pytest.mark.slow  # processes (check-jsonschema, actionlint, the action's bash steps)
 def test_inputs_stay_data(tmp_path):
     # A hostile input reaches lazarus as one argument (the suite file name), never as shell code.
     env = {**RUN_INPUTS, "SUITE": "$(touch pwned); `touch pwned2`.yaml", "MODEL1": "m", "ARGS": "", "OUTPUT_DIR": "o"}
@@ -211,6 +212,7 @@ def test_inputs_stay_data(tmp_path):
     assert not (tmp_path / "pwned").exists() and not (tmp_path / "pwned2").exists()
 
 
+@pytest.mark.slow  # processes (check-jsonschema, actionlint, the action's bash steps)
 @pytest.mark.parametrize(
     ("env", "message"),
     [
@@ -228,6 +230,7 @@ def test_the_run_step_rejects_missing_inputs(tmp_path, env, message):
     assert "exit-code" not in out
 
 
+@pytest.mark.slow  # processes (check-jsonschema, actionlint, the action's bash steps)
 @pytest.mark.parametrize(
     ("code", "fail_on_regression", "step_fails"),
     [

@@ -7,11 +7,10 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import subprocess
-import sys
 
 import numpy as np
 import pytest
+from helpers import lazarus
 from tiny_models import build_tiny_model
 
 from lazarus_report.commands.analyzer import ModelAnalyzer
@@ -145,12 +144,7 @@ def test_grid_last_positions_is_checked():
 
 
 def _cli(*args: str) -> None:
-    proc = subprocess.run(
-        [sys.executable, "-m", "lazarus_report.cli.main", "introspect", *args],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    proc = lazarus("introspect", *args)
     assert proc.returncode == 0, proc.stderr
 
 

@@ -1,24 +1,15 @@
-"""``lazarus lens fit`` / ``lens eval`` as users run them (real processes, a tiny random model):
+"""``lazarus lens fit`` / ``lens eval`` as users run them (in-process through click's ``CliRunner``, a tiny random model):
 results on good input; one-line errors, exit 2 and nothing written on bad input."""
 
 from __future__ import annotations
 
 import json
-import os
 import random
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 from test_lens_math import WORDS
-
-LAZARUS = [sys.executable, "-m", "lazarus_report.cli.main"]
-
-
-def run(*args: str, cache: Path, cwd: Path | None = None) -> subprocess.CompletedProcess:
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "LAZARUS_CACHE_DIR": str(cache), "XDG_CACHE_HOME": str(cache / "xdg")}
-    return subprocess.run([*LAZARUS, *args], capture_output=True, text=True, env=env, cwd=cwd, timeout=300)
 
 
 def invoke(*args: str, cache: Path) -> subprocess.CompletedProcess:
@@ -61,12 +52,12 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
 def test_fit_into_the_cache_then_eval_by_kind(env: dict[str, Path]) -> None:
     root = env["root"]
-    proc = run("lens", "fit", "-m", str(env["model"]), "--corpus", str(root / "corpus.txt"), cache=env["cache"])
+    proc = invoke("lens", "fit", "-m", str(env["model"]), "--corpus", str(root / "corpus.txt"), cache=env["cache"])
     assert proc.returncode == 0, proc.stderr
     assert "linear lens for" in proc.stdout and "user cache" in proc.stdout
     assert list(env["cache"].glob("lenses/*/linear/lens.json"))
     out, page = root / "eval.json", root / "eval.html"
-    proc = run(
+    proc = invoke(
         "lens", "eval", "-m", str(env["model"]), "--lens", "linear", "--corpus", str(root / "corpus.jsonl"),
         "-o", str(out), "--html", str(page), cache=env["cache"],
     )  # fmt: skip

@@ -26,10 +26,8 @@ RAW_ALL = AnalysisConfig(layer_strategy=LayerStrategy.ALL, use_chat_template=Fal
 
 
 @pytest.fixture(scope="module")
-def tiny(tmp_path_factory):
-    d = tmp_path_factory.mktemp("tiny")
-    build_tiny_model("llama", d, seed=5)
-    return str(d)
+def tiny(tiny_model_dir):
+    return str(tiny_model_dir("llama", seed=5))  # shared, read-only (conftest)
 
 
 @pytest.fixture(scope="module")

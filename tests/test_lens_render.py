@@ -6,6 +6,8 @@ import json
 import subprocess
 import sys
 
+import pytest
+
 from lazarus_report.results.lens_eval import LensEvalResult
 from lazarus_report.results.provenance import LensFidelity, LensRecord, ModelInfo
 
@@ -58,6 +60,7 @@ def test_html_page_has_both_charts_and_escapes_strings() -> None:
     assert "vegaEmbed" not in static and static.count("<svg") >= 2
 
 
+@pytest.mark.slow  # a fresh process
 def test_renderers_do_not_import_mlx() -> None:
     code = (
         "import sys\n"

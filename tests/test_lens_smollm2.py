@@ -14,11 +14,10 @@ ADAPTER = Path(__file__).resolve().parents[1] / "examples" / "weather-adapter" /
 
 
 @pytest.fixture(scope="module")
-def smollm2_lens(smollm2_gguf: Path):
+def smollm2_lens(smollm2_loaded):
     from lazarus_report.lens.learned.fit import fit_lens
-    from lazarus_report.models.loader import load_model
 
-    loaded = load_model("smollm2-135m-instruct")
+    loaded = smollm2_loaded  # the session's SmolLM2 (conftest): fitting reads the model, never changes it
     lens = fit_lens(loaded, "linear", tokens=1300, heldout_tokens=256)
     return loaded, lens
 

@@ -50,6 +50,7 @@ def test_the_static_variant_runs_no_scripts():
     assert "height:400px" in iframe.attrs["style"]
 
 
+@pytest.mark.slow  # a Jupyter kernel (a process) and the real model
 def test_the_example_notebook_runs(tmp_path, monkeypatch):
     nbformat = pytest.importorskip("nbformat")
     nbclient = pytest.importorskip("nbclient")

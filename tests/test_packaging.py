@@ -107,12 +107,14 @@ def _run(python: Path, *args: str, cwd: Path, **env: str) -> subprocess.Complete
     )
 
 
+@pytest.mark.slow  # processes (a wheel build, a venv)
 def test_wheel_builds_without_warnings(wheel_build):
     _, log = wheel_build
     warnings = [line for line in log.splitlines() if re.search(r"warn", line, re.IGNORECASE)]
     assert not warnings, "\n".join(warnings)
 
 
+@pytest.mark.slow  # processes (a wheel build, a venv)
 def test_wheel_holds_every_package_and_its_data(wheel):
     names = set(zipfile.ZipFile(wheel).namelist())
     # Every package directory under lazarus_report/ (pyproject lists them by hand).
@@ -135,11 +137,13 @@ def test_wheel_holds_every_package_and_its_data(wheel):
     assert all(not any(s.operator == "==" for s in r.specifier) for r in requires.values()), requires
 
 
+@pytest.mark.slow  # processes (a wheel build, a venv)
 def test_schema_ships_in_the_wheel(wheel):
     data = zipfile.ZipFile(wheel).read("lazarus_report/schemas/suite.schema.json")
     assert data == schema_path().read_bytes()
 
 
+@pytest.mark.slow  # processes (a wheel build, a venv)
 def test_a_plain_checkout_renders_without_an_install(fresh_venv, source_copy, tmp_path):
     # No lazarus_report in the environment: only PYTHONPATH points at the sources (templates/ at the top).
     out = tmp_path / "out.md"
@@ -153,6 +157,7 @@ def test_a_plain_checkout_renders_without_an_install(fresh_venv, source_copy, tm
     )  # the CLI: no --timings
 
 
+@pytest.mark.slow  # processes (a wheel build, a venv)
 def test_installed_wheel_renders_a_saved_result(wheel, fresh_venv, tmp_path):
     install = subprocess.run(
         [sys.executable, "-m", "pip", "--python", str(fresh_venv), "install", "-q", "--no-deps", "--no-index", wheel],

@@ -385,6 +385,7 @@ def test_hostile_strings_stay_text_in_the_drawn_heatmap(pages):
 # --- determinism, size ----------------------------------------------------------------------------
 
 
+@pytest.mark.slow  # fresh processes
 def test_compare_output_is_byte_identical_across_processes(comparisons):
     pages = "[render_html(make_comparison('depths'), static=s) for s in (False, True)]"
     here = sha256s(render_html(comparisons["depths"], static=s) for s in (False, True))

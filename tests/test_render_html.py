@@ -400,6 +400,7 @@ def test_templates_are_found_next_to_the_package():
 # --- determinism and size ----------------------------------------------------------------------
 
 
+@pytest.mark.slow  # fresh processes
 def test_output_is_byte_identical_across_processes(demo_html, demo_static):
     pages = "[render_html(make_result(), static=s) for s in (False, True)]"
     here = sha256s([demo_html, demo_static])

@@ -272,10 +272,12 @@ def _heavy_modules(static: bool, env: dict[str, str]) -> str:
     return proc.stdout.strip()
 
 
+@pytest.mark.slow  # a fresh process
 def test_a_static_page_imports_neither_altair_nor_vl_convert():
     assert _heavy_modules(True, dict(os.environ)) == "[]"
 
 
+@pytest.mark.slow  # a fresh process
 def test_an_interactive_page_never_loads_vl_convert(isolated_cache):
     from lazarus_report.render.charts.bundle import cached_bundle
     from lazarus_report.render.charts.style import requested_vl_version
@@ -297,6 +299,7 @@ _PREFETCH = textwrap.dedent(
 )
 
 
+@pytest.mark.slow  # a fresh process
 @pytest.mark.parametrize("static, loaded", [(True, "[]"), (False, "['altair']")])
 def test_prefetch_loads_only_what_the_page_needs(isolated_cache, static, loaded):
     from lazarus_report.render.charts.bundle import cached_bundle

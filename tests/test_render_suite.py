@@ -451,6 +451,7 @@ def test_write_report_files_writes_both_and_nothing_else(tmp_path, monkeypatch, 
     assert not summary.exists()  # the step summary is the command line's job, not the library's
 
 
+@pytest.mark.slow  # fresh processes
 def test_output_is_byte_identical_across_processes(pages, suite):
     here = sha256s((pages["interactive"], pages["static"], render_markdown(suite)))
     rendered = "[render_html(make_suite(6), static=x) for x in (False, True)] + [render_markdown(make_suite(6))]"

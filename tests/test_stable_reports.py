@@ -155,6 +155,7 @@ def _assert_identical(first: dict[str, bytes], second: dict[str, bytes]) -> None
     assert b"Versions" in first["r.html"]  # the footer is there, without timings
 
 
+@pytest.mark.slow  # fresh processes (the same bytes across processes)
 def test_two_runs_of_analyze_write_the_same_bytes(tiny, tmp_path):
     first, second = _twice(
         ["analyze", "-m", tiny["a"], "-p", PROMPT, "--raw", "--all-layers", "-t", " Paris"], tmp_path
@@ -163,6 +164,7 @@ def test_two_runs_of_analyze_write_the_same_bytes(tiny, tmp_path):
     assert load_result_file(tmp_path / "run1" / "r.html").timings == {}
 
 
+@pytest.mark.slow  # fresh processes (the same bytes across processes)
 def test_two_runs_of_compare_with_attribution_write_the_same_bytes(tiny, tmp_path):
     args = ["compare", "-m1", tiny["a"], "-m2", tiny["a"], "--adapter2", tiny["lora"], "-p", PROMPT, "--raw"]
     first, second = _twice([*args, "--attribution"], tmp_path, json_out=True)
@@ -173,6 +175,7 @@ def test_two_runs_of_compare_with_attribution_write_the_same_bytes(tiny, tmp_pat
     assert load_result_file(tmp_path / "run1" / "r.html") == without_timings(ComparisonResult.from_dict(c))
 
 
+@pytest.mark.slow  # fresh processes (the same bytes across processes)
 def test_timings_flag_shows_them(tiny, tmp_path):
     _run(
         ["analyze", "-m", tiny["a"], "-p", PROMPT, "--raw", "--html", "t.html", "--markdown", "t.md", "--timings"],
@@ -196,6 +199,7 @@ def test_timings_flag_shows_them(tiny, tmp_path):
     assert "Timings" not in (tmp_path / "plain.md").read_text(encoding="utf-8")
 
 
+@pytest.mark.slow  # fresh processes (the same bytes across processes)
 def test_a_suite_run_twice_writes_the_same_bytes(tiny, tmp_path):
     suite = tmp_path / "s.yaml"
     suite.write_text(

@@ -8,13 +8,11 @@ import os
 from pathlib import Path
 
 import pytest
+from conftest import CHROMIUM
 from factories import make_suite
 
 from lazarus_report.render.html import render_html
 
-CHROMIUM = "/usr/bin/chromium"
-ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run"]
-ARGS += ["--disable-background-networking", "--disable-component-update", "--disable-sync"]
 N_CASES = 130
 
 pytestmark = [
@@ -31,25 +29,16 @@ def long_suite(tmp_path_factory) -> Path:
 
 
 @pytest.fixture()
-def page(tmp_path, long_suite):
-    sync_playwright = pytest.importorskip("playwright.sync_api").sync_playwright
-    with sync_playwright() as p:
-        ctx = p.chromium.launch_persistent_context(
-            str(tmp_path / "profile"),
-            executable_path=CHROMIUM,
-            args=ARGS,
-            headless=True,
-            viewport={"width": 1280, "height": 900},
-            offline=True,
-        )
-        page = ctx.new_page()
-        errors: list[str] = []
-        page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
-        page.on("pageerror", lambda e: errors.append(str(e)))
-        page.goto(long_suite.as_uri())
-        yield page
-        assert errors == []
-        ctx.close()
+def page(chromium, long_suite):
+    ctx = chromium.new_context(viewport={"width": 1280, "height": 900}, offline=True)
+    page = ctx.new_page()
+    errors: list[str] = []
+    page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    page.goto(long_suite.as_uri())
+    yield page
+    assert errors == []
+    ctx.close()
 
 
 SHOWN_ROWS = (

@@ -4,14 +4,11 @@ exit codes (0 all hold, 1 some failed, 2 bad input) with nothing written on bad 
 
 from __future__ import annotations
 
-import os
 import subprocess
-import sys
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
-from tiny_models import build_tiny_model
 
 from lazarus_report.commands.analyzer import ModelAnalyzer
 from lazarus_report.commands.compare import compare_models
@@ -22,7 +19,6 @@ from lazarus_report.results.suite import FAILED, PASSED, SKIPPED, CheckOutcome, 
 from lazarus_report.suites.spec import parse_suite
 
 ROOT = Path(__file__).resolve().parents[1]
-LAZARUS = [sys.executable, "-m", "lazarus_report.cli.main"]
 
 TINY_SUITE = """
 name: tiny
@@ -49,11 +45,8 @@ cases:
 
 
 @pytest.fixture(scope="module")
-def tiny_pair(tmp_path_factory):
-    base, other = tmp_path_factory.mktemp("base"), tmp_path_factory.mktemp("other")
-    build_tiny_model("llama", base, seed=1)
-    build_tiny_model("llama", other, seed=2)
-    return str(base), str(other)
+def tiny_pair(tiny_model_dir):
+    return str(tiny_model_dir("llama", seed=1)), str(tiny_model_dir("llama", seed=2))  # shared, read-only
 
 
 @pytest.fixture
@@ -197,7 +190,9 @@ ADAPTER = ROOT / "examples" / "weather-adapter" / "adapter"
 
 
 def _lazarus(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([*LAZARUS, *args], capture_output=True, text=True, env={**os.environ, **(env or {})})
+    from helpers import lazarus
+
+    return lazarus(*args, env=env)  # in-process (click's CliRunner)
 
 
 @pytest.mark.slow

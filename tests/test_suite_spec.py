@@ -678,6 +678,7 @@ def test_load_suite_missing_file_and_directory(tmp_path):
     assert str(info.value) == f"{tmp_path}: is a directory, not a suite file"
 
 
+@pytest.mark.slow  # a fresh process
 def test_modules_import_without_heavy_dependencies():
     code = (
         "import sys\n"
