@@ -303,6 +303,13 @@ def test_an_answer_leaves_the_prompt_part_as_it_was(smol):
         assert [t.token_id for t in a.top_tokens] == [t.token_id for t in b.top_tokens]
         assert [t.prob for t in a.top_tokens] == pytest.approx([t.prob for t in b.top_tokens], abs=1e-5)
     assert plain.answer is None and "answer" not in plain.to_dict()
+    # A generated answer is read in a pass of its own: the prompt's part is bit for bit the plain run's (two
+    # models of a comparison write different answers; the change map needs their identical layers exact).
+    generated = smol.run(
+        "The capital of France is", AnalysisConfig(**RAW, top_k=5, track_tokens=[" Paris"], generate=6)
+    )
+    assert generated.layer_predictions == plain.layer_predictions
+    assert generated.token_evolutions == plain.token_evolutions and generated.grid == plain.grid
 
 
 @pytest.mark.slow
