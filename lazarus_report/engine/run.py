@@ -43,6 +43,8 @@ if TYPE_CHECKING:
     from ..lens.learned.artefact import Lens
     from ..lens.readout import LastPositionStats
     from ..models.loader import LoadedModel
+    from ..results.answer import AnswerReading
+    from .answer import AnswerPlan
 
 
 @dataclass(frozen=True)
@@ -116,12 +118,13 @@ def analyze(
     adapter's first block), its spilled log-probabilities are copied from the reference instead of computed
     at the positions the grid does not show: the same values this run would compute, without their head pass.
     """
-    from ..lens.readout import forward_chunks, last_position_stats, mx
+    from ..lens.readout import last_position_stats, mx
 
     config.validate(loaded.info.num_layers, loaded.info.vocab_size)
     t0 = time.perf_counter()
     plan = _plan(loaded, prompt, config, prepared, lens)
     ids, lens, layers, n_layers = plan.prepared.token_ids, plan.lens, plan.layers, loaded.info.num_layers
+    answer = plan.answer
     t1 = time.perf_counter()
 
     capture = sorted(set(layers) | set(range(n_layers))) if keep_block_outputs else layers
@@ -132,14 +135,7 @@ def analyze(
     # The grid's positions (all, or the last ones an HTML-only run shows) and the change map's, in one pass.
     shown = grid_positions(len(ids), config.grid_last_positions) if config.compute_grid else []
     reader = _ChunkReader(loaded, config, lens, layers, shown, grid_computed(shown, keep), keep, reference)
-    # The forward pass in prefill chunks through the KV cache (one piece for short prompts); the grid and
-    # the change map's positions are computed per chunk, so no [L, T, H] or [L, T, V] is ever held.
-    for start, sink in forward_chunks(loaded.parts, ids, capture, plan.factor):
-        g0 = time.perf_counter()
-        reader.read(start, sink)
-        if keep_block_outputs:
-            _keep_blocks(extras, sink, n_layers, start, len(ids))
-        reader.seconds += time.perf_counter() - g0
+    sink = _forward(loaded, plan, capture, reader, extras if keep_block_outputs else None)
     final_last = sink[n_layers - 1][0, -1:]
     hidden_last = mx.stack([lens.translate(i, sink[i][0, -1]) for i in layers])
     stats = last_position_stats(loaded.parts, hidden_last, final_last, config.top_k, [t.token_id for t in plan.tracked])
@@ -149,11 +145,15 @@ def analyze(
     t2 = time.perf_counter()
 
     grid, logit_view = reader.grids(sink, final_last, plan.tracked, decode) if config.compute_grid else (None, None)
+    r0 = time.perf_counter()
+    reading = answer.reading(loaded, lens, layers, decode, plan.factor) if answer is not None else None
     t3 = time.perf_counter()
     t2 -= reader.seconds  # "lens": the forward pass and the last position; "grid": the per-position work
     del sink
     timings = {"load": loaded.load_seconds, "tokenize": t1 - t0, "lens": t2 - t1, "grid": t3 - t2}
-    result = _analysis_result(prompt, config, plan, stats, decode, grid, logit_view, timings)
+    if answer is not None:  # the answer's own time (tokenizing or generating it, reading it), apart
+        timings.update(tokenize=t1 - t0 - answer.seconds, grid=r0 - t2, answer=answer.seconds + t3 - r0)
+    result = _analysis_result(prompt, config, plan, stats, decode, grid, logit_view, timings, reading)
     return LensRun(
         result=result,
         log_probs=stats.log_probs,
@@ -169,6 +169,28 @@ def analyze(
     )
 
 
+def _forward(
+    loaded: LoadedModel, plan: _Plan, capture: list[int], reader: _ChunkReader, extras: dict[str, Any] | None
+) -> dict[int, Any]:
+    """The forward pass in prefill chunks through the KV cache (one piece for short prompts), each chunk handed
+    to ``reader`` (the grid and the change map's positions), so no [L, T, H] or [L, T, V] is ever held; every
+    block's output kept into ``extras`` (attribution) when given. Returns the last chunk's captured rows."""
+    from ..lens.readout import forward_chunks
+
+    ids, answer, n_layers = plan.prepared.token_ids, plan.answer, loaded.info.num_layers
+    chunks = forward_chunks(loaded.parts, ids if answer is None else answer.run_ids, capture, plan.factor)
+    if answer is not None:  # the answer rides on the prompt's pass; the loop below sees the prompt's rows only
+        chunks = answer.collect(chunks, plan.layers, n_layers)
+    sink: dict[int, Any] = {}
+    for start, sink in chunks:
+        g0 = time.perf_counter()
+        reader.read(start, sink)
+        if extras is not None:
+            _keep_blocks(extras, sink, n_layers, start, len(ids))
+        reader.seconds += time.perf_counter() - g0
+    return sink
+
+
 @dataclass(frozen=True)
 class _Plan:
     """What ``analyze`` settles before the forward pass."""
@@ -179,15 +201,18 @@ class _Plan:
     layers: list[int]  # the captured layers
     factor: float | None  # the embedding multiplier of ``forward_chunks`` (None: none)
     info: Any  # the ``ModelInfo`` to record (with the embedding scale used)
+    answer: AnswerPlan | None  # the answer to read after the prompt (``engine.answer``), None without one
 
 
 def _plan(
     loaded: LoadedModel, prompt: str, config: AnalysisConfig, prepared: PreparedPrompt | None, lens: Lens | None
 ) -> _Plan:
     """The prompt formatted and checked (unless ``prepared``), the tracked tokens, the lens (resolved unless
-    given), the captured layers and the embedding scale."""
+    given), the captured layers, the embedding scale and the answer (``config.answer`` tokenized, or
+    ``config.generate``'s tokens written)."""
     from ..core.config import check_text, select_layers
     from ..lens.learned.store import resolve_lens
+    from .answer import plan_answer
 
     if prepared is None:
         check_text(prompt, "the prompt")
@@ -206,7 +231,8 @@ def _plan(
         builtin = loaded.parts.builtin_embedding_scale or 1.0
         factor = scale / builtin
         info = dataclasses.replace(info, embedding_scale=scale)
-    return _Plan(prepared, tracked, lens, layers, factor, info)
+    answer = plan_answer(loaded, prepared, config, factor)  # a generated answer is written here
+    return _Plan(prepared, tracked, lens, layers, factor, info, answer)
 
 
 class _ChunkReader:
@@ -318,6 +344,7 @@ def _analysis_result(
     grid: PositionGrid | None,
     logit_view: LogitView | None,
     timings: dict[str, float],
+    answer: AnswerReading | None,
 ) -> AnalysisResult:
     """The ``AnalysisResult`` of ``analyze`` (``timings`` in seconds, rounded here)."""
     ids = plan.prepared.token_ids
@@ -338,6 +365,7 @@ def _analysis_result(
         timings={name: round(seconds, 4) for name, seconds in timings.items()},
         lens=plan.lens.record(),
         logit_view=logit_view,
+        answer=answer,
     )
 
 
