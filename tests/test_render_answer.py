@@ -396,3 +396,13 @@ def test_the_strip_in_dark_mode_and_on_paper(chromium, answer_pages):
         assert errors == []
     finally:
         ctx.close()
+
+
+def test_an_empty_generated_answer_says_so_and_draws_no_strip():
+    result = with_answer(make_result(), tokens=[], source="generated", stop_reason="eos")
+    view = build_report([result]).runs[0].answer
+    assert view.num_tokens == 0 and view.blocks == [] and view.divergence is None
+    page = _page(result)
+    assert "it stopped at the end-of-sequence token" in page
+    assert "The answer is empty: there is nothing to read." in page
+    assert '<table class="strip' not in page and "Greedy decoding" not in page
