@@ -746,3 +746,154 @@ def with_hostile_change(comparison):
     ]
     labels = [HOSTILE_STRINGS[2] + " (1)", HOSTILE_STRINGS[0]]
     return dataclasses.replace(comparison, change_map=hostile, token_shifts=shifts, labels=labels)
+
+
+# --- answers (issue 19) ---------------------------------------------------------
+
+ANSWER_TOKENS = [" Paris", ".", " It", " is", " known", " for", " the", " Eiffel", " Tower", "."]
+
+
+def make_answer(
+    layers: list[int],
+    *,
+    tokens: list[str] | None = None,
+    start: int = 34,
+    source: str = "teacher-forced",
+    misses: dict[int, str] | None = None,
+    final_probs: list[float] | None = None,
+    emergence_at: float = 0.6,
+    stop_reason: str | None = None,
+    boundary_note: str = "",
+    seed: int = 0,
+):
+    """A plausible ``AnswerReading`` over captured ``layers``: each token's lens probability rises in a sigmoid
+    to its final probability (``final_probs``, default 0.55-0.95), around a depth that varies per token.
+    ``misses`` maps answer indices to the token the model itself would write there (its final top-1): those
+    tokens end below it (rank 2 or worse), and the first of them is the divergence point."""
+    from lazarus_report.results.answer import AnswerReading, AnswerToken
+
+    rng = random.Random(seed)
+    tokens = list(tokens if tokens is not None else ANSWER_TOKENS)
+    misses = dict(misses or {})
+    last = layers[-1]
+    out = []
+    for k, tok in enumerate(tokens):
+        own = misses.get(k)
+        p_end = final_probs[k] if final_probs is not None else (0.12 if own is not None else rng.uniform(0.55, 0.95))
+        mid = (emergence_at + rng.uniform(-0.15, 0.15)) * last
+        probs, ranks, entropy, kl, tops = [], [], [], [], []
+        for layer in layers:
+            depth = layer / last if last else 1.0
+            p = p_end if layer == last else p_end / (1.0 + math.exp(-(layer - mid) / 1.5))
+            p = float(f"{p:.8g}")
+            others = rng.sample([t for t in FILLER_TOKENS if t != tok and t != own], k=3)
+            rival_p = (1.0 - p) * (0.2 + 0.5 * depth)
+            rivals = [
+                (
+                    own if own is not None and layer == last else others[0],
+                    max(rival_p, p + 0.3) if own and layer == last else rival_p,
+                )
+            ]
+            rivals += [(others[1], rival_p / 3), (others[2], rival_p / 7)]
+            cands = sorted([(tok, p), *rivals], key=lambda c: -c[1])
+            rank = 1 + sum(1 for _, q in cands if q > p)
+            if p < 1e-3:
+                rank += int(20000 * (1 - depth) ** 2)
+            probs.append(p)
+            ranks.append(rank)
+            entropy.append(round(0.8 + 8.0 * (1 - depth) ** 1.5, 6))
+            kl.append(0.0 if layer == last else round(7.0 * (1 - depth) ** 1.2, 6))
+            tops.append([TokenProb(token_id=_token_id(t), token=t, prob=float(f"{q:.8g}")) for t, q in cands[:3]])
+        emergence = next((layers[j] for j, r in enumerate(ranks) if r == 1), None)
+        stable = None
+        for j in range(len(ranks) - 1, -1, -1):
+            if ranks[j] != 1:
+                break
+            stable = layers[j]
+        out.append(
+            AnswerToken(
+                token_id=_token_id(tok),
+                token=tok,
+                position=start + k,
+                probs=probs,
+                ranks=ranks,
+                entropy=entropy,
+                kl_to_final=kl,
+                top_tokens=tops,
+                logprob=math.log(probs[-1]),
+                emergence_layer=emergence,
+                stable_from_layer=stable,
+            )
+        )
+    divergence = next((k for k, t in enumerate(out) if t.ranks[-1] != 1), None)
+    return AnswerReading(
+        source=source,
+        text="".join(tokens),
+        start=start,
+        tokens=out,
+        sequence_logprob=sum(t.logprob for t in out),
+        divergence_index=divergence,
+        stop_reason=stop_reason if source == "generated" else None,
+        boundary_note=boundary_note,
+    )
+
+
+def with_answer(result: AnalysisResult, **kw) -> AnalysisResult:
+    """``result`` with an answer after its prompt (``make_answer``'s keywords)."""
+    import dataclasses
+
+    kw.setdefault("start", len(result.token_ids))
+    return dataclasses.replace(result, answer=make_answer(list(result.captured_layers), **kw))
+
+
+def make_answer_result(**kw) -> AnalysisResult:
+    """The demo result with a teacher-forced 10-token answer whose token 3 the model would not write."""
+    return with_answer(make_result(), misses={3: " was"}, **kw)
+
+
+def make_hostile_answer_result() -> AnalysisResult:
+    """The hostile analysis with an answer made of ``HOSTILE_STRINGS`` (and a hostile boundary note)."""
+    tokens = [s for s in HOSTILE_STRINGS if s] + ["</td><script>alert(1)</script>"]
+    result = make_hostile_result()
+    return with_answer(result, tokens=tokens, misses={1: "</th><b>x</b>"}, boundary_note="<b>merged</b>\u202e")
+
+
+def make_answer_comparison(kind: str = "aligned"):
+    """A synthetic comparison whose runs carry answers. ``kind``: "aligned" (the same teacher-forced answer,
+    model 2 less sure of it), "generated" (each model wrote its own answer; ``answer_cross`` set), "one" (only
+    model 1 has an answer)."""
+    import dataclasses
+
+    comparison = make_comparison("same_tokenizer")
+    r1, r2 = comparison.results
+    if kind == "aligned":
+        a1 = with_answer(r1, seed=1)
+        a2 = with_answer(r2, seed=2, misses={2: " was", 5: " by"})
+        return dataclasses.replace(comparison, results=[a1, a2])
+    if kind == "generated":
+        a1 = with_answer(r1, seed=1, source="generated", stop_reason="eos")
+        words = [" Lyon", " is", " the", " capital", "."]
+        a2 = with_answer(r2, seed=2, source="generated", tokens=words, stop_reason="length")
+        return dataclasses.replace(comparison, results=[a1, a2], answer_cross=[-23.5, -17.25])
+    if kind == "one":
+        return dataclasses.replace(comparison, results=[with_answer(r1, seed=1), r2])
+    raise ValueError(kind)
+
+
+def make_hostile_answer_comparison(kind: str = "aligned"):
+    """The hostile comparison with hostile answers: "aligned" (the same answer tokens in both runs) or
+    "generated" (each model wrote its own hostile answer; ``answer_cross`` set)."""
+    import dataclasses
+
+    comparison = make_comparison("hostile")
+    tokens = [s for s in HOSTILE_STRINGS if s] + ["</td><script>alert(1)</script>"]
+    r1, r2 = comparison.results
+    if kind == "aligned":
+        a1 = with_answer(r1, tokens=tokens, misses={1: "</th><b>x</b>"}, boundary_note="<b>merged</b>", seed=1)
+        a2 = with_answer(r2, tokens=tokens, misses={2: "<i>y</i>"}, seed=2)
+        return dataclasses.replace(comparison, results=[a1, a2])
+    if kind == "generated":
+        a1 = with_answer(r1, tokens=tokens, source="generated", stop_reason="stop", boundary_note="<b>merged</b>")
+        a2 = with_answer(r2, tokens=tokens[::-1], source="generated", stop_reason="eos", seed=2)
+        return dataclasses.replace(comparison, results=[a1, a2], answer_cross=[-40.5, -38.25])
+    raise ValueError(kind)

@@ -12,6 +12,8 @@ import pytest
 from factories import (
     HOSTILE_STRINGS,
     make_comparison,
+    make_hostile_answer_comparison,
+    make_hostile_answer_result,
     make_hostile_lens_result,
     make_hostile_result,
     make_lens_eval,
@@ -330,6 +332,10 @@ def _hostile_results(hostile_change):
         make_suite(len(HOSTILE_STRINGS) + 2, hostile=True),
         make_hostile_lens_result(),
         hostile_change,
+        # Answers (issue 19): the answer strip, aligned and side by side.
+        make_hostile_answer_result(),
+        make_hostile_answer_comparison("aligned"),
+        make_hostile_answer_comparison("generated"),
     ]
 
 

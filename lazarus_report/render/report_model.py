@@ -14,21 +14,25 @@ cannot reorder the text around it. Escaping for HTML or Markdown happens at outp
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from lazarus_report.render.change_view import ChangeView, build_change_view
-from lazarus_report.render.formatting import (
-    Segment,
-    clean_text,
-    finite,
-    fmt_seconds,
-    token_repr,
-    token_segments,
-    visible_token,
+from lazarus_report.render.answer_view import (
+    AnswerComparisonView,
+    AnswerView,
+    answer_palette,
+    build_answer_comparison,
+    build_answer_view,
 )
+from lazarus_report.render.change_view import ChangeView, build_change_view
+from lazarus_report.render.formatting import clean_text, finite, fmt_seconds, token_repr, visible_token
 from lazarus_report.render.lens_view import lens_facts, lens_name, unreliable_note
+
+# Re-exported: the token type of every view (defined apart so that ``answer_view`` can use it too).
+from lazarus_report.render.token_view import TokenView as TokenView
+from lazarus_report.render.token_view import token_view as token_view
 from lazarus_report.results.analysis import AnalysisResult, TokenEvolution, TrackedToken
 from lazarus_report.results.codec import first_layer_where, true_from_layer
 from lazarus_report.results.comparison import ComparisonResult, LayerDivergence
@@ -45,20 +49,6 @@ HEATMAP_MAX_POSITIONS = 20
 def heatmap_positions(num_layers: int, max_cells: int = HEATMAP_MAX_CELLS) -> int:
     """How many (last) prompt positions the heatmap shows for ``num_layers`` captured layers."""
     return max(HEATMAP_MIN_POSITIONS, min(HEATMAP_MAX_POSITIONS, max_cells // max(1, num_layers)))
-
-
-@dataclass(frozen=True)
-class TokenView:
-    """A token ready to show: visible whitespace markers, exact spelling for tooltips."""
-
-    visible: str  # one printable line, e.g. "␣Paris"
-    segments: list[Segment]
-    exact: str  # ASCII-safe exact spelling, e.g. "' Paris'"
-    token_id: int | None = None
-
-
-def token_view(token: str, token_id: int | None = None) -> TokenView:
-    return TokenView(visible_token(token), token_segments(token), token_repr(token), token_id)
 
 
 @dataclass(frozen=True)
@@ -262,6 +252,7 @@ class RunReport:
     unreliable_layers: list[int] = field(default_factory=list)  # captured layers where the lens is unreliable
     unreliable_note: str | None = None  # the sentence that says so
     logit_view: RunReport | None = None  # with a learned lens: the same run through the logit lens
+    answer: AnswerView | None = None  # the answer after the prompt, token by token (the answer strip)
 
     @property
     def final_is_tracked(self) -> bool:
@@ -296,6 +287,8 @@ class ReportModel:
     # Layer-table rows carry ids (#run0-layer-23) to link to; not on a page of many reports (a suite's
     # cases: thousands of rows, and the case itself is the link, #case-<id>).
     layer_anchors: bool = True
+    # The heatmap's colours for the answer strip's cells (empty when no run has an answer: no strip styles).
+    answer_palette: list[str] = field(default_factory=list)
 
 
 def build_report(
@@ -319,7 +312,18 @@ def build_report(
         title = f"{lens}: " + " vs ".join(r.title for r in runs)
     version = results[0].versions.get("lazarus-report", "")
     generator = clean_text(f"lazarus-report {version}".strip())
-    return ReportModel(title=title, runs=runs, generator=generator, comparison=comparison, layer_anchors=not key_prefix)
+    return ReportModel(
+        title=title,
+        runs=runs,
+        generator=generator,
+        comparison=comparison,
+        layer_anchors=not key_prefix,
+        answer_palette=_answer_palette(runs),
+    )
+
+
+def _answer_palette(runs: Sequence[RunReport]) -> list[str]:
+    return answer_palette() if any(run.answer is not None for run in runs) else []
 
 
 def build_run(result: AnalysisResult, *, key: str = "run0", heatmap_cells: int = HEATMAP_MAX_CELLS) -> RunReport:
@@ -396,12 +400,16 @@ def build_run(result: AnalysisResult, *, key: str = "run0", heatmap_cells: int =
         unreliable_layers=result.unreliable_layers,
         unreliable_note=unreliable_note(result),
         logit_view=_logit_view(result, key, heatmap_cells),
+        answer=build_answer_view(result, key),
     )
 
 
 def _logit_view(result: AnalysisResult, key: str, heatmap_cells: int) -> RunReport | None:
     logit = result.through_logit_lens()
-    return build_run(logit, key=f"{key}-logit", heatmap_cells=heatmap_cells) if logit is not None else None
+    if logit is None:
+        return None
+    # The answer was read through the run's own lens only: the logit view has none.
+    return build_run(dataclasses.replace(logit, answer=None), key=f"{key}-logit", heatmap_cells=heatmap_cells)
 
 
 # --- pieces -------------------------------------------------------------------
@@ -668,6 +676,7 @@ class ComparisonView:
     load_seconds: list[str]
     heatmap_cuts: list[str]  # runs whose heatmap shows only the last positions: "M1: 8 of 35 positions"
     change: ChangeView | None = None  # where the fine-tune acts: sentence, change map, shifts, attribution
+    answer: AnswerComparisonView | None = None  # both models' answers, aligned token by token or side by side
 
 
 COMPARE_TAGS = ["M1", "M2"]
@@ -697,7 +706,14 @@ def build_comparison_report(
     version = results[0].versions.get("lazarus-report", "")
     generator = clean_text(f"lazarus-report {version}".strip())
     view = _comparison_view(comparison, labels, runs, [clean_text(t) for t in tags])
-    return ReportModel(title=title, runs=runs, generator=generator, comparison=view, layer_anchors=not key_prefix)
+    return ReportModel(
+        title=title,
+        runs=runs,
+        generator=generator,
+        comparison=view,
+        layer_anchors=not key_prefix,
+        answer_palette=_answer_palette(runs),
+    )
 
 
 def _comparison_view(c: ComparisonResult, labels: list[str], runs: list[RunReport], tags: list[str]) -> ComparisonView:
@@ -774,6 +790,7 @@ def _comparison_view(c: ComparisonResult, labels: list[str], runs: list[RunRepor
             if run.grid is not None and run.grid.truncated
         ],
         change=build_change_view(c, tags),
+        answer=build_answer_comparison(c, [run.answer for run in runs], tags),
     )
 
 
