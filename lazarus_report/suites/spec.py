@@ -39,8 +39,7 @@ from lazarus_report.core.errors import LazarusError
 
 CHECKS = (
     "final_top1", "not_top1", "final_prob_at_least", "final_prob_at_most", "emerges_by_layer", "no_regression",
-    "changes_only_in_layers", "answer_top1", "answer_logprob_at_least", "answer_emerges_by_layer",
-    "generated_startswith", "generated_matches",
+    "changes_only_in_layers",
 )  # fmt: skip
 METRICS = ("final_prob", "final_top1", "emergence", "answer_logprob")
 ANSWER_CHECKS = ("answer_top1", "answer_logprob_at_least", "answer_emerges_by_layer")
