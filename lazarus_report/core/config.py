@@ -36,6 +36,12 @@ class AnalysisConfig:
     # --html without -o: the heatmap shows only the last positions (``render.report_model.heatmap_positions``).
     grid_last_positions: int | None = None
     lens: str = "logit"  # "logit", "linear" / "tuned" (fitted with `lazarus lens fit`) or a lens directory
+    # A whole answer after the prompt, read token by token (``AnalysisResult.answer``): ``answer`` is read
+    # teacher-forced (the text as given); ``generate`` lets the model write up to N tokens greedily, stopping
+    # at its end-of-sequence token or at one of the ``stop`` strings (cut off before it). At most one of the two.
+    answer: str | None = None
+    generate: int | None = None
+    stop: list[str] = field(default_factory=list)
 
     def validate(self, num_layers: int | None = None, vocab_size: int | None = None) -> None:
         """Raise ``LazarusError`` for settings no model can run; needs no weights, so callers check
@@ -72,6 +78,25 @@ class AnalysisConfig:
             if text in seen:
                 raise LazarusError(f"tracked token {text!r} is given twice")
             seen.add(text)
+        check_answer_options(self.answer, self.generate, self.stop)
+
+
+def check_answer_options(answer: str | None, generate: int | None, stop: Sequence[str]) -> None:
+    """``--answer`` / ``--generate`` / ``--stop``: one-line errors for what no model can run."""
+    if answer is not None and generate is not None:
+        raise LazarusError("--answer reads a given answer and --generate writes one: use one of them")
+    if answer is not None:
+        if not isinstance(answer, str) or answer == "":
+            raise LazarusError("the answer (--answer) is empty")
+        check_text(answer, "the answer (--answer)")
+    if generate is not None and (isinstance(generate, bool) or not isinstance(generate, int) or generate < 1):
+        raise LazarusError(f"--generate must be at least 1 token (got {generate})")
+    if stop and generate is None:
+        raise LazarusError("--stop ends a generated answer: it needs --generate N")
+    for text in stop:
+        if not isinstance(text, str) or text == "":
+            raise LazarusError("a stop string (--stop) is empty")
+        check_text(text, f"the stop string {text!r}")
 
 
 MAX_EMBEDDING_SCALE = 1e4  # sqrt(hidden_size) of the largest models is ~130; beyond this float32 overflows

@@ -56,16 +56,15 @@ def track_tokens(loaded: LoadedModel, texts: Sequence[str]) -> list[TrackedToken
     return out
 
 
-def check_length(loaded: LoadedModel, n_tokens: int) -> None:
+def check_length(loaded: LoadedModel, n_tokens: int, what: str = "the prompt") -> None:
+    """``n_tokens`` (of ``what``: the prompt, or the prompt and its answer) fit the model's context."""
     if not n_tokens:
         raise LazarusError("the prompt encodes to no tokens")
     if loaded.context_length and n_tokens > loaded.context_length:
-        raise LazarusError(
-            f"the prompt is {n_tokens} tokens, longer than the model's context of {loaded.context_length}"
-        )
+        raise LazarusError(f"{what} is {n_tokens} tokens, longer than the model's context of {loaded.context_length}")
     if loaded.unsupported_window and n_tokens > loaded.unsupported_window:
         raise LazarusError(
-            f"the prompt is {n_tokens} tokens, longer than this model's sliding attention window of "
+            f"{what} is {n_tokens} tokens, longer than this model's sliding attention window of "
             f"{loaded.unsupported_window}, which mlx-lm does not implement for {loaded.info.family}: "
             "the lens would be wrong; use a shorter prompt"
         )

@@ -119,6 +119,7 @@ def analyze(
     from ..core.config import check_text, select_layers
     from ..lens.learned.store import resolve_lens
     from ..lens.readout import GridStats, forward_chunks, last_position_stats, mx, position_log_probs
+    from .answer import plan_answer
 
     config.validate(loaded.info.num_layers, loaded.info.vocab_size)
     t0 = time.perf_counter()
@@ -141,6 +142,7 @@ def analyze(
         builtin = loaded.parts.builtin_embedding_scale or 1.0
         factor = scale / builtin
         info = dataclasses.replace(info, embedding_scale=scale)
+    answer = plan_answer(loaded, prepared, config, factor)  # None without one; a generated answer is written here
     t1 = time.perf_counter()
 
     capture = sorted(set(layers) | set(range(n_layers))) if keep_block_outputs else layers
@@ -168,7 +170,10 @@ def analyze(
     )
     # The forward pass in prefill chunks through the KV cache (one piece for short prompts); the grid and
     # the change map's positions are computed per chunk, so no [L, T, H] or [L, T, V] is ever held.
-    for start, sink in forward_chunks(loaded.parts, ids, capture, factor):
+    chunks = forward_chunks(loaded.parts, ids if answer is None else answer.run_ids, capture, factor)
+    if answer is not None:  # the answer rides on the prompt's pass; the loop below sees the prompt's rows only
+        chunks = answer.collect(chunks, layers, n_layers)
+    for start, sink in chunks:
         g0 = time.perf_counter()
         # Each captured layer's residual stream as the lens reads it, at this chunk's positions.
         n_rows = sink[n_layers - 1].shape[1]
@@ -223,6 +228,7 @@ def analyze(
                 token_evolutions=token_evolutions_of(raw, layers, tracked),
                 grid=_as_position_grid(GridStats.joined(logit_grids), layers, shown, shown, decode),
             )
+    reading = answer.reading(loaded, lens, layers, decode, factor) if answer is not None else None
     t3 = time.perf_counter()
     t2 -= grid_seconds  # "lens": the forward pass and the last position; "grid": the per-position work
     del sink
@@ -248,7 +254,10 @@ def analyze(
         },
         lens=lens.record(),
         logit_view=logit_view,
+        answer=reading,
     )
+    if answer is not None:  # generation (in "tokenize") and the answer's reading (in "grid"), apart
+        result.timings.update(answer=round(answer.seconds, 4))
     return LensRun(
         result=result,
         log_probs=stats.log_probs,

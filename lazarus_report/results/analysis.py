@@ -142,6 +142,10 @@ class AnalysisConfigRecord:
     embedding_scale: float | None  # user override, None = auto
     compute_grid: bool
     lens: str = "logit"  # what was asked for: "logit", "linear", "tuned" or a lens directory
+    # The answer asked for (schema version 3; written only when set, so a run without one reads as before).
+    answer: str | None = None  # --answer: read teacher-forced
+    generate: int | None = None  # --generate N: written greedily by the model
+    stop: list[str] = dataclasses.field(default_factory=list)  # --stop strings
 
     @classmethod
     def of(cls, config: AnalysisConfig) -> AnalysisConfigRecord:
@@ -156,7 +160,13 @@ class AnalysisConfigRecord:
             embedding_scale=config.embedding_scale,
             compute_grid=config.compute_grid,
             lens=config.lens,
+            answer=config.answer,
+            generate=config.generate,
+            stop=list(config.stop),
         )
+
+
+_UNSET_CONFIG: dict[str, Any] = {"answer": None, "generate": None, "stop": []}
 
 
 @dataclass(frozen=True)
@@ -207,6 +217,14 @@ class AnalysisResult(JsonFile):
         )
 
     @property
+    def answer_token_ids(self) -> list[int]:
+        """What the model read for the answer: the prompt's tokens up to ``answer.start``, then the answer's
+        (empty without an answer)."""
+        if self.answer is None:
+            return []
+        return [*self.token_ids[: self.answer.start], *(t.token_id for t in self.answer.tokens)]
+
+    @property
     def lens_kind(self) -> str:
         return self.lens.kind if self.lens is not None else "logit"
 
@@ -236,6 +254,13 @@ class AnalysisResult(JsonFile):
 
     def to_dict(self) -> dict[str, Any]:
         d = plain_dict(self)
+        # The answer's fields are written only when there is one: a run without an answer writes what
+        # version 2 wrote (apart from the version number).
+        if d["answer"] is None:
+            del d["answer"]
+        for name, unset in _UNSET_CONFIG.items():
+            if d["config"].get(name) == unset:
+                del d["config"][name]
         return with_header(RESULT_KIND, d)
 
     @classmethod

@@ -13,12 +13,13 @@ from typing import Any
 
 from ..core.files import write_text_atomic
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 
 # Version 2 added which lens produced a result (``AnalysisResult.lens``, ``AnalysisConfigRecord.lens``);
-# a version-1 file reads as the logit lens.
-READABLE_SCHEMA_VERSIONS = (1, 2)
+# a version-1 file reads as the logit lens. Version 3 added whole answers (``AnalysisResult.answer``, the
+# ``answer`` / ``generate`` / ``stop`` settings, ``ComparisonResult.answer_cross``); older files read without one.
+READABLE_SCHEMA_VERSIONS = (1, 2, 3)
 
 
 class ResultFormatError(ValueError):

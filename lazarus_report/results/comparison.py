@@ -199,10 +199,15 @@ class ComparisonResult(JsonFile):
     adapted_layers: list[list[int]] = dataclasses.field(default_factory=list)  # per side, from adapter configs
     attribution: Attribution | None = None
     attribution_note: str | None = None  # why there is no attribution, when it was asked for
+    # compare --generate: [log p_model1(model 2's answer), log p_model2(model 1's answer)], final-layer sequence
+    # log-probabilities (schema version 3; written only when set).
+    answer_cross: list[float] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         d = plain_dict(self, skip=("results",))
         d["results"] = [r.to_dict() for r in self.results]
+        if d["answer_cross"] is None:
+            del d["answer_cross"]
         return with_header(COMPARISON_KIND, d)
 
     @classmethod
@@ -243,3 +248,4 @@ class _ComparisonFields:
     adapted_layers: list[list[int]] = dataclasses.field(default_factory=list)
     attribution: Attribution | None = None
     attribution_note: str | None = None
+    answer_cross: list[float] | None = None

@@ -38,6 +38,15 @@ class Tokenizer(ABC):
         """``prompt`` as one user message followed by the generation prompt, as text."""
 
     @abstractmethod
+    def decode(self, token_ids: list[int]) -> str:
+        """The text of a sequence of ids (special tokens kept), as the model's tokenizer decodes it."""
+
+    @property
+    def eos_token_ids(self) -> set[int]:
+        """The ids that end a generated answer."""
+        return set() if self.eos_token_id is None else {int(self.eos_token_id)}
+
+    @abstractmethod
     def _piece(self, token_id: int) -> str | None:
         """The vocabulary entry of ``token_id`` (``"Ġcapital"``), or None when there is none."""
 
@@ -92,6 +101,9 @@ class GGUFTokenizer(Tokenizer):
 
     def encode_plain(self, text: str) -> list[int]:
         return list(self._backend.encode(text, add_special_tokens=False).ids)
+
+    def decode(self, token_ids: list[int]) -> str:
+        return str(self._backend.decode([int(i) for i in token_ids], skip_special_tokens=False))
 
     def apply_chat_template(self, prompt: str) -> str:
         if not self.chat_template:
@@ -163,6 +175,15 @@ class HFTokenizer(Tokenizer):
 
     def encode_plain(self, text: str) -> list[int]:
         return list(self._tok.encode(text, add_special_tokens=False))
+
+    def decode(self, token_ids: list[int]) -> str:
+        return str(self._tok.decode([int(i) for i in token_ids], skip_special_tokens=False))
+
+    @property
+    def eos_token_ids(self) -> set[int]:
+        # mlx-lm's wrapper adds the generation config's end ids (e.g. Llama 3's <|eot_id|>) to the tokenizer's
+        ids = getattr(self._templater, "eos_token_ids", None)
+        return {int(i) for i in ids} if ids else super().eos_token_ids
 
     def apply_chat_template(self, prompt: str) -> str:
         if not self.chat_template:
