@@ -131,3 +131,130 @@ def test_hostile_answer_tokens_stay_text():
         rows = [re.findall(r"<t[hd][^>]*>(.*?)</t[hd]>", tr, re.S) for tr in re.findall(r"<tr>(.*?)</tr>", table, re.S)]
         assert len({len(r) for r in rows}) == 1  # no "|" made an extra cell
     ElementTree.fromstring(render_junit(hostile))  # well-formed XML
+
+
+# --- on the real model ---------------------------------------------------------------------------------------
+
+SMOLLM2_SUITE = """\
+defaults:
+  group: answers
+cases:
+  - id: capital
+    prompt: The capital of France is
+    raw: true
+    answer: " Paris, and the capital of Germany is Berlin."
+    expect:
+      answer_logprob_at_least: -30
+      answer_emerges_by_layer: "100%"
+  - id: capital-top1
+    prompt: The capital of France is
+    raw: true
+    answer: " Paris"
+    track: [" Paris"]
+    expect:
+      final_top1: " Paris"
+      answer_top1: true
+  - id: counting
+    prompt: One, two, three, four,
+    raw: true
+    generate: 6
+    stop: ","
+    expect:
+      generated_startswith: " five"
+      generated_matches: '^ five$'
+  - id: chat
+    prompt: What is the capital of France?
+    answer: The capital of France is Paris.
+    expect:
+      answer_top1: true
+  - id: plain
+    prompt: The opposite of hot is
+    raw: true
+    track: [" cold"]
+    expect:
+      final_top1: " cold"
+"""
+
+
+def _answer_config(raw: bool, **answer):
+    from lazarus_report.core.config import AnalysisConfig, LayerStrategy
+
+    return AnalysisConfig(
+        layer_strategy=LayerStrategy.ALL, top_k=3, use_chat_template=not raw, compute_grid=False, **answer
+    )
+
+
+@pytest.mark.slow
+def test_batched_answers_equal_each_case_alone(smollm2_gguf):
+    """Answers in a batch (teacher-forced and generated, raw and chat, with a shared chat prefix) read the same
+    rows as each case alone through ``engine.analyze``, within float32 rounding."""
+    import numpy as np
+
+    from lazarus_report.commands.analyzer import ModelAnalyzer
+    from lazarus_report.engine import batched
+    from lazarus_report.engine.run import analyze
+
+    analyzer = ModelAnalyzer.load("smollm2-135m-instruct")
+    lens = analyzer.lens("logit")
+    prompts = [
+        "The capital of France is",
+        "What's the weather in Paris?",
+        "What's the weather in London?",  # shares its chat prefix with the one above
+        "One, two, three, four,",
+        "Hi",
+    ]
+    configs = [
+        _answer_config(True, answer=" Paris, and the capital of Germany is Berlin."),
+        _answer_config(False, answer='get_weather(city="Paris")'),
+        _answer_config(False, generate=8, stop=["\n"]),
+        _answer_config(True, generate=5),
+        _answer_config(False),
+    ]
+    alone = [analyze(analyzer.loaded, p, c, lens=lens) for p, c in zip(prompts, configs)]
+    for size in (None, 2):
+        got = dict(batched.analyze_many(analyzer.loaded, prompts, configs, lens=lens, batch_size=size))
+        for i, run in enumerate(alone):
+            a, b = run.result, got[i].result
+            assert [p.top_tokens[0].token_id for p in b.layer_predictions] == [
+                p.top_tokens[0].token_id for p in a.layer_predictions
+            ]
+            if a.answer is None:
+                assert b.answer is None
+                continue
+            assert b.answer is not None
+            x, y = a.answer, b.answer
+            assert (y.text, y.start, y.source, y.stop_reason) == (x.text, x.start, x.source, x.stop_reason)
+            assert [t.token_id for t in y.tokens] == [t.token_id for t in x.tokens]
+            assert y.divergence_index == x.divergence_index
+            assert abs(y.sequence_logprob - x.sequence_logprob) < 1e-3
+            for s, t in zip(x.tokens, y.tokens, strict=True):
+                assert np.allclose(t.probs, s.probs, atol=1e-4, rtol=0)
+                assert t.ranks[-1] == s.ranks[-1] and t.emergence_layer == s.emergence_layer
+                assert np.allclose(t.kl_to_final, s.kl_to_final, atol=1e-4, rtol=1e-4)
+
+
+@pytest.mark.slow
+def test_a_suite_with_answers_runs_batched_on_smollm2(smollm2_gguf, tmp_path):
+    from lazarus_report.commands.suite import run_suite
+
+    spec = parse_suite(SMOLLM2_SUITE, str(tmp_path / "answers.yaml"))
+    suite = run_suite(spec, ["smollm2-135m-instruct"])
+    assert suite.execution is not None and suite.execution.batched and suite.execution.note is None
+    by_id = {c.id: c for c in suite.cases}
+    capital = by_id["capital"].analysis
+    assert capital.answer is not None and capital.answer.source == "teacher-forced"
+    assert [t.token for t in capital.answer.tokens][:3] == [" Paris", ",", " and"]
+    assert capital.answer.tokens[0].probs[-1] == pytest.approx(capital.layer_predictions[-1].top_tokens[0].prob)
+    counting = by_id["counting"].analysis.answer
+    assert counting.source == "generated" and counting.text == " five" and counting.stop_reason == "stop"
+    statuses = {(c.id, k.name): k.status for c in suite.cases for k in c.checks}
+    assert statuses[("capital-top1", "model answer_top1")] == PASSED
+    assert statuses[("counting", "model generated_startswith")] == PASSED
+    assert statuses[("counting", "model generated_matches")] == PASSED
+    assert statuses[("plain", "model final_top1")] == PASSED
+    # The whole sentence is not what greedy writes: the failure names the first token it departs at, and its rank.
+    chat = next(k for k in by_id["chat"].checks if k.check == "answer_top1")
+    if chat.status == FAILED:
+        assert chat.message.startswith("model: token ") and " is rank " in chat.message
+    junit = render_junit(suite)
+    assert "answer (model): " in junit or all(k.status == PASSED for c in suite.cases for k in c.checks)

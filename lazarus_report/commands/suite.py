@@ -40,7 +40,7 @@ ROLES_ONE = ["model"]
 
 def case_config(case: CaseSpec, lens: str = "logit") -> Any:
     """The analysis settings of one case: all layers (emergence needs every layer), no grid; its answer
-    (``answer``, or ``generate`` and ``stop``) when it has one."""
+    (``answer``, or ``generate`` and ``stop``) when it has one (batched like the others)."""
     from ..core.config import AnalysisConfig, LayerStrategy
 
     answer: dict[str, Any] = {}
@@ -239,8 +239,6 @@ def run_suite(
             forward_passes=passes,
             note="one case at a time: --attribution needs every block's output of each case"
             if attribute_cases and batch_size != 1
-            else _alone_note(spec)
-            if not one_by_one
             else None,
         ),
     )
@@ -262,16 +260,16 @@ def _outcomes(
     def count(_: int = 1) -> None:
         passes[side.number - 1] += 1
 
-    alone = pending if one_by_one else [i for i in pending if not batchable(spec.cases[i])]
-    for i in alone:
-        try:
-            run = side.run(spec.cases[i].prompt, configs[i], keep_block_outputs=keep_block_outputs)
-        except LazarusError as exc:
-            yield i, exc
-        else:
-            count()
-            yield i, run
-    pending = [i for i in pending if i not in set(alone)]
+    if one_by_one:
+        for i in pending:
+            try:
+                run = side.run(spec.cases[i].prompt, configs[i], keep_block_outputs=keep_block_outputs)
+            except LazarusError as exc:
+                yield i, exc
+            else:
+                count()
+                yield i, run
+        return
     from ..engine.batched import analyze_many
 
     if not pending:
@@ -287,20 +285,6 @@ def _outcomes(
     )
     for j, outcome in batch:
         yield pending[j], outcome
-
-
-def batchable(case: CaseSpec) -> bool:
-    """Whether ``batched.analyze_many`` runs the case: not yet a case with an answer (it runs alone)."""
-    return case.answer is None and case.generate is None
-
-
-def _alone_note(spec: SuiteSpec) -> str | None:
-    """The execution note of a batched run in which some cases ran one at a time (their answers)."""
-    alone = sum(1 for case in spec.cases if not batchable(case))
-    if not alone:
-        return None
-    cases = "case" if alone == 1 else "cases"
-    return f"{alone} {cases} with an answer (answer or generate) ran one at a time; the others were batched"
 
 
 def _case_outcome(

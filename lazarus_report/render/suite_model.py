@@ -274,7 +274,7 @@ def execution_text(suite: SuiteResult) -> str:
     passes = " / ".join(str(n) for n in e.forward_passes)
     if e.batched:
         size = "automatic size" if e.batch_size is None else f"at most {e.batch_size} per pass"
-        return clean_text(f"batched: {passes} passes for {ran} cases ({size})" + (f"; {e.note}" if e.note else ""))
+        return clean_text(f"batched: {passes} passes for {ran} cases ({size})")
     return clean_text(f"one case at a time ({passes} passes)" + (f": {e.note}" if e.note else ""))
 
 
