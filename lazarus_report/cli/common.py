@@ -239,6 +239,32 @@ def join_ranks(opts: dict[str, Any]) -> dict[str, Any]:
     return opts
 
 
+def answer_options(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """``--answer TEXT`` | ``--generate N`` [``--stop S`` ...]: a whole answer after the prompt, read token by token."""
+    fn = click.option(
+        "--stop",
+        "stop",
+        multiple=True,
+        metavar="TEXT",
+        help="With --generate: end the answer before this text (repeatable).",
+    )(fn)
+    fn = click.option(
+        "--generate",
+        "generate",
+        type=int,
+        default=None,
+        metavar="N",
+        help="Let the model write up to N tokens greedily (stops at its end-of-sequence token) and read them.",
+    )(fn)
+    return click.option(
+        "--answer",
+        "answer",
+        metavar="TEXT",
+        default=None,
+        help="Read this answer after the prompt, token by token (teacher-forced).",
+    )(fn)
+
+
 def memory_option(fn: Callable[..., Any]) -> Callable[..., Any]:
     return click.option(
         "--max-memory",

@@ -12,6 +12,7 @@ from ..core.errors import LazarusError, printable
 from ..models.distributed import is_output_rank
 from .common import (
     CONTEXT,
+    answer_options,
     check_output_paths,
     check_text,
     distributed_option,
@@ -68,6 +69,7 @@ def introspect() -> None:
     show_default=True,
     help="auto: float32 on CPU (dequantized), as stored on GPU.",
 )
+@answer_options
 @memory_option
 @distributed_option
 @output_options
@@ -90,6 +92,9 @@ def _analyze(
     adapter: str | None,
     lens: str | None,
     precision: str,
+    answer: str | None,
+    generate: int | None,
+    stop: tuple[str, ...],
     max_memory: str | None,
     output: str | None,
     html: str | None,
@@ -124,6 +129,9 @@ def _analyze(
         # mlx.launch the other ranks write nothing: they skip it; no forward pass depends on it.)
         compute_grid=bool(output or html) and is_output_rank(),
         lens="logit" if lens is None else lens,
+        answer=answer,
+        generate=generate,
+        stop=list(stop),
     )
     if adapter is not None:
         from ..models.adapters import check_adapter
@@ -165,6 +173,7 @@ def _analyze(
     is_flag=True,
     help="Also find which layers cause the change (adapter ablation or activation patching; docs/reports.md).",
 )
+@answer_options
 @memory_option
 @distributed_option
 @output_options
@@ -190,6 +199,9 @@ def _compare(
     lens: str | None,
     precision: str,
     attribution: bool,
+    answer: str | None,
+    generate: int | None,
+    stop: tuple[str, ...],
     max_memory: str | None,
     output: str | None,
     html: str | None,
@@ -218,6 +230,9 @@ def _compare(
         use_chat_template=not raw,
         compute_grid=bool(output or html) and is_output_rank(),
         lens="logit" if lens is None else lens,
+        answer=answer,
+        generate=generate,
+        stop=list(stop),
     )
     for adapter in (adapter1, adapter2):
         if adapter is not None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from typing import TYPE_CHECKING, Any
 
 from ..core.config import AnalysisConfig, LayerStrategy
@@ -36,6 +37,11 @@ def compare_models(
     ``change_map``: compare the models at several positions, not only the last (the layers x
     positions map; default: when ``config.compute_grid``). Model 1's distributions wait for model 2
     in a file in a temporary directory (at most ``change_map.POSITION_BUDGET_BYTES``).
+
+    ``config.answer``: both models read the same answer. ``config.generate``: each model writes its own, and each
+    reads the other's (``ComparisonResult.answer_cross``): model 2 reads model 1's while it is loaded; model 1
+    reads model 2's only when the two answers differ, loading again after model 2 (in the same load as the
+    reverse activation patching of ``attribution``, when there is one).
     """
     import tempfile
 
@@ -48,6 +54,7 @@ def compare_models(
         raise LazarusError("cannot track an empty string")
     want_map = config.compute_grid if change_map is None else change_map
     runs: list[LensRun] = []
+    cross: list[float | None] = [None, None]  # compare --generate: ComparisonResult.answer_cross
     attributed: tuple[Any, str | None] = (None, None)
     with tempfile.TemporaryDirectory(prefix="lazarus-compare-") as spill:
         for side in each_model((model1, model2), (adapter1, adapter2), embedding_scales, precision, max_memory):
@@ -67,12 +74,44 @@ def compare_models(
                 from ..compare.attribution import attribute
 
                 attributed = attribute(side.analyzer.loaded, runs[0], runs[1])
-        if attributed[0] is not None and attributed[0].method == "activation-patching":
-            # The reverse direction patches model 2's block outputs into model 1: load model 1 again.
-            from ..compare.attribution import reverse_patching
-
+            if config.generate is not None and side.number == 2:  # model 2 reads model 1's answer now
+                cross[1] = _cross(side.analyzer.loaded, runs[1], runs[0])
+        reverse = attributed[0] is not None and attributed[0].method == "activation-patching"
+        if config.generate is not None and _same_answer(runs):  # model 1 read model 2's answer already
+            cross[0] = runs[0].result.answer.sequence_logprob  # type: ignore[union-attr]
+        if reverse or (config.generate is not None and cross[0] is None):
+            # Model 1 again: the reverse patching puts model 2's block outputs into model 1, and model 1 reads
+            # model 2's generated answer (when it differs from its own); one load serves both.
             for side in each_model((model1,), (adapter1,), embedding_scales[:1], precision, max_memory):
-                attributed = (reverse_patching(side.analyzer.loaded, runs[0], runs[1], attributed[0]), None)
+                if reverse:
+                    from ..compare.attribution import reverse_patching
+
+                    attributed = (reverse_patching(side.analyzer.loaded, runs[0], runs[1], attributed[0]), None)
+                if config.generate is not None and cross[0] is None:
+                    cross[0] = _cross(side.analyzer.loaded, runs[0], runs[1])
         comparison = compare_models_from_runs(runs, attribution=attributed[0], attribution_note=attributed[1])
         del runs  # the memory maps go before their directory
+    if config.generate is not None:
+        comparison = dataclasses.replace(comparison, answer_cross=[float(x) for x in cross])  # type: ignore[arg-type]
     return comparison
+
+
+def _cross(loaded: Any, own: LensRun, other: LensRun) -> float:
+    """``own``'s model's log-probability of ``other``'s generated answer (``ComparisonResult.answer_cross``)."""
+    from ..engine.answer import cross_logprob
+
+    same = own.tokenizer_fingerprint == other.tokenizer_fingerprint
+    return cross_logprob(loaded, own.result, other.result, same, own.embedding_factor)
+
+
+def _same_answer(runs: list[LensRun]) -> bool:
+    """Both models wrote the same tokens (same tokenizer) after the same prompt tokens: each one's probability of
+    the other's answer is its own."""
+    a1, a2 = (r.result.answer for r in runs)
+    return (
+        a1 is not None
+        and a2 is not None
+        and runs[0].tokenizer_fingerprint == runs[1].tokenizer_fingerprint
+        and runs[0].result.token_ids == runs[1].result.token_ids
+        and [t.token_id for t in a1.tokens] == [t.token_id for t in a2.tokens]
+    )

@@ -306,3 +306,17 @@ def _token(plan: AnswerPlan, k: int, layers: list[int], cols: dict[str, list[Any
         emergence_layer=first_layer_where(layers, top1),
         stable_from_layer=true_from_layer(layers, top1),
     )
+
+
+def cross_logprob(loaded: LoadedModel, own: Any, other: Any, same_tokenizer: bool, factor: float | None) -> float:
+    """This model's log-probability of another model's answer after its own prompt (``own`` and ``other``:
+    ``AnalysisResult``s; ``compare --generate``). The other's token ids when the tokenizers are the same, else
+    its text tokenized by this model's tokenizer, as ``--answer`` would."""
+    answer = other.answer
+    if answer is None or not answer.tokens:
+        return 0.0
+    if same_tokenizer:
+        return sequence_logprob(loaded, list(own.token_ids), [t.token_id for t in answer.tokens], factor)
+    prepared = PreparedPrompt(own.formatted_prompt, own.chat_template_applied, list(own.token_ids))
+    plan = _teacher_forced(loaded, prepared, answer.text)
+    return sequence_logprob(loaded, plan.sequence[: plan.start], plan.ids, factor)

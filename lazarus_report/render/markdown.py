@@ -14,12 +14,14 @@ extra table cell.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from lazarus_report.render.environment import markdown_environment
 from lazarus_report.render.report_model import ReportModel, build_comparison_report, build_report
 from lazarus_report.render.suite_model import SuiteReport, build_suite_report
 from lazarus_report.results.analysis import AnalysisResult
+from lazarus_report.results.answer import AnswerReading
 from lazarus_report.results.comparison import ComparisonResult
 from lazarus_report.results.suite import SuiteResult
 
@@ -33,15 +35,21 @@ def render_markdown(result: AnalysisResult | ComparisonResult | SuiteResult) -> 
     if isinstance(result, SuiteResult):
         return render_suite_markdown(build_suite_report(result))
     if isinstance(result, ComparisonResult):
-        return render_report_markdown(build_comparison_report(result))
+        answers = [r.answer for r in result.results]
+        return render_report_markdown(build_comparison_report(result), answers, result.answer_cross)
     if isinstance(result, AnalysisResult):
-        return render_report_markdown(build_report([result]))
+        return render_report_markdown(build_report([result]), [result.answer])
     raise TypeError(f"expected an AnalysisResult, a ComparisonResult or a SuiteResult, got {type(result).__name__}")
 
 
-def render_report_markdown(report: ReportModel) -> str:
+def render_report_markdown(
+    report: ReportModel, answers: Sequence[AnswerReading | None] = (), answer_cross: list[float] | None = None
+) -> str:
+    """``answers``: each run's whole answer (``AnalysisResult.answer``), shown as a table after the layers;
+    ``answer_cross``: a comparison's log-probability of each model's answer under the other."""
     name = "markdown/compare.md.j2" if report.comparison is not None else "markdown/report.md.j2"
-    return _render(name, report=report)
+    answers = list(answers) or [None] * len(report.runs)
+    return _render(name, report=report, answers=answers, answer_cross=answer_cross)
 
 
 def render_summary_markdown(report: ReportModel, *, with_notes: bool = True) -> str:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 
 from ..results.analysis import AnalysisResult
+from ..results.answer import AnswerReading
 from ..results.comparison import ComparisonResult
 from ..results.suite import SuiteResult
 from .change_view import build_change_view
@@ -111,7 +112,64 @@ def render_text(result: AnalysisResult) -> str:
                 lines.append(f"  --> Becomes top-1 at layer {evo.emergence_layer}")
                 if evo.stable_from_layer != evo.emergence_layer:
                     lines.append(f"  --> Stays top-1 from layer {evo.stable_from_layer}")
+    if result.answer is not None:
+        lines += ["", "=== Answer ==="] + answer_lines([result.answer], [""])
     return "\n".join(lines) + "\n"
+
+
+STOP_WORDS = {"eos": "ended by the model's end-of-sequence token", "stop": "cut before a stop string"}
+
+
+def _answer_how(a: AnswerReading) -> str:
+    how = f"{a.source}, {len(a.tokens)} token{'' if len(a.tokens) == 1 else 's'}"
+    if a.stop_reason is not None:
+        how += ", " + STOP_WORDS.get(a.stop_reason, "stopped at the --generate limit")
+    return how
+
+
+def _parting(a: AnswerReading) -> str:
+    if a.divergence_index is None:
+        return "greedy decoding writes every token of it"
+    t = a.tokens[a.divergence_index]
+    return (
+        f"greedy decoding parts from it at token {a.divergence_index + 1}, {quote(t.token)} "
+        f"(rank {t.final_rank}; the model's own top-1 there is {quote(t.final_top.token)})"
+    )
+
+
+def answer_lines(answers: list[AnswerReading | None], labels: list[str]) -> list[str]:
+    """Whole answers as a compact table: per token, each answer's token, final probability, rank and the
+    layer where it becomes top-1; the sequence log-probability and where greedy decoding parts from it.
+    Several answers (a comparison) sit side by side, one column group per label."""
+    lines: list[str] = []
+    shown = [(label, a) for label, a in zip(labels, answers) if a is not None]
+    for label, a in shown:
+        head = f"{label}: " if label else ""
+        lines.append(f"{head}{quote(a.text)} ({_answer_how(a)})")
+        lines.append(f"  sequence log-prob {a.sequence_logprob:.4f} nats (final layer); {_parting(a)}")
+        if a.boundary_note:
+            lines.append(f"  note: {one_line(a.boundary_note)}")
+    n = max((len(a.tokens) for _, a in shown), default=0)
+    if not n:
+        return lines
+    cells = [[_answer_cell(a, k) for _, a in shown] for k in range(n)]
+    width = max(len("token"), *(len(c[0]) for row in cells for c in row))
+    group = f"{'token':<{width}} {'prob':>7} {'rank':>7} {'top-1 from':>10}"
+    if len(shown) > 1:
+        lines.append("       " + "   ".join(f"{name(label):<{len(group)}}" for label, _ in shown).rstrip())
+    lines.append(f"  {'#':>3}  " + "   ".join(group for _ in shown))
+    for k, row in enumerate(cells):
+        parts = [f"{c[0]:<{width}} {c[1]:>7} {c[2]:>7} {c[3]:>10}" for c in row]
+        lines.append(f"  {k + 1:>3}  " + "   ".join(parts).rstrip())
+    return lines
+
+
+def _answer_cell(a: AnswerReading, k: int) -> tuple[str, str, str, str]:
+    if k >= len(a.tokens):
+        return ("", "", "", "")
+    t = a.tokens[k]
+    emerges = "never" if t.emergence_layer is None else str(t.emergence_layer)
+    return (quote(t.token), f"{t.final_prob:.4f}", str(t.final_rank), emerges)
 
 
 def render_comparison_text(comparison: ComparisonResult) -> str:
@@ -148,6 +206,17 @@ def render_comparison_text(comparison: ComparisonResult) -> str:
                 lines.append(
                     f"  {label:<{w}}: {emerges}, final prob {t.final_probs[k]:.4f} (rank {t.final_ranks[k]}){split}"
                 )
+
+    answers = [r.answer for r in c.results]
+    if any(a is not None for a in answers):
+        tags = comparison_tags(c)
+        legend = ", ".join(f"{tag} = {label}" for tag, label in zip(tags, labels))
+        lines += ["", f"=== Answers ({legend}) ==="] + answer_lines(answers, tags)
+        if c.answer_cross is not None:
+            lines.append(
+                f"  Each model's log-prob of the other's answer: {tags[0]} gives {tags[1]}'s "
+                f"{c.answer_cross[0]:.4f} nats, {tags[1]} gives {tags[0]}'s {c.answer_cross[1]:.4f} nats"
+            )
 
     lines += _change_lines(c)
 
