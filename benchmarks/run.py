@@ -1285,6 +1285,13 @@ def main() -> None:
         "of the same kind once, with every output, and its HTML report rendered alone from the JSON.",
         lambda: bench_batched(max(1, args.reps // 2)),
     )
+    section(
+        "Suites with whole answers",
+        "Fresh processes, batched (automatic size). A 96-case one-model suite on SmolLM2 whose every case reads an "
+        "8-token teacher-forced answer (`answer:`, `answer_top1`, `answer_logprob_at_least`) against the same "
+        "prompts with first-token targets (`track`, `final_top1`), interleaved. Target (issue 19): <= 1.5x.",
+        lambda: bench_suite_answers(max(1, args.reps // 2)),
+    )
     sections += [
         "## Where the time goes near the limits (profiled, not re-measured by this script)",
         "",
