@@ -293,7 +293,7 @@ def analyze_many(
         if on_pass is not None:
             on_pass(len(batch))
         for case, run in zip(batch, runs):
-            yield case.index, run
+            yield case.index, _with_answer(loaded, case, run, lens, layers, decode, factor)
 
 
 def _prefix_keys(cases: Sequence[_Case]) -> list[tuple[int, ...]]:
@@ -316,11 +316,16 @@ def _embedding(loaded: LoadedModel, config: AnalysisConfig) -> tuple[Any, float 
     return dataclasses.replace(info, embedding_scale=scale), scale / builtin
 
 
-def _take_answer_rows(batch: list[_Case], gathered: dict[int, Any], layers: list[int], n_layers: int) -> dict[int, Any]:
-    """Each case's answer rows (``AnswerPlan.rows`` / ``final_rows``) out of the gathered ``[rows, H]``; returns
-    ``[B, H]`` per block: each case's last prompt position, as ``capture_last_positions`` gives without answers."""
+def _gather(
+    parts: LensParts, batch: list[_Case], layers: list[int], n_layers: int, factor: float | None
+) -> dict[int, Any]:
+    """The batch's forward pass (``capture_last_positions`` at each case's ``positions``); each case's answer rows
+    (``AnswerPlan.rows`` / ``final_rows``) kept in its plan. Returns ``[B, H]`` per block: each case's last prompt
+    position, as ``capture_last_positions`` gives without answers."""
     from ..lens.readout import mx
 
+    positions = [c.positions for c in batch]
+    gathered = capture_last_positions(parts, [c.run_ids for c in batch], layers, factor, positions=positions)
     firsts, at = [], 0
     for case in batch:
         n = len(case.positions)
@@ -334,6 +339,26 @@ def _take_answer_rows(batch: list[_Case], gathered: dict[int, Any], layers: list
         return gathered
     index = mx.array(firsts, dtype=mx.int32)
     return {i: gathered[i][index] for i in gathered}
+
+
+def _with_answer(
+    loaded: LoadedModel,
+    case: _Case,
+    run: LensRun | LazarusError,
+    lens: Lens,
+    layers: list[int],
+    decode: Any,
+    factor: float | None,
+) -> LensRun | LazarusError:
+    """``run`` with its case's answer read from the rows its pass gathered (as ``engine.analyze`` reads it)."""
+    if case.answer is None or isinstance(run, LazarusError):
+        return run
+    try:
+        answer = case.answer.reading(loaded, lens, layers, decode, factor)
+    except LazarusError as exc:
+        return exc
+    timings = {**run.result.timings, "answer": round(case.answer.seconds, 4)}
+    return dataclasses.replace(run, result=dataclasses.replace(run.result, answer=answer, timings=timings))
 
 
 def _run_batch(
@@ -354,10 +379,7 @@ def _run_batch(
 
     parts = loaded.parts
     t1 = time.perf_counter()
-    gathered = capture_last_positions(
-        parts, [c.run_ids for c in batch], layers, factor, positions=[c.positions for c in batch]
-    )
-    sink = _take_answer_rows(batch, gathered, layers, n_layers)
+    sink = _gather(parts, batch, layers, n_layers, factor)
     # Per case: its captured layers as the lens reads them, then the last block's output (the final row).
     per_case = len(layers) + 1
     rows = mx.concatenate(
@@ -379,11 +401,6 @@ def _run_batch(
                 runs.append(exc)
                 continue
             ids = case.prepared.token_ids
-            try:
-                answer = case.answer.reading(loaded, lens, layers, decode, factor) if case.answer is not None else None
-            except LazarusError as exc:
-                runs.append(exc)
-                continue
             result = AnalysisResult(
                 model=info,
                 prompt=case.prompt,
@@ -405,10 +422,7 @@ def _run_batch(
                     "grid": 0.0,
                 },
                 lens=lens.record(),
-                answer=answer,
             )
-            if case.answer is not None:
-                result.timings.update(answer=round(case.answer.seconds, 4))
             runs.append(
                 LensRun(
                     result=result,
