@@ -184,11 +184,66 @@ def _answer_config(raw: bool, **answer):
     )
 
 
+def _assert_same_answers(alone, got) -> None:
+    import numpy as np
+
+    for i, run in enumerate(alone):
+        a, b = run.result, got[i].result
+        assert [p.top_tokens[0].token_id for p in b.layer_predictions] == [
+            p.top_tokens[0].token_id for p in a.layer_predictions
+        ]
+        if a.answer is None:
+            assert b.answer is None
+            continue
+        assert b.answer is not None
+        x, y = a.answer, b.answer
+        assert (y.text, y.start, y.source, y.stop_reason) == (x.text, x.start, x.source, x.stop_reason)
+        assert [t.token_id for t in y.tokens] == [t.token_id for t in x.tokens] and y.tokens
+        assert y.divergence_index == x.divergence_index
+        assert abs(y.sequence_logprob - x.sequence_logprob) < 1e-3
+        for s, t in zip(x.tokens, y.tokens, strict=True):
+            assert t.position == s.position
+            assert np.allclose(t.probs, s.probs, atol=1e-4, rtol=0)
+            assert t.ranks[-1] == s.ranks[-1] and t.emergence_layer == s.emergence_layer
+            assert np.allclose(t.kl_to_final, s.kl_to_final, atol=1e-4, rtol=1e-4)
+
+
+def test_batched_answers_equal_each_case_alone_on_a_tiny_model(tmp_path):
+    """A tiny random llama (no weights to download): teacher-forced and generated answers, raw and chat
+    prompts sharing a chat prefix, in one batch and in batches of two, equal each case alone."""
+    from tiny_models import build_tiny_model, save_tiny_tokenizer
+
+    from lazarus_report.commands.analyzer import ModelAnalyzer
+    from lazarus_report.engine import batched
+    from lazarus_report.engine.run import analyze
+
+    chat = (
+        "{% for m in messages %}<s>system\nYou are a helpful assistant; the capital of France is Paris</s>\n"
+        "<s>{{ m['role'] }}\n{{ m['content'] }}</s>\n{% endfor %}<s>assistant\n"
+    )
+    build_tiny_model("llama", tmp_path, seed=4)
+    save_tiny_tokenizer(tmp_path, chat_template=chat)
+    analyzer = ModelAnalyzer.load(str(tmp_path))
+    lens = analyzer.lens("logit")
+    prompts = ["the capital of France is", "what is the weather in Paris", "what is the weather", "hello", "one two"]
+    configs = [
+        _answer_config(True, answer=" Paris and the river"),
+        _answer_config(False, answer="the weather in Paris is mild"),
+        _answer_config(False, generate=6),
+        _answer_config(False),
+        _answer_config(True, generate=3),
+    ]
+    alone = [analyze(analyzer.loaded, p, c, lens=lens) for p, c in zip(prompts, configs)]
+    for size in (None, 2):
+        _assert_same_answers(
+            alone, dict(batched.analyze_many(analyzer.loaded, prompts, configs, lens=lens, batch_size=size))
+        )
+
+
 @pytest.mark.slow
 def test_batched_answers_equal_each_case_alone(smollm2_gguf):
     """Answers in a batch (teacher-forced and generated, raw and chat, with a shared chat prefix) read the same
     rows as each case alone through ``engine.analyze``, within float32 rounding."""
-    import numpy as np
 
     from lazarus_report.commands.analyzer import ModelAnalyzer
     from lazarus_report.engine import batched
@@ -212,25 +267,9 @@ def test_batched_answers_equal_each_case_alone(smollm2_gguf):
     ]
     alone = [analyze(analyzer.loaded, p, c, lens=lens) for p, c in zip(prompts, configs)]
     for size in (None, 2):
-        got = dict(batched.analyze_many(analyzer.loaded, prompts, configs, lens=lens, batch_size=size))
-        for i, run in enumerate(alone):
-            a, b = run.result, got[i].result
-            assert [p.top_tokens[0].token_id for p in b.layer_predictions] == [
-                p.top_tokens[0].token_id for p in a.layer_predictions
-            ]
-            if a.answer is None:
-                assert b.answer is None
-                continue
-            assert b.answer is not None
-            x, y = a.answer, b.answer
-            assert (y.text, y.start, y.source, y.stop_reason) == (x.text, x.start, x.source, x.stop_reason)
-            assert [t.token_id for t in y.tokens] == [t.token_id for t in x.tokens]
-            assert y.divergence_index == x.divergence_index
-            assert abs(y.sequence_logprob - x.sequence_logprob) < 1e-3
-            for s, t in zip(x.tokens, y.tokens, strict=True):
-                assert np.allclose(t.probs, s.probs, atol=1e-4, rtol=0)
-                assert t.ranks[-1] == s.ranks[-1] and t.emergence_layer == s.emergence_layer
-                assert np.allclose(t.kl_to_final, s.kl_to_final, atol=1e-4, rtol=1e-4)
+        _assert_same_answers(
+            alone, dict(batched.analyze_many(analyzer.loaded, prompts, configs, lens=lens, batch_size=size))
+        )
 
 
 @pytest.mark.slow
