@@ -833,6 +833,44 @@ def bench_lens_cost(reps: int, lens_dir: Path) -> tuple[list[str], dict]:
     return rows, {"logit": p, "learned": q}
 
 
+# A 16-token answer for SmolLM2 after PROMPT (checked when the section runs).
+ANSWER16 = " Paris, the city of light, is the largest city in France and its capital"
+
+
+def bench_answers(reps: int) -> tuple[list[str], dict]:
+    """``analyze --answer`` (16 tokens) and ``analyze --generate 32`` against the plain analyze of the same prompt,
+    all layers, with ``--html``; fresh processes, interleaved (issue 19)."""
+    import tempfile
+
+    from lazarus_report.results.analysis import AnalysisResult
+
+    exe = str(Path(sys.executable).parent / "lazarus")
+    with tempfile.TemporaryDirectory(prefix="lazarus-bench-") as d:
+        base = [exe, "introspect", "analyze", "-m", ALIAS, "-p", PROMPT, "--raw", "--all-layers", "-q"]
+        plain = [*base, "--html", f"{d}/plain.html"]
+        answer = [*base, "--answer", ANSWER16, "--html", f"{d}/answer.html"]
+        generate = [*base, "--generate", "32", "--html", f"{d}/generate.html"]
+        counted = []
+        for cmd in (answer, generate):  # untimed: how many answer tokens each run reads (also warms the cache)
+            subprocess.run([*cmd, "-o", f"{d}/r.json"], capture_output=True, check=True)
+            counted.append(len(AnalysisResult.load(f"{d}/r.json").answer.tokens))
+        n_answer, n_generated = counted
+        times: dict[str, list[float]] = {"plain": [], "answer": [], "generate": []}
+        for _ in range(reps):
+            for key, cmd in (("plain", plain), ("answer", answer), ("generate", generate)):
+                times[key].append(_timed_child(cmd)[0])
+    p, a, g = (median(times[k]) for k in ("plain", "answer", "generate"))
+    rows = [
+        "| `analyze --raw --all-layers --html` | plain | with the answer | ratio | target |",
+        "|---|---|---|---|---|",
+        f"| `--answer` ({n_answer} tokens) | {fmt(p)} | {fmt(a)} | {a / p:.2f}x | <= 1.3x -> "
+        f"**{'met' if a <= 1.3 * p else 'MISSED'}** |",
+        f"| `--generate 32` ({n_generated} tokens written) | {fmt(p)} | {fmt(g)} | {g / p:.2f}x | <= 1.5x -> "
+        f"**{'met' if g <= 1.5 * p else 'MISSED'}** |",
+    ]
+    return rows, {"plain": p, "answer": a, "generate": g, "answer_tokens": n_answer, "generated": n_generated}
+
+
 def bench_attribution(reps: int) -> tuple[list[str], dict]:
     """compare --html with and without --attribution: adapter ablation (base vs base + LoRA) and activation
     patching (two files of one model, the reverse direction included: one more load)."""
@@ -1076,6 +1114,7 @@ def main() -> None:
             "memory",
             "long-prompts",
             "charts",
+            "answers",
             "suite-answers",
         ],
         help="run one section (printed, RESULTS.md untouched)",
@@ -1114,6 +1153,9 @@ def main() -> None:
         return
     if args.only == "html":
         print("\n".join(bench_html(args.reps)[0]))
+        return
+    if args.only == "answers":
+        print("\n".join(bench_answers(args.reps)[0]))
         return
     if args.only == "layout":
         from layout import bench_layout
@@ -1206,6 +1248,13 @@ def main() -> None:
         "Fresh processes, interleaved, medians. Targets (issue 13): " + HTML_TARGETS + ". The Vega bundle comes from "
         "its disk cache (the first report on a machine builds it: ~1.3 s more, once).",
         lambda: bench_html(args.reps),
+    )
+    section(
+        "Whole answers",
+        "Fresh processes, interleaved, medians. `analyze --raw --all-layers --html` of the same prompt, plain and with "
+        "a whole answer: `--answer` (16 tokens, read in the prompt's own forward pass) and `--generate 32` (greedy with "
+        "mlx-lm's KV cache, then one lens pass over the finished text). Targets (issue 19): <= 1.3x and <= 1.5x.",
+        lambda: bench_answers(args.reps),
     )
     section(
         "Attribution",

@@ -730,6 +730,51 @@ def test_lens_fit_input_refused_before_any_model_work(row, tmp_path, no_model_lo
 
 
 # --------------------------------------------------------------------------------------------
+# Issue 19: whole answers (--answer / --generate / --stop): refused before any model work, or (over the
+# context) after tokenizing and before the lens pass; nothing written either way
+# --------------------------------------------------------------------------------------------
+
+ANSWER_ROWS = [
+    ("answer-empty", [*ANALYZE, "--answer", "", "-o", "{tmp}/a.json"], "the answer (--answer) is empty"),
+    ("generate-zero", [*ANALYZE, "--generate", "0", "-o", "{tmp}/a.json"], "--generate must be at least 1"),
+    ("generate-negative", [*ANALYZE, "--generate", "-2", "--html", "{tmp}/a.html"], "--generate must be at least 1"),
+    ("answer-and-generate", [*ANALYZE, "--answer", "x", "--generate", "3"], "use one of them"),
+    ("stop-without-generate", [*ANALYZE, "--stop", "."], "--stop ends a generated answer"),
+    ("stop-empty", [*ANALYZE, "--generate", "3", "--stop", ""], "a stop string (--stop) is empty"),
+    ("compare-answer-and-generate", [*COMPARE, "--answer", "x", "--generate", "3"], "use one of them"),
+    ("compare-generate-zero", [*COMPARE, "--generate", "0", "-o", "{tmp}/c.json"], "--generate must be at least 1"),
+]
+
+
+@needs_smollm2
+@pytest.mark.parametrize("row", ANSWER_ROWS, ids=[r[0] for r in ANSWER_ROWS])
+def test_answer_options_refused_before_any_model_work(row, tmp_path, no_model_load):
+    _, args, fragment = row
+    work = tmp_path / "work"
+    work.mkdir()
+    result = invoke([a.replace("{tmp}", str(work)) for a in args])
+    assert_one_line_error(result, 2, fragment)
+    assert _files(work) == []
+
+
+@pytest.mark.slow
+@needs_smollm2
+@pytest.mark.parametrize(
+    ("extra", "fragment"),
+    [
+        (["--answer", " a" * 8300], "the prompt with its answer is"),
+        (["--generate", "9000"], "the prompt and 9000 generated tokens is"),
+    ],
+    ids=["answer-over-context", "generate-over-context"],
+)
+def test_answers_over_the_context_are_refused_and_nothing_is_written(extra, fragment, tmp_path):
+    out = tmp_path / "a.json"
+    result = invoke([*ANALYZE, *extra, "-o", str(out), "--markdown", str(tmp_path / "a.md")])
+    line = assert_one_line_error(result, 2, fragment)
+    assert "longer than the model's context of 8192" in line
+    assert _files(tmp_path) == []
+
+
 # issue 19: whole answers in suite files (refused by --validate, file and line named, nothing loaded)
 # --------------------------------------------------------------------------------------------
 

@@ -5,7 +5,7 @@ as one text, or generating with mlx-lm's KV cache); ``AnswerPlan.collect`` rides
 (``engine.run.analyze``), keeping the hidden rows at the positions that predict the answer's tokens and handing
 the prompt's rows on unchanged; ``AnswerPlan.reading`` turns them into an ``AnswerReading`` (one head matmul per
 group of layers, then ``row_stats`` against the final layer). A generated answer is read the same way, in one
-pass over the finished text (not a lens pass per generated token).
+pass of its own over the finished text (not a lens pass per generated token).
 
 Shapes: A answer tokens, L captured layers, H hidden size, V vocabulary. The collected rows are ``[A, H]`` per
 captured layer; the head's logits ``[rows, V]`` are made in groups of layers within ``GRID_BUDGET_BYTES``.
@@ -56,8 +56,11 @@ class AnswerPlan:
 
     @property
     def rides_on_prompt(self) -> bool:
-        """The answer follows the prompt's own tokens: its rows come from the prompt's forward pass."""
-        return self.start == len(self.prompt_ids)
+        """A given answer that follows the prompt's own tokens: its rows come from the prompt's forward pass.
+        A generated answer is read in one pass of its own over the finished text (a fraction of the generation's
+        cost), so the prompt's part stays bit for bit what it is without an answer: two models of a comparison
+        write different answers, and the change map tells layers that are exactly the same apart."""
+        return self.source == TEACHER_FORCED and self.start == len(self.prompt_ids)
 
     @property
     def run_ids(self) -> list[int]:
@@ -103,7 +106,7 @@ class AnswerPlan:
         from ..lens.readout import forward_chunks
 
         n_layers = loaded.info.num_layers
-        if not self.rides_on_prompt and self.ids:  # the prompt's last token(s) changed: read what the model reads
+        if not self.rides_on_prompt and self.ids:  # generated, or the boundary merged: a pass of its own
             for start, sink in forward_chunks(loaded.parts, self.sequence[:-1], layers, factor):
                 self._take(start, sink, layers, n_layers)
         tokens = _answer_tokens(loaded, self, lens, layers, decode) if self.ids else []

@@ -228,6 +228,7 @@ def analyze(
                 token_evolutions=token_evolutions_of(raw, layers, tracked),
                 grid=_as_position_grid(GridStats.joined(logit_grids), layers, shown, shown, decode),
             )
+    r0 = time.perf_counter()
     reading = answer.reading(loaded, lens, layers, decode, factor) if answer is not None else None
     t3 = time.perf_counter()
     t2 -= grid_seconds  # "lens": the forward pass and the last position; "grid": the per-position work
@@ -256,8 +257,9 @@ def analyze(
         logit_view=logit_view,
         answer=reading,
     )
-    if answer is not None:  # generation (in "tokenize") and the answer's reading (in "grid"), apart
-        result.timings.update(answer=round(answer.seconds, 4))
+    if answer is not None:  # the answer's own time (tokenizing or generating it, reading it), apart
+        spent = {"tokenize": t1 - t0 - answer.seconds, "grid": t3 - t2 - (t3 - r0), "answer": answer.seconds + t3 - r0}
+        result.timings.update({k: round(v, 4) for k, v in spent.items()})
     return LensRun(
         result=result,
         log_probs=stats.log_probs,
