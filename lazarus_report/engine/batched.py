@@ -17,11 +17,12 @@ results then differ from a run alone only by the summation order of BLAS over la
 inside the pass, never the ``[B, T, H]`` block outputs; MLX frees each block's full output once the
 next block has used it. Cases are sorted by length before they are grouped, so little is padded.
 
-**Answers.** A case with an answer (``config.answer`` or ``config.generate``: ``engine.answer``) runs its prompt
-and its answer but the last token in its row (a generated answer is written first, greedily, per case); the pass
-gathers the row's last prompt position and every position that reads an answer token, and the answer's reading
-is made from those rows as ``engine.analyze`` makes it. An answer whose first tokens merged with the prompt's
-last (``AnswerPlan.rides_on_prompt`` false) is read in a pass of its own, as ``engine.analyze`` does.
+**Answers.** A case with a teacher-forced answer (``config.answer``: ``engine.answer``) runs its prompt and its
+answer but the last token in its row; the pass gathers the row's last prompt position and every position that
+reads an answer token, and the answer's reading is made from those rows as ``engine.analyze`` makes it. An answer
+that does not ride on the prompt's pass (``AnswerPlan.rides_on_prompt`` false: a generated answer, written first
+per case, or one whose first tokens merged with the prompt's last) is read in a pass of its own, as
+``engine.analyze`` does; its prompt runs in the batch.
 
 What batches and what does not: the plain lens pass (``engine.analyze`` without a grid, without the
 change map's spilled positions and without block outputs), with or without an answer. Causal attribution needs every block's
