@@ -713,6 +713,70 @@ def bench_batched(reps: int) -> tuple[list[str], dict]:
     return rows, {"auto": a, "one": o, "cpu_ratio": cpu_ratio, "same_verdicts": same, "k_wall": wall, "k_html": size}
 
 
+# --- suites with whole answers (issue 19) ----------------------------------------------------------------
+
+
+def answer_suite_file(directory: Path, n: int, answers: bool) -> Path:
+    """``n`` one-model cases (the prompts of ``batch_suite_file``), each followed by an answer of eight words
+    from ``BATCH_TEXT`` (one token each in SmolLM2's vocabulary, with their leading spaces). ``answers``: the
+    whole answer is read (``answer:``, ``answer_top1``, ``answer_logprob_at_least``); else the case tracks the
+    answer's first token only (``track``, ``final_top1``), as suites checked answers before."""
+    vocabulary = BATCH_TEXT.split()
+    cases = []
+    for i in range(n):
+        words = [vocabulary[(i * 7 + j * 3) % len(vocabulary)] for j in range(3 + (i * 37) % 60)]
+        answer = "".join(" " + vocabulary[(i * 5 + j) % len(vocabulary)] for j in range(8))
+        case: dict = {"id": f"case-{i:04d}", "prompt": " ".join(words), "raw": i % 2 == 0}
+        if answers:
+            case.update(answer=answer, expect={"answer_top1": True, "answer_logprob_at_least": -40.0})
+        else:
+            first = answer.split(" ")[1]
+            case.update(track=[" " + first], expect={"final_top1": " " + first})
+        cases.append(case)
+    name = "answers-96" if answers else "first-token-96"
+    path = directory / f"{name}.yaml"
+    path.write_text(json.dumps({"name": name, "cases": cases}), encoding="utf-8")
+    return path
+
+
+def bench_suite_answers(reps: int) -> tuple[list[str], dict]:
+    """A 96-case one-model suite whose every case reads an 8-token answer against the same suite with
+    first-token targets, both batched (automatic size), fresh processes, interleaved."""
+    import tempfile
+
+    exe = str(Path(sys.executable).parent / "lazarus")
+    tmp = Path(tempfile.mkdtemp())
+    cmds = {
+        key: [exe, "introspect", "suite", str(answer_suite_file(tmp, 96, key == "answers")), "-m", ALIAS, "-q"]
+        + ["-o", str(tmp / f"{key}.json")]
+        for key in ("first", "answers")
+    }
+    _suite_timed(cmds["first"])  # warm the page cache and the tokenizer cache
+    walls: dict[str, list[float]] = {"first": [], "answers": []}
+    cpus: dict[str, list[float]] = {"first": [], "answers": []}
+    engine: dict[str, list[float]] = {"first": [], "answers": []}
+    for _ in range(reps):
+        for key in ("first", "answers"):
+            walls[key].append(_suite_timed(cmds[key], cpus[key])[0])
+            engine[key].append(json.loads((tmp / f"{key}.json").read_text())["timings"]["engine"])
+    data = json.loads((tmp / "answers.json").read_text())
+    lengths = [len(c["analysis"]["answer"]["tokens"]) for c in data["cases"] if c["analysis"]]
+    passes = [json.loads((tmp / f"{k}.json").read_text())["execution"]["forward_passes"][0] for k in cmds]
+    f, a = median(walls["first"]), median(walls["answers"])
+    ef, ea = median(engine["first"]), median(engine["answers"])
+    rows = [
+        f"| 96-case one-model suite, SmolLM2, batched (answers of {min(lengths)}-{max(lengths)} tokens, mean "
+        f"{sum(lengths) / len(lengths):.1f}) | first-token targets | whole answers | ratio | target |",
+        "|---|---|---|---|---|",
+        f"| `suite -o` end to end (fresh process, load included) | {fmt(f)} ({passes[0]} passes) | {fmt(a)} "
+        f"({passes[1]} passes) | {a / f:.2f}x | <= 1.5x -> **{'met' if a <= 1.5 * f else 'MISSED'}** |",
+        f"| lens work alone (the result's `timings.engine`) | {fmt(ef)} | {fmt(ea)} | {ea / ef:.2f}x | |",
+        f"| CPU seconds of the whole process (user + system) | {fmt(median(cpus['first']))} | "
+        f"{fmt(median(cpus['answers']))} | {median(cpus['answers']) / median(cpus['first']):.2f}x | |",
+    ]
+    return rows, {"first": f, "answers": a, "ratio": a / f}
+
+
 # --- F: report rendering (model work excluded) -------------------------------------------------------
 
 
@@ -1041,7 +1105,18 @@ def main() -> None:
     parser.add_argument("--adapters", nargs="+")
     parser.add_argument(
         "--only",
-        choices=["suite", "distributed", "html", "layout", "batch", "memory", "long-prompts", "charts", "answers"],
+        choices=[
+            "suite",
+            "distributed",
+            "html",
+            "layout",
+            "batch",
+            "memory",
+            "long-prompts",
+            "charts",
+            "answers",
+            "suite-answers",
+        ],
         help="run one section (printed, RESULTS.md untouched)",
     )
     parser.add_argument("--probe-max-memory", help="with --memory-probe: load with this --max-memory")
@@ -1086,6 +1161,10 @@ def main() -> None:
         from layout import bench_layout
 
         print("\n".join(bench_layout()[0]))
+        return
+    if args.only == "suite-answers":
+        print("\n".join(environment()), flush=True)
+        print("\n".join(bench_suite_answers(max(1, args.reps // 2))[0]))
         return
     if args.only == "batch":
         print("\n".join(environment()), flush=True)
@@ -1254,6 +1333,13 @@ def main() -> None:
         "pass (`--batch-size 1`), interleaved. Target (issue 11): <= 0.6x, same verdicts. Then a 1,000-case suite "
         "of the same kind once, with every output, and its HTML report rendered alone from the JSON.",
         lambda: bench_batched(max(1, args.reps // 2)),
+    )
+    section(
+        "Suites with whole answers",
+        "Fresh processes, batched (automatic size). A 96-case one-model suite on SmolLM2 whose every case reads an "
+        "8-token teacher-forced answer (`answer:`, `answer_top1`, `answer_logprob_at_least`) against the same "
+        "prompts with first-token targets (`track`, `final_top1`), interleaved. Target (issue 19): <= 1.5x.",
+        lambda: bench_suite_answers(max(1, args.reps // 2)),
     )
     sections += [
         "## Where the time goes near the limits (profiled, not re-measured by this script)",

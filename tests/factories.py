@@ -897,3 +897,77 @@ def make_hostile_answer_comparison(kind: str = "aligned"):
         a2 = with_answer(r2, tokens=tokens[::-1], source="generated", stop_reason="eos", seed=2)
         return dataclasses.replace(comparison, results=[a1, a2], answer_cross=[-40.5, -38.25])
     raise ValueError(kind)
+
+
+# --- whole answers (issue 19): an AnswerReading on a result, token by token ------------------------------
+
+
+def answer_of_pieces(
+    result: AnalysisResult,
+    pieces: list[str],
+    *,
+    final_ranks: list[int] | None = None,
+    emergence: list[int | None] | None = None,
+    logprobs: list[float] | None = None,
+    source: str = "teacher-forced",
+    stop_reason: str | None = None,
+    greedy: list[str] | None = None,
+) -> AnalysisResult:
+    """``result`` with an answer of ``pieces`` (decoded tokens), read at every captured layer.
+
+    Per token ``k``: ``final_ranks[k]`` (default 1), ``emergence[k]`` (the first captured layer where it is top-1;
+    default: the last layer when its final rank is 1, else never; the rank is 1 from there on), ``logprobs[k]``
+    (default log 0.9 for a top-1, log 0.05 otherwise), ``greedy[k]``: the model's own top-1 where the answer token
+    is not (default ``" <alt>"``). Divergence and sequence log-probability follow from these.
+    """
+    import dataclasses as _dc
+
+    from lazarus_report.results.answer import AnswerReading, AnswerToken
+
+    layers = result.captured_layers
+    n = len(pieces)
+    final_ranks = final_ranks or [1] * n
+    tokens = []
+    start = len(result.token_ids)
+    for k, piece in enumerate(pieces):
+        rank = final_ranks[k]
+        first = emergence[k] if emergence is not None else (layers[-1] if rank == 1 else None)
+        lp = logprobs[k] if logprobs is not None else math.log(0.9 if rank == 1 else 0.05)
+        ranks = [1 if first is not None and layer >= first else max(rank, 2) for layer in layers]
+        ranks[-1] = rank
+        probs = [0.9 if r == 1 else 0.05 for r in ranks]
+        probs[-1] = math.exp(lp)
+        alt = greedy[k] if greedy is not None else " <alt>"
+        tops = [
+            [TokenProb(token_id=_token_id(piece), token=piece, prob=p)]
+            if r == 1
+            else [TokenProb(token_id=_token_id(alt), token=alt, prob=0.5)]
+            for r, p in zip(ranks, probs)
+        ]
+        stable = next((layer for i, layer in enumerate(layers) if all(r == 1 for r in ranks[i:])), None)
+        tokens.append(
+            AnswerToken(
+                token_id=_token_id(piece),
+                token=piece,
+                position=start + k,
+                probs=probs,
+                ranks=ranks,
+                entropy=[1.0] * len(layers),
+                kl_to_final=[0.5] * len(layers),
+                top_tokens=tops,
+                logprob=lp,
+                emergence_layer=first if rank == 1 or first is not None else None,
+                stable_from_layer=stable,
+            )
+        )
+    divergence = next((k for k, r in enumerate(final_ranks) if r != 1), None)
+    answer = AnswerReading(
+        source=source,
+        text="".join(pieces),
+        start=start,
+        tokens=tokens,
+        sequence_logprob=sum(t.logprob for t in tokens),
+        divergence_index=divergence,
+        stop_reason=stop_reason if source == "generated" else None,
+    )
+    return _dc.replace(result, answer=answer)  # token_ids stay the prompt's, as the engine writes them

@@ -775,3 +775,32 @@ def test_answers_over_the_context_are_refused_and_nothing_is_written(extra, frag
     line = assert_one_line_error(result, 2, fragment)
     assert "longer than the model's context of 8192" in line
     assert _files(tmp_path) == []
+
+
+# issue 19: whole answers in suite files (refused by --validate, file and line named, nothing loaded)
+# --------------------------------------------------------------------------------------------
+
+ANSWER_SUITES = [
+    ("bad-regex", "    generate: 8\n    expect:\n      generated_matches: 'get_weather(city'\n", 6,
+     "expect.generated_matches is not a valid regular expression: missing ), unterminated subpattern"),
+    ("answer-and-generate", "    answer: ' Paris'\n    generate: 4\n", 5, "answer and generate exclude each other"),
+    ("empty-answer", "    answer: ''\n", 4, "answer must not be an empty string"),
+    ("generate-zero", "    generate: 0\n", 4, "generate must be a whole number of tokens >= 1, got 0"),
+    ("stop-alone", "    stop: ')'\n", 4, "stop is only used with generate: N"),
+    ("answer-check-without-answer", "    expect:\n      answer_top1: true\n", 5,
+     "answer_top1 is about the case's answer: add 'answer: TEXT' or 'generate: N'"),
+    ("positive-logprob", "    answer: x\n    expect:\n      answer_logprob_at_least: 2\n", 6,
+     "answer_logprob_at_least must be a natural log-probability <= 0"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("row", ANSWER_SUITES, ids=[r[0] for r in ANSWER_SUITES])
+def test_suite_answer_fields_refused_with_file_and_line(row, tmp_path, no_model_load):
+    _, body, line, fragment = row
+    path = tmp_path / "answers.yaml"
+    path.write_text("cases:\n  - id: a\n    prompt: What's the weather in Paris?\n" + body, encoding="utf-8")
+    for args in (["--validate"], ["-m", MODEL, "-o", str(tmp_path / "out.json")]):
+        result = invoke(["introspect", "suite", str(path), *args])
+        message = assert_one_line_error(result, 2, f"{path}:{line}: case 'a': ")
+        assert fragment in message
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["answers.yaml"]  # nothing written

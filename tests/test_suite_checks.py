@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 
 import pytest
-from factories import make_comparison, make_result
+from factories import answer_of_pieces, make_comparison, make_result
 
 from lazarus_report.results.analysis import AnalysisResult
 from lazarus_report.results.comparison import ComparisonResult
@@ -441,3 +441,139 @@ def test_hostile_tokens_stay_on_one_ascii_line():
             assert text.isascii() and "\n" not in text, text
     assert outcomes[0].name == "base not_top1 '\\u202e\\n<b>'"
     assert ascii(token) in outcomes[0].actual
+
+
+# --- whole answers (issue 19) ------------------------------------------------------------------
+
+WEATHER = ["get", "_weather", "(", "city", '="', "Paris", '")']
+
+
+def answer_case(body: str, *, answer: str = 'get_weather(city="Paris")') -> CaseSpec:
+    key = "generate: 16" if answer == "" else f"answer: {answer!r}"
+    text = f"- id: c\n  prompt: What is the weather in Paris?\n  {key}\n{body}"
+    return parse_suite(text, "suite.yaml").cases[0]
+
+
+def test_answer_top1_names_the_first_token_greedy_would_not_write():
+    case = answer_case("  expect:\n    answer_top1: true\n")
+    ok = answer_of_pieces(make_result(), WEATHER)
+    [passed] = evaluate_case(case, analysis=ok)
+    assert (passed.name, passed.status, passed.actual) == ("model answer_top1", PASSED, "all 7 tokens top-1")
+    bad = answer_of_pieces(make_result(), WEATHER, final_ranks=[1, 3, 1, 4, 1, 1, 1], greedy=[""] + [" wether"] * 6)
+    [failed] = evaluate_case(case, analysis=bad)
+    assert failed.status == FAILED
+    assert failed.message == (
+        "model: token 2 of 7 '_weather' is rank 3 at the final layer (needs top-1; the model writes ' wether' (50%) "
+        "there)"
+    )
+    assert failed.actual == "token 2 of 7 '_weather' is rank 3"
+    assert failed.expected == "every answer token top-1 (greedy writes the answer)"
+
+
+def test_answer_logprob_at_least_names_the_least_likely_token():
+    case = answer_case("  expect:\n    answer_logprob_at_least: -2.5\n")
+    lps = [-0.1, -0.2, -0.05, -1.9, -0.1, -0.3, -0.1]  # sum -2.75
+    [failed] = evaluate_case(
+        case, analysis=answer_of_pieces(make_result(), WEATHER, logprobs=lps, final_ranks=[1, 1, 1, 2, 1, 1, 1])
+    )
+    assert failed.status == FAILED
+    assert failed.message == (
+        "model: log p(answer) = -2.75 (7 tokens), expected >= -2.5; the least likely is token 4 of 7 'city': "
+        "log p -1.9, rank 2"
+    )
+    lps[3] = -1.6  # sum -2.45
+    [passed] = evaluate_case(case, analysis=answer_of_pieces(make_result(), WEATHER, logprobs=lps))
+    assert passed.status == PASSED and passed.actual == "log p(answer) = -2.45"
+
+
+@pytest.mark.parametrize(
+    "bound, status, message",
+    [
+        ("20", PASSED, "model: every token top-1 by layer 20 (depth 69%), expected token top-1 by layer 20"),
+        (
+            "19",
+            FAILED,
+            "model: token 3 of 7 '(' is rank 2 at layer 19 (needs top-1 by layer 19; first top-1 at layer 20)",
+        ),
+        ("'50%'", FAILED, "model: token 2 of 7 '_weather' is rank 2 at layer 14 (needs top-1 by layer 14; first"),
+        ("0.9", FAILED, "model: token 7 of 7 '\")' is rank 5 at layer 26 (needs top-1 by layer 26; never top-1)"),
+    ],
+)
+def test_answer_emerges_by_layer_names_the_first_late_token(bound, status, message):
+    case = answer_case(f"  expect:\n    answer_emerges_by_layer: {bound}\n")
+    emergence = [3, 15, 20, 10, 4, 12, 18]
+    if bound == "0.9":
+        result = answer_of_pieces(make_result(), WEATHER, emergence=[*emergence[:6], None], final_ranks=[1] * 6 + [5])
+    else:
+        result = answer_of_pieces(make_result(), WEATHER, emergence=emergence)
+    [outcome] = evaluate_case(case, analysis=result)
+    assert outcome.status == status
+    assert outcome.message.startswith(message), outcome.message
+
+
+def test_answer_emerges_beyond_the_model_is_an_error():
+    case = answer_case("  expect:\n    answer_emerges_by_layer: 40\n")
+    [outcome] = evaluate_case(case, analysis=answer_of_pieces(make_result(), WEATHER))
+    assert outcome.status == ERROR and "beyond this model's layers 0..29" in outcome.message
+
+
+def test_answer_checks_without_an_answer_in_the_run_are_errors():
+    case = answer_case("  expect:\n    answer_top1: true\n")
+    [outcome] = evaluate_case(case, analysis=make_result())
+    assert outcome.status == ERROR
+    assert outcome.message == "model: answer_top1 cannot be checked: no answer was read in this run"
+
+
+def test_generated_startswith_and_matches():
+    case = answer_case(
+        "  expect:\n    generated_startswith: get_weather(\n    generated_matches: 'city=\"(Paris|Lyon)\"'\n",
+        answer="",
+    )
+    good = answer_of_pieces(make_result(), WEATHER, source="generated", stop_reason="eos")
+    starts, matches = evaluate_case(case, analysis=good)
+    assert (starts.name, starts.status) == ("model generated_startswith", PASSED)
+    assert starts.actual == "generated 'get_weather(city=\"Paris\")' (7 tokens, stopped: eos)"
+    assert matches.status == PASSED
+    typo = ["get", "_w", "ether", "(", "city", '="', "Paris", '")']
+    bad = answer_of_pieces(make_result(), typo, source="generated", stop_reason="length")
+    starts, matches = evaluate_case(case, analysis=bad)
+    assert starts.status == FAILED
+    assert starts.message == (
+        "model: generated 'get_wether(city=\"Paris\")' (8 tokens, stopped: length) does not start with "
+        "'get_weather(': it differs at character 7, in token 3 of 8 'ether' (rank 1, p 90%)"
+    )
+    assert matches.status == PASSED
+    short = answer_of_pieces(make_result(), ["get"], source="generated", stop_reason="stop")
+    starts, matches = evaluate_case(case, analysis=short)
+    assert starts.message.endswith("does not start with 'get_weather(': it ends after 3 characters (stop)")
+    assert matches.status == FAILED and matches.message.endswith("does not match 'city=\"(Paris|Lyon)\"'")
+
+
+def test_generated_checks_on_a_teacher_forced_answer_are_errors():
+    case = answer_case("  expect:\n    generated_startswith: get\n", answer="")
+    [outcome] = evaluate_case(case, analysis=answer_of_pieces(make_result(), WEATHER))
+    assert outcome.status == ERROR and "needs a generated answer" in outcome.message
+
+
+def test_no_regression_of_answer_logprob():
+    c = make_comparison("same_tokenizer")
+    case = answer_case("  no_regression_of: {answer_logprob: 0.5}\n")
+    base = answer_of_pieces(c.results[0], WEATHER, logprobs=[-0.1] * 7)  # -0.7
+    ok = answer_of_pieces(c.results[1], WEATHER, logprobs=[-0.1] * 6 + [-0.5])  # -1.1: dropped 0.4
+    [passed] = evaluate_case(case, comparison=with_results(c, base, ok))
+    assert passed.name == "comparison no_regression answer_logprob"
+    assert passed.status == PASSED
+    assert passed.message == "comparison: tuned log p(answer) = -1.1, base -0.7 (change -0.4 nats, tolerance 0.5)"
+    worse = answer_of_pieces(
+        c.results[1], WEATHER, logprobs=[-0.1, -0.1, -1.2, -0.1, -0.1, -0.1, -0.1], final_ranks=[1, 1, 3, 1, 1, 1, 1]
+    )
+    [failed] = evaluate_case(case, comparison=with_results(c, base, worse))
+    assert failed.status == FAILED
+    assert failed.message == (
+        "comparison: tuned log p(answer) = -1.8, base -0.7 (dropped 1.1 nats, more than the tolerance 0.5); "
+        "most at token 3 of 7 '(': log p -1.2 (base -0.1), rank 3 (base 1)"
+    )
+    assert failed.expected == "log p(answer) >= -1.2 (base -0.7 - tolerance 0.5 nats)"
+    # one model: the comparison check is skipped, the reason says why
+    [skipped] = evaluate_case(case, analysis=base)
+    assert skipped.status == SKIPPED and "needs two models" in skipped.message

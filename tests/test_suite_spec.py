@@ -308,7 +308,8 @@ YAML_ERRORS = {
         _yaml_case("    colour: red\n"),
         "colour",
         "case 'paris': unknown key 'colour' in case (allowed: id, prompt, description, raw, top_k, track, "
-        "expect, expect_base, expect_tuned, no_regression_of, tolerance, group, changes_only_in_layers)",
+        "expect, expect_base, expect_tuned, no_regression_of, tolerance, group, changes_only_in_layers, "
+        "answer, generate, stop)",
     ),
     "unknown top-level key": (
         "nmae: x\ncases:\n  - {id: a, prompt: p}\n",
@@ -477,12 +478,13 @@ YAML_ERRORS = {
         _yaml_case("    no_regression_of: []\n"),
         "no_regression_of",
         "case 'paris': no_regression_of is empty (name at least one of final_prob, final_top1, emergence, "
-        "or remove it)",
+        "answer_logprob, or remove it)",
     ),
     "unknown metric": (
         _yaml_case("    track: x\n    no_regression_of: [final_prob, final_probability]\n"),
         "no_regression_of",
-        "case 'paris': no_regression_of[1] must be one of final_prob, final_top1, emergence, got 'final_probability'",
+        "case 'paris': no_regression_of[1] must be one of final_prob, final_top1, emergence, answer_logprob, "
+        "got 'final_probability'",
     ),
     "unknown metric in a mapping": (
         _yaml_case("    track: x\n    no_regression_of:\n      emergance: 0.1\n"),
@@ -819,3 +821,173 @@ def test_invalid_cases_as_jsonl_are_rejected_by_schema_and_parser(schema, name):
     assert not _validator(schema, "#/$defs/case").is_valid(json.loads(line))
     with pytest.raises(SuiteFileError):
         parse_suite(line + "\n", "s.jsonl")
+
+
+# --- whole answers (issue 19): answer / generate / stop and the answer expectations -------------------
+
+ANSWER_YAML = """\
+cases:
+  - id: weather
+    prompt: What is the weather in Paris?
+    answer: 'get_weather(city="Paris")'
+    expect:
+      answer_top1: true
+      answer_logprob_at_least: -2.5
+      answer_emerges_by_layer: 75%
+    no_regression_of: [answer_logprob, final_top1]
+  - id: written
+    prompt: Call the weather tool for Paris.
+    generate: 16
+    stop: ")"
+    expect_tuned:
+      generated_startswith: get_weather(
+      generated_matches: 'city="?Paris'
+      answer_emerges_by_layer: 20
+    no_regression_of: final_top1
+"""
+
+
+def test_answer_cases_parse_into_specs():
+    weather, written = parse_suite(ANSWER_YAML, "s.yaml").cases
+    assert (weather.answer, weather.generate, weather.stop) == ('get_weather(city="Paris")', None, [])
+    assert [(e.check, e.side, e.value, e.tolerance, e.line) for e in weather.expectations] == [
+        ("answer_top1", "all", True, None, 6),
+        ("answer_logprob_at_least", "all", -2.5, None, 7),
+        ("answer_emerges_by_layer", "all", 0.75, None, 8),
+        ("no_regression", "comparison", "answer_logprob", 0.5, 9),
+        ("no_regression", "comparison", "final_top1", None, 9),
+    ]
+    assert weather.track == []  # an answer needs no tracked token
+    assert (written.answer, written.generate, written.stop) == (None, 16, [")"])
+    assert [(e.check, e.side, e.value) for e in written.expectations] == [
+        ("generated_startswith", "tuned", "get_weather("),
+        ("generated_matches", "tuned", 'city="?Paris'),
+        ("answer_emerges_by_layer", "tuned", 20),
+        ("no_regression", "comparison", "final_top1"),
+    ]
+    explicit = parse_suite(
+        "- {id: a, prompt: p, answer: ' x', no_regression_of: {answer_logprob: 2}}\n", "s.yaml"
+    ).cases[0]
+    assert explicit.expectations[0].tolerance == 2.0
+    jsonl = parse_suite('{"id": "a", "prompt": "p", "generate": 4, "stop": ["\\n", "."]}\n', "s.jsonl").cases[0]
+    assert (jsonl.generate, jsonl.stop) == (4, ["\n", "."])
+
+
+ANSWER_ERRORS = {
+    "empty answer": (
+        _yaml_case("    answer: ''\n"),
+        "answer:",
+        "case 'paris': answer must not be an empty string (remove it, or use generate: N)",
+    ),
+    "answer a number": (_yaml_case("    answer: 42\n"), "answer:", "case 'paris': answer must be a string, got 42"),
+    "answer and generate": (
+        _yaml_case("    answer: ' Paris'\n    generate: 3\n"),
+        "generate:",
+        "case 'paris': answer and generate exclude each other (answer: a given text read by the lens; "
+        "generate: the model writes its own)",
+    ),
+    "generate zero": (
+        _yaml_case("    generate: 0\n"),
+        "generate:",
+        "case 'paris': generate must be a whole number of tokens >= 1, got 0",
+    ),
+    "generate a float": (
+        _yaml_case("    generate: 2.5\n"),
+        "generate:",
+        "case 'paris': generate must be a whole number of tokens >= 1, got 2.5",
+    ),
+    "stop without generate": (
+        _yaml_case("    answer: x\n    stop: ')'\n"),
+        "stop:",
+        "case 'paris': stop is only used with generate: N, which this case lacks",
+    ),
+    "stop empty string": (
+        _yaml_case("    generate: 3\n    stop: ['.', '']\n"),
+        "''",
+        "case 'paris': stop[1] must not be an empty string",
+    ),
+    "answer check without an answer": (
+        _yaml_case("    expect:\n      answer_top1: true\n"),
+        "answer_top1",
+        "case 'paris': answer_top1 is about the case's answer: add 'answer: TEXT' or 'generate: N'",
+    ),
+    "generated check on a teacher-forced answer": (
+        _yaml_case("    answer: ' Paris'\n    expect:\n      generated_startswith: ' Paris'\n"),
+        "generated_startswith",
+        "case 'paris': generated_startswith checks what the model writes: add 'generate: N' to the case",
+    ),
+    "answer_top1 false": (
+        _yaml_case("    answer: x\n    expect:\n      answer_top1: false\n"),
+        "answer_top1",
+        "case 'paris': expect.answer_top1 takes true (remove it to not check), got false",
+    ),
+    "positive log-probability": (
+        _yaml_case("    answer: x\n    expect:\n      answer_logprob_at_least: 0.5\n"),
+        "answer_logprob",
+        "case 'paris': expect.answer_logprob_at_least must be a natural log-probability <= 0 (e.g. -2.5 for a "
+        "sequence probability of about 8%), got 0.5",
+    ),
+    "answer depth above 1": (
+        _yaml_case("    answer: x\n    expect:\n      answer_emerges_by_layer: 1.5\n"),
+        "answer_emerges",
+        "case 'paris': expect.answer_emerges_by_layer: a relative depth must be between 0.0 and 1.0, got 1.5 "
+        "(write an integer like 1 for an absolute layer)",
+    ),
+    "bad regular expression": (
+        _yaml_case("    generate: 8\n    expect:\n      generated_matches: 'get_weather(city'\n"),
+        "generated_matches",
+        "case 'paris': expect.generated_matches is not a valid regular expression: missing ), unterminated "
+        "subpattern (at character 11)",
+    ),
+    "empty startswith": (
+        _yaml_case("    generate: 8\n    expect:\n      generated_startswith: ''\n"),
+        "generated_startswith",
+        "case 'paris': expect.generated_startswith must not be an empty string",
+    ),
+    "answer_logprob regression on generated answers": (
+        _yaml_case("    generate: 8\n    no_regression_of: answer_logprob\n"),
+        "no_regression_of",
+        "case 'paris': no_regression_of answer_logprob compares both models on the same text: add 'answer: "
+        "TEXT' (with generate each model writes its own)",
+    ),
+    "negative answer_logprob tolerance": (
+        _yaml_case("    answer: x\n    no_regression_of: {answer_logprob: -1}\n"),
+        "no_regression_of",
+        "case 'paris': no_regression_of.answer_logprob must be a tolerance in nats >= 0 (how far the tuned "
+        "model's answer log-probability may fall below the base's), got -1",
+    ),
+}
+
+
+@pytest.mark.parametrize("name", list(ANSWER_ERRORS))
+def test_answer_errors_name_file_line_and_key(name):
+    text, marker, message = ANSWER_ERRORS[name]
+    assert error_of(text) == f"suite.yaml:{line_of(text, marker)}: {message}"
+
+
+def test_answer_suite_validates_against_the_schema(schema):
+    _validator(schema).validate(yaml.safe_load(ANSWER_YAML))
+    _draft7_validator(schema).validate(yaml.safe_load(ANSWER_YAML))
+
+
+ANSWER_INVALID = {
+    "answer and generate": "- {id: a, prompt: p, answer: x, generate: 3}",
+    "empty answer": "- {id: a, prompt: p, answer: ''}",
+    "generate zero": "- {id: a, prompt: p, generate: 0}",
+    "stop alone": "- {id: a, prompt: p, stop: x}",
+    "stop empty list": "- {id: a, prompt: p, generate: 2, stop: []}",
+    "answer_top1 false": "- {id: a, prompt: p, answer: x, expect: {answer_top1: false}}",
+    "positive logprob bound": "- {id: a, prompt: p, answer: x, expect: {answer_logprob_at_least: 1}}",
+    "answer depth 150%": "- {id: a, prompt: p, answer: x, expect: {answer_emerges_by_layer: '150%'}}",
+    "empty startswith": "- {id: a, prompt: p, generate: 3, expect: {generated_startswith: ''}}",
+    "negative answer tolerance": "- {id: a, prompt: p, answer: x, no_regression_of: {answer_logprob: -1}}",
+}
+
+
+@pytest.mark.parametrize("name", list(ANSWER_INVALID))
+def test_invalid_answer_cases_are_rejected_by_schema_and_parser(schema, name):
+    text = ANSWER_INVALID[name]
+    assert not _validator(schema).is_valid(yaml.safe_load(text)), "the schema accepts it"
+    assert not _draft7_validator(schema).is_valid(yaml.safe_load(text)), "the schema read as draft-07 accepts it"
+    with pytest.raises(SuiteFileError):
+        parse_suite(text, "s.yaml")

@@ -41,10 +41,17 @@ ROLES_ONE = ["model"]
 
 
 def case_config(case: CaseSpec, lens: str = "logit") -> Any:
-    """The analysis settings of one case: all layers (emergence needs every layer), no grid."""
+    """The analysis settings of one case: all layers (emergence needs every layer), no grid; its answer
+    (``answer``, or ``generate`` and ``stop``) when it has one (batched like the others)."""
     from ..core.config import AnalysisConfig, LayerStrategy
 
+    answer: dict[str, Any] = {}
+    if case.answer is not None:
+        answer["answer"] = case.answer
+    if case.generate is not None:
+        answer.update(generate=case.generate, stop=list(case.stop))
     return AnalysisConfig(
+        **answer,
         layer_strategy=LayerStrategy.ALL,
         top_k=case.top_k,
         track_tokens=list(case.track),

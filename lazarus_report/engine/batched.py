@@ -17,8 +17,15 @@ results then differ from a run alone only by the summation order of BLAS over la
 inside the pass, never the ``[B, T, H]`` block outputs; MLX frees each block's full output once the
 next block has used it. Cases are sorted by length before they are grouped, so little is padded.
 
+**Answers.** A case with a teacher-forced answer (``config.answer``: ``engine.answer``) runs its prompt and its
+answer but the last token in its row; the pass gathers the row's last prompt position and every position that
+reads an answer token, and the answer's reading is made from those rows as ``engine.analyze`` makes it. An answer
+that does not ride on the prompt's pass (``AnswerPlan.rides_on_prompt`` false: a generated answer, written first
+per case, or one whose first tokens merged with the prompt's last) is read in a pass of its own, as
+``engine.analyze`` does; its prompt runs in the batch.
+
 What batches and what does not: the plain lens pass (``engine.analyze`` without a grid, without the
-change map's spilled positions and without block outputs). Causal attribution needs every block's
+change map's spilled positions and without block outputs), with or without an answer. Causal attribution needs every block's
 output of each case: the suite runner runs those cases one at a time (and says so in the result).
 """
 
@@ -39,6 +46,7 @@ if TYPE_CHECKING:
     from ..lens.learned.artefact import Lens
     from ..models.families import LensParts
     from ..models.loader import LoadedModel
+    from .answer import AnswerPlan
     from .prompt import PreparedPrompt
     from .run import LensRun
 
@@ -133,9 +141,11 @@ def capture_last_positions(
     layer_indices: Sequence[int],
     embedding_factor: float | None = None,
     share_prefix: bool = True,
+    positions: Sequence[Sequence[int]] | None = None,
 ) -> dict[int, Any]:
     """One forward pass over several prompts (right-padded); per requested block, ``[B, H]``: each
-    prompt's hidden state at its own last token, in ``token_ids`` order.
+    prompt's hidden state at its own last token, in ``token_ids`` order. ``positions``: per prompt, the
+    positions to gather instead (ascending): ``[sum of their counts, H]``, prompt by prompt.
 
     ``share_prefix``: when the prompts start with the same ``MIN_SHARED_PREFIX`` or more tokens (a chat
     template's system prompt), that prefix runs once, its keys and values are repeated for every row, and
@@ -147,7 +157,10 @@ def capture_last_positions(
     lengths = [len(ids) for ids in token_ids]
     if not lengths or min(lengths) < 1:
         raise ValueError("every prompt of a batch needs at least one token")
+    if positions is None:
+        positions = [[n - 1] for n in lengths]
     prefix = shared_prefix(token_ids) if share_prefix and len(token_ids) > 1 else 0
+    prefix = min(prefix, *(p[0] for p in positions))  # every gathered position runs in the batched part
     cache = _prefix_cache(parts) if prefix >= MIN_SHARED_PREFIX else None
     if cache is None:
         prefix = 0
@@ -156,8 +169,8 @@ def capture_last_positions(
     # The padding id is never attended to by a real token; the prompt's own first token keeps it a valid id.
     padded = [ids + [ids[0]] * (width - len(ids)) for ids in rest]
     inputs = mx.array(padded, dtype=mx.int32)
-    rows = mx.arange(len(lengths))
-    cols = mx.array([len(ids) - 1 for ids in rest], dtype=mx.int32)
+    rows = mx.array([r for r, p in enumerate(positions) for _ in p], dtype=mx.int32)
+    cols = mx.array([c - prefix for p in positions for c in p], dtype=mx.int32)
     with embedding_scaled(parts, embedding_factor):
         if cache is not None:
             parts.backbone(mx.array([list(token_ids[0][:prefix])], dtype=mx.int32), cache=cache)
@@ -183,6 +196,20 @@ class _Case:
     tracked: list[Any]
     single_token: list[bool]
     tokenize_seconds: float
+    answer: AnswerPlan | None = None
+
+    @property
+    def run_ids(self) -> list[int]:
+        """The tokens of its row: the prompt, and its answer but the last token when the answer rides on it."""
+        return list(self.prepared.token_ids) if self.answer is None else self.answer.run_ids
+
+    @property
+    def positions(self) -> list[int]:
+        """The positions its row is read at: the prompt's last, then those reading the answer's later tokens."""
+        last = len(self.prepared.token_ids) - 1
+        if self.answer is None or not self.answer.rides_on_prompt:
+            return [last]
+        return list(range(last, len(self.answer.run_ids)))
 
 
 def analyze_many(
@@ -199,12 +226,14 @@ def analyze_many(
     batch by batch (not in prompt order), so a caller can store or drop each run before the next batch.
 
     Every config must read the same layers with the same embedding scale and lens, and compute no grid
-    (what varies per prompt: ``top_k``, ``track_tokens``, ``use_chat_template``). ``batch_size``: see
+    (what varies per prompt: ``top_k``, ``track_tokens``, ``use_chat_template``, ``answer``, ``generate``,
+    ``stop``). ``batch_size``: see
     ``plan_batches``. ``on_pass(n)``: called after each forward pass with the number of prompts it held.
     Each result's ``timings`` carry its own tokenization and an equal share of its batch's forward pass, head
     and statistics, so summed over the cases they add up to the work done.
     """
     from ..core.config import check_text, select_layers
+    from .answer import plan_answer
     from .prompt import check_length, format_prompt, track_tokens
 
     check_batch_size(batch_size)
@@ -232,11 +261,12 @@ def analyze_many(
             prepared = format_prompt(loaded, prompt, config.use_chat_template)
             check_length(loaded, len(prepared.token_ids))
             tracked = track_tokens(loaded, config.track_tokens)
+            answer = plan_answer(loaded, prepared, config, factor)  # a generated answer is written here
         except LazarusError as exc:
             failed.append((i, exc))
             continue
         single = [len(loaded.tokenizer.encode_plain(t)) == 1 for t in config.track_tokens]
-        cases.append(_Case(i, prompt, config, prepared, tracked, single, time.perf_counter() - t0))
+        cases.append(_Case(i, prompt, config, prepared, tracked, single, time.perf_counter() - t0, answer))
     yield from failed
 
     from ..core.runtime import versions
@@ -244,13 +274,13 @@ def analyze_many(
 
     decode = Decoder(loaded.tokenizer)
     recorded = versions()  # once: importlib.metadata costs ~9 ms per call
-    for group in plan_batches([len(c.prepared.token_ids) for c in cases], batch_size, _prefix_keys(cases)):
+    for group in plan_batches([len(c.run_ids) for c in cases], batch_size, _prefix_keys(cases)):
         batch = [cases[j] for j in group]
         runs = _run_batch(loaded, batch, layers, n_layers, info, factor, lens, decode, recorded)
         if on_pass is not None:
             on_pass(len(batch))
         for case, run in zip(batch, runs):
-            yield case.index, run
+            yield case.index, _with_answer(loaded, case, run, lens, layers, decode, factor)
 
 
 def _prefix_keys(cases: Sequence[_Case]) -> list[tuple[int, ...]]:
@@ -273,6 +303,51 @@ def _embedding(loaded: LoadedModel, config: AnalysisConfig) -> tuple[Any, float 
     return dataclasses.replace(info, embedding_scale=scale), scale / builtin
 
 
+def _gather(
+    parts: LensParts, batch: list[_Case], layers: list[int], n_layers: int, factor: float | None
+) -> dict[int, Any]:
+    """The batch's forward pass (``capture_last_positions`` at each case's ``positions``); each case's answer rows
+    (``AnswerPlan.rows`` / ``final_rows``) kept in its plan. Returns ``[B, H]`` per block: each case's last prompt
+    position, as ``capture_last_positions`` gives without answers."""
+    from ..lens.readout import mx
+
+    positions = [c.positions for c in batch]
+    gathered = capture_last_positions(parts, [c.run_ids for c in batch], layers, factor, positions=positions)
+    firsts, at = [], 0
+    for case in batch:
+        n = len(case.positions)
+        firsts.append(at)
+        if case.answer is not None and case.answer.rides_on_prompt:
+            for i in layers:
+                case.answer.rows[i] = [gathered[i][at : at + n]]
+            case.answer.final_rows = [gathered[n_layers - 1][at : at + n]]
+        at += n
+    if at == len(batch):
+        return gathered
+    index = mx.array(firsts, dtype=mx.int32)
+    return {i: gathered[i][index] for i in gathered}
+
+
+def _with_answer(
+    loaded: LoadedModel,
+    case: _Case,
+    run: LensRun | LazarusError,
+    lens: Lens,
+    layers: list[int],
+    decode: Any,
+    factor: float | None,
+) -> LensRun | LazarusError:
+    """``run`` with its case's answer read from the rows its pass gathered (as ``engine.analyze`` reads it)."""
+    if case.answer is None or isinstance(run, LazarusError):
+        return run
+    try:
+        answer = case.answer.reading(loaded, lens, layers, decode, factor)
+    except LazarusError as exc:
+        return exc
+    timings = {**run.result.timings, "answer": round(case.answer.seconds, 4)}
+    return dataclasses.replace(run, result=dataclasses.replace(run.result, answer=answer, timings=timings))
+
+
 def _run_batch(
     loaded: LoadedModel,
     batch: list[_Case],
@@ -291,7 +366,7 @@ def _run_batch(
 
     parts = loaded.parts
     t1 = time.perf_counter()
-    sink = capture_last_positions(parts, [c.prepared.token_ids for c in batch], layers, factor)
+    sink = _gather(parts, batch, layers, n_layers, factor)
     # Per case: its captured layers as the lens reads them, then the last block's output (the final row).
     per_case = len(layers) + 1
     rows = mx.concatenate(

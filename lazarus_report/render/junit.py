@@ -9,7 +9,9 @@ Layout (the de-facto schema GitLab, Jenkins and the GitHub JUnit actions read)::
           <failure message="one line" type="final_top1">expected / actual</failure>   (or <error>, <skipped>)
         </testcase>
 
-A case that could not run at all is one ``<testcase name="run">`` with an ``<error>``.
+A case that could not run at all is one ``<testcase name="run">`` with an ``<error>``. A case with an answer
+(``answer:`` / ``generate:``) adds one ``answer (ROLE): ...`` line per model to each failure's text (its tokens,
+sequence log-probability, where greedy decoding departs from it, or the generated text), as the Markdown does.
 Model strings are data: characters XML 1.0 cannot carry (control characters, lone surrogates) are
 written as ``\\xNN`` / ``\\uXXXX`` escapes; everything else is escaped by ElementTree.
 Deterministic: no timestamps or host names; ``time`` is the suite's measured engine time.
@@ -21,6 +23,7 @@ import re
 import xml.etree.ElementTree as ET
 
 from ..results.suite import ERROR, FAILED, PASSED, SKIPPED, CheckOutcome, SuiteCase, SuiteResult
+from .suite_model import answer_line
 
 _NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
 
@@ -72,8 +75,14 @@ def render_junit(suite: SuiteResult) -> str:
         el = ET.SubElement(tc, tag, message=_text(check.message))
         if tag != "skipped":
             el.set("type", _text(check.check))
+            answers = [
+                f"\nanswer ({role}): {line}"
+                for role, result in zip(suite.roles, case.results)
+                if (line := answer_line(result)) is not None
+            ]
             el.text = _text(
                 f"expected: {check.expected}\nactual: {check.actual}\ncase: {case.id}\nprompt: {case.prompt}"
+                + "".join(answers)
             )
     ET.indent(root, space="  ")
     return '<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(root, encoding="unicode") + "\n"

@@ -28,6 +28,7 @@ from lazarus_report.render.report_model import (
     build_report,
     token_view,
 )
+from lazarus_report.results.analysis import AnalysisResult
 from lazarus_report.results.suite import ERROR, FAILED, PASSED, SKIPPED, SuiteCase, SuiteResult
 
 # Failures first: the order of the Markdown table and of "failures first" lists.
@@ -56,6 +57,11 @@ class CheckView:
     @property
     def failing(self) -> bool:
         return self.status in (FAILED, ERROR)
+
+    @property
+    def about_answer(self) -> bool:
+        """A check on the case's whole answer (``answer_*``, ``generated_*``, ``no_regression_of answer_logprob``)."""
+        return is_answer_check(self.check, self.name)
 
 
 @dataclass(frozen=True)
@@ -106,6 +112,11 @@ class CaseView:
     carriers: str | None = None  # --attribution: the layers carrying the change ("22, 27-29"), "" for none
     tolerance: float | None = None  # no_regression_of final_prob on the target: how far tuned may drop
     detailed: bool = True  # shown in full (``report`` built); False: in brief, beyond ``DETAIL_LIMIT``
+    answers: list[str] = dataclasses.field(default_factory=list)  # per model: its answer in one line (answer_line)
+
+    @property
+    def answer_checks(self) -> list[CheckView]:
+        return [c for c in self.checks if c.about_answer]
 
     @property
     def open(self) -> bool:
@@ -175,6 +186,11 @@ class SuiteReport:
     @property
     def failures(self) -> list[CaseView]:
         return [c for c in self.cases if c.status in (FAILED, ERROR)]
+
+    @property
+    def has_answers(self) -> bool:
+        """Some case has an answer (the overview gets an Answer column)."""
+        return any(c.answers or c.answer_checks for c in self.cases)
 
     @property
     def two_model_columns(self) -> bool:
@@ -326,6 +342,32 @@ def target_text(case: SuiteCase) -> str | None:
     return None
 
 
+def is_answer_check(check: str, name: str) -> bool:
+    """``answer_*`` and ``generated_*`` checks, and ``no_regression_of: answer_logprob`` (named so)."""
+    return check.startswith(("answer_", "generated_")) or (check == "no_regression" and "answer_logprob" in name)
+
+
+def answer_line(result: AnalysisResult) -> str | None:
+    """A run's answer in one plain line (None without one), e.g. ``7 tokens, log p -1.23, greedy writes it``,
+    ``7 tokens, log p -7.9, greedy departs at token 3 '(' (rank 4)`` or
+    ``generated 'get_weather(' (4 tokens, stop), log p -0.41``. Tokens and text as ASCII-safe literals."""
+    a = result.answer
+    if a is None:
+        return None
+    n = len(a.tokens)
+    counted = f"{n} token{'s' if n != 1 else ''}"
+    if a.source == "generated":
+        text = a.text if len(a.text) <= 60 else a.text[:59] + "\u2026"
+        return f"generated {text!a} ({counted}, {a.stop_reason}), log p {a.sequence_logprob:.3g}"
+    k = a.divergence_index
+    if k is None or k >= n:
+        return f"{counted}, log p {a.sequence_logprob:.3g}, greedy writes it"
+    t = a.tokens[k]
+    return (
+        f"{counted}, log p {a.sequence_logprob:.3g}, greedy departs at token {k + 1} {t.token!a} (rank {t.final_rank})"
+    )
+
+
 def one_line(text: str, limit: int = MESSAGE_MAX_CHARS) -> str:
     """User text as one visible line (newlines and tabs as markers), clipped to ``limit`` characters."""
     line = clean_text(text).replace("\n", "↵").replace("\t", "⇥")
@@ -402,6 +444,7 @@ def _case_view(index: int, case: SuiteCase, anchor: str, tags: list[str], detail
         group=clean_text(case.group) if case.group is not None else None,
         tolerance=next((c.tolerance for c in case.checks if c.tolerance is not None and c.token == text), None),
         detailed=detailed or not case.results,
+        answers=[one_line(line) for r in case.results if (line := answer_line(r)) is not None],
         **_change_fields(case),
     )
 

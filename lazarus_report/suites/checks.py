@@ -13,6 +13,10 @@ Conventions, stated once:
   run did not track is an ``error`` outcome; a string that is several tokens for a model is followed
   by its first token, which ``actual`` says.
 * Stored values are compared as they are, with ``EPSILON`` in favour of passing at equality.
+* Answer checks (``answer_*``, ``generated_*``, ``no_regression_of: answer_logprob``) read
+  ``AnalysisResult.answer``; answer tokens are numbered from 1 in messages ("token 3 of 8"), and a failure
+  names the first failing token with its rank (at the final layer, or at the layer it had to be top-1 by).
+  Log-probabilities are natural (nats).
 * Tokens are shown as ASCII-safe Python literals (``ascii``: ``' Paris'``, ``'\\n'``), as in the
   terminal view; ``expected`` / ``actual`` are short phrases and ``message`` is one line.
 
@@ -21,14 +25,17 @@ Pure Python: nothing heavy is imported.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, replace
 
 from lazarus_report.results.analysis import AnalysisResult, TokenEvolution
+from lazarus_report.results.answer import AnswerReading, AnswerToken
 from lazarus_report.results.comparison import ComparisonResult
 from lazarus_report.results.suite import ERROR, FAILED, PASSED, SKIPPED, CheckOutcome
-from lazarus_report.suites.spec import CaseSpec, Expectation
+from lazarus_report.suites.spec import ANSWER_CHECKS, GENERATED_CHECKS, CaseSpec, Expectation
 
 ATTRIBUTION_TOLERANCE = 0.05  # changes_only_in_layers: the largest effect allowed outside the layers
+TEXT_SHOWN = 80  # characters of a generated answer shown in a message
 
 EPSILON = 1e-9
 BLOCK_NAMES = {"all": "expect", "base": "expect_base", "tuned": "expect_tuned", "comparison": "no_regression_of"}
@@ -174,6 +181,11 @@ def _expected_phrase(exp: Expectation, num_layers: int | None = None) -> str:
     """What ``exp`` asks for, without model data (``num_layers`` makes relative depths concrete)."""
     if exp.check == "changes_only_in_layers":
         return f"the change is in layers {layer_ranges(exp.value)} only"
+    if exp.check in ANSWER_CHECKS or exp.check in GENERATED_CHECKS:
+        return _answer_expected(exp, num_layers)
+    if exp.value == "answer_logprob":
+        tol = f" - {exp.tolerance:g} nats" if exp.tolerance else ""
+        return f"tuned log p(answer) >= base{tol}"
     if exp.check == "final_top1":
         return f"top-1 {_q(str(exp.token))}"
     if exp.check == "not_top1":
@@ -217,6 +229,8 @@ def _check_model(exp: Expectation, side: str, result: AnalysisResult) -> _Verdic
     top = result.final_prediction[0]
     top_phrase = f"top-1 {_q(top.token)} ({_prob(top.prob)})"
     token = str(exp.token)
+    if exp.check in ANSWER_CHECKS or exp.check in GENERATED_CHECKS:
+        return _check_answer(exp, side, result)
     if exp.check in ("final_top1", "not_top1"):
         expected = _expected_phrase(exp)
         if exp.check == "final_top1":
@@ -351,6 +365,8 @@ def _check_regression(exp: Expectation, base: AnalysisResult, tuned: AnalysisRes
             f"{_q(b.token)} ({_prob(b.prob)})",
         )
 
+    if metric == "answer_logprob":
+        return _check_answer_regression(exp, base, tuned)
     token = str(exp.token)
     tol = float(exp.tolerance or 0.0)
     generic = _expected_phrase(exp)
@@ -402,4 +418,187 @@ def _check_regression(exp: Expectation, base: AnalysisResult, tuned: AnalysisRes
         actual,
         f"{side}: tuned {_q(token)} {tuned_phrase}; base emerges at layer {lb} of 0..{nb - 1} "
         f"(depth {_pct(db)}), tolerance {_pct(tol)} of depth{notes}",
+    )
+
+
+# --- whole answers --------------------------------------------------------------------------
+
+
+def _answer_expected(exp: Expectation, num_layers: int | None) -> str:
+    if exp.check == "answer_top1":
+        return "every answer token top-1 (greedy writes the answer)"
+    if exp.check == "answer_logprob_at_least":
+        return f"log p(answer) >= {exp.value:g}"
+    if exp.check == "answer_emerges_by_layer":
+        if isinstance(exp.value, int):
+            return f"every answer token top-1 by layer {exp.value}"
+        if num_layers is None:
+            return f"every answer token top-1 by depth {_pct(exp.value)}"
+        last = int(exp.value * (num_layers - 1) + EPSILON)
+        return f"every answer token top-1 by layer {last} (depth {_pct(exp.value)} of layers 0..{num_layers - 1})"
+    if exp.check == "generated_startswith":
+        return f"generated text starts with {_q(str(exp.value))}"
+    return f"generated text matches {_q(str(exp.value))}"
+
+
+def _clip(text: str) -> str:
+    return _q(text if len(text) <= TEXT_SHOWN else text[: TEXT_SHOWN - 1] + "\u2026")
+
+
+def _tok(answer: AnswerReading, k: int) -> str:
+    """``token 3 of 8 ' wet'`` (numbered from 1)."""
+    return f"token {k + 1} of {len(answer.tokens)} {_q(answer.tokens[k].token)}"
+
+
+def _generated_actual(answer: AnswerReading) -> str:
+    n = len(answer.tokens)
+    return f"generated {_clip(answer.text)} ({n} token{'s' if n != 1 else ''}, stopped: {answer.stop_reason})"
+
+
+def _check_answer(exp: Expectation, side: str, result: AnalysisResult) -> _Verdict:
+    num_layers = result.model.num_layers
+    expected = _expected_phrase(exp, num_layers)
+    answer = result.answer
+    if answer is None or not answer.tokens:
+        why = "no answer was read" if answer is None else "the answer has no tokens"
+        return _Verdict(ERROR, expected, "no answer", f"{side}: {exp.check} cannot be checked: {why} in this run")
+    if exp.check in GENERATED_CHECKS:
+        if answer.source != "generated":
+            return _Verdict(
+                ERROR, expected, "not generated", f"{side}: {exp.check} needs a generated answer (generate: N)"
+            )
+        return _check_generated(exp, side, answer, expected)
+    if exp.check == "answer_top1":
+        k = answer.divergence_index
+        if k is None:
+            actual = f"all {len(answer.tokens)} tokens top-1"
+            return _Verdict(PASSED, expected, actual, f"{side}: greedy decoding reproduces the answer ({actual})")
+        t = answer.tokens[k]
+        top = t.final_top
+        actual = f"{_tok(answer, k)} is rank {t.final_rank}"
+        return _Verdict(
+            FAILED,
+            expected,
+            actual,
+            f"{side}: {_tok(answer, k)} is rank {t.final_rank} at the final layer (needs top-1; "
+            f"the model writes {_q(top.token)} ({_prob(top.prob)}) there)",
+        )
+    if exp.check == "answer_logprob_at_least":
+        total, bound = answer.sequence_logprob, float(exp.value)
+        ok = total >= bound - EPSILON
+        actual = f"log p(answer) = {total:.4g}"
+        message = f"{side}: log p(answer) = {total:.4g} ({len(answer.tokens)} tokens), expected >= {bound:g}"
+        if not ok:
+            k = min(range(len(answer.tokens)), key=lambda i: answer.tokens[i].logprob)
+            t = answer.tokens[k]
+            message += f"; the least likely is {_tok(answer, k)}: log p {t.logprob:.3g}, rank {t.final_rank}"
+        return _Verdict(PASSED if ok else FAILED, expected, actual, message)
+    return _check_answer_emergence(exp, side, result, answer, expected)
+
+
+def _check_answer_emergence(
+    exp: Expectation, side: str, result: AnalysisResult, answer: AnswerReading, expected: str
+) -> _Verdict:
+    num_layers = result.model.num_layers
+    if isinstance(exp.value, int) and exp.value >= num_layers:
+        return _Verdict(
+            ERROR,
+            expected,
+            f"the model has layers 0..{num_layers - 1}",
+            f"{side}: answer_emerges_by_layer {exp.value} is beyond this model's layers 0..{num_layers - 1} "
+            f"(use a relative depth such as '100%')",
+        )
+    limit = float(exp.value) if isinstance(exp.value, int) else exp.value * (num_layers - 1)
+    layers = result.captured_layers
+    for k, t in enumerate(answer.tokens):
+        if t.emergence_layer is not None and t.emergence_layer <= limit + EPSILON:
+            continue
+        # its rank at the last captured layer within the limit: how far from top-1 it was there
+        at = max((i for i, layer in enumerate(layers) if layer <= limit + EPSILON), default=0)
+        when = "never top-1" if t.emergence_layer is None else f"first top-1 at layer {t.emergence_layer}"
+        actual = f"{_tok(answer, k)} {when}"
+        return _Verdict(
+            FAILED,
+            expected,
+            actual,
+            f"{side}: {_tok(answer, k)} is rank {t.ranks[at]} at layer {layers[at]} "
+            f"(needs top-1 by layer {int(limit + EPSILON)}; {when})",
+        )
+    latest = max(int(t.emergence_layer or 0) for t in answer.tokens)
+    actual = f"every token top-1 by layer {latest} (depth {_pct(_depth(latest, num_layers))})"
+    return _Verdict(PASSED, expected, actual, f"{side}: {actual}, expected {expected.replace('every answer ', '')}")
+
+
+def _token_at_char(tokens: list[AnswerToken], char: int) -> int:
+    """The index of the token whose decoded piece covers character ``char`` of the joined pieces."""
+    end = 0
+    for k, t in enumerate(tokens):
+        end += len(t.token)
+        if char < end:
+            return k
+    return len(tokens) - 1
+
+
+def _check_generated(exp: Expectation, side: str, answer: AnswerReading, expected: str) -> _Verdict:
+    actual = _generated_actual(answer)
+    text, want = answer.text, str(exp.value)
+    if exp.check == "generated_matches":
+        ok = re.search(want, text) is not None
+        verb = "matches" if ok else "does not match"
+        return _Verdict(PASSED if ok else FAILED, expected, actual, f"{side}: {actual} {verb} {_q(want)}")
+    if text.startswith(want):
+        return _Verdict(PASSED, expected, actual, f"{side}: {actual} starts with {_q(want)}")
+    char = next((i for i, (a, b) in enumerate(zip(text, want)) if a != b), min(len(text), len(want)))
+    if char >= len(text):
+        where = f"it ends after {char} characters ({answer.stop_reason})"
+    else:
+        k = _token_at_char(answer.tokens, char)
+        t = answer.tokens[k]
+        where = (
+            f"it differs at character {char + 1}, in {_tok(answer, k)} (rank {t.final_rank}, p {_prob(t.final_prob)})"
+        )
+    return _Verdict(FAILED, expected, actual, f"{side}: {actual} does not start with {_q(want)}: {where}")
+
+
+def _check_answer_regression(exp: Expectation, base: AnalysisResult, tuned: AnalysisResult) -> _Verdict:
+    side = "comparison"
+    tol = float(exp.tolerance or 0.0)
+    expected = _expected_phrase(exp)
+    for role, result in (("base", base), ("tuned", tuned)):
+        if result.answer is None or not result.answer.tokens:
+            return _Verdict(
+                ERROR,
+                expected,
+                "no answer",
+                f"{side} ({role}): no answer was read, so answer_logprob cannot be compared",
+            )
+    a, b = base.answer, tuned.answer
+    assert a is not None and b is not None
+    lb, lt = a.sequence_logprob, b.sequence_logprob
+    floor = lb - tol
+    ok = lt >= floor - EPSILON
+    expected = f"log p(answer) >= {floor:.4g} (base {lb:.4g} - tolerance {tol:g} nats)"
+    actual = f"log p(answer) = {lt:.4g}"
+    change = lt - lb
+    if ok:
+        return _Verdict(
+            PASSED,
+            expected,
+            actual,
+            f"{side}: tuned log p(answer) = {lt:.4g}, base {lb:.4g} (change {change:+.3g} nats, tolerance {tol:g})",
+        )
+    detail = ""
+    if [t.token_id for t in a.tokens] == [t.token_id for t in b.tokens]:
+        k = min(range(len(b.tokens)), key=lambda i: b.tokens[i].logprob - a.tokens[i].logprob)
+        tb, tt = a.tokens[k], b.tokens[k]
+        detail = (
+            f"; most at {_tok(b, k)}: log p {tt.logprob:.3g} (base {tb.logprob:.3g}), "
+            f"rank {tt.final_rank} (base {tb.final_rank})"
+        )
+    return _Verdict(
+        FAILED,
+        expected,
+        actual,
+        f"{side}: tuned log p(answer) = {lt:.4g}, base {lb:.4g} (dropped {-change:.3g} nats, more than the "
+        f"tolerance {tol:g}){detail}",
     )

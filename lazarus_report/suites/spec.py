@@ -11,8 +11,12 @@ Conventions, stated once:
   forms of ``final_prob_at_least`` / ``final_prob_at_most`` / ``emerges_by_layer`` and the
   ``final_prob`` / ``emergence`` regression metrics are about the target. Tokens named in mapping forms
   are added to the case's track list after the explicit ones, in file order.
-* ``emerges_by_layer``: an ``int`` is an absolute 0-based layer; a ``float`` (``0.0``..``1.0``) or a
-  ``"NN%"`` string is a relative depth ``layer / (num_layers - 1)``.
+* ``emerges_by_layer`` and ``answer_emerges_by_layer``: an ``int`` is an absolute 0-based layer; a ``float``
+  (``0.0``..``1.0``) or a ``"NN%"`` string is a relative depth ``layer / (num_layers - 1)``.
+* A case's *answer* follows its prompt: ``answer: TEXT`` (teacher-forced: the lens reads every token of it) or
+  ``generate: N`` (the model writes up to N tokens greedily, ``stop:`` strings end it early). ``answer_*``
+  expectations need one of them; ``generated_*`` expectations and ``stop`` need ``generate``;
+  ``no_regression_of: answer_logprob`` needs ``answer`` (both models read the same text).
 
 The YAML is composed (``yaml.compose``) rather than loaded, so every value keeps its line and duplicate
 mapping keys (which ``yaml.safe_load`` silently collapses) are errors. PyYAML is imported only when a
@@ -27,24 +31,31 @@ import json
 import math
 import os
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NoReturn
 
 from lazarus_report.core.errors import LazarusError
 
-METRICS = ("final_prob", "final_top1", "emergence")
+METRICS = ("final_prob", "final_top1", "emergence", "answer_logprob")
+ANSWER_CHECKS = ("answer_top1", "answer_logprob_at_least", "answer_emerges_by_layer")
+GENERATED_CHECKS = ("generated_startswith", "generated_matches")
 DEFAULT_TOP_K = 5
 DEFAULT_TOLERANCE = 0.05  # no_regression_of final_prob
 DEFAULT_EMERGENCE_TOLERANCE = 0.0  # no_regression_of emergence (relative depth)
+DEFAULT_ANSWER_LOGPROB_TOLERANCE = 0.5  # no_regression_of answer_logprob (nats of the sequence log-probability)
 
 TOP_LEVEL_KEYS = ("name", "description", "defaults", "cases")
 DEFAULTS_KEYS = ("raw", "top_k", "track", "tolerance", "group", "changes_only_in_layers", "lens")
 CASE_KEYS = (
     "id", "prompt", "description", "raw", "top_k", "track",
     "expect", "expect_base", "expect_tuned", "no_regression_of", "tolerance", "group", "changes_only_in_layers",
+    "answer", "generate", "stop",
 )  # fmt: skip
-EXPECT_KEYS = ("final_top1", "not_top1", "final_prob_at_least", "final_prob_at_most", "emerges_by_layer")
+EXPECT_KEYS = (
+    "final_top1", "not_top1", "final_prob_at_least", "final_prob_at_most", "emerges_by_layer",
+    *ANSWER_CHECKS, *GENERATED_CHECKS,
+)  # fmt: skip
 BLOCK_SIDES = {"expect": "all", "expect_base": "base", "expect_tuned": "tuned"}
 
 # "22-29", "0-3, 7": the same pattern is in the JSON Schema.
@@ -76,9 +87,11 @@ class Expectation:
     ``"tuned"`` (``expect_tuned``: model 2) or ``"comparison"`` (``no_regression_of``).
     ``token``: final_top1 / not_top1: the expected / forbidden top-1 token; final_prob_* and
     emerges_by_layer: the tracked token; no_regression: the target (None for metric ``final_top1``).
-    ``value``: final_prob_*: the bound (float); emerges_by_layer: ``int`` absolute layer or ``float``
-    relative depth in [0, 1]; no_regression: the metric name; final_top1 / not_top1: None.
-    ``tolerance``: no_regression only (None for metric ``final_top1``).
+    ``value``: final_prob_*: the bound (float); emerges_by_layer and answer_emerges_by_layer: ``int`` absolute
+    layer or ``float`` relative depth in [0, 1]; no_regression: the metric name; final_top1 / not_top1: None;
+    answer_top1: True; answer_logprob_at_least: the bound (natural log, <= 0); generated_startswith: the text;
+    generated_matches: the regular expression (checked at load time, searched anywhere in the generated text).
+    ``tolerance``: no_regression only (None for metric ``final_top1``; nats for ``answer_logprob``).
     """
 
     check: str
@@ -102,6 +115,9 @@ class CaseSpec:
     expectations: list[Expectation]  # in file order; a not_top1 list gives one per token
     line: int  # where the case starts
     group: str | None = None  # the case's ``group`` (e.g. "intended", "collateral"), for grouping in reports
+    answer: str | None = None  # teacher-forced answer after the prompt (read token by token)
+    generate: int | None = None  # the model writes up to this many tokens greedily
+    stop: list[str] = field(default_factory=list)  # generate: stop strings (the first one found ends the answer)
 
     @property
     def target(self) -> str | None:
@@ -607,6 +623,7 @@ class _Validator:
                 )
             )
         track = explicit + [t for t in dict.fromkeys(named) if t not in explicit]
+        answer, generate, stop = self.answer_settings(keys, expectations)
         return CaseSpec(
             id=case_id,
             prompt=prompt,
@@ -617,7 +634,54 @@ class _Validator:
             expectations=expectations,
             line=node.line,
             group=settings.get("group"),
+            answer=answer,
+            generate=generate,
+            stop=stop,
         )
+
+    def answer_settings(
+        self, keys: dict[str, _Entry], expectations: list[Expectation]
+    ) -> tuple[str | None, int | None, list[str]]:
+        """``answer`` / ``generate`` / ``stop``, and the answer expectations checked against them."""
+        answer = generate = None
+        stop: list[str] = []
+        if "answer" in keys:
+            node = keys["answer"].value
+            answer = self.string(node, "answer")
+            if answer == "":
+                self.fail(node.line, "answer must not be an empty string (remove it, or use generate: N)")
+        if "generate" in keys:
+            node = keys["generate"].value
+            if "answer" in keys:
+                self.fail(
+                    keys["generate"].key_line,
+                    "answer and generate exclude each other (answer: a given text read by the lens; "
+                    "generate: the model writes its own)",
+                )
+            if node.kind != "scalar" or not _is_int(node.value) or node.value < 1:
+                self.fail(node.line, f"generate must be a whole number of tokens >= 1, got {_describe(node)}")
+            generate = int(node.value)
+        if "stop" in keys:
+            node = keys["stop"].value
+            if generate is None:
+                self.fail(keys["stop"].key_line, "stop is only used with generate: N, which this case lacks")
+            items = node.value if node.kind == "seq" else [node]
+            if node.kind == "seq" and not items:
+                self.fail(node.line, "stop must be a string or a non-empty list of strings, got an empty list")
+            for i, item in enumerate(items):
+                stop.append(self.token(item, f"stop[{i}]" if node.kind == "seq" else "stop"))
+        for exp in expectations:
+            if exp.check in GENERATED_CHECKS and generate is None:
+                self.fail(exp.line, f"{exp.check} checks what the model writes: add 'generate: N' to the case")
+            if exp.check in ANSWER_CHECKS and answer is None and generate is None:
+                self.fail(exp.line, f"{exp.check} is about the case's answer: add 'answer: TEXT' or 'generate: N'")
+            if exp.check == "no_regression" and exp.value == "answer_logprob" and answer is None:
+                self.fail(
+                    exp.line,
+                    "no_regression_of answer_logprob compares both models on the same text: add 'answer: TEXT' "
+                    "(with generate each model writes its own)",
+                )
+        return answer, generate, stop
 
     def block(self, entry: _Entry, side: str, target: str | None, named: list[str]) -> list[Expectation]:
         name = entry.key
@@ -632,6 +696,8 @@ class _Validator:
             node = item.value
             if check == "final_top1":
                 out.append(Expectation(check, side, self.token(node, what), None, None, item.key_line))
+            elif check in ANSWER_CHECKS or check in GENERATED_CHECKS:
+                out.append(Expectation(check, side, None, self.answer_bound(check, node, what), None, item.key_line))
             elif check == "not_top1":
                 if node.kind == "seq":
                     if not node.value:
@@ -662,6 +728,32 @@ class _Validator:
                         )
                     out.append(Expectation(check, side, target, bound, None, item.key_line))
         return out
+
+    def answer_bound(self, check: str, node: _Node, what: str) -> Any:
+        """The value of an ``answer_*`` / ``generated_*`` expectation."""
+        if check == "answer_top1":
+            if node.kind != "scalar" or node.value is not True:
+                self.fail(node.line, f"{what} takes true (remove it to not check), got {_describe(node)}")
+            return True
+        if check == "answer_logprob_at_least":
+            if node.kind != "scalar" or not _is_number(node.value) or node.value > 0:
+                self.fail(
+                    node.line,
+                    f"{what} must be a natural log-probability <= 0 (e.g. -2.5 for a sequence probability of "
+                    f"about 8%), got {_describe(node)}",
+                )
+            return float(node.value)
+        if check == "answer_emerges_by_layer":
+            return self.layer_bound(node, what)
+        text = self.string(node, what)
+        if text == "":
+            self.fail(node.line, f"{what} must not be an empty string")
+        if check == "generated_matches":
+            try:
+                re.compile(text)
+            except re.error as exc:
+                self.fail(node.line, f"{what} is not a valid regular expression: {exc.msg} (at character {exc.pos})")
+        return text
 
     def layer_set(self, node: _Node, what: str) -> list[int]:
         """Layers as ``"22-29"``, ``"0-3, 7"``, one integer or a list of integers (sorted, unique)."""
@@ -727,6 +819,14 @@ class _Validator:
                     self.fail(sub.line, f"{what}.final_top1 takes no tolerance (write 'final_top1: null' or 0)")
                 elif sub.kind == "scalar" and sub.value is None:
                     pairs.append((metric, item.key_line, None, False))
+                elif metric == "answer_logprob":
+                    if not _is_number(sub.value) or sub.value < 0:
+                        self.fail(
+                            sub.line,
+                            f"{what}.answer_logprob must be a tolerance in nats >= 0 (how far the tuned model's "
+                            f"answer log-probability may fall below the base's), got {_describe(sub)}",
+                        )
+                    pairs.append((metric, item.key_line, float(sub.value), True))
                 else:
                     pairs.append((metric, item.key_line, self.tolerance(sub, f"{what}.{metric}"), True))
         else:
@@ -746,6 +846,10 @@ class _Validator:
         for metric, line, given, explicit in pairs:
             if metric == "final_top1":
                 out.append(Expectation("no_regression", "comparison", None, metric, None, line))
+                continue
+            if metric == "answer_logprob":
+                given = given if explicit else DEFAULT_ANSWER_LOGPROB_TOLERANCE
+                out.append(Expectation("no_regression", "comparison", None, metric, given, line))
                 continue
             if target is None:
                 self.fail(
