@@ -18,7 +18,10 @@ PROMPT_CHARS = 120
 
 def one_line(text: str, limit: int = 300) -> str:
     """User text on one visible line (newlines and tabs as markers), clipped to ``limit`` characters."""
-    line = clean_text(text).replace("\n", "↵").replace("\t", "⇥")
+    if text.isascii() and text.isprintable():  # nothing to mark (most ids and prompts): 20x faster
+        line = text
+    else:
+        line = clean_text(text).replace("\n", "↵").replace("\t", "⇥")
     return line if len(line) <= limit else line[: limit - 1] + "…"
 
 
@@ -177,7 +180,19 @@ def policy_text(d: DiffResult) -> str:
     return f"Fails on a newly failing case or a drop of P(target) by more than {d.tolerance:g}"
 
 
+_LAST: list[tuple[DiffResult, DiffView]] = []  # the last view built: every output of one diff shares it
+
+
 def build_diff_view(d: DiffResult) -> DiffView:
+    """The diff as shown (built once per diff: the renderers of one command share it)."""
+    if _LAST and _LAST[0][0] is d:
+        return _LAST[0][1]
+    view = _build(d)
+    _LAST[:] = [(d, view)]
+    return view
+
+
+def _build(d: DiffResult) -> DiffView:
     rows = [case_row(i, c) for i, c in enumerate(d.cases)]
     rows.sort(key=lambda r: (0 if r.regression else _ORDER[r.verdict], r.index))
     version = d.versions.get("lazarus-report", "")
