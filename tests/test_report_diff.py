@@ -348,6 +348,7 @@ def test_only_drops_within_tolerance_exit_0(tmp_path, suite_json):
     cand.write_text(json.dumps(after), encoding="utf-8")
     assert invoke(str(base), str(cand), "-q").exit_code == 0
     assert invoke(str(base), str(cand), "-q", "--tolerance", "0.01").exit_code == 1
+    assert invoke(str(base), str(cand), "-q", "--tolerance", "0.01", "--fail-on", "new-failures").exit_code == 0
 
 
 def test_an_html_report_reads_as_its_result(pair, tmp_path):
