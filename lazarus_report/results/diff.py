@@ -18,8 +18,8 @@ Verdict of a case (``tolerance``: absolute probability, default ``DEFAULT_TOLERA
 A case is a *regression* under ``fail_on``: ``"any-drop"`` (the default) when its verdict is worse;
 ``"new-failures"`` only when it is newly failing. Added and removed cases are listed, never regressions.
 
-The diff reads the parsed JSON directly (``digest_result``): only the fields it needs, each checked, so two
-1,000-case suites diff in a second (building the full result objects takes tens of seconds).
+The diff reads the parsed JSON directly (``digest_result``): only the fields it needs, each checked (building the
+full result objects of two 1,000-case suites takes tens of seconds; parsing their JSON is most of what is left).
 """
 
 from __future__ import annotations
