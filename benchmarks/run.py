@@ -1093,6 +1093,108 @@ def bench_html(reps: int) -> tuple[list[str], dict]:
     return rows, m
 
 
+# --- issue 20: report diff -------------------------------------------------------------------------
+
+
+def diff_suite_pair(directory: Path, n: int, *, two_models: bool) -> tuple[Path, Path]:
+    """Two synthetic ``n``-case suite results (``-o`` JSON as the suite command writes it), built from the committed
+    suite sample's cases: one-model (each case's tuned analysis) or two-model (its whole comparison), ids made
+    unique. The candidate differs by known edits: every 10th case's P(target) lowered by 0.1, every 25th case's first
+    check failed, five cases removed and five added."""
+    import copy
+
+    sample = json.loads((ROOT / "sample_reports" / "suite-weather-adapter.json").read_text(encoding="utf-8"))
+    cases = []
+    for i in range(n):
+        case = copy.deepcopy(sample["cases"][i % len(sample["cases"])])
+        case["id"] = f"{case['id']}-{i:04d}"
+        if not two_models:
+            case["analysis"], case["comparison"] = case["comparison"]["results"][1], None
+        cases.append(case)
+    baseline = {**sample, "cases": cases}
+    if not two_models:
+        baseline.update(roles=["model"], labels=sample["labels"][1:], load_seconds=sample["load_seconds"][1:])
+    candidate = copy.deepcopy(baseline)
+    for i, case in enumerate(candidate["cases"]):
+        if i % 10 == 0:
+            if two_models:
+                probs = case["comparison"]["tracked"][0]["final_probs"]
+                probs[1] = max(0.0, probs[1] - 0.1)
+            else:
+                probs = case["analysis"]["token_evolutions"][0]["probs"]
+                probs[-1] = max(0.0, probs[-1] - 0.1)
+        if i % 25 == 0:
+            case["checks"][0]["status"] = "failed"
+    for case in candidate["cases"][-5:]:
+        case["id"] += "-new"
+    paths = directory / "baseline.json", directory / "candidate.json"
+    for path, data in zip(paths, (baseline, candidate)):
+        path.write_text(json.dumps(data, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+    return paths
+
+
+def _diff_child(cmd: list[str]) -> tuple[float, float]:
+    """(wall, CPU) seconds of one ``report diff`` process (CPU: user + system, its own rusage via wait4; on a
+    loaded machine the CPU time is what a quiet one would take as wall time, the command being single-threaded);
+    exit 1 (the regressions the candidate holds) is expected."""
+    s = time.perf_counter()
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    _, status, usage = os.wait4(proc.pid, 0)
+    wall = time.perf_counter() - s
+    if os.waitstatus_to_exitcode(status) != 1:
+        raise RuntimeError(f"{cmd} exited {os.waitstatus_to_exitcode(status)}: {proc.stderr.read().decode()[-500:]}")
+    return wall, usage.ru_utime + usage.ru_stime
+
+
+def bench_diff(reps: int) -> tuple[list[str], dict]:
+    """``lazarus report diff`` of two 1,000-case suite results, fresh processes: text only, then every output."""
+    import tempfile
+
+    exe = str(Path(sys.executable).parent / "lazarus")
+    rows = [
+        "| results (1,000 cases each) | JSON size each | `report diff -q`: wall (CPU) | with `-o --html --markdown "
+        "--junit` | HTML size | target (on the CPU time where the machine is loaded) |",
+        "|---|--:|--:|--:|--:|---|",
+    ]
+    data = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for two_models in (False, True):
+            directory = Path(tmp) / ("two" if two_models else "one")
+            directory.mkdir()
+            base, cand = diff_suite_pair(directory, 1000, two_models=two_models)
+            out = directory / "diff"
+            plain = [exe, "report", "diff", str(base), str(cand), "-q"]
+            full = [
+                *plain,
+                "-o",
+                f"{out}.json",
+                "--html",
+                f"{out}.html",
+                "--markdown",
+                f"{out}.md",
+                "--junit",
+                f"{out}.xml",
+            ]
+            _diff_child(plain)  # warm the page cache
+            t_plain, t_full = [], []
+            for _ in range(reps):
+                t_plain.append(_diff_child(plain))
+                t_full.append(_diff_child(full))
+            m_plain = median([w for w, _ in t_plain]), median([c for _, c in t_plain])
+            m_full = median([w for w, _ in t_full]), median([c for _, c in t_full])
+            html = Path(f"{out}.html").stat().st_size
+            size = base.stat().st_size
+            met = min(m_full) <= 2.0 and html <= 3_000_000
+            kind = "two-model" if two_models else "one-model"
+            data[kind] = {"plain": m_plain, "full": m_full, "html": html, "json": size}
+            rows.append(
+                f"| {kind} suites | {size / 1e6:.1f} MB | {fmt(m_plain[0])} ({fmt(m_plain[1])} CPU) | "
+                f"{fmt(m_full[0])} ({fmt(m_full[1])} CPU) | {html / 1e6:.2f} MB | "
+                f"<= 2 s, HTML <= 3 MB -> **{'met' if met else 'MISSED'}** |"
+            )
+    return rows, data
+
+
 def main() -> None:
     if sys.argv[1:2] == ["--rank-probe"]:  # run.py --rank-probe -- CLI ARGS (a rank of bench_distributed)
         rank_probe(sys.argv[3:] if sys.argv[2:3] == ["--"] else sys.argv[2:])
@@ -1116,6 +1218,7 @@ def main() -> None:
             "charts",
             "answers",
             "suite-answers",
+            "diff",
         ],
         help="run one section (printed, RESULTS.md untouched)",
     )
@@ -1147,6 +1250,9 @@ def main() -> None:
         return
     if args.only == "charts":
         print("\n".join(bench_charts(args.reps)[0]))
+        return
+    if args.only == "diff":
+        print("\n".join(bench_diff(args.reps)[0]))
         return
     if args.only == "distributed":
         print("\n".join(bench_distributed(max(2, args.reps // 2))[0]))
@@ -1340,6 +1446,14 @@ def main() -> None:
         "8-token teacher-forced answer (`answer:`, `answer_top1`, `answer_logprob_at_least`) against the same "
         "prompts with first-token targets (`track`, `final_top1`), interleaved. Target (issue 19): <= 1.5x.",
         lambda: bench_suite_answers(max(1, args.reps // 2)),
+    )
+    section(
+        "Report diff",
+        "Fresh processes, medians. Two synthetic 1,000-case suite results built from the committed suite sample's "
+        "cases (one-model: each case's tuned analysis; two-model: the whole comparison, with its attribution and "
+        "token shifts), the candidate with known edits (every 10th P(target) -0.1, every 25th case newly failing, five "
+        "cases replaced). Target (issue 20): `report diff` <= 2 s, HTML <= 3 MB.",
+        lambda: bench_diff(args.reps),
     )
     sections += [
         "## Where the time goes near the limits (profiled, not re-measured by this script)",

@@ -293,9 +293,79 @@ def test_the_publishing_steps_use_only_this_runs_files():
     steps = yaml.safe_load(ACTION.read_text(encoding="utf-8"))["runs"]["steps"]
     upload = next(s for s in steps if s.get("uses", "").startswith("actions/upload-artifact@"))
     paths = [line.strip() for line in upload["with"]["path"].splitlines() if line.strip()]
-    assert paths == [f"${{{{ steps.run.outputs.{key} }}}}" for key in ("html", "markdown", "json", "junit")]
+    assert paths == [f"${{{{ steps.run.outputs.{key} }}}}" for key in ("html", "markdown", "json", "junit")] + [
+        f"${{{{ steps.diff.outputs.{key} }}}}" for key in ("html", "markdown", "json")
+    ]
     assert "inputs.output-dir" not in upload["if"] + upload["with"]["path"]
     summary = _step("Write the job summary")
     assert "steps.run.outputs.markdown != ''" in summary["if"]
     junit = next(s for s in steps if s.get("uses", "").startswith("mikepenz/action-junit-report@"))
     assert "steps.run.outputs.junit != ''" in junit["if"]
+
+
+# issue 20: the diff against a baseline
+
+
+def _edited_suite_sample(path: Path) -> Path:
+    """The committed suite sample with one case's tuned P(target) lowered by 0.3 (a regression)."""
+    data = json.loads((REPO / "sample_reports" / "suite-weather-adapter.json").read_text(encoding="utf-8"))
+    data["cases"][0]["comparison"]["tracked"][0]["final_probs"][1] -= 0.3
+    path.write_text(json.dumps(data), encoding="utf-8")
+    return path
+
+
+DIFF_INPUTS = {"COMMAND": "suite", "OUTPUT_DIR": "out", "TOLERANCE": "0.02", "FAIL_ON": "any-drop"}
+
+
+def test_the_diff_step_diffs_committed_results_offline(tmp_path):
+    sample = str(REPO / "sample_reports" / "suite-weather-adapter.json")
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "suite-diff.md").write_text("STALE", encoding="utf-8")  # an earlier run's: removed
+    proc, out = _run_step("Diff against the baseline", tmp_path, BASELINE=sample, RESULT=sample, **DIFF_INPUTS)
+    assert proc.returncode == 0, proc.stderr
+    assert out["exit-code"] == "0"  # a result diffed with itself: no regression
+    for key, suffix in (("html", ".html"), ("markdown", ".md"), ("json", ".json")):
+        assert out[key] == f"out/suite-diff{suffix}" and (tmp_path / out[key]).is_file()
+    markdown = (tmp_path / out["markdown"]).read_text(encoding="utf-8")
+    assert "NO REGRESSION" in markdown and "every case is unchanged" in markdown
+
+    candidate = _edited_suite_sample(tmp_path / "candidate.json")
+    proc, out = _run_step("Diff against the baseline", tmp_path, BASELINE=sample, RESULT=str(candidate), **DIFF_INPUTS)
+    assert proc.returncode == 0 and out["exit-code"] == "1", proc.stderr  # recorded; the last step decides
+    summary = tmp_path / "summary.md"
+    proc, _ = _run_step(
+        "Write the job summary", tmp_path, GITHUB_STEP_SUMMARY=str(summary), MARKDOWN="", DIFF_MARKDOWN=out["markdown"]
+    )
+    assert proc.returncode == 0, proc.stderr
+    text = summary.read_text(encoding="utf-8")
+    assert text.startswith("## Lens diff: REGRESSION") and "weather-paris" in text
+
+    proc, out = _run_step("Diff against the baseline", tmp_path, BASELINE=str(tmp_path / "nope.json"), RESULT=sample,
+                          **DIFF_INPUTS)  # fmt: skip
+    assert out["exit-code"] == "2" and "no such file" in proc.stderr
+    assert set(out) == {"exit-code"}  # nothing written: nothing published
+
+
+def test_the_diff_step_runs_only_with_a_baseline_and_a_result():
+    step = _step("Diff against the baseline")
+    assert "inputs.baseline != ''" in step["if"] and "steps.run.outputs.json != ''" in step["if"]
+    assert step["id"] == "diff"
+    action = yaml.safe_load(ACTION.read_text(encoding="utf-8"))
+    assert action["inputs"]["baseline"]["default"] == "" and action["inputs"]["fail-on"]["default"] == "any-drop"
+
+
+@pytest.mark.parametrize(
+    ("code", "diff_code", "fail_on_regression", "step_fails"),
+    [
+        ("0", "0", "true", False),
+        ("0", "1", "true", True),
+        ("0", "1", "false", False),
+        ("0", "2", "false", True),
+        ("1", "0", "false", False),
+        ("1", "", "true", True),
+        ("2", "0", "true", True),
+    ],
+)
+def test_the_last_step_counts_the_diff(tmp_path, code, diff_code, fail_on_regression, step_fails):
+    proc, _ = _run_step("Pass or fail", tmp_path, CODE=code, DIFF_CODE=diff_code, FAIL_ON_REGRESSION=fail_on_regression)
+    assert (proc.returncode != 0) is step_fails, proc.stdout
