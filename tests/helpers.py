@@ -131,7 +131,7 @@ def lazarus(*args: str, env: dict[str, str] | None = None, cwd: Path | None = No
     the call. Keep true processes for what needs one (the console script, signals, exit behaviour)."""
     from click.testing import CliRunner
 
-    from lazarus_report.cli import main
+    from lazarus_report.cli.main import main
 
     previous = Path.cwd()
     if cwd is not None:

@@ -157,12 +157,14 @@ def _lint_imports(cwd: Path) -> subprocess.CompletedProcess[str]:
     )
 
 
+@pytest.mark.slow  # runs lint-imports
 def test_the_layering_contract_holds():
     result = _lint_imports(ROOT)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "broken" not in result.stdout.split("Contracts:")[-1].lower() or " 0 broken" in result.stdout
 
 
+@pytest.mark.slow  # runs lint-imports
 def test_the_layering_contract_catches_a_renderer_importing_the_engine(tmp_path):
     shutil.copytree(PACKAGE, tmp_path / "lazarus_report", ignore=shutil.ignore_patterns("__pycache__"))
     shutil.copy(ROOT / "pyproject.toml", tmp_path / "pyproject.toml")

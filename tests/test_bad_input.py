@@ -459,12 +459,14 @@ def full_disk(tmp_path):
         subprocess.run(["umount", str(mount)], check=True)
 
 
+@pytest.mark.slow  # mounts a tmpfs
 def test_html_onto_a_full_disk_is_exit_2_naming_the_file(saved, full_disk):
     result = invoke(["report", "render", str(saved), "--html", str(full_disk / "r.html"), "-q"])
     assert_one_line_error(result, 2, f"cannot write {full_disk / 'r.html'}: No space left on device")
     assert _files(full_disk) == ["filler"]
 
 
+@pytest.mark.slow  # mounts a tmpfs
 def test_markdown_onto_a_full_disk_writes_no_output_at_all(saved, full_disk, tmp_path):
     out = tmp_path / "out"
     out.mkdir()
@@ -475,6 +477,7 @@ def test_markdown_onto_a_full_disk_writes_no_output_at_all(saved, full_disk, tmp
     assert _files(out) == [] and _files(full_disk) == ["filler"]
 
 
+@pytest.mark.slow  # mounts a tmpfs
 def test_json_output_onto_a_full_disk_is_exit_2(tiny_model, full_disk):
     target = full_disk / "r.json"
     result = invoke(["introspect", "analyze", "-m", tiny_model, "-p", "hello", "--raw", "-o", str(target), "-q"])
@@ -482,6 +485,7 @@ def test_json_output_onto_a_full_disk_is_exit_2(tiny_model, full_disk):
     assert _files(full_disk) == ["filler"]
 
 
+@pytest.mark.slow  # mounts a tmpfs
 def test_junit_onto_a_full_disk_is_exit_2_and_writes_nothing(tiny_model, full_disk, tmp_path):
     suite = tmp_path / "s.jsonl"
     suite.write_text('{"id": "a", "prompt": "hello", "raw": true}\n', encoding="utf-8")
@@ -493,6 +497,7 @@ def test_junit_onto_a_full_disk_is_exit_2_and_writes_nothing(tiny_model, full_di
     assert _files(out) == [] and _files(full_disk) == ["filler"]
 
 
+@pytest.mark.slow  # mounts a tmpfs
 def test_full_tmpdir_during_compare_is_exit_2_naming_the_file(tiny_model, full_disk, tmp_path, monkeypatch):
     import tempfile
 
@@ -535,6 +540,7 @@ def test_suite_case_error_goes_to_stderr_whatever_q_says(tiny_model, tmp_path, q
     assert (result.stdout == "") is quiet
 
 
+@pytest.mark.slow  # a process of its own
 def test_stray_mlx_rank_outside_a_launcher_acts_as_rank_0(tiny_model, tmp_path):
     out = tmp_path / "r.json"
     proc = subprocess.run(

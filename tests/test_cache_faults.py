@@ -540,6 +540,7 @@ def test_a_damaged_cached_lens_is_replaced_but_foreign_files_never_deleted(lens_
     assert sorted(p.name for p in entry.parent.iterdir()) == ["linear"]  # no temporary left
 
 
+@pytest.mark.slow  # mounts a tmpfs
 def test_lens_cache_on_a_full_disk_is_a_clean_error(lens_model, tmp_path):
     from test_lens_cli import assert_clean_error
 

@@ -250,6 +250,7 @@ def test_the_last_step_passes_or_fails_the_job(tmp_path, code, fail_on_regressio
 # issue 24: validation
 
 
+@pytest.mark.slow  # runs the Action's shell steps
 def test_multi_line_args_keep_every_line(tiny_model, tmp_path):
     # `args: |` with one option per line: every line reaches lazarus (read -r -a kept only the first)
     suite = tmp_path / "tiny.yaml"
@@ -268,6 +269,7 @@ def test_multi_line_args_keep_every_line(tiny_model, tmp_path):
     assert not (tmp_path / "pwned").exists()
 
 
+@pytest.mark.slow  # runs the Action's shell steps
 def test_an_older_report_is_never_published_after_a_failed_run(tmp_path):
     # exit 2 (no such model): the summary, JUnit and artifact steps must not pick up an earlier run's reports
     suite = tmp_path / "tiny.yaml"

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from test_lens_cli import assert_clean_error, invoke, run
+from test_lens_cli import assert_clean_error, invoke
 from test_lens_math import WORDS, tiny_corpus
 
 from lazarus_report.core.errors import LazarusError
@@ -75,7 +75,7 @@ def test_fit_out_into_a_folder_with_other_files_is_refused_and_keeps_them(env: d
     (proj / META_FILE).write_text("{}\n")
     (proj / "keep.txt").write_text("x\n")
     before = _tree(proj)
-    proc = run(
+    proc = invoke(
         "lens", "fit", "-m", str(env["model"]), "--corpus", str(env["corpus"]), "--tokens", "1200",
         "--out", str(proj), cache=env["cache"],
     )  # fmt: skip
@@ -146,7 +146,7 @@ def test_symlinked_out_is_followed(env: dict[str, Path], a_lens: Path, tmp_path:
     dangling = tmp_path / "dangling"
     dangling.symlink_to(tmp_path / "later")
     for out, where in ((link, real), (dangling, tmp_path / "later")):
-        proc = run(
+        proc = invoke(
             "lens", "fit", "-m", str(env["model"]), "--corpus", str(env["corpus"]), "--out", str(out), "-q",
             cache=env["cache"],
         )  # fmt: skip
@@ -179,6 +179,7 @@ def small_tmpfs(tmp_path: Path):
         subprocess.run(["umount", str(mnt)], check=False)
 
 
+@pytest.mark.slow  # mounts a tmpfs
 def test_fit_out_onto_a_full_disk_is_a_clean_error(env: dict[str, Path], small_tmpfs: Path) -> None:
     for out in (small_tmpfs / "lens", small_tmpfs):  # a new folder, and the (empty) mount point itself
         proc = invoke(
@@ -189,6 +190,7 @@ def test_fit_out_onto_a_full_disk_is_a_clean_error(env: dict[str, Path], small_t
         assert list(small_tmpfs.iterdir()) == []  # the temporary folder is gone
 
 
+@pytest.mark.slow  # mounts a tmpfs
 def test_eval_outputs_onto_a_full_disk_are_clean_errors(env: dict[str, Path], a_lens: Path, small_tmpfs: Path) -> None:
     filler = small_tmpfs / "filler"
     with pytest.raises(OSError), open(filler, "wb") as fh:  # fill the disk: empty files fit, data does not
@@ -205,6 +207,7 @@ def test_eval_outputs_onto_a_full_disk_are_clean_errors(env: dict[str, Path], a_
         assert sorted(p.name for p in small_tmpfs.iterdir()) == ["filler"]
 
 
+@pytest.mark.slow  # mounts a tmpfs
 def test_read_only_destinations_fail_before_the_model(env: dict[str, Path], small_tmpfs: Path, tmp_path: Path) -> None:
     (small_tmpfs / "cache").mkdir()
     subprocess.run(["mount", "-o", "remount,ro", str(small_tmpfs)], check=True)
@@ -421,6 +424,7 @@ def test_streamed_documents_split_at_whitespace_keep_the_text() -> None:
     assert list(_pieces("x" * (PIECE_CHARS + 5))) == ["x" * PIECE_CHARS, "xxxxx"]  # no whitespace: cut anyway
 
 
+@pytest.mark.slow  # measures a process's peak memory
 def test_fit_on_a_huge_one_line_corpus_has_bounded_memory(env: dict[str, Path], tmp_path: Path) -> None:
     """The issue's case (a 19.5 MB single-line corpus, --tokens 1200) with the real command."""
     big = _big_line(tmp_path / "big.txt", 20)
