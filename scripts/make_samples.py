@@ -37,6 +37,11 @@ ANALYZE_SAMPLES = [
         "What's the weather in Paris?",
         AnalysisConfig(layer_strategy=LayerStrategy.ALL, track_tokens=["I", "The", "get_weather"]),
     ),
+    (  # a generated answer (issue 19): the model writes its own reply, read token by token
+        "analyze-weather-generated",
+        "What's the weather in Paris?",
+        AnalysisConfig(layer_strategy=LayerStrategy.ALL, generate=24, stop=["\n"]),
+    ),
 ]
 
 
@@ -49,6 +54,14 @@ COMPARE_SAMPLES = [
         ADAPTER,
         "What's the weather in Paris?",
         AnalysisConfig(layer_strategy=LayerStrategy.ALL, track_tokens=["get_weather", "I"]),
+    ),
+    (  # a teacher-forced answer (issue 19): both models read the whole tool call
+        "compare-weather-answer",
+        "smollm2-135m-instruct",
+        "smollm2-135m-instruct",
+        ADAPTER,
+        "What's the weather in Paris?",
+        AnalysisConfig(layer_strategy=LayerStrategy.ALL, answer='get_weather(city="Paris")'),
     ),
     (
         "compare-smollm2-vs-gemma3",
