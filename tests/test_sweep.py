@@ -264,3 +264,41 @@ def test_an_explicit_list_of_checkpoint_files_runs_in_the_order_given(setup, swe
     full = SweepResult.load(out / "s.json")
     assert [s.step for s in listed.steps] == [30, 10]
     assert listed.steps[0].cases == full.steps[2].cases and listed.steps[1].cases == full.steps[0].cases
+
+
+def test_with_attribution_each_step_has_the_carriers_suite_alone_finds(setup, tmp_path):
+    r = lazarus(
+        "introspect", "sweep", str(setup["suite"]), "-m", setup["base"], "--adapters", str(setup["folder"]),
+        "--attribution", "-o", str(tmp_path / "s.json"), "--html", str(tmp_path / "s.html"), "-q",
+    )  # fmt: skip
+    assert r.returncode in (0, 1), r.stderr
+    result = SweepResult.load(tmp_path / "s.json")
+    last = result.steps[-1]
+    alone = lazarus(
+        "introspect", "suite", str(setup["suite"]), "-m1", setup["base"], "-m2", setup["base"],
+        "--adapter2", str(last.adapter), "--attribution", "-o", str(tmp_path / "alone.json"), "-q",
+    )  # fmt: skip
+    assert alone.returncode in (0, 1), alone.stderr
+    suite = SuiteResult.load(tmp_path / "alone.json")
+    carriers = [c.comparison.attribution.carriers for c in suite.cases]
+    assert [c.carriers for c in last.cases] == carriers
+    assert any(carriers)
+    html = (tmp_path / "s.html").read_text(encoding="utf-8")
+    assert html.count("<svg") == 5 and "Carrier layers" in html
+
+
+def test_case_ids_and_prompts_are_data_in_every_output(setup, tmp_path):
+    hostile = '<script>alert("x")</script>'
+    suite = tmp_path / "hostile.yaml"
+    suite.write_text(
+        SUITE.replace("id: capital", f"id: '{hostile}'").replace("prompt: one two", "prompt: <b>one</b> two"),
+        encoding="utf-8",
+    )
+    r = lazarus(
+        "introspect", "sweep", str(suite), "-m", setup["base"], "--adapters", str(setup["folder"]),
+        "--html", str(tmp_path / "s.html"), "--markdown", str(tmp_path / "s.md"), "-q",
+    )  # fmt: skip
+    assert r.returncode in (0, 1), r.stderr
+    html = (tmp_path / "s.html").read_text(encoding="utf-8")
+    assert hostile not in html and "&lt;script&gt;" in html
+    assert "<script>alert" not in (tmp_path / "s.md").read_text(encoding="utf-8")

@@ -80,7 +80,8 @@ def _frame(labels: Sequence[str], lo: float, hi: float, fmt: str, height: int = 
         if k % every and k != n - 1:
             continue
         x = short_number(_x(k, n), 1)
-        parts.append(f'<text x="{x}" y="{bottom + 14}" text-anchor="middle">{escape_xml(shorten(label, 12))}</text>')
+        anchor = "end" if k == n - 1 and n > 1 else "start" if k == 0 and n > 1 else "middle"
+        parts.append(f'<text x="{x}" y="{bottom + 14}" text-anchor="{anchor}">{escape_xml(shorten(label, 12))}</text>')
     if n:
         x = short_number(_x(n - 1, n), 1)  # the step cursor: the last step, whose verdict decides the exit status
         parts.append(f'<path d="M{x},{_TOP - 4}V{bottom}" stroke="#333333" stroke-dasharray="3 2"/>')

@@ -24,6 +24,7 @@ class StepRow:
 
 @dataclass(frozen=True)
 class CaseRow:
+    index: int  # in the suite (the HTML's anchor: case-INDEX)
     id: str
     group: str
     target: str
@@ -70,9 +71,10 @@ def build_sweep_view(result: SweepResult) -> SweepView:
             )
         )
     cases = []
-    for case, s in zip(result.cases, series):
+    for index, (case, s) in enumerate(zip(result.cases, series)):
         cases.append(
             CaseRow(
+                index=index,
                 id=case.id,
                 group=case.group or "",
                 target=token_repr(case.target) if case.target is not None else "",
