@@ -69,7 +69,7 @@ def swept(setup):
     r = lazarus(
         "introspect", "sweep", str(setup["suite"]), "-m", setup["base"], "--adapters", str(setup["folder"]),
         "-o", str(out / "s.json"), "--html", str(out / "s.html"), "--markdown", str(out / "s.md"),
-        "--junit", str(out / "s.xml"), "--batch-size", "1",
+        "--junit", str(out / "s.xml"),
     )  # fmt: skip
     assert r.returncode in (0, 1), r.stderr
     return out, r
@@ -99,7 +99,7 @@ def test_each_step_equals_suite_run_alone_against_that_checkpoint(setup, swept):
         alone_json = out / f"alone-{step.step}.json"
         r = lazarus(
             "introspect", "suite", str(setup["suite"]), "-m1", setup["base"], "-m2", setup["base"],
-            "--adapter2", str(step.adapter), "-o", str(alone_json), "-q", "--batch-size", "1",
+            "--adapter2", str(step.adapter), "-o", str(alone_json), "-q",
         )  # fmt: skip
         assert r.returncode in (0, 1), r.stderr
         alone = SuiteResult.load(alone_json)
@@ -149,7 +149,7 @@ def test_a_resumed_sweep_reads_done_steps_and_writes_the_same_bytes(setup, swept
     target = tmp_path / "s.json"
     target.write_text(json.dumps(partial), encoding="utf-8")
     args = ["introspect", "sweep", str(setup["suite"]), "-m", setup["base"], "--adapters", str(setup["folder"])]
-    r = lazarus(*args, "-o", str(target), "--html", str(tmp_path / "s.html"), "-q", "--batch-size", "1")
+    r = lazarus(*args, "-o", str(target), "--html", str(tmp_path / "s.html"), "-q")
     assert r.returncode in (0, 1), r.stderr
     resumed = SweepResult.load(target)
     assert resumed.steps[0].cases[0].rank == 123456  # read, not recomputed
@@ -257,7 +257,7 @@ def test_an_explicit_list_of_checkpoint_files_runs_in_the_order_given(setup, swe
     files = [str(setup["folder"] / f"{n:07d}_adapters.safetensors") for n in (30, 10)]
     r = lazarus(
         "introspect", "sweep", str(setup["suite"]), "-m", setup["base"], "--adapters", *files,
-        "-o", str(tmp_path / "s.json"), "-q", "--batch-size", "1",
+        "-o", str(tmp_path / "s.json"), "-q",
     )  # fmt: skip
     assert r.returncode in (0, 1), r.stderr
     listed = SweepResult.load(tmp_path / "s.json")
@@ -302,3 +302,37 @@ def test_case_ids_and_prompts_are_data_in_every_output(setup, tmp_path):
     html = (tmp_path / "s.html").read_text(encoding="utf-8")
     assert hostile not in html and "&lt;script&gt;" in html
     assert "<script>alert" not in (tmp_path / "s.md").read_text(encoding="utf-8")
+
+
+def test_the_blocks_below_the_adapter_are_replayed_from_the_base_and_change_nothing(setup):
+    """``engine.replay``: a checkpoint's batched pass skips the blocks below its adapter with the base's recorded
+    state, and every number equals the pass that runs them (the adapter adapts the last 3 of 4 blocks)."""
+    from lazarus_report.commands.suite import case_config
+    from lazarus_report.engine.batched import analyze_many
+    from lazarus_report.engine.replay import BlockReplay, replaying
+    from lazarus_report.models.loader import load_model, with_adapter
+    from lazarus_report.suites.spec import load_suite
+
+    spec = load_suite(str(setup["suite"]))
+    prompts, configs = [c.prompt for c in spec.cases], [case_config(c) for c in spec.cases]
+    analyzer = ModelAnalyzer(load_model(setup["base"]))
+    replay = BlockReplay(start=1)
+    with replaying(replay):
+        list(analyze_many(analyzer.loaded, prompts, configs, lens=analyzer.lens("logit")))
+    assert replay.states and replay.replayed == 0
+    tuned = ModelAnalyzer(with_adapter(analyzer.loaded, str(setup["folder"] / "0000020_adapters.safetensors")))
+    replay.recording = False
+    with replaying(replay):
+        skipped = dict(analyze_many(tuned.loaded, prompts, configs, lens=tuned.lens("logit")))
+    assert replay.replayed == len(replay.states)  # every pass skipped block 0
+    full = dict(analyze_many(tuned.loaded, prompts, configs, lens=tuned.lens("logit")))
+    for i in full:
+        a, b = full[i], skipped[i]
+        assert a.result.layer_predictions == b.result.layer_predictions
+        assert (abs(a.log_probs - b.log_probs) <= 1e-6).all()
+    # A replay that is wrong shows: the state recorded on a different model changes the numbers.
+    other = BlockReplay(start=1, recording=False, states={k: v * 2 for k, v in replay.states.items()})
+    other.gathered = replay.gathered
+    with replaying(other):
+        wrong = dict(analyze_many(tuned.loaded, prompts, configs, lens=tuned.lens("logit")))
+    assert any((abs(full[i].log_probs - wrong[i].log_probs) > 1e-3).any() for i in full)

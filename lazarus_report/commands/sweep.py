@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from ..core.errors import LazarusError
+from ..engine.replay import BlockReplay, replaying
 from ..models.checkpoints import Checkpoint, check_checkpoints
 from ..results.codec import distinct_labels
 from ..results.diff import digest_result
@@ -135,6 +136,7 @@ def _run_steps(
     adapters = [None] + [s.adapter for s in todo]
     scales = [scale] * len(models)
     first_round = True
+    replay: BlockReplay | None = None
     with tempfile.TemporaryDirectory(prefix="lazarus-sweep-") as spill_dir:
         spill = Path(spill_dir)
         while base_state.todo or first_round:
@@ -143,19 +145,24 @@ def _run_steps(
             for side in each_model(models, adapters, scales, precision, max_memory):
                 if side.number == 1:
                     base_state.ready(side, first_round)
+                    replay = None if one_by_one else _replay_for(todo, side.analyzer.info.num_layers)
                     pending = base_state.pending(side, in_round, progress)
                     outcomes = _outcomes(
                         side, spec, base_state.configs, pending, batch_size, one_by_one, attribution, base_state.passes
                     )
-                    base_state.take(side, outcomes, in_round, spill, progress)
+                    with replaying(replay):  # the base's hidden states below the adapters, recorded
+                        base_state.take(side, outcomes, in_round, spill, progress)
                     base_seconds += time.perf_counter() - clock
                 else:
                     k = side.number - 2
                     as_tuned = dataclasses.replace(side, number=2)
                     _run_step(states[k], base_state, as_tuned, in_round, first_round)
-                    _step_cases(
-                        states[k], as_tuned, spec, in_round, spill / f"step{k}", batch_size, one_by_one, progress
-                    )
+                    if replay is not None:
+                        replay.recording = False
+                    with replaying(replay if todo[k].adapter is not None else None):
+                        _step_cases(
+                            states[k], as_tuned, spec, in_round, spill / f"step{k}", batch_size, one_by_one, progress
+                        )
                     states[k].reverse(in_round, (base, None, scale), precision, max_memory)
                     states[k].compare(in_round, None)
                     shutil.rmtree(spill / f"step{k}", ignore_errors=True)
@@ -168,22 +175,32 @@ def _run_steps(
             base_state.todo = [i for i in base_state.todo if i not in taken]
             for path in spill.iterdir():
                 path.unlink()
+    now = time.perf_counter()
+    cases_of = [[st.done[i] for i in range(len(spec.cases))] for st in states]
     suites = [
-        _suite_result(
-            st,
-            distinct_labels(st.labels),
-            [st.done[i] for i in range(len(spec.cases))],
-            None,
-            batch_size,
-            one_by_one,
-            time.perf_counter(),
-        )
-        for st in states
+        _suite_result(st, distinct_labels(st.labels), c, None, batch_size, one_by_one, now)
+        for st, c in zip(states, cases_of)
     ]
     cases = _sweep_cases(suites[0])
     load_seconds = base_state.load_seconds[:1] + [st.load_seconds[1] for st in states]
     ran = [_sweep_step(s, suite, seconds[k]) for k, (s, suite) in enumerate(zip(todo, suites))]
     return cases, suites[0].labels[0], ran, load_seconds, base_seconds
+
+
+def _replay_for(steps: list[Checkpoint], n_layers: int) -> BlockReplay | None:
+    """A replay of the base's blocks below every step's adapter (``engine.replay``), or None when some step is a
+    whole model or adapts the first block (a full fine-tune adapts them all)."""
+    from ..models.adapter_config import adapted_layers
+    from ..models.adapters import adapter_files
+
+    firsts = []
+    for step in steps:
+        layers = adapted_layers(str(adapter_files(step.adapter)[0]), n_layers) if step.adapter is not None else []
+        if not layers:
+            return None
+        firsts.append(min(layers))
+    start = min(firsts)
+    return BlockReplay(start) if start >= 1 else None
 
 
 def _run_step(state: _SuiteRun, base_state: _SuiteRun, side: Any, in_round: list[int], first_round: bool) -> None:
