@@ -336,3 +336,25 @@ def test_the_blocks_below_the_adapter_are_replayed_from_the_base_and_change_noth
     with replaying(other):
         wrong = dict(analyze_many(tuned.loaded, prompts, configs, lens=tuned.lens("logit")))
     assert any((abs(full[i].log_probs - wrong[i].log_probs) > 1e-3).any() for i in full)
+
+
+def test_whole_models_as_steps_equal_suite_alone(setup, tiny_model_dir, tmp_path):
+    others = [str(tiny_model_dir("llama", seed=s, num_hidden_layers=4)) for s in (2, 3)]
+    r = lazarus(
+        "introspect", "sweep", str(setup["suite"]), "-m", setup["base"], "--models", *others,
+        "-o", str(tmp_path / "s.json"), "-q",
+    )  # fmt: skip
+    assert r.returncode in (0, 1), r.stderr
+    result = SweepResult.load(tmp_path / "s.json")
+    assert [s.model for s in result.steps] == others and all(s.sha256 is None for s in result.steps)
+    for step, other in zip(result.steps, others):
+        alone = lazarus(
+            "introspect", "suite", str(setup["suite"]), "-m1", setup["base"], "-m2", other,
+            "-o", str(tmp_path / "alone.json"), "-q",
+        )  # fmt: skip
+        assert alone.returncode in (0, 1), alone.stderr
+        suite = SuiteResult.load(tmp_path / "alone.json")
+        assert [c.status for c in step.cases] == [c.status for c in suite.cases]
+        assert [c.final_js for c in step.cases] == pytest.approx(
+            [c.comparison.divergences[-1].js for c in suite.cases], abs=1e-6
+        )
