@@ -163,6 +163,8 @@ class SweepResult(JsonFile):
             built = build_dataclass(cls, rest)
         except (KeyError, TypeError, ValueError) as exc:
             raise ResultFormatError(f"malformed sweep result: {exc}") from None
+        if built.fail_on not in FAIL_ON:
+            raise ResultFormatError(f"malformed sweep result: fail_on must be one of {', '.join(FAIL_ON)}")
         n = len(built.cases)
         for j, step in enumerate(built.steps):
             if [c.id for c in step.cases] != [c.id for c in built.cases]:
