@@ -358,3 +358,21 @@ def test_whole_models_as_steps_equal_suite_alone(setup, tiny_model_dir, tmp_path
         assert [c.final_js for c in step.cases] == pytest.approx(
             [c.comparison.divergences[-1].js for c in suite.cases], abs=1e-6
         )
+
+
+def test_an_output_from_another_sweep_is_not_resumed(setup, swept, tmp_path):
+    out, _ = swept
+    data = json.loads((out / "s.json").read_text(encoding="utf-8"))
+    data["base"] = "another-base"
+    for case in data["steps"][0]["cases"]:
+        case["rank"] = 123456  # what a resumed step would keep
+    target = tmp_path / "s.json"
+    target.write_text(json.dumps(data), encoding="utf-8")
+    r = lazarus(
+        "introspect", "sweep", str(setup["suite"]), "-m", setup["base"], "--adapters", str(setup["folder"]),
+        "-o", str(target),
+    )  # fmt: skip
+    assert r.returncode in (0, 1), r.stderr
+    assert "every step runs again" in r.stderr
+    again = SweepResult.load(target)
+    assert again.without_timings().to_json() == SweepResult.load(out / "s.json").without_timings().to_json()

@@ -137,10 +137,21 @@ def _sweep(
     previous = _previous(output, no_resume)
     preflight([model, *[s.model for s in steps if s.model]], AnalysisConfig(top_k=1, lens=lens))
 
-    from ..commands.sweep import run_sweep
+    from ..commands.sweep import resumable, run_sweep
 
+    to_run = len(steps)
+    if previous is not None:
+        if resumable(previous, spec, model, lens, attribution):
+            done = {s.sha256 for s in previous.steps if s.sha256 is not None}
+            to_run = sum(1 for s in steps if s.sha256 is None or s.sha256 not in done)
+        elif not quiet:
+            click.echo(
+                f"Note: {printable(str(output))} holds a sweep of another suite, base, lens, attribution or lazarus version: "
+                "every step runs again",
+                err=True,
+            )
     show_bar = not quiet and sys.stderr.isatty()
-    bar = click.progressbar(length=len(spec.cases) * (1 + len(steps)), label="cases", file=sys.stderr, show_pos=True)
+    bar = click.progressbar(length=len(spec.cases) * (1 + to_run), label="cases", file=sys.stderr, show_pos=True)
     with bar if show_bar else contextlib.nullcontext():
         result = run_sweep(
             spec,
