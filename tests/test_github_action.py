@@ -319,6 +319,7 @@ def _edited_suite_sample(path: Path) -> Path:
 DIFF_INPUTS = {"COMMAND": "suite", "OUTPUT_DIR": "out", "TOLERANCE": "0.02", "FAIL_ON": "any-drop"}
 
 
+@pytest.mark.slow  # runs the Action's shell steps
 def test_the_diff_step_diffs_committed_results_offline(tmp_path):
     sample = str(REPO / "sample_reports" / "suite-weather-adapter.json")
     (tmp_path / "out").mkdir()
@@ -356,6 +357,7 @@ def test_the_diff_step_runs_only_with_a_baseline_and_a_result():
     assert action["inputs"]["baseline"]["default"] == "" and action["inputs"]["fail-on"]["default"] == "any-drop"
 
 
+@pytest.mark.slow  # runs the Action's shell step
 @pytest.mark.parametrize(
     ("code", "diff_code", "fail_on_regression", "step_fails"),
     [

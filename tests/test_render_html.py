@@ -325,6 +325,20 @@ def hostile_change(tmp_path_factory):
     return with_hostile_change(tiny_change_comparison(tmp_path_factory.mktemp("hostile-change")))
 
 
+def _hostile_diff():
+    """A suite diffed against itself with one probability changed: hostile ids, prompts and tokens on every row."""
+    import copy
+
+    from lazarus_report.results.diff import diff_results
+
+    data = make_suite(len(HOSTILE_STRINGS) + 2, hostile=True).to_dict()
+    after = copy.deepcopy(data)
+    for c in after["cases"]:
+        if c["comparison"] and c["comparison"]["tracked"]:
+            c["comparison"]["tracked"][0]["final_probs"][1] = 0.0
+    return diff_results(data, after)
+
+
 def _hostile_results(hostile_change):
     return [
         make_hostile_result(),
@@ -343,13 +357,18 @@ def test_every_html_template_escapes_hostile_data(monkeypatch, hostile_change):
     env = html_environment()
     assert env.autoescape is True  # not select_autoescape(): *.html.j2 would slip through
     results = _hostile_results(hostile_change)
+    from lazarus_report.render.diff_html import render_diff_html
     from lazarus_report.render.lens_report import render_lens_eval_html
 
     def render_all():
         pages = [render_html(r, static=s) for r in results for s in (0, 1)]
-        return pages + [render_lens_eval_html(make_lens_eval(hostile=True), static=s) for s in (0, 1)]
+        pages += [render_lens_eval_html(make_lens_eval(hostile=True), static=s) for s in (0, 1)]
+        return [*pages, render_diff_html(_hostile_diff())]
 
     used, pages = _templates_used(env, monkeypatch, render_all)
+    diff_page = pages.pop()
+    assert {n.tag for n in parse(diff_page).iter()} - {"#document"} <= ALLOWED_TAGS | {"circle"}  # its chart's dots
+    assert not any(s in diff_page for s in HOSTILE_STRINGS if "<" in s)
     results = [*results, None]  # the lens eval pages (two, like every result) are not suite pages
     templates = {n for n in env.loader.list_templates() if n.startswith("html/") and n.endswith(".j2")}
     assert "html/page.html.j2" in templates
@@ -365,8 +384,15 @@ def test_every_html_template_escapes_hostile_data(monkeypatch, hostile_change):
 
 def test_every_markdown_template_escapes_hostile_data(monkeypatch, hostile_change):
     env = markdown_environment()
+    from lazarus_report.render.diff_markdown import render_diff_markdown
+
     used, docs = _templates_used(
-        env, monkeypatch, lambda: [render_markdown(r) for r in _hostile_results(hostile_change)]
+        env,
+        monkeypatch,
+        lambda: [
+            *(render_markdown(r) for r in _hostile_results(hostile_change)),
+            render_diff_markdown(_hostile_diff()),
+        ],
     )
     templates = {n for n in env.loader.list_templates() if n.startswith("markdown/") and n.endswith(".j2")}
     assert "markdown/report.md.j2" in templates
@@ -390,6 +416,8 @@ def test_every_markdown_template_escapes_hostile_data(monkeypatch, hostile_chang
             "tr",
             "th",
             "td",
+            "details",  # the diff's collapsed table (GitHub renders both)
+            "summary",
         }, tags
         assert "href" not in rendered and "<em>" not in rendered
         assert "{{ 7*7 }}" in html.unescape(rendered)  # template syntax in the data stays text

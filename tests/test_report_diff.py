@@ -441,40 +441,25 @@ def test_the_markdown_goes_to_the_step_summary(pair, tmp_path):
 # --- in a browser -------------------------------------------------------------------------------
 
 
-CHROMIUM = "/usr/bin/chromium"
-
-
 @pytest.mark.browser
-@pytest.mark.skipif(not os.path.exists(CHROMIUM), reason=f"{CHROMIUM} not installed")
 @pytest.mark.parametrize("width", [390, 1280])
-def test_the_diff_page_renders_without_console_errors(tmp_path, suite_json, width):
-    sync_playwright = pytest.importorskip("playwright.sync_api").sync_playwright
-    from test_browser import ARGS
-
+def test_the_diff_page_renders_without_console_errors(tmp_path, suite_json, width, chromium):
     page_file = tmp_path / "diff.html"
     page_file.write_text(render_diff_html(diff_results(suite_json, edited(suite_json))), encoding="utf-8")
-    with sync_playwright() as p:
-        ctx = p.chromium.launch_persistent_context(
-            str(tmp_path / "profile"),
-            executable_path=CHROMIUM,
-            args=ARGS,
-            headless=True,
-            viewport={"width": width, "height": 900},
-            offline=True,
-        )
-        try:
-            page = ctx.new_page()
-            errors: list[str] = []
-            requests: list[str] = []
-            page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
-            page.on("pageerror", lambda e: errors.append(str(e)))
-            page.on("request", lambda r: requests.append(r.url))
-            page.goto(page_file.as_uri())
-            assert errors == [] and requests == [page_file.as_uri()]
-            assert page.locator("table.diff-cases tr.regression").count() == 3
-            assert page.locator(".diff-chart svg circle").count() > 20
-            # nothing wider than the screen but the tables' own scrolling boxes
-            assert page.evaluate("document.documentElement.scrollWidth") <= width
-            page.screenshot(path=str(tmp_path / f"diff-{width}.png"), full_page=True)
-        finally:
-            ctx.close()
+    ctx = chromium.new_context(viewport={"width": width, "height": 900}, offline=True)
+    try:
+        page = ctx.new_page()
+        errors: list[str] = []
+        requests: list[str] = []
+        page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+        page.on("pageerror", lambda e: errors.append(str(e)))
+        page.on("request", lambda r: requests.append(r.url))
+        page.goto(page_file.as_uri())
+        assert errors == [] and requests == [page_file.as_uri()]
+        assert page.locator("table.diff-cases tr.regression").count() == 3
+        assert page.locator(".diff-chart svg circle").count() > 20
+        # nothing wider than the screen but the tables' own scrolling boxes
+        assert page.evaluate("document.documentElement.scrollWidth") <= width
+        page.screenshot(path=str(tmp_path / f"diff-{width}.png"), full_page=True)
+    finally:
+        ctx.close()
