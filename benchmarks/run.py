@@ -1195,6 +1195,60 @@ def bench_diff(reps: int) -> tuple[list[str], dict]:
     return rows, data
 
 
+# --- checkpoint sweep (issue 20 part 2) --------------------------------------------------------------------
+
+
+def sweep_checkpoints(directory: Path, n: int = 10) -> Path:
+    """An adapter folder with ``n`` checkpoints as mlx-lm's trainer names them: the weather adapter's weights with
+    the LoRA B matrices scaled by k/n at step k (the last is the adapter itself)."""
+    import shutil
+
+    import mlx.core as mx
+
+    folder = directory / "checkpoints"
+    folder.mkdir()
+    shutil.copy(ADAPTER / "adapter_config.json", folder / "adapter_config.json")
+    weights = mx.load(str(ADAPTER / "adapters.safetensors"))
+    for k in range(1, n + 1):
+        scaled = {name: w * (k / n) if name.endswith(".lora_b") else w for name, w in weights.items()}
+        mx.save_safetensors(str(folder / f"{k * 10:07d}_adapters.safetensors"), scaled)
+    shutil.copy(folder / f"{n * 10:07d}_adapters.safetensors", folder / "adapters.safetensors")  # as mlx-lm does
+    return folder
+
+
+def bench_sweep(reps: int) -> tuple[list[str], dict]:
+    import tempfile
+
+    exe = str(Path(sys.executable).parent / "lazarus")
+    tmp = Path(tempfile.mkdtemp())
+    suite_file = bench_suite_file(tmp)
+    folder = sweep_checkpoints(tmp)
+    suite = [exe, "introspect", "suite", str(suite_file), "-m1", ALIAS, "-m2", ALIAS, "--adapter2", str(ADAPTER)]
+    suite += ["-q", "-o", str(tmp / "suite.json")]
+    sweep = [exe, "introspect", "sweep", str(suite_file), "-m", ALIAS, "--adapters", str(folder), "-q"]
+    sweep += ["--no-resume", "-o", str(tmp / "sweep.json")]  # the same outputs as the suite run
+    _suite_timed(suite)  # warm the page cache and the tokenizer cache
+    walls: dict[str, list[float]] = {"suite": [], "sweep": []}
+    cpus: dict[str, list[float]] = {"suite": [], "sweep": []}
+    for _ in range(reps):
+        walls["suite"].append(_suite_timed(suite, cpus["suite"])[0])
+        walls["sweep"].append(_suite_timed(sweep, cpus["sweep"])[0])
+    one, many = median(walls["suite"]), median(walls["sweep"])
+    cpu_one, cpu_many = median(cpus["suite"]), median(cpus["sweep"])
+    steps = len(json.loads((tmp / "sweep.json").read_text())["steps"])
+    ratio, cpu_ratio = many / one, cpu_many / cpu_one
+    rows = [
+        "| 20-case suite, SmolLM2 + LoRA (8 layers, rank 8) | one `suite -m2` | `sweep` over the checkpoints | ratio | "
+        "target |",
+        "|---|---|---|---|---|",
+        f"| wall, end to end (fresh process, load included) | {fmt(one)} | {fmt(many)} ({steps} steps) | "
+        f"{ratio:.2f}x | <= 4x -> **{'met' if ratio <= 4 else 'MISSED'}** |",
+        f"| CPU seconds of the whole process (user + system; steadier on a shared machine) | {fmt(cpu_one)} | "
+        f"{fmt(cpu_many)} | {cpu_ratio:.2f}x | <= 4x -> **{'met' if cpu_ratio <= 4 else 'MISSED'}** |",
+    ]
+    return rows, {"suite": one, "sweep": many, "ratio": ratio, "cpu_ratio": cpu_ratio, "steps": steps}
+
+
 def main() -> None:
     if sys.argv[1:2] == ["--rank-probe"]:  # run.py --rank-probe -- CLI ARGS (a rank of bench_distributed)
         rank_probe(sys.argv[3:] if sys.argv[2:3] == ["--"] else sys.argv[2:])
@@ -1219,6 +1273,7 @@ def main() -> None:
             "answers",
             "suite-answers",
             "diff",
+            "sweep",
         ],
         help="run one section (printed, RESULTS.md untouched)",
     )
@@ -1253,6 +1308,10 @@ def main() -> None:
         return
     if args.only == "diff":
         print("\n".join(bench_diff(args.reps)[0]))
+        return
+    if args.only == "sweep":
+        print("\n".join(environment()), flush=True)
+        print("\n".join(bench_sweep(max(1, args.reps // 2))[0]))
         return
     if args.only == "distributed":
         print("\n".join(bench_distributed(max(2, args.reps // 2))[0]))
@@ -1454,6 +1513,14 @@ def main() -> None:
         "token shifts), the candidate with known edits (every 10th P(target) -0.1, every 25th case newly failing, five "
         "cases replaced). Target (issue 20): `report diff` <= 2 s, HTML <= 3 MB.",
         lambda: bench_diff(args.reps),
+    )
+    section(
+        "Checkpoint sweep",
+        "Fresh processes, interleaved, medians. `introspect sweep` of the 20-case benchmark suite over 10 checkpoints "
+        "of SmolLM2 (the committed weather adapter with its B matrices scaled by k/10, k = 1..10: real shapes and "
+        "layers, synthetic training) against one `suite -m1 BASE -m2 BASE --adapter2` run of the same suite. "
+        "Target (issue 20): <= 4x.",
+        lambda: bench_sweep(max(1, args.reps // 2)),
     )
     sections += [
         "## Where the time goes near the limits (profiled, not re-measured by this script)",

@@ -149,5 +149,34 @@ def main() -> None:
         print(f"wrote sample_reports/{name}.junit.xml ({suite.status})")
 
 
+# --- checkpoint sweep sample (issue 20 part 2) ---------------------------------------------------------------
+
+SWEEP_ADAPTER = "examples/weather-adapter-steps/adapter"  # scripts/train_weather_adapter.py --save-every 10 --rank 4
+
+
+def sweep_sample() -> None:
+    """sample_reports/sweep-weather-adapter.{json,html,md}: the weather suite at each checkpoint of the adapter
+    trained with checkpoints, with attribution (the carrier layers over steps)."""
+    import os
+
+    from lazarus_report.commands.sweep import run_sweep
+    from lazarus_report.models.checkpoints import folder_checkpoints
+
+    os.chdir(ROOT)
+    OUT.mkdir(exist_ok=True)
+    name = "sweep-weather-adapter"
+    spec = load_suite("examples/suites/weather-adapter.yaml")
+    result = run_sweep(spec, "smollm2-135m-instruct", folder_checkpoints(SWEEP_ADAPTER), attribution=True)
+    result.save(OUT / f"{name}.json")
+    write_report_files(result, html_path=OUT / f"{name}.html", markdown_path=OUT / f"{name}.md", timings=False)
+    print(f"wrote sample_reports/{name}.{{json,html,md}} ({result.status})")
+
+
 if __name__ == "__main__":
-    main()
+    import sys
+
+    if sys.argv[1:] == ["sweep"]:  # only the sweep sample
+        sweep_sample()
+    else:
+        main()
+        sweep_sample()

@@ -321,6 +321,12 @@ class TrainSettings:
     steps_per_report: int = STEPS_PER_REPORT
     steps_per_eval: int = STEPS_PER_EVAL
     quiet: bool = False
+    rank: int = LORA_PARAMETERS["rank"]  # type: ignore[assignment]
+    save_every: int | None = None  # mlx-lm's --save-every: a checkpoint file every this many iterations
+
+
+def lora_parameters(settings: TrainSettings) -> dict[str, Any]:
+    return {**LORA_PARAMETERS, "rank": settings.rank}
 
 
 def adapter_config(settings: TrainSettings) -> dict[str, Any]:
@@ -328,7 +334,7 @@ def adapter_config(settings: TrainSettings) -> dict[str, Any]:
     return {
         "fine_tune_type": "lora",
         "num_layers": settings.num_layers,
-        "lora_parameters": dict(LORA_PARAMETERS),
+        "lora_parameters": lora_parameters(settings),
         "base_model": MODEL_ID,
         "trained_with": "scripts/train_weather_adapter.py",
         "seed": settings.seed,
@@ -441,7 +447,7 @@ def train_adapter(
     mx.random.seed(settings.seed)  # LoRA initialisation
     np.random.seed(settings.seed)  # batch order (mlx-lm's iterate_batches draws from numpy's global state)
     model.freeze()
-    linear_to_lora_layers(model, settings.num_layers, dict(LORA_PARAMETERS))
+    linear_to_lora_layers(model, settings.num_layers, lora_parameters(settings))
     n_trainable = sum(v.size for _, v in _flatten(model.trainable_parameters()))
 
     adapter_dir = Path(adapter_dir)
@@ -480,7 +486,8 @@ def train_adapter(
         iters=settings.iters,
         steps_per_report=settings.steps_per_report,
         steps_per_eval=settings.iters + 1,  # validation runs in the callback, at fixed iterations
-        steps_per_save=settings.iters + 1,  # no intermediate checkpoints in the adapter directory
+        # mlx-lm writes {iteration:07d}_adapters.safetensors beside adapters.safetensors every steps_per_save
+        steps_per_save=settings.save_every or settings.iters + 1,
         max_seq_length=settings.max_seq_length,
         adapter_file=str(adapter_dir / "adapters.safetensors"),
     )
@@ -609,6 +616,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--learning-rate", type=float, default=LEARNING_RATE)
     parser.add_argument("--data-only", action="store_true", help="write the dataset and stop")
     parser.add_argument("--no-measure", action="store_true", help="skip the before/after measurements")
+    parser.add_argument(
+        "--save-every",
+        type=int,
+        default=None,
+        metavar="N",
+        help="also save a checkpoint every N iterations (mlx-lm's --save-every; for `lazarus introspect sweep`)",
+    )
+    parser.add_argument("--rank", type=int, default=LORA_PARAMETERS["rank"], help="LoRA rank (default: %(default)s)")
+    parser.add_argument(
+        "--lora-layers", type=int, default=LORA_LAYERS, help="blocks adapted, from the last (default: %(default)s)"
+    )
     opts = parser.parse_args(argv)
 
     out = opts.out
@@ -619,7 +637,14 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     from lazarus_report.models.loader import load_model
 
-    settings = TrainSettings(iters=opts.iters, learning_rate=opts.learning_rate, seed=opts.seed)
+    settings = TrainSettings(
+        iters=opts.iters,
+        learning_rate=opts.learning_rate,
+        seed=opts.seed,
+        rank=opts.rank,
+        num_layers=opts.lora_layers,
+        save_every=opts.save_every,
+    )
     t0 = time.perf_counter()
     lm = load_model(MODEL_ID)
     print(f"loaded {MODEL_ID}: {lm.info.precision}, BLAS: {lm.info.blas}")

@@ -377,16 +377,23 @@ def emit(
         files[output] = (result.to_json() + "\n").encode("utf-8")
     if junit:
         from ..render.junit import render_junit
+        from ..render.sweep_report import render_sweep_junit
+        from ..results.sweep import SweepResult
 
-        files[junit] = render_junit(result).encode("utf-8")
+        files[junit] = (render_sweep_junit if isinstance(result, SweepResult) else render_junit)(result).encode("utf-8")
     files.update(render_report_files(result, html_path=html, markdown_path=markdown, static=static, timings=timings))
     write_files_atomic(files)
     if markdown:
         append_step_summary(files[markdown].decode("utf-8"))
     if not quiet:
         from ..render.text import render_comparison_text, render_suite_text, render_text
+        from ..results.sweep import SweepResult
 
-        if isinstance(result, SuiteResult):
+        if isinstance(result, SweepResult):
+            from ..render.sweep_report import render_sweep_text
+
+            text = render_sweep_text(result)
+        elif isinstance(result, SuiteResult):
             text = render_suite_text(result)
         elif isinstance(result, ComparisonResult):
             text = render_comparison_text(result)

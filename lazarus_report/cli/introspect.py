@@ -430,3 +430,9 @@ def suite_error_line(result: Any) -> str:
     n = len(errored)
     line = first.line
     return f"{n} case{'s' if n != 1 else ''} could not run; case {first.id!r} (line {line}): {reason}{more}"
+
+
+# --- checkpoint sweep (issue 20 part 2: cli/sweep.py) ---
+from .sweep import sweep as _sweep_command  # noqa: E402
+
+introspect.add_command(_sweep_command)

@@ -200,6 +200,20 @@ class Side:
         )
 
 
+def _swappable(
+    previous: tuple[str, str | None, float | None] | None, current: tuple[str, str | None, float | None]
+) -> bool:
+    """Whether ``current`` is ``previous``'s model with another checkpoint of the same adapter layout (a sweep
+    over training checkpoints): its adapter weights replace the previous ones in place."""
+    if previous is None or previous[0] != current[0] or previous[2] != current[2]:
+        return False
+    if previous[1] is None or current[1] is None:
+        return False
+    from ..models.adapters import same_adapter_layout
+
+    return same_adapter_layout(previous[1], current[1])
+
+
 def each_model(
     models: Sequence[str],
     adapters: Sequence[str | None],
@@ -211,7 +225,8 @@ def each_model(
 
     Adapter directories are checked before any model loads. The same model on both sides (base vs
     fine-tuned, or the same model twice) loads once: the second side reuses the weights, with its
-    adapter applied in place, and reports a load time of 0.
+    adapter applied in place, and reports a load time of 0. A side whose adapter is another checkpoint of
+    the previous side's adapter folder (the same layout) swaps the adapter weights in place.
     """
     for adapter in adapters:
         if adapter is not None:
@@ -225,12 +240,17 @@ def each_model(
     try:
         for n, (model_id, adapter, scale) in enumerate(zip(models, adapters, embedding_scales), start=1):
             # (A model sharded over several ranks cannot take an adapter afterwards: it loads again.)
-            if analyzer is not None and previous == (model_id, None, scale) and analyzer.loaded.parts.shard is None:
+            swap = _swappable(previous, (model_id, adapter, scale))
+            if (
+                analyzer is not None
+                and (previous == (model_id, None, scale) or swap)
+                and analyzer.loaded.parts.shard is None
+            ):
                 from ..models.loader import with_adapter
 
                 loaded = analyzer.loaded
                 analyzer = ModelAnalyzer(
-                    with_adapter(loaded, adapter)
+                    with_adapter(loaded, adapter, swap=swap)
                     if adapter is not None
                     else dataclasses.replace(loaded, load_seconds=0.0)
                 )

@@ -177,8 +177,11 @@ def capture_last_positions(
             for c in cache:  # the prefix's keys and values, once per row (offset stays at the prefix length)
                 c.keys = mx.repeat(c.keys[..., :prefix, :], len(lengths), axis=0)
                 c.values = mx.repeat(c.values[..., :prefix, :], len(lengths), axis=0)
-        with _gathering(parts, layer_indices, rows, cols) as sink:
-            parts.backbone(inputs, cache=cache)
+        from .replay import around_blocks
+
+        key = (tuple(token_ids[0][:prefix]), tuple(map(tuple, padded)), tuple(map(tuple, positions)), embedding_factor)
+        with _gathering(parts, layer_indices, rows, cols) as sink, around_blocks(parts.layers, key, sink):
+            parts.backbone(inputs, cache=cache)  # a sweep's checkpoint may skip the blocks under its adapter
     missing = [i for i in layer_indices if i not in sink]
     if missing:  # a family whose forward skips blocks would silently break the lens
         raise RuntimeError(f"blocks {missing} were not called during the forward pass")

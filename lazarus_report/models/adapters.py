@@ -24,13 +24,28 @@ _LORA_PARAMETERS: dict[str, tuple[tuple[type, ...], str]] = {
 }
 
 
-def check_adapter(adapter: str) -> Path:
-    """The adapter directory, checked; ``LazarusError`` (one line, naming the key) otherwise."""
+def adapter_files(adapter: str) -> tuple[Path, Path]:
+    """(the folder holding ``adapter_config.json``, the weights file) of an adapter: a folder (its
+    ``adapters.safetensors``) or one ``.safetensors`` file inside such a folder (a training checkpoint,
+    ``0000100_adapters.safetensors``, read with the folder's config). No file is read."""
     path = Path(adapter)
+    if path.suffix == ".safetensors" and not path.is_dir():
+        return path.parent, path
+    return path, path / "adapters.safetensors"
+
+
+def check_adapter(adapter: str) -> Path:
+    """The adapter directory, checked; ``LazarusError`` (one line, naming the key) otherwise. ``adapter``
+    may also name one checkpoint file of an adapter directory (``adapter_files``)."""
+    path, weights_file = adapter_files(adapter)
     cfg_file = path / "adapter_config.json"
+    if weights_file != path / "adapters.safetensors":
+        if not weights_file.is_file():
+            raise LazarusError(f"no LoRA adapter checkpoint at {adapter} (no such file)")
+        if not cfg_file.is_file():
+            raise LazarusError(f"adapter checkpoint {adapter}: no adapter_config.json beside it")
     if not path.is_dir() or not cfg_file.is_file():
         raise LazarusError(f"no LoRA adapter at {adapter} (expected a directory with adapter_config.json)")
-    weights_file = path / "adapters.safetensors"
     if not weights_file.is_file():
         raise LazarusError(f"no LoRA adapter at {adapter}: adapter_config.json but no adapters.safetensors")
     try:
@@ -75,14 +90,22 @@ def _check_lora_config(cfg: dict[str, Any], cfg_file: Path) -> None:
 
 def _tensor_names(weights_file: Path) -> list[str]:
     """Tensor names from the safetensors header (8-byte length + JSON), without reading the data."""
+    return list(tensor_shapes(weights_file))
+
+
+def tensor_shapes(weights_file: Path) -> dict[str, tuple[str, tuple[int, ...]]]:
+    """Tensor name -> (dtype, shape) from the safetensors header (8-byte length + JSON), without reading
+    the data."""
     try:
         with open(weights_file, "rb") as fh:
             (n,) = struct.unpack("<Q", fh.read(8))
             if n > 100_000_000:
                 raise ValueError("header too large")
             header = json.loads(fh.read(n))
-        return [k for k in header if k != "__metadata__"]
-    except (OSError, ValueError, struct.error, UnicodeDecodeError, AttributeError) as exc:
+        return {
+            k: (str(v["dtype"]), tuple(int(x) for x in v["shape"])) for k, v in header.items() if k != "__metadata__"
+        }
+    except (OSError, ValueError, struct.error, UnicodeDecodeError, AttributeError, KeyError, TypeError) as exc:
         raise LazarusError(f"cannot read {weights_file}: not a safetensors file ({type(exc).__name__})") from None
 
 
@@ -102,3 +125,21 @@ def _check_weights_match(kind: str, names: list[str], weights_file: Path) -> Non
         )
     if kind == "lora" and "m" in leaves:
         raise LazarusError(f"{weights_file} holds DoRA weights (.m), but adapter_config.json says fine_tune_type lora")
+
+
+def same_adapter_layout(first: str, second: str) -> bool:
+    """Whether two adapters (folders or checkpoint files) build the same LoRA layers: the same
+    ``adapter_config.json`` settings (type, blocks, rank, scale, dropout) and the same tensors, so the second
+    can replace the first's weights in place (``loader.with_adapter(swap=True)``). Full fine-tunes never do."""
+    configs = []
+    for adapter in (first, second):
+        folder, weights = adapter_files(adapter)
+        try:
+            cfg = json.loads((folder / "adapter_config.json").read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return False
+        if not isinstance(cfg, dict) or cfg.get("fine_tune_type", "lora") == "full":
+            return False
+        keys = ("fine_tune_type", "num_layers", "lora_parameters", "lora_layers")
+        configs.append(({k: cfg.get(k) for k in keys}, tensor_shapes(weights)))
+    return configs[0] == configs[1]

@@ -402,8 +402,14 @@ def check_adapter_dir(adapter: str) -> Path:
     return check_adapter(adapter)
 
 
-def _apply_adapter(model: Any, config: dict[str, Any], adapter: str) -> None:
+def _apply_adapter(model: Any, config: dict[str, Any], adapter: str, swap: bool = False) -> None:
+    """Apply ``adapter`` (a folder, or one checkpoint file of a folder) to ``model`` in place. ``swap``: the
+    model already carries LoRA layers made from the same ``adapter_config.json`` (another checkpoint of the
+    folder): only the adapter weights are replaced."""
+    from .adapters import adapter_files
+
     path = check_adapter_dir(adapter)
+    _, weights_file = adapter_files(adapter)
     if any(isinstance(m, (streamed.GGUFBlocksLinear, streamed.GGUFBlocksEmbedding)) for _, m in model.named_modules()):
         raise LazarusError(
             f"adapter {adapter}: LoRA adapters cannot be applied to a k-quant GGUF kept as stored under --max-memory "
@@ -422,7 +428,10 @@ def _apply_adapter(model: Any, config: dict[str, Any], adapter: str) -> None:
         )
     load_adapters = mlx_lm_light.adapter_loader()
     try:
-        load_adapters(model, str(path))
+        if weights_file == path / "adapters.safetensors" and not swap:
+            load_adapters(model, str(path))
+        else:
+            _load_adapter_file(model, cfg, weights_file, convert=not swap)
     except ValueError as exc:
         # mlx-lm: "Adapter at X contains incompatible tensors:" then one line per tensor.
         lines = [line.strip() for line in str(exc).splitlines()]
@@ -433,16 +442,41 @@ def _apply_adapter(model: Any, config: dict[str, Any], adapter: str) -> None:
     except (KeyError, AttributeError, TypeError) as exc:  # config without num_layers / lora_parameters / scale
         raise LazarusError(f"{cfg_file} is not an mlx-lm adapter config: {exc}") from None
     except RuntimeError as exc:  # mx.load on an unreadable safetensors file
-        raise LazarusError(f"cannot read {path / 'adapters.safetensors'}: {exc}") from None
+        raise LazarusError(f"cannot read {weights_file}: {exc}") from None
 
 
-def with_adapter(loaded: LoadedModel, adapter: str) -> LoadedModel:
+def _load_adapter_file(model: Any, cfg: dict[str, Any], weights_file: Path, convert: bool) -> None:
+    """mlx-lm's ``load_adapters`` for a weights file other than the folder's ``adapters.safetensors`` (a
+    training checkpoint), with the same checks; ``convert=False``: the LoRA layers are already in place."""
+    from mlx_lm.tuner.utils import linear_to_lora_layers
+
+    kind = cfg.get("fine_tune_type", "lora")
+    if kind != "full" and convert:
+        linear_to_lora_layers(model, cfg["num_layers"], cfg["lora_parameters"], use_dora=kind == "dora")
+    weights = mx.load(str(weights_file))
+    params = dict(tree_flatten(model.parameters()))
+    if kind != "full":
+        params = {k: v for k, v in params.items() if k.rsplit(".", 1)[-1] in ("lora_a", "lora_b", "m")}
+    errors = [
+        f"  {name}: not an adapter parameter in the model"
+        if name not in params
+        else f"  {name}: adapter shape {tuple(w.shape)} does not match model parameter shape {tuple(params[name].shape)}"
+        for name, w in weights.items()
+        if name not in params or w.shape != params[name].shape
+    ]
+    if errors:
+        raise ValueError(f"Adapter at {weights_file} contains incompatible tensors:\n" + "\n".join(errors))
+    model.load_weights(list(weights.items()), strict=False)
+
+
+def with_adapter(loaded: LoadedModel, adapter: str, swap: bool = False) -> LoadedModel:
     """The same loaded model with a LoRA adapter applied in place (base vs fine-tuned without a
-    second load). ``loaded`` must not be used afterwards."""
+    second load). ``loaded`` must not be used afterwards. ``swap``: ``loaded`` carries another checkpoint of
+    the same adapter folder (``same_adapter_layout``); only the adapter weights are replaced."""
     if loaded.parts.shard is not None:  # its linears are split or its blocks spread over the ranks
         raise LazarusError("an adapter cannot be applied to a model already sharded over several ranks")
     start = time.perf_counter()
-    _apply_adapter(loaded.model, loaded.config, adapter)
+    _apply_adapter(loaded.model, loaded.config, adapter, swap=swap)
     loaded.model.eval()
     mx.eval(loaded.model.parameters())
     return dataclasses.replace(

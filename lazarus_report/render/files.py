@@ -13,6 +13,7 @@ from lazarus_report.results.analysis import AnalysisResult
 from lazarus_report.results.comparison import ComparisonResult
 from lazarus_report.results.loading import without_timings
 from lazarus_report.results.suite import SuiteResult
+from lazarus_report.results.sweep import SweepResult
 
 
 def render_report_files(
@@ -32,6 +33,8 @@ def render_report_files(
     files: dict[str | os.PathLike[str], bytes] = {}
     if not timings:
         result = without_timings(result)
+    if isinstance(result, SweepResult):
+        return _sweep_files(result, html_path, markdown_path)
     if html_path is not None:
         from lazarus_report.render.html import render_html
 
@@ -40,6 +43,19 @@ def render_report_files(
         from lazarus_report.render.markdown import render_markdown
 
         files[markdown_path] = render_markdown(result).encode("utf-8")
+    return files
+
+
+def _sweep_files(
+    result: SweepResult, html_path: str | os.PathLike[str] | None, markdown_path: str | os.PathLike[str] | None
+) -> dict[str | os.PathLike[str], bytes]:
+    from lazarus_report.render.sweep_report import render_sweep_html, render_sweep_markdown
+
+    files: dict[str | os.PathLike[str], bytes] = {}
+    if html_path is not None:
+        files[html_path] = render_sweep_html(result).encode("utf-8")
+    if markdown_path is not None:
+        files[markdown_path] = render_sweep_markdown(result).encode("utf-8")
     return files
 
 

@@ -9,6 +9,7 @@ from .analysis import RESULT_KIND, AnalysisResult
 from .codec import ResultFormatError
 from .comparison import COMPARISON_KIND, ComparisonResult
 from .suite import SUITE_KIND, SuiteResult
+from .sweep import SWEEP_KIND, SweepResult
 
 
 def without_timings(result: Any) -> Any:
@@ -36,12 +37,16 @@ def without_timings(result: Any) -> Any:
             for case in result.cases
         ]
         return dataclasses.replace(result, cases=cases, load_seconds=[], timings={})
+    if isinstance(result, SweepResult):
+        return result.without_timings()
     return result
 
 
-def load_any_result(data: Any) -> AnalysisResult | ComparisonResult | SuiteResult:
-    """An analysis, a comparison or a suite run, from parsed JSON."""
+def load_any_result(data: Any) -> AnalysisResult | ComparisonResult | SuiteResult | SweepResult:
+    """An analysis, a comparison, a suite run or a checkpoint sweep, from parsed JSON."""
     kind = data.get("kind") if isinstance(data, dict) else None
+    if kind == SWEEP_KIND:
+        return SweepResult.from_dict(data)
     if kind == SUITE_KIND:
         return SuiteResult.from_dict(data)
     if kind == COMPARISON_KIND:
