@@ -385,8 +385,13 @@ def emit(
         append_step_summary(files[markdown].decode("utf-8"))
     if not quiet:
         from ..render.text import render_comparison_text, render_suite_text, render_text
+        from ..results.drift import DriftResult
 
-        if isinstance(result, SuiteResult):
+        if isinstance(result, DriftResult):
+            from ..render.drift_text import render_drift_text
+
+            text = render_drift_text(result)
+        elif isinstance(result, SuiteResult):
             text = render_suite_text(result)
         elif isinstance(result, ComparisonResult):
             text = render_comparison_text(result)

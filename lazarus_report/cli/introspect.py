@@ -30,6 +30,7 @@ from .common import (
     preflight,
     run_guarded,
 )
+from .drift import drift_options
 
 
 @click.group()
@@ -150,9 +151,10 @@ def _analyze(
 @introspect.command(context_settings=CONTEXT)
 @click.option("-m1", "--model1", "model1", required=True, metavar="MODEL", help="First model (e.g. the base).")
 @click.option("-m2", "--model2", "model2", required=True, metavar="MODEL", help="Second model (e.g. the fine-tune).")
-@click.option("-p", "--prompt", required=True, help="Prompt to analyze with both models.")
+@click.option("-p", "--prompt", default=None, help="Prompt to analyze with both models (required unless --drift).")
 @click.option("--track", "track", multiple=True, metavar="TOKENS", help="Comma-separated tokens to track (repeatable).")
 @click.option("--top-k", type=int, default=5, show_default=True, help="Top predictions per layer.")
+@drift_options
 @click.option(
     "--layer-strategy",
     type=click.Choice(["all", "evenly_spaced", "first_last", "custom"]),
@@ -185,7 +187,7 @@ def compare(**opts: Any) -> None:
 def _compare(
     model1: str,
     model2: str,
-    prompt: str,
+    prompt: str | None,
     track: tuple[str, ...],
     top_k: int,
     layer_strategy: str | None,
@@ -209,7 +211,15 @@ def _compare(
     static: bool,
     timings: bool,
     quiet: bool,
+    drift: bool = False,
+    corpus: tuple[str, ...] = (),
+    drift_tokens: int | None = None,
 ) -> None:
+    if drift or corpus or drift_tokens is not None or prompt is None:
+        from .drift import run_drift
+
+        opts = {k: v for k, v in locals().items() if k != "run_drift"}
+        return run_drift(**opts)
     check_output_paths((output, "-o"), (html, "--html"), (markdown, "--markdown"))
     budget = parse_max_memory(max_memory)
     for value, what in ((model1, "-m1"), (model2, "-m2"), (prompt, "the prompt (-p)")):

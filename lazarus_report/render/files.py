@@ -11,12 +11,13 @@ from pathlib import Path
 from lazarus_report.core.files import write_files_atomic
 from lazarus_report.results.analysis import AnalysisResult
 from lazarus_report.results.comparison import ComparisonResult
+from lazarus_report.results.drift import DriftResult
 from lazarus_report.results.loading import without_timings
 from lazarus_report.results.suite import SuiteResult
 
 
 def render_report_files(
-    result: AnalysisResult | ComparisonResult | SuiteResult,
+    result: AnalysisResult | ComparisonResult | SuiteResult | DriftResult,
     *,
     html_path: str | os.PathLike[str] | None = None,
     markdown_path: str | os.PathLike[str] | None = None,
@@ -32,6 +33,15 @@ def render_report_files(
     files: dict[str | os.PathLike[str], bytes] = {}
     if not timings:
         result = without_timings(result)
+    if isinstance(result, DriftResult):  # its own page and Markdown (render/drift_*.py)
+        from lazarus_report.render.drift_html import render_drift_html
+        from lazarus_report.render.drift_markdown import render_drift_markdown
+
+        if html_path is not None:
+            files[html_path] = render_drift_html(result).encode("utf-8")
+        if markdown_path is not None:
+            files[markdown_path] = render_drift_markdown(result).encode("utf-8")
+        return files
     if html_path is not None:
         from lazarus_report.render.html import render_html
 
@@ -44,7 +54,7 @@ def render_report_files(
 
 
 def write_report_files(
-    result: AnalysisResult | ComparisonResult | SuiteResult,
+    result: AnalysisResult | ComparisonResult | SuiteResult | DriftResult,
     *,
     html_path: str | os.PathLike[str] | None = None,
     markdown_path: str | os.PathLike[str] | None = None,

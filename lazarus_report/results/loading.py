@@ -8,6 +8,7 @@ from typing import Any
 from .analysis import RESULT_KIND, AnalysisResult
 from .codec import ResultFormatError
 from .comparison import COMPARISON_KIND, ComparisonResult
+from .drift import DRIFT_KIND, DriftResult
 from .suite import SUITE_KIND, SuiteResult
 
 
@@ -36,11 +37,13 @@ def without_timings(result: Any) -> Any:
             for case in result.cases
         ]
         return dataclasses.replace(result, cases=cases, load_seconds=[], timings={})
+    if isinstance(result, DriftResult):
+        return dataclasses.replace(result, timings={})
     return result
 
 
-def load_any_result(data: Any) -> AnalysisResult | ComparisonResult | SuiteResult:
-    """An analysis, a comparison or a suite run, from parsed JSON."""
+def load_any_result(data: Any) -> AnalysisResult | ComparisonResult | SuiteResult | DriftResult:
+    """An analysis, a comparison, a suite run or a drift measurement, from parsed JSON."""
     kind = data.get("kind") if isinstance(data, dict) else None
     if kind == SUITE_KIND:
         return SuiteResult.from_dict(data)
@@ -48,4 +51,6 @@ def load_any_result(data: Any) -> AnalysisResult | ComparisonResult | SuiteResul
         return ComparisonResult.from_dict(data)
     if kind == RESULT_KIND:
         return AnalysisResult.from_dict(data)
-    raise ResultFormatError("not a lazarus-report analysis, comparison or suite result")
+    if kind == DRIFT_KIND:
+        return DriftResult.from_dict(data)
+    raise ResultFormatError("not a lazarus-report analysis, comparison, suite or drift result")

@@ -1,0 +1,286 @@
+"""Drift on neutral text: two models read the same token sequences; at every captured layer and position, the
+Jensen-Shannon divergence between their lens distributions, and their top-1s.
+
+Model 1 never keeps distributions: ``read_base`` runs it over every sequence and spills what the lens reads
+(each captured layer's residual stream after the lens's translator, ``[L, n, H]`` float32 per sequence, 283 MB
+for 4,096 tokens of SmolLM2) to a file, with a digest per (sequence, layer) and a digest of its head. Model 1's
+head (final norm, unembedding, post-head transform) stays; its blocks go. ``read_tuned`` then runs model 2 and,
+layer by layer, puts both heads over the two residual streams in blocks of ``HEAD_ROWS`` positions: at most a
+few ``[rows, V]`` arrays are live. Where model 2's lens input is bit for bit model 1's (the layers under an
+adapter's first block, every layer of an adapter whose B matrices are zero) and the heads are the same, the
+distributions are equal: JS is exactly 0 and no head runs.
+
+Shapes: L captured layers, N positions (all sequences' positions 1.., concatenated), H hidden, V vocabulary.
+MLX runs here (through ``lens``); nothing here formats text.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..core.errors import LazarusError
+from ..lens.readout import NonFiniteError, forward_chunks, mx
+from ..lens.stats import LN2
+from .spill import spill_errors
+
+HEAD_ROWS = 128  # positions per head matmul ([128, 49152] float32: 25 MB per model)
+JS_BLOCK = 8  # rows per numpy statistics block (cache-sized)
+_TINY32 = np.float32(np.finfo(np.float32).tiny)
+
+
+class HiddenSpill:
+    """Per sequence, ``[L, n, H]`` float32 written once in order and read back whole (plain file I/O)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.blocks: list[tuple[int, tuple[int, int, int]]] = []  # (offset, shape) per sequence
+        with spill_errors(path):
+            self._fh = open(path, "wb")  # noqa: SIM115 (closed by ``done``)
+
+    def append(self, block: np.ndarray) -> None:
+        with spill_errors(self.path):
+            self.blocks.append((self._fh.tell(), block.shape))
+            self._fh.write(np.ascontiguousarray(block, dtype="<f4").tobytes())
+
+    def done(self) -> None:
+        with spill_errors(self.path):
+            self._fh.close()
+
+    def read(self, k: int) -> np.ndarray:
+        offset, shape = self.blocks[k]
+        out = np.empty(shape, dtype="<f4")
+        with open(self.path, "rb") as fh:
+            fh.seek(offset)
+            if fh.readinto(out.data.cast("B")) != out.nbytes:
+                raise OSError(f"{self.path} is shorter than expected")
+        return out
+
+
+@dataclass
+class BasePass:
+    """What model 1 leaves for model 2: its lens inputs on disk, their digests, its head."""
+
+    spill: HiddenSpill
+    digests: dict[tuple[int, int], bytes]  # (sequence, captured-layer index) -> digest of the lens input
+    head: Callable[[Any], Any]  # model 1's head: [n, H] residual stream -> [n, V] logits (MLX)
+    head_digest: bytes
+    fingerprint: str  # model 1's tokenizer
+    layers: list[int]
+
+
+@dataclass
+class DriftArrays:
+    """Per captured layer and position: the JS divergence and whether the top-1s differ; at the last layer the
+    top-1s and the probabilities the promoted-token counts need."""
+
+    js: np.ndarray  # [L, N] float64, nats
+    changed: np.ndarray  # [L, N] bool
+    identical: list[bool]  # per layer: equal lens inputs and heads at every position
+    base_top: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))  # [N] final layer
+    tuned_top: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    base_top_prob: np.ndarray = field(default_factory=lambda: np.zeros(0))  # p_base(base top-1)
+    tuned_top_prob: np.ndarray = field(default_factory=lambda: np.zeros(0))  # p_tuned(tuned top-1)
+    base_prob_of_tuned: np.ndarray = field(default_factory=lambda: np.zeros(0))  # p_base(tuned top-1)
+
+
+def head_only(parts: Any) -> Callable[[Any], Any]:
+    """``parts.logits`` as a closure over the final norm, the head and the post-head transform only, so the
+    model's blocks can be released while the head stays (families with a post-head transform keep the model)."""
+    norm, head, post, model = parts.norm, parts.head, parts.family.post_head, parts.model
+    if post is None:
+        return lambda hidden: head(norm(hidden)).astype(mx.float32)
+    return lambda hidden: post(model, head(norm(hidden))).astype(mx.float32)
+
+
+def head_digest(parts: Any) -> bytes:
+    """A digest of the head's logits on a fixed pseudo-random probe: equal digests, the same head."""
+    probe = np.random.default_rng(20).standard_normal((8, int(parts.args.hidden_size))).astype(np.float32)
+    z = head_only(parts)(mx.array(probe))
+    mx.eval(z)
+    return hashlib.blake2b(np.asarray(z).tobytes(), digest_size=16).digest()
+
+
+def _lensed(loaded: Any, lens: Any, layers: list[int], seq: Sequence[int], factor: float | None) -> Any:
+    """``[L, n, H]`` (MLX, float32): each captured layer's residual stream at positions 1.. of ``seq``, through
+    the lens's translator (the last layer is never mapped)."""
+    (_, sink), *_ = list(forward_chunks(loaded.parts, seq, layers, factor, chunk=len(seq)))
+    out = mx.stack([lens.translate(i, sink[i][0, 1:]) for i in layers]).astype(mx.float32)
+    mx.eval(out)
+    return out
+
+
+def _digest(rows: np.ndarray) -> bytes:
+    return hashlib.blake2b(rows.tobytes(), digest_size=16).digest()
+
+
+def read_base(
+    loaded: Any,
+    lens: Any,
+    layers: list[int],
+    seqs: list[list[int]],
+    directory: str,
+    factor: float | None,
+    progress: Callable[[int], None] | None = None,
+) -> BasePass:
+    """Model 1 over every sequence: its lens inputs spilled to ``directory``, digests, its head."""
+    spill = HiddenSpill(Path(directory) / f"drift-base-{os.getpid()}.f32")
+    digests: dict[tuple[int, int], bytes] = {}
+    for k, seq in enumerate(seqs):
+        block = np.asarray(_lensed(loaded, lens, layers, seq, factor))
+        for j in range(len(layers)):
+            digests[(k, j)] = _digest(block[j])
+        spill.append(block)
+        if progress is not None:
+            progress(len(seq) - 1)
+    spill.done()
+    return BasePass(
+        spill=spill,
+        digests=digests,
+        head=head_only(loaded.parts),
+        head_digest=head_digest(loaded.parts),
+        fingerprint=loaded.tokenizer.fingerprint(),
+        layers=list(layers),
+    )
+
+
+def js_rows(z1: np.ndarray, z2: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """For each row of two float32 logit blocks ``[n, V]``: JS(softmax z1, softmax z2) in nats, both top-1 ids and
+    both log-sum-exps (float64).
+
+    JS = 1/2 sum_v [p log(p/m) + q log(q/m)], m = (p + q)/2, summed per entry in float32 (each entry's term is
+    >= 0: no cancellation across the vocabulary) and over entries in float64; within about 1e-7 nats of the
+    float64 value. Rows with equal logits give exactly 0.
+    """
+    n, v = z1.shape
+    js = np.empty(n, dtype=np.float64)
+    lse1, lse2 = np.empty(n, dtype=np.float64), np.empty(n, dtype=np.float64)
+    rows = min(n, JS_BLOCK)
+    p, q, lp, lq = (np.empty((rows, v), dtype=np.float32) for _ in range(4))
+    for a in range(0, n, JS_BLOCK):
+        b = min(n, a + JS_BLOCK)
+        c = b - a
+        lse1[a:b] = _log_probs(z1[a:b], lp[:c], p[:c])
+        lse2[a:b] = _log_probs(z2[a:b], lq[:c], q[:c])
+        m = np.add(p[:c], q[:c])  # one temporary: log m
+        m *= np.float32(0.5)
+        np.maximum(m, _TINY32, out=m)
+        np.log(m, out=m)
+        lp[:c] -= m
+        lq[:c] -= m
+        lp[:c] *= p[:c]
+        lq[:c] *= q[:c]
+        lp[:c] += lq[:c]
+        js[a:b] = 0.5 * lp[:c].sum(axis=1, dtype=np.float64)
+    js[(z1 == z2).all(axis=1)] = 0.0
+    return np.clip(js, 0.0, LN2), z1.argmax(axis=1), z2.argmax(axis=1), lse1, lse2
+
+
+def _log_probs(z: np.ndarray, logp: np.ndarray, p: np.ndarray) -> np.ndarray:
+    """``logp = z - lse`` and ``p = exp(logp)`` into the given buffers; returns the rows' lse (float64)."""
+    m = z.max(axis=1, keepdims=True)
+    np.subtract(z, m, out=logp)
+    np.exp(logp, out=p)
+    total = p.sum(axis=1, dtype=np.float64)
+    p *= (1.0 / total).astype(np.float32)[:, None]
+    logp -= np.log(total).astype(np.float32)[:, None]
+    return m[:, 0].astype(np.float64) + np.log(total)
+
+
+def _logits(head: Callable[[Any], Any], rows: Any) -> np.ndarray:
+    z = head(rows)
+    mx.eval(z)
+    out = np.asarray(z)
+    if not np.isfinite(out).all():
+        raise NonFiniteError("a model produced NaN or infinite logits: its weights are damaged or overflow")
+    return out
+
+
+def read_tuned(
+    loaded: Any,
+    lens: Any,
+    base: BasePass,
+    seqs: list[list[int]],
+    factor: float | None,
+    progress: Callable[[int], None] | None = None,
+) -> DriftArrays:
+    """Model 2 over the same sequences, compared with ``base`` at every captured layer and position."""
+    if loaded.tokenizer.fingerprint() != base.fingerprint:
+        raise LazarusError("drift needs the same tokenizer on both sides (the models read the same token ids)")
+    layers = base.layers
+    same_head = head_digest(loaded.parts) == base.head_digest
+    head2 = head_only(loaded.parts)
+    total = sum(len(s) - 1 for s in seqs)
+    arrays = DriftArrays(
+        js=np.zeros((len(layers), total)), changed=np.zeros((len(layers), total), dtype=bool), identical=[]
+    )
+    final = _FinalLayer(total)
+    identical = [True] * len(layers)
+    at = 0
+    for k, seq in enumerate(seqs):
+        tuned = _lensed(loaded, lens, layers, seq, factor)
+        tuned_np = np.asarray(tuned)
+        block = base.spill.read(k)
+        n = len(seq) - 1
+        for j in range(len(layers)):
+            last = j == len(layers) - 1
+            if same_head and _digest(tuned_np[j]) == base.digests[(k, j)]:
+                if last:  # equal distributions; the final top-1s are still needed for the positions' listing
+                    for a in range(0, n, HEAD_ROWS):
+                        final.same(at + a, _logits(head2, tuned[j, a : min(n, a + HEAD_ROWS)]))
+                continue
+            identical[j] = False
+            for a in range(0, n, HEAD_ROWS):
+                b = min(n, a + HEAD_ROWS)
+                z1 = _logits(base.head, mx.array(block[j, a:b]))
+                z2 = _logits(head2, tuned[j, a:b])
+                js, t1, t2, lse1, lse2 = js_rows(z1, z2)
+                arrays.js[j, at + a : at + b] = js
+                arrays.changed[j, at + a : at + b] = t1 != t2
+                if last:
+                    final.put(at + a, z1, z2, t1, t2, lse1, lse2)
+        at += n
+        if progress is not None:
+            progress(n)
+    arrays.identical = identical
+    arrays.base_top, arrays.tuned_top = final.base_top, final.tuned_top
+    arrays.base_top_prob, arrays.tuned_top_prob = final.base_top_prob, final.tuned_top_prob
+    arrays.base_prob_of_tuned = final.base_prob_of_tuned
+    return arrays
+
+
+class _FinalLayer:
+    """The last layer's top-1s and probabilities, filled block by block."""
+
+    def __init__(self, total: int) -> None:
+        self.base_top = np.zeros(total, dtype=np.int64)
+        self.tuned_top = np.zeros(total, dtype=np.int64)
+        self.base_top_prob = np.zeros(total)
+        self.tuned_top_prob = np.zeros(total)
+        self.base_prob_of_tuned = np.zeros(total)
+
+    def put(
+        self, at: int, z1: np.ndarray, z2: np.ndarray, t1: np.ndarray, t2: np.ndarray, lse1: Any, lse2: Any
+    ) -> None:
+        rows = np.arange(len(t1))
+        s = slice(at, at + len(t1))
+        self.base_top[s], self.tuned_top[s] = t1, t2
+        self.base_top_prob[s] = np.exp(z1[rows, t1].astype(np.float64) - lse1)
+        self.tuned_top_prob[s] = np.exp(z2[rows, t2].astype(np.float64) - lse2)
+        self.base_prob_of_tuned[s] = np.exp(z1[rows, t2].astype(np.float64) - lse1)
+
+    def same(self, at: int, z: np.ndarray) -> None:
+        """Both models' final distributions are ``softmax(z)``."""
+        top = z.argmax(axis=1)
+        m = z.max(axis=1).astype(np.float64)
+        lse = m + np.log(np.exp((z - z.max(axis=1, keepdims=True)).astype(np.float64)).sum(axis=1))
+        p = np.exp(z[np.arange(len(top)), top].astype(np.float64) - lse)
+        s = slice(at, at + len(top))
+        self.base_top[s] = self.tuned_top[s] = top
+        self.base_top_prob[s] = self.tuned_top_prob[s] = self.base_prob_of_tuned[s] = p
