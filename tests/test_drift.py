@@ -1,0 +1,258 @@
+"""Drift on neutral text (``compare --drift``, issue 20 part 3): ground truth on tiny random models.
+
+* An adapter whose B matrices are all zero changes nothing: JS exactly 0 and no top-1 changed at every layer.
+* An adapter acting only from layer k: drift exactly 0 below k, > 0 from k.
+* JS per position equals an independent numpy computation (each model's blocks run one by one, the final norm and
+  the head applied in numpy, log-softmax and JS in float64) within 1e-5: mean, percentiles and maximum per layer.
+* Bad input is one line on stderr and exit 2 before any model loads.
+* The result round-trips through JSON and through its HTML page; strings are escaped in every report.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from helpers import lazarus
+from test_attribution import write_tiny_adapter
+
+from lazarus_report.commands.drift import corpus_sequences, measure_drift
+from lazarus_report.core.config import AnalysisConfig, LayerStrategy
+from lazarus_report.results.drift import DriftLayer, DriftPosition, DriftResult, DriftToken, PromotedToken
+from lazarus_report.results.provenance import LensRecord, ModelInfo
+
+N_LAYERS = 5
+TOKENS = 160
+
+
+@pytest.fixture(scope="module")
+def tiny(tiny_model_dir, tmp_path_factory):
+    model = str(tiny_model_dir("llama", seed=1, num_hidden_layers=N_LAYERS))
+    root = tmp_path_factory.mktemp("drift")
+    return {
+        "model": model,
+        "zero": write_tiny_adapter(model, root / "zero", num_layers=N_LAYERS, zero_b=set(range(N_LAYERS))),
+        "from3": write_tiny_adapter(model, root / "from3", num_layers=2, zero_b=set()),  # blocks 3 and 4
+        "from2": write_tiny_adapter(model, root / "from2", num_layers=4, zero_b={1}),  # acts from block 2
+        "root": root,
+    }
+
+
+def test_zero_adapter_has_no_drift_at_any_layer(tiny):
+    r = measure_drift(tiny["model"], tiny["model"], adapter2=str(tiny["zero"]), tokens=TOKENS)
+    assert [row.layer for row in r.layers] == list(range(N_LAYERS))
+    assert r.tokens == TOKENS
+    for row in r.layers:
+        assert (row.js_mean, row.js_p90, row.js_p99, row.js_max, row.top1_changed) == (0.0, 0.0, 0.0, 0.0, 0.0)
+        assert row.identical
+    assert r.promoted == [] and r.top_positions == []
+
+
+@pytest.mark.parametrize(("adapter", "k"), [("from3", 3), ("from2", 2)])
+def test_drift_is_zero_below_the_first_acting_layer(tiny, adapter, k):
+    r = measure_drift(tiny["model"], tiny["model"], adapter2=str(tiny[adapter]), tokens=TOKENS)
+    for row in r.layers:
+        if row.layer < k:
+            assert row.identical and row.js_max == 0.0 and row.top1_changed == 0.0, row
+        else:
+            assert not row.identical and row.js_mean > 0.0 and row.js_p99 >= row.js_p90 > 0.0, row
+    assert r.top_positions and all(p.js > 0 for p in r.top_positions)
+    assert [p.js for p in r.top_positions] == sorted((p.js for p in r.top_positions), reverse=True)
+
+
+def _numpy_lens_logits(loaded, seq):
+    """Every block's output at positions 1.. of ``seq`` (the blocks called one by one with a causal mask, no
+    capture hooks), read in numpy: RMSNorm with the model's weight and eps, then the head's weight matrix."""
+    import mlx.core as mx
+
+    inner = loaded.model.model
+    h = inner.embed_tokens(mx.array([seq]))
+    mask = "causal"
+    outs = []
+    for layer in inner.layers:
+        h = layer(h, mask, cache=None)
+        outs.append(np.asarray(h.astype(mx.float32))[0, 1:].astype(np.float64))
+    args = loaded.model.args
+    w_norm = np.asarray(inner.norm.weight).astype(np.float64)
+    head = loaded.model.lm_head.weight if hasattr(loaded.model, "lm_head") else inner.embed_tokens.weight
+    w_head = np.asarray(head).astype(np.float64)
+    logits = []
+    for x in outs:
+        normed = x / np.sqrt((x * x).mean(axis=-1, keepdims=True) + args.rms_norm_eps) * w_norm
+        logits.append(normed @ w_head.T)
+    return logits
+
+
+def _js(z1, z2):
+    def logsm(z):
+        z = z - z.max(axis=-1, keepdims=True)
+        return z - np.log(np.exp(z).sum(axis=-1, keepdims=True))
+
+    lp, lq = logsm(z1), logsm(z2)
+    p, q = np.exp(lp), np.exp(lq)
+    m = (p + q) / 2
+    return 0.5 * (p * (lp - np.log(m))).sum(-1) + 0.5 * (q * (lq - np.log(m))).sum(-1)
+
+
+def test_js_matches_an_independent_numpy_computation(tiny):
+    from lazarus_report.lens.learned.corpus import default_corpus
+    from lazarus_report.models.loader import load_model
+
+    base = load_model(tiny["model"])
+    tuned = load_model(tiny["model"], adapter=str(tiny["from2"]))
+    seqs = corpus_sequences(base, default_corpus(), TOKENS)
+    per_layer = [[] for _ in range(N_LAYERS)]
+    for seq in seqs:
+        for j, (z1, z2) in enumerate(zip(_numpy_lens_logits(base, seq), _numpy_lens_logits(tuned, seq))):
+            per_layer[j].append(_js(z1, z2))
+    r = measure_drift(tiny["model"], tiny["model"], adapter2=str(tiny["from2"]), tokens=TOKENS)
+    for row, parts in zip(r.layers, per_layer):
+        js = np.concatenate(parts)
+        assert len(js) == r.tokens
+        p90, p99 = np.percentile(js, [90, 99])
+        assert row.js_mean == pytest.approx(js.mean(), abs=1e-5)
+        assert row.js_p90 == pytest.approx(p90, abs=1e-5)
+        assert row.js_p99 == pytest.approx(p99, abs=1e-5)
+        assert row.js_max == pytest.approx(js.max(), abs=1e-5)
+    assert r.layers[-1].js_mean > 0.01  # a real drift was measured, not a vacuous 0 == 0
+
+
+def test_promoted_tokens_count_the_changed_final_top1s(tiny):
+    r = measure_drift(tiny["model"], tiny["model"], adapter2=str(tiny["from3"]), tokens=TOKENS)
+    changed = round(r.final.top1_changed * r.tokens)
+    assert sum(t.count for t in r.promoted) <= changed
+    assert r.promoted and all(t.mean_gain > 0 for t in r.promoted)  # the tuned top-1 is its own argmax
+    assert [t.count for t in r.promoted] == sorted((t.count for t in r.promoted), reverse=True)
+    for p in r.top_positions:
+        assert p.base_top1.token_id != p.tuned_top1.token_id or p.js < 0.69
+
+
+def test_layer_strategy_selects_the_captured_layers(tiny):
+    config = AnalysisConfig(layer_strategy=LayerStrategy.CUSTOM, custom_layers=[1, 3])
+    r = measure_drift(tiny["model"], tiny["model"], config, adapter2=str(tiny["from3"]), tokens=64)
+    assert [row.layer for row in r.layers] == [1, 3, 4]  # the last layer always
+    assert r.layers[0].identical and not r.layers[1].identical
+
+
+# --- the command line ------------------------------------------------------------------------------
+
+
+def test_cli_writes_json_html_markdown_and_report_render_reads_the_page(tiny, tmp_path):
+    out, page, md = tmp_path / "d.json", tmp_path / "d.html", tmp_path / "d.md"
+    args = ["-m1", tiny["model"], "-m2", tiny["model"], "--adapter2", str(tiny["from3"]), "--drift"]
+    done = lazarus("introspect", "compare", *args, "--drift-tokens", "64", "-o", str(out), "--html", str(page),
+                   "--markdown", str(md))  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert "JS(model 1, model 2) per layer" in done.stdout
+    result = DriftResult.load(out)
+    html = page.read_text()
+    assert result.tokens == 64 and html.count("<script") == 1 and '<script type="application/json"' in html  # static
+    again = lazarus("report", "render", str(page), "-q", "--markdown", str(tmp_path / "again.md"))
+    assert again.returncode == 0, again.stderr
+    assert (tmp_path / "again.md").read_text() == md.read_text()
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--drift", "-p", "hello"], "--drift reads a corpus, not a prompt"),
+        (["--drift", "--corpus", "{folder}"], "is a directory"),
+        (["--drift", "--corpus", "{empty}"], "no text in the corpus"),
+        (["--drift", "--drift-tokens", "0"], "--drift-tokens must be at least 1"),
+        (["--corpus", "{empty}", "-p", "hi"], "--corpus and --drift-tokens go with --drift"),
+        ([], "compare needs a prompt (-p), or --drift"),
+        (["--drift", "--attribution"], "--attribution does not go with --drift"),
+    ],
+)
+def test_bad_input_is_one_line_exit_2_before_any_model_loads(tmp_path, extra, message):
+    empty = tmp_path / "empty.txt"
+    empty.write_text("  \n")
+    extra = [e.format(folder=tmp_path, empty=empty) for e in extra]
+    # The models do not exist: an error about them would mean the drift's own checks came too late.
+    done = lazarus("introspect", "compare", "-m1", str(tmp_path / "none1"), "-m2", str(tmp_path / "none2"), *extra)
+    assert done.returncode == 2
+    assert message in done.stderr and len(done.stderr.strip().splitlines()) == 1, done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_different_depths_are_refused_before_loading(tiny_model_dir):
+    a = tiny_model_dir("llama", seed=1, num_hidden_layers=N_LAYERS)
+    b = tiny_model_dir("llama", seed=1, num_hidden_layers=3)
+    done = lazarus("introspect", "compare", "-m1", str(a), "-m2", str(b), "--drift")
+    assert done.returncode == 2 and "same depth" in done.stderr
+
+
+# --- the result and its reports ----------------------------------------------------------------------
+
+
+def _hostile_result() -> DriftResult:
+    info = ModelInfo(
+        model_id="<b>m</b>", source="local", path=None, family="llama", num_layers=2, hidden_size=8, vocab_size=10,
+        tied_embeddings=True, embedding_scale=None, precision="float32", device="cpu", blas="x",
+        chat_template=False,
+    )  # fmt: skip
+    bad = "</td><script>alert(1)</script>|`"
+    lens = LensRecord("logit", None, None, None, None, None, fidelity=[], unreliable_threshold_nats=2.0)
+    return DriftResult(
+        models=[info, info],
+        labels=["<i>base</i>", bad],
+        lens=lens,
+        corpus="files: <img src=x>.txt",
+        corpus_sha256="0" * 64,
+        sequences=1,
+        tokens=10,
+        sequence_length=11,
+        layers=[
+            DriftLayer(0, 0.0, 0.0, 0.0, 0.0, 0.0, True),
+            DriftLayer(1, 0.1, 0.2, 0.3, 0.4, 0.5, False),
+        ],
+        final_layer=1,
+        promoted=[PromotedToken(3, bad, 5, 0.5, 0.25)],
+        top_positions=[
+            DriftPosition(0, 4, 0.4, ["<a", " href"], bad, None, DriftToken(1, "<x>", 0.5), DriftToken(3, bad, 0.9))
+        ],
+        notes=[],
+        versions={"lazarus-report": "test"},
+        timings={},
+    )
+
+
+def test_strings_are_escaped_in_every_report(tmp_path):
+    from lazarus_report.render.drift_text import render_drift_text
+    from lazarus_report.render.files import render_report_files
+    from lazarus_report.render.packing import load_result_file
+
+    r = _hostile_result()
+    assert DriftResult.from_json(r.to_json()) == r
+    files = render_report_files(r, html_path=tmp_path / "r.html", markdown_path=tmp_path / "r.md")
+    page = files[tmp_path / "r.html"].decode()
+    assert "<script>alert" not in page and "<img" not in page and "<b>m</b>" not in page and "<i>base" not in page
+    assert "&lt;/td&gt;&lt;script&gt;" in page
+    md = files[tmp_path / "r.md"].decode()
+    assert "<script>" not in md.replace("`", "") or "`" in md  # tokens sit in code spans
+    assert "</td><script>" not in [line.split("|")[1] for line in md.splitlines() if line.startswith("| ")]
+    (tmp_path / "r.html").write_bytes(files[tmp_path / "r.html"])
+    assert load_result_file(tmp_path / "r.html") == r
+    text = render_drift_text(r)
+    assert "layer" in text and "\x1b" not in text
+
+
+def test_a_drift_json_with_missing_fields_is_refused():
+    from lazarus_report.results.codec import ResultFormatError
+    from lazarus_report.results.loading import load_any_result
+
+    data = json.loads(_hostile_result().to_json())
+    del data["layers"]
+    with pytest.raises(ResultFormatError, match="layers"):
+        load_any_result(data)
+    data = json.loads(_hostile_result().to_json())
+    data["layers"] = []
+    with pytest.raises(ResultFormatError, match="at least one layer"):
+        load_any_result(data)
+
+
+def test_report_render_refuses_a_folder(tmp_path: Path):
+    done = lazarus("report", "render", str(tmp_path))
+    assert done.returncode == 2 and "is a directory" in done.stderr
