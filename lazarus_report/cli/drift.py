@@ -121,3 +121,20 @@ def run_drift(**opts: Any) -> None:
         quiet=opts["quiet"],
         timings=opts["timings"],
     )
+
+
+def drift_request(drift: bool, corpus: tuple[str, ...], tokens: int | None, *, two: bool) -> Any:
+    """``suite --drift``'s options checked (the corpus read and validated) before any model loads: a
+    ``commands.suite.DriftRequest``, or None without ``--drift``."""
+    if not drift:
+        if corpus or tokens is not None:
+            raise LazarusError("--corpus and --drift-tokens go with --drift")
+        return None
+    if not two:
+        raise LazarusError("--drift needs two models (-m1 BASE -m2 TUNED)")
+    if tokens is not None and tokens < 1:
+        raise LazarusError(f"--drift-tokens must be at least 1 (got {tokens})")
+    from ..commands.suite import DriftRequest
+    from ..lens.learned.corpus import read_corpus_files
+
+    return DriftRequest(corpus=read_corpus_files(list(corpus)), tokens=tokens)

@@ -306,6 +306,7 @@ def _compare(
     metavar="N",
     help="Cases per forward pass (default: automatic, from the prompts' lengths; 1: one at a time).",
 )
+@drift_options
 @output_options
 def suite(**opts: Any) -> None:
     """Run a suite of prompts with expectations: exit 0 if all hold, 1 if some fail, 2 on bad input.
@@ -342,8 +343,14 @@ def _suite(
     static: bool,
     timings: bool,
     quiet: bool,
+    drift: bool = False,
+    corpus: tuple[str, ...] = (),
+    drift_tokens: int | None = None,
 ) -> int:
     from ..suites.spec import load_suite
+    from .drift import drift_request
+
+    drift_asked = drift_request(drift, corpus, drift_tokens, two=model1 is not None or model2 is not None)
 
     check_output_paths((output, "-o"), (html, "--html"), (markdown, "--markdown"), (junit, "--junit"))
     from ..engine.batched import check_batch_size
@@ -388,6 +395,7 @@ def _suite(
             attribution=attribution,
             batch_size=batch_size,
             max_memory=budget,
+            drift=drift_asked,
         )
     emit(result, output=output, html=html, markdown=markdown, static=static, quiet=quiet, junit=junit, timings=timings)
     status = result.status
