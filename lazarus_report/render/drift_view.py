@@ -74,7 +74,8 @@ def _first_drift(result: DriftResult) -> DriftLayer | None:
 def summary_sentences(result: DriftResult) -> list[str]:
     final = result.final
     out = [
-        f"Over {result.tokens:,} positions of neutral text ({result.sequences} sequences), the final-layer "
+        f"Over {result.tokens:,} positions of neutral text ({result.sequences} sequence"
+        f"{'s' if result.sequences != 1 else ''}), the final-layer "
         f"distributions of the two models differ by JS {js_text(final.js_mean)} nats on average "
         f"(90th percentile {js_text(final.js_p90)}, 99th {js_text(final.js_p99)}); the top-1 prediction changed at "
         f"{fmt_prob(final.top1_changed)} of positions."

@@ -92,7 +92,10 @@ def render_suite_html(report: SuiteReport, suite: SuiteResult, *, static: bool =
         case_charts = [c for key, group in pending.items() if key != "suite" for c in group]
         specs.update(chart_module.shared_specs(case_charts, SHARED_CASE_SPEC))
     summary = render_suite_summary_markdown(report)
-    return _render_page("html/suite.html.j2", report, suite, pending, specs, summary, static)
+    page = _render_page("html/suite.html.j2", report, suite, pending, specs, summary, static)
+    from lazarus_report.render.drift_suite import with_drift_section  # suite --drift
+
+    return with_drift_section(page, suite)
 
 
 def _render_page(

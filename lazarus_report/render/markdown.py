@@ -33,7 +33,9 @@ def render_markdown(result: AnalysisResult | ComparisonResult | SuiteResult) -> 
     for a comparison, the summary of what differs and compact comparison tables; for a suite, the
     verdict, the failures and a compact table of cases."""
     if isinstance(result, SuiteResult):
-        return render_suite_markdown(build_suite_report(result))
+        from .drift_suite import suite_drift_markdown  # suite --drift
+
+        return render_suite_markdown(build_suite_report(result)) + suite_drift_markdown(result)
     if isinstance(result, ComparisonResult):
         answers = [r.answer for r in result.results]
         return render_report_markdown(build_comparison_report(result), answers, result.answer_cross)

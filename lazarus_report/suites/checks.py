@@ -619,7 +619,7 @@ def evaluate_drift(limits: list[DriftLimit], drift: DriftResult | None, why_not:
     for i, limit in enumerate(limits):
         name = f"drift max_drift_js {layer_ranges(limit.layers)}" + (f" #{i + 1}" if len(limits) > 1 else "")
         stat = limit.stat
-        expected = f"{stat} JS <= {_num(limit.js)} nats at layers {layer_ranges(limit.layers)}"
+        expected = f"{stat} JS <= {_nats(limit.js)} nats at layers {layer_ranges(limit.layers)}"
         if drift is None:
             verdict = _Verdict(SKIPPED, expected, "not measured", f"drift: max_drift_js not checked: {why_not}")
         else:
@@ -632,9 +632,9 @@ def evaluate_drift(limits: list[DriftLimit], drift: DriftResult | None, why_not:
                 attr = "js_mean" if limit.stat == "mean" else f"js_{limit.stat}"
                 worst = max(rows, key=lambda r: (getattr(r, attr), -r.layer))
                 value = getattr(worst, attr)
-                actual = f"{stat} JS {_num(value)} nats at layer {worst.layer}"
+                actual = f"{stat} JS {_nats(value)} nats at layer {worst.layer}"
                 ok = value <= limit.js + EPSILON
-                message = f"drift: {actual} ({'within' if ok else 'above'} the limit {_num(limit.js)})"
+                message = f"drift: {actual} ({'within' if ok else 'above'} the limit {_nats(limit.js)})"
                 verdict = _Verdict(PASSED if ok else FAILED, expected, actual, message)
         out.append(
             CheckOutcome(
@@ -650,3 +650,7 @@ def evaluate_drift(limits: list[DriftLimit], drift: DriftResult | None, why_not:
             )
         )
     return out
+
+
+def _nats(x: float) -> str:
+    return f"{x:.4g}"
