@@ -256,3 +256,124 @@ def test_a_drift_json_with_missing_fields_is_refused():
 def test_report_render_refuses_a_folder(tmp_path: Path):
     done = lazarus("report", "render", str(tmp_path))
     assert done.returncode == 2 and "is a directory" in done.stderr
+
+
+# --- suites: max_drift_js and suite --drift ------------------------------------------------------------
+
+SUITE = """\
+name: drift suite
+max_drift_js:
+  - {{layers: "0-{below}", js: 0.0}}
+  - {{layers: "{k}-4", js: {limit}, stat: p99}}
+cases:
+  - id: paris
+    prompt: "The capital of France is"
+    raw: true
+    track: [" Paris"]
+    expect:
+      final_prob_at_least: 0.0
+"""
+
+
+def _suite_file(tmp_path, text, name="s.yaml"):
+    path = tmp_path / name
+    path.write_text(text)
+    return path
+
+
+def test_max_drift_js_is_parsed_with_its_lines(tmp_path):
+    from lazarus_report.suites.spec import DriftLimit, load_suite
+
+    spec = load_suite(_suite_file(tmp_path, SUITE.format(below=1, k=2, limit=0.5)))
+    assert spec.drift_limits == [DriftLimit([0, 1], 0.0, "mean", 3), DriftLimit([2, 3, 4], 0.5, "p99", 4)]
+    one = load_suite(_suite_file(tmp_path, "max_drift_js: {layers: 7, js: 0.1}\ncases:\n  - {id: a, prompt: hi}\n"))
+    assert one.drift_limits == [DriftLimit([7], 0.1, "mean", 1)]
+
+
+@pytest.mark.parametrize(
+    ("limit", "message"),
+    [
+        ("{layers: '1-2', js: 0.9}", ":2: max_drift_js.js must be a JS divergence in nats, 0 to ln 2"),
+        ("{layers: '1-2'}", ":2: max_drift_js needs 'js'"),
+        ("{js: 0.1}", ":2: max_drift_js needs 'layers'"),
+        ("{layers: '1-2', js: 0.1, stat: p50}", ":2: max_drift_js.stat must be one of mean, p90, p99, max"),
+        ("{layers: '1-2', js: 0.1, max: 3}", ":2: unknown key 'max' in max_drift_js"),
+        ("[]", ":2: max_drift_js must hold at least one"),
+        ("{layers: '5-2', js: 0.1}", "the range '5-2' runs backwards"),
+    ],
+)
+def test_bad_max_drift_js_is_one_located_error(tmp_path, limit, message):
+    from lazarus_report.suites.spec import SuiteFileError, load_suite
+
+    text = f"name: x\nmax_drift_js:\n  {limit}\ncases:\n  - {{id: a, prompt: hi}}\n".replace("\n  [", " [")
+    text = text.replace("max_drift_js:\n  {", "max_drift_js: {") if limit.startswith("{") else text
+    with pytest.raises(SuiteFileError, match=None) as err:
+        load_suite(_suite_file(tmp_path, text))
+    assert message.split(":", 2)[-1].strip() in str(err.value), str(err.value)
+
+
+def test_evaluate_drift_passes_fails_skips_and_errors():
+    from lazarus_report.suites.checks import evaluate_drift
+    from lazarus_report.suites.spec import DriftLimit
+
+    r = _hostile_result()  # layer 0: 0 everywhere; layer 1: mean 0.1, p90 0.2, p99 0.3, max 0.4
+    limits = [
+        DriftLimit([0], 0.0, "mean", 3),
+        DriftLimit([0, 1], 0.25, "p90", 4),
+        DriftLimit([1], 0.25, "p99", 5),
+        DriftLimit([9], 0.1, "mean", 6),
+    ]
+    out = evaluate_drift(limits, r)
+    assert [c.status for c in out] == ["passed", "passed", "failed", "error"]
+    assert "layer 1" in out[2].message and out[2].line == 5 and out[2].side == "drift"
+    assert len({c.name for c in out}) == 4
+    skipped = evaluate_drift(limits, None, "run the suite with --drift")
+    assert {c.status for c in skipped} == {"skipped"} and "--drift" in skipped[0].message
+
+
+@pytest.mark.parametrize(("adapter", "k"), [("from3", 3)])
+def test_suite_drift_checks_the_limits_once_per_run(tiny, tmp_path, adapter, k):
+    from lazarus_report.commands.suite import DriftRequest, run_suite
+    from lazarus_report.results.suite import SuiteResult
+    from lazarus_report.suites.spec import load_suite
+
+    spec = load_suite(_suite_file(tmp_path, SUITE.format(below=k - 1, k=k, limit=0.01)))
+    models, adapters = [tiny["model"], tiny["model"]], [None, str(tiny[adapter])]
+    result = run_suite(spec, models, adapters=adapters, drift=DriftRequest(tokens=64))
+    assert result.drift is not None and result.drift.tokens == 64
+    assert [c.status for c in result.drift_checks] == ["passed", "failed"]  # 0 below k exactly; > 0.01 from k
+    assert result.status == "failed" and result.counts()["failed"] == 1
+    again = SuiteResult.from_json(result.to_json())
+    assert again == result
+    plain = run_suite(spec, models, adapters=adapters)
+    assert plain.drift is None and [c.status for c in plain.drift_checks] == ["skipped", "skipped"]
+    assert plain.status == "passed"
+
+
+def test_a_suite_without_drift_writes_the_same_json_as_before(tiny, tmp_path):
+    from lazarus_report.commands.suite import run_suite
+    from lazarus_report.suites.spec import load_suite
+
+    text = SUITE.split("cases:")[1]
+    spec = load_suite(_suite_file(tmp_path, "name: plain\ncases:" + text))
+    result = run_suite(spec, [tiny["model"]])
+    data = json.loads(result.to_json())
+    assert "drift" not in data and "drift_checks" not in data
+
+
+def test_suite_cli_drift_reports(tiny, tmp_path):
+    path = _suite_file(tmp_path, SUITE.format(below=2, k=3, limit=0.69))
+    out, page, md, junit = (tmp_path / f"s.{x}" for x in ("json", "html", "md", "xml"))
+    done = lazarus(
+        "introspect", "suite", str(path), "-m1", tiny["model"], "-m2", tiny["model"], "--adapter2",
+        str(tiny["from3"]), "--drift", "--drift-tokens", "48", "-o", str(out), "--html", str(page),
+        "--markdown", str(md), "--junit", str(junit),
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "Drift on neutral text" in done.stdout and "Drift on neutral text" in page.read_text()
+    assert "### Drift on neutral text" in md.read_text() and "max_drift_js" in junit.read_text()
+    assert page.read_text().count("</main>") == 1
+    bad = lazarus("introspect", "suite", str(path), "-m", tiny["model"], "--drift")
+    assert bad.returncode == 2 and "--drift needs two models" in bad.stderr
+    loose = lazarus("introspect", "suite", str(path), "-m", tiny["model"], "--drift-tokens", "5")
+    assert loose.returncode == 2 and "go with --drift" in loose.stderr
