@@ -123,6 +123,22 @@ def run_drift(**opts: Any) -> None:
     )
 
 
+def compare_or_drift(opts: dict[str, Any], compare: Callable[..., None]) -> None:
+    """``compare``'s body: with ``--drift`` (or without a prompt, or with a drift-only option), ``run_drift``."""
+    drift = {k: opts.pop(k) for k in ("drift", "corpus", "drift_tokens")}
+    if drift["drift"] or drift["corpus"] or drift["drift_tokens"] is not None or opts["prompt"] is None:
+        run_drift(**opts, **drift)
+    else:
+        compare(**opts)
+
+
+def with_drift_request(opts: dict[str, Any]) -> dict[str, Any]:
+    """``suite``'s options with ``--drift``/``--corpus``/``--drift-tokens`` replaced by ``drift`` (``drift_request``)."""
+    drift, corpus, tokens = (opts.pop(k) for k in ("drift", "corpus", "drift_tokens"))
+    opts["drift"] = drift_request(drift, corpus, tokens, two=opts["model1"] is not None or opts["model2"] is not None)
+    return opts
+
+
 def drift_request(drift: bool, corpus: tuple[str, ...], tokens: int | None, *, two: bool) -> Any:
     """``suite --drift``'s options checked (the corpus read and validated) before any model loads: a
     ``commands.suite.DriftRequest``, or None without ``--drift``."""

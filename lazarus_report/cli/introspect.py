@@ -30,7 +30,7 @@ from .common import (
     preflight,
     run_guarded,
 )
-from .drift import drift_options
+from .drift import compare_or_drift, drift_options, with_drift_request
 
 
 @click.group()
@@ -180,14 +180,14 @@ def _analyze(
 @distributed_option
 @output_options
 def compare(**opts: Any) -> None:
-    """Compare two models on one prompt: base vs fine-tuned, or model vs model."""
-    run_guarded(lambda: _compare(**join_ranks(opts)))
+    """Compare two models on one prompt (base vs fine-tuned, or model vs model), or on neutral text (--drift)."""
+    run_guarded(lambda: compare_or_drift(join_ranks(opts), _compare))
 
 
 def _compare(
     model1: str,
     model2: str,
-    prompt: str | None,
+    prompt: str,
     track: tuple[str, ...],
     top_k: int,
     layer_strategy: str | None,
@@ -211,15 +211,7 @@ def _compare(
     static: bool,
     timings: bool,
     quiet: bool,
-    drift: bool = False,
-    corpus: tuple[str, ...] = (),
-    drift_tokens: int | None = None,
 ) -> None:
-    if drift or corpus or drift_tokens is not None or prompt is None:
-        from .drift import run_drift
-
-        opts = {k: v for k, v in locals().items() if k != "run_drift"}
-        return run_drift(**opts)
     check_output_paths((output, "-o"), (html, "--html"), (markdown, "--markdown"))
     budget = parse_max_memory(max_memory)
     for value, what in ((model1, "-m1"), (model2, "-m2"), (prompt, "the prompt (-p)")):
@@ -314,7 +306,7 @@ def suite(**opts: Any) -> None:
     One model (-m MODEL [--adapter DIR]) or two (-m1 BASE -m2 TUNED [--adapter2 DIR]).
     The suite file (YAML or JSONL) is described in docs/suites.md.
     """
-    code = run_guarded(lambda: _suite(**join_ranks(opts)))
+    code = run_guarded(lambda: _suite(**with_drift_request(join_ranks(opts))))
     sys.exit(code)
 
 
@@ -343,14 +335,9 @@ def _suite(
     static: bool,
     timings: bool,
     quiet: bool,
-    drift: bool = False,
-    corpus: tuple[str, ...] = (),
-    drift_tokens: int | None = None,
+    drift: Any = None,
 ) -> int:
     from ..suites.spec import load_suite
-    from .drift import drift_request
-
-    drift_asked = drift_request(drift, corpus, drift_tokens, two=model1 is not None or model2 is not None)
 
     check_output_paths((output, "-o"), (html, "--html"), (markdown, "--markdown"), (junit, "--junit"))
     from ..engine.batched import check_batch_size
@@ -395,7 +382,7 @@ def _suite(
             attribution=attribution,
             batch_size=batch_size,
             max_memory=budget,
-            drift=drift_asked,
+            drift=drift,
         )
     emit(result, output=output, html=html, markdown=markdown, static=static, quiet=quiet, junit=junit, timings=timings)
     status = result.status

@@ -90,8 +90,7 @@ def run_suite(
     lengths; 1: one case at a time). Per-case results equal running each case alone (within float32
     rounding); ``--attribution`` runs one case at a time (it needs each case's block outputs), and the
     result's ``execution`` says how the cases ran.
-    ``drift`` (two models): also measure the drift of model 2 on neutral text once (``commands.drift``) and check
-    the suite's ``max_drift_js`` against it (without it those checks are skipped).
+    ``drift`` (two models): measure model 2's drift on neutral text once and check ``max_drift_js`` (``_with_drift``).
     """
     from ..engine.batched import check_batch_size
     from .analyzer import each_model
@@ -137,10 +136,16 @@ def run_suite(
         labels = distinct_labels(state.labels)
         cases = [state.done[i] for i in range(len(spec.cases))]
     result = _suite_result(state, labels, cases, role, batch_size, one_by_one, start)
+    return _with_drift(result, spec, drift, (models, adapters, lens, precision, max_memory))
+
+
+def _with_drift(result: SuiteResult, spec: SuiteSpec, drift: DriftRequest | None, run: tuple[Any, ...]) -> SuiteResult:
+    """``result`` with the drift measured (``suite --drift``: ``run`` is the models, adapters, lens, precision and
+    memory budget) and the suite's ``max_drift_js`` checked against it (skipped without ``--drift``)."""
     if drift is None and not spec.drift_limits:
         return result
     why = "run the suite with --drift (two models)" if drift is None else ""
-    measured = None if drift is None else drift.measure(models, adapters, lens, precision, max_memory)
+    measured = None if drift is None else drift.measure(*run)
     return dataclasses.replace(result, drift=measured, drift_checks=evaluate_drift(spec.drift_limits, measured, why))
 
 
