@@ -134,7 +134,33 @@ def main() -> None:
         write(name, suite)
         write_text_atomic(OUT / f"{name}.junit.xml", render_junit(suite))
         print(f"wrote sample_reports/{name}.junit.xml ({suite.status})")
+    drift_sample()
+
+
+def drift_sample() -> None:
+    """sample_reports/drift-weather-adapter.{json,html,md}: ``compare --drift`` (issue 20 part 3), SmolLM2 vs the
+    weather adapter over 4,096 positions of the built-in corpus's held-out split; without timings (byte-stable).
+    Alone: ``python scripts/make_samples.py drift``."""
+    import dataclasses
+    import os
+
+    from lazarus_report.commands.drift import measure_drift
+
+    os.chdir(ROOT)
+    OUT.mkdir(exist_ok=True)
+    drift = measure_drift("smollm2-135m-instruct", "smollm2-135m-instruct", adapter2=ADAPTER, tokens=4096)
+    drift = dataclasses.replace(drift, timings={})
+    drift.save(OUT / "drift-weather-adapter.json")
+    write_report_files(
+        drift, html_path=OUT / "drift-weather-adapter.html", markdown_path=OUT / "drift-weather-adapter.md"
+    )
+    print("wrote sample_reports/drift-weather-adapter.{json,html,md}")
 
 
 if __name__ == "__main__":
-    main()
+    import sys
+
+    if sys.argv[1:] == ["drift"]:
+        drift_sample()
+    else:
+        main()
