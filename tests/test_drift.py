@@ -377,3 +377,19 @@ def test_suite_cli_drift_reports(tiny, tmp_path):
     assert bad.returncode == 2 and "--drift needs two models" in bad.stderr
     loose = lazarus("introspect", "suite", str(path), "-m", tiny["model"], "--drift-tokens", "5")
     assert loose.returncode == 2 and "go with --drift" in loose.stderr
+
+
+def test_two_different_models_drift_from_the_first_layer(tiny_model_dir):
+    """Two models (not base + adapter): model 1 is released before model 2 loads, its head kept; the heads differ,
+    so every layer is compared (none is identical) and the JS matches the numpy computation there too."""
+    a = str(tiny_model_dir("llama", seed=1, num_hidden_layers=N_LAYERS))
+    b = str(tiny_model_dir("llama", seed=2, num_hidden_layers=N_LAYERS))
+    r = measure_drift(a, b, tokens=48)
+    assert not any(row.identical for row in r.layers) and all(row.js_mean > 0 for row in r.layers)
+    from lazarus_report.lens.learned.corpus import default_corpus
+    from lazarus_report.models.loader import load_model
+
+    m1, m2 = load_model(a), load_model(b)
+    seq = corpus_sequences(m1, default_corpus(), 48)[0]
+    js = _js(_numpy_lens_logits(m1, seq)[0], _numpy_lens_logits(m2, seq)[0])
+    assert r.layers[0].js_mean == pytest.approx(js.mean(), abs=1e-5)
