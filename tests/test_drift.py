@@ -48,6 +48,7 @@ def test_zero_adapter_has_no_drift_at_any_layer(tiny):
         assert (row.js_mean, row.js_p90, row.js_p99, row.js_max, row.top1_changed) == (0.0, 0.0, 0.0, 0.0, 0.0)
         assert row.identical
     assert r.promoted == [] and r.top_positions == []
+    assert all(d.norm == 0.0 and d.top_tokens == [] for d in r.activation_difference)
 
 
 @pytest.mark.parametrize(("adapter", "k"), [("from3", 3), ("from2", 2)])
@@ -59,6 +60,8 @@ def test_drift_is_zero_below_the_first_acting_layer(tiny, adapter, k):
         else:
             assert not row.identical and row.js_mean > 0.0 and row.js_p99 >= row.js_p90 > 0.0, row
     assert r.top_positions and all(p.js > 0 for p in r.top_positions)
+    for d in r.activation_difference:  # the activation-difference lens: nothing added below k
+        assert (d.norm == 0.0 and not d.top_tokens) if d.layer < k else (d.norm > 0 and len(d.top_tokens) == 10)
     assert [p.js for p in r.top_positions] == sorted((p.js for p in r.top_positions), reverse=True)
 
 

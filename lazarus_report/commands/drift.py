@@ -19,7 +19,7 @@ import numpy as np
 from ..core.config import AnalysisConfig, LayerStrategy, select_layers
 from ..core.errors import LazarusError
 from ..results.codec import rounded
-from ..results.drift import DriftLayer, DriftPosition, DriftResult, DriftToken, PromotedToken
+from ..results.drift import ActivationDifference, DriftLayer, DriftPosition, DriftResult, DriftToken, PromotedToken
 from .analyzer import each_model
 
 if TYPE_CHECKING:
@@ -67,7 +67,7 @@ def measure_drift(
     """Drift of model 2 from model 1 on neutral text (``DriftResult``). ``config``: the layers (strategy) and the
     lens; ``corpus``: default ``lens.learned.corpus.default_corpus()``; ``tokens``: positions read (at most).
     ``progress(stage, done, total)``: "model 1" / "model 2" positions."""
-    from ..engine.drift import read_base, read_tuned
+    from ..engine.drift import ACT_DIFF_POSITIONS, read_base, read_tuned
     from ..lens.learned.collect import embedding_factor
     from ..lens.learned.corpus import default_corpus
 
@@ -127,6 +127,8 @@ def measure_drift(
         notes=_notes(infos, adapter1, adapter2),
         versions=_versions(),
         timings={"load": round(sum(loads), 4), "total": round(t1 - t0, 4)},
+        activation_difference=activation_differences(layers, arrays, decode),
+        activation_positions=ACT_DIFF_POSITIONS,
     )
 
 
@@ -240,6 +242,18 @@ def top_positions(
             )
         )
     return out
+
+
+def activation_differences(layers: list[int], arrays: Any, decode: Any) -> list[ActivationDifference]:
+    """The activation-difference lens per captured layer (``engine.drift._difference_lens``)."""
+    return [
+        ActivationDifference(
+            layer=layer,
+            norm=rounded(arrays.diff_norm[j]),
+            top_tokens=[_token(decode, i, p) for i, p in arrays.diff_top[j]],
+        )
+        for j, layer in enumerate(layers)
+    ]
 
 
 def _token(decode: Any, token_id: Any, prob: Any) -> DriftToken:

@@ -30,6 +30,8 @@ from ..lens.readout import NonFiniteError, forward_chunks, mx
 from ..lens.stats import LN2
 from .spill import spill_errors
 
+ACT_DIFF_POSITIONS = 8  # the activation-difference lens averages positions 1..8 of every sequence
+ACT_DIFF_TOP = 10
 HEAD_ROWS = 128  # positions per head matmul ([128, 49152] float32: 25 MB per model)
 JS_BLOCK = 8  # rows per numpy statistics block (cache-sized)
 _TINY32 = np.float32(np.finfo(np.float32).tiny)
@@ -88,6 +90,10 @@ class DriftArrays:
     base_top_prob: np.ndarray = field(default_factory=lambda: np.zeros(0))  # p_base(base top-1)
     tuned_top_prob: np.ndarray = field(default_factory=lambda: np.zeros(0))  # p_tuned(tuned top-1)
     base_prob_of_tuned: np.ndarray = field(default_factory=lambda: np.zeros(0))  # p_base(tuned top-1)
+    # The activation-difference lens: per layer, the mean of (tuned - base) lens inputs over the first
+    # ``ACT_DIFF_POSITIONS`` positions of every sequence, its L2 norm, and its top tokens through model 2's head.
+    diff_norm: list[float] = field(default_factory=list)
+    diff_top: list[list[tuple[int, float]]] = field(default_factory=list)  # [(token id, probability)] per layer
 
 
 def head_only(parts: Any) -> Callable[[Any], Any]:
@@ -230,12 +236,17 @@ def read_tuned(
     )
     final = _FinalLayer(total)
     identical = [True] * len(layers)
+    diff = np.zeros((len(layers), int(loaded.parts.args.hidden_size)), dtype=np.float64)
+    diff_count = 0
     at = 0
     for k, seq in enumerate(seqs):
         tuned = _lensed(loaded, lens, layers, seq, factor)
         tuned_np = np.asarray(tuned)
         block = base.spill.read(k)
         n = len(seq) - 1
+        first = min(n, ACT_DIFF_POSITIONS)
+        diff += (tuned_np[:, :first].astype(np.float64) - block[:, :first]).sum(axis=1)
+        diff_count += first
         for j in range(len(layers)):
             last = j == len(layers) - 1
             if same_head and _digest(tuned_np[j]) == base.digests[(k, j)]:
@@ -256,10 +267,30 @@ def read_tuned(
         if progress is not None:
             progress(n)
     arrays.identical = identical
+    arrays.diff_norm, arrays.diff_top = _difference_lens(head2, diff / max(1, diff_count), identical)
     arrays.base_top, arrays.tuned_top = final.base_top, final.tuned_top
     arrays.base_top_prob, arrays.tuned_top_prob = final.base_top_prob, final.tuned_top_prob
     arrays.base_prob_of_tuned = final.base_prob_of_tuned
     return arrays
+
+
+def _difference_lens(
+    head: Callable[[Any], Any], diff: np.ndarray, identical: list[bool]
+) -> tuple[list[float], list[list[tuple[int, float]]]]:
+    """Per layer: the norm of the mean activation difference and its top tokens read through the head (softmax of
+    the head's logits of the difference vector); none where the layer is identical (the difference is 0)."""
+    norms = [float(np.linalg.norm(d)) for d in diff]
+    rows = [j for j, same in enumerate(identical) if not same]
+    tops: list[list[tuple[int, float]]] = [[] for _ in identical]
+    if rows:
+        z = _logits(head, mx.array(diff[rows].astype(np.float32)))
+        for r, j in enumerate(rows):
+            zr = z[r].astype(np.float64)
+            p = np.exp(zr - zr.max())
+            p /= p.sum()
+            ids = np.argsort(-zr, kind="stable")[:ACT_DIFF_TOP]
+            tops[j] = [(int(i), float(p[i])) for i in ids]
+    return norms, tops
 
 
 class _FinalLayer:

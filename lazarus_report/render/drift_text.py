@@ -30,6 +30,10 @@ def render_drift_text(result: DriftResult) -> str:
         for p in view.positions[:MAX_LISTED]:
             lines.append(f"  {p.rank:>2}. JS {p.js} at {p.where}: …{p.context}[{p.token}]")
             lines.append(f"      base {p.base} → tuned {p.tuned}; the text goes on with {p.next_token}")
+    if view.differences:
+        lines += ["", f"Activation difference (tuned - base, mean over the first {view.difference_positions} positions "
+                  "of each sequence) read through the lens, last layers:"]  # fmt: skip
+        lines += [f"  layer {d.layer:>3} (norm {d.norm}): {d.tokens}" for d in view.differences[-3:]]
     for note in view.notes:
         lines.append(f"Note: {note}")
     if view.timings:

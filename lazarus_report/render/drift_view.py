@@ -47,6 +47,15 @@ class PositionRow:
 
 
 @dataclass(frozen=True)
+class DifferenceRow:
+    """The activation-difference lens at one layer that differs from the base."""
+
+    layer: int
+    norm: str
+    tokens: str  # "␣the (3.1%) · . (2.2%) …"
+
+
+@dataclass(frozen=True)
 class DriftView:
     title: str
     labels: list[str]
@@ -57,6 +66,8 @@ class DriftView:
     layers: list[LayerRow]
     promoted: list[PromotedRow]
     positions: list[PositionRow]
+    differences: list[DifferenceRow]
+    difference_positions: int
     notes: list[str]
     timings: str | None
     generator: str
@@ -133,6 +144,15 @@ def build_drift_view(result: DriftResult) -> DriftView:
         )
         for i, p in enumerate(result.top_positions)
     ]
+    differences = [
+        DifferenceRow(
+            layer=d.layer,
+            norm=f"{d.norm:.4g}",
+            tokens=" · ".join(f"{visible_token(t.token)} ({fmt_prob(t.prob)})" for t in d.top_tokens),
+        )
+        for d in result.activation_difference
+        if d.top_tokens
+    ]
     timings = None
     if result.timings:
         timings = ", ".join(f"{k} {v:.2f} s" for k, v in result.timings.items())
@@ -148,6 +168,8 @@ def build_drift_view(result: DriftResult) -> DriftView:
         layers=layers,
         promoted=promoted,
         positions=positions,
+        differences=differences,
+        difference_positions=result.activation_positions,
         notes=list(result.notes),
         timings=timings,
         generator=clean_text(f"lazarus-report {result.versions.get('lazarus-report', '')}".strip()),

@@ -67,6 +67,16 @@ class DriftPosition:
 
 
 @dataclass(frozen=True)
+class ActivationDifference:
+    """The activation-difference lens at one layer: the mean of (tuned - base) residual streams over the first
+    positions of every corpus sequence (what the fine-tune adds to every prompt), read through the lens."""
+
+    layer: int
+    norm: float  # L2 norm of the mean difference (0 where the layer is identical)
+    top_tokens: list[DriftToken]  # the head's softmax of the difference vector, most probable first
+
+
+@dataclass(frozen=True)
 class DriftResult(JsonFile):
     """``compare --drift``: two models over the same neutral corpus, per layer."""
 
@@ -86,6 +96,8 @@ class DriftResult(JsonFile):
     versions: dict[str, str]
     timings: dict[str, float]
     schema_version: int = SCHEMA_VERSION
+    activation_difference: list[ActivationDifference] = dataclasses.field(default_factory=list)
+    activation_positions: int = 0  # positions per sequence the activation difference averages
 
     @property
     def final(self) -> DriftLayer:
