@@ -396,3 +396,16 @@ def test_two_different_models_drift_from_the_first_layer(tiny_model_dir):
     seq = corpus_sequences(m1, default_corpus(), 48)[0]
     js = _js(_numpy_lens_logits(m1, seq)[0], _numpy_lens_logits(m2, seq)[0])
     assert r.layers[0].js_mean == pytest.approx(js.mean(), abs=1e-5)
+
+
+def test_model_2_starting_from_the_shared_blocks_gives_the_full_runs_numbers(tiny):
+    """Base vs base + adapter: model 2 skips the blocks before the adapter's first (model 1's output there is
+    reused). The same model spelled differently loads twice and runs every block: the same figures."""
+    shortcut = measure_drift(tiny["model"], tiny["model"], adapter2=str(tiny["from3"]), tokens=96)
+    full = measure_drift(tiny["model"], tiny["model"] + "/.", adapter2=str(tiny["from3"]), tokens=96)
+    assert [r.layer for r in shortcut.layers] == [r.layer for r in full.layers]
+    for a, b in zip(shortcut.layers, full.layers):
+        assert a.identical == b.identical
+        for name in ("js_mean", "js_p90", "js_p99", "js_max", "top1_changed"):
+            assert getattr(a, name) == pytest.approx(getattr(b, name), abs=1e-7), (a.layer, name)
+    assert shortcut.promoted == full.promoted

@@ -97,7 +97,9 @@ def measure_drift(
                     )
                     seqs = corpus_sequences(loaded, corpus, tokens)
                     record = lens.record()
-                    base = read_base(loaded, lens, layers, seqs, spill, factor, _stage(progress, "model 1", seqs))
+                    shared = _shared_blocks(model1, model2, adapter1, adapter2, loaded.info.num_layers)
+                    stage = _stage(progress, "model 1", seqs)
+                    base = read_base(loaded, lens, layers, seqs, spill, factor, stage, shared)
                 else:
                     assert base is not None
                     if loaded.info.num_layers != infos[0].num_layers:
@@ -130,6 +132,17 @@ def measure_drift(
         activation_difference=activation_differences(layers, arrays, decode),
         activation_positions=ACT_DIFF_POSITIONS,
     )
+
+
+def _shared_blocks(model1: str, model2: str, adapter1: str | None, adapter2: str | None, num_layers: int) -> int:
+    """Base vs base + adapter (the adapter applied in place, ``each_model``): the leading blocks the adapter leaves
+    alone, which model 2 need not run (``engine.drift.read_tuned`` checks it on the loaded modules); else 0."""
+    if model1 != model2 or adapter1 is not None or adapter2 is None:
+        return 0
+    from ..models.adapter_config import adapted_layers
+
+    adapted = adapted_layers(adapter2, num_layers)
+    return min(adapted) if adapted else 0
 
 
 def _versions() -> dict[str, str]:

@@ -75,6 +75,11 @@ class BasePass:
     head_digest: bytes
     fingerprint: str  # model 1's tokenizer
     layers: list[int]
+    # Base vs base + adapter applied in place: the leading blocks the adapter leaves alone (``shared``: their
+    # modules, and the embedding) and block ``shared - 1``'s raw output per sequence, so model 2 does not run them.
+    shared: int = 0
+    shared_modules: list[Any] = field(default_factory=list)
+    raw: HiddenSpill | None = None
 
 
 @dataclass
@@ -113,10 +118,39 @@ def head_digest(parts: Any) -> bytes:
     return hashlib.blake2b(np.asarray(z).tobytes(), digest_size=16).digest()
 
 
-def _lensed(loaded: Any, lens: Any, layers: list[int], seq: Sequence[int], factor: float | None) -> Any:
+def _lensed(
+    loaded: Any,
+    lens: Any,
+    layers: list[int],
+    seq: Sequence[int],
+    factor: float | None,
+    raw: HiddenSpill | None = None,
+    raw_layer: int = -1,
+) -> Any:
     """``[L, n, H]`` (MLX, float32): each captured layer's residual stream at positions 1.. of ``seq``, through
-    the lens's translator (the last layer is never mapped)."""
-    (_, sink), *_ = list(forward_chunks(loaded.parts, seq, layers, factor, chunk=len(seq)))
+    the lens's translator (the last layer is never mapped). ``raw``: also append block ``raw_layer``'s output
+    (all positions, untranslated) there."""
+    capture = sorted(set(layers) | ({raw_layer} if raw is not None else set()))
+    (_, sink), *_ = list(forward_chunks(loaded.parts, seq, capture, factor, chunk=len(seq)))
+    out = mx.stack([lens.translate(i, sink[i][0, 1:]) for i in layers]).astype(mx.float32)
+    mx.eval(out)
+    if raw is not None:
+        raw.append(np.asarray(sink[raw_layer].astype(mx.float32)))
+    return out
+
+
+def _lensed_from(
+    loaded: Any, lens: Any, layers: list[int], seq: Sequence[int], factor: float | None, shared: int, start: Any
+) -> Any:
+    """``_lensed`` at the captured layers from block ``shared`` on, the blocks before it not run: each returns
+    ``start`` (model 1's block ``shared - 1`` output, which these blocks, shared with model 1, would compute)."""
+    from ..models.hooks import capturing, embedding_scaled, swapped, swapped_class
+
+    parts = loaded.parts
+    value = mx.array(start)
+    swaps = ((b, swapped_class(type(b), "Shared", lambda self, *a, **k: value)) for b in parts.layers[:shared])
+    with swapped(swaps), capturing(parts, layers) as sink, embedding_scaled(parts, factor):
+        parts.backbone(mx.array([list(seq)], dtype=mx.int32))
     out = mx.stack([lens.translate(i, sink[i][0, 1:]) for i in layers]).astype(mx.float32)
     mx.eval(out)
     return out
@@ -134,19 +168,28 @@ def read_base(
     directory: str,
     factor: float | None,
     progress: Callable[[int], None] | None = None,
+    shared: int = 0,
 ) -> BasePass:
-    """Model 1 over every sequence: its lens inputs spilled to ``directory``, digests, its head."""
+    """Model 1 over every sequence: its lens inputs spilled to ``directory``, digests, its head. ``shared``: the
+    number of leading blocks model 2 will share with model 1 (base + an adapter applied in place from that block);
+    block ``shared - 1``'s raw output is kept too, so model 2 can start from it (``read_tuned`` checks the sharing)."""
     spill = HiddenSpill(Path(directory) / f"drift-base-{os.getpid()}.f32")
+    raw = HiddenSpill(Path(directory) / f"drift-shared-{os.getpid()}.f32") if shared > 0 else None
     digests: dict[tuple[int, int], bytes] = {}
     for k, seq in enumerate(seqs):
-        block = np.asarray(_lensed(loaded, lens, layers, seq, factor))
+        block = np.asarray(_lensed(loaded, lens, layers, seq, factor, raw, shared - 1))
         for j in range(len(layers)):
             digests[(k, j)] = _digest(block[j])
         spill.append(block)
         if progress is not None:
             progress(len(seq) - 1)
     spill.done()
+    if raw is not None:
+        raw.done()
     return BasePass(
+        shared=shared,
+        shared_modules=[loaded.parts.backbone.embed_tokens, *loaded.parts.layers[:shared]] if shared else [],
+        raw=raw,
         spill=spill,
         digests=digests,
         head=head_only(loaded.parts),
@@ -208,6 +251,19 @@ def _logits(head: Callable[[Any], Any], rows: Any) -> np.ndarray:
     return out
 
 
+def _shares_blocks(parts: Any, base: BasePass) -> bool:
+    """Model 2 runs model 1's own embedding and first ``base.shared`` blocks (the same module objects: the adapter
+    was applied in place), none of them adapted: their outputs are model 1's, bit for bit."""
+    mine = [parts.backbone.embed_tokens, *parts.layers[: base.shared]]
+    if (
+        base.shared == 0
+        or len(mine) != len(base.shared_modules)
+        or any(a is not b for a, b in zip(mine, base.shared_modules))
+    ):
+        return False
+    return not any("lora" in type(m).__name__.lower() for module in mine for m in module.modules())
+
+
 def _both_logits(head1: Any, head2: Any, same_head: bool, h1: Any, h2: Any) -> tuple[np.ndarray, np.ndarray]:
     """Both models' logits over their rows: one head matmul over both blocks when the heads are the same."""
     if not same_head:
@@ -238,26 +294,32 @@ def read_tuned(
     identical = [True] * len(layers)
     diff = np.zeros((len(layers), int(loaded.parts.args.hidden_size)), dtype=np.float64)
     diff_count = 0
+    shared = base.shared if same_head and _shares_blocks(loaded.parts, base) else 0
+    skip = len([i for i in layers if i < shared])  # captured layers model 2 does not run: model 1's, exactly
     at = 0
     for k, seq in enumerate(seqs):
-        tuned = _lensed(loaded, lens, layers, seq, factor)
+        if skip:
+            assert base.raw is not None
+            tuned = _lensed_from(loaded, lens, layers[skip:], seq, factor, shared, base.raw.read(k))
+        else:
+            tuned = _lensed(loaded, lens, layers, seq, factor)
         tuned_np = np.asarray(tuned)
-        block = base.spill.read(k)
+        block = base.spill.read(k)[skip:]
         n = len(seq) - 1
         first = min(n, ACT_DIFF_POSITIONS)
-        diff += (tuned_np[:, :first].astype(np.float64) - block[:, :first]).sum(axis=1)
+        diff[skip:] += (tuned_np[:, :first].astype(np.float64) - block[:, :first]).sum(axis=1)
         diff_count += first
-        for j in range(len(layers)):
+        for j in range(skip, len(layers)):
             last = j == len(layers) - 1
-            if same_head and _digest(tuned_np[j]) == base.digests[(k, j)]:
+            if same_head and _digest(tuned_np[j - skip]) == base.digests[(k, j)]:
                 if last:  # equal distributions; the final top-1s are still needed for the positions' listing
                     for a in range(0, n, HEAD_ROWS):
-                        final.same(at + a, _logits(head2, tuned[j, a : min(n, a + HEAD_ROWS)]))
+                        final.same(at + a, _logits(head2, tuned[j - skip, a : min(n, a + HEAD_ROWS)]))
                 continue
             identical[j] = False
             for a in range(0, n, HEAD_ROWS):
                 b = min(n, a + HEAD_ROWS)
-                z1, z2 = _both_logits(base.head, head2, same_head, mx.array(block[j, a:b]), tuned[j, a:b])
+                z1, z2 = _both_logits(base.head, head2, same_head, mx.array(block[j - skip, a:b]), tuned[j - skip, a:b])
                 js, t1, t2, lse1, lse2 = js_rows(z1, z2)
                 arrays.js[j, at + a : at + b] = js
                 arrays.changed[j, at + a : at + b] = t1 != t2
