@@ -92,14 +92,13 @@ def measure_drift(
             infos.append(loaded.info)
             try:
                 if side.number == 1:
-                    layers = select_layers(
-                        config.layer_strategy, loaded.info.num_layers, config.layer_step, config.custom_layers
+                    n = loaded.info.num_layers
+                    layers = select_layers(config.layer_strategy, n, config.layer_step, config.custom_layers)
+                    seqs, record = corpus_sequences(loaded, corpus, tokens), lens.record()
+                    shared = _shared_blocks(model1, model2, adapter1, adapter2, n)
+                    base = read_base(
+                        loaded, lens, layers, seqs, spill, factor, _stage(progress, "model 1", seqs), shared
                     )
-                    seqs = corpus_sequences(loaded, corpus, tokens)
-                    record = lens.record()
-                    shared = _shared_blocks(model1, model2, adapter1, adapter2, loaded.info.num_layers)
-                    stage = _stage(progress, "model 1", seqs)
-                    base = read_base(loaded, lens, layers, seqs, spill, factor, stage, shared)
                 else:
                     assert base is not None
                     if loaded.info.num_layers != infos[0].num_layers:
