@@ -44,6 +44,10 @@ class PositionRow:
     base: str  # "␣the (42.1%)"
     tuned: str
     js: str
+    base_token: str  # the same, apart: "␣the", "42.1%"
+    base_prob: str
+    tuned_token: str
+    tuned_prob: str
 
 
 @dataclass(frozen=True)
@@ -53,6 +57,7 @@ class DifferenceRow:
     layer: int
     norm: str
     tokens: str  # "␣the (3.1%) · . (2.2%) …"
+    top: list[tuple[str, str]]  # the same, apart: [("␣the", "3.1%"), ...]
 
 
 @dataclass(frozen=True)
@@ -141,6 +146,10 @@ def build_drift_view(result: DriftResult) -> DriftView:
             base=f"{visible_token(p.base_top1.token)} ({fmt_prob(p.base_top1.prob)})",
             tuned=f"{visible_token(p.tuned_top1.token)} ({fmt_prob(p.tuned_top1.prob)})",
             js=js_text(p.js),
+            base_token=visible_token(p.base_top1.token),
+            base_prob=fmt_prob(p.base_top1.prob),
+            tuned_token=visible_token(p.tuned_top1.token),
+            tuned_prob=fmt_prob(p.tuned_top1.prob),
         )
         for i, p in enumerate(result.top_positions)
     ]
@@ -149,6 +158,7 @@ def build_drift_view(result: DriftResult) -> DriftView:
             layer=d.layer,
             norm=f"{d.norm:.4g}",
             tokens=" · ".join(f"{visible_token(t.token)} ({fmt_prob(t.prob)})" for t in d.top_tokens),
+            top=[(visible_token(t.token), fmt_prob(t.prob)) for t in d.top_tokens],
         )
         for d in result.activation_difference
         if d.top_tokens
