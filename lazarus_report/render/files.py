@@ -33,15 +33,6 @@ def render_report_files(
     files: dict[str | os.PathLike[str], bytes] = {}
     if not timings:
         result = without_timings(result)
-    if isinstance(result, DriftResult):  # its own page and Markdown (render/drift_*.py)
-        from lazarus_report.render.drift_html import render_drift_html
-        from lazarus_report.render.drift_markdown import render_drift_markdown
-
-        if html_path is not None:
-            files[html_path] = render_drift_html(result).encode("utf-8")
-        if markdown_path is not None:
-            files[markdown_path] = render_drift_markdown(result).encode("utf-8")
-        return files
     if html_path is not None:
         from lazarus_report.render.html import render_html
 
