@@ -8,7 +8,7 @@ from __future__ import annotations
 from markupsafe import Markup
 
 from ..results.drift import DriftResult
-from .drift_chart import drift_svg
+from .drift_chart import drift_chart_html
 from .drift_view import build_drift_view
 from .environment import html_environment, html_json
 from .packing import RESULT_SCRIPT_ID, pack_result
@@ -20,7 +20,7 @@ def render_drift_html(result: DriftResult) -> str:
         .get_template("html/drift.html.j2")
         .render(
             report=build_drift_view(result),
-            chart_svg=Markup(drift_svg(result)),  # every text in it went through escape_xml
+            chart_svg=Markup(drift_chart_html(result)),  # every text in it went through escape_xml
             result_json=html_json(pack_result(result.to_dict())),
             result_script_id=RESULT_SCRIPT_ID,
             static=True,

@@ -7,7 +7,7 @@ from markupsafe import Markup
 
 from ..core.errors import printable
 from ..results.suite import PASSED, SuiteResult
-from .drift_chart import drift_svg
+from .drift_chart import drift_chart_html
 from .drift_markdown import render_drift_markdown
 from .drift_view import build_drift_view
 from .environment import html_environment
@@ -56,7 +56,7 @@ def suite_drift_html(suite: SuiteResult) -> Markup:
     if not has_drift(suite):
         return Markup("")
     view = build_drift_view(suite.drift) if suite.drift is not None else None
-    chart = Markup(drift_svg(suite.drift)) if suite.drift is not None else Markup("")
+    chart = Markup(drift_chart_html(suite.drift)) if suite.drift is not None else Markup("")
     template = html_environment().get_template("html/drift_suite.html.j2")
     return Markup(template.render(report=view, checks=suite.drift_checks, chart_svg=chart))
 
