@@ -147,6 +147,27 @@ def main() -> None:
         write(name, suite)
         write_text_atomic(OUT / f"{name}.junit.xml", render_junit(suite))
         print(f"wrote sample_reports/{name}.junit.xml ({suite.status})")
+    drift_sample()
+
+
+def drift_sample() -> None:
+    """sample_reports/drift-weather-adapter.{json,html,md}: ``compare --drift`` (issue 20 part 3), SmolLM2 vs the
+    weather adapter over 4,096 positions of the built-in corpus's held-out split; without timings (byte-stable).
+    Alone: ``python scripts/make_samples.py drift``."""
+    import dataclasses
+    import os
+
+    from lazarus_report.commands.drift import measure_drift
+
+    os.chdir(ROOT)
+    OUT.mkdir(exist_ok=True)
+    drift = measure_drift("smollm2-135m-instruct", "smollm2-135m-instruct", adapter2=ADAPTER, tokens=4096)
+    drift = dataclasses.replace(drift, timings={})
+    drift.save(OUT / "drift-weather-adapter.json")
+    write_report_files(
+        drift, html_path=OUT / "drift-weather-adapter.html", markdown_path=OUT / "drift-weather-adapter.md"
+    )
+    print("wrote sample_reports/drift-weather-adapter.{json,html,md}")
 
 
 # --- checkpoint sweep sample (issue 20 part 2) ---------------------------------------------------------------
@@ -177,6 +198,8 @@ if __name__ == "__main__":
 
     if sys.argv[1:] == ["sweep"]:  # only the sweep sample
         sweep_sample()
+    elif sys.argv[1:] == ["drift"]:  # only the drift sample
+        drift_sample()
     else:
         main()
         sweep_sample()

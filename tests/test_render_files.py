@@ -64,8 +64,8 @@ def test_other_schema_version_is_refused(tmp_path, small):
 @pytest.mark.parametrize(
     ("content", "message"),
     [
-        ('{"kind": "something-else"}', "not a lazarus-report analysis, comparison or suite result"),
-        ("[1, 2, 3]", "not a lazarus-report analysis, comparison or suite result"),
+        ('{"kind": "something-else"}', "not a lazarus-report analysis, comparison, suite or drift result"),
+        ("[1, 2, 3]", "not a lazarus-report analysis, comparison, suite or drift result"),
         ("<!doctype html><html><body><p>hello</p></body></html>", "without an embedded result"),
         (
             '<html><script type="application/json" id="lazarus-result">{not json</script></html>',

@@ -387,12 +387,17 @@ def emit(
         append_step_summary(files[markdown].decode("utf-8"))
     if not quiet:
         from ..render.text import render_comparison_text, render_suite_text, render_text
+        from ..results.drift import DriftResult
         from ..results.sweep import SweepResult
 
         if isinstance(result, SweepResult):
             from ..render.sweep_report import render_sweep_text
 
             text = render_sweep_text(result)
+        elif isinstance(result, DriftResult):
+            from ..render.drift_text import render_drift_text
+
+            text = render_drift_text(result)
         elif isinstance(result, SuiteResult):
             text = render_suite_text(result)
         elif isinstance(result, ComparisonResult):

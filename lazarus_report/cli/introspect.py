@@ -30,6 +30,7 @@ from .common import (
     preflight,
     run_guarded,
 )
+from .drift import compare_or_drift, drift_options, with_drift_request
 
 
 @click.group()
@@ -150,9 +151,10 @@ def _analyze(
 @introspect.command(context_settings=CONTEXT)
 @click.option("-m1", "--model1", "model1", required=True, metavar="MODEL", help="First model (e.g. the base).")
 @click.option("-m2", "--model2", "model2", required=True, metavar="MODEL", help="Second model (e.g. the fine-tune).")
-@click.option("-p", "--prompt", required=True, help="Prompt to analyze with both models.")
+@click.option("-p", "--prompt", default=None, help="Prompt to analyze with both models (required unless --drift).")
 @click.option("--track", "track", multiple=True, metavar="TOKENS", help="Comma-separated tokens to track (repeatable).")
 @click.option("--top-k", type=int, default=5, show_default=True, help="Top predictions per layer.")
+@drift_options
 @click.option(
     "--layer-strategy",
     type=click.Choice(["all", "evenly_spaced", "first_last", "custom"]),
@@ -178,8 +180,8 @@ def _analyze(
 @distributed_option
 @output_options
 def compare(**opts: Any) -> None:
-    """Compare two models on one prompt: base vs fine-tuned, or model vs model."""
-    run_guarded(lambda: _compare(**join_ranks(opts)))
+    """Compare two models on one prompt (base vs fine-tuned, or model vs model), or on neutral text (--drift)."""
+    run_guarded(lambda: compare_or_drift(join_ranks(opts), _compare))
 
 
 def _compare(
@@ -296,6 +298,7 @@ def _compare(
     metavar="N",
     help="Cases per forward pass (default: automatic, from the prompts' lengths; 1: one at a time).",
 )
+@drift_options
 @output_options
 def suite(**opts: Any) -> None:
     """Run a suite of prompts with expectations: exit 0 if all hold, 1 if some fail, 2 on bad input.
@@ -303,7 +306,7 @@ def suite(**opts: Any) -> None:
     One model (-m MODEL [--adapter DIR]) or two (-m1 BASE -m2 TUNED [--adapter2 DIR]).
     The suite file (YAML or JSONL) is described in docs/suites.md.
     """
-    code = run_guarded(lambda: _suite(**join_ranks(opts)))
+    code = run_guarded(lambda: _suite(**with_drift_request(join_ranks(opts))))
     sys.exit(code)
 
 
@@ -332,6 +335,7 @@ def _suite(
     static: bool,
     timings: bool,
     quiet: bool,
+    drift: Any = None,
 ) -> int:
     from ..suites.spec import load_suite
 
@@ -378,6 +382,7 @@ def _suite(
             attribution=attribution,
             batch_size=batch_size,
             max_memory=budget,
+            drift=drift,
         )
     emit(result, output=output, html=html, markdown=markdown, static=static, quiet=quiet, junit=junit, timings=timings)
     status = result.status

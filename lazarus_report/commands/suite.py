@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 from ..core.errors import LazarusError
 from ..results.codec import distinct_labels
 from ..results.suite import SuiteCase, SuiteExecution, SuiteResult
-from ..suites.checks import evaluate_case
+from ..suites.checks import evaluate_case, evaluate_drift
 from ..suites.spec import CaseSpec, SuiteSpec
 from .compare import is_patched, reverse_patched
 
@@ -74,6 +74,7 @@ def run_suite(
     attribution: bool = False,
     batch_size: int | None = None,
     max_memory: int | str | None = None,
+    drift: DriftRequest | None = None,
 ) -> SuiteResult:
     """Run every case of ``spec`` on one model (``models=[m]``) or two (``[base, tuned]``).
 
@@ -89,6 +90,7 @@ def run_suite(
     lengths; 1: one case at a time). Per-case results equal running each case alone (within float32
     rounding); ``--attribution`` runs one case at a time (it needs each case's block outputs), and the
     result's ``execution`` says how the cases ran.
+    ``drift`` (two models): measure model 2's drift on neutral text once and check ``max_drift_js`` (``_with_drift``).
     """
     from ..engine.batched import check_batch_size
     from .analyzer import each_model
@@ -100,6 +102,8 @@ def run_suite(
     n_models = len(models)
     if attribution and n_models != 2:
         raise LazarusError("--attribution needs two models (-m1 BASE -m2 TUNED)")
+    if drift is not None and n_models != 2:
+        raise LazarusError("--drift needs two models (-m1 BASE -m2 TUNED)")
     check_batch_size(batch_size)
     adapters = list(adapters) if adapters is not None else [None] * n_models
     scales = list(embedding_scales) if embedding_scales is not None else [None] * n_models
@@ -131,7 +135,49 @@ def run_suite(
                 path.unlink()
         labels = distinct_labels(state.labels)
         cases = [state.done[i] for i in range(len(spec.cases))]
-    return _suite_result(state, labels, cases, role, batch_size, one_by_one, start)
+    result = _suite_result(state, labels, cases, role, batch_size, one_by_one, start)
+    return _with_drift(result, spec, drift, (models, adapters, lens, precision, max_memory))
+
+
+def _with_drift(result: SuiteResult, spec: SuiteSpec, drift: DriftRequest | None, run: tuple[Any, ...]) -> SuiteResult:
+    """``result`` with the drift measured (``suite --drift``: ``run`` is the models, adapters, lens, precision and
+    memory budget) and the suite's ``max_drift_js`` checked against it (skipped without ``--drift``)."""
+    if drift is None and not spec.drift_limits:
+        return result
+    why = "run the suite with --drift (two models)" if drift is None else ""
+    measured = None if drift is None else drift.measure(*run)
+    return dataclasses.replace(result, drift=measured, drift_checks=evaluate_drift(spec.drift_limits, measured, why))
+
+
+@dataclass(frozen=True)
+class DriftRequest:
+    """``suite --drift``: the corpus (default: the built-in one's held-out split) and how many positions."""
+
+    corpus: Any = None  # lens.learned.corpus.Corpus
+    tokens: int | None = None
+
+    def measure(
+        self,
+        models: Sequence[str],
+        adapters: Sequence[str | None],
+        lens: str,
+        precision: str,
+        max_memory: int | str | None,
+    ) -> Any:
+        from ..core.config import AnalysisConfig, LayerStrategy
+        from .drift import DRIFT_TOKENS, measure_drift
+
+        return measure_drift(
+            models[0],
+            models[1],
+            AnalysisConfig(layer_strategy=LayerStrategy.ALL, lens=lens),
+            adapter1=adapters[0],
+            adapter2=adapters[1],
+            corpus=self.corpus,
+            tokens=DRIFT_TOKENS if self.tokens is None else self.tokens,
+            precision=precision,
+            max_memory=max_memory,
+        )
 
 
 @dataclass

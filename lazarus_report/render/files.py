@@ -11,13 +11,14 @@ from pathlib import Path
 from lazarus_report.core.files import write_files_atomic
 from lazarus_report.results.analysis import AnalysisResult
 from lazarus_report.results.comparison import ComparisonResult
+from lazarus_report.results.drift import DriftResult
 from lazarus_report.results.loading import without_timings
 from lazarus_report.results.suite import SuiteResult
 from lazarus_report.results.sweep import SweepResult
 
 
 def render_report_files(
-    result: AnalysisResult | ComparisonResult | SuiteResult,
+    result: AnalysisResult | ComparisonResult | SuiteResult | DriftResult,
     *,
     html_path: str | os.PathLike[str] | None = None,
     markdown_path: str | os.PathLike[str] | None = None,
@@ -60,7 +61,7 @@ def _sweep_files(
 
 
 def write_report_files(
-    result: AnalysisResult | ComparisonResult | SuiteResult,
+    result: AnalysisResult | ComparisonResult | SuiteResult | DriftResult,
     *,
     html_path: str | os.PathLike[str] | None = None,
     markdown_path: str | os.PathLike[str] | None = None,

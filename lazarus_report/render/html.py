@@ -36,14 +36,19 @@ from lazarus_report.render.report_model import ReportModel, build_comparison_rep
 from lazarus_report.render.suite_model import SuiteReport, build_suite_report
 from lazarus_report.results.analysis import AnalysisResult
 from lazarus_report.results.comparison import ComparisonResult
+from lazarus_report.results.drift import DriftResult
 from lazarus_report.results.suite import SuiteResult
 
 SHARED_CASE_SPEC = "case-trajectory"  # the spec the suite cases' trajectory specs patch
 
 
-def render_html(result: AnalysisResult | ComparisonResult | SuiteResult, *, static: bool = False) -> str:
+def render_html(result: AnalysisResult | ComparisonResult | SuiteResult | DriftResult, *, static: bool = False) -> str:
     """The HTML report for one analysis, one comparison or a suite run (``static=True``: no scripts,
-    SVG charts only)."""
+    SVG charts only); a drift result's page is always static (``drift_html``)."""
+    if isinstance(result, DriftResult):
+        from lazarus_report.render.drift_html import render_drift_html
+
+        return render_drift_html(result)
     if isinstance(result, SuiteResult):
         return render_suite_html(build_suite_report(result), result, static=static)
     if isinstance(result, ComparisonResult):
@@ -63,9 +68,11 @@ def render_notebook_html(
     no access to the notebook, its cookies or its kernel). ``srcdoc`` holds the page HTML-escaped."""
     page = render_html(result, static=static)
     sandbox = "" if static else "allow-scripts"
-    title = {AnalysisResult: "Logit-lens report", ComparisonResult: "Comparison report"}.get(
-        type(result), "Suite report"
-    )
+    title = {
+        AnalysisResult: "Logit-lens report",
+        ComparisonResult: "Comparison report",
+        DriftResult: "Drift report",
+    }.get(type(result), "Suite report")
     return (
         f'<iframe srcdoc="{html.escape(page, quote=True)}" sandbox="{sandbox}" title="{title}" '
         f'style="width:100%;height:{int(height)}px;border:1px solid #ddd;resize:vertical"></iframe>'
@@ -92,7 +99,10 @@ def render_suite_html(report: SuiteReport, suite: SuiteResult, *, static: bool =
         case_charts = [c for key, group in pending.items() if key != "suite" for c in group]
         specs.update(chart_module.shared_specs(case_charts, SHARED_CASE_SPEC))
     summary = render_suite_summary_markdown(report)
-    return _render_page("html/suite.html.j2", report, suite, pending, specs, summary, static)
+    page = _render_page("html/suite.html.j2", report, suite, pending, specs, summary, static)
+    from lazarus_report.render.drift_suite import with_drift_section  # suite --drift
+
+    return with_drift_section(page, suite)
 
 
 def _render_page(

@@ -38,6 +38,8 @@ def render_junit(suite: SuiteResult) -> str:
     rows: list[tuple[SuiteCase, CheckOutcome | None]] = [
         (case, check) for case in suite.cases for check in ([*case.checks] if case.checks else [None])
     ]
+    drift = SuiteCase("drift", "(neutral text)", 0, None, None, suite.drift_checks)  # suite --drift: max_drift_js
+    rows += [(drift, check) for check in suite.drift_checks]
     statuses = [check.status if check is not None else (ERROR if case.error else PASSED) for case, check in rows]
     summary = {
         "tests": str(len(rows)),

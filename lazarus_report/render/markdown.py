@@ -23,17 +23,24 @@ from lazarus_report.render.suite_model import SuiteReport, build_suite_report
 from lazarus_report.results.analysis import AnalysisResult
 from lazarus_report.results.answer import AnswerReading
 from lazarus_report.results.comparison import ComparisonResult
+from lazarus_report.results.drift import DriftResult
 from lazarus_report.results.suite import SuiteResult
 
 MAX_CASES = 20  # a suite's Markdown lists at most this many cases (and this many failing cases)
 
 
-def render_markdown(result: AnalysisResult | ComparisonResult | SuiteResult) -> str:
+def render_markdown(result: AnalysisResult | ComparisonResult | SuiteResult | DriftResult) -> str:
     """The Markdown report: for one analysis, summary, final top-k, layer table and run details;
     for a comparison, the summary of what differs and compact comparison tables; for a suite, the
-    verdict, the failures and a compact table of cases."""
+    verdict, the failures and a compact table of cases; for a drift result, its own (``drift_markdown``)."""
+    if isinstance(result, DriftResult):
+        from .drift_markdown import render_drift_markdown
+
+        return render_drift_markdown(result)
     if isinstance(result, SuiteResult):
-        return render_suite_markdown(build_suite_report(result))
+        from .drift_suite import suite_drift_markdown  # suite --drift
+
+        return render_suite_markdown(build_suite_report(result)) + suite_drift_markdown(result)
     if isinstance(result, ComparisonResult):
         answers = [r.answer for r in result.results]
         return render_report_markdown(build_comparison_report(result), answers, result.answer_cross)

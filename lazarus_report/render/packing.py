@@ -14,6 +14,7 @@ from pathlib import Path
 from lazarus_report.results.analysis import AnalysisResult
 from lazarus_report.results.codec import ResultFormatError, dumps_json
 from lazarus_report.results.comparison import ComparisonResult
+from lazarus_report.results.drift import DriftResult
 from lazarus_report.results.loading import load_any_result
 from lazarus_report.results.suite import SUITE_KIND, SuiteResult
 from lazarus_report.results.sweep import SweepResult
@@ -87,9 +88,12 @@ def unpack_result(data: object) -> object:
         raise ResultFormatError(f"the embedded result is damaged: {exc}") from None
 
 
-def load_result_file(path: str | os.PathLike[str]) -> AnalysisResult | ComparisonResult | SuiteResult | SweepResult:
+def load_result_file(
+    path: str | os.PathLike[str],
+) -> AnalysisResult | ComparisonResult | SuiteResult | SweepResult | DriftResult:
     """Load a result from a result JSON file (``-o``) or from an HTML report written by lazarus:
-    an ``AnalysisResult``, a ``ComparisonResult``, a ``SuiteResult`` or a ``SweepResult``, whichever the file holds.
+    an ``AnalysisResult``, a ``ComparisonResult``, a ``SuiteResult``, a ``SweepResult`` or a
+    ``DriftResult``, whichever the file holds.
 
     Raises ``ResultFormatError`` for anything else: other schema versions, JSON that is not a
     result, HTML without an embedded result, text that is neither JSON nor HTML, bytes that are not
@@ -102,7 +106,7 @@ def load_result_file(path: str | os.PathLike[str]) -> AnalysisResult | Compariso
         raise ResultFormatError(f"{path}: {exc}") from None
 
 
-def _parse(raw: bytes) -> AnalysisResult | ComparisonResult | SuiteResult | SweepResult:
+def _parse(raw: bytes) -> AnalysisResult | ComparisonResult | SuiteResult | SweepResult | DriftResult:
     try:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError:

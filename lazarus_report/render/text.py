@@ -339,5 +339,8 @@ def render_suite_text(suite: SuiteResult) -> str:
         lines += ["", "Groups: " + " · ".join(f"{g.name}: {g.passed} of {g.cases} passed" for g in report.groups)]
     if report.carrier_layers:
         lines += [f"Layers that carry the change (cases): {report.carrier_layers}"]
+    from .drift_suite import suite_drift_text  # suite --drift
+
+    lines += suite_drift_text(suite)
     lines += ["", f"{report.verdict}: {report.counts_line}"]
     return "\n".join(lines) + "\n"

@@ -8,6 +8,7 @@ from typing import Any
 from .analysis import RESULT_KIND, AnalysisResult
 from .codec import ResultFormatError
 from .comparison import COMPARISON_KIND, ComparisonResult
+from .drift import DRIFT_KIND, DriftResult
 from .suite import SUITE_KIND, SuiteResult
 from .sweep import SWEEP_KIND, SweepResult
 
@@ -39,11 +40,14 @@ def without_timings(result: Any) -> Any:
         return dataclasses.replace(result, cases=cases, load_seconds=[], timings={})
     if isinstance(result, SweepResult):
         return result.without_timings()
+    if isinstance(result, DriftResult):
+        return dataclasses.replace(result, timings={})
     return result
 
 
-def load_any_result(data: Any) -> AnalysisResult | ComparisonResult | SuiteResult | SweepResult:
-    """An analysis, a comparison, a suite run or a checkpoint sweep, from parsed JSON."""
+def load_any_result(data: Any) -> AnalysisResult | ComparisonResult | SuiteResult | SweepResult | DriftResult:
+    """An analysis, a comparison, a suite run, a checkpoint sweep or a drift measurement, from
+    parsed JSON."""
     kind = data.get("kind") if isinstance(data, dict) else None
     if kind == SWEEP_KIND:
         return SweepResult.from_dict(data)
@@ -53,4 +57,6 @@ def load_any_result(data: Any) -> AnalysisResult | ComparisonResult | SuiteResul
         return ComparisonResult.from_dict(data)
     if kind == RESULT_KIND:
         return AnalysisResult.from_dict(data)
-    raise ResultFormatError("not a lazarus-report analysis, comparison or suite result")
+    if kind == DRIFT_KIND:
+        return DriftResult.from_dict(data)
+    raise ResultFormatError("not a lazarus-report analysis, comparison, suite or drift result")

@@ -19,6 +19,7 @@ from .codec import (
     with_header,
 )
 from .comparison import ComparisonResult
+from .drift import DriftResult
 
 SUITE_KIND = "lazarus-report/suite"
 
@@ -108,6 +109,10 @@ class SuiteResult(JsonFile):
     versions: dict[str, str]
     schema_version: int = SCHEMA_VERSION
     execution: SuiteExecution | None = None  # None in results written before batching existed
+    # suite --drift: the drift of model 2 on neutral text (two models), and the suite's max_drift_js checks
+    # (skipped without --drift); both left out of the JSON when absent.
+    drift: DriftResult | None = None
+    drift_checks: list[CheckOutcome] = dataclasses.field(default_factory=list)
 
     @property
     def two_models(self) -> bool:
@@ -121,18 +126,26 @@ class SuiteResult(JsonFile):
                 out[c.status] += 1
             if case.error is not None and not case.checks:
                 out[ERROR] += 1
+        for c in self.drift_checks:
+            out[c.status] += 1
         return out
 
     @property
     def status(self) -> str:
-        statuses = {case.status for case in self.cases}
+        statuses = {case.status for case in self.cases} | {c.status for c in self.drift_checks}
         for s in (ERROR, FAILED, PASSED):
             if s in statuses:
                 return s
         return SKIPPED if statuses else PASSED
 
     def to_dict(self) -> dict[str, Any]:
-        d = plain_dict(self, skip=("cases",))
+        d = plain_dict(self, skip=("cases", "drift"))
+        if self.drift is None:
+            del d["drift"]
+        else:
+            d["drift"] = self.drift.to_dict()
+        if not self.drift_checks:
+            del d["drift_checks"]
         d["cases"] = [
             {
                 **plain_dict(case, skip=("analysis", "comparison")),
@@ -167,9 +180,11 @@ class SuiteResult(JsonFile):
                         **{f.name: getattr(built, f.name) for f in dataclasses.fields(built)},
                     )
                 )
-            rest = {k: v for k, v in data.items() if k not in ("kind", "cases")}
+            rest = {k: v for k, v in data.items() if k not in ("kind", "cases", "drift")}
             built = build_dataclass(_SuiteFields, rest)
-            return cls(cases=cases, **{f.name: getattr(built, f.name) for f in dataclasses.fields(built)})
+            drift = nested_result(DriftResult, data["drift"], "drift") if data.get("drift") is not None else None
+            fields = {f.name: getattr(built, f.name) for f in dataclasses.fields(built)}
+            return cls(cases=cases, drift=drift, **fields)
         except (KeyError, TypeError, ValueError) as exc:
             raise ResultFormatError(f"malformed suite result: {exc}") from None
 
@@ -197,3 +212,4 @@ class _SuiteFields:
     versions: dict[str, str]
     schema_version: int = SCHEMA_VERSION
     execution: SuiteExecution | None = None
+    drift_checks: list[CheckOutcome] = dataclasses.field(default_factory=list)

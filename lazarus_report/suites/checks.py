@@ -31,8 +31,9 @@ from dataclasses import dataclass, replace
 from lazarus_report.results.analysis import AnalysisResult, TokenEvolution
 from lazarus_report.results.answer import AnswerReading, AnswerToken
 from lazarus_report.results.comparison import ComparisonResult
+from lazarus_report.results.drift import DriftResult
 from lazarus_report.results.suite import ERROR, FAILED, PASSED, SKIPPED, CheckOutcome
-from lazarus_report.suites.spec import ANSWER_CHECKS, GENERATED_CHECKS, CaseSpec, Expectation
+from lazarus_report.suites.spec import ANSWER_CHECKS, GENERATED_CHECKS, CaseSpec, DriftLimit, Expectation
 
 ATTRIBUTION_TOLERANCE = 0.05  # changes_only_in_layers: the largest effect allowed outside the layers
 TEXT_SHOWN = 80  # characters of a generated answer shown in a message
@@ -602,3 +603,54 @@ def _check_answer_regression(exp: Expectation, base: AnalysisResult, tuned: Anal
         f"{side}: tuned log p(answer) = {lt:.4g}, base {lb:.4g} (dropped {-change:.3g} nats, more than the "
         f"tolerance {tol:g}){detail}",
     )
+
+
+# --- max_drift_js (suite --drift) ------------------------------------------------------------------
+
+
+def evaluate_drift(limits: list[DriftLimit], drift: DriftResult | None, why_not: str = "") -> list[CheckOutcome]:
+    """The suite's ``max_drift_js`` limits against the drift measured once for the run (``suite --drift``).
+
+    Each limit passes when its statistic (mean, p90, p99 or max of JS over the corpus positions) is at most
+    ``js`` at every captured layer of its range; it fails naming the worst layer. Without a measurement
+    (``drift`` None: no ``--drift``, or a one-model run, ``why_not`` says) every limit is skipped; a range with no
+    captured layer is an error."""
+    out = []
+    for i, limit in enumerate(limits):
+        name = f"drift max_drift_js {layer_ranges(limit.layers)}" + (f" #{i + 1}" if len(limits) > 1 else "")
+        stat = limit.stat
+        expected = f"{stat} JS <= {_nats(limit.js)} nats at layers {layer_ranges(limit.layers)}"
+        if drift is None:
+            verdict = _Verdict(SKIPPED, expected, "not measured", f"drift: max_drift_js not checked: {why_not}")
+        else:
+            rows = [row for row in drift.layers if row.layer in set(limit.layers)]
+            if not rows:
+                verdict = _Verdict(
+                    ERROR, expected, "no such layer", "drift: max_drift_js names no captured layer of the run"
+                )
+            else:
+                attr = "js_mean" if limit.stat == "mean" else f"js_{limit.stat}"
+                worst = max(rows, key=lambda r: (getattr(r, attr), -r.layer))
+                value = getattr(worst, attr)
+                actual = f"{stat} JS {_nats(value)} nats at layer {worst.layer}"
+                ok = value <= limit.js + EPSILON
+                message = f"drift: {actual} ({'within' if ok else 'above'} the limit {_nats(limit.js)})"
+                verdict = _Verdict(PASSED if ok else FAILED, expected, actual, message)
+        out.append(
+            CheckOutcome(
+                name=name,
+                check="max_drift_js",
+                side="drift",
+                expected=verdict.expected,
+                actual=verdict.actual,
+                status=verdict.status,
+                message=verdict.message,
+                line=limit.line,
+                tolerance=limit.js,
+            )
+        )
+    return out
+
+
+def _nats(x: float) -> str:
+    return f"{x:.4g}"

@@ -45,7 +45,9 @@ DEFAULT_TOLERANCE = 0.05  # no_regression_of final_prob
 DEFAULT_EMERGENCE_TOLERANCE = 0.0  # no_regression_of emergence (relative depth)
 DEFAULT_ANSWER_LOGPROB_TOLERANCE = 0.5  # no_regression_of answer_logprob (nats of the sequence log-probability)
 
-TOP_LEVEL_KEYS = ("name", "description", "defaults", "cases")
+TOP_LEVEL_KEYS = ("name", "description", "defaults", "cases", "max_drift_js")
+DRIFT_LIMIT_KEYS = ("layers", "js", "stat")
+DRIFT_STATS = ("mean", "p90", "p99", "max")  # max_drift_js: which statistic over the corpus positions
 DEFAULTS_KEYS = ("raw", "top_k", "track", "tolerance", "group", "changes_only_in_layers", "lens")
 CASE_KEYS = (
     "id", "prompt", "description", "raw", "top_k", "track",
@@ -125,6 +127,17 @@ class CaseSpec:
 
 
 @dataclass(frozen=True)
+class DriftLimit:
+    """``max_drift_js``: on neutral text (``suite --drift``), JS(base, tuned) at every captured layer of ``layers``
+    stays at or below ``js`` nats; ``stat``: the statistic over the corpus positions (``DRIFT_STATS``)."""
+
+    layers: list[int]
+    js: float
+    stat: str
+    line: int
+
+
+@dataclass(frozen=True)
 class SuiteSpec:
     """A whole suite file, validated."""
 
@@ -136,6 +149,7 @@ class SuiteSpec:
     cases: list[CaseSpec]
     lens: str | None = None  # defaults.lens: "logit", "linear", "tuned" or a lens directory (relative paths resolved)
     lens_line: int | None = None  # where defaults.lens is written
+    drift_limits: list[DriftLimit] = field(default_factory=list)  # the top-level max_drift_js
 
 
 def verify_lens(spec: SuiteSpec) -> None:
@@ -388,6 +402,7 @@ def _parse(text: str, path: str, fmt: str | None, sha256: str) -> SuiteSpec:
         cases=v.cases(case_nodes, defaults),
         lens=defaults.get("lens"),
         lens_line=v.lens_line,
+        drift_limits=v.drift_limits,
     )
 
 
@@ -410,6 +425,7 @@ class _Validator:
         self.ctx = ""  # "case 'paris': " while a case is being validated
         self.ids: dict[str, int] = {}
         self.lens_line: int | None = None  # where defaults.lens is written
+        self.drift_limits: list[DriftLimit] = []  # the top-level max_drift_js
 
     def fail(self, line: int, message: str) -> NoReturn:
         raise SuiteFileError(self.path, line, self.ctx + message)
@@ -458,7 +474,37 @@ class _Validator:
         if "description" in keys:
             description = self.string(keys["description"].value, "description")
         defaults = self.defaults(keys["defaults"].value) if "defaults" in keys else {}
+        if "max_drift_js" in keys:
+            self.drift_limits = self.drift_limits_of(keys["max_drift_js"].value)
         return name, description, defaults, self.case_list(keys["cases"].value, "cases")
+
+    def drift_limits_of(self, node: _Node) -> list[DriftLimit]:
+        """``max_drift_js``: one ``{layers, js, stat}`` mapping or a list of them."""
+        nodes = list(node.value) if node.kind == "seq" else [node]
+        if not nodes:
+            self.fail(node.line, "max_drift_js must hold at least one {layers, js} limit")
+        out = []
+        for i, item in enumerate(nodes):
+            what = "max_drift_js" if node.kind != "seq" else f"max_drift_js[{i}]"
+            keys = self.mapping(item, what, f"in {what}", DRIFT_LIMIT_KEYS)
+            for required in ("layers", "js"):
+                if required not in keys:
+                    self.fail(item.line, f"{what} needs {required!r} (e.g. {{layers: '10-29', js: 0.05}})")
+            layers = self.layer_set(keys["layers"].value, f"{what}.layers")
+            js = keys["js"].value
+            if js.kind != "scalar" or not _is_number(js.value) or not 0 <= js.value <= math.log(2):
+                self.fail(js.line, f"{what}.js must be a JS divergence in nats, 0 to ln 2 (0.693), got {_describe(js)}")
+            stat = "mean"
+            if "stat" in keys:
+                stat_node = keys["stat"].value
+                if stat_node.kind != "scalar" or stat_node.value not in DRIFT_STATS:
+                    self.fail(
+                        stat_node.line,
+                        f"{what}.stat must be one of {', '.join(DRIFT_STATS)}, got {_describe(stat_node)}",
+                    )
+                stat = str(stat_node.value)
+            out.append(DriftLimit(layers=layers, js=float(js.value), stat=stat, line=keys["js"].key_line))
+        return out
 
     def case_list(self, node: _Node, what: str) -> list[_Node]:
         if node.kind != "seq":
