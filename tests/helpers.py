@@ -35,7 +35,17 @@ ALLOWED_TAGS = {
     "svg", "g", "path", "rect", "line", "text", "tspan", "defs", "lineargradient", "stop", "clippath",
 }  # fmt: skip
 # The suite page adds its filter controls and in-page links.
-SUITE_TAGS = ALLOWED_TAGS | {"a", "label", "input", "select", "option", "h4", "h5", "polyline"}  # polyline: sparklines
+SUITE_TAGS = ALLOWED_TAGS | {
+    "a",
+    "label",
+    "input",
+    "select",
+    "option",
+    "h4",
+    "h5",
+    "polyline",
+    "mark",
+}  # polyline: sparklines; mark: the drift section's token
 VOID = {"meta", "br", "img", "input", "link", "hr", "source", "wbr", "area", "base", "col", "embed", "param", "track"}
 URL_ATTRIBUTES = {"src", "href", "xlink:href", "action", "formaction", "poster", "srcset", "data", "background"}
 

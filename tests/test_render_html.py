@@ -339,6 +339,36 @@ def _hostile_diff():
     return diff_results(data, after)
 
 
+def _hostile_sweep():
+    """A two-step sweep whose case ids, prompts, labels and tokens are hostile strings."""
+    from lazarus_report.results.suite import FAILED, PASSED
+    from lazarus_report.results.sweep import StepCase, SweepCase, SweepResult, SweepStep
+
+    bad = [s for s in HOSTILE_STRINGS if s]
+    cases = [SweepCase(s, s, s, s, 0.1, 3) for s in bad[:3]]
+
+    def step(i: int, status: str) -> SweepStep:
+        rows = [StepCase(c.id, status, [], 0.2 * i, i + 1, 2, 0.1, [1, 2], bad[-1]) for c in cases]
+        return SweepStep(bad[i], 10 * (i + 1), bad[i], None, "0" * 64, bad[0], rows)
+
+    return SweepResult(bad[0], bad[1], "0" * 64, bad[2], bad[3], "logit", True, cases,
+                       [step(0, PASSED), step(1, FAILED)], "last", [], {}, {"lazarus-report": "test"})  # fmt: skip
+
+
+def _hostile_suite_with_drift():
+    """The hostile suite with a hostile drift measurement and a failed max_drift_js check."""
+    import dataclasses
+
+    from test_drift import _hostile_result
+
+    from lazarus_report.results.suite import CheckOutcome
+
+    bad = HOSTILE_STRINGS[-1]
+    check = CheckOutcome(bad, "max_drift_js", "comparison", bad, bad, "failed", bad, 1)
+    suite = make_suite(4, hostile=True)
+    return dataclasses.replace(suite, drift=_hostile_result(), drift_checks=[check])
+
+
 def _hostile_results(hostile_change):
     return [
         make_hostile_result(),
@@ -350,6 +380,7 @@ def _hostile_results(hostile_change):
         make_hostile_answer_result(),
         make_hostile_answer_comparison("aligned"),
         make_hostile_answer_comparison("generated"),
+        _hostile_suite_with_drift(),
     ]
 
 
@@ -357,18 +388,27 @@ def test_every_html_template_escapes_hostile_data(monkeypatch, hostile_change):
     env = html_environment()
     assert env.autoescape is True  # not select_autoescape(): *.html.j2 would slip through
     results = _hostile_results(hostile_change)
+    from test_drift import _hostile_result
+
     from lazarus_report.render.diff_html import render_diff_html
+    from lazarus_report.render.drift_html import render_drift_html
     from lazarus_report.render.lens_report import render_lens_eval_html
+    from lazarus_report.render.sweep_report import render_sweep_html
 
     def render_all():
         pages = [render_html(r, static=s) for r in results for s in (0, 1)]
         pages += [render_lens_eval_html(make_lens_eval(hostile=True), static=s) for s in (0, 1)]
-        return [*pages, render_diff_html(_hostile_diff())]
+        return [*pages, render_diff_html(_hostile_diff()), render_drift_html(_hostile_result()),
+                render_sweep_html(_hostile_sweep())]  # fmt: skip
 
     used, pages = _templates_used(env, monkeypatch, render_all)
-    diff_page = pages.pop()
-    assert {n.tag for n in parse(diff_page).iter()} - {"#document"} <= ALLOWED_TAGS | {"circle"}  # its chart's dots
-    assert not any(s in diff_page for s in HOSTILE_STRINGS if "<" in s)
+    for page in (pages.pop(), pages.pop(), pages.pop()):  # the sweep, drift and diff pages (charts: lines, dots)
+        doc = parse(page)
+        assert {n.tag for n in doc.iter()} - {"#document"} <= ALLOWED_TAGS | {"circle", "polyline", "a", "mark"}
+        assert all(
+            (a.attrs.get("href") or "#").startswith("#") for a in doc.find_all("a")
+        )  # links within the page only
+        assert not any(s in page for s in HOSTILE_STRINGS if "<" in s)
     results = [*results, None]  # the lens eval pages (two, like every result) are not suite pages
     templates = {n for n in env.loader.list_templates() if n.startswith("html/") and n.endswith(".j2")}
     assert "html/page.html.j2" in templates
@@ -384,7 +424,13 @@ def test_every_html_template_escapes_hostile_data(monkeypatch, hostile_change):
 
 def test_every_markdown_template_escapes_hostile_data(monkeypatch, hostile_change):
     env = markdown_environment()
+    import dataclasses
+
+    from test_drift import _hostile_result
+
     from lazarus_report.render.diff_markdown import render_diff_markdown
+    from lazarus_report.render.drift_markdown import render_drift_markdown
+    from lazarus_report.render.sweep_report import render_sweep_markdown
 
     used, docs = _templates_used(
         env,
@@ -392,6 +438,8 @@ def test_every_markdown_template_escapes_hostile_data(monkeypatch, hostile_chang
         lambda: [
             *(render_markdown(r) for r in _hostile_results(hostile_change)),
             render_diff_markdown(_hostile_diff()),
+            render_drift_markdown(dataclasses.replace(_hostile_result(), labels=["{{ 7*7 }}", "<i>x</i>"])),
+            render_sweep_markdown(_hostile_sweep()),
         ],
     )
     templates = {n for n in env.loader.list_templates() if n.startswith("markdown/") and n.endswith(".j2")}
@@ -404,6 +452,7 @@ def test_every_markdown_template_escapes_hostile_data(monkeypatch, hostile_chang
             "h1",
             "h2",
             "h3",
+            "h4",
             "p",
             "strong",
             "code",
@@ -419,7 +468,7 @@ def test_every_markdown_template_escapes_hostile_data(monkeypatch, hostile_chang
             "details",  # the diff's collapsed table (GitHub renders both)
             "summary",
         }, tags
-        assert "href" not in rendered and "<em>" not in rendered
+        assert "<a " not in rendered and "href=" not in rendered and "<em>" not in rendered
         assert "{{ 7*7 }}" in html.unescape(rendered)  # template syntax in the data stays text
 
 
