@@ -100,6 +100,7 @@ def tuned_lens(analyzer: ModelAnalyzer) -> None:
     """Fit SmolLM2's tuned lens into TUNED unless it is there, and write its evaluation sample."""
     from lazarus_report.lens.learned import Lens, evaluate, fit_lens
     from lazarus_report.lens.learned.corpus import default_corpus
+    from lazarus_report.lens.learned.store import save_logit_fidelity
     from lazarus_report.render.lens_report import render_lens_eval_html
     from lazarus_report.render.lens_text import render_eval_text
 
@@ -109,6 +110,9 @@ def tuned_lens(analyzer: ModelAnalyzer) -> None:
         fit_lens(analyzer.loaded, "tuned").save(TUNED)
     lens = Lens.load(TUNED)
     evaluation = evaluate(analyzer.loaded, lens, default_corpus())
+    # As `lazarus lens eval` does: the logit lens's held-out fidelity is cached for the model, so the logit-lens
+    # samples written after this mark their unreliable layers (the same on every machine).
+    save_logit_fidelity(analyzer.loaded, evaluation.logit, evaluation.corpus)
     name = "lens-eval-smollm2-tuned"
     evaluation.save(OUT / f"{name}.json")
     write_text_atomic(OUT / f"{name}.html", render_lens_eval_html(evaluation))
@@ -129,9 +133,9 @@ def main() -> None:
     os.chdir(ROOT)
     OUT.mkdir(exist_ok=True)
     with ModelAnalyzer.load("smollm2-135m-instruct") as analyzer:
+        tuned_lens(analyzer)  # first: it caches the logit lens's fidelity the other samples show
         for name, prompt, config in ANALYZE_SAMPLES:
             write(name, analyzer.run(prompt, config))
-        tuned_lens(analyzer)
         for name, prompt, config in ANALYZE_SAMPLES:
             if name in TUNED_SAMPLES:
                 write(f"{name}-tuned", analyzer.run(prompt, dataclasses.replace(config, lens=TUNED)))
