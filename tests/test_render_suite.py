@@ -96,7 +96,7 @@ def _patched(doc, chart_id: str) -> dict:
 
 def test_page_has_a_verdict_and_every_section(pages, suite):
     doc = parse(pages["interactive"])
-    assert doc.find("title").text() == "Suite: capitals"
+    assert doc.find("title").text() == "Suite: capitals (logit lens)"
     header = doc.find("header")
     assert header.find("h1").text() == "capitals"
     verdict = header.find("p", cls="verdict")
@@ -465,7 +465,7 @@ def test_output_is_byte_identical_across_processes(pages, suite):
 def test_markdown_lists_failures_first(suite):
     md = render_markdown(suite)
     verdict = "**ERROR** · 4 of 6 cases passed · 1 failed · 1 errored · 16 checks\\: 10 passed"
-    assert md.startswith(f"# Suite: capitals\n\n{verdict}")
+    assert md.startswith(f"# Suite: capitals (logit lens)\n\n{verdict}")
     failures = md.split("**Failures**:\n")[1].split("\n## ")[0]
     failed = "- **italy-02** (failed, line 16)\n  - italy-02\\: tuned final top-1 is ' Milan'"
     assert failed in failures

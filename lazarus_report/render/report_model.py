@@ -290,6 +290,11 @@ class ReportModel:
     # The heatmap's colours for the answer strip's cells (empty when no run has an answer: no strip styles).
     answer_palette: list[str] = field(default_factory=list)
 
+    @property
+    def lens(self) -> str:
+        """The lens the page reads through, capitalized: ``Tuned lens``."""
+        return lenses_title(self.runs)
+
 
 def build_report(
     results: Sequence[AnalysisResult],
@@ -305,11 +310,7 @@ def build_report(
     runs = [
         build_run(result, key=f"{key_prefix}run{i}", heatmap_cells=heatmap_cells) for i, result in enumerate(results)
     ]
-    lens = runs[0].lens_name.capitalize()
-    if len(runs) == 1:
-        title = f"{lens}: {runs[0].title}"
-    else:
-        title = f"{lens}: " + " vs ".join(r.title for r in runs)
+    title = f"{lenses_title(runs)}: " + " vs ".join(r.title for r in runs)
     version = results[0].versions.get("lazarus-report", "")
     generator = clean_text(f"lazarus-report {version}".strip())
     return ReportModel(
@@ -320,6 +321,13 @@ def build_report(
         layer_anchors=not key_prefix,
         answer_palette=_answer_palette(runs),
     )
+
+
+def lenses_title(runs: Sequence[RunReport]) -> str:
+    """The lens every run was read through, for titles and headings: ``Tuned lens``; ``Tuned lens / logit
+    lens`` when the runs differ."""
+    names = list(dict.fromkeys(run.lens_name for run in runs)) or ["logit lens"]
+    return " / ".join(names).capitalize()
 
 
 def _answer_palette(runs: Sequence[RunReport]) -> list[str]:
@@ -702,7 +710,7 @@ def build_comparison_report(
         build_run(r, key=f"{key_prefix}run{i}", heatmap_cells=COMPARE_HEATMAP_MAX_CELLS) for i, r in enumerate(results)
     ]
     labels = [clean_text(label) for label in comparison.labels]
-    title = "Logit lens: " + " vs ".join(labels)
+    title = f"{lenses_title(runs)}: " + " vs ".join(labels)
     version = results[0].versions.get("lazarus-report", "")
     generator = clean_text(f"lazarus-report {version}".strip())
     view = _comparison_view(comparison, labels, runs, [clean_text(t) for t in tags])

@@ -20,6 +20,7 @@ import unicodedata
 from dataclasses import dataclass
 
 from lazarus_report.render.formatting import clean_text, finite, fmt_seconds, visible_token
+from lazarus_report.render.lens_view import lens_name
 from lazarus_report.render.report_model import (
     InfoRow,
     ReportModel,
@@ -177,6 +178,7 @@ class SuiteReport:
     groups: list[GroupView] = dataclasses.field(default_factory=list)  # by ``group``, in file order
     carrier_layers: str = ""  # --attribution: how many cases each layer carries, "22 (14), 27 (12)"
     detail_limit: int = DETAIL_LIMIT  # cases shown in full, failing first
+    lens: str = "Logit lens"  # the lens every case was read through (capitalized), in titles and headings
 
     @property
     def brief_count(self) -> int:
@@ -230,8 +232,9 @@ def build_suite_report(suite: SuiteResult, detail_limit: int = DETAIL_LIMIT) -> 
     check_counts = suite.counts()
     version = suite.versions.get("lazarus-report", "")
     name = clean_text(suite.name)
+    lens = suite_lens(suite)
     return SuiteReport(
-        title=f"Suite: {name}",
+        title=f"Suite: {name} ({lens.lower()})",
         generator=clean_text(f"lazarus-report {version}".strip()),
         name=name,
         source=clean_text(suite.source),
@@ -262,7 +265,14 @@ def build_suite_report(suite: SuiteResult, detail_limit: int = DETAIL_LIMIT) -> 
         groups=_groups(cases),
         carrier_layers=_carrier_layers(suite),
         detail_limit=detail_limit,
+        lens=lens,
     )
+
+
+def suite_lens(suite: SuiteResult) -> str:
+    """The lens the suite's cases were read through: ``Tuned lens`` (``Logit lens`` when no case ran)."""
+    kinds = list(dict.fromkeys(r.lens_kind for case in suite.cases for r in case.results)) or ["logit"]
+    return " / ".join(lens_name(k) for k in kinds).capitalize()
 
 
 def execution_text(suite: SuiteResult) -> str:

@@ -178,7 +178,9 @@ def render_comparison_text(comparison: ComparisonResult) -> str:
     r1, r2 = c.results
     labels = [name(label) for label in c.labels]
     w = max(36, *(len(label) for label in labels))
+    lenses = " / ".join(dict.fromkeys(lens_name(r.lens_kind) for r in c.results))
     lines = [f"Loading: {label} ({seconds:.2f} s)" for label, seconds in zip(labels, c.load_seconds)]
+    lines.append(f"Lens: {lenses}")
     for label, r in zip(labels, c.results):
         m = r.model
         lines.append(f"  {label}: {m.family}, {m.num_layers} layers, {m.precision}")
@@ -304,6 +306,7 @@ def render_suite_text(suite: SuiteResult) -> str:
     lines = [
         f"Suite: {one_line(report.name)} ({one_line(report.source)}, sha256 {one_line(report.source_sha256[:12])})",
         f"Models: {models}" + (f" (also checked as {report.role_checked})" if report.role_checked else ""),
+        f"Lens: {report.lens.lower()}",
         "",
         f"Cases (each model's final top-1; the layer from which the target is top-1): {' / '.join(report.tags)}",
     ]
