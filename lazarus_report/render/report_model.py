@@ -642,6 +642,41 @@ class PairRow:
 
 
 @dataclass(frozen=True)
+class PairRun:
+    """Consecutive rows of the per-layer comparison, one row of a compact table: several only when the two
+    models' distributions are identical at each of them (JS and KL exactly 0, the same top-1)."""
+
+    rows: list[PairRow]
+
+    @property
+    def first(self) -> PairRow:
+        return self.rows[0]
+
+    @property
+    def folded(self) -> bool:
+        return len(self.rows) > 1
+
+    @property
+    def label(self) -> str:
+        return self.rows[0].label if len(self.rows) == 1 else f"{self.rows[0].label}-{self.rows[-1].label}"
+
+
+def fold_identical(rows: Sequence[PairRow]) -> list[PairRun]:
+    """``rows`` with runs of identical layers (both models' distributions exactly equal) folded into one."""
+
+    def same(row: PairRow) -> bool:
+        return row.agree and row.js == 0 and not row.kl_12 and not row.kl_21 and not row.marks and "/" not in row.label
+
+    out: list[PairRun] = []
+    for row in rows:
+        if out and same(row) and same(out[-1].rows[-1]):
+            out[-1].rows.append(row)
+        else:
+            out.append(PairRun([row]))
+    return out
+
+
+@dataclass(frozen=True)
 class TrackedPair:
     """A tracked string in both models."""
 
@@ -685,6 +720,11 @@ class ComparisonView:
     heatmap_cuts: list[str]  # runs whose heatmap shows only the last positions: "M1: 8 of 35 positions"
     change: ChangeView | None = None  # where the fine-tune acts: sentence, change map, shifts, attribution
     answer: AnswerComparisonView | None = None  # both models' answers, aligned token by token or side by side
+
+    @property
+    def compact_rows(self) -> list[PairRun]:
+        """The per-layer rows with identical layers folded (Markdown, terminal)."""
+        return fold_identical(self.rows)
 
 
 COMPARE_TAGS = ["M1", "M2"]

@@ -120,6 +120,11 @@ class CaseView:
         return [c for c in self.checks if c.about_answer]
 
     @property
+    def changed_but_passing(self) -> bool:
+        """Passed, but the final top-1 changed between the models: worth a look."""
+        return self.status == PASSED and bool(self.top1_changed)
+
+    @property
     def open(self) -> bool:
         """Shown expanded: the cases someone has to look at."""
         return self.status in (FAILED, ERROR)
@@ -201,6 +206,15 @@ class SuiteReport:
     @property
     def failures_first(self) -> list[CaseView]:
         return sorted(self.cases, key=lambda c: (STATUS_ORDER[c.status], c.index))
+
+    @property
+    def verdict_order(self) -> list[CaseView]:
+        """Failing cases first, then passing cases whose final top-1 changed, then the rest (file order within)."""
+        return sorted(self.cases, key=lambda c: (STATUS_ORDER[c.status], not c.changed_but_passing, c.index))
+
+    @property
+    def changed_but_passing(self) -> list[CaseView]:
+        return [c for c in self.cases if c.changed_but_passing]
 
     @property
     def with_target(self) -> list[CaseView]:
