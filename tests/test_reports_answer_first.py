@@ -108,8 +108,9 @@ def test_compare_markdown_folds_identical_layers_and_leads_the_map_with_the_last
     html = markdown_html(COMPARE_TUNED)
     tables = _tables(html)
     layers = next(t for t in tables if t[0][0] == "Layer" and "JS" in t[0])
-    assert [row[0] for row in layers[1:3]] == ["0-21", "22"]
-    assert len(layers) == 1 + 1 + 8  # 0-21 folded, then 22-29
+    # 0-21 identical: folded, in two rows as the lens is unreliable at 0-18 and not at 19-21; then 22-29
+    assert [row[0] for row in layers[1:4]] == ["0-18 ≈", "19-21", "22"]
+    assert len(layers) == 1 + 2 + 8
     change_map = next(t for t in tables if t[0][0] == "Layer" and t[0][1].startswith("36:"))
     assert len(change_map[0]) <= MAX_COLUMNS
     shifts = [t for t in tables if t[0][0] in ("Promoted", "Suppressed")]
@@ -117,3 +118,28 @@ def test_compare_markdown_folds_identical_layers_and_leads_the_map_with_the_last
     for t in shifts:
         assert not any(row[1] == row[2] == "<0.01%" for row in t[1:])
     assert "more suppressed (see the HTML report)" in html
+
+
+# --- 4. trust on every page -------------------------------------------------------------------------------
+
+
+def test_compare_page_says_which_layers_to_trust():
+    doc = parse(html_of(COMPARE_TUNED))
+    trust = doc.find("p", cls="trust").text()
+    assert "tuned lens: unreliable at layers 0-18" in trust and "held-out fidelity" in trust
+    assert doc.find("details", cls="how-to-read")
+    bad = set(sample(COMPARE_TUNED).results[1].unreliable_layers)
+    rows = doc.find("table", cls="pairs").find("tbody").find_all("tr")
+    marked = {r.find("th").text().split()[0] for r in rows if "unreliable" in r.attrs.get("class", "")}
+    assert marked and all(label.split("-")[0].isdigit() and int(label.split("-")[-1]) in bad for label in marked)
+    assert all("≈" in r.find("th").text() for r in rows if "unreliable" in r.attrs.get("class", ""))
+    md = render_markdown(sample(COMPARE_TUNED))
+    assert "| 0-18 ≈ |" in md and "not from this prompt" in md
+
+
+def test_missing_fidelity_is_said_and_suite_pages_name_their_trust():
+    trust = parse(html_of(COMPARE)).find("p", cls="trust").text()
+    assert "no fidelity data" in trust
+    doc = parse(html_of(SUITE))
+    assert "Read through the logit lens" in doc.find("p", cls="trust").text()
+    assert doc.find("details", cls="how-to-read")

@@ -98,6 +98,15 @@ class MapView:
     compared: str = ""  # which positions were compared ("all 37 positions were compared")
 
     @property
+    def display_columns(self) -> list[int]:
+        """Column indices for the page: the last position first (the one predicting the answer, visible
+        without scrolling on a phone), then the others in prompt order."""
+        if not self.compact_columns:
+            return list(range(len(self.columns)))
+        last = self.compact_columns[0]
+        return [last, *(j for j in range(len(self.columns)) if j != last)]
+
+    @property
     def compact_note(self) -> str:
         """What the Markdown map shows (it fits a pull-request comment: at most ``COMPACT_MAP_COLUMNS``)."""
         left = len(self.columns) - len(self.compact_columns)

@@ -28,7 +28,14 @@ from lazarus_report.render.answer_view import (
 )
 from lazarus_report.render.change_view import ChangeView, build_change_view
 from lazarus_report.render.formatting import clean_text, finite, fmt_seconds, token_repr, visible_token
-from lazarus_report.render.lens_view import lens_facts, lens_name, unreliable_note
+from lazarus_report.render.lens_view import (
+    HOW,
+    lens_facts,
+    lens_name,
+    trust_sentences,
+    unreliable_note,
+    unreliable_pairs,
+)
 
 # Re-exported: the token type of every view (defined apart so that ``answer_view`` can use it too).
 from lazarus_report.render.token_view import TokenView as TokenView
@@ -634,6 +641,7 @@ class PairRow:
     kl_21: float | None
     js: float | None
     marks: list[str]  # "first disagreement", "agree from here", "largest JS"
+    unreliable: bool = False  # the lens is unreliable at this layer (either model's), from held-out fidelity
 
     @property
     def anchor(self) -> str:
@@ -657,6 +665,10 @@ class PairRun:
         return len(self.rows) > 1
 
     @property
+    def unreliable(self) -> bool:
+        return all(row.unreliable for row in self.rows)
+
+    @property
     def label(self) -> str:
         return self.rows[0].label if len(self.rows) == 1 else f"{self.rows[0].label}-{self.rows[-1].label}"
 
@@ -669,7 +681,7 @@ def fold_identical(rows: Sequence[PairRow]) -> list[PairRun]:
 
     out: list[PairRun] = []
     for row in rows:
-        if out and same(row) and same(out[-1].rows[-1]):
+        if out and same(row) and same(out[-1].rows[-1]) and row.unreliable == out[-1].rows[-1].unreliable:
             out[-1].rows.append(row)
         else:
             out.append(PairRun([row]))
@@ -720,6 +732,12 @@ class ComparisonView:
     heatmap_cuts: list[str]  # runs whose heatmap shows only the last positions: "M1: 8 of 35 positions"
     change: ChangeView | None = None  # where the fine-tune acts: sentence, change map, shifts, attribution
     answer: AnswerComparisonView | None = None  # both models' answers, aligned token by token or side by side
+    trust: list[str] = field(default_factory=list)  # the lens and which layers to trust (lens_view.trust_sentences)
+    lens_how: str = ""  # what the lens does, one phrase
+
+    @property
+    def has_unreliable(self) -> bool:
+        return any(row.unreliable for row in self.rows)
 
     @property
     def compact_rows(self) -> list[PairRun]:
@@ -775,6 +793,7 @@ def _comparison_view(c: ComparisonResult, labels: list[str], runs: list[RunRepor
         x_title = "Layer"
         x_values = [[float(layer) for layer in r.captured_layers] for r in (r1, r2)]
     divs = c.divergences
+    bad1, bad2 = unreliable_pairs(c.results)
     has_divergences = bool(divs) and all(finite(d.js) is not None for d in divs)
     largest = c.largest_change_layer if has_divergences else None
     rows = []
@@ -787,7 +806,8 @@ def _comparison_view(c: ComparisonResult, labels: list[str], runs: list[RunRepor
             marks.append("agree from here")
         if largest is not None and d.layer2 == largest:
             marks.append("largest JS")
-        rows.append(_pair_row(d, by_depth, marks, tags))
+        row = _pair_row(d, by_depth, marks, tags)
+        rows.append(dataclasses.replace(row, unreliable=d.layer1 in bad1 or d.layer2 in bad2))
     first = next((r for r in rows if "first disagreement" in r.marks), None)
     agree_from = next((r for r in rows if "agree from here" in r.marks), None)
     largest_row = next((r for r in rows if "largest JS" in r.marks), None)
@@ -839,6 +859,8 @@ def _comparison_view(c: ComparisonResult, labels: list[str], runs: list[RunRepor
         ],
         change=build_change_view(c, tags),
         answer=build_answer_comparison(c, [run.answer for run in runs], tags),
+        trust=[clean_text(t) for t in trust_sentences(c.results, tags)],
+        lens_how=HOW.get(r2.lens_kind, lens_name(r2.lens_kind)),
     )
 
 

@@ -20,7 +20,7 @@ import unicodedata
 from dataclasses import dataclass
 
 from lazarus_report.render.formatting import clean_text, finite, fmt_seconds, visible_token
-from lazarus_report.render.lens_view import lens_name
+from lazarus_report.render.lens_view import lens_name, trust_sentences
 from lazarus_report.render.report_model import (
     InfoRow,
     ReportModel,
@@ -184,6 +184,7 @@ class SuiteReport:
     carrier_layers: str = ""  # --attribution: how many cases each layer carries, "22 (14), 27 (12)"
     detail_limit: int = DETAIL_LIMIT  # cases shown in full, failing first
     lens: str = "Logit lens"  # the lens every case was read through (capitalized), in titles and headings
+    trust: list[str] = dataclasses.field(default_factory=list)  # the lens and which layers to trust
 
     @property
     def brief_count(self) -> int:
@@ -280,6 +281,7 @@ def build_suite_report(suite: SuiteResult, detail_limit: int = DETAIL_LIMIT) -> 
         carrier_layers=_carrier_layers(suite),
         detail_limit=detail_limit,
         lens=lens,
+        trust=[clean_text(t) for t in trust_sentences(first_run, tags)] if first_run else [],
     )
 
 

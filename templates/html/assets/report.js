@@ -6,6 +6,10 @@
 // dark charts.
 (function () {
   "use strict";
+  // On a phone, long secondary parts (the comparison's heatmaps) start folded: the page answers first.
+  if (window.matchMedia && window.matchMedia("(max-width: 640px)").matches) {
+    document.querySelectorAll("details.fold-narrow[open]").forEach(function (d) { d.open = false; });
+  }
   // Printing opens the closed parts, except passing suite cases (one line each on paper) and a suite case's
   // per-layer table (its chart shows the layers; 14 cases printed on 35 pages with everything open).
   window.addEventListener("beforeprint", function () {
@@ -26,7 +30,7 @@
   // labels in the page; the long per-layer tables get theirs here, from the header row (a suite report
   // repeats them per case: labels in the file would add a tenth to its size). Without this script those
   // tables scroll sideways in their box.
-  document.querySelectorAll("table.data:not(.topk):not(.stack)").forEach(function (table) {
+  document.querySelectorAll("table.data:not(.topk):not(.stack):not(.no-stack)").forEach(function (table) {
     var head = table.tHead && table.tHead.rows[0];
     if (!head) { return; }
     var labels = Array.prototype.map.call(head.cells, function (th) {
