@@ -14,7 +14,12 @@ from lazarus_report.render.html import render_html
 from lazarus_report.render.packing import load_result_file
 
 SAMPLES = Path(__file__).resolve().parents[1] / "sample_reports"
-PAGES = ["compare-base-vs-weather-adapter-tuned", "compare-base-vs-weather-adapter", "suite-weather-adapter"]
+PAGES = [
+    "compare-base-vs-weather-adapter-tuned",
+    "compare-base-vs-weather-adapter",
+    "suite-weather-adapter",
+    "analyze-capital-raw",
+]
 SCREEN = 800
 
 pytestmark = [
@@ -81,3 +86,46 @@ def test_suite_lists_failing_then_changed_cases_first(chromium, pages):
         assert 0 <= page.evaluate(TOP, "#summary") <= SCREEN
     finally:
         ctx.close()
+
+
+# Every text of every drawn chart with the colour behind it (the topmost filled shape under its centre, else
+# the chart's background) and their WCAG contrast ratio.
+CONTRASTS = r"""(background) => {
+  const rgb = (c) => { const m = (c || "").match(/[\d.]+/g); return m ? m.slice(0, 3).map(Number) : null; };
+  const lin = (v) => { v /= 255; return v <= 0.03928 ? v / 12.92 : Math.pow((v + 0.055) / 1.055, 2.4); };
+  const lum = (c) => 0.2126 * lin(c[0]) + 0.7152 * lin(c[1]) + 0.0722 * lin(c[2]);
+  const out = [];
+  document.querySelectorAll("figure.chart.is-live .chart-live svg").forEach((svg) => {
+    const shapes = [...svg.querySelectorAll("path, rect")].filter((e) => !e.closest(".role-axis, .role-legend, .role-title"));
+    svg.querySelectorAll("text").forEach((t) => {
+      const st = getComputedStyle(t);
+      const fill = rgb(st.fill);
+      const box = t.getBoundingClientRect();
+      if (!fill || !t.textContent.trim() || box.width === 0 || +st.opacity === 0) return;
+      const x = box.left + box.width / 2, y = box.top + box.height / 2;
+      let bg = background, onShape = false;
+      for (const e of shapes) {
+        const r = e.getBoundingClientRect(), fs = getComputedStyle(e), c = rgb(fs.fill);
+        if (c && fs.fill !== "none" && +(fs.fillOpacity || 1) > 0.5 && r.width < 2000 &&
+            x >= r.left && x <= r.right && y >= r.top && y <= r.bottom) { bg = c; onShape = true; }
+      }
+      const a = lum(fill), b = lum(bg);
+      out.push([svg.closest("figure").id, t.textContent.slice(0, 24), onShape, (Math.max(a, b) + 0.05) / (Math.min(a, b) + 0.05)]);
+    });
+  });
+  return out;
+}"""
+
+
+@pytest.mark.parametrize("name", ["compare-base-vs-weather-adapter-tuned", "analyze-capital-raw"])
+def test_dark_mode_chart_text_is_readable(chromium, pages, name):
+    ctx, page = _open(chromium, pages[name], 1280, color_scheme="dark")
+    try:
+        texts = page.evaluate(CONTRASTS, [26, 26, 26])  # the dark chart background, #1a1a1a
+    finally:
+        ctx.close()
+    assert len(texts) > 50
+    # Labels, keys and titles on the chart's background (heatmap column labels, the compare key, emergence
+    # labels): WCAG AA, 4.5:1. Text inside a heatmap cell: 4.4:1 (the 60-70% bin is 4.47:1 with dark text).
+    faint = [t for t in texts if t[3] < (4.4 if t[2] else 4.5)]
+    assert not faint, faint[:10]

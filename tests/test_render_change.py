@@ -11,6 +11,7 @@ from tiny_models import build_tiny_model
 
 from lazarus_report.commands.compare import compare_models
 from lazarus_report.core.config import AnalysisConfig, LayerStrategy
+from lazarus_report.render.formatting import visible_token
 from lazarus_report.render.html import render_html
 from lazarus_report.render.markdown import render_markdown
 from lazarus_report.render.text import render_comparison_text
@@ -72,7 +73,9 @@ def test_promoted_suppressed_and_attribution_tables(page, comparison):
     shifts = [t for t in doc.find_all("table", cls="shifts") if t.find_all("caption")]  # not the "more" rows
     assert len(shifts) == 2 * len(comparison.token_shifts)
     first = shifts[0].find("tbody").find_all("tr")[0]
-    assert first.find("th").text() == ascii(comparison.token_shifts[0].promoted[0].token)
+    token = comparison.token_shifts[0].promoted[0].token  # one notation (issue 23): visible, exact in the title
+    assert first.find("th").text() == visible_token(token)
+    assert first.find("th").find("code").attrs["title"] == ascii(token)
     table = doc.find("table", cls="attribution")
     rows = table.find("tbody").find_all("tr")
     a = comparison.attribution

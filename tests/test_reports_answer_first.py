@@ -143,3 +143,33 @@ def test_missing_fidelity_is_said_and_suite_pages_name_their_trust():
     doc = parse(html_of(SUITE))
     assert "Read through the logit lens" in doc.find("p", cls="trust").text()
     assert doc.find("details", cls="how-to-read")
+
+
+# --- 6. attribution as shares with bars scaled to the largest; one token notation -----------------------------
+
+
+def test_attribution_bars_scale_to_the_largest_effect_and_read_as_percentages():
+    doc = parse(html_of(COMPARE_TUNED))
+    table = doc.find("table", cls="attribution")
+    styles = [s.attrs.get("style") or "" for s in table.find_all("span")]
+    widths = [float(m.group(1)) for st in styles if (m := re.search(r"width:\s*([\d.]+)%", st))]
+    assert widths and max(widths) == 100.0
+    effects = [s.text() for s in table.find_all("span", cls="num")]
+    assert all(re.fullmatch(r"[+-]\d+\.\d\d%", e) for e in effects), effects
+    assert "| +1.83% |" in render_markdown(sample(COMPARE_TUNED))
+
+
+def test_tokens_are_written_one_way():
+    doc = parse(html_of(COMPARE_TUNED))
+    shift_tokens = [c.text() for t in doc.find_all("table", cls="shifts") for c in t.find_all("code")]
+    assert shift_tokens and not any(t.startswith("'") for t in shift_tokens)
+    heads = [c.text() for c in doc.find("table", cls="attribution").find("thead").find_all("code")]
+    assert heads == ["get_weather", "I"]
+    md = render_markdown(sample(COMPARE_TUNED))
+    assert "p('get" not in md and "p(`get_weather`) after" in md
+
+
+def test_terminal_folds_identical_layers():
+    text = render_comparison_text(sample(COMPARE_TUNED))
+    assert "      0-21  identical in both models (KL and JS exactly 0)" in text
+    assert "\n         3  " not in text

@@ -10,7 +10,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from lazarus_report.render.formatting import clean_text, token_repr
+from lazarus_report.render.formatting import clean_text, token_repr, visible_token
 from lazarus_report.results.comparison import (
     Attribution,
     ChangeCellTop,
@@ -158,7 +158,7 @@ class ShiftView:
 class AttributionRow:
     layer: int
     effect: float
-    width: str  # bar width, "37.5%" of |effect| (capped at 100%)
+    width: str  # bar width: |effect| against the largest |effect| of the table ("37.5%")
     negative: bool
     alone: float | None
     cumulative: float | None
@@ -166,6 +166,15 @@ class AttributionRow:
     changed_after: float | None
     tracked_probs: list[float]
     carrier: bool
+
+    @property
+    def share(self) -> str:
+        """The effect as a share of the change: ``+1.87%``."""
+        return f"{self.effect * 100:+.2f}%"
+
+    @property
+    def alone_share(self) -> str | None:
+        return None if self.alone is None else f"{self.alone * 100:+.2f}%"
 
 
 @dataclass(frozen=True)
@@ -181,6 +190,7 @@ class AttributionView:
     tracked_probs: list[list[float]]
     notes: list[str]
     cost: str
+    tracked_visible: list[str] = field(default_factory=list)  # the tracked strings with visible whitespace (␣)
 
 
 @dataclass(frozen=True)
@@ -295,12 +305,13 @@ METHOD_TEXT = {
 def _attribution_view(a: Attribution) -> AttributionView:
     carriers = set(a.carriers)
     acting = [x for x in a.layers if x.changed_after is not None]
+    largest = max((abs(x.effect) for x in acting), default=0.0) or 1.0
     quiet = [x.layer for x in a.layers if x.changed_after is None]
     rows = [
         AttributionRow(
             layer=x.layer,
             effect=x.effect,
-            width=f"{min(100.0, abs(x.effect) * 100):.1f}%",
+            width=f"{min(100.0, abs(x.effect) / largest * 100):.1f}%",
             negative=x.effect < 0,
             alone=x.alone,
             cumulative=x.cumulative,
@@ -335,6 +346,7 @@ def _attribution_view(a: Attribution) -> AttributionView:
         carriers=layer_ranges(a.carriers),
         carriers_sentence=sentence,
         tracked=[token_repr(t) for t in a.tracked],
+        tracked_visible=[visible_token(t) for t in a.tracked],
         tracked_probs=a.tracked_probs,
         notes=[clean_text(n) for n in a.notes],
         cost=f"{a.passes} forward passes (partial ones included)"

@@ -99,10 +99,7 @@ def unreliable_note(result: AnalysisResult) -> str | None:
     )
 
 
-MARK_LEGEND = (
-    "≈ marks a layer where the lens is unreliable: the marks come from the lens's held-out fidelity "
-    "(KL to the model's final distribution on text set aside when it was fitted or evaluated), not from this prompt"
-)
+MARK_LEGEND = "≈ marks an unreliable layer: from the lens's held-out fidelity, not from this prompt"
 
 
 def trust_sentences(results: Sequence[AnalysisResult], tags: Sequence[str]) -> list[str]:
@@ -121,14 +118,13 @@ def trust_sentences(results: Sequence[AnalysisResult], tags: Sequence[str]) -> l
         result = results[list(tags).index(who[0])]
         if not known:
             out.append(
-                f"Read through the {name}{whose}: no fidelity data for it, so no layer is marked; unknown is not "
-                "reliable (lazarus lens eval measures it)."
+                f"Read through the {name}{whose}: no fidelity data, so no layer is marked (unknown is not reliable)."
             )
         elif bad:
             threshold = result.lens.unreliable_threshold_nats if result.lens is not None else 2.0
             out.append(
                 f"Read through the {name}{whose}: unreliable at layers {layer_ranges(list(bad), result.captured_layers)} "
-                f"(held-out KL above {threshold:g} nats), reliable from there on."
+                f"(held-out KL above {threshold:g} nats)."
             )
         else:
             out.append(f"Read through the {name}{whose}: reliable at every captured layer on held-out text.")

@@ -241,15 +241,38 @@ def render_comparison_text(comparison: ComparisonResult) -> str:
     if has_div:
         head += f" {'KL(1||2)':>9} {'KL(2||1)':>9} {'JS':>7}"
     lines.append(head)
+    lines += _pair_lines(c)
+    if c.notes:
+        lines += ["", "Notes:"] + [f"  - {n}" for n in c.notes]
+    return "\n".join(lines) + "\n"
+
+
+def _pair_lines(c: ComparisonResult) -> list[str]:
+    """The per-layer rows; runs of layers where both distributions are identical (KL and JS exactly 0, the
+    same top-1) fold into one line."""
+
+    def identical(d) -> bool:
+        return c.alignment == "layer" and d.top1_agree and d.js == 0 and not d.kl_12 and not d.kl_21
+
+    runs: list[list] = []
     for d in c.divergences:
+        if runs and identical(d) and identical(runs[-1][-1]):
+            runs[-1].append(d)
+        else:
+            runs.append([d])
+    lines = []
+    for run in runs:
+        if len(run) > 1:
+            span = f"{run[0].layer2}-{run[-1].layer2}"
+            lines.append(f"  {span:>9}  identical in both models (KL and JS exactly 0)")
+            continue
+        d = run[0]
         pair = f"{d.layer1}" if d.layer1 == d.layer2 and c.alignment == "layer" else f"{d.layer1}/{d.layer2}"
         row = f"  {pair:>9}  {quote(d.top1_token1)[:14]:<14} {quote(d.top1_token2)[:14]:<14} {'yes' if d.top1_agree else 'NO ':<5}"
         if d.js is not None:
             row += f" {d.kl_12:9.4f} {d.kl_21:9.4f} {d.js:7.4f}"
         lines.append(row)
-    if c.notes:
-        lines += ["", "Notes:"] + [f"  - {n}" for n in c.notes]
-    return "\n".join(lines) + "\n"
+    return lines
 
 
 def _change_lines(c: ComparisonResult) -> list[str]:
