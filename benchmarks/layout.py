@@ -10,7 +10,10 @@ the smallest chart text in px, and the seconds until every chart is interactive 
 charts out again on a phone, so they may render more than once); the static page's widest line chart and
 smallest chart text at 390 px; A4 pages when printed from the interactive page. Targets (issue 13): tables
 <= their box at 1280 px; at 390 px no page scroll, tables and charts <= 1.35x their box; the 14-case suite
-<= 12 A4 pages.
+<= 12 A4 pages. Issue 23 adds where the verdict (the Summary section, #summary) starts, in 800 px screens, at
+1280 px and 390 px as the page opens (nothing opened by hand), and the page's height in screens at 390 px.
+Targets: verdict within the first screen at 1280 px and the first two at 390 px; a compare page <= 8 screens
+at 390 px.
 """
 
 from __future__ import annotations
@@ -83,6 +86,22 @@ def _measure(ctx, path: Path, *, wait: bool) -> tuple[dict, float]:
     return result, seconds
 
 
+VERDICT = """() => { const s = document.querySelector('#summary');
+  return [s ? s.getBoundingClientRect().top + scrollY : -1, document.documentElement.scrollHeight]; }"""
+SCREEN = 800
+
+
+def _verdict(ctx, path: Path) -> tuple[float, float]:
+    """The Summary's top and the page's height, in screens of 800 px, as the page opens."""
+    page = ctx.new_page()
+    page.set_viewport_size({"width": page.viewport_size["width"], "height": SCREEN})
+    page.goto(path.as_uri())
+    page.wait_for_timeout(1500)
+    top, height = page.evaluate(VERDICT)
+    page.close()
+    return top / SCREEN, height / SCREEN
+
+
 def _pages(ctx, path: Path) -> int:
     page = ctx.new_page()
     page.goto(path.as_uri())
@@ -104,8 +123,9 @@ def bench_layout() -> tuple[list[str], dict]:
     names = sorted(name for name in files if not name.endswith(".static"))
     rows = [
         "| sample | 1280 px: widest table / box | 390 px: page width | table / box | chart / box | smallest chart "
-        "text | charts live (s) 1280 / 390 | static 390 px: line chart / box, smallest text | A4 pages |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "text | charts live (s) 1280 / 390 | static 390 px: line chart / box, smallest text | A4 pages | "
+        "verdict at (screens) 1280 / 390 | height at 390 px (screens) |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     data: dict[str, dict] = {}
     with sync_playwright() as p:
@@ -126,6 +146,8 @@ def bench_layout() -> tuple[list[str], dict]:
             mobile, t_mobile = _measure(phone, files[name], wait=True)
             still, _ = _measure(phone, files[f"{name}.static"], wait=False)
             pages = _pages(wide, files[name]) if name.startswith(("suite", "compare")) else None
+            verdict_wide, _ = _verdict(wide, files[name])
+            verdict_phone, height_phone = _verdict(phone, files[name])
             lines = [c for c in still["charts"] if c["fit"]]
             d = {
                 "table_1280": max(desktop["tables"], default=0),
@@ -137,12 +159,15 @@ def bench_layout() -> tuple[list[str], dict]:
                 "static_chart_390": max((c["ratio"] for c in lines), default=0),
                 "static_text_390": min((c["smallest"] for c in lines), default=0),
                 "pages": pages,
+                "verdict_screens": (verdict_wide, verdict_phone),
+                "height_390_screens": height_phone,
             }
             data[name] = d
             rows.append(
                 f"| {name} | {d['table_1280']:.2f}x | {d['page_390']} px | {d['table_390']:.2f}x | "
                 f"{d['chart_390']:.2f}x | {d['text_390']:.0f} px | {t_desktop:.1f} / {t_mobile:.1f} | "
-                f"{d['static_chart_390']:.2f}x, {d['static_text_390']:.1f} px | {pages if pages else ''} |"
+                f"{d['static_chart_390']:.2f}x, {d['static_text_390']:.1f} px | {pages if pages else ''} | "
+                f"{verdict_wide:.2f} / {verdict_phone:.2f} | {height_phone:.1f} |"
             )
             print(rows[-1], file=sys.stderr, flush=True)
         wide.close()

@@ -11,6 +11,7 @@ from tiny_models import build_tiny_model
 
 from lazarus_report.commands.compare import compare_models
 from lazarus_report.core.config import AnalysisConfig, LayerStrategy
+from lazarus_report.render.formatting import visible_token
 from lazarus_report.render.html import render_html
 from lazarus_report.render.markdown import render_markdown
 from lazarus_report.render.text import render_comparison_text
@@ -39,7 +40,7 @@ def page(comparison) -> str:
 def test_change_section_comes_first_and_says_the_sentence(page, comparison):
     doc = parse(page)
     ids = [s.attrs.get("id") for s in doc.find_all("section")]
-    assert ids.index("change") < ids.index("summary")
+    assert ids.index("summary") < ids.index("change") < ids.index("models")  # the verdict first (issue 23)
     s = comparison.change_summary
     assert s.identical_through == 1 and s.diverges_from == 2  # the adapter covers layers 2-4
     sentence = doc.find("p", cls="change-sentence").text()
@@ -57,22 +58,24 @@ def test_change_map_cells_flips_and_adapted_rows(page, comparison):
     assert all("adapted" in r.attrs.get("class", "") for r in shown)
     flips = sum(m.flips[layer][j] for layer in (2, 3, 4) for j in range(len(m.positions)))
     assert len(table.find_all("td", cls="flip")) == flips
-    cell = shown[0].find_all("td")[-1]
+    cell = shown[0].find_all("td")[0]  # the last position comes first (issue 23)
     title = cell.attrs["title"]
     top1, top2 = m.tops1[4][-1][0], m.tops2[4][-1][0]
     assert f"JS {m.js[4][-1]:.4g} nats" in title
     # base vs base + adapter: the sides are called base and tuned (two different models: M1 and M2)
     assert f"base: {top1.token!a} {top1.prob1:.3f}" in title and f"tuned: {top2.token!a} {top2.prob2:.3f}" in title
     heads = [th.text() for th in table.find("thead").find_all("th")][1:]
-    assert len(heads) == len(m.positions) and "last" in heads[-1]
+    assert len(heads) == len(m.positions) and "last" in heads[0]
 
 
 def test_promoted_suppressed_and_attribution_tables(page, comparison):
     doc = parse(page)
-    shifts = doc.find_all("table", cls="shifts")
+    shifts = [t for t in doc.find_all("table", cls="shifts") if t.find_all("caption")]  # not the "more" rows
     assert len(shifts) == 2 * len(comparison.token_shifts)
     first = shifts[0].find("tbody").find_all("tr")[0]
-    assert first.find("th").text() == ascii(comparison.token_shifts[0].promoted[0].token)
+    token = comparison.token_shifts[0].promoted[0].token  # one notation (issue 23): visible, exact in the title
+    assert first.find("th").text() == visible_token(token)
+    assert first.find("th").find("code").attrs["title"] == ascii(token)
     table = doc.find("table", cls="attribution")
     rows = table.find("tbody").find_all("tr")
     a = comparison.attribution
@@ -80,6 +83,10 @@ def test_promoted_suppressed_and_attribution_tables(page, comparison):
     carriers = [int(r.find("th").text().split()[0]) for r in rows if "carrier" in r.attrs.get("class", "")]
     assert carriers == a.carriers
     assert "Layers 0-1: no adapter modules, effect 0" in doc.find("section", id="change").text()
+    for t in doc.find_all("table", cls="shifts"):  # both probabilities below 0.01%: left out (issue 23)
+        for row in t.find("tbody").find_all("tr"):
+            cells = [td.text() for td in row.find_all("td")]
+            assert len(cells) == 1 or cells[:2] != ["<0.01%", "<0.01%"]
 
 
 def test_markdown_and_text_carry_the_sentence_and_tables(comparison):

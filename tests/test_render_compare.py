@@ -61,7 +61,7 @@ def test_page_names_both_models_and_has_every_section(pages, comparisons):
     assert doc.find("title").text() == "Logit lens: smollm2-135m-instruct vs smollm2-135m-instruct + adapters/weather"
     assert doc.find("h1").text() == "smollm2-135m-instruct vs smollm2-135m-instruct + adapters/weather"
     ids = [n.attrs.get("id") for n in doc.iter() if n.tag == "section"]
-    assert ids == ["models", "summary", "prompt", "final", "charts", "comparison"]
+    assert ids == ["summary", "models", "prompt", "final", "charts", "comparison"]
     cards = doc.find("section", id="models").find_all("div", cls="model-card")
     assert len(cards) == 2
     first, second = (card.find("p", cls="pills").text() for card in cards)

@@ -96,7 +96,7 @@ def _patched(doc, chart_id: str) -> dict:
 
 def test_page_has_a_verdict_and_every_section(pages, suite):
     doc = parse(pages["interactive"])
-    assert doc.find("title").text() == "Suite: capitals"
+    assert doc.find("title").text() == "Suite: capitals (logit lens)"
     header = doc.find("header")
     assert header.find("h1").text() == "capitals"
     verdict = header.find("p", cls="verdict")
@@ -118,7 +118,7 @@ def test_overview_has_a_row_per_case_linking_to_its_section(pages, suite):
     table = doc.find("table", id="cases-table")
     rows = table.find("tbody").find_all("tr")
     assert len(rows) == len(suite.cases)
-    for row, case in zip(rows, report.cases):
+    for row, case in zip(rows, report.verdict_order):  # failing first, then changed but passing (issue 23)
         assert row.attrs["data-status"] == case.status
         link = row.find("th").find("a")
         assert link.attrs["href"] == f"#{case.anchor}" and link.text() == case.id
@@ -129,6 +129,7 @@ def test_overview_has_a_row_per_case_linking_to_its_section(pages, suite):
     assert header == ["Status", "Case", "Target", "Top-1 base", "Top-1 tuned", "Layer base", "Layer tuned",
                       "P base", "P tuned", "Δ P", "JS final", "Top-1 changed", "JS by layer", "Failing"]  # fmt: skip
     assert all(len(row.find_all("td")) + 1 == len(header) for row in rows)  # "could not run" rows too
+    rows = [rows[report.verdict_order.index(c)] for c in report.cases]  # back in file order
     failed = rows[2]
     cells = [td.text() for td in failed.find_all("td")]
     assert cells[0] == "✗ failed" and cells[1] == "␣Rome" and cells[4:6] == ["16", "never"]
@@ -361,7 +362,7 @@ def test_hostile_strings_appear_as_text(hostile_pages, hostile):
     report = build_suite_report(hostile)
     rows = doc.find("table", id="cases-table").find("tbody").find_all("tr")
     links = [row.find("th").find("a").text() for row in rows]
-    assert links == [c.id for c in report.cases]
+    assert links == [c.id for c in report.verdict_order]
     assert "</script><script>alert(1)</script>" in links and "{{ 7*7 }}" in links
     assert "⟨U+202E⟩evil" in links and "↵⇥ " in links and "∅" in links  # made visible
     assert doc.find("h1").text() == "<script>alert('suite')</script> `capitals` | {{ 7*7 }}"
@@ -465,14 +466,14 @@ def test_output_is_byte_identical_across_processes(pages, suite):
 def test_markdown_lists_failures_first(suite):
     md = render_markdown(suite)
     verdict = "**ERROR** · 4 of 6 cases passed · 1 failed · 1 errored · 16 checks\\: 10 passed"
-    assert md.startswith(f"# Suite: capitals\n\n{verdict}")
+    assert md.startswith(f"# Suite: capitals (logit lens)\n\n{verdict}")
     failures = md.split("**Failures**:\n")[1].split("\n## ")[0]
     failed = "- **italy-02** (failed, line 16)\n  - italy-02\\: tuned final top-1 is ' Milan'"
     assert failed in failures
     assert "- **uk-03** (error, line 22): could not run: model 2" in failures
     rendered = github_like().render(md)
     table = _rows(re.findall(r"<table>.*?</table>", rendered, re.S)[0])
-    statuses = [row[0] for row in table[1:]]
+    statuses = [re.sub("<[^>]+>", "", row[0]).replace("changed", "passed") for row in table[1:]]
     assert statuses == sorted(statuses, key=lambda s: STATUS_ORDER[s]) and statuses[:2] == ["error", "failed"]
     assert len({len(r) for r in table}) == 1 and len(table) == 1 + len(suite.cases)
     assert "**Suite file:** suites/capitals.yaml (sha256 5e5e5e5e5e5e)" in md
@@ -487,7 +488,8 @@ def test_markdown_truncates_beyond_20_cases_and_fits_a_pr_comment(big):
     assert f"… and {len(big.cases) - MAX_CASES} more cases (see the HTML report)" in md
     # Every failing case comes before any passing one, even when the table is cut.
     failing = sum(1 for c in big.cases if c.status in (FAILED, ERROR))
-    assert [row[0] for row in table[1 : failing + 1]] == ["error"] + ["failed"] * (failing - 1)
+    statuses = [re.sub("<[^>]+>", "", row[0]) for row in table[1 : failing + 1]]
+    assert statuses == ["error"] + ["failed"] * (failing - 1)
     assert len(md) < 20_000  # a GitHub comment holds 65,536 characters
     assert render_markdown(make_suite(60)).count("\n- **") <= MAX_CASES + 1
 
@@ -539,7 +541,7 @@ def test_one_model_suite_renders_everywhere():
     spec = _patched(doc, "c1-trajectory")
     assert spec["datasets"]["d"][0]["token"] == ["␣Berlin"] * 30 + ["␣Munich"] * 30
     md = render_markdown(suite)
-    assert "also checked as tuned" in md and "| Status | Case | Target | Final top-1 (model) |" in md
+    assert "also checked as tuned" in md and "| Status | Case | Final top-1 | Target: P(target) |" in md
     text = render_suite_text(suite)
     assert "(also checked as tuned)" in text and "target ' Rome': never" in text
 

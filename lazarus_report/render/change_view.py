@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
-from lazarus_report.render.formatting import clean_text, token_repr
+from lazarus_report.render.formatting import clean_text, token_repr, visible_token
 from lazarus_report.results.comparison import (
     Attribution,
     ChangeCellTop,
@@ -21,6 +21,9 @@ from lazarus_report.results.comparison import (
 )
 
 LN2 = math.log(2.0)
+NEGLIGIBLE_PROB = 1e-4  # a promoted/suppressed row where both probabilities are below this (0.01%) is left out
+SHIFTS_SHOWN = 3  # promoted/suppressed rows shown before "more"
+COMPACT_MAP_COLUMNS = 5  # the Markdown change map's positions: the last first, then where JS is largest
 
 
 def layer_ranges(layers: Sequence[int]) -> str:
@@ -91,6 +94,24 @@ class MapView:
     identical_exactly: bool  # ... and exactly 0 there
     note: str
     compact_rows: list[MapRow]  # for Markdown: the layers that differ somewhere, plus the one before
+    compact_columns: list[int] = field(default_factory=list)  # for Markdown: column indices, the last position first
+    compared: str = ""  # which positions were compared ("all 37 positions were compared")
+
+    @property
+    def display_columns(self) -> list[int]:
+        """Column indices for the page: the last position first (the one predicting the answer, visible
+        without scrolling on a phone), then the others in prompt order."""
+        if not self.compact_columns:
+            return list(range(len(self.columns)))
+        last = self.compact_columns[0]
+        return [last, *(j for j in range(len(self.columns)) if j != last)]
+
+    @property
+    def compact_note(self) -> str:
+        """What the Markdown map shows (it fits a pull-request comment: at most ``COMPACT_MAP_COLUMNS``)."""
+        left = len(self.columns) - len(self.compact_columns)
+        more = f" ({left} more in the HTML report)" if left > 0 else ""
+        return f"{self.compared}; shown: the last position first, then where JS is largest{more}"
 
 
 @dataclass(frozen=True)
@@ -113,12 +134,31 @@ class ShiftView:
     top2_in_1: list[ShiftRow]
     top1_in_2: list[ShiftRow]
 
+    @property
+    def promoted_kept(self) -> list[ShiftRow]:
+        """Promoted rows without those where both probabilities are below 0.01% (±0 pp says nothing)."""
+        return [r for r in self.promoted if max(r.prob1, r.prob2) >= NEGLIGIBLE_PROB]
+
+    @property
+    def suppressed_kept(self) -> list[ShiftRow]:
+        return [r for r in self.suppressed if max(r.prob1, r.prob2) >= NEGLIGIBLE_PROB]
+
+    @property
+    def suppressed_rose(self) -> bool:
+        """A suppressed token's logit rose (its probability fell because others rose more): say so."""
+        return any(r.dlogit is not None and r.dlogit > 0 for r in self.suppressed_kept[:SHIFTS_SHOWN])
+
+    @property
+    def negligible(self) -> int:
+        """Rows left out: both probabilities below 0.01%."""
+        return len(self.promoted) + len(self.suppressed) - len(self.promoted_kept) - len(self.suppressed_kept)
+
 
 @dataclass(frozen=True)
 class AttributionRow:
     layer: int
     effect: float
-    width: str  # bar width, "37.5%" of |effect| (capped at 100%)
+    width: str  # bar width: |effect| against the largest |effect| of the table ("37.5%")
     negative: bool
     alone: float | None
     cumulative: float | None
@@ -126,6 +166,15 @@ class AttributionRow:
     changed_after: float | None
     tracked_probs: list[float]
     carrier: bool
+
+    @property
+    def share(self) -> str:
+        """The effect as a share of the change: ``+1.87%``."""
+        return f"{self.effect * 100:+.2f}%"
+
+    @property
+    def alone_share(self) -> str | None:
+        return None if self.alone is None else f"{self.alone * 100:+.2f}%"
 
 
 @dataclass(frozen=True)
@@ -141,6 +190,7 @@ class AttributionView:
     tracked_probs: list[list[float]]
     notes: list[str]
     cost: str
+    tracked_visible: list[str] = field(default_factory=list)  # the tracked strings with visible whitespace (␣)
 
 
 @dataclass(frozen=True)
@@ -197,7 +247,19 @@ def _map_view(m: ChangeMap, adapted: set[int], tags: Sequence[str], floor: float
             f"{m.note}; shown: {len(m.positions)} positions (your text, the last position and where JS is largest)"
         ),
         compact_rows=compact,
+        compact_columns=_compact_columns(m),
+        compared=clean_text(m.note),
     )
+
+
+def _compact_columns(m: ChangeMap) -> list[int]:
+    """The last position first, then the positions where JS is largest at any layer (in prompt order)."""
+    if not m.positions:
+        return []
+    last = max(range(len(m.positions)), key=lambda j: m.positions[j])
+    peak = [max((row[j] for row in m.js), default=0.0) for j in range(len(m.positions))]
+    others = sorted((j for j in range(len(m.positions)) if j != last), key=lambda j: (-peak[j], j))
+    return [last, *sorted(others[: COMPACT_MAP_COLUMNS - 1])]
 
 
 def _shift_rows(items) -> list[ShiftRow]:
@@ -243,12 +305,13 @@ METHOD_TEXT = {
 def _attribution_view(a: Attribution) -> AttributionView:
     carriers = set(a.carriers)
     acting = [x for x in a.layers if x.changed_after is not None]
+    largest = max((abs(x.effect) for x in acting), default=0.0) or 1.0
     quiet = [x.layer for x in a.layers if x.changed_after is None]
     rows = [
         AttributionRow(
             layer=x.layer,
             effect=x.effect,
-            width=f"{min(100.0, abs(x.effect) * 100):.1f}%",
+            width=f"{min(100.0, abs(x.effect) / largest * 100):.1f}%",
             negative=x.effect < 0,
             alone=x.alone,
             cumulative=x.cumulative,
@@ -283,6 +346,7 @@ def _attribution_view(a: Attribution) -> AttributionView:
         carriers=layer_ranges(a.carriers),
         carriers_sentence=sentence,
         tracked=[token_repr(t) for t in a.tracked],
+        tracked_visible=[visible_token(t) for t in a.tracked],
         tracked_probs=a.tracked_probs,
         notes=[clean_text(n) for n in a.notes],
         cost=f"{a.passes} forward passes (partial ones included)"

@@ -97,3 +97,44 @@ def unreliable_note(result: AnalysisResult) -> str | None:
         f"on held-out text it is more than {threshold:g} nats (KL) from the model's final distribution there, "
         "so its readings at those layers say little about what the model computes."
     )
+
+
+MARK_LEGEND = "≈ marks an unreliable layer: from the lens's held-out fidelity, not from this prompt"
+
+
+def trust_sentences(results: Sequence[AnalysisResult], tags: Sequence[str]) -> list[str]:
+    """Which lens the page reads through and how far to trust each layer, for pages of several runs
+    (compare, suite): one sentence per distinct lens record, then the legend of the ≈ marks."""
+    out: list[str] = []
+    seen: dict[tuple, list[str]] = {}
+    for tag, result in zip(tags, results):
+        lens = result.lens
+        known = lens is not None and bool(lens.fidelity)
+        key = (result.lens_kind, known, tuple(result.unreliable_layers))
+        seen.setdefault(key, []).append(tag)
+    for (kind, known, bad), who in seen.items():
+        whose = "" if len(seen) == 1 else f" ({' and '.join(who)})"
+        name = lens_name(kind)
+        result = results[list(tags).index(who[0])]
+        if not known:
+            out.append(
+                f"Read through the {name}{whose}: no fidelity data, so no layer is marked (unknown is not reliable)."
+            )
+        elif bad:
+            threshold = result.lens.unreliable_threshold_nats if result.lens is not None else 2.0
+            out.append(
+                f"Read through the {name}{whose}: unreliable at layers {layer_ranges(list(bad), result.captured_layers)} "
+                f"(held-out KL above {threshold:g} nats)."
+            )
+        else:
+            out.append(f"Read through the {name}{whose}: reliable at every captured layer on held-out text.")
+    if any(bad for (_, _, bad) in seen):
+        out.append(MARK_LEGEND[0].upper() + MARK_LEGEND[1:] + ".")
+    return out
+
+
+def unreliable_pairs(results: Sequence[AnalysisResult]) -> tuple[set[int], set[int]]:
+    """Each run's unreliable layers (model 1's, model 2's)."""
+    first = set(results[0].unreliable_layers) if results else set()
+    second = set(results[1].unreliable_layers) if len(results) > 1 else set()
+    return first, second

@@ -28,7 +28,14 @@ from lazarus_report.render.answer_view import (
 )
 from lazarus_report.render.change_view import ChangeView, build_change_view
 from lazarus_report.render.formatting import clean_text, finite, fmt_seconds, token_repr, visible_token
-from lazarus_report.render.lens_view import lens_facts, lens_name, unreliable_note
+from lazarus_report.render.lens_view import (
+    HOW,
+    lens_facts,
+    lens_name,
+    trust_sentences,
+    unreliable_note,
+    unreliable_pairs,
+)
 
 # Re-exported: the token type of every view (defined apart so that ``answer_view`` can use it too).
 from lazarus_report.render.token_view import TokenView as TokenView
@@ -290,6 +297,11 @@ class ReportModel:
     # The heatmap's colours for the answer strip's cells (empty when no run has an answer: no strip styles).
     answer_palette: list[str] = field(default_factory=list)
 
+    @property
+    def lens(self) -> str:
+        """The lens the page reads through, capitalized: ``Tuned lens``."""
+        return lenses_title(self.runs)
+
 
 def build_report(
     results: Sequence[AnalysisResult],
@@ -305,11 +317,7 @@ def build_report(
     runs = [
         build_run(result, key=f"{key_prefix}run{i}", heatmap_cells=heatmap_cells) for i, result in enumerate(results)
     ]
-    lens = runs[0].lens_name.capitalize()
-    if len(runs) == 1:
-        title = f"{lens}: {runs[0].title}"
-    else:
-        title = f"{lens}: " + " vs ".join(r.title for r in runs)
+    title = f"{lenses_title(runs)}: " + " vs ".join(r.title for r in runs)
     version = results[0].versions.get("lazarus-report", "")
     generator = clean_text(f"lazarus-report {version}".strip())
     return ReportModel(
@@ -320,6 +328,13 @@ def build_report(
         layer_anchors=not key_prefix,
         answer_palette=_answer_palette(runs),
     )
+
+
+def lenses_title(runs: Sequence[RunReport]) -> str:
+    """The lens every run was read through, for titles and headings: ``Tuned lens``; ``Tuned lens / logit
+    lens`` when the runs differ."""
+    names = list(dict.fromkeys(run.lens_name for run in runs)) or ["logit lens"]
+    return " / ".join(names).capitalize()
 
 
 def _answer_palette(runs: Sequence[RunReport]) -> list[str]:
@@ -626,11 +641,51 @@ class PairRow:
     kl_21: float | None
     js: float | None
     marks: list[str]  # "first disagreement", "agree from here", "largest JS"
+    unreliable: bool = False  # the lens is unreliable at this layer (either model's), from held-out fidelity
 
     @property
     def anchor(self) -> str:
         """The row's id in the page, for links: "layer-12", or "layer-6-12" (M1 layer / M2 layer)."""
         return f"layer-{self.layer2}" if self.label == str(self.layer2) else f"layer-{self.layer1}-{self.layer2}"
+
+
+@dataclass(frozen=True)
+class PairRun:
+    """Consecutive rows of the per-layer comparison, one row of a compact table: several only when the two
+    models' distributions are identical at each of them (JS and KL exactly 0, the same top-1)."""
+
+    rows: list[PairRow]
+
+    @property
+    def first(self) -> PairRow:
+        return self.rows[0]
+
+    @property
+    def folded(self) -> bool:
+        return len(self.rows) > 1
+
+    @property
+    def unreliable(self) -> bool:
+        return all(row.unreliable for row in self.rows)
+
+    @property
+    def label(self) -> str:
+        return self.rows[0].label if len(self.rows) == 1 else f"{self.rows[0].label}-{self.rows[-1].label}"
+
+
+def fold_identical(rows: Sequence[PairRow]) -> list[PairRun]:
+    """``rows`` with runs of identical layers (both models' distributions exactly equal) folded into one."""
+
+    def same(row: PairRow) -> bool:
+        return row.agree and row.js == 0 and not row.kl_12 and not row.kl_21 and not row.marks and "/" not in row.label
+
+    out: list[PairRun] = []
+    for row in rows:
+        if out and same(row) and same(out[-1].rows[-1]) and row.unreliable == out[-1].rows[-1].unreliable:
+            out[-1].rows.append(row)
+        else:
+            out.append(PairRun([row]))
+    return out
 
 
 @dataclass(frozen=True)
@@ -677,6 +732,17 @@ class ComparisonView:
     heatmap_cuts: list[str]  # runs whose heatmap shows only the last positions: "M1: 8 of 35 positions"
     change: ChangeView | None = None  # where the fine-tune acts: sentence, change map, shifts, attribution
     answer: AnswerComparisonView | None = None  # both models' answers, aligned token by token or side by side
+    trust: list[str] = field(default_factory=list)  # the lens and which layers to trust (lens_view.trust_sentences)
+    lens_how: str = ""  # what the lens does, one phrase
+
+    @property
+    def has_unreliable(self) -> bool:
+        return any(row.unreliable for row in self.rows)
+
+    @property
+    def compact_rows(self) -> list[PairRun]:
+        """The per-layer rows with identical layers folded (Markdown, terminal)."""
+        return fold_identical(self.rows)
 
 
 COMPARE_TAGS = ["M1", "M2"]
@@ -702,7 +768,7 @@ def build_comparison_report(
         build_run(r, key=f"{key_prefix}run{i}", heatmap_cells=COMPARE_HEATMAP_MAX_CELLS) for i, r in enumerate(results)
     ]
     labels = [clean_text(label) for label in comparison.labels]
-    title = "Logit lens: " + " vs ".join(labels)
+    title = f"{lenses_title(runs)}: " + " vs ".join(labels)
     version = results[0].versions.get("lazarus-report", "")
     generator = clean_text(f"lazarus-report {version}".strip())
     view = _comparison_view(comparison, labels, runs, [clean_text(t) for t in tags])
@@ -727,6 +793,7 @@ def _comparison_view(c: ComparisonResult, labels: list[str], runs: list[RunRepor
         x_title = "Layer"
         x_values = [[float(layer) for layer in r.captured_layers] for r in (r1, r2)]
     divs = c.divergences
+    bad1, bad2 = unreliable_pairs(c.results)
     has_divergences = bool(divs) and all(finite(d.js) is not None for d in divs)
     largest = c.largest_change_layer if has_divergences else None
     rows = []
@@ -739,7 +806,8 @@ def _comparison_view(c: ComparisonResult, labels: list[str], runs: list[RunRepor
             marks.append("agree from here")
         if largest is not None and d.layer2 == largest:
             marks.append("largest JS")
-        rows.append(_pair_row(d, by_depth, marks, tags))
+        row = _pair_row(d, by_depth, marks, tags)
+        rows.append(dataclasses.replace(row, unreliable=d.layer1 in bad1 or d.layer2 in bad2))
     first = next((r for r in rows if "first disagreement" in r.marks), None)
     agree_from = next((r for r in rows if "agree from here" in r.marks), None)
     largest_row = next((r for r in rows if "largest JS" in r.marks), None)
@@ -791,6 +859,8 @@ def _comparison_view(c: ComparisonResult, labels: list[str], runs: list[RunRepor
         ],
         change=build_change_view(c, tags),
         answer=build_answer_comparison(c, [run.answer for run in runs], tags),
+        trust=[clean_text(t) for t in trust_sentences(c.results, tags)],
+        lens_how=HOW.get(r2.lens_kind, lens_name(r2.lens_kind)),
     )
 
 

@@ -20,6 +20,7 @@ import unicodedata
 from dataclasses import dataclass
 
 from lazarus_report.render.formatting import clean_text, finite, fmt_seconds, visible_token
+from lazarus_report.render.lens_view import lens_name, trust_sentences
 from lazarus_report.render.report_model import (
     InfoRow,
     ReportModel,
@@ -119,6 +120,11 @@ class CaseView:
         return [c for c in self.checks if c.about_answer]
 
     @property
+    def changed_but_passing(self) -> bool:
+        """Passed, but the final top-1 changed between the models: worth a look."""
+        return self.status == PASSED and bool(self.top1_changed)
+
+    @property
     def open(self) -> bool:
         """Shown expanded: the cases someone has to look at."""
         return self.status in (FAILED, ERROR)
@@ -177,6 +183,8 @@ class SuiteReport:
     groups: list[GroupView] = dataclasses.field(default_factory=list)  # by ``group``, in file order
     carrier_layers: str = ""  # --attribution: how many cases each layer carries, "22 (14), 27 (12)"
     detail_limit: int = DETAIL_LIMIT  # cases shown in full, failing first
+    lens: str = "Logit lens"  # the lens every case was read through (capitalized), in titles and headings
+    trust: list[str] = dataclasses.field(default_factory=list)  # the lens and which layers to trust
 
     @property
     def brief_count(self) -> int:
@@ -199,6 +207,15 @@ class SuiteReport:
     @property
     def failures_first(self) -> list[CaseView]:
         return sorted(self.cases, key=lambda c: (STATUS_ORDER[c.status], c.index))
+
+    @property
+    def verdict_order(self) -> list[CaseView]:
+        """Failing cases first, then passing cases whose final top-1 changed, then the rest (file order within)."""
+        return sorted(self.cases, key=lambda c: (STATUS_ORDER[c.status], not c.changed_but_passing, c.index))
+
+    @property
+    def changed_but_passing(self) -> list[CaseView]:
+        return [c for c in self.cases if c.changed_but_passing]
 
     @property
     def with_target(self) -> list[CaseView]:
@@ -230,8 +247,9 @@ def build_suite_report(suite: SuiteResult, detail_limit: int = DETAIL_LIMIT) -> 
     check_counts = suite.counts()
     version = suite.versions.get("lazarus-report", "")
     name = clean_text(suite.name)
+    lens = suite_lens(suite)
     return SuiteReport(
-        title=f"Suite: {name}",
+        title=f"Suite: {name} ({lens.lower()})",
         generator=clean_text(f"lazarus-report {version}".strip()),
         name=name,
         source=clean_text(suite.source),
@@ -262,7 +280,15 @@ def build_suite_report(suite: SuiteResult, detail_limit: int = DETAIL_LIMIT) -> 
         groups=_groups(cases),
         carrier_layers=_carrier_layers(suite),
         detail_limit=detail_limit,
+        lens=lens,
+        trust=[clean_text(t) for t in trust_sentences(first_run, tags)] if first_run else [],
     )
+
+
+def suite_lens(suite: SuiteResult) -> str:
+    """The lens the suite's cases were read through: ``Tuned lens`` (``Logit lens`` when no case ran)."""
+    kinds = list(dict.fromkeys(r.lens_kind for case in suite.cases for r in case.results)) or ["logit"]
+    return " / ".join(lens_name(k) for k in kinds).capitalize()
 
 
 def execution_text(suite: SuiteResult) -> str:

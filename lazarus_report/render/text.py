@@ -178,7 +178,9 @@ def render_comparison_text(comparison: ComparisonResult) -> str:
     r1, r2 = c.results
     labels = [name(label) for label in c.labels]
     w = max(36, *(len(label) for label in labels))
+    lenses = " / ".join(dict.fromkeys(lens_name(r.lens_kind) for r in c.results))
     lines = [f"Loading: {label} ({seconds:.2f} s)" for label, seconds in zip(labels, c.load_seconds)]
+    lines.append(f"Lens: {lenses}")
     for label, r in zip(labels, c.results):
         m = r.model
         lines.append(f"  {label}: {m.family}, {m.num_layers} layers, {m.precision}")
@@ -239,15 +241,38 @@ def render_comparison_text(comparison: ComparisonResult) -> str:
     if has_div:
         head += f" {'KL(1||2)':>9} {'KL(2||1)':>9} {'JS':>7}"
     lines.append(head)
+    lines += _pair_lines(c)
+    if c.notes:
+        lines += ["", "Notes:"] + [f"  - {n}" for n in c.notes]
+    return "\n".join(lines) + "\n"
+
+
+def _pair_lines(c: ComparisonResult) -> list[str]:
+    """The per-layer rows; runs of layers where both distributions are identical (KL and JS exactly 0, the
+    same top-1) fold into one line."""
+
+    def identical(d) -> bool:
+        return c.alignment == "layer" and d.top1_agree and d.js == 0 and not d.kl_12 and not d.kl_21
+
+    runs: list[list] = []
     for d in c.divergences:
+        if runs and identical(d) and identical(runs[-1][-1]):
+            runs[-1].append(d)
+        else:
+            runs.append([d])
+    lines = []
+    for run in runs:
+        if len(run) > 1:
+            span = f"{run[0].layer2}-{run[-1].layer2}"
+            lines.append(f"  {span:>9}  identical in both models (KL and JS exactly 0)")
+            continue
+        d = run[0]
         pair = f"{d.layer1}" if d.layer1 == d.layer2 and c.alignment == "layer" else f"{d.layer1}/{d.layer2}"
         row = f"  {pair:>9}  {quote(d.top1_token1)[:14]:<14} {quote(d.top1_token2)[:14]:<14} {'yes' if d.top1_agree else 'NO ':<5}"
         if d.js is not None:
             row += f" {d.kl_12:9.4f} {d.kl_21:9.4f} {d.js:7.4f}"
         lines.append(row)
-    if c.notes:
-        lines += ["", "Notes:"] + [f"  - {n}" for n in c.notes]
-    return "\n".join(lines) + "\n"
+    return lines
 
 
 def _change_lines(c: ComparisonResult) -> list[str]:
@@ -304,6 +329,7 @@ def render_suite_text(suite: SuiteResult) -> str:
     lines = [
         f"Suite: {one_line(report.name)} ({one_line(report.source)}, sha256 {one_line(report.source_sha256[:12])})",
         f"Models: {models}" + (f" (also checked as {report.role_checked})" if report.role_checked else ""),
+        f"Lens: {report.lens.lower()}",
         "",
         f"Cases (each model's final top-1; the layer from which the target is top-1): {' / '.join(report.tags)}",
     ]

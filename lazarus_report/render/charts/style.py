@@ -48,7 +48,9 @@ _BLUES = [
 HEATMAP_BINS = 10
 
 
-HEATMAP_DARK_TEXT_ABOVE = 0.55  # white text on cells darker than this probability
+HEATMAP_DARK_TEXT_ABOVE = (
+    0.7  # white text on cells darker than this probability (contrast >= 4.5:1 there, 4.47 for dark text below)
+)
 
 
 def _blues(t: float) -> str:

@@ -6,6 +6,10 @@
 // dark charts.
 (function () {
   "use strict";
+  // On a phone, long secondary parts (the comparison's heatmaps) start folded: the page answers first.
+  if (window.matchMedia && window.matchMedia("(max-width: 640px)").matches) {
+    document.querySelectorAll("details.fold-narrow[open]").forEach(function (d) { d.open = false; });
+  }
   // Printing opens the closed parts, except passing suite cases (one line each on paper) and a suite case's
   // per-layer table (its chart shows the layers; 14 cases printed on 35 pages with everything open).
   window.addEventListener("beforeprint", function () {
@@ -26,7 +30,7 @@
   // labels in the page; the long per-layer tables get theirs here, from the header row (a suite report
   // repeats them per case: labels in the file would add a tenth to its size). Without this script those
   // tables scroll sideways in their box.
-  document.querySelectorAll("table.data:not(.topk):not(.stack)").forEach(function (table) {
+  document.querySelectorAll("table.data:not(.topk):not(.stack):not(.no-stack)").forEach(function (table) {
     var head = table.tHead && table.tHead.rows[0];
     if (!head) { return; }
     var labels = Array.prototype.map.call(head.cells, function (th) {
@@ -60,7 +64,18 @@
     "#1a1a1a": FG, "#333333": "#c9d1d9", "#888888": "#9aa4b1", "#aaaaaa": "#6b7480",
     "#cccccc": "#4a525c", "#eeeeee": "#262c34", "#e6e6e6": GRID, "black": FG, "white": "#1a1a1a"
   };
+  // The series palette (charts/style.py PALETTE) lightened for a dark page: text and lines in these colours
+  // reach a contrast of 4.5:1 or more on the dark chart background.
+  var DARK_SERIES = {
+    "#1f6fb4": "#6cb2f0", "#d6562b": "#f08a5d", "#2a9d55": "#5cc77f", "#8e5bb5": "#b88ee0",
+    "#b8860b": "#e0b040", "#c2185b": "#f06292", "#00838f": "#4dd0e1", "#5d6d7e": "#9aa4b1"
+  };
   var COMPOSED = ["layer", "hconcat", "vconcat", "concat"];
+  function darkColor(value) {
+    if (typeof value !== "string") { return value; }
+    var key = value.toLowerCase();
+    return DARK_MARK_COLORS[key] || DARK_SERIES[key] || value;
+  }
 
   function readSpec(source) {
     var spec = JSON.parse(source.textContent);
@@ -95,11 +110,24 @@
     });
     spec.config = config;
     eachView(spec, function (view) {
+      // A key or panel title drawn in a fixed grey.
+      if (view.title && typeof view.title === "object" && view.title.color) { view.title.color = darkColor(view.title.color); }
+      // Series colours (a scale's range) and fixed colours without a condition (heatmap column labels); a
+      // cell's text colour (with a condition on its cell's shade) and binned cell colours stay.
+      var enc = view.encoding || {};
+      ["color", "fill", "stroke"].forEach(function (key) {
+        var channel = enc[key];
+        if (!channel || typeof channel !== "object") { return; }
+        if (typeof channel.value === "string" && !channel.condition) { channel.value = darkColor(channel.value); }
+        var scale = channel.scale;
+        if (scale && Array.isArray(scale.range) && scale.type !== "quantize") {
+          scale.range = scale.range.map(function (c) { return DARK_SERIES[String(c).toLowerCase()] || c; });
+        }
+      });
       var mark = view.mark;
       if (!mark || typeof mark !== "object") { return; }
       ["color", "fill", "stroke"].forEach(function (key) {
-        var value = typeof mark[key] === "string" ? mark[key].toLowerCase() : null;
-        if (value && DARK_MARK_COLORS[value]) { mark[key] = DARK_MARK_COLORS[value]; }
+        if (typeof mark[key] === "string") { mark[key] = darkColor(mark[key]); }
       });
     });
     return spec;
