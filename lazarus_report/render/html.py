@@ -38,17 +38,24 @@ from lazarus_report.results.analysis import AnalysisResult
 from lazarus_report.results.comparison import ComparisonResult
 from lazarus_report.results.drift import DriftResult
 from lazarus_report.results.suite import SuiteResult
+from lazarus_report.results.sweep import SweepResult
 
 SHARED_CASE_SPEC = "case-trajectory"  # the spec the suite cases' trajectory specs patch
 
 
-def render_html(result: AnalysisResult | ComparisonResult | SuiteResult | DriftResult, *, static: bool = False) -> str:
+def render_html(
+    result: AnalysisResult | ComparisonResult | SuiteResult | DriftResult | SweepResult, *, static: bool = False
+) -> str:
     """The HTML report for one analysis, one comparison or a suite run (``static=True``: no scripts,
-    SVG charts only); a drift result's page is always static (``drift_html``)."""
+    SVG charts only); a drift result's and a sweep's pages are always static (``drift_html``, ``sweep_report``)."""
     if isinstance(result, DriftResult):
         from lazarus_report.render.drift_html import render_drift_html
 
         return render_drift_html(result)
+    if isinstance(result, SweepResult):
+        from lazarus_report.render.sweep_report import render_sweep_html
+
+        return render_sweep_html(result)
     if isinstance(result, SuiteResult):
         return render_suite_html(build_suite_report(result), result, static=static)
     if isinstance(result, ComparisonResult):
