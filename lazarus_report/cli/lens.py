@@ -22,7 +22,7 @@ MODEL_HELP = "Alias (smollm2-135m-instruct), .gguf file, model directory or Hugg
 
 @click.group(context_settings=CONTEXT)
 def lens() -> None:
-    """Learned lenses: fit a linear or tuned lens for a model, measure how faithful it is."""
+    """Learned lenses: fit a linear, tuned or Jacobian lens for a model (or import a published one), measure how faithful it is."""
 
 
 @contextlib.contextmanager
