@@ -287,3 +287,23 @@ def test_cli_fit_jacobian_refuses_tiny_token_budget(tiny_model_dir, tmp_path: Pa
 
     res = lazarus("lens", "fit", "-m", str(tiny_model_dir("llama")), "--kind", "jacobian", "--tokens", "5")
     assert res.returncode == 2 and "at least 17 tokens" in res.stderr
+
+
+def test_imported_lens_in_the_cache_reads_through_analyze(tiny_model_dir, tmp_path: Path, isolated_cache: Path) -> None:
+    import json
+
+    from helpers import lazarus
+
+    model = str(tiny_model_dir("llama"))
+    _published(tmp_path / "pub.pt", 3, 64)
+    res = lazarus("lens", "import", str(tmp_path / "pub.pt"), "-m", model, "-q")
+    assert res.returncode == 0, res.stderr
+    out = tmp_path / "a.json"
+    res = lazarus(
+        "introspect", "analyze", "-m", model, "-p", "The capital of France is", "--lens", "jacobian", "-o", str(out)
+    )
+    assert res.returncode == 0, res.stderr
+    data = json.loads(out.read_text())
+    assert data["lens"]["kind"] == "jacobian" and data["lens"]["source"] == "cache"
+    assert "pub.pt" in data["lens"]["corpus"]
+    assert "Jacobian lens" in res.stdout
