@@ -24,7 +24,7 @@ def render_fit_summary(record: LensRecord, meta: dict[str, Any], path: str, cach
         f"  Corpus: {one_line(record.corpus or '')}",
         f"  Fitted on {record.tokens} tokens in {meta.get('fit_seconds', 0):.1f} s"
         + (
-            f" ({fit.get('n_prompts')} prompts, Jacobians {fit.get('jacobian_seconds', 0):.1f} s"
+            f" ({fit.get('n_prompts')} prompt{'' if fit.get('n_prompts') == 1 else 's'}, Jacobians {fit.get('jacobian_seconds', 0):.1f} s"
             if record.kind == "jacobian"
             else f" (collect {fit.get('collect_seconds', 0):.1f} s, solve {fit.get('solve_seconds', 0):.1f} s"
         )
