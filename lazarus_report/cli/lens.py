@@ -301,7 +301,7 @@ def import_(model: str, source: str, out: str | None, quiet: bool) -> None:
 
     def body() -> None:
         check_lens_out(out)
-        if Path(source).is_dir():
+        if not (Path(source).is_file() or source.endswith(".pt")):  # a folder (or a missing one): tuned-lens
             from ..lens.learned.tuned_lens_io import import_tuned_lens, read_tuned_lens
 
             checkpoint: Any = read_tuned_lens(source)
