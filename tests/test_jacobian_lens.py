@@ -63,7 +63,7 @@ def _torch_jacobian(model, ids: list[int], layer: int, valid: list[int]) -> np.n
     return (rows[:, valid, :].sum(dim=1) / len(valid)).numpy()
 
 
-@pytest.mark.parametrize("family", ["llama", "gemma2"])
+@pytest.mark.parametrize("family", ["llama", "gemma2", "gemma3_text"])
 def test_fitted_jacobian_equals_torch_autograd(tiny_model_dir, family: str) -> None:
     from lazarus_report.lens.learned.jacobian import prompt_jacobians, valid_positions
     from lazarus_report.models.loader import load_model
