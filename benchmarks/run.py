@@ -1199,7 +1199,7 @@ def bench_diff(reps: int) -> tuple[list[str], dict]:
 def bench_jacobian(dims: int, fit_tokens: int) -> tuple[list[str], dict]:
     """``lens fit --kind jacobian`` cost on SmolLM2: ``dims`` output dimensions (rows of every layer's J) of one
     128-token prompt from the default corpus, timed in this process and extrapolated to whole prompts and to
-    the default fit (4 prompts + the held-out measurement); with ``fit_tokens``, a real fit on that many tokens
+    the default fit (JACOBIAN_DEFAULT_PROMPTS prompts + the held-out measurement); with ``fit_tokens``, a real fit on that many tokens
     (fresh process) and its held-out fidelity beside the logit lens's."""
     from lazarus_report.lens.learned.corpus import default_corpus, tokenize
     from lazarus_report.lens.learned.fit import JACOBIAN_DEFAULT_PROMPTS

@@ -86,7 +86,7 @@ def check_lens_out(path: str | None) -> None:
     type=int,
     default=None,
     metavar="N",
-    help="Fit on the first N tokens (default: all; jacobian: 4 prompts of 128 tokens).",
+    help="Fit on the first N tokens (default: all; jacobian: 3 prompts of 128 tokens).",
 )
 @click.option(
     "--steps",

@@ -317,7 +317,7 @@ def _fit_meta(
     }
 
 
-JACOBIAN_DEFAULT_PROMPTS = 4  # prompts of 128 tokens: each costs hidden-size backward passes (see jacobian.py)
+JACOBIAN_DEFAULT_PROMPTS = 3  # prompts of 128 tokens: each costs hidden-size backward passes (see jacobian.py)
 
 
 def _fit_jacobian_lens(
