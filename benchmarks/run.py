@@ -16,6 +16,7 @@ import resource
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -1282,6 +1283,84 @@ def bench_sweep(reps: int) -> tuple[list[str], dict]:
     return rows, {"suite": one, "sweep": many, "ratio": ratio, "cpu_ratio": cpu_ratio, "steps": steps}
 
 
+def bench_jacobian(dims: int, fit_tokens: int) -> tuple[list[str], dict]:
+    """``lens fit --kind jacobian`` cost on SmolLM2: ``dims`` output dimensions (rows of every layer's J) of one
+    128-token prompt from the default corpus, timed in this process and extrapolated to whole prompts and to
+    the default fit (JACOBIAN_DEFAULT_PROMPTS prompts + the held-out measurement); with ``fit_tokens``, a real fit on that many tokens
+    (fresh process) and its held-out fidelity beside the logit lens's."""
+    from lazarus_report.lens.learned.corpus import default_corpus, tokenize
+    from lazarus_report.lens.learned.fit import JACOBIAN_DEFAULT_PROMPTS
+    from lazarus_report.lens.learned.jacobian import DIM_BATCH, MAX_SEQ_LEN, prompt_jacobians
+    from lazarus_report.models.loader import load_model
+
+    loaded = load_model(ALIAS)
+    hdim = int(loaded.info.hidden_size)
+    prompt = tokenize(default_corpus(), loaded.tokenizer, MAX_SEQ_LEN, fit_tokens=MAX_SEQ_LEN, heldout_tokens=0).fit[0]
+    done = [0]
+
+    class _Enough(Exception):
+        pass
+
+    def progress(n: int) -> None:
+        done[0] += n
+        if done[0] >= dims:
+            raise _Enough
+
+    t0 = time.perf_counter()
+    try:
+        prompt_jacobians(loaded, prompt, progress=progress)
+    except _Enough:
+        pass
+    seconds = time.perf_counter() - t0
+    per_prompt = seconds / done[0] * hdim
+    rows = [
+        "| measured | value |",
+        "|---|---|",
+        f"| rows timed (one {len(prompt)}-token prompt, {DIM_BATCH} rows per backward pass) | {done[0]} in {seconds:.1f} s |",
+        f"| extrapolated: one prompt ({hdim} rows, every layer) | {per_prompt:.0f} s |",
+        f"| extrapolated: default fit ({JACOBIAN_DEFAULT_PROMPTS} prompts), Jacobians only | "
+        f"{per_prompt * JACOBIAN_DEFAULT_PROMPTS:.0f} s (target <= 1200 s for the whole fit) |",
+    ]
+    data: dict = {"rows": done[0], "seconds": seconds, "per_prompt": per_prompt}
+    if fit_tokens:
+        out = Path(tempfile.mkdtemp(prefix="jlens-bench-")) / "lens"
+        t1 = time.perf_counter()
+        subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "lazarus_report",
+                "lens",
+                "fit",
+                "-m",
+                ALIAS,
+                "--kind",
+                "jacobian",
+                "--tokens",
+                str(fit_tokens),
+                "--out",
+                str(out),
+                "-q",
+            ],
+            check=True,
+        )
+        fit_seconds = time.perf_counter() - t1
+        meta = json.loads((out / "lens.json").read_text())
+        fid, logit = meta["fidelity"], meta["logit_fidelity"]
+        mid = len(fid) // 2
+        kl = sum(f["kl_to_final"] for f in fid) / len(fid)
+        kl0 = sum(f["kl_to_final"] for f in logit) / len(logit)
+        rows += [
+            f"| fit on {meta['tokens']} tokens ({meta['fit']['n_prompts']} prompts), end to end | {fit_seconds:.0f} s |",
+            f"| held-out mean KL(final \\|\\| lens), layers 0..L-2: logit -> jacobian | {kl0:.2f} -> {kl:.2f} nats "
+            f"({kl / kl0:.2f}x) |",
+            f"| top-1 agreement at layer {fid[mid]['layer']}: logit -> jacobian | "
+            f"{logit[mid]['top1_agreement']:.1%} -> {fid[mid]['top1_agreement']:.1%} |",
+        ]
+        data.update(fit_seconds=fit_seconds, kl=kl, kl_logit=kl0)
+    return rows, data
+
+
 def main() -> None:
     if sys.argv[1:2] == ["--rank-probe"]:  # run.py --rank-probe -- CLI ARGS (a rank of bench_distributed)
         rank_probe(sys.argv[3:] if sys.argv[2:3] == ["--"] else sys.argv[2:])
@@ -1308,6 +1387,7 @@ def main() -> None:
             "diff",
             "sweep",
             "drift",
+            "jacobian",
         ],
         help="run one section (printed, RESULTS.md untouched)",
     )
@@ -1318,6 +1398,19 @@ def main() -> None:
         "--lens-fits",
         default="smollm2-135m-instruct:linear,smollm2-135m-instruct:tuned,gemma3-270m:linear",
         help="MODEL:KIND,... lens fits to time end to end ('' skips them: a tuned fit takes ~20 minutes)",
+    )
+    parser.add_argument(
+        "--jacobian-dims",
+        type=int,
+        default=48,
+        help="with --only jacobian: output dimensions of one 128-token prompt to time (extrapolated to a fit)",
+    )
+    parser.add_argument(
+        "--jacobian-fit",
+        type=int,
+        default=0,
+        metavar="TOKENS",
+        help="with --only jacobian: also run `lens fit --kind jacobian --tokens TOKENS` and `lens eval` (0: skip)",
     )
     args = parser.parse_args()
     if args.memory_probe:
@@ -1349,6 +1442,10 @@ def main() -> None:
         return
     if args.only == "drift":
         print("\n".join(bench_drift(max(1, args.reps // 2))[0]))
+        return
+    if args.only == "jacobian":
+        print("\n".join(environment()), flush=True)
+        print("\n".join(bench_jacobian(args.jacobian_dims, args.jacobian_fit)[0]))
         return
     if args.only == "distributed":
         print("\n".join(bench_distributed(max(2, args.reps // 2))[0]))

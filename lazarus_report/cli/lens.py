@@ -22,7 +22,7 @@ MODEL_HELP = "Alias (smollm2-135m-instruct), .gguf file, model directory or Hugg
 
 @click.group(context_settings=CONTEXT)
 def lens() -> None:
-    """Learned lenses: fit a linear or tuned lens for a model, measure how faithful it is."""
+    """Learned lenses: fit a linear, tuned or Jacobian lens for a model (or import a published one), measure how faithful it is."""
 
 
 @contextlib.contextmanager
@@ -36,6 +36,7 @@ def progress_bars(enabled: bool) -> Iterator[Callable[[str, int, int], None] | N
         "collect": "collecting states",
         "solve": "solving (linear)",
         "train": "training (tuned)",
+        "jacobian": "Jacobian rows",
         "measure": "held-out fidelity",
     }
 
@@ -76,11 +77,17 @@ def check_lens_out(path: str | None) -> None:
 
 @lens.command(context_settings=CONTEXT)
 @click.option("-m", "--model", "model", required=True, metavar="MODEL", help=MODEL_HELP)
-@click.option("--kind", type=click.Choice(["linear", "tuned"]), default="linear", show_default=True)
+@click.option("--kind", type=click.Choice(["linear", "tuned", "jacobian"]), default="linear", show_default=True)
 @click.option(
     "--corpus", multiple=True, metavar="FILE", help='.txt or .jsonl ({"text": ...}); repeatable. Default: built in.'
 )
-@click.option("--tokens", type=int, default=None, metavar="N", help="Fit on the first N tokens (default: all).")
+@click.option(
+    "--tokens",
+    type=int,
+    default=None,
+    metavar="N",
+    help="Fit on the first N tokens (default: all; jacobian: 3 prompts of 128 tokens).",
+)
 @click.option(
     "--steps",
     type=int,
@@ -92,15 +99,21 @@ def check_lens_out(path: str | None) -> None:
 @click.option("--adapter", metavar="DIR", help="Fit on the model with this mlx-lm LoRA adapter applied.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar, no summary.")
 def fit(**opts: Any) -> None:
-    """Fit a linear or tuned lens and save it (the user cache unless --out)."""
+    """Fit a linear, tuned or Jacobian lens and save it (the user cache unless --out)."""
     from .common import run_guarded
 
     run_guarded(lambda: _fit(**opts))
 
 
-def _check_tokens(tokens: int | None) -> None:
+def _check_tokens(tokens: int | None, kind: str = "linear") -> None:
     from ..lens.learned.fit import MIN_FIT_TOKENS
 
+    if kind == "jacobian":
+        from ..lens.learned.jacobian import SKIP_FIRST
+
+        if tokens is not None and tokens < SKIP_FIRST + 1:
+            raise LazarusError(f"--tokens {tokens}: a Jacobian lens needs at least {SKIP_FIRST + 1} tokens to fit")
+        return
     if tokens is not None and tokens < MIN_FIT_TOKENS:
         raise LazarusError(f"--tokens {tokens}: a lens needs at least {MIN_FIT_TOKENS} tokens to fit")
 
@@ -115,7 +128,7 @@ def _fit(
     adapter: str | None,
     quiet: bool,
 ) -> None:
-    _check_tokens(tokens)
+    _check_tokens(tokens, kind)
     if steps is not None and steps < 1:
         raise LazarusError(f"--steps {steps}: must be at least 1")
     check_lens_out(out)
@@ -153,7 +166,7 @@ def _save(lens_obj: Any, out: str | None, loaded: Any, kind: str) -> Path:
     "lens_spec",
     required=True,
     metavar="KIND|DIR",
-    help="linear, tuned (from the cache), logit or a lens directory.",
+    help="linear, tuned, jacobian (from the cache), logit or a lens directory.",
 )
 @click.option(
     "--corpus", multiple=True, metavar="FILE", help="Evaluate on the held-out split of these files (default: built in)."
@@ -177,10 +190,10 @@ def eval_(**opts: Any) -> None:
 
 
 def _check_lens_spec(spec: str) -> None:
-    if spec in ("logit", "linear", "tuned"):
+    if spec in ("logit", "linear", "tuned", "jacobian"):
         return
     if not Path(spec).exists():
-        raise LazarusError(f"unknown --lens {spec!r}: choose logit, linear, tuned or a lens directory")
+        raise LazarusError(f"unknown --lens {spec!r}: choose logit, linear, tuned, jacobian or a lens directory")
     from ..lens.learned.artefact import Lens
 
     Lens.load(spec)  # a damaged lens fails before the model loads
@@ -245,16 +258,32 @@ def _written(path: str, option: str) -> Iterator[None]:
 
 @lens.command(name="export", context_settings=CONTEXT)
 @click.argument("source", metavar="LENS_DIR")
-@click.argument("dest", metavar="OUT_DIR")
-def export_(source: str, dest: str) -> None:
-    """Write a lens as a tuned-lens checkpoint folder (config.json + params.pt; needs PyTorch)."""
+@click.argument("dest", metavar="OUT")
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["tuned-lens", "jlens"]),
+    default="tuned-lens",
+    show_default=True,
+    help="tuned-lens: a checkpoint folder (config.json + params.pt); jlens: a Jacobian-lens .pt file.",
+)
+def export_(source: str, dest: str, fmt: str) -> None:
+    """Write a lens as a tuned-lens checkpoint folder or a Jacobian-lens .pt file (needs PyTorch)."""
     from .common import run_guarded
 
     def body() -> None:
         from ..lens.learned.artefact import Lens
+
+        lens_obj = Lens.load(source)
+        if fmt == "jlens":
+            from ..lens.learned.jlens_io import export_jlens
+
+            path = export_jlens(lens_obj, dest)
+            click.echo(f"wrote Jacobian-lens file {path}")
+            return
         from ..lens.learned.tuned_lens_io import export_tuned_lens
 
-        path = export_tuned_lens(Lens.load(source), dest)
+        path = export_tuned_lens(lens_obj, dest)
         click.echo(f"wrote tuned-lens checkpoint {path} (translator 0, the embeddings, is the identity)")
 
     run_guarded(body)
@@ -262,26 +291,35 @@ def export_(source: str, dest: str) -> None:
 
 @lens.command(name="import", context_settings=CONTEXT)
 @click.option("-m", "--model", "model", required=True, metavar="MODEL", help=MODEL_HELP)
-@click.argument("source", metavar="TUNED_LENS_DIR")
-@click.option("--out", "out", metavar="DIR", help="Write the lens here (default: the user cache, for --lens tuned).")
+@click.argument("source", metavar="FILE|DIR")
+@click.option("--out", "out", metavar="DIR", help="Write the lens here (default: the user cache, for --lens KIND).")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar, no summary.")
 def import_(model: str, source: str, out: str | None, quiet: bool) -> None:
-    """Import a tuned-lens checkpoint folder for MODEL; measures its held-out fidelity (needs PyTorch)."""
+    """Import a published lens for MODEL: a Jacobian-lens .pt FILE or a tuned-lens checkpoint DIR;
+    measures its held-out fidelity (needs PyTorch)."""
     from .common import run_guarded
 
     def body() -> None:
         check_lens_out(out)
-        from ..lens.learned.tuned_lens_io import import_tuned_lens, read_tuned_lens
+        if not (Path(source).is_file() or source.endswith(".pt")):  # a folder (or a missing one): tuned-lens
+            from ..lens.learned.tuned_lens_io import import_tuned_lens, read_tuned_lens
 
-        checkpoint = read_tuned_lens(source)  # config, shapes, NaN/Inf: checked before the model loads
+            checkpoint: Any = read_tuned_lens(source)
+            convert: Callable[[Any, Any], Any]  # config, shapes, NaN/Inf: checked before the model loads
+            convert, kind = import_tuned_lens, "tuned"
+        else:
+            from ..lens.learned.jlens_io import import_jlens, read_jlens
+
+            checkpoint = read_jlens(source)
+            convert, kind = import_jlens, "jacobian"
         from ..lens.learned.fit import heldout_fidelity
         from ..models.loader import load_model
 
         loaded = load_model(model)
-        lens_obj = import_tuned_lens(checkpoint, loaded)
+        lens_obj = convert(checkpoint, loaded)
         with progress_bars(not quiet and sys.stderr.isatty()) as progress:
             heldout_fidelity(loaded, lens_obj, progress=progress)
-        target = _save(lens_obj, out, loaded, "tuned")
+        target = _save(lens_obj, out, loaded, kind)
         if not quiet:
             from ..render.lens_text import render_fit_summary
 

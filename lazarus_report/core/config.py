@@ -110,7 +110,7 @@ def check_embedding_scale(scale: float | None, option: str = "--embedding-scale"
         raise LazarusError(f"{option} must be a positive number up to {MAX_EMBEDDING_SCALE:g} (got {scale})")
 
 
-LENS_KINDS = ("logit", "linear", "tuned")
+LENS_KINDS = ("logit", "linear", "tuned", "jacobian")
 
 
 def check_lens_spec(spec: str, option: str = "--lens") -> None:
@@ -118,12 +118,12 @@ def check_lens_spec(spec: str, option: str = "--lens") -> None:
     import os
 
     if not isinstance(spec, str) or not spec:
-        raise LazarusError(f"{option} must be logit, linear, tuned or a lens directory")
+        raise LazarusError(f"{option} must be logit, linear, tuned, jacobian or a lens directory")
     if spec in LENS_KINDS:
         return
     if not os.path.isdir(spec):
         what = "is not a directory" if os.path.exists(spec) else "names no lens kind and no such directory"
-        raise LazarusError(f"{option} {spec!r} {what}: choose logit, linear, tuned or a lens directory")
+        raise LazarusError(f"{option} {spec!r} {what}: choose logit, linear, tuned, jacobian or a lens directory")
 
 
 def check_text(text: str, what: str) -> None:

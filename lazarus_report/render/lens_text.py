@@ -23,7 +23,11 @@ def render_fit_summary(record: LensRecord, meta: dict[str, Any], path: str, cach
         f"  Saved: {one_line(path)}" + (" (user cache: --lens " + record.kind + " finds it)" if cached else ""),
         f"  Corpus: {one_line(record.corpus or '')}",
         f"  Fitted on {record.tokens} tokens in {meta.get('fit_seconds', 0):.1f} s"
-        f" (collect {fit.get('collect_seconds', 0):.1f} s, solve {fit.get('solve_seconds', 0):.1f} s"
+        + (
+            f" ({fit.get('n_prompts')} prompt{'' if fit.get('n_prompts') == 1 else 's'}, Jacobians {fit.get('jacobian_seconds', 0):.1f} s"
+            if record.kind == "jacobian"
+            else f" (collect {fit.get('collect_seconds', 0):.1f} s, solve {fit.get('solve_seconds', 0):.1f} s"
+        )
         + (
             f", train {fit.get('train_seconds', 0):.1f} s at {fit.get('token_layers_per_second', 0):.0f} token-layers/s"
             if record.kind == "tuned"

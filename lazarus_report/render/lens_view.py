@@ -8,12 +8,14 @@ from collections.abc import Sequence
 from ..results.analysis import AnalysisResult
 from ..results.provenance import LensFidelity, LensRecord
 
-LENS_NAMES = {"logit": "logit lens", "linear": "linear lens", "tuned": "tuned lens"}
+LENS_NAMES = {"logit": "logit lens", "linear": "linear lens", "tuned": "tuned lens", "jacobian": "Jacobian lens"}
 
 HOW = {
     "logit": "each layer's residual stream through the model's own final norm and head",
     "linear": "each layer's residual stream mapped by a fitted affine map to the last layer's, then the model's head",
     "tuned": "each layer's residual stream through a trained translator (h + Ah + b), then the model's head",
+    "jacobian": "each layer's residual stream times the corpus-averaged Jacobian of the last layer's output "
+    "with respect to it (J h), then the model's head",
 }
 
 

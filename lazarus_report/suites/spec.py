@@ -597,7 +597,8 @@ class _Validator:
                 problem = "is not a directory" if os.path.exists(directory) else "names no lens kind and no directory"
                 shown = f" (looked for {directory!r}, relative to the suite file)" if directory != value else ""
                 self.fail(
-                    node.line, f"{what} {value!r} {problem}{shown}: choose logit, linear, tuned or a lens directory"
+                    node.line,
+                    f"{what} {value!r} {problem}{shown}: choose logit, linear, tuned, jacobian or a lens directory",
                 )
             return directory
         assert key == "track"

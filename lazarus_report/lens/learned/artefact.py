@@ -399,7 +399,7 @@ class Lens:
                 f"(this lazarus reads version {FORMAT_VERSION})"
             )
         kind, form = meta.get("kind"), meta.get("form")
-        if kind not in ("linear", "tuned") or form not in ("affine", "residual"):
+        if kind not in ("linear", "tuned", "jacobian") or form not in ("affine", "residual"):
             raise LazarusError(f"{meta_file}: unknown lens kind {kind!r} or form {form!r}")
         weights_file = directory / WEIGHTS_FILE
         if not weights_file.is_file():

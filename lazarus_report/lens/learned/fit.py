@@ -247,9 +247,9 @@ def fit_lens(
     ``tokens``: fit positions to use (default: the whole fit split). The held-out split (at most
     ``heldout_tokens`` positions) measures the fidelity stored in the artefact.
     """
-    if kind not in ("linear", "tuned"):
-        raise LazarusError(f"cannot fit a {kind!r} lens (choose linear or tuned)")
-    if tokens is not None and tokens < MIN_FIT_TOKENS:
+    if kind not in ("linear", "tuned", "jacobian"):
+        raise LazarusError(f"cannot fit a {kind!r} lens (choose linear, tuned or jacobian)")
+    if tokens is not None and tokens < MIN_FIT_TOKENS and kind != "jacobian":
         raise LazarusError(f"--tokens {tokens}: a lens needs at least {MIN_FIT_TOKENS} tokens to fit")
     corpus = corpus or default_corpus()
     start = time.perf_counter()
@@ -261,6 +261,8 @@ def fit_lens(
         loaded = model
     else:  # a ModelAnalyzer
         loaded = model.loaded
+    if kind == "jacobian":
+        return _fit_jacobian_lens(loaded, corpus, tokens, heldout_tokens, progress, start)
     fit_seqs, held = _fit_and_heldout(loaded, corpus, tokens, heldout_tokens)
     n_fit = TokenSequences.positions(fit_seqs)
 
@@ -288,17 +290,81 @@ def fit_lens(
     logit_fidelity, fidelity = measure_fidelity(loaded, held_states, lens, progress)
     t3 = time.perf_counter()
     fit_info["heldout_seconds"] = round(t3 - t_held, 2)
-    lens.meta = {
+    lens.meta = _fit_meta(loaded, corpus, n_fit, n_held, t3 - start, fit_info, fidelity, logit_fidelity)
+    return lens
+
+
+def _fit_meta(
+    loaded: Any,
+    corpus: Corpus,
+    n_fit: int,
+    n_held: int,
+    seconds: float,
+    fit_info: dict[str, Any],
+    fidelity: list[LensFidelity],
+    logit_fidelity: list[LensFidelity],
+) -> dict[str, Any]:
+    return {
         "model": model_fingerprint(loaded),
         "corpus": corpus.as_json(),
         "tokens": n_fit,
         "heldout_tokens": n_held,
-        "fit_seconds": round(t3 - start, 2),
+        "fit_seconds": round(seconds, 2),
         "fit": fit_info,
         "fidelity": [f.__dict__ for f in fidelity],
         "logit_fidelity": [f.__dict__ for f in logit_fidelity],
         "created_with": " ".join(filter(None, ["lazarus-report", package_version("lazarus-report")])),
     }
+
+
+JACOBIAN_DEFAULT_PROMPTS = 3  # prompts of 128 tokens: each costs hidden-size backward passes (see jacobian.py)
+
+
+def _fit_jacobian_lens(
+    loaded: Any,
+    corpus: Corpus,
+    tokens: int | None,
+    heldout_tokens: int | None,
+    progress: Progress | None,
+    start: float,
+) -> Lens:
+    """The Jacobian lens: ``J_l`` averaged over prompts of the fit split (``tokens`` positions; default
+    ``JACOBIAN_DEFAULT_PROMPTS`` prompts of ``MAX_SEQ_LEN`` tokens), measured on the held-out split."""
+    from .jacobian import MAX_SEQ_LEN, SKIP_FIRST, fit_jacobian, jacobian_lens_weights
+
+    if heldout_tokens is None:
+        heldout_tokens = heldout_positions(loaded.info.num_layers, loaded.info.vocab_size)
+    budget = tokens if tokens is not None else JACOBIAN_DEFAULT_PROMPTS * (MAX_SEQ_LEN - 1)
+    seqs = tokenize(corpus, loaded.tokenizer, MAX_SEQ_LEN, fit_tokens=budget, heldout_tokens=0)
+    prompts = [s for s in take_tokens(seqs.fit, budget) if len(s) > SKIP_FIRST + 1]
+    held = take_tokens(
+        tokenize(corpus, loaded.tokenizer, fit_tokens=0, heldout_tokens=heldout_tokens).heldout, heldout_tokens
+    )
+    if not prompts:
+        raise LazarusError(
+            f"the corpus has no prompt longer than {SKIP_FIRST + 1} tokens to fit a Jacobian lens on: give a larger --corpus"
+        )
+    if TokenSequences.positions(held) == 0:
+        raise LazarusError("the corpus has no held-out text to measure the lens on: give a larger --corpus")
+    hdim = int(loaded.info.hidden_size)
+    jac, fit_info = fit_jacobian(loaded, prompts, progress=_stage(progress, "jacobian", hdim * len(prompts)))
+    weight, bias = jacobian_lens_weights(jac)
+    lens = Lens(kind="jacobian", weight=weight, bias=bias, form="affine")
+    t_held = time.perf_counter()
+    held_states = collect_states(loaded, held)
+    logit_fidelity, fidelity = measure_fidelity(loaded, held_states, lens, progress)
+    fit_info["heldout_seconds"] = round(time.perf_counter() - t_held, 2)
+    n_fit = TokenSequences.positions(prompts)
+    lens.meta = _fit_meta(
+        loaded,
+        corpus,
+        n_fit,
+        held_states.num_positions,
+        time.perf_counter() - start,
+        fit_info,
+        fidelity,
+        logit_fidelity,
+    )
     return lens
 
 

@@ -71,7 +71,7 @@ def _model_hint(loaded: Any) -> str:
 
 
 def resolve_lens(spec: str | None, loaded: Any) -> Lens:
-    """``spec``: "logit" (or None), "linear", "tuned" (from the user cache) or a lens directory.
+    """``spec``: "logit" (or None), "linear", "tuned", "jacobian" (from the user cache) or a lens directory.
 
     The lens is checked against ``loaded`` (``check_compatible``) before it is returned.
     """
@@ -97,7 +97,7 @@ def resolve_lens(spec: str | None, loaded: Any) -> Lens:
         )
     path = Path(spec)
     if not path.exists():
-        raise LazarusError(f"unknown --lens {spec!r}: choose logit, linear, tuned or a lens directory")
+        raise LazarusError(f"unknown --lens {spec!r}: choose logit, linear, tuned, jacobian or a lens directory")
     lens = Lens.load(path)
     lens.check_compatible(loaded)
     return lens
