@@ -22,7 +22,13 @@ from factories import (
     with_answer,
 )
 
-from lazarus_report.render.answer_view import STRIP_BLOCK_TOKENS, STRIP_MAX_TOKENS, cell_label, signed
+from lazarus_report.render.answer_view import (
+    STRIP_BLOCK_TOKENS,
+    STRIP_MAX_TOKENS,
+    STRIP_NARROW_TOKENS,
+    cell_label,
+    signed,
+)
 from lazarus_report.render.charts.style import HEATMAP_COLORS, HEATMAP_DARK_TEXT_ABOVE, HEATMAP_THRESHOLDS
 from lazarus_report.render.formatting import fmt_prob, visible_token
 from lazarus_report.render.html import render_html
@@ -138,6 +144,16 @@ def test_long_answers_come_in_blocks_and_are_capped():
     assert view.blocks[1].caption.startswith("Answer tokens 17-32 of 40")
     assert [t.number for t in view.blocks[2].tokens] == list(range(33, 41))
     assert all(len(row.cells) == len(b.tokens) for b in view.blocks for row in b.rows)
+    # The same strip in narrow blocks (a phone's): the same tokens and cells, STRIP_NARROW_TOKENS a block.
+    assert [len(b.tokens) for b in view.narrow_blocks] == [5] * 8 and STRIP_NARROW_TOKENS == 5
+    assert view.narrow_blocks[1].caption.startswith("Answer tokens 6-10 of 40")
+    assert [t for b in view.narrow_blocks for t in b.tokens] == [t for b in view.blocks for t in b.tokens]
+    narrow_cells = [[c for b in view.narrow_blocks for c in b.rows[i].cells] for i in range(len(view.blocks[0].rows))]
+    wide_cells = [[c for b in view.blocks for c in b.rows[i].cells] for i in range(len(view.blocks[0].rows))]
+    assert narrow_cells == wide_cells
+    page = _page(with_answer(make_result(num_layers=6), tokens=tokens))
+    ids = re.findall(r' id="([^"]+)"', page)
+    assert len(ids) == len(set(ids))  # the narrow blocks' captions have their own ids
     many = [FILLER_TOKENS[k % len(FILLER_TOKENS)] for k in range(STRIP_MAX_TOKENS + 7)]
     result = with_answer(make_result(num_layers=6), tokens=many)
     view = build_report([result]).runs[0].answer
@@ -171,7 +187,7 @@ def test_the_logit_view_of_a_learned_lens_has_no_strip():
     result = dataclasses.replace(result, lens=_hostile_lens_record(result.model.num_layers), logit_view=view)
     run = build_report([result]).runs[0]
     assert run.answer is not None and run.logit_view is not None and run.logit_view.answer is None
-    assert _page(result).count('<table class="strip">') == 1
+    assert _page(result).count('<table class="strip">') == 1 + 2  # one wide block, two narrow ones (a phone's)
 
 
 def test_small_formatters():
@@ -199,8 +215,8 @@ def test_a_page_without_an_answer_has_no_strip_and_no_strip_styles():
 def test_the_page_holds_the_strip_with_and_without_scripts(static):
     result = make_answer_result()
     page = _page(result, static=static)
-    assert page.count('<table class="strip">') == 1
-    assert len(_cells(page)) == 10 * len(result.captured_layers)
+    assert page.count('<table class="strip">') == 1 + 2  # one wide block, two narrow ones (a phone's)
+    assert len(_cells(page)) == 2 * 10 * len(result.captured_layers)  # the strip twice: wide and narrow blocks
     assert 'id="run0-answer"' in page
     assert page.index('id="run0-final"') < page.index('id="run0-answer"') < page.index('id="run0-charts"')
     if static:
@@ -247,7 +263,7 @@ def test_compare_aligns_the_same_answer_token_by_token_with_the_change():
     factor = math.exp(abs(ca.logprob_change))
     assert ca.likelihood_ratio == f"tuned finds it {factor:,.3g} times less likely than base"
     page = _page(comparison)
-    assert page.count('<table class="strip aligned">') == 1 and '<table class="strip">' not in page
+    assert page.count('<table class="strip aligned">') == 1 + 2 and '<table class="strip">' not in page
     assert f"<strong>{ca.logprob_change_label}</strong> nats of log-probability" in page
     change = block.tokens[0]
     assert f"{100 * change.final_probs[0]:.3g}% → {100 * change.final_probs[1]:.3g}%" in page
@@ -262,7 +278,7 @@ def test_compare_shows_different_answers_side_by_side_with_the_cross_logprobs():
     assert [(x.reader, x.writer, x.logprob) for x in ca.cross] == [("base", "tuned", -23.5), ("tuned", "base", -17.25)]
     assert [x.own_logprob for x in ca.cross] == [s.sequence_logprob for s in ca.sides]
     page = _page(comparison)
-    assert page.count('<table class="strip">') == 2
+    assert page.count('<table class="strip">') == 2 + 3  # a wide block a side, and their narrow ones (2 and 1)
     assert "gives tuned's answer a log-probability of <strong>-23.50</strong> nats" in page
     assert "it stopped at the token limit" in page and "it stopped at the end-of-sequence token" in page
 
@@ -287,7 +303,7 @@ def test_compare_hostile_answers_stay_inert():
         dataclasses.replace(r, answer=dataclasses.replace(hostile, start=len(r.token_ids))) for r in comparison.results
     ]
     page = _page(dataclasses.replace(comparison, results=results))
-    assert page.count('<table class="strip aligned">') == 2  # 18 tokens: two blocks
+    assert page.count('<table class="strip aligned">') == 2 + 4  # 18 tokens: two blocks, four narrow ones
     assert "</td><script>" not in page and "<img src=x" not in page
     assert page.count("&lt;/td&gt;&lt;script&gt;alert(1)&lt;/script&gt;") >= 2
 
@@ -355,8 +371,10 @@ def test_the_strip_renders_without_page_scroll(chromium, answer_pages, name, wid
         strips = page.locator("table.strip")
         assert strips.count() >= 1
         assert page.evaluate("document.documentElement.scrollWidth") <= width  # no sideways scroll of the page
-        for i in range(strips.count()):
-            box = page.locator(".strip-scroll").nth(i).bounding_box()
+        shown = page.locator(".strip-scroll:visible")  # the wide blocks or (a phone) the narrow ones
+        assert shown.count() >= 1
+        for i in range(shown.count()):
+            box = shown.nth(i).bounding_box()
             assert box is not None and box["x"] >= 0 and box["x"] + box["width"] <= width + 0.5
         cell = page.locator("table.strip td.ac").first
         assert cell.get_attribute("title").startswith("Layer ")
@@ -369,15 +387,29 @@ def test_the_strip_renders_without_page_scroll(chromium, answer_pages, name, wid
 
 @pytest.mark.browser
 @needs_chromium
-def test_the_strip_scrolls_inside_its_box_on_a_phone(chromium, answer_pages):
-    ctx, page, errors = _open(chromium, answer_pages["long-static"], width=390)
+def test_a_phone_shows_narrow_blocks_that_fit_and_paper_the_wide_ones(chromium, answer_pages):
+    # 40 tokens, some long ("x_long_token_long_token"): in blocks of 16 a strip is 2.7x a phone's width; a phone
+    # shows the same strip in blocks of STRIP_NARROW_TOKENS instead (pure CSS: the static page too), which fit.
+    ctx, page, errors = _open(chromium, answer_pages["long-static"], width=390, javascript=False)
     try:
-        scroller = page.locator(".strip-scroll").first
-        assert scroller.evaluate("e => e.scrollWidth > e.clientWidth")  # the strip is wider than the screen...
-        assert page.evaluate("document.documentElement.scrollWidth") <= 390  # ...but only its box scrolls
-        scroller.evaluate("e => e.scrollLeft = 10000")
-        header = page.locator("table.strip th[scope=row]").nth(2).bounding_box()
-        assert header is not None and 0 <= header["x"] < 40  # the layer column stays in view (sticky)
+        wide, narrow = page.locator(".strip-wide table.strip"), page.locator(".strip-narrow table.strip")
+        assert wide.count() == math.ceil(40 / STRIP_BLOCK_TOKENS)
+        assert narrow.count() == math.ceil(40 / STRIP_NARROW_TOKENS)
+        assert all(not wide.nth(i).is_visible() for i in range(wide.count()))
+        boxes = page.evaluate(
+            "Array.from(document.querySelectorAll('.strip-narrow .strip-scroll'))"
+            ".map(b => [b.scrollWidth, b.clientWidth, b.getBoundingClientRect().right])"
+        )
+        assert boxes and all(sw <= cw + 1 and right <= 390 for sw, cw, right in boxes), boxes  # no scrolling
+        assert page.evaluate("document.documentElement.scrollWidth") <= 390
+        # On paper (and on a wider screen) the wide blocks, once: the narrow ones are not printed.
+        page.emulate_media(media="print")
+        assert all(wide.nth(i).is_visible() for i in range(wide.count()))
+        assert not any(narrow.nth(i).is_visible() for i in range(narrow.count()))
+        page.emulate_media(media="screen")
+        page.set_viewport_size({"width": 1280, "height": 900})
+        assert all(wide.nth(i).is_visible() for i in range(wide.count()))
+        assert not any(narrow.nth(i).is_visible() for i in range(narrow.count()))
         assert errors == []
     finally:
         ctx.close()

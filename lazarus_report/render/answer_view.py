@@ -4,8 +4,10 @@ The strip has the answer's tokens as columns and the captured layers as rows (th
 heatmap); each cell is the lens's probability of that answer token at that layer, coloured with the heatmap's
 ten bins, with the layer's top 3 in its hover text. Under each token: the layer where it becomes top-1, and
 what the model would write there instead when it would not write it. Long answers come in blocks of
-``STRIP_BLOCK_TOKENS`` columns (each its own table: they stack on a page, scroll inside their box on a
-phone and fit paper), at most ``STRIP_MAX_TOKENS`` tokens in all.
+``STRIP_BLOCK_TOKENS`` columns (each its own table: they stack on a page and fit paper), at most
+``STRIP_MAX_TOKENS`` tokens in all. The strip is laid out twice, as the heatmap is drawn twice: in blocks of
+``STRIP_NARROW_TOKENS`` columns too, which the page shows instead under its 640 px breakpoint (a phone; pure CSS,
+so a static page does it too) and never prints.
 
 A comparison shows both models' strips aligned token by token when they read the same answer tokens, with
 the change of each token's final probability; otherwise (different generated answers, or different
@@ -31,6 +33,7 @@ from lazarus_report.results.answer import GENERATED, AnswerReading, AnswerToken
 from lazarus_report.results.comparison import ComparisonResult
 
 STRIP_BLOCK_TOKENS = 16  # columns per table
+STRIP_NARROW_TOKENS = 5  # columns per table on a phone (the narrow blocks)
 STRIP_MAX_TOKENS = 96  # tokens shown in all (the rest are in the embedded result JSON)
 HOVER_TOP = 3  # tokens named in a cell's hover text
 
@@ -97,6 +100,7 @@ class AnswerView:
     boundary_note: str | None
     tokens: list[StripToken]
     blocks: list[StripBlock]
+    narrow_blocks: list[StripBlock]  # the same strip in blocks of STRIP_NARROW_TOKENS (for a phone)
     has_unreliable: bool  # some rows are unreliable layers
 
 
@@ -148,6 +152,7 @@ class AnswerComparisonView:
     aligned: bool
     sides: list[AnswerView | None]  # per model (None: that run has no answer)
     blocks: list[AlignedBlock]  # aligned only
+    narrow_blocks: list[AlignedBlock]  # aligned only: the same in blocks of STRIP_NARROW_TOKENS (for a phone)
     apart_reason: str | None  # why the strips stand side by side
     same_text: bool
     logprob_change: float | None  # sequence log-prob, model 2 - model 1 (aligned only)
@@ -283,8 +288,8 @@ def strip_rows(tokens: Sequence[AnswerToken], layers: Sequence[int], unreliable:
     ]
 
 
-def _block_caption(start: int, end: int, shown: int, total: int) -> str:
-    if shown <= STRIP_BLOCK_TOKENS and shown == total:
+def _block_caption(start: int, end: int, shown: int, total: int, size: int) -> str:
+    if shown <= size and shown == total:
         return f"The answer's {total} token{'s' if total != 1 else ''} by layer: probability of each, in %"
     return f"Answer tokens {start + 1}-{end} of {total} by layer: probability of each, in %"
 
@@ -298,14 +303,17 @@ def build_answer_view(result: AnalysisResult, key: str) -> AnswerView | None:
     bad = set(result.unreliable_layers)
     shown = answer.tokens[:STRIP_MAX_TOKENS]
     tokens = [strip_token(t, k, answer.divergence_index) for k, t in enumerate(shown)]
-    blocks = [
-        StripBlock(
-            caption=_block_caption(start, min(start + STRIP_BLOCK_TOKENS, len(shown)), len(shown), len(answer.tokens)),
-            tokens=tokens[start : start + STRIP_BLOCK_TOKENS],
-            rows=strip_rows(shown[start : start + STRIP_BLOCK_TOKENS], layers, bad),
-        )
-        for start in range(0, len(shown), STRIP_BLOCK_TOKENS)
-    ]
+
+    def blocks_of(size: int) -> list[StripBlock]:
+        return [
+            StripBlock(
+                caption=_block_caption(start, min(start + size, len(shown)), len(shown), len(answer.tokens), size),
+                tokens=tokens[start : start + size],
+                rows=strip_rows(shown[start : start + size], layers, bad),
+            )
+            for start in range(0, len(shown), size)
+        ]
+
     div = answer.divergence_index
     divergence = None
     if div is not None and 0 <= div < len(answer.tokens):
@@ -324,7 +332,8 @@ def build_answer_view(result: AnalysisResult, key: str) -> AnswerView | None:
         stop=STOP_PHRASES.get(answer.stop_reason or "") if answer.source == GENERATED else None,
         boundary_note=clean_text(answer.boundary_note) if answer.boundary_note else None,
         tokens=tokens,
-        blocks=blocks,
+        blocks=blocks_of(STRIP_BLOCK_TOKENS),
+        narrow_blocks=blocks_of(STRIP_NARROW_TOKENS),
         has_unreliable=any(layer in bad for layer in layers),
     )
 
@@ -338,12 +347,13 @@ def _mark(t: AnswerToken, k: int, reading: AnswerReading) -> ModelMark:
     return ModelMark(emergence, note, own, k == reading.divergence_index)
 
 
-def _aligned(readings: list[AnswerReading], results: Sequence[AnalysisResult]) -> list[AlignedBlock]:
+def _aligned(readings: list[AnswerReading], results: Sequence[AnalysisResult], size: int) -> list[AlignedBlock]:
+    """Both readings aligned token by token, in blocks of ``size`` tokens."""
     shown = min(len(readings[0].tokens), STRIP_MAX_TOKENS)
     total = len(readings[0].tokens)
     blocks = []
-    for start in range(0, shown, STRIP_BLOCK_TOKENS):
-        end = min(start + STRIP_BLOCK_TOKENS, shown)
+    for start in range(0, shown, size):
+        end = min(start + size, shown)
         tokens = []
         for k in range(start, end):
             pair = [r.tokens[k] for r in readings]
@@ -362,7 +372,7 @@ def _aligned(readings: list[AnswerReading], results: Sequence[AnalysisResult]) -
             strip_rows(r.tokens[start:end], list(res.captured_layers), set(res.unreliable_layers))
             for r, res in zip(readings, results)
         ]
-        blocks.append(AlignedBlock(_block_caption(start, end, shown, total), tokens, groups))
+        blocks.append(AlignedBlock(_block_caption(start, end, shown, total, size), tokens, groups))
     return blocks
 
 
@@ -407,10 +417,12 @@ def build_answer_comparison(
             CrossFact(tags[0], tags[1], finite(cross_values[0]), own[0]),
             CrossFact(tags[1], tags[0], finite(cross_values[1]), own[1]),
         ]
+    present = [r for r in readings if r is not None]
     return AnswerComparisonView(
         aligned=aligned,
         sides=sides,
-        blocks=_aligned([r for r in readings if r is not None], comparison.results) if aligned else [],
+        blocks=_aligned(present, comparison.results, STRIP_BLOCK_TOKENS) if aligned else [],
+        narrow_blocks=_aligned(present, comparison.results, STRIP_NARROW_TOKENS) if aligned else [],
         apart_reason=reason,
         same_text=same_text,
         logprob_change=change,
