@@ -502,8 +502,8 @@ def test_sample_fits_a_phone(browser_context, sample_files, name):
     )
     assert stacked and all(display == "block" and label for display, label in stacked)
     charts = page.evaluate(CHART_SIZES)
-    # (a drift page, compare --drift, is static by design: its one chart is hand-drawn SVG)
-    assert charts and all(c["live"] or name.startswith("drift-") for c in charts)
+    # (a drift page, compare --drift, and a sweep page are static by design: their charts are hand-drawn SVG)
+    assert charts and all(c["live"] or name.startswith(("drift-", "sweep-")) for c in charts)
     for chart in charts:
         assert chart["ratio"] <= 1.35, chart  # laid out again, not a 2.7x-wide heatmap
         assert chart["smallest"] >= 9, chart  # text keeps its size (it was ~5 px when scaled to fit)

@@ -376,3 +376,15 @@ def test_an_output_from_another_sweep_is_not_resumed(setup, swept, tmp_path):
     assert "every step runs again" in r.stderr
     again = SweepResult.load(target)
     assert again.without_timings().to_json() == SweepResult.load(out / "s.json").without_timings().to_json()
+
+
+# Sweep tables on a phone (r18-tables): the static page's tables stack into labelled rows, as drift's do.
+def test_the_sweep_tables_stack_on_a_phone_with_every_cell_labelled(swept):
+    import re
+
+    out, _ = swept
+    html = (out / "s.html").read_text(encoding="utf-8")
+    tables = re.findall(r"<table[^>]*>.*?</table>", html, flags=re.S)
+    assert len(tables) == 2 and all(t.startswith('<table class="data stack">') for t in tables)
+    cells = [c for t in tables for c in re.findall(r"<td\b[^>]*>", t)]
+    assert cells and all('data-label="' in c for c in cells)
