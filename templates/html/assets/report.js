@@ -10,12 +10,14 @@
   if (window.matchMedia && window.matchMedia("(max-width: 640px)").matches) {
     document.querySelectorAll("details.fold-narrow[open]").forEach(function (d) { d.open = false; });
   }
-  // Printing opens the closed parts, except passing suite cases (one line each on paper) and a suite case's
-  // per-layer table (its chart shows the layers; 14 cases printed on 35 pages with everything open).
+  // Printing opens the closed parts, except passing suite cases (one line each on paper), a suite case's
+  // per-layer table (its chart shows the layers; 14 cases printed on 35 pages with everything open) and its change
+  // map (its summary line says where the models part; the map took a page and a half per failing case).
   window.addEventListener("beforeprint", function () {
     document.querySelectorAll("details:not([open])").forEach(function (d) {
       var passing = d.closest("details.case[data-status='passed'], details.case[data-status='skipped']");
-      if (passing || d.classList.contains("model-details") || d.classList.contains("case-layers")) { return; }
+      if (passing || d.classList.contains("model-details") || d.classList.contains("case-layers") ||
+          d.classList.contains("case-change")) { return; }
       d.open = true;
       d.setAttribute("data-print-opened", "");
     });
