@@ -152,6 +152,7 @@ def main() -> None:
         write_text_atomic(OUT / f"{name}.junit.xml", render_junit(suite))
         print(f"wrote sample_reports/{name}.junit.xml ({suite.status})")
     drift_sample()
+    sweep_sample()
 
 
 def drift_sample() -> None:
@@ -200,10 +201,5 @@ def sweep_sample() -> None:
 if __name__ == "__main__":
     import sys
 
-    if sys.argv[1:] == ["sweep"]:  # only the sweep sample
-        sweep_sample()
-    elif sys.argv[1:] == ["drift"]:  # only the drift sample
-        drift_sample()
-    else:
-        main()
-        sweep_sample()
+    alone = {"sweep": sweep_sample, "drift": drift_sample}  # `make_samples.py sweep`: that sample alone
+    alone.get(sys.argv[1] if len(sys.argv) == 2 else "", main)()

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from ..core.config import AnalysisConfig, LayerStrategy
@@ -80,38 +80,20 @@ def compare_models(
         if config.generate is not None and _same_answer(runs):  # model 1 read model 2's answer already
             cross[0] = runs[0].result.answer.sequence_logprob  # type: ignore[union-attr]
         read_cross = config.generate is not None and cross[0] is None
-        if is_patched(attributed) or read_cross:
+        if is_patched(attributed) or read_cross:  # model 1 again, once, for both
             model = (model1, adapter1, embedding_scales[0])
-            attributed, again = _model1_again(model, precision, max_memory, runs, attributed, read_cross)
-            cross[0] = again if read_cross else cross[0]
+            cases = [(runs[0], runs[1], attributed[0])] if is_patched(attributed) else []
+
+            def read(loaded: Any, own: LensRun = runs[0], other: LensRun = runs[1]) -> None:
+                cross[0] = _cross(loaded, own, other)  # model 1's log-probability of model 2's generated answer
+
+            reversed_ = reverse_patched(model, precision, max_memory, cases, also=read if read_cross else None)
+            attributed = (reversed_[0], None) if reversed_ else attributed
         comparison = compare_models_from_runs(runs, attribution=attributed[0], attribution_note=attributed[1])
         del runs  # the memory maps go before their directory
     if config.generate is not None:
         comparison = dataclasses.replace(comparison, answer_cross=[float(x) for x in cross])  # type: ignore[arg-type]
     return comparison
-
-
-def _model1_again(
-    model1: tuple[str, str | None, float | None],
-    precision: str,
-    max_memory: int | str | None,
-    runs: list[LensRun],
-    attributed: tuple[Any, str | None],
-    read_cross: bool,
-) -> tuple[tuple[Any, str | None], float | None]:
-    """Model 1 loaded again, once, for what needs it after model 2: the reverse activation patching (model 2's
-    block outputs put into model 1) and, when ``read_cross``, model 1's log-probability of model 2's generated
-    answer (else None)."""
-    from ..compare.attribution import reverse_patching
-
-    model, adapter, scale = model1
-    cross = None
-    for side in each_model((model,), (adapter,), (scale,), precision, max_memory):
-        if is_patched(attributed):
-            attributed = (reverse_patching(side.analyzer.loaded, runs[0], runs[1], attributed[0]), None)
-        if read_cross:
-            cross = _cross(side.analyzer.loaded, runs[0], runs[1])
-    return attributed, cross
 
 
 def _cross(loaded: Any, own: LensRun, other: LensRun) -> float:
@@ -146,6 +128,7 @@ def reverse_patched(
     precision: str,
     max_memory: int | str | None,
     cases: Sequence[tuple[LensRun, LensRun, Attribution]],
+    also: Callable[[Any], None] | None = None,
 ) -> list[Attribution]:
     """Each ``(model 1's run, model 2's run, forward attribution)`` of ``cases`` completed with its reverse
     direction (``attribution.reverse_patching``: model 2's block outputs patched into model 1). Model 1
@@ -156,4 +139,6 @@ def reverse_patched(
     out: list[Attribution] = []
     for side in each_model((model,), (adapter,), (scale,), precision, max_memory):
         out = [reverse_patching(side.analyzer.loaded, first, second, forward) for first, second, forward in cases]
+        if also is not None:
+            also(side.analyzer.loaded)
     return out
