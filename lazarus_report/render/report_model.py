@@ -258,6 +258,7 @@ class RunReport:
     lens_name: str = "logit lens"  # which lens the run shows: "logit lens", "tuned lens"...
     unreliable_layers: list[int] = field(default_factory=list)  # captured layers where the lens is unreliable
     unreliable_note: str | None = None  # the sentence that says so
+    fidelity_known: bool = False  # the lens has held-out fidelity data (else no layer can be marked)
     logit_view: RunReport | None = None  # with a learned lens: the same run through the logit lens
     answer: AnswerView | None = None  # the answer after the prompt, token by token (the answer strip)
 
@@ -414,6 +415,7 @@ def build_run(result: AnalysisResult, *, key: str = "run0", heatmap_cells: int =
         lens_name=lens_name(result.lens_kind),
         unreliable_layers=result.unreliable_layers,
         unreliable_note=unreliable_note(result),
+        fidelity_known=result.lens is not None and bool(result.lens.fidelity),
         logit_view=_logit_view(result, key, heatmap_cells),
         answer=build_answer_view(result, key),
     )

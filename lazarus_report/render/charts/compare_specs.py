@@ -29,10 +29,11 @@ from lazarus_report.render.charts.interaction import (
 from lazarus_report.render.charts.line_charts import (
     compare_entropy_kl_chart,
     compare_trajectory_chart,
+    comparison_trust_bands,
     divergence_chart,
     unique_labels,
 )
-from lazarus_report.render.charts.run_specs import rank_y
+from lazarus_report.render.charts.run_specs import rank_y, trust_band_layers, trust_band_rows
 from lazarus_report.render.charts.scales import round_prob, round_value
 from lazarus_report.render.charts.style import (
     DASHES,
@@ -58,7 +59,7 @@ def start_comparison_charts(report: ReportModel) -> dict[str, list[PendingChart]
     assert comparison is not None
     lines = [compare_trajectory_spec(report.runs, comparison), _compare_entropy_kl(report.runs, comparison)]
     if comparison.has_divergences:
-        lines.append(_divergence(comparison))
+        lines.append(_divergence(comparison, report.runs))
     plan = comparison_heatmap_args(comparison, report.runs)
     heatmaps = [heatmap_spec(plan[0], **plan[1])] if plan else []
     return {"comparison": lines, "heatmaps": heatmaps}
@@ -81,6 +82,15 @@ def _compare_x(comparison: ComparisonView, *, labelled: bool = True) -> alt.X:
         scale=alt.Scale(domain=[0, 1], nice=False),
         axis=alt.Axis(values=[k / 10 for k in range(11)], format=".1f", labels=labelled),
     )
+
+
+def _with_trust_bands(runs: list[RunReport], comparison: ComparisonView, datasets: dict[str, Any]) -> Any:
+    """Adds both models' grey bands (``line_charts.comparison_trust_bands``) to ``datasets``; returns a function
+    giving the band layers for a panel's x encoding."""
+    bands = comparison_trust_bands(runs, comparison)
+    if bands:
+        datasets["unreliable"] = trust_band_rows(bands, "l" if comparison.alignment == "layer" else "x")
+    return lambda x: trust_band_layers(bands, x)
 
 
 def _compare_row(comparison: ComparisonView, layer: int, x: float, **values: Any) -> dict[str, Any]:
@@ -191,6 +201,7 @@ def compare_trajectory_spec(
     cursor_rows, cursor_first = _cursor_rows(comparison, lines.cursor_series)
     cursor_tip = cursor_tooltip(cursor_first, lines.cursor_names)
     datasets: dict[str, Any] = {"d": stored_rows(rows, compact), "keys": lines.keys}
+    bands = _with_trust_bands(runs, comparison, datasets)
     if comparison.alignment == "layer":  # the rows pivoted in the browser (fewer bytes)
 
         def cursor_source() -> alt.Chart:
@@ -222,6 +233,7 @@ def compare_trajectory_spec(
             )
         )
         return layered(
+            *bands(x),
             line,
             emergence,
             *crosshair(x, cursor_tip, cursor_source, panel="p" if prob else "r"),
@@ -285,6 +297,7 @@ def _compare_entropy_kl(runs: list[RunReport], comparison: ComparisonView) -> Pe
     cursor_rows, first = _cursor_rows(comparison, series)
     cursor_tip = cursor_tooltip(first, list(comparison.tags))
     datasets: dict[str, Any] = {"d": rows, "keys": keys}
+    bands = _with_trust_bands(runs, comparison, datasets)
     if comparison.alignment == "layer":  # the rows pivoted in the browser (fewer bytes)
 
         def cursor_source() -> alt.Chart:
@@ -302,7 +315,9 @@ def _compare_entropy_kl(runs: list[RunReport], comparison: ComparisonView) -> Pe
             .mark_line()
             .encode(x=x, y=alt.Y(f"{field}:Q", title=title), tooltip=tooltip, **enc)
         )
-        return layered(line, *crosshair(x, cursor_tip, cursor_source, panel=field), width=LINE_WIDTH, height=150)
+        return layered(
+            *bands(x), line, *crosshair(x, cursor_tip, cursor_source, panel=field), width=LINE_WIDTH, height=150
+        )
 
     chart = stacked(
         panel("h", "Entropy (nats)", _compare_x(comparison, labelled=False)),
@@ -315,7 +330,7 @@ def _compare_entropy_kl(runs: list[RunReport], comparison: ComparisonView) -> Pe
     return compare_entropy_kl_chart(runs, comparison).with_spec(chart, datasets)
 
 
-def _divergence(comparison: ComparisonView) -> PendingChart:
+def _divergence(comparison: ComparisonView, runs: list[RunReport]) -> PendingChart:
     m1, m2 = comparison.tags
     kls = [f"KL({m1} || {m2})", f"KL({m2} || {m1})"]
     rows = [
@@ -333,17 +348,20 @@ def _divergence(comparison: ComparisonView) -> PendingChart:
     points = len(comparison.rows) <= MAX_LAYERS_WITH_POINTS
     pair = alt.Tooltip("pair:N", title="Layer")
     datasets: dict[str, Any] = {"d": rows}
+    bands = _with_trust_bands(runs, comparison, datasets)
     # JS (bounded by ln 2) on its own panel: on the KL scale it would be a flat line near zero.
     js: list[Any] = [
+        *bands(x_unlabelled),
         alt.Chart(alt.NamedData("d"))
         .mark_line(point=points, color="#1a1a1a", strokeWidth=2)
         .encode(
             x=x_unlabelled,
             y=alt.Y("js:Q", title="JS (nats)", scale=alt.Scale(domain=[0, 0.7], nice=False)),
             tooltip=[pair, alt.Tooltip("js:Q", title="Jensen-Shannon (nats)", format=".4f")],
-        )
+        ),
     ]
     kl: list[Any] = [
+        *bands(x),
         alt.Chart(alt.NamedData("d"))
         .transform_fold(kls, as_=["measure", "v"])
         .mark_line(point=points)
@@ -363,7 +381,7 @@ def _divergence(comparison: ComparisonView) -> PendingChart:
                 scale=alt.Scale(domain=kls, range=[[1, 0], [6, 3]]),
             ),
             tooltip=[pair, alt.Tooltip("measure:N", title="Measure"), alt.Tooltip("v:Q", title="nats", format=".4f")],
-        )
+        ),
     ]
     largest = comparison.largest_change
     if largest is not None:
@@ -386,4 +404,4 @@ def _divergence(comparison: ComparisonView) -> PendingChart:
         layered(*kl, width=LINE_WIDTH, height=LINE_HEIGHT - 30),
         spacing=14,
     )
-    return divergence_chart(comparison).with_spec(chart, datasets)
+    return divergence_chart(comparison, runs).with_spec(chart, datasets)

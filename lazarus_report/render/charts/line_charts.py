@@ -7,6 +7,9 @@ tags), axis titles and ticks, the grey bands over layers where the lens is unrel
 
 from __future__ import annotations
 
+import itertools
+from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from lazarus_report.render.charts.background import PendingChart
@@ -61,9 +64,94 @@ def unique_labels(labels: list[str]) -> list[str]:
     return out
 
 
+@dataclass(frozen=True)
+class TrustBand:
+    """A grey band over layers where the lens is unreliable: its x range (half a layer out on both sides) and
+    the tooltip saying whose lens it is."""
+
+    x0: float
+    x1: float
+    note: str
+
+
+def trust_bands(runs: Sequence[RunReport], xs: Sequence[Sequence[float]], tags: Sequence[str] = ()) -> list[TrustBand]:
+    """The grey bands of a chart over ``runs`` (``xs``: each run's x per captured layer; ``tags``: the models'
+    names, for a chart of several): each run of unreliable layers, half a layer out on both sides; where the
+    runs' bands differ, the union, cut where the set of models it covers changes (one band per piece, so the
+    static and live charts shade alike and each tooltip names its models). The analysis charts, the comparison
+    charts and their static SVGs all take their bands from here."""
+    spans: list[tuple[float, float, int]] = []  # (from, to, run index)
+    for m, (run, x) in enumerate(zip(runs, xs)):
+        if not run.unreliable_layers:
+            continue
+        x_of = dict(zip(run.captured_layers, x))
+        half = 0.5 * _x_per_layer(run.captured_layers, list(x))
+        spans += [(x_of[a] - half, x_of[b] + half, m) for a, b in run.unreliable_bands]
+    cuts = sorted({v for a, b, _ in spans for v in (a, b)})
+    pieces: list[tuple[float, float, tuple[int, ...]]] = []
+    for a, b in itertools.pairwise(cuts):
+        who = tuple(sorted({m for lo, hi, m in spans if lo <= a and b <= hi}))
+        if not who:
+            continue
+        if pieces and pieces[-1][1] == a and pieces[-1][2] == who:
+            pieces[-1] = (pieces[-1][0], b, who)
+        else:
+            pieces.append((a, b, who))
+    return [TrustBand(round(a, 6), round(b, 6), _band_note(runs, tags, who)) for a, b, who in pieces]
+
+
+def _x_per_layer(layers: list[int], xs: list[float]) -> float:
+    """How far the x axis moves per layer (1 by layer; 1 / layers by relative depth, (layer + 1) / layers)."""
+    if len(layers) > 1 and layers[-1] != layers[0]:
+        return (xs[-1] - xs[0]) / (layers[-1] - layers[0])
+    return 1.0 if not xs or xs[0] == layers[0] else xs[0] / (layers[0] + 1)
+
+
+def _band_note(runs: Sequence[RunReport], tags: Sequence[str], who: tuple[int, ...]) -> str:
+    lens = " / ".join(dict.fromkeys(runs[m].lens_name for m in who))
+    if len(runs) < 2 or not tags:
+        whose = ""
+    elif len(who) == len(runs):
+        whose = " for both models"
+    else:
+        whose = " for " + " and ".join(tags[m] for m in who)
+    return f"{lens} unreliable here{whose} (held-out KL to final above its threshold)"
+
+
 def unreliable_ranges(run: RunReport) -> list[tuple[float, float]]:
-    """The grey bands' x ranges: each run of unreliable layers, half a layer out on both sides."""
-    return [(a - 0.5, b + 0.5) for a, b in run.unreliable_bands] if run.unreliable_layers else []
+    """The grey bands' x ranges of one run's charts (``trust_bands``)."""
+    return [(b.x0, b.x1) for b in run_trust_bands(run)]
+
+
+def run_trust_bands(run: RunReport) -> list[TrustBand]:
+    """One run's grey bands, by layer."""
+    return trust_bands([run], [[float(layer) for layer in run.captured_layers]])
+
+
+def comparison_trust_bands(runs: Sequence[RunReport], comparison: ComparisonView) -> list[TrustBand]:
+    """A comparison chart's grey bands: both models' unreliable layers, on its x axis (layer or relative depth)."""
+    return trust_bands(runs, comparison.x_values, comparison.tags)
+
+
+def trust_caption(runs: Sequence[RunReport], comparison: ComparisonView) -> str:
+    """The sentence under a comparison chart about its grey bands: whose lens is unreliable where (from held-out
+    fidelity), and which model's lens has no fidelity data (its layers cannot be marked)."""
+    out = []
+    bad = [tag for tag, run in zip(comparison.tags, runs) if run.unreliable_layers]
+    if bad:
+        lens = " / ".join(dict.fromkeys(run.lens_name for run in runs))
+        whose = "both models" if len(bad) == len(runs) else " and ".join(bad)
+        out.append(
+            f" Grey bands: layers where the {lens} is unreliable for {whose} (from its held-out fidelity, "
+            "not from this prompt)."
+        )
+    unknown = [tag for tag, run in zip(comparison.tags, runs) if not run.fidelity_known]
+    if unknown:
+        who = " and ".join(unknown)
+        out.append(
+            f" No fidelity data for {who}'s lens: {'their' if len(unknown) > 1 else 'its'} layers are not marked."
+        )
+    return "".join(out)
 
 
 def trajectory_chart(run: RunReport, *, chart_id: str | None = None) -> PendingChart:
@@ -191,9 +279,18 @@ def compare_trajectory_chart(
         description += " Its probability is shown where it is in a layer's top-k."
     if comparison.alignment != "layer":
         description += " The models have different depths: the x axis is relative depth."
+    description += trust_caption(runs, comparison)
     dashes = [(name, PlotLine([], "#888888", DASHES[i % len(DASHES)])) for i, name in enumerate(series_names)]
     legends = [_model_legend(comparison, markers=True), ("Tracked" if tracked else "Final top-1", dashes)]
-    plot = Plot(lines, compare_axis(comparison), comparison.x_title, max_rank, legends, key=model_key_lines(comparison))
+    plot = Plot(
+        lines,
+        compare_axis(comparison),
+        comparison.x_title,
+        max_rank,
+        legends,
+        key=model_key_lines(comparison),
+        bands=[(b.x0, b.x1) for b in comparison_trust_bands(runs, comparison)],
+    )
     return _static(chart_id, "Token probability and rank, both models", description, plot)
 
 
@@ -202,7 +299,7 @@ def compare_entropy_kl_chart(runs: list[RunReport], comparison: ComparisonView) 
     description = (
         "Entropy of each layer's lens distribution (top) and its KL divergence from the same model's final "
         "distribution, KL(final || layer) (bottom), in nats, at the last prompt position; colour is the model."
-    )
+    ) + trust_caption(runs, comparison)
     panels = []
     for title, field in (("Entropy (nats)", "entropy"), ("KL to final (nats)", "kl_to_final")):
         series = [
@@ -216,12 +313,14 @@ def compare_entropy_kl_chart(runs: list[RunReport], comparison: ComparisonView) 
         comparison.x_title,
         [_model_legend(comparison, markers=False)],
         key=model_key_lines(comparison),
+        bands=[(b.x0, b.x1) for b in comparison_trust_bands(runs, comparison)],
     )
     return _static("comparison-entropy-kl", "Entropy and KL to final, both models", description, plot)
 
 
-def divergence_chart(comparison: ComparisonView) -> PendingChart:
-    """JS divergence (its own panel: bounded by ln 2) over KL both ways, per matched layer."""
+def divergence_chart(comparison: ComparisonView, runs: Sequence[RunReport] = ()) -> PendingChart:
+    """JS divergence (its own panel: bounded by ln 2) over KL both ways, per matched layer (``runs``: the two
+    models' reports, for the grey bands over layers where either lens is unreliable)."""
     m1, m2 = comparison.tags
     kls = [f"KL({m1} || {m2})", f"KL({m2} || {m1})"]
     largest = comparison.largest_change
@@ -232,6 +331,8 @@ def divergence_chart(comparison: ComparisonView) -> PendingChart:
     )
     if largest is not None:
         description += f" The dashed line marks the largest JS divergence (layer {largest.label})."
+    if runs:
+        description += trust_caption(runs, comparison)
 
     def x(row: Any) -> float:
         return row.layer2 if comparison.alignment == "layer" else row.x
@@ -264,6 +365,7 @@ def divergence_chart(comparison: ComparisonView) -> PendingChart:
         compare_axis(comparison),
         comparison.x_title,
         [legend],
+        bands=[(b.x0, b.x1) for b in comparison_trust_bands(runs, comparison)] if runs else [],
         points=len(comparison.rows) <= MAX_LAYERS_WITH_POINTS,
     )
     return _static("comparison-divergence", "Divergence between the models across layers", description, plot)
@@ -278,5 +380,5 @@ def comparison_line_charts(runs: list[RunReport], comparison: ComparisonView) ->
     """A comparison's static line charts, in page order."""
     charts = [compare_trajectory_chart(runs, comparison), compare_entropy_kl_chart(runs, comparison)]
     if comparison.has_divergences:
-        charts.append(divergence_chart(comparison))
+        charts.append(divergence_chart(comparison, runs))
     return charts

@@ -21,7 +21,13 @@ from lazarus_report.render.charts.interaction import (
     stacked,
     with_bands,
 )
-from lazarus_report.render.charts.line_charts import entropy_kl_chart, trajectory_chart, unique_labels
+from lazarus_report.render.charts.line_charts import (
+    TrustBand,
+    entropy_kl_chart,
+    run_trust_bands,
+    trajectory_chart,
+    unique_labels,
+)
 from lazarus_report.render.charts.scales import rank_top, round_prob, round_value
 from lazarus_report.render.charts.style import (
     LINE_HEIGHT,
@@ -56,9 +62,10 @@ def _layer_x(run: RunReport, *, labelled: bool = True) -> alt.X:
     return alt.X("layer:Q", title=None, scale=scale, axis=alt.Axis(tickMinStep=1, labels=False))
 
 
-def _unreliable_bands(run: RunReport, x: alt.X) -> list[Any]:
-    """Grey bands over the layers where the lens is unreliable (none when all are fine or unknown)."""
-    if not run.unreliable_layers:
+def trust_band_layers(bands: list[TrustBand], x: alt.X) -> list[Any]:
+    """Grey bands over the layers where the lens is unreliable (``line_charts.trust_bands``; none when all are
+    fine or unknown), over the named dataset ``unreliable`` (``trust_band_rows``). Every line chart's bands."""
+    if not bands:
         return []
     band = (
         alt.Chart(alt.NamedData("unreliable"))
@@ -72,9 +79,17 @@ def _unreliable_bands(run: RunReport, x: alt.X) -> list[Any]:
     return [band]
 
 
+def trust_band_rows(bands: list[TrustBand], field: str) -> list[dict[str, Any]]:
+    """The ``unreliable`` dataset: each band from ``field`` (the chart's x field) to ``to``, with its note."""
+    return [{field: b.x0, "to": b.x1, "note": b.note} for b in bands]
+
+
+def _unreliable_bands(run: RunReport, x: alt.X) -> list[Any]:
+    return trust_band_layers(run_trust_bands(run), x)
+
+
 def _unreliable_data(run: RunReport) -> list[dict[str, Any]]:
-    note = f"{run.lens_name} unreliable here (held-out KL to final above its threshold)"
-    return [{"layer": a - 0.5, "to": b + 0.5, "note": note} for a, b in run.unreliable_bands]
+    return trust_band_rows(run_trust_bands(run), "layer")
 
 
 def rank_y(field: str, ranks: list[int]) -> alt.Y:
