@@ -475,3 +475,32 @@ def test_narrow_x_title_wraps_inside_the_drawing():
     for t in rows:  # centred on the drawing (its group starts at the plot's left edge, 64 px in)
         middle = 64 + float(t.get("x", 0))
         assert middle == width // 2 and len(t.text or "") * 7.2 <= width - 8
+
+
+# --- r19-charts: the live chart's emergence notes follow the static SVG's plan (issue 23) ---------------------
+
+
+def test_live_emergence_notes_take_the_static_svgs_rows_and_a_narrow_plan():
+    """The tuned-lens sample's notes (" the" top-1 at L21, " Paris" at L23: the second would cover the first) are
+    staggered in the static SVG; the spec carries the same rows (``yw``, px) and rows planned for the narrowest
+    live layout (``yn``), which the page script switches to (parameter ``notes_narrow``) when it shrinks the chart."""
+    from lazarus_report.render.charts.interaction import NARROWEST_PLOT, NOTES_NARROW
+    from lazarus_report.render.charts.line_plot_svg import WIDE, note_places
+    from lazarus_report.render.charts.run_specs import trajectory_spec
+
+    run = build_report([load_result_file(SAMPLES / "analyze-capital-raw-tuned.json")]).runs[0]
+    chart = trajectory_spec(run)
+    assert chart.spec is not None
+    static_rows = {
+        t.text: round((float(t.get("y", 0)) + 4) / (WIDE.note_px + 2))
+        for t in _tree(chart.result().svg).iter(f"{NS}text")
+        if (t.text or "").endswith(("top-1 at L21", "top-1 at L23"))
+    }
+    marks = chart.spec["datasets"]["marks"]
+    live_rows = {m["note"]: m["yw"] // (WIDE.note_px + 2) for m in marks}
+    assert static_rows == live_rows and sorted(static_rows.values()) == [0, 1]
+    assert {p["name"]: p.get("value") for p in chart.spec["params"]}[NOTES_NARROW] is False
+    narrow = round(WIDE.width * NARROWEST_PLOT)
+    lo, hi = run.captured_layers[0], run.captured_layers[-1]
+    places = note_places([((m["layer"] - lo) / (hi - lo) * narrow, m["note"]) for m in marks], narrow, WIDE.note_char)
+    assert [m["yn"] for m in marks] == [(WIDE.note_px + 2) * row for _, _, row in places]

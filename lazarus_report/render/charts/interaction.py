@@ -28,6 +28,18 @@ CURSOR = "cursor"
 
 CURSOR_RULE = "#555555"
 
+# Set (true) by the page script when it lays a chart out narrower than drawn (report.js ``shrink``): the
+# emergence notes then take the rows planned for the narrowest layout (see ``run_specs._note_rows``).
+NOTES_NARROW = "notes_narrow"
+
+# The narrowest a line chart's plot gets in the page script's layouts (report.js ``fitted``: floor 0.4).
+NARROWEST_PLOT = 0.4
+
+
+def notes_param() -> dict[str, Any]:
+    """The parameter that picks the emergence notes' rows: the wide plan (false) or the narrow one."""
+    return {"name": NOTES_NARROW, "value": False}
+
 
 def prob_scale_param() -> dict[str, Any]:
     """The radio input that switches the probability panel between a log and a linear axis."""

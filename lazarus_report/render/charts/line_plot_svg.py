@@ -416,7 +416,10 @@ def _trajectory_panel(
     h = layout.line_height
     lines: list[Line] = []
     extra = []
-    taken: list[tuple[float, float, int]] = []  # the notes placed so far: (x from, x to, row)
+    noted = [line for line in plot.lines if line.emergence is not None and line.marker == "rule" and line.note]
+    places = iter(
+        note_places([(scale.x(line.emergence or 0.0), line.note) for line in noted], layout.width, layout.note_char)
+    )
     for line in plot.lines:
         pts = [(scale.x(x), scale.y(kind, p, r)) for x, p, r in line.points]
         lines.append(
@@ -434,15 +437,9 @@ def _trajectory_panel(
             extra.append(
                 f'<line x1="{ex}" x2="{ex}" y2="{h}" stroke="{line.color}" stroke-width="1.5" stroke-dasharray="4,3"/>'
             )
-            if kind == "prob" and line.note:
-                left = scale.x(line.emergence) <= layout.width / 2  # the note stays inside the panel
-                at = scale.x(line.emergence) + (4 if left else -4)
-                size = len(line.note) * layout.note_char
-                span = (at, at + size) if left else (at - size, at)
-                row = 0  # the first row (over the panel) where it overlaps no other note, then rows inside
-                while any(r == row and a < span[1] and span[0] < b for a, b, r in taken):
-                    row += 1
-                taken.append((*span, row))
+            place = next(places) if line.note else None
+            if kind == "prob" and place is not None:
+                at, left, row = place
                 extra.append(
                     f'<text x="{short_number(at, 1)}" y="{-4 + (layout.note_px + 2) * row}" '
                     f'font-size="{layout.note_px}px" text-anchor="{"start" if left else "end"}" fill="{line.color}">'
@@ -468,6 +465,30 @@ def _trajectory_panel(
         plot.points,
         layout,
     )
+
+
+NOTE_GAP = 4  # px kept free between two notes on one row
+
+
+def note_places(notes: list[tuple[float, str]], width: float, char_px: float) -> list[tuple[float, bool, int]]:
+    """Where the emergence notes go, so that none overlaps another: for each (x of its rule in px, text), the
+    x its text is anchored at (4 px beside the rule), whether it runs rightwards (a rule in the left half; in
+    the right half it runs leftwards, so it stays inside the panel), and its row: 0 over the panel, 1, 2...
+    inside it, the first row where it overlaps no note placed before it (texts ``char_px`` a character). The
+    static SVG (``plot_svg``) and the live chart's spec (``run_specs``) both place their notes with this."""
+    taken: list[tuple[float, float, int]] = []  # the notes placed so far: (x from, x to, row)
+    out = []
+    for x, text in notes:
+        left = x <= width / 2
+        at = x + (4 if left else -4)
+        size = len(text) * char_px
+        span = (at, at + size) if left else (at - size, at)
+        row = 0
+        while any(r == row and a < span[1] + NOTE_GAP and span[0] < b + NOTE_GAP for a, b, r in taken):
+            row += 1
+        taken.append((*span, row))
+        out.append((at, left, row))
+    return out
 
 
 def _plot_legends(legends: Legends, top: float = 0, width: float = LINE_WIDTH) -> tuple[str, int]:

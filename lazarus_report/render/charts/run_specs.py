@@ -10,11 +10,14 @@ from lazarus_report.render.charts.background import ChartView, PendingChart, unv
 from lazarus_report.render.charts.datasets import dataset_chart, stored_rows
 from lazarus_report.render.charts.heatmap import heatmap_spec
 from lazarus_report.render.charts.interaction import (
+    NARROWEST_PLOT,
+    NOTES_NARROW,
     Composed,
     crosshair,
     cursor_row,
     cursor_tooltip,
     layered,
+    notes_param,
     plotted_prob,
     prob_rank_cell,
     prob_y,
@@ -28,6 +31,7 @@ from lazarus_report.render.charts.line_charts import (
     trajectory_chart,
     unique_labels,
 )
+from lazarus_report.render.charts.line_plot_svg import WIDE, note_places
 from lazarus_report.render.charts.scales import rank_top, round_prob, round_value
 from lazarus_report.render.charts.style import (
     LINE_HEIGHT,
@@ -128,6 +132,7 @@ def trajectory_spec(run: RunReport, *, chart_id: str | None = None, compact: boo
     datasets: dict[str, Any] = {"d": stored_rows(rows, compact), "marks": marks}
     if run.unreliable_layers:
         datasets["unreliable"] = _unreliable_data(run)
+    _note_rows(run, marks)
     sides = _note_sides(run, marks, datasets)
     cursor_rows = with_bands(
         [
@@ -153,10 +158,13 @@ def trajectory_spec(run: RunReport, *, chart_id: str | None = None, compact: boo
             )
         if notes:
             for side, align, dx in sides:
+                # The row's pixel offset (``_note_rows``): the wide plan, or the narrow one once the page
+                # script has laid the chart out narrower.
                 layers.append(
                     alt.Chart(alt.NamedData(side))
-                    .mark_text(align=align, dx=dx, dy=-4, baseline="bottom", fontSize=10)
-                    .encode(x=x, y=alt.YValue(0), text=alt.Text("note:N"), color=color)
+                    .transform_calculate(ny=f"{NOTES_NARROW} ? datum.yn : datum.yw")
+                    .mark_text(align=align, dx=dx, dy=-4, baseline="bottom", fontSize=WIDE.note_px)
+                    .encode(x=x, y=alt.Y("ny:Q", scale=None, axis=None), text=alt.Text("note:N"), color=color)
                 )
         layers += crosshair(
             x, cursor_tip, lambda: dataset_chart("cursor", cursor_rows, compact), panel="p" if prob else "r"
@@ -172,7 +180,21 @@ def trajectory_spec(run: RunReport, *, chart_id: str | None = None, compact: boo
         prob=False,
     )
     chart = stacked(prob, rank, spacing=14, views=["cursor_p", "cursor_r"], prob_axis=True, shared=["color"])
+    if marks:
+        chart.params.append(notes_param())
     return trajectory_chart(run, chart_id=chart_id).with_spec(chart, datasets)
+
+
+def _note_rows(run: RunReport, marks: list[dict[str, Any]]) -> None:
+    """Each emergence note's row as a pixel offset, placed by the static SVG's own plan (``note_places``,
+    at its 10 px notes): ``yw`` at the drawn width (as the static SVG), ``yn`` at the narrowest width the page
+    script lays the chart out at (a plan free of overlaps there is free of them at every wider width)."""
+    lo = run.captured_layers[0]
+    hi = max(run.captured_layers[-1], lo + 1)
+    for key, width in (("yw", WIDE.width), ("yn", round(WIDE.width * NARROWEST_PLOT))):
+        places = note_places([((m["layer"] - lo) / (hi - lo) * width, m["note"]) for m in marks], width, WIDE.note_char)
+        for mark, (_, _, row) in zip(marks, places):
+            mark[key] = (WIDE.note_px + 2) * row
 
 
 def _trajectory_rows(run: RunReport, labels: list[str]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
