@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import re
 import threading
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
-from lazarus_report.render.charts.style import CONFIG
+from lazarus_report.render.charts.style import CONFIG, PAPER_WIDTH
 from lazarus_report.render.charts.svg_sanitize import checked_svg, compact_svg, renumber_ids
 
 
@@ -29,6 +30,13 @@ class ChartView:
     svg: str  # static rendering of the same chart
     fit: bool = True  # may shrink to the page width (the heatmap scrolls instead: its text must stay legible)
     narrow: str = ""  # the same chart drawn for a phone (shown under the page's 640 px breakpoint), or ""
+
+    @property
+    def paper_narrow(self) -> bool:
+        """Paper shows the phone variant: the wide drawing is wider than an A4 column (it would shrink there,
+        its text under 8 px), and the narrow one keeps its text at full size."""
+        match = re.search(r'<svg[^>]*\swidth="([\d.]+)"', self.svg)
+        return bool(self.narrow) and match is not None and float(match.group(1)) > PAPER_WIDTH
 
 
 @dataclass(frozen=True)

@@ -23,6 +23,13 @@ CELL_HEIGHT = 16
 MAX_LAYERS_WITH_POINTS = 16
 
 
+# The widest chart that prints with its text at 8 px or more (px): an A4 column is 718 px (190 mm), about 700
+# inside the chart box, and a chart's smallest text is 9 px (heatmap cells), so it may shrink to 8/9 of its
+# size there: 700 * 9 / 8 ~ 780. A wider drawing prints another way: the page script draws it once more with its
+# panels stacked, for paper only (report.js, PAPER); a static page prints its phone variant.
+PAPER_WIDTH = 780
+
+
 PALETTE = ["#1f6fb4", "#d6562b", "#2a9d55", "#8e5bb5", "#b8860b", "#c2185b", "#00838f", "#5d6d7e"]
 
 

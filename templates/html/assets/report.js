@@ -147,15 +147,53 @@
     return Array.isArray(node.layer) ? max(node.layer) : 0;
   }
 
-  // Narrower plots: view widths, and the text limits that were sized to them (heatmap cells, panel titles).
+  // A title's lines wrapped to `width` px (measured in its font), each broken after a space or "/" where
+  // there is one in its last two thirds (as the static SVG's key, line_plot_svg._wrapped): never cut to "…".
+  var ruler = document.createElement("canvas").getContext("2d");
+  function wrapped(lines, width, font) {
+    ruler.font = font;
+    var out = [];
+    lines.forEach(function (line) {
+      line = String(line);
+      while (line.length > 1 && ruler.measureText(line).width > width) {
+        var fits = line.length - 1;
+        while (fits > 1 && ruler.measureText(line.slice(0, fits)).width > width) { fits -= 1; }
+        var cut = Math.max(line.lastIndexOf(" ", fits), line.lastIndexOf("/", fits - 1) + 1);
+        if (cut <= fits / 3) { cut = fits; }
+        out.push(line.slice(0, cut).replace(/\s+$/, ""));
+        line = line.slice(cut).replace(/^\s+/, "");
+      }
+      out.push(line);
+    });
+    return out;
+  }
+
+  // Narrower plots: view widths, and the text limits that were sized to them (heatmap cells; titles were
+  // wrapped to the chart box by fitTitles). The emergence notes take their narrow rows (run_specs._note_rows:
+  // planned in Python for the narrowest layout).
   function shrink(spec, factor) {
     eachView(spec, function (view) {
       if (typeof view.width === "number") { view.width = Math.round(view.width * factor); }
-      [view.mark, view.title].forEach(function (part) {
-        if (part && typeof part === "object" && typeof part.limit === "number") {
-          part.limit = Math.max(14, Math.round(part.limit * factor));
-        }
-      });
+      var mark = view.mark;
+      if (mark && typeof mark === "object" && typeof mark.limit === "number" && mark.limit > 0) {
+        mark.limit = Math.max(14, Math.round(mark.limit * factor));
+      }
+    });
+    (spec.params || []).forEach(function (param) { if (param.name === "notes_narrow") { param.value = true; } });
+    return spec;
+  }
+
+  // Titles kept within their width (a panel title's limit, the width of its plot; at most the chart box's
+  // `room`) by wrapping them onto more lines (a title is never cut to "…"); the key over a chart has no limit.
+  function fitTitles(spec, room) {
+    eachView(spec, function (view) {
+      var title = view.title;
+      if (!title || typeof title !== "object" || title.text === undefined) { return; }
+      var width = Math.min(title.limit > 0 ? title.limit : room, room);
+      if (!(width > 0)) { return; }
+      var font = (title.fontWeight || "bold") + " " + (title.fontSize || 13) + "px sans-serif";
+      title.text = wrapped(Array.isArray(title.text) ? title.text : [title.text], Math.max(60, width - 4), font);
+      title.limit = 0;
     });
     return spec;
   }
@@ -193,6 +231,7 @@
     var target = fit ? room : room * 1.3;  // a heatmap may scroll a little: its cell text needs room
     var floor = fit ? 0.4 : 0.5;
     var tries = 0, moved = false;
+    spec = fitTitles(JSON.parse(JSON.stringify(spec)), room);
     function attempt(current, drawn) {
       if (drawn.width <= target + 1 || room <= 0 || tries >= 3) { return drawn; }
       tries += 1;
@@ -239,6 +278,37 @@
     pending = setTimeout(refit, 250);
   });
 
+  // Paper is narrower than a desktop window: a chart drawn wider than an A4 column with its panels side by side
+  // (a comparison's heatmaps) is drawn once more, one drawing per panel (each may start a page), in the light
+  // theme and without its switches, shown on paper only (styles.css: figure.has-paper): its text prints at
+  // full size.
+  var PAPER = 780;  // charts/style.py PAPER_WIDTH: wider, its text would print under 8 px
+  function forPaper(fig, source) {
+    var spec = readSpec(source);
+    if (!Array.isArray(spec.hconcat)) { return; }
+    var holder = document.createElement("div");
+    holder.className = "chart-paper";
+    fig.querySelector(".chart-body").appendChild(holder);
+    var drawings = spec.hconcat.map(function (panel) {
+      var one = Object.assign({}, spec, panel);
+      delete one.hconcat;
+      delete one.resolve;
+      // One set of switches on the page (radio inputs of one name form one group).
+      one.params = (spec.params || []).map(function (param) {
+        var copy = Object.assign({}, param);
+        delete copy.bind;
+        return copy;
+      });
+      var part = document.createElement("div");
+      holder.appendChild(part);
+      return window.vegaEmbed(part, fitTitles(one, PAPER), { renderer: "svg", actions: false });
+    });
+    Promise.all(drawings).then(function () { fig.classList.add("has-paper"); }).catch(function (err) {
+      holder.remove();
+      console.warn("paper copy of a chart failed", err);
+    });
+  }
+
   function draw(fig) {
     var source = document.getElementById(fig.getAttribute("data-spec"));
     var live = fig.querySelector(".chart-live");
@@ -249,6 +319,7 @@
     if (DARK) { darken(spec); }
     fitted(fig, live, spec).then(function (drawn) {
       shown.push({ fig: fig, live: live, spec: spec, drawn: drawn, busy: false });
+      if (drawn.width > PAPER) { forPaper(fig, source); }
       live.hidden = false;
       if (still) { still.remove(); }
       fig.classList.add("is-live");
