@@ -102,7 +102,7 @@ def test_bands_cover_either_models_unreliable_layers_each_piece_naming_its_model
 def test_every_compare_line_chart_carries_the_bands_live_and_static(both_known):
     page = render_html(both_known)
     specs = _specs(page)
-    expected = [{"l": -0.5, "to": 4.5}, {"l": 4.5, "to": 9.5}, {"l": 19.5, "to": 21.5}]
+    expected = [{"l": 0, "to": 4.5}, {"l": 4.5, "to": 9.5}, {"l": 19.5, "to": 21.5}]  # cut to the axis (0-29)
     for chart_id in LINE_CHARTS:
         spec = specs[chart_id]
         rows = spec["datasets"]["unreliable"]
@@ -126,7 +126,7 @@ def test_a_model_without_fidelity_data_is_said_so_in_each_charts_caption():
             assert "Grey bands: layers where the logit lens is unreliable for base " in caption
             assert "No fidelity data for tuned's lens: its layers are not marked." in caption
     spec = _specs(render_html(comparison))["comparison-trajectory"]
-    assert [(r["l"], r["to"]) for r in spec["datasets"]["unreliable"]] == [(-0.5, 9.5)]
+    assert [(r["l"], r["to"]) for r in spec["datasets"]["unreliable"]] == [(0, 9.5)]
     assert spec["datasets"]["unreliable"][0]["note"].startswith("logit lens unreliable here for base (")
 
 
@@ -155,10 +155,10 @@ def test_models_of_different_depths_get_their_bands_in_relative_depth():
 
 
 def test_an_analysis_charts_bands_come_from_the_same_code():
-    """One run: each run of unreliable layers, half a layer out (as before), from ``trust_bands`` too."""
+    """One run: each run of unreliable layers, half a layer out (cut to the axis), from ``trust_bands`` too."""
     result = dataclasses.replace(make_result(layer_step=2), lens=_lens(30, {0, 1, 2, 3, 4, 5, 6, 12, 14}))
     spec = _specs(render_html(result))["run0-trajectory"]
-    assert [(r["layer"], r["to"]) for r in spec["datasets"]["unreliable"]] == [(-0.5, 6.5), (11.5, 14.5)]
+    assert [(r["layer"], r["to"]) for r in spec["datasets"]["unreliable"]] == [(0, 6.5), (11.5, 14.5)]
     assert spec["datasets"]["unreliable"][0]["note"] == (
         "tuned lens unreliable here (held-out KL to final above its threshold)"
     )

@@ -88,8 +88,11 @@ def _with_trust_bands(runs: list[RunReport], comparison: ComparisonView, dataset
     """Adds both models' grey bands (``line_charts.comparison_trust_bands``) to ``datasets``; returns a function
     giving the band layers for a panel's x encoding."""
     bands = comparison_trust_bands(runs, comparison)
-    if bands:
-        datasets["unreliable"] = trust_band_rows(bands, "l" if comparison.alignment == "layer" else "x")
+    if bands and comparison.alignment == "layer":
+        xs = [x for values in comparison.x_values for x in values]
+        datasets["unreliable"] = trust_band_rows(bands, "l", (min(xs), max(xs)))
+    elif bands:
+        datasets["unreliable"] = trust_band_rows(bands, "x", (0.0, 1.0))
     return lambda x: trust_band_layers(bands, x)
 
 

@@ -141,10 +141,7 @@ def trust_caption(runs: Sequence[RunReport], comparison: ComparisonView) -> str:
     if bad:
         lens = " / ".join(dict.fromkeys(run.lens_name for run in runs))
         whose = "both models" if len(bad) == len(runs) else " and ".join(bad)
-        out.append(
-            f" Grey bands: layers where the {lens} is unreliable for {whose} (from its held-out fidelity, "
-            "not from this prompt)."
-        )
+        out.append(f" Grey bands: layers where the {lens} is unreliable for {whose} (held-out fidelity).")
     unknown = [tag for tag, run in zip(comparison.tags, runs) if not run.fidelity_known]
     if unknown:
         who = " and ".join(unknown)

@@ -83,9 +83,11 @@ def trust_band_layers(bands: list[TrustBand], x: alt.X) -> list[Any]:
     return [band]
 
 
-def trust_band_rows(bands: list[TrustBand], field: str) -> list[dict[str, Any]]:
-    """The ``unreliable`` dataset: each band from ``field`` (the chart's x field) to ``to``, with its note."""
-    return [{field: b.x0, "to": b.x1, "note": b.note} for b in bands]
+def trust_band_rows(bands: list[TrustBand], field: str, domain: tuple[float, float]) -> list[dict[str, Any]]:
+    """The ``unreliable`` dataset: each band from ``field`` (the chart's x field) to ``to``, with its note, cut
+    to the x axis's ``domain`` (as the static SVG cuts them: no band reaches under the axis labels)."""
+    lo, hi = domain
+    return [{field: max(b.x0, lo), "to": min(b.x1, hi), "note": b.note} for b in bands if b.x1 > lo and b.x0 < hi]
 
 
 def _unreliable_bands(run: RunReport, x: alt.X) -> list[Any]:
@@ -93,7 +95,7 @@ def _unreliable_bands(run: RunReport, x: alt.X) -> list[Any]:
 
 
 def _unreliable_data(run: RunReport) -> list[dict[str, Any]]:
-    return trust_band_rows(run_trust_bands(run), "layer")
+    return trust_band_rows(run_trust_bands(run), "layer", (run.captured_layers[0], run.captured_layers[-1]))
 
 
 def rank_y(field: str, ranks: list[int]) -> alt.Y:
