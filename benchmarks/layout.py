@@ -126,6 +126,7 @@ def _print_text(ctx, path: Path) -> float:
     page = ctx.new_page()
     page.goto(path.as_uri())
     page.wait_for_function(ALL_SHOWN_LIVE, timeout=180_000)
+    page.wait_for_function(PAPER_READY, timeout=180_000)  # wide charts' copies for paper, drawn when idle
     page.evaluate("window.addEventListener('resize', e => e.stopImmediatePropagation(), true)")
     page.evaluate("window.dispatchEvent(new Event('beforeprint'))")
     page.emulate_media(media="print")
@@ -136,6 +137,10 @@ def _print_text(ctx, path: Path) -> float:
     return smallest
 
 
+PAPER_READY = (
+    "[...document.querySelectorAll('figure.chart.is-live')].every(f => { const s = f.querySelector('.chart-live svg');"
+    " return !s || +s.getAttribute('width') <= 780 || f.hasAttribute('data-paper'); })"
+)
 ALL_SHOWN_LIVE = (
     "[...document.querySelectorAll('figure.chart[data-spec]')].filter(f => !f.closest('details:not([open])'))"
     ".every(f => f.classList.contains('is-live'))"
@@ -146,6 +151,8 @@ def _pages(ctx, path: Path) -> int:
     page = ctx.new_page()
     page.goto(path.as_uri())
     page.wait_for_timeout(1500)
+    page.wait_for_function(ALL_SHOWN_LIVE, timeout=180_000)
+    page.wait_for_function(PAPER_READY, timeout=180_000)
     pdf = page.pdf(format="A4", print_background=True)
     page.close()
     return len(re.findall(rb"/Type\s*/Page(?![a-zA-Z])", pdf))

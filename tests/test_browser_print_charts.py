@@ -47,6 +47,12 @@ SHOWN_LIVE = (
     "[...document.querySelectorAll('figure.chart[data-spec]')].filter(f => !f.closest('details:not([open])'))"
     ".every(f => f.classList.contains('is-live'))"
 )
+# Every live chart drawn wider than paper allows has its copy for paper (drawn once the page is idle), or none
+# (data-paper="no": a single panel).
+PAPER_READY = (
+    "[...document.querySelectorAll('figure.chart.is-live')].every(f => { const s = f.querySelector('.chart-live svg');"
+    " return !s || +s.getAttribute('width') <= 780 || f.hasAttribute('data-paper'); })"
+)
 OPEN_ALL = "document.querySelectorAll('details').forEach(d => { d.open = true; })"
 NO_RESIZE = "window.addEventListener('resize', e => e.stopImmediatePropagation(), true)"
 
@@ -114,6 +120,7 @@ def _open(chromium, path: Path, width: int, errors: list[str], *, wait: bool = T
 
 def _printed(page) -> None:
     """The page as printed on A4: the print-time script (parts opened for paper), print styles, the column's width."""
+    page.wait_for_function(PAPER_READY, timeout=60_000)
     page.evaluate(NO_RESIZE)
     page.evaluate("window.dispatchEvent(new Event('beforeprint'))")
     page.emulate_media(media="print")
@@ -153,6 +160,7 @@ def test_no_form_control_prints(chromium, pages, name):
 def test_the_suite_prints_on_at_most_10_a4_pages(chromium, pages):
     errors: list[str] = []
     ctx, page = _open(chromium, pages["suite-weather-adapter"], 1280, errors)
+    page.wait_for_function(PAPER_READY, timeout=60_000)
     pdf = page.pdf(format="A4", print_background=True)
     ctx.close()
     assert 1 < len(re.findall(rb"/Type\s*/Page(?![a-zA-Z])", pdf)) <= 10

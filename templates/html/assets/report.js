@@ -283,9 +283,11 @@
   // theme and without its switches, shown on paper only (styles.css: figure.has-paper): its text prints at
   // full size.
   var PAPER = 780;  // charts/style.py PAPER_WIDTH: wider, its text would print under 8 px
+  // Drawn once the page is idle (the screen's charts first); data-paper says when it is done ("no": one panel).
+  var whenIdle = window.requestIdleCallback || function (task) { return setTimeout(task, 300); };
   function forPaper(fig, source) {
     var spec = readSpec(source);
-    if (!Array.isArray(spec.hconcat)) { return; }
+    if (!Array.isArray(spec.hconcat)) { fig.setAttribute("data-paper", "no"); return; }
     var holder = document.createElement("div");
     holder.className = "chart-paper";
     fig.querySelector(".chart-body").appendChild(holder);
@@ -303,8 +305,12 @@
       holder.appendChild(part);
       return window.vegaEmbed(part, fitTitles(one, PAPER), { renderer: "svg", actions: false });
     });
-    Promise.all(drawings).then(function () { fig.classList.add("has-paper"); }).catch(function (err) {
+    Promise.all(drawings).then(function () {
+      fig.classList.add("has-paper");
+      fig.setAttribute("data-paper", "yes");
+    }).catch(function (err) {
       holder.remove();
+      fig.setAttribute("data-paper", "no");
       console.warn("paper copy of a chart failed", err);
     });
   }
@@ -319,7 +325,7 @@
     if (DARK) { darken(spec); }
     fitted(fig, live, spec).then(function (drawn) {
       shown.push({ fig: fig, live: live, spec: spec, drawn: drawn, busy: false });
-      if (drawn.width > PAPER) { forPaper(fig, source); }
+      if (drawn.width > PAPER) { whenIdle(function () { forPaper(fig, source); }); }
       live.hidden = false;
       if (still) { still.remove(); }
       fig.classList.add("is-live");
