@@ -559,10 +559,14 @@ def test_static_phone_charts_print_wide_and_invert_when_dark(browser_context, sa
     )
     filters = page.evaluate(f"{shown}.map(s => [!!s.closest('.svg-narrow'), getComputedStyle(s).filter])")
     assert filters and all(narrow and "invert" in f for narrow, f in filters)  # dark: the narrow ones, inverted
-    # On paper (even from a phone) the wide drawings print, unfiltered.
+    # On paper (even from a phone) the wide drawings print, unfiltered; one wider than an A4 column prints its
+    # narrow drawing instead (r19-charts: the comparison heatmap's 986 px would print its text at 6.5 px).
     page.emulate_media(media="print")
-    printed = page.evaluate(f"{shown}.map(s => [!!s.closest('.svg-narrow'), getComputedStyle(s).filter])")
-    assert len(printed) == len(filters) and all(not narrow and f == "none" for narrow, f in printed)
+    printed = page.evaluate(
+        f"{shown}.map(s => [!!s.closest('.svg-narrow'), getComputedStyle(s).filter, !!s.closest('.paper-narrow')])"
+    )
+    assert len(printed) == len(filters) and all(narrow == paper and f == "none" for narrow, f, paper in printed)
+    assert [paper for _, _, paper in printed].count(True) == (1 if name.startswith("compare") else 0)
     page.emulate_media(media="screen")
     page.screenshot(path=str(SHOTS / f"{name}.static-390-dark.png"), full_page=True)
     assert watch.errors == []
