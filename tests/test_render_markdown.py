@@ -67,7 +67,8 @@ def test_prompt_is_a_fenced_block(demo_md):
 def test_summary_alone_matches_the_report(demo_md):
     summary = render_summary_markdown(build_report([make_result()]))
     assert summary.strip() in demo_md
-    assert summary.startswith("- **Lens:** logit lens.\n- **Final prediction:**")
+    assert summary.startswith("- **Final prediction:**")
+    assert "\n- **Lens:** Logit lens, with no held-out fidelity for it on this model\\: no layer is marked" in summary
 
 
 def test_untracked_result(tmp_path):

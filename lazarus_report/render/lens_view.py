@@ -244,3 +244,37 @@ def _best_where(best: list[tuple[int, int, bool]], labels: list[str], layers: li
     if close:
         text += f" Too close to call (95% intervals overlap) at layers {layer_ranges(close, layers)}."
     return text
+
+
+def analysis_trust(result: AnalysisResult, emergence_layer: int | None = None) -> str:
+    """An analysis page's answer to "how far can I trust this lens": the layer it is reliable from (held-out
+    fidelity), the layers marked ≈, whether the final prediction emerges at a marked layer; without fidelity
+    data, that nothing is marked and why (unknown is not reliable)."""
+    name = lens_name(result.lens_kind)
+    lens = result.lens
+    if lens is None or not lens.fidelity:
+        return (
+            f"{name[0].upper()}{name[1:]}, with no held-out fidelity for it on this model: no layer is marked "
+            "(unknown is not reliable; lazarus lens eval measures it)."
+        )
+    layers = list(result.captured_layers)
+    bad = set(result.unreliable_layers)
+    threshold = lens.unreliable_threshold_nats
+    start = true_from_layer(layers, [layer not in bad for layer in layers])
+    if not bad:
+        text = (
+            f"{name[0].upper()}{name[1:]}, reliable at every captured layer (held-out KL at most {threshold:g} nats)."
+        )
+    elif start is None or start == layers[-1]:
+        text = (
+            f"{name[0].upper()}{name[1:]}, reliable only at the last layer ({layers[-1]}, the model's own output): "
+            f"the other captured layers are marked ≈ (held-out KL above {threshold:g} nats), read them as rough."
+        )
+    else:
+        text = (
+            f"{name[0].upper()}{name[1:]}, reliable from layer {start} (held-out KL at most {threshold:g} nats); "
+            f"layers {layer_ranges(sorted(bad), layers)} are marked ≈: read them as rough."
+        )
+    if emergence_layer is not None and emergence_layer in bad:
+        text += f" The final prediction emerges at layer {emergence_layer}, where the lens is unreliable."
+    return text
