@@ -224,3 +224,58 @@ def test_cli_evaluates_every_fitted_lens_and_refuses_bad_input(tiny: dict[str, P
     )
     assert proc.returncode == 0, proc.stderr
     assert [e["lens"]["kind"] for e in json.loads(out.read_text())["entries"]] == ["logit", "linear"]
+
+
+def test_cli_skips_a_damaged_cached_lens_with_a_warning(tiny: dict[str, Path]) -> None:
+    """A cached lens whose weights no longer match their digest is never used: a one-line warning, the other
+    lenses are evaluated; when none is left, the one-line error."""
+    root, model = tiny["root"], str(tiny["model"])
+    cache = root / "cache-damaged"
+    cache.mkdir()
+    corpus = str(root / "corpus.txt")
+    for kind in ("linear", "tuned"):
+        extra = ["--steps", "3"] if kind == "tuned" else []
+        proc = invoke("lens", "fit", "-m", model, "--kind", kind, "--corpus", corpus, *extra, "-q", cache=cache)
+        assert proc.returncode == 0, proc.stderr
+    (weights,) = cache.glob("lenses/*/linear/weights.safetensors")
+    data = bytearray(weights.read_bytes())
+    data[-1] ^= 0xFF
+    weights.write_bytes(bytes(data))
+    out = root / "damaged.json"
+    proc = invoke("lens", "eval", "-m", model, "--corpus", corpus, "-q", "-o", str(out), cache=cache)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stderr.startswith("Warning: linear lens skipped: ") and "damaged" in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1
+    assert [e["lens"]["kind"] for e in json.loads(out.read_text())["entries"]] == ["logit", "tuned"]
+    (tuned,) = cache.glob("lenses/*/tuned/weights.safetensors")
+    tuned.write_bytes(b"")
+    out.unlink()
+    proc = invoke("lens", "eval", "-m", model, "--corpus", corpus, "-q", "-o", str(out), cache=cache)
+    assert proc.returncode == 2 and "no lens fitted for" in proc.stderr.strip().splitlines()[-1]
+    assert not out.exists()
+
+
+def test_charts_shade_the_intervals_and_keep_the_key() -> None:
+    from factories import make_lens_eval
+
+    from lazarus_report.render.lens_report import fidelity_charts
+    from lazarus_report.results.lens_eval import LayerInterval, LensEvalEntry
+
+    base = make_lens_eval()
+    logit = dataclasses.replace(base.lens, kind="logit", source=None, fidelity=base.logit)
+
+    def around(rows: list[LensFidelity]) -> list[LayerInterval]:
+        return [
+            LayerInterval(f.layer, [f.kl_to_final * 0.9, f.kl_to_final * 1.1], [0.1, 0.2], [2.0, 3.0]) for f in rows
+        ]
+
+    entries = [LensEvalEntry(logit, around(logit.fidelity)), LensEvalEntry(base.lens, around(base.lens.fidelity))]
+    kl, agree = fidelity_charts(dataclasses.replace(base, entries=entries))
+    for chart in (kl, agree):
+        marks = [
+            layer["mark"]["type"] if isinstance(layer["mark"], dict) else layer["mark"] for layer in chart.spec["layer"]
+        ]
+        assert marks.count("area") == 2 and "line" in marks
+        assert ">Lens</text>" in chart.svg  # the key of the lines is drawn
+    kl, _ = fidelity_charts(base)  # a version-3 file: no intervals, no bands
+    assert "area" not in json.dumps(kl.spec)

@@ -155,10 +155,12 @@ def fidelity_charts(result: LensEvalResult) -> list[Any]:
 
     entries = result.all_entries()
     names = entry_labels(entries)
+    bands = all(e.intervals for e in entries)
     rows = [
         {"layer": f.layer, "lens": name, "kl": max(f.kl_to_final, 1e-4), "agreement": f.top1_agreement}
+        | (_band(e.intervals[j]) if bands else {})
         for name, e in zip(names, entries)
-        for f in e.lens.fidelity
+        for j, f in enumerate(e.lens.fidelity)
     ]
     palette = (ch.PALETTE * (1 + len(names) // len(ch.PALETTE)))[: len(names)]
     color = alt.Color("lens:N", scale=alt.Scale(domain=names, range=palette), title="Lens")
@@ -170,8 +172,7 @@ def fidelity_charts(result: LensEvalResult) -> list[Any]:
         .encode(x=x, y=alt.Y("kl:Q", title="KL(final ‖ lens), nats", scale=alt.Scale(type="log")), color=color)
     )
     rule = alt.Chart(alt.NamedData("threshold")).mark_rule(strokeDash=[4, 3], color="#888").encode(y=alt.Y("kl:Q"))
-    kl_chart = alt.layer(kl_line, rule).properties(width=ch.LINE_WIDTH, height=ch.LINE_HEIGHT)
-    agree_chart = (
+    agree_line = (
         alt.Chart(alt.NamedData("fidelity"))
         .mark_line(point=True)
         .encode(
@@ -179,13 +180,27 @@ def fidelity_charts(result: LensEvalResult) -> list[Any]:
             y=alt.Y("agreement:Q", title="Top-1 agreement", scale=alt.Scale(domain=[0, 1]), axis=alt.Axis(format="%")),
             color=color,
         )
-        .properties(width=ch.LINE_WIDTH, height=ch.LINE_HEIGHT)
     )
+    kl_layers: list[Any] = [kl_line, rule]
+    agree_layers: list[Any] = [agree_line]
+    if bands:  # the 95% intervals as shaded bands under each line: one layer per lens with a fixed colour (a
+        # band encoded by a scale, even without a legend, would hide the key of the lines)
+        for name, colour in zip(names, palette):
+            band = (
+                alt.Chart(alt.NamedData("fidelity"))
+                .mark_area(opacity=0.2, color=colour)
+                .transform_filter(alt.datum.lens == name)
+            )
+            kl_layers.insert(0, band.encode(x=x, y="kl_lo:Q", y2="kl_hi:Q"))
+            agree_layers.insert(0, band.encode(x=x, y="agree_lo:Q", y2="agree_hi:Q"))
+    kl_chart = alt.layer(*kl_layers).properties(width=ch.LINE_WIDTH, height=ch.LINE_HEIGHT)
+    agree_chart = alt.layer(*agree_layers).properties(width=ch.LINE_WIDTH, height=ch.LINE_HEIGHT)
+    shaded = " Shaded: 95% intervals." if bands else ""
     kl_desc = (
         f"Mean KL divergence from the model's final distribution per layer, on held-out text (log scale); "
-        f"the dashed line is the unreliable threshold ({threshold:g} nats)."
+        f"the dashed line is the unreliable threshold ({threshold:g} nats).{shaded}"
     )
-    agree_desc = "Fraction of held-out positions where the lens's top-1 token is the model's final top-1."
+    agree_desc = f"Fraction of held-out positions where the lens's top-1 token is the model's final top-1.{shaded}"
     from .charts.background import line_view
 
     pending = [
@@ -199,6 +214,15 @@ def fidelity_charts(result: LensEvalResult) -> list[Any]:
         line_view("lens-agreement", "Top-1 agreement", agree_desc, agree_chart, {"fidelity": rows}),
     ]
     return [p.result() for p in pending]
+
+
+def _band(interval: Any) -> dict[str, float]:
+    return {
+        "kl_lo": max(interval.kl_to_final[0], 1e-4),
+        "kl_hi": max(interval.kl_to_final[1], 1e-4),
+        "agree_lo": interval.top1_agreement[0],
+        "agree_hi": interval.top1_agreement[1],
+    }
 
 
 def render_lens_eval_html(result: LensEvalResult, *, static: bool = False) -> str:
