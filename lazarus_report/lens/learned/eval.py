@@ -9,7 +9,9 @@ distribution ``p`` (the last block's output through the same head), and
 * ``cross_entropy`` = mean of -log q(true next token) (positions whose next token is in the text).
 
 Logits come in blocks of ``ROWS`` positions through the model's head (MLX matmul), statistics in
-numpy float32/float64; several lenses share each block's final distribution.
+numpy float32/float64; several lenses share each block's final distribution. Sums are kept per held-out
+sequence, so each mean gets a 95% percentile-bootstrap interval that resamples whole sequences (positions of
+one sequence are correlated: resampling positions would make the intervals too narrow).
 """
 
 from __future__ import annotations
