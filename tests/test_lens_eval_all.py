@@ -56,7 +56,7 @@ def test_an_identity_lens_reads_exactly_as_the_logit_lens(loaded) -> None:
     assert logit.lens.kind == "logit" and ident.lens.kind == "linear"
     assert ident.lens.fidelity == logit.lens.fidelity == result.logit
     assert ident.intervals == logit.intervals and len(ident.intervals) == loaded.info.num_layers - 1
-    assert result.sequences >= 2 and "bootstrap" in result.interval_method
+    assert result.sequences >= 2 and "bootstrap over 13 blocks of up to 64" in result.interval_method
     for ci, f in zip(ident.intervals, ident.lens.fidelity):
         for field in ("kl_to_final", "top1_agreement", "cross_entropy"):
             lo, hi = getattr(ci, field)
@@ -90,8 +90,11 @@ def test_a_lens_fitted_to_the_model_beats_the_logit_lens(loaded) -> None:
     assert back == result and back.schema_version == 4
 
 
-def test_bootstrap_intervals_resample_whole_sequences() -> None:
-    from lazarus_report.lens.learned.eval import Sums
+def test_bootstrap_intervals_resample_whole_blocks() -> None:
+    from lazarus_report.lens.learned.eval import Sums, position_blocks
+
+    # Blocks of consecutive positions, never across two sequences.
+    assert position_blocks([5, 3], size=2).tolist() == [0, 0, 1, 1, 2, 3, 3, 4]
 
     one = np.ones((1, 1, 4))
     # Every sequence has the same mean: the interval is that mean exactly.

@@ -9,9 +9,10 @@ distribution ``p`` (the last block's output through the same head), and
 * ``cross_entropy`` = mean of -log q(true next token) (positions whose next token is in the text).
 
 Logits come in blocks of ``ROWS`` positions through the model's head (MLX matmul), statistics in
-numpy float32/float64; several lenses share each block's final distribution. Sums are kept per held-out
-sequence, so each mean gets a 95% percentile-bootstrap interval that resamples whole sequences (positions of
-one sequence are correlated: resampling positions would make the intervals too narrow).
+numpy float32/float64; several lenses share each block's final distribution. Sums are kept per block of
+``BOOTSTRAP_BLOCK`` consecutive positions, so each mean gets a 95% percentile-bootstrap interval that resamples
+whole blocks (neighbouring positions are correlated: resampling single positions would make the intervals too
+narrow).
 """
 
 from __future__ import annotations
@@ -38,7 +39,8 @@ from .corpus import Corpus, TokenSequences, take_tokens, tokenize
 mx = import_mlx()
 
 ROWS = 256
-BOOTSTRAP_RESAMPLES = 1000  # resamples of the held-out sequences behind each 95% interval
+BOOTSTRAP_RESAMPLES = 1000  # resamples behind each 95% interval
+BOOTSTRAP_BLOCK = 64  # positions per bootstrap block (consecutive, within one held-out sequence)
 
 
 def measure(
@@ -55,7 +57,7 @@ def measure(
 
 @dataclass
 class Sums:
-    """Per lens, layer and group (held-out sequence) the sums of the per-position values, and per group the
+    """Per lens, layer and group (a block of held-out positions) the sums of the per-position values, and per group the
     positions (``count``) and positions with a true next token (``ce_count``)."""
 
     layers: list[int]
@@ -82,8 +84,9 @@ class Sums:
         ]
 
     def intervals(self, resamples: int = BOOTSTRAP_RESAMPLES, seed: int = 0) -> list[list[LayerInterval]]:
-        """95% percentile-bootstrap intervals, resampling whole groups (held-out sequences) with replacement:
-        positions of one sequence are correlated, so resampling positions would give intervals too narrow.
+        """95% percentile-bootstrap intervals, resampling whole groups (blocks of consecutive held-out positions)
+        with replacement: neighbouring positions are correlated, so resampling single positions would give
+        intervals too narrow (whole sequences, only 8 for the default 2048 positions, too coarse).
         One group: the interval is the point (nothing to resample)."""
         groups = self.count.shape[0]
         rng = np.random.default_rng(seed)
@@ -181,7 +184,7 @@ def evaluate(
 ) -> LensEvalResult:
     """``lazarus lens eval``: the logit lens and every lens of ``lens`` (one or several) side by side on the
     corpus's held-out split (its first ``tokens`` positions; by default the same ones the fit measured, see
-    ``fit.heldout_positions``), with a bootstrap interval per layer over the held-out sequences."""
+    ``fit.heldout_positions``), with a bootstrap interval per layer over blocks of held-out positions."""
     from ...core.runtime import versions
 
     t0 = time.perf_counter()
@@ -199,7 +202,7 @@ def evaluate(
     stage = _stage(progress, "collect", n)
     states = collect_states(loaded, held, stage)
     t1 = time.perf_counter()
-    groups = np.repeat(np.arange(len(held)), [max(0, len(s) - 1) for s in held])
+    groups = position_blocks([max(0, len(s) - 1) for s in held])
     n_layers = states.hidden.shape[0]
     stage = _stage(progress, "measure", n * (n_layers - 1))
     sums = measure_sums(loaded, states, order, groups=groups, progress=stage)
@@ -222,17 +225,28 @@ def evaluate(
         versions=versions(),
         timings={"collect": round(t1 - t0, 3), "measure": round(t2 - t1, 3), "total": round(t2 - t0, 3)},
         entries=entries,
-        interval_method=_interval_method(len(held)),
+        interval_method=_interval_method(int(groups.max()) + 1),
         sequences=len(held),
     )
 
 
-def _interval_method(sequences: int) -> str:
-    if sequences < 2:
-        return "none: one held-out sequence, nothing to resample (each range is the value itself)"
+def position_blocks(lengths: Sequence[int], size: int = BOOTSTRAP_BLOCK) -> np.ndarray:
+    """Each position's bootstrap block: runs of ``size`` consecutive positions, never across two sequences."""
+    ids: list[np.ndarray] = []
+    g = 0
+    for n in lengths:
+        blocks = -(-n // size)
+        ids.append(g + np.arange(n) // size)
+        g += blocks
+    return np.concatenate(ids).astype(np.int64) if ids else np.zeros(0, dtype=np.int64)
+
+
+def _interval_method(blocks: int) -> str:
+    if blocks < 2:
+        return "none: one block of held-out positions, nothing to resample (each range is the value itself)"
     return (
-        f"95% percentile bootstrap over the {sequences} held-out sequences "
-        f"({BOOTSTRAP_RESAMPLES} resamples of whole sequences)"
+        f"95% percentile bootstrap over {blocks} blocks of up to {BOOTSTRAP_BLOCK} consecutive held-out positions "
+        f"({BOOTSTRAP_RESAMPLES} resamples; whole blocks, since neighbouring positions are correlated)"
     )
 
 
