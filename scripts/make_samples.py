@@ -76,6 +76,7 @@ COMPARE_SAMPLES = [
 
 # Tuned-lens versions: (name, the logit-lens sample it mirrors)
 TUNED = "build/lenses/smollm2-135m-instruct-tuned"  # relative: the reports show it as typed
+LINEAR = "build/lenses/smollm2-135m-instruct-linear"  # beside the tuned lens in the lens evaluation sample
 TUNED_SAMPLES = ["analyze-capital-raw", "analyze-weather-chat", "compare-base-vs-weather-adapter"]
 
 SUITE_SAMPLES = [
@@ -97,7 +98,8 @@ def write(name: str, obj) -> None:
 
 
 def tuned_lens(analyzer: ModelAnalyzer) -> None:
-    """Fit SmolLM2's tuned lens into TUNED unless it is there, and write its evaluation sample."""
+    """Fit SmolLM2's tuned lens into TUNED and its linear lens into LINEAR unless they are there, and write the
+    evaluation sample (the logit, linear and tuned lenses side by side)."""
     from lazarus_report.lens.learned import Lens, evaluate, fit_lens
     from lazarus_report.lens.learned.corpus import default_corpus
     from lazarus_report.lens.learned.store import save_logit_fidelity
@@ -108,8 +110,12 @@ def tuned_lens(analyzer: ModelAnalyzer) -> None:
         Path(TUNED).parent.mkdir(parents=True, exist_ok=True)
         print(f"fitting the tuned lens into {TUNED} (once; about 20 minutes on 2 cores)")
         fit_lens(analyzer.loaded, "tuned").save(TUNED)
+    if not (ROOT / LINEAR / "lens.json").is_file():
+        print(f"fitting the linear lens into {LINEAR} (once; about 3 minutes on 2 cores)")
+        fit_lens(analyzer.loaded, "linear").save(LINEAR)
     lens = Lens.load(TUNED)
-    evaluation = evaluate(analyzer.loaded, lens, default_corpus())
+    # As `lazarus lens eval` does with every lens fitted for the model: the logit, linear and tuned lenses side by side.
+    evaluation = evaluate(analyzer.loaded, [Lens.load(LINEAR), lens], default_corpus())
     # As `lazarus lens eval` does: the logit lens's held-out fidelity is cached for the model, so the logit-lens
     # samples written after this mark their unreliable layers (the same on every machine).
     save_logit_fidelity(analyzer.loaded, evaluation.logit, evaluation.corpus)

@@ -67,7 +67,7 @@ def test_fit_into_the_cache_then_eval_by_kind(env: dict[str, Path]) -> None:
     assert data["lens"]["kind"] == "linear" and data["lens"]["source"] == "cache"
     assert [r["layer"] for r in data["logit"]] == [0, 1] == [r["layer"] for r in data["lens"]["fidelity"]]
     # The text table shows both lenses per layer; the page has both charts.
-    assert "logit" in proc.stdout and "Mean KL over layers 0-1" in proc.stdout
+    assert "logit" in proc.stdout and "Mean KL over layers 0-1: logit " in proc.stdout
     html = page.read_text()
     assert 'id="lens-kl"' in html and 'id="lens-agreement"' in html and "<svg" in html
     from lazarus_report.results.lens_eval import LensEvalResult

@@ -166,9 +166,13 @@ def test_page_declares_colour_schemes_print_and_viewport(demo_html):
 def test_summary_is_rendered_markdown(demo_html):
     summary = parse(demo_html).find("section", id="summary")
     items = [li.text() for li in summary.find_all("li")]
-    assert items[0] == "Lens: logit lens."
-    assert items[1].startswith("Final prediction: \u2423Paris at 77.2%")
-    assert any(i.startswith("Emergence: \u2423Paris is first the top-1 prediction at layer 17") for i in items)
+    # The verdict first: the final prediction, where it emerges, the lens and how far to trust it.
+    assert items[0].startswith("Final prediction: \u2423Paris at 77.2%")
+    assert items[1].startswith("Emergence: \u2423Paris is first the top-1 prediction at layer 17")
+    assert items[2] == (
+        "Lens: Logit lens, with no held-out fidelity for it on this model: no layer is marked "
+        "(unknown is not reliable; lazarus lens eval measures it)."
+    )
     assert summary.find_all("code"), "tokens are code spans"
 
 

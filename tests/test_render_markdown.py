@@ -47,11 +47,11 @@ def test_tables_have_consistent_cells(demo_md):
     assert len(tables) == 2
     top_k, layers = (_rows(t) for t in tables)
     assert len(top_k) == 1 + 10 and {len(r) for r in top_k} == {4}
-    # The final top-1 (␣Paris) is tracked: no separate "Rank of ␣Paris" column; each tracked column is named.
-    assert len(layers) == 1 + 30 and {len(r) for r in layers} == {5 + 2 * 2}
-    assert layers[0][5:] == [
-        "P(<code>␣Paris</code>)", "Rank of <code>␣Paris</code>", "P(<code>␣Ly</code>)", "Rank of <code>␣Ly</code>"
-    ]  # fmt: skip
+    # The final top-1 (␣Paris) is tracked: no separate column for it; each tracked token's column is named, its
+    # cells read "probability (#rank)"; at most 6 columns (a 760 px pull-request comment).
+    assert len(layers) == 1 + 30 and {len(r) for r in layers} == {6}
+    assert layers[0] == ["Layer", "Top-1", "Entropy", "KL to final", "<code>␣Paris</code>", "<code>␣Ly</code>"]
+    assert all(re.fullmatch(r"(&lt;)?[\d.,]+% \(#[\d,]+\)", cell) for row in layers[1:] for cell in row[4:])
     emergence_rows = [r for r in layers[1:] if "★" in r[0]]
     assert [r[0] for r in emergence_rows] == ["17 ★"]
 
@@ -67,7 +67,8 @@ def test_prompt_is_a_fenced_block(demo_md):
 def test_summary_alone_matches_the_report(demo_md):
     summary = render_summary_markdown(build_report([make_result()]))
     assert summary.strip() in demo_md
-    assert summary.startswith("- **Lens:** logit lens.\n- **Final prediction:**")
+    assert summary.startswith("- **Final prediction:**")
+    assert "\n- **Lens:** Logit lens, with no held-out fidelity for it on this model\\: no layer is marked" in summary
 
 
 def test_untracked_result(tmp_path):
@@ -105,10 +106,14 @@ def test_hostile_markdown_injects_nothing(hostile_md):
 def test_hostile_tables_keep_their_shape(hostile_md):
     result = make_hostile_result()
     rendered = github_like().render(hostile_md)
-    top_k, layers = (_rows(t) for t in re.findall(r"<table>.*?</table>", rendered, re.S))
+    top_k, *layer_tables = (_rows(t) for t in re.findall(r"<table>.*?</table>", rendered, re.S))
     assert {len(r) for r in top_k} == {4}
     final_tracked = result.final_prediction[0].token_id in {t.token_id for t in result.tracked_tokens}
-    assert {len(r) for r in layers} == {(5 if final_tracked else 6) + 2 * len(result.tracked_tokens)}
+    series = (0 if final_tracked else 1) + len(result.tracked_tokens)
+    # Layer, Top-1, Entropy, KL and two series; the other series in tables of Layer and at most 5 more.
+    assert {len(r) for r in layer_tables[0]} == {4 + min(series, 2)}
+    assert sum(len(t[0]) - 1 for t in layer_tables[1:]) == max(0, series - 2)
+    assert all(len(r) <= 6 for t in layer_tables for r in t)
     assert html.unescape(top_k[1][1]) == f"<code>{visible_token(result.final_prediction[0].token)}</code> (tracked)"
 
 
@@ -137,3 +142,58 @@ def test_md_token_in_a_table_cell_stays_one_cell(text):
     rows = _rows(github_like().render(table))
     assert len(rows[1]) == 2 and html.unescape(rows[1][1]) == "z"
     assert html.unescape(rows[1][0]) == f"<code>{visible_token(text)}</code>"
+
+
+# --- r19-pages: the analysis Markdown in a pull-request comment (issue 23) ------------------------------------
+
+SAMPLES = __import__("pathlib").Path(__file__).resolve().parents[1] / "sample_reports"
+
+
+@pytest.mark.parametrize("name", sorted(p.stem for p in SAMPLES.glob("analyze-*.json")))
+def test_analysis_markdown_fits_a_pull_request_comment(name):
+    from lazarus_report.render.packing import load_result_file
+
+    result = load_result_file(SAMPLES / f"{name}.json")
+    md = render_markdown(result)
+    rendered = github_like().render(md)
+    tables = [_rows(t) for t in re.findall(r"<table>.*?</table>", rendered, re.S)]
+    assert tables and all(len(row) <= 6 for table in tables for row in table), [t[0] for t in tables]
+    text = re.sub(r"<[^>]+>", "", rendered)
+    assert "**" not in text and "\\*" not in text  # bold renders as bold, never as literal asterisks
+    assert "<strong>Final prediction:</strong>" in rendered
+    layers = next(t for t in tables if t[0][:2] == ["Layer", "Top-1"])
+    marked = [row[0] for row in layers[1:] if "≈" in row[0]]
+    unreliable = set(result.unreliable_layers)
+    assert [int(label.split()[0]) for label in marked] == [
+        int(row[0].split()[0]) for row in layers[1:] if int(row[0].split()[0]) in unreliable
+    ]
+    if unreliable:
+        assert "≈ marks an unreliable layer: from the lens's held-out fidelity" in html.unescape(text)
+    else:
+        assert "≈ marks" not in text
+
+
+def test_identical_consecutive_layers_fold_into_one_row():
+    import dataclasses
+
+    from lazarus_report.render.markdown import render_report_markdown
+
+    report = build_report([make_result()])
+    run = report.runs[0]
+    rows = run.layer_rows
+    first = rows[0]
+    # Layers 0-3 read the same (every shown value), then the rest as they are.
+    same = [dataclasses.replace(first, layer=i, emerging=[]) for i in range(4)]
+    folded_run = dataclasses.replace(run, layer_rows=same + rows[4:])
+    md = render_report_markdown(dataclasses.replace(report, runs=[folded_run]))
+    tables = [_rows(t) for t in re.findall(r"<table>.*?</table>", github_like().render(md), re.S)]
+    layers = next(t for t in tables if t[0][:2] == ["Layer", "Top-1"])
+    assert [r[0] for r in layers[1:3]] == ["0-3", "4"]
+    assert len(layers) == 1 + len(rows) - 3
+    assert "consecutive layers that read the same are folded into one row" in md
+    # Unfolded when one number differs as printed.
+    differs = [dataclasses.replace(r, entropy=(r.entropy or 0) + 0.5 * r.layer) for r in same]
+    md = render_report_markdown(
+        dataclasses.replace(report, runs=[dataclasses.replace(run, layer_rows=differs + rows[4:])])
+    )
+    assert "folded into one row" not in md

@@ -164,9 +164,10 @@ def _save(lens_obj: Any, out: str | None, loaded: Any, kind: str) -> Path:
 @click.option(
     "--lens",
     "lens_spec",
-    required=True,
+    multiple=True,
     metavar="KIND|DIR",
-    help="linear, tuned, jacobian (from the cache), logit or a lens directory.",
+    help="linear, tuned, jacobian (from the cache), logit or a lens directory; repeatable. "
+    "Default: every lens fitted for the model. The logit lens is always evaluated.",
 )
 @click.option(
     "--corpus", multiple=True, metavar="FILE", help="Evaluate on the held-out split of these files (default: built in)."
@@ -183,7 +184,8 @@ def _save(lens_obj: Any, out: str | None, loaded: Any, kind: str) -> Path:
 @click.option("--html", "html", metavar="FILE", help="Write an HTML page with the per-layer fidelity charts.")
 @click.option("-q", "--quiet", is_flag=True, help="Do not print the text table.")
 def eval_(**opts: Any) -> None:
-    """Measure a lens against the logit lens on held-out text: KL to final, top-1 agreement, cross-entropy."""
+    """Measure every lens fitted for the model (or those given) against the logit lens on held-out text, side by
+    side per layer: KL to final, top-1 agreement, cross-entropy, each with a bootstrap 95% interval."""
     from .common import run_guarded
 
     run_guarded(lambda: _eval(**opts))
@@ -201,7 +203,7 @@ def _check_lens_spec(spec: str) -> None:
 
 def _eval(
     model: str,
-    lens_spec: str,
+    lens_spec: tuple[str, ...],
     corpus: tuple[str, ...],
     tokens: int | None,
     adapter: str | None,
@@ -215,18 +217,19 @@ def _eval(
         check_output_path(path, option)
     if tokens is not None and tokens < 1:
         raise LazarusError(f"--tokens {tokens}: must be at least 1")
-    _check_lens_spec(lens_spec)
+    for spec in lens_spec:
+        _check_lens_spec(spec)
     from ..lens.learned.corpus import read_corpus_files
 
     text = read_corpus_files(list(corpus))
     from ..lens.learned.eval import evaluate
-    from ..lens.learned.store import resolve_lens, save_logit_fidelity
+    from ..lens.learned.store import save_logit_fidelity
     from ..models.loader import load_model
 
     loaded = load_model(model, adapter=adapter)
-    lens_obj = resolve_lens(lens_spec, loaded)
+    lenses = _lenses_to_evaluate(list(dict.fromkeys(lens_spec)), loaded)
     with progress_bars(not quiet and sys.stderr.isatty()) as progress:
-        result = evaluate(loaded, lens_obj, text, tokens=tokens, progress=progress)
+        result = evaluate(loaded, lenses, text, tokens=tokens, progress=progress)
     if not corpus:
         with contextlib.suppress(OSError):
             save_logit_fidelity(loaded, result.logit, result.corpus)
@@ -244,6 +247,28 @@ def _eval(
         from ..render.lens_text import render_eval_text
 
         click.echo(render_eval_text(result), nl=False)
+
+
+def _lenses_to_evaluate(specs: list[str], loaded: Any) -> list[Any]:
+    """The lenses named by ``--lens``, or (none named) every learned lens fitted for the model; none: an error."""
+    from ..lens.learned.store import resolve_lens
+
+    if specs:
+        return [resolve_lens(spec, loaded) for spec in specs]
+    found = []
+    for kind in ("linear", "tuned", "jacobian"):
+        try:
+            found.append(resolve_lens(kind, loaded))
+        except LazarusError as exc:
+            if not str(exc).startswith("no fitted"):
+                click.echo(f"Warning: {kind} lens skipped: {exc}", err=True)
+    if not found:
+        hint = f"-m {loaded.info.model_id}" + (f" --adapter {loaded.info.adapter}" if loaded.info.adapter else "")
+        raise LazarusError(
+            f"no lens fitted for {loaded.info.model_id}: run `lazarus lens fit {hint} --kind tuned` first, "
+            "or pass --lens logit (or --lens DIR) to say which to evaluate"
+        )
+    return found
 
 
 @contextlib.contextmanager

@@ -6,7 +6,7 @@ from typing import Any
 
 from ..results.lens_eval import LensEvalResult
 from ..results.provenance import LensRecord
-from .lens_view import fidelity_summary, layer_ranges
+from .lens_view import best_per_layer, entry_labels, entry_name, eval_verdict, fidelity_summary, layer_ranges
 from .suite_model import one_line
 
 
@@ -46,44 +46,63 @@ def render_fit_summary(record: LensRecord, meta: dict[str, Any], path: str, cach
     return "\n".join(lines) + "\n"
 
 
+METRICS = (
+    ("kl_to_final", "KL(final || lens), nats", "{:.3f}"),
+    ("top1_agreement", "top-1 agreement with the final prediction", "{:.1%}"),
+    ("cross_entropy", "cross-entropy against the true next token, nats", "{:.3f}"),
+)
+
+
 def render_eval_text(result: LensEvalResult) -> str:
-    lens = result.lens
-    name = f"{lens.kind} lens" + (f" ({one_line(lens.source)})" if lens.source else "")
+    """The verdict first, then per metric one table: a row per layer, a column per lens (value and 95% interval)."""
+    entries = result.all_entries()
+    labels = entry_labels(entries)
     lines = [
-        f"Lens evaluation: {name} vs the logit lens on {one_line(result.model.model_id)}",
-        f"  Held-out text: {one_line(result.corpus)}, {result.tokens} tokens",
+        f"Lens evaluation: {', '.join(entry_name(one_line(label)) for label in labels)} on "
+        f"{one_line(result.model.model_id)}",
+        "",
+        *eval_verdict(result),
+        "",
+        f"  Held-out text: {one_line(result.corpus)}, {result.tokens} tokens"
+        + (f" in {result.sequences} sequences" if result.sequences else ""),
         f"  Model's own next-token cross-entropy: {result.final_cross_entropy:.3f} nats",
     ]
-    if lens.note:
-        lines.append(f"  Note: {one_line(lens.note)}")
-    lines.append("")
-    same = lens.kind == "logit"
-    if same:
-        lines.append(f"{'layer':>5}  {'KL to final':>11}  {'top-1 agree':>11}  {'cross-ent.':>10}")
-        for r in lens.fidelity:
-            lines.append(f"{r.layer:>5}  {r.kl_to_final:>11.3f}  {r.top1_agreement:>11.1%}  {r.cross_entropy:>10.3f}")
-    else:
-        lines.append(f"{'':>5}  {'KL(final || lens), nats':^23}  {'top-1 agreement':^19}  {'cross-entropy, nats':^21}")
-        lines.append(
-            f"{'layer':>5}  {'logit':>10} {lens.kind:>12}  {'logit':>8} {lens.kind:>10}  {'logit':>9} {lens.kind:>11}"
-        )
-        for lo, le in zip(result.logit, lens.fidelity):
-            flag = " !" if le.kl_to_final > lens.unreliable_threshold_nats else ""
-            lines.append(
-                f"{le.layer:>5}  {lo.kl_to_final:>10.3f} {le.kl_to_final:>12.3f}  {lo.top1_agreement:>8.1%} "
-                f"{le.top1_agreement:>10.1%}  {lo.cross_entropy:>9.3f} {le.cross_entropy:>11.3f}{flag}"
-            )
-    s_lens = fidelity_summary(lens.fidelity)
-    s_logit = fidelity_summary(result.logit)
-    lines.append("")
-    if not same and s_lens and s_logit:
-        ratio = s_lens["mean_kl"] / s_logit["mean_kl"] if s_logit["mean_kl"] > 0 else float("nan")
-        lines.append(
-            f"Mean KL over layers 0-{lens.fidelity[-1].layer}: logit {s_logit['mean_kl']:.3f}, {lens.kind} "
-            f"{s_lens['mean_kl']:.3f} ({ratio:.2f}x). Top-1 agreement at layer {int(s_lens['mid_layer'])}: "
-            f"logit {s_logit['mid_top1']:.1%}, {lens.kind} {s_lens['mid_top1']:.1%}."
-        )
-        lines.append(f"! = unreliable: KL above {lens.unreliable_threshold_nats:g} nats.")
-    elif s_lens:
-        lines.append(f"Mean KL over layers 0-{lens.fidelity[-1].layer}: {s_lens['mean_kl']:.3f} nats.")
+    for e, label in zip(entries, labels):
+        if e.lens.note:
+            lines.append(f"  Note ({one_line(label)}): {one_line(e.lens.note)}")
+        if e.lens.source:
+            lines.append(f"  {one_line(label)}: {one_line(e.lens.source)}")
+    intervals = all(e.intervals for e in entries)
+    width = 22 if intervals else 10
+    best = {layer: (b, clear) for layer, b, clear in best_per_layer(entries)}
+    for field, title, fmt in METRICS:
+        lines += ["", f"{title}" + (" [95% interval]" if intervals else "")]
+        lines.append(f"{'layer':>5}  " + "  ".join(f"{one_line(label)[:width]:>{width}}" for label in labels))
+        for j, row in enumerate(entries[0].lens.fidelity):
+            cells = []
+            for e in entries:
+                value = fmt.format(getattr(e.lens.fidelity[j], field))
+                if e.lens.fidelity[j].kl_to_final > e.lens.unreliable_threshold_nats:
+                    value = "≈" + value
+                if intervals:
+                    lo, hi = getattr(e.intervals[j], field)
+                    value += f" [{fmt.format(lo)}-{fmt.format(hi)}]"
+                cells.append(f"{value:>{width}}")
+            flag = ""
+            if field == "kl_to_final" and len(entries) > 1:
+                b, clear = best[row.layer]
+                flag = f"  best: {one_line(labels[b])}" + ("" if clear else " (close)")
+            lines.append(f"{row.layer:>5}  " + "  ".join(cells) + flag)
+    means = [fidelity_summary(e.lens.fidelity).get("mean_kl", float("nan")) for e in entries]
+    rows = entries[0].lens.fidelity
+    if rows:
+        parts = [
+            f"{one_line(label)} {mean:.3f}" + (f" ({mean / means[0]:.2f}x)" if i and means[0] > 0 else "")
+            for i, (label, mean) in enumerate(zip(labels, means))
+        ]
+        lines += ["", f"Mean KL over layers {rows[0].layer}-{rows[-1].layer}: {', '.join(parts)}."]
+    if intervals and result.interval_method:
+        lines += ["", f"Intervals: {one_line(result.interval_method)}."]
+    threshold = entries[-1].lens.unreliable_threshold_nats
+    lines.append(f"≈ marks an unreliable layer for that lens: its KL is above {threshold:g} nats.")
     return "\n".join(lines) + "\n"

@@ -6,6 +6,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from ..results.analysis import AnalysisResult
+from ..results.codec import true_from_layer
+from ..results.lens_eval import LensEvalEntry, LensEvalResult
 from ..results.provenance import LensFidelity, LensRecord
 
 LENS_NAMES = {"logit": "logit lens", "linear": "linear lens", "tuned": "tuned lens", "jacobian": "Jacobian lens"}
@@ -140,3 +142,139 @@ def unreliable_pairs(results: Sequence[AnalysisResult]) -> tuple[set[int], set[i
     first = set(results[0].unreliable_layers) if results else set()
     second = set(results[1].unreliable_layers) if len(results) > 1 else set()
     return first, second
+
+
+# --- lens eval: which lens is best where ---------------------------------------------------------------------
+
+
+def entry_labels(entries: Sequence[LensEvalEntry]) -> list[str]:
+    """A short label per evaluated lens: its kind ("tuned"), with its source when two share a kind."""
+    kinds = [e.lens.kind for e in entries]
+    return [
+        kind if kinds.count(kind) == 1 else f"{kind} ({e.lens.source or i + 1})"
+        for i, (kind, e) in enumerate(zip(kinds, entries))
+    ]
+
+
+def entry_name(label: str) -> str:
+    """ "tuned" -> "tuned lens"; "tuned (DIR)" -> "tuned lens (DIR)"."""
+    kind, sep, rest = label.partition(" (")
+    return lens_name(kind) + (f" ({rest}" if sep else "")
+
+
+def best_per_layer(entries: Sequence[LensEvalEntry]) -> list[tuple[int, int, bool]]:
+    """Per layer: (layer, index of the lens with the lowest KL, whether it is clearly best: its interval's
+    upper bound below every other lens's lower bound; without intervals, clearly = strictly lowest)."""
+    out = []
+    for j, row in enumerate(entries[0].lens.fidelity):
+        kls = [e.lens.fidelity[j].kl_to_final for e in entries]
+        best = min(range(len(entries)), key=kls.__getitem__)
+        clear = True
+        for i, e in enumerate(entries):
+            if i == best:
+                continue
+            if entries[best].intervals and e.intervals:
+                clear &= entries[best].intervals[j].kl_to_final[1] < e.intervals[j].kl_to_final[0]
+            else:
+                clear &= kls[best] < kls[i]
+        out.append((row.layer, best, clear and len(entries) > 1))
+    return out
+
+
+def _mean_kl(rows: Sequence[LensFidelity]) -> float:
+    return _mean([r.kl_to_final for r in rows])
+
+
+def eval_verdict(result: LensEvalResult) -> list[str]:
+    """The lens evaluation's answer, first on every format: which lens is most faithful, from which layer it
+    can be trusted and how often it agrees with the final prediction there, below which layer no lens is
+    reliable, and which lens is best at which layers."""
+    entries = result.all_entries()
+    labels = entry_labels(entries)
+    fid = [e.lens.fidelity for e in entries]
+    if not fid[0]:
+        return ["No layer was measured."]
+    threshold = entries[-1].lens.unreliable_threshold_nats
+    layers = [r.layer for r in fid[0]]
+    first, last = layers[0], layers[-1]
+    means = [_mean_kl(rows) for rows in fid]
+    best = min(range(len(entries)), key=means.__getitem__)
+    name = entry_name(labels[best])
+    out = []
+    if len(entries) == 1:
+        out.append(f"Only the {name} was evaluated: mean KL to the final distribution {means[0]:.2f} nats.")
+    else:
+        others = ", ".join(f"{labels[i]} {means[i]:.2f}" for i in range(len(entries)) if i != best)
+        out.append(
+            f"The {name} is the most faithful lens here: mean KL to the final distribution {means[best]:.2f} nats "
+            f"over layers {first}-{last} ({others})."
+        )
+    reliable = [[r.kl_to_final <= threshold for r in rows] for rows in fid]
+    start = true_from_layer(layers, reliable[best])
+    if start is not None:
+        tail = [r.top1_agreement for r in fid[best] if r.layer >= start]
+        out.append(
+            f"From layer {start} the {name} is reliable (KL at most {threshold:g} nats) and agrees with the final "
+            f"prediction on at least {100 * min(tail):.0f}% of held-out tokens ({100 * tail[-1]:.0f}% at layer {last})."
+        )
+    any_reliable = [any(flags[j] for flags in reliable) for j in range(len(layers))]
+    lowest = next((layer for layer, ok in zip(layers, any_reliable) if ok), None)
+    if lowest is None:
+        out.append(f"No lens is reliable at any measured layer (KL above {threshold:g} nats everywhere).")
+    elif lowest > first:
+        out.append(
+            f"Below layer {lowest} no lens is reliable: every lens is more than {threshold:g} nats from the final "
+            "distribution there."
+        )
+    else:
+        out.append(f"At layer {first} already a lens is reliable (KL at most {threshold:g} nats).")
+    if len(entries) > 1:
+        out.append(_best_where(best_per_layer(entries), labels, layers))
+    return out
+
+
+def _best_where(best: list[tuple[int, int, bool]], labels: list[str], layers: list[int]) -> str:
+    parts = []
+    for i, label in enumerate(labels):
+        mine = [layer for layer, b, _ in best if b == i]
+        if mine:
+            parts.append(f"{label} at {'layer' if len(mine) == 1 else 'layers'} {layer_ranges(mine, layers)}")
+    close = [layer for layer, _, clear in best if not clear]
+    text = "Lowest KL per layer: " + "; ".join(parts) + "."
+    if close:
+        text += f" Too close to call (95% intervals overlap) at layers {layer_ranges(close, layers)}."
+    return text
+
+
+def analysis_trust(result: AnalysisResult, emergence_layer: int | None = None) -> str:
+    """An analysis page's answer to "how far can I trust this lens": the layer it is reliable from (held-out
+    fidelity), the layers marked ≈, whether the final prediction emerges at a marked layer; without fidelity
+    data, that nothing is marked and why (unknown is not reliable)."""
+    name = lens_name(result.lens_kind)
+    lens = result.lens
+    if lens is None or not lens.fidelity:
+        return (
+            f"{name[0].upper()}{name[1:]}, with no held-out fidelity for it on this model: no layer is marked "
+            "(unknown is not reliable; lazarus lens eval measures it)."
+        )
+    layers = list(result.captured_layers)
+    bad = set(result.unreliable_layers)
+    threshold = lens.unreliable_threshold_nats
+    start = true_from_layer(layers, [layer not in bad for layer in layers])
+    if not bad:
+        text = (
+            f"{name[0].upper()}{name[1:]}, reliable at every captured layer (held-out KL at most {threshold:g} nats)."
+        )
+    elif start is None or start == layers[-1]:
+        text = (
+            f"{name[0].upper()}{name[1:]}, reliable only at the last layer ({layers[-1]}, the model's own output): "
+            f"the other captured layers are marked ≈ (held-out KL above {threshold:g} nats), read them as rough."
+        )
+    else:
+        text = (
+            f"{name[0].upper()}{name[1:]}, reliable from layer {start} (held-out KL at most {threshold:g} nats); "
+            f"layers {layer_ranges(sorted(bad), layers)} are marked ≈: read them as rough."
+        )
+    if emergence_layer is not None and emergence_layer in bad:
+        text += f" The final prediction emerges at layer {emergence_layer}, where the lens is unreliable."
+    return text

@@ -15,10 +15,18 @@ extra table cell.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from lazarus_report.render.environment import markdown_environment
-from lazarus_report.render.report_model import ReportModel, build_comparison_report, build_report
+from lazarus_report.render.lens_view import MARK_LEGEND
+from lazarus_report.render.report_model import (
+    LayerRow,
+    ReportModel,
+    RunReport,
+    build_comparison_report,
+    build_report,
+)
 from lazarus_report.render.suite_model import SuiteReport, build_suite_report
 from lazarus_report.results.analysis import AnalysisResult
 from lazarus_report.results.answer import AnswerReading
@@ -27,6 +35,50 @@ from lazarus_report.results.drift import DriftResult
 from lazarus_report.results.suite import SuiteResult
 
 MAX_CASES = 20  # a suite's Markdown lists at most this many cases (and this many failing cases)
+MAX_COLUMNS = 6  # a Markdown table fits a 760 px pull-request comment with at most this many columns
+MAIN_SERIES = MAX_COLUMNS - 4  # the analysis layer table: Layer, Top-1, Entropy, KL, then this many series
+
+
+@dataclass(frozen=True)
+class LayerRun:
+    """Consecutive layers whose Markdown rows read the same (one row, labelled "first-last")."""
+
+    rows: list[LayerRow]
+
+    @property
+    def first(self) -> LayerRow:
+        return self.rows[0]
+
+    @property
+    def label(self) -> str:
+        first, last = self.rows[0].layer, self.rows[-1].layer
+        return str(first) if first == last else f"{first}-{last}"
+
+
+def fold_layer_rows(run: RunReport) -> list[LayerRun]:
+    """``run.layer_rows`` with runs of consecutive layers that show the same values folded into one row: the
+    same top-1 token, and every number the same as printed (probabilities, entropy, KL, ranks), the same
+    reliability; a row where a token first becomes top-1 (★) is never folded."""
+    from .formatting import fmt_nats, fmt_prob
+
+    def shown(row: LayerRow) -> tuple:
+        return (
+            row.top.visible,
+            fmt_prob(row.top_prob),
+            fmt_nats(row.entropy),
+            fmt_nats(row.kl_to_final),
+            row.final_token_rank,
+            tuple((fmt_prob(c.prob), c.rank) for c in row.tracked),
+            row.unreliable,
+        )
+
+    out: list[LayerRun] = []
+    for row in run.layer_rows:
+        if out and not row.emerging and not out[-1].rows[-1].emerging and shown(row) == shown(out[-1].rows[-1]):
+            out[-1].rows.append(row)
+        else:
+            out.append(LayerRun([row]))
+    return out
 
 
 def render_markdown(result: AnalysisResult | ComparisonResult | SuiteResult | DriftResult) -> str:
@@ -56,7 +108,17 @@ def render_report_markdown(
     ``answer_cross``: a comparison's log-probability of each model's answer under the other."""
     name = "markdown/compare.md.j2" if report.comparison is not None else "markdown/report.md.j2"
     answers = list(answers) or [None] * len(report.runs)
-    return _render(name, report=report, answers=answers, answer_cross=answer_cross)
+    layer_runs = [fold_layer_rows(run) for run in report.runs] if report.comparison is None else []
+    return _render(
+        name,
+        report=report,
+        answers=answers,
+        answer_cross=answer_cross,
+        layer_runs=layer_runs,
+        main_series=MAIN_SERIES,
+        max_columns=MAX_COLUMNS,
+        mark_legend=MARK_LEGEND,
+    )
 
 
 def render_summary_markdown(report: ReportModel, *, with_notes: bool = True) -> str:

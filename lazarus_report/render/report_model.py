@@ -30,6 +30,7 @@ from lazarus_report.render.change_view import ChangeView, build_change_view
 from lazarus_report.render.formatting import clean_text, finite, fmt_seconds, token_repr, visible_token
 from lazarus_report.render.lens_view import (
     HOW,
+    analysis_trust,
     lens_facts,
     lens_name,
     trust_sentences,
@@ -259,6 +260,7 @@ class RunReport:
     unreliable_layers: list[int] = field(default_factory=list)  # captured layers where the lens is unreliable
     unreliable_note: str | None = None  # the sentence that says so
     fidelity_known: bool = False  # the lens has held-out fidelity data (else no layer can be marked)
+    trust: str = ""  # the lens and how far to trust it: reliable from which layer (``lens_view.analysis_trust``)
     logit_view: RunReport | None = None  # with a learned lens: the same run through the logit lens
     answer: AnswerView | None = None  # the answer after the prompt, token by token (the answer strip)
 
@@ -346,6 +348,7 @@ def build_run(result: AnalysisResult, *, key: str = "run0", heatmap_cells: int =
     model = result.model
     layers = [p.layer_idx for p in result.layer_predictions]
     final_top_token = result.final_prediction[0]
+    summary = _summary(result, final_top_token.token)
     tracked_ids = {t.token_id for t in result.tracked_tokens}
     unreliable = set(result.unreliable_layers)
 
@@ -408,7 +411,7 @@ def build_run(result: AnalysisResult, *, key: str = "run0", heatmap_cells: int =
         series=series,
         series_are_tracked=series_are_tracked,
         grid=_grid_view(result, heatmap_cells),
-        summary=_summary(result, final_top_token.token),
+        summary=summary,
         settings=_settings(result),
         versions=[InfoRow(clean_text(k), clean_text(v)) for k, v in result.versions.items()],
         timings=[InfoRow(clean_text(k), fmt_seconds(v)) for k, v in result.timings.items()],
@@ -416,6 +419,7 @@ def build_run(result: AnalysisResult, *, key: str = "run0", heatmap_cells: int =
         unreliable_layers=result.unreliable_layers,
         unreliable_note=unreliable_note(result),
         fidelity_known=result.lens is not None and bool(result.lens.fidelity),
+        trust=analysis_trust(result, summary.final_emergence_layer),
         logit_view=_logit_view(result, key, heatmap_cells),
         answer=build_answer_view(result, key),
     )

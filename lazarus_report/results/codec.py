@@ -32,15 +32,15 @@ def with_header(kind: str, fields: dict[str, Any]) -> dict[str, Any]:
     return {"kind": kind, "schema_version": version, **fields}
 
 
-def check_header(data: Any, kind: str, what: str) -> None:
-    """Raise ``ResultFormatError`` unless ``data`` is a JSON object of ``kind`` in a readable version."""
+def check_header(data: Any, kind: str, what: str, readable: tuple[int, ...] = READABLE_SCHEMA_VERSIONS) -> None:
+    """Raise ``ResultFormatError`` unless ``data`` is a JSON object of ``kind`` in a ``readable`` version."""
     if not isinstance(data, dict) or data.get("kind") != kind:
         raise ResultFormatError(f"not a lazarus-report {what} result")
     version = data.get("schema_version")
-    if version not in READABLE_SCHEMA_VERSIONS:
-        readable = ", ".join(str(v) for v in READABLE_SCHEMA_VERSIONS)
+    if version not in readable:
+        readable_text = ", ".join(str(v) for v in readable)
         raise ResultFormatError(
-            f"result schema version {version!r} is not supported (this lazarus reads versions {readable})"
+            f"result schema version {version!r} is not supported (this lazarus reads versions {readable_text})"
         )
 
 
