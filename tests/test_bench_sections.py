@@ -103,3 +103,36 @@ def test_write_block_creates_the_file_with_its_header(sections, tmp_path: Path) 
     assert text.startswith("# H\n") and sections.block_names(text) == ["a", "b"]
     assert "\n3\n" in text and "\n1\n" not in text
     assert [p.name for p in tmp_path.iterdir()] == ["RESULTS.md"]
+
+
+# --- the peers section's cache: it deletes only what it made -------------------------------------------------
+
+
+def test_peers_cache_removes_only_its_own_folders(tmp_path: Path) -> None:
+    peers = _module("peers")
+    user = tmp_path / "user"
+    user.mkdir()
+    (user / "keep.txt").write_text("x")
+    with pytest.raises(peers.PeerUnavailable, match="not made by the peers benchmark"):
+        peers._remove_ours(user)
+    link = tmp_path / "link"
+    link.symlink_to(user)
+    with pytest.raises(peers.PeerUnavailable):
+        peers._remove_ours(link)
+    assert (user / "keep.txt").read_text() == "x" and link.is_symlink()
+    ours = tmp_path / "ours"
+    ours.mkdir()
+    (ours / peers.MARKER).write_text("")
+    peers._remove_ours(ours)
+    assert not ours.exists()
+
+
+def test_peers_agreement_counts_layers_and_cells() -> None:
+    peers = _module("peers")
+    ours = {"final_p": 0.77253, "top1_layers": [1, 2, 3], "grid_top1": [[1, 2], [3, 4]]}
+    same = {"final_p": 0.77254, "top1_layers": [1, 2, 3], "grid_top1": [[1, 2], [3, 4]]}
+    a = peers.agreement(ours, same)
+    assert (a["layers"], a["n_layers"], a["cells"], a["n_cells"]) == (3, 3, 4, 4) and peers.agrees(a)
+    off = peers.agreement(ours, {**same, "top1_layers": [1, 9, 3]})
+    assert off["layers"] == 2 and not peers.agrees(off)
+    assert not peers.agrees(peers.agreement(ours, {**same, "final_p": 0.8}))
