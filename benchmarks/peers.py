@@ -138,7 +138,7 @@ def ensure_hf_folder(python: Path, gguf: Path, log: list[str]) -> Path:
     weights = HF_DIR / "model.safetensors"
     if record.is_file() and weights.is_file():
         meta = json.loads(record.read_text())
-        if meta.get("source") == str(gguf) and meta.get("sha256") == _sha256(weights):
+        if meta.get("source_sha256") == _sha256(gguf) and meta.get("sha256") == _sha256(weights):
             return HF_DIR
     _remove_ours(HF_DIR)
     log.append(f"converting {gguf.name} to {HF_DIR.relative_to(ROOT)}")
@@ -149,7 +149,9 @@ def ensure_hf_folder(python: Path, gguf: Path, log: list[str]) -> Path:
     out = subprocess.run([str(python), "-c", CONVERT, str(gguf), str(tmp)], capture_output=True, text=True, env=_env())
     if out.returncode != 0:
         raise PeerUnavailable("converting the GGUF failed: " + _last_line(out.stderr))
-    (tmp / MARKER).write_text(json.dumps({"source": str(gguf), "sha256": _sha256(tmp / "model.safetensors")}))
+    (tmp / MARKER).write_text(
+        json.dumps({"source_sha256": _sha256(gguf), "sha256": _sha256(tmp / "model.safetensors")})
+    )
     tmp.rename(HF_DIR)
     return HF_DIR
 

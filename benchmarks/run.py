@@ -1705,12 +1705,13 @@ def run_sections(chosen: list[Section], ctx: Context, write: bool) -> None:
         write_block(RESULTS, "environment", block_text("environment", "Environment", stamp, "", env), HEADER)
     for s in chosen:
         print(f"## {s.title} ... (`{s.name}`, ~{s.minutes:g} min)", flush=True)
-        start = time.perf_counter()
+        start, load = time.perf_counter(), os.getloadavg()[0]
         try:
             rows, _ = s.run(ctx)
         finally:
             ctx.release()
-        block = block_text(s.name, s.title, stamp_line(s.name, date, commit), s.note, rows)
+        load_line = f"Machine load (1-minute average) at the start / end: {load:.1f} / {os.getloadavg()[0]:.1f}."
+        block = block_text(s.name, s.title, stamp_line(s.name, date, commit), s.note, [*rows, "", load_line])
         print(block, f"({time.perf_counter() - start:.0f} s)", sep="\n", flush=True)
         if write:
             write_block(RESULTS, s.name, block, HEADER)
