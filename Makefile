@@ -66,8 +66,10 @@ lint: install-test
 check: lint
 	$(TEST_VENV)/bin/python -m pytest -q -m "not slow and not browser"
 
+# `make bench` runs every section (over an hour); `make bench SECTIONS=peers,limit` only those, replacing
+# just their blocks in benchmarks/RESULTS.md (`benchmarks/run.py --list` names them with rough minutes).
 bench: install install-test
-	$(VENV)/bin/python benchmarks/run.py
+	$(VENV)/bin/python benchmarks/run.py $(if $(SECTIONS),--sections $(SECTIONS))
 
 samples: install
 	$(VENV)/bin/python scripts/make_samples.py

@@ -20,6 +20,10 @@ import tempfile
 import time
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # the section modules beside this file
+
+from sections import Section, block_text, check_registry, select, stamp_line, write_block
+
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "RESULTS.md"
 ALIAS = "smollm2-135m-instruct"
@@ -685,7 +689,14 @@ def bench_batched(reps: int) -> tuple[list[str], dict]:
         f"| CPU seconds of the whole process (user + system) | {fmt(median(cpus['one']))} | "
         f"{fmt(median(cpus['auto']))} | {median(cpus['auto']) / median(cpus['one']):.2f}x | |",
     ]
-    # 1,000 cases: the suite with every output, then the report alone from its JSON.
+    cpu_ratio = median(cpus["auto"]) / median(cpus["one"])
+    return rows, {"auto": a, "one": o, "cpu_ratio": cpu_ratio, "same_verdicts": same}
+
+
+def bench_batched_1000() -> tuple[list[str], dict]:
+    """1,000 cases once: the suite with every output, then the report alone from its JSON (~10 minutes)."""
+    exe = str(Path(sys.executable).parent / "lazarus")
+    tmp = Path(tempfile.mkdtemp())
     suite1k = batch_suite_file(tmp, 1000, "batched-1000")
     html = tmp / "k.html"
     cmd = [exe, "introspect", "suite", str(suite1k), "-m", ALIAS, "-q", "-o", str(tmp / "k.json"), "--html", str(html)]
@@ -697,8 +708,7 @@ def bench_batched(reps: int) -> tuple[list[str], dict]:
     )
     size = html.stat().st_size
     mb = 2**20
-    rows += [
-        "",
+    rows = [
         "| 1,000-case one-model suite, SmolLM2 | value | budget |",
         "|---|---|---|",
         f"| `suite -o --html --markdown --junit` end to end | {fmt(wall)} (lens work {fmt(k['timings']['engine'])}, "
@@ -710,8 +720,7 @@ def bench_batched(reps: int) -> tuple[list[str], dict]:
         f"{render_rss / mb:.0f} MB | <= {BUDGET_RENDER_SECONDS:.0f} s -> "
         f"**{'met' if render_wall <= BUDGET_RENDER_SECONDS else 'MISSED'}** |",
     ]
-    cpu_ratio = median(cpus["auto"]) / median(cpus["one"])
-    return rows, {"auto": a, "one": o, "cpu_ratio": cpu_ratio, "same_verdicts": same, "k_wall": wall, "k_html": size}
+    return rows, {"k_wall": wall, "k_html": size}
 
 
 # --- suites with whole answers (issue 19) ----------------------------------------------------------------
@@ -1361,10 +1370,356 @@ def bench_jacobian(dims: int, fit_tokens: int) -> tuple[list[str], dict]:
     return rows, data
 
 
-def main() -> None:
-    if sys.argv[1:2] == ["--rank-probe"]:  # run.py --rank-probe -- CLI ARGS (a rank of bench_distributed)
-        rank_probe(sys.argv[3:] if sys.argv[2:3] == ["--"] else sys.argv[2:])
-        return
+# --- the registry of sections: `make bench SECTIONS=a,b`, `run.py --sections a,b`, `run.py --only a` --------------
+
+
+class Context:
+    """What a section function receives: the parsed options, `reps`, and the SmolLM2 analyzer (loaded on first use,
+    released after each section)."""
+
+    def __init__(self, args: argparse.Namespace):
+        self.args = args
+        self.reps: int = args.reps
+        self._analyzer = None
+
+    @property
+    def analyzer(self):
+        if self._analyzer is None:
+            from lazarus_report.commands.analyzer import ModelAnalyzer
+
+            self._analyzer = ModelAnalyzer.load(ALIAS)
+        return self._analyzer
+
+    def release(self) -> None:
+        if self._analyzer is not None:
+            self._analyzer.close()
+            self._analyzer = None
+
+
+def _lens_cost(ctx: Context) -> tuple[list[str], dict]:
+    if not (TUNED / "lens.json").is_file():
+        return [f"(skipped: no tuned lens at {TUNED.relative_to(ROOT)}; `make samples` fits it)"], {}
+    return bench_lens_cost(ctx.reps, TUNED)
+
+
+def _lens_fits(spec: str) -> tuple[list[str], dict]:
+    from lenses import bench_lenses
+
+    lines: list[str] = []
+    data: dict = {}
+    for model, kind in (pair.split(":") for pair in spec.split(",") if pair):
+        rows, d = bench_lenses([model], [kind])
+        lines += rows if not lines else rows[2:]
+        data.update(d)
+    return lines, data
+
+
+def _layout(ctx: Context) -> tuple[list[str], dict]:
+    from layout import bench_layout
+
+    return bench_layout()
+
+
+def _jacobian(ctx: Context) -> tuple[list[str], dict]:
+    return bench_jacobian(ctx.args.jacobian_dims, ctx.args.jacobian_fit)
+
+
+TUNED = ROOT / "build" / "lenses" / "smollm2-135m-instruct-tuned"
+LENS_FIT_NOTE = (
+    "`lazarus lens fit` end to end in a fresh process (imports, load, state collection, the fit, the held-out "
+    "fidelity), then `lazarus lens eval` on the default corpus's held-out split (text the fit never saw): the "
+    "logit lens and the fitted lens on the same positions. Targets (issue 9, SmolLM2): linear <= 180 s, tuned "
+    "<= 1200 s; mean KL(final || lens) over layers 0..L-2 <= 0.35x the logit lens's (linear), <= 0.30x "
+    "(tuned); top-1 agreement at the middle layer >= 30%."
+)
+
+# To add a section: one `Section(name, title, note, fn, minutes)` entry below. `fn` takes the Context and returns
+# (Markdown rows, data); give it as "module:function" (a module under benchmarks/, imported only when the section
+# runs) to keep its code out of this file, e.g. Section("sizes", "Model sizes", NOTE, "sizes:bench_sizes", 15).
+# `minutes` is the rough duration here; keep each section under 15 (split a longer one into two entries).
+SECTIONS: list[Section] = [
+    Section(
+        "last-position",
+        "Last-position lens vs the bare forward pass",
+        "Target: the lens over all 30 layers at the last position <= 1.25x the bare forward pass of the same loaded "
+        "model on the same tokens (mlx-lm's `model(x)`, which also computes the head at every position). "
+        "The lens runs the backbone once and the head only on the captured last positions.",
+        lambda c: bench_last_position(c.analyzer, c.reps),
+        1,
+    ),
+    Section(
+        "grid",
+        "Full grid vs the transformers/PyTorch reference",
+        "Target: no slower than the reference (transformers on PyTorch, same GGUF weights dequantized to float32, "
+        "all threads) doing the same job: forward pass, then for every layer the full [T, V] log-softmax, top-5, "
+        "entropy and KL to the final layer.",
+        lambda c: bench_grid(c.analyzer, max(3, c.reps // 2)),
+        3,
+    ),
+    Section(
+        "limit",
+        "The machine's limit: float32 GEMM rate and the grid against it",
+        "MLX's float32 matmul through OpenBLAS (the package's BLAS set-up first), best of the repeats, on the head's "
+        "shape over 1,024 rows and on the shapes the grid and the forward pass use; then the layers x positions grid "
+        "(every layer, top-1, entropy, KL to the final layer; SmolLM2 loaded, hidden states captured in the same "
+        "timing) with its FLOPs counted (head: layers x positions x vocabulary x d_model x 2, plus the forward "
+        "pass) against the best GEMM rate. Target (issue 22): the 256-token grid at >= 80% of the GEMM rate.",
+        "limit:bench_limit",
+        5,
+    ),
+    Section(
+        "peers",
+        "Peers: TransformerLens and tuned-lens",
+        "Each tool in its own worker process, one tool at a time, medians of the repetitions; the peers in their own "
+        "environment (build/bench-peers-venv: transformer-lens 4.3.0, tuned-lens 0.2.0, torch 2.13.0 CPU pinned by a "
+        "constraints file) on the Hugging Face folder converted from the embedded GGUF (float32), "
+        "TransformerLens through `TransformerBridge.boot_transformers` with `prepend_bos=False`, tuned-lens through "
+        "`PredictionTrajectory` with its logit lens; every tool reads the same token ids. The numbers are checked to "
+        "agree before anything is timed. Target (issue 22): ahead of every peer on every row.",
+        "peers:bench_peers",
+        12,
+    ),
+    Section(
+        "grid-memory",
+        "Peak memory of the grid at 1024 tokens",
+        "Fresh process; all 30 layers x 1024 positions, top-5, entropy, KL.",
+        lambda c: bench_memory(),
+        1,
+    ),
+    Section(
+        "memory",
+        "Memory-bounded execution",
+        f"Fresh processes, interleaved, median of the repetitions; whole-process peak RSS (the kernel's, via wait4). "
+        f"`--max-memory {BUDGET}` is below SmolLM2's float32 weights (513 MB), so they stay as stored (Q4_1) and each "
+        "block is dequantized to float32 just before it runs (issue 11). Targets: peak RSS <= 0.65x the default run's, "
+        "wall <= 2.0x, top-1 identical at every layer, probabilities within 1e-4.",
+        lambda c: bench_bounded(c.reps),
+        2,
+    ),
+    Section(
+        "long-prompts",
+        "Long prompts",
+        "Fresh process per row; the prompt is prefilled in 128-token pieces through mlx-lm's KV cache and the grid is "
+        "computed piece by piece. Peak RSS of the lens phase above the process before loading (as in the section "
+        "above); target at 1024 tokens: model + 256 MB. The KV cache itself grows with the prompt "
+        "(SmolLM2, float32: 46 KB per token, 188 MB at 4096).",
+        lambda c: bench_long_prompts(),
+        4,
+    ),
+    Section(
+        "render",
+        "Report rendering",
+        "Charts + HTML from a saved 30-layer compare result (model work excluded), warm (second render in the process).",
+        lambda c: bench_render(c.reps),
+        1,
+    ),
+    Section("cli", "End to end", "Fresh processes, median of the repetitions.", lambda c: bench_cli(c.reps), 1),
+    Section(
+        "compare",
+        "Compare end to end",
+        "Fresh processes. Two models: the embedded SmolLM2 and the same GGUF under another path (two full "
+        "loads, one after the other, the first released before the second loads). Base vs fine-tuned: the "
+        "committed LoRA adapter (examples/weather-adapter), applied in place to the loaded base model "
+        "(its import of mlx-lm's LoRA code pulls in transformers, ~0.9 s, started in the background).",
+        lambda c: bench_compare(c.reps),
+        2,
+    ),
+    Section(
+        "html",
+        "HTML reports end to end",
+        "Fresh processes, interleaved, medians. Targets (issue 13): " + HTML_TARGETS + ". The Vega bundle comes from "
+        "its disk cache (the first report on a machine builds it: ~1.3 s more, once).",
+        lambda c: bench_html(c.reps),
+        2,
+    ),
+    Section(
+        "answers",
+        "Whole answers",
+        "Fresh processes, interleaved, medians. `analyze --raw --all-layers --html` of the same prompt, plain and with "
+        "a whole answer: `--answer` (16 tokens, read in the prompt's own forward pass) and `--generate 32` (greedy with "
+        "mlx-lm's KV cache, then one lens pass over the finished text). Targets (issue 19): <= 1.3x and <= 1.5x.",
+        lambda c: bench_answers(c.reps),
+        2,
+    ),
+    Section(
+        "attribution",
+        "Attribution",
+        "Fresh processes, median of the repetitions. Target (issue 10): `compare --attribution --html` <= 3x a plain "
+        "`compare --html` in the same run.",
+        lambda c: bench_attribution(c.reps),
+        8,
+    ),
+    Section(
+        "lens-cost",
+        "Analyze through a learned lens",
+        f"Fresh processes, interleaved. The lens: {TUNED.relative_to(ROOT)} (fitted by `make samples`). Target "
+        "(issue 9): analyze with a learned lens <= 1.1x the logit-lens analyze.",
+        _lens_cost,
+        1,
+    ),
+    Section(
+        "lens-fits",
+        "Learned lenses: linear fits, fit time and held-out fidelity",
+        LENS_FIT_NOTE,
+        lambda c: _lens_fits(c.args.lens_fits),
+        8,
+    ),
+    # One tuned fit cannot be split: ~20 minutes alone here (the one section over 15).
+    Section(
+        "lens-fit-tuned",
+        "Learned lenses: the tuned fit, fit time and held-out fidelity",
+        LENS_FIT_NOTE,
+        lambda c: _lens_fits("smollm2-135m-instruct:tuned"),
+        22,
+    ),
+    Section(
+        "suite",
+        "Suite end to end",
+        "Fresh processes. A 20-case suite (examples/suites/weather-adapter.yaml plus 6 cases) on two models. "
+        "Reference: in one process, each model loaded once, then per case what a standalone `compare` does "
+        "after loading (both lens runs and the comparison), timed case by case (no suite machinery). Suite: `lazarus "
+        "introspect suite` writing JSON, JUnit and Markdown (and, second column, the HTML report too), process start "
+        "and imports included. Target: the suite <= 1.2x the reference.",
+        lambda c: bench_suite(max(2, c.reps // 2)),
+        4,
+    ),
+    Section(
+        "charts",
+        "Charts",
+        "`render_html` of the committed sample results, one warm process (no model work): Vega-Lite specs, the "
+        "static SVG of every chart (vl-convert for the line charts, drawn here for heatmaps and suite cases) "
+        "and the page. Medians.",
+        lambda c: bench_charts(c.reps),
+        2,
+    ),
+    Section(
+        "distributed",
+        "Distributed",
+        "MLX's distributed engine on this one host: `mlx.launch --backend ring -n 2` runs two ranks of `lazarus "
+        "introspect analyze -m smollm2-135m-instruct --all-layers -o r.json` (the model sharded over them, "
+        "docs/distributed.md) against the same command as one process; fresh processes, interleaved, medians. Both "
+        "ranks share this machine's 2 cores, so two ranks here show the cost of the split, not a speed-up; the "
+        "point is the memory each rank needs.",
+        lambda c: bench_distributed(max(2, c.reps // 2)),
+        2,
+    ),
+    Section(
+        "layout",
+        "Report layout",
+        "The committed samples rendered by this checkout, in headless Chromium (benchmarks/layout.py): widths as "
+        "multiples of the box, every collapsed part open. Targets (issue 13): tables <= 1.00x at 1280 px; at 390 px "
+        "a 390 px page, tables and charts <= 1.35x, no tiny chart text; the 14-case suite <= 12 A4 pages.",
+        _layout,
+        3,
+    ),
+    Section(
+        "batch",
+        "Batched suites",
+        "Fresh processes. A 96-case one-model suite on SmolLM2 (prompts of 3-62 words, half through the chat "
+        "template: 5-90 tokens), several cases per forward pass (`--batch-size` automatic) against one case per "
+        "pass (`--batch-size 1`), interleaved. Target (issue 11): <= 0.6x, same verdicts.",
+        lambda c: bench_batched(max(1, c.reps // 2)),
+        9,
+    ),
+    Section(
+        "batch-1000",
+        "A 1,000-case suite",
+        "Fresh processes. A 1,000-case one-model suite of the batched suites' kind once, with every output, and its "
+        "HTML report rendered alone from the JSON. Budgets (docs): peak RSS, HTML size, re-render time.",
+        lambda c: bench_batched_1000(),
+        11,
+    ),
+    Section(
+        "suite-answers",
+        "Suites with whole answers",
+        "Fresh processes, batched (automatic size). A 96-case one-model suite on SmolLM2 whose every case reads an "
+        "8-token teacher-forced answer (`answer:`, `answer_top1`, `answer_logprob_at_least`) against the same "
+        "prompts with first-token targets (`track`, `final_top1`), interleaved. Target (issue 19): <= 1.5x.",
+        lambda c: bench_suite_answers(max(1, c.reps // 2)),
+        6,
+    ),
+    Section(
+        "diff",
+        "Report diff",
+        "Fresh processes, medians. Two synthetic 1,000-case suite results built from the committed suite sample's "
+        "cases (one-model: each case's tuned analysis; two-model: the whole comparison, with its attribution and "
+        "token shifts), the candidate with known edits (every 10th P(target) -0.1, every 25th case newly failing, five "
+        "cases replaced). Target (issue 20): `report diff` <= 2 s, HTML <= 3 MB.",
+        lambda c: bench_diff(c.reps),
+        3,
+    ),
+    Section(
+        "sweep",
+        "Checkpoint sweep",
+        "Fresh processes, interleaved, medians. `introspect sweep` of the 20-case benchmark suite over 10 checkpoints "
+        "of SmolLM2 (the committed weather adapter with its B matrices scaled by k/10, k = 1..10: real shapes and "
+        "layers, synthetic training) against one `suite -m1 BASE -m2 BASE --adapter2` run of the same suite. "
+        "Target (issue 20): <= 4x.",
+        lambda c: bench_sweep(max(1, c.reps // 2)),
+        6,
+    ),
+    Section(
+        "drift",
+        "Drift",
+        "Fresh processes, medians. `compare --drift` over 4,096 positions of the built-in corpus's held-out split "
+        "(sequences of 512 tokens), SmolLM2 base vs the weather adapter: model 1 reads and spills its lens inputs, "
+        "model 2 (the adapter applied in place) reads and both heads run where the two differ. Target (issue 20): "
+        "<= 60 s.",
+        lambda c: bench_drift(max(1, c.reps // 2)),
+        12,
+    ),
+    Section(
+        "jacobian",
+        "Jacobian-lens fit cost",
+        "`lens fit --kind jacobian` on SmolLM2: some output dimensions of one 128-token prompt timed in one process "
+        "and extrapolated to the default fit (`--jacobian-dims`); `--jacobian-fit TOKENS` adds a real fit and its "
+        "held-out fidelity. Target (issue 21): the default fit <= 1200 s.",
+        _jacobian,
+        2,
+    ),
+]
+REGISTRY = check_registry(SECTIONS)
+
+HEADER = (
+    "# Benchmarks\n\n"
+    "Written by `make bench` (benchmarks/run.py), one block per named section: `make bench SECTIONS=a,b` re-measures "
+    "those and replaces only their blocks (each says when and at which commit it was measured); `run.py --only a` "
+    "prints without writing. Every ratio compares two things measured in the same run, interleaved; medians of the "
+    "repetitions.\n"
+)
+
+
+def _commit() -> str:
+    out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True)
+    dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT, capture_output=True)
+    return (out.stdout.strip() or "n/a") + ("+changes" if dirty.stdout.strip() else "")
+
+
+def run_sections(chosen: list[Section], ctx: Context, write: bool) -> None:
+    date = time.strftime("%Y-%m-%d", time.gmtime())
+    commit = _commit()
+    env = environment()
+    print("\n".join(env), flush=True)
+    if write:
+        stamp = f"_Last written {date} at commit {commit}; each block below says when it was measured._"
+        write_block(RESULTS, "environment", block_text("environment", "Environment", stamp, "", env), HEADER)
+    for s in chosen:
+        print(f"## {s.title} ... (`{s.name}`, ~{s.minutes:g} min)", flush=True)
+        start, load = time.perf_counter(), os.getloadavg()[0]
+        try:
+            rows, _ = s.run(ctx)
+        finally:
+            ctx.release()
+        load_line = f"Machine load (1-minute average) at the start / end: {load:.1f} / {os.getloadavg()[0]:.1f}."
+        block = block_text(s.name, s.title, stamp_line(s.name, date, commit), s.note, [*rows, "", load_line])
+        print(block, f"({time.perf_counter() - start:.0f} s)", sep="\n", flush=True)
+        if write:
+            write_block(RESULTS, s.name, block, HEADER)
+    if write:
+        print(f"wrote {RESULTS.relative_to(ROOT)}")
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser()
     parser.add_argument("--memory-probe", type=int)
     parser.add_argument("--reps", type=int, default=5)
@@ -1372,47 +1727,43 @@ def main() -> None:
     parser.add_argument("--models", nargs="+")
     parser.add_argument("--adapters", nargs="+")
     parser.add_argument(
-        "--only",
-        choices=[
-            "suite",
-            "distributed",
-            "html",
-            "layout",
-            "batch",
-            "memory",
-            "long-prompts",
-            "charts",
-            "answers",
-            "suite-answers",
-            "diff",
-            "sweep",
-            "drift",
-            "jacobian",
-        ],
-        help="run one section (printed, RESULTS.md untouched)",
+        "--sections",
+        metavar="A,B",
+        help="run these sections and replace their blocks in RESULTS.md ('all' or none: every section); "
+        "names: " + ", ".join(REGISTRY),
     )
+    parser.add_argument("--only", metavar="A,B", help="like --sections, but only printed (RESULTS.md untouched)")
+    parser.add_argument("--list", action="store_true", help="list the sections with their rough minutes")
     parser.add_argument("--probe-max-memory", help="with --memory-probe: load with this --max-memory")
     parser.add_argument("--probe-no-grid", action="store_true", help="with --memory-probe: last position only")
     parser.add_argument("--probe-layer-step", type=int, help="with --memory-probe: every Nth layer, not all")
     parser.add_argument(
         "--lens-fits",
-        default="smollm2-135m-instruct:linear,smollm2-135m-instruct:tuned,gemma3-270m:linear",
-        help="MODEL:KIND,... lens fits to time end to end ('' skips them: a tuned fit takes ~20 minutes)",
+        default="smollm2-135m-instruct:linear,gemma3-270m:linear",
+        help="MODEL:KIND,... lens fits timed by the lens-fits section (the tuned fit is its own section)",
     )
     parser.add_argument(
         "--jacobian-dims",
         type=int,
         default=48,
-        help="with --only jacobian: output dimensions of one 128-token prompt to time (extrapolated to a fit)",
+        help="jacobian section: output dimensions of one 128-token prompt to time (extrapolated to a fit)",
     )
     parser.add_argument(
         "--jacobian-fit",
         type=int,
         default=0,
         metavar="TOKENS",
-        help="with --only jacobian: also run `lens fit --kind jacobian --tokens TOKENS` and `lens eval` (0: skip)",
+        help="jacobian section: also run `lens fit --kind jacobian --tokens TOKENS` and `lens eval` (0: skip)",
     )
-    args = parser.parse_args()
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> None:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["--rank-probe"]:  # run.py --rank-probe -- CLI ARGS (a rank of bench_distributed)
+        rank_probe(argv[2:] if argv[1:2] == ["--"] else argv[1:])
+        return
+    args = parse_args(argv)
     if args.memory_probe:
         probe = memory_probe(args.memory_probe, args.probe_max_memory, not args.probe_no_grid, args.probe_layer_step)
         print(json.dumps(probe))
@@ -1421,273 +1772,18 @@ def main() -> None:
         adapters = [None if a == "-" else a for a in args.adapters]
         print(json.dumps(suite_reference(args.suite_reference, args.models, adapters)))
         return
-    if args.only == "suite":
-        print("\n".join(bench_suite(max(2, args.reps // 2))[0]))
+    if args.list:
+        for s in SECTIONS:
+            print(f"{s.name:16} ~{s.minutes:>3g} min  {s.title}")
         return
-    if args.only == "memory":
-        print("\n".join(bench_bounded(args.reps)[0]))
-        return
-    if args.only == "long-prompts":
-        print("\n".join(bench_long_prompts()[0]))
-        return
-    if args.only == "charts":
-        print("\n".join(bench_charts(args.reps)[0]))
-        return
-    if args.only == "diff":
-        print("\n".join(bench_diff(args.reps)[0]))
-        return
-    if args.only == "sweep":
-        print("\n".join(environment()), flush=True)
-        print("\n".join(bench_sweep(max(1, args.reps // 2))[0]))
-        return
-    if args.only == "drift":
-        print("\n".join(bench_drift(max(1, args.reps // 2))[0]))
-        return
-    if args.only == "jacobian":
-        print("\n".join(environment()), flush=True)
-        print("\n".join(bench_jacobian(args.jacobian_dims, args.jacobian_fit)[0]))
-        return
-    if args.only == "distributed":
-        print("\n".join(bench_distributed(max(2, args.reps // 2))[0]))
-        return
-    if args.only == "html":
-        print("\n".join(bench_html(args.reps)[0]))
-        return
-    if args.only == "answers":
-        print("\n".join(bench_answers(args.reps)[0]))
-        return
-    if args.only == "layout":
-        from layout import bench_layout
-
-        print("\n".join(bench_layout()[0]))
-        return
-    if args.only == "suite-answers":
-        print("\n".join(environment()), flush=True)
-        print("\n".join(bench_suite_answers(max(1, args.reps // 2))[0]))
-        return
-    if args.only == "batch":
-        print("\n".join(environment()), flush=True)
-        print("\n".join(bench_batched(max(1, args.reps // 2))[0]))
-        return
-
-    from lazarus_report.commands.analyzer import ModelAnalyzer
-
-    sections = [
-        "# Benchmarks",
-        "",
-        "Written by `make bench` (benchmarks/run.py). Every ratio compares two things measured "
-        "in the same run, interleaved; medians of the repetitions.",
-        "",
-        "## Environment",
-        *environment(),
-        "",
-    ]
-    print("\n".join(sections), flush=True)
-    analyzer = ModelAnalyzer.load(ALIAS)
-
-    def section(title: str, note: str, fn) -> None:
-        print(f"## {title} ...", flush=True)
-        rows, _ = fn()
-        block = [f"## {title}", "", note, "", *rows, ""]
-        print("\n".join(block), flush=True)
-        sections.extend(block)
-
-    section(
-        "Last-position lens vs the bare forward pass",
-        "Target: the lens over all 30 layers at the last position <= 1.25x the bare forward pass of the same loaded "
-        "model on the same tokens (mlx-lm's `model(x)`, which also computes the head at every position). "
-        "The lens runs the backbone once and the head only on the captured last positions.",
-        lambda: bench_last_position(analyzer, args.reps),
-    )
-    section(
-        "Full grid vs the transformers/PyTorch reference",
-        "Target: no slower than the reference (transformers on PyTorch, same GGUF weights dequantized to float32, "
-        "all threads) doing the same job: forward pass, then for every layer the full [T, V] log-softmax, top-5, "
-        "entropy and KL to the final layer.",
-        lambda: bench_grid(analyzer, max(3, args.reps // 2)),
-    )
-    analyzer.close()
-    section(
-        "Peak memory of the grid at 1024 tokens",
-        "Fresh process; all 30 layers x 1024 positions, top-5, entropy, KL.",
-        bench_memory,
-    )
-    section(
-        "Memory-bounded execution",
-        f"Fresh processes, interleaved, median of the repetitions; whole-process peak RSS (the kernel's, via wait4). "
-        f"`--max-memory {BUDGET}` is below SmolLM2's float32 weights (513 MB), so they stay as stored (Q4_1) and each "
-        "block is dequantized to float32 just before it runs (issue 11). Targets: peak RSS <= 0.65x the default run's, "
-        "wall <= 2.0x, top-1 identical at every layer, probabilities within 1e-4.",
-        lambda: bench_bounded(args.reps),
-    )
-    section(
-        "Long prompts",
-        "Fresh process per row; the prompt is prefilled in 128-token pieces through mlx-lm's KV cache and the grid is "
-        "computed piece by piece. Peak RSS of the lens phase above the process before loading (as in the section "
-        "above); target at 1024 tokens: model + 256 MB. The KV cache itself grows with the prompt "
-        "(SmolLM2, float32: 46 KB per token, 188 MB at 4096).",
-        bench_long_prompts,
-    )
-    section(
-        "Report rendering",
-        "Charts + HTML from a saved 30-layer compare result (model work excluded), warm (second render in the process).",
-        lambda: bench_render(args.reps),
-    )
-    section("End to end", "Fresh processes, median of the repetitions.", lambda: bench_cli(args.reps))
-    section(
-        "Compare end to end",
-        "Fresh processes. Two models: the embedded SmolLM2 and the same GGUF under another path (two full "
-        "loads, one after the other, the first released before the second loads). Base vs fine-tuned: the "
-        "committed LoRA adapter (examples/weather-adapter), applied in place to the loaded base model "
-        "(its import of mlx-lm's LoRA code pulls in transformers, ~0.9 s, started in the background).",
-        lambda: bench_compare(args.reps),
-    )
-    section(
-        "HTML reports end to end",
-        "Fresh processes, interleaved, medians. Targets (issue 13): " + HTML_TARGETS + ". The Vega bundle comes from "
-        "its disk cache (the first report on a machine builds it: ~1.3 s more, once).",
-        lambda: bench_html(args.reps),
-    )
-    section(
-        "Whole answers",
-        "Fresh processes, interleaved, medians. `analyze --raw --all-layers --html` of the same prompt, plain and with "
-        "a whole answer: `--answer` (16 tokens, read in the prompt's own forward pass) and `--generate 32` (greedy with "
-        "mlx-lm's KV cache, then one lens pass over the finished text). Targets (issue 19): <= 1.3x and <= 1.5x.",
-        lambda: bench_answers(args.reps),
-    )
-    section(
-        "Attribution",
-        "Fresh processes, median of the repetitions. Target (issue 10): `compare --attribution --html` <= 3x a plain "
-        "`compare --html` in the same run.",
-        lambda: bench_attribution(args.reps),
-    )
-    tuned = ROOT / "build" / "lenses" / "smollm2-135m-instruct-tuned"
-    if (tuned / "lens.json").is_file():
-        section(
-            "Analyze through a learned lens",
-            f"Fresh processes, interleaved. The lens: {tuned.relative_to(ROOT)} (fitted by `make samples`). Target "
-            "(issue 9): analyze with a learned lens <= 1.1x the logit-lens analyze.",
-            lambda: bench_lens_cost(args.reps, tuned),
-        )
-    if args.lens_fits:
-        from lenses import bench_lenses
-
-        fits = [pair.split(":") for pair in args.lens_fits.split(",")]
-
-        def lens_fits() -> tuple[list[str], dict]:
-            lines, data = [], {}
-            for model, kind in fits:
-                rows, d = bench_lenses([model], [kind])
-                lines += rows if not lines else rows[2:]
-                data.update(d)
-            return lines, data
-
-        section(
-            "Learned lenses: fit time and held-out fidelity",
-            "`lazarus lens fit` end to end in a fresh process (imports, load, state collection, the fit, the held-out "
-            "fidelity), then `lazarus lens eval` on the default corpus's held-out split (text the fit never saw): the "
-            "logit lens and the fitted lens on the same positions. Targets (issue 9, SmolLM2): linear <= 180 s, tuned "
-            "<= 1200 s; mean KL(final || lens) over layers 0..L-2 <= 0.35x the logit lens's (linear), <= 0.30x "
-            "(tuned); top-1 agreement at the middle layer >= 30%.",
-            lens_fits,
-        )
-    section(
-        "Suite end to end",
-        "Fresh processes. A 20-case suite (examples/suites/weather-adapter.yaml plus 6 cases) on two models. "
-        "Reference: in one process, each model loaded once, then per case what a standalone `compare` does "
-        "after loading (both lens runs and the comparison), timed case by case (no suite machinery). Suite: `lazarus introspect suite` writing JSON, JUnit and "
-        "Markdown (and, second column, the HTML report too), process start and imports included. "
-        "Target: the suite <= 1.2x the reference.",
-        lambda: bench_suite(max(2, args.reps // 2)),
-    )
-    section(
-        "Charts",
-        "`render_html` of the committed sample results, one warm process (no model work): Vega-Lite specs, the "
-        "static SVG of every chart (vl-convert for the line charts, drawn here for heatmaps and suite cases) "
-        "and the page. Medians.",
-        lambda: bench_charts(args.reps),
-    )
-    section(
-        "Distributed",
-        "MLX's distributed engine on this one host: `mlx.launch --backend ring -n 2` runs two ranks of `lazarus "
-        "introspect analyze -m smollm2-135m-instruct --all-layers -o r.json` (the model sharded over them, "
-        "docs/distributed.md) against the same command as one process; fresh processes, interleaved, medians. Both "
-        "ranks share this machine's 2 cores, so two ranks here show the cost of the split, not a speed-up; the "
-        "point is the memory each rank needs.",
-        lambda: bench_distributed(max(2, args.reps // 2)),
-    )
-    from layout import bench_layout
-
-    section(
-        "Report layout",
-        "The committed samples rendered by this checkout, in headless Chromium (benchmarks/layout.py): widths as "
-        "multiples of the box, every collapsed part open. Targets (issue 13): tables <= 1.00x at 1280 px; at 390 px "
-        "a 390 px page, tables and charts <= 1.35x, no tiny chart text; the 14-case suite <= 12 A4 pages.",
-        bench_layout,
-    )
-    section(
-        "Batched suites",
-        "Fresh processes. A 96-case one-model suite on SmolLM2 (prompts of 3-62 words, half through the chat "
-        "template: 5-90 tokens), several cases per forward pass (`--batch-size` automatic) against one case per "
-        "pass (`--batch-size 1`), interleaved. Target (issue 11): <= 0.6x, same verdicts. Then a 1,000-case suite "
-        "of the same kind once, with every output, and its HTML report rendered alone from the JSON.",
-        lambda: bench_batched(max(1, args.reps // 2)),
-    )
-    section(
-        "Suites with whole answers",
-        "Fresh processes, batched (automatic size). A 96-case one-model suite on SmolLM2 whose every case reads an "
-        "8-token teacher-forced answer (`answer:`, `answer_top1`, `answer_logprob_at_least`) against the same "
-        "prompts with first-token targets (`track`, `final_top1`), interleaved. Target (issue 19): <= 1.5x.",
-        lambda: bench_suite_answers(max(1, args.reps // 2)),
-    )
-    section(
-        "Report diff",
-        "Fresh processes, medians. Two synthetic 1,000-case suite results built from the committed suite sample's "
-        "cases (one-model: each case's tuned analysis; two-model: the whole comparison, with its attribution and "
-        "token shifts), the candidate with known edits (every 10th P(target) -0.1, every 25th case newly failing, five "
-        "cases replaced). Target (issue 20): `report diff` <= 2 s, HTML <= 3 MB.",
-        lambda: bench_diff(args.reps),
-    )
-    section(
-        "Checkpoint sweep",
-        "Fresh processes, interleaved, medians. `introspect sweep` of the 20-case benchmark suite over 10 checkpoints "
-        "of SmolLM2 (the committed weather adapter with its B matrices scaled by k/10, k = 1..10: real shapes and "
-        "layers, synthetic training) against one `suite -m1 BASE -m2 BASE --adapter2` run of the same suite. "
-        "Target (issue 20): <= 4x.",
-        lambda: bench_sweep(max(1, args.reps // 2)),
-    )
-    section(
-        "Drift",
-        "Fresh processes, medians. `compare --drift` over 4,096 positions of the built-in corpus's held-out split "
-        "(sequences of 512 tokens), SmolLM2 base vs the weather adapter: model 1 reads and spills its lens inputs, "
-        "model 2 (the adapter applied in place) reads and both heads run where the two differ. Target (issue 20): "
-        "<= 60 s.",
-        lambda: bench_drift(max(1, args.reps // 2)),
-    )
-    sections += [
-        "## Where the time goes near the limits (profiled, not re-measured by this script)",
-        "",
-        "- `analyze` end to end (0.99-1.16 s across runs on this 2-core VM against 1.0 s: met or missed with the machine's load): dequantizing Q4_1 to float32 is 0.3-0.4 s, mostly "
-        "first-touch page faults of the 513 MB float32 copy (the CPU path runs float32 through BLAS because MLX's "
-        "quantized CPU kernels are ~25x slower); parsing the cached tokenizer.json 0.1-0.13 s; forward + lens "
-        "0.2-0.25 s; imports ~0.15 s. The published lazarus takes 3.7 s for the same command.",
-        "- `compare` (1.6-2.4 s across runs against 2.0 s): two full loads (each as above); base vs fine-tuned skips the second "
-        "load but imports mlx-lm's LoRA code, which imports transformers (~0.9 s, started in the background).",
-        "- `analyze --html` beyond the text run (cProfile, main thread): building the Altair specs is the largest part "
-        "(`alt.layer`/`vconcat` deep-copy every sub-chart: about half of it), then the grid at the 12 positions the "
-        "heatmap shows; the Altair import, template compilation, vl-convert's engine start and the Vega bundle "
-        "(disk cache) run on a background thread during the model work. `compare --html` adds a second lens run, "
-        "grids over every position (the change map needs their distributions), the change map's float64 JS "
-        "divergences and the comparison charts' deep copies.",
-        "- Grid memory at 1024 tokens (missed before chunked prefill: model + 421 MB): the forward pass now runs in "
-        "128-token pieces through mlx-lm's KV cache and the grid is computed piece by piece with 16 MB logit blocks, "
-        "so no [L, T, H] block outputs and no [heads, T, T] attention scores are held (issue 11). What remains: "
-        "~90 MB of libraries and tokenizer loaded with the model, the float32 KV cache (46 KB per token), one piece's "
-        "block outputs and logits, and the grid's result lists.",
-        "",
-    ]
-    RESULTS.write_text("\n".join(sections).rstrip() + "\n", encoding="utf-8")
-    print(f"wrote {RESULTS.relative_to(ROOT)}")
+    try:
+        if args.only and args.sections:
+            raise ValueError("give --sections or --only, not both")
+        chosen = select(args.only or args.sections or "all", REGISTRY)
+    except ValueError as e:
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(2)
+    run_sections(chosen, Context(args), write=not args.only)
 
 
 if __name__ == "__main__":
