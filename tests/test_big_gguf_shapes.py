@@ -228,26 +228,6 @@ def test_mlx_block_decoders_equal_the_gguf_package(qtype: int, size: int) -> Non
         np.testing.assert_array_equal(got, want)
 
 
-@pytest.mark.parametrize(("qtype", "size"), [(big.Q4_K, 144), (big.Q6_K, 210), (big.Q8_0, 34)])
-def test_mlx_block_decoders_equal_the_gguf_package(qtype: int, size: int) -> None:
-    """The streamed path's decoders (MLX for Q4_K/Q6_K, ``gguf`` for the rest) equal ``gguf.quants.dequantize``
-    bit for bit on arbitrary bytes (every scale byte pattern, fp16 specials included) and on the builder's blocks."""
-    import gguf
-
-    from lazarus_report.models.quantize import gguf_rows_to_float32
-
-    rng = np.random.default_rng(7)
-    per_row = 4 if qtype != big.Q8_0 else 32  # blocks per row
-    block = 32 if qtype == big.Q8_0 else 256
-    arbitrary = rng.integers(0, 256, (64, per_row * size), dtype=np.uint8)
-    built = big.BLOCKS[qtype][2](rng, 64 * per_row).reshape(64, -1)
-    for raw in (arbitrary, built):
-        want = gguf.quants.dequantize(raw, gguf.GGMLQuantizationType(qtype)).reshape(64, per_row * block)
-        got = np.asarray(gguf_rows_to_float32(mx.array(raw), qtype, per_row * block))
-        assert got.dtype == np.float32
-        np.testing.assert_array_equal(got, want)
-
-
 @pytest.mark.slow  # loads the small model twice (~10 s on 2 busy cores)
 def test_streamed_grid_decodes_the_head_once_per_chunk(
     files: dict[tuple[str, bool], Path], isolated_cache: Path, monkeypatch: pytest.MonkeyPatch
