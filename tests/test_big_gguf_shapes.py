@@ -263,3 +263,43 @@ def test_streamed_grid_decodes_the_head_once_per_chunk(
     assert a is not None and b is not None and a.top_token_ids == b.top_token_ids
     assert np.abs(np.array(a.entropy) - np.array(b.entropy)).max() <= 1e-4
     assert np.abs(np.array(a.kl_to_final) - np.array(b.kl_to_final)).max() <= 1e-4
+
+
+# --- the default path with a model whose float32 copy does not fit -------------------------------------------
+
+
+@pytest.mark.slow  # two loads of the small model
+def test_float32_that_does_not_fit_streams_with_a_note(
+    files: dict[tuple[str, bool], Path], isolated_cache: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An 8B k-quant file's float32 copy (32 GB) does not fit a 24 GB machine: without --max-memory, under
+    --precision auto and explicit float32 alike, the model runs streamed (float32 arithmetic) and says so, instead
+    of being killed by the operating system halfway through the conversion."""
+    from lazarus_report.core.errors import LazarusWarning
+
+    path = files[("q4_k_m", False)]
+    sizes = streamed.sizes_from_gguf_header(path)
+    monkeypatch.setattr(streamed, "available_memory", lambda: (sizes.needs("streamed") + sizes.needs("float32")) // 2)
+    for precision in ("auto", "float32"):
+        with pytest.warns(LazarusWarning, match="do not fit the memory available.*running streamed"):
+            loaded = load_model(str(path), precision=precision)
+        assert loaded.execution == "streamed", precision
+    assert not (isolated_cache / "gguf").exists()  # nothing converted, nothing cached
+
+
+@pytest.mark.slow  # converts the small model
+def test_conversion_too_big_for_the_disk_is_not_cached(
+    files: dict[tuple[str, bool], Path], isolated_cache: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A float32 conversion is cached only when it takes at most half the free disk space: a 32 GB entry never
+    fills a disk silently; the model still loads (converted in memory), with a note."""
+    from lazarus_report.core.errors import LazarusWarning
+    from lazarus_report.models import gguf as gguf_mod
+
+    monkeypatch.setattr(gguf_mod, "CACHE_SHARE_OF_FREE_DISK", 1e-9)  # as if the disk had a few bytes free
+    path = files[("q4_k_m", True)]  # k-quants: the float32 path converts (Q8_0 is read by MLX itself)
+    with pytest.warns(LazarusWarning, match="is not cached"):
+        loaded = load_model(str(path))
+    assert loaded.execution == "float32"
+    entries = list((isolated_cache / "gguf").iterdir()) if (isolated_cache / "gguf").exists() else []
+    assert [e for e in entries if not e.name.startswith(".")] == []
