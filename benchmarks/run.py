@@ -1388,6 +1388,7 @@ def main() -> None:
             "sweep",
             "drift",
             "jacobian",
+            "sizes",
         ],
         help="run one section (printed, RESULTS.md untouched)",
     )
@@ -1455,6 +1456,11 @@ def main() -> None:
         return
     if args.only == "answers":
         print("\n".join(bench_answers(args.reps)[0]))
+        return
+    if args.only == "sizes":  # 1B/8B llama shapes (benchmarks/sizes.py; builds build/big-gguf/ once)
+        from sizes import bench_sizes
+
+        print("\n".join(bench_sizes()[0]))
         return
     if args.only == "layout":
         from layout import bench_layout
