@@ -111,6 +111,7 @@ def files(tmp_path_factory: pytest.TempPathFactory) -> dict[tuple[str, bool], Pa
     return out
 
 
+@pytest.mark.slow  # the builder reads SmolLM2's 49k-token metadata (~6 s) and writes several files
 def test_builder_writes_the_quant_types_people_use(files: dict[tuple[str, bool], Path]) -> None:
     from lazarus_report.models.gguf_metadata import read_gguf_header
 
@@ -134,6 +135,7 @@ def test_builder_writes_the_quant_types_people_use(files: dict[tuple[str, bool],
             assert np.isfinite(w).all() and 0.015 < w.std() < 0.025 and abs(w.mean()) < 0.002, t.name
 
 
+@pytest.mark.slow  # the builder reads SmolLM2's 49k-token metadata (~6 s) and writes several files
 def test_builder_is_seeded_and_streams_bounded_slices(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The same seed writes the same bytes whatever the slice size; another seed other bytes."""
     a, b, c = tmp_path / "a.gguf", tmp_path / "b.gguf", tmp_path / "c.gguf"
@@ -144,6 +146,7 @@ def test_builder_is_seeded_and_streams_bounded_slices(tmp_path: Path, monkeypatc
     assert a.read_bytes() == b.read_bytes() != c.read_bytes()
 
 
+@pytest.mark.slow  # the builder reads SmolLM2's 49k-token metadata (~6 s) and writes several files
 def test_cached_file_is_verified_and_rebuilt_when_damaged(tmp_path: Path) -> None:
     shape = big.Shape("tiny", 1, 256, 4, 2, 256, 49152, tied=True)
     messages: list[str] = []
@@ -222,7 +225,8 @@ def test_mlx_block_decoders_equal_the_gguf_package(qtype: int, size: int) -> Non
     arbitrary = rng.integers(0, 256, (64, per_row * size), dtype=np.uint8)
     built = big.BLOCKS[qtype][2](rng, 64 * per_row).reshape(64, -1)
     for raw in (arbitrary, built):
-        want = gguf.quants.dequantize(raw, gguf.GGMLQuantizationType(qtype)).reshape(64, per_row * block)
+        with np.errstate(invalid="ignore", over="ignore"):  # arbitrary fp16 scales: inf x 0 = NaN, on both sides
+            want = gguf.quants.dequantize(raw, gguf.GGMLQuantizationType(qtype)).reshape(64, per_row * block)
         got = np.asarray(gguf_rows_to_float32(mx.array(raw), qtype, per_row * block))
         assert got.dtype == np.float32
         np.testing.assert_array_equal(got, want)
