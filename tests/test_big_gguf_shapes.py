@@ -227,7 +227,7 @@ def test_mlx_block_decoders_equal_the_gguf_package(qtype: int, size: int) -> Non
     for raw in (arbitrary, built):
         with np.errstate(invalid="ignore", over="ignore"):  # arbitrary fp16 scales: inf x 0 = NaN, on both sides
             want = gguf.quants.dequantize(raw, gguf.GGMLQuantizationType(qtype)).reshape(64, per_row * block)
-        got = np.asarray(gguf_rows_to_float32(mx.array(raw), qtype, per_row * block))
+            got = np.asarray(gguf_rows_to_float32(mx.array(raw), qtype, per_row * block))
         assert got.dtype == np.float32
         np.testing.assert_array_equal(got, want)
 
