@@ -51,6 +51,23 @@ def gemm_rate(reps: int = 5) -> float:
     return 2 * 1024 * 576 * 49152 / best
 
 
+def read_rate(reps: int = 3) -> float:
+    """Bytes/s of reading a 1 GB float32 array once (``mx.sum``, best of ``reps``): the memory bound of a
+    forward pass over a few tokens, which reads every float32 weight once for 2 x tokens FLOP per 4 bytes."""
+    from lazarus_report.core.runtime import import_mlx
+
+    mx = import_mlx()
+    a = mx.random.normal((2**28,))
+    mx.eval(a)
+    mx.eval(mx.sum(a))
+    best = float("inf")
+    for _ in range(reps):
+        s = time.perf_counter()
+        mx.eval(mx.sum(a))
+        best = min(best, time.perf_counter() - s)
+    return a.nbytes / best
+
+
 def _peak_rss() -> int:
     with open("/proc/self/status") as f:
         for line in f:
@@ -107,6 +124,7 @@ def probe(path: str, max_memory: str | None, kind: str) -> dict[str, Any]:
     layers = list(range(n_layers))
     out: dict[str, Any] = {"execution": loaded.execution, "load_s": load_s, "layers": n_layers}
     out["gemm_flops"] = gemm_rate(3)  # in this process, just before the pass: the machine's rate right now
+    out["read_bytes_per_s"] = read_rate()
     block_params = _block_params(loaded.config)
     if kind in ("analyze", "analyze-grid"):
         # "analyze": what `analyze --all-layers` prints (the last position); "analyze-grid": with -o/--html's grid
@@ -167,79 +185,125 @@ def _timed_child(cmd: list[str]) -> tuple[float, int, str]:
         return wall, usage.ru_maxrss * 1024, out.read().decode()
 
 
+SUITE_PROMPTS = [
+    "The capital of France is",
+    "The capital of Japan is",
+    "The capital of Italy is",
+    "The colour of the sky on a clear day is",
+    "Water boils at a temperature of",
+    "The largest planet in the solar system is",
+    "The opposite of hot is",
+    "Two plus two equals",
+    "The author of Hamlet is",
+    "The chemical symbol for gold is",
+    "A week has seven",
+    "The first month of the year is",
+    "Bees make",
+    "The fastest land animal is the",
+    "The square root of nine is",
+    "Ice is frozen",
+    "The currency of the United Kingdom is the",
+    "Paris is a city in",
+    "The tallest mountain on Earth is Mount",
+    "The language spoken in Brazil is",
+]
+
+
+def suite_file(directory: Path) -> Path:
+    """20 short raw prompts, each tracking a token, with a check every model passes (the costs are what is measured:
+    random weights answer nothing)."""
+    cases = [
+        {"id": f"case-{i:02d}", "prompt": p, "raw": True, "track": [" the"], "expect": {"final_prob_at_least": 0.0}}
+        for i, p in enumerate(SUITE_PROMPTS)
+    ]
+    path = directory / "sizes-suite.yaml"
+    path.write_text(json.dumps({"name": "sizes", "cases": cases}, indent=1), encoding="utf-8")
+    return path
+
+
 def _gb(n: float) -> str:
     return f"{n / 2**30:.2f} GB"
 
 
-def bench_sizes(reps: int = 1, files: list[tuple[str, str]] | None = None) -> tuple[list[str], dict]:
-    """The section's Markdown rows and its numbers."""
+def bench_sizes(
+    reps: int = 1, files: list[tuple[str, str]] | None = None, parts: tuple[str, ...] = ("analyze", "suite", "grid")
+) -> tuple[list[str], dict]:
+    """The section's Markdown rows and its numbers (``parts``: which measurements)."""
     sys.path.insert(0, str(HERE))
     import make_big_gguf as big
-    from run import bench_suite_file
 
     rate = gemm_rate()
     rows = [
         f"GEMM rate (float32, (1024 x 576) @ (576 x 49,152) through MLX, best of 5): **{rate / 1e9:.0f} GFLOP/s**",
         "",
         "| model | memory | execution | wall (process) | peak RSS | load | lens pass | lens FLOP/s (% of GEMM) "
-        "| forward alone (% GEMM) | head alone, 1 row/layer (% GEMM) | decode every block once | GEMM rate then |",
+        "| forward alone (% GEMM; memory bound) | head alone, 1 row/layer (% GEMM) | decode every block once "
+        "| GEMM and memory read rates then |",
         "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     data: dict[str, Any] = {"gemm_flops": rate}
     py = sys.executable
-    for size, mix in files or FILES:
-        path = big.cached_gguf(big.SHAPES[size], mix, log=lambda m: print(m, file=sys.stderr, flush=True))
-        for memory in (None, BUDGET):
-            cmd = [py, str(HERE / "sizes.py"), "--probe", str(path), "--kind", "analyze"]
-            cmd += ["--max-memory", memory] if memory else []
-            wall, rss, text = _timed_child(cmd)
-            p = json.loads(text.strip().splitlines()[-1])
-            p.update(wall_s=wall, rss=rss)
-            data[f"{size}-{mix}-{memory or 'default'}-analyze"] = p
-            rate_here = p["gemm_flops"]
-            lens_rate = p["lens_flop"] / p["lens_s"]
-            fwd_rate = p["forward_flop"] / p["forward_s"]
-            head_rate = 2 * p["head_rows"] * 128256 * (2048 if size == "1b" else 4096) / p["head_s"]
-            decode = "—"
-            if "decode_all_s" in p:
-                decode = f"{p['decode_all_s']:.1f} s ({100 * p['decode_all_s'] / p['lens_s']:.0f}% of the pass)"
-            rows.append(
-                f"| {size.upper()} {mix.upper()} | {memory or 'default'} | {p['execution']} | {wall:.1f} s "
-                f"| {_gb(rss)} | {p['load_s']:.1f} s | {p['lens_s']:.1f} s "
-                f"| {lens_rate / 1e9:.1f} GFLOP/s ({100 * lens_rate / rate_here:.0f}%) "
-                f"| {fwd_rate / 1e9:.1f} GFLOP/s ({100 * fwd_rate / rate_here:.0f}%) "
-                f"| {head_rate / 1e9:.1f} GFLOP/s ({100 * head_rate / rate_here:.0f}%) "
-                f"| {decode} | {rate_here / 1e9:.0f} GFLOP/s |"
-            )
-            print(rows[-1], file=sys.stderr, flush=True)
-    rows += ["", "| model | memory | 20-case suite wall | peak RSS |", "|---|---|---|---|"]
-    with tempfile.TemporaryDirectory() as tmp:
-        suite = bench_suite_file(Path(tmp))
-        for size, mix in SUITE_FILES if files is None else files:
-            path = big.cached_gguf(big.SHAPES[size], mix)
+    if "analyze" in parts:
+        for size, mix in files or FILES:
+            path = big.cached_gguf(big.SHAPES[size], mix, log=lambda m: print(m, file=sys.stderr, flush=True))
             for memory in (None, BUDGET):
-                cmd = [py, "-m", "lazarus_report", "introspect", "suite", str(suite), "-m", str(path)]
-                cmd += ["-o", str(Path(tmp) / "out.json"), "-q"] + (["--max-memory", memory] if memory else [])
-                try:
-                    wall, rss, _ = _timed_child(cmd)
-                except RuntimeError as exc:
-                    rows.append(f"| {size.upper()} {mix.upper()} | {memory or 'default'} | failed: {exc} | |")
-                    continue
-                data[f"{size}-{mix}-{memory or 'default'}-suite"] = {"wall_s": wall, "rss": rss}
-                rows.append(f"| {size.upper()} {mix.upper()} | {memory or 'default'} | {wall:.1f} s | {_gb(rss)} |")
+                cmd = [py, str(HERE / "sizes.py"), "--probe", str(path), "--kind", "analyze"]
+                cmd += ["--max-memory", memory] if memory else []
+                wall, rss, text = _timed_child(cmd)
+                p = json.loads(text.strip().splitlines()[-1])
+                p.update(wall_s=wall, rss=rss)
+                data[f"{size}-{mix}-{memory or 'default'}-analyze"] = p
+                rate_here = p["gemm_flops"]
+                # a float32 forward over t tokens reads every weight (4 bytes) for 2 t FLOP: its memory bound
+                bound = p["read_bytes_per_s"] * 2 * p["tokens"] / 4 if p["execution"] == "float32" else None
+                lens_rate = p["lens_flop"] / p["lens_s"]
+                fwd_rate = p["forward_flop"] / p["forward_s"]
+                head_rate = 2 * p["head_rows"] * 128256 * (2048 if size == "1b" else 4096) / p["head_s"]
+                decode = "—"
+                if "decode_all_s" in p:
+                    decode = f"{p['decode_all_s']:.1f} s ({100 * p['decode_all_s'] / p['lens_s']:.0f}% of the pass)"
+                rows.append(
+                    f"| {size.upper()} {mix.upper()} | {memory or 'default'} | {p['execution']} | {wall:.1f} s "
+                    f"| {_gb(rss)} | {p['load_s']:.1f} s | {p['lens_s']:.1f} s "
+                    f"| {lens_rate / 1e9:.1f} GFLOP/s ({100 * lens_rate / rate_here:.0f}%) "
+                    f"| {fwd_rate / 1e9:.1f} GFLOP/s ({100 * fwd_rate / rate_here:.0f}%"
+                    + (f"; memory bound {bound / 1e9:.1f}" if bound else "")
+                    + ") "
+                    f"| {head_rate / 1e9:.1f} GFLOP/s ({100 * head_rate / rate_here:.0f}%) "
+                    f"| {decode} | {rate_here / 1e9:.0f} GFLOP/s, {p['read_bytes_per_s'] / 2**30:.1f} GB/s read |"
+                )
                 print(rows[-1], file=sys.stderr, flush=True)
-    path = big.cached_gguf(big.LLAMA_1B, "q4_k_m")
-    wall, rss, text = _timed_child([py, str(HERE / "sizes.py"), "--probe", str(path), "--kind", "grid256"])
-    p = json.loads(text.strip().splitlines()[-1])
-    g = p["lens_flop"] / p["lens_s"]
-    rate = p["gemm_flops"]
-    data["1b-grid256"] = {**p, "wall_s": wall, "rss": rss}
-    rows += [
-        "",
-        f"1B Q4_K_M grid at 256 tokens (forward + {p['layers']} layers x 256 positions, top-5, entropy, KL): "
-        f"{p['lens_s']:.1f} s, {p['lens_flop'] / 1e9:.0f} GFLOP, **{g / 1e9:.0f} GFLOP/s ({100 * g / rate:.0f}% of GEMM)**, "
-        f"peak RSS {_gb(rss)}",
-    ]
+    if "suite" in parts:
+        rows += ["", "| model | memory | 20-case suite wall | peak RSS |", "|---|---|---|---|"]
+        with tempfile.TemporaryDirectory() as tmp:
+            suite = suite_file(Path(tmp))
+            for size, mix in SUITE_FILES if files is None else files:
+                path = big.cached_gguf(big.SHAPES[size], mix)
+                for memory in (None, BUDGET):
+                    cmd = [py, "-m", "lazarus_report", "introspect", "suite", str(suite), "-m", str(path)]
+                    cmd += ["-o", str(Path(tmp) / "out.json"), "-q"] + (["--max-memory", memory] if memory else [])
+                    try:
+                        wall, rss, _ = _timed_child(cmd)
+                    except RuntimeError as exc:
+                        rows.append(f"| {size.upper()} {mix.upper()} | {memory or 'default'} | failed: {exc} | |")
+                        print(rows[-1], file=sys.stderr, flush=True)
+                        continue
+                    data[f"{size}-{mix}-{memory or 'default'}-suite"] = {"wall_s": wall, "rss": rss}
+                    rows.append(f"| {size.upper()} {mix.upper()} | {memory or 'default'} | {wall:.1f} s | {_gb(rss)} |")
+                    print(rows[-1], file=sys.stderr, flush=True)
+    if "grid" in parts:
+        path = big.cached_gguf(big.LLAMA_1B, "q4_k_m")
+        wall, rss, text = _timed_child([py, str(HERE / "sizes.py"), "--probe", str(path), "--kind", "grid256"])
+        p = json.loads(text.strip().splitlines()[-1])
+        g = p["lens_flop"] / p["lens_s"]
+        rate = p["gemm_flops"]
+        data["1b-grid256"] = {**p, "wall_s": wall, "rss": rss}
+        rows += [
+            "",
+            f"1B Q4_K_M grid at 256 tokens (forward + {p['layers']} layers x 256 positions, top-5, entropy, KL): "
+            f"{p['lens_s']:.1f} s, {p['lens_flop'] / 1e9:.0f} GFLOP, **{g / 1e9:.0f} GFLOP/s ({100 * g / rate:.0f}% of GEMM)**, "
+            f"peak RSS {_gb(rss)}",
+        ]
     return rows, data
 
 
@@ -251,12 +315,14 @@ def main() -> None:
     parser.add_argument("--kind", default="analyze", choices=["analyze", "analyze-grid", "grid256"])
     parser.add_argument("--max-memory")
     parser.add_argument("--files", help="e.g. 1b-q4_k_m,8b-q4_k_m (default: all)")
+    parser.add_argument("--parts", default="analyze,suite,grid", help="which measurements (default: all)")
     args = parser.parse_args()
     if args.probe:
         print(json.dumps(probe(args.probe, args.max_memory, args.kind)))
         return
     files = [tuple(f.split("-", 1)) for f in args.files.split(",")] if args.files else None
-    print("\n".join(bench_sizes(files=files)[0]))  # type: ignore[arg-type]
+    parts = tuple(args.parts.split(","))
+    print("\n".join(bench_sizes(files=files, parts=parts)[0]))  # type: ignore[arg-type]
 
 
 if __name__ == "__main__":
