@@ -367,19 +367,15 @@ def position_grid(
         else:
             sel = mx.array(wanted[start:stop], dtype=mx.int32)
         c = stop - start
-        together = None
-        if one_head_pass and layer_group >= n_layers:  # the final rows first, then every layer's: one head matmul
-            together = _grid_logits(parts, mx.concatenate([final_hidden[sel]] + [h[sel] for h in hidden], axis=0))
-            final = FinalReference.of(together[:c])
-        else:
-            final = FinalReference.of(_grid_logits(parts, final_hidden[sel]))
+        final, together = _final_rows(parts, final_hidden, hidden, sel, c, one_head_pass and layer_group >= n_layers)
         answer_ids = np.argmax(final.probs, axis=1)  # the model's answer at each position of the chunk
         for g0 in range(0, n_layers, layer_group):
             g1 = min(n_layers, g0 + layer_group)
-            if together is not None:
-                z = together[c:]
-            else:
-                z = _grid_logits(parts, mx.concatenate([hidden[i][sel] for i in range(g0, g1)], axis=0))
+            z = (
+                together
+                if together is not None
+                else _grid_logits(parts, mx.concatenate([hidden[i][sel] for i in range(g0, g1)], axis=0))
+            )
             # Rows whose statistics are wanted (``idx``, chunk-local); the others only feed log_probs_out.
             idx = np.array([k - start for k in range(start, stop) if stats is None or wanted[k] in stats], dtype=int)
             out = slice(start, stop) if len(idx) == c else start + idx
@@ -400,6 +396,17 @@ def position_grid(
             del z
         del together
     return grid.stats()
+
+
+def _final_rows(
+    parts: LensParts, final_hidden: Any, hidden: Sequence[Any], sel: Any, c: int, with_layers: bool
+) -> tuple[FinalReference, np.ndarray | None]:
+    """The final distribution at a grid chunk's ``c`` positions ``sel``; ``with_layers``: every layer's logits there
+    too (``[L * c, V]``), from the same head matmul (the final rows first)."""
+    if not with_layers:
+        return FinalReference.of(_grid_logits(parts, final_hidden[sel])), None
+    z = _grid_logits(parts, mx.concatenate([final_hidden[sel]] + [h[sel] for h in hidden], axis=0))
+    return FinalReference.of(z[:c]), z[c:]
 
 
 class _GridArrays:
