@@ -1437,6 +1437,20 @@ LENS_FIT_NOTE = (
 # (Markdown rows, data); give it as "module:function" (a module under benchmarks/, imported only when the section
 # runs) to keep its code out of this file, e.g. Section("sizes", "Model sizes", NOTE, "sizes:bench_sizes", 15).
 # `minutes` is the rough duration here; keep each section under 15 (split a longer one into two entries).
+
+
+def _sizes(c: Context) -> tuple[list[str], dict]:
+    from sizes import bench_sizes
+
+    return bench_sizes(parts=("analyze", "grid"))
+
+
+def _sizes_suite(c: Context) -> tuple[list[str], dict]:
+    from sizes import bench_sizes
+
+    return bench_sizes(parts=("suite",))
+
+
 SECTIONS: list[Section] = [
     Section(
         "last-position",
@@ -1676,6 +1690,25 @@ SECTIONS: list[Section] = [
         "held-out fidelity. Target (issue 21): the default fit <= 1200 s.",
         _jacobian,
         2,
+    ),
+    Section(
+        "sizes",
+        "Model sizes",
+        "Llama-3.2-1B and Llama-3.1-8B shapes with seeded random weights (benchmarks/make_big_gguf.py builds them "
+        "once into build/big-gguf/, verified by digest): `analyze --all-layers` and a 20-case suite at default "
+        "settings and `--max-memory 6GB` in child processes (wall, peak RSS), the lens pass's FLOP/s against the "
+        "GEMM rate measured in the same process, and the 1B grid at 256 tokens. Targets (issue 22): 8B under 6GB "
+        "with peak RSS <= 6.5 GB and its lens pass >= 25% of the GEMM rate; 1B >= 50%.",
+        _sizes,
+        15,
+    ),
+    Section(
+        "sizes-suite",
+        "Model sizes: suites",
+        "A 20-case suite on the 1B and 8B files of `sizes`, default settings and `--max-memory 6GB`, in child "
+        "processes (wall, peak RSS).",
+        _sizes_suite,
+        15,
     ),
 ]
 REGISTRY = check_registry(SECTIONS)

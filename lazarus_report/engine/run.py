@@ -521,9 +521,11 @@ def _grid_stats(
     if not local:
         return None
     long = offset > 0 or n_rows >= lens.PREFILL_CHUNK  # part of a prompt prefilled in chunks
-    # Streamed weights dequantize the head in every head matmul: larger row blocks amortise that.
-    small = long and getattr(loaded, "execution", "float32") != "streamed"
-    budget = lens.CHUNKED_GRID_BUDGET_BYTES if small else lens.GRID_BUDGET_BYTES
+    # Streamed weights decode the head in every head matmul: larger row blocks, and the final rows with the layers'.
+    is_streamed = getattr(loaded, "execution", "float32") == "streamed"
+    budget = lens.CHUNKED_GRID_BUDGET_BYTES if long and not is_streamed else lens.GRID_BUDGET_BYTES
+    if is_streamed:
+        budget = lens.STREAMED_GRID_BUDGET_BYTES
     return lens.position_grid(
         loaded.parts,
         hidden,
@@ -533,6 +535,7 @@ def _grid_stats(
         budget_bytes=budget,
         positions=None if local == list(range(n_rows)) else local,
         stats_positions=None if shown is None else [p - offset for p in shown if offset <= p < offset + n_rows],
+        one_head_pass=is_streamed,
     )
 
 

@@ -44,6 +44,10 @@ mx = import_mlx()
 GRID_BUDGET_BYTES = 48 * 2**20
 
 
+# The same for a streamed head (decoded from its stored blocks in every head matmul): fewer, larger matmuls.
+STREAMED_GRID_BUDGET_BYTES = 160 * 2**20
+
+
 # The same for prompts prefilled in chunks (long prompts: the process's peak matters more than the
 # per-call overhead of smaller head matmuls).
 CHUNKED_GRID_BUDGET_BYTES = 16 * 2**20
@@ -324,6 +328,7 @@ def position_grid(
     offset: int = 0,
     positions: Sequence[int] | None = None,
     stats_positions: Sequence[int] | None = None,
+    one_head_pass: bool = False,
 ) -> GridStats:
     """Top-k, entropy and KL(final || layer) at every (captured layer, position).
 
@@ -361,12 +366,16 @@ def position_grid(
             sel: Any = slice(wanted[start], wanted[stop - 1] + 1)
         else:
             sel = mx.array(wanted[start:stop], dtype=mx.int32)
-        final = FinalReference.of(_grid_logits(parts, final_hidden[sel]))
+        c = stop - start
+        final, together = _final_rows(parts, final_hidden, hidden, sel, c, one_head_pass and layer_group >= n_layers)
         answer_ids = np.argmax(final.probs, axis=1)  # the model's answer at each position of the chunk
         for g0 in range(0, n_layers, layer_group):
             g1 = min(n_layers, g0 + layer_group)
-            z = _grid_logits(parts, mx.concatenate([hidden[i][sel] for i in range(g0, g1)], axis=0))
-            c = stop - start
+            z = (
+                together
+                if together is not None
+                else _grid_logits(parts, mx.concatenate([hidden[i][sel] for i in range(g0, g1)], axis=0))
+            )
             # Rows whose statistics are wanted (``idx``, chunk-local); the others only feed log_probs_out.
             idx = np.array([k - start for k in range(start, stop) if stats is None or wanted[k] in stats], dtype=int)
             out = slice(start, stop) if len(idx) == c else start + idx
@@ -385,7 +394,19 @@ def position_grid(
                         lse[rest] = row_lse(rows_z[rest])
                     _write_log_probs(log_probs_out[1], g0 + j, [column[wanted[k]] for k in ks], rows_z, ks, start, lse)
             del z
+        del together
     return grid.stats()
+
+
+def _final_rows(
+    parts: LensParts, final_hidden: Any, hidden: Sequence[Any], sel: Any, c: int, with_layers: bool
+) -> tuple[FinalReference, np.ndarray | None]:
+    """The final distribution at a grid chunk's ``c`` positions ``sel``; ``with_layers``: every layer's logits there
+    too (``[L * c, V]``), from the same head matmul (the final rows first)."""
+    if not with_layers:
+        return FinalReference.of(_grid_logits(parts, final_hidden[sel])), None
+    z = _grid_logits(parts, mx.concatenate([final_hidden[sel]] + [h[sel] for h in hidden], axis=0))
+    return FinalReference.of(z[:c]), z[c:]
 
 
 class _GridArrays:

@@ -19,13 +19,14 @@ import os
 import re
 import shutil
 import tempfile
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from ..core.disk_cache import cache_lock, cache_root, try_cache_lock, warn_cache_discarded
-from ..core.errors import LazarusError
+from ..core.errors import LazarusError, LazarusWarning
 from ..core.runtime import import_mlx
 from .gguf_metadata import (
     MLX_NATIVE_TENSOR_TYPES,
@@ -302,7 +303,10 @@ def _load_converted(path: Path, cache_dir: Path) -> GGUFModel:
             return cached
         _remove_stale_temporaries(gguf_dir, cache_dir, own_key=entry.name)
         raw_np, meta = _dequantize_with_gguf(path)
-        raw = {k: mx.array(v) for k, v in raw_np.items()}
+        raw = {}
+        for k in list(raw_np):  # each numpy copy released once MLX holds it: the peak is one float32 copy
+            raw[k] = mx.array(raw_np.pop(k))
+            mx.eval(raw[k])
         model = _assemble(path, raw, meta, dequantized=True)  # validate before caching
         _store_entry(entry, path, raw, meta)
     return model
@@ -334,6 +338,17 @@ def _store_entry(entry: Path, path: Path, raw: dict[str, Any], meta: dict[str, A
     tmp: Path | None = None
     try:
         entry.parent.mkdir(parents=True, exist_ok=True)
+        size = sum(int(v.nbytes) for v in raw.values())
+        free = shutil.disk_usage(entry.parent).free
+        if size > free * CACHE_SHARE_OF_FREE_DISK:
+            warnings.warn(
+                f"{path.name}: its float32 conversion ({size / 2**30:.1f} GB) is not cached: it would take more than "
+                f"{CACHE_SHARE_OF_FREE_DISK:.0%} of the {free / 2**30:.1f} GB free in {entry.parent}; the next run "
+                "converts it again",
+                LazarusWarning,
+                stacklevel=3,
+            )
+            return
         tmp = Path(tempfile.mkdtemp(prefix=f".{entry.name}.", suffix=TEMP_SUFFIX, dir=entry.parent))
         weights_file = tmp / "weights.safetensors"
         mx.save_safetensors(str(weights_file), raw)
@@ -358,6 +373,8 @@ def _store_entry(entry: Path, path: Path, raw: dict[str, Any], meta: dict[str, A
 
 
 TEMP_SUFFIX = ".tmp"
+# A float32 conversion is cached only when it takes at most this share of the disk's free space.
+CACHE_SHARE_OF_FREE_DISK = 0.5
 
 
 def _remove_stale_temporaries(gguf_dir: Path, cache_dir: Path, own_key: str) -> None:

@@ -170,7 +170,9 @@ class _Planner:
         self.to_float32 = to_float32
         self.budget = budget
         self.from_user = budget is not None
-        if budget is None and precision == "auto" and to_float32 and machine_budget:
+        # Without --max-memory the machine's available memory bounds the float32 copy (explicit float32 too:
+        # streaming keeps float32 arithmetic, and an 8B model's 32 GB float32 copy would only be killed).
+        if budget is None and precision in ("auto", "float32") and to_float32 and machine_budget:
             self.budget = streamed.available_memory()
         self.model_id = model_id
         self.execution = "float32" if to_float32 else "native"
@@ -185,6 +187,18 @@ class _Planner:
 
     def choose(self, sizes: streamed.WeightSizes) -> str:
         self.execution = streamed.plan_execution(self.to_float32, sizes, self.budget, self.from_user, self.model_id)
+        if self.execution == "streamed" and not self.from_user and self.budget is not None:
+            import warnings
+
+            from ..core.errors import LazarusWarning
+
+            warnings.warn(
+                f"{self.model_id}: its weights in float32 ({streamed.format_size(sizes.float32)}) do not fit the "
+                f"memory available ({streamed.format_size(self.budget, 'down')}): running streamed (weights kept as "
+                "stored, each block dequantized to float32 as it runs; same numbers, slower)",
+                LazarusWarning,
+                stacklevel=2,
+            )
         return self.execution
 
 

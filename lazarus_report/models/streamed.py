@@ -25,8 +25,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
-
 from ..core.errors import LazarusError
 from ..core.runtime import import_mlx
 
@@ -350,8 +348,9 @@ class StreamedCastEmbedding(nn.Embedding):
 
 
 class _GGUFBlockRows:
-    """float32 rows ``[a, b)`` of a matrix kept as GGUF blocks (``gguf.GGUFBlocks``), decoded by the ``gguf``
-    package exactly as the float32 conversion of the whole file decodes them."""
+    """float32 rows ``[a, b)`` of a matrix kept as GGUF blocks (``gguf.GGUFBlocks``), decoded exactly as the
+    float32 conversion of the whole file decodes them (``quantize.gguf_rows_to_float32``: MLX for Q4_K/Q6_K,
+    bit-identical to the ``gguf`` package, which decodes the other types)."""
 
     gguf_type: int
     in_features: int
@@ -360,15 +359,12 @@ class _GGUFBlockRows:
         def __getitem__(self, key: str) -> Any: ...
 
     def _rows(self, a: int, b: int) -> Any:
-        return self._decode(np.asarray(self["weight"][a:b]))
+        return self._decode(self["weight"][a:b])
 
     def _decode(self, raw: Any) -> Any:
-        from gguf.constants import GGMLQuantizationType
-        from gguf.quants import dequantize
+        from .quantize import gguf_rows_to_float32
 
-        decoded = dequantize(raw, GGMLQuantizationType(self.gguf_type))
-        rows = np.ascontiguousarray(decoded.reshape(raw.shape[0], self.in_features))
-        return mx.array(rows.astype(np.float32, copy=False))
+        return gguf_rows_to_float32(raw, self.gguf_type, self.in_features)
 
 
 class GGUFBlocksLinear(_GGUFBlockRows, nn.Linear):
@@ -384,8 +380,7 @@ class GGUFBlocksEmbedding(_GGUFBlockRows, nn.Embedding):
     compute_dtype = mx.float32  # what it returns, whatever it stores
 
     def __call__(self, x: Any) -> Any:
-        ids = np.asarray(x).reshape(-1)
-        rows = self._decode(np.asarray(self["weight"])[ids])
+        rows = self._decode(self["weight"][x.reshape(-1)])
         return rows.reshape(*x.shape, -1)
 
     def as_linear(self, x: Any) -> Any:
