@@ -1700,7 +1700,7 @@ SECTIONS: list[Section] = [
         "GEMM rate measured in the same process, and the 1B grid at 256 tokens. Targets (issue 22): 8B under 6GB "
         "with peak RSS <= 6.5 GB and its lens pass >= 25% of the GEMM rate; 1B >= 50%.",
         _sizes,
-        15,
+        10,
     ),
     Section(
         "sizes-suite",
@@ -1708,7 +1708,7 @@ SECTIONS: list[Section] = [
         "A 20-case suite on the 1B and 8B files of `sizes`, default settings and `--max-memory 6GB`, in child "
         "processes (wall, peak RSS).",
         _sizes_suite,
-        15,
+        14,
     ),
 ]
 REGISTRY = check_registry(SECTIONS)
