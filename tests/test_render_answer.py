@@ -50,6 +50,11 @@ def _cells(page: str) -> list[tuple[str, str, str]]:
 # --- the report model -------------------------------------------------------------
 
 
+def _layers(row):
+    """The layers a strip row stands for, the top one first (a folded row stands for a run)."""
+    return list(range(row.layer, (row.layer if row.down_to is None else row.down_to) - 1, -1))
+
+
 def test_the_strip_holds_every_token_and_layer_with_the_lens_probability():
     result = make_answer_result()
     answer = result.answer
@@ -60,12 +65,14 @@ def test_the_strip_holds_every_token_and_layer_with_the_lens_probability():
     assert not view.generated and view.stop is None
     (block,) = view.blocks
     assert [t.token.visible for t in block.tokens] == [visible_token(t.token) for t in answer.tokens]
-    # Rows: every captured layer, the last on top; each cell the token's probability at that layer.
-    assert [row.layer for row in block.rows] == list(reversed(result.captured_layers))
+    # Rows: every captured layer, the last on top (runs of layers that read the same folded into one row); each
+    # cell the token's probability at every layer its row stands for.
+    assert [layer for row in block.rows for layer in _layers(row)] == list(reversed(result.captured_layers))
     assert block.rows[0].is_final and not any(row.is_final for row in block.rows[1:])
     for row in block.rows:
-        i = result.captured_layers.index(row.layer)
-        assert [c.text for c in row.cells] == [cell_label(t.probs[i]) for t in answer.tokens]
+        for layer in _layers(row):
+            i = result.captured_layers.index(layer)
+            assert [c.text for c in row.cells] == [cell_label(t.probs[i]) for t in answer.tokens]
     final_row = block.rows[0]
     assert final_row.cells[0].text == f"{100 * answer.tokens[0].probs[-1]:.0f}"
 
@@ -169,14 +176,15 @@ def test_unreliable_layers_are_marked_as_in_the_layer_table():
     assert bad and bad != set(result.captured_layers)
     view = build_report([result]).runs[0].answer
     assert view.has_unreliable
-    assert {row.layer for row in view.blocks[0].rows if row.unreliable} == bad
+    marked = [row for row in view.blocks[0].rows if row.unreliable]
+    assert {layer for row in marked for layer in _layers(row)} == bad
     page = _page(result)
     strip = page[page.index('<table class="strip">') :]
     strip = strip[: strip.index("</table>")]
-    assert strip.count('<tr class="unreliable">') == len(bad)
-    assert strip.count('title="unreliable lens reading at this layer">≈') == len(bad)
-    marked = [title for _, title, _ in _cells(strip) if "unreliable lens reading" in title]
-    assert len(marked) == len(bad) * len(result.answer.tokens)
+    assert strip.count('<tr class="unreliable">') == len(marked)
+    assert strip.count('title="unreliable lens reading at this layer">≈') == len(marked)
+    titles = [title for _, title, _ in _cells(strip) if "unreliable lens reading" in title]
+    assert len(titles) == len(marked) * len(result.answer.tokens)
 
 
 def test_the_logit_view_of_a_learned_lens_has_no_strip():
@@ -216,7 +224,10 @@ def test_the_page_holds_the_strip_with_and_without_scripts(static):
     result = make_answer_result()
     page = _page(result, static=static)
     assert page.count('<table class="strip">') == 1 + 2  # one wide block, two narrow ones (a phone's)
-    assert len(_cells(page)) == 2 * 10 * len(result.captured_layers)  # the strip twice: wide and narrow blocks
+    view = build_report([result]).runs[0].answer
+    assert len(view.blocks[0].rows) < len(result.captured_layers)  # the synthetic answer's early layers read the same
+    cells = sum(len(b.rows) * len(b.tokens) for b in view.blocks + view.narrow_blocks)
+    assert len(_cells(page)) == cells  # the strip twice: wide and narrow blocks
     assert 'id="run0-answer"' in page
     assert page.index('id="run0-final"') < page.index('id="run0-answer"') < page.index('id="run0-charts"')
     if static:
@@ -258,7 +269,9 @@ def test_compare_aligns_the_same_answer_token_by_token_with_the_change():
         ]
     assert [m.diverges for m in block.tokens[2].marks] == [False, True]  # model 2 would not write token 3
     assert block.tokens[2].marks[1].own.visible == "␣was"
-    assert [len(g) for g in block.groups] == [len(r.captured_layers) for r in comparison.results]
+    assert [[x for row in g for x in _layers(row)] for g in block.groups] == [
+        list(reversed(r.captured_layers)) for r in comparison.results
+    ]
     assert ca.logprob_change == pytest.approx(r2.sequence_logprob - r1.sequence_logprob)
     factor = math.exp(abs(ca.logprob_change))
     assert ca.likelihood_ratio == f"tuned finds it {factor:,.3g} times less likely than base"
@@ -438,3 +451,32 @@ def test_an_empty_generated_answer_says_so_and_draws_no_strip():
     assert "it stopped at the end-of-sequence token" in page
     assert "The answer is empty: there is nothing to read." in page
     assert '<table class="strip' not in page and "Greedy decoding" not in page
+
+
+# --- identical layers fold (issue 23) ---
+
+
+def test_strip_rows_fold_runs_of_layers_that_read_the_same_and_nothing_else():
+    from lazarus_report.render.answer_view import StripCell, StripRow, fold_strip_rows
+
+    def row(layer, texts, cls="ac ab0", unreliable=False, final=False):
+        return StripRow(layer, unreliable, final, [StripCell(t, cls, f"L{layer}") for t in texts])
+
+    rows = [
+        row(9, ["90", "80"], final=True),
+        row(8, ["90", "80"]),  # reads as the final row, but the final layer never folds
+        row(7, ["<1", "<1"]),
+        row(6, ["<1", "<1"]),
+        row(5, ["<1", "<1"], unreliable=True),  # a trust change breaks the run
+        row(4, ["<1", "<1"], unreliable=True),
+        row(3, ["<1", "<1"], cls="ac ab0 em"),  # an emergence mark breaks it
+        row(2, ["<1", "2"]),
+        row(1, ["<1", "2"]),
+        row(0, ["<1", "2"]),
+    ]
+    folded = fold_strip_rows(rows)
+    assert [r.label for r in folded] == ["9", "8", "6–7", "4–5", "3", "0–2"]
+    assert folded[2].cells[0].title.startswith("Layers 6–7 read the same; shown: layer 7.")
+    assert folded[0].cells[0].title == "L9" and folded[4].cells[0].title == "L3"
+    page_row = folded[5]
+    assert (page_row.layer, page_row.down_to) == (2, 0)

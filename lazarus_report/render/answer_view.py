@@ -20,6 +20,7 @@ Every string here went through ``clean_text`` or ``token_view``; HTML escaping i
 from __future__ import annotations
 
 import bisect
+import dataclasses
 import functools
 import math
 from collections.abc import Sequence
@@ -59,6 +60,11 @@ class StripRow:
     unreliable: bool  # the lens is unreliable at this layer (marked as in the layer table and the heatmap)
     is_final: bool
     cells: list[StripCell]
+    down_to: int | None = None  # the lowest layer of a run of layers that read the same, folded into this row
+
+    @property
+    def label(self) -> str:
+        return str(self.layer) if self.down_to is None else f"{self.down_to}–{self.layer}"
 
 
 @dataclass(frozen=True)
@@ -275,9 +281,10 @@ def _cell(t: AnswerToken, i: int, layer: int, is_final: bool, unreliable: bool) 
 
 
 def strip_rows(tokens: Sequence[AnswerToken], layers: Sequence[int], unreliable: set[int]) -> list[StripRow]:
-    """The rows of a strip over ``tokens``: one per captured layer, the last first."""
+    """The rows of a strip over ``tokens``: one per captured layer, the last first; consecutive layers whose cells
+    read the same (text and marks: no top-1 or emergence among them) fold into one row (``fold_strip_rows``)."""
     last = len(layers) - 1
-    return [
+    rows = [
         StripRow(
             layer=layer,
             unreliable=layer in unreliable,
@@ -286,6 +293,34 @@ def strip_rows(tokens: Sequence[AnswerToken], layers: Sequence[int], unreliable:
         )
         for i, layer in reversed(list(enumerate(layers)))
     ]
+    return fold_strip_rows(rows)
+
+
+def _reads_the_same(a: StripRow, b: StripRow) -> bool:
+    return (
+        not (a.is_final or b.is_final)
+        and a.unreliable == b.unreliable
+        and [(c.text, c.cls) for c in a.cells] == [(c.text, c.cls) for c in b.cells]
+    )
+
+
+def fold_strip_rows(rows: Sequence[StripRow]) -> list[StripRow]:
+    """Runs of consecutive rows (the last layer first) that read the same fold into the run's top row, labelled
+    with its layer range; each cell's hover says which layers it stands for (it keeps the top layer's top 3)."""
+    out: list[StripRow] = []
+    for row in rows:
+        if out and _reads_the_same(out[-1], row):
+            out[-1] = dataclasses.replace(out[-1], down_to=row.layer)
+        else:
+            out.append(row)
+    return [_with_range_titles(r) for r in out]
+
+
+def _with_range_titles(row: StripRow) -> StripRow:
+    if row.down_to is None:
+        return row
+    note = f"Layers {row.down_to}–{row.layer} read the same; shown: layer {row.layer}.\n"
+    return dataclasses.replace(row, cells=[dataclasses.replace(c, title=note + c.title) for c in row.cells])
 
 
 def _block_caption(start: int, end: int, shown: int, total: int, size: int) -> str:
