@@ -106,7 +106,11 @@ def test_markdown_and_text_say_which_lens(tuned):
     text = render_text(tuned)
     assert "Lens: tuned lens (lens fitted on the base model, applied to base + adapter <x>)" in text
     assert "=== Tuned Lens (top prediction at each layer) ===" in text
-    lines = [line for line in text.splitlines() if line.strip().startswith("Layer") and "(unreliable)" in line]
+    assert (
+        "Trust: Tuned lens, reliable from layer 8 (held-out KL at most 2 nats); layers 0-3, 7 are marked ≈: "
+        "read them as rough." in text
+    )
+    lines = [line for line in text.splitlines() if line.strip().startswith("Layer") and "≈ (unreliable)" in line]
     assert [int(line.split()[1].rstrip(":")) for line in lines] == [
         layer for layer in tuned.captured_layers if layer in {0, 1, 2, 3, 7}
     ]

@@ -10,10 +10,11 @@ import re
 
 from ..results.analysis import AnalysisResult
 from ..results.answer import AnswerReading
+from ..results.codec import first_layer_where
 from ..results.comparison import ComparisonResult
 from ..results.suite import SuiteResult
 from .change_view import build_change_view
-from .lens_view import lens_name, unreliable_note
+from .lens_view import analysis_trust, lens_name, unreliable_note
 from .report_model import comparison_tags, layer_runs, top1_phrase
 from .suite_model import build_suite_report, one_line, target_text
 
@@ -77,6 +78,9 @@ def render_text(result: AnalysisResult) -> str:
     lines.append(
         f"Lens: {lens_name(result.lens_kind)}" + (f" ({result.lens.note})" if result.lens and result.lens.note else "")
     )
+    top1 = [p.final_token_rank == 1 for p in result.layer_predictions]
+    emergence = first_layer_where([p.layer_idx for p in result.layer_predictions], top1)
+    lines.append(f"Trust: {analysis_trust(result, emergence)}")
     note = unreliable_note(result)
     if note:
         lines.append(f"Note: {note}")
@@ -91,7 +95,7 @@ def render_text(result: AnalysisResult) -> str:
     width = len(str(result.captured_layers[-1]))
     unreliable = set(result.unreliable_layers)
     for lp in result.layer_predictions:
-        mark = "  (unreliable)" if lp.layer_idx in unreliable else ""
+        mark = "  ≈ (unreliable)" if lp.layer_idx in unreliable else ""
         lines.append(f"  Layer {lp.layer_idx:>{width}}: {quote(lp.top_token)} ({lp.top_prob:.4f}){mark}")
 
     if result.token_evolutions:
