@@ -1,4 +1,4 @@
-"""Read and write the safetensors format with numpy alone (float32 tensors), strictly.
+"""Read and write the safetensors format with numpy alone (float32 or float16 tensors), strictly.
 
 The format: an 8-byte little-endian header length, a JSON header
 (``{"name": {"dtype": "F32", "shape": [...], "data_offsets": [begin, end]}, "__metadata__": {...}}``),
@@ -16,19 +16,25 @@ import numpy as np
 
 from ...core.errors import LazarusError
 
-_DTYPES: dict[str, np.dtype] = {"F32": np.dtype("<f4"), "F64": np.dtype("<f8")}
+_DTYPES: dict[str, np.dtype] = {"F32": np.dtype("<f4"), "F64": np.dtype("<f8"), "F16": np.dtype("<f2")}
 
 
 def dumps(tensors: dict[str, np.ndarray], metadata: dict[str, str] | None = None) -> bytes:
+    """The safetensors bytes of ``tensors``: float16 arrays are stored as F16, anything else as F32."""
     header: dict[str, object] = {}
     if metadata:
         header["__metadata__"] = dict(metadata)
     blobs = []
     offset = 0
     for name in sorted(tensors):
-        arr = np.ascontiguousarray(tensors[name], dtype="<f4")
+        half = tensors[name].dtype == np.float16
+        arr = np.ascontiguousarray(tensors[name], dtype="<f2" if half else "<f4")
         data = arr.tobytes()
-        header[name] = {"dtype": "F32", "shape": list(arr.shape), "data_offsets": [offset, offset + len(data)]}
+        header[name] = {
+            "dtype": "F16" if half else "F32",
+            "shape": list(arr.shape),
+            "data_offsets": [offset, offset + len(data)],
+        }
         blobs.append(data)
         offset += len(data)
     text = json.dumps(header, separators=(",", ":")).encode("utf-8")
@@ -37,7 +43,7 @@ def dumps(tensors: dict[str, np.ndarray], metadata: dict[str, str] | None = None
 
 
 def loads(data: bytes, what: str) -> tuple[dict[str, np.ndarray], dict[str, str]]:
-    """Tensors and metadata of a safetensors blob; ``what`` names the file in error messages."""
+    """Tensors (as float32) and metadata of a safetensors blob; ``what`` names the file in error messages."""
     if len(data) < 8:
         raise LazarusError(f"{what} is not a safetensors file (too short)")
     (n,) = struct.unpack("<Q", data[:8])
