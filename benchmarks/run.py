@@ -1388,6 +1388,7 @@ def main() -> None:
             "sweep",
             "drift",
             "jacobian",
+            "shipped-lens",
         ],
         help="run one section (printed, RESULTS.md untouched)",
     )
@@ -1468,6 +1469,11 @@ def main() -> None:
     if args.only == "batch":
         print("\n".join(environment()), flush=True)
         print("\n".join(bench_batched(max(1, args.reps // 2))[0]))
+        return
+    if args.only == "shipped-lens":
+        from shipped_lens import bench_shipped_lens
+
+        print("\n".join(bench_shipped_lens(args.reps, ROOT / "build" / "shipped-fits" / f"{ALIAS}-tuned")[0]))
         return
 
     from lazarus_report.commands.analyzer import ModelAnalyzer

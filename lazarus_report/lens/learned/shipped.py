@@ -112,9 +112,8 @@ def find_shipped(kind: str, fingerprint: dict[str, Any]) -> Lens | None:
 
 def describe(lens: Lens, stem: str) -> None:
     """Set the lens's source and corpus line to say where a shipped lens came from (in memory only)."""
-    from ...core.runtime import package_version
+    from ...core.version import __version__ as version
 
-    version = package_version("lazarus-report") or "(unknown version)"
     fidelity = lens.fidelity()
     quality = ""
     if fidelity:
