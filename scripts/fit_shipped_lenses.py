@@ -106,16 +106,36 @@ def _summary(fidelity: list[Any]) -> str:
     return f"mean KL {kl:.3f} nats, layer {mid.layer} top-1 {100 * mid.top1_agreement:.1f}%"
 
 
+def _moments(loaded: Any, tokens: int) -> np.ndarray:
+    """Each block's input second moment E[h h^T] over the first ``tokens`` positions of the fit split
+    (never the held-out split the fidelity is measured on)."""
+    from lazarus_report.lens.learned.collect import collect_states
+    from lazarus_report.lens.learned.corpus import default_corpus, take_tokens, tokenize
+
+    seqs = take_tokens(tokenize(default_corpus(), loaded.tokenizer, fit_tokens=tokens, heldout_tokens=0).fit, tokens)
+    hidden = collect_states(loaded, seqs).hidden[:-1].astype(np.float64)
+    return np.einsum("lnh,lnk->lhk", hidden, hidden) / hidden.shape[1]
+
+
+def _stored(full: Any, storage: str, loaded: Any, tokens: int) -> Any:
+    from lazarus_report.lens.learned.shipped import stored_lens
+
+    moments = _moments(loaded, tokens) if storage.startswith("wlowrank") else None
+    lens = stored_lens(full, storage, moments)
+    if moments is not None:
+        lens.meta["shipped_moments_tokens"] = tokens
+    return lens
+
+
 def cmd_options(args: argparse.Namespace) -> None:
     from lazarus_report.lens.learned.artefact import Lens
     from lazarus_report.lens.learned.eval import measure
-    from lazarus_report.lens.learned.shipped import stored_lens
 
     loaded = _load(args.model)
     full = Lens.load(args.lens)
     held = _heldout_states(loaded)
     options = [s for s in args.storages.split(",")]
-    lenses = [Lens.logit()] + [stored_lens(full, s) for s in options]
+    lenses = [Lens.logit()] + [_stored(full, s, loaded, args.moment_tokens) for s in options]
     results = measure(loaded, held, lenses)
     print(f"{'storage':<12} {'bytes':>12} {'mean KL':>9} {'mid top-1':>10}")
     for name, lens, fid in zip(["logit", *options], lenses, results, strict=True):
@@ -127,17 +147,22 @@ def cmd_options(args: argparse.Namespace) -> None:
 
 def cmd_pack(args: argparse.Namespace) -> None:
     from lazarus_report.lens.learned.artefact import Lens
-    from lazarus_report.lens.learned.fit import measure_fidelity
-    from lazarus_report.lens.learned.shipped import shipped_dir, stored_lens, write_shipped
+    from lazarus_report.lens.learned.eval import measure
+    from lazarus_report.lens.learned.shipped import shipped_dir, write_shipped
 
     loaded = _load(args.model)
     full = Lens.load(args.lens)
-    lens = stored_lens(full, args.storage)
+    lens = _stored(full, args.storage, loaded, args.moment_tokens)
     held = _heldout_states(loaded)
-    logit_fid, fid = measure_fidelity(loaded, held, lens, None)
+    # the logit lens's fidelity on these positions is the full lens's (same held-out split): measured once
+    lenses = [lens] if full.meta.get("logit_fidelity") else [Lens.logit(), lens]
+    results = measure(loaded, held, lenses)
+    fid = results[-1]
     lens.meta["fidelity"] = [f.__dict__ for f in fid]
-    lens.meta["logit_fidelity"] = [f.__dict__ for f in logit_fid]
+    if len(results) == 2:
+        lens.meta["logit_fidelity"] = [f.__dict__ for f in results[0]]
     lens.meta["heldout_tokens"] = held.num_positions
+    lens.meta["full_fidelity"] = full.meta.get("fidelity")  # before compression, for comparison
     path = write_shipped(lens, Path(args.dest) if args.dest else shipped_dir(), args.model)
     print(f"{args.model} {lens.kind} as {args.storage}: {_summary(fid)} -> {path}")
 
@@ -156,11 +181,13 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("lens")
     p.add_argument("-m", "--model", required=True)
     p.add_argument("--storages", default=",".join(STORAGES))
+    p.add_argument("--moment-tokens", type=int, default=4096, help="wlowrankR: fit positions for E[h h^T]")
     p.set_defaults(func=cmd_options)
     p = sub.add_parser("pack")
     p.add_argument("lens")
     p.add_argument("-m", "--model", required=True)
-    p.add_argument("--storage", choices=STORAGES, required=True)
+    p.add_argument("--storage", required=True, help="float32, float16 or lowrankR (R: the rank, e.g. lowrank48)")
+    p.add_argument("--moment-tokens", type=int, default=4096, help="wlowrankR: fit positions for E[h h^T]")
     p.add_argument("--dest", default=None, help="default: the package's shipped-lens folder")
     p.set_defaults(func=cmd_pack)
     args = parser.parse_args(argv)

@@ -188,3 +188,22 @@ def test_analyze_tuned_on_the_embedded_smollm2_uses_the_shipped_lens(
     data = json.loads(out.read_text())
     assert data["lens"]["kind"] == "tuned" and data["lens"]["source"].startswith("shipped with lazarus-report")
     assert not (isolated_cache / "lenses").exists()  # no fit happened
+
+
+def test_weighted_low_rank_fits_the_states_better() -> None:
+    full = _random_tuned(hdim=24)
+    rng = np.random.default_rng(2)
+    scales = np.exp(rng.standard_normal(24) * 1.5)  # an anisotropic residual stream, as real ones are
+    h = (rng.standard_normal((2000, 24)) * scales).astype(np.float32)
+    moments = np.stack([h.T.astype(np.float64) @ h / len(h)] * 3)
+    exact = full.low_rank(24, moments)
+    np.testing.assert_allclose(exact.matrix(0)[0], full.matrix(0)[0], atol=1e-4)
+    plain, weighted = full.low_rank(6), full.low_rank(6, moments)
+
+    def err(lens: Lens) -> float:
+        return float(np.mean((lens.translate_np(1, h) - full.translate_np(1, h)) ** 2))
+
+    assert err(weighted) < 0.8 * err(plain)
+    assert stored_lens(full, "wlowrank6", moments).rank == 6
+    with pytest.raises(LazarusError, match="unknown storage"):
+        stored_lens(full, "wlowrank6")

@@ -263,10 +263,14 @@ class Lens:
             out += hidden
         return out
 
-    def low_rank(self, rank: int) -> Lens:
-        """This lens with every translator's ``A = W - I`` replaced by its rank-``rank`` truncated SVD
-        (``lowrank`` form; the bias kept). The best rank-``rank`` approximation of each ``A`` in the
-        Frobenius norm; a copy of the metadata, no source."""
+    def low_rank(self, rank: int, moments: np.ndarray | None = None) -> Lens:
+        """This lens with every translator's ``A = W - I`` replaced by a rank-``rank`` factorization
+        (``lowrank`` form; the bias kept; a copy of the metadata, no source).
+
+        Without ``moments``: the truncated SVD of ``A`` (the best rank-``rank`` ``A`` in the Frobenius
+        norm). With ``moments`` (``[L-1, H, H]``, each layer's input second moment ``E[h h^T]``): the
+        rank-``rank`` ``Â`` minimising ``E ||h (A - Â)||²`` on those inputs, i.e. the truncated SVD of
+        ``S A`` mapped back (``S = (E[h h^T] + eps I)^½``), so the rank goes where the states are."""
         n = self.translated_layers
         if n == 0:
             raise LazarusError("a logit lens has no translators to factorize")
@@ -277,9 +281,17 @@ class Lens:
         vt = np.empty((n, rank, hdim), dtype=np.float32)
         for layer in range(n):
             a = self.matrix(layer)[0] - np.eye(hdim)
+            s = s_inv = None
+            if moments is not None:
+                sigma = moments[layer].astype(np.float64)
+                vals, vecs = np.linalg.eigh(sigma + 1e-6 * np.trace(sigma) / hdim * np.eye(hdim))
+                s = (vecs * np.sqrt(vals)) @ vecs.T
+                s_inv = (vecs / np.sqrt(vals)) @ vecs.T
+                a = s @ a
             uu, sv, vv = np.linalg.svd(a)
             root = np.sqrt(sv[:rank])
-            u[layer] = uu[:, :rank] * root
+            left = uu[:, :rank] * root
+            u[layer] = s_inv @ left if s_inv is not None else left
             vt[layer] = root[:, None] * vv[:rank]
         meta = {k: v for k, v in self.meta.items() if k != "weights_sha256"}
         return Lens(self.kind, bias=self.bias.copy(), form="lowrank", meta=meta, factors=(u, vt), storage=self.storage)

@@ -36,17 +36,20 @@ def shipped_dir() -> Path:
     return Path(__file__).resolve().parents[1] / "shipped"
 
 
-def stored_lens(full: Lens, storage: str) -> Lens:
-    """``full`` as it would be shipped: ``float32`` (as is), ``float16``, or ``lowrankR`` (the rank-R
-    truncated SVD of every translator's ``A``, in float16)."""
+def stored_lens(full: Lens, storage: str, moments: Any = None) -> Lens:
+    """``full`` as it would be shipped: ``float32`` (as is), ``float16``, ``lowrankR`` (the rank-R
+    truncated SVD of every translator's ``A``, in float16) or ``wlowrankR`` (rank R weighted by the
+    inputs' second ``moments``, see ``Lens.low_rank``)."""
     if storage == "float32":
         lens = Lens(full.kind, full.weight, full.bias, full.form, dict(full.meta), factors=full.factors)
     elif storage == "float16":
         lens = full.half()
     elif storage.startswith("lowrank") and storage[7:].isdigit():
         lens = full.low_rank(int(storage[7:])).half()
+    elif storage.startswith("wlowrank") and storage[8:].isdigit() and moments is not None:
+        lens = full.low_rank(int(storage[8:]), moments).half()
     else:
-        raise LazarusError(f"unknown storage {storage!r}: float32, float16 or lowrankR (e.g. lowrank64)")
+        raise LazarusError(f"unknown storage {storage!r}: float32, float16, lowrankR or wlowrankR (with moments)")
     lens.meta.pop("weights_sha256", None)
     lens.meta["shipped_storage"] = storage
     return lens
