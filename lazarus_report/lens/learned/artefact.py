@@ -157,7 +157,7 @@ class Lens:
     """A lens: ``kind``, per-layer translators (numpy float32) and the metadata that goes with them."""
 
     kind: str
-    weight: np.ndarray | None = None  # [L-1, H, H]
+    weight: np.ndarray | None = None  # [L-1, H, H] (float32, or float16 as loaded from a float16 file)
     bias: np.ndarray | None = None  # [L-1, H]
     form: str = "affine"  # "affine": h @ W + b; "residual": h + h @ A + b
     meta: dict[str, Any] = field(default_factory=dict)
@@ -233,13 +233,13 @@ class Lens:
         mx = import_mlx()
         assert self.bias is not None
         if layer not in self._mx_cache:
-            mats: tuple[Any, ...]
+            arrays: tuple[np.ndarray, ...]
             if self.factors is not None:
-                mats = (mx.array(self.factors[0][layer]), mx.array(self.factors[1][layer]))
+                arrays = (self.factors[0][layer], self.factors[1][layer], self.bias[layer])
             else:
                 assert self.weight is not None
-                mats = (mx.array(self.weight[layer]),)
-            self._mx_cache[layer] = (*mats, mx.array(self.bias[layer]))
+                arrays = (self.weight[layer], self.bias[layer])
+            self._mx_cache[layer] = tuple(mx.array(a).astype(mx.float32) for a in arrays)
         *mats, b = self._mx_cache[layer]
         h32 = hidden.astype(mx.float32)
         if self.factors is not None:
@@ -255,10 +255,17 @@ class Lens:
         if layer >= self.translated_layers:
             return hidden
         assert self.bias is not None
+        f32 = np.float32
+        bias = self.bias[layer].astype(f32, copy=False)
         if self.factors is not None:
-            return hidden + (hidden @ self.factors[0][layer]) @ self.factors[1][layer] + self.bias[layer]
+            return (
+                hidden
+                + (hidden @ self.factors[0][layer].astype(f32, copy=False))
+                @ self.factors[1][layer].astype(f32, copy=False)
+                + bias
+            )
         assert self.weight is not None
-        out = hidden @ self.weight[layer] + self.bias[layer]
+        out = hidden @ self.weight[layer].astype(f32, copy=False) + bias
         if self.form == "residual":
             out += hidden
         return out
@@ -513,7 +520,8 @@ class Lens:
         data = weights_file.read_bytes()
         if _sha256(data) != meta.get("weights_sha256"):
             raise LazarusError(f"{shown} is damaged: {weights_file.name} does not match the digest in {meta_file.name}")
-        tensors, _ = safetensors_io.loads(data, str(weights_file))
+        # float16 stays float16 in memory (numpy's conversion is slow); MLX converts a layer when it is used
+        tensors, _ = safetensors_io.loads(data, str(weights_file), keep_half=True)
         model: dict[str, Any] = meta["model"] if isinstance(meta.get("model"), dict) else {}
         n, hdim = model.get("num_layers"), model.get("hidden_size")
         weight, factors = _checked_tensors(tensors, form, n, hdim, shown)

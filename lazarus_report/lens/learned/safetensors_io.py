@@ -42,8 +42,9 @@ def dumps(tensors: dict[str, np.ndarray], metadata: dict[str, str] | None = None
     return struct.pack("<Q", len(text)) + text + b"".join(blobs)
 
 
-def loads(data: bytes, what: str) -> tuple[dict[str, np.ndarray], dict[str, str]]:
-    """Tensors (as float32) and metadata of a safetensors blob; ``what`` names the file in error messages."""
+def loads(data: bytes, what: str, keep_half: bool = False) -> tuple[dict[str, np.ndarray], dict[str, str]]:
+    """Tensors (as float32; ``keep_half``: float16 ones stay float16) and metadata of a safetensors blob;
+    ``what`` names the file in error messages."""
     if len(data) < 8:
         raise LazarusError(f"{what} is not a safetensors file (too short)")
     (n,) = struct.unpack("<Q", data[:8])
@@ -68,5 +69,6 @@ def loads(data: bytes, what: str) -> tuple[dict[str, np.ndarray], dict[str, str]
         count = int(np.prod(shape)) if shape else 1
         if not 0 <= begin <= end <= len(body) or end - begin != count * dtype.itemsize:
             raise LazarusError(f"{what}: tensor {name!r} does not fit the file (truncated or damaged)")
-        out[name] = np.frombuffer(body[begin:end], dtype=dtype).reshape(shape).astype(np.float32, copy=False)
+        arr = np.frombuffer(body[begin:end], dtype=dtype).reshape(shape)
+        out[name] = arr if keep_half and dtype.itemsize == 2 else arr.astype(np.float32, copy=False)
     return out, {str(k): str(v) for k, v in metadata.items()}
