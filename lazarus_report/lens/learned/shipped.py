@@ -142,5 +142,7 @@ def settings_line(lens: Lens) -> str:
         how = lens.kind
     stored = "float16" if lens.storage == "float16" else "float32"
     if lens.rank is not None:
-        stored = f"rank-{lens.rank} translators (I + U V^T) in {stored}"
+        weighted = lens.meta.get("shipped_moments_tokens")
+        how_rank = f", fitted to {weighted} positions' states" if weighted else ""
+        stored = f"rank-{lens.rank} translators (I + U V^T{how_rank}) in {stored}"
     return f"{how}; stored as {stored}"
