@@ -1445,6 +1445,13 @@ def _sizes(c: Context) -> tuple[list[str], dict]:
     return bench_sizes(parts=("analyze", "grid"))
 
 
+def _shipped_lens(c: Context) -> tuple[list[str], dict]:
+    from shipped_lens import bench_shipped_lens
+
+    full = ROOT / "build" / "shipped-fits" / f"{ALIAS}-tuned"
+    return bench_shipped_lens(c.reps, full if full.is_dir() else None)
+
+
 def _sizes_suite(c: Context) -> tuple[list[str], dict]:
     from sizes import bench_sizes
 
@@ -1709,6 +1716,15 @@ SECTIONS: list[Section] = [
         "processes (wall, peak RSS).",
         _sizes_suite,
         14,
+    ),
+    Section(
+        "shipped-lens",
+        "Shipped lenses",
+        "Fresh processes, interleaved, medians: `analyze --all-layers` with the logit lens, the tuned lens shipped "
+        "with the package (float16) and, when build/shipped-fits holds it, the full float32 tuned lens directory. "
+        "Target (issue 21): `--lens tuned` <= 1.05x the logit lens.",
+        _shipped_lens,
+        4,
     ),
 ]
 REGISTRY = check_registry(SECTIONS)

@@ -181,3 +181,19 @@ def test_installed_wheel_renders_a_saved_result(wheel, fresh_venv, tmp_path):
     script = fresh_venv.parent / ("lazarus.exe" if os.name == "nt" else "lazarus")
     help_text = subprocess.run([script, "--help"], capture_output=True, text=True, env=_clean_env(), cwd=tmp_path)
     assert help_text.returncode == 0 and "report" in help_text.stdout  # the console script
+
+
+# --- shipped lenses (issue 21) ---------------------------------------------------------------------
+
+
+@pytest.mark.slow  # processes (a wheel build, a venv)
+def test_wheel_ships_the_lenses_within_the_budget(wheel):
+    shipped = sorted(p.name for p in (REPO / "lazarus_report" / "lens" / "shipped").iterdir() if p.suffix != ".py")
+    assert any(n.endswith("-tuned.safetensors") for n in shipped) and any(n.endswith(".json") for n in shipped)
+    infos = {i.filename: i for i in zipfile.ZipFile(wheel).infolist()}
+    entries = [infos.get(f"lazarus_report/lens/shipped/{name}") for name in shipped]
+    assert all(entries), [n for n, e in zip(shipped, entries, strict=True) if e is None]
+    # the wheel's growth: the shipped files as the wheel stores them (compressed)
+    growth = sum(e.compress_size for e in entries if e is not None)
+    print(f"shipped lenses: {len(shipped)} files, {growth / 1e6:.1f} MB in the wheel")
+    assert growth <= 25 * 1024 * 1024

@@ -5,7 +5,10 @@ to the residual stream before the model's own final norm and head:
 
 * ``form = "affine"`` (linear lenses): ``h' = h @ W_l + b_l``;
 * ``form = "residual"`` (tuned lenses, as tuned-lens stores them): ``h' = h + h @ A_l + b_l``
-  (``W = I + A``; stored as ``A`` so small corrections keep their precision).
+  (``W = I + A``; stored as ``A`` so small corrections keep their precision);
+* ``form = "lowrank"`` (a factorized residual map, for lenses shipped in the package):
+  ``h' = h + (h @ U_l) @ Vt_l + b_l`` with ``U_l`` ``[H, r]`` and ``Vt_l`` ``[r, H]`` (``A = U Vt``,
+  the rank-``r`` truncated SVD of a full translator's ``A``), applied without materialising ``A``.
 
 Layer ``L-1`` (the last block) is the identity: the lens there is the model's own prediction.
 A "logit" lens has no weights (identity everywhere).
@@ -14,6 +17,8 @@ On disk a lens is a directory::
 
     lens.json           metadata (format, kind, form, model fingerprint, corpus, fidelity, ...)
     weights.safetensors float32 ``weight`` [L-1, H, H] and ``bias`` [L-1, H]
+                        (``lowrank``: ``u`` [L-1, H, r], ``vt`` [L-1, r, H] and ``bias``; any of
+                        them may be stored as float16, recorded as ``"storage": "float16"``)
 
 ``lens.json`` records the sha256 of ``weights.safetensors``; ``Lens.load`` refuses a file whose
 digest, shapes or values do not check out. ``Lens.save`` writes a new directory next to the
@@ -53,6 +58,8 @@ from . import safetensors_io
 FORMAT = "lazarus-report/lens"
 FORMAT_VERSION = 1
 KINDS = LENS_KINDS
+FORMS = ("affine", "residual", "lowrank")
+STORAGES = ("float32", "float16")
 META_FILE = "lens.json"
 WEIGHTS_FILE = "weights.safetensors"
 # A layer whose held-out KL(final || lens) exceeds this is marked unreliable in reports: its top
@@ -128,6 +135,16 @@ def model_fingerprint(loaded: Any) -> dict[str, Any]:
     }
 
 
+def model_key(fingerprint: dict[str, Any], with_adapter: bool = True) -> str:
+    """A short digest of the model identity in ``fingerprint`` (the user cache's folder name; shipped
+    lenses are matched by it too). ``with_adapter=False``: the base model's key."""
+    keys = ["family", "num_layers", "hidden_size", "vocab_size", "tokenizer", "weights"]
+    if with_adapter:
+        keys.append("adapter_digest")
+    data = json.dumps({k: fingerprint.get(k) for k in keys}, sort_keys=True)
+    return hashlib.sha256(data.encode("utf-8")).hexdigest()[:20]
+
+
 # --- the artefact -------------------------------------------------------------------------------
 
 
@@ -140,19 +157,25 @@ class Lens:
     """A lens: ``kind``, per-layer translators (numpy float32) and the metadata that goes with them."""
 
     kind: str
-    weight: np.ndarray | None = None  # [L-1, H, H]
+    weight: np.ndarray | None = None  # [L-1, H, H] (float32, or float16 as loaded from a float16 file)
     bias: np.ndarray | None = None  # [L-1, H]
     form: str = "affine"  # "affine": h @ W + b; "residual": h + h @ A + b
     meta: dict[str, Any] = field(default_factory=dict)
     source: str | None = None  # where it was loaded from: a path, "cache", or None
     note: str | None = None  # set by check_compatible (adapter note)
+    factors: tuple[np.ndarray, np.ndarray] | None = None  # lowrank: (U [L-1, H, r], Vt [L-1, r, H])
+    storage: str = "float32"  # how the weights file stores the tensors: float32 | float16
     _mx_cache: dict[int, Any] = field(default_factory=dict, repr=False)
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
             raise LazarusError(f"unknown lens kind {self.kind!r} (choose from {', '.join(KINDS)})")
-        if self.form not in ("affine", "residual"):
+        if self.form not in FORMS:
             raise LazarusError(f"unknown lens form {self.form!r}")
+        if self.storage not in STORAGES:
+            raise LazarusError(f"unknown lens storage {self.storage!r}")
+        if (self.form == "lowrank") != (self.factors is not None):
+            raise LazarusError("a lowrank lens holds factors (U, Vt) and no full weight, and only it does")
 
     # --- construction -------------------------------------------------------------------------
 
@@ -169,13 +192,31 @@ class Lens:
     def digest(self) -> str | None:
         return self.meta.get("weights_sha256")
 
+    @property
+    def translated_layers(self) -> int:
+        """How many layers (0 .. n-1) have a translator; every later layer reads as the identity."""
+        if self.kind == "logit" or self.bias is None:
+            return 0
+        return int(self.bias.shape[0])
+
+    @property
+    def rank(self) -> int | None:
+        """The translators' rank for a ``lowrank`` lens, else None."""
+        return int(self.factors[0].shape[2]) if self.factors is not None else None
+
     def matrix(self, layer: int) -> tuple[np.ndarray, np.ndarray]:
         """(W, b) of the affine map at ``layer`` in the ``h @ W + b`` form (identity past L-2)."""
-        if self.weight is None or self.bias is None or layer >= self.weight.shape[0]:
+        if layer >= self.translated_layers:
             raise IndexError(layer)
-        w = self.weight[layer].astype(np.float64)
-        if self.form == "residual":
-            w = w + np.eye(w.shape[0])
+        assert self.bias is not None
+        if self.factors is not None:
+            u, vt = self.factors
+            w = np.eye(u.shape[1]) + u[layer].astype(np.float64) @ vt[layer].astype(np.float64)
+        else:
+            assert self.weight is not None
+            w = self.weight[layer].astype(np.float64)
+            if self.form == "residual":
+                w = w + np.eye(w.shape[0])
         return w, self.bias[layer].astype(np.float64)
 
     # --- applying -----------------------------------------------------------------------------
@@ -185,30 +226,96 @@ class Lens:
 
         Identity for the logit lens and for the last layer (``layer >= L-1``).
         """
-        if self.kind == "logit" or self.weight is None or layer >= self.weight.shape[0]:
+        if layer >= self.translated_layers:
             return hidden
         from ...core.runtime import import_mlx
 
         mx = import_mlx()
         assert self.bias is not None
         if layer not in self._mx_cache:
-            self._mx_cache[layer] = (mx.array(self.weight[layer]), mx.array(self.bias[layer]))
-        w, b = self._mx_cache[layer]
+            arrays: tuple[np.ndarray, ...]
+            if self.factors is not None:
+                arrays = (self.factors[0][layer], self.factors[1][layer], self.bias[layer])
+            else:
+                assert self.weight is not None
+                arrays = (self.weight[layer], self.bias[layer])
+            self._mx_cache[layer] = tuple(mx.array(a).astype(mx.float32) for a in arrays)
+        *mats, b = self._mx_cache[layer]
         h32 = hidden.astype(mx.float32)
-        out = h32 @ w + b
-        if self.form == "residual":
-            out = out + h32
+        if self.factors is not None:
+            out = h32 + (h32 @ mats[0]) @ mats[1] + b
+        else:
+            out = h32 @ mats[0] + b
+            if self.form == "residual":
+                out = out + h32
         return out.astype(hidden.dtype)
 
     def translate_np(self, layer: int, hidden: np.ndarray) -> np.ndarray:
         """:meth:`translate` on numpy float32 ``[N, H]`` (fitting and evaluation)."""
-        if self.kind == "logit" or self.weight is None or layer >= self.weight.shape[0]:
+        if layer >= self.translated_layers:
             return hidden
         assert self.bias is not None
-        out = hidden @ self.weight[layer] + self.bias[layer]
+        f32 = np.float32
+        bias = self.bias[layer].astype(f32, copy=False)
+        if self.factors is not None:
+            return (
+                hidden
+                + (hidden @ self.factors[0][layer].astype(f32, copy=False))
+                @ self.factors[1][layer].astype(f32, copy=False)
+                + bias
+            )
+        assert self.weight is not None
+        out = hidden @ self.weight[layer].astype(f32, copy=False) + bias
         if self.form == "residual":
             out += hidden
         return out
+
+    def low_rank(self, rank: int, moments: np.ndarray | None = None) -> Lens:
+        """This lens with every translator's ``A = W - I`` replaced by a rank-``rank`` factorization
+        (``lowrank`` form; the bias kept; a copy of the metadata, no source).
+
+        Without ``moments``: the truncated SVD of ``A`` (the best rank-``rank`` ``A`` in the Frobenius
+        norm). With ``moments`` (``[L-1, H, H]``, each layer's input second moment ``E[h h^T]``): the
+        rank-``rank`` ``Â`` minimising ``E ||h (A - Â)||²`` on those inputs, i.e. the truncated SVD of
+        ``S A`` mapped back (``S = (E[h h^T] + eps I)^½``), so the rank goes where the states are."""
+        n = self.translated_layers
+        if n == 0:
+            raise LazarusError("a logit lens has no translators to factorize")
+        assert self.bias is not None
+        hdim = self.bias.shape[1]
+        rank = max(1, min(rank, hdim))
+        u = np.empty((n, hdim, rank), dtype=np.float32)
+        vt = np.empty((n, rank, hdim), dtype=np.float32)
+        for layer in range(n):
+            a = self.matrix(layer)[0] - np.eye(hdim)
+            s = s_inv = None
+            if moments is not None:
+                sigma = moments[layer].astype(np.float64)
+                vals, vecs = np.linalg.eigh(sigma + 1e-6 * np.trace(sigma) / hdim * np.eye(hdim))
+                s = (vecs * np.sqrt(vals)) @ vecs.T
+                s_inv = (vecs / np.sqrt(vals)) @ vecs.T
+                a = s @ a
+            uu, sv, vv = np.linalg.svd(a)
+            root = np.sqrt(sv[:rank])
+            left = uu[:, :rank] * root
+            u[layer] = s_inv @ left if s_inv is not None else left
+            vt[layer] = root[:, None] * vv[:rank]
+        meta = {k: v for k, v in self.meta.items() if k != "weights_sha256"}
+        return Lens(self.kind, bias=self.bias.copy(), form="lowrank", meta=meta, factors=(u, vt), storage=self.storage)
+
+    def half(self) -> Lens:
+        """This lens stored as float16 (its values rounded to float16, computed in float32)."""
+
+        def rounded(x: np.ndarray) -> np.ndarray:
+            return x.astype(np.float16).astype(np.float32)
+
+        if self.translated_layers == 0:
+            raise LazarusError("a logit lens has no weights to store")
+        assert self.bias is not None
+        meta = {k: v for k, v in self.meta.items() if k != "weights_sha256"}
+        factors = (rounded(self.factors[0]), rounded(self.factors[1])) if self.factors is not None else None
+        weight = rounded(self.weight) if self.weight is not None else None
+        return Lens(self.kind, weight, rounded(self.bias), self.form, meta, factors=factors, storage="float16")
 
     # --- compatibility ------------------------------------------------------------------------
 
@@ -283,14 +390,22 @@ class Lens:
 
     # --- files --------------------------------------------------------------------------------
 
-    def _weights_bytes(self) -> bytes:
-        if self.weight is None or self.bias is None:
+    def weights_bytes(self) -> bytes:
+        """The weights file's bytes (safetensors; float16 tensors when ``storage`` is float16)."""
+        if self.translated_layers == 0:
             raise LazarusError("a logit lens has no weights to save")
+        tensors = {"bias": self.bias}
+        if self.factors is not None:
+            tensors.update(u=self.factors[0], vt=self.factors[1])
+        else:
+            tensors["weight"] = self.weight
+        dtype = np.float16 if self.storage == "float16" else np.float32
         return safetensors_io.dumps(
-            {"weight": self.weight, "bias": self.bias}, {"format": FORMAT, "kind": self.kind, "form": self.form}
+            {k: np.asarray(v).astype(dtype) for k, v in tensors.items()},
+            {"format": FORMAT, "kind": self.kind, "form": self.form},
         )
 
-    def _saved_meta(self, data: bytes) -> dict[str, Any]:
+    def saved_meta(self, data: bytes) -> dict[str, Any]:
         """``lens.json`` for the weights file ``data``: the lens's meta plus the format and the file's digest."""
         meta = dict(self.meta)
         meta.update(
@@ -301,6 +416,8 @@ class Lens:
             weights_file=WEIGHTS_FILE,
             weights_sha256=_sha256(data),
         )
+        if self.storage != "float32":
+            meta["storage"] = self.storage
         return meta
 
     def save(self, path: str | os.PathLike[str], *, in_cache: bool = False) -> Path:
@@ -317,8 +434,8 @@ class Lens:
         """
         target = lens_destination(path, in_cache=in_cache)
         shown = os.fspath(path)
-        data = self._weights_bytes()
-        meta = self._saved_meta(data)
+        data = self.weights_bytes()
+        meta = self.saved_meta(data)
         meta_text = json.dumps(meta, indent=1, allow_nan=False) + "\n"
         parent = target.parent
         try:
@@ -387,45 +504,72 @@ class Lens:
             raise LazarusError(f"no lens at {path}")
         if not meta_file.is_file():
             raise LazarusError(f"{path} is not a lens (no {META_FILE}); lenses are made by `lazarus lens fit`")
-        try:
-            meta = json.loads(meta_file.read_text(encoding="utf-8"))
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise LazarusError(f"{meta_file} is damaged: not valid JSON ({exc})") from None
-        if not isinstance(meta, dict) or meta.get("format") != FORMAT:
-            raise LazarusError(f"{meta_file} is not a lazarus-report lens")
-        if meta.get("format_version") != FORMAT_VERSION:
-            raise LazarusError(
-                f"{meta_file}: lens format version {meta.get('format_version')!r} is not supported "
-                f"(this lazarus reads version {FORMAT_VERSION})"
-            )
+        return cls.load_files(meta_file, directory / WEIGHTS_FILE, f"lens {directory}", source or str(directory))
+
+    @classmethod
+    def load_files(cls, meta_file: Path, weights_file: Path, shown: str, source: str | None) -> Lens:
+        """Read and verify a lens from its metadata and weights files (``shown`` names it in errors):
+        the weights file's sha256 against the metadata's, the shapes against the recorded model, finite values."""
+        meta = _read_meta(meta_file)
         kind, form = meta.get("kind"), meta.get("form")
-        if kind not in ("linear", "tuned", "jacobian") or form not in ("affine", "residual"):
-            raise LazarusError(f"{meta_file}: unknown lens kind {kind!r} or form {form!r}")
-        weights_file = directory / WEIGHTS_FILE
+        storage = meta.get("storage", "float32")
+        if kind not in ("linear", "tuned", "jacobian") or form not in FORMS or storage not in STORAGES:
+            raise LazarusError(f"{meta_file}: unknown lens kind {kind!r}, form {form!r} or storage {storage!r}")
         if not weights_file.is_file():
-            raise LazarusError(f"lens {directory} is incomplete: {WEIGHTS_FILE} is missing")
+            raise LazarusError(f"{shown} is incomplete: {weights_file.name} is missing")
         data = weights_file.read_bytes()
         if _sha256(data) != meta.get("weights_sha256"):
-            raise LazarusError(f"lens {directory} is damaged: {WEIGHTS_FILE} does not match the digest in {META_FILE}")
-        tensors, _ = safetensors_io.loads(data, str(weights_file))
-        weight, bias = tensors.get("weight"), tensors.get("bias")
+            raise LazarusError(f"{shown} is damaged: {weights_file.name} does not match the digest in {meta_file.name}")
+        # float16 stays float16 in memory (numpy's conversion is slow); MLX converts a layer when it is used
+        tensors, _ = safetensors_io.loads(data, str(weights_file), keep_half=True)
         model: dict[str, Any] = meta["model"] if isinstance(meta.get("model"), dict) else {}
         n, hdim = model.get("num_layers"), model.get("hidden_size")
-        if (
-            weight is None
-            or bias is None
-            or not isinstance(n, int)
-            or not isinstance(hdim, int)
-            or weight.shape != (n - 1, hdim, hdim)
-            or bias.shape != (n - 1, hdim)
-        ):
-            blocks = n - 1 if isinstance(n, int) else "?"  # translators for every layer but the last
-            raise LazarusError(
-                f"lens {directory} is damaged: expected weight [{blocks}, {hdim}, {hdim}] and bias [{blocks}, {hdim}]"
-            )
-        if not (np.isfinite(weight).all() and np.isfinite(bias).all()):
-            raise LazarusError(f"lens {directory} is damaged: its weights contain NaN or infinite values")
-        return cls(kind=kind, weight=weight, bias=bias, form=form, meta=meta, source=source or str(directory))
+        weight, factors = _checked_tensors(tensors, form, n, hdim, shown)
+        bias = tensors["bias"]
+        return cls(kind, weight, bias, form, meta, source=source, factors=factors, storage=storage)
+
+
+def _read_meta(meta_file: Path) -> dict[str, Any]:
+    try:
+        meta = json.loads(meta_file.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise LazarusError(f"{meta_file} is damaged: not valid JSON ({exc})") from None
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+        raise LazarusError(f"{meta_file} is not a lazarus-report lens")
+    if meta.get("format_version") != FORMAT_VERSION:
+        raise LazarusError(
+            f"{meta_file}: lens format version {meta.get('format_version')!r} is not supported "
+            f"(this lazarus reads version {FORMAT_VERSION})"
+        )
+    return meta
+
+
+def _checked_tensors(
+    tensors: dict[str, np.ndarray], form: str, n: Any, hdim: Any, shown: str
+) -> tuple[np.ndarray | None, tuple[np.ndarray, np.ndarray] | None]:
+    """(weight, factors) of a weights file, their shapes checked against ``n`` layers of ``hdim``."""
+    weight, bias = tensors.get("weight"), tensors.get("bias")
+    u, vt = tensors.get("u"), tensors.get("vt")
+    ok = isinstance(n, int) and isinstance(hdim, int) and bias is not None and bias.shape == (n - 1, hdim)
+    if form == "lowrank":
+        rank = u.shape[-1] if u is not None and u.ndim == 3 else -1
+        ok = ok and u is not None and vt is not None and 1 <= rank <= hdim
+        ok = ok and u.shape == (n - 1, hdim, rank) and vt.shape == (n - 1, rank, hdim)  # type: ignore[union-attr]
+        arrays = [bias, u, vt]
+        expected = f"u [{n - 1 if isinstance(n, int) else '?'}, {hdim}, r], vt [.., r, {hdim}]"
+    else:
+        ok = ok and weight is not None and weight.shape == (n - 1, hdim, hdim)
+        arrays = [weight, bias]
+        expected = f"weight [{n - 1 if isinstance(n, int) else '?'}, {hdim}, {hdim}]"
+    if not ok:
+        blocks = n - 1 if isinstance(n, int) else "?"  # translators for every layer but the last
+        raise LazarusError(f"{shown} is damaged: expected {expected} and bias [{blocks}, {hdim}]")
+    if not all(np.isfinite(a).all() for a in arrays if a is not None):
+        raise LazarusError(f"{shown} is damaged: its weights contain NaN or infinite values")
+    if form == "lowrank":
+        assert u is not None and vt is not None
+        return None, (u, vt)
+    return weight, None
 
 
 LENS_FILES = (META_FILE, WEIGHTS_FILE)

@@ -180,7 +180,7 @@ def export_jlens(lens: Lens, path: str | os.PathLike[str]) -> Path:
     """Write ``lens`` (a bias-free lens: a Jacobian lens) as a J-lens ``.pt`` file (float32; all or nothing).
     An existing file is never overwritten."""
     torch = _torch()
-    if lens.weight is None or lens.bias is None:
+    if lens.translated_layers == 0 or lens.bias is None:
         raise LazarusError("a logit lens has no matrices to export")
     if np.any(lens.bias != 0):
         raise LazarusError(
@@ -193,8 +193,8 @@ def export_jlens(lens: Lens, path: str | os.PathLike[str]) -> Path:
         raise LazarusError(f"{shown} exists: not overwriting it")
     if not target.parent.is_dir():
         raise LazarusError(f"cannot export: directory {target.parent} does not exist")
-    hdim = int(lens.weight.shape[1])
-    layers = list(range(lens.weight.shape[0]))
+    hdim = int(lens.bias.shape[1])
+    layers = list(range(lens.translated_layers))
     fit = lens.meta.get("fit") or {}
     model = lens.meta.get("model") or {}
     payload = {

@@ -3,13 +3,13 @@
 Layout: ``<cache root>/lenses/<model key>/<kind>/`` (a lens directory, see ``artefact``), where the
 cache root is ``$LAZARUS_CACHE_DIR`` or the user cache directory (``~/.cache/lazarus-report``) and
 the model key is a digest of the model fingerprint (family, layers, hidden size, vocabulary,
-tokenizer, weights digest, adapter digest). ``<model key>/logit-eval.json`` keeps the logit lens's
+tokenizer, weights digest, adapter digest); lenses shipped with the package come after it
+(``shipped``). ``<model key>/logit-eval.json`` keeps the logit lens's
 fidelity from the last ``lazarus lens eval``, so reports can mark unreliable logit-lens layers.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from pathlib import Path
@@ -18,7 +18,7 @@ from typing import Any
 from ...core.errors import LazarusError
 from ...core.files import write_text_atomic
 from ...results.provenance import LensFidelity
-from .artefact import KINDS, Lens, model_fingerprint, probe_directory
+from .artefact import KINDS, Lens, model_fingerprint, model_key, probe_directory
 
 LOGIT_EVAL_FILE = "logit-eval.json"
 
@@ -27,14 +27,6 @@ def lenses_root() -> Path:
     from ...core.disk_cache import cache_root
 
     return cache_root() / "lenses"
-
-
-def model_key(fingerprint: dict[str, Any], with_adapter: bool = True) -> str:
-    keys = ["family", "num_layers", "hidden_size", "vocab_size", "tokenizer", "weights"]
-    if with_adapter:
-        keys.append("adapter_digest")
-    data = json.dumps({k: fingerprint.get(k) for k in keys}, sort_keys=True)
-    return hashlib.sha256(data.encode("utf-8")).hexdigest()[:20]
 
 
 def cache_path(loaded: Any, kind: str, fingerprint: dict[str, Any] | None = None) -> Path:
@@ -71,7 +63,10 @@ def _model_hint(loaded: Any) -> str:
 
 
 def resolve_lens(spec: str | None, loaded: Any) -> Lens:
-    """``spec``: "logit" (or None), "linear", "tuned", "jacobian" (from the user cache) or a lens directory.
+    """``spec``: "logit" (or None), "linear", "tuned", "jacobian" or a lens directory.
+
+    A kind is looked up in the user cache (the exact model + adapter, then the base model), then among
+    the lenses shipped with the package (``shipped.find_shipped``): a user's own fit wins.
 
     The lens is checked against ``loaded`` (``check_compatible``) before it is returned.
     """
@@ -91,6 +86,12 @@ def resolve_lens(spec: str | None, loaded: Any) -> Lens:
                 lens = Lens.load(path, source="cache")
                 lens.check_compatible(loaded)
                 return lens
+        from .shipped import find_shipped
+
+        shipped = find_shipped(spec, fp)
+        if shipped is not None:
+            shipped.check_compatible(loaded)
+            return shipped
         raise LazarusError(
             f"no fitted {spec} lens for {loaded.info.model_id}: run `lazarus lens fit {_model_hint(loaded)} "
             f"--kind {spec}` first"

@@ -43,14 +43,14 @@ def _torch() -> Any:
 def export_tuned_lens(lens: Lens, directory: str | os.PathLike[str]) -> Path:
     """Write ``lens`` (linear or tuned) as a tuned-lens checkpoint folder (all or nothing)."""
     torch = _torch()
-    if lens.weight is None or lens.bias is None:
+    if lens.translated_layers == 0 or lens.bias is None:
         raise LazarusError("a logit lens has no translators to export")
     shown = os.fspath(directory)
     target = Path(os.path.realpath(shown))  # a symlink is followed, as for every output
     if target.exists() and (not target.is_dir() or any(target.iterdir())):
         raise LazarusError(f"{shown} exists and is not an empty directory: not overwriting it")
     model = lens.meta.get("model") or {}
-    n_layers, hdim = lens.weight.shape[0] + 1, lens.weight.shape[1]
+    n_layers, hdim = lens.translated_layers + 1, lens.bias.shape[1]  # a lowrank lens is materialised
     state = {}
     zeros = torch.zeros((hdim, hdim), dtype=torch.float32)
     state["0.weight"], state["0.bias"] = zeros, torch.zeros(hdim, dtype=torch.float32)
