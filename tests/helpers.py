@@ -184,3 +184,17 @@ def digests_in_a_fresh_process(pages: str, *, warm_up: bool, hash_seed: str) -> 
     proc = subprocess.run([sys.executable, "-c", code, mode], capture_output=True, text=True, env=env, cwd=REPO)
     assert proc.returncode == 0, proc.stderr
     return proc.stdout.split()
+
+
+def render_samples_to(out: Path, names: Iterable[str], samples: Path) -> dict[str, Path]:
+    """Each named sample's committed JSON re-rendered by this checkout into ``out`` (browser tests read the pages
+    the current code writes, not the committed HTML)."""
+    from lazarus_report.render import load_result_file
+    from lazarus_report.render.html import render_html
+
+    files = {}
+    for name in names:
+        path = out / f"{name}.html"
+        path.write_text(render_html(load_result_file(samples / f"{name}.json")), encoding="utf-8")
+        files[name] = path
+    return files

@@ -11,10 +11,8 @@ from pathlib import Path
 
 import pytest
 from conftest import CHROMIUM
+from helpers import render_samples_to
 from test_browser_answer_first import SCREEN, TOP, _open
-
-from lazarus_report.render.html import render_html
-from lazarus_report.render.packing import load_result_file
 
 SAMPLES = Path(__file__).resolve().parents[1] / "sample_reports"
 PAGES = ["analyze-capital-raw-tuned", "analyze-weather-chat", "analyze-weather-generated"]
@@ -32,13 +30,7 @@ BULLETS = """() => [...document.querySelectorAll('#summary li')].map(li => {
 
 @pytest.fixture(scope="module")
 def pages(tmp_path_factory) -> dict[str, Path]:
-    out = tmp_path_factory.mktemp("analyze-first")
-    files = {}
-    for name in PAGES:
-        path = out / f"{name}.html"
-        path.write_text(render_html(load_result_file(SAMPLES / f"{name}.json")), encoding="utf-8")
-        files[name] = path
-    return files
+    return render_samples_to(tmp_path_factory.mktemp("analyze-first"), PAGES, SAMPLES)
 
 
 @pytest.mark.parametrize("name", PAGES)

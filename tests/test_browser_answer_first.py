@@ -9,9 +9,7 @@ from pathlib import Path
 
 import pytest
 from conftest import CHROMIUM
-
-from lazarus_report.render.html import render_html
-from lazarus_report.render.packing import load_result_file
+from helpers import render_samples_to
 
 SAMPLES = Path(__file__).resolve().parents[1] / "sample_reports"
 PAGES = [
@@ -34,13 +32,7 @@ HEIGHT = "() => document.documentElement.scrollHeight"
 
 @pytest.fixture(scope="module")
 def pages(tmp_path_factory) -> dict[str, Path]:
-    out = tmp_path_factory.mktemp("answer-first")
-    files = {}
-    for name in PAGES:
-        path = out / f"{name}.html"
-        path.write_text(render_html(load_result_file(SAMPLES / f"{name}.json")), encoding="utf-8")
-        files[name] = path
-    return files
+    return render_samples_to(tmp_path_factory.mktemp("answer-first"), PAGES, SAMPLES)
 
 
 def _open(chromium, path: Path, width: int, color_scheme: str = "light"):

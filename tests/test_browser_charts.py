@@ -9,9 +9,7 @@ import os
 from pathlib import Path
 
 import pytest
-
-from lazarus_report.render.html import render_html
-from lazarus_report.render.packing import load_result_file
+from helpers import render_samples_to
 
 CHROMIUM = "/usr/bin/chromium"
 SAMPLES = Path(__file__).resolve().parents[1] / "sample_reports"
@@ -44,13 +42,7 @@ def browser(chromium):
 
 @pytest.fixture(scope="module")
 def pages(tmp_path_factory) -> dict[str, Path]:
-    out = tmp_path_factory.mktemp("chart-pages")
-    files = {}
-    for name in PAGES:
-        path = out / f"{name}.html"
-        path.write_text(render_html(load_result_file(SAMPLES / f"{name}.json")), encoding="utf-8")
-        files[name] = path
-    return files
+    return render_samples_to(tmp_path_factory.mktemp("chart-pages"), PAGES, SAMPLES)
 
 
 def _open(browser, path: Path, console: list[str]):
