@@ -164,7 +164,7 @@ def bench_layout() -> tuple[list[str], dict]:
     except ImportError:
         return _in_test_venv()
     if not os.path.exists(CHROMIUM):
-        return [], {}
+        return [f"Not measured: no Chromium at {CHROMIUM}."], {}
     tmp = Path(tempfile.mkdtemp())
     files = _render(tmp)
     names = sorted(name for name in files if not name.endswith(".static"))
@@ -241,8 +241,11 @@ def _in_test_venv() -> tuple[list[str], dict]:
 
     python = Path(__file__).resolve().parent.parent / ".venv-test" / "bin" / "python"
     if not python.exists():
-        return [], {}
+        return ["Not measured: Playwright is in the test environment (`make install-test`), which is missing."], {}
     script = "import sys; sys.path.insert(0, 'benchmarks'); from layout import bench_layout; print('\\n'.join(bench_layout()[0]))"
     proc = subprocess.run([str(python), "-c", script], capture_output=True, text=True, cwd=python.parent.parent.parent)
     rows = [line for line in proc.stdout.splitlines() if line.startswith("|")]
+    if not rows:
+        last = (proc.stderr.strip().splitlines() or ["no output"])[-1]
+        return [f"Not measured: the layout run in the test environment failed ({last})."], {}
     return rows, {}
