@@ -125,3 +125,16 @@ def test_sides_are_base_and_tuned_only_for_a_model_and_its_adapter(comparison, t
     )  # two models, no adapter
     assert comparison_tags(two) == ["M1", "M2"] and build_comparison_report(two).comparison.tags == ["M1", "M2"]
     assert "M2 against M1:" in render_comparison_text(two)
+
+
+def test_change_map_column_heads_use_the_visible_token_notation(page, comparison):
+    # One token notation (issue 23): ␣ for spaces in the heads, the exact spelling in the title.
+    doc = parse(page)
+    table = next(t for t in doc.find_all("table") if "Change map" in t.text())
+    heads = [c for th in table.find("thead").find_all("th") for c in th.find_all("code")]
+    m = comparison.change_map
+    assert heads, "the change map has column heads"
+    shown = {visible_token(t): ascii(t) for t in m.tokens}
+    for code in heads:
+        assert code.text() in shown and code.attrs["title"] == shown[code.text()]
+    assert not any(code.text().startswith("'") for code in heads)
