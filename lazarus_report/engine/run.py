@@ -523,9 +523,10 @@ def _grid_stats(
     long = offset > 0 or n_rows >= lens.PREFILL_CHUNK  # part of a prompt prefilled in chunks
     # Streamed weights decode the head in every head matmul: larger row blocks, and the final rows with the layers'.
     is_streamed = getattr(loaded, "execution", "float32") == "streamed"
-    budget = lens.CHUNKED_GRID_BUDGET_BYTES if long and not is_streamed else lens.GRID_BUDGET_BYTES
     if is_streamed:
         budget = lens.STREAMED_GRID_BUDGET_BYTES
+    else:
+        budget = lens.CHUNKED_GRID_BUDGET_BYTES if long else lens.GRID_BUDGET_BYTES
     return lens.position_grid(
         loaded.parts,
         hidden,

@@ -12,11 +12,12 @@ from __future__ import annotations
 import dataclasses
 import json
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..core.errors import LazarusError
+from ..core.errors import LazarusError, LazarusWarning
 from ..core.runtime import import_mlx, preload_blas
 from ..results.provenance import ModelInfo
 from . import distributed, mlx_lm_light, streamed
@@ -188,10 +189,6 @@ class _Planner:
     def choose(self, sizes: streamed.WeightSizes) -> str:
         self.execution = streamed.plan_execution(self.to_float32, sizes, self.budget, self.from_user, self.model_id)
         if self.execution == "streamed" and not self.from_user and self.budget is not None:
-            import warnings
-
-            from ..core.errors import LazarusWarning
-
             warnings.warn(
                 f"{self.model_id}: its weights in float32 ({streamed.format_size(sizes.float32)}) do not fit the "
                 f"memory available ({streamed.format_size(self.budget, 'down')}): running streamed (weights kept as "

@@ -57,7 +57,7 @@ def stored_lens(full: Lens, storage: str, moments: Any = None) -> Lens:
 
 def write_shipped(lens: Lens, dest: Path, name: str) -> Path:
     """Write ``lens`` as ``dest/<name>-<kind>.{safetensors,json}`` (the weights first); returns the JSON's path."""
-    from ...core.files import write_text_atomic
+    from ...core.files import write_bytes_atomic, write_text_atomic
 
     stem = f"{name}-{lens.kind}"
     data = lens.weights_bytes()
@@ -65,9 +65,7 @@ def write_shipped(lens: Lens, dest: Path, name: str) -> Path:
     meta["weights_file"] = stem + WEIGHTS_SUFFIX
     meta["shipped_name"] = name
     dest.mkdir(parents=True, exist_ok=True)
-    tmp = dest / f".{stem}{WEIGHTS_SUFFIX}.tmp"
-    tmp.write_bytes(data)
-    os.replace(tmp, dest / (stem + WEIGHTS_SUFFIX))
+    write_bytes_atomic(dest / (stem + WEIGHTS_SUFFIX), data)
     path = dest / (stem + META_SUFFIX)
     write_text_atomic(path, json.dumps(meta, indent=1, allow_nan=False) + "\n")
     return path
