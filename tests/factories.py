@@ -698,12 +698,12 @@ def make_hostile_lens_result() -> AnalysisResult:
     """The hostile analysis read through a (hostile-named) tuned lens, with the logit reading kept beside it."""
     import dataclasses
 
-    from lazarus_report.results.analysis import LogitView
+    from lazarus_report.results.analysis import LensView, logit_view_record
 
     result = make_hostile_result()
     record = _hostile_lens_record(result.model.num_layers)
-    view = LogitView(result.layer_predictions, result.token_evolutions, result.grid)
-    return dataclasses.replace(result, lens=record, logit_view=view)
+    view = LensView(logit_view_record(record), result.layer_predictions, result.token_evolutions, result.grid)
+    return dataclasses.replace(result, lens=record, lens_views=[view])
 
 
 def make_lens_eval(hostile: bool = False):

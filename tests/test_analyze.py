@@ -113,7 +113,7 @@ def test_json_round_trip_gives_the_same_result(raw_result, tmp_path):
     path = tmp_path / "r.json"
     raw_result.save(path)
     data = json.loads(path.read_text(encoding="utf-8"))
-    assert data["schema_version"] == 3 and data["kind"] == "lazarus-report/analysis"
+    assert data["schema_version"] == 4 and data["kind"] == "lazarus-report/analysis"
     assert data["lens"]["kind"] == "logit" and data["config"]["lens"] == "logit"
     assert data["model"]["blas"].startswith(EXPECTED_BLAS)
     assert AnalysisResult.load(path) == raw_result

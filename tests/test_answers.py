@@ -92,11 +92,11 @@ def _with_answer(result: AnalysisResult, texts: list[str] = HOSTILE) -> Analysis
 def test_an_answer_round_trips_through_json_and_needs_version_3():
     result = _with_answer(make_result())
     data = result.to_dict()
-    assert data["schema_version"] == 3
+    assert data["schema_version"] == 4
     assert AnalysisResult.from_json(result.to_json()) == result
     old = json.loads(result.to_json())
-    old["schema_version"] = 4
-    with pytest.raises(ResultFormatError, match="version 4"):
+    old["schema_version"] = 5
+    with pytest.raises(ResultFormatError, match="version 5"):
         AnalysisResult.from_dict(old)
 
 

@@ -179,7 +179,7 @@ def test_a_learned_lens_keeps_the_logit_reading_beside_it(tiny, random_lens):
         learned = a.run(PROMPT, AnalysisConfig(**{**grid_config.__dict__, "lens": path}))
         logit = a.run(PROMPT, grid_config)
         no_grid = a.run(PROMPT, AnalysisConfig(**{**RAW_ALL.__dict__, "lens": path, "compute_grid": False}))
-    assert logit.logit_view is None and no_grid.logit_view is None  # nothing to keep beside
+    assert logit.lens_views == [] and no_grid.lens_views == []  # nothing to keep beside
     view = learned.through_logit_lens()
     assert view is not None and view.lens_kind == "logit"
     assert view.layer_predictions == logit.layer_predictions

@@ -189,12 +189,13 @@ def test_unreliable_layers_are_marked_as_in_the_layer_table():
 
 def test_the_logit_view_of_a_learned_lens_has_no_strip():
     result = make_answer_result()
-    from lazarus_report.results.analysis import LogitView
+    from lazarus_report.results.analysis import LensView, logit_view_record
 
-    view = LogitView(result.layer_predictions, result.token_evolutions, result.grid)
-    result = dataclasses.replace(result, lens=_hostile_lens_record(result.model.num_layers), logit_view=view)
+    record = _hostile_lens_record(result.model.num_layers)
+    view = LensView(logit_view_record(record), result.layer_predictions, result.token_evolutions, result.grid)
+    result = dataclasses.replace(result, lens=record, lens_views=[view])
     run = build_report([result]).runs[0]
-    assert run.answer is not None and run.logit_view is not None and run.logit_view.answer is None
+    assert run.answer is not None and run.lens_views and run.lens_views[0].answer is None
     assert _page(result).count('<table class="strip">') == 1 + 2  # one wide block, two narrow ones (a phone's)
 
 

@@ -122,25 +122,26 @@ def test_lens_record_survives_the_json_round_trip(tuned):
 
 
 def test_a_learned_lens_report_shows_the_logit_lens_beside_it(tuned):
-    from lazarus_report.results.analysis import LogitView
+    from lazarus_report.results.analysis import LensView, logit_view_record
 
     plain = make_result()
     logit_fidelity = [
         LensFidelity(layer, kl_to_final=9.0 if layer < 20 else 1.0, top1_agreement=0.1, cross_entropy=6.0)
         for layer in range(plain.model.num_layers)
     ]
+    record = dataclasses.replace(tuned.lens, logit_fidelity=logit_fidelity)
     both = dataclasses.replace(
         tuned,
-        lens=dataclasses.replace(tuned.lens, logit_fidelity=logit_fidelity),
-        logit_view=LogitView(plain.layer_predictions, plain.token_evolutions, plain.grid),
+        lens=record,
+        lens_views=[LensView(logit_view_record(record), plain.layer_predictions, plain.token_evolutions, plain.grid)],
     )
     assert both.through_logit_lens().unreliable_layers == [x for x in both.captured_layers if x < 20]
     doc = parse(render_html(both))
-    section = doc.find("section", id="run0-logit")
-    assert "through the logit lens" in section.find("summary").text()
+    section = doc.find("div", id="run0-lens1-panel")
+    assert "Logit lens" in section.find("h3").text()
     ids = [f.attrs["id"] for f in section.find_all("figure", cls="chart")]
-    assert ids == ["run0-logit-trajectory", "run0-logit-entropy-kl", "run0-logit-heatmap"]
-    rows = section.find("section", id="run0-logit-layers").find("tbody").find_all("tr")
+    assert ids == ["run0-lens1-trajectory", "run0-lens1-entropy-kl", "run0-lens1-heatmap"]
+    rows = section.find("section", id="run0-lens1-layers").find("tbody").find_all("tr")
     marked = [int(r.find("th").text().split()[0]) for r in rows if "unreliable" in (r.attrs.get("class") or "")]
     assert marked == [x for x in both.captured_layers if x < 20]
     # the main reading is still the tuned lens's
@@ -152,4 +153,4 @@ def test_a_learned_lens_report_shows_the_logit_lens_beside_it(tuned):
         3,
         7,
     ]
-    assert not parse(render_html(tuned)).find_all("section", id="run0-logit")  # no logit view kept: no section
+    assert not parse(render_html(tuned)).find_all("section", id="run0-lenses")  # no logit view kept: no switch

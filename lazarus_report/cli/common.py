@@ -171,16 +171,17 @@ def preflight(models: list[str], config: Any, scales: Sequence[tuple[float | Non
     """Everything that needs no weights, before any model loads: the settings, each model found,
     layer indices and ``--top-k`` against each model's header or config. Returns each model's number of layers
     (None where its header or config does not say)."""
-    from ..core.config import LENS_KINDS, check_embedding_scale
+    from ..core.config import LENS_ALL, LENS_KINDS, check_embedding_scale
     from ..models.resolve import model_dimensions, resolve_model
 
     config.validate()
     for scale, option in scales:
         check_embedding_scale(scale, option)
-    if config.lens not in LENS_KINDS:  # a lens directory: verify the artefact before any model loads
-        from ..lens.learned import Lens
+    for spec in [config.lens, *getattr(config, "extra_lenses", [])]:
+        if spec not in (*LENS_KINDS, LENS_ALL):  # a lens directory: verify the artefact before any model loads
+            from ..lens.learned import Lens
 
-        Lens.load(config.lens)
+            Lens.load(spec)
     depths: list[int | None] = []
     for n, model_id in enumerate(models, start=1):
         try:
@@ -284,15 +285,30 @@ def parse_max_memory(text: str | None) -> int | None:
     return parse_size(text)
 
 
-def lens_option(default: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
-    """``--lens KIND|DIR`` (``default`` says what applies without it)."""
+def lens_option(default: str, several: bool = True) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """``--lens KIND|DIR`` (``default`` says what applies without it); ``several``: a comma list or ``all`` too
+    (the first is the primary lens, the others are shown beside it)."""
+    more = (
+        " Several: tuned,linear (the first is the primary; the report can switch between them), or all"
+        " (logit and every lens fitted or shipped for the model)."
+        if several
+        else ""
+    )
     return click.option(
         "--lens",
         "lens",
         default=None,
-        metavar="KIND|DIR",
-        help=f"{default}, linear or tuned (fitted with `lazarus lens fit`), or a lens directory.",
+        metavar="KIND|DIR" + ("[,...]|all" if several else ""),
+        help=f"{default}, linear, tuned or jacobian (fitted with `lazarus lens fit`, or shipped), or a lens directory."
+        + more,
     )
+
+
+def split_lens_spec(spec: str) -> tuple[str, list[str]]:
+    """``--lens`` -> (primary, the others), checked before any model loads (``core.config.split_lens_spec``)."""
+    from ..core.config import split_lens_spec as split
+
+    return split(spec)
 
 
 TIMINGS_OPTION = click.option(

@@ -29,6 +29,7 @@ from .common import (
     prefetch_html,
     preflight,
     run_guarded,
+    split_lens_spec,
 )
 from .drift import compare_or_drift, drift_options, with_drift_request
 
@@ -114,6 +115,7 @@ def _analyze(
     if all_layers and layer_strategy not in (None, "all"):
         raise LazarusError(f"--all-layers and --layer-strategy {layer_strategy} contradict each other")
     strategy = "all" if all_layers else (layer_strategy or ("custom" if custom else "evenly_spaced"))
+    lens_list = split_lens_spec("logit" if lens is None else lens)
 
     from ..commands.analyzer import ModelAnalyzer
     from ..core.config import AnalysisConfig, LayerStrategy
@@ -129,7 +131,8 @@ def _analyze(
         # The grid feeds the HTML heatmap and the JSON; the terminal view does not show it. (Under
         # mlx.launch the other ranks write nothing: they skip it; no forward pass depends on it.)
         compute_grid=bool(output or html) and is_output_rank(),
-        lens="logit" if lens is None else lens,
+        lens=lens_list[0],
+        extra_lenses=lens_list[1],
         answer=answer,
         generate=generate,
         stop=list(stop),
@@ -219,6 +222,7 @@ def _compare(
     if not prompt.strip():
         raise LazarusError("the prompt is empty")
     custom = parse_layers(layers)
+    lens_list = split_lens_spec("logit" if lens is None else lens)
     from ..commands.compare import compare_models
     from ..core.config import AnalysisConfig, LayerStrategy
 
@@ -231,7 +235,8 @@ def _compare(
         track_tokens=parse_track_list(track),
         use_chat_template=not raw,
         compute_grid=bool(output or html) and is_output_rank(),
-        lens="logit" if lens is None else lens,
+        lens=lens_list[0],
+        extra_lenses=lens_list[1],
         answer=answer,
         generate=generate,
         stop=list(stop),
@@ -281,7 +286,7 @@ def _compare(
 @click.option("--embedding-scale", "embedding_scale", type=float, default=None, help="Embedding scale (one model).")
 @click.option("--embedding-scale1", type=float, default=None, help="Embedding scale override for model 1.")
 @click.option("--embedding-scale2", type=float, default=None, help="Embedding scale override for model 2.")
-@lens_option("logit (default: the suite file's defaults.lens, else logit)")
+@lens_option("logit (default: the suite file's defaults.lens, else logit)", several=False)
 @click.option("--precision", type=click.Choice(["auto", "float32", "native"]), default="auto", show_default=True)
 @click.option("--junit", "junit", metavar="FILE", help="Write JUnit XML (one test case per expectation).")
 @click.option("--validate", "validate_only", is_flag=True, help="Only check the suite file, load no model.")
@@ -344,6 +349,10 @@ def _suite(
 
     check_batch_size(batch_size)
     budget = parse_max_memory(max_memory)
+    if lens is not None and ("," in lens or lens == "all"):
+        raise LazarusError(
+            f"suite reads every case through one lens: --lens takes one kind or lens directory here (got {lens!r})"
+        )
     one = (model, adapter, role, embedding_scale)
     two = (model1, model2, adapter1, adapter2, embedding_scale1, embedding_scale2)
     if any(v is not None for v in one) and any(v is not None for v in two):

@@ -40,7 +40,7 @@ from .common import (
     "--models", "models", multiple=True, metavar="MODEL...", help="Whole models as the steps (--models M1 M2 ...)."
 )
 @click.option("--embedding-scale", "embedding_scale", type=float, default=None, help="Embedding scale override.")
-@lens_option("logit (default: the suite file's defaults.lens, else logit)")
+@lens_option("logit (default: the suite file's defaults.lens, else logit)", several=False)
 @click.option("--precision", type=click.Choice(["auto", "float32", "native"]), default="auto", show_default=True)
 @click.option("--junit", "junit", metavar="FILE", help="Write JUnit XML (a test suite per step).")
 @click.option("--attribution", is_flag=True, help="Also find which layers carry each case's change, at each step.")

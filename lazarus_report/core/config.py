@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from enum import Enum
@@ -36,6 +37,10 @@ class AnalysisConfig:
     # --html without -o: the heatmap shows only the last positions (``render.report_model.heatmap_positions``).
     grid_last_positions: int | None = None
     lens: str = "logit"  # "logit", "linear" / "tuned" (fitted with `lazarus lens fit`) or a lens directory
+    # Other lenses read from the same forward pass beside ``lens`` (``--lens tuned,linear``: ["linear"]); "all"
+    # stands for every lens available for the model (``lens.learned.store.resolve_lens_list``). The primary
+    # ``lens`` is what the verdict, the terminal, the Markdown and the checks use; the others are views.
+    extra_lenses: list[str] = field(default_factory=list)
     # A whole answer after the prompt, read token by token (``AnalysisResult.answer``): ``answer`` is read
     # teacher-forced (the text as given); ``generate`` lets the model write up to N tokens greedily, stopping
     # at its end-of-sequence token or at one of the ``stop`` strings (cut off before it). At most one of the two.
@@ -70,6 +75,8 @@ class AnalysisConfig:
             raise LazarusError(f"grid_last_positions must be None or at least 1 (got {last!r})")
         check_embedding_scale(self.embedding_scale)
         check_lens_spec(self.lens)
+        if self.extra_lenses:
+            check_lens_list([self.lens, *self.extra_lenses])
         seen: set[str] = set()
         for text in self.track_tokens:
             if text == "":
@@ -115,8 +122,6 @@ LENS_KINDS = ("logit", "linear", "tuned", "jacobian")
 
 def check_lens_spec(spec: str, option: str = "--lens") -> None:
     """A lens kind, or an existing lens directory (its content is verified when it is loaded)."""
-    import os
-
     if not isinstance(spec, str) or not spec:
         raise LazarusError(f"{option} must be logit, linear, tuned, jacobian or a lens directory")
     if spec in LENS_KINDS:
@@ -124,6 +129,39 @@ def check_lens_spec(spec: str, option: str = "--lens") -> None:
     if not os.path.isdir(spec):
         what = "is not a directory" if os.path.exists(spec) else "names no lens kind and no such directory"
         raise LazarusError(f"{option} {spec!r} {what}: choose logit, linear, tuned, jacobian or a lens directory")
+
+
+LENS_ALL = "all"  # --lens all: logit plus every lens available for the model
+
+
+def split_lens_spec(spec: str, option: str = "--lens") -> tuple[str, list[str]]:
+    """``--lens`` as given -> (the primary lens, the other lenses), checked (``check_lens_list``) without
+    loading anything. ``tuned,linear`` -> ("tuned", ["linear"]); ``all`` -> ("logit", ["all"]): the logit
+    lens first, then every lens available for the model; ``tuned,all``: the tuned lens first, then the rest."""
+    if not isinstance(spec, str) or spec == "":
+        check_lens_spec(spec, option)
+    if "," not in spec and spec != LENS_ALL:
+        check_lens_spec(spec, option)
+        return spec, []
+    items = [item.strip() for item in spec.split(",")]
+    check_lens_list(items, option)
+    if items[0] == LENS_ALL:
+        return "logit", [LENS_ALL, *items[1:]]
+    return items[0], items[1:]
+
+
+def check_lens_list(items: Sequence[str], option: str = "--lens") -> None:
+    """Several lenses (``--lens tuned,linear``): each a kind, a lens directory or ``all``; none twice."""
+    seen: set[str] = set()
+    for item in items:
+        if item == "":
+            raise LazarusError(f"{option}: an empty lens name in the list (e.g. --lens tuned,linear)")
+        if item != LENS_ALL:
+            check_lens_spec(item, option)
+        key = item if item in (*LENS_KINDS, LENS_ALL) else os.path.realpath(item)
+        if key in seen:
+            raise LazarusError(f"{option}: the lens {item!r} is given twice")
+        seen.add(key)
 
 
 def check_text(text: str, what: str) -> None:

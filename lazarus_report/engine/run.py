@@ -26,7 +26,7 @@ from ..results.analysis import (
     AnalysisConfigRecord,
     AnalysisResult,
     LayerPrediction,
-    LogitView,
+    LensView,
     PositionGrid,
     TokenEvolution,
     TrackedAtLayer,
@@ -99,6 +99,7 @@ def analyze(
     *,
     prepared: PreparedPrompt | None = None,
     lens: Lens | None = None,
+    views: list[Lens] | None = None,
     spill: str | None = None,
     keep_block_outputs: bool = False,
     reference: LensRun | None = None,
@@ -110,6 +111,8 @@ def analyze(
     names, already resolved for ``loaded`` (callers that run many prompts resolve it once); by
     default it is resolved here. A learned lens maps each captured layer's residual stream
     (``Lens.translate``) before the model's own final norm and head; the last layer is never mapped.
+    ``views``: the other lenses read from the same pass (``result.lens_views``); by default those of
+    ``config.extra_lenses`` (``all`` expanded), plus the plain logit lens beside a learned lens with a grid.
     ``spill``: a directory; when given, the lens log-probabilities at several positions (see
     ``positions_to_keep``) are written there (``SpilledLogProbs``), for the change map.
     ``keep_block_outputs``: keep every block's output ``[num_layers, T, H]`` (causal attribution).
@@ -122,7 +125,7 @@ def analyze(
 
     config.validate(loaded.info.num_layers, loaded.info.vocab_size)
     t0 = time.perf_counter()
-    plan = _plan(loaded, prompt, config, prepared, lens)
+    plan = _plan(loaded, prompt, config, prepared, lens, views)
     ids, lens, layers, n_layers = plan.prepared.token_ids, plan.lens, plan.layers, loaded.info.num_layers
     answer = plan.answer
     t1 = time.perf_counter()
@@ -134,7 +137,7 @@ def analyze(
     keep = (extras["kept_positions"], extras["position_log_probs"]) if spill is not None else None
     # The grid's positions (all, or the last ones an HTML-only run shows) and the change map's, in one pass.
     shown = grid_positions(len(ids), config.grid_last_positions) if config.compute_grid else []
-    reader = _ChunkReader(loaded, config, lens, layers, shown, grid_computed(shown, keep), keep, reference)
+    reader = _ChunkReader(loaded, config, plan, shown, grid_computed(shown, keep), keep, reference)
     sink = _forward(loaded, plan, capture, reader, extras if keep_block_outputs else None)
     final_last = sink[n_layers - 1][0, -1:]
     hidden_last = mx.stack([lens.translate(i, sink[i][0, -1]) for i in layers])
@@ -144,7 +147,11 @@ def analyze(
         keep[1].flush()
     t2 = time.perf_counter()
 
-    grid, logit_view = reader.grids(sink, final_last, plan.tracked, decode) if config.compute_grid else (None, None)
+    grid, view_grids = reader.grids(decode) if config.compute_grid else (None, [None] * len(plan.views))
+    lens_views = [
+        _lens_view(loaded, config, plan, view, sink, final_last, decode, view_grid)
+        for view, view_grid in zip(plan.views, view_grids)
+    ]
     r0 = time.perf_counter()
     reading = answer.reading(loaded, lens, layers, decode, plan.factor) if answer is not None else None
     t3 = time.perf_counter()
@@ -153,7 +160,7 @@ def analyze(
     timings = {"load": loaded.load_seconds, "tokenize": t1 - t0, "lens": t2 - t1, "grid": t3 - t2}
     if answer is not None:  # the answer's own time (tokenizing or generating it, reading it), apart
         timings.update(tokenize=t1 - t0 - answer.seconds, grid=r0 - t2, answer=answer.seconds + t3 - r0)
-    result = _analysis_result(prompt, config, plan, stats, decode, grid, logit_view, timings, reading)
+    result = _analysis_result(prompt, config, plan, stats, decode, grid, lens_views, timings, reading)
     return LensRun(
         result=result,
         log_probs=stats.log_probs,
@@ -198,6 +205,8 @@ class _Plan:
     prepared: PreparedPrompt
     tracked: list[TrackedToken]
     lens: Lens
+    views: list[Lens]  # the other lenses read from the same pass (``LensView``), in order
+    view_specs: list[str]  # ``config.extra_lenses`` as resolved (``all`` expanded)
     layers: list[int]  # the captured layers
     factor: float | None  # the embedding multiplier of ``forward_chunks`` (None: none)
     info: Any  # the ``ModelInfo`` to record (with the embedding scale used)
@@ -205,13 +214,18 @@ class _Plan:
 
 
 def _plan(
-    loaded: LoadedModel, prompt: str, config: AnalysisConfig, prepared: PreparedPrompt | None, lens: Lens | None
+    loaded: LoadedModel,
+    prompt: str,
+    config: AnalysisConfig,
+    prepared: PreparedPrompt | None,
+    lens: Lens | None,
+    views: list[Lens] | None,
 ) -> _Plan:
     """The prompt formatted and checked (unless ``prepared``), the tracked tokens, the lens (resolved unless
     given), the captured layers, the embedding scale and the answer (``config.answer`` tokenized, or
     ``config.generate``'s tokens written)."""
     from ..core.config import check_text, select_layers
-    from ..lens.learned.store import resolve_lens
+    from ..lens.learned.store import expand_lens_list, resolve_lens
     from .answer import plan_answer
 
     if prepared is None:
@@ -221,6 +235,11 @@ def _plan(
     tracked = track_tokens(loaded, config.track_tokens)
     if lens is None:
         lens = resolve_lens(config.lens, loaded)
+    view_specs = list(config.extra_lenses)
+    if views is None:
+        view_specs, views = expand_lens_list(view_specs, loaded, named=(config.lens,))
+        if lens.kind != "logit" and config.compute_grid and all(v.kind != "logit" for v in views):
+            views.append(resolve_lens("logit", loaded))  # the plain logit lens beside a learned one (reports show both)
     n_layers = loaded.info.num_layers
     layers = select_layers(config.layer_strategy, n_layers, config.layer_step, config.custom_layers)
     factor = None
@@ -232,12 +251,12 @@ def _plan(
         factor = scale / builtin
         info = dataclasses.replace(info, embedding_scale=scale)
     answer = plan_answer(loaded, prepared, config, factor)  # a generated answer is written here
-    return _Plan(prepared, tracked, lens, layers, factor, info, answer)
+    return _Plan(prepared, tracked, lens, views, view_specs, layers, factor, info, answer)
 
 
 class _ChunkReader:
-    """The per-chunk work of ``analyze``'s forward pass: the layers x positions grid (and the plain logit
-    lens's beside a learned lens) and the change map's log-probabilities (``keep``) at the chunk's positions.
+    """The per-chunk work of ``analyze``'s forward pass: the layers x positions grid (and the other lenses'
+    grids: ``plan.views``) and the change map's log-probabilities (``keep``) at the chunk's positions.
     Where a captured layer's lens input is bit for bit the ``reference`` run's, its spilled rows are the
     reference's (``reused``)."""
 
@@ -245,18 +264,18 @@ class _ChunkReader:
         self,
         loaded: LoadedModel,
         config: AnalysisConfig,
-        lens: Lens,
-        layers: list[int],
+        plan: _Plan,
         shown: list[int],
         computed: list[int],
         keep: Any,
         reference: LensRun | None,
     ) -> None:
-        self.loaded, self.config, self.lens, self.layers = loaded, config, lens, layers
+        layers = plan.layers
+        self.loaded, self.config, self.lens, self.layers, self.views = loaded, config, plan.lens, layers, plan.views
         self.shown, self.computed, self.keep, self.reference = shown, computed, keep, reference
         self.n_layers = loaded.info.num_layers
         self.grid_parts: list[Any] = []
-        self.logit_grid_parts: list[Any] = []
+        self.view_grid_parts: list[list[Any]] = [[] for _ in plan.views]
         self.seconds = 0.0  # the per-position work ("grid" in the timings)
         self.digests: dict[tuple[int, int], bytes] = {}
         self.reused: set[tuple[int, int]] = set()  # (chunk start, layer index) whose spilled rows are the reference's
@@ -307,32 +326,51 @@ class _ChunkReader:
             self.grid_parts.append(
                 _grid_stats(loaded, lensed, final, computed, log_probs_out=keep, offset=start, shown=shown)
             )
-        if self.lens.kind != "logit":  # the plain logit lens's reading too (reports show both)
-            raw_hidden = [sink[i][0] for i in layers]
-            self.logit_grid_parts.append(_grid_stats(loaded, raw_hidden, final, shown, offset=start))
+        for view, parts in zip(self.views, self.view_grid_parts):  # the other lenses' readings of the same pass
+            hidden = [view.translate(i, sink[i][0]) for i in layers]
+            parts.append(_grid_stats(loaded, hidden, final, shown, offset=start))
 
-    def grids(
-        self, sink: dict[int, Any], final_last: Any, tracked: list[TrackedToken], decode: Decoder
-    ) -> tuple[PositionGrid, LogitView | None]:
-        """The grid, and beside a learned lens the plain logit lens's view (reports show both)."""
-        from ..lens.readout import GridStats, last_position_stats, mx
+    def grids(self, decode: Decoder) -> tuple[PositionGrid, list[PositionGrid | None]]:
+        """The grid, and each other lens's (``views``) at the shown positions."""
+        from ..lens.readout import GridStats
 
         layers = self.layers
         grid = _as_position_grid(GridStats.joined(self.grid_parts), layers, self.computed, self.shown, decode)
-        if self.lens.kind == "logit":
-            return grid, None
-        raw = last_position_stats(
-            self.loaded.parts,
-            mx.stack([sink[i][0, -1] for i in layers]),
-            final_last,
-            self.config.top_k,
-            [t.token_id for t in tracked],
-        )
-        return grid, LogitView(
-            layer_predictions=layer_predictions_of(raw, layers, decode),
-            token_evolutions=token_evolutions_of(raw, layers, tracked),
-            grid=_as_position_grid(GridStats.joined(self.logit_grid_parts), layers, self.shown, self.shown, decode),
-        )
+        views: list[PositionGrid | None] = [
+            _as_position_grid(GridStats.joined(parts), layers, self.shown, self.shown, decode)
+            for parts in self.view_grid_parts
+        ]
+        return grid, views
+
+
+def _lens_view(
+    loaded: LoadedModel,
+    config: AnalysisConfig,
+    plan: _Plan,
+    view: Lens,
+    sink: dict[int, Any],
+    final_last: Any,
+    decode: Decoder,
+    grid: PositionGrid | None,
+) -> LensView:
+    """The run through another lens ``view``: its statistics at the last position (the captured rows of the same
+    pass), its grid (computed chunk by chunk with the primary's), and its record. The logit lens's record takes
+    the primary lens's measurement of the logit lens on the same held-out text when it has none of its own."""
+    from ..lens.readout import last_position_stats, mx
+
+    layers, tracked = plan.layers, plan.tracked
+    hidden = mx.stack([view.translate(i, sink[i][0, -1]) for i in layers])
+    stats = last_position_stats(loaded.parts, hidden, final_last, config.top_k, [t.token_id for t in tracked])
+    record = view.record()
+    primary = plan.lens.record()
+    if view.kind == "logit" and not record.fidelity and primary.logit_fidelity:
+        record = dataclasses.replace(record, fidelity=list(primary.logit_fidelity), corpus=primary.corpus)
+    return LensView(
+        lens=record,
+        layer_predictions=layer_predictions_of(stats, layers, decode),
+        token_evolutions=token_evolutions_of(stats, layers, tracked),
+        grid=grid,
+    )
 
 
 def _analysis_result(
@@ -342,7 +380,7 @@ def _analysis_result(
     stats: LastPositionStats,
     decode: Decoder,
     grid: PositionGrid | None,
-    logit_view: LogitView | None,
+    lens_views: list[LensView],
     timings: dict[str, float],
     answer: AnswerReading | None,
 ) -> AnalysisResult:
@@ -355,7 +393,7 @@ def _analysis_result(
         chat_template_applied=plan.prepared.chat_template_applied,
         token_ids=list(ids),
         tokens=[decode(i) for i in ids],
-        config=AnalysisConfigRecord.of(config),
+        config=dataclasses.replace(AnalysisConfigRecord.of(config), extra_lenses=list(plan.view_specs)),
         captured_layers=list(plan.layers),
         layer_predictions=layer_predictions_of(stats, plan.layers, decode),
         tracked_tokens=plan.tracked,
@@ -364,7 +402,7 @@ def _analysis_result(
         versions=versions(),
         timings={name: round(seconds, 4) for name, seconds in timings.items()},
         lens=plan.lens.record(),
-        logit_view=logit_view,
+        lens_views=lens_views,
         answer=answer,
     )
 

@@ -91,7 +91,7 @@ def render_report_html(report: ReportModel, result: AnalysisResult | ComparisonR
     from lazarus_report.render import charts as chart_module  # Altair loads only for the specs (not when static)
 
     pending = chart_module.start_report_charts(report, static=static)
-    specs = {} if static else {c.chart_id: c.spec for group in pending.values() for c in group}
+    specs = {} if static else {c.chart_id: c.spec for group in pending.values() for c in group if c.spec is not None}
     summary = render_summary_markdown(report, with_notes=False)
     return _render_page("html/page.html.j2", report, result, pending, specs, summary, static)
 

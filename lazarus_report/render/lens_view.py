@@ -278,3 +278,22 @@ def analysis_trust(result: AnalysisResult, emergence_layer: int | None = None) -
     if emergence_layer is not None and emergence_layer in bad:
         text += f" The final prediction emerges at layer {emergence_layer}, where the lens is unreliable."
     return text
+
+
+def lens_reading(result: AnalysisResult) -> tuple[int | None, int, int]:
+    """How a lens reads the model's final answer at the last position: (the first captured layer where the final
+    top-1 is this lens's top-1, or None; at how many captured layers it is; how many layers were captured)."""
+    layers = [p.layer_idx for p in result.layer_predictions]
+    top1 = [p.final_token_rank == 1 for p in result.layer_predictions]
+    first = next((layer for layer, flag in zip(layers, top1) if flag), None)
+    return first, sum(top1), len(layers)
+
+
+def other_lens_line(result: AnalysisResult, shown_token: str) -> str:
+    """One line for a lens read beside the primary (``result`` through it): ``tuned lens reads ' Paris' from
+    layer 18, top-1 at 4 of 8 captured layers``. ``shown_token``: the final answer, already escaped by the
+    caller for its output (terminal, Markdown)."""
+    first, agree, total = lens_reading(result)
+    name = lens_name(result.lens_kind)
+    where = f"from layer {first}" if first is not None else "at no captured layer"
+    return f"{name} reads {shown_token} {where} (top-1 at {agree} of {total} captured layers)"

@@ -33,6 +33,7 @@ from lazarus_report.render.lens_view import (
     analysis_trust,
     lens_facts,
     lens_name,
+    lens_reading,
     trust_sentences,
     unreliable_note,
     unreliable_pairs,
@@ -261,7 +262,10 @@ class RunReport:
     unreliable_note: str | None = None  # the sentence that says so
     fidelity_known: bool = False  # the lens has held-out fidelity data (else no layer can be marked)
     trust: str = ""  # the lens and how far to trust it: reliable from which layer (``lens_view.analysis_trust``)
-    logit_view: RunReport | None = None  # with a learned lens: the same run through the logit lens
+    # The same run through the other lenses read from its pass (``AnalysisResult.lens_views``): the page can
+    # switch between them (the primary lens is this report); each has its own charts, table and trust sentence.
+    lens_views: list[RunReport] = field(default_factory=list)
+    lens_reading: LensReading | None = None  # how this lens reads the final answer (set on each lens view)
     answer: AnswerView | None = None  # the answer after the prompt, token by token (the answer strip)
 
     @property
@@ -420,17 +424,38 @@ def build_run(result: AnalysisResult, *, key: str = "run0", heatmap_cells: int =
         unreliable_note=unreliable_note(result),
         fidelity_known=result.lens is not None and bool(result.lens.fidelity),
         trust=analysis_trust(result, summary.final_emergence_layer),
-        logit_view=_logit_view(result, key, heatmap_cells),
+        lens_views=_lens_views(result, key, heatmap_cells),
         answer=build_answer_view(result, key),
     )
 
 
-def _logit_view(result: AnalysisResult, key: str, heatmap_cells: int) -> RunReport | None:
-    logit = result.through_logit_lens()
-    if logit is None:
-        return None
-    # The answer was read through the run's own lens only: the logit view has none.
-    return build_run(dataclasses.replace(logit, answer=None), key=f"{key}-logit", heatmap_cells=heatmap_cells)
+def _lens_views(result: AnalysisResult, key: str, heatmap_cells: int) -> list[RunReport]:
+    """The run through each of its other lenses (their keys: ``run0-lens1``, ...), with how each reads the final
+    answer; the answer strip stays with the primary lens (it was read through that one only)."""
+    views = []
+    for i in range(len(result.lens_views)):
+        through = result.through_lens(i)
+        assert through is not None
+        view = build_run(through, key=f"{key}-lens{i + 1}", heatmap_cells=heatmap_cells)
+        views.append(dataclasses.replace(view, lens_reading=lens_reading_of(through)))
+    return views
+
+
+@dataclass(frozen=True)
+class LensReading:
+    """How one lens reads the model's final answer at the last position (the one line per other lens)."""
+
+    lens_name: str  # "tuned lens"
+    final: TokenView  # the model's final top-1
+    first_layer: int | None  # the first captured layer where that token is this lens's top-1
+    agree: int  # at how many captured layers it is
+    captured: int  # of how many
+
+
+def lens_reading_of(result: AnalysisResult) -> LensReading:
+    first, agree, total = lens_reading(result)
+    top = result.final_prediction[0]
+    return LensReading(lens_name(result.lens_kind), token_view(top.token, top.token_id), first, agree, total)
 
 
 # --- pieces -------------------------------------------------------------------

@@ -14,7 +14,7 @@ from ..results.codec import first_layer_where
 from ..results.comparison import ComparisonResult
 from ..results.suite import SuiteResult
 from .change_view import build_change_view
-from .lens_view import analysis_trust, lens_name, unreliable_note
+from .lens_view import analysis_trust, lens_name, other_lens_line, unreliable_note
 from .report_model import comparison_tags, layer_runs, top1_phrase
 from .suite_model import build_suite_report, one_line, target_text
 
@@ -81,6 +81,8 @@ def render_text(result: AnalysisResult) -> str:
     top1 = [p.final_token_rank == 1 for p in result.layer_predictions]
     emergence = first_layer_where([p.layer_idx for p in result.layer_predictions], top1)
     lines.append(f"Trust: {analysis_trust(result, emergence)}")
+    for view in result.lens_readings()[1:]:  # the other lenses read from the same pass: one line each
+        lines.append(f"Also: {other_lens_line(view, quote(view.final_top_token))}")
     note = unreliable_note(result)
     if note:
         lines.append(f"Note: {note}")
@@ -188,6 +190,9 @@ def render_comparison_text(comparison: ComparisonResult) -> str:
     for label, r in zip(labels, c.results):
         m = r.model
         lines.append(f"  {label}: {m.family}, {m.num_layers} layers, {m.precision}")
+    for label, r in zip(labels, c.results):  # the other lenses read from the same passes: one line each
+        for view in r.lens_readings()[1:]:
+            lines.append(f"  Also, {label}: {other_lens_line(view, quote(view.final_top_token))}")
     lines += ["", "=" * 70, f"Prompt: {quote(r1.prompt)}", "=" * 70]
     if r1.chat_template_applied or r2.chat_template_applied:
         applied = [label for label, r in zip(labels, c.results) if r.chat_template_applied]

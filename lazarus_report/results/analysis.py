@@ -120,10 +120,12 @@ class PositionGrid:
 
 
 @dataclass(frozen=True)
-class LogitView:
-    """The same run read through the plain logit lens, kept beside a learned lens's reading so a
-    report can show both (the capture is shared; only the reading differs)."""
+class LensView:
+    """The same run read through another lens (``--lens tuned,linear``, ``--lens all``, or the plain logit lens
+    kept beside a learned lens): the capture is shared, only the reading differs. ``grid`` is None when the
+    run computed no grid."""
 
+    lens: LensRecord
     layer_predictions: list[LayerPrediction]
     token_evolutions: list[TokenEvolution]
     grid: PositionGrid | None
@@ -142,6 +144,9 @@ class AnalysisConfigRecord:
     embedding_scale: float | None  # user override, None = auto
     compute_grid: bool
     lens: str = "logit"  # what was asked for: "logit", "linear", "tuned" or a lens directory
+    # The other lenses read beside it (schema version 4; written only when set): kinds or directories, with
+    # "all" expanded to what the model had (``AnalysisResult.lens_views`` holds their readings).
+    extra_lenses: list[str] = dataclasses.field(default_factory=list)
     # The answer asked for (schema version 3; written only when set, so a run without one reads as before).
     answer: str | None = None  # --answer: read teacher-forced
     generate: int | None = None  # --generate N: written greedily by the model
@@ -160,13 +165,14 @@ class AnalysisConfigRecord:
             embedding_scale=config.embedding_scale,
             compute_grid=config.compute_grid,
             lens=config.lens,
+            extra_lenses=list(config.extra_lenses),
             answer=config.answer,
             generate=config.generate,
             stop=list(config.stop),
         )
 
 
-_UNSET_CONFIG: dict[str, Any] = {"answer": None, "generate": None, "stop": []}
+_UNSET_CONFIG: dict[str, Any] = {"answer": None, "generate": None, "stop": [], "extra_lenses": []}
 
 
 @dataclass(frozen=True)
@@ -188,33 +194,39 @@ class AnalysisResult(JsonFile):
     versions: dict[str, str]
     timings: dict[str, float]  # seconds: load, tokenize, forward, lens, grid, total
     lens: LensRecord | None = None  # which lens read the layers (None in version-1 files: the logit lens)
-    logit_view: LogitView | None = None  # with a learned lens and a grid: the same run through the logit lens
     schema_version: int = SCHEMA_VERSION
     answer: AnswerReading | None = None  # the answer after the prompt, token by token (schema version 3)
+    # The same run through other lenses (schema version 4; version 2-3 files' ``logit_view`` reads as one view
+    # of the logit lens): with a learned lens and a grid the plain logit lens, and every lens of ``--lens A,B``.
+    lens_views: list[LensView] = dataclasses.field(default_factory=list)
+
+    def through_lens(self, which: str | int) -> AnalysisResult | None:
+        """This run as another lens read it: ``which`` a kind ("logit", "linear"...) or an index into
+        ``lens_views``; the answer (read through the primary lens only) is left out. None when no such view."""
+        if isinstance(which, int):
+            view = self.lens_views[which] if 0 <= which < len(self.lens_views) else None
+        else:
+            view = next((v for v in self.lens_views if v.lens.kind == which), None)
+        if view is None:
+            return None
+        return dataclasses.replace(
+            self,
+            layer_predictions=view.layer_predictions,
+            token_evolutions=view.token_evolutions,
+            grid=view.grid,
+            lens=view.lens,
+            lens_views=[],
+            answer=None,
+        )
 
     def through_logit_lens(self) -> AnalysisResult | None:
         """This run as the logit lens read it (None when no logit view was kept)."""
-        if self.logit_view is None:
-            return None
-        fidelity = self.lens.logit_fidelity if self.lens is not None else []
-        record = LensRecord(
-            kind="logit",
-            source=None,
-            digest=None,
-            fitted_for=None,
-            corpus=self.lens.corpus if self.lens is not None and fidelity else None,
-            tokens=None,
-            fidelity=list(fidelity),
-            unreliable_threshold_nats=self.lens.unreliable_threshold_nats if self.lens is not None else 0.0,
-        )
-        return dataclasses.replace(
-            self,
-            layer_predictions=self.logit_view.layer_predictions,
-            token_evolutions=self.logit_view.token_evolutions,
-            grid=self.logit_view.grid,
-            lens=record,
-            logit_view=None,
-        )
+        return self.through_lens("logit")
+
+    def lens_readings(self) -> list[AnalysisResult]:
+        """This run through each of its lenses: the primary first (this result), then each view."""
+        views = [self.through_lens(i) for i in range(len(self.lens_views))]
+        return [self, *(v for v in views if v is not None)]
 
     @property
     def answer_token_ids(self) -> list[int]:
@@ -258,6 +270,8 @@ class AnalysisResult(JsonFile):
         # version 2 wrote (apart from the version number).
         if d["answer"] is None:
             del d["answer"]
+        if not d["lens_views"]:  # as version 3 wrote a run with one lens
+            del d["lens_views"]
         for name, unset in _UNSET_CONFIG.items():
             if d["config"].get(name) == unset:
                 del d["config"][name]
@@ -267,6 +281,8 @@ class AnalysisResult(JsonFile):
     def from_dict(cls, data: Any) -> AnalysisResult:
         check_header(data, RESULT_KIND, "analysis")
         try:
+            if data.get("logit_view") is not None and "lens_views" not in data:
+                data = _with_old_logit_view(data)
             result = build_dataclass(cls, data)
         except (KeyError, TypeError, ValueError) as exc:
             raise ResultFormatError(f"malformed analysis result: {exc}") from None
@@ -280,3 +296,42 @@ class AnalysisResult(JsonFile):
                     f"malformed analysis result: field 'layer_predictions[{i}].top_tokens' is empty"
                 )
         return result
+
+
+def logit_view_record(primary: LensRecord | None) -> LensRecord:
+    """The record of the plain logit lens read beside ``primary``: its fidelity is the logit lens's measured on
+    the same held-out text as the primary's (``logit_fidelity``), when the primary has it."""
+    fidelity = list(primary.logit_fidelity) if primary is not None else []
+    return LensRecord(
+        kind="logit",
+        source=None,
+        digest=None,
+        fitted_for=None,
+        corpus=primary.corpus if primary is not None and fidelity else None,
+        tokens=None,
+        fidelity=fidelity,
+        unreliable_threshold_nats=primary.unreliable_threshold_nats if primary is not None else 0.0,
+    )
+
+
+def _with_old_logit_view(data: dict[str, Any]) -> dict[str, Any]:
+    """A version 2-3 file's ``logit_view`` (the plain logit lens beside a learned lens) as ``lens_views``: its
+    lens record made as those versions showed it (the logit lens's fidelity from the primary lens's record)."""
+    lens = data.get("lens") or {}
+    if not isinstance(lens, dict):
+        raise TypeError("field 'lens': expected an object")
+    fidelity = lens.get("logit_fidelity") or []
+    record = {
+        "kind": "logit",
+        "source": None,
+        "digest": None,
+        "fitted_for": None,
+        "corpus": lens.get("corpus") if fidelity else None,
+        "tokens": None,
+        "fidelity": fidelity,
+        "unreliable_threshold_nats": lens.get("unreliable_threshold_nats", 0.0),
+    }
+    old = data["logit_view"]
+    if not isinstance(old, dict):
+        raise TypeError("field 'logit_view': expected an object")
+    return {**data, "lens_views": [{"lens": record, **old}]}

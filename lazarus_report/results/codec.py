@@ -13,13 +13,15 @@ from typing import Any
 
 from ..core.files import write_text_atomic
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 
 # Version 2 added which lens produced a result (``AnalysisResult.lens``, ``AnalysisConfigRecord.lens``);
 # a version-1 file reads as the logit lens. Version 3 added whole answers (``AnalysisResult.answer``, the
 # ``answer`` / ``generate`` / ``stop`` settings, ``ComparisonResult.answer_cross``); older files read without one.
-READABLE_SCHEMA_VERSIONS = (1, 2, 3)
+# Version 4 generalised ``AnalysisResult.logit_view`` into ``lens_views`` (one per lens read beside the primary,
+# ``--lens tuned,linear``) and added ``config.extra_lenses``; an older file's ``logit_view`` reads as one view.
+READABLE_SCHEMA_VERSIONS = (1, 2, 3, 4)
 
 
 class ResultFormatError(ValueError):

@@ -15,7 +15,7 @@ LENS_EVAL_KIND = "lazarus-report/lens-eval"
 # ``interval_method`` / ``sequences``; a version-3 file (the logit lens and one lens, no intervals) reads
 # with ``entries`` rebuilt from ``logit`` and ``lens`` (``all_entries``).
 LENS_EVAL_SCHEMA_VERSION = 4
-LENS_EVAL_READABLE = (*READABLE_SCHEMA_VERSIONS, LENS_EVAL_SCHEMA_VERSION)
+LENS_EVAL_READABLE = tuple(dict.fromkeys((*READABLE_SCHEMA_VERSIONS, LENS_EVAL_SCHEMA_VERSION)))
 
 
 @dataclass(frozen=True)

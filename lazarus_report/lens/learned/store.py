@@ -80,18 +80,9 @@ def resolve_lens(spec: str | None, loaded: Any) -> Lens:
             lens.meta["corpus"] = {"description": "lens eval (cached)"}
         return lens
     if spec in KINDS:
-        for key in dict.fromkeys([model_key(fp), model_key(fp, with_adapter=False)]):
-            path = lenses_root() / key / spec
-            if (path / "lens.json").is_file():
-                lens = Lens.load(path, source="cache")
-                lens.check_compatible(loaded)
-                return lens
-        from .shipped import find_shipped
-
-        shipped = find_shipped(spec, fp)
-        if shipped is not None:
-            shipped.check_compatible(loaded)
-            return shipped
+        found = find_lens(spec, loaded, fp)
+        if found is not None:
+            return found
         raise LazarusError(
             f"no fitted {spec} lens for {loaded.info.model_id}: run `lazarus lens fit {_model_hint(loaded)} "
             f"--kind {spec}` first"
@@ -102,6 +93,49 @@ def resolve_lens(spec: str | None, loaded: Any) -> Lens:
     lens = Lens.load(path)
     lens.check_compatible(loaded)
     return lens
+
+
+def find_lens(kind: str, loaded: Any, fingerprint: dict[str, Any] | None = None) -> Lens | None:
+    """The learned ``kind`` lens for ``loaded``: the user cache's (the exact model + adapter, then the base
+    model), else the shipped one; checked against ``loaded``. None when there is none (a damaged one is an error)."""
+    fp = fingerprint or model_fingerprint(loaded)
+    for key in dict.fromkeys([model_key(fp), model_key(fp, with_adapter=False)]):
+        path = lenses_root() / key / kind
+        if (path / "lens.json").is_file():
+            lens = Lens.load(path, source="cache")
+            lens.check_compatible(loaded)
+            return lens
+    from .shipped import find_shipped
+
+    shipped = find_shipped(kind, fp)
+    if shipped is not None:
+        shipped.check_compatible(loaded)
+    return shipped
+
+
+def expand_lens_list(specs: list[str], loaded: Any, named: tuple[str, ...] = ()) -> tuple[list[str], list[Lens]]:
+    """The other lenses of ``--lens A,B,...`` (``specs``: everything after the primary), ``all`` expanded in
+    place to the logit lens and every learned kind available for ``loaded`` (user cache, then shipped) in the
+    order logit, linear, tuned, jacobian, skipping those ``named`` elsewhere in the list (the primary's spec
+    included). Returns (the specs, their lenses), both in order; an explicit kind with no lens is an error."""
+    from ...core.config import LENS_ALL
+
+    named = (*named, *specs)
+    out_specs: list[str] = []
+    lenses: list[Lens] = []
+    for spec in specs:
+        if spec != LENS_ALL:
+            out_specs.append(spec)
+            lenses.append(resolve_lens(spec, loaded))
+            continue
+        for kind in KINDS:
+            if kind in named:
+                continue
+            lens = resolve_lens(kind, loaded) if kind == "logit" else find_lens(kind, loaded)
+            if lens is not None:
+                out_specs.append(kind)
+                lenses.append(lens)
+    return out_specs, lenses
 
 
 def save_logit_fidelity(loaded: Any, fidelity: list[LensFidelity], corpus: str) -> Path:

@@ -107,10 +107,18 @@ def start_report_charts(report: ReportModel, *, static: bool = False) -> dict[st
     """Every chart of a report, keyed by page section (``static``: SVGs only, no Vega-Lite spec)."""
     if report.comparison is not None:
         if static:
-            return _static_comparison_charts(report)
-        from lazarus_report.render.charts.compare_specs import start_comparison_charts
+            charts = _static_comparison_charts(report)
+        else:
+            from lazarus_report.render.charts.compare_specs import start_comparison_charts
 
-        return start_comparison_charts(report)
+            charts = start_comparison_charts(report)
+        # The lens switch: each model's heatmap through every lens read (static SVG: the comparison's charts
+        # stay the primary lens's).
+        for run in report.runs:
+            for view in [run, *run.lens_views] if run.lens_views else []:
+                if view.grid is not None:
+                    charts[f"{view.key}-lens"] = [heatmap_chart([("", view)], chart_id=f"{view.key}-lens-heatmap")]
+        return charts
     if static:
         start = _static_run_charts
     else:
@@ -118,8 +126,8 @@ def start_report_charts(report: ReportModel, *, static: bool = False) -> dict[st
     charts = {}
     for run in report.runs:
         charts[run.key] = start(run)
-        if run.logit_view is not None:
-            charts[run.logit_view.key] = start(run.logit_view)
+        for view in run.lens_views:
+            charts[view.key] = start(view)
     return charts
 
 

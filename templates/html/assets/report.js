@@ -390,6 +390,17 @@
   }
 
   function whenShown(fig) {
+    // A chart under a lens tab not chosen (.lens-switch: CSS-only tabs) is drawn when its tab is chosen.
+    var panel = fig.closest(".lens-panel");
+    if (panel && !panel.getClientRects().length) {
+      var group = panel.closest(".lens-switch");
+      group.addEventListener("change", function chosen() {
+        if (!panel.getClientRects().length) { return; }
+        group.removeEventListener("change", chosen);
+        whenShown(fig);
+      });
+      return;
+    }
     var closed = fig.parentElement && fig.parentElement.closest("details:not([open])");
     if (!closed) { draw(fig); return; }
     closed.addEventListener("toggle", function opened() {
