@@ -810,3 +810,42 @@ def test_suite_answer_fields_refused_with_file_and_line(row, tmp_path, no_model_
         message = assert_one_line_error(result, 2, f"{path}:{line}: case 'a': ")
         assert fragment in message
     assert sorted(p.name for p in tmp_path.iterdir()) == ["answers.yaml"]  # nothing written
+
+
+# lens lists (--lens tuned,linear / --lens all): refused before any model loads, one line, exit 2
+# --------------------------------------------------------------------------------------------
+
+LENS_LISTS = [
+    ("duplicate", "tuned,tuned", "the lens 'tuned' is given twice"),
+    ("duplicate-all", "all,all", "the lens 'all' is given twice"),
+    ("empty-item", "tuned,", "an empty lens name in the list"),
+    ("unknown-kind", "tuned,sideways", "'sideways' names no lens kind and no such directory"),
+    ("missing-dir", "logit,./no/such/lens", "'./no/such/lens' names no lens kind and no such directory"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("row", LENS_LISTS, ids=[r[0] for r in LENS_LISTS])
+@pytest.mark.parametrize("command", ["analyze", "compare"])
+def test_lens_lists_refused_before_any_model_work(row, command, tmp_path, no_model_load):
+    _, spec, fragment = row
+    models = ["-m", MODEL] if command == "analyze" else ["-m1", MODEL, "-m2", MODEL]
+    out = tmp_path / "out.json"
+    result = invoke(["introspect", command, *models, "-p", PROMPT, "--lens", spec, "-o", str(out)])
+    assert_one_line_error(result, 2, fragment)
+    assert not out.exists()
+
+
+def test_a_lens_list_in_a_duplicated_directory_is_refused(tmp_path, no_model_load):
+    (tmp_path / "lens").mkdir()
+    spec = f"{tmp_path / 'lens'},{tmp_path / 'lens' / '.'}"
+    result = invoke(["introspect", "analyze", "-m", MODEL, "-p", PROMPT, "--lens", spec])
+    assert_one_line_error(result, 2, "is given twice")
+
+
+@pytest.mark.parametrize("spec", ["tuned,linear", "all"])
+def test_suite_refuses_a_lens_list(spec, tmp_path, no_model_load):
+    path = tmp_path / "s.yaml"
+    path.write_text("cases:\n  - id: a\n    prompt: hi\n", encoding="utf-8")
+    result = invoke(["introspect", "suite", str(path), "-m", MODEL, "--lens", spec, "-o", str(tmp_path / "o.json")])
+    assert_one_line_error(result, 2, "suite reads every case through one lens")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["s.yaml"]

@@ -304,6 +304,21 @@ def lens_option(default: str, several: bool = True) -> Callable[[Callable[..., A
     )
 
 
+def note_lens_all(config: Any, results: Sequence[Any], quiet: bool) -> None:
+    """``--lens all`` found nothing but the logit lens for a model: say so on stderr (the report shows one lens)."""
+    from ..core.config import LENS_ALL
+
+    if quiet or LENS_ALL not in config.extra_lenses:
+        return
+    for result in results:
+        if not result.lens_views and result.lens_kind == "logit":
+            click.echo(
+                f"note: --lens all: no learned lens is fitted or shipped for {printable(result.model.model_id)}; "
+                "showing the logit lens only (lazarus lens fit --kind tuned fits one)",
+                err=True,
+            )
+
+
 def split_lens_spec(spec: str) -> tuple[str, list[str]]:
     """``--lens`` -> (primary, the others), checked before any model loads (``core.config.split_lens_spec``)."""
     from ..core.config import split_lens_spec as split

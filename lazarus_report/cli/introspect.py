@@ -22,6 +22,7 @@ from .common import (
     lens_option,
     limit_grid_to_heatmap,
     memory_option,
+    note_lens_all,
     output_options,
     parse_layers,
     parse_max_memory,
@@ -148,6 +149,7 @@ def _analyze(
     analyzer = ModelAnalyzer.load(model, adapter=adapter, precision=precision, max_memory=budget)
     result = analyzer.run(prompt, config)
     keep_until_exit(analyzer)
+    note_lens_all(config, [result], quiet)
     emit(result, output=output, html=html, markdown=markdown, static=static, quiet=quiet, timings=timings)
 
 
@@ -266,6 +268,7 @@ def _compare(
         change_map=bool(output or html or markdown) and is_output_rank(),
         max_memory=budget,
     )
+    note_lens_all(config, comparison.results, quiet)
     emit(comparison, output=output, html=html, markdown=markdown, static=static, quiet=quiet, timings=timings)
 
 
