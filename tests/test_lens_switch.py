@@ -190,3 +190,16 @@ def test_compare_switches_both_models_together(tiny, lenses, tmp_path):
     assert len(panel.find_all("figure", cls="chart")) == 2  # both models' heatmaps through the linear lens
     assert "the primary lens" in section.find("p", cls="note").text()
     assert (tmp_path / "c.md").read_text(encoding="utf-8").count("through the linear lens:** reads") == 2
+
+
+@pytest.mark.slow
+def test_smollm2_all_lenses_are_the_shipped_ones_without_a_fit(smollm2, isolated_cache):
+    config = AnalysisConfig(use_chat_template=False, extra_lenses=["all"], track_tokens=[" Paris"])
+    result = smollm2.run("The capital of France is", config)
+    kinds = [result.lens_kind, *(v.lens.kind for v in result.lens_views)]
+    assert kinds[:3] == ["logit", "linear", "tuned"] and set(kinds) <= {"logit", "linear", "tuned", "jacobian"}
+    assert all(v.lens.source and v.lens.source.startswith("shipped with") for v in result.lens_views)
+    assert result.config.extra_lenses == kinds[1:]  # "all" as it was resolved
+    assert not (isolated_cache / "lenses").exists() or not any((isolated_cache / "lenses").rglob("lens.json"))
+    finals = {v.layer_predictions[-1].top_tokens[0].token for v in result.lens_views}
+    assert finals == {result.final_top_token}  # the last layer is never mapped
