@@ -204,8 +204,26 @@ def sweep_sample() -> None:
     print(f"wrote sample_reports/{name}.{{json,html,md}} ({result.status})")
 
 
+# --- every lens of the model in one report (issue 21: the lens switch) -------------------------------------------
+
+
+def all_lenses_sample() -> None:
+    """sample_reports/analyze-capital-all-lenses.{json,html,static.html,md}: SmolLM2 on the capital prompt with
+    ``--lens all`` (the logit lens first, then every lens fitted or shipped for it, read from one forward pass).
+    Alone: ``python scripts/make_samples.py all-lenses``."""
+    import os
+
+    os.chdir(ROOT)
+    OUT.mkdir(exist_ok=True)
+    config = AnalysisConfig(
+        layer_strategy=LayerStrategy.ALL, use_chat_template=False, track_tokens=[" Paris"], extra_lenses=["all"]
+    )
+    with ModelAnalyzer.load("smollm2-135m-instruct") as analyzer:
+        write("analyze-capital-all-lenses", analyzer.run("The capital of France is", config))
+
+
 if __name__ == "__main__":
     import sys
 
-    alone = {"sweep": sweep_sample, "drift": drift_sample}  # `make_samples.py sweep`: that sample alone
+    alone = {"sweep": sweep_sample, "drift": drift_sample, "all-lenses": all_lenses_sample}  # `make_samples.py sweep`: that sample alone
     alone.get(sys.argv[1] if len(sys.argv) == 2 else "", main)()
