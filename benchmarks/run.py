@@ -1452,6 +1452,12 @@ def _shipped_lens(c: Context) -> tuple[list[str], dict]:
     return bench_shipped_lens(c.reps, full if full.is_dir() else None)
 
 
+def _lens_switch(c: Context) -> tuple[list[str], dict]:
+    from lens_switch import bench_lens_switch
+
+    return bench_lens_switch(max(c.reps, 5))
+
+
 def _sizes_suite(c: Context) -> tuple[list[str], dict]:
     from sizes import bench_sizes
 
@@ -1725,6 +1731,14 @@ SECTIONS: list[Section] = [
         "Target (issue 21): `--lens tuned` <= 1.05x the logit lens.",
         _shipped_lens,
         4,
+    ),
+    Section(
+        "lens-switch",
+        "Several lenses from one pass",
+        "`analyze --lens all` (logit, then the shipped linear and tuned lenses, one forward pass) against "
+        "`--lens tuned`, SmolLM2 loaded once, interleaved medians: the terminal view and `--html` (grid + page).",
+        _lens_switch,
+        2,
     ),
 ]
 REGISTRY = check_registry(SECTIONS)

@@ -225,5 +225,9 @@ def all_lenses_sample() -> None:
 if __name__ == "__main__":
     import sys
 
-    alone = {"sweep": sweep_sample, "drift": drift_sample, "all-lenses": all_lenses_sample}  # `make_samples.py sweep`: that sample alone
+    alone = {
+        "sweep": sweep_sample,
+        "drift": drift_sample,
+        "all-lenses": all_lenses_sample,
+    }  # `make_samples.py sweep`: that sample alone
     alone.get(sys.argv[1] if len(sys.argv) == 2 else "", main)()

@@ -57,6 +57,7 @@ class ModelAnalyzer:
     ):
         self._loaded = loaded
         self._lenses: dict[str, Any] = {}  # --lens value -> the Lens resolved for this model
+        self._views: dict[tuple[str, ...], Any] = {}  # (primary, *others) -> the others resolved (``lens_views``)
         self._model_id = model_id
         self._adapter = adapter
         self._precision = precision
@@ -110,6 +111,7 @@ class ModelAnalyzer:
         """Release the model's memory (so a second model can load in its place)."""
         self._loaded = None
         self._lenses.clear()
+        self._views.clear()
         import gc
 
         gc.collect()
@@ -172,7 +174,8 @@ class ModelAnalyzer:
         from ..engine.run import analyze
 
         config = config or AnalysisConfig()
-        return analyze(self.loaded, prompt, config, lens=self.lens(config.lens), **options)
+        views = self.lens_views(config.lens, config.extra_lenses) if config.extra_lenses else None
+        return analyze(self.loaded, prompt, config, lens=self.lens(config.lens), views=views, **options)
 
     def lens(self, spec: str = "logit") -> Any:
         """The ``Lens`` that ``spec`` names ("logit", "linear", "tuned" or a lens directory), checked
@@ -182,6 +185,16 @@ class ModelAnalyzer:
 
             self._lenses[spec] = resolve_lens(spec, self.loaded)
         return self._lenses[spec]
+
+    def lens_views(self, primary: str, others: list[str]) -> tuple[list[str], list[Any]]:
+        """The lenses read beside ``primary`` (``--lens A,B``: ``all`` expanded), as (their specs, the lenses),
+        resolved for this model once and kept for the next runs."""
+        key = (primary, *others)
+        if key not in self._views:
+            from ..lens.learned.store import expand_lens_list
+
+            self._views[key] = expand_lens_list(list(others), self.loaded, named=(primary,))
+        return self._views[key]
 
 
 @dataclass

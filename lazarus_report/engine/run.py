@@ -99,7 +99,7 @@ def analyze(
     *,
     prepared: PreparedPrompt | None = None,
     lens: Lens | None = None,
-    views: list[Lens] | None = None,
+    views: tuple[list[str], list[Lens]] | None = None,
     spill: str | None = None,
     keep_block_outputs: bool = False,
     reference: LensRun | None = None,
@@ -111,8 +111,9 @@ def analyze(
     names, already resolved for ``loaded`` (callers that run many prompts resolve it once); by
     default it is resolved here. A learned lens maps each captured layer's residual stream
     (``Lens.translate``) before the model's own final norm and head; the last layer is never mapped.
-    ``views``: the other lenses read from the same pass (``result.lens_views``); by default those of
-    ``config.extra_lenses`` (``all`` expanded), plus the plain logit lens beside a learned lens with a grid.
+    ``views``: the other lenses read from the same pass (``result.lens_views``) as (their specs, the lenses):
+    ``config.extra_lenses`` resolved (``store.expand_lens_list``; by default here), to which the plain logit
+    lens is added beside a learned lens with a grid.
     ``spill``: a directory; when given, the lens log-probabilities at several positions (see
     ``positions_to_keep``) are written there (``SpilledLogProbs``), for the change map.
     ``keep_block_outputs``: keep every block's output ``[num_layers, T, H]`` (causal attribution).
@@ -219,7 +220,7 @@ def _plan(
     config: AnalysisConfig,
     prepared: PreparedPrompt | None,
     lens: Lens | None,
-    views: list[Lens] | None,
+    views: tuple[list[str], list[Lens]] | None,
 ) -> _Plan:
     """The prompt formatted and checked (unless ``prepared``), the tracked tokens, the lens (resolved unless
     given), the captured layers, the embedding scale and the answer (``config.answer`` tokenized, or
@@ -235,11 +236,12 @@ def _plan(
     tracked = track_tokens(loaded, config.track_tokens)
     if lens is None:
         lens = resolve_lens(config.lens, loaded)
-    view_specs = list(config.extra_lenses)
-    if views is None:
-        view_specs, views = expand_lens_list(view_specs, loaded, named=(config.lens,))
-        if lens.kind != "logit" and config.compute_grid and all(v.kind != "logit" for v in views):
-            views.append(resolve_lens("logit", loaded))  # the plain logit lens beside a learned one (reports show both)
+    view_specs, view_lenses = views or expand_lens_list(list(config.extra_lenses), loaded, named=(config.lens,))
+    view_lenses = list(view_lenses)
+    if lens.kind != "logit" and config.compute_grid and all(v.kind != "logit" for v in view_lenses):
+        view_lenses.append(
+            resolve_lens("logit", loaded)
+        )  # the plain logit lens beside a learned one (reports show both)
     n_layers = loaded.info.num_layers
     layers = select_layers(config.layer_strategy, n_layers, config.layer_step, config.custom_layers)
     factor = None
@@ -251,7 +253,7 @@ def _plan(
         factor = scale / builtin
         info = dataclasses.replace(info, embedding_scale=scale)
     answer = plan_answer(loaded, prepared, config, factor)  # a generated answer is written here
-    return _Plan(prepared, tracked, lens, views, view_specs, layers, factor, info, answer)
+    return _Plan(prepared, tracked, lens, view_lenses, list(view_specs), layers, factor, info, answer)
 
 
 class _ChunkReader:
