@@ -31,6 +31,7 @@ pytestmark = [
 # Every chart outside a closed <details> has been drawn by vegaEmbed.
 SHOWN_LIVE = (
     "[...document.querySelectorAll('figure.chart')].filter(f => !f.closest('details:not([open])'))"
+    ".filter(f => !f.closest('.lens-panel') || f.closest('.lens-panel').getClientRects().length)"
     ".every(f => f.classList.contains('is-live'))"
 )
 
@@ -74,6 +75,9 @@ def test_no_console_warnings_or_errors(browser, pages, name):
     # Closed sections (suite cases, the logit-lens view) draw their charts when opened: open them all.
     page.evaluate("document.querySelectorAll('details').forEach(d => { d.open = true; })")
     page.wait_for_function(SHOWN_LIVE, timeout=60_000)
+    for label in page.query_selector_all("label.lens-tab"):  # each lens's charts are drawn when its tab is chosen
+        label.click()
+        page.wait_for_function(SHOWN_LIVE, timeout=60_000)
     page.close()
     assert console == []
 

@@ -43,8 +43,10 @@ pytestmark = [
 ]
 
 # Every chart outside a closed <details> has been drawn by vegaEmbed.
+# (Outside closed parts and outside the lens tabs not chosen: a lens's charts are drawn when its tab is chosen.)
 SHOWN_LIVE = (
     "[...document.querySelectorAll('figure.chart[data-spec]')].filter(f => !f.closest('details:not([open])'))"
+    ".filter(f => !f.closest('.lens-panel') || f.closest('.lens-panel').getClientRects().length)"
     ".every(f => f.classList.contains('is-live'))"
 )
 # Every live chart drawn wider than paper allows has its copy for paper (drawn once the page is idle), or none
@@ -83,7 +85,7 @@ CONTROLS = """() => [...document.querySelectorAll('input, select, textarea, butt
             border: s.borderTopWidth, background: s.backgroundColor}; })"""
 
 NOTES = """() => [...document.querySelectorAll('figure.chart.is-live')]
-  .filter(f => !f.closest('details:not([open])'))
+  .filter(f => !f.closest('details:not([open])') && f.getClientRects().length)
   .map(f => { const svg = f.querySelector('.chart-live svg'); const frame = svg.getBoundingClientRect();
     return {id: f.id, frame: [frame.left, frame.top, frame.right, frame.bottom],
       notes: [...svg.querySelectorAll('text')].filter(t => /top-1 at L\\d+$/.test(t.textContent))
@@ -183,8 +185,11 @@ def test_interactive_emergence_notes_do_not_overlap(chromium, pages, width):
     page.evaluate(OPEN_ALL)
     page.wait_for_function(SHOWN_LIVE, timeout=60_000)
     charts = [c for c in page.evaluate(NOTES) if c["notes"]]
+    page.click("label[for='run0-lens1-tab']")  # the logit lens's tab (its charts are drawn when shown)
+    page.wait_for_function(SHOWN_LIVE, timeout=60_000)
+    charts += [c for c in page.evaluate(NOTES) if c["notes"]]
     ctx.close()
-    assert {c["id"] for c in charts} == {"run0-trajectory", "run0-logit-trajectory"}
+    assert sorted(c["id"] for c in charts) == ["run0-lens1-trajectory", "run0-trajectory"]
     for chart in charts:
         notes = chart["notes"]
         assert len(notes) == 2, chart
