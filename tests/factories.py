@@ -706,6 +706,22 @@ def make_hostile_lens_result() -> AnalysisResult:
     return dataclasses.replace(result, lens=record, lens_views=[view])
 
 
+def make_hostile_lens_comparison():
+    """The hostile comparison with both runs read through a (hostile-named) tuned lens and the logit lens beside
+    it (the compare page's lens switch)."""
+    import dataclasses
+
+    from lazarus_report.results.analysis import LensView, logit_view_record
+
+    comparison = make_comparison("hostile")
+    runs = []
+    for result in comparison.results:
+        record = _hostile_lens_record(result.model.num_layers)
+        view = LensView(logit_view_record(record), result.layer_predictions, result.token_evolutions, result.grid)
+        runs.append(dataclasses.replace(result, lens=record, lens_views=[view]))
+    return dataclasses.replace(comparison, results=runs)
+
+
 def make_lens_eval(hostile: bool = False):
     """A ``lazarus lens eval`` result (the logit lens and a tuned lens side by side)."""
     from lazarus_report.results.lens_eval import LensEvalResult

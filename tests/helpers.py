@@ -33,6 +33,7 @@ ALLOWED_TAGS = {
     "h1", "h2", "h3", "span", "strong", "em", "code", "pre", "ol", "ul", "li", "dl", "dt", "dd", "details",
     "summary", "table", "caption", "thead", "tbody", "tr", "th", "td", "figure", "figcaption", "script",
     "svg", "g", "path", "rect", "line", "text", "tspan", "defs", "lineargradient", "stop", "clippath",
+    "input", "label", "h4",  # the lens switch: radio inputs styled as tabs; a compare page's model headings
 }  # fmt: skip
 # The suite page adds its filter controls and in-page links.
 SUITE_TAGS = ALLOWED_TAGS | {

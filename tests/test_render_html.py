@@ -14,6 +14,7 @@ from factories import (
     make_comparison,
     make_hostile_answer_comparison,
     make_hostile_answer_result,
+    make_hostile_lens_comparison,
     make_hostile_lens_result,
     make_hostile_result,
     make_lens_eval,
@@ -379,6 +380,7 @@ def _hostile_results(hostile_change):
         make_comparison("hostile"),
         make_suite(len(HOSTILE_STRINGS) + 2, hostile=True),
         make_hostile_lens_result(),
+        make_hostile_lens_comparison(),
         hostile_change,
         # Answers (issue 19): the answer strip, aligned and side by side.
         make_hostile_answer_result(),

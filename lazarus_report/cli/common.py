@@ -319,6 +319,16 @@ def note_lens_all(config: Any, results: Sequence[Any], quiet: bool) -> None:
             )
 
 
+def one_lens(lens: str | None, default: str | None) -> str:
+    """``suite``'s ``--lens`` (else the suite file's ``default``, else logit): every case is read through one lens,
+    so a list or ``all`` is refused (exit 2)."""
+    if lens is not None and ("," in lens or lens == "all"):
+        raise LazarusError(
+            f"suite reads every case through one lens: --lens takes one kind or lens directory here (got {lens!r})"
+        )
+    return lens if lens is not None else default or "logit"
+
+
 def split_lens_spec(spec: str) -> tuple[str, list[str]]:
     """``--lens`` -> (primary, the others), checked before any model loads (``core.config.split_lens_spec``)."""
     from ..core.config import split_lens_spec as split

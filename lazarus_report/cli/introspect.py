@@ -23,6 +23,7 @@ from .common import (
     limit_grid_to_heatmap,
     memory_option,
     note_lens_all,
+    one_lens,
     output_options,
     parse_layers,
     parse_max_memory,
@@ -223,8 +224,7 @@ def _compare(
         check_text(value, what)
     if not prompt.strip():
         raise LazarusError("the prompt is empty")
-    custom = parse_layers(layers)
-    lens_list = split_lens_spec("logit" if lens is None else lens)
+    custom, lens_list = parse_layers(layers), split_lens_spec("logit" if lens is None else lens)
     from ..commands.compare import compare_models
     from ..core.config import AnalysisConfig, LayerStrategy
 
@@ -352,16 +352,12 @@ def _suite(
 
     check_batch_size(batch_size)
     budget = parse_max_memory(max_memory)
-    if lens is not None and ("," in lens or lens == "all"):
-        raise LazarusError(
-            f"suite reads every case through one lens: --lens takes one kind or lens directory here (got {lens!r})"
-        )
     one = (model, adapter, role, embedding_scale)
     two = (model1, model2, adapter1, adapter2, embedding_scale1, embedding_scale2)
     if any(v is not None for v in one) and any(v is not None for v in two):
         raise LazarusError("use -m MODEL for one model, or -m1 BASE -m2 TUNED for two, not both")
     spec = load_suite(suite_file)  # every suite-file error comes before any model loads
-    lens = lens if lens is not None else spec.lens or "logit"
+    lens = one_lens(lens, spec.lens)
     if validate_only:
         return _validate_suite(suite_file, spec, lens, quiet)
     if model is not None:

@@ -111,9 +111,7 @@ def analyze(
     names, already resolved for ``loaded`` (callers that run many prompts resolve it once); by
     default it is resolved here. A learned lens maps each captured layer's residual stream
     (``Lens.translate``) before the model's own final norm and head; the last layer is never mapped.
-    ``views``: the other lenses read from the same pass (``result.lens_views``) as (their specs, the lenses):
-    ``config.extra_lenses`` resolved (``store.expand_lens_list``; by default here), to which the plain logit
-    lens is added beside a learned lens with a grid.
+    ``views``: the other lenses read from the same pass (``result.lens_views``), resolved (see ``_plan``).
     ``spill``: a directory; when given, the lens log-probabilities at several positions (see
     ``positions_to_keep``) are written there (``SpilledLogProbs``), for the change map.
     ``keep_block_outputs``: keep every block's output ``[num_layers, T, H]`` (causal attribution).
@@ -150,8 +148,7 @@ def analyze(
 
     grid, view_grids = reader.grids(decode) if config.compute_grid else (None, [None] * len(plan.views))
     lens_views = [
-        _lens_view(loaded, config, plan, view, sink, final_last, decode, view_grid)
-        for view, view_grid in zip(plan.views, view_grids)
+        _lens_view(loaded, config, plan, v, sink, final_last, decode, g) for v, g in zip(plan.views, view_grids)
     ]
     r0 = time.perf_counter()
     reading = answer.reading(loaded, lens, layers, decode, plan.factor) if answer is not None else None
@@ -223,7 +220,9 @@ def _plan(
     views: tuple[list[str], list[Lens]] | None,
 ) -> _Plan:
     """The prompt formatted and checked (unless ``prepared``), the tracked tokens, the lens (resolved unless
-    given), the captured layers, the embedding scale and the answer (``config.answer`` tokenized, or
+    given), the other lenses (``views``: (their specs, the lenses) of ``config.extra_lenses`` as
+    ``store.expand_lens_list`` resolves them, unless given; plus the plain logit lens beside a learned lens with a
+    grid), the captured layers, the embedding scale and the answer (``config.answer`` tokenized, or
     ``config.generate``'s tokens written)."""
     from ..core.config import check_text, select_layers
     from ..lens.learned.store import expand_lens_list, resolve_lens
