@@ -451,11 +451,26 @@ def sample_files(tmp_path_factory) -> dict[str, Path]:
     return files
 
 
+# Charts outside closed parts and unchosen lens tabs are interactive.
+SHOWN_LIVE = (
+    "[...document.querySelectorAll('figure.chart[data-spec]')].filter(f => !f.closest('details:not([open])'))"
+    ".filter(f => !f.closest('.lens-panel') || f.closest('.lens-panel').getClientRects().length)"
+    ".every(f => f.classList.contains('is-live'))"
+)
+# Every lens of a lens switch shown stacked (as on a static page), to measure them all.
+SHOW_ALL_LENSES = "document.querySelectorAll('.lens-switch.tabs').forEach(s => s.classList.remove('tabs'))"
+
+
 def _open_everything(page) -> None:
-    """Open every collapsed part and wait until every chart is interactive (when the page has scripts)."""
+    """Open every collapsed part and wait until every chart is interactive (when the page has scripts): each lens
+    tab is chosen in turn (its charts draw when shown), then every lens is shown stacked."""
     page.evaluate(OPEN_ALL)
     if page.locator("figure.chart[data-spec]").count():
+        for label in page.query_selector_all("label.lens-tab"):
+            label.click()
+            page.wait_for_function(SHOWN_LIVE, timeout=120_000)
         page.wait_for_function(ALL_LIVE, timeout=120_000)
+    page.evaluate(SHOW_ALL_LENSES)
 
 
 def test_the_samples_cover_every_kind_of_page():

@@ -112,12 +112,12 @@ def start_report_charts(report: ReportModel, *, static: bool = False) -> dict[st
             from lazarus_report.render.charts.compare_specs import start_comparison_charts
 
             charts = start_comparison_charts(report)
-        # The lens switch: each model's heatmap through every lens read (static SVG: the comparison's charts
-        # stay the primary lens's).
+        # The lens switch: each model's heatmap through every lens read (the comparison's charts stay the
+        # primary lens's).
         for run in report.runs:
             for view in [run, *run.lens_views] if run.lens_views else []:
                 if view.grid is not None:
-                    charts[f"{view.key}-lens"] = [heatmap_chart([("", view)], chart_id=f"{view.key}-lens-heatmap")]
+                    charts[f"{view.key}-lens"] = [_lens_heatmap(view, static)]
         return charts
     if static:
         start = _static_run_charts
@@ -129,6 +129,16 @@ def start_report_charts(report: ReportModel, *, static: bool = False) -> dict[st
         for view in run.lens_views:
             charts[view.key] = start(view)
     return charts
+
+
+def _lens_heatmap(view: Any, static: bool) -> PendingChart:
+    """One model's heatmap through one lens, for a comparison's lens switch."""
+    chart_id = f"{view.key}-lens-heatmap"
+    if static:
+        return heatmap_chart([("", view)], chart_id=chart_id)
+    from lazarus_report.render.charts.heatmap import heatmap_spec
+
+    return heatmap_spec([("", view)], chart_id=chart_id)
 
 
 def _static_run_charts(run: Any) -> list[PendingChart]:
