@@ -67,3 +67,30 @@ def test_paper_shows_every_lens(chromium, page_path):
         assert not page.evaluate(VISIBLE, "label[for='run0-lens1-tab']")
     finally:
         ctx.close()
+
+
+@pytest.mark.parametrize("width", [1280, 390])
+def test_compare_switches_both_models_together(chromium, tmp_path, width):
+    from lazarus_report.results.comparison import ComparisonResult
+
+    result = ComparisonResult.load(SAMPLES / "compare-base-vs-weather-adapter-tuned.json")
+    path = tmp_path / "compare.html"
+    path.write_text(render_html(result), encoding="utf-8")
+    ctx = chromium.new_context(viewport={"width": width, "height": 800}, offline=True)
+    page = ctx.new_page()
+    try:
+        page.goto(path.as_uri())
+        page.evaluate(
+            "document.querySelectorAll('details.lens-fold').forEach(d => { d.open = true; })"
+        )  # folded on a phone
+        primary = ["#run0-lens-heatmap", "#run1-lens-heatmap"]
+        logit = ["#run0-lens1-lens-heatmap", "#run1-lens1-lens-heatmap"]
+        page.wait_for_function("document.querySelector('#run1-lens-heatmap').classList.contains('is-live')")
+        assert all(page.evaluate(VISIBLE, s) for s in primary) and not any(page.evaluate(VISIBLE, s) for s in logit)
+        page.click("label[for='lens-tab-1']")
+        assert all(page.evaluate(VISIBLE, s) for s in logit) and not any(page.evaluate(VISIBLE, s) for s in primary)
+        for sel in logit:  # both models' heatmaps through the logit lens, drawn once shown
+            page.wait_for_function(f"document.querySelector('{sel}').classList.contains('is-live')")
+        assert page.evaluate("() => document.documentElement.scrollWidth") <= width
+    finally:
+        ctx.close()

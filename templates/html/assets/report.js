@@ -390,8 +390,9 @@
   }
 
   function whenShown(fig) {
+    var closed = fig.parentElement && fig.parentElement.closest("details:not([open])");
     // A chart under a lens tab not chosen (.lens-switch: CSS-only tabs) is drawn when its tab is chosen.
-    var panel = fig.closest(".lens-panel");
+    var panel = closed ? null : fig.closest(".lens-panel");
     if (panel && !panel.getClientRects().length) {
       var group = panel.closest(".lens-switch");
       group.addEventListener("change", function chosen() {
@@ -401,7 +402,6 @@
       });
       return;
     }
-    var closed = fig.parentElement && fig.parentElement.closest("details:not([open])");
     if (!closed) { draw(fig); return; }
     closed.addEventListener("toggle", function opened() {
       if (!closed.open) { return; }
