@@ -219,3 +219,62 @@ def test_a_layer_equal_to_model_1_in_some_chunks_only_gets_those_rows_copied(tmp
     np.testing.assert_array_equal(out[1][5:], 0)  # model 2 computes these itself (here: not written)
     np.testing.assert_array_equal(out[0], 0)  # left to the change map
     np.testing.assert_array_equal(out[2], data[2] + 1)
+
+
+# --- r20-limit: the grid's statistics on two threads (the numbers of one thread, bit for bit) ---
+
+
+def _float64_stats(z: np.ndarray, zf: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Entropy and KL(final || row) per row, straight from the definitions in float64."""
+    lp = z.astype(np.float64)
+    lp -= lp.max(axis=1, keepdims=True)
+    lp -= np.log(np.exp(lp).sum(axis=1, keepdims=True))
+    lf = zf.astype(np.float64)
+    lf -= lf.max(axis=1, keepdims=True)
+    lf -= np.log(np.exp(lf).sum(axis=1, keepdims=True))
+    p, pf = np.exp(lp), np.exp(lf)
+    return -(p * lp).sum(axis=1), (pf * (lf - lp)).sum(axis=1)
+
+
+@pytest.mark.parametrize("top_k", [1, 5, 12])  # one argmax, k argmax passes, argpartition
+def test_row_stats_on_threads_equal_one_thread_and_the_definitions(monkeypatch, top_k):
+    rng = np.random.default_rng(7)
+    n = 3 * lens.STATS_BLOCK_ROWS + 5  # several blocks and a partial last one
+    z = (rng.standard_normal((n, 4000)) * 4).astype(np.float32)
+    zf = (rng.standard_normal((n, 4000)) * 4).astype(np.float32)
+    final = lens.FinalReference.of(zf)
+    monkeypatch.setattr(lens, "STATS_THREADS", 1)
+    one = lens.row_stats(z, top_k, final)
+    monkeypatch.setattr(lens, "STATS_THREADS", 2)
+    two = lens.row_stats(z, top_k, final)
+    for name in ("lse", "entropy", "top_ids", "top_probs", "kl_to_final"):
+        np.testing.assert_array_equal(getattr(two, name), getattr(one, name), err_msg=name)
+    entropy, kl = _float64_stats(z, zf)
+    np.testing.assert_allclose(two.entropy, entropy, rtol=0, atol=2e-5)
+    np.testing.assert_allclose(two.kl_to_final, kl, rtol=0, atol=2e-5)
+    order = np.argsort(-z, axis=1, kind="stable")[:, :top_k]
+    np.testing.assert_array_equal(two.top_ids, order)
+    np.testing.assert_allclose(two.top_probs[:, 0], np.exp(z.max(axis=1) - two.lse), rtol=1e-12)
+
+
+@pytest.mark.slow
+def test_smollm2_grid_on_threads_equals_one_thread(smollm2_loaded, monkeypatch):
+    parts = smollm2_loaded.parts
+    layers = list(range(len(parts.layers)))
+    ids = [504, 3575, 282, 4649, 314] * 9  # 45 positions x 30 layers: many statistics blocks
+    sink = capture_hidden(parts, ids, layers)
+    hidden, final = [sink[i][0] for i in layers], sink[layers[-1]][0]
+    monkeypatch.setattr(lens, "STATS_THREADS", 1)
+    one = lens.position_grid(parts, hidden, final, top_k=5)
+    monkeypatch.setattr(lens, "STATS_THREADS", 2)
+    two = lens.position_grid(parts, hidden, final, top_k=5)
+    assert two == one
+    # against the definitions, from the head's own float32 logits at one layer
+    z = lens.head_logits_np(parts, hidden[10])
+    zf = lens.head_logits_np(parts, final)
+    entropy, kl = _float64_stats(z, zf)
+    # float32 logits and dot products over 49,152 entries: KL = (p.z_final - p.z) + (lse - lse_final) cancels ~1e-4
+    np.testing.assert_allclose(two.entropy[10], entropy, rtol=0, atol=5e-4)
+    np.testing.assert_allclose(two.kl_to_final[10], kl, rtol=0, atol=5e-4)
+    assert two.top_k_ids[10] == np.argsort(-z, axis=1, kind="stable")[:, :5].tolist()
+    assert max(max(row) for row in two.kl_to_final) > 1.0  # the layers differ: the comparison can fail

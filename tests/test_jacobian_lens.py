@@ -307,3 +307,27 @@ def test_imported_lens_in_the_cache_reads_through_analyze(tiny_model_dir, tmp_pa
     assert data["lens"]["kind"] == "jacobian" and data["lens"]["source"] == "cache"
     assert "pub.pt" in data["lens"]["corpus"]
     assert "Jacobian lens" in res.stdout
+
+
+# --- r20-limit: the compiled backward pass (mx.compile of the vmapped vjp) ---
+
+
+@pytest.mark.parametrize("family", ["llama", "gemma3_text"])
+def test_compiled_backward_gives_the_uncompiled_numbers(tiny_model_dir, family: str) -> None:
+    from lazarus_report.lens.learned.jacobian import prompt_jacobians
+    from lazarus_report.models.loader import load_model
+
+    loaded = load_model(str(tiny_model_dir(family)))
+    ids = _ids(22, 3)
+    plain = prompt_jacobians(loaded, ids, skip_first=SKIP, dim_batch=5, compiled=False)
+    fused = prompt_jacobians(loaded, ids, skip_first=SKIP, dim_batch=5, compiled=True)
+    assert np.abs(plain).max() > 0.1  # not all zeros: the comparison can fail
+    np.testing.assert_allclose(fused, plain, rtol=1e-6, atol=1e-7 * np.abs(plain).max())
+    # a second prompt of another length through the same code: no stale trace (the tokens differ)
+    other = _ids(19, 4)
+    np.testing.assert_allclose(
+        prompt_jacobians(loaded, other, skip_first=SKIP, compiled=True),
+        prompt_jacobians(loaded, other, skip_first=SKIP, compiled=False),
+        rtol=1e-6,
+        atol=1e-7 * np.abs(plain).max(),
+    )

@@ -17,6 +17,8 @@ Every statistic comes from one float32 pass per row:
 ``lse = m + log(sum exp(z - m))``, ``entropy = lse - sum(p * z)``,
 ``KL(final || layer) = (p_final . z_final - p_final . z) + (lse - lse_final)`` (exactly 0 when the
 layer is the final one), ``top-1 prob = 1 / sum exp(z - m)``.
+The row maximum ``m`` is read at the top-1 id (one pass fewer), and the row blocks run on two threads
+(``STATS_THREADS``): the head matmuls keep both cores busy through BLAS, the statistics otherwise use one.
 
 MLX lives here and in ``models/``; nothing here formats text.
 """
@@ -24,7 +26,10 @@ MLX lives here and in ``models/``; nothing here formats text.
 from __future__ import annotations
 
 import itertools
+import os
+import threading
 from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -178,10 +183,12 @@ def _top_k_rows(z: np.ndarray, k: int) -> np.ndarray:
     return np.take_along_axis(idx, order, axis=1)
 
 
-def _exp_rows(zb: np.ndarray, e: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _exp_rows(zb: np.ndarray, e: np.ndarray, m: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """``e = exp(zb - max)`` per row (in place in ``e``, float32); returns the rows' sums of ``e`` and their
-    log-sum-exp (float64). The one definition of a row's log-sum-exp in the lens."""
-    m = zb.max(axis=1)
+    log-sum-exp (float64). The one definition of a row's log-sum-exp in the lens. ``m``: the rows' maxima,
+    when the caller has them (read at the argmax: the same values)."""
+    if m is None:
+        m = zb.max(axis=1)
     np.subtract(zb, m[:, None], out=e)
     np.exp(e, out=e)
     total = e.sum(axis=1, dtype=np.float64)
@@ -198,35 +205,69 @@ def row_lse(z: np.ndarray) -> np.ndarray:
     return lse
 
 
+# Threads computing ``row_stats``'s row blocks: numpy releases the GIL in its loops, and while the statistics
+# run no BLAS matmul does, so the second core would otherwise idle (the grid's statistics: ~2x faster here).
+STATS_THREADS = min(2, os.cpu_count() or 1)
+_STATS_POOL: dict[int, ThreadPoolExecutor] = {}  # by process id: a forked child has none of its parent's threads
+_SCRATCH = threading.local()
+
+
+def _stats_pool() -> ThreadPoolExecutor:
+    pid = os.getpid()
+    if pid not in _STATS_POOL:
+        _STATS_POOL.clear()
+        _STATS_POOL[pid] = ThreadPoolExecutor(STATS_THREADS, thread_name_prefix="lens-stats")
+    return _STATS_POOL[pid]
+
+
+def _scratch(rows: int, v: int) -> np.ndarray:
+    """This thread's float32 ``[rows, v]`` scratch block (reused: no fresh pages per block)."""
+    buf = getattr(_SCRATCH, "buf", None)
+    if buf is None or buf.shape[1] != v or buf.shape[0] < rows:
+        buf = _SCRATCH.buf = np.empty((max(rows, STATS_BLOCK_ROWS), v), dtype=np.float32)
+    return buf[:rows]
+
+
 def row_stats(z: np.ndarray, top_k: int, final: FinalReference | None = None) -> RowStats:
     """One exp pass per row of ``z`` ``[N, V]`` (float32 logits) gives every statistic.
 
-    ``final``: the final distribution each row is compared with (KL(final || row)).
+    ``final``: the final distribution each row is compared with (KL(final || row)). Blocks of
+    ``STATS_BLOCK_ROWS`` rows run on ``STATS_THREADS`` threads; every row's numbers are the same either way.
     """
     n, v = z.shape
     k = min(top_k, v)
-    lse = np.empty(n, dtype=np.float64)
-    entropy = np.empty(n, dtype=np.float64)
-    kl = np.empty(n, dtype=np.float64) if final is not None else None
-    top_ids = np.empty((n, k), dtype=np.int64)
-    top_probs = np.empty((n, k), dtype=np.float64)
-    scratch = np.empty((min(n, STATS_BLOCK_ROWS), v), dtype=np.float32)
-    for a in range(0, n, STATS_BLOCK_ROWS):
-        b = min(n, a + STATS_BLOCK_ROWS)
-        zb = z[a:b]
-        e = scratch[: b - a]
-        total, block_lse = _exp_rows(zb, e)
-        lse[a:b] = block_lse
-        # sum p*z = sum(e*z)/total; the row dot products run as a batched matmul.
-        ez = row_dots(e, zb)
-        entropy[a:b] = block_lse - ez / total
-        ids = _top_k_rows(zb, k)
-        top_ids[a:b] = ids
-        top_probs[a:b] = np.exp(np.take_along_axis(zb, ids, axis=1).astype(np.float64) - block_lse[:, None])
-        if kl is not None and final is not None:
-            cross = row_dots(final.probs[a:b], zb)
-            kl[a:b] = np.maximum(0.0, (final.self_dot[a:b] - cross) + (block_lse - final.lse[a:b]))
-    return RowStats(lse=lse, entropy=np.maximum(entropy, 0.0), top_ids=top_ids, top_probs=top_probs, kl_to_final=kl)
+    st = RowStats(
+        lse=np.empty(n, dtype=np.float64),
+        entropy=np.empty(n, dtype=np.float64),
+        top_ids=np.empty((n, k), dtype=np.int64),
+        top_probs=np.empty((n, k), dtype=np.float64),
+        kl_to_final=np.empty(n, dtype=np.float64) if final is not None else None,
+    )
+    blocks = [(a, min(n, a + STATS_BLOCK_ROWS)) for a in range(0, n, STATS_BLOCK_ROWS)]
+    if STATS_THREADS > 1 and len(blocks) > 1:
+        list(_stats_pool().map(lambda ab: _block_stats(z, k, final, st, *ab), blocks))
+    else:
+        for a, b in blocks:
+            _block_stats(z, k, final, st, a, b)
+    np.maximum(st.entropy, 0.0, out=st.entropy)
+    return st
+
+
+def _block_stats(z: np.ndarray, k: int, final: FinalReference | None, st: RowStats, a: int, b: int) -> None:
+    """``row_stats`` of the rows ``a:b`` of ``z``, written into ``st`` (entropy before its clip at 0)."""
+    zb = z[a:b]
+    ids = _top_k_rows(zb, k)
+    st.top_ids[a:b] = ids
+    top = np.take_along_axis(zb, ids, axis=1)
+    total, block_lse = _exp_rows(zb, _scratch(b - a, z.shape[1]), m=top[:, 0].copy())
+    e = _scratch(b - a, z.shape[1])
+    st.lse[a:b] = block_lse
+    # sum p*z = sum(e*z)/total; the row dot products run as a batched matmul.
+    st.entropy[a:b] = block_lse - row_dots(e, zb) / total
+    st.top_probs[a:b] = np.exp(top.astype(np.float64) - block_lse[:, None])
+    if st.kl_to_final is not None and final is not None:
+        cross = row_dots(final.probs[a:b], zb)
+        st.kl_to_final[a:b] = np.maximum(0.0, (final.self_dot[a:b] - cross) + (block_lse - final.lse[a:b]))
 
 
 def exact_ranks(z: np.ndarray, ids: Sequence[int]) -> np.ndarray:

