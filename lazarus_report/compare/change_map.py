@@ -28,7 +28,7 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
-from ..engine.spill import SpilledLogProbs
+from ..engine.spill import HeadLogProbs, SpilledLogProbs
 from ..lens.stats import js_divergence
 from ..results.codec import rounded
 from ..results.comparison import ChangeCellTop, ChangeMap, ChangeSummary, TokenShift, TokenShifts
@@ -51,9 +51,35 @@ CELL_TOP_K = 3
 SHIFT_COUNT = 8
 
 
+def _top_ids_partition(row: np.ndarray, k: int) -> np.ndarray:
+    """The ``k`` largest entries' ids of ``row``, largest first (ties: in ``argpartition``'s order)."""
+    ids = np.argpartition(-row, k - 1)[:k]
+    return ids[np.argsort(-row[ids], kind="stable")]
+
+
+TOP_BLOCK = 64  # entries per block whose maxima bound a row's k-th largest entry from below (``top_ids``)
+
+
+def top_ids(row: np.ndarray, k: int) -> np.ndarray:
+    """``_top_ids_partition(row, k)``, found among few candidates: the ``k``-th largest of the maxima of
+    ``TOP_BLOCK``-entry blocks is at most the row's ``k``-th largest entry (those maxima are ``k`` distinct entries),
+    so every entry of the top ``k`` is at least it. When the ``k + 1`` largest entries are all distinct the top ``k``
+    and their order are unique, so the answer is the same; otherwise (a tie) the full partition decides, as before."""
+    blocks = row.shape[0] // TOP_BLOCK
+    if blocks <= k:
+        return _top_ids_partition(row, k)
+    maxima = row[: blocks * TOP_BLOCK].reshape(blocks, TOP_BLOCK).max(axis=1)
+    candidates = np.flatnonzero(row >= np.partition(maxima, blocks - k)[blocks - k])
+    values = row[candidates]
+    order = np.argsort(-values, kind="stable")[: k + 1]
+    ranked = values[order]
+    if (ranked[1:] == ranked[:-1]).any():  # a tie among the k + 1 largest: as the full partition orders it
+        return _top_ids_partition(row, k)
+    return candidates[order[:k]]
+
+
 def _cell_tops(lp_own: np.ndarray, lp_other: np.ndarray, k: int, decode: Callable[[int], str], first: bool):
-    ids = np.argpartition(-lp_own, k - 1)[:k]
-    ids = ids[np.argsort(-lp_own[ids], kind="stable")]
+    ids = top_ids(lp_own, k)
     out = []
     for i in ids.tolist():
         p_own, p_other = float(np.exp(np.float64(lp_own[i]))), float(np.exp(np.float64(lp_other[i])))
@@ -63,13 +89,20 @@ def _cell_tops(lp_own: np.ndarray, lp_other: np.ndarray, k: int, decode: Callabl
 
 
 def _layer(
-    lp: np.ndarray | SpilledLogProbs, layer: int, out: np.ndarray, cols: Sequence[int] | None = None
+    lp: np.ndarray | SpilledLogProbs | HeadLogProbs, layer: int, out: np.ndarray, cols: Sequence[int] | None = None
 ) -> np.ndarray:
-    """``lp[layer]`` (``[P, V]``), or its rows ``cols``: read into ``out`` when ``lp`` is on disk."""
-    if isinstance(lp, SpilledLogProbs):
+    """``lp[layer]`` (``[P, V]``), or its rows ``cols``: read into ``out`` when ``lp`` is on disk (or computed when
+    read: ``HeadLogProbs``)."""
+    if isinstance(lp, (SpilledLogProbs, HeadLogProbs)):
         return lp.read(layer, out, cols)
     rows = np.asarray(lp[layer])
     return rows if cols is None else rows[list(cols)]
+
+
+def _plan(lp: np.ndarray | SpilledLogProbs | HeadLogProbs, reads: list[tuple[int, Sequence[int] | None]]) -> None:
+    """Announce the reads of ``lp`` to come (``HeadLogProbs`` computes several layers in one head matmul)."""
+    if isinstance(lp, HeadLogProbs):
+        lp.plan(reads)
 
 
 def build_change_map(
@@ -92,9 +125,13 @@ def build_change_map(
     top2 = np.empty((n_layers, n_kept), dtype=np.int64)
     buffers = (np.empty(lp1.shape[1:], dtype=np.float32), np.empty(lp2.shape[1:], dtype=np.float32))
     same = set(same_layers)
+    _plan(lp1, [(li, None) for li in range(n_layers) if li not in same])
+    _plan(lp2, [(li, None) for li in range(n_layers) if li not in same])
     for li in range(n_layers):  # one layer at a time: [P, V] float64 temporaries only
-        a = _layer(lp1, li, buffers[0])
-        b = a if li in same else _layer(lp2, li, buffers[1])
+        if li in same:  # lp2 is lp1 there: JS exactly 0 and no flip (top1 is read only where top2 differs)
+            js[li], top1[li], top2[li] = 0.0, 0, 0
+            continue
+        a, b = _layer(lp1, li, buffers[0]), _layer(lp2, li, buffers[1])
         # Rows equal bit for bit have JS exactly 0 (the layers below an adapter: most of a LoRA's map).
         differ = ~(a == b).all(axis=1)
         js[li] = 0.0
@@ -122,6 +159,8 @@ def build_change_map(
         np.empty((len(cols), lp1.shape[2]), dtype=np.float32),
         np.empty((len(cols), lp2.shape[2]), np.float32),
     )
+    _plan(lp1, [(li, cols) for li in range(n_layers)])
+    _plan(lp2, [(li, cols) for li in range(n_layers) if li not in same])
     for li in range(n_layers):
         a = _layer(lp1, li, shown_rows[0], cols)
         b = a if li in same else _layer(lp2, li, shown_rows[1], cols)
