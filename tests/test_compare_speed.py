@@ -141,3 +141,38 @@ def test_light_adapter_loading_equals_mlx_lm(smollm2_gguf: Path) -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT).stdout
     assert out.split() == ["False", "True"]
+
+
+@pytest.mark.parametrize("chunk, last", [(None, None), (7, 5)])
+def test_map_from_lens_inputs_on_a_tiny_model_equals_the_spilled_one(tmp_path: Path, monkeypatch, chunk, last) -> None:
+    """A tiny llama and a LoRA adapter on its last 2 blocks, in one prefill pass or in chunks: the comparison computed
+    from the lens inputs (``-m2`` the same name) is the spilled one (``-m2`` a link to the same folder), and it writes
+    no spill file."""
+    sys.path.insert(0, str(Path(__file__).parent))
+    from test_attribution import write_tiny_adapter
+    from test_grid_positions import FULL, N_LAYERS
+    from test_grid_positions import PROMPT as LONG_PROMPT
+    from tiny_models import build_tiny_model
+
+    from lazarus_report.commands.compare import compare_models
+    from lazarus_report.engine import spill
+    from lazarus_report.lens import readout
+
+    build_tiny_model("llama", tmp_path / "m", seed=4, num_hidden_layers=N_LAYERS)
+    adapter = str(write_tiny_adapter(str(tmp_path / "m"), tmp_path / "lora", num_layers=2, zero_b=set()))
+    (tmp_path / "m2").symlink_to(tmp_path / "m")
+    if chunk is not None:
+        monkeypatch.setattr(readout, "PREFILL_CHUNK", chunk)
+    config = dataclasses.replace(FULL, compute_grid=True, grid_last_positions=last)
+    files: list[str] = []
+    real = spill.spill_array
+    monkeypatch.setattr(spill, "spill_array", lambda d, name, shape: files.append(name) or real(d, name, shape))
+    new = compare_models(str(tmp_path / "m"), str(tmp_path / "m"), LONG_PROMPT, config, adapter2=adapter)
+    assert files == []
+    old = compare_models(str(tmp_path / "m"), str(tmp_path / "m2"), LONG_PROMPT, config, adapter2=adapter)
+    assert len(files) == 2
+    assert new.change_map is not None and new.change_map == old.change_map
+    assert new.change_map.js[0] == [0.0] * len(new.change_map.positions)  # the layers under the adapter
+    for a, b in zip(new.results, old.results):  # (their model and lens records name the path each was loaded from)
+        assert (a.grid, a.layer_predictions, a.token_evolutions) == (b.grid, b.layer_predictions, b.token_evolutions)
+    assert new.divergences == old.divergences and new.token_shifts == old.token_shifts
