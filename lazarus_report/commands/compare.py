@@ -67,7 +67,8 @@ def compare_models(
                 from_hidden = _lens_inputs_fit(side.analyzer, prompt, config)
             spilled = spill if want_map and not from_hidden else None
             runs.append(_run_side(side, prompt, config, spilled, attribution or from_hidden, runs))
-            heads.append(side.analyzer.loaded.parts)
+            if from_hidden:  # (only then: holding model 1's parts would keep two different models in memory)
+                heads.append(side.analyzer.loaded.parts)
             if attribution and side.number == 2:
                 from ..compare.attribution import attribute
 
