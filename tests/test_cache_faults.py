@@ -320,8 +320,10 @@ def _lazarus(*args: str, env: dict[str, str]) -> subprocess.Popen:
 def test_sigterm_during_compare_removes_the_spill(smollm2_gguf, run_dirs):
     env, tmp, cache, out = run_dirs
     prompt = " ".join(f"word{i} and more" for i in range(100))
+    # -m2 names the same file by its path: two loads, so model 1's distributions are spilled (the same name would
+    # apply the adapter to model 1's weights and compute the change map from the lens inputs, with no file).
     proc = _lazarus(
-        "introspect", "compare", "-m1", SMOLLM2, "-m2", SMOLLM2, "--adapter2", str(WEATHER_ADAPTER),
+        "introspect", "compare", "-m1", SMOLLM2, "-m2", str(smollm2_gguf), "--adapter2", str(WEATHER_ADAPTER),
         "-p", prompt, "-o", str(out / "c.json"), "--html", str(out / "c.html"), "-q", env=env,
     )  # fmt: skip
     err = _terminate_when(proc, lambda: any(tmp.glob("lazarus-compare-*/positions-*.npy")))

@@ -181,7 +181,10 @@ def test_base_vs_adapter_copies_the_layers_under_the_adapter_and_changes_nothing
         return real(*args, **kwargs)
 
     monkeypatch.setattr(engine, "_grid_reusing", counting)
-    reused = compare_models(str(tmp_path / "m"), str(tmp_path / "m"), PROMPT, config, adapter2=adapter)
+    # Model 2 named by another path (a link to the same folder): loaded again, so the map is spilled (the same
+    # name would apply the adapter to model 1's weights and compute the map from lens inputs: test_compare_speed.py).
+    (tmp_path / "m2").symlink_to(tmp_path / "m")
+    reused = compare_models(str(tmp_path / "m"), str(tmp_path / "m2"), PROMPT, config, adapter2=adapter)
     n_chunks = 1 if chunk is None else -(-len(reused.results[0].tokens) // chunk)
     assert copied == [N_LAYERS - 2] * n_chunks  # the layers under the adapter on the last two blocks
     assert reused.adapted_layers[1] == [N_LAYERS - 2, N_LAYERS - 1]
@@ -189,7 +192,7 @@ def test_base_vs_adapter_copies_the_layers_under_the_adapter_and_changes_nothing
     counter = iter(range(10**6))
     monkeypatch.setattr(engine, "_digest", lambda hidden: next(counter).to_bytes(8, "little"))  # nothing matches
     copied.clear()
-    computed = compare_models(str(tmp_path / "m"), str(tmp_path / "m"), PROMPT, config, adapter2=adapter)
+    computed = compare_models(str(tmp_path / "m"), str(tmp_path / "m2"), PROMPT, config, adapter2=adapter)
     assert copied == []
     assert without_timings(reused) == without_timings(computed)
     assert reused.change_map is not None and reused.change_map.js[0] == [0.0] * len(reused.change_map.positions)

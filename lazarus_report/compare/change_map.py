@@ -25,10 +25,11 @@ largest single-layer increase of JS at the last position.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import numpy as np
 
-from ..engine.spill import SpilledLogProbs
+from ..engine.spill import HeadLogProbs, SpilledLogProbs
 from ..lens.stats import js_divergence
 from ..results.codec import rounded
 from ..results.comparison import ChangeCellTop, ChangeMap, ChangeSummary, TokenShift, TokenShifts
@@ -51,25 +52,65 @@ CELL_TOP_K = 3
 SHIFT_COUNT = 8
 
 
-def _cell_tops(lp_own: np.ndarray, lp_other: np.ndarray, k: int, decode: Callable[[int], str], first: bool):
-    ids = np.argpartition(-lp_own, k - 1)[:k]
-    ids = ids[np.argsort(-lp_own[ids], kind="stable")]
+def _top_ids_partition(row: np.ndarray, k: int) -> np.ndarray:
+    """The ``k`` largest entries' ids of ``row``, largest first (ties: in ``argpartition``'s order)."""
+    ids = np.argpartition(-row, k - 1)[:k]
+    return ids[np.argsort(-row[ids], kind="stable")]
+
+
+TOP_BLOCK = 64  # entries per block whose maxima bound a row's k-th largest entry from below (``top_ids``)
+
+
+def top_ids(row: np.ndarray, k: int) -> np.ndarray:
+    """``_top_ids_partition(row, k)``, found among few candidates: the ``k``-th largest of the maxima of
+    ``TOP_BLOCK``-entry blocks is at most the row's ``k``-th largest entry (those maxima are ``k`` distinct entries),
+    so every entry of the top ``k`` is at least it. When the ``k + 1`` largest entries are all distinct the top ``k``
+    and their order are unique, so the answer is the same; otherwise (a tie) the full partition decides, as before."""
+    blocks = row.shape[0] // TOP_BLOCK
+    if blocks <= k:
+        return _top_ids_partition(row, k)
+    maxima = row[: blocks * TOP_BLOCK].reshape(blocks, TOP_BLOCK).max(axis=1)
+    candidates = np.flatnonzero(row >= np.partition(maxima, blocks - k)[blocks - k])
+    values = row[candidates]
+    order = np.argsort(-values, kind="stable")[: k + 1]
+    ranked = values[order]
+    if (ranked[1:] == ranked[:-1]).any():  # a tie among the k + 1 largest: as the full partition orders it
+        return _top_ids_partition(row, k)
+    return candidates[order[:k]]
+
+
+def _pick(lp_own: np.ndarray, lp_other: np.ndarray, k: int) -> tuple[list[int], list[float], list[float]]:
+    """A cell's top ``k`` ids of ``lp_own`` and both rows' log-probabilities there (``_cell_tops``' numbers)."""
+    ids = top_ids(lp_own, k).tolist()
+    return ids, [float(lp_own[i]) for i in ids], [float(lp_other[i]) for i in ids]
+
+
+def _cell_tops(
+    pick: tuple[list[int], list[float], list[float]], decode: Callable[[int], str], first: bool
+) -> list[ChangeCellTop]:
     out = []
-    for i in ids.tolist():
-        p_own, p_other = float(np.exp(np.float64(lp_own[i]))), float(np.exp(np.float64(lp_other[i])))
+    for i, own, other in zip(*pick):
+        p_own, p_other = float(np.exp(np.float64(own))), float(np.exp(np.float64(other)))
         p1, p2 = (p_own, p_other) if first else (p_other, p_own)
         out.append(ChangeCellTop(int(i), decode(int(i)), rounded(p1), rounded(p2)))
     return out
 
 
 def _layer(
-    lp: np.ndarray | SpilledLogProbs, layer: int, out: np.ndarray, cols: Sequence[int] | None = None
+    lp: np.ndarray | SpilledLogProbs | HeadLogProbs, layer: int, out: np.ndarray, cols: Sequence[int] | None = None
 ) -> np.ndarray:
-    """``lp[layer]`` (``[P, V]``), or its rows ``cols``: read into ``out`` when ``lp`` is on disk."""
-    if isinstance(lp, SpilledLogProbs):
+    """``lp[layer]`` (``[P, V]``), or its rows ``cols``: read into ``out`` when ``lp`` is on disk (or computed when
+    read: ``HeadLogProbs``)."""
+    if isinstance(lp, (SpilledLogProbs, HeadLogProbs)):
         return lp.read(layer, out, cols)
     rows = np.asarray(lp[layer])
     return rows if cols is None else rows[list(cols)]
+
+
+def _plan(lp: np.ndarray | SpilledLogProbs | HeadLogProbs, reads: list[tuple[int, Sequence[int] | None]]) -> None:
+    """Announce the reads of ``lp`` to come (``HeadLogProbs`` computes several layers in one head matmul)."""
+    if isinstance(lp, HeadLogProbs):
+        lp.plan(reads)
 
 
 def build_change_map(
@@ -92,15 +133,23 @@ def build_change_map(
     top2 = np.empty((n_layers, n_kept), dtype=np.int64)
     buffers = (np.empty(lp1.shape[1:], dtype=np.float32), np.empty(lp2.shape[1:], dtype=np.float32))
     same = set(same_layers)
+    computed = isinstance(lp1, HeadLogProbs) or isinstance(lp2, HeadLogProbs)  # rows cost a head pass, not a read
+    picks: dict[int, list[tuple[Any, Any]]] = {}
+    _plan(lp1, [(li, None) for li in range(n_layers) if li not in same])
+    _plan(lp2, [(li, None) for li in range(n_layers) if li not in same])
     for li in range(n_layers):  # one layer at a time: [P, V] float64 temporaries only
-        a = _layer(lp1, li, buffers[0])
-        b = a if li in same else _layer(lp2, li, buffers[1])
+        if li in same:  # lp2 is lp1 there: JS exactly 0 and no flip (top1 is read only where top2 differs)
+            js[li], top1[li], top2[li] = 0.0, 0, 0
+            continue
+        a, b = _layer(lp1, li, buffers[0]), _layer(lp2, li, buffers[1])
         # Rows equal bit for bit have JS exactly 0 (the layers below an adapter: most of a LoRA's map).
         differ = ~(a == b).all(axis=1)
         js[li] = 0.0
         if differ.any():
             js[li, differ] = js_divergence(a[differ], b[differ])
         top1[li], top2[li] = a.argmax(axis=1), b.argmax(axis=1)
+        if computed:  # every cell's tops now: the shown columns of this layer need no second head pass
+            picks[li] = [(_pick(a[c], b[c], CELL_TOP_K), _pick(b[c], a[c], CELL_TOP_K)) for c in range(n_kept)]
     last = len(tokens) - 1
     reasons: dict[int, list[str]] = {}
     user_kept = [p for p in kept if p in set(user) and p != last]
@@ -117,16 +166,7 @@ def build_change_map(
         reasons.setdefault(kept[j], []).append("largest JS")
     shown = sorted(reasons)
     cols = [list(kept).index(p) for p in shown]
-    tops1, tops2 = [], []
-    shown_rows = (
-        np.empty((len(cols), lp1.shape[2]), dtype=np.float32),
-        np.empty((len(cols), lp2.shape[2]), np.float32),
-    )
-    for li in range(n_layers):
-        a = _layer(lp1, li, shown_rows[0], cols)
-        b = a if li in same else _layer(lp2, li, shown_rows[1], cols)
-        tops1.append([_cell_tops(a[i], b[i], CELL_TOP_K, decode, True) for i in range(len(cols))])
-        tops2.append([_cell_tops(b[i], a[i], CELL_TOP_K, decode, False) for i in range(len(cols))])
+    tops1, tops2 = _shown_tops(lp1, lp2, cols, same, picks, decode)
     return ChangeMap(
         layers=list(layers),
         positions=shown,
@@ -140,6 +180,33 @@ def build_change_map(
         total_positions=len(tokens),
         note=note,
     )
+
+
+def _shown_tops(
+    lp1: np.ndarray | SpilledLogProbs | HeadLogProbs,
+    lp2: np.ndarray | SpilledLogProbs | HeadLogProbs,
+    cols: list[int],
+    same: set[int],
+    picks: dict[int, list[tuple[Any, Any]]],
+    decode: Callable[[int], str],
+) -> tuple[list[Any], list[Any]]:
+    """Each layer's cell tops at the shown columns ``cols`` (model 1's, model 2's): from ``picks`` where the first
+    pass took them (layer index -> per kept column), else from both rows read again (``same``: ``lp2`` is ``lp1``)."""
+    n_layers = lp1.shape[0]
+    tops1, tops2 = [], []
+    rows = (np.empty((len(cols), lp1.shape[2]), dtype=np.float32), np.empty((len(cols), lp2.shape[2]), np.float32))
+    _plan(lp1, [(li, cols) for li in range(n_layers) if li not in picks])
+    _plan(lp2, [(li, cols) for li in range(n_layers) if li not in same and li not in picks])
+    for li in range(n_layers):
+        if li in picks:
+            chosen = [picks[li][c] for c in cols]
+        else:
+            a = _layer(lp1, li, rows[0], cols)
+            b = a if li in same else _layer(lp2, li, rows[1], cols)
+            chosen = [(_pick(a[i], b[i], CELL_TOP_K), _pick(b[i], a[i], CELL_TOP_K)) for i in range(len(cols))]
+        tops1.append([_cell_tops(one, decode, True) for one, _ in chosen])
+        tops2.append([_cell_tops(two, decode, False) for _, two in chosen])
+    return tops1, tops2
 
 
 def change_summary(

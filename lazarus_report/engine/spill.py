@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -117,3 +118,63 @@ def spill_errors(path: str | Path) -> Iterator[None]:
 def spill_array(directory: str | Path, name: str, shape: tuple[int, int, int]) -> SpilledLogProbs:
     """``[L, P, V]`` float32 log-probabilities on disk in ``directory`` (deleted with the directory)."""
     return SpilledLogProbs(Path(directory) / f"{name}.npy", shape)
+
+
+class HeadLogProbs:
+    """``[L, P, V]`` lens log-probabilities computed when read, from the lens inputs ``hidden`` (``[L, P, H]`` float32)
+    and a model's head, instead of spilled: what ``SpilledLogProbs`` would hold, the same float32 values (the head over
+    at least ``GRID_MIN_ROWS`` rows, then ``z - lse`` as the grid writes them), with no file and only the rows read
+    computed (``compare`` of a base model and its adapter: model 1's head is model 2's). ``read`` as
+    ``SpilledLogProbs.read``; ``plan`` announces the reads to come, so that several layers share one head matmul
+    (each costs a pass over the head's weights, whatever its rows) within ``budget_bytes`` of logits."""
+
+    def __init__(self, parts: Any, hidden: np.ndarray, budget_bytes: int = 48 * 2**20):
+        self.parts, self.hidden = parts, hidden
+        self.shape = (hidden.shape[0], hidden.shape[1], int(parts.args.vocab_size))
+        self.budget_rows = max(1, budget_bytes // (4 * self.shape[2]))
+        self._plan: list[tuple[int, tuple[int, ...] | None]] = []
+        self._ready: dict[tuple[int, tuple[int, ...] | None], np.ndarray] = {}
+
+    def plan(self, reads: Sequence[tuple[int, Sequence[int] | None]]) -> None:
+        """The ``(layer, cols)`` reads to come, in order (a read not announced is computed alone)."""
+        self._plan = [(layer, None if cols is None else tuple(cols)) for layer, cols in reads]
+        self._ready = {}
+
+    def __getitem__(self, layer: int) -> np.ndarray:
+        return self.read(layer, np.empty(self.shape[1:], dtype=np.float32))
+
+    def read(self, layer: int, out: np.ndarray, cols: Sequence[int] | None = None) -> np.ndarray:
+        """Layer ``layer`` (or only its positions ``cols``): ``[P or len(cols), V]`` float32 (``out`` is not needed:
+        the rows come from the head matmul that computed them)."""
+        key = (layer, None if cols is None else tuple(cols))
+        if key not in self._ready:
+            self._compute(key)
+        return self._ready.pop(key)
+
+    def _compute(self, key: tuple[int, tuple[int, ...] | None]) -> None:
+        from ..lens.readout import GRID_MIN_ROWS, NonFiniteError, head_logits_np, mx, row_lse
+
+        upcoming = self._plan[self._plan.index(key) :] if key in self._plan else [key]
+        group: list[tuple[int, tuple[int, ...] | None]] = []
+        blocks: list[np.ndarray] = []
+        n = 0
+        for layer, cols in upcoming:
+            rows = self.hidden[layer] if cols is None else self.hidden[layer, list(cols)]
+            if group and (n + rows.shape[0] > self.budget_rows or (layer, cols) in self._ready):
+                break
+            group.append((layer, cols))
+            blocks.append(rows)
+            n += rows.shape[0]
+        if n < GRID_MIN_ROWS:  # as the grid pads: BLAS rounds a matrix of very few rows otherwise
+            blocks.append(np.broadcast_to(blocks[0][:1], (GRID_MIN_ROWS - n, self.hidden.shape[2])))
+        z = head_logits_np(self.parts, mx.array(np.concatenate(blocks)))[:n]
+        if not np.isfinite(z).all():
+            raise NonFiniteError("the model produced NaN or infinite logits: its weights are damaged or overflow")
+        np.subtract(z, row_lse(z)[:, None].astype(np.float32), out=z)
+        at = 0
+        for (layer, cols), rows in zip(group, blocks):
+            self._ready[(layer, cols)] = z[at : at + rows.shape[0]]
+            at += rows.shape[0]
+
+    def flush(self) -> None:
+        """Nothing to write (``SpilledLogProbs.flush``'s counterpart)."""

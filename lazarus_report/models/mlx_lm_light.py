@@ -54,29 +54,28 @@ def full_mlx_lm() -> Any:
 
 
 def _import_adapter_support() -> None:
-    full_mlx_lm()
-    importlib.import_module("mlx_lm.tuner.utils")
+    from .lora_light import import_lora_layers  # mlx-lm's LoRA layers without transformers (lora_light)
+
+    _ensure_package()
+    import_lora_layers()
 
 
 def prefetch_adapter_support() -> None:
-    """Start importing mlx-lm's LoRA code in the background.
-
-    It imports transformers (~0.9 s); started before a model loads, the import runs on the second
-    core while the first dequantizes weights.
-    """
+    """Start importing mlx-lm's LoRA layers in the background (``lora_light``: without ``mlx_lm.tuner``'s package,
+    which imports transformers and torch)."""
     global _prefetch
     with _full_lock:
-        if _prefetch is None and "mlx_lm.tuner.utils" not in sys.modules:
+        if _prefetch is None and "mlx_lm.tuner.lora" not in sys.modules:
             _prefetch = threading.Thread(target=_import_adapter_support, name="lazarus-prefetch", daemon=True)
             _prefetch.start()
 
 
 def adapter_loader() -> Any:
-    """mlx-lm's ``load_adapters`` (waiting for the background import when one was started)."""
+    """mlx-lm's ``load_adapters`` (``lora_light``'s copy; waiting for the background import when one was started)."""
     if _prefetch is not None:
         _prefetch.join()
     _import_adapter_support()
-    from mlx_lm.tuner.utils import load_adapters
+    from .lora_light import load_adapters
 
     return load_adapters
 
