@@ -282,15 +282,17 @@ def _analyze_row(size: str, mix: str, memory: str | None, wall: float, p: dict[s
 
 
 def bench_sizes(
-    reps: int = 1, files: list[tuple[str, str]] | None = None, parts: tuple[str, ...] = ("analyze", "suite", "grid")
+    reps: int = 1,
+    files: list[tuple[str, str]] | None = None,
+    parts: tuple[str, ...] = ("analyze", "long", "suite", "grid"),
 ) -> tuple[list[str], dict]:
     """The section's Markdown rows and its numbers (``parts``: which measurements)."""
     sys.path.insert(0, str(HERE))
     import make_big_gguf as big
 
     rate = gemm_rate()
-    rows = [
-        f"GEMM rate (float32, (1024 x 576) @ (576 x 49,152) through MLX, best of 5): **{rate / 1e9:.0f} GFLOP/s**",
+    rows = [f"GEMM rate (float32, (1024 x 576) @ (576 x 49,152) through MLX, best of 5): **{rate / 1e9:.0f} GFLOP/s**"]
+    table = [
         "",
         "Roofline bound of each lens pass: its FLOPs / (the longer of computing them at the GEMM rate and reading its "
         "float32 weights once at the 1-thread read rate + decoding the streamed matrices it uses once), both rates "
@@ -304,9 +306,10 @@ def bench_sizes(
     ]
     data: dict[str, Any] = {"gemm_flops": rate}
     py = sys.executable
-    if "analyze" in parts:
+    if "analyze" in parts or "long" in parts:
+        rows += table
         runs = [(size, mix, memory, None) for size, mix in files or FILES for memory in (None, BUDGET)]
-        runs += LONG if files is None else []
+        runs = (runs if "analyze" in parts else []) + (LONG if "long" in parts else [])
         for size, mix, memory, tokens in runs:
             path = big.cached_gguf(big.SHAPES[size], mix, log=lambda m: print(m, file=sys.stderr, flush=True))
             cmd = [py, str(HERE / "sizes.py"), "--probe", str(path), "--kind", "analyze"]
@@ -361,7 +364,7 @@ def main() -> None:
     parser.add_argument("--max-memory")
     parser.add_argument("--tokens", type=int)
     parser.add_argument("--files", help="e.g. 1b-q4_k_m,8b-q4_k_m (default: all)")
-    parser.add_argument("--parts", default="analyze,suite,grid", help="which measurements (default: all)")
+    parser.add_argument("--parts", default="analyze,long,suite,grid", help="which measurements (default: all)")
     args = parser.parse_args()
     if args.probe:
         print(json.dumps(probe(args.probe, args.max_memory, args.kind, args.tokens)))
