@@ -32,6 +32,13 @@ BUDGET = "6GB"
 CACHE = ROOT / "build" / "big-gguf" / "cache"
 FILES = [("1b", "q4_k_m"), ("1b", "q8_0"), ("8b", "q4_k_m")]
 SUITE_FILES = [("1b", "q4_k_m"), ("8b", "q4_k_m")]
+# Longer prompts (synthetic ids), where the pass becomes compute-bound: (size, mix, --max-memory, tokens)
+LONG = [
+    ("1b", "q4_k_m", None, 64),
+    ("1b", "q4_k_m", None, 256),
+    ("8b", "q4_k_m", BUDGET, 64),
+    ("8b", "q4_k_m", BUDGET, 256),
+]
 
 
 def gemm_rate(reps: int = 5) -> float:
@@ -84,12 +91,15 @@ def _block_params(config: dict[str, Any]) -> int:
     return int(config["num_hidden_layers"]) * (2 * h * h + 2 * h * kv_dim + 3 * h * inter)
 
 
-def decode_all(parts: Any) -> float:
-    """Seconds to decode every streamed matrix once, a chunk of rows at a time (what one pass decodes at least)."""
+def decode_all(parts: Any) -> dict[str, float]:
+    """Seconds to decode every streamed matrix once, a chunk of rows at a time (what one pass decodes at least),
+    split into the blocks' matrices, the head (the tied embedding's as well) and an untied embedding (a pass decodes
+    only the rows it looks up)."""
     from lazarus_report.models import streamed
 
     mx = streamed.mx
-    start = time.perf_counter()
+    in_blocks = {id(m) for block in parts.layers for _, m in block.named_modules()}
+    out = {"blocks": 0.0, "head": 0.0, "embedding": 0.0}
     for _, m in parts.model.named_modules():
         if isinstance(m, (streamed.GGUFBlocksLinear, streamed.GGUFBlocksEmbedding)):
             n_out, n_in = m["weight"].shape[0], m.in_features
@@ -97,16 +107,30 @@ def decode_all(parts: Any) -> float:
             n_out, n_in = m["weight"].shape[0], m._in_features
         else:
             continue
+        embedding = isinstance(m, (streamed.GGUFBlocksEmbedding, streamed.StreamedQuantizedEmbedding))
+        kind = "blocks" if id(m) in in_blocks else ("embedding" if embedding and not parts.tied else "head")
+        start = time.perf_counter()
         rows = streamed._rows_per_chunk(n_in)
         for a in range(0, n_out, rows):
             w = m._rows(a, min(n_out, a + rows))
             mx.eval(w)
             del w
-    return time.perf_counter() - start
+        out[kind] += time.perf_counter() - start
+    return out
 
 
-def probe(path: str, max_memory: str | None, kind: str) -> dict[str, Any]:
-    """In a fresh process: load ``path`` and run ``kind`` ("analyze" or "grid256"); times, FLOPs, peak RSS."""
+def roofline(p: dict[str, Any], vocab: int, hidden: int) -> float:
+    """FLOP/s bound of the lens pass ``p``: its FLOPs over (the longer of compute at the GEMM rate and reading its
+    float32 weights once at the measured read rate) + decoding the streamed matrices it uses once."""
+    weight_bytes = 4 * (p["block_params"] + vocab * hidden * p["head_matmuls"])
+    decode = p["decode_s"]["blocks"] + p["decode_s"]["head"] if "decode_s" in p else 0.0
+    return p["lens_flop"] / (max(p["lens_flop"] / p["gemm_flops"], weight_bytes / p["read_bytes_per_s"]) + decode)
+
+
+def probe(path: str, max_memory: str | None, kind: str, tokens: int | None = None) -> dict[str, Any]:
+    """In a fresh process: load ``path`` and run ``kind`` ("analyze" or "grid256"); times, FLOPs, peak RSS.
+    ``tokens``: analyze that many synthetic token ids instead of the short prompt (the forward pass and head are
+    then not timed again alone)."""
     from lazarus_report.commands.analyzer import ModelAnalyzer
     from lazarus_report.core.config import AnalysisConfig, LayerStrategy
     from lazarus_report.engine import run as engine
@@ -133,7 +157,7 @@ def probe(path: str, max_memory: str | None, kind: str) -> dict[str, Any]:
     if kind in ("analyze", "analyze-grid"):
         # "analyze": what `analyze --all-layers` prints (the last position); "analyze-grid": with -o/--html's grid
         config = AnalysisConfig(layer_strategy=LayerStrategy.ALL, top_k=5, compute_grid=kind == "analyze-grid")
-        ids = loaded.tokenizer.encode(PROMPT)
+        ids = loaded.tokenizer.encode(PROMPT) if tokens is None else list(range(1000, 1000 + tokens))
         s, c = time.perf_counter(), time.process_time()
         engine.analyze(loaded, PROMPT, config, prepared=PreparedPrompt(PROMPT, False, list(ids)))
         out["lens_s"], out["lens_cpu_s"] = time.perf_counter() - s, time.process_time() - c
@@ -151,9 +175,18 @@ def probe(path: str, max_memory: str | None, kind: str) -> dict[str, Any]:
         head_rows = (n_layers + 1) * t
         del sink
     out["tokens"] = t
+    out["block_params"] = block_params
+    out["head_matmuls"] = 1 if kind == "analyze" else 2  # the grid reads the head again (final + every layer)
     out["forward_flop"] = 2 * t * block_params
     out["head_flop"] = 2 * head_rows * vocab * hidden
     out["lens_flop"] = out["forward_flop"] + out["head_flop"]
+    if loaded.execution == "streamed":
+        c = time.process_time()
+        out["decode_s"] = decode_all(parts)
+        out["decode_all_cpu_s"] = time.process_time() - c
+    out["peak_rss"] = max(load_peak, _peak_rss())
+    if tokens is not None:
+        return out
     # the forward pass alone, and one head matmul over the last position of every layer, alone
     s = time.perf_counter()
     sink = capture_hidden(parts, list(ids), layers)
@@ -165,18 +198,14 @@ def probe(path: str, max_memory: str | None, kind: str) -> dict[str, Any]:
     lens.head_logits_np(parts, rows)
     out["head_s"] = time.perf_counter() - s
     out["head_rows"] = n_layers + 1
-    if loaded.execution == "streamed":
-        c = time.process_time()
-        out["decode_all_s"] = decode_all(parts)
-        out["decode_all_cpu_s"] = time.process_time() - c
-    out["peak_rss"] = max(load_peak, _peak_rss())
+    out["peak_rss"] = max(out["peak_rss"], _peak_rss())
     return out
 
 
 def _timed_child(cmd: list[str]) -> tuple[float, int, str]:
     """Wall seconds, peak RSS (bytes: the child's own ``ru_maxrss`` through ``wait4``) and stdout of a fresh process."""
     env = {**os.environ, "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
-    env["LAZARUS_CACHE_DIR"] = str(CACHE)  # the 1B's float32 conversion (5 GB) stays beside the files
+    env["LAZARUS_CACHE_DIR"] = str(CACHE)  # tokenizers (and any float32 conversion) stay beside the files
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
         start = time.perf_counter()
         proc = subprocess.Popen(cmd, stdout=out, stderr=err, env=env, cwd=ROOT)
@@ -229,55 +258,68 @@ def _gb(n: float) -> str:
     return f"{n / 2**30:.2f} GB"
 
 
+def _analyze_row(size: str, mix: str, memory: str | None, wall: float, p: dict[str, Any]) -> str:
+    rate_here = p["gemm_flops"]
+    hidden = 2048 if size == "1b" else 4096
+
+    def pct(flops: float) -> str:
+        return f"{flops / 1e9:.1f} GFLOP/s ({100 * flops / rate_here:.0f}%)"
+
+    lens_rate = p["lens_flop"] / p["lens_s"]
+    bound = roofline(p, 128256, hidden)
+    fwd = pct(p["forward_flop"] / p["forward_s"]) if "forward_s" in p else "—"
+    head = pct(2 * p["head_rows"] * 128256 * hidden / p["head_s"]) if "head_s" in p else "—"
+    decode = "—"
+    if "decode_s" in p:
+        used = p["decode_s"]["blocks"] + p["decode_s"]["head"]
+        decode = f"{used:.1f} s ({100 * used / p['lens_s']:.0f}% of the pass)"
+    return (
+        f"| {size.upper()} {mix.upper()} | {memory or 'default'} | {p['execution']} | {p['tokens']} | {wall:.1f} s "
+        f"| {_gb(p['rss'])} | {p['load_s']:.1f} s | {p['lens_s']:.1f} s | {pct(lens_rate)} | {pct(bound)} "
+        f"| {100 * lens_rate / bound:.0f}% | {fwd} | {head} | {decode} "
+        f"| {rate_here / 1e9:.0f} GFLOP/s, {p['read_bytes_per_s'] / 2**30:.1f} GB/s read |"
+    )
+
+
 def bench_sizes(
-    reps: int = 1, files: list[tuple[str, str]] | None = None, parts: tuple[str, ...] = ("analyze", "suite", "grid")
+    reps: int = 1,
+    files: list[tuple[str, str]] | None = None,
+    parts: tuple[str, ...] = ("analyze", "long", "suite", "grid"),
 ) -> tuple[list[str], dict]:
     """The section's Markdown rows and its numbers (``parts``: which measurements)."""
     sys.path.insert(0, str(HERE))
     import make_big_gguf as big
 
     rate = gemm_rate()
-    rows = [
-        f"GEMM rate (float32, (1024 x 576) @ (576 x 49,152) through MLX, best of 5): **{rate / 1e9:.0f} GFLOP/s**",
+    rows = [f"GEMM rate (float32, (1024 x 576) @ (576 x 49,152) through MLX, best of 5): **{rate / 1e9:.0f} GFLOP/s**"]
+    table = [
         "",
-        "| model | memory | execution | wall (process) | peak RSS | load | lens pass | lens FLOP/s (% of GEMM) "
-        "| forward alone (% GEMM; its bound at the 1-thread read rate) | head alone, 1 row/layer (% GEMM) | decode every block once "
-        "| GEMM and memory read rates then |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "Roofline bound of each lens pass: its FLOPs / (the longer of computing them at the GEMM rate and reading its "
+        "float32 weights once at the 1-thread read rate + decoding the streamed matrices it uses once), both rates "
+        "measured in the same process; a 5-token pass reads every weight for 10 FLOP each (memory-bound), at 64 and "
+        "256 tokens the work becomes compute-bound.",
+        "",
+        "| model | memory | execution | tokens | wall (process) | peak RSS | load | lens pass | lens FLOP/s (% of GEMM) "
+        "| its roofline bound (% of GEMM) | lens / bound | forward alone (% GEMM) | head alone, 1 row/layer (% GEMM) "
+        "| decode the pass's matrices once | GEMM and memory read rates then |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     data: dict[str, Any] = {"gemm_flops": rate}
     py = sys.executable
-    if "analyze" in parts:
-        for size, mix in files or FILES:
+    if "analyze" in parts or "long" in parts:
+        rows += table
+        runs = [(size, mix, memory, None) for size, mix in files or FILES for memory in (None, BUDGET)]
+        runs = (runs if "analyze" in parts else []) + (LONG if "long" in parts else [])
+        for size, mix, memory, tokens in runs:
             path = big.cached_gguf(big.SHAPES[size], mix, log=lambda m: print(m, file=sys.stderr, flush=True))
-            for memory in (None, BUDGET):
-                cmd = [py, str(HERE / "sizes.py"), "--probe", str(path), "--kind", "analyze"]
-                cmd += ["--max-memory", memory] if memory else []
-                wall, _, text = _timed_child(cmd)
-                p = json.loads(text.strip().splitlines()[-1])
-                rss = p["peak_rss"]  # the process's peak without the rate measurements' arrays
-                p.update(wall_s=wall, rss=rss)
-                data[f"{size}-{mix}-{memory or 'default'}-analyze"] = p
-                rate_here = p["gemm_flops"]
-                # a float32 forward over t tokens reads every weight (4 bytes) for 2 t FLOP: its memory bound
-                bound = p["read_bytes_per_s"] * 2 * p["tokens"] / 4 if p["execution"] == "float32" else None
-                lens_rate = p["lens_flop"] / p["lens_s"]
-                fwd_rate = p["forward_flop"] / p["forward_s"]
-                head_rate = 2 * p["head_rows"] * 128256 * (2048 if size == "1b" else 4096) / p["head_s"]
-                decode = "—"
-                if "decode_all_s" in p:
-                    decode = f"{p['decode_all_s']:.1f} s ({100 * p['decode_all_s'] / p['lens_s']:.0f}% of the pass)"
-                rows.append(
-                    f"| {size.upper()} {mix.upper()} | {memory or 'default'} | {p['execution']} | {wall:.1f} s "
-                    f"| {_gb(rss)} | {p['load_s']:.1f} s | {p['lens_s']:.1f} s "
-                    f"| {lens_rate / 1e9:.1f} GFLOP/s ({100 * lens_rate / rate_here:.0f}%) "
-                    f"| {fwd_rate / 1e9:.1f} GFLOP/s ({100 * fwd_rate / rate_here:.0f}%"
-                    + (f"; 1-thread read rate bound {bound / 1e9:.1f}" if bound else "")
-                    + ") "
-                    f"| {head_rate / 1e9:.1f} GFLOP/s ({100 * head_rate / rate_here:.0f}%) "
-                    f"| {decode} | {rate_here / 1e9:.0f} GFLOP/s, {p['read_bytes_per_s'] / 2**30:.1f} GB/s read |"
-                )
-                print(rows[-1], file=sys.stderr, flush=True)
+            cmd = [py, str(HERE / "sizes.py"), "--probe", str(path), "--kind", "analyze"]
+            cmd += (["--max-memory", memory] if memory else []) + (["--tokens", str(tokens)] if tokens else [])
+            wall, _, text = _timed_child(cmd)
+            p = json.loads(text.strip().splitlines()[-1])
+            p.update(wall_s=wall, rss=p["peak_rss"])  # the process's peak without the rate measurements' arrays
+            data[f"{size}-{mix}-{memory or 'default'}-analyze{tokens or ''}"] = p
+            rows.append(_analyze_row(size, mix, memory, wall, p))
+            print(rows[-1], file=sys.stderr, flush=True)
     if "suite" in parts:
         rows += ["", "| model | memory | 20-case suite wall | peak RSS |", "|---|---|---|---|"]
         with tempfile.TemporaryDirectory() as tmp:
@@ -320,11 +362,12 @@ def main() -> None:
     parser.add_argument("--probe")
     parser.add_argument("--kind", default="analyze", choices=["analyze", "analyze-grid", "grid256"])
     parser.add_argument("--max-memory")
+    parser.add_argument("--tokens", type=int)
     parser.add_argument("--files", help="e.g. 1b-q4_k_m,8b-q4_k_m (default: all)")
-    parser.add_argument("--parts", default="analyze,suite,grid", help="which measurements (default: all)")
+    parser.add_argument("--parts", default="analyze,long,suite,grid", help="which measurements (default: all)")
     args = parser.parse_args()
     if args.probe:
-        print(json.dumps(probe(args.probe, args.max_memory, args.kind)))
+        print(json.dumps(probe(args.probe, args.max_memory, args.kind, args.tokens)))
         return
     files = [tuple(f.split("-", 1)) for f in args.files.split(",")] if args.files else None
     parts = tuple(args.parts.split(","))

@@ -10,6 +10,7 @@ package in numpy, placed by name into an mlx-lm llama built from the shape (not 
 
 from __future__ import annotations
 
+import itertools
 import sys
 from pathlib import Path
 from typing import Any
@@ -299,11 +300,120 @@ def test_conversion_too_big_for_the_disk_is_not_cached(
     fills a disk silently; the model still loads (converted in memory), with a note."""
     from lazarus_report.core.errors import LazarusWarning
     from lazarus_report.models import gguf as gguf_mod
+    from lazarus_report.models import quantize
 
     monkeypatch.setattr(gguf_mod, "CACHE_SHARE_OF_FREE_DISK", 1e-9)  # as if the disk had a few bytes free
+    # as for a file with types only the gguf package decodes (Q5_0, Q3_K...): Q4_K/Q6_K decode straight from the file
+    monkeypatch.setattr(quantize, "FAST_TYPES", frozenset())
     path = files[("q4_k_m", True)]  # k-quants: the float32 path converts (Q8_0 is read by MLX itself)
     with pytest.warns(LazarusWarning, match="is not cached"):
         loaded = load_model(str(path))
     assert loaded.execution == "float32"
     entries = list((isolated_cache / "gguf").iterdir()) if (isolated_cache / "gguf").exists() else []
     assert [e for e in entries if not e.name.startswith(".")] == []
+
+
+# --- r20-quant: the fast decoders, decoding straight from the file, decoding once per pass -------------------
+
+
+@pytest.mark.parametrize("rows", [1, 7, 33])
+@pytest.mark.parametrize(("qtype", "size"), [(big.Q4_K, 144), (big.Q6_K, 210), (big.Q8_0, 34)])
+def test_decoders_equal_the_gguf_package_on_odd_row_counts(qtype: int, size: int, rows: int) -> None:
+    """The MLX decoders (Q8_0's is new) equal ``gguf.quants.dequantize`` bit for bit at odd row counts."""
+    import gguf
+
+    from lazarus_report.models.quantize import FAST_TYPES, gguf_rows_to_float32
+
+    assert qtype in FAST_TYPES
+    rng = np.random.default_rng(rows)
+    per_row, block = (3, 256) if qtype != big.Q8_0 else (5, 32)
+    arbitrary = rng.integers(0, 256, (rows, per_row * size), dtype=np.uint8)
+    built = big.BLOCKS[qtype][2](rng, rows * per_row).reshape(rows, -1)
+    for raw in (arbitrary, built):
+        with np.errstate(invalid="ignore", over="ignore"):
+            want = gguf.quants.dequantize(raw, gguf.GGMLQuantizationType(qtype)).reshape(rows, per_row * block)
+            got = np.asarray(gguf_rows_to_float32(mx.array(raw), qtype, per_row * block))
+        assert got.dtype == np.float32
+        np.testing.assert_array_equal(got, want)
+
+
+@pytest.mark.slow  # decodes the small model twice
+@pytest.mark.parametrize("tied", [False, True])
+def test_fast_types_decode_straight_from_the_file(
+    tied: bool, files: dict[tuple[str, bool], Path], isolated_cache: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A file of Q4_K/Q6_K/Q8_0/F32 tensors is decoded from the file at load (no float32 conversion, nothing
+    cached), every weight bit for bit what the conversion (the ``gguf`` package's numpy decoders) gives; slices of
+    rows are decoded into one buffer (a matrix taller than a slice is covered)."""
+    from lazarus_report.models import gguf as gguf_mod
+
+    monkeypatch.setattr(gguf_mod, "DECODE_CHUNK_BYTES", 4 * 256 * 100)  # 100 rows a slice: odd last slices
+    path = files[("q4_k_m", tied)]
+    converted = gguf_mod._load_converted(path, isolated_cache / "reference")
+    calls: list[Path] = []
+    real = gguf_mod._dequantize_with_gguf
+    monkeypatch.setattr(gguf_mod, "_dequantize_with_gguf", lambda p: calls.append(p) or real(p))
+    direct = gguf_mod.load_gguf(path, cache_dir=isolated_cache)
+    assert calls == [] and not (isolated_cache / "gguf").exists()
+    assert not direct.metadata_complete and direct.config == converted.config
+    assert direct.weights.keys() == converted.weights.keys()
+    for name, w in direct.weights.items():
+        assert w.dtype == mx.float32 and w.shape == converted.weights[name].shape, name
+        assert bool(mx.array_equal(w, converted.weights[name])), name
+
+
+@pytest.mark.slow  # writes a damaged copy of the small model and loads it
+def test_damaged_fast_types_file_fails_cleanly(
+    files: dict[tuple[str, bool], Path], isolated_cache: Path, tmp_path: Path
+) -> None:
+    """NaN block scales in a file decoded straight from the file: a one-line error naming the tensor."""
+    from lazarus_report.core.errors import LazarusError
+    from lazarus_report.models.gguf_metadata import read_gguf_header
+
+    path = tmp_path / "nan.gguf"
+    path.write_bytes(files[("q4_k_m", False)].read_bytes())
+    header = read_gguf_header(path)
+    _, _, offset = header.tensors["blk.1.ffn_up.weight"]
+    with open(path, "r+b") as fh:
+        fh.seek(header.data_start + offset)
+        fh.write(b"\xff\x7f")  # the first super-block's fp16 d: NaN
+    with pytest.raises(LazarusError, match=r"blk\.1\.ffn_up\.weight holds NaN"):
+        load_model(str(path))
+
+
+@pytest.mark.slow  # loads the small model twice
+def test_streamed_pass_decodes_each_matrix_once_and_equals_float32(
+    files: dict[tuple[str, bool], Path], isolated_cache: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One ``analyze --all-layers`` pass on the streamed path decodes every block's matrices and the head exactly
+    once (every row once, counted on the real decoder), and its logits equal the float32 path's within 1e-6."""
+    from lazarus_report.core.config import AnalysisConfig, LayerStrategy
+    from lazarus_report.engine.prompt import PreparedPrompt
+    from lazarus_report.engine.run import analyze
+
+    path = files[("q4_k_m", False)]
+    sizes = streamed.sizes_from_gguf_header(path)
+    budget = (sizes.needs("streamed") + sizes.needs("float32")) // 2
+    full = load_model(str(path))
+    lean = load_model(str(path), max_memory=budget)
+    assert (full.execution, lean.execution) == ("float32", "streamed")
+    for g, w in zip(loaded_logits(lean), loaded_logits(full), strict=True):
+        assert np.abs(g - w).max() <= 1e-6, float(np.abs(g - w).max())
+    decoded: dict[int, list[tuple[int, int]]] = {}
+    real_rows = streamed._GGUFBlockRows._rows
+
+    def counting(self: Any, a: int, b: int) -> Any:
+        decoded.setdefault(id(self), []).append((a, b))
+        return real_rows(self, a, b)
+
+    monkeypatch.setattr(streamed._GGUFBlockRows, "_rows", counting)
+    config = AnalysisConfig(layer_strategy=LayerStrategy.ALL, top_k=3, compute_grid=False)
+    analyze(lean, "", config, prepared=PreparedPrompt("", False, PROMPT_IDS))
+    matrices = {id(m): m for _, m in lean.model.named_modules() if isinstance(m, streamed.GGUFBlocksLinear)}
+    assert len(matrices) == 3 * 7 + 1  # q, k, v, o, gate, up, down per block; the head
+    assert decoded.keys() == matrices.keys()
+    for key, spans in decoded.items():
+        n = matrices[key]["weight"].shape[0]
+        covered = sorted(spans)
+        assert covered[0][0] == 0 and covered[-1][1] == n, spans
+        assert all(x[1] == y[0] for x, y in itertools.pairwise(covered)), spans  # each row once

@@ -247,7 +247,7 @@ def _load_gguf(
         raise LazarusError(f"GGUF file {resolved.path} does not match its declared architecture: {exc}") from None
     if to_float32:
         model.set_dtype(mx.float32)
-    tokenizer = tokenizer_from_gguf(resolved.path, metadata=g.metadata)
+    tokenizer = tokenizer_from_gguf(resolved.path, metadata=g.metadata if g.metadata_complete else None)
     stored = g.file_type + (" via gguf dequantization" if g.dequantized_with_gguf else "")
     return model, g.config, tokenizer, stored
 

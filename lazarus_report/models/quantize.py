@@ -63,20 +63,31 @@ def _q6_k(b: Any) -> Any:
     return (d * scales).reshape(*lead, 16, 1) * q
 
 
-_MLX_DECODERS = {_Q4_K: (144, _q4_k), _Q6_K: (210, _q6_k)}
+def _q8_0(b: Any) -> Any:
+    """Q8_0 blocks ``[..., 34]`` (fp16 d, 32 int8 codes) -> float32 ``[..., 32]``: ``d * q`` (one rounding, as ggml)."""
+    d = b[..., 0:2].view(mx.float16).astype(mx.float32)
+    return b[..., 2:].view(mx.int8).astype(mx.float32) * d
+
+
+_Q8_0 = 8
+# GGML type id -> (block bytes, weights per block, decoder).
+_MLX_DECODERS = {_Q4_K: (144, QK_K, _q4_k), _Q6_K: (210, QK_K, _q6_k), _Q8_0: (34, 32, _q8_0)}
+# Types whose whole-file float32 conversion is fast (MLX decoders, or no decoding): files made only of these are
+# decoded straight from the GGUF at every load rather than through the float32 conversion cache (``gguf.py``).
+FAST_TYPES = frozenset({0, 1, *_MLX_DECODERS})
 
 
 def gguf_rows_to_float32(raw: Any, qtype: int, cols: int) -> Any:
     """float32 ``[rows, cols]`` of GGUF-encoded rows ``raw`` (uint8 ``[rows, bytes per row]``, an ``mx.array``).
 
-    Q4_K and Q6_K are decoded with MLX (bit-identical to the ``gguf`` package's numpy decoders, which are a port
+    Q4_K, Q6_K and Q8_0 are decoded with MLX (bit-identical to the ``gguf`` package's numpy decoders, which are a port
     of ggml's ``dequantize_row_*``: the same float32 operations in the same order; 2-8x faster, and no copy to
     numpy and back); other types with the ``gguf`` package.
     """
     if qtype in _MLX_DECODERS:
-        size, decode = _MLX_DECODERS[qtype]
+        size, block, decode = _MLX_DECODERS[qtype]
         rows = raw.shape[0]
-        return decode(raw.reshape(rows, cols // QK_K, size)).reshape(rows, cols)
+        return decode(raw.reshape(rows, cols // block, size)).reshape(rows, cols)
     import numpy as np
     from gguf.constants import GGMLQuantizationType
     from gguf.quants import dequantize
