@@ -382,8 +382,9 @@ def test_damaged_fast_types_file_fails_cleanly(
 
 
 @pytest.mark.slow  # loads the small model twice
+@pytest.mark.parametrize("n_tokens", [len(PROMPT_IDS), 300])  # 300: longer than a float32 prefill piece (128)
 def test_streamed_pass_decodes_each_matrix_once_and_equals_float32(
-    files: dict[tuple[str, bool], Path], isolated_cache: Path, monkeypatch: pytest.MonkeyPatch
+    files: dict[tuple[str, bool], Path], isolated_cache: Path, monkeypatch: pytest.MonkeyPatch, n_tokens: int
 ) -> None:
     """One ``analyze --all-layers`` pass on the streamed path decodes every block's matrices and the head exactly
     once (every row once, counted on the real decoder), and its logits equal the float32 path's within 1e-6."""
@@ -408,7 +409,8 @@ def test_streamed_pass_decodes_each_matrix_once_and_equals_float32(
 
     monkeypatch.setattr(streamed._GGUFBlockRows, "_rows", counting)
     config = AnalysisConfig(layer_strategy=LayerStrategy.ALL, top_k=3, compute_grid=False)
-    analyze(lean, "", config, prepared=PreparedPrompt("", False, PROMPT_IDS))
+    ids = (PROMPT_IDS * (n_tokens // len(PROMPT_IDS) + 1))[:n_tokens]
+    analyze(lean, "", config, prepared=PreparedPrompt("", False, ids))
     matrices = {id(m): m for _, m in lean.model.named_modules() if isinstance(m, streamed.GGUFBlocksLinear)}
     assert len(matrices) == 3 * 7 + 1  # q, k, v, o, gate, up, down per block; the head
     assert decoded.keys() == matrices.keys()

@@ -180,10 +180,11 @@ def _forward(
     """The forward pass in prefill chunks through the KV cache (one piece for short prompts), each chunk handed
     to ``reader`` (the grid and the change map's positions), so no [L, T, H] or [L, T, V] is ever held; every
     block's output kept into ``extras`` (attribution) when given. Returns the last chunk's captured rows."""
-    from ..lens.readout import forward_chunks
+    from ..lens.readout import STREAMED_PREFILL_CHUNK, forward_chunks
 
     ids, answer, n_layers = plan.prepared.token_ids, plan.answer, loaded.info.num_layers
-    chunks = forward_chunks(loaded.parts, ids if answer is None else answer.run_ids, capture, plan.factor)
+    chunk = STREAMED_PREFILL_CHUNK if getattr(loaded, "execution", "float32") == "streamed" else None
+    chunks = forward_chunks(loaded.parts, ids if answer is None else answer.run_ids, capture, plan.factor, chunk)
     if answer is not None:  # the answer rides on the prompt's pass; the loop below sees the prompt's rows only
         chunks = answer.collect(chunks, plan.layers, n_layers)
     sink: dict[int, Any] = {}

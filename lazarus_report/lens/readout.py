@@ -73,6 +73,9 @@ class NonFiniteError(LazarusError):
 # Tokens per forward piece when a prompt is prefilled in chunks through mlx-lm's KV cache: attention
 # scores stay [heads, chunk, T] instead of [heads, T, T], and the grid is computed chunk by chunk.
 PREFILL_CHUNK = 128
+# A streamed model decodes every weight in each piece's forward pass: its prompts run in pieces this long, so a
+# prompt of up to 512 tokens decodes each block once (the captured rows of an 8B's 32 layers: 268 MB per piece).
+STREAMED_PREFILL_CHUNK = 512
 
 
 def forward_chunks(
