@@ -100,6 +100,10 @@ def _analysis_asdict(result):
         del d["answer"]
         for name in ("answer", "generate", "stop"):
             del d["config"][name]
+    if not d["lens_views"]:  # written only when other lenses were read, as is the config's extra_lenses
+        del d["lens_views"]
+        if not d["config"].get("extra_lenses"):
+            d["config"].pop("extra_lenses", None)
     return with_header(RESULT_KIND, d)
 
 
