@@ -6,6 +6,16 @@ Three steps, each its own command (the fits are long: run them under ``nice``, o
     python scripts/fit_shipped_lenses.py options build/shipped-fits/gemma3-270m-tuned -m gemma3-270m
     python scripts/fit_shipped_lenses.py pack build/shipped-fits/gemma3-270m-tuned -m gemma3-270m --storage lowrank64
 
+The shipped files were made with (issue 21, round 20; the default corpus):
+
+    fit -m smollm2-135m-instruct --kinds linear,tuned          # 56 Adam steps of 256 positions
+    pack build/shipped-fits/smollm2-135m-instruct-linear -m smollm2-135m-instruct --storage wlowrank48
+    pack build/shipped-fits/smollm2-135m-instruct-tuned -m smollm2-135m-instruct --storage wlowrank192
+    fit -m gemma3-270m --kinds linear                          # all 28.9k fit tokens
+    pack build/shipped-fits/gemma3-270m-linear -m gemma3-270m --storage wlowrank48
+    fit -m gemma3-270m --kinds tuned --tokens 6144 --steps 12 --batch 128 --validation 128
+    pack build/shipped-fits/gemma3-270m-tuned -m gemma3-270m --storage wlowrank160
+
 ``fit`` collects the residual streams of the default corpus once and fits the linear lens, then the tuned
 lens warm-started from it (as ``lazarus lens fit`` does, one collection for both), each saved as an
 ordinary full-precision lens directory with its held-out fidelity. ``options`` measures the storage
