@@ -1741,7 +1741,7 @@ SECTIONS: list[Section] = [
         "shipped-lens",
         "Shipped lenses",
         "Fresh processes, interleaved, medians: `analyze --all-layers` with the logit lens, the tuned lens shipped "
-        "with the package (float16) and, when build/shipped-fits holds it, the full float32 tuned lens directory. "
+        "with the package (weighted rank-192 translators in float16) and, when build/shipped-fits holds it, the full float32 tuned lens directory. "
         "Target (issue 21): `--lens tuned` <= 1.05x the logit lens.",
         _shipped_lens,
         4,

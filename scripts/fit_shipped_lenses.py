@@ -6,6 +6,16 @@ Three steps, each its own command (the fits are long: run them under ``nice``, o
     python scripts/fit_shipped_lenses.py options build/shipped-fits/gemma3-270m-tuned -m gemma3-270m
     python scripts/fit_shipped_lenses.py pack build/shipped-fits/gemma3-270m-tuned -m gemma3-270m --storage lowrank64
 
+The shipped files were made with (issue 21, round 20; the default corpus):
+
+    fit -m smollm2-135m-instruct --kinds linear,tuned          # 56 Adam steps of 256 positions
+    pack build/shipped-fits/smollm2-135m-instruct-linear -m smollm2-135m-instruct --storage wlowrank48
+    pack build/shipped-fits/smollm2-135m-instruct-tuned -m smollm2-135m-instruct --storage wlowrank192
+    fit -m gemma3-270m --kinds linear                          # all 28.9k fit tokens
+    pack build/shipped-fits/gemma3-270m-linear -m gemma3-270m --storage wlowrank48
+    fit -m gemma3-270m --kinds tuned --tokens 6144 --steps 12 --batch 128 --validation 128
+    pack build/shipped-fits/gemma3-270m-tuned -m gemma3-270m --storage wlowrank160
+
 ``fit`` collects the residual streams of the default corpus once and fits the linear lens, then the tuned
 lens warm-started from it (as ``lazarus lens fit`` does, one collection for both), each saved as an
 ordinary full-precision lens directory with its held-out fidelity. ``options`` measures the storage
@@ -36,12 +46,12 @@ def _load(model: str) -> Any:
     return load_model(model)
 
 
-def _heldout_states(loaded: Any) -> Any:
+def _heldout_states(loaded: Any, positions: int | None = None) -> Any:
     from lazarus_report.lens.learned.collect import collect_states
     from lazarus_report.lens.learned.corpus import default_corpus, take_tokens, tokenize
     from lazarus_report.lens.learned.eval import heldout_positions
 
-    n = heldout_positions(loaded.info.num_layers, loaded.info.vocab_size)
+    n = positions or heldout_positions(loaded.info.num_layers, loaded.info.vocab_size)
     held = take_tokens(tokenize(default_corpus(), loaded.tokenizer, fit_tokens=0, heldout_tokens=n).heldout, n)
     return collect_states(loaded, held)
 
@@ -87,6 +97,10 @@ def cmd_fit(args: argparse.Namespace) -> None:
         from lazarus_report.lens.learned.head import NumpyHead
 
         cfg = fitmod.TunedSettings(steps=args.steps)
+        if args.batch:
+            cfg.batch = args.batch
+        if args.validation:
+            cfg.validation = args.validation
         t3 = time.perf_counter()
 
         def tick(k: int, done: list[int] = [0]) -> None:  # noqa: B006
@@ -117,10 +131,17 @@ def _moments(loaded: Any, tokens: int) -> np.ndarray:
     return np.einsum("lnh,lnk->lhk", hidden, hidden) / hidden.shape[1]
 
 
+_MOMENTS: dict[int, np.ndarray] = {}
+
+
 def _stored(full: Any, storage: str, loaded: Any, tokens: int) -> Any:
     from lazarus_report.lens.learned.shipped import stored_lens
 
-    moments = _moments(loaded, tokens) if storage.startswith("wlowrank") else None
+    moments = None
+    if storage.startswith("wlowrank"):
+        if tokens not in _MOMENTS:  # collected once per run, shared by every weighted option
+            _MOMENTS[tokens] = _moments(loaded, tokens)
+        moments = _MOMENTS[tokens]
     lens = stored_lens(full, storage, moments)
     if moments is not None:
         lens.meta["shipped_moments_tokens"] = tokens
@@ -133,7 +154,7 @@ def cmd_options(args: argparse.Namespace) -> None:
 
     loaded = _load(args.model)
     full = Lens.load(args.lens)
-    held = _heldout_states(loaded)
+    held = _heldout_states(loaded, args.heldout)
     options = [s for s in args.storages.split(",")]
     lenses = [Lens.logit()] + [_stored(full, s, loaded, args.moment_tokens) for s in options]
     results = measure(loaded, held, lenses)
@@ -175,12 +196,15 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--kinds", default="linear,tuned")
     p.add_argument("--tokens", type=int, default=None)
     p.add_argument("--steps", type=int, default=None, help="tuned: Adam steps (default: half an epoch)")
+    p.add_argument("--batch", type=int, default=None, help="tuned: positions per Adam step (default 256)")
+    p.add_argument("--validation", type=int, default=None, help="tuned: fit positions held back for early stopping")
     p.add_argument("--out", default="build/shipped-fits")
     p.set_defaults(func=cmd_fit)
     p = sub.add_parser("options")
     p.add_argument("lens")
     p.add_argument("-m", "--model", required=True)
     p.add_argument("--storages", default=",".join(STORAGES))
+    p.add_argument("--heldout", type=int, default=None, help="held-out positions (default: as the fit measured)")
     p.add_argument("--moment-tokens", type=int, default=4096, help="wlowrankR: fit positions for E[h h^T]")
     p.set_defaults(func=cmd_options)
     p = sub.add_parser("pack")

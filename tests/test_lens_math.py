@@ -163,6 +163,9 @@ def test_tuned_lens_training_lowers_validation_kl_from_the_linear_start(tiny_mod
     start, best = stats["validation_kl_start"], stats["validation_kl_best"]
     assert all(b <= s for b, s in zip(best, start))
     assert sum(best) < sum(start)
+    # the settings are recorded with the lens (issue 21: the record says how it was fitted)
+    assert stats["steps"] == 60 and stats["batch"] == 64 and stats["init"].startswith("linear")
+    assert stats["dtype"] == "float32" and stats["optimizer"].startswith("adam") and stats["seed"] == 0
     # Residual form: the stored A is W - I of the affine map it applies.
     w, bias = tuned.matrix(0)
     x = states.hidden[0, :5]

@@ -207,3 +207,40 @@ def test_weighted_low_rank_fits_the_states_better() -> None:
     assert stored_lens(full, "wlowrank6", moments).rank == 6
     with pytest.raises(LazarusError, match="unknown storage"):
         stored_lens(full, "wlowrank6")
+
+
+# --- issue 21, better fits: Gemma-3-270M's shipped tuned lens -------------------------------------
+
+
+def test_the_package_ships_linear_and_tuned_lenses_for_both_embedded_models() -> None:
+    from lazarus_report.lens.learned.artefact import Lens
+
+    records = {path.stem: (path, meta) for path, meta in shipped_records(shipped_dir())}
+    for model in ("smollm2-135m-instruct", "gemma3-270m"):
+        for kind in ("linear", "tuned"):
+            path, meta = records[f"{model}-{kind}"]
+            lens = Lens.load_files(path, shipped_dir() / meta["weights_file"], path.name, source=None)  # verified
+            assert lens.kind == kind and lens.meta["model"]["model_id"] == model
+            assert len(lens.fidelity()) == lens.meta["model"]["num_layers"] - 1
+            if kind == "tuned":
+                fit = meta["fit"]
+                assert fit["steps"] > 0 and fit["batch"] > 0 and fit["lr"] > 0
+                # as stored it beats the logit lens on every layer's held-out KL
+                logit = meta["logit_fidelity"]
+                assert all(f["kl_to_final"] < g["kl_to_final"] for f, g in zip(meta["fidelity"], logit, strict=True))
+
+
+@pytest.mark.slow
+def test_analyze_tuned_on_the_embedded_gemma_uses_the_shipped_lens(
+    isolated_cache: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv(ENV, raising=False)
+    out = tmp_path / "r.json"
+    result = lazarus("introspect", "analyze", "-m", "gemma3-270m", "-p", PROMPT, "--lens", "tuned", "-o", str(out))
+    assert result.returncode == 0, result.stderr
+    data = json.loads(out.read_text())
+    lens = data["lens"]
+    assert lens["kind"] == "tuned" and lens["source"].startswith("shipped with lazarus-report")
+    assert "(gemma3-270m-tuned;" in lens["source"]
+    assert "stored as rank-" in lens["corpus"]
+    assert not (isolated_cache / "lenses").exists()  # no fit happened

@@ -209,8 +209,7 @@ def fit_tuned(
     seconds = time.perf_counter() - start
     stats = {
         "steps": steps,
-        "batch": cfg.batch,
-        "lr": cfg.lr,
+        **_settings_record(cfg, init),
         "validation_positions": int(n_val),
         "validation_kl_start": [round(x, 4) for x in first],
         "validation_kl_best": [round(x, 4) for x in best],
@@ -218,6 +217,19 @@ def fit_tuned(
         "token_layers_per_second": round(steps * cfg.batch * k / max(seconds, 1e-9), 1),
     }
     return Lens(kind="tuned", weight=best_a, bias=best_b, form="residual"), stats
+
+
+def _settings_record(cfg: TunedSettings, init: Lens) -> dict[str, Any]:
+    """How a tuned lens was trained, for its record (besides the steps)."""
+    return {
+        "batch": cfg.batch,
+        "lr": cfg.lr,
+        "optimizer": f"adam (betas {cfg.betas[0]}, {cfg.betas[1]}), cosine decay to 0",
+        "init": f"{init.kind} lens (A = W - I)",
+        "dtype": "float32",
+        "objective": "KL(final || lens), full vocabulary",
+        "seed": cfg.seed,
+    }
 
 
 def _adam_step(

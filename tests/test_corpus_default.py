@@ -1,0 +1,47 @@
+"""The built-in default corpus (issue 21, "Better fits"): the same bytes and documents on every run,
+a held-out split disjoint from the fit split by document, and the shipped lenses fitted on it."""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import json
+from importlib import resources
+
+from lazarus_report.lens.learned.corpus import DEFAULT_CORPUS_FILE, HELDOUT_EVERY, default_corpus
+from lazarus_report.lens.learned.shipped import shipped_dir, shipped_records
+
+
+def _data() -> bytes:
+    return resources.files("lazarus_report.lens.learned").joinpath("data", DEFAULT_CORPUS_FILE).read_bytes()
+
+
+def test_default_corpus_is_deterministic() -> None:
+    first, second = default_corpus(), default_corpus()
+    assert first.sha256 == second.sha256 == hashlib.sha256(_data()).hexdigest()
+    assert first.fit_docs == second.fit_docs and first.heldout_docs == second.heldout_docs
+    assert first.as_json()["documents"] == len(first.fit_docs) + len(first.heldout_docs)
+    # the gzip header carries no timestamp: regenerating the file gives the same bytes
+    assert _data()[4:8] == b"\0\0\0\0"
+
+
+def test_heldout_split_is_disjoint_by_document() -> None:
+    corpus = default_corpus()
+    assert corpus.fit_docs and corpus.heldout_docs
+    assert not set(corpus.fit_docs) & set(corpus.heldout_docs)
+    # no held-out document is contained in (or contains) a fit document: no copy leaks across
+    for held in corpus.heldout_docs:
+        for doc in corpus.fit_docs:
+            assert held not in doc and doc not in held
+    rows = [json.loads(line) for line in gzip.decompress(_data()).decode("utf-8").splitlines() if line.strip()]
+    held_rows = [r for r in rows if r.get("split") == "heldout"]
+    assert len(held_rows) == len(corpus.heldout_docs)
+    assert abs(len(rows) / HELDOUT_EVERY - len(held_rows)) <= 1
+
+
+def test_shipped_lenses_record_the_default_corpus() -> None:
+    digest = default_corpus().sha256
+    records = shipped_records(shipped_dir())
+    assert len(records) >= 4
+    for path, meta in records:
+        assert meta["corpus"]["sha256"] == digest, path.name
