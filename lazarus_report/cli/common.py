@@ -329,13 +329,6 @@ def one_lens(lens: str | None, default: str | None) -> str:
     return lens if lens is not None else default or "logit"
 
 
-def split_lens_spec(spec: str) -> tuple[str, list[str]]:
-    """``--lens`` -> (primary, the others), checked before any model loads (``core.config.split_lens_spec``)."""
-    from ..core.config import split_lens_spec as split
-
-    return split(spec)
-
-
 TIMINGS_OPTION = click.option(
     "--timings",
     is_flag=True,

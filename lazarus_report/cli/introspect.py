@@ -31,7 +31,6 @@ from .common import (
     prefetch_html,
     preflight,
     run_guarded,
-    split_lens_spec,
 )
 from .drift import compare_or_drift, drift_options, with_drift_request
 
@@ -117,6 +116,8 @@ def _analyze(
     if all_layers and layer_strategy not in (None, "all"):
         raise LazarusError(f"--all-layers and --layer-strategy {layer_strategy} contradict each other")
     strategy = "all" if all_layers else (layer_strategy or ("custom" if custom else "evenly_spaced"))
+    from ..core.config import split_lens_spec
+
     lens_list = split_lens_spec("logit" if lens is None else lens)
 
     from ..commands.analyzer import ModelAnalyzer
@@ -224,10 +225,10 @@ def _compare(
         check_text(value, what)
     if not prompt.strip():
         raise LazarusError("the prompt is empty")
-    custom, lens_list = parse_layers(layers), split_lens_spec("logit" if lens is None else lens)
     from ..commands.compare import compare_models
-    from ..core.config import AnalysisConfig, LayerStrategy
+    from ..core.config import AnalysisConfig, LayerStrategy, split_lens_spec
 
+    custom, lens_list = parse_layers(layers), split_lens_spec("logit" if lens is None else lens)
     config = AnalysisConfig(
         # --layers with another --layer-strategy is refused by validate(), as in analyze
         layer_strategy=LayerStrategy(layer_strategy or ("custom" if custom else "all")),

@@ -147,6 +147,7 @@ def _lens_inputs_fit(analyzer: Any, prompt: str, config: AnalysisConfig) -> bool
     """Model 1's block outputs (``keep_block_outputs``) of this prompt fit ``LENS_INPUTS_BUDGET_BYTES``, and the
     model runs whole in float32 on this process (not sharded, not streamed: its block outputs are what the lens
     reads)."""
+    import mlx.core as mx
     from mlx.utils import tree_flatten
 
     loaded = analyzer.loaded
@@ -154,7 +155,7 @@ def _lens_inputs_fit(analyzer: Any, prompt: str, config: AnalysisConfig) -> bool
         return False
     modules = (loaded.parts.norm, loaded.parts.backbone.embed_tokens)
     arrays: list[Any] = [kv[1] for m in modules for kv in tree_flatten(m.parameters())]
-    if any(str(v.dtype) != "mlx.core.float32" for v in arrays):
+    if any(v.dtype != mx.float32 for v in arrays):
         return False  # the block outputs are kept as float32: the lens must have read float32 too
     ids = analyzer.format_prompt(prompt, config.use_chat_template)[2]
     size = 4 * loaded.info.num_layers * len(ids) * int(loaded.parts.args.hidden_size)

@@ -38,7 +38,7 @@ class AnalysisConfig:
     grid_last_positions: int | None = None
     lens: str = "logit"  # "logit", "linear" / "tuned" (fitted with `lazarus lens fit`) or a lens directory
     # Other lenses read from the same forward pass beside ``lens`` (``--lens tuned,linear``: ["linear"]); "all"
-    # stands for every lens available for the model (``lens.learned.store.resolve_lens_list``). The primary
+    # stands for every lens available for the model (``lens.learned.store.expand_lens_list``). The primary
     # ``lens`` is what the verdict, the terminal, the Markdown and the checks use; the others are views.
     extra_lenses: list[str] = field(default_factory=list)
     # A whole answer after the prompt, read token by token (``AnalysisResult.answer``): ``answer`` is read
@@ -138,9 +138,7 @@ def split_lens_spec(spec: str, option: str = "--lens") -> tuple[str, list[str]]:
     """``--lens`` as given -> (the primary lens, the other lenses), checked (``check_lens_list``) without
     loading anything. ``tuned,linear`` -> ("tuned", ["linear"]); ``all`` -> ("logit", ["all"]): the logit
     lens first, then every lens available for the model; ``tuned,all``: the tuned lens first, then the rest."""
-    if not isinstance(spec, str) or spec == "":
-        check_lens_spec(spec, option)
-    if "," not in spec and spec != LENS_ALL:
+    if not isinstance(spec, str) or ("," not in spec and spec != LENS_ALL):
         check_lens_spec(spec, option)
         return spec, []
     items = [item.strip() for item in spec.split(",")]

@@ -238,10 +238,9 @@ def _plan(
         lens = resolve_lens(config.lens, loaded)
     view_specs, view_lenses = views or expand_lens_list(list(config.extra_lenses), loaded, named=(config.lens,))
     view_lenses = list(view_lenses)
+    # Beside a learned lens with a grid, the plain logit lens's reading too (reports show both).
     if lens.kind != "logit" and config.compute_grid and all(v.kind != "logit" for v in view_lenses):
-        view_lenses.append(
-            resolve_lens("logit", loaded)
-        )  # the plain logit lens beside a learned one (reports show both)
+        view_lenses.append(resolve_lens("logit", loaded))
     n_layers = loaded.info.num_layers
     layers = select_layers(config.layer_strategy, n_layers, config.layer_step, config.custom_layers)
     factor = None

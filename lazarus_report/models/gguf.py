@@ -363,24 +363,20 @@ def _decode_tensor(fh: Any, ttype: int, shape: tuple[int, ...]) -> tuple[Any, An
     """(float32 tensor of ``shape``, whether it is all finite) of the tensor of type ``ttype`` at ``fh``'s position,
     decoded a slice of rows at a time."""
     import numpy as np
-    from gguf.constants import GGML_QUANT_SIZES, GGMLQuantizationType
 
     from .quantize import gguf_rows_to_float32
 
     rows, cols = int(np.prod(shape[:-1], dtype=np.int64)), shape[-1]
-    if ttype == 0:
-        w = mx.array(np.fromfile(fh, dtype=np.float32, count=rows * cols).reshape(shape))
-        ok = mx.all(mx.isfinite(w))
-        mx.eval(w, ok)
-        return w, ok
-    block, size = GGML_QUANT_SIZES[GGMLQuantizationType(ttype)]
-    data = mx.array(np.fromfile(fh, dtype=np.uint8, count=rows * cols // block * size).reshape(rows, -1))
     step = max(1, DECODE_CHUNK_BYTES // (4 * cols))
-    if step >= rows:
-        w = gguf_rows_to_float32(data, ttype, cols).reshape(shape)
+    if ttype == 0 or step >= rows:  # float32 as stored, or small enough to decode whole
+        if ttype == 0:
+            w = mx.array(np.fromfile(fh, dtype=np.float32, count=rows * cols).reshape(shape))
+        else:
+            w = gguf_rows_to_float32(_encoded_rows(fh, ttype, rows, cols), ttype, cols).reshape(shape)
         ok = mx.all(mx.isfinite(w))
         mx.eval(w, ok)
         return w, ok
+    data = _encoded_rows(fh, ttype, rows, cols)
     # Decoded slices are written into one buffer (MLX updates a buffer nothing else holds in place), so only the
     # buffer is fresh memory: the slices' temporaries are the same few buffers, reused by MLX's allocator.
     w = mx.zeros((rows, cols), dtype=mx.float32)
@@ -391,6 +387,15 @@ def _decode_tensor(fh: Any, ttype: int, shape: tuple[int, ...]) -> tuple[Any, An
         w[a : a + step] = part
         mx.eval(w, ok)
     return w.reshape(shape), ok
+
+
+def _encoded_rows(fh: Any, ttype: int, rows: int, cols: int) -> Any:
+    """uint8 ``[rows, bytes per row]`` of the ``ttype``-encoded tensor at ``fh``'s position, as an ``mx.array``."""
+    import numpy as np
+    from gguf.constants import GGML_QUANT_SIZES, GGMLQuantizationType
+
+    block, size = GGML_QUANT_SIZES[GGMLQuantizationType(ttype)]
+    return mx.array(np.fromfile(fh, dtype=np.uint8, count=rows * cols // block * size).reshape(rows, -1))
 
 
 def _read_entry(entry: Path, path: Path) -> GGUFModel | None:

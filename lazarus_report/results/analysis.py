@@ -317,21 +317,8 @@ def logit_view_record(primary: LensRecord | None) -> LensRecord:
 def _with_old_logit_view(data: dict[str, Any]) -> dict[str, Any]:
     """A version 2-3 file's ``logit_view`` (the plain logit lens beside a learned lens) as ``lens_views``: its
     lens record made as those versions showed it (the logit lens's fidelity from the primary lens's record)."""
-    lens = data.get("lens") or {}
-    if not isinstance(lens, dict):
-        raise TypeError("field 'lens': expected an object")
-    fidelity = lens.get("logit_fidelity") or []
-    record = {
-        "kind": "logit",
-        "source": None,
-        "digest": None,
-        "fitted_for": None,
-        "corpus": lens.get("corpus") if fidelity else None,
-        "tokens": None,
-        "fidelity": fidelity,
-        "unreliable_threshold_nats": lens.get("unreliable_threshold_nats", 0.0),
-    }
-    old = data["logit_view"]
+    lens, old = data.get("lens"), data["logit_view"]
     if not isinstance(old, dict):
         raise TypeError("field 'logit_view': expected an object")
-    return {**data, "lens_views": [{"lens": record, **old}]}
+    primary = build_dataclass(LensRecord, lens) if lens is not None else None
+    return {**data, "lens_views": [{"lens": plain_dict(logit_view_record(primary)), **old}]}
