@@ -125,44 +125,88 @@ class _Tok:
         return self.tok.backend.decode(ids, skip_special_tokens=True)
 
 
-def main() -> int:
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-    from lazarus_report.models.loader import load_model
-    from lazarus_report.models.mlx_lm_light import full_mlx_lm
-
-    full_mlx_lm()
+def _generate(loaded, conversations, seed: int, max_tokens: int = 256, batch: int = 32) -> list[str]:
+    """The model's sampled answer to each conversation (temperature 0.8, top-p 0.95, ``seed``)."""
     import mlx.core as mx
     from mlx_lm.generate import batch_generate
     from mlx_lm.sample_utils import make_sampler
 
-    loaded = load_model("smollm2-135m-instruct")
     tok = loaded.tokenizer
-    prompts = seed_prompts()
-    encoded = [tok.encode_plain(tok.apply_chat_template(p)) for p in prompts]
-    mx.random.seed(20261127)
+    encoded = [tok.encode_plain(tok.render_messages(c, add_generation_prompt=True)) for c in conversations]
+    mx.random.seed(seed)
     start = time.perf_counter()
     texts: list[str] = []
-    batch = 24
     for a in range(0, len(encoded), batch):
         out = batch_generate(
             loaded.model,
             _Tok(tok),
             encoded[a : a + batch],
-            max_tokens=256,
+            max_tokens=max_tokens,
             sampler=make_sampler(temp=0.8, top_p=0.95),
             completion_batch_size=batch,
             prefill_batch_size=batch,
         )
-        texts.extend(out.texts)
-        print(f"{len(texts)}/{len(prompts)} in {time.perf_counter() - start:.0f} s", file=sys.stderr, flush=True)
-    target = Path(__file__).resolve().parents[1] / "lazarus_report" / "lenses" / "data" / "default_corpus.jsonl.gz"
-    lines = []
-    for i, (p, t) in enumerate(zip(prompts, texts)):
-        lines.append(json.dumps({"text": t.strip(), "prompt": p, "split": "heldout" if i % 8 == 7 else "fit"}))
-    data = ("\n".join(lines) + "\n").encode("utf-8")
+        texts.extend(t.strip() for t in out.texts)
+        print(f"{len(texts)}/{len(encoded)} in {time.perf_counter() - start:.0f} s", file=sys.stderr, flush=True)
+    return texts
+
+
+def _user(prompt: str, system: str | None = None) -> list[dict[str, str]]:
+    head = [{"role": "system", "content": system}] if system else []
+    return head + [{"role": "user", "content": prompt}]
+
+
+def _split_every(rows: list[dict], kind: str) -> list[dict]:
+    """Every 8th document of a kind is held out (stratified by kind, disjoint by document)."""
+    return [{**r, "kind": kind, "split": "heldout" if i % 8 == 7 else "fit"} for i, r in enumerate(rows)]
+
+
+def version2_rows(loaded) -> list[dict]:
+    """The documents added in version 2: chat answers, code, prose (sampled) and tool calls (built)."""
+    import random
+
+    from corpus_v2_prompts import CODE_PROMPTS, chat_prompts, prose_prompts, tool_conversations
+
+    chats = [_user(q, system) for system, q in chat_prompts()]
+    answers = _generate(loaded, chats, seed=20261204)
+    chat_rows = [{"messages": c + [{"role": "assistant", "content": t}]} for c, t in zip(chats, answers)]
+    code_prompts = CODE_PROMPTS + CODE_PROMPTS  # two samples per prompt
+    code = _generate(loaded, [_user(p) for p in code_prompts], seed=20261205, max_tokens=320)
+    prose = _generate(loaded, [_user(p) for p in prose_prompts()], seed=20261206)
+    rows = (
+        _split_every(chat_rows, "chat")
+        + _split_every([{"messages": m} for m in tool_conversations()], "tools")
+        + _split_every([{"text": t, "prompt": p} for p, t in zip(code_prompts, code) if t], "code")
+        + _split_every([{"text": t, "prompt": p} for p, t in zip(prose_prompts(), prose) if t], "prose")
+    )
+    random.Random(20261204).shuffle(rows)  # any prefix of a split mixes the kinds
+    return rows
+
+
+def main() -> int:
+    """Version 2: the version-1 documents (kind "answer") kept as they are, the new kinds appended."""
+    root = Path(__file__).resolve().parents[1]
+    sys.path.insert(0, str(root))
+    sys.path.insert(0, str(root / "scripts"))
+    from lazarus_report.models.loader import load_model
+    from lazarus_report.models.mlx_lm_light import full_mlx_lm
+
+    full_mlx_lm()
+    loaded = load_model("smollm2-135m-instruct")
+    target = root / "lazarus_report" / "lens" / "learned" / "data" / "default_corpus.jsonl.gz"
+    old = [json.loads(line) for line in gzip.decompress(target.read_bytes()).decode("utf-8").splitlines() if line]
+    v1 = [{**r, "kind": "answer"} for r in old if r.get("kind", "answer") == "answer"]
+    new = version2_rows(loaded)
+    # Interleave: the version-1 answers spread evenly through the new documents.
+    rows: list[dict] = []
+    step = len(new) / max(1, len(v1))
+    for i, r in enumerate(v1):
+        rows.extend(new[int(i * step) : int((i + 1) * step)])
+        rows.append(r)
+    rows.extend(new[int(len(v1) * step) :])
+    data = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows).encode("utf-8")
     target.write_bytes(gzip.compress(data, compresslevel=9, mtime=0))
-    n_tokens = sum(len(tok.encode_plain(t)) for t in texts)
-    print(f"wrote {target}: {len(texts)} documents, {n_tokens} tokens, {time.perf_counter() - start:.0f} s")
+    print(f"wrote {target}: {len(rows)} documents, {len(data)} bytes")
     return 0
 
 

@@ -705,6 +705,12 @@ def _lens24_input(tmp_path: Path, kind: str) -> str:
     if kind == "surrogate":
         (tmp_path / "c.jsonl").write_text('{"text": "\\ud800 x"}\n', encoding="utf-8")
         return str(tmp_path / "c.jsonl")
+    if kind == "bad-messages":
+        (tmp_path / "c.jsonl").write_text('{"messages": [{"role": "tool", "content": "x"}]}\n', encoding="utf-8")
+        return str(tmp_path / "c.jsonl")
+    if kind == "empty-messages":
+        (tmp_path / "c.jsonl").write_text('{"messages": []}\n', encoding="utf-8")
+        return str(tmp_path / "c.jsonl")
     if kind == "folder":
         (tmp_path / "c.txt").mkdir()
         return str(tmp_path / "c.txt")
@@ -721,6 +727,8 @@ def _lens24_input(tmp_path: Path, kind: str) -> str:
 
 LENS24 = [
     ("corpus-lone-surrogate", ["--corpus", "{surrogate}"], 'c.jsonl:1: "text" is not valid Unicode text'),
+    ("corpus-bad-message", ["--corpus", "{bad-messages}"], 'c.jsonl:1: message 1 must be {"role": "system"'),
+    ("corpus-empty-messages", ["--corpus", "{empty-messages}"], 'c.jsonl:1: "messages" must be a non-empty list'),
     ("corpus-folder", ["--corpus", "{folder}"], "is a directory, not a .txt or .jsonl file"),
     ("corpus-fifo", ["--corpus", "{fifo}"], "is a FIFO (named pipe), not a file"),
     ("out-user-folder", ["--out", "{user-folder}"], "is not a lens directory: it holds other files"),

@@ -79,21 +79,24 @@ def check_lens_out(path: str | None) -> None:
 @click.option("-m", "--model", "model", required=True, metavar="MODEL", help=MODEL_HELP)
 @click.option("--kind", type=click.Choice(["linear", "tuned", "jacobian"]), default="linear", show_default=True)
 @click.option(
-    "--corpus", multiple=True, metavar="FILE", help='.txt or .jsonl ({"text": ...}); repeatable. Default: built in.'
+    "--corpus",
+    multiple=True,
+    metavar="FILE",
+    help='.txt or .jsonl ({"text": ...} or {"messages": [...]}); repeatable. Default: built in.',
 )
 @click.option(
     "--tokens",
     type=int,
     default=None,
     metavar="N",
-    help="Fit on the first N tokens (default: all; jacobian: 3 prompts of 128 tokens).",
+    help="Fit on the first N tokens (default: 49152; jacobian: 3 prompts of 128 tokens).",
 )
 @click.option(
     "--steps",
     type=int,
     default=None,
     metavar="N",
-    help="Tuned lens: Adam steps of 256 positions (default: half an epoch).",
+    help="Tuned lens: Adam steps of 128 positions (default: one epoch, at most 288).",
 )
 @click.option("--out", "out", metavar="DIR", help="Write the lens here (default: the user cache, for --lens KIND).")
 @click.option("--adapter", metavar="DIR", help="Fit on the model with this mlx-lm LoRA adapter applied.")
@@ -177,7 +180,7 @@ def _save(lens_obj: Any, out: str | None, loaded: Any, kind: str) -> Path:
     type=int,
     default=None,
     metavar="N",
-    help="Evaluate on the first N held-out tokens (default: those the fit measured: 2048, fewer for large vocabularies).",
+    help="Evaluate on the first N held-out tokens (default: 4x those a fit measures: 8192, fewer for large vocabularies).",
 )
 @click.option("--adapter", metavar="DIR", help="Apply an mlx-lm LoRA adapter to the model.")
 @click.option("-o", "--output", "output", metavar="FILE", help="Save the evaluation as JSON.")

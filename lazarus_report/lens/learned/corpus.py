@@ -1,15 +1,21 @@
 """Text to fit and evaluate lenses on: the default corpus, or the user's .txt / .jsonl files.
 
-The default corpus (``data/default_corpus.jsonl.gz``, shipped in the package, works offline) is
-self-distilled: SmolLM2-135M-Instruct's own answers to 148 varied seed prompts (stories, letters,
-history, science, news with dates and figures, recipes and instructions, dialogues, word problems,
-Python/JavaScript/SQL/bash code), sampled once by ``scripts/make_lens_corpus.py`` (temperature 0.8,
-top-p 0.95, fixed seed). Licence: the text is the output of an Apache-2.0 model from prompts
-written for this project; it is distributed under the project's Apache-2.0 licence. Every 8th
-document is the held-out split: fitting never sees it, fidelity is measured on it.
+The default corpus (``data/default_corpus.jsonl.gz``, shipped in the package, works offline; version 2)
+holds five kinds of document, interleaved: SmolLM2-135M-Instruct's own answers to 148 varied prompts
+(``answer``: stories, letters, news, recipes, dialogues, word problems, code; version 1), its answers to
+200 chat questions, some with a system message (``chat``: a conversation), 80 code answers (``code``:
+Python, JavaScript, TypeScript, SQL, bash, Rust, Go, C, YAML/JSON, HTML/CSS, Dockerfiles, tests) and 90
+prose pieces (``prose``: essays, emails, reviews, news summaries, diaries, speeches), all sampled by
+``scripts/make_lens_corpus.py`` (temperature 0.8, top-p 0.95, fixed seeds), plus 120 tool-call
+conversations built by code (``tools``: JSON tool schemas in the system turn, a JSON call, the tool's
+JSON result, the answer). A conversation is rendered with the model's own chat template when tokenised
+(``chat_text``), so each model reads its own special tokens. Licence: the text is the output of an
+Apache-2.0 model from prompts written for this project, or written for this project; it is distributed
+under the project's Apache-2.0 licence. Every 8th document of each kind is the held-out split: fitting
+never sees it, fidelity is measured on it.
 
 User files: ``.txt`` (the whole file is one document) or ``.jsonl`` (one ``{"text": ...}`` object
-per line; other keys are ignored). Their token sequences are split by position in the packed
+per line, other keys ignored, or one ``{"messages": [{"role", "content"}, ...]}`` conversation). Their token sequences are split by position in the packed
 stream: every 8th sequence is held out. ``read_corpus_files`` checks them before any model loads
 (regular files, UTF-8 with an optional byte-order mark, no lone surrogates, JSON lines) reading block
 by block; ``tokenize`` streams them again and stops once its token budgets are met, so memory is
@@ -47,7 +53,24 @@ SEQ_LEN = 256  # tokens per forward pass (including BOS)
 MIN_SEQ = 8  # shorter tail pieces are dropped
 HELDOUT_EVERY = 8
 DEFAULT_CORPUS_FILE = "default_corpus.jsonl.gz"
-DEFAULT_DESCRIPTION = "default: SmolLM2-135M-Instruct self-distilled answers to 148 varied prompts (built in)"
+DEFAULT_DESCRIPTION = (
+    "default v2: SmolLM2-135M-Instruct self-distilled answers, chats, code and prose, and tool-call "
+    "conversations (638 documents, built in)"
+)
+
+
+CHAT_ROLES = ("system", "user", "assistant")
+
+
+@dataclass(frozen=True)
+class ChatDoc:
+    """A conversation document: ``(role, content)`` turns, rendered with the model's chat template
+    when tokenised (see ``chat_text``)."""
+
+    turns: tuple[tuple[str, str], ...]
+
+
+Document = str | ChatDoc
 
 
 @dataclass
@@ -60,19 +83,23 @@ class Corpus:
 
     description: str
     sha256: str
-    fit_docs: list[str] = field(default_factory=list)
-    heldout_docs: list[str] = field(default_factory=list)
+    fit_docs: list[Document] = field(default_factory=list)
+    heldout_docs: list[Document] = field(default_factory=list)
     # Documents with no fixed split (user files): their sequences are split every 8th.
-    mixed_docs: list[str] = field(default_factory=list)
+    mixed_docs: list[Document] = field(default_factory=list)
     files: list[CorpusFile] = field(default_factory=list)
+    kinds: dict[str, int] = field(default_factory=dict)  # documents per kind (the default corpus)
 
     def as_json(self) -> dict[str, Any]:
         documents = len(self.fit_docs) + len(self.heldout_docs) + len(self.mixed_docs)
-        return {
+        out: dict[str, Any] = {
             "description": self.description,
             "sha256": self.sha256,
             "documents": documents + sum(f.documents for f in self.files),
         }
+        if self.kinds:
+            out["kinds"] = dict(self.kinds)
+        return out
 
 
 @dataclass(frozen=True)
@@ -92,8 +119,50 @@ def default_corpus() -> Corpus:
         if not line.strip():
             continue
         row = json.loads(line)
-        (corpus.heldout_docs if row.get("split") == "heldout" else corpus.fit_docs).append(row["text"])
+        doc = row["text"] if "text" in row else chat_doc(row["messages"], DEFAULT_CORPUS_FILE)
+        (corpus.heldout_docs if row.get("split") == "heldout" else corpus.fit_docs).append(doc)
+        kind = row.get("kind", "answer")
+        corpus.kinds[kind] = corpus.kinds.get(kind, 0) + 1
     return corpus
+
+
+def chat_doc(messages: Any, where: str) -> ChatDoc:
+    """``messages`` (a list of ``{"role", "content"}`` objects) checked and made a ``ChatDoc``."""
+    if not isinstance(messages, list) or not messages:
+        raise LazarusError(f'{where}: "messages" must be a non-empty list of {{"role", "content"}} objects')
+    turns = []
+    for i, m in enumerate(messages):
+        if not isinstance(m, dict) or not isinstance(m.get("content"), str) or m.get("role") not in CHAT_ROLES:
+            raise LazarusError(
+                f'{where}: message {i + 1} must be {{"role": "system"|"user"|"assistant", "content": "..."}}'
+            )
+        surrogate = _LONE_SURROGATE.search(m["content"])
+        if surrogate is not None:
+            raise LazarusError(
+                f"{where}: message {i + 1} is not valid Unicode text: a lone surrogate U+{ord(surrogate.group()):04X}"
+            )
+        turns.append((m["role"], m["content"]))
+    return ChatDoc(tuple(turns))
+
+
+def chat_text(tok: Any, doc: ChatDoc) -> str:
+    """A conversation as the model reads it: its own chat template; a template that refuses a system
+    turn (Gemma 3) gets it merged into the first user turn; no template (or a refusal still) gets
+    plain ``Role: content`` paragraphs. A leading BOS that the tokenizer adds anyway is dropped (every sequence starts with it)."""
+    messages = [{"role": r, "content": c} for r, c in doc.turns]
+    attempts = [messages]
+    if messages[0]["role"] == "system" and len(messages) > 1 and messages[1]["role"] == "user":
+        merged = {"role": "user", "content": messages[0]["content"] + "\n\n" + messages[1]["content"]}
+        attempts.append([merged, *messages[2:]])
+    if getattr(tok, "chat_template", None):
+        for attempt in attempts:
+            try:
+                text = str(tok.render_messages(attempt))
+            except Exception:  # a template's raise_exception, or a rendering error: try the next form
+                continue
+            bos = tok.decode(_bos_prefix(tok))  # what every sequence starts with already
+            return text[len(bos) :] if bos and text.startswith(bos) else text
+    return "\n\n".join(f"{r.capitalize()}: {c}" for r, c in doc.turns)
 
 
 READ_BYTES = 1 << 20  # corpus files are read in blocks of this size
@@ -156,8 +225,8 @@ def _text_blocks(fh: BinaryIO, name: str, digest: Any | None = None) -> Iterator
             return
 
 
-def _jsonl_docs(fh: BinaryIO, name: str, digest: Any | None = None) -> Iterator[str]:
-    """The non-blank ``"text"`` of every line of a JSONL file, each line checked."""
+def _jsonl_docs(fh: BinaryIO, name: str, digest: Any | None = None) -> Iterator[Document]:
+    """The non-blank ``"text"`` (or the ``"messages"`` conversation) of every line of a JSONL file, each line checked."""
     lineno = 0
     while True:
         try:
@@ -188,8 +257,13 @@ def _jsonl_docs(fh: BinaryIO, name: str, digest: Any | None = None) -> Iterator[
             raise LazarusError(f"--corpus {name}:{lineno}: not JSON ({exc.msg})") from None
         except RecursionError:
             raise LazarusError(f"--corpus {name}:{lineno}: not JSON (nested too deeply)") from None
+        if isinstance(row, dict) and "messages" in row and "text" not in row:
+            yield chat_doc(row["messages"], f"--corpus {name}:{lineno}")
+            continue
         if not isinstance(row, dict) or not isinstance(row.get("text"), str):
-            raise LazarusError(f'--corpus {name}:{lineno}: expected an object with a "text" string')
+            raise LazarusError(
+                f'--corpus {name}:{lineno}: expected an object with a "text" string or a "messages" list'
+            )
         doc = row["text"]
         surrogate = _LONE_SURROGATE.search(doc)
         if surrogate is not None:
@@ -233,6 +307,11 @@ def _pieces(text: str) -> Iterator[str]:
     return _streamed_pieces(iter((text,)))
 
 
+def _doc_pieces(doc: Document, tok: Any) -> Iterator[str]:
+    """A document as text pieces: a conversation rendered for ``tok``'s model first."""
+    return _pieces(chat_text(tok, doc) if isinstance(doc, ChatDoc) else doc)
+
+
 def _cut(text: str, at: int) -> int:
     """A cut position at most ``at``: where a run of whitespace starts, else ``at``."""
     i = at
@@ -243,13 +322,13 @@ def _cut(text: str, at: int) -> int:
     return at
 
 
-def _file_documents(spec: CorpusFile) -> Iterator[Iterator[str]]:
+def _file_documents(spec: CorpusFile, tok: Any) -> Iterator[Iterator[str]]:
     """The documents of a checked corpus file, each as an iterator of text pieces (streamed)."""
     fh, _ = _open_corpus(spec.name)
     with fh:
         if spec.jsonl:
             for doc in _jsonl_docs(fh, spec.name):
-                yield _pieces(doc)
+                yield _doc_pieces(doc, tok)
         elif spec.documents:
             yield _streamed_pieces(_text_blocks(fh, spec.name))
 
@@ -341,8 +420,8 @@ def tokenize(
     and the held-out split ``heldout_tokens``: the first sequences are those the whole corpus would
     give, so ``take_tokens`` of them is the same, and memory stays bounded whatever the files' size."""
     prefix = _bos_prefix(tok)
-    fit = _packed(([d] for d in corpus.fit_docs), tok, prefix, seq_len) if fit_tokens != 0 else []
-    heldout = _packed(([d] for d in corpus.heldout_docs), tok, prefix, seq_len)
+    fit = _packed((_doc_pieces(d, tok) for d in corpus.fit_docs), tok, prefix, seq_len) if fit_tokens != 0 else []
+    heldout = _packed((_doc_pieces(d, tok) for d in corpus.heldout_docs), tok, prefix, seq_len)
     packer = _Packer(tok, prefix, seq_len)
     mixed_fit: list[list[int]] = []
     mixed_held: list[list[int]] = []
@@ -361,7 +440,9 @@ def tokenize(
     def enough() -> bool:
         return (need_fit is not None and have[0] >= need_fit) and (need_held is not None and have[1] >= need_held)
 
-    docs = itertools.chain(([_pieces(d)] for d in corpus.mixed_docs), (_file_documents(f) for f in corpus.files))
+    docs = itertools.chain(
+        ([_doc_pieces(d, tok)] for d in corpus.mixed_docs), (_file_documents(f, tok) for f in corpus.files)
+    )
     done = False
     for group in docs:
         for doc in group:

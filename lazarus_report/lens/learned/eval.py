@@ -183,8 +183,8 @@ def evaluate(
     progress: Callable[[str, int, int], None] | None = None,
 ) -> LensEvalResult:
     """``lazarus lens eval``: the logit lens and every lens of ``lens`` (one or several) side by side on the
-    corpus's held-out split (its first ``tokens`` positions; by default the same ones the fit measured, see
-    ``fit.heldout_positions``), with a bootstrap interval per layer over blocks of held-out positions."""
+    corpus's held-out split (its first ``tokens`` positions; by default ``EVAL_FACTOR`` times those the fit
+    measured, see ``heldout_positions``, so the intervals are half as wide), with a bootstrap interval per layer over blocks of held-out positions."""
     from ...core.runtime import versions
 
     t0 = time.perf_counter()
@@ -193,7 +193,7 @@ def evaluate(
     order = [logit] + [one for one in given if one is not logit]
     notes = [one.check_compatible(loaded) for one in order]
     if tokens is None:
-        tokens = heldout_positions(loaded.info.num_layers, loaded.info.vocab_size)
+        tokens = EVAL_FACTOR * heldout_positions(loaded.info.num_layers, loaded.info.vocab_size)
     seqs: TokenSequences = tokenize(corpus, loaded.tokenizer, fit_tokens=0, heldout_tokens=tokens)
     held = take_tokens(seqs.heldout, tokens)
     n = TokenSequences.positions(held)
@@ -263,6 +263,9 @@ def _stage(progress: Callable[[str, int, int], None] | None, name: str, total: i
 
 HELDOUT_EVAL_TOKENS = 2048  # held-out positions measured at fit time (fidelity in the artefact)
 
+
+# ``lens eval`` reads this many times the fit's held-out positions (SmolLM2: 8,192; Gemma 3 270M: 2,688).
+EVAL_FACTOR = 4
 
 HELDOUT_LOGITS_BUDGET = 3 * 10**9  # positions x layers x vocabulary: fewer positions for large vocabularies
 

@@ -40,6 +40,9 @@ BLOCK_ROWS = 4096
 
 
 MIN_FIT_TOKENS = 1000  # below this a lens over-fits whatever the model
+# Fit positions by default: a sample of the whole (shuffled) default corpus; their residual streams
+# are held in memory (SmolLM2: 30 x 49,152 x 576 float32 = 3.4 GB). ``--tokens`` gives more or fewer.
+DEFAULT_FIT_TOKENS = 49152
 
 
 Progress = Callable[[str, int, int], None]
@@ -87,14 +90,21 @@ def fit_linear(states: States, ridge: float = RIDGE, progress: Callable[[int], N
 
 @dataclass
 class TunedSettings:
-    steps: int | None = None  # None: ``epochs`` passes over the fit positions
-    epochs: float = 0.5
-    batch: int = 256
-    lr: float = 1e-3
+    steps: int | None = None  # None: ``epochs`` passes over the fit positions, at most ``max_steps``
+    epochs: float = 1.0
+    max_steps: int = 288  # the default fit's time: 288 x 128 positions x 29 layers on SmolLM2 (~800 s, 2 cores)
+    batch: int = 128
+    lr: float = 5e-3
     betas: tuple[float, float] = (0.9, 0.999)
     validation: int = 256  # positions of the fit split held back for early stopping
     check_every: int = 15  # steps between validation checks
     seed: int = 0
+
+    def train_steps(self, positions: int) -> int:
+        """Adam steps over ``positions`` training positions."""
+        if self.steps is not None:
+            return self.steps
+        return max(1, min(self.max_steps, int(self.epochs * positions / self.batch)))
 
 
 def kl_and_grad(
@@ -156,7 +166,7 @@ def fit_tuned(
     order = rng.permutation(n)
     n_val = min(cfg.validation, n // 5)
     val, train = order[:n_val], order[n_val:]
-    steps = cfg.steps if cfg.steps is not None else max(1, int(cfg.epochs * len(train) / cfg.batch))
+    steps = cfg.train_steps(len(train))
     k = n_layers - 1
     eye = np.eye(hdim, dtype=np.float32)
     a = np.stack([init.matrix(layer)[0].astype(np.float32) - eye for layer in range(k)])
@@ -292,7 +302,7 @@ def fit_lens(
     if kind == "tuned":
         head = NumpyHead.of(loaded.parts)
         cfg = tuned or TunedSettings()
-        steps = cfg.steps if cfg.steps is not None else max(1, int(cfg.epochs * (n_fit - cfg.validation) / cfg.batch))
+        steps = cfg.train_steps(n_fit - min(cfg.validation, n_fit // 5))
         lens, stats = fit_tuned(states, head, lens, cfg, _stage(progress, "train", steps))
         fit_info.update(stats)
     del states
@@ -383,9 +393,11 @@ def _fit_jacobian_lens(
 def _fit_and_heldout(
     loaded: Any, corpus: Corpus, tokens: int | None, heldout_tokens: int | None
 ) -> tuple[list[list[int]], list[list[int]]]:
-    """The corpus's fit sequences (``tokens`` positions, default all) and held-out ones (``heldout_tokens``,
+    """The corpus's fit sequences (``tokens`` positions, default ``DEFAULT_FIT_TOKENS``) and held-out ones (``heldout_tokens``,
     default ``heldout_positions``); too few of either is a one-line error."""
     hdim = int(loaded.info.hidden_size)
+    if tokens is None:
+        tokens = DEFAULT_FIT_TOKENS
     if heldout_tokens is None:
         heldout_tokens = heldout_positions(loaded.info.num_layers, loaded.info.vocab_size)
     # Only what the budgets need is read and tokenised (a huge corpus costs no more than a small one).

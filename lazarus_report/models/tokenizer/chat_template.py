@@ -80,18 +80,23 @@ def _template_environment() -> Any:
     return env
 
 
-def render_chat_template(template: str, prompt: str, special_tokens: Mapping[str, str | None]) -> str:
-    """One user message plus the generation prompt, rendered like transformers does."""
+def render_chat_template(
+    template: str,
+    messages: list[dict[str, str]],
+    special_tokens: Mapping[str, str | None],
+    add_generation_prompt: bool = True,
+) -> str:
+    """A conversation (e.g. one user message plus the generation prompt), rendered like transformers does."""
     compiled = _TEMPLATE_CACHE.get(template)
     if compiled is None:
         compiled = _template_environment().from_string(template)
         _TEMPLATE_CACHE[template] = compiled
     tokens = {name: value for name, value in special_tokens.items() if value is not None}
     return compiled.render(
-        messages=[{"role": "user", "content": prompt}],
+        messages=messages,
         tools=None,
         documents=None,
-        add_generation_prompt=True,
+        add_generation_prompt=add_generation_prompt,
         **tokens,
     )
 

@@ -33,9 +33,15 @@ class Tokenizer(ABC):
     def encode_plain(self, text: str) -> list[int]:
         """Ids of ``text`` with nothing added (for tracked tokens such as ``" Paris"``)."""
 
-    @abstractmethod
     def apply_chat_template(self, prompt: str) -> str:
         """``prompt`` as one user message followed by the generation prompt, as text."""
+        return self.render_messages([{"role": "user", "content": prompt}], add_generation_prompt=True)
+
+    @abstractmethod
+    def render_messages(self, messages: list[dict[str, str]], add_generation_prompt: bool = False) -> str:
+        """A conversation (``role`` / ``content`` dicts) as the model's chat template renders it, as text.
+        Raises ``ValueError`` when there is no template; the template's own exception when it refuses
+        the conversation (e.g. roles it does not support)."""
 
     @abstractmethod
     def decode(self, token_ids: list[int]) -> str:
@@ -105,10 +111,10 @@ class GGUFTokenizer(Tokenizer):
     def decode(self, token_ids: list[int]) -> str:
         return str(self._backend.decode([int(i) for i in token_ids], skip_special_tokens=False))
 
-    def apply_chat_template(self, prompt: str) -> str:
+    def render_messages(self, messages: list[dict[str, str]], add_generation_prompt: bool = False) -> str:
         if not self.chat_template:
             raise no_template_error(self.name)
-        return render_chat_template(self.chat_template, prompt, self.special_tokens)
+        return render_chat_template(self.chat_template, messages, self.special_tokens, add_generation_prompt)
 
     def _piece(self, token_id: int) -> str | None:
         if token_id in self._missing:
@@ -185,12 +191,10 @@ class HFTokenizer(Tokenizer):
         ids = getattr(self._templater, "eos_token_ids", None)
         return {int(i) for i in ids} if ids else super().eos_token_ids
 
-    def apply_chat_template(self, prompt: str) -> str:
+    def render_messages(self, messages: list[dict[str, str]], add_generation_prompt: bool = False) -> str:
         if not self.chat_template:
             raise no_template_error(getattr(self._tok, "name_or_path", None) or "this model")
-        out = self._templater.apply_chat_template(
-            [{"role": "user", "content": prompt}], tokenize=False, add_generation_prompt=True
-        )
+        out = self._templater.apply_chat_template(messages, tokenize=False, add_generation_prompt=add_generation_prompt)
         return out if isinstance(out, str) else str(out)
 
     def _piece(self, token_id: int) -> str | None:
