@@ -285,8 +285,12 @@ def tool_conversations(n: int = 120, seed: int = 20261204) -> list[list[dict[str
     """``n`` tool-call conversations: tools offered in the system turn, a JSON call, the result, an answer."""
     rng = random.Random(seed)
     out = []
-    for _ in range(n):
+    seen: set[str] = set()
+    while len(out) < n:
         tool, request, args, result, answer = _case(rng)
+        if request in seen:  # every request once: no conversation repeats within or across the splits
+            continue
+        seen.add(request)
         offered = sorted({tool, *rng.sample(sorted(TOOLS), rng.randint(0, 2))})
         system = (
             'You can call these tools. Reply with a JSON object {"tool": ..., "arguments": ...} to call one.\n'

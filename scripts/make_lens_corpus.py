@@ -161,30 +161,49 @@ def _split_every(rows: list[dict], kind: str) -> list[dict]:
     return [{**r, "kind": kind, "split": "heldout" if i % 8 == 7 else "fit"} for i, r in enumerate(rows)]
 
 
-def version2_rows(loaded) -> list[dict]:
-    """The documents added in version 2: chat answers, code, prose (sampled) and tool calls (built)."""
+SHUFFLE_SEED = 20261204
+
+
+def version2_rows(loaded, reuse: list[dict] | None = None) -> list[dict]:
+    """The documents added in version 2: chat answers, code, prose (sampled) and tool calls (built).
+
+    ``reuse``: the version-2 rows of an earlier file, whose sampled texts are taken instead of sampling
+    again (``--reuse-samples``: rebuilds the file after a change to the built documents in minutes)."""
     import random
 
     from corpus_v2_prompts import CODE_PROMPTS, chat_prompts, prose_prompts, tool_conversations
 
     chats = [_user(q, system) for system, q in chat_prompts()]
-    answers = _generate(loaded, chats, seed=20261204)
-    chat_rows = [{"messages": c + [{"role": "assistant", "content": t}]} for c, t in zip(chats, answers)]
     code_prompts = CODE_PROMPTS + CODE_PROMPTS  # two samples per prompt
-    code = _generate(loaded, [_user(p) for p in code_prompts], seed=20261205, max_tokens=320)
-    prose = _generate(loaded, [_user(p) for p in prose_prompts()], seed=20261206)
+    if reuse is None:
+        answers = _generate(loaded, chats, seed=20261204)
+        code = _generate(loaded, [_user(p) for p in code_prompts], seed=20261205, max_tokens=320)
+        prose = _generate(loaded, [_user(p) for p in prose_prompts()], seed=20261206)
+    else:  # undo the shuffle below (it depends only on the number of rows)
+        order = list(range(len(reuse)))
+        random.Random(SHUFFLE_SEED).shuffle(order)
+        original = [dict()] * len(reuse)
+        for j, i in enumerate(order):
+            original[i] = reuse[j]
+        by_kind: dict[str, list[dict]] = {}
+        for r in original:
+            by_kind.setdefault(r["kind"], []).append(r)
+        answers = [r["messages"][-1]["content"] for r in by_kind["chat"]]
+        code = [r["text"] for r in by_kind["code"]]
+        prose = [r["text"] for r in by_kind["prose"]]
+    chat_rows = [{"messages": c + [{"role": "assistant", "content": t}]} for c, t in zip(chats, answers)]
     rows = (
         _split_every(chat_rows, "chat")
         + _split_every([{"messages": m} for m in tool_conversations()], "tools")
         + _split_every([{"text": t, "prompt": p} for p, t in zip(code_prompts, code) if t], "code")
         + _split_every([{"text": t, "prompt": p} for p, t in zip(prose_prompts(), prose) if t], "prose")
     )
-    random.Random(20261204).shuffle(rows)  # any prefix of a split mixes the kinds
+    random.Random(SHUFFLE_SEED).shuffle(rows)  # any prefix of a split mixes the kinds
     return rows
 
 
 def main() -> int:
-    """Version 2: the version-1 documents (kind "answer") kept as they are, the new kinds appended."""
+    """Version 2: the version-1 documents (kind "answer") kept as they are, the new kinds added among them."""
     root = Path(__file__).resolve().parents[1]
     sys.path.insert(0, str(root))
     sys.path.insert(0, str(root / "scripts"))
@@ -196,7 +215,8 @@ def main() -> int:
     target = root / "lazarus_report" / "lens" / "learned" / "data" / "default_corpus.jsonl.gz"
     old = [json.loads(line) for line in gzip.decompress(target.read_bytes()).decode("utf-8").splitlines() if line]
     v1 = [{**r, "kind": "answer"} for r in old if r.get("kind", "answer") == "answer"]
-    new = version2_rows(loaded)
+    reuse = [r for r in old if r.get("kind", "answer") != "answer"] if "--reuse-samples" in sys.argv else None
+    new = version2_rows(loaded, reuse)
     # Interleave: the version-1 answers spread evenly through the new documents.
     rows: list[dict] = []
     step = len(new) / max(1, len(v1))

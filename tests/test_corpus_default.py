@@ -8,7 +8,7 @@ import hashlib
 import json
 from importlib import resources
 
-from lazarus_report.lens.learned.corpus import DEFAULT_CORPUS_FILE, HELDOUT_EVERY, default_corpus
+from lazarus_report.lens.learned.corpus import DEFAULT_CORPUS_FILE, HELDOUT_EVERY, ChatDoc, default_corpus
 from lazarus_report.lens.learned.shipped import shipped_dir, shipped_records
 
 
@@ -29,9 +29,14 @@ def test_heldout_split_is_disjoint_by_document() -> None:
     corpus = default_corpus()
     assert corpus.fit_docs and corpus.heldout_docs
     assert not set(corpus.fit_docs) & set(corpus.heldout_docs)
+    fit_chats = [d for d in corpus.fit_docs if isinstance(d, ChatDoc)]
     # no held-out document is contained in (or contains) a fit document: no copy leaks across
+    texts = [d for d in corpus.fit_docs if isinstance(d, str)]
     for held in corpus.heldout_docs:
-        for doc in corpus.fit_docs:
+        if isinstance(held, ChatDoc):  # a conversation: its final answer appears in no fit conversation
+            assert not any(held.turns[-1] in fit.turns for fit in fit_chats)
+            continue
+        for doc in texts:
             assert held not in doc and doc not in held
     rows = [json.loads(line) for line in gzip.decompress(_data()).decode("utf-8").splitlines() if line.strip()]
     held_rows = [r for r in rows if r.get("split") == "heldout"]
