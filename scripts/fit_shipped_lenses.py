@@ -6,14 +6,15 @@ Three steps, each its own command (the fits are long: run them under ``nice``, o
     python scripts/fit_shipped_lenses.py options build/shipped-fits/gemma3-270m-tuned -m gemma3-270m
     python scripts/fit_shipped_lenses.py pack build/shipped-fits/gemma3-270m-tuned -m gemma3-270m --storage lowrank64
 
-The shipped files were made with (issue 21, round 20; the default corpus):
+The shipped files were made with (issue 21; SmolLM2's in round 21 on the version-2 default corpus, Gemma's
+in round 20 on version 1, restore its data file from git to reproduce them):
 
-    fit -m smollm2-135m-instruct --kinds linear,tuned          # 56 Adam steps of 256 positions
+    fit -m smollm2-135m-instruct --kinds linear,tuned          # 49,152 positions; 144 Adam steps of 128
     pack build/shipped-fits/smollm2-135m-instruct-linear -m smollm2-135m-instruct --storage wlowrank48
     pack build/shipped-fits/smollm2-135m-instruct-tuned -m smollm2-135m-instruct --storage wlowrank192
     fit -m gemma3-270m --kinds linear                          # all 28.9k fit tokens
     pack build/shipped-fits/gemma3-270m-linear -m gemma3-270m --storage wlowrank48
-    fit -m gemma3-270m --kinds tuned --tokens 6144 --steps 12 --batch 128 --validation 128
+    fit -m gemma3-270m --kinds tuned --tokens 6144 --steps 12 --batch 128 --validation 128 --lr 1e-3
     pack build/shipped-fits/gemma3-270m-tuned -m gemma3-270m --storage wlowrank160
 
 ``fit`` collects the residual streams of the default corpus once and fits the linear lens, then the tuned
@@ -101,6 +102,8 @@ def cmd_fit(args: argparse.Namespace) -> None:
             cfg.batch = args.batch
         if args.validation:
             cfg.validation = args.validation
+        if args.lr:
+            cfg.lr = args.lr
         t3 = time.perf_counter()
 
         def tick(k: int, done: list[int] = [0]) -> None:  # noqa: B006
@@ -195,9 +198,10 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("-m", "--model", required=True)
     p.add_argument("--kinds", default="linear,tuned")
     p.add_argument("--tokens", type=int, default=None)
-    p.add_argument("--steps", type=int, default=None, help="tuned: Adam steps (default: one epoch, at most 288)")
+    p.add_argument("--steps", type=int, default=None, help="tuned: Adam steps (default: one epoch, at most 144)")
     p.add_argument("--batch", type=int, default=None, help="tuned: positions per Adam step (default 128)")
     p.add_argument("--validation", type=int, default=None, help="tuned: fit positions held back for early stopping")
+    p.add_argument("--lr", type=float, default=None, help="tuned: Adam's peak learning rate (default 5e-3)")
     p.add_argument("--out", default="build/shipped-fits")
     p.set_defaults(func=cmd_fit)
     p = sub.add_parser("options")

@@ -96,7 +96,7 @@ def check_lens_out(path: str | None) -> None:
     type=int,
     default=None,
     metavar="N",
-    help="Tuned lens: Adam steps of 128 positions (default: one epoch, at most 288).",
+    help="Tuned lens: Adam steps of 128 positions (default: one epoch, at most 144).",
 )
 @click.option("--out", "out", metavar="DIR", help="Write the lens here (default: the user cache, for --lens KIND).")
 @click.option("--adapter", metavar="DIR", help="Fit on the model with this mlx-lm LoRA adapter applied.")
@@ -180,7 +180,7 @@ def _save(lens_obj: Any, out: str | None, loaded: Any, kind: str) -> Path:
     type=int,
     default=None,
     metavar="N",
-    help="Evaluate on the first N held-out tokens (default: 4x those a fit measures: 8192, fewer for large vocabularies).",
+    help="Evaluate on the first N held-out tokens (default: 2x those a fit measures: 4096, fewer for large vocabularies).",
 )
 @click.option("--adapter", metavar="DIR", help="Apply an mlx-lm LoRA adapter to the model.")
 @click.option("-o", "--output", "output", metavar="FILE", help="Save the evaluation as JSON.")

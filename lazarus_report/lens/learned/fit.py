@@ -92,7 +92,7 @@ def fit_linear(states: States, ridge: float = RIDGE, progress: Callable[[int], N
 class TunedSettings:
     steps: int | None = None  # None: ``epochs`` passes over the fit positions, at most ``max_steps``
     epochs: float = 1.0
-    max_steps: int = 288  # the default fit's time: 288 x 128 positions x 29 layers on SmolLM2 (~800 s, 2 cores)
+    max_steps: int = 144  # the default fit within 1200 s: 144 x 128 positions x 29 layers on SmolLM2 (~850 s, 2 cores)
     batch: int = 128
     lr: float = 5e-3
     betas: tuple[float, float] = (0.9, 0.999)
