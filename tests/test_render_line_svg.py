@@ -92,7 +92,7 @@ def run():
 @pytest.fixture(scope="module")
 def tuned_run():
     """A real SmolLM2 run read through a tuned lens, with unreliable layers."""
-    run = build_report([load_result_file(SAMPLES / "analyze-capital-raw-tuned.json")]).runs[0]
+    run = build_report([load_result_file(SAMPLES / "analyze-capital-raw.json")]).runs[0]
     assert run.unreliable_layers
     return run
 
@@ -481,20 +481,20 @@ def test_narrow_x_title_wraps_inside_the_drawing():
 
 
 def test_live_emergence_notes_take_the_static_svgs_rows_and_a_narrow_plan():
-    """The tuned-lens sample's notes (" the" top-1 at L21, " Paris" at L23: the second would cover the first) are
+    """The logit-lens sample's notes (" the" top-1 at L24, " Paris" at L29: the second would cover the first) are
     staggered in the static SVG; the spec carries the same rows (``yw``, px) and rows planned for the narrowest
     live layout (``yn``), which the page script switches to (parameter ``notes_narrow``) when it shrinks the chart."""
     from lazarus_report.render.charts.interaction import NARROWEST_PLOT, NOTES_NARROW
     from lazarus_report.render.charts.line_plot_svg import WIDE, note_places
     from lazarus_report.render.charts.run_specs import trajectory_spec
 
-    run = build_report([load_result_file(SAMPLES / "analyze-capital-raw-tuned.json")]).runs[0]
+    run = build_report([load_result_file(SAMPLES / "analyze-capital-raw.json")]).runs[0]
     chart = trajectory_spec(run)
     assert chart.spec is not None
     static_rows = {
         t.text: round((float(t.get("y", 0)) + 4) / (WIDE.note_px + 2))
         for t in _tree(chart.result().svg).iter(f"{NS}text")
-        if (t.text or "").endswith(("top-1 at L21", "top-1 at L23"))
+        if (t.text or "").endswith(("top-1 at L24", "top-1 at L29"))
     }
     marks = chart.spec["datasets"]["marks"]
     live_rows = {m["note"]: m["yw"] // (WIDE.note_px + 2) for m in marks}

@@ -104,12 +104,20 @@ def test_suite_markdown_separates_paragraphs_and_marks_changed_cases():
     assert "<strong>failed</strong>" in html
 
 
+def _last_unreliable() -> int:
+    """The tuned-lens sample's unreliable layers are 0..u (from the shipped lens's held-out fidelity); u < 21."""
+    bad = sorted(sample(COMPARE_TUNED).results[1].unreliable_layers)
+    assert bad == list(range(bad[-1] + 1)) and bad[-1] < 21
+    return bad[-1]
+
+
 def test_compare_markdown_folds_identical_layers_and_leads_the_map_with_the_last_position():
     html = markdown_html(COMPARE_TUNED)
     tables = _tables(html)
     layers = next(t for t in tables if t[0][0] == "Layer" and "JS" in t[0])
-    # 0-21 identical: folded, in two rows as the lens is unreliable at 0-18 and not at 19-21; then 22-29
-    assert [row[0] for row in layers[1:4]] == ["0-18 ≈", "19-21", "22"]
+    # 0-21 identical: folded, in two rows as the lens is unreliable at 0-u and not at u+1..21; then 22-29
+    u = _last_unreliable()
+    assert [row[0] for row in layers[1:4]] == [f"0-{u} ≈", f"{u + 1}-21", "22"]
     assert len(layers) == 1 + 2 + 8
     change_map = next(t for t in tables if t[0][0] == "Layer" and t[0][1].startswith("36:"))
     assert len(change_map[0]) <= MAX_COLUMNS
@@ -126,7 +134,7 @@ def test_compare_markdown_folds_identical_layers_and_leads_the_map_with_the_last
 def test_compare_page_says_which_layers_to_trust():
     doc = parse(html_of(COMPARE_TUNED))
     trust = doc.find("p", cls="trust").text()
-    assert "tuned lens: unreliable at layers 0-18" in trust and "held-out fidelity" in trust
+    assert f"tuned lens: unreliable at layers 0-{_last_unreliable()}" in trust and "held-out fidelity" in trust
     assert doc.find("details", cls="how-to-read")
     bad = set(sample(COMPARE_TUNED).results[1].unreliable_layers)
     rows = doc.find("table", cls="pairs").find("tbody").find_all("tr")
@@ -134,7 +142,7 @@ def test_compare_page_says_which_layers_to_trust():
     assert marked and all(label.split("-")[0].isdigit() and int(label.split("-")[-1]) in bad for label in marked)
     assert all("≈" in r.find("th").text() for r in rows if "unreliable" in r.attrs.get("class", ""))
     md = render_markdown(sample(COMPARE_TUNED))
-    assert "| 0-18 ≈ |" in md and "not from this prompt" in md
+    assert f"| 0-{_last_unreliable()} ≈ |" in md and "not from this prompt" in md
 
 
 def test_missing_fidelity_is_said_and_suite_pages_name_their_trust():
