@@ -136,19 +136,16 @@ def chat_doc(messages: Any, where: str) -> ChatDoc:
             raise LazarusError(
                 f'{where}: message {i + 1} must be {{"role": "system"|"user"|"assistant", "content": "..."}}'
             )
-        surrogate = _LONE_SURROGATE.search(m["content"])
-        if surrogate is not None:
-            raise LazarusError(
-                f"{where}: message {i + 1} is not valid Unicode text: a lone surrogate U+{ord(surrogate.group()):04X}"
-            )
+        _check_unicode(m["content"], f"{where}: message {i + 1}")
         turns.append((m["role"], m["content"]))
     return ChatDoc(tuple(turns))
 
 
-def chat_text(tok: Any, doc: ChatDoc) -> str:
+def chat_text(tok: Any, doc: ChatDoc, prefix: list[int] | None = None) -> str:
     """A conversation as the model reads it: its own chat template; a template that refuses a system
     turn (Gemma 3) gets it merged into the first user turn; no template (or a refusal still) gets
-    plain ``Role: content`` paragraphs. A leading BOS that the tokenizer adds anyway is dropped (every sequence starts with it)."""
+    plain ``Role: content`` paragraphs. A leading ``prefix`` (the ids the tokenizer adds anyway, which
+    every sequence starts with, e.g. BOS; default: ``_bos_prefix(tok)``) is dropped from the text."""
     messages = [{"role": r, "content": c} for r, c in doc.turns]
     attempts = [messages]
     if messages[0]["role"] == "system" and len(messages) > 1 and messages[1]["role"] == "user":
@@ -160,7 +157,8 @@ def chat_text(tok: Any, doc: ChatDoc) -> str:
                 text = str(tok.render_messages(attempt))
             except Exception:  # a template's raise_exception, or a rendering error: try the next form
                 continue
-            bos = tok.decode(_bos_prefix(tok))  # what every sequence starts with already
+            ids = _bos_prefix(tok) if prefix is None else prefix
+            bos = tok.decode(ids) if ids else ""
             return text[len(bos) :] if bos and text.startswith(bos) else text
     return "\n\n".join(f"{r.capitalize()}: {c}" for r, c in doc.turns)
 
@@ -170,6 +168,16 @@ PIECE_CHARS = 1 << 18  # longer documents are tokenised in pieces of about this 
 MAX_JSONL_LINE = 32 << 20  # a JSONL line (one document) longer than this is refused: memory stays bounded
 _LONE_SURROGATE = re.compile("[\ud800-\udfff]")
 _BOM = "\ufeff"
+
+
+def _check_unicode(text: str, what: str) -> None:
+    """``LazarusError`` naming ``what`` when ``text`` holds a lone surrogate (JSON allows one; UTF-8 does not)."""
+    surrogate = _LONE_SURROGATE.search(text)
+    if surrogate is not None:
+        raise LazarusError(
+            f"{what} is not valid Unicode text: a lone surrogate U+{ord(surrogate.group()):04X} "
+            f"at character {surrogate.start()}"
+        )
 
 
 def _open_corpus(name: str) -> tuple[BinaryIO, bool]:
@@ -226,7 +234,8 @@ def _text_blocks(fh: BinaryIO, name: str, digest: Any | None = None) -> Iterator
 
 
 def _jsonl_docs(fh: BinaryIO, name: str, digest: Any | None = None) -> Iterator[Document]:
-    """The non-blank ``"text"`` (or the ``"messages"`` conversation) of every line of a JSONL file, each line checked."""
+    """The non-blank ``"text"`` (or the ``"messages"`` conversation) of every line of a JSONL file, each
+    line checked."""
     lineno = 0
     while True:
         try:
@@ -265,12 +274,7 @@ def _jsonl_docs(fh: BinaryIO, name: str, digest: Any | None = None) -> Iterator[
                 f'--corpus {name}:{lineno}: expected an object with a "text" string or a "messages" list'
             )
         doc = row["text"]
-        surrogate = _LONE_SURROGATE.search(doc)
-        if surrogate is not None:
-            raise LazarusError(
-                f'--corpus {name}:{lineno}: "text" is not valid Unicode text: a lone surrogate '
-                f"U+{ord(surrogate.group()):04X} at character {surrogate.start()}"
-            )
+        _check_unicode(doc, f'--corpus {name}:{lineno}: "text"')
         if doc.strip():
             yield doc
 
@@ -307,9 +311,9 @@ def _pieces(text: str) -> Iterator[str]:
     return _streamed_pieces(iter((text,)))
 
 
-def _doc_pieces(doc: Document, tok: Any) -> Iterator[str]:
-    """A document as text pieces: a conversation rendered for ``tok``'s model first."""
-    return _pieces(chat_text(tok, doc) if isinstance(doc, ChatDoc) else doc)
+def _doc_pieces(doc: Document, tok: Any, prefix: list[int]) -> Iterator[str]:
+    """A document as text pieces: a conversation rendered for ``tok``'s model first (``prefix``: see ``chat_text``)."""
+    return _pieces(chat_text(tok, doc, prefix) if isinstance(doc, ChatDoc) else doc)
 
 
 def _cut(text: str, at: int) -> int:
@@ -322,13 +326,13 @@ def _cut(text: str, at: int) -> int:
     return at
 
 
-def _file_documents(spec: CorpusFile, tok: Any) -> Iterator[Iterator[str]]:
+def _file_documents(spec: CorpusFile, tok: Any, prefix: list[int]) -> Iterator[Iterator[str]]:
     """The documents of a checked corpus file, each as an iterator of text pieces (streamed)."""
     fh, _ = _open_corpus(spec.name)
     with fh:
         if spec.jsonl:
             for doc in _jsonl_docs(fh, spec.name):
-                yield _doc_pieces(doc, tok)
+                yield _doc_pieces(doc, tok, prefix)
         elif spec.documents:
             yield _streamed_pieces(_text_blocks(fh, spec.name))
 
@@ -420,8 +424,10 @@ def tokenize(
     and the held-out split ``heldout_tokens``: the first sequences are those the whole corpus would
     give, so ``take_tokens`` of them is the same, and memory stays bounded whatever the files' size."""
     prefix = _bos_prefix(tok)
-    fit = _packed((_doc_pieces(d, tok) for d in corpus.fit_docs), tok, prefix, seq_len) if fit_tokens != 0 else []
-    heldout = _packed((_doc_pieces(d, tok) for d in corpus.heldout_docs), tok, prefix, seq_len)
+    fit = (
+        _packed((_doc_pieces(d, tok, prefix) for d in corpus.fit_docs), tok, prefix, seq_len) if fit_tokens != 0 else []
+    )
+    heldout = _packed((_doc_pieces(d, tok, prefix) for d in corpus.heldout_docs), tok, prefix, seq_len)
     packer = _Packer(tok, prefix, seq_len)
     mixed_fit: list[list[int]] = []
     mixed_held: list[list[int]] = []
@@ -441,7 +447,8 @@ def tokenize(
         return (need_fit is not None and have[0] >= need_fit) and (need_held is not None and have[1] >= need_held)
 
     docs = itertools.chain(
-        ([_doc_pieces(d, tok)] for d in corpus.mixed_docs), (_file_documents(f, tok) for f in corpus.files)
+        ([_doc_pieces(d, tok, prefix)] for d in corpus.mixed_docs),
+        (_file_documents(f, tok, prefix) for f in corpus.files),
     )
     done = False
     for group in docs:

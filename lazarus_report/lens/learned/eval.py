@@ -184,7 +184,8 @@ def evaluate(
 ) -> LensEvalResult:
     """``lazarus lens eval``: the logit lens and every lens of ``lens`` (one or several) side by side on the
     corpus's held-out split (its first ``tokens`` positions; by default ``EVAL_FACTOR`` times those the fit
-    measured, see ``heldout_positions``, so the intervals are about 0.7x as wide), with a bootstrap interval per layer over blocks of held-out positions."""
+    measured, see ``heldout_positions``, so the intervals are about 0.7x as wide), with a bootstrap interval
+    per layer over blocks of held-out positions."""
     from ...core.runtime import versions
 
     t0 = time.perf_counter()

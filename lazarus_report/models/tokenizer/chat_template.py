@@ -84,7 +84,7 @@ def render_chat_template(
     template: str,
     messages: list[dict[str, str]],
     special_tokens: Mapping[str, str | None],
-    add_generation_prompt: bool = True,
+    add_generation_prompt: bool,
 ) -> str:
     """A conversation (e.g. one user message plus the generation prompt), rendered like transformers does."""
     compiled = _TEMPLATE_CACHE.get(template)
